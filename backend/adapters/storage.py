@@ -1,0 +1,246 @@
+"""Object storage over the S3 protocol (aioboto3): AWS S3, MinIO, or moto's server in tests.
+
+Clips stream in: bytes are buffered only up to one part (``multipart_threshold``), then sent
+as S3 multipart upload parts, so a clip is never held whole in memory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import aioboto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from backend.core.config import Settings
+from backend.core.errors import NotFound, ServiceUnavailable
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+
+_MISSING = {"NoSuchKey", "404", "NotFound"}
+
+
+class StorageUnavailable(ServiceUnavailable):
+    """Object storage cannot be reached or failed on its side; safe to retry."""
+
+
+class ObjectMissing(NotFound):
+    """The object is not in storage."""
+
+
+def _translate(exc: BaseException, key: str | None = None) -> Exception:
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if code in _MISSING:
+            return ObjectMissing(f"object {key!r} not found")
+        if status >= 500 or code in {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout"}:
+            return StorageUnavailable(f"object storage error {code}")
+        return StorageUnavailable(f"object storage refused the request ({code})")
+    return StorageUnavailable(f"object storage unreachable ({type(exc).__name__})")
+
+
+class Storage:
+    """One long-lived S3 client; use as ``async with Storage(settings) as storage``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.bucket = settings.s3_bucket
+        self.part_size = settings.s3_multipart_threshold
+        self._session = aioboto3.Session(
+            aws_access_key_id=settings.s3_access_key_id,
+            aws_secret_access_key=settings.s3_secret_access_key,
+            region_name=settings.s3_region,
+        )
+        self._client_kwargs: dict[str, Any] = {
+            "endpoint_url": settings.s3_endpoint_url,
+            "config": Config(
+                s3={"addressing_style": "path"},
+                connect_timeout=2,
+                read_timeout=15,
+                retries={"max_attempts": 2, "mode": "standard"},
+                signature_version="s3v4",
+            ),
+        }
+        self._cm: Any = None
+        self._client: S3Client | None = None
+
+    async def __aenter__(self) -> Self:
+        self._cm = self._session.client("s3", **self._client_kwargs)
+        self._client = await self._cm.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._cm is not None:
+            await self._cm.__aexit__(exc_type, exc, tb)
+        self._client = None
+
+    @property
+    def client(self) -> S3Client:
+        if self._client is None:
+            raise RuntimeError("Storage used outside its context")
+        return self._client
+
+    async def ensure_bucket(self) -> None:
+        try:
+            await self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) not in {"404", "NoSuchBucket", "NotFound"}:
+                raise _translate(exc) from exc
+            await self.client.create_bucket(Bucket=self.bucket)
+        except BotoCoreError as exc:
+            raise _translate(exc) from exc
+
+    async def check(self) -> None:
+        """Raise StorageUnavailable unless the bucket answers."""
+        try:
+            await self.client.head_bucket(Bucket=self.bucket)
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc) from exc
+
+    def writer(self, key: str, content_type: str) -> StreamingUpload:
+        return StreamingUpload(self, key, content_type)
+
+    async def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        try:
+            await self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, key) from exc
+
+    async def put_file(self, key: str, path: Path, content_type: str) -> None:
+        await self.put_bytes(key, path.read_bytes(), content_type)
+
+    async def get_bytes(self, key: str) -> bytes:
+        try:
+            response = await self.client.get_object(Bucket=self.bucket, Key=key)
+            async with response["Body"] as body:
+                data: bytes = await body.read()
+                return data
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, key) from exc
+
+    async def download(self, key: str, path: Path, *, chunk: int = 1024 * 1024) -> int:
+        """Stream an object to a local file; return its size."""
+        size = 0
+        try:
+            response = await self.client.get_object(Bucket=self.bucket, Key=key)
+            async with response["Body"] as body:
+                with path.open("wb") as out:
+                    while data := await body.read(chunk):
+                        out.write(data)
+                        size += len(data)
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, key) from exc
+        return size
+
+    async def exists(self, key: str) -> bool:
+        try:
+            await self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) in _MISSING:
+                return False
+            raise _translate(exc, key) from exc
+        except BotoCoreError as exc:
+            raise _translate(exc, key) from exc
+        return True
+
+    async def delete(self, key: str) -> None:
+        try:
+            await self.client.delete_object(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, key) from exc
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under ``prefix``; return how many."""
+        deleted = 0
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+                if keys:
+                    await self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})  # type: ignore[typeddict-item]
+                    deleted += len(keys)
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, prefix) from exc
+        return deleted
+
+    async def presign_get(self, key: str, *, expires_s: int = 300) -> str:
+        url: str = await self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_s
+        )
+        return url
+
+
+class StreamingUpload:
+    """Write bytes as they arrive; small objects become one PUT, large ones a multipart upload."""
+
+    def __init__(self, storage: Storage, key: str, content_type: str) -> None:
+        self.storage = storage
+        self.key = key
+        self.content_type = content_type
+        self.size = 0
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+
+    async def write(self, data: bytes) -> None:
+        self._buffer += data
+        self.size += len(data)
+        if len(self._buffer) >= self.storage.part_size:
+            await self._flush_part()
+
+    async def _flush_part(self) -> None:
+        client = self.storage.client
+        try:
+            if self._upload_id is None:
+                created = await client.create_multipart_upload(
+                    Bucket=self.storage.bucket, Key=self.key, ContentType=self.content_type
+                )
+                self._upload_id = created["UploadId"]
+            number = len(self._parts) + 1
+            part = await client.upload_part(
+                Bucket=self.storage.bucket,
+                Key=self.key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=bytes(self._buffer),
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, self.key) from exc
+        self._parts.append({"ETag": part["ETag"], "PartNumber": number})
+        self._buffer.clear()
+
+    async def finish(self) -> int:
+        """Complete the upload; return the object's size."""
+        if self._upload_id is None:
+            await self.storage.put_bytes(self.key, bytes(self._buffer), self.content_type)
+            self._buffer.clear()
+            return self.size
+        if self._buffer:
+            await self._flush_part()
+        try:
+            await self.storage.client.complete_multipart_upload(
+                Bucket=self.storage.bucket,
+                Key=self.key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts},  # type: ignore[typeddict-item]
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, self.key) from exc
+        return self.size
+
+    async def abort(self) -> None:
+        """Best effort: drop a half-done multipart upload (the orphan sweeper covers the rest)."""
+        self._buffer.clear()
+        if self._upload_id is None:
+            return
+        try:
+            await self.storage.client.abort_multipart_upload(
+                Bucket=self.storage.bucket, Key=self.key, UploadId=self._upload_id
+            )
+        except (ClientError, BotoCoreError):
+            return

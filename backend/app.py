@@ -1,0 +1,93 @@
+"""The application factory: routes, dependencies, errors, OpenAPI, lifespan of pool and storage."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.prometheus import PrometheusConfig
+from litestar.types import ControllerRouterHandler
+
+from backend.adapters.storage import Storage
+from backend.auth.routes import AuthController
+from backend.cameras.routes import CameraAdminController
+from backend.core.config import Settings, load_settings
+from backend.core.db import DB_EXCEPTION_HANDLERS, create_pool, provide_connection
+from backend.core.errors import EXCEPTION_HANDLERS
+from backend.core.logging import configure_logging, get_logger, request_id_middleware
+from backend.detections.routes import ROUTES as DETECTION_ROUTES
+from backend.health.routes import ROUTES as HEALTH_ROUTES
+from backend.users.routes import UserAdminController
+from backend.venues.routes import VenueAdminController
+
+log = get_logger(__name__)
+
+BACKEND_ROUTES: list[ControllerRouterHandler] = [
+    *HEALTH_ROUTES,
+    *DETECTION_ROUTES,
+    AuthController,
+    VenueAdminController,
+    CameraAdminController,
+    UserAdminController,
+]
+
+
+def openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Kuzet",
+        version="1.0.0",
+        description="Alert backend for nightlife safety: camera detections, incidents, responders' phones.",
+        path="/schema",
+        render_plugins=[ScalarRenderPlugin()],
+        components=Components(
+            security_schemes={
+                "BearerAuth": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
+                "CameraKey": SecurityScheme(
+                    type="http", scheme="bearer", description="The camera's own key, issued once at registration"
+                ),
+            }
+        ),
+    )
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    extra_routes: Sequence[ControllerRouterHandler] = (),
+    extra_state: dict[str, Any] | None = None,
+) -> Litestar:
+    """Build the app. ``extra_routes`` lets the composition root mount the phone-facing API."""
+    settings = settings or load_settings()
+    configure_logging(fmt=settings.log_format, level=settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
+        app.state.db_pool = await create_pool(settings.database_url, max_size=settings.database_pool_max)
+        async with Storage(settings) as storage:
+            app.state.storage = storage
+            for key, value in (extra_state or {}).items():
+                app.state[key] = value
+            log.info("api_started", environment=settings.environment)
+            try:
+                yield
+            finally:
+                await app.state.db_pool.close()
+
+    prometheus = PrometheusConfig(app_name="kuzet", group_path=True, exclude=["/metrics", "/healthz"])
+    return Litestar(
+        route_handlers=[*BACKEND_ROUTES, *extra_routes],
+        dependencies={"db": Provide(provide_connection)},
+        exception_handlers={**EXCEPTION_HANDLERS, **DB_EXCEPTION_HANDLERS},
+        middleware=[request_id_middleware, prometheus.middleware],
+        lifespan=[lifespan],
+        openapi_config=openapi_config(),
+        state=State({"settings": settings}),
+        debug=False,
+    )

@@ -1,0 +1,99 @@
+"""Sign-in: short-lived access tokens and rotating refresh tokens with reuse detection."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from datetime import UTC, datetime
+
+import asyncpg
+
+from backend.audit import repo as audit
+from backend.auth import repo
+from backend.auth.schemas import LoginRequest, RefreshRequest, TokenPair
+from backend.core.auth import Principal, hash_password, issue_access_token, verify_password
+from backend.core.config import Settings
+from backend.core.errors import Invalid, Unauthorized
+from backend.core.logging import get_logger
+from backend.users import repo as users
+from backend.users.service import to_user
+
+log = get_logger(__name__)
+_BAD_LOGIN = "wrong login or password"
+
+
+def _hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def principal_of(user: users.UserRow) -> Principal:
+    return Principal(
+        user_id=user.id,
+        role=user.role,  # type: ignore[arg-type]
+        display_name=user.display_name,
+        venue_id=user.venue_id,
+        region_id=user.region_id,
+    )
+
+
+async def _issue(conn: asyncpg.Connection, settings: Settings, user: users.UserRow, family_id: uuid.UUID) -> TokenPair:
+    refresh = "kzr_" + secrets.token_urlsafe(32)
+    await repo.insert(
+        conn, family_id=family_id, user_id=user.id, token_hash=_hash(refresh), ttl_s=settings.refresh_token_ttl_s
+    )
+    access, ttl = issue_access_token(settings, principal_of(user))
+    return TokenPair(access_token=access, expires_in=ttl, refresh_token=refresh, user=to_user(user))
+
+
+async def login(conn: asyncpg.Connection, settings: Settings, data: LoginRequest) -> TokenPair:
+    if (data.password is None) == (data.one_time_code is None):
+        raise Invalid("give either a password or a one-time code", field="password")
+    user = await users.find_by_login(conn, data.login)
+    creds = await users.get_credentials(conn, user.id) if user else None
+    if user is None or creds is None or not user.is_active:
+        raise Unauthorized(_BAD_LOGIN)
+    if data.password is not None:
+        if creds.password_hash is None or not verify_password(creds.password_hash, data.password):
+            raise Unauthorized(_BAD_LOGIN)
+    else:
+        expired = creds.otp_expires_at is None or creds.otp_expires_at < datetime.now(UTC)
+        if creds.otp_hash is None or expired or not verify_password(creds.otp_hash, data.one_time_code or ""):
+            raise Unauthorized("wrong or expired one-time code")
+        if data.new_password is None:
+            raise Invalid("a one-time code is used once: choose a password with it", field="new_password")
+        await users.set_password(conn, user.id, hash_password(data.new_password))
+    await audit.record(
+        conn, actor_id=user.id, actor_role=user.role, action="auth.login", subject_type="user", subject_id=str(user.id)
+    )
+    return await _issue(conn, settings, user, uuid.uuid4())
+
+
+async def refresh(conn: asyncpg.Connection, settings: Settings, data: RefreshRequest) -> TokenPair:
+    """Rotate a refresh token. A reused token revokes its whole family (committed) and answers 401."""
+    row = await repo.lock_by_hash(conn, _hash(data.refresh_token))
+    if row is None or row.revoked_at is not None or row.expires_at < datetime.now(UTC):
+        raise Unauthorized("refresh token invalid or expired; sign in again")
+    if row.used_at is not None:
+        await repo.revoke_family(conn, row.family_id)
+        await audit.record(
+            conn,
+            actor_id=row.user_id,
+            actor_role="system",
+            action="auth.refresh_reuse",
+            subject_type="user",
+            subject_id=str(row.user_id),
+        )
+        log.warning("refresh_token_reuse", user_id=str(row.user_id))
+        raise Unauthorized("refresh token reused: every session of this sign-in is revoked", keep_changes=True)
+    user = await users.get_user(conn, row.user_id)
+    if user is None or not user.is_active:
+        raise Unauthorized("account disabled")
+    await repo.mark_used(conn, row.id)
+    return await _issue(conn, settings, user, row.family_id)
+
+
+async def logout(conn: asyncpg.Connection, data: RefreshRequest) -> None:
+    row = await repo.lock_by_hash(conn, _hash(data.refresh_token))
+    if row is not None:
+        await repo.revoke_family(conn, row.family_id)

@@ -1,0 +1,54 @@
+"""Admin routes for cameras."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+from litestar import Controller, get, post
+
+from backend.cameras import service
+from backend.cameras.schemas import Camera, CameraCreate, CameraCreated
+from backend.core.auth import Principal, require_role
+from backend.core.errors import problem_responses
+from litestar.params import FromPath
+from litestar.params import JSONBody
+from litestar.di import NamedDependency, Provide
+
+
+class CameraAdminController(Controller):
+    path = "/v1/admin"
+    tags = ["admin"]
+    dependencies = {"admin": Provide(require_role("admin"))}
+    security = [{"BearerAuth": []}]
+
+    @post(
+        "/venues/{venue_id:uuid}/cameras",
+        summary="Register a camera; its key is in this answer only",
+        responses=problem_responses(401, 403, 404, 422),
+    )
+    async def create_camera(
+        self, db: NamedDependency[asyncpg.Connection], admin: NamedDependency[Principal], venue_id: FromPath[uuid.UUID], data: JSONBody[CameraCreate]
+    ) -> CameraCreated:
+        return await service.create_camera(db, admin, venue_id, data)
+
+    @get("/venues/{venue_id:uuid}/cameras", summary="A venue's cameras", responses=problem_responses(401, 403))
+    async def list_cameras(self, db: NamedDependency[asyncpg.Connection], admin: NamedDependency[Principal], venue_id: FromPath[uuid.UUID]) -> list[Camera]:
+        return await service.list_cameras(db, venue_id)
+
+    @post(
+        "/cameras/{camera_id:uuid}/rotate-key",
+        summary="Issue a new key; the old one stops working",
+        responses=problem_responses(401, 403, 404),
+    )
+    async def rotate_key(self, db: NamedDependency[asyncpg.Connection], admin: NamedDependency[Principal], camera_id: FromPath[uuid.UUID]) -> CameraCreated:
+        return await service.rotate_key(db, admin, camera_id)
+
+    @post(
+        "/cameras/{camera_id:uuid}/deactivate",
+        summary="Revoke a camera's key",
+        status_code=200,
+        responses=problem_responses(401, 403, 404),
+    )
+    async def deactivate(self, db: NamedDependency[asyncpg.Connection], admin: NamedDependency[Principal], camera_id: FromPath[uuid.UUID]) -> Camera:
+        return await service.deactivate(db, admin, camera_id)

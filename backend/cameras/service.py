@@ -1,0 +1,62 @@
+"""Registering cameras and issuing their keys."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+import msgspec
+
+from backend.audit import repo as audit
+from backend.cameras import repo
+from backend.cameras.schemas import Camera, CameraCreate, CameraCreated
+from backend.core.auth import Principal, new_camera_key
+from backend.core.errors import NotFound
+
+
+def _camera(row: repo.CameraRow) -> Camera:
+    return msgspec.convert(row, Camera, from_attributes=True)
+
+
+async def _audit(conn: asyncpg.Connection, actor: Principal | None, action: str, row: repo.CameraRow) -> None:
+    await audit.record(
+        conn,
+        actor_id=actor.user_id if actor else None,
+        actor_role=actor.role if actor else "cli",
+        action=action,
+        subject_type="camera",
+        subject_id=str(row.id),
+        venue_id=row.venue_id,
+    )
+
+
+async def create_camera(
+    conn: asyncpg.Connection, actor: Principal | None, venue_id: uuid.UUID, data: CameraCreate
+) -> CameraCreated:
+    key, prefix, key_hash = new_camera_key()
+    row = await repo.insert_camera(
+        conn, venue_id=venue_id, name=data.name, zone=data.zone, key_prefix=prefix, key_hash=key_hash
+    )
+    await _audit(conn, actor, "camera.create", row)
+    return CameraCreated(camera=_camera(row), api_key=key)
+
+
+async def list_cameras(conn: asyncpg.Connection, venue_id: uuid.UUID) -> list[Camera]:
+    return [_camera(r) for r in await repo.list_for_venue(conn, venue_id)]
+
+
+async def rotate_key(conn: asyncpg.Connection, actor: Principal | None, camera_id: uuid.UUID) -> CameraCreated:
+    key, prefix, key_hash = new_camera_key()
+    row = await repo.rotate_key(conn, camera_id, prefix, key_hash)
+    if row is None:
+        raise NotFound("no such camera", field="camera_id")
+    await _audit(conn, actor, "camera.rotate_key", row)
+    return CameraCreated(camera=_camera(row), api_key=key)
+
+
+async def deactivate(conn: asyncpg.Connection, actor: Principal | None, camera_id: uuid.UUID) -> Camera:
+    row = await repo.deactivate(conn, camera_id)
+    if row is None:
+        raise NotFound("no such camera", field="camera_id")
+    await _audit(conn, actor, "camera.deactivate", row)
+    return _camera(row)

@@ -1,0 +1,153 @@
+"""Credentials: camera keys, user passwords, access tokens, and the principals they yield.
+
+- Camera keys are 256-bit random secrets, shown once; only their SHA-256 is stored (a key this
+  strong needs no slow hash), looked up by a public prefix and compared in constant time.
+- Passwords and one-time codes are hashed with argon2id.
+- Access tokens are short-lived HS256 JWTs carrying the role and its scope (venue or region).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+import argon2
+import jwt
+import msgspec
+from litestar import Request
+from litestar.datastructures import State
+
+from backend.core.config import Settings
+from backend.core.errors import Forbidden, Unauthorized
+
+Role = Literal["officer", "bouncer", "owner", "dispatcher", "admin"]
+ROLES: tuple[Role, ...] = ("officer", "bouncer", "owner", "dispatcher", "admin")
+CAMERA_KEY_PREFIX = "kzc"
+
+_hasher = argon2.PasswordHasher()  # argon2id with the library's current recommended parameters
+
+
+class Principal(msgspec.Struct, frozen=True, kw_only=True):
+    """A signed-in person and the scope their role grants."""
+
+    user_id: uuid.UUID
+    role: Role
+    display_name: str
+    venue_id: uuid.UUID | None = None
+    region_id: uuid.UUID | None = None
+
+
+class CameraPrincipal(msgspec.Struct, frozen=True, kw_only=True):
+    camera_id: uuid.UUID
+    venue_id: uuid.UUID
+
+
+# --- camera keys -------------------------------------------------------------------------
+
+
+def new_camera_key() -> tuple[str, str, bytes]:
+    """Return (key shown once, lookup prefix, stored hash)."""
+    prefix = secrets.token_hex(6)
+    key = f"{CAMERA_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    return key, prefix, hash_camera_key(key)
+
+
+def hash_camera_key(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def camera_key_prefix(key: str) -> str | None:
+    parts = key.split("_", 2)
+    if len(parts) != 3 or parts[0] != CAMERA_KEY_PREFIX or len(parts[1]) != 12:
+        return None
+    return parts[1]
+
+
+def camera_key_matches(key: str, stored_hash: bytes) -> bool:
+    return hmac.compare_digest(hash_camera_key(key), stored_hash)
+
+
+# --- passwords ---------------------------------------------------------------------------
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(stored_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(stored_hash, password)
+    except (argon2.exceptions.VerifyMismatchError, argon2.exceptions.InvalidHashError):
+        return False
+
+
+def new_one_time_code() -> str:
+    return f"{secrets.randbelow(10**8):08d}"
+
+
+# --- access tokens -----------------------------------------------------------------------
+
+
+def issue_access_token(settings: Settings, principal: Principal) -> tuple[str, int]:
+    now = int(time.time())
+    claims = {
+        "sub": str(principal.user_id),
+        "role": principal.role,
+        "name": principal.display_name,
+        "venue": str(principal.venue_id) if principal.venue_id else None,
+        "region": str(principal.region_id) if principal.region_id else None,
+        "typ": "access",
+        "iat": now,
+        "exp": now + settings.access_token_ttl_s,
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256"), settings.access_token_ttl_s
+
+
+def decode_access_token(settings: Settings, token: str) -> Principal:
+    try:
+        claims = jwt.decode(token, settings.jwt_secret, algorithms=["HS256"], options={"require": ["exp", "sub"]})
+    except jwt.ExpiredSignatureError as exc:
+        raise Unauthorized("access token expired; refresh it") from exc
+    except jwt.InvalidTokenError as exc:
+        raise Unauthorized("invalid access token") from exc
+    if claims.get("typ") != "access" or claims.get("role") not in ROLES:
+        raise Unauthorized("invalid access token")
+    return Principal(
+        user_id=uuid.UUID(claims["sub"]),
+        role=claims["role"],
+        display_name=str(claims.get("name") or ""),
+        venue_id=uuid.UUID(claims["venue"]) if claims.get("venue") else None,
+        region_id=uuid.UUID(claims["region"]) if claims.get("region") else None,
+    )
+
+
+def bearer_token(request: Request[object, object, State]) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("missing bearer credential", field="Authorization")
+    return token.strip()
+
+
+async def provide_principal(request: Request[object, object, State]) -> Principal:
+    """Dependency: the signed-in user, from ``Authorization: Bearer <access token>``."""
+    settings: Settings = request.app.state.settings
+    return decode_access_token(settings, bearer_token(request))
+
+
+def require_role(*roles: Role) -> Callable[[Request[object, object, State]], Awaitable[Principal]]:
+    """Dependency factory: the signed-in user, who must hold one of ``roles``."""
+
+    async def dependency(request: Request[object, object, State]) -> Principal:
+        principal = await provide_principal(request)
+        if principal.role not in roles:
+            raise Forbidden(f"this needs the role {' or '.join(roles)}")
+        return principal
+
+    return dependency

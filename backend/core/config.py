@@ -1,0 +1,103 @@
+"""Settings: one frozen, typed object built once from ``KUZET_*`` environment variables.
+
+Nothing else in the project reads ``os.environ``. A bad value stops start-up with a
+message that names the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+PREFIX = "KUZET_"
+
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
+Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Every setting, its type and default. Documented in the README."""
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/kuzet"
+    database_pool_min: PositiveInt = 2
+    database_pool_max: PositiveInt = 10
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "kuzet-clips"
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    s3_multipart_threshold: Annotated[int, msgspec.Meta(ge=5 * 1024 * 1024)] = 8 * 1024 * 1024
+    max_clip_bytes: PositiveInt = 25 * 1024 * 1024
+    max_snapshot_bytes: PositiveInt = 2 * 1024 * 1024
+    jwt_secret: Annotated[str, msgspec.Meta(min_length=16)] = "dev-only-secret-change-me-please"
+    access_token_ttl_s: PositiveInt = 15 * 60
+    refresh_token_ttl_s: PositiveInt = 30 * 24 * 3600
+    public_base_url: str = "http://127.0.0.1:8000"
+    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    environment: Literal["development", "test", "production"] = "development"
+    # workers
+    worker_concurrency: PositiveInt = 2
+    job_lease_s: Positive = 120.0
+    job_poll_s: Positive = 1.0
+    job_max_attempts: PositiveInt = 8
+    clip_timeout_s: Positive = 30.0
+    person_model: Path | None = None
+    confirm_threshold_fight: Fraction | None = None
+    confirm_threshold_aggression: Fraction | None = None
+    edge_threshold_weapon: Fraction = 0.6
+    edge_threshold_fire_smoke: Fraction = 0.6
+    edge_threshold_crowd_surge: Fraction = 0.7
+    crowd_surge_min_persons: PositiveInt = 12
+    incident_window_s: Positive = 120.0
+    # alerts
+    fcm_project_id: str = "kuzet-dev"
+    fcm_credentials: str | None = None
+    fcm_endpoint: str | None = None
+    location_freshness_s: Positive = 300.0
+    location_history_retention_s: Positive = 24 * 3600.0
+    orphan_upload_grace_s: Positive = 3600.0
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+
+class ConfigError(Exception):
+    """A setting has a bad value; the message names the variable."""
+
+
+def _field_to_env(field: str) -> str:
+    return PREFIX + field.upper()
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from ``KUZET_*`` variables (``env`` defaults to ``os.environ``)."""
+    source = os.environ if env is None else env
+    known = set(Settings.__struct_fields__)
+    raw: dict[str, object] = {}
+    for key, value in source.items():
+        if not key.startswith(PREFIX):
+            continue
+        name = key[len(PREFIX) :].lower()
+        if name not in known:
+            raise ConfigError(f"{key}: unknown setting (known: {', '.join(sorted(map(_field_to_env, known)))})")
+        raw[name] = None if value == "" else value
+    try:
+        settings = msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        # msgspec says "... - at `$.max_clip_bytes`"; name the variable instead.
+        message = str(exc)
+        for field in known:
+            if f"`$.{field}`" in message:
+                head = message.split(" - at ")[0]
+                raise ConfigError(f"{_field_to_env(field)}={source.get(_field_to_env(field))!r}: {head}") from None
+        raise ConfigError(message) from None
+    if settings.is_production and settings.jwt_secret == Settings().jwt_secret:
+        raise ConfigError("KUZET_JWT_SECRET: must be set to a secret value in production")
+    return settings

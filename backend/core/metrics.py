@@ -1,0 +1,12 @@
+"""Prometheus metrics of the domain (HTTP request metrics come from Litestar's middleware)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+DETECTIONS_ACCEPTED = Counter("kuzet_detections_accepted_total", "Detections stored and queued", ["kind"])
+DETECTIONS_REPLAYED = Counter("kuzet_detections_replayed_total", "Ingest retries answered with the stored detection")
+QUEUE_DEPTH = Gauge("kuzet_queue_jobs", "Jobs in the queue", ["kind", "status"])
+JOBS_FINISHED = Counter("kuzet_jobs_finished_total", "Jobs finished by outcome", ["kind", "outcome"])
+JOB_SECONDS = Histogram("kuzet_job_seconds", "Job run time", ["kind"])
+PUSH_SENT = Counter("kuzet_push_total", "Push deliveries by outcome", ["outcome"])

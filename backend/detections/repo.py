@@ -1,0 +1,128 @@
+"""SQL for detections and the uploads not yet committed."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import asyncpg
+import msgspec
+
+from backend.core.auth import CameraPrincipal
+
+
+class CameraKeyRow(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    venue_id: uuid.UUID
+    key_hash: bytes
+    is_active: bool
+
+
+class DetectionRow(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    camera_id: uuid.UUID
+    venue_id: uuid.UUID
+    event_id: str
+    kind: str
+    edge_score: float
+    occurred_at: datetime
+    received_at: datetime
+    zone: str | None
+    clip_key: str
+    clip_bytes: int
+    clip_content_type: str
+    snapshot_key: str | None
+    status: str
+    incident_id: uuid.UUID | None
+
+
+_DETECTION_COLUMNS = """id, camera_id, venue_id, event_id, kind, edge_score, occurred_at, received_at, zone,
+    clip_key, clip_bytes, clip_content_type, snapshot_key, status, incident_id"""
+
+SELECT_CAMERA_BY_PREFIX = "SELECT id, venue_id, key_hash, is_active FROM cameras WHERE key_prefix = $1"
+SELECT_DETECTION = f"SELECT {_DETECTION_COLUMNS} FROM detections WHERE id = $1"
+SELECT_DETECTION_BY_EVENT = f"SELECT {_DETECTION_COLUMNS} FROM detections WHERE camera_id = $1 AND event_id = $2"
+INSERT_DETECTION = f"""
+INSERT INTO detections (id, camera_id, venue_id, event_id, kind, edge_score, occurred_at, zone, boxes,
+                        clip_key, clip_bytes, clip_content_type, snapshot_key)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+ON CONFLICT (camera_id, event_id) DO NOTHING
+RETURNING {_DETECTION_COLUMNS}
+"""
+TOUCH_CAMERA = "UPDATE cameras SET last_seen_at = now() WHERE id = $1"
+INSERT_PENDING = "INSERT INTO pending_uploads (object_key) VALUES ($1)"
+DELETE_PENDING = "DELETE FROM pending_uploads WHERE object_key = $1"
+SELECT_STALE_PENDING = """
+SELECT object_key FROM pending_uploads WHERE created_at < now() - make_interval(secs => $1)
+ORDER BY created_at LIMIT $2
+"""
+
+
+def _row(record: asyncpg.Record) -> DetectionRow:
+    return msgspec.convert(dict(record), DetectionRow)
+
+
+async def get_camera_by_prefix(conn: asyncpg.Connection, prefix: str) -> CameraKeyRow | None:
+    record = await conn.fetchrow(SELECT_CAMERA_BY_PREFIX, prefix)
+    return msgspec.convert(dict(record), CameraKeyRow) if record else None
+
+
+async def get_detection(conn: asyncpg.Connection, detection_id: uuid.UUID) -> DetectionRow | None:
+    record = await conn.fetchrow(SELECT_DETECTION, detection_id)
+    return _row(record) if record else None
+
+
+async def get_detection_by_event(conn: asyncpg.Connection, camera_id: uuid.UUID, event_id: str) -> DetectionRow | None:
+    record = await conn.fetchrow(SELECT_DETECTION_BY_EVENT, camera_id, event_id)
+    return _row(record) if record else None
+
+
+async def insert_detection(
+    conn: asyncpg.Connection,
+    *,
+    detection_id: uuid.UUID,
+    camera: CameraPrincipal,
+    event_id: str,
+    kind: str,
+    edge_score: float,
+    occurred_at: datetime,
+    zone: str | None,
+    boxes: list[dict[str, object]],
+    clip_key: str,
+    clip_bytes: int,
+    clip_content_type: str,
+    snapshot_key: str | None,
+) -> DetectionRow | None:
+    """Insert; None when this camera already sent ``event_id`` (the caller reads the existing row)."""
+    record = await conn.fetchrow(
+        INSERT_DETECTION,
+        detection_id,
+        camera.camera_id,
+        camera.venue_id,
+        event_id,
+        kind,
+        edge_score,
+        occurred_at,
+        zone,
+        boxes,
+        clip_key,
+        clip_bytes,
+        clip_content_type,
+        snapshot_key,
+    )
+    if record is None:
+        return None
+    await conn.execute(TOUCH_CAMERA, camera.camera_id)
+    return _row(record)
+
+
+async def add_pending_upload(conn: asyncpg.Connection, prefix: str) -> None:
+    await conn.execute(INSERT_PENDING, prefix)
+
+
+async def remove_pending_upload(conn: asyncpg.Connection, prefix: str) -> None:
+    await conn.execute(DELETE_PENDING, prefix)
+
+
+async def stale_pending_uploads(conn: asyncpg.Connection, older_than_s: float, limit: int = 500) -> list[str]:
+    return [r["object_key"] for r in await conn.fetch(SELECT_STALE_PENDING, older_than_s, limit)]

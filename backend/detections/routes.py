@@ -1,0 +1,101 @@
+"""Camera-facing routes: post a detection with its clip, read its status."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+from litestar.params import FromPath
+from litestar.di import NamedDependency, Provide
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
+from litestar.status_codes import HTTP_202_ACCEPTED
+
+from backend.core.auth import CameraPrincipal
+from backend.core.errors import problem_responses
+from backend.detections import service
+from backend.detections.schemas import DetectionAccepted, DetectionStatus
+
+
+async def provide_camera(request: Request[Any, Any, State]) -> CameraPrincipal:
+    return await service.authenticate_camera(request.app.state.db_pool, request.headers.get("authorization"))
+
+
+@dataclass
+class _IngestOperation(Operation):
+    """Documents the streamed multipart body, which Litestar does not parse for this route."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(
+            required=True,
+            content={
+                "multipart/form-data": OpenAPIMediaType(
+                    schema=Schema(
+                        type=OpenAPIType.OBJECT,
+                        required=["meta", "clip"],
+                        properties={
+                            "meta": Schema(
+                                type=OpenAPIType.STRING,
+                                description='JSON: {"event_id", "kind", "score", "occurred_at", "zone"?, "boxes"?}',
+                            ),
+                            "clip": Schema(
+                                type=OpenAPIType.STRING,
+                                content_media_type="video/mp4",
+                                description="2-10 s clip: video/mp4, video/x-matroska or video/webm",
+                            ),
+                            "snapshot": Schema(type=OpenAPIType.STRING, content_media_type="image/jpeg"),
+                        },
+                    )
+                )
+            },
+        )
+        self.security = [{"CameraKey": []}]
+
+
+_CAMERA = {"camera": Provide(provide_camera)}
+
+
+@post(
+    "/v1/detections",
+    tags=["cameras"],
+    summary="Post a detection with its clip",
+    description=(
+        "Answers 202 only once the clip is in object storage and the detection and its confirmation job are "
+        "committed. The same camera posting the same event_id again gets the same detection back."
+    ),
+    status_code=HTTP_202_ACCEPTED,
+    dependencies=_CAMERA,
+    request_max_body_size=None,
+    operation_class=_IngestOperation,
+    responses=problem_responses(400, 401, 413, 415, 422, 503),
+)
+async def post_detection(request: Request[Any, Any, State], camera: NamedDependency[CameraPrincipal]) -> Response[DetectionAccepted]:
+    state = request.app.state
+    length = request.headers.get("content-length")
+    ingest = service.Ingest(pool=state.db_pool, storage=state.storage, settings=state.settings, camera=camera)
+    result = await ingest.run(
+        request.headers.get("content-type", ""), int(length) if length and length.isdigit() else None, request.stream()
+    )
+    return Response(
+        service.accepted(state.settings, result.detection),
+        status_code=HTTP_202_ACCEPTED,
+        headers={"Idempotent-Replayed": "true" if result.replayed else "false"},
+    )
+
+
+@get(
+    "/v1/detections/{detection_id:uuid}",
+    tags=["cameras"],
+    summary="Status of one of this camera's detections",
+    dependencies=_CAMERA,
+    security=[{"CameraKey": []}],
+    responses=problem_responses(401, 404, 503),
+)
+async def get_detection(db: NamedDependency[asyncpg.Connection], camera: NamedDependency[CameraPrincipal], detection_id: FromPath[uuid.UUID]) -> DetectionStatus:
+    return await service.detection_status(db, camera, detection_id)
+
+
+ROUTES = [post_detection, get_detection]

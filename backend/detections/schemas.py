@@ -1,0 +1,67 @@
+"""Wire types of camera ingest."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+Kind = Literal["fight", "crowd_surge", "aggression", "weapon", "fire_smoke"]
+KINDS: tuple[Kind, ...] = ("fight", "crowd_surge", "aggression", "weapon", "fire_smoke")
+DetectionStatusName = Literal["queued", "processing", "confirmed", "rejected", "unprocessable"]
+Unit = Annotated[float, msgspec.Meta(ge=0, le=1)]
+
+CLIP_TYPES = {"video/mp4": "mp4", "video/x-matroska": "mkv", "video/webm": "webm"}
+SNAPSHOT_TYPES = {"image/jpeg": "jpg"}
+
+
+class Box(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A region the edge model flagged, in frame-relative coordinates (0..1)."""
+
+    x: Unit
+    y: Unit
+    w: Unit
+    h: Unit
+    label: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    score: Unit | None = None
+
+
+class DetectionMeta(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The ``meta`` part of ``POST /v1/detections``."""
+
+    event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
+    kind: Kind
+    score: Unit
+    occurred_at: Annotated[datetime, msgspec.Meta(tz=True)]
+    zone: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    boxes: Annotated[list[Box], msgspec.Meta(max_length=64)] = msgspec.field(default_factory=list)
+
+
+class DetectionAccepted(msgspec.Struct, kw_only=True):
+    """202: the clip is stored and the detection is queued for confirmation."""
+
+    detection_id: uuid.UUID
+    status: DetectionStatusName
+    status_url: str
+
+
+class DetectionStatus(msgspec.Struct, kw_only=True):
+    """What a camera may know of its own detection."""
+
+    detection_id: uuid.UUID
+    event_id: str
+    kind: Kind
+    status: DetectionStatusName
+    edge_score: float
+    occurred_at: datetime
+    received_at: datetime
+
+
+class IngestForm(msgspec.Struct, kw_only=True):
+    """OpenAPI description of the multipart form (the body is parsed as a stream, not with this)."""
+
+    meta: str = msgspec.field()
+    clip: bytes = msgspec.field()
+    snapshot: bytes | None = None

@@ -1,0 +1,299 @@
+"""Camera ingest: stream the clip to storage, then commit the detection and its job together.
+
+Order of work for ``POST /v1/detections``:
+1. record the object prefix in ``pending_uploads`` (committed), so an upload cut short is swept;
+2. stream the parts: ``meta`` is validated as soon as it arrives (a replay is answered at once),
+   the clip and optional snapshot go to storage as they arrive, limits enforced while reading;
+3. one transaction: insert the detection (``ON CONFLICT (camera_id, event_id) DO NOTHING``),
+   enqueue its confirmation job, forget the pending prefix. Only then 202.
+A racing duplicate loses the insert, deletes its own objects and answers with the winner's row.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import msgspec
+
+from backend.adapters.storage import Storage, StorageUnavailable, StreamingUpload
+from backend.core import queue
+from backend.core.auth import CameraPrincipal, camera_key_matches, camera_key_prefix
+from backend.core.config import Settings
+from backend.core.db import UNAVAILABLE_ERRORS
+from backend.core.errors import (
+    BadRequest,
+    Invalid,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    Unauthorized,
+    UnsupportedMediaType,
+    msgspec_field,
+)
+from backend.core.logging import get_logger
+from backend.core.metrics import DETECTIONS_ACCEPTED, DETECTIONS_REPLAYED
+from backend.core.multipart import PartData, PartEnd, PartStart, boundary_of, iter_parts
+from backend.detections import repo
+from backend.detections.schemas import (
+    CLIP_TYPES,
+    SNAPSHOT_TYPES,
+    DetectionAccepted,
+    DetectionMeta,
+    DetectionStatus,
+)
+
+log = get_logger(__name__)
+
+CONFIRM_JOB = "confirm_detection"
+MAX_META_BYTES = 64 * 1024
+MULTIPART_OVERHEAD = 64 * 1024
+FUTURE_SKEW = timedelta(minutes=10)
+_meta_decoder = msgspec.json.Decoder(DetectionMeta)
+
+
+@dataclass
+class IngestResult:
+    detection: repo.DetectionRow
+    replayed: bool
+
+
+@dataclass
+class _Form:
+    meta: DetectionMeta | None = None
+    meta_buffer: bytearray = field(default_factory=bytearray)
+    clip: StreamingUpload | None = None
+    clip_type: str | None = None
+    snapshot: bytearray | None = None
+    snapshot_key: str | None = None
+    parts_seen: set[str] = field(default_factory=set)
+
+
+def object_prefix(venue_id: uuid.UUID, detection_id: uuid.UUID, when: datetime) -> str:
+    return f"clips/{venue_id}/{when:%Y/%m/%d}/{detection_id}/"
+
+
+async def authenticate_camera(pool: asyncpg.Pool, authorization: str | None) -> CameraPrincipal:
+    scheme, _, key = (authorization or "").partition(" ")
+    prefix = camera_key_prefix(key.strip()) if scheme.lower() == "bearer" else None
+    if prefix is None:
+        raise Unauthorized("missing or malformed camera key", field="Authorization")
+    try:
+        async with pool.acquire() as conn:
+            row = await repo.get_camera_by_prefix(conn, prefix)
+    except UNAVAILABLE_ERRORS as exc:
+        raise ServiceUnavailable("database unreachable") from exc
+    if row is None or not row.is_active or not camera_key_matches(key.strip(), row.key_hash):
+        raise Unauthorized("unknown camera key", field="Authorization")
+    return CameraPrincipal(camera_id=row.id, venue_id=row.venue_id)
+
+
+def parse_meta(raw: bytes | bytearray) -> DetectionMeta:
+    try:
+        meta = _meta_decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        text, path = msgspec_field(str(exc))
+        raise Invalid(text, field=f"meta.{path}" if path else "meta") from exc
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"meta is not valid JSON: {exc}", field="meta") from exc
+    if meta.occurred_at > datetime.now(UTC) + FUTURE_SKEW:
+        raise Invalid("occurred_at is in the future; check the camera's clock", field="meta.occurred_at")
+    return meta
+
+
+def status_url(settings: Settings, detection_id: uuid.UUID) -> str:
+    return f"{settings.public_base_url.rstrip('/')}/v1/detections/{detection_id}"
+
+
+def accepted(settings: Settings, row: repo.DetectionRow) -> DetectionAccepted:
+    return DetectionAccepted(detection_id=row.id, status=row.status, status_url=status_url(settings, row.id))  # type: ignore[arg-type]
+
+
+class Ingest:
+    """One ingest request; holds the objects it wrote until the row commits."""
+
+    def __init__(self, *, pool: asyncpg.Pool, storage: Storage, settings: Settings, camera: CameraPrincipal) -> None:
+        self.pool = pool
+        self.storage = storage
+        self.settings = settings
+        self.camera = camera
+        self.detection_id = uuid.uuid4()
+        self.prefix = object_prefix(camera.venue_id, self.detection_id, datetime.now(UTC))
+        self.form = _Form()
+
+    async def run(self, content_type: str, content_length: int | None, body: AsyncIterator[bytes]) -> IngestResult:
+        boundary = boundary_of(content_type)
+        limit = self.settings.max_clip_bytes + self.settings.max_snapshot_bytes + MAX_META_BYTES + MULTIPART_OVERHEAD
+        if content_length is not None and content_length > limit:
+            raise PayloadTooLarge(f"the body is {content_length} bytes; the limit is {limit}", field="clip")
+        await self._db(repo.add_pending_upload, self.prefix)
+        try:
+            replay = await self._read(body, boundary)
+            if replay is not None:
+                await self._forget_objects()
+                DETECTIONS_REPLAYED.inc()
+                return IngestResult(replay, replayed=True)
+            return await self._commit()
+        except BaseException:
+            await self._forget_objects()
+            raise
+
+    async def _db(self, fn: object, *args: object) -> None:
+        try:
+            async with self.pool.acquire() as conn:
+                await fn(conn, *args)  # type: ignore[operator]
+        except UNAVAILABLE_ERRORS as exc:
+            raise ServiceUnavailable("database unreachable") from exc
+
+    async def _existing(self, event_id: str) -> repo.DetectionRow | None:
+        try:
+            async with self.pool.acquire() as conn:
+                return await repo.get_detection_by_event(conn, self.camera.camera_id, event_id)
+        except UNAVAILABLE_ERRORS as exc:
+            raise ServiceUnavailable("database unreachable") from exc
+
+    async def _read(self, body: AsyncIterator[bytes], boundary: bytes) -> repo.DetectionRow | None:
+        form = self.form
+        current: str | None = None
+        async for event in iter_parts(body, boundary):
+            if isinstance(event, PartStart):
+                current = event.name
+                await self._start_part(event)
+            elif isinstance(event, PartData):
+                await self._part_data(current, event.data)
+            elif isinstance(event, PartEnd) and current == "meta":
+                form.meta = parse_meta(form.meta_buffer)
+                existing = await self._existing(form.meta.event_id)
+                if existing is not None:
+                    return existing
+                current = None
+        if form.meta is None:
+            raise Invalid("the meta part is required", field="meta")
+        if form.clip is None:
+            raise Invalid("the clip part is required", field="clip")
+        if form.clip.size == 0:
+            raise Invalid("the clip is empty", field="clip")
+        await form.clip.finish()
+        if form.snapshot is not None:
+            if not form.snapshot:
+                raise Invalid("the snapshot is empty", field="snapshot")
+            form.snapshot_key = self.prefix + "edge_snapshot.jpg"
+            await self.storage.put_bytes(form.snapshot_key, bytes(form.snapshot), "image/jpeg")
+        return None
+
+    async def _start_part(self, part: PartStart) -> None:
+        form = self.form
+        if part.name in form.parts_seen:
+            raise BadRequest(f"the part {part.name!r} appears twice", field=part.name)
+        form.parts_seen.add(part.name)
+        if part.name == "clip":
+            extension = CLIP_TYPES.get(part.content_type)
+            if extension is None:
+                raise UnsupportedMediaType(
+                    f"clip must be one of {', '.join(CLIP_TYPES)}, not {part.content_type}", field="clip"
+                )
+            form.clip_type = part.content_type
+            form.clip = self.storage.writer(self.prefix + f"original.{extension}", part.content_type)
+        elif part.name == "snapshot":
+            if part.content_type not in SNAPSHOT_TYPES:
+                raise UnsupportedMediaType(f"snapshot must be image/jpeg, not {part.content_type}", field="snapshot")
+            form.snapshot = bytearray()
+        elif part.name != "meta":
+            raise BadRequest(f"unexpected part {part.name!r}; expected meta, clip, snapshot", field=part.name)
+
+    async def _part_data(self, name: str | None, data: bytes) -> None:
+        form = self.form
+        if name == "meta":
+            form.meta_buffer += data
+            if len(form.meta_buffer) > MAX_META_BYTES:
+                raise PayloadTooLarge(f"meta is over {MAX_META_BYTES} bytes", field="meta")
+        elif name == "clip" and form.clip is not None:
+            if form.clip.size + len(data) > self.settings.max_clip_bytes:
+                raise PayloadTooLarge(f"the clip is over {self.settings.max_clip_bytes} bytes", field="clip")
+            await form.clip.write(data)
+        elif name == "snapshot" and form.snapshot is not None:
+            form.snapshot += data
+            if len(form.snapshot) > self.settings.max_snapshot_bytes:
+                raise PayloadTooLarge(f"the snapshot is over {self.settings.max_snapshot_bytes} bytes", field="snapshot")
+
+    async def _commit(self) -> IngestResult:
+        form = self.form
+        assert form.meta is not None and form.clip is not None and form.clip_type is not None
+        meta = form.meta
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                row = await repo.insert_detection(
+                    conn,
+                    detection_id=self.detection_id,
+                    camera=self.camera,
+                    event_id=meta.event_id,
+                    kind=meta.kind,
+                    edge_score=meta.score,
+                    occurred_at=meta.occurred_at,
+                    zone=meta.zone,
+                    boxes=msgspec.to_builtins(meta.boxes),
+                    clip_key=form.clip.key,
+                    clip_bytes=form.clip.size,
+                    clip_content_type=form.clip_type,
+                    snapshot_key=form.snapshot_key,
+                )
+                if row is None:
+                    existing = await repo.get_detection_by_event(conn, self.camera.camera_id, meta.event_id)
+                    assert existing is not None
+                    replay: repo.DetectionRow | None = existing
+                else:
+                    replay = None
+                    await queue.enqueue(conn, CONFIRM_JOB, {"detection_id": str(row.id)}, dedup_key=str(row.id))
+                    await repo.remove_pending_upload(conn, self.prefix)
+        except UNAVAILABLE_ERRORS as exc:
+            raise ServiceUnavailable("database unreachable") from exc
+        if replay is not None:
+            await self._forget_objects()
+            DETECTIONS_REPLAYED.inc()
+            return IngestResult(replay, replayed=True)
+        assert row is not None
+        DETECTIONS_ACCEPTED.labels(kind=row.kind).inc()
+        log.info("detection_accepted", detection_id=str(row.id), camera_id=str(row.camera_id), kind=row.kind)
+        return IngestResult(row, replayed=False)
+
+    async def _forget_objects(self) -> None:
+        """Delete what this request wrote; leave the pending row for the sweeper if that fails."""
+        if self.form.clip is not None:
+            await self.form.clip.abort()
+        try:
+            await self.storage.delete_prefix(self.prefix)
+            async with self.pool.acquire() as conn:
+                await repo.remove_pending_upload(conn, self.prefix)
+        except (StorageUnavailable, *UNAVAILABLE_ERRORS):
+            log.warning("upload_cleanup_deferred", prefix=self.prefix)
+
+
+async def detection_status(conn: asyncpg.Connection, camera: CameraPrincipal, detection_id: uuid.UUID) -> DetectionStatus:
+    row = await repo.get_detection(conn, detection_id)
+    if row is None or row.camera_id != camera.camera_id:
+        raise NotFound("no such detection for this camera", field="detection_id")
+    return DetectionStatus(
+        detection_id=row.id,
+        event_id=row.event_id,
+        kind=row.kind,  # type: ignore[arg-type]
+        status=row.status,  # type: ignore[arg-type]
+        edge_score=row.edge_score,
+        occurred_at=row.occurred_at,
+        received_at=row.received_at,
+    )
+
+
+async def sweep_orphan_uploads(pool: asyncpg.Pool, storage: Storage, *, older_than_s: float) -> int:
+    """Delete objects of uploads whose detection never committed. Returns prefixes swept."""
+    async with pool.acquire() as conn:
+        prefixes = await repo.stale_pending_uploads(conn, older_than_s)
+    for prefix in prefixes:
+        await storage.delete_prefix(prefix)
+        async with pool.acquire() as conn:
+            await repo.remove_pending_upload(conn, prefix)
+    if prefixes:
+        log.info("orphan_uploads_swept", count=len(prefixes))
+    return len(prefixes)

@@ -1,0 +1,49 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncpg
+import msgspec
+from litestar import Response, get
+from litestar.datastructures import State
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from backend.adapters.storage import Storage
+from backend.health import service
+
+
+class Health(msgspec.Struct):
+    status: str
+
+
+class Readiness(msgspec.Struct):
+    status: str
+    checks: dict[str, str]
+
+
+@get("/healthz", tags=["operations"], summary="The process is alive", opt={"skip_log": True})
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@get(
+    "/readyz",
+    tags=["operations"],
+    summary="Database and object storage reachable",
+    responses={503: service.NOT_READY_RESPONSE},
+)
+async def readyz(state: State) -> Response[Readiness]:
+    pool: asyncpg.Pool = state.db_pool
+    storage: Storage = state.storage
+    checks = await service.readiness(pool, storage)
+    ok = all(v == "ok" for v in checks.values())
+    return Response(Readiness(status="ok" if ok else "unavailable", checks=checks), status_code=200 if ok else 503)
+
+
+@get("/metrics", tags=["operations"], summary="Prometheus metrics", media_type=CONTENT_TYPE_LATEST)
+async def metrics(state: State) -> bytes:
+    await service.refresh_queue_depth(state.db_pool)
+    return generate_latest()
+
+
+ROUTES = [healthz, readyz, metrics]

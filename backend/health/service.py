@@ -1,0 +1,51 @@
+"""Readiness checks and gauges refreshed at scrape time."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+from litestar.openapi.datastructures import ResponseSpec
+
+from backend.adapters.storage import Storage, StorageUnavailable
+from backend.core import queue
+from backend.core.db import UNAVAILABLE_ERRORS
+from backend.core.metrics import QUEUE_DEPTH
+
+NOT_READY_RESPONSE = ResponseSpec(data_container=dict, description="A dependency is unreachable")
+
+
+async def _check_db(pool: asyncpg.Pool) -> str:
+    try:
+        async with asyncio.timeout(3):
+            async with pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+    except UNAVAILABLE_ERRORS as exc:
+        return f"unreachable ({type(exc).__name__})"
+    return "ok"
+
+
+async def _check_storage(storage: Storage) -> str:
+    try:
+        async with asyncio.timeout(3):
+            await storage.check()
+    except (StorageUnavailable, TimeoutError) as exc:
+        return f"unreachable ({type(exc).__name__})"
+    return "ok"
+
+
+async def readiness(pool: asyncpg.Pool, storage: Storage) -> dict[str, str]:
+    db, s3 = await asyncio.gather(_check_db(pool), _check_storage(storage))
+    return {"database": db, "storage": s3}
+
+
+async def refresh_queue_depth(pool: asyncpg.Pool) -> None:
+    try:
+        async with asyncio.timeout(3):
+            async with pool.acquire() as conn:
+                depths = await queue.depth(conn)
+    except UNAVAILABLE_ERRORS:
+        return
+    QUEUE_DEPTH.clear()
+    for (kind, status), n in depths.items():
+        QUEUE_DEPTH.labels(kind=kind, status=status).set(n)

@@ -1,0 +1,103 @@
+"""SQL for users."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import asyncpg
+import msgspec
+
+from backend.core.errors import Conflict, Invalid
+
+
+class UserRow(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    username: str
+    phone: str | None
+    display_name: str
+    role: str
+    venue_id: uuid.UUID | None
+    region_id: uuid.UUID | None
+    is_active: bool
+    created_at: datetime
+
+
+class CredentialRow(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    password_hash: str | None
+    otp_hash: str | None
+    otp_expires_at: datetime | None
+
+
+_COLUMNS = "id, username, phone, display_name, role, venue_id, region_id, is_active, created_at"
+INSERT = f"""
+INSERT INTO users (username, phone, display_name, role, venue_id, region_id, password_hash, otp_hash, otp_expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+RETURNING {_COLUMNS}
+"""
+SELECT_BY_ID = f"SELECT {_COLUMNS} FROM users WHERE id = $1"
+SELECT_BY_LOGIN = f"SELECT {_COLUMNS} FROM users WHERE lower(username) = lower($1) OR phone = $1 LIMIT 1"
+SELECT_CREDENTIALS = "SELECT id, password_hash, otp_hash, otp_expires_at FROM users WHERE id = $1"
+SET_PASSWORD = "UPDATE users SET password_hash = $2, otp_hash = NULL, otp_expires_at = NULL WHERE id = $1"
+SELECT_USERS = f"SELECT {_COLUMNS} FROM users WHERE ($1::text IS NULL OR role = $1) ORDER BY created_at LIMIT $2"
+
+
+def _row(record: asyncpg.Record) -> UserRow:
+    return msgspec.convert(dict(record), UserRow)
+
+
+async def insert_user(
+    conn: asyncpg.Connection,
+    *,
+    username: str,
+    phone: str | None,
+    display_name: str,
+    role: str,
+    venue_id: uuid.UUID | None,
+    region_id: uuid.UUID | None,
+    password_hash: str | None,
+    otp_hash: str | None,
+    otp_expires_at: datetime | None,
+) -> UserRow:
+    try:
+        record = await conn.fetchrow(
+            INSERT, username, phone, display_name, role, venue_id, region_id, password_hash, otp_hash, otp_expires_at
+        )
+    except asyncpg.UniqueViolationError as exc:
+        field = "phone" if "phone" in (exc.constraint_name or "") else "username"
+        raise Conflict(f"a user with this {field} exists", field=field) from exc
+    except asyncpg.ForeignKeyViolationError as exc:
+        field = "venue_id" if "venue" in (exc.constraint_name or "") else "region_id"
+        raise Invalid(f"no such {field.removesuffix('_id')}", field=field) from exc
+    except asyncpg.CheckViolationError as exc:
+        constraint = exc.constraint_name or ""
+        if "bouncer" in constraint:
+            raise Invalid("a bouncer belongs to a venue", field="venue_id") from exc
+        if "region" in constraint:
+            raise Invalid("officers and dispatchers belong to a police region", field="region_id") from exc
+        raise Invalid("a password or a one-time code is required", field="password") from exc
+    return _row(record)
+
+
+async def get_user(conn: asyncpg.Connection, user_id: uuid.UUID) -> UserRow | None:
+    record = await conn.fetchrow(SELECT_BY_ID, user_id)
+    return _row(record) if record else None
+
+
+async def find_by_login(conn: asyncpg.Connection, login: str) -> UserRow | None:
+    record = await conn.fetchrow(SELECT_BY_LOGIN, login)
+    return _row(record) if record else None
+
+
+async def get_credentials(conn: asyncpg.Connection, user_id: uuid.UUID) -> CredentialRow | None:
+    record = await conn.fetchrow(SELECT_CREDENTIALS, user_id)
+    return msgspec.convert(dict(record), CredentialRow) if record else None
+
+
+async def set_password(conn: asyncpg.Connection, user_id: uuid.UUID, password_hash: str) -> None:
+    await conn.execute(SET_PASSWORD, user_id, password_hash)
+
+
+async def list_users(conn: asyncpg.Connection, role: str | None, limit: int = 500) -> list[UserRow]:
+    return [_row(r) for r in await conn.fetch(SELECT_USERS, role, limit)]

@@ -1,0 +1,88 @@
+"""SQL for venues and police regions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import asyncpg
+import msgspec
+
+from backend.core.errors import Conflict, Invalid
+
+
+class RegionRow(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+
+
+class VenueRow(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    name: str
+    address: str
+    lat: float
+    lon: float
+    timezone: str
+    owner_id: uuid.UUID | None
+    region_id: uuid.UUID | None
+    created_at: datetime
+
+
+INSERT_REGION = "INSERT INTO police_regions (name) VALUES ($1) RETURNING id, name, created_at"
+SELECT_REGIONS = "SELECT id, name, created_at FROM police_regions ORDER BY name"
+_VENUE_COLUMNS = """id, name, address, ST_Y(location::geometry) AS lat, ST_X(location::geometry) AS lon,
+    timezone, owner_id, region_id, created_at"""
+INSERT_VENUE = f"""
+INSERT INTO venues (name, address, location, timezone, owner_id, region_id)
+VALUES ($1, $2, ST_SetSRID(ST_MakePoint($4, $3), 4326)::geography, $5, $6, $7)
+RETURNING {_VENUE_COLUMNS}
+"""
+SELECT_VENUE = f"SELECT {_VENUE_COLUMNS} FROM venues WHERE id = $1"
+SELECT_VENUES = f"SELECT {_VENUE_COLUMNS} FROM venues ORDER BY created_at LIMIT $1"
+SELECT_OWNER_ROLE = "SELECT role FROM users WHERE id = $1"
+
+
+async def insert_region(conn: asyncpg.Connection, name: str) -> RegionRow:
+    try:
+        record = await conn.fetchrow(INSERT_REGION, name)
+    except asyncpg.UniqueViolationError as exc:
+        raise Conflict(f"a region named {name!r} exists", field="name") from exc
+    return msgspec.convert(dict(record), RegionRow)
+
+
+async def list_regions(conn: asyncpg.Connection) -> list[RegionRow]:
+    return [msgspec.convert(dict(r), RegionRow) for r in await conn.fetch(SELECT_REGIONS)]
+
+
+async def insert_venue(
+    conn: asyncpg.Connection,
+    *,
+    name: str,
+    address: str,
+    lat: float,
+    lon: float,
+    timezone: str,
+    owner_id: uuid.UUID | None,
+    region_id: uuid.UUID | None,
+) -> VenueRow:
+    try:
+        record = await conn.fetchrow(INSERT_VENUE, name, address, lat, lon, timezone, owner_id, region_id)
+    except asyncpg.ForeignKeyViolationError as exc:
+        field = "owner_id" if "owner" in (exc.constraint_name or "") else "region_id"
+        raise Invalid(f"no such {field.removesuffix('_id')}", field=field) from exc
+    return msgspec.convert(dict(record), VenueRow)
+
+
+async def get_venue(conn: asyncpg.Connection, venue_id: uuid.UUID) -> VenueRow | None:
+    record = await conn.fetchrow(SELECT_VENUE, venue_id)
+    return msgspec.convert(dict(record), VenueRow) if record else None
+
+
+async def list_venues(conn: asyncpg.Connection, limit: int = 500) -> list[VenueRow]:
+    return [msgspec.convert(dict(r), VenueRow) for r in await conn.fetch(SELECT_VENUES, limit)]
+
+
+async def user_role(conn: asyncpg.Connection, user_id: uuid.UUID) -> str | None:
+    role: str | None = await conn.fetchval(SELECT_OWNER_ROLE, user_id)
+    return role

@@ -1,0 +1,45 @@
+"""Wire types for venues and police regions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Lat = Annotated[float, msgspec.Meta(ge=-90, le=90)]
+Lon = Annotated[float, msgspec.Meta(ge=-180, le=180)]
+
+
+class RegionCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: Name
+
+
+class Region(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+
+
+class VenueCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: Name
+    address: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+    lat: Lat
+    lon: Lon
+    timezone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "Asia/Almaty"
+    owner_id: uuid.UUID | None = None
+    region_id: uuid.UUID | None = None
+
+
+class Venue(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    name: str
+    address: str
+    lat: float
+    lon: float
+    timezone: str
+    owner_id: uuid.UUID | None
+    region_id: uuid.UUID | None
+    created_at: datetime

@@ -1,0 +1,72 @@
+"""Registering venues and police regions."""
+
+from __future__ import annotations
+
+import uuid
+import zoneinfo
+
+import asyncpg
+import msgspec
+
+from backend.audit import repo as audit
+from backend.core.auth import Principal
+from backend.core.errors import Invalid, NotFound
+from backend.venues import repo
+from backend.venues.schemas import Region, RegionCreate, Venue, VenueCreate
+
+
+async def create_region(conn: asyncpg.Connection, actor: Principal | None, data: RegionCreate) -> Region:
+    row = await repo.insert_region(conn, data.name)
+    await audit.record(
+        conn,
+        actor_id=actor.user_id if actor else None,
+        actor_role=actor.role if actor else "cli",
+        action="region.create",
+        subject_type="region",
+        subject_id=str(row.id),
+    )
+    return msgspec.convert(row, Region, from_attributes=True)
+
+
+async def list_regions(conn: asyncpg.Connection) -> list[Region]:
+    return [msgspec.convert(r, Region, from_attributes=True) for r in await repo.list_regions(conn)]
+
+
+async def create_venue(conn: asyncpg.Connection, actor: Principal | None, data: VenueCreate) -> Venue:
+    try:
+        zoneinfo.ZoneInfo(data.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise Invalid(f"unknown time zone {data.timezone!r}", field="timezone") from exc
+    if data.owner_id is not None and await repo.user_role(conn, data.owner_id) not in {"owner", None}:
+        raise Invalid("the owner must be a user with the role owner", field="owner_id")
+    row = await repo.insert_venue(
+        conn,
+        name=data.name,
+        address=data.address,
+        lat=data.lat,
+        lon=data.lon,
+        timezone=data.timezone,
+        owner_id=data.owner_id,
+        region_id=data.region_id,
+    )
+    await audit.record(
+        conn,
+        actor_id=actor.user_id if actor else None,
+        actor_role=actor.role if actor else "cli",
+        action="venue.create",
+        subject_type="venue",
+        subject_id=str(row.id),
+        venue_id=row.id,
+    )
+    return msgspec.convert(row, Venue, from_attributes=True)
+
+
+async def get_venue(conn: asyncpg.Connection, venue_id: uuid.UUID) -> Venue:
+    row = await repo.get_venue(conn, venue_id)
+    if row is None:
+        raise NotFound("no such venue", field="venue_id")
+    return msgspec.convert(row, Venue, from_attributes=True)
+
+
+async def list_venues(conn: asyncpg.Connection) -> list[Venue]:
+    return [msgspec.convert(r, Venue, from_attributes=True) for r in await repo.list_venues(conn)]

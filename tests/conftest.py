@@ -1,0 +1,145 @@
+"""Test fixtures on the real services: PostgreSQL+PostGIS (a template database built from
+``migrations/``, cloned per test) and an S3-compatible server over HTTP (moto server mode)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from backend.core.config import Settings, load_settings
+from backend.core.migrations import migrate
+from tests.factories import Factory
+from tests.services import admin_dsn, start_s3_server
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+TEMPLATE_DB = f"kuzet_tpl_{os.getpid()}"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared, or skip the test with the reason."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs ../shared ({path} is absent: a fresh clone has no shared data)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def template_db() -> Iterator[str]:
+    import asyncio
+
+    async def build() -> None:
+        conn = await asyncpg.connect(admin_dsn("postgres"))
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}"')
+            await conn.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
+        finally:
+            await conn.close()
+        conn = await asyncpg.connect(admin_dsn(TEMPLATE_DB))
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(build())
+    yield TEMPLATE_DB
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(admin_dsn("postgres"))
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
+@pytest.fixture
+async def database_url(template_db: str) -> AsyncIterator[str]:
+    """A fresh database per test, cloned from the migrated template."""
+    name = f"kuzet_t_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(admin_dsn("postgres"))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    finally:
+        await conn.close()
+    yield admin_dsn(name)
+    conn = await asyncpg.connect(admin_dsn("postgres"))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    server, url = start_s3_server()
+    yield url
+    server.stop()
+
+
+@pytest.fixture
+def settings_env(database_url: str, s3_endpoint: str) -> dict[str, str]:
+    return {
+        "KUZET_DATABASE_URL": database_url,
+        "KUZET_S3_ENDPOINT_URL": s3_endpoint,
+        "KUZET_S3_BUCKET": f"kuzet-test-{uuid.uuid4().hex[:10]}",
+        "KUZET_S3_ACCESS_KEY_ID": "test",
+        "KUZET_S3_SECRET_ACCESS_KEY": "test",
+        "KUZET_ENVIRONMENT": "test",
+        "KUZET_LOG_FORMAT": "console",
+        "KUZET_LOG_LEVEL": "warning",
+        "KUZET_JWT_SECRET": "test-secret-test-secret-test-secret",
+        "KUZET_MAX_CLIP_BYTES": str(2 * 1024 * 1024),
+        "KUZET_JOB_LEASE_S": "5",
+        "KUZET_JOB_POLL_S": "0.2",
+    }
+
+
+@pytest.fixture
+def settings(settings_env: dict[str, str]) -> Settings:
+    return load_settings(settings_env)
+
+
+@pytest.fixture
+async def conn(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    from backend.core.db import _init_connection
+
+    connection = await asyncpg.connect(settings.database_url)
+    await _init_connection(connection)
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+async def storage(settings: Settings) -> AsyncIterator[Any]:
+    from backend.adapters.storage import Storage
+
+    async with Storage(settings) as store:
+        await store.ensure_bucket()
+        yield store
+
+
+@pytest.fixture
+def app(settings: Settings, storage: Any) -> Litestar:
+    from kuzet.asgi import create_app
+
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    async with AsyncTestClient(app=app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def make(conn: asyncpg.Connection, settings: Settings) -> Factory:
+    return Factory(conn, settings)
