@@ -1,0 +1,1 @@
+"""Developer tools: local stand-ins for outside services (not used in production)."""
