@@ -57,15 +57,46 @@ CREATE TABLE cameras (
 );
 CREATE INDEX cameras_venue_idx ON cameras (venue_id);
 
+-- Incidents: confirmed detections of one venue and kind grouped together. Their life:
+-- confirmed -> acknowledged (a bouncer) / responding (an officer accepted) -> on_scene -> resolved.
 CREATE TABLE incidents (
-    id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    venue_id    uuid NOT NULL REFERENCES venues (id),
-    kind        text NOT NULL,
-    status      text NOT NULL,
-    opened_at   timestamptz NOT NULL DEFAULT now(),
-    updated_at  timestamptz NOT NULL DEFAULT now()
+    id                 uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    venue_id           uuid NOT NULL REFERENCES venues (id),
+    region_id          uuid REFERENCES police_regions (id),
+    kind               text NOT NULL CHECK (kind IN ('fight', 'crowd_surge', 'aggression', 'weapon', 'fire_smoke')),
+    status             text NOT NULL DEFAULT 'confirmed'
+                       CHECK (status IN ('confirmed', 'acknowledged', 'responding', 'on_scene', 'resolved')),
+    opened_at          timestamptz NOT NULL DEFAULT now(),
+    first_seen_at      timestamptz NOT NULL,
+    last_seen_at       timestamptz NOT NULL,
+    detection_count    integer NOT NULL DEFAULT 1,
+    max_score          real NOT NULL DEFAULT 0,
+    snapshot_key       text,
+    clip_key           text,
+    police_requested   boolean NOT NULL DEFAULT false,
+    acknowledged_at    timestamptz,
+    resolved_at        timestamptz,
+    outcome            text,
+    escalation_policy  jsonb,
+    escalation_step    integer NOT NULL DEFAULT 0,
+    version            integer NOT NULL DEFAULT 1,
+    updated_at         timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX incidents_venue_opened_idx ON incidents (venue_id, opened_at DESC);
+CREATE INDEX incidents_open_idx ON incidents (venue_id, kind, last_seen_at DESC) WHERE status <> 'resolved';
+CREATE INDEX incidents_region_open_idx ON incidents (region_id, opened_at DESC) WHERE status <> 'resolved';
+
+-- Every change of an incident, in order: its timeline (detected, confirmed, notified, acknowledged...).
+CREATE TABLE incident_events (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    incident_id  uuid NOT NULL REFERENCES incidents (id),
+    at           timestamptz NOT NULL DEFAULT now(),
+    type         text NOT NULL,
+    actor_id     uuid,
+    actor_role   text,
+    data         jsonb NOT NULL DEFAULT '{}'
+);
+CREATE INDEX incident_events_incident_idx ON incident_events (incident_id, id);
 
 CREATE TABLE detections (
     id                 uuid PRIMARY KEY DEFAULT gen_random_uuid(),

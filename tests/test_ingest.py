@@ -71,7 +71,9 @@ async def test_happy_ingest_stores_clip_row_and_job(
     job = await conn.fetchrow("SELECT kind, payload, status FROM jobs")
     assert job["kind"] == "confirm_detection" and job["payload"] == {"detection_id": body["detection_id"]}
     assert await conn.fetchval("SELECT count(*) FROM pending_uploads") == 0
-    status = await client.get(f"/v1/detections/{body['detection_id']}", headers={"Authorization": f"Bearer {camera.api_key}"})
+    status = await client.get(
+        f"/v1/detections/{body['detection_id']}", headers={"Authorization": f"Bearer {camera.api_key}"}
+    )
     assert status.status_code == 200 and status.json()["status"] == "queued"
 
 
@@ -102,7 +104,9 @@ async def test_concurrent_replays_store_one_detection(
     assert await conn.fetchval("SELECT count(*) FROM pending_uploads") == 0
 
 
-async def test_same_event_id_from_two_cameras_are_two_detections(client: Client, make: Factory, conn: asyncpg.Connection) -> None:
+async def test_same_event_id_from_two_cameras_are_two_detections(
+    client: Client, make: Factory, conn: asyncpg.Connection
+) -> None:
     a, b = await make.camera(), await make.camera()
     ra, rb = await post(client, a.api_key, form(meta())), await post(client, b.api_key, form(meta()))
     assert ra.json()["detection_id"] != rb.json()["detection_id"]
@@ -170,7 +174,9 @@ async def test_not_multipart_is_415(client: Client, make: Factory, conn: asyncpg
     await nothing_stored(conn, storage)
 
 
-async def test_unknown_or_missing_camera_key_is_401(client: Client, make: Factory, conn: asyncpg.Connection, storage: Storage) -> None:
+async def test_unknown_or_missing_camera_key_is_401(
+    client: Client, make: Factory, conn: asyncpg.Connection, storage: Storage
+) -> None:
     camera = await make.camera()
     forged = camera.api_key[:-4] + "AAAA"
     assert_problem(await post(client, forged, form(meta())), 401, "Authorization")
@@ -190,9 +196,13 @@ async def test_deactivated_camera_is_401(client: Client, make: Factory, conn: as
 async def test_other_cameras_detection_is_404(client: Client, make: Factory) -> None:
     a, b = await make.camera(), await make.camera()
     created = (await post(client, a.api_key, form(meta()))).json()
-    response = await client.get(f"/v1/detections/{created['detection_id']}", headers={"Authorization": f"Bearer {b.api_key}"})
+    response = await client.get(
+        f"/v1/detections/{created['detection_id']}", headers={"Authorization": f"Bearer {b.api_key}"}
+    )
     assert_problem(response, 404, "detection_id")
-    missing = await client.get(f"/v1/detections/{__import__('uuid').uuid4()}", headers={"Authorization": f"Bearer {a.api_key}"})
+    missing = await client.get(
+        f"/v1/detections/{__import__('uuid').uuid4()}", headers={"Authorization": f"Bearer {a.api_key}"}
+    )
     assert_problem(missing, 404, "detection_id")
 
 
@@ -218,7 +228,9 @@ async def test_too_large_by_content_length_is_413_without_reading(
     await nothing_stored(conn, storage)
 
 
-async def test_too_large_while_streaming_is_413(client: Client, make: Factory, conn: asyncpg.Connection, storage: Storage, settings: Any) -> None:
+async def test_too_large_while_streaming_is_413(
+    client: Client, make: Factory, conn: asyncpg.Connection, storage: Storage, settings: Any
+) -> None:
     camera = await make.camera()
     big = b"\x00" * (settings.max_clip_bytes + 1)
     # no Content-Length promise to rely on: chunked transfer

@@ -1,0 +1,1 @@
+"""Background workers: one module per job kind, run by ``workers.runner``."""

@@ -105,7 +105,7 @@ class PushResult(msgspec.Struct, frozen=True, kw_only=True):
 class _StaticTokenCredentials(google.oauth2.credentials.Credentials):
     """A fixed bearer token (dev/tests). Refresh is a no-op, so a 401 comes back as a per-message error."""
 
-    def refresh(self, request: google.auth.transport.Request) -> None:  # noqa: ARG002
+    def refresh(self, request: google.auth.transport.Request) -> None:
         return None
 
 
@@ -310,9 +310,7 @@ def _to_result(response: messaging.SendResponse) -> PushResult:
         retry_after = _retry_after(exc)
     else:
         outcome = "failed"
-    return PushResult(
-        ok=False, message_name=None, error_code=code, outcome=outcome, retry_after_s=retry_after
-    )
+    return PushResult(ok=False, message_name=None, error_code=code, outcome=outcome, retry_after_s=retry_after)
 
 
 def _error_body(exc: fb_exceptions.FirebaseError) -> dict[str, Any]:

@@ -29,7 +29,9 @@ MARK_USED = "UPDATE refresh_tokens SET used_at = now() WHERE id = $1"
 REVOKE_FAMILY = "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL"
 
 
-async def insert(conn: asyncpg.Connection, *, family_id: uuid.UUID, user_id: uuid.UUID, token_hash: bytes, ttl_s: int) -> None:
+async def insert(
+    conn: asyncpg.Connection, *, family_id: uuid.UUID, user_id: uuid.UUID, token_hash: bytes, ttl_s: int
+) -> None:
     await conn.execute(INSERT, family_id, user_id, token_hash, float(ttl_s))
 
 

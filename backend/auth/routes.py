@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncpg
-from litestar.params import JSONBody
-from litestar.di import NamedDependency
 from litestar import Controller, post
 from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 
 from backend.auth import service
 from backend.auth.schemas import LoginRequest, RefreshRequest, TokenPair
@@ -18,7 +18,9 @@ class AuthController(Controller):
     tags = ["auth"]
 
     @post("/login", summary="Sign in", status_code=200, responses=problem_responses(401, 422))
-    async def login(self, db: NamedDependency[asyncpg.Connection], state: State, data: JSONBody[LoginRequest]) -> TokenPair:
+    async def login(
+        self, db: NamedDependency[asyncpg.Connection], state: State, data: JSONBody[LoginRequest]
+    ) -> TokenPair:
         return await service.login(db, state.settings, data)
 
     @post(
@@ -27,7 +29,9 @@ class AuthController(Controller):
         status_code=200,
         responses=problem_responses(401, 422),
     )
-    async def refresh(self, db: NamedDependency[asyncpg.Connection], state: State, data: JSONBody[RefreshRequest]) -> TokenPair:
+    async def refresh(
+        self, db: NamedDependency[asyncpg.Connection], state: State, data: JSONBody[RefreshRequest]
+    ) -> TokenPair:
         return await service.refresh(db, state.settings, data)
 
     @post("/logout", summary="Revoke this sign-in's refresh tokens", status_code=204, responses=problem_responses(422))

@@ -49,6 +49,8 @@ async def deactivate(conn: asyncpg.Connection, camera_id: uuid.UUID) -> CameraRo
     return msgspec.convert(dict(record), CameraRow) if record else None
 
 
-async def rotate_key(conn: asyncpg.Connection, camera_id: uuid.UUID, key_prefix: str, key_hash: bytes) -> CameraRow | None:
+async def rotate_key(
+    conn: asyncpg.Connection, camera_id: uuid.UUID, key_prefix: str, key_hash: bytes
+) -> CameraRow | None:
     record = await conn.fetchrow(ROTATE, camera_id, key_prefix, key_hash)
     return msgspec.convert(dict(record), CameraRow) if record else None

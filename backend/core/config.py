@@ -95,7 +95,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         message = str(exc)
         for field in known:
             if f"`$.{field}`" in message:
-                head = message.split(" - at ")[0]
+                head = message.split(" - at ", maxsplit=1)[0]
                 raise ConfigError(f"{_field_to_env(field)}={source.get(_field_to_env(field))!r}: {head}") from None
         raise ConfigError(message) from None
     if settings.is_production and settings.jwt_secret == Settings().jwt_secret:

@@ -140,7 +140,13 @@ def app_error_handler(request: Request[Any, Any, Any], exc: AppError) -> Respons
     if exc.status >= 500:
         log.warning("request_failed", error=type(exc).__name__, detail=exc.detail)
     return problem_response(
-        request, status=exc.status, slug=exc.slug, title=exc.title, detail=exc.detail, field=exc.field, headers=exc.headers
+        request,
+        status=exc.status,
+        slug=exc.slug,
+        title=exc.title,
+        detail=exc.detail,
+        field=exc.field,
+        headers=exc.headers,
     )
 
 

@@ -9,9 +9,9 @@ from typing import Any
 import asyncpg
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
-from litestar.params import FromPath
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
+from litestar.params import FromPath
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from backend.core.auth import CameraPrincipal
@@ -72,7 +72,9 @@ _CAMERA = {"camera": Provide(provide_camera)}
     operation_class=_IngestOperation,
     responses=problem_responses(400, 401, 413, 415, 422, 503),
 )
-async def post_detection(request: Request[Any, Any, State], camera: NamedDependency[CameraPrincipal]) -> Response[DetectionAccepted]:
+async def post_detection(
+    request: Request[Any, Any, State], camera: NamedDependency[CameraPrincipal]
+) -> Response[DetectionAccepted]:
     state = request.app.state
     length = request.headers.get("content-length")
     ingest = service.Ingest(pool=state.db_pool, storage=state.storage, settings=state.settings, camera=camera)
@@ -94,7 +96,9 @@ async def post_detection(request: Request[Any, Any, State], camera: NamedDepende
     security=[{"CameraKey": []}],
     responses=problem_responses(401, 404, 503),
 )
-async def get_detection(db: NamedDependency[asyncpg.Connection], camera: NamedDependency[CameraPrincipal], detection_id: FromPath[uuid.UUID]) -> DetectionStatus:
+async def get_detection(
+    db: NamedDependency[asyncpg.Connection], camera: NamedDependency[CameraPrincipal], detection_id: FromPath[uuid.UUID]
+) -> DetectionStatus:
     return await service.detection_status(db, camera, detection_id)
 
 

@@ -217,7 +217,9 @@ class Ingest:
         elif name == "snapshot" and form.snapshot is not None:
             form.snapshot += data
             if len(form.snapshot) > self.settings.max_snapshot_bytes:
-                raise PayloadTooLarge(f"the snapshot is over {self.settings.max_snapshot_bytes} bytes", field="snapshot")
+                raise PayloadTooLarge(
+                    f"the snapshot is over {self.settings.max_snapshot_bytes} bytes", field="snapshot"
+                )
 
     async def _commit(self) -> IngestResult:
         form = self.form
@@ -271,7 +273,9 @@ class Ingest:
             log.warning("upload_cleanup_deferred", prefix=self.prefix)
 
 
-async def detection_status(conn: asyncpg.Connection, camera: CameraPrincipal, detection_id: uuid.UUID) -> DetectionStatus:
+async def detection_status(
+    conn: asyncpg.Connection, camera: CameraPrincipal, detection_id: uuid.UUID
+) -> DetectionStatus:
     row = await repo.get_detection(conn, detection_id)
     if row is None or row.camera_id != camera.camera_id:
         raise NotFound("no such detection for this camera", field="detection_id")

@@ -1,0 +1,275 @@
+"""The ``kuzet`` command line: migrate, api, worker, admin, model, dev, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from backend.core.config import ConfigError, Settings, load_settings
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        sys.exit(f"kuzet: configuration error: {exc}")
+
+
+def _print(obj: Any) -> None:
+    print(json.dumps(msgspec.to_builtins(obj), indent=2, default=str))
+
+
+async def _with_conn(settings: Settings, fn: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
+    from backend.core.db import _init_connection
+
+    conn = await asyncpg.connect(settings.database_url)
+    await _init_connection(conn)
+    try:
+        async with conn.transaction():
+            return await fn(conn)
+    finally:
+        await conn.close()
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from backend.core.migrations import MigrationError, migrate
+
+    settings = _settings()
+
+    async def run() -> list[Any]:
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            return await migrate(conn)
+        finally:
+            await conn.close()
+
+    try:
+        applied = asyncio.run(run())
+    except MigrationError as exc:
+        print(f"kuzet migrate: refused: {exc}", file=sys.stderr)
+        return 2
+    for migration in applied:
+        print(f"applied {migration.version:04d}_{migration.name}")
+    if not applied:
+        print("schema up to date")
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from kuzet.asgi import create_app
+
+    app = create_app(_settings())
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        loop="uvloop" if args.uvloop else "auto",
+    )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from workers.main import run_worker
+
+    asyncio.run(run_worker(_settings(), until_idle=args.until_idle))
+    return 0
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    from backend.cameras import service as cameras
+    from backend.cameras.schemas import CameraCreate
+    from backend.users import service as users
+    from backend.users.schemas import UserCreate
+    from backend.venues import service as venues
+    from backend.venues.schemas import RegionCreate, VenueCreate
+
+    settings = _settings()
+    action: Callable[[asyncpg.Connection], Awaitable[Any]]
+    if args.admin_command == "create-region":
+        action = lambda c: venues.create_region(c, None, RegionCreate(name=args.name))  # noqa: E731
+    elif args.admin_command == "create-venue":
+        data = VenueCreate(
+            name=args.name,
+            address=args.address,
+            lat=args.lat,
+            lon=args.lon,
+            timezone=args.timezone,
+            owner_id=uuid.UUID(args.owner) if args.owner else None,
+            region_id=uuid.UUID(args.region) if args.region else None,
+        )
+        action = lambda c: venues.create_venue(c, None, data)  # noqa: E731
+    elif args.admin_command == "create-camera":
+        cam = CameraCreate(name=args.name, zone=args.zone)
+        action = lambda c: cameras.create_camera(c, None, uuid.UUID(args.venue), cam)  # noqa: E731
+    elif args.admin_command == "create-user":
+        user = UserCreate(
+            username=args.username,
+            display_name=args.display_name or args.username,
+            role=args.role,
+            phone=args.phone,
+            venue_id=uuid.UUID(args.venue) if args.venue else None,
+            region_id=uuid.UUID(args.region) if args.region else None,
+            password=args.password,
+        )
+        action = lambda c: users.create_user(c, None, user)  # noqa: E731
+    elif args.admin_command == "list-venues":
+        action = venues.list_venues
+    elif args.admin_command == "replay-dead":
+        from backend.core import queue
+
+        action = lambda c: queue.replay_dead(c, args.kind)  # noqa: E731
+    else:
+        return 2
+    try:
+        _print(asyncio.run(_with_conn(settings, action)))
+    except msgspec.ValidationError as exc:
+        print(f"kuzet admin: invalid value: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from backend.core.errors import AppError
+
+        if isinstance(exc, AppError):
+            print(f"kuzet admin: {exc.detail} ({exc.field or exc.slug})", file=sys.stderr)
+            return 2
+        raise
+    return 0
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    from workers.vision import commands
+
+    settings = _settings()
+    person = Path(args.person_model) if args.person_model else settings.person_model
+    if args.model_command == "train":
+        return commands.train_main(
+            Path(args.data), Path(args.out) if args.out else None, person_model=person, seed=args.seed, folds=args.folds
+        )
+    return commands.score_main(
+        [Path(p) for p in args.paths],
+        model_path=Path(args.model) if args.model else None,
+        person_model=person,
+        threshold=args.threshold,
+    )
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    if args.dev_command == "push-inbox":
+        from kuzet.devtools.push_inbox import serve
+
+        serve(args.host, args.port)
+        return 0
+    if args.dev_command == "s3":
+        from kuzet.devtools.s3 import serve_s3
+
+        serve_s3(args.host, args.port)
+        return 0
+    return 2
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from kuzet.demo import run_demo
+
+    return run_demo(shared=Path(args.shared) if args.shared else None)
+
+
+# --- parser --------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kuzet", description="Kuzet: alerts for nightlife safety")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("migrate", help="apply pending SQL migrations").set_defaults(func=cmd_migrate)
+
+    api = sub.add_parser("api", help="serve the HTTP API")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--uvloop", action="store_true")
+    api.set_defaults(func=cmd_api)
+
+    worker = sub.add_parser("worker", help="run jobs: confirmation, dispatch, escalation")
+    worker.add_argument("--until-idle", action="store_true", help="exit when no job is ready")
+    worker.set_defaults(func=cmd_worker)
+
+    admin = sub.add_parser("admin", help="register regions, venues, cameras, users")
+    admin.set_defaults(func=cmd_admin)
+    asub = admin.add_subparsers(dest="admin_command", required=True)
+    p = asub.add_parser("create-region")
+    p.add_argument("--name", required=True)
+    p = asub.add_parser("create-venue")
+    p.add_argument("--name", required=True)
+    p.add_argument("--address", required=True)
+    p.add_argument("--lat", type=float, required=True)
+    p.add_argument("--lon", type=float, required=True)
+    p.add_argument("--timezone", default="Asia/Almaty")
+    p.add_argument("--owner")
+    p.add_argument("--region")
+    p = asub.add_parser("create-camera", help="the key is printed once")
+    p.add_argument("--venue", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--zone")
+    p = asub.add_parser("create-user", help="without --password a one-time code is printed once")
+    p.add_argument("--username", required=True)
+    p.add_argument("--role", required=True, choices=["officer", "bouncer", "owner", "dispatcher", "admin"])
+    p.add_argument("--display-name")
+    p.add_argument("--phone")
+    p.add_argument("--venue")
+    p.add_argument("--region")
+    p.add_argument("--password")
+    asub.add_parser("list-venues")
+    p = asub.add_parser("replay-dead", help="re-queue dead jobs of the given kinds")
+    p.add_argument("kind", nargs="+")
+
+    model = sub.add_parser("model", help="train or score the confirmation model")
+    model.set_defaults(func=cmd_model)
+    msub = model.add_subparsers(dest="model_command", required=True)
+    p = msub.add_parser("train")
+    p.add_argument("--data", required=True, help="folder with clips.csv, fight/ and noFight/")
+    p.add_argument("--out", help="where to write the ONNX model (default: the committed asset folder)")
+    p.add_argument("--person-model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--folds", type=int, default=5)
+    p = msub.add_parser("score", help="one JSON line per clip")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--model")
+    p.add_argument("--person-model")
+    p.add_argument("--threshold", type=float)
+
+    dev = sub.add_parser("dev", help="local stand-ins speaking the real protocols")
+    dev.set_defaults(func=cmd_dev)
+    dsub = dev.add_subparsers(dest="dev_command", required=True)
+    for name, port in (("push-inbox", 8470), ("s3", 9470)):
+        p = dsub.add_parser(name)
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=port)
+
+    demo = sub.add_parser("demo", help="run the whole flow on embedded defaults")
+    demo.add_argument("--shared", help="path to ../shared (real clips), default: auto")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""A worker process: build the shared context once, register one handler per job kind, run."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from backend.adapters.storage import Storage
+from backend.core.config import Settings
+from backend.core.db import create_pool
+from backend.core.logging import configure_logging, get_logger
+from workers import maintenance
+from workers.runner import Handler, Runner, WorkerContext, install_signal_handlers
+
+log = get_logger(__name__)
+
+# One entry per job kind; each module owns its kind.
+HANDLERS: dict[str, Handler] = {
+    maintenance.SWEEP_JOB: maintenance.sweep_uploads,
+}
+
+
+@asynccontextmanager
+async def worker_context(settings: Settings) -> AsyncIterator[WorkerContext]:
+    async with AsyncExitStack() as stack:
+        pool = await create_pool(settings.database_url, max_size=settings.worker_concurrency + 2)
+        stack.push_async_callback(pool.close)
+        storage = await stack.enter_async_context(Storage(settings))
+        ctx = WorkerContext(settings=settings, pool=pool, storage=storage)
+        for setup in SETUPS:
+            await setup(ctx, stack)
+        yield ctx
+
+
+# Per-process resources (model sessions, CPU pools, the push gateway) are set up by the modules
+# that need them: each is an ``async def setup(ctx, stack)`` registering its cleanup on ``stack``.
+SETUPS: list[maintenance.Setup] = [maintenance.setup]
+
+
+async def run_worker(settings: Settings, *, until_idle: bool = False) -> None:
+    configure_logging(fmt=settings.log_format, level=settings.log_level)
+    async with worker_context(settings) as ctx:
+        runner = Runner(ctx, HANDLERS)
+        if not until_idle:
+            install_signal_handlers(runner)
+        log.info("worker_started", kinds=sorted(HANDLERS), concurrency=runner.concurrency)
+        await runner.run(until_idle=until_idle)
+        log.info("worker_stopped")

@@ -1,0 +1,37 @@
+"""Housekeeping jobs: sweep uploads whose detection never committed; schedule itself."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
+
+from backend.core import queue
+from backend.detections.service import sweep_orphan_uploads
+from workers.runner import WorkerContext
+
+SWEEP_JOB = "sweep_uploads"
+SWEEP_EVERY = timedelta(minutes=10)
+
+Setup = Callable[[WorkerContext, AsyncExitStack], Awaitable[None]]
+
+
+async def _schedule_next(ctx: WorkerContext) -> None:
+    """Keep exactly one sweep scheduled: the dedup key is the next slot's start."""
+    now = datetime.now(UTC)
+    slot = datetime.fromtimestamp(
+        (now.timestamp() // SWEEP_EVERY.total_seconds() + 1) * SWEEP_EVERY.total_seconds(), UTC
+    )
+    async with ctx.pool.acquire() as conn:
+        await queue.enqueue(conn, SWEEP_JOB, {}, dedup_key=slot.isoformat(), run_at=slot, max_attempts=3)
+
+
+async def setup(ctx: WorkerContext, stack: AsyncExitStack) -> None:
+    del stack
+    await _schedule_next(ctx)
+
+
+async def sweep_uploads(ctx: WorkerContext, job: queue.Job) -> None:
+    del job
+    await sweep_orphan_uploads(ctx.pool, ctx.storage, older_than_s=ctx.settings.orphan_upload_grace_s)
+    await _schedule_next(ctx)
