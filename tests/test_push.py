@@ -99,9 +99,7 @@ async def test_time_sensitive_message_shape(gateway: PushGateway, inbox: PushInb
     assert wire_size(msg) <= MAX_MESSAGE_BYTES
 
 
-async def test_critical_message_uses_critical_interruption_and_sound(
-    gateway: PushGateway, inbox: PushInbox
-) -> None:
+async def test_critical_message_uses_critical_interruption_and_sound(gateway: PushGateway, inbox: PushInbox) -> None:
     await gateway.send([make_message(urgency="critical", image_url=None)])
 
     [record] = inbox.messages("phone-1")
@@ -123,7 +121,7 @@ async def test_different_incidents_never_share_a_collapse_key(gateway: PushGatew
 
 
 async def test_long_body_is_shortened_to_fit_4kb(gateway: PushGateway, inbox: PushInbox) -> None:
-    body = "Драка у барной стойки, нужна помощь. " * 200  # noqa: RUF001 - Cyrillic, 2 bytes a letter
+    body = "Драка у барной стойки, нужна помощь. " * 200
 
     [result] = await gateway.send([make_message(body=body)])
 
@@ -185,9 +183,7 @@ async def test_fcm_error_is_classified(
     assert inbox.messages() == []
 
 
-async def test_server_errors_are_retry_after_the_sdks_own_retries(
-    gateway: PushGateway, inbox: PushInbox
-) -> None:
+async def test_server_errors_are_retry_after_the_sdks_own_retries(gateway: PushGateway, inbox: PushInbox) -> None:
     # firebase-admin retries 500/503 itself (4 times, about 7 s of backoff) before reporting them.
     inbox.fail("phone-503", "UNAVAILABLE", times=-1, retry_after_s=12)
     inbox.fail("phone-500", "INTERNAL", times=-1)
@@ -195,9 +191,7 @@ async def test_server_errors_are_retry_after_the_sdks_own_retries(
     results = await gateway.send([make_message("phone-503"), make_message("phone-500")])
 
     assert results == [
-        PushResult(
-            ok=False, message_name=None, error_code="UNAVAILABLE", outcome="retry", retry_after_s=12.0
-        ),
+        PushResult(ok=False, message_name=None, error_code="UNAVAILABLE", outcome="retry", retry_after_s=12.0),
         PushResult(ok=False, message_name=None, error_code="INTERNAL", outcome="retry", retry_after_s=None),
     ]
 

@@ -96,9 +96,7 @@ class InboxState:
         if times == 0 or times < -1:
             raise ValueError("times must be positive or -1 (always)")
         with self._cond:
-            self._failures[token] = _Failure(
-                code=code, remaining=times, retry_after_s=retry_after_s, message=message
-            )
+            self._failures[token] = _Failure(code=code, remaining=times, retry_after_s=retry_after_s, message=message)
 
     def reset(self) -> None:
         with self._cond:
@@ -190,9 +188,7 @@ def _error(
     if fcm_code is not None:
         details.append({"@type": _FCM_ERROR_TYPE, "errorCode": fcm_code})
     if field is not None:
-        details.append(
-            {"@type": _BAD_REQUEST_TYPE, "fieldViolations": [{"field": field, "description": message}]}
-        )
+        details.append({"@type": _BAD_REQUEST_TYPE, "fieldViolations": [{"field": field, "description": message}]})
     error: dict[str, Any] = {"code": status, "message": message, "status": rpc_status}
     if details:
         error["details"] = details
@@ -314,9 +310,7 @@ class PushInbox:
         return self.url + "/v1/projects/{0}/messages:send"
 
     def start(self) -> Self:
-        config = uvicorn.Config(
-            create_app(self.state), log_config=None, access_log=False, ws="none", lifespan="on"
-        )
+        config = uvicorn.Config(create_app(self.state), log_config=None, access_log=False, ws="none", lifespan="on")
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             sock.bind((self._host, self._port))
@@ -373,9 +367,7 @@ class PushInbox:
     def reset(self) -> None:
         self.state.reset()
 
-    def wait_for_sync(
-        self, count: int, timeout: float = 5.0, token: str | None = None
-    ) -> list[dict[str, Any]]:
+    def wait_for_sync(self, count: int, timeout: float = 5.0, token: str | None = None) -> list[dict[str, Any]]:
         """Block (outside an event loop) until ``count`` messages arrived."""
         return self.state.wait_for(count, timeout, token)
 
@@ -392,6 +384,6 @@ class PushInbox:
 def serve(host: str, port: int) -> None:
     """Run the inbox in the foreground (``kuzet dev push-inbox``)."""
     inbox = PushInbox(host, port)
-    print(f"push inbox: {inbox.url}/  (phones page)")  # noqa: T201
-    print(f"set KUZET_FCM_ENDPOINT={inbox.fcm_endpoint}")  # noqa: T201
+    print(f"push inbox: {inbox.url}/  (phones page)")
+    print(f"set KUZET_FCM_ENDPOINT={inbox.fcm_endpoint}")
     uvicorn.run(create_app(inbox.state), host=host, port=port, log_level="info", ws="none")
