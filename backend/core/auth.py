@@ -17,10 +17,12 @@ from collections.abc import Awaitable, Callable
 from typing import Literal
 
 import argon2
+import asyncpg
 import jwt
 import msgspec
 from litestar import Request
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 
 from backend.core.config import Settings
 from backend.core.errors import Forbidden, Unauthorized
@@ -141,10 +143,16 @@ async def provide_principal(request: Request[object, object, State]) -> Principa
     return decode_access_token(settings, bearer_token(request))
 
 
-def require_role(*roles: Role) -> Callable[[Request[object, object, State]], Awaitable[Principal]]:
-    """Dependency factory: the signed-in user, who must hold one of ``roles``."""
+def require_role(*roles: Role) -> Callable[..., Awaitable[Principal]]:
+    """Dependency factory: the signed-in user, who must hold one of ``roles``.
 
-    async def dependency(request: Request[object, object, State]) -> Principal:
+    It depends on the request's ``db`` connection only to be resolved after it: Litestar does not
+    clean up a yield dependency resolved in parallel with one that raises, which would leak a
+    pooled connection on every 401/403.
+    """
+
+    async def dependency(request: Request[object, object, State], db: NamedDependency[asyncpg.Connection]) -> Principal:
+        del db
         principal = await provide_principal(request)
         if principal.role not in roles:
             raise Forbidden(f"this needs the role {' or '.join(roles)}")

@@ -165,15 +165,16 @@ def msgspec_field(message: str) -> tuple[str, str | None]:
 
 
 def _validation_field(exc: ValidationException) -> tuple[str, str | None]:
+    """The message and offending field of Litestar's validation error (body, path or query)."""
     extra = exc.extra
     if isinstance(extra, list) and extra and isinstance(extra[0], dict):
         first = extra[0]
-        key = first.get("key")
         message = str(first.get("message") or exc.detail)
-        source = first.get("source")
-        field = f"{source}.{key}" if source and key and source != "body" else key
-        return message, field
-    return str(exc.detail), None
+        key = first.get("key")
+        if key in {None, "data"}:
+            return msgspec_field(message)
+        return message, str(key).replace("[", ".").replace("]", "")
+    return msgspec_field(str(exc.detail))
 
 
 _HTTP_SLUGS = {
@@ -198,8 +199,6 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
     detail = str(exc.detail)
     if isinstance(exc, ValidationException):
         detail, field = _validation_field(exc)
-        if field is None:
-            detail, field = msgspec_field(detail)
         # A body that decodes but breaks the schema is 422; one that does not decode is 400.
         status = 400 if "malformed" in detail.lower() or "JSON" in detail else 422
     elif isinstance(exc, NotAuthorizedException):

@@ -21,7 +21,13 @@ from backend.detections.schemas import DetectionAccepted, DetectionStatus
 
 
 async def provide_camera(request: Request[Any, Any, State]) -> CameraPrincipal:
+    """The camera of ``Authorization: Bearer <camera key>`` (ingest: no request transaction is held)."""
     return await service.authenticate_camera(request.app.state.db_pool, request.headers.get("authorization"))
+
+
+async def provide_camera_in_tx(request: Request[Any, Any, State], db: NamedDependency[asyncpg.Connection]) -> CameraPrincipal:
+    """The same, on the request's connection: resolved after ``db`` so a 401 cannot leak it."""
+    return await service.authenticate_camera_on(db, request.headers.get("authorization"))
 
 
 @dataclass
@@ -92,7 +98,7 @@ async def post_detection(
     "/v1/detections/{detection_id:uuid}",
     tags=["cameras"],
     summary="Status of one of this camera's detections",
-    dependencies=_CAMERA,
+    dependencies={"camera": Provide(provide_camera_in_tx)},
     security=[{"CameraKey": []}],
     responses=problem_responses(401, 404, 503),
 )

@@ -57,6 +57,13 @@ class DetectionStatus(msgspec.Struct, kw_only=True):
     edge_score: float
     occurred_at: datetime
     received_at: datetime
+    # The server's decision, once made (issue 3); absent while queued or processing.
+    decision: Literal["confirmed", "rejected", "unprocessable"] | None = None
+    score: float | None = None
+    reason: str | None = None
+    model: str | None = None
+    verified_by_server: bool | None = None
+    incident_id: uuid.UUID | None = None
 
 
 class IngestForm(msgspec.Struct, kw_only=True):

@@ -37,7 +37,7 @@ from backend.core.errors import (
 from backend.core.logging import get_logger
 from backend.core.metrics import DETECTIONS_ACCEPTED, DETECTIONS_REPLAYED
 from backend.core.multipart import PartData, PartEnd, PartStart, boundary_of, iter_parts
-from backend.detections import repo
+from backend.detections import confirmation, repo
 from backend.detections.schemas import (
     CLIP_TYPES,
     SNAPSHOT_TYPES,
@@ -76,19 +76,35 @@ def object_prefix(venue_id: uuid.UUID, detection_id: uuid.UUID, when: datetime) 
     return f"clips/{venue_id}/{when:%Y/%m/%d}/{detection_id}/"
 
 
-async def authenticate_camera(pool: asyncpg.Pool, authorization: str | None) -> CameraPrincipal:
+def _camera_key(authorization: str | None) -> tuple[str, str]:
     scheme, _, key = (authorization or "").partition(" ")
-    prefix = camera_key_prefix(key.strip()) if scheme.lower() == "bearer" else None
+    key = key.strip()
+    prefix = camera_key_prefix(key) if scheme.lower() == "bearer" else None
     if prefix is None:
         raise Unauthorized("missing or malformed camera key", field="Authorization")
+    return key, prefix
+
+
+def _camera_principal(key: str, row: repo.CameraKeyRow | None) -> CameraPrincipal:
+    if row is None or not row.is_active or not camera_key_matches(key, row.key_hash):
+        raise Unauthorized("unknown camera key", field="Authorization")
+    return CameraPrincipal(camera_id=row.id, venue_id=row.venue_id)
+
+
+async def authenticate_camera(pool: asyncpg.Pool, authorization: str | None) -> CameraPrincipal:
+    """Check a camera key on a short-lived pooled connection."""
+    key, prefix = _camera_key(authorization)
     try:
         async with pool.acquire() as conn:
             row = await repo.get_camera_by_prefix(conn, prefix)
     except UNAVAILABLE_ERRORS as exc:
         raise ServiceUnavailable("database unreachable") from exc
-    if row is None or not row.is_active or not camera_key_matches(key.strip(), row.key_hash):
-        raise Unauthorized("unknown camera key", field="Authorization")
-    return CameraPrincipal(camera_id=row.id, venue_id=row.venue_id)
+    return _camera_principal(key, row)
+
+
+async def authenticate_camera_on(conn: asyncpg.Connection, authorization: str | None) -> CameraPrincipal:
+    key, prefix = _camera_key(authorization)
+    return _camera_principal(key, await repo.get_camera_by_prefix(conn, prefix))
 
 
 def parse_meta(raw: bytes | bytearray) -> DetectionMeta:
@@ -287,6 +303,7 @@ async def detection_status(
         edge_score=row.edge_score,
         occurred_at=row.occurred_at,
         received_at=row.received_at,
+        **confirmation.status_fields(await confirmation.get_decision(conn, row.id)),
     )
 
 

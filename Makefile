@@ -1,0 +1,38 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Each sets up what it needs.
+SHELL := /bin/bash
+VENV := .venv
+export PATH := $(HOME)/.local/bin:$(PATH)
+
+.PHONY: setup services demo test lint typecheck bench clean
+
+setup: services $(VENV)/.synced
+
+$(VENV)/.synced: pyproject.toml uv.lock infra/bootstrap.sh
+	infra/bootstrap.sh
+	touch $@
+
+services:
+	infra/services.sh
+
+demo: setup
+	$(VENV)/bin/kuzet demo
+
+lint: $(VENV)/.synced
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
+typecheck: $(VENV)/.synced
+	$(VENV)/bin/mypy
+
+test: setup lint typecheck
+	$(VENV)/bin/pytest -q
+
+bench: setup
+	$(VENV)/bin/python bench/ingest.py
+	$(VENV)/bin/python bench/worker.py
+	$(VENV)/bin/python bench/alerts.py
+	$(VENV)/bin/python bench/model_cost.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .demo
