@@ -29,10 +29,10 @@ def _print(obj: Any) -> None:
 
 
 async def _with_conn(settings: Settings, fn: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
-    from backend.core.db import _init_connection
+    from backend.core.db import init_connection
 
     conn = await asyncpg.connect(settings.database_url)
-    await _init_connection(conn)
+    await init_connection(conn)
     try:
         async with conn.transaction():
             return await fn(conn)

@@ -110,10 +110,10 @@ def settings(settings_env: dict[str, str]) -> Settings:
 
 @pytest.fixture
 async def conn(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    from backend.core.db import _init_connection
+    from backend.core.db import init_connection
 
     connection = await asyncpg.connect(settings.database_url)
-    await _init_connection(connection)
+    await init_connection(connection)
     yield connection
     await connection.close()
 

@@ -24,7 +24,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Every setting, its type and default. Documented in the README."""
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/kuzet"
-    database_pool_min: PositiveInt = 2
     database_pool_max: PositiveInt = 10
     s3_endpoint_url: str | None = None
     s3_bucket: str = "kuzet-clips"
@@ -54,6 +53,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     edge_threshold_fire_smoke: Fraction = 0.6
     edge_threshold_crowd_surge: Fraction = 0.7
     crowd_surge_min_persons: PositiveInt = 12
+    crowd_surge_min_motion: Positive = 0.3  # p95 optical flow, frame heights per second
     incident_window_s: Positive = 120.0
     # alerts
     fcm_project_id: str = "kuzet-dev"
@@ -62,6 +62,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     location_freshness_s: Positive = 300.0
     location_history_retention_s: Positive = 24 * 3600.0
     orphan_upload_grace_s: Positive = 3600.0
+    alert_channel_id: str = "kuzet_alerts"
+    alert_ttl_s: PositiveInt = 600
+    alert_officers: PositiveInt = 3
+    alert_radius_m: Positive = 1500.0
+    alert_ack_timeout_s: Positive = 30.0
+    alert_accept_timeout_s: Positive = 60.0
+    alert_delivery_max_attempts: PositiveInt = 5
+    short_link_ttl_s: PositiveInt = 3600
 
     @property
     def is_production(self) -> bool:

@@ -24,7 +24,7 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
+async def init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
@@ -35,7 +35,7 @@ async def create_pool(dsn: str, *, max_size: int = 10) -> asyncpg.Pool:
         dsn,
         min_size=0,
         max_size=max_size,
-        init=_init_connection,
+        init=init_connection,
         command_timeout=30,
         timeout=5,
         max_inactive_connection_lifetime=60,

@@ -1,0 +1,82 @@
+"""Shared bench plumbing: the machine's description, fresh databases, servers in subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def machine() -> str:
+    cpu = "unknown cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}; {os.cpu_count()} cores; Python {platform.python_version()}"
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def summary(values_ms: list[float]) -> str:
+    return f"p50 {pct(values_ms, 50):.1f} ms, p99 {pct(values_ms, 99):.1f} ms, mean {statistics.fmean(values_ms):.1f} ms"
+
+
+async def fresh_database(prefix: str = "kuzet_bench") -> str:
+    """Create a migrated database; return its DSN."""
+    from backend.core.migrations import migrate
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(ADMIN_DSN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    dsn = ADMIN_DSN.rsplit("/", 1)[0] + "/" + name
+    conn = await asyncpg.connect(dsn)
+    await migrate(conn)
+    await conn.close()
+    return dsn
+
+
+async def drop_database(dsn: str) -> None:
+    name = dsn.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(ADMIN_DSN)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+def start(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+async def wait_http(url: str, timeout: float = 30.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            try:
+                await client.get(url)
+                return
+            except httpx.TransportError:
+                await asyncio.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")

@@ -1,0 +1,127 @@
+"""Ingest throughput and latency: N concurrent cameras posting 200 KB clips.
+
+Runs, in one go on this machine: the Kuzet API (uvicorn, one process), moto's S3 server, and, as
+the baseline, a bare Litestar endpoint that reads the same body and does one asyncpg insert.
+Prints detections/s and p50/p99 for both and their ratio. Asserts nothing.
+
+    .venv/bin/python bench/ingest.py [--cameras 50] [--seconds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._common import PY, drop_database, fresh_database, machine, start, summary, wait_http  # noqa: E402
+from tests.services import free_port  # noqa: E402
+
+CLIP = os.urandom(200 * 1024)
+
+
+async def load(url: str, keys: list[str], seconds: float, *, kuzet: bool) -> tuple[int, list[float], dict[str, int]]:
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    done = 0
+    deadline = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=len(keys), max_keepalive_connections=len(keys))
+
+    async def camera(key: str, client: httpx.AsyncClient) -> None:
+        nonlocal done
+        while time.monotonic() < deadline:
+            meta = {"event_id": uuid.uuid4().hex, "kind": "fight", "score": 0.9, "occurred_at": datetime.now(UTC).isoformat()}
+            files = {"meta": (None, json.dumps(meta), "application/json"), "clip": ("c.mp4", CLIP, "video/mp4")}
+            started = time.perf_counter()
+            try:
+                response = await client.post(url, files=files, headers={"Authorization": f"Bearer {key}"} if kuzet else {})
+            except httpx.TimeoutException:
+                errors["timeout"] = errors.get("timeout", 0) + 1
+                continue
+            latencies.append((time.perf_counter() - started) * 1000)
+            if response.status_code == 202:
+                done += 1
+            else:
+                errors[str(response.status_code)] = errors.get(str(response.status_code), 0) + 1
+
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        await asyncio.gather(*(camera(k, client) for k in keys))
+    return done, latencies, errors
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cameras", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    args = parser.parse_args()
+
+    dsn = await fresh_database()
+    s3_port, api_port, base_port = free_port(), free_port(), free_port()
+    env = {
+        "KUZET_DATABASE_URL": dsn,
+        "KUZET_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+        "KUZET_S3_ACCESS_KEY_ID": "bench",
+        "KUZET_S3_SECRET_ACCESS_KEY": "bench",
+        "KUZET_LOG_LEVEL": "warning",
+        "KUZET_DATABASE_POOL_MAX": "20",
+    }
+    procs = [start([PY, "-m", "kuzet.cli", "dev", "s3", "--port", str(s3_port)], env)]
+    try:
+        await wait_http(f"http://127.0.0.1:{s3_port}/")
+        from backend.adapters.storage import Storage
+        from backend.cameras import service as cameras
+        from backend.cameras.schemas import CameraCreate
+        from backend.core.config import load_settings
+        from backend.core.db import init_connection
+        from backend.venues import service as venues
+        from backend.venues.schemas import VenueCreate
+
+        settings = load_settings(env)
+        async with Storage(settings) as storage:
+            await storage.ensure_bucket()
+        conn = await asyncpg.connect(dsn)
+        await init_connection(conn)
+        venue = await venues.create_venue(conn, None, VenueCreate(name="Bench", address="-", lat=43.2, lon=76.9))
+        keys = [(await cameras.create_camera(conn, None, venue.id, CameraCreate(name=f"c{i}"))).api_key for i in range(args.cameras)]
+        await conn.close()
+
+        procs.append(start([PY, "-m", "kuzet.cli", "api", "--port", str(api_port)], env))
+        procs.append(
+            start(
+                [PY, "-m", "uvicorn", "bench.baseline_app:app", "--port", str(base_port), "--log-level", "warning"],
+                {"BASELINE_DSN": dsn},
+            )
+        )
+        await wait_http(f"http://127.0.0.1:{api_port}/healthz")
+        await wait_http(f"http://127.0.0.1:{base_port}/")
+
+        await load(f"http://127.0.0.1:{base_port}/baseline", keys[:5], 2, kuzet=False)  # warm-up
+        await load(f"http://127.0.0.1:{api_port}/v1/detections", keys[:5], 2, kuzet=True)
+        b_done, b_lat, b_err = await load(f"http://127.0.0.1:{base_port}/baseline", keys, args.seconds, kuzet=False)
+        k_done, k_lat, k_err = await load(f"http://127.0.0.1:{api_port}/v1/detections", keys, args.seconds, kuzet=True)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=10)
+        await drop_database(dsn)
+
+    b_rate, k_rate = b_done / args.seconds, k_done / args.seconds
+    print(f"machine: {machine()}")
+    print(f"load: {args.cameras} concurrent cameras, 200 KB clips, {args.seconds:.0f} s each run, client on the same machine")
+    print(f"baseline (bare Litestar, read body + 1 asyncpg insert): {b_rate:.1f} req/s, {summary(b_lat)}, errors {b_err}")
+    print(f"kuzet ingest (auth, stream to S3 (moto), detection + job in one tx): {k_rate:.1f} detections/s, {summary(k_lat)}, errors {k_err}")
+    print(f"ratio ingest/baseline: {k_rate / b_rate:.0%}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,305 @@
+"""``kuzet demo``: the whole flow on embedded defaults, over real HTTP, then everything stops.
+
+Starts an S3-compatible server (moto) and a local FCM v1 server in-process, a fresh
+``kuzet_demo`` database, the API (uvicorn) and a worker; registers a venue in Almaty with two
+cameras and its people; posts real clips; shows confirmation, the phones ringing, a bouncer
+acknowledging and an officer responding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import uvicorn
+from moto.server import ThreadedMotoServer
+
+from backend.core.config import Settings, load_settings
+from backend.core.db import init_connection
+from backend.core.migrations import migrate
+from kuzet.devtools.push_inbox import PushInbox
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_DB = "kuzet_demo"
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+VENUE = {"name": "Club Esentai Night", "address": "Al-Farabi Ave 77/8, Almaty", "lat": 43.2180, "lon": 76.9275}
+OFFICER_AT = (43.2210, 76.9300)  # about 400 m north-east of the club
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def say(title: str) -> None:
+    print(f"\n== {title}", flush=True)
+
+
+def show(label: str, value: Any) -> None:
+    text = value if isinstance(value, str) else json.dumps(value, indent=None, default=str)
+    print(f"   {label}: {text}", flush=True)
+
+
+async def _fresh_database() -> str:
+    admin = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{DEMO_DB}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{DEMO_DB}"')
+    finally:
+        await admin.close()
+    dsn = ADMIN_DSN.rsplit("/", 1)[0] + "/" + DEMO_DB
+    conn = await asyncpg.connect(dsn)
+    try:
+        applied = await migrate(conn)
+    finally:
+        await conn.close()
+    show("database", f"{DEMO_DB}: {len(applied)} migrations applied")
+    return dsn
+
+
+def demo_clips(shared: Path | None, workdir: Path) -> list[tuple[str, Path, str]]:
+    """(label, path, kind): real clips from ../shared when present, else generated ones."""
+    data = (shared or ROOT.parent / "shared") / "data" / "surv-fight"
+    if (data / "fight").is_dir() and (data / "noFight").is_dir():
+        return [
+            ("real fight clip", data / "fight" / "fi050.mp4", "fight"),
+            ("real non-fight clip", data / "noFight" / "nofi050.mp4", "fight"),
+        ]
+    from workers.media.synth import write_test_clip
+
+    return [
+        ("generated clip with fast collisions", write_test_clip(workdir / "fight.mp4", motion="fight"), "fight"),
+        ("generated calm clip", write_test_clip(workdir / "calm.mp4", motion="calm"), "fight"),
+    ]
+
+
+@contextlib.asynccontextmanager
+async def api_server(settings: Settings) -> AsyncIterator[str]:
+    from kuzet.asgi import create_app
+
+    port = _free_port()
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def _run(shared: Path | None) -> int:
+    from workers.main import HANDLERS, worker_context
+    from workers.runner import Runner
+
+    workdir = Path(tempfile.mkdtemp(prefix="kuzet-demo-"))
+    say("Starting the stack on embedded defaults")
+    s3_port = _free_port()
+    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port, verbose=False)
+    s3.start()
+    show("object storage", f"S3-compatible server (moto) on http://127.0.0.1:{s3_port}")
+    inbox = PushInbox()
+    inbox.__enter__()
+    show("push", f"local FCM v1 server on {inbox.url} (open it in a browser to see the phones)")
+    try:
+        dsn = await _fresh_database()
+        api_port_hint = "127.0.0.1"
+        settings = load_settings(
+            {
+                "KUZET_DATABASE_URL": dsn,
+                "KUZET_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+                "KUZET_S3_ACCESS_KEY_ID": "demo",
+                "KUZET_S3_SECRET_ACCESS_KEY": "demo",
+                "KUZET_FCM_ENDPOINT": inbox.fcm_endpoint,
+                "KUZET_FCM_CREDENTIALS": "token:demo",
+                "KUZET_LOG_FORMAT": "console",
+                "KUZET_LOG_LEVEL": "warning",
+                "KUZET_JOB_POLL_S": "0.2",
+            }
+        )
+        del api_port_hint
+        from backend.adapters.storage import Storage
+
+        async with Storage(settings) as storage:
+            await storage.ensure_bucket()
+        async with api_server(settings) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
+            show("api", f"{base}  (OpenAPI at {base}/schema/openapi.json)")
+            people = await _register(http, settings)
+            await _phones(http, people, inbox)
+            detections = await _post_clips(http, people, demo_clips(shared, workdir), settings)
+            say("Confirming with the server-side model (kuzet worker)")
+            async with worker_context(settings) as ctx:
+                started = time.perf_counter()
+                await Runner(ctx, HANDLERS).run(until_idle=True)
+                show("worker", f"queue drained in {time.perf_counter() - started:.1f} s")
+            await _show_outcome(http, people, detections, inbox, settings)
+    finally:
+        inbox.__exit__(None, None, None)
+        s3.stop()
+    say("Stopped everything the demo started (the kuzet_demo database is kept for inspection)")
+    return 0
+
+
+async def _login(http: httpx.AsyncClient, login: str, password: str) -> dict[str, str]:
+    response = await http.post("/v1/auth/login", json={"login": login, "password": password})
+    response.raise_for_status()
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+async def _register(http: httpx.AsyncClient, settings: Settings) -> dict[str, Any]:
+    from backend.users import service as users
+    from backend.users.schemas import UserCreate
+
+    say("Administration: a venue in Almaty, two cameras, its people")
+    conn = await asyncpg.connect(settings.database_url)
+    await init_connection(conn)
+    try:
+        await users.create_user(
+            conn, None, UserCreate(username="admin", display_name="Administrator", role="admin", password="demo-admin-password")
+        )
+    finally:
+        await conn.close()
+    admin = await _login(http, "admin", "demo-admin-password")
+    region = (await http.post("/v1/admin/regions", json={"name": "Almaty, Medeu district"}, headers=admin)).json()
+    venue = (await http.post("/v1/admin/venues", json=VENUE | {"region_id": region["id"]}, headers=admin)).json()
+    show("venue", f"{venue['name']} at {venue['lat']:.4f}, {venue['lon']:.4f} ({venue['timezone']})")
+    cameras = []
+    for name, zone in (("Dance floor", "dance floor"), ("Entrance", "entrance")):
+        created = (await http.post(f"/v1/admin/venues/{venue['id']}/cameras", json={"name": name, "zone": zone}, headers=admin)).json()
+        cameras.append(created)
+        show("camera", f"{name}: key {created['api_key'][:16]}… (shown once, stored as a hash)")
+    people: dict[str, Any] = {"venue": venue, "region": region, "cameras": cameras, "admin": admin}
+    for username, role, name, extra in (
+        ("aidos", "bouncer", "Aidos (bouncer)", {"venue_id": venue["id"]}),
+        ("seitkali", "officer", "Officer Seitkali", {"region_id": region["id"]}),
+        ("dispatch", "dispatcher", "Medeu dispatch", {"region_id": region["id"]}),
+        ("owner", "owner", "Venue owner", {}),
+    ):
+        body = {"username": username, "display_name": name, "role": role, "password": f"{username}-password-1"} | extra
+        response = await http.post("/v1/admin/users", json=body, headers=admin)
+        response.raise_for_status()
+        people[username] = await _login(http, username, f"{username}-password-1")
+        show("user", f"{name} ({role})")
+    return people
+
+
+async def _phones(http: httpx.AsyncClient, people: dict[str, Any], inbox: PushInbox) -> None:
+    say("Phones: sign in, register for push, go on duty")
+    venue_id = people["venue"]["id"]
+    for username, platform in (("aidos", "android"), ("seitkali", "ios"), ("dispatch", "android")):
+        token = f"demo-token-{username}-{uuid.uuid4().hex[:6]}"
+        people[f"{username}_token"] = token
+        response = await http.post(
+            "/v1/me/devices", json={"fcm_token": token, "platform": platform, "app_version": "1.0.0"}, headers=people[username]
+        )
+        show(f"{username} device", f"{platform}: HTTP {response.status_code}")
+    duty = await http.put("/v1/me/duty", json={"on_duty": True, "venue_id": venue_id}, headers=people["aidos"])
+    show("aidos on duty at the venue", f"HTTP {duty.status_code}")
+    for who in ("seitkali", "dispatch"):
+        duty = await http.put("/v1/me/duty", json={"on_duty": True}, headers=people[who])
+        show(f"{who} on duty", f"HTTP {duty.status_code}")
+    location = {"lat": OFFICER_AT[0], "lon": OFFICER_AT[1], "accuracy_m": 12, "recorded_at": datetime.now(UTC).isoformat()}
+    response = await http.put("/v1/me/location", json=location, headers=people["seitkali"])
+    show("Officer Seitkali shares location (~400 m away)", f"HTTP {response.status_code}")
+    del inbox
+
+
+async def _post_clips(
+    http: httpx.AsyncClient, people: dict[str, Any], clips: list[tuple[str, Path, str]], settings: Settings
+) -> list[dict[str, Any]]:
+    say("Cameras post detections with their clips")
+    key = people["cameras"][0]["api_key"]
+    results = []
+    for index, (label, path, kind) in enumerate(clips):
+        meta = {
+            "event_id": f"demo-{index}-{uuid.uuid4().hex[:6]}",
+            "kind": kind,
+            "score": 0.82,
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "zone": "dance floor",
+        }
+        files = {"meta": (None, json.dumps(meta), "application/json"), "clip": (path.name, path.read_bytes(), "video/mp4")}
+        response = await http.post("/v1/detections", files=files, headers={"Authorization": f"Bearer {key}"})
+        body = response.json()
+        show(label, f"HTTP {response.status_code} {body}")
+        again = await http.post("/v1/detections", files=files, headers={"Authorization": f"Bearer {key}"})
+        show("  retry with the same event id", f"HTTP {again.status_code}, same detection: {again.json()['detection_id'] == body['detection_id']}")
+        results.append({"label": label, **body})
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        rows = await conn.fetch("SELECT kind, status, clip_key, clip_bytes FROM detections ORDER BY received_at")
+        for row in rows:
+            show("stored", f"{row['kind']} {row['status']}: s3://{settings.s3_bucket}/{row['clip_key']} ({row['clip_bytes']} bytes)")
+        jobs = await conn.fetch("SELECT kind, status FROM jobs WHERE kind = 'confirm_detection'")
+        show("queued jobs", [f"{j['kind']}:{j['status']}" for j in jobs])
+    finally:
+        await conn.close()
+    return results
+
+
+async def _show_outcome(
+    http: httpx.AsyncClient, people: dict[str, Any], detections: list[dict[str, Any]], inbox: PushInbox, settings: Settings
+) -> None:
+    key = people["cameras"][0]["api_key"]
+    incident_id = None
+    for detection in detections:
+        status = (await http.get(f"/v1/detections/{detection['detection_id']}", headers={"Authorization": f"Bearer {key}"})).json()
+        show(detection["label"], {k: status.get(k) for k in ("status", "score", "decision", "reason", "model", "incident_id")})
+        incident_id = incident_id or status.get("incident_id")
+    say("Phones ringing (what the local FCM server received)")
+    for message in inbox.messages():
+        body = message if isinstance(message, dict) else msgspec_to_dict(message)
+        show("push", _describe_push(body))
+    if incident_id is None:
+        show("incident", "none confirmed: nothing to acknowledge")
+        return
+    say("Responders act")
+    ack = await http.post(f"/v1/incidents/{incident_id}/actions", json={"action": "acknowledge"}, headers=people["aidos"])
+    show("bouncer Aidos acknowledges", f"HTTP {ack.status_code}")
+    accept = await http.post(f"/v1/incidents/{incident_id}/actions", json={"action": "accept"}, headers=people["seitkali"])
+    show("Officer Seitkali accepts (responding)", f"HTTP {accept.status_code}")
+    from workers.main import HANDLERS, worker_context
+    from workers.runner import Runner
+
+    async with worker_context(settings) as ctx:
+        await Runner(ctx, HANDLERS).run(until_idle=True)
+    detail = (await http.get(f"/v1/incidents/{incident_id}", headers=people["seitkali"])).json()
+    say("Incident timeline")
+    for event in detail.get("timeline", []):
+        show(str(event.get("at", ""))[11:23], f"{event.get('type')} {event.get('actor_name') or ''}".strip())
+    show("status", detail.get("status"))
+
+
+def msgspec_to_dict(obj: Any) -> dict[str, Any]:
+    import msgspec
+
+    result: dict[str, Any] = msgspec.to_builtins(obj)
+    return result
+
+
+def _describe_push(message: dict[str, Any]) -> str:
+    payload = message.get("message", message)
+    notification = payload.get("notification", {})
+    android = payload.get("android", {})
+    token = str(payload.get("token", ""))
+    return f"to {token[:22]}… [{android.get('priority', '?')}] {notification.get('title', '')} — {notification.get('body', '')}"
+
+
+def run_demo(shared: Path | None = None) -> int:
+    return asyncio.run(_run(shared))
