@@ -234,7 +234,10 @@ async def _post_clips(
             "occurred_at": datetime.now(UTC).isoformat(),
             "zone": "dance floor",
         }
-        files = {"meta": (None, json.dumps(meta), "application/json"), "clip": (path.name, path.read_bytes(), "video/mp4")}
+        files: dict[str, Any] = {
+            "meta": (None, json.dumps(meta), "application/json"),
+            "clip": (path.name, path.read_bytes(), "video/mp4"),
+        }
         response = await http.post("/v1/detections", files=files, headers={"Authorization": f"Bearer {key}"})
         body = response.json()
         show(label, f"HTTP {response.status_code} {body}")

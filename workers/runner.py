@@ -28,6 +28,9 @@ from workers.errors import PermanentError, TransientError
 
 log = get_logger(__name__)
 
+# Dependencies being away is always worth another try later.
+RETRYABLE: tuple[type[BaseException], ...] = (StorageUnavailable, *UNAVAILABLE_ERRORS)
+
 
 @dataclass
 class WorkerContext:
@@ -134,7 +137,7 @@ class Runner:
             bound.warning("job_retry", error=str(exc), delay_s=delay)
             await self._settle(queue.retry, job, error=str(exc), delay_s=delay)
             return "retry"
-        except (StorageUnavailable, *UNAVAILABLE_ERRORS) as exc:
+        except RETRYABLE as exc:
             delay = queue.backoff_s(job.attempts)
             bound.warning("job_retry_dependency", error=type(exc).__name__, delay_s=delay)
             await self._settle(queue.retry, job, error=f"{type(exc).__name__}: {exc}", delay_s=delay)

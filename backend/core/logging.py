@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 import structlog
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -44,7 +45,7 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
     """Take ``X-Request-ID`` from the client (if sane) or make one; echo it; bind it to logs."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
         incoming = ""
@@ -53,7 +54,7 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
                 incoming = value.decode("latin-1")
                 break
         request_id = incoming if _valid_request_id(incoming) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id  # type: ignore[typeddict-unknown-key]
+        scope.setdefault("state", {})["request_id"] = request_id
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

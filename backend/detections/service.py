@@ -53,6 +53,7 @@ MAX_META_BYTES = 64 * 1024
 MULTIPART_OVERHEAD = 64 * 1024
 FUTURE_SKEW = timedelta(minutes=10)
 _meta_decoder = msgspec.json.Decoder(DetectionMeta)
+_CLEANUP_ERRORS: tuple[type[BaseException], ...] = (StorageUnavailable, *UNAVAILABLE_ERRORS)
 
 
 @dataclass
@@ -285,7 +286,7 @@ class Ingest:
             await self.storage.delete_prefix(self.prefix)
             async with self.pool.acquire() as conn:
                 await repo.remove_pending_upload(conn, self.prefix)
-        except (StorageUnavailable, *UNAVAILABLE_ERRORS):
+        except _CLEANUP_ERRORS:
             log.warning("upload_cleanup_deferred", prefix=self.prefix)
 
 

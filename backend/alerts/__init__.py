@@ -1,0 +1,1 @@
+"""Responders' side of an incident: actions, my alerts, incident detail, receipts."""

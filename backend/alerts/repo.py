@@ -1,0 +1,178 @@
+"""SQL for responders' reads and actions (incidents are locked through ``backend.dispatch.repo``)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+
+
+class ListedIncident(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    alert_id: uuid.UUID | None
+    kind: str
+    status: str
+    version: int
+    police_requested: bool
+    opened_at: datetime
+    updated_at: datetime
+    venue_id: uuid.UUID
+    venue_name: str
+    venue_address: str
+    venue_lat: float
+    venue_lon: float
+    distance_m: float | None
+    last_event_id: int | None
+
+
+class EventRow(msgspec.Struct, frozen=True):
+    id: int
+    at: datetime
+    type: str
+    actor_id: uuid.UUID | None
+    actor_role: str | None
+    actor_name: str | None
+    data: dict[str, Any]
+
+
+class ResponderRow(msgspec.Struct, frozen=True):
+    user_id: uuid.UUID
+    display_name: str
+    role: str
+    type: str
+    at: datetime
+
+
+class AppliedRow(msgspec.Struct, frozen=True):
+    status: str
+    version: int
+    police_requested: bool
+
+
+SELECT_MY_ALERT = "SELECT id FROM alerts WHERE incident_id = $1 AND user_id = $2"
+DID_ACTION = "SELECT EXISTS (SELECT 1 FROM incident_events WHERE incident_id = $1 AND actor_id = $2 AND type = $3)"
+APPLY = """
+UPDATE incidents SET status = $2, police_requested = police_requested OR $3,
+       acknowledged_at = CASE WHEN $4 THEN COALESCE(acknowledged_at, now()) ELSE acknowledged_at END,
+       resolved_at = CASE WHEN $2 = 'resolved' THEN now() ELSE resolved_at END,
+       outcome = COALESCE($5, outcome), version = version + 1, updated_at = now()
+WHERE id = $1
+RETURNING status, version, police_requested
+"""
+ACK_ALERT = """
+UPDATE alerts SET acknowledged_at = COALESCE(acknowledged_at, now())
+WHERE incident_id = $1 AND user_id = $2 RETURNING id
+"""
+ACK_DELIVERIES = """
+UPDATE deliveries SET status = 'acknowledged', acknowledged_at = now(), updated_at = now()
+WHERE alert_id = $1 AND purpose = 'alert' AND status IN ('sent', 'received')
+"""
+RECEIPT_ALERT = (
+    "UPDATE alerts SET received_at = COALESCE(received_at, now()) WHERE id = $1 AND user_id = $2 RETURNING id"
+)
+RECEIPT_DELIVERY = """
+UPDATE deliveries SET status = CASE WHEN status IN ('queued', 'sending', 'sent') THEN 'received' ELSE status END,
+       received_at = COALESCE(received_at, now()), updated_at = now()
+WHERE alert_id = $1 AND device_id = $2 AND purpose = 'alert'
+"""
+# Which incidents are "mine": officer: alerted to me; bouncer: my venue's; owner: my venues';
+# dispatcher: my region's; admin: all. Open ones, or (with $5) those changed since a cursor.
+LIST_MINE = """
+SELECT i.id, a.id AS alert_id, i.kind, i.status, i.version, i.police_requested, i.opened_at, i.updated_at,
+       v.id AS venue_id, v.name AS venue_name, v.address AS venue_address,
+       ST_Y(v.location::geometry) AS venue_lat, ST_X(v.location::geometry) AS venue_lon,
+       a.distance_m, (SELECT max(e.id) FROM incident_events e WHERE e.incident_id = i.id) AS last_event_id
+FROM incidents i
+JOIN venues v ON v.id = i.venue_id
+LEFT JOIN alerts a ON a.incident_id = i.id AND a.user_id = $1
+WHERE CASE $2
+        WHEN 'officer' THEN a.id IS NOT NULL
+        WHEN 'bouncer' THEN i.venue_id = $3
+        WHEN 'owner' THEN v.owner_id = $1
+        WHEN 'dispatcher' THEN i.region_id = $4
+        WHEN 'admin' THEN true
+        ELSE false END
+  AND CASE WHEN $5::bigint IS NULL THEN i.status <> 'resolved'
+           ELSE EXISTS (SELECT 1 FROM incident_events e WHERE e.incident_id = i.id AND e.id > $5) END
+ORDER BY i.opened_at DESC
+LIMIT $6
+"""
+MAX_EVENT = "SELECT COALESCE(max(id), 0) FROM incident_events"
+TIMELINE = """
+SELECT e.id, e.at, e.type, e.actor_id, e.actor_role, u.display_name AS actor_name, e.data
+FROM incident_events e LEFT JOIN users u ON u.id = e.actor_id
+WHERE e.incident_id = $1 ORDER BY e.id
+"""
+RESPONDERS = """
+SELECT DISTINCT ON (e.actor_id) e.actor_id AS user_id, u.display_name, u.role, e.type, e.at
+FROM incident_events e JOIN users u ON u.id = e.actor_id
+WHERE e.incident_id = $1 AND e.type IN ('acknowledged', 'accepted', 'arrived', 'police_requested', 'resolved')
+ORDER BY e.actor_id, e.id DESC
+"""
+
+
+async def my_alert(conn: asyncpg.Connection, incident_id: uuid.UUID, user_id: uuid.UUID) -> uuid.UUID | None:
+    alert_id: uuid.UUID | None = await conn.fetchval(SELECT_MY_ALERT, incident_id, user_id)
+    return alert_id
+
+
+async def did_action(conn: asyncpg.Connection, incident_id: uuid.UUID, user_id: uuid.UUID, event_type: str) -> bool:
+    return bool(await conn.fetchval(DID_ACTION, incident_id, user_id, event_type))
+
+
+async def apply(
+    conn: asyncpg.Connection,
+    incident_id: uuid.UUID,
+    *,
+    status: str,
+    police_requested: bool,
+    acknowledged: bool,
+    outcome: str | None,
+) -> AppliedRow:
+    record = await conn.fetchrow(APPLY, incident_id, status, police_requested, acknowledged, outcome)
+    return msgspec.convert(dict(record), AppliedRow)
+
+
+async def acknowledge_alert(conn: asyncpg.Connection, incident_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    alert_id = await conn.fetchval(ACK_ALERT, incident_id, user_id)
+    if alert_id is not None:
+        await conn.execute(ACK_DELIVERIES, alert_id)
+
+
+async def receipt(
+    conn: asyncpg.Connection, alert_id: uuid.UUID, user_id: uuid.UUID, device_id: uuid.UUID | None
+) -> bool:
+    if await conn.fetchval(RECEIPT_ALERT, alert_id, user_id) is None:
+        return False
+    if device_id is not None:
+        await conn.execute(RECEIPT_DELIVERY, alert_id, device_id)
+    return True
+
+
+async def list_mine(
+    conn: asyncpg.Connection,
+    *,
+    user_id: uuid.UUID,
+    role: str,
+    venue_id: uuid.UUID | None,
+    region_id: uuid.UUID | None,
+    since: int | None,
+    limit: int = 200,
+) -> list[ListedIncident]:
+    rows = await conn.fetch(LIST_MINE, user_id, role, venue_id, region_id, since, limit)
+    return [msgspec.convert(dict(r), ListedIncident) for r in rows]
+
+
+async def max_event_id(conn: asyncpg.Connection) -> int:
+    return int(await conn.fetchval(MAX_EVENT))
+
+
+async def timeline(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[EventRow]:
+    return [msgspec.convert(dict(r), EventRow) for r in await conn.fetch(TIMELINE, incident_id)]
+
+
+async def responders(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[ResponderRow]:
+    return [msgspec.convert(dict(r), ResponderRow) for r in await conn.fetch(RESPONDERS, incident_id)]

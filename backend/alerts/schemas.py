@@ -1,0 +1,108 @@
+"""Wire types for responders: actions on an incident, my alerts, incident detail, receipts."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+Action = Literal["acknowledge", "accept", "arrive", "request_police", "resolve"]
+Outcome = Literal["handled", "false_alarm", "police_attended", "arrest", "medical", "other"]
+
+
+class ActionRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Bouncers acknowledge, request police or resolve; officers accept, arrive or resolve.
+    Resolving needs an ``outcome``. Repeating an action you already took changes nothing."""
+
+    action: Action
+    outcome: Outcome | None = None
+    note: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
+
+
+class ActionResult(msgspec.Struct, kw_only=True):
+    incident_id: uuid.UUID
+    status: str
+    version: int
+    police_requested: bool
+    changed: bool
+
+
+class ReceiptRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The app got the push (FCM gives the server no device receipt). ``device_id``: this phone."""
+
+    device_id: uuid.UUID | None = None
+
+
+class VenueBrief(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    name: str
+    address: str
+    lat: float
+    lon: float
+
+
+class AlertItem(msgspec.Struct, kw_only=True):
+    incident_id: uuid.UUID
+    alert_id: uuid.UUID | None
+    kind: str
+    status: str
+    version: int
+    police_requested: bool
+    opened_at: datetime
+    updated_at: datetime
+    venue: VenueBrief
+    distance_m: float | None = None
+
+
+class AlertList(msgspec.Struct, kw_only=True):
+    """Active incidents for me. Pass ``cursor`` back as ``since`` to get only what changed since
+    (resolved ones included, so the app can clear them)."""
+
+    items: list[AlertItem]
+    cursor: str
+
+
+class TimelineEvent(msgspec.Struct, kw_only=True):
+    at: datetime
+    type: str
+    actor_id: uuid.UUID | None
+    actor_role: str | None
+    actor_name: str | None
+    data: dict[str, Any]
+
+
+class Position(msgspec.Struct, kw_only=True):
+    lat: float
+    lon: float
+    accuracy_m: float
+    recorded_at: datetime
+
+
+class Responder(msgspec.Struct, kw_only=True):
+    user_id: uuid.UUID
+    display_name: str
+    role: str
+    state: Literal["acknowledged", "responding", "on_scene", "police_requested", "resolved"]
+    at: datetime
+    position: Position | None = None  # dispatchers (and admins) only
+
+
+class IncidentDetail(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    kind: str
+    status: str
+    version: int
+    opened_at: datetime
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+    outcome: str | None
+    police_requested: bool
+    venue: VenueBrief
+    distance_m: float | None
+    snapshot_url: str | None
+    clip_url: str | None
+    my_alert_id: uuid.UUID | None
+    responders: list[Responder]
+    timeline: list[TimelineEvent]

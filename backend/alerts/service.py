@@ -1,0 +1,199 @@
+"""Responders' reads: my alerts (app start, offline sync), an incident's detail, receipts.
+
+Officers' positions are shown to dispatchers and admins only, and each such read is audited; so
+is each footage link handed out (the view through the link is audited again, by ``links``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from backend.alerts import repo
+from backend.alerts.access import can_see
+from backend.alerts.actions import act
+from backend.alerts.schemas import (
+    ActionRequest,
+    ActionResult,
+    AlertItem,
+    AlertList,
+    IncidentDetail,
+    Position,
+    ReceiptRequest,
+    Responder,
+    TimelineEvent,
+    VenueBrief,
+)
+from backend.audit import repo as audit
+from backend.core.auth import Principal
+from backend.core.config import Settings
+from backend.core.errors import Invalid, NotFound
+from backend.dispatch import links
+from backend.dispatch import repo as dispatch_repo
+from backend.duty import repo as duty
+
+__all__ = ["act", "incident_detail", "my_alerts", "receipt"]
+
+LOCATION_VIEWERS = frozenset({"dispatcher", "admin"})
+_STATE = {
+    "acknowledged": "acknowledged",
+    "accepted": "responding",
+    "arrived": "on_scene",
+    "police_requested": "police_requested",
+    "resolved": "resolved",
+}
+
+
+def _cursor(since: str | None) -> int | None:
+    if since is None:
+        return None
+    if not since.isdigit() or len(since) > 18:
+        raise Invalid("cursor must be a value this API returned", field="since")
+    return int(since)
+
+
+async def my_alerts(conn: asyncpg.Connection, me: Principal, since: str | None = None) -> AlertList:
+    rows = await repo.list_mine(
+        conn, user_id=me.user_id, role=me.role, venue_id=me.venue_id, region_id=me.region_id, since=_cursor(since)
+    )
+    latest = max((r.last_event_id or 0 for r in rows), default=0)
+    cursor = max(latest, await repo.max_event_id(conn) if not rows else 0, _cursor(since) or 0)
+    items = [
+        AlertItem(
+            incident_id=r.id,
+            alert_id=r.alert_id,
+            kind=r.kind,
+            status=r.status,
+            version=r.version,
+            police_requested=r.police_requested,
+            opened_at=r.opened_at,
+            updated_at=r.updated_at,
+            venue=VenueBrief(
+                id=r.venue_id, name=r.venue_name, address=r.venue_address, lat=r.venue_lat, lon=r.venue_lon
+            ),
+            distance_m=round(r.distance_m) if r.distance_m is not None and me.role == "officer" else None,
+        )
+        for r in rows
+    ]
+    return AlertList(items=items, cursor=str(cursor))
+
+
+def _event_data(event: repo.EventRow, full: bool) -> dict[str, Any]:
+    """Who was notified, and how far away officers were, is for dispatchers and admins."""
+    if full or event.type not in {"notified", "escalated"}:
+        return event.data
+    data = {k: v for k, v in event.data.items() if k != "recipients"}
+    data["people"] = len(event.data.get("recipients", []))
+    return data
+
+
+async def incident_detail(
+    conn: asyncpg.Connection, settings: Settings, me: Principal, incident_id: uuid.UUID
+) -> IncidentDetail:
+    incident = await dispatch_repo.get_incident(conn, incident_id)
+    if incident is None or not await can_see(conn, me, incident):
+        raise NotFound("no such incident", field="incident_id")
+    privileged = me.role in LOCATION_VIEWERS
+    people = await repo.responders(conn, incident.id)
+    positions: dict[uuid.UUID, duty.OfficerPosition] = {}
+    officers = [p.user_id for p in people if p.role == "officer"]
+    if privileged and officers:
+        positions = await duty.positions(conn, officers, freshness_s=settings.location_freshness_s)
+        if positions:
+            await audit.record(
+                conn,
+                actor_id=me.user_id,
+                actor_role=me.role,
+                action="officer_location.view",
+                subject_type="incident",
+                subject_id=str(incident.id),
+                venue_id=incident.venue_id,
+                detail={"officers": [str(u) for u in positions]},
+            )
+    distance = None
+    if me.role == "officer":
+        distance = await duty.distance_to(
+            conn,
+            me.user_id,
+            lat=incident.venue_lat,
+            lon=incident.venue_lon,
+            freshness_s=settings.location_freshness_s,
+        )
+    snapshot_url = await links.issue(conn, settings, incident, "snapshot", me.user_id)
+    clip_url = await links.issue(conn, settings, incident, "clip", me.user_id)
+    if snapshot_url or clip_url:
+        await audit.record(
+            conn,
+            actor_id=me.user_id,
+            actor_role=me.role,
+            action="footage.link_issued",
+            subject_type="incident",
+            subject_id=str(incident.id),
+            venue_id=incident.venue_id,
+            detail={"snapshot": snapshot_url is not None, "clip": clip_url is not None},
+        )
+    return IncidentDetail(
+        id=incident.id,
+        kind=incident.kind,
+        status=incident.status,
+        version=incident.version,
+        opened_at=incident.opened_at,
+        acknowledged_at=incident.acknowledged_at,
+        resolved_at=incident.resolved_at,
+        outcome=incident.outcome,
+        police_requested=incident.police_requested,
+        venue=VenueBrief(
+            id=incident.venue_id,
+            name=incident.venue_name,
+            address=incident.venue_address,
+            lat=incident.venue_lat,
+            lon=incident.venue_lon,
+        ),
+        distance_m=round(distance) if distance is not None else None,
+        snapshot_url=snapshot_url,
+        clip_url=clip_url,
+        my_alert_id=await repo.my_alert(conn, incident.id, me.user_id),
+        responders=[
+            Responder(
+                user_id=p.user_id,
+                display_name=p.display_name,
+                role=p.role,
+                state=_STATE[p.type],  # type: ignore[arg-type]
+                at=p.at,
+                position=_position(positions.get(p.user_id)),
+            )
+            for p in people
+        ],
+        timeline=[
+            TimelineEvent(
+                at=e.at,
+                type=e.type,
+                actor_id=e.actor_id,
+                actor_role=e.actor_role,
+                actor_name=e.actor_name,
+                data=_event_data(e, privileged),
+            )
+            for e in await repo.timeline(conn, incident.id)
+        ],
+    )
+
+
+def _position(row: duty.OfficerPosition | None) -> Position | None:
+    if row is None:
+        return None
+    return Position(lat=row.lat, lon=row.lon, accuracy_m=row.accuracy_m, recorded_at=row.recorded_at)
+
+
+async def receipt(conn: asyncpg.Connection, me: Principal, alert_id: uuid.UUID, data: ReceiptRequest | None) -> None:
+    """The app got the push: the alert (and this device's delivery) is marked received."""
+    device_id = data.device_id if data is not None else None
+    if not await repo.receipt(conn, alert_id, me.user_id, device_id):
+        raise NotFound("no such alert of yours", field="alert_id")
+
+
+async def take_action(
+    conn: asyncpg.Connection, settings: Settings, me: Principal, incident_id: uuid.UUID, data: ActionRequest
+) -> ActionResult:
+    return await act(conn, settings, me, incident_id, data)

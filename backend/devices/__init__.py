@@ -1,0 +1,1 @@
+"""Responders' phones and their FCM registration tokens."""

@@ -1,0 +1,1 @@
+"""Recipients, escalation policies, push fan-out, the delivery log, short footage links."""

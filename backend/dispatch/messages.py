@@ -1,0 +1,58 @@
+"""What a phone shows: a title and body a person understands in a second, and the app's data."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from backend.dispatch.repo import IncidentRow
+
+LABELS = {
+    "fight": "FIGHT",
+    "crowd_surge": "CROWD SURGE",
+    "aggression": "AGGRESSION",
+    "weapon": "WEAPON",
+    "fire_smoke": "FIRE/SMOKE",
+}
+CRITICAL_KINDS = frozenset({"weapon", "fire_smoke"})
+_ASK = {
+    "bouncer": "Tap to acknowledge.",
+    "officer": "Tap to accept.",
+    "dispatcher": "No one has taken it yet.",
+}
+
+
+def distance_text(metres: float) -> str:
+    if metres < 1000:
+        return f"{max(10, round(metres / 10) * 10)} m"
+    return f"{metres / 1000:.1f} km"
+
+
+def urgency(kind: str) -> Literal["critical", "time_sensitive"]:
+    return "critical" if kind in CRITICAL_KINDS else "time_sensitive"
+
+
+def headline(incident: IncidentRow) -> str:
+    return f"{LABELS.get(incident.kind, incident.kind.upper())} at {incident.venue_name}"
+
+
+def alert_text(incident: IncidentRow, audience: str, distance_m: float | None, step: int) -> tuple[str, str]:
+    title = headline(incident)
+    if distance_m is not None:
+        title = f"{title} — {distance_text(distance_m)}"
+    lead = "Still unanswered. " if step > 1 else ""
+    police = "Police requested. " if incident.police_requested else ""
+    return title, f"{lead}{police}{incident.venue_address}. {_ASK.get(audience, '')}".strip()
+
+
+def data(incident: IncidentRow, alert_id: uuid.UUID, purpose: str, **extra: str) -> dict[str, str]:
+    return {
+        "type": purpose,
+        "incident_id": str(incident.id),
+        "alert_id": str(alert_id),
+        "kind": incident.kind,
+        "venue_id": str(incident.venue_id),
+        "status": incident.status,
+        "version": str(incident.version),
+        **extra,
+    }

@@ -1,0 +1,93 @@
+"""Escalation policies, as on-call systems have them: a chain of steps, each "wait, then notify".
+
+A step fires ``wait_s`` after the previous one fired, unless the incident already reached the
+step's ``unless`` state (``acknowledged``: anyone acknowledged or accepted; ``accepted``: an officer
+accepted) or was resolved. Critical kinds and a bouncer's ``request_police`` fire the
+``police_step`` at once. A step that reaches nobody hands over to the next step at once.
+
+The policy is snapshotted onto the incident when its first dispatch runs, so editing a venue's
+policy never changes an open incident's chain.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from backend.core.config import Settings
+
+Audience = Literal["bouncers", "officers", "dispatchers"]
+Unless = Literal["acknowledged", "accepted"]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class PolicyStep(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    notify: Annotated[list[Audience], msgspec.Meta(min_length=1)]
+    wait_s: NonNegative = 0.0
+    unless: Unless | None = None
+    officers: Annotated[int, msgspec.Meta(ge=1, le=100)] = 3
+    radius_m: Annotated[float, msgspec.Meta(gt=0, le=100_000)] = 1500.0
+
+
+class EscalationPolicy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    steps: Annotated[list[PolicyStep], msgspec.Meta(min_length=1, max_length=20)]
+    police_step: Annotated[int, msgspec.Meta(ge=0)] | None = None  # default: the first step calling officers
+    officers_at_once_kinds: list[str] = msgspec.field(default_factory=lambda: ["weapon", "fire_smoke"])
+
+    def __post_init__(self) -> None:
+        if self.police_step is not None and self.police_step >= len(self.steps):
+            raise ValueError("police_step must name one of the steps")
+
+    @property
+    def police(self) -> int:
+        """The step that request_police and critical kinds fire at once."""
+        if self.police_step is not None:
+            return self.police_step
+        calling = [n for n, step in enumerate(self.steps) if "officers" in step.notify]
+        return calling[0] if calling else len(self.steps) - 1
+
+
+def default_policy(settings: Settings) -> EscalationPolicy:
+    """Bouncers at once; officers if no bouncer acknowledges within 30 s (at once for weapon/fire_smoke
+    or on request_police); radius doubled and dispatchers notified if no officer accepts within 60 s."""
+    return EscalationPolicy(
+        steps=[
+            PolicyStep(notify=["bouncers"]),
+            PolicyStep(
+                notify=["officers"],
+                wait_s=settings.alert_ack_timeout_s,
+                unless="acknowledged",
+                officers=settings.alert_officers,
+                radius_m=settings.alert_radius_m,
+            ),
+            PolicyStep(
+                notify=["officers", "dispatchers"],
+                wait_s=settings.alert_accept_timeout_s,
+                unless="accepted",
+                officers=settings.alert_officers * 2,
+                radius_m=settings.alert_radius_m * 2,
+            ),
+        ],
+        police_step=1,
+    )
+
+
+def parse(raw: dict[str, Any]) -> EscalationPolicy:
+    return msgspec.convert(raw, EscalationPolicy)
+
+
+def dump(policy: EscalationPolicy) -> dict[str, Any]:
+    data: dict[str, Any] = msgspec.to_builtins(policy)
+    return data
+
+
+def reached(status: str, unless: Unless | None) -> bool:
+    """Whether an incident in ``status`` makes a step with ``unless`` unnecessary."""
+    if status == "resolved":
+        return True
+    if unless == "acknowledged":
+        return status != "confirmed"
+    if unless == "accepted":
+        return status in {"responding", "on_scene"}
+    return False

@@ -1,0 +1,345 @@
+"""SQL for dispatch: incidents as dispatch sees them, recipients, alerts, deliveries, timeline."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+
+
+class IncidentRow(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    venue_id: uuid.UUID
+    region_id: uuid.UUID | None
+    kind: str
+    status: str
+    opened_at: datetime
+    snapshot_key: str | None
+    clip_key: str | None
+    police_requested: bool
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+    outcome: str | None
+    escalation_policy: dict[str, Any] | None
+    escalation_step: int
+    version: int
+    updated_at: datetime
+    venue_name: str
+    venue_address: str
+    venue_lat: float
+    venue_lon: float
+    venue_owner_id: uuid.UUID | None
+
+
+class NewAlert(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    user_id: uuid.UUID
+    audience: str
+    distance_m: float | None
+
+
+class DeviceTarget(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    user_id: uuid.UUID
+
+
+class ClaimedDelivery(msgspec.Struct, frozen=True):
+    id: int
+    alert_id: uuid.UUID
+    incident_id: uuid.UUID
+    device_id: uuid.UUID
+    purpose: str
+    title: str
+    body: str
+    image_url: str | None
+    data: dict[str, str]
+    urgency: str
+    attempts: int
+    created_at: datetime
+    fcm_token: str
+
+
+_INCIDENT = """
+SELECT i.id, i.venue_id, i.region_id, i.kind, i.status, i.opened_at, i.snapshot_key, i.clip_key,
+       i.police_requested, i.acknowledged_at, i.resolved_at, i.outcome, i.escalation_policy,
+       i.escalation_step, i.version, i.updated_at, v.name AS venue_name, v.address AS venue_address,
+       ST_Y(v.location::geometry) AS venue_lat, ST_X(v.location::geometry) AS venue_lon, v.owner_id AS venue_owner_id
+FROM incidents i JOIN venues v ON v.id = i.venue_id
+WHERE i.id = $1
+"""
+SELECT_INCIDENT = _INCIDENT
+LOCK_INCIDENT = _INCIDENT + " FOR UPDATE OF i"
+DB_NOW = "SELECT now()"
+SELECT_VENUE_POLICY = "SELECT policy FROM escalation_policies WHERE venue_id = $1"
+UPSERT_VENUE_POLICY = """
+INSERT INTO escalation_policies (venue_id, policy) VALUES ($1, $2)
+ON CONFLICT (venue_id) DO UPDATE SET policy = EXCLUDED.policy, updated_at = now()
+"""
+SET_POLICY = "UPDATE incidents SET escalation_policy = $2 WHERE id = $1"
+SET_STEP = "UPDATE incidents SET escalation_step = $2, updated_at = now() WHERE id = $1"
+BOUNCERS_ON_DUTY = """
+SELECT d.user_id FROM duty d JOIN users u ON u.id = d.user_id
+WHERE d.venue_id = $1 AND d.on_duty AND d.role = 'bouncer' AND u.is_active AND u.venue_id = $1
+"""
+DISPATCHERS = "SELECT id FROM users WHERE role = 'dispatcher' AND is_active AND region_id = $1"
+ALERTED_USERS = "SELECT user_id FROM alerts WHERE incident_id = $1"
+INSERT_ALERTS = """
+INSERT INTO alerts (incident_id, user_id, audience, step, distance_m)
+SELECT $1, u.user_id, u.audience, $2, u.distance_m
+FROM unnest($3::uuid[], $4::text[], $5::float8[]) AS u(user_id, audience, distance_m)
+ON CONFLICT (incident_id, user_id) DO NOTHING
+RETURNING id, user_id, audience, distance_m
+"""
+ALERTS_EXCEPT = """
+SELECT id, user_id, audience, distance_m FROM alerts WHERE incident_id = $1 AND user_id <> ALL($2::uuid[])
+"""
+ACTIVE_DEVICES = "SELECT id, user_id FROM devices WHERE user_id = ANY($1::uuid[]) AND is_active"
+INSERT_DELIVERIES = """
+INSERT INTO deliveries (alert_id, incident_id, user_id, device_id, purpose, incident_version,
+                        title, body, image_url, data, urgency)
+SELECT d.alert_id, $1, d.user_id, d.device_id, $2, $3, d.title, d.body, d.image_url, d.data, $4
+FROM unnest($5::uuid[], $6::uuid[], $7::uuid[], $8::text[], $9::text[], $10::text[], $11::jsonb[])
+     AS d(alert_id, user_id, device_id, title, body, image_url, data)
+ON CONFLICT ON CONSTRAINT deliveries_unique DO NOTHING
+"""
+_CLAIM = """
+UPDATE deliveries d SET status = 'sending', claimed_at = now(), attempts = d.attempts + 1, updated_at = now()
+FROM devices v
+WHERE v.id = d.device_id AND v.is_active AND {where}
+  AND (d.status = 'queued' OR (d.status = 'sending' AND d.claimed_at < now() - make_interval(secs => $2)))
+RETURNING d.id, d.alert_id, d.incident_id, d.device_id, d.purpose, d.title, d.body, d.image_url, d.data,
+          d.urgency, d.attempts, d.created_at, v.fcm_token
+"""
+CLAIM_FOR_INCIDENT = _CLAIM.format(where="d.incident_id = $1 AND (d.attempts = 0 OR d.status = 'sending')")
+CLAIM_ONE = _CLAIM.format(where="d.id = $1")
+MARK_SENT = """
+UPDATE deliveries d SET status = CASE WHEN d.status = 'sending' THEN 'sent' ELSE d.status END,
+       fcm_message_name = u.name, sent_at = now(), error_code = NULL, claimed_at = NULL, updated_at = now()
+FROM unnest($1::bigint[], $2::text[]) AS u(id, name)
+WHERE d.id = u.id
+"""
+MARK_FAILED = """
+UPDATE deliveries SET status = 'failed', error_code = $2, failed_at = now(), claimed_at = NULL, updated_at = now()
+WHERE id = $1 AND status IN ('queued', 'sending')
+"""
+REQUEUE = """
+UPDATE deliveries SET status = 'queued', error_code = $2, claimed_at = NULL, updated_at = now()
+WHERE id = $1 AND status = 'sending'
+"""
+UNCLAIM = """
+UPDATE deliveries SET status = 'queued', attempts = attempts - 1, claimed_at = NULL, updated_at = now()
+WHERE id = ANY($1::bigint[]) AND status = 'sending'
+"""
+DEACTIVATE_DEVICE = "UPDATE devices SET is_active = false, last_error = $2, updated_at = now() WHERE id = $1"
+INSERT_EVENT = """
+INSERT INTO incident_events (incident_id, type, actor_id, actor_role, data) VALUES ($1, $2, $3, $4, $5)
+"""
+
+
+def _incident(record: asyncpg.Record | None) -> IncidentRow | None:
+    return msgspec.convert(dict(record), IncidentRow) if record else None
+
+
+async def get_incident(conn: asyncpg.Connection, incident_id: uuid.UUID) -> IncidentRow | None:
+    return _incident(await conn.fetchrow(SELECT_INCIDENT, incident_id))
+
+
+async def lock_incident(conn: asyncpg.Connection, incident_id: uuid.UUID) -> IncidentRow | None:
+    """The incident, locked FOR UPDATE until the caller's transaction ends."""
+    return _incident(await conn.fetchrow(LOCK_INCIDENT, incident_id))
+
+
+async def db_now(conn: asyncpg.Connection) -> datetime:
+    now: datetime = await conn.fetchval(DB_NOW)
+    return now
+
+
+async def venue_policy(conn: asyncpg.Connection, venue_id: uuid.UUID) -> dict[str, Any] | None:
+    policy: dict[str, Any] | None = await conn.fetchval(SELECT_VENUE_POLICY, venue_id)
+    return policy
+
+
+async def set_venue_policy(conn: asyncpg.Connection, venue_id: uuid.UUID, policy: dict[str, Any]) -> None:
+    await conn.execute(UPSERT_VENUE_POLICY, venue_id, policy)
+
+
+async def snapshot_policy(conn: asyncpg.Connection, incident_id: uuid.UUID, policy: dict[str, Any]) -> None:
+    await conn.execute(SET_POLICY, incident_id, policy)
+
+
+async def set_step(conn: asyncpg.Connection, incident_id: uuid.UUID, step: int) -> None:
+    await conn.execute(SET_STEP, incident_id, step)
+
+
+async def bouncers_on_duty(conn: asyncpg.Connection, venue_id: uuid.UUID) -> list[uuid.UUID]:
+    return [r["user_id"] for r in await conn.fetch(BOUNCERS_ON_DUTY, venue_id)]
+
+
+async def dispatchers(conn: asyncpg.Connection, region_id: uuid.UUID | None) -> list[uuid.UUID]:
+    if region_id is None:
+        return []
+    return [r["id"] for r in await conn.fetch(DISPATCHERS, region_id)]
+
+
+async def alerted_users(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[uuid.UUID]:
+    return [r["user_id"] for r in await conn.fetch(ALERTED_USERS, incident_id)]
+
+
+async def insert_alerts(
+    conn: asyncpg.Connection,
+    incident_id: uuid.UUID,
+    step: int,
+    recipients: list[tuple[uuid.UUID, str, float | None]],
+) -> list[NewAlert]:
+    """Alerts for people not alerted about this incident before; returns the new ones."""
+    if not recipients:
+        return []
+    users, audiences, distances = (list(x) for x in zip(*recipients, strict=True))
+    rows = await conn.fetch(INSERT_ALERTS, incident_id, step, users, audiences, distances)
+    return [msgspec.convert(dict(r), NewAlert) for r in rows]
+
+
+async def alerts_except(conn: asyncpg.Connection, incident_id: uuid.UUID, exclude: list[uuid.UUID]) -> list[NewAlert]:
+    return [msgspec.convert(dict(r), NewAlert) for r in await conn.fetch(ALERTS_EXCEPT, incident_id, exclude)]
+
+
+async def active_devices(conn: asyncpg.Connection, user_ids: list[uuid.UUID]) -> list[DeviceTarget]:
+    if not user_ids:
+        return []
+    return [msgspec.convert(dict(r), DeviceTarget) for r in await conn.fetch(ACTIVE_DEVICES, user_ids)]
+
+
+class NewDelivery(msgspec.Struct, frozen=True):
+    alert_id: uuid.UUID
+    user_id: uuid.UUID
+    device_id: uuid.UUID
+    title: str
+    body: str
+    image_url: str | None
+    data: dict[str, str]
+
+
+async def insert_deliveries(
+    conn: asyncpg.Connection,
+    *,
+    incident_id: uuid.UUID,
+    purpose: str,
+    version: int,
+    urgency: str,
+    rows: list[NewDelivery],
+) -> None:
+    if not rows:
+        return
+    await conn.execute(
+        INSERT_DELIVERIES,
+        incident_id,
+        purpose,
+        version,
+        urgency,
+        [r.alert_id for r in rows],
+        [r.user_id for r in rows],
+        [r.device_id for r in rows],
+        [r.title for r in rows],
+        [r.body for r in rows],
+        [r.image_url for r in rows],
+        [r.data for r in rows],
+    )
+
+
+def _claimed(rows: list[asyncpg.Record]) -> list[ClaimedDelivery]:
+    return [msgspec.convert(dict(r), ClaimedDelivery) for r in rows]
+
+
+async def claim_for_incident(conn: asyncpg.Connection, incident_id: uuid.UUID, lease_s: float) -> list[ClaimedDelivery]:
+    """Deliveries of the incident never attempted (or whose sender died); each is claimed by one sender."""
+    return _claimed(await conn.fetch(CLAIM_FOR_INCIDENT, incident_id, lease_s))
+
+
+async def claim_one(conn: asyncpg.Connection, delivery_id: int, lease_s: float) -> list[ClaimedDelivery]:
+    return _claimed(await conn.fetch(CLAIM_ONE, delivery_id, lease_s))
+
+
+async def mark_sent(conn: asyncpg.Connection, sent: list[tuple[int, str]]) -> None:
+    if sent:
+        await conn.execute(MARK_SENT, [s[0] for s in sent], [s[1] for s in sent])
+
+
+async def mark_failed(conn: asyncpg.Connection, delivery_id: int, error_code: str) -> None:
+    await conn.execute(MARK_FAILED, delivery_id, error_code)
+
+
+async def requeue(conn: asyncpg.Connection, delivery_id: int, error_code: str) -> None:
+    await conn.execute(REQUEUE, delivery_id, error_code)
+
+
+async def unclaim(conn: asyncpg.Connection, delivery_ids: list[int]) -> None:
+    await conn.execute(UNCLAIM, delivery_ids)
+
+
+async def deactivate_device(conn: asyncpg.Connection, device_id: uuid.UUID, error_code: str) -> None:
+    await conn.execute(DEACTIVATE_DEVICE, device_id, error_code)
+
+
+async def add_event(
+    conn: asyncpg.Connection,
+    incident_id: uuid.UUID,
+    type_: str,
+    *,
+    actor_id: uuid.UUID | None = None,
+    actor_role: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    await conn.execute(INSERT_EVENT, incident_id, type_, actor_id, actor_role, data or {})
+
+
+# --- short footage links -------------------------------------------------------------------
+
+
+class LinkRow(msgspec.Struct, frozen=True):
+    token: str
+    incident_id: uuid.UUID
+    venue_id: uuid.UUID
+    user_id: uuid.UUID | None
+    purpose: str
+    object_key: str
+    expires_at: datetime
+
+
+INSERT_LINKS = """
+INSERT INTO short_links (token, incident_id, venue_id, user_id, purpose, object_key, expires_at)
+SELECT l.token, $1, $2, l.user_id, $3, $4, now() + make_interval(secs => $5)
+FROM unnest($6::text[], $7::uuid[]) AS l(token, user_id)
+"""
+SELECT_LINK = """
+SELECT token, incident_id, venue_id, user_id, purpose, object_key, expires_at
+FROM short_links WHERE token = $1 AND expires_at > now()
+"""
+PRUNE_LINKS = "DELETE FROM short_links WHERE expires_at < now() - interval '1 day'"
+
+
+async def insert_links(
+    conn: asyncpg.Connection,
+    *,
+    incident_id: uuid.UUID,
+    venue_id: uuid.UUID,
+    purpose: str,
+    object_key: str,
+    ttl_s: float,
+    links: list[tuple[str, uuid.UUID | None]],
+) -> None:
+    if links:
+        tokens = [token for token, _ in links]
+        users = [user for _, user in links]
+        await conn.execute(INSERT_LINKS, incident_id, venue_id, purpose, object_key, ttl_s, tokens, users)
+
+
+async def get_link(conn: asyncpg.Connection, token: str) -> LinkRow | None:
+    record = await conn.fetchrow(SELECT_LINK, token)
+    return msgspec.convert(dict(record), LinkRow) if record else None
+
+
+async def prune_links(conn: asyncpg.Connection) -> None:
+    await conn.execute(PRUNE_LINKS)

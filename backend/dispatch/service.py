@@ -1,0 +1,233 @@
+"""Dispatch: who is alerted about an incident, when, and the pushes that tell them.
+
+``run_step`` runs in the caller's transaction with the incident row locked (FOR UPDATE): it
+snapshots the escalation policy onto the incident (first dispatch), drops stale timers (the step
+already fired, the incident reached the step's ``unless`` state, or was resolved), alerts the
+step's recipients (new people only), logs their deliveries as ``queued``, records a ``notified``
+timeline event, and schedules the next step as a delayed job. Sending happens after commit
+(``fanout``), so a crash between the two leaves queued deliveries the job's retry sends.
+
+Job kinds: ``dispatch_incident`` (the confirmation worker's, step 0), ``escalate_incident``
+(timers and request_police), ``push_update`` (actions), ``retry_delivery`` (fanout).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import asyncpg
+import msgspec
+
+from backend.adapters.push import PushGateway
+from backend.core import queue
+from backend.core.config import Settings
+from backend.core.logging import get_logger
+from backend.dispatch import fanout, links, messages, policy, repo
+from backend.duty import repo as duty
+
+log = get_logger(__name__)
+
+DISPATCH_JOB = "dispatch_incident"
+STEP_JOB = "escalate_incident"
+UPDATE_JOB = "push_update"
+RETRY_JOB = fanout.RETRY_JOB
+
+
+class StepResult(msgspec.Struct, kw_only=True):
+    fired: list[int] = msgspec.field(default_factory=list)
+    skipped: str | None = None  # why nothing fired: missing, resolved, stale, reached
+    deliveries: int = 0
+
+
+async def incident_policy(
+    conn: asyncpg.Connection, settings: Settings, incident: repo.IncidentRow
+) -> policy.EscalationPolicy:
+    """The incident's snapshotted policy; on first use the venue's (or the default) is snapshotted."""
+    if incident.escalation_policy is not None:
+        return policy.parse(incident.escalation_policy)
+    raw = await repo.venue_policy(conn, incident.venue_id)
+    chosen = policy.parse(raw) if raw is not None else policy.default_policy(settings)
+    await repo.snapshot_policy(conn, incident.id, policy.dump(chosen))
+    return chosen
+
+
+async def set_venue_policy(conn: asyncpg.Connection, venue_id: uuid.UUID, chosen: policy.EscalationPolicy) -> None:
+    await repo.set_venue_policy(conn, venue_id, policy.dump(chosen))
+
+
+async def run_step(
+    conn: asyncpg.Connection, settings: Settings, incident_id: uuid.UUID, *, step: int, force: bool = False
+) -> StepResult:
+    """Fire escalation step ``step`` (and any skipped before it) unless it is stale. In a transaction."""
+    incident = await repo.lock_incident(conn, incident_id)
+    if incident is None:
+        return StepResult(skipped="missing")
+    chain = await incident_policy(conn, settings, incident)
+    if incident.status == "resolved":
+        return StepResult(skipped="resolved")
+    if incident.escalation_step > step or step >= len(chain.steps):
+        return StepResult(skipped="stale")
+    if not force and policy.reached(incident.status, chain.steps[step].unless):
+        return StepResult(skipped="reached")
+    target = step
+    if incident.escalation_step == 0 and (incident.kind in chain.officers_at_once_kinds or incident.police_requested):
+        target = max(target, chain.police)
+    result = StepResult()
+    last = 0
+    for n in range(incident.escalation_step, target + 1):
+        last = await _notify(conn, settings, incident, chain.steps[n], n)
+        result.fired.append(n)
+        result.deliveries += last
+    following = target + 1
+    await repo.set_step(conn, incident.id, following)
+    if following < len(chain.steps):
+        wait = chain.steps[following].wait_s if last else 0.0  # nobody reached: hand over at once
+        run_at = await repo.db_now(conn) + timedelta(seconds=wait)
+        await queue.enqueue(
+            conn,
+            STEP_JOB,
+            {"incident_id": str(incident.id), "step": following},
+            dedup_key=f"{incident.id}:step:{following}",
+            run_at=run_at,
+        )
+    return result
+
+
+async def _notify(
+    conn: asyncpg.Connection, settings: Settings, incident: repo.IncidentRow, cfg: policy.PolicyStep, n: int
+) -> int:
+    """Alert the step's new recipients; returns the number of deliveries queued."""
+    recipients: list[tuple[uuid.UUID, str, float | None]] = []
+    for audience in cfg.notify:
+        if audience == "bouncers":
+            recipients += [(u, "bouncer", None) for u in await repo.bouncers_on_duty(conn, incident.venue_id)]
+        elif audience == "officers":
+            nearby = await duty.nearest_officers(
+                conn,
+                lat=incident.venue_lat,
+                lon=incident.venue_lon,
+                freshness_s=settings.location_freshness_s,
+                radius_m=cfg.radius_m,
+                limit=cfg.officers,
+                exclude=await repo.alerted_users(conn, incident.id),
+            )
+            recipients += [(o.user_id, "officer", o.distance_m) for o in nearby]
+        else:
+            recipients += [(u, "dispatcher", None) for u in await repo.dispatchers(conn, incident.region_id)]
+    alerts = await repo.insert_alerts(conn, incident.id, n, recipients)
+    devices = await repo.active_devices(conn, [a.user_id for a in alerts])
+    images = await links.issue_many(conn, settings, incident, "snapshot", sorted({d.user_id for d in devices}))
+    by_user = {a.user_id: a for a in alerts}
+    rows = []
+    for device in devices:
+        alert = by_user[device.user_id]
+        title, body = messages.alert_text(incident, alert.audience, alert.distance_m, n)
+        rows.append(
+            repo.NewDelivery(
+                alert_id=alert.id,
+                user_id=alert.user_id,
+                device_id=device.id,
+                title=title,
+                body=body,
+                image_url=images.get(device.user_id),
+                data=messages.data(incident, alert.id, "alert"),
+            )
+        )
+    await repo.insert_deliveries(
+        conn,
+        incident_id=incident.id,
+        purpose="alert",
+        version=incident.version,
+        urgency=messages.urgency(incident.kind),
+        rows=rows,
+    )
+    await repo.add_event(
+        conn,
+        incident.id,
+        "notified" if n == 0 else "escalated",
+        actor_role="system",
+        data={
+            "step": n,
+            "notify": list(cfg.notify),
+            "recipients": [
+                {"user_id": str(a.user_id), "audience": a.audience}
+                | ({"distance_m": round(a.distance_m)} if a.distance_m is not None else {})
+                for a in alerts
+            ],
+            "devices": len(rows),
+        },
+    )
+    log.info("incident_notified", incident_id=str(incident.id), step=n, people=len(alerts), devices=len(rows))
+    return len(rows)
+
+
+async def prepare_update(
+    conn: asyncpg.Connection, incident_id: uuid.UUID, *, version: int, text: str, actor_id: uuid.UUID | None
+) -> int:
+    """Queue an update push ("Officer Seitkali is responding") to everyone alerted but the actor."""
+    incident = await repo.get_incident(conn, incident_id)
+    if incident is None:
+        return 0
+    alerts = await repo.alerts_except(conn, incident.id, [actor_id] if actor_id else [])
+    by_user = {a.user_id: a for a in alerts}
+    devices = await repo.active_devices(conn, list(by_user))
+    title = messages.headline(incident)
+    rows = [
+        repo.NewDelivery(
+            alert_id=by_user[d.user_id].id,
+            user_id=d.user_id,
+            device_id=d.id,
+            title=title,
+            body=text,
+            image_url=None,
+            data=messages.data(incident, by_user[d.user_id].id, "update", version=str(version)),
+        )
+        for d in devices
+    ]
+    await repo.insert_deliveries(
+        conn, incident_id=incident.id, purpose="update", version=version, urgency="time_sensitive", rows=rows
+    )
+    return len(rows)
+
+
+# --- whole jobs (a worker, the demo or a test calls these with a connection) -------------------
+
+
+async def dispatch(
+    conn: asyncpg.Connection,
+    gateway: PushGateway,
+    settings: Settings,
+    incident_id: uuid.UUID,
+    *,
+    step: int = 0,
+    force: bool = False,
+) -> tuple[StepResult, fanout.SendReport]:
+    """Run a step in its own transaction, then send what it queued (and anything left unsent)."""
+    async with conn.transaction():
+        result = await run_step(conn, settings, incident_id, step=step, force=force)
+    report = await fanout.send_pending(conn, gateway, settings, incident_id)
+    if result.skipped:
+        log.info("escalation_step_skipped", incident_id=str(incident_id), step=step, reason=result.skipped)
+    return result, report
+
+
+async def push_update(
+    conn: asyncpg.Connection,
+    gateway: PushGateway,
+    settings: Settings,
+    incident_id: uuid.UUID,
+    *,
+    version: int,
+    text: str,
+    actor_id: uuid.UUID | None,
+) -> fanout.SendReport:
+    async with conn.transaction():
+        await prepare_update(conn, incident_id, version=version, text=text, actor_id=actor_id)
+    return await fanout.send_pending(conn, gateway, settings, incident_id)
+
+
+async def retry_delivery(
+    conn: asyncpg.Connection, gateway: PushGateway, settings: Settings, delivery_id: int
+) -> fanout.SendReport:
+    return await fanout.send_one(conn, gateway, settings, delivery_id)

@@ -1,0 +1,1 @@
+"""Who is on duty, where; officers' locations and the nearest-officer query."""

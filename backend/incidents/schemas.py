@@ -1,0 +1,44 @@
+"""Wire types of incidents and their timelines."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+
+IncidentStatusName = Literal["confirmed", "acknowledged", "responding", "on_scene", "resolved"]
+
+
+class Incident(msgspec.Struct, kw_only=True):
+    """Confirmed detections of one venue and kind, grouped."""
+
+    id: uuid.UUID
+    venue_id: uuid.UUID
+    region_id: uuid.UUID | None
+    kind: str
+    status: IncidentStatusName
+    opened_at: datetime
+    first_seen_at: datetime
+    last_seen_at: datetime
+    detection_count: int
+    max_score: float
+    snapshot_key: str | None
+    clip_key: str | None
+    version: int
+
+
+class IncidentEvent(msgspec.Struct, kw_only=True):
+    """One line of an incident's timeline (detected, confirmed, detection_added, notified...)."""
+
+    at: datetime
+    type: str
+    actor_id: uuid.UUID | None = None
+    actor_role: str | None = None
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class IncidentTimeline(msgspec.Struct, kw_only=True):
+    incident: Incident
+    events: list[IncidentEvent]
