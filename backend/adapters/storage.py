@@ -128,7 +128,8 @@ class Storage:
         size = 0
         try:
             response = await self.client.get_object(Bucket=self.bucket, Key=key)
-            async with response["Body"] as body:
+            body = response["Body"]
+            async with body:
                 with path.open("wb") as out:
                     while data := await body.read(chunk):
                         out.write(data)

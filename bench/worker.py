@@ -1,0 +1,284 @@
+"""Confirmation worker: CPU cost per clip, throughput per core, queue-to-decision latency.
+
+Run: .venv/bin/python bench/worker.py [--clips 40] [--repeat 10] [--rate R] [--dsn postgresql://...]
+
+1. CPU seconds per 2-s 640x360 H.264 clip, measured in this process on one thread: the model's
+   decode + features + inference, and the artefacts (snapshot + playable MP4) separately, beside
+   a baseline (decoding the same clip with OpenCV alone) and the machine's CPU and cores.
+2. Throughput: a real worker (the Runner with the confirm handler, one CPU process per core)
+   against a fresh PostgreSQL database and an in-process S3 server (moto), draining ``--clips``
+   detections queued at once (half fights, half calm scenes: half get artefacts).
+3. Latency: detections enqueued at a steady ``--rate`` (default: half the measured capacity),
+   queue-to-decision (received_at -> decided_at) p50 and p99.
+Prints figures; never asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import platform
+import socket
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import cv2
+
+from backend.adapters.storage import Storage
+from backend.cameras import service as cameras
+from backend.cameras.schemas import CameraCreate
+from backend.core import queue
+from backend.core.auth import CameraPrincipal
+from backend.core.config import Settings
+from backend.core.db import init_connection, create_pool
+from backend.core.logging import configure_logging
+from backend.core.migrations import migrate
+from backend.detections import repo as detections
+from backend.detections.service import CONFIRM_JOB, object_prefix
+from backend.venues import service as venues
+from backend.venues.schemas import VenueCreate
+from workers import confirm
+from workers.media import make_playable_mp4, make_snapshot_jpeg
+from workers.media.synth import write_test_clip
+from workers.runner import Runner, WorkerContext
+from workers.vision import ConfirmationModel
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_seconds(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
+    """Median CPU seconds and wall seconds of ``fn`` over ``repeat`` runs (after one warm-up)."""
+    fn()
+    cpu, wall = [], []
+    for _ in range(repeat):
+        c0, w0 = time.process_time(), time.perf_counter()
+        fn()
+        cpu.append(time.process_time() - c0)
+        wall.append(time.perf_counter() - w0)
+    return statistics.median(cpu), statistics.median(wall)
+
+
+def opencv_decode(path: Path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    frames = 0
+    while capture.read()[0]:
+        frames += 1
+    capture.release()
+    return frames
+
+
+def per_clip_costs(work: Path, repeat: int) -> None:
+    cv2.setNumThreads(1)
+    h264 = write_test_clip(work / "fight.mp4", seconds=2.0, fps=15, width=640, height=360)
+    h264_25 = write_test_clip(work / "fight25.mp4", seconds=2.0, fps=25, width=640, height=360)
+    mpeg4 = write_test_clip(work / "fight.avi", seconds=2.0, fps=15, codec="mpeg4")
+    model = ConfirmationModel()
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"model: {model.name}/{model.version}, threshold {model.threshold:.3f}")
+    print("\nCPU seconds per 2-s 640x360 clip (median, one thread):")
+    rows: list[tuple[str, Callable[[], Any]]] = [
+        ("baseline: OpenCV decode only, 15 fps", lambda: opencv_decode(h264)),
+        ("baseline: OpenCV decode only, 25 fps", lambda: opencv_decode(h264_25)),
+        ("model: decode + features + inference, 15 fps", lambda: model.score_clip(h264)),
+        ("model: decode + features + inference, 25 fps", lambda: model.score_clip(h264_25)),
+        ("artefacts: snapshot JPEG", lambda: make_snapshot_jpeg(h264, 1.0)),
+        ("artefacts: playable MP4, H.264 remux", lambda: make_playable_mp4(h264, work / "out1.mp4")),
+        ("artefacts: playable MP4, MPEG-4 transcode", lambda: make_playable_mp4(mpeg4, work / "out2.mp4")),
+    ]
+    for label, fn in rows:
+        cpu, wall = cpu_seconds(fn, repeat)
+        print(f"  {label:<48} {cpu:7.3f} s CPU  {wall:7.3f} s wall")
+    real = Path(__file__).resolve().parents[2] / "shared" / "data" / "surv-fight" / "fight" / "fi050.mp4"
+    if real.exists():
+        cpu, wall = cpu_seconds(lambda: model.score_clip(real), repeat)
+        print(f"  {'model on a real 640x360 30-fps clip (fi050)':<48} {cpu:7.3f} s CPU  {wall:7.3f} s wall")
+        cpu, wall = cpu_seconds(lambda: opencv_decode(real), repeat)
+        print(f"  {'baseline: OpenCV decode of fi050':<48} {cpu:7.3f} s CPU  {wall:7.3f} s wall")
+
+
+# --- the worker against a real database and S3 ----------------------------------------------------
+
+
+async def make_database(dsn: str) -> str:
+    name = f"kuzet_bench_{os.getpid()}"
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = dsn.rsplit("/", 1)[0] + "/" + name
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return url
+
+
+async def drop_database(dsn: str, url: str) -> None:
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+class Load:
+    """Cameras at a few venues and detections queued as ingest queues them."""
+
+    def __init__(self, conn: asyncpg.Connection, storage: Storage, clips: list[bytes]) -> None:
+        self.conn, self.storage, self.clips = conn, storage, clips
+        self.cameras: list[CameraPrincipal] = []
+        self.sent = 0
+
+    async def prepare(self, venues_n: int = 4) -> None:
+        for i in range(venues_n):
+            venue = await venues.create_venue(
+                self.conn, None, VenueCreate(name=f"Bench {i}", address="Abay Ave", lat=43.2, lon=76.9)
+            )
+            created = await cameras.create_camera(self.conn, None, venue.id, CameraCreate(name="cam", zone="floor"))
+            self.cameras.append(CameraPrincipal(camera_id=created.camera.id, venue_id=venue.id))
+
+    async def send(self) -> None:
+        camera = self.cameras[self.sent % len(self.cameras)]
+        clip = self.clips[self.sent % len(self.clips)]
+        self.sent += 1
+        detection_id = uuid.uuid4()
+        key = object_prefix(camera.venue_id, detection_id, datetime.now(UTC)) + "original.mp4"
+        await self.storage.put_bytes(key, clip, "video/mp4")
+        async with self.conn.transaction():
+            await detections.insert_detection(
+                self.conn,
+                detection_id=detection_id,
+                camera=camera,
+                event_id=f"bench-{detection_id}",
+                kind="fight",
+                edge_score=0.8,
+                occurred_at=datetime.now(UTC),
+                zone="floor",
+                boxes=[],
+                clip_key=key,
+                clip_bytes=len(clip),
+                clip_content_type="video/mp4",
+                snapshot_key=None,
+            )
+            await queue.enqueue(self.conn, CONFIRM_JOB, {"detection_id": str(detection_id)}, dedup_key=key)
+
+
+DECIDED = """
+SELECT extract(epoch FROM decided_at - received_at) AS latency, received_at, decided_at, status FROM detections
+WHERE decided_at IS NOT NULL AND received_at >= $1 ORDER BY received_at
+"""
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def worker_figures(dsn: str, clips_n: int, rate: float | None, work: Path) -> None:
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    s3.start()
+    url = await make_database(dsn)
+    cores = os.cpu_count() or 1
+    settings = Settings(
+        database_url=url,
+        s3_endpoint_url=f"http://127.0.0.1:{port}",
+        s3_bucket="kuzet-bench",
+        s3_access_key_id="bench",
+        s3_secret_access_key="bench",
+        worker_concurrency=cores,
+        job_poll_s=0.05,
+    )
+    fight = write_test_clip(work / "w-fight.mp4", motion="fight").read_bytes()
+    calm = write_test_clip(work / "w-calm.mp4", motion="calm").read_bytes()
+    try:
+        async with Storage(settings) as storage, confirm.new_pool(settings) as cpu:
+            await storage.ensure_bucket()
+            pool = await create_pool(url, max_size=cores + 4)
+            conn = await asyncpg.connect(url)
+            await init_connection(conn)
+            load = Load(conn, storage, [fight, calm])
+            await load.prepare()
+            ctx = WorkerContext(settings=settings, pool=pool, storage=storage)
+            ctx.extras[confirm.EXTRA] = confirm.Confirmer(cpu)
+            handlers = {CONFIRM_JOB: confirm.confirm_detection}
+
+            print(f"\nWorker throughput: {clips_n} detections queued at once, {cores} CPU processes")
+            for _ in range(clips_n):
+                await load.send()
+            started = time.perf_counter()
+            await Runner(ctx, handlers).run(until_idle=True)
+            elapsed = time.perf_counter() - started
+            statuses = await conn.fetch("SELECT status, count(*) AS n FROM detections GROUP BY status")
+            capacity = clips_n / elapsed
+            print(f"  drained in {elapsed:.1f} s: {capacity:.2f} clips/s, {capacity / cores:.2f} clips/s per core")
+            print("  decisions: " + ", ".join(f"{r['status']} {r['n']}" for r in statuses))
+
+            steady = rate or capacity * 0.5
+            print(f"\nQueue-to-decision latency at a steady {steady:.2f} detections/s ({clips_n} detections)")
+            mark = await conn.fetchval("SELECT now()")
+            runner = Runner(ctx, handlers)
+            running = asyncio.create_task(runner.run())
+            began = time.perf_counter()
+            for i in range(clips_n):
+                await asyncio.sleep(max(0.0, began + i / steady - time.perf_counter()))
+                await load.send()
+            pending = "SELECT count(*) FROM detections WHERE status IN ('queued', 'processing')"
+            while (await conn.fetchval(pending)) > 0:  # noqa: ASYNC110 - the database is the source of truth
+                await asyncio.sleep(0.05)
+            runner.stop()
+            await running
+            latencies = [float(r["latency"]) for r in await conn.fetch(DECIDED, mark)]
+            print(
+                f"  p50 {percentile(latencies, 0.5) * 1000:.0f} ms, p99 {percentile(latencies, 0.99) * 1000:.0f} ms, "
+                f"max {max(latencies) * 1000:.0f} ms over {len(latencies)} detections"
+            )
+            await conn.close()
+            await pool.close()
+    finally:
+        await drop_database(dsn, url)
+        s3.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clips", type=int, default=40)
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--rate", type=float, default=None, help="detections/s for the latency run")
+    parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--skip-worker", action="store_true", help="only the per-clip CPU figures")
+    args = parser.parse_args()
+    configure_logging(fmt="console", level="warning")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
+    with tempfile.TemporaryDirectory(prefix="kuzet-bench-") as tmp:
+        per_clip_costs(Path(tmp), args.repeat)
+        if not args.skip_worker:
+            asyncio.run(worker_figures(args.dsn, args.clips, args.rate, Path(tmp)))
+
+
+if __name__ == "__main__":
+    main()

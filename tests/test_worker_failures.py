@@ -1,0 +1,268 @@
+"""Confirmation failures: bad clips, storage trouble, a hung or crashing decoder, a worker killed mid-job."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import wave
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import cv2
+import msgspec
+import numpy as np
+import pytest
+
+from backend.adapters.storage import Storage
+from backend.core.config import Settings, load_settings
+from tests.factories import Factory
+from tests.services import free_port
+from tests.test_confirm import assert_artefacts, clips, confirm_worker, object_keys, queued, run_jobs, state
+from workers.confirm import EXTRA, AnalyseRequest, ClipAnalysis, analyse_clip
+from workers.cpu import CpuPool, CpuPoolError, RemoteError
+from workers.media import MediaError
+from workers.media.synth import write_garbage, write_test_clip, write_truncated_clip
+
+__all__ = ["clips"]  # the session fixture, shared with test_confirm
+
+KUZET = Path(sys.executable).parent / "kuzet"
+
+
+def hang(request: AnalyseRequest) -> ClipAnalysis:
+    """A decoder stuck forever (runs in the pool's process)."""
+    del request
+    time.sleep(3600)
+    raise AssertionError("unreachable")
+
+
+def crash(request: AnalyseRequest) -> ClipAnalysis:
+    """A decoder that takes its process down (segfault, OOM killer)."""
+    del request
+    os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("unreachable")
+
+
+def _wav(path: Path) -> Path:
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(np.zeros(8000, dtype=np.int16).tobytes())
+    return path
+
+
+async def job_row(conn: asyncpg.Connection) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT status, attempts, max_attempts, run_at > now() AS later, last_error FROM jobs "
+        "WHERE kind = 'confirm_detection'"
+    )
+
+
+async def test_bad_clips_are_unprocessable_with_a_reason(
+    make: Factory,
+    conn: asyncpg.Connection,
+    storage: Storage,
+    settings: Settings,
+    clips: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    ok, jpeg = cv2.imencode(".jpg", np.full((64, 64, 3), 128, np.uint8))
+    assert ok
+    cases: dict[str, tuple[bytes, str]] = {
+        "empty": (b"", "empty file"),
+        "truncated": (write_truncated_clip(clips["fight"], tmp_path / "cut.mp4").read_bytes(), "truncated or corrupt"),
+        "garbage": (write_garbage(tmp_path / "junk.mp4").read_bytes(), "not a video container"),
+        "jpeg": (jpeg.tobytes(), "not a video container: jpeg image"),
+        "wav": (_wav(tmp_path / "a.wav").read_bytes(), "no video stream: wav audio"),
+    }
+    rows = {name: await queued(make, storage, data, kind="fight") for name, (data, _) in cases.items()}
+    async with confirm_worker(settings, storage) as ctx:
+        await run_jobs(ctx)
+    for name, (_, reason) in cases.items():
+        after = await state(conn, rows[name].id)
+        assert after["status"] == "unprocessable", name
+        assert after["decision_reason"].startswith(reason), (name, after["decision_reason"])
+        assert after["incident_id"] is None
+    assert await job_row(conn) is None  # every job finished: no retry loop
+    assert await conn.fetchval("SELECT count(*) FROM incidents") == 0
+    assert len(await object_keys(storage)) == len(cases)  # the originals only
+
+
+async def test_clip_missing_from_storage_is_retried_then_unprocessable(
+    make: Factory, conn: asyncpg.Connection, storage: Storage, settings: Settings
+) -> None:
+    row = await queued(make, storage, None, kind="weapon")
+    async with confirm_worker(settings, storage) as ctx:
+        await run_jobs(ctx)
+        job = await job_row(conn)
+        assert job is not None
+        assert (job["status"], job["attempts"], job["later"]) == ("queued", 1, True)
+        assert "missing from object storage" in job["last_error"]
+        assert (await state(conn, row.id))["status"] == "processing"
+
+        await conn.execute("UPDATE jobs SET run_at = now(), max_attempts = 2")  # the last attempt, due now
+        await run_jobs(ctx)
+    after = await state(conn, row.id)
+    assert after["status"] == "unprocessable"
+    assert after["decision_reason"] == "clip missing from object storage"
+    assert await job_row(conn) is None
+
+
+async def test_storage_down_is_retried_with_backoff_then_buried(
+    make: Factory, conn: asyncpg.Connection, settings_env: dict[str, str], clips: dict[str, Path], storage: Storage
+) -> None:
+    row = await queued(make, storage, clips["fight"], kind="weapon")
+    down = load_settings(settings_env | {"KUZET_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"})
+    async with Storage(down) as dead, confirm_worker(down, dead) as ctx:
+        await run_jobs(ctx)
+        job = await job_row(conn)
+        assert job is not None
+        assert (job["status"], job["attempts"], job["later"]) == ("queued", 1, True)
+        assert "StorageUnavailable" in job["last_error"]
+
+        await conn.execute("UPDATE jobs SET run_at = now(), max_attempts = 2")
+        await run_jobs(ctx)
+    job = await job_row(conn)
+    assert job is not None
+    assert (job["status"], job["attempts"]) == ("dead", 2)  # a dead letter, replayable
+    assert (await state(conn, row.id))["status"] == "processing"
+
+
+async def test_hung_decoder_is_cut_off_and_the_pool_recovers(
+    make: Factory, conn: asyncpg.Connection, storage: Storage, settings: Settings, clips: dict[str, Path]
+) -> None:
+    stuck = await queued(make, storage, clips["fight"], kind="fight")
+    quick = msgspec.structs.replace(settings, clip_timeout_s=1.0)
+    async with confirm_worker(quick, storage, analyse=hang) as ctx:
+        await run_jobs(ctx)
+        after = await state(conn, stuck.id)
+        assert after["status"] == "unprocessable"
+        assert after["decision_reason"] == "decoding timed out after 1 s"
+        assert await job_row(conn) is None
+        confirmer = ctx.extras[EXTRA]
+        assert confirmer.pool.restarts == 1
+
+        confirmer.analyse = analyse_clip  # the replacement process works
+        fine = await queued(make, storage, clips["fight"], kind="weapon", edge_score=0.9)
+        await run_jobs(ctx)
+    assert (await state(conn, fine.id))["status"] == "confirmed"
+    await assert_artefacts(storage, fine.clip_key)
+
+
+async def test_crashing_decoder_is_unprocessable(
+    make: Factory, conn: asyncpg.Connection, storage: Storage, settings: Settings, clips: dict[str, Path]
+) -> None:
+    row = await queued(make, storage, clips["fight"], kind="fight")
+    async with confirm_worker(settings, storage, analyse=crash) as ctx:
+        await run_jobs(ctx)
+    after = await state(conn, row.id)
+    assert after["status"] == "unprocessable"
+    assert after["decision_reason"] == "decoder crashed: worker process died (signal 9)"
+    assert await job_row(conn) is None
+
+
+async def test_invalid_payload_is_a_dead_letter(conn: asyncpg.Connection, storage: Storage, settings: Settings) -> None:
+    await conn.execute("INSERT INTO jobs (kind, payload) VALUES ('confirm_detection', $1)", {"detection": "x"})
+    async with confirm_worker(settings, storage) as ctx:
+        await run_jobs(ctx)
+    job = await job_row(conn)
+    assert job is not None
+    assert job["status"] == "dead"
+    assert "invalid payload" in job["last_error"]
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def bad_clip(x: int) -> int:
+    raise MediaError(f"truncated or corrupt: clip {x}")
+
+
+class _TwoArgsError(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)  # args lose ``code``: cannot be rebuilt by unpickling
+        self.code = code
+
+
+def odd_error(x: int) -> int:
+    raise _TwoArgsError(f"odd {x}", 7)
+
+
+async def test_cpu_pool_results_and_errors_cross_the_pipe() -> None:
+    async with CpuPool(2) as pool:
+        assert await asyncio.gather(*(pool.run(square, i, timeout_s=30) for i in range(6))) == [0, 1, 4, 9, 16, 25]
+        with pytest.raises(MediaError, match="clip 3"):
+            await pool.run(bad_clip, 3, timeout_s=30)
+        with pytest.raises(RemoteError, match="_TwoArgsError: odd 5"):
+            await pool.run(odd_error, 5, timeout_s=30)
+        assert pool.restarts == 0
+    with pytest.raises(CpuPoolError, match="closed"):
+        await pool.run(square, 1, timeout_s=30)
+
+
+# --- a real worker process, killed with SIGKILL mid-job ------------------------------------------
+
+
+@asynccontextmanager
+async def worker_process(env: dict[str, str], *args: str) -> AsyncIterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen([str(KUZET), "worker", *args], env=env, stdout=subprocess.DEVNULL)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        await asyncio.to_thread(proc.wait, 30)
+
+
+async def wait_for(
+    conn: asyncpg.Connection, query: str, *args: Any, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    deadline = asyncio.get_running_loop().time() + 60.0
+    while not await conn.fetchval(query, *args):
+        assert proc is None or proc.poll() is None, f"the worker exited with {proc.returncode}"
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for: {query}"
+        await asyncio.sleep(0.01)
+
+
+async def test_worker_killed_mid_job_leaves_it_to_another_exactly_once(
+    make: Factory, conn: asyncpg.Connection, storage: Storage, settings_env: dict[str, str], tmp_path: Path
+) -> None:
+    # A long 720p MPEG-4 clip: the playable MP4 must be transcoded, which keeps the job busy a while.
+    slow = write_test_clip(tmp_path / "slow.avi", seconds=15, width=1280, height=720, codec="mpeg4")
+    row = await queued(make, storage, slow, kind="weapon", edge_score=0.9)
+    env = os.environ | settings_env | {"KUZET_JOB_LEASE_S": "3", "KUZET_WORKER_CONCURRENCY": "1"}
+    # The worker also runs the dispatch jobs: give its push gateway a (silent) FCM endpoint.
+    env |= {
+        "KUZET_FCM_ENDPOINT": f"http://127.0.0.1:{free_port()}/v1/projects/{{0}}/messages:send",
+        "KUZET_FCM_CREDENTIALS": "token:test",
+    }
+
+    async with worker_process(env) as first:
+        await wait_for(conn, "SELECT status = 'processing' FROM detections WHERE id = $1", row.id, proc=first)
+        first.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(first.wait, 30)
+    assert first.returncode == -signal.SIGKILL
+    assert (await state(conn, row.id))["status"] == "processing"  # killed before deciding
+    job = await job_row(conn)
+    assert job is not None
+    assert job["status"] == "running"
+
+    await wait_for(conn, "SELECT bool_and(lease_until < now()) FROM jobs WHERE kind = 'confirm_detection'")
+    async with worker_process(env, "--until-idle") as second:
+        assert await asyncio.to_thread(second.wait, 120) == 0
+
+    after = await state(conn, row.id)
+    assert after["status"] == "confirmed"
+    assert await job_row(conn) is None
+    assert await conn.fetchval("SELECT count(*) FROM incidents") == 1
+    assert await conn.fetchval("SELECT count(*) FROM incident_events WHERE type IN ('detected', 'confirmed')") == 2
+    assert await conn.fetchval("SELECT detection_count FROM incidents") == 1
+    await assert_artefacts(storage, row.clip_key)  # exactly the original, one snapshot, one playable MP4

@@ -1,0 +1,284 @@
+"""Job ``confirm_detection``: decode the clip, confirm or reject, make artefacts, group into an incident.
+
+Per detection (payload ``{"detection_id"}``):
+1. mark it ``processing`` (a detection already decided is left alone: the job is a re-run);
+2. download the clip from object storage into a temporary directory;
+3. in the CPU pool, under ``clip_timeout_s``: probe the clip and, for kinds the server model
+   judges, score it (``workers.vision``); the per-kind policy decides (with a reason);
+4. for a confirmed detection, again in the pool: a snapshot JPEG (the model's best frame for
+   fight/aggression, else the middle of the clip) and a phone-playable H.264 MP4, uploaded beside
+   the original as ``snapshot.jpg`` and ``playable.mp4`` (fixed keys: a re-run overwrites them);
+5. one transaction records the decision and groups a confirmed detection into its incident.
+
+Failures: a clip that is empty, truncated, corrupt or not a video, that hangs the decoder past
+the timeout or crashes it makes the detection ``unprocessable`` with the reason and the job ends.
+Storage or database trouble is retried with backoff by the runner; a clip still missing from
+storage on the last attempt is ``unprocessable``. Rejected detections get no artefacts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Final
+
+from backend.adapters.storage import ObjectMissing
+from backend.core import queue
+from backend.core.config import Settings
+from backend.core.logging import get_logger
+from backend.detections import confirmation
+from backend.detections.confirmation import Evidence, Verdict
+from backend.detections.service import CONFIRM_JOB
+from workers.cpu import CpuPool, CpuTimeout, WorkerCrashed
+from workers.errors import PermanentError, TransientError
+from workers.media import MediaError, make_playable_mp4, make_snapshot_jpeg, probe_clip
+from workers.runner import WorkerContext
+from workers.vision import ClipDecodeError, ClipScore, ConfirmationModel
+
+log = get_logger(__name__)
+
+EXTRA: Final = "confirm"
+SNAPSHOT_NAME: Final = "snapshot.jpg"
+PLAYABLE_NAME: Final = "playable.mp4"
+SNAPSHOT_MAX_BYTES: Final = 200_000
+__all__ = ["CONFIRM_JOB", "Confirmer", "confirm_detection", "setup"]
+
+
+# --- CPU work: runs in the pool's processes ----------------------------------------------------
+
+_MODEL: ConfirmationModel | None = None
+
+
+def init_process(person_model: Path | None) -> None:
+    """Pool initializer: one model (one InferenceSession) per process, loaded once."""
+    global _MODEL  # noqa: PLW0603 - the per-process model is this module's state by design
+    import cv2
+
+    cv2.setNumThreads(1)  # one process per core: no oversubscription
+    _MODEL = ConfirmationModel(person_model_path=person_model)
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyseRequest:
+    path: Path
+    score: bool  # run the server model
+
+
+@dataclass(frozen=True, slots=True)
+class ClipAnalysis:
+    duration_s: float
+    width: int
+    height: int
+    codec: str
+    score: ClipScore | None
+    model_name: str | None
+    model_version: str | None
+    model_threshold: float | None
+    timings_ms: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class ArtefactRequest:
+    path: Path
+    out_dir: Path
+    at_time_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ArtefactFiles:
+    snapshot: Path
+    playable: Path
+    mode: str  # remux or transcode
+    timings_ms: dict[str, float]
+
+
+def analyse_clip(request: AnalyseRequest) -> ClipAnalysis:
+    """Probe the clip (MediaError when unusable) and score it with the model when asked."""
+    t0 = time.perf_counter()
+    info = probe_clip(request.path)
+    timings = {"probe": (time.perf_counter() - t0) * 1000.0}
+    if not request.score:
+        return ClipAnalysis(info.duration_s, info.width, info.height, info.codec, None, None, None, None, timings)
+    if _MODEL is None:
+        raise RuntimeError("init_process has not run in this process")
+    score = _MODEL.score_clip(request.path)
+    timings |= score.timings_ms
+    return ClipAnalysis(
+        info.duration_s,
+        info.width,
+        info.height,
+        info.codec,
+        score,
+        _MODEL.name,
+        _MODEL.version,
+        _MODEL.threshold,
+        timings,
+    )
+
+
+def make_artefacts(request: ArtefactRequest) -> ArtefactFiles:
+    """Snapshot at ``at_time_s`` and the phone-playable MP4, written into ``out_dir``."""
+    t0 = time.perf_counter()
+    snapshot = request.out_dir / SNAPSHOT_NAME
+    snapshot.write_bytes(make_snapshot_jpeg(request.path, request.at_time_s, max_bytes=SNAPSHOT_MAX_BYTES))
+    t1 = time.perf_counter()
+    playable = request.out_dir / PLAYABLE_NAME
+    info = make_playable_mp4(request.path, playable)
+    t2 = time.perf_counter()
+    return ArtefactFiles(
+        snapshot, playable, info.mode, {"snapshot": (t1 - t0) * 1000.0, "playable": (t2 - t1) * 1000.0}
+    )
+
+
+# --- the job, on the event loop ---------------------------------------------------------------
+
+Analyse = Callable[[AnalyseRequest], ClipAnalysis]
+MakeArtefacts = Callable[[ArtefactRequest], ArtefactFiles]
+CLIP_FAILURES: Final = (MediaError, ClipDecodeError, CpuTimeout, WorkerCrashed)
+
+
+@dataclass
+class Confirmer:
+    """Per worker process: the CPU pool and the work it runs (replaceable in tests)."""
+
+    pool: CpuPool
+    analyse: Analyse = analyse_clip
+    artefacts: MakeArtefacts = make_artefacts
+
+
+def new_pool(settings: Settings) -> CpuPool:
+    """One process per concurrent job, each with its own model session."""
+    return CpuPool(settings.worker_concurrency, initializer=init_process, initargs=(settings.person_model,))
+
+
+async def setup(ctx: WorkerContext, stack: AsyncExitStack) -> None:
+    pool = await stack.enter_async_context(new_pool(ctx.settings))
+    ctx.extras[EXTRA] = Confirmer(pool)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, MediaError | ClipDecodeError):
+        return exc.reason
+    if isinstance(exc, CpuTimeout):
+        return f"decoding timed out after {exc.timeout_s:g} s"
+    return f"decoder crashed: {exc}"
+
+
+def _detection_id(job: queue.Job) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(job.payload["detection_id"]))
+    except (KeyError, ValueError) as exc:
+        raise PermanentError(f"invalid payload: {job.payload!r}") from exc
+
+
+def artefact_keys(clip_key: str) -> tuple[str, str]:
+    """Fixed keys beside the original clip: ``.../{detection}/snapshot.jpg`` and ``playable.mp4``."""
+    prefix = clip_key.rsplit("/", 1)[0]
+    return f"{prefix}/{SNAPSHOT_NAME}", f"{prefix}/{PLAYABLE_NAME}"
+
+
+async def confirm_detection(ctx: WorkerContext, job: queue.Job) -> None:
+    detection_id = _detection_id(job)
+    confirmer: Confirmer = ctx.extras[EXTRA]
+    async with ctx.pool.acquire() as conn:
+        target = await confirmation.start_processing(conn, detection_id)
+    if target is None:
+        raise PermanentError(f"detection {detection_id} does not exist")
+    if target.status in confirmation.DECIDED:
+        log.info("confirm_skipped", detection_id=str(detection_id), status=target.status)
+        return
+    work = await asyncio.to_thread(tempfile.mkdtemp, prefix="kuzet-confirm-")
+    try:
+        verdict = await _judge(ctx, confirmer, job, target, Path(work))
+    finally:
+        await asyncio.to_thread(shutil.rmtree, work, True)
+    recorded = await confirmation.record_outcome(
+        ctx.pool, detection_id, verdict, window_s=ctx.settings.incident_window_s
+    )
+    log.info(
+        "detection_decided" if recorded.recorded else "detection_already_decided",
+        detection_id=str(detection_id),
+        kind=target.kind,
+        decision=recorded.status,
+        score=verdict.score,
+        reason=verdict.reason,
+        incident_id=str(recorded.incident.incident_id) if recorded.incident else None,
+        incident_opened=recorded.incident.opened if recorded.incident else None,
+        total_ms=round(verdict.timings_ms.get("total", 0.0), 1),
+    )
+
+
+async def _judge(
+    ctx: WorkerContext, confirmer: Confirmer, job: queue.Job, target: confirmation.ConfirmTarget, work: Path
+) -> Verdict:
+    """Everything up to the decision and its artefacts; storage errors propagate (retried)."""
+    settings = ctx.settings
+    started = time.perf_counter()
+    clip = work / f"original{Path(target.clip_key).suffix}"
+    try:
+        await ctx.storage.download(target.clip_key, clip)
+    except ObjectMissing as exc:
+        if job.last_attempt:
+            return Verdict("unprocessable", "clip missing from object storage")
+        raise TransientError(f"clip {target.clip_key} missing from object storage") from exc
+    timings = {"download": (time.perf_counter() - started) * 1000.0}
+
+    use_model = confirmation.uses_server_model(target.kind, settings)
+    try:
+        analysis = await confirmer.pool.run(
+            confirmer.analyse, AnalyseRequest(clip, score=use_model), timeout_s=settings.clip_timeout_s
+        )
+    except CLIP_FAILURES as exc:
+        return Verdict("unprocessable", _reason(exc), timings_ms=timings | _total(started))
+    timings |= analysis.timings_ms
+    clip_score = analysis.score
+    evidence = Evidence(
+        model_score=clip_score.score if clip_score else None,
+        model_threshold=analysis.model_threshold,
+        model=f"{analysis.model_name}/{analysis.model_version}" if analysis.model_name else None,
+        person_count=clip_score.person_count if clip_score else None,
+        motion=clip_score.motion if clip_score else None,
+    )
+    decision = confirmation.decide(target.kind, target.edge_score, evidence, settings)
+    verdict = Verdict(
+        "confirmed" if decision.confirmed else "rejected",
+        decision.reason,
+        score=decision.score,
+        model_name=analysis.model_name,
+        model_version=analysis.model_version,
+        verified_by_server=decision.verified_by_server,
+        person_count=evidence.person_count,
+        motion=evidence.motion,
+    )
+    if not decision.confirmed:
+        return replace(verdict, timings_ms=timings | _total(started))
+
+    best = clip_score.best_frame_time_s if clip_score and target.kind in confirmation.MODEL_KINDS else None
+    at = best if best is not None else analysis.duration_s / 2
+    try:
+        files = await confirmer.pool.run(
+            confirmer.artefacts, ArtefactRequest(clip, work, at), timeout_s=settings.clip_timeout_s
+        )
+    except CLIP_FAILURES as exc:
+        # A confirmed fight still becomes an incident without its artefacts: never drop the alarm.
+        log.warning("artefacts_failed", detection_id=str(target.id), reason=_reason(exc))
+        reason = f"{verdict.reason}; artefacts failed: {_reason(exc)}"
+        return replace(verdict, reason=reason, timings_ms=timings | _total(started))
+    timings |= files.timings_ms
+    upload_started = time.perf_counter()
+    snapshot_key, playable_key = artefact_keys(target.clip_key)
+    await ctx.storage.put_file(snapshot_key, files.snapshot, "image/jpeg")
+    await ctx.storage.put_file(playable_key, files.playable, "video/mp4")
+    timings["upload"] = (time.perf_counter() - upload_started) * 1000.0
+    return replace(verdict, snapshot_key=snapshot_key, playable_key=playable_key, timings_ms=timings | _total(started))
+
+
+def _total(started: float) -> dict[str, float]:
+    return {"total": (time.perf_counter() - started) * 1000.0}
