@@ -4,4 +4,7 @@ from __future__ import annotations
 
 from litestar.types import ControllerRouterHandler
 
-ROUTES: list[ControllerRouterHandler] = []
+from mobile_api.incidents import IncidentController, short_link
+from mobile_api.me import MeController
+
+ROUTES: list[ControllerRouterHandler] = [MeController, IncidentController, short_link]

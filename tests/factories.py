@@ -70,3 +70,100 @@ class Factory:
 
     def auth(self, user: User) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(user)}"}
+
+    async def detection(self, camera: CameraCreated | None = None, **overrides: Any) -> Any:
+        """A queued detection and its confirmation job, as ingest commits them (the clip is not uploaded:
+        put it at the returned row's ``clip_key``)."""
+        from datetime import UTC, datetime
+
+        from backend.core import queue
+        from backend.core.auth import CameraPrincipal
+        from backend.detections import repo as detections
+        from backend.detections.service import CONFIRM_JOB, object_prefix
+
+        if camera is None:
+            camera = await self.camera()
+        detection_id = overrides.pop("detection_id", uuid.uuid4())
+        principal = CameraPrincipal(camera_id=camera.camera.id, venue_id=camera.camera.venue_id)
+        data: dict[str, Any] = {
+            "event_id": f"evt-{uuid.uuid4().hex[:10]}",
+            "kind": "fight",
+            "edge_score": 0.9,
+            "occurred_at": datetime.now(UTC),
+            "zone": camera.camera.zone,
+            "boxes": [],
+            "clip_key": object_prefix(principal.venue_id, detection_id, datetime.now(UTC)) + "original.mp4",
+            "clip_bytes": 1,
+            "clip_content_type": "video/mp4",
+            "snapshot_key": None,
+        } | overrides
+        async with self.conn.transaction():
+            row = await detections.insert_detection(self.conn, detection_id=detection_id, camera=principal, **data)
+            assert row is not None
+            await queue.enqueue(self.conn, CONFIRM_JOB, {"detection_id": str(row.id)}, dedup_key=str(row.id))
+        return row
+
+    # --- alerts (issue 4) ------------------------------------------------------------------
+
+    def principal(self, user: User) -> Principal:
+        return Principal(
+            user_id=user.id,
+            role=user.role,
+            display_name=user.display_name,
+            venue_id=user.venue_id,
+            region_id=user.region_id,
+        )
+
+    async def incident(
+        self,
+        venue_id: uuid.UUID | None = None,
+        *,
+        kind: str = "fight",
+        status: str = "confirmed",
+        snapshot_key: str | None = None,
+        clip_key: str | None = None,
+    ) -> uuid.UUID:
+        """An incident straight in SQL (the confirmation worker is not needed to test dispatch)."""
+        if venue_id is None:
+            venue_id = (await self.venue(region_id=(await self.region()).id)).id
+        incident_id: uuid.UUID = await self.conn.fetchval(
+            """
+            INSERT INTO incidents (venue_id, region_id, kind, status, first_seen_at, last_seen_at,
+                                   snapshot_key, clip_key)
+            SELECT id, region_id, $2, $3, now(), now(), $4, $5 FROM venues WHERE id = $1
+            RETURNING id
+            """,
+            venue_id,
+            kind,
+            status,
+            snapshot_key,
+            clip_key,
+        )
+        return incident_id
+
+    async def device(self, user: User, token: str | None = None, platform: str = "android") -> uuid.UUID:
+        from backend.devices import service as devices
+        from backend.devices.schemas import DeviceRegister
+
+        data = DeviceRegister(fcm_token=token or f"tok-{uuid.uuid4().hex}", platform=platform, app_version="1.0.0")  # type: ignore[arg-type]
+        return (await devices.register(self.conn, self.principal(user), data)).id
+
+    async def on_duty(self, user: User) -> None:
+        from backend.duty import service as duty
+
+        await duty.go_on_duty(self.conn, self.principal(user))
+
+    async def located(self, user: User, lat: float, lon: float, *, age_s: float = 0.0) -> None:
+        """An on-duty officer with a position recorded ``age_s`` seconds ago."""
+        await self.on_duty(user)
+        await self.conn.execute(
+            """
+            INSERT INTO officer_locations (user_id, location, accuracy_m, recorded_at)
+            VALUES ($1, ST_SetSRID(ST_MakePoint($3, $2), 4326)::geography, 10, now() - make_interval(secs => $4))
+            ON CONFLICT (user_id) DO UPDATE SET location = EXCLUDED.location, recorded_at = EXCLUDED.recorded_at
+            """,
+            user.id,
+            lat,
+            lon,
+            age_s,
+        )

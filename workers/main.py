@@ -9,7 +9,7 @@ from backend.adapters.storage import Storage
 from backend.core.config import Settings
 from backend.core.db import create_pool
 from backend.core.logging import configure_logging, get_logger
-from workers import maintenance
+from workers import confirm, dispatch, maintenance
 from workers.runner import Handler, Runner, WorkerContext, install_signal_handlers
 
 log = get_logger(__name__)
@@ -17,6 +17,8 @@ log = get_logger(__name__)
 # One entry per job kind; each module owns its kind.
 HANDLERS: dict[str, Handler] = {
     maintenance.SWEEP_JOB: maintenance.sweep_uploads,
+    **dispatch.HANDLERS,
+    confirm.CONFIRM_JOB: confirm.confirm_detection,
 }
 
 
@@ -34,7 +36,7 @@ async def worker_context(settings: Settings) -> AsyncIterator[WorkerContext]:
 
 # Per-process resources (model sessions, CPU pools, the push gateway) are set up by the modules
 # that need them: each is an ``async def setup(ctx, stack)`` registering its cleanup on ``stack``.
-SETUPS: list[maintenance.Setup] = [maintenance.setup]
+SETUPS: list[maintenance.Setup] = [maintenance.setup, confirm.setup, dispatch.setup]
 
 
 async def run_worker(settings: Settings, *, until_idle: bool = False) -> None:

@@ -1,0 +1,102 @@
+"""The signed-in responder: phones, duty, location, my alerts, receipts."""
+
+from __future__ import annotations
+
+import uuid
+from types import MappingProxyType
+
+import asyncpg
+from litestar import Controller, delete, get, post, put
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery, JSONBody
+
+from backend.alerts import service as alerts
+from backend.alerts.schemas import AlertList, ReceiptRequest
+from backend.core.auth import Principal, provide_principal
+from backend.core.errors import problem_responses
+from backend.devices import service as devices
+from backend.devices.schemas import Device, DeviceRegister
+from backend.duty import service as duty
+from backend.duty.schemas import DutyState, DutyUpdate, LocationAccepted, LocationUpdate
+
+
+class MeController(Controller):
+    path = "/v1/me"
+    tags = ("me",)
+    dependencies = MappingProxyType({"me": Provide(provide_principal)})
+    security = ({"BearerAuth": []},)
+
+    @post(
+        "/devices",
+        summary="Register this phone's FCM token (a token moving to another user leaves the first)",
+        status_code=201,
+        responses=problem_responses(401, 422),
+    )
+    async def register_device(
+        self, db: NamedDependency[asyncpg.Connection], me: NamedDependency[Principal], data: JSONBody[DeviceRegister]
+    ) -> Device:
+        return await devices.register(db, me, data)
+
+    @delete(
+        "/devices/{device_id:uuid}",
+        summary="Stop pushing to this phone",
+        status_code=204,
+        responses=problem_responses(401, 404),
+    )
+    async def remove_device(
+        self, db: NamedDependency[asyncpg.Connection], me: NamedDependency[Principal], device_id: FromPath[uuid.UUID]
+    ) -> None:
+        await devices.remove(db, me, device_id)
+
+    @put(
+        "/duty",
+        summary="Go on or off duty (bouncers at their own venue, officers in their region)",
+        responses=problem_responses(401, 403, 422),
+    )
+    async def set_duty(
+        self, db: NamedDependency[asyncpg.Connection], me: NamedDependency[Principal], data: JSONBody[DutyUpdate]
+    ) -> DutyState:
+        return await duty.set_duty(db, me, data)
+
+    @put(
+        "/location",
+        summary="Share an on-duty officer's position (used while fresh, never shown but to dispatchers)",
+        responses=problem_responses(401, 403, 409, 422),
+    )
+    async def put_location(
+        self,
+        db: NamedDependency[asyncpg.Connection],
+        me: NamedDependency[Principal],
+        state: State,
+        data: JSONBody[LocationUpdate],
+    ) -> LocationAccepted:
+        return await duty.record_location(db, state.settings, me, data)
+
+    @get(
+        "/alerts",
+        summary="Active incidents for me, with a cursor of the last change (pass it back as since)",
+        responses=problem_responses(401, 422),
+    )
+    async def my_alerts(
+        self,
+        db: NamedDependency[asyncpg.Connection],
+        me: NamedDependency[Principal],
+        since: FromQuery[str | None] = None,
+    ) -> AlertList:
+        return await alerts.my_alerts(db, me, since)
+
+    @post(
+        "/alerts/{alert_id:uuid}/receipt",
+        summary="The app received the push for this alert",
+        status_code=204,
+        responses=problem_responses(401, 404, 422),
+    )
+    async def receipt(
+        self,
+        db: NamedDependency[asyncpg.Connection],
+        me: NamedDependency[Principal],
+        alert_id: FromPath[uuid.UUID],
+        data: JSONBody[ReceiptRequest | None] = None,
+    ) -> None:
+        await alerts.receipt(db, me, alert_id, data)
