@@ -1,0 +1,119 @@
+"""CPU cost of the confirmation model per clip: decode + features + inference, on one core.
+
+Run: .venv/bin/python bench/model_cost.py [--repeat 20] [--no-real]
+Prints figures; never asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from workers.vision.model import ConfirmationModel
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def synthetic_clip(path: Path, seconds: float = 2.0, fps: int = 25, width: int = 640, height: int = 360) -> Path:
+    """An H.264 clip with moving, jittering blobs over a noisy background (PyAV)."""
+    rng = np.random.default_rng(0)
+    background = rng.integers(0, 80, (height, width, 3), dtype=np.uint8)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, fps)
+        for i in range(int(seconds * fps)):
+            frame = background.copy()
+            for k in range(4):
+                x = 100 + k * 110 + int(rng.integers(-20, 20)) + i * 2
+                y = 120 + int(rng.integers(-15, 15))
+                frame[y : y + 120, x : x + 50] = (60 * k, 180, 255 - 50 * k)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def measure(model: ConfirmationModel, clips: list[Path], repeat: int) -> dict[str, float]:
+    """CPU seconds per clip (process time, all threads) and the stage timings."""
+    model.score_clip(clips[0])  # warm-up
+    cpu: list[float] = []
+    stages: dict[str, list[float]] = {"decode": [], "features": [], "inference": []}
+    for _ in range(repeat):
+        for clip in clips:
+            c0 = time.process_time()
+            result = model.score_clip(clip)
+            cpu.append(time.process_time() - c0)
+            for key, values in stages.items():
+                values.append(result.timings_ms.get(key, 0.0))
+    cpu.sort()
+    out = {
+        "clips": float(len(cpu)),
+        "cpu_s_mean": statistics.fmean(cpu),
+        "cpu_s_median": statistics.median(cpu),
+        "cpu_s_p95": cpu[min(len(cpu) - 1, int(0.95 * len(cpu)))],
+    }
+    for key, values in stages.items():
+        out[f"{key}_ms_median"] = statistics.median(values)
+    return out
+
+
+def show(label: str, figures: dict[str, float]) -> None:
+    parts = [f"{k}={v:.3f}" if "cpu" in k else f"{k}={v:.1f}" for k, v in figures.items()]
+    print(f"{label:44s} " + " ".join(parts))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--no-real", action="store_true", help="skip the real clips under ../shared")
+    args = parser.parse_args()
+    cv2.setNumThreads(1)
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    print(
+        f"machine: {cpu_model()}, {os.cpu_count()} logical cores; pinned to one core; "
+        f"python {platform.python_version()}, opencv {cv2.__version__}"
+    )
+    model = ConfirmationModel()
+    print(f"model: {model.tag} ({model.model_path.name}), threshold {model.threshold:.3f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = synthetic_clip(Path(tmp) / "synthetic.mp4")
+        show("synthetic 2 s 640x360 H.264, 25 fps", measure(model, [clip], args.repeat))
+        person_model = SHARED / "models" / "yolox_nano.onnx"
+        if person_model.is_file():
+            with_persons = ConfirmationModel(person_model_path=person_model)
+            show("synthetic, with person detector", measure(with_persons, [clip], max(1, args.repeat // 2)))
+    data = SHARED / "data" / "surv-fight"
+    if args.no_real or not data.is_dir():
+        print("real clips: skipped (../shared/data/surv-fight absent or --no-real)")
+        return
+    real = sorted(data.glob("*/*.mp4"))
+    show(f"real clips ({len(real)}, 320x240..1280x720, 2-5 s)", measure(model, real, 1))
+    if person_model.is_file():
+        show("real clips, with person detector", measure(with_persons, real[::4], 1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""The confirmation model: frame sampling, decode errors, the committed ONNX, training end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from workers.vision import ClipDecodeError, ConfirmationModel, sample_frames
+from workers.vision.commands import score_main
+from workers.vision.model import DEFAULT_MODEL_PATH, sidecar_path
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+DATA = SHARED / "data" / "surv-fight"
+PERSON_MODEL = SHARED / "models" / "yolox_nano.onnx"
+
+
+def needs_shared(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"needs ../shared ({path} is absent: a fresh clone has no shared data)")
+    return path
+
+
+def write_clip(path: Path, seconds: float = 2.0, fps: int = 25, size: tuple[int, int] = (640, 360)) -> Path:
+    """An mp4 (mp4v) with two squares that jitter, like a scuffle, on a static background."""
+    w, h = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
+    assert writer.isOpened()
+    rng = np.random.default_rng(7)
+    background = rng.integers(0, 60, (h, w, 3), dtype=np.uint8)
+    for i in range(int(seconds * fps)):
+        frame = background.copy()
+        for k in range(2):
+            x = w // 3 + k * 60 + int(rng.integers(-25, 25))
+            y = h // 3 + int(rng.integers(-20, 20)) + (i % 5) * 3
+            frame[y : y + 80, x : x + 40] = (40 + 150 * k, 200, 255 - 100 * k)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_clip(tmp_path_factory.mktemp("clips") / "scuffle.mp4")
+
+
+@pytest.fixture(scope="module")
+def model() -> ConfirmationModel:
+    return ConfirmationModel()
+
+
+def test_sample_frames_at_fixed_rate_and_size(clip: Path) -> None:
+    sampled = sample_frames(clip, fps=8.0, max_side=320)
+    assert (sampled.width, sampled.height) == (640, 360)
+    assert sampled.fps == pytest.approx(25.0)
+    assert sampled.duration_s == pytest.approx(2.0, abs=0.05)
+    assert 15 <= len(sampled.frames) <= 17
+    assert len(sampled.times_s) == len(sampled.frames)
+    assert all(b > a for a, b in zip(sampled.times_s, sampled.times_s[1:], strict=False))
+    assert sampled.sample_fps == pytest.approx(8.0, rel=0.1)
+    for frame in sampled.frames:
+        assert frame.dtype == np.uint8
+        assert frame.shape == (180, 320, 3)
+
+
+def test_small_frames_are_not_upscaled(tmp_path: Path) -> None:
+    sampled = sample_frames(write_clip(tmp_path / "small.mp4", seconds=1.0, size=(160, 96)))
+    assert sampled.frames[0].shape == (96, 160, 3)
+
+
+@pytest.mark.parametrize("kind", ["empty", "garbage", "truncated", "missing", "text"])
+def test_bad_clips_raise_clip_decode_error(tmp_path: Path, clip: Path, kind: str) -> None:
+    path = tmp_path / f"{kind}.mp4"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "garbage":
+        path.write_bytes(np.random.default_rng(1).integers(0, 256, 50_000, dtype=np.uint8).tobytes())
+    elif kind == "truncated":
+        path.write_bytes(clip.read_bytes()[:2000])
+    elif kind == "text":
+        path.write_text("not a video\n" * 100)
+    with pytest.raises(ClipDecodeError) as info:
+        sample_frames(path)
+    assert info.value.reason
+
+
+def test_committed_model_and_sidecar_agree() -> None:
+    meta = json.loads(sidecar_path(DEFAULT_MODEL_PATH).read_text())
+    assert meta["name"] == "kuzet-fight"
+    assert meta["version"] == "1"
+    assert 0.0 < meta["threshold"] < 1.0
+    assert DEFAULT_MODEL_PATH.stat().st_size < 2_000_000
+    sess = ort.InferenceSession(str(DEFAULT_MODEL_PATH), providers=["CPUExecutionProvider"])
+    assert sess.get_inputs()[0].shape[1] == len(meta["feature_names"])
+    assert meta["person_features"] is False
+    assert meta["validation"]["roc_auc_pooled"]["mean"] > 0.5
+
+
+def test_score_clip_is_deterministic_and_in_range(model: ConfirmationModel, clip: Path) -> None:
+    first = model.score_clip(clip)
+    second = model.score_clip(clip)
+    assert 0.0 <= first.score <= 1.0
+    assert first.score == second.score
+    assert 0 <= first.best_frame_index < first.frames
+    assert 0.0 <= first.best_frame_time_s <= 2.0
+    assert first.person_count is None
+    assert math.isfinite(first.motion)
+    assert first.motion >= 0.0
+    assert set(first.timings_ms) == {"decode", "features", "inference"}
+    assert model.tag == "kuzet-fight/1"
+
+
+def test_score_frames_matches_score_clip(model: ConfirmationModel, clip: Path) -> None:
+    sampled = sample_frames(clip, fps=model.sample_fps, max_side=model.max_side)
+    direct = model.score_frames(sampled.frames, sampled.sample_fps)
+    assert direct.score == pytest.approx(model.score_clip(clip).score, abs=1e-6)
+    # frames at the source rate are resampled to the model's rate
+    cap = cv2.VideoCapture(str(clip))
+    raw: list[np.ndarray[tuple[int, ...], np.dtype[np.uint8]]] = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        raw.append(np.asarray(frame, dtype=np.uint8))
+    cap.release()
+    full = model.score_frames(raw, 25.0)
+    assert 0.0 <= full.score <= 1.0
+    assert 0 <= full.best_frame_index < full.frames
+
+
+def test_long_clip_is_scored_by_windows(model: ConfirmationModel, tmp_path: Path) -> None:
+    result = model.score_clip(write_clip(tmp_path / "long.mp4", seconds=6.0))
+    assert 0.0 <= result.score <= 1.0
+    assert 40 <= result.frames <= 50
+    assert 0 <= result.best_frame_index < result.frames
+    assert 0.0 <= result.best_frame_time_s <= 6.0
+
+
+def test_score_main_prints_one_json_line_per_clip(
+    clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 100)
+    status = score_main([clip, bad], model_path=None, person_model=None, threshold=0.0)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert status == 0
+    assert [line["path"] for line in lines] == [str(clip), str(bad)]
+    assert lines[0]["decision"] == "confirmed"
+    assert lines[0]["model"] == "kuzet-fight/1"
+    assert lines[1]["decision"] == "unprocessable"
+    assert lines[1]["error"]
+    assert score_main([tmp_path / "nope.mp4"], model_path=None, person_model=None, threshold=None) == 1
+    assert json.loads(capsys.readouterr().out)["decision"] == "unprocessable"
+
+
+def test_real_clips_score_finite_and_in_range(model: ConfirmationModel) -> None:
+    data = needs_shared(DATA)
+    for name in ("fight/fi001.mp4", "fight/fi059.mp4", "noFight/nofi009.mp4", "noFight/nofi080.mp4"):
+        result = model.score_clip(data / name)
+        assert math.isfinite(result.score)
+        assert 0.0 <= result.score <= 1.0
+        assert 0 <= result.best_frame_index < result.frames
+
+
+def test_person_model_gives_person_counts() -> None:
+    person_model = needs_shared(PERSON_MODEL)
+    data = needs_shared(DATA)
+    with_persons = ConfirmationModel(person_model_path=person_model)
+    result = with_persons.score_clip(data / "fight" / "fi001.mp4")
+    assert result.person_count is not None
+    assert result.person_count >= 1
+    assert 0.0 <= result.score <= 1.0
+
+
+def test_train_on_a_tiny_subset_writes_a_loadable_model(tmp_path: Path) -> None:
+    from workers.vision.train import train
+
+    data = needs_shared(DATA)
+    with (data / "clips.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    picked: list[dict[str, str]] = []
+    for label in ("fight", "noFight"):
+        per_source: dict[str, list[dict[str, str]]] = {}
+        for row in rows:
+            if row["label"] == label:
+                per_source.setdefault(row["source"], []).append(row)
+        for source_rows in [r for r in per_source.values() if len(r) >= 2][:3]:
+            picked += source_rows[:2]
+    subset = tmp_path / "data"
+    for folder in ("fight", "noFight"):
+        (subset / folder).mkdir(parents=True)
+    for row in picked:
+        folder = "fight" if row["label"] == "fight" else "noFight"
+        (subset / folder / f"{row['clip']}.mp4").symlink_to(data / folder / f"{row['clip']}.mp4")
+    with (subset / "clips.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["clip", "label", "source"])
+        writer.writeheader()
+        writer.writerows({"clip": r["clip"], "label": r["label"], "source": r["source"]} for r in picked)
+    out = tmp_path / "out"
+    metas = train(subset, out, person_model=None, seed=0, folds=2, repeats=1, workers=1)
+    meta = metas["kuzet-fight"]
+    assert meta["training_data"]["clips"] == len(picked) == 12
+    assert (out / "kuzet-fight.metrics.json").is_file()
+    trained = ConfirmationModel(out / "kuzet-fight.onnx")
+    result = trained.score_clip(data / "fight" / "fi001.mp4")
+    assert 0.0 <= result.score <= 1.0
+    assert trained.threshold == meta["threshold"]
