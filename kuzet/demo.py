@@ -75,9 +75,10 @@ def demo_clips(shared: Path | None, workdir: Path) -> list[tuple[str, Path, str]
     """(label, path, kind): real clips from ../shared when present, else generated ones."""
     data = (shared or ROOT.parent / "shared") / "data" / "surv-fight"
     if (data / "fight").is_dir() and (data / "noFight").is_dir():
+        # clips from the training set: an illustration of the flow, not a measure of the model
         return [
-            ("real fight clip", data / "fight" / "fi050.mp4", "fight"),
-            ("real non-fight clip", data / "noFight" / "nofi050.mp4", "fight"),
+            ("real fight clip (fi001)", data / "fight" / "fi001.mp4", "fight"),
+            ("real non-fight clip (nofi001)", data / "noFight" / "nofi001.mp4", "fight"),
         ]
     from workers.media.synth import write_test_clip
 
@@ -88,10 +89,9 @@ def demo_clips(shared: Path | None, workdir: Path) -> list[tuple[str, Path, str]
 
 
 @contextlib.asynccontextmanager
-async def api_server(settings: Settings) -> AsyncIterator[str]:
+async def api_server(settings: Settings, port: int) -> AsyncIterator[str]:
     from kuzet.asgi import create_app
 
-    port = _free_port()
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -105,9 +105,6 @@ async def api_server(settings: Settings) -> AsyncIterator[str]:
 
 
 async def _run(shared: Path | None) -> int:
-    from workers.main import HANDLERS, worker_context
-    from workers.runner import Runner
-
     workdir = Path(tempfile.mkdtemp(prefix="kuzet-demo-"))
     say("Starting the stack on embedded defaults")
     s3_port = _free_port()
@@ -119,7 +116,7 @@ async def _run(shared: Path | None) -> int:
     show("push", f"local FCM v1 server on {inbox.url} (open it in a browser to see the phones)")
     try:
         dsn = await _fresh_database()
-        api_port_hint = "127.0.0.1"
+        api_port = _free_port()
         settings = load_settings(
             {
                 "KUZET_DATABASE_URL": dsn,
@@ -131,23 +128,23 @@ async def _run(shared: Path | None) -> int:
                 "KUZET_LOG_FORMAT": "console",
                 "KUZET_LOG_LEVEL": "warning",
                 "KUZET_JOB_POLL_S": "0.2",
+                "KUZET_ALERT_ACK_TIMEOUT_S": "3",
+                "KUZET_PUBLIC_BASE_URL": f"http://127.0.0.1:{api_port}",
             }
         )
-        del api_port_hint
         from backend.adapters.storage import Storage
 
         async with Storage(settings) as storage:
             await storage.ensure_bucket()
-        async with api_server(settings) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
+        async with api_server(settings, api_port) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
             show("api", f"{base}  (OpenAPI at {base}/schema/openapi.json)")
             people = await _register(http, settings)
             await _phones(http, people, inbox)
             detections = await _post_clips(http, people, demo_clips(shared, workdir), settings)
             say("Confirming with the server-side model (kuzet worker)")
-            async with worker_context(settings) as ctx:
-                started = time.perf_counter()
-                await Runner(ctx, HANDLERS).run(until_idle=True)
-                show("worker", f"queue drained in {time.perf_counter() - started:.1f} s")
+            started = time.perf_counter()
+            await _drain(settings)
+            show("worker", f"queue drained in {time.perf_counter() - started:.1f} s")
             await _show_outcome(http, people, detections, inbox, settings)
     finally:
         inbox.__exit__(None, None, None)
@@ -186,10 +183,10 @@ async def _register(http: httpx.AsyncClient, settings: Settings) -> dict[str, An
         show("camera", f"{name}: key {created['api_key'][:16]}… (shown once, stored as a hash)")
     people: dict[str, Any] = {"venue": venue, "region": region, "cameras": cameras, "admin": admin}
     for username, role, name, extra in (
-        ("aidos", "bouncer", "Aidos (bouncer)", {"venue_id": venue["id"]}),
-        ("seitkali", "officer", "Officer Seitkali", {"region_id": region["id"]}),
+        ("aidos", "bouncer", "Aidos", {"venue_id": venue["id"]}),
+        ("seitkali", "officer", "Seitkali", {"region_id": region["id"]}),
         ("dispatch", "dispatcher", "Medeu dispatch", {"region_id": region["id"]}),
-        ("owner", "owner", "Venue owner", {}),
+        ("owner", "owner", "Owner of another venue", {}),
     ):
         body = {"username": username, "display_name": name, "role": role, "password": f"{username}-password-1"} | extra
         response = await http.post("/v1/admin/users", json=body, headers=admin)
@@ -211,9 +208,8 @@ async def _phones(http: httpx.AsyncClient, people: dict[str, Any], inbox: PushIn
         show(f"{username} device", f"{platform}: HTTP {response.status_code}")
     duty = await http.put("/v1/me/duty", json={"on_duty": True, "venue_id": venue_id}, headers=people["aidos"])
     show("aidos on duty at the venue", f"HTTP {duty.status_code}")
-    for who in ("seitkali", "dispatch"):
-        duty = await http.put("/v1/me/duty", json={"on_duty": True}, headers=people[who])
-        show(f"{who} on duty", f"HTTP {duty.status_code}")
+    duty = await http.put("/v1/me/duty", json={"on_duty": True}, headers=people["seitkali"])
+    show("Officer Seitkali on duty", f"HTTP {duty.status_code}")
     location = {"lat": OFFICER_AT[0], "lon": OFFICER_AT[1], "accuracy_m": 12, "recorded_at": datetime.now(UTC).isoformat()}
     response = await http.put("/v1/me/location", json=location, headers=people["seitkali"])
     show("Officer Seitkali shares location (~400 m away)", f"HTTP {response.status_code}")
@@ -256,6 +252,21 @@ async def _post_clips(
     return results
 
 
+async def _drain(settings: Settings) -> None:
+    from workers.main import HANDLERS, worker_context
+    from workers.runner import Runner
+
+    async with worker_context(settings) as ctx:
+        await Runner(ctx, HANDLERS).run(until_idle=True)
+
+
+def _show_pushes(inbox: PushInbox, seen: int) -> int:
+    messages = inbox.messages()
+    for message in messages[seen:]:
+        show("push", _describe_push(message))
+    return len(messages)
+
+
 async def _show_outcome(
     http: httpx.AsyncClient, people: dict[str, Any], detections: list[dict[str, Any]], inbox: PushInbox, settings: Settings
 ) -> None:
@@ -263,30 +274,38 @@ async def _show_outcome(
     incident_id = None
     for detection in detections:
         status = (await http.get(f"/v1/detections/{detection['detection_id']}", headers={"Authorization": f"Bearer {key}"})).json()
-        show(detection["label"], {k: status.get(k) for k in ("status", "score", "decision", "reason", "model", "incident_id")})
+        show(detection["label"], {k: status.get(k) for k in ("status", "score", "reason", "incident_id")})
         incident_id = incident_id or status.get("incident_id")
-    say("Phones ringing (what the local FCM server received)")
-    for message in inbox.messages():
-        body = message if isinstance(message, dict) else msgspec_to_dict(message)
-        show("push", _describe_push(body))
+    say("Phones ringing (what the local FCM v1 server received from firebase-admin)")
+    seen = _show_pushes(inbox, 0)
     if incident_id is None:
-        show("incident", "none confirmed: nothing to acknowledge")
+        show("incident", "none confirmed: nobody is disturbed")
         return
-    say("Responders act")
+    wait = settings.alert_ack_timeout_s
+    say(f"Nobody acknowledges within {wait:.0f} s: the incident escalates to the nearest officer")
+    await asyncio.sleep(wait + 0.5)
+    await _drain(settings)
+    seen = _show_pushes(inbox, seen)
+    say("Responders act from their phones")
     ack = await http.post(f"/v1/incidents/{incident_id}/actions", json={"action": "acknowledge"}, headers=people["aidos"])
-    show("bouncer Aidos acknowledges", f"HTTP {ack.status_code}")
+    show("bouncer Aidos acknowledges", f"HTTP {ack.status_code} -> {ack.json().get('status')}")
     accept = await http.post(f"/v1/incidents/{incident_id}/actions", json={"action": "accept"}, headers=people["seitkali"])
-    show("Officer Seitkali accepts (responding)", f"HTTP {accept.status_code}")
-    from workers.main import HANDLERS, worker_context
-    from workers.runner import Runner
-
-    async with worker_context(settings) as ctx:
-        await Runner(ctx, HANDLERS).run(until_idle=True)
-    detail = (await http.get(f"/v1/incidents/{incident_id}", headers=people["seitkali"])).json()
-    say("Incident timeline")
+    show("Officer Seitkali accepts", f"HTTP {accept.status_code} -> {accept.json().get('status')}")
+    again = await http.post(f"/v1/incidents/{incident_id}/actions", json={"action": "accept"}, headers=people["seitkali"])
+    show("  the same tap again", f"HTTP {again.status_code}, changed: {again.json().get('changed')}")
+    bad = await http.post(f"/v1/incidents/{incident_id}/actions", json={"action": "accept"}, headers=people["aidos"])
+    show("  a bouncer cannot accept for the police", f"HTTP {bad.status_code} {bad.json().get('detail')}")
+    await _drain(settings)
+    _show_pushes(inbox, seen)
+    detail = (await http.get(f"/v1/incidents/{incident_id}", headers=people["dispatch"])).json()
+    say("Incident timeline (as the dispatcher sees it)")
     for event in detail.get("timeline", []):
         show(str(event.get("at", ""))[11:23], f"{event.get('type')} {event.get('actor_name') or ''}".strip())
+    for responder in detail.get("responders", []):
+        show("responder", f"{responder['display_name']}: {responder['state']}")
     show("status", detail.get("status"))
+    elsewhere = await http.get(f"/v1/incidents/{incident_id}", headers=people["owner"])
+    show("the owner of another venue asks for it", f"HTTP {elsewhere.status_code}")
 
 
 def msgspec_to_dict(obj: Any) -> dict[str, Any]:
@@ -305,4 +324,8 @@ def _describe_push(message: dict[str, Any]) -> str:
 
 
 def run_demo(shared: Path | None = None) -> int:
+    import logging
+
+    for noisy in ("httpx", "werkzeug", "botocore", "aiobotocore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     return asyncio.run(_run(shared))
