@@ -39,7 +39,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 def summary(values_ms: list[float]) -> str:
-    return f"p50 {pct(values_ms, 50):.1f} ms, p99 {pct(values_ms, 99):.1f} ms, mean {statistics.fmean(values_ms):.1f} ms"
+    return (
+        f"p50 {pct(values_ms, 50):.1f} ms, p99 {pct(values_ms, 99):.1f} ms, mean {statistics.fmean(values_ms):.1f} ms"
+    )
 
 
 async def fresh_database(prefix: str = "kuzet_bench") -> str:
@@ -65,13 +67,16 @@ async def drop_database(dsn: str) -> None:
 
 
 def start(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    """Start a server; its output is discarded (an unread pipe would block it once full)."""
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
-async def wait_http(url: str, timeout: float = 30.0) -> None:
+async def wait_http(url: str, wait_s: float = 30.0) -> None:
     import httpx
 
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + wait_s
     async with httpx.AsyncClient() as client:
         while time.monotonic() < deadline:
             try:

@@ -14,7 +14,9 @@ from litestar import Litestar, Request, post
 async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
     app.state.pool = await asyncpg.create_pool(os.environ["BASELINE_DSN"], min_size=2, max_size=10)
     async with app.state.pool.acquire() as conn:
-        await conn.execute("CREATE TABLE IF NOT EXISTS baseline (id bigserial PRIMARY KEY, size int, at timestamptz DEFAULT now())")
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS baseline (id bigserial PRIMARY KEY, size int, at timestamptz DEFAULT now())"
+        )
     yield
     await app.state.pool.close()
 

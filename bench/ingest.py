@@ -23,8 +23,8 @@ import asyncpg
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import PY, drop_database, fresh_database, machine, start, summary, wait_http  # noqa: E402
-from tests.services import free_port  # noqa: E402
+from bench._common import PY, drop_database, fresh_database, machine, start, summary, wait_http
+from tests.services import free_port
 
 CLIP = os.urandom(200 * 1024)
 
@@ -39,12 +39,19 @@ async def load(url: str, keys: list[str], seconds: float, *, kuzet: bool) -> tup
     async def camera(key: str, client: httpx.AsyncClient) -> None:
         nonlocal done
         while time.monotonic() < deadline:
-            meta = {"event_id": uuid.uuid4().hex, "kind": "fight", "score": 0.9, "occurred_at": datetime.now(UTC).isoformat()}
+            meta = {
+                "event_id": uuid.uuid4().hex,
+                "kind": "fight",
+                "score": 0.9,
+                "occurred_at": datetime.now(UTC).isoformat(),
+            }
             files = {"meta": (None, json.dumps(meta), "application/json"), "clip": ("c.mp4", CLIP, "video/mp4")}
             started = time.perf_counter()
             try:
-                response = await client.post(url, files=files, headers={"Authorization": f"Bearer {key}"} if kuzet else {})
-            except httpx.TimeoutException:
+                response = await client.post(
+                    url, files=files, headers={"Authorization": f"Bearer {key}"} if kuzet else {}
+                )
+            except httpx.TransportError:
                 errors["timeout"] = errors.get("timeout", 0) + 1
                 continue
             latencies.append((time.perf_counter() - started) * 1000)
@@ -58,10 +65,68 @@ async def load(url: str, keys: list[str], seconds: float, *, kuzet: bool) -> tup
     return done, latencies, errors
 
 
+async def steady(url: str, keys: list[str], rate: float, seconds: float) -> tuple[list[float], dict[str, int]]:
+    """Open loop: every camera posts at a fixed pace, whatever the answers' speed."""
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    per_camera = len(keys) / rate
+    limits = httpx.Limits(max_connections=len(keys) * 2, max_keepalive_connections=len(keys))
+
+    async def one(key: str, client: httpx.AsyncClient) -> None:
+        meta = {
+            "event_id": uuid.uuid4().hex,
+            "kind": "fight",
+            "score": 0.9,
+            "occurred_at": datetime.now(UTC).isoformat(),
+        }
+        files = {"meta": (None, json.dumps(meta), "application/json"), "clip": ("c.mp4", CLIP, "video/mp4")}
+        started = time.perf_counter()
+        try:
+            response = await client.post(url, files=files, headers={"Authorization": f"Bearer {key}"})
+        except httpx.TransportError:
+            errors["timeout"] = errors.get("timeout", 0) + 1
+            return
+        latencies.append((time.perf_counter() - started) * 1000)
+        if response.status_code != 202:
+            errors[str(response.status_code)] = errors.get(str(response.status_code), 0) + 1
+
+    async def camera(index: int, key: str, client: httpx.AsyncClient) -> None:
+        await asyncio.sleep(index * per_camera / len(keys))
+        tasks = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            tasks.append(asyncio.create_task(one(key, client)))
+            await asyncio.sleep(per_camera)
+        await asyncio.gather(*tasks)
+
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        await asyncio.gather(*(camera(i, k, client) for i, k in enumerate(keys)))
+    return latencies, errors
+
+
+async def s3_alone(settings: object, seconds: float, concurrency: int) -> float:
+    """PUTs of the same 200 KB per second straight to the S3 server: the storage ceiling here."""
+    from backend.adapters.storage import Storage
+
+    done = 0
+    deadline = time.monotonic() + seconds
+    async with Storage(settings) as storage:  # type: ignore[arg-type]
+
+        async def put() -> None:
+            nonlocal done
+            while time.monotonic() < deadline:
+                await storage.put_bytes(f"bench/{uuid.uuid4().hex}", CLIP, "video/mp4")
+                done += 1
+
+        await asyncio.gather(*(put() for _ in range(concurrency)))
+    return done / seconds
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cameras", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--rate", type=float, default=50.0, help="detections/s in total for the steady run")
     args = parser.parse_args()
 
     dsn = await fresh_database()
@@ -91,7 +156,10 @@ async def main() -> None:
         conn = await asyncpg.connect(dsn)
         await init_connection(conn)
         venue = await venues.create_venue(conn, None, VenueCreate(name="Bench", address="-", lat=43.2, lon=76.9))
-        keys = [(await cameras.create_camera(conn, None, venue.id, CameraCreate(name=f"c{i}"))).api_key for i in range(args.cameras)]
+        keys = [
+            (await cameras.create_camera(conn, None, venue.id, CameraCreate(name=f"c{i}"))).api_key
+            for i in range(args.cameras)
+        ]
         await conn.close()
 
         procs.append(start([PY, "-m", "kuzet.cli", "api", "--port", str(api_port)], env))
@@ -108,6 +176,8 @@ async def main() -> None:
         await load(f"http://127.0.0.1:{api_port}/v1/detections", keys[:5], 2, kuzet=True)
         b_done, b_lat, b_err = await load(f"http://127.0.0.1:{base_port}/baseline", keys, args.seconds, kuzet=False)
         k_done, k_lat, k_err = await load(f"http://127.0.0.1:{api_port}/v1/detections", keys, args.seconds, kuzet=True)
+        s_lat, s_err = await steady(f"http://127.0.0.1:{api_port}/v1/detections", keys, args.rate, args.seconds)
+        s3_rate = await s3_alone(settings, 5.0, 10)
     finally:
         for proc in procs:
             proc.terminate()
@@ -117,10 +187,23 @@ async def main() -> None:
 
     b_rate, k_rate = b_done / args.seconds, k_done / args.seconds
     print(f"machine: {machine()}")
-    print(f"load: {args.cameras} concurrent cameras, 200 KB clips, {args.seconds:.0f} s each run, client on the same machine")
-    print(f"baseline (bare Litestar, read body + 1 asyncpg insert): {b_rate:.1f} req/s, {summary(b_lat)}, errors {b_err}")
-    print(f"kuzet ingest (auth, stream to S3 (moto), detection + job in one tx): {k_rate:.1f} detections/s, {summary(k_lat)}, errors {k_err}")
+    print(
+        f"load: {args.cameras} cameras posting back to back (saturation), 200 KB clips, {args.seconds:.0f} s each run;"
+    )
+    print("      client, API, S3 server and PostgreSQL share this machine")
+    print(
+        f"baseline (bare Litestar, read body + 1 asyncpg insert): {b_rate:.1f} req/s, {summary(b_lat)}, errors {b_err}"
+    )
+    print(
+        "kuzet ingest (auth, stream to S3 (moto), detection + job in one tx): "
+        f"{k_rate:.1f} detections/s, {summary(k_lat)}, errors {k_err}"
+    )
     print(f"ratio ingest/baseline: {k_rate / b_rate:.0%}")
+    print(
+        f"kuzet ingest at a steady {args.rate:.0f} detections/s from {args.cameras} cameras: "
+        f"{summary(s_lat)}, errors {s_err}"
+    )
+    print(f"S3 server alone (moto, 10 concurrent PUTs of 200 KB): {s3_rate:.1f} PUT/s")
 
 
 if __name__ == "__main__":

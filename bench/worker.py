@@ -39,7 +39,7 @@ from backend.cameras.schemas import CameraCreate
 from backend.core import queue
 from backend.core.auth import CameraPrincipal
 from backend.core.config import Settings
-from backend.core.db import init_connection, create_pool
+from backend.core.db import create_pool, init_connection
 from backend.core.logging import configure_logging
 from backend.core.migrations import migrate
 from backend.detections import repo as detections

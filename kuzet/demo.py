@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO_DB = "kuzet_demo"
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 VENUE = {"name": "Club Esentai Night", "address": "Al-Farabi Ave 77/8, Almaty", "lat": 43.2180, "lon": 76.9275}
-OFFICER_AT = (43.2210, 76.9300)  # about 400 m north-east of the club
+OFFICER_AT = (43.2210, 76.9300)
+DEMO_ADMIN_PASSWORD = "demo-admin-password"  # noqa: S105 - a throwaway local database  # about 400 m north-east of the club
 
 
 def _free_port() -> int:
@@ -95,7 +96,7 @@ async def api_server(settings: Settings, port: int) -> AsyncIterator[str]:
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
         await asyncio.sleep(0.05)
     try:
         yield f"http://127.0.0.1:{port}"
@@ -168,17 +169,21 @@ async def _register(http: httpx.AsyncClient, settings: Settings) -> dict[str, An
     await init_connection(conn)
     try:
         await users.create_user(
-            conn, None, UserCreate(username="admin", display_name="Administrator", role="admin", password="demo-admin-password")
+            conn,
+            None,
+            UserCreate(username="admin", display_name="Administrator", role="admin", password=DEMO_ADMIN_PASSWORD),
         )
     finally:
         await conn.close()
-    admin = await _login(http, "admin", "demo-admin-password")
+    admin = await _login(http, "admin", DEMO_ADMIN_PASSWORD)
     region = (await http.post("/v1/admin/regions", json={"name": "Almaty, Medeu district"}, headers=admin)).json()
     venue = (await http.post("/v1/admin/venues", json=VENUE | {"region_id": region["id"]}, headers=admin)).json()
     show("venue", f"{venue['name']} at {venue['lat']:.4f}, {venue['lon']:.4f} ({venue['timezone']})")
     cameras = []
     for name, zone in (("Dance floor", "dance floor"), ("Entrance", "entrance")):
-        created = (await http.post(f"/v1/admin/venues/{venue['id']}/cameras", json={"name": name, "zone": zone}, headers=admin)).json()
+        created = (
+            await http.post(f"/v1/admin/venues/{venue['id']}/cameras", json={"name": name, "zone": zone}, headers=admin)
+        ).json()
         cameras.append(created)
         show("camera", f"{name}: key {created['api_key'][:16]}… (shown once, stored as a hash)")
     people: dict[str, Any] = {"venue": venue, "region": region, "cameras": cameras, "admin": admin}
@@ -203,14 +208,21 @@ async def _phones(http: httpx.AsyncClient, people: dict[str, Any], inbox: PushIn
         token = f"demo-token-{username}-{uuid.uuid4().hex[:6]}"
         people[f"{username}_token"] = token
         response = await http.post(
-            "/v1/me/devices", json={"fcm_token": token, "platform": platform, "app_version": "1.0.0"}, headers=people[username]
+            "/v1/me/devices",
+            json={"fcm_token": token, "platform": platform, "app_version": "1.0.0"},
+            headers=people[username],
         )
         show(f"{username} device", f"{platform}: HTTP {response.status_code}")
     duty = await http.put("/v1/me/duty", json={"on_duty": True, "venue_id": venue_id}, headers=people["aidos"])
     show("aidos on duty at the venue", f"HTTP {duty.status_code}")
     duty = await http.put("/v1/me/duty", json={"on_duty": True}, headers=people["seitkali"])
     show("Officer Seitkali on duty", f"HTTP {duty.status_code}")
-    location = {"lat": OFFICER_AT[0], "lon": OFFICER_AT[1], "accuracy_m": 12, "recorded_at": datetime.now(UTC).isoformat()}
+    location = {
+        "lat": OFFICER_AT[0],
+        "lon": OFFICER_AT[1],
+        "accuracy_m": 12,
+        "recorded_at": datetime.now(UTC).isoformat(),
+    }
     response = await http.put("/v1/me/location", json=location, headers=people["seitkali"])
     show("Officer Seitkali shares location (~400 m away)", f"HTTP {response.status_code}")
     del inbox
@@ -238,13 +250,20 @@ async def _post_clips(
         body = response.json()
         show(label, f"HTTP {response.status_code} {body}")
         again = await http.post("/v1/detections", files=files, headers={"Authorization": f"Bearer {key}"})
-        show("  retry with the same event id", f"HTTP {again.status_code}, same detection: {again.json()['detection_id'] == body['detection_id']}")
+        show(
+            "  retry with the same event id",
+            f"HTTP {again.status_code}, same detection: {again.json()['detection_id'] == body['detection_id']}",
+        )
         results.append({"label": label, **body})
     conn = await asyncpg.connect(settings.database_url)
     try:
         rows = await conn.fetch("SELECT kind, status, clip_key, clip_bytes FROM detections ORDER BY received_at")
         for row in rows:
-            show("stored", f"{row['kind']} {row['status']}: s3://{settings.s3_bucket}/{row['clip_key']} ({row['clip_bytes']} bytes)")
+            show(
+                "stored",
+                f"{row['kind']} {row['status']}: s3://{settings.s3_bucket}/{row['clip_key']} "
+                f"({row['clip_bytes']} bytes)",
+            )
         jobs = await conn.fetch("SELECT kind, status FROM jobs WHERE kind = 'confirm_detection'")
         show("queued jobs", [f"{j['kind']}:{j['status']}" for j in jobs])
     finally:
@@ -268,12 +287,18 @@ def _show_pushes(inbox: PushInbox, seen: int) -> int:
 
 
 async def _show_outcome(
-    http: httpx.AsyncClient, people: dict[str, Any], detections: list[dict[str, Any]], inbox: PushInbox, settings: Settings
+    http: httpx.AsyncClient,
+    people: dict[str, Any],
+    detections: list[dict[str, Any]],
+    inbox: PushInbox,
+    settings: Settings,
 ) -> None:
     key = people["cameras"][0]["api_key"]
     incident_id = None
     for detection in detections:
-        status = (await http.get(f"/v1/detections/{detection['detection_id']}", headers={"Authorization": f"Bearer {key}"})).json()
+        status = (
+            await http.get(f"/v1/detections/{detection['detection_id']}", headers={"Authorization": f"Bearer {key}"})
+        ).json()
         show(detection["label"], {k: status.get(k) for k in ("status", "score", "reason", "incident_id")})
         incident_id = incident_id or status.get("incident_id")
     say("Phones ringing (what the local FCM v1 server received from firebase-admin)")
@@ -287,11 +312,17 @@ async def _show_outcome(
     await _drain(settings)
     seen = _show_pushes(inbox, seen)
     say("Responders act from their phones")
-    ack = await http.post(f"/v1/incidents/{incident_id}/actions", json={"action": "acknowledge"}, headers=people["aidos"])
+    ack = await http.post(
+        f"/v1/incidents/{incident_id}/actions", json={"action": "acknowledge"}, headers=people["aidos"]
+    )
     show("bouncer Aidos acknowledges", f"HTTP {ack.status_code} -> {ack.json().get('status')}")
-    accept = await http.post(f"/v1/incidents/{incident_id}/actions", json={"action": "accept"}, headers=people["seitkali"])
+    accept = await http.post(
+        f"/v1/incidents/{incident_id}/actions", json={"action": "accept"}, headers=people["seitkali"]
+    )
     show("Officer Seitkali accepts", f"HTTP {accept.status_code} -> {accept.json().get('status')}")
-    again = await http.post(f"/v1/incidents/{incident_id}/actions", json={"action": "accept"}, headers=people["seitkali"])
+    again = await http.post(
+        f"/v1/incidents/{incident_id}/actions", json={"action": "accept"}, headers=people["seitkali"]
+    )
     show("  the same tap again", f"HTTP {again.status_code}, changed: {again.json().get('changed')}")
     bad = await http.post(f"/v1/incidents/{incident_id}/actions", json={"action": "accept"}, headers=people["aidos"])
     show("  a bouncer cannot accept for the police", f"HTTP {bad.status_code} {bad.json().get('detail')}")
@@ -320,7 +351,8 @@ def _describe_push(message: dict[str, Any]) -> str:
     notification = payload.get("notification", {})
     android = payload.get("android", {})
     token = str(payload.get("token", ""))
-    return f"to {token[:22]}… [{android.get('priority', '?')}] {notification.get('title', '')} — {notification.get('body', '')}"
+    title, body = notification.get("title", ""), notification.get("body", "")
+    return f"to {token[:22]}… [{android.get('priority', '?')}] {title} — {body}"
 
 
 def run_demo(shared: Path | None = None) -> int:

@@ -140,7 +140,13 @@ async def test_admin_registers_venue_camera_and_users(client: Client, make: Fact
     region = (await client.post("/v1/admin/regions", json={"name": "Almaty Medeu"}, headers=admin)).json()
     venue_response = await client.post(
         "/v1/admin/venues",
-        json={"name": "Club Esentai", "address": "Al-Farabi 77", "lat": 43.218, "lon": 76.927, "region_id": region["id"]},
+        json={
+            "name": "Club Esentai",
+            "address": "Al-Farabi 77",
+            "lat": 43.218,
+            "lon": 76.927,
+            "region_id": region["id"],
+        },
         headers=admin,
     )
     assert venue_response.status_code == 201, venue_response.text
@@ -150,7 +156,10 @@ async def test_admin_registers_venue_camera_and_users(client: Client, make: Fact
     assert created.status_code == 201
     key = created.json()["api_key"]
     assert key.startswith("kzc_")
-    stored = await conn.fetchrow("SELECT key_hash, key_prefix FROM cameras WHERE id = $1", __import__("uuid").UUID(created.json()["camera"]["id"]))
+    stored = await conn.fetchrow(
+        "SELECT key_hash, key_prefix FROM cameras WHERE id = $1",
+        __import__("uuid").UUID(created.json()["camera"]["id"]),
+    )
     assert bytes(stored["key_hash"]) == hashlib.sha256(key.encode()).digest()
     assert key not in str(dict(stored))
     listed = await client.get(f"/v1/admin/venues/{venue['id']}/cameras", headers=admin)
@@ -167,7 +176,13 @@ async def test_admin_registers_venue_camera_and_users(client: Client, make: Fact
     assert otp_hash.startswith("$argon2id$") and code not in otp_hash
     officer = await client.post(
         "/v1/admin/users",
-        json={"username": "seitkali", "display_name": "Officer Seitkali", "role": "officer", "region_id": region["id"], "password": "a long password"},
+        json={
+            "username": "seitkali",
+            "display_name": "Officer Seitkali",
+            "role": "officer",
+            "region_id": region["id"],
+            "password": "a long password",
+        },
         headers=admin,
     )
     assert officer.status_code == 201 and officer.json()["one_time_code"] is None
@@ -182,11 +197,17 @@ async def test_admin_registers_venue_camera_and_users(client: Client, make: Fact
         ({"name": "X", "address": "A", "lat": 91, "lon": 76.9}, 422, "lat"),
         ({"name": "X", "address": "A", "lat": 43, "lon": 76.9, "timezone": "Mars/Olympus"}, 422, "timezone"),
         ({"name": "", "address": "A", "lat": 43, "lon": 76.9}, 422, "name"),
-        ({"name": "X", "address": "A", "lat": 43, "lon": 76.9, "owner_id": "00000000-0000-0000-0000-000000000000"}, 422, "owner_id"),
+        (
+            {"name": "X", "address": "A", "lat": 43, "lon": 76.9, "owner_id": "00000000-0000-0000-0000-000000000000"},
+            422,
+            "owner_id",
+        ),
         ({"name": "X", "address": "A", "lat": 43}, 422, "lon"),
     ],
 )
-async def test_bad_venue_is_a_problem(client: Client, make: Factory, body: dict[str, Any], status: int, field: str) -> None:
+async def test_bad_venue_is_a_problem(
+    client: Client, make: Factory, body: dict[str, Any], status: int, field: str
+) -> None:
     admin = make.auth(await make.user("admin"))
     response = await client.post("/v1/admin/venues", json=body, headers=admin)
     assert response.status_code == status, response.text
@@ -195,7 +216,9 @@ async def test_bad_venue_is_a_problem(client: Client, make: Factory, body: dict[
 
 async def test_bad_json_is_400(client: Client, make: Factory) -> None:
     admin = make.auth(await make.user("admin"))
-    response = await client.post("/v1/admin/regions", content=b"{oops", headers=admin | {"Content-Type": "application/json"})
+    response = await client.post(
+        "/v1/admin/regions", content=b"{oops", headers=admin | {"Content-Type": "application/json"}
+    )
     assert response.status_code == 400 and response.headers["content-type"] == "application/problem+json"
 
 
@@ -216,7 +239,9 @@ async def test_bouncer_needs_a_venue(client: Client, make: Factory) -> None:
 
 async def test_camera_for_unknown_venue_is_404(client: Client, make: Factory) -> None:
     admin = make.auth(await make.user("admin"))
-    response = await client.post(f"/v1/admin/venues/{__import__('uuid').uuid4()}/cameras", json={"name": "c"}, headers=admin)
+    response = await client.post(
+        f"/v1/admin/venues/{__import__('uuid').uuid4()}/cameras", json={"name": "c"}, headers=admin
+    )
     assert response.status_code == 404
 
 
@@ -226,8 +251,12 @@ async def test_rotated_camera_key_replaces_the_old(client: Client, make: Factory
     rotated = await client.post(f"/v1/admin/cameras/{camera.camera.id}/rotate-key", headers=admin)
     assert rotated.status_code == 201
     new_key = rotated.json()["api_key"]
-    old = await client.get(f"/v1/detections/{__import__('uuid').uuid4()}", headers={"Authorization": f"Bearer {camera.api_key}"})
-    new = await client.get(f"/v1/detections/{__import__('uuid').uuid4()}", headers={"Authorization": f"Bearer {new_key}"})
+    old = await client.get(
+        f"/v1/detections/{__import__('uuid').uuid4()}", headers={"Authorization": f"Bearer {camera.api_key}"}
+    )
+    new = await client.get(
+        f"/v1/detections/{__import__('uuid').uuid4()}", headers={"Authorization": f"Bearer {new_key}"}
+    )
     assert old.status_code == 401 and new.status_code == 404
 
 
@@ -254,7 +283,9 @@ async def test_request_id_is_echoed(client: Client, make: Factory) -> None:
     generated = await client.get("/healthz")
     assert len(generated.headers["x-request-id"]) == 32
     camera = await make.camera()
-    missing = await client.get(f"/v1/detections/{__import__('uuid').uuid4()}", headers={"Authorization": f"Bearer {camera.api_key}"})
+    missing = await client.get(
+        f"/v1/detections/{__import__('uuid').uuid4()}", headers={"Authorization": f"Bearer {camera.api_key}"}
+    )
     assert missing.status_code == 404 and missing.json()["request_id"] == missing.headers["x-request-id"]
     unknown_route = await client.get("/v1/nope")
     assert unknown_route.status_code == 404 and unknown_route.headers["content-type"] == "application/problem+json"

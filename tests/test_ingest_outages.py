@@ -73,7 +73,9 @@ async def test_database_lost_mid_upload_is_503_and_clip_removed(
         async with AsyncTestClient(app=create_app(flaky)) as client:
             response = await client.post("/v1/detections", content=body(), headers=headers)
             assert_503(response)
-            down = await client.post("/v1/detections", files=form(meta(event_id="e2")), headers=headers | {"Content-Type": ""})
+            down = await client.post(
+                "/v1/detections", files=form(meta(event_id="e2")), headers=headers | {"Content-Type": ""}
+            )
             assert_503(down)
     finally:
         await proxy.close()
@@ -92,7 +94,9 @@ async def test_database_lost_mid_upload_is_503_and_clip_removed(
 async def test_sweeper_deletes_orphaned_objects(settings: Settings, conn: asyncpg.Connection, storage: Storage) -> None:
     # a crash between upload and commit leaves an object and its pending row
     prefix = "clips/orphan/2026/01/01/x/"
-    await conn.execute("INSERT INTO pending_uploads (object_key, created_at) VALUES ($1, now() - interval '2 hours')", prefix)
+    await conn.execute(
+        "INSERT INTO pending_uploads (object_key, created_at) VALUES ($1, now() - interval '2 hours')", prefix
+    )
     await storage.put_bytes(prefix + "original.mp4", CLIP, "video/mp4")
     await storage.put_bytes("clips/kept/original.mp4", CLIP, "video/mp4")
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
@@ -104,7 +108,9 @@ async def test_sweeper_deletes_orphaned_objects(settings: Settings, conn: asyncp
     assert await conn.fetchval("SELECT count(*) FROM pending_uploads") == 0
 
 
-async def test_multipart_upload_for_large_clips(settings_env: dict[str, str], make: Factory, conn: asyncpg.Connection, storage: Storage) -> None:
+async def test_multipart_upload_for_large_clips(
+    settings_env: dict[str, str], make: Factory, conn: asyncpg.Connection, storage: Storage
+) -> None:
     """Clips over one part go up as an S3 multipart upload and arrive intact."""
     big_settings = load_settings(settings_env | {"KUZET_MAX_CLIP_BYTES": str(20 * 1024 * 1024)})
     clip = bytes(range(256)) * (12 * 1024 * 1024 // 256)  # 12 MiB: two parts of 8 MiB and the rest

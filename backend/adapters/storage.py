@@ -6,6 +6,7 @@ as S3 multipart upload parts, so a clip is never held whole in memory.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -112,7 +113,7 @@ class Storage:
             raise _translate(exc, key) from exc
 
     async def put_file(self, key: str, path: Path, content_type: str) -> None:
-        await self.put_bytes(key, path.read_bytes(), content_type)
+        await self.put_bytes(key, await asyncio.to_thread(path.read_bytes), content_type)
 
     async def get_bytes(self, key: str) -> bytes:
         try:

@@ -24,7 +24,7 @@ class RefreshRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class TokenPair(msgspec.Struct, kw_only=True):
     access_token: str
-    token_type: Literal["Bearer"] = "Bearer"
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - the OAuth token type, not a secret
     expires_in: int
     refresh_token: str
     user: User

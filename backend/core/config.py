@@ -33,7 +33,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     s3_multipart_threshold: Annotated[int, msgspec.Meta(ge=5 * 1024 * 1024)] = 8 * 1024 * 1024
     max_clip_bytes: PositiveInt = 25 * 1024 * 1024
     max_snapshot_bytes: PositiveInt = 2 * 1024 * 1024
-    jwt_secret: Annotated[str, msgspec.Meta(min_length=16)] = "dev-only-secret-change-me-please"
+    jwt_secret: Annotated[str, msgspec.Meta(min_length=16)] = "dev-only-secret-change-me-please"  # noqa: S105 - refused in production
     access_token_ttl_s: PositiveInt = 15 * 60
     refresh_token_ttl_s: PositiveInt = 30 * 24 * 3600
     public_base_url: str = "http://127.0.0.1:8000"

@@ -25,7 +25,9 @@ async def provide_camera(request: Request[Any, Any, State]) -> CameraPrincipal:
     return await service.authenticate_camera(request.app.state.db_pool, request.headers.get("authorization"))
 
 
-async def provide_camera_in_tx(request: Request[Any, Any, State], db: NamedDependency[asyncpg.Connection]) -> CameraPrincipal:
+async def provide_camera_in_tx(
+    request: Request[Any, Any, State], db: NamedDependency[asyncpg.Connection]
+) -> CameraPrincipal:
     """The same, on the request's connection: resolved after ``db`` so a 401 cannot leak it."""
     return await service.authenticate_camera_on(db, request.headers.get("authorization"))
 

@@ -240,7 +240,9 @@ class Ingest:
 
     async def _commit(self) -> IngestResult:
         form = self.form
-        assert form.meta is not None and form.clip is not None and form.clip_type is not None
+        assert form.meta is not None
+        assert form.clip is not None
+        assert form.clip_type is not None
         meta = form.meta
         try:
             async with self.pool.acquire() as conn, conn.transaction():

@@ -39,7 +39,7 @@ RETURNING {_COLUMNS}
 SELECT_BY_ID = f"SELECT {_COLUMNS} FROM users WHERE id = $1"
 SELECT_BY_LOGIN = f"SELECT {_COLUMNS} FROM users WHERE lower(username) = lower($1) OR phone = $1 LIMIT 1"
 SELECT_CREDENTIALS = "SELECT id, password_hash, otp_hash, otp_expires_at FROM users WHERE id = $1"
-SET_PASSWORD = "UPDATE users SET password_hash = $2, otp_hash = NULL, otp_expires_at = NULL WHERE id = $1"
+UPDATE_PASSWORD_SQL = "UPDATE users SET password_hash = $2, otp_hash = NULL, otp_expires_at = NULL WHERE id = $1"  # noqa: S105 - SQL, not a password
 SELECT_USERS = f"SELECT {_COLUMNS} FROM users WHERE ($1::text IS NULL OR role = $1) ORDER BY created_at LIMIT $2"
 
 
@@ -96,7 +96,7 @@ async def get_credentials(conn: asyncpg.Connection, user_id: uuid.UUID) -> Crede
 
 
 async def set_password(conn: asyncpg.Connection, user_id: uuid.UUID, password_hash: str) -> None:
-    await conn.execute(SET_PASSWORD, user_id, password_hash)
+    await conn.execute(UPDATE_PASSWORD_SQL, user_id, password_hash)
 
 
 async def list_users(conn: asyncpg.Connection, role: str | None, limit: int = 500) -> list[UserRow]:

@@ -338,14 +338,16 @@ def _frame_near(src: Path, at_time_s: float, *, seek: bool = True) -> npt.NDArra
         stream = _video_stream(container)
         tb = stream.time_base or Fraction(1, 90_000)
         start = stream.start_time or 0
-        fps, best = _fps(stream) or 15.0, None
+        fps = _fps(stream) or 15.0
+        best: tuple[float, av.VideoFrame] | None = None
         with contextlib.suppress(av.error.FFmpegError, ValueError, OverflowError):
             if seek:
                 container.seek(start + int(at_time_s / tb), stream=stream, backward=True)
             for index, frame in enumerate(container.decode(stream)):
-                if frame.time is None and seek:
+                frame_time: float | None = frame.time  # None without timestamps, whatever the stubs say
+                if frame_time is None and seek:
                     break  # no timestamps (raw H.264): count frames from the start instead
-                t = index / fps if frame.time is None else frame.time - float(start * tb)
+                t = index / fps if frame_time is None else frame_time - float(start * tb)
                 if best is not None and abs(t - at_time_s) > abs(best[0] - at_time_s):
                     break
                 best = (t, frame)

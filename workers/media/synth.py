@@ -89,10 +89,9 @@ def _positions(t: float, width: int, height: int, motion: Motion) -> tuple[tuple
         return (width // 5 + dx, cy - height // 6), (width // 2 + dx, cy + height // 6)
     # Fight: rush together, then shove back and forth fast with jitter.
     meet = 0.6
-    if t < meet:
-        gap = (1.0 - t / meet) * width * 0.3
-    else:
-        gap = width * 0.04 * (1.0 + math.sin(t * 2 * math.pi * 3.0))
+    rushing = (1.0 - t / meet) * width * 0.3
+    shoving = width * 0.04 * (1.0 + math.sin(t * 2 * math.pi * 3.0))
+    gap = rushing if t < meet else shoving
     jitter_x = int(height * 0.05 * math.sin(t * 37.0))
     jitter_y = int(height * 0.06 * math.cos(t * 29.0))
     cx = width // 2
