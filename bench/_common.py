@@ -19,16 +19,18 @@ PY = sys.executable
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-def machine() -> str:
-    cpu = "unknown cpu"
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return f"{cpu}; {os.cpu_count()} cores; Python {platform.python_version()}"
+    return platform.processor() or "unknown cpu"
+
+
+def machine() -> str:
+    return f"{cpu_model()}; {os.cpu_count()} cores; Python {platform.python_version()}"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -44,24 +46,24 @@ def summary(values_ms: list[float]) -> str:
     )
 
 
-async def fresh_database(prefix: str = "kuzet_bench") -> str:
+async def fresh_database(prefix: str = "kuzet_bench", admin_dsn: str = ADMIN_DSN) -> str:
     """Create a migrated database; return its DSN."""
     from backend.core.migrations import migrate
 
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN_DSN)
+    admin = await asyncpg.connect(admin_dsn)
     await admin.execute(f'CREATE DATABASE "{name}"')
     await admin.close()
-    dsn = ADMIN_DSN.rsplit("/", 1)[0] + "/" + name
+    dsn = admin_dsn.rsplit("/", 1)[0] + "/" + name
     conn = await asyncpg.connect(dsn)
     await migrate(conn)
     await conn.close()
     return dsn
 
 
-async def drop_database(dsn: str) -> None:
+async def drop_database(dsn: str, admin_dsn: str = ADMIN_DSN) -> None:
     name = dsn.rsplit("/", 1)[1]
-    admin = await asyncpg.connect(ADMIN_DSN)
+    admin = await asyncpg.connect(admin_dsn)
     await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     await admin.close()
 

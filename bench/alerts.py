@@ -17,9 +17,11 @@ import os
 import platform
 import random
 import statistics
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import asyncpg
 
@@ -27,50 +29,17 @@ from backend.core import queue
 from backend.core.config import load_settings
 from backend.core.db import create_pool, init_connection
 from backend.core.logging import configure_logging
-from backend.core.migrations import migrate
 from backend.dispatch import service as dispatch
 from backend.duty import repo as duty
 from kuzet.devtools.push_inbox import PushInbox
 from workers import dispatch as dispatch_worker
 from workers.runner import Runner, WorkerContext
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._common import cpu_model, drop_database, fresh_database, pct
+
 ALMATY = (43.2389, 76.8897)
 HASH = "$argon2id$v=19$m=65536,t=3,p=4$bench$bench"  # never verified: bench users do not sign in
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-async def make_db(admin_dsn: str) -> str:
-    name = f"kuzet_bench_{os.getpid()}"
-    conn = await asyncpg.connect(admin_dsn)
-    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    dsn = admin_dsn.rsplit("/", 1)[0] + "/" + name
-    conn = await asyncpg.connect(dsn)
-    await migrate(conn)
-    await conn.close()
-    return dsn
-
-
-async def drop_db(admin_dsn: str, dsn: str) -> None:
-    conn = await asyncpg.connect(admin_dsn)
-    await conn.execute(f'DROP DATABASE IF EXISTS "{dsn.rsplit("/", 1)[1]}" WITH (FORCE)')
-    await conn.close()
 
 
 async def baseline(conn: asyncpg.Connection) -> float:
@@ -238,7 +207,7 @@ async def main() -> None:
     args = parser.parse_args()
     configure_logging(fmt="console", level="error")
 
-    dsn = await make_db(args.admin_dsn)
+    dsn = await fresh_database(admin_dsn=args.admin_dsn)
     try:
         conn = await asyncpg.connect(dsn)
         region = await conn.fetchval("INSERT INTO police_regions (name) VALUES ('Almaty') RETURNING id")
@@ -267,7 +236,7 @@ async def main() -> None:
                 f"p99 {pct(latencies, 99):.1f} ms"
             )
     finally:
-        await drop_db(args.admin_dsn, dsn)
+        await drop_database(dsn, admin_dsn=args.admin_dsn)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from fractions import Fraction
@@ -21,17 +22,10 @@ import numpy as np
 
 from workers.vision.model import ConfirmationModel
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._common import cpu_model
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def synthetic_clip(path: Path, seconds: float = 2.0, fps: int = 25, width: int = 640, height: int = 360) -> Path:

@@ -22,6 +22,7 @@ import os
 import platform
 import socket
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -41,7 +42,6 @@ from backend.core.auth import CameraPrincipal
 from backend.core.config import Settings
 from backend.core.db import create_pool, init_connection
 from backend.core.logging import configure_logging
-from backend.core.migrations import migrate
 from backend.detections import repo as detections
 from backend.detections.service import CONFIRM_JOB, object_prefix
 from backend.venues import service as venues
@@ -52,15 +52,8 @@ from workers.media.synth import write_test_clip
 from workers.runner import Runner, WorkerContext
 from workers.vision import ConfirmationModel
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._common import cpu_model, drop_database, fresh_database
 
 
 def cpu_seconds(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
@@ -114,31 +107,6 @@ def per_clip_costs(work: Path, repeat: int) -> None:
 
 
 # --- the worker against a real database and S3 ----------------------------------------------------
-
-
-async def make_database(dsn: str) -> str:
-    name = f"kuzet_bench_{os.getpid()}"
-    admin = await asyncpg.connect(dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = dsn.rsplit("/", 1)[0] + "/" + name
-    conn = await asyncpg.connect(url)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    return url
-
-
-async def drop_database(dsn: str, url: str) -> None:
-    admin = await asyncpg.connect(dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 class Load:
@@ -202,7 +170,7 @@ async def worker_figures(dsn: str, clips_n: int, rate: float | None, work: Path)
         port = sock.getsockname()[1]
     s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     s3.start()
-    url = await make_database(dsn)
+    url = await fresh_database(admin_dsn=dsn)
     cores = os.cpu_count() or 1
     settings = Settings(
         database_url=url,
@@ -260,7 +228,7 @@ async def worker_figures(dsn: str, clips_n: int, rate: float | None, work: Path)
             await conn.close()
             await pool.close()
     finally:
-        await drop_database(dsn, url)
+        await drop_database(url, admin_dsn=dsn)
         s3.stop()
 
 

@@ -9,6 +9,8 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from backend.core.auth import Principal
+
 
 class AuditRow(msgspec.Struct, frozen=True):
     id: int
@@ -45,6 +47,29 @@ async def record(
     detail: dict[str, Any] | None = None,
 ) -> None:
     await conn.execute(INSERT, actor_id, actor_role, action, subject_type, subject_id, venue_id, detail or {})
+
+
+async def record_by(
+    conn: asyncpg.Connection,
+    actor: Principal | None,
+    action: str,
+    *,
+    subject_type: str,
+    subject_id: str,
+    venue_id: uuid.UUID | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Record what a signed-in person did; ``actor=None`` is the operator at the command line."""
+    await record(
+        conn,
+        actor_id=actor.user_id if actor else None,
+        actor_role=actor.role if actor else "cli",
+        action=action,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        venue_id=venue_id,
+        detail=detail,
+    )
 
 
 async def list_for_venue(

@@ -19,11 +19,10 @@ def _camera(row: repo.CameraRow) -> Camera:
 
 
 async def _audit(conn: asyncpg.Connection, actor: Principal | None, action: str, row: repo.CameraRow) -> None:
-    await audit.record(
+    await audit.record_by(
         conn,
-        actor_id=actor.user_id if actor else None,
-        actor_role=actor.role if actor else "cli",
-        action=action,
+        actor,
+        action,
         subject_type="camera",
         subject_id=str(row.id),
         venue_id=row.venue_id,

@@ -267,7 +267,13 @@ class Ingest:
                     replay: repo.DetectionRow | None = existing
                 else:
                     replay = None
-                    await queue.enqueue(conn, CONFIRM_JOB, {"detection_id": str(row.id)}, dedup_key=str(row.id))
+                    await queue.enqueue(
+                        conn,
+                        CONFIRM_JOB,
+                        {"detection_id": str(row.id)},
+                        dedup_key=str(row.id),
+                        max_attempts=self.settings.job_max_attempts,
+                    )
                     await repo.remove_pending_upload(conn, self.prefix)
         except UNAVAILABLE_ERRORS as exc:
             raise ServiceUnavailable("database unreachable") from exc

@@ -38,11 +38,10 @@ async def create_user(conn: asyncpg.Connection, actor: Principal | None, data: U
         otp_hash=hash_password(code) if code else None,
         otp_expires_at=datetime.now(UTC) + ONE_TIME_CODE_TTL if code else None,
     )
-    await audit.record(
+    await audit.record_by(
         conn,
-        actor_id=actor.user_id if actor else None,
-        actor_role=actor.role if actor else "cli",
-        action="user.create",
+        actor,
+        "user.create",
         subject_type="user",
         subject_id=str(row.id),
         venue_id=row.venue_id,

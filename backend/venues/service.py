@@ -17,11 +17,10 @@ from backend.venues.schemas import Region, RegionCreate, Venue, VenueCreate
 
 async def create_region(conn: asyncpg.Connection, actor: Principal | None, data: RegionCreate) -> Region:
     row = await repo.insert_region(conn, data.name)
-    await audit.record(
+    await audit.record_by(
         conn,
-        actor_id=actor.user_id if actor else None,
-        actor_role=actor.role if actor else "cli",
-        action="region.create",
+        actor,
+        "region.create",
         subject_type="region",
         subject_id=str(row.id),
     )
@@ -49,11 +48,10 @@ async def create_venue(conn: asyncpg.Connection, actor: Principal | None, data: 
         owner_id=data.owner_id,
         region_id=data.region_id,
     )
-    await audit.record(
+    await audit.record_by(
         conn,
-        actor_id=actor.user_id if actor else None,
-        actor_role=actor.role if actor else "cli",
-        action="venue.create",
+        actor,
+        "venue.create",
         subject_type="venue",
         subject_id=str(row.id),
         venue_id=row.id,
