@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import httpx
@@ -72,20 +72,34 @@ async def _fresh_database() -> str:
     return dsn
 
 
-def demo_clips(shared: Path | None, workdir: Path) -> list[tuple[str, Path, str]]:
-    """(label, path, kind): real clips from ../shared when present, else generated ones."""
+class DemoClip(NamedTuple):
+    label: str
+    path: Path
+    kind: str
+    camera: int  # index into the venue's cameras
+    edge_score: float
+
+
+def demo_clips(shared: Path | None, workdir: Path) -> list[DemoClip]:
+    """Real clips from ../shared when present, else generated ones; plus an edge-only weapon alert."""
+    from workers.media.synth import write_test_clip
+
+    calm = write_test_clip(workdir / "calm.mp4", motion="calm")
+    weapon = DemoClip("entrance camera flags a weapon (no server model: edge score decides)", calm, "weapon", 1, 0.93)
     data = (shared or ROOT.parent / "shared") / "data" / "surv-fight"
     if (data / "fight").is_dir() and (data / "noFight").is_dir():
         # clips from the training set: an illustration of the flow, not a measure of the model
         return [
-            ("real fight clip (fi001)", data / "fight" / "fi001.mp4", "fight"),
-            ("real non-fight clip (nofi001)", data / "noFight" / "nofi001.mp4", "fight"),
+            DemoClip("real fight clip (fi001)", data / "fight" / "fi001.mp4", "fight", 0, 0.82),
+            DemoClip("real non-fight clip (nofi001)", data / "noFight" / "nofi001.mp4", "fight", 0, 0.82),
+            weapon,
         ]
-    from workers.media.synth import write_test_clip
-
     return [
-        ("generated clip with fast collisions", write_test_clip(workdir / "fight.mp4", motion="fight"), "fight"),
-        ("generated calm clip", write_test_clip(workdir / "calm.mp4", motion="calm"), "fight"),
+        DemoClip(
+            "generated clip, shapes colliding", write_test_clip(workdir / "fight.mp4", motion="fight"), "fight", 0, 0.82
+        ),
+        DemoClip("generated calm clip", calm, "fight", 0, 0.82),
+        weapon,
     ]
 
 
@@ -229,16 +243,16 @@ async def _phones(http: httpx.AsyncClient, people: dict[str, Any], inbox: PushIn
 
 
 async def _post_clips(
-    http: httpx.AsyncClient, people: dict[str, Any], clips: list[tuple[str, Path, str]], settings: Settings
+    http: httpx.AsyncClient, people: dict[str, Any], clips: list[DemoClip], settings: Settings
 ) -> list[dict[str, Any]]:
     say("Cameras post detections with their clips")
-    key = people["cameras"][0]["api_key"]
     results = []
-    for index, (label, path, kind) in enumerate(clips):
+    for index, (label, path, kind, camera, edge_score) in enumerate(clips):
+        key = people["cameras"][camera]["api_key"]
         meta = {
             "event_id": f"demo-{index}-{uuid.uuid4().hex[:6]}",
             "kind": kind,
-            "score": 0.82,
+            "score": edge_score,
             "occurred_at": datetime.now(UTC).isoformat(),
             "zone": "dance floor",
         }
@@ -254,7 +268,7 @@ async def _post_clips(
             "  retry with the same event id",
             f"HTTP {again.status_code}, same detection: {again.json()['detection_id'] == body['detection_id']}",
         )
-        results.append({"label": label, **body})
+        results.append({"label": label, "camera_key": key, **body})
     conn = await asyncpg.connect(settings.database_url)
     try:
         rows = await conn.fetch("SELECT kind, status, clip_key, clip_bytes FROM detections ORDER BY received_at")
@@ -293,11 +307,13 @@ async def _show_outcome(
     inbox: PushInbox,
     settings: Settings,
 ) -> None:
-    key = people["cameras"][0]["api_key"]
     incident_id = None
     for detection in detections:
         status = (
-            await http.get(f"/v1/detections/{detection['detection_id']}", headers={"Authorization": f"Bearer {key}"})
+            await http.get(
+                f"/v1/detections/{detection['detection_id']}",
+                headers={"Authorization": f"Bearer {detection['camera_key']}"},
+            )
         ).json()
         show(detection["label"], {k: status.get(k) for k in ("status", "score", "reason", "incident_id")})
         incident_id = incident_id or status.get("incident_id")
@@ -350,9 +366,11 @@ def _describe_push(message: dict[str, Any]) -> str:
     payload = message.get("message", message)
     notification = payload.get("notification", {})
     android = payload.get("android", {})
+    aps = payload.get("apns", {}).get("payload", {}).get("aps", {})
     token = str(payload.get("token", ""))
     title, body = notification.get("title", ""), notification.get("body", "")
-    return f"to {token[:22]}… [{android.get('priority', '?')}] {title} — {body}"
+    loudness = f"android {android.get('priority', '?')}, ios {aps.get('interruption-level', '?')}"
+    return f"to {token[:22]}… [{loudness}] {title} — {body}"
 
 
 def run_demo(shared: Path | None = None) -> int:
