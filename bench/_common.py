@@ -75,6 +75,12 @@ def start(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen
     )
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def wait_http(url: str, wait_s: float = 30.0) -> None:
     import httpx
 

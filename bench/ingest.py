@@ -23,7 +23,7 @@ import asyncpg
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import PY, drop_database, fresh_database, machine, start, summary, wait_http
+from bench._common import PY, cpu_seconds, drop_database, fresh_database, machine, start, summary, wait_http
 from tests.services import free_port
 
 CLIP = os.urandom(200 * 1024)
@@ -174,8 +174,13 @@ async def main() -> None:
 
         await load(f"http://127.0.0.1:{base_port}/baseline", keys[:5], 2, kuzet=False)  # warm-up
         await load(f"http://127.0.0.1:{api_port}/v1/detections", keys[:5], 2, kuzet=True)
+        api_pid, base_pid = procs[1].pid, procs[2].pid
+        cpu0 = cpu_seconds(base_pid)
         b_done, b_lat, b_err = await load(f"http://127.0.0.1:{base_port}/baseline", keys, args.seconds, kuzet=False)
+        b_cpu = cpu_seconds(base_pid) - cpu0
+        cpu0 = cpu_seconds(api_pid)
         k_done, k_lat, k_err = await load(f"http://127.0.0.1:{api_port}/v1/detections", keys, args.seconds, kuzet=True)
+        k_cpu = cpu_seconds(api_pid) - cpu0
         s_lat, s_err = await steady(f"http://127.0.0.1:{api_port}/v1/detections", keys, args.rate, args.seconds)
         s3_rate = await s3_alone(settings, 5.0, 10)
     finally:
@@ -198,7 +203,12 @@ async def main() -> None:
         "kuzet ingest (auth, stream to S3 (moto), detection + job in one tx): "
         f"{k_rate:.1f} detections/s, {summary(k_lat)}, errors {k_err}"
     )
-    print(f"ratio ingest/baseline: {k_rate / b_rate:.0%}")
+    print(f"ratio ingest/baseline: {k_rate / b_rate:.0%} (throughput on the shared machine)")
+    b_ms, k_ms = b_cpu * 1000 / max(b_done, 1), k_cpu * 1000 / max(k_done, 1)
+    print(
+        f"server CPU per request: baseline {b_ms:.2f} ms, kuzet ingest {k_ms:.2f} ms "
+        f"-> per API core {1000 / b_ms:.0f} vs {1000 / k_ms:.0f} per second, ratio {b_ms / k_ms:.0%}"
+    )
     print(
         f"kuzet ingest at a steady {args.rate:.0f} detections/s from {args.cameras} cameras: "
         f"{summary(s_lat)}, errors {s_err}"

@@ -79,7 +79,6 @@ def cmd_api(args: argparse.Namespace) -> int:
         port=args.port,
         log_level="warning",
         access_log=False,
-        loop="uvloop" if args.uvloop else "auto",
     )
     return 0
 
@@ -200,7 +199,6 @@ def build_parser() -> argparse.ArgumentParser:
     api = sub.add_parser("api", help="serve the HTTP API")
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
-    api.add_argument("--uvloop", action="store_true")
     api.set_defaults(func=cmd_api)
 
     worker = sub.add_parser("worker", help="run jobs: confirmation, dispatch, escalation")

@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 MAX_MESSAGE_BYTES: Final = 4096
-_MAX_BATCH: Final = 500  # firebase-admin's limit per send_each_async call
+_CHUNK: Final = 100  # requests in flight at once: the size of httpx's default connection pool
 _ELLIPSIS: Final = "…"
 _MAX_COLLAPSE_KEY_BYTES: Final = 64
 _LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -152,13 +152,16 @@ class PushGateway:
         self._bind_loop()
         await self._ensure_access_token()
         built = [build_message(m) for m in messages]
-        chunks = [built[start : start + _MAX_BATCH] for start in range(0, len(built), _MAX_BATCH)]
-        try:
-            # firebase-admin caps one call at 500 messages; a big fan-out sends its chunks concurrently
-            batches = await asyncio.gather(*(messaging.send_each_async(chunk, app=self._app) for chunk in chunks))
-        except fb_exceptions.FirebaseError as exc:
-            raise PushUnavailable(f"FCM send failed as a whole: {type(exc).__name__}") from exc
-        return [_to_result(response) for batch in batches for response in batch.responses]
+        results: list[PushResult] = []
+        # One call sends its messages concurrently; chunks keep the requests in flight within the
+        # HTTP client's connection pool, so none waits past its timeout for a connection.
+        for start in range(0, len(built), _CHUNK):
+            try:
+                batch = await messaging.send_each_async(built[start : start + _CHUNK], app=self._app)
+            except fb_exceptions.FirebaseError as exc:
+                raise PushUnavailable(f"FCM send failed as a whole: {type(exc).__name__}") from exc
+            results.extend(_to_result(response) for response in batch.responses)
+        return results
 
     async def aclose(self) -> None:
         """Close the HTTP client in this loop, then delete the firebase App."""

@@ -245,10 +245,10 @@ _STATUS_TEXT = {
 
 
 def problem_responses(*statuses: int) -> dict[int, Any]:
-    """OpenAPI ``responses`` entries documenting problem+json errors."""
+    """OpenAPI ``responses`` entries documenting problem+json errors (503 always: every route needs the database)."""
     from litestar.openapi.datastructures import ResponseSpec
 
     return {
         status: ResponseSpec(data_container=Problem, description=_STATUS_TEXT[status], media_type=PROBLEM_MEDIA_TYPE)
-        for status in statuses
+        for status in sorted({*statuses, 503})
     }

@@ -42,15 +42,33 @@ _DETECTION_COLUMNS = """id, camera_id, venue_id, event_id, kind, edge_score, occ
 SELECT_CAMERA_BY_PREFIX = "SELECT id, venue_id, key_hash, is_active FROM cameras WHERE key_prefix = $1"
 SELECT_DETECTION = f"SELECT {_DETECTION_COLUMNS} FROM detections WHERE id = $1"
 SELECT_DETECTION_BY_EVENT = f"SELECT {_DETECTION_COLUMNS} FROM detections WHERE camera_id = $1 AND event_id = $2"
+# One statement: the row (unless this camera sent the event already), the camera's last-seen time,
+# and the upload no longer pending.
 INSERT_DETECTION = f"""
-INSERT INTO detections (id, camera_id, venue_id, event_id, kind, edge_score, occurred_at, zone, boxes,
-                        clip_key, clip_bytes, clip_content_type, snapshot_key)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-ON CONFLICT (camera_id, event_id) DO NOTHING
-RETURNING {_DETECTION_COLUMNS}
+WITH inserted AS (
+    INSERT INTO detections (id, camera_id, venue_id, event_id, kind, edge_score, occurred_at, zone, boxes,
+                            clip_key, clip_bytes, clip_content_type, snapshot_key)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+    ON CONFLICT (camera_id, event_id) DO NOTHING
+    RETURNING {_DETECTION_COLUMNS}
+), touched AS (
+    UPDATE cameras SET last_seen_at = now() WHERE id = $2 AND EXISTS (SELECT 1 FROM inserted)
+), released AS (
+    DELETE FROM pending_uploads WHERE object_key = $14 AND EXISTS (SELECT 1 FROM inserted)
+)
+SELECT {_DETECTION_COLUMNS} FROM inserted
 """
-TOUCH_CAMERA = "UPDATE cameras SET last_seen_at = now() WHERE id = $1"
 INSERT_PENDING = "INSERT INTO pending_uploads (object_key) VALUES ($1)"
+# One round trip: the detection this camera already sent with this event id, or else the
+# upload's prefix recorded as pending.
+RESERVE_UPLOAD = f"""
+WITH existing AS (
+    SELECT {_DETECTION_COLUMNS} FROM detections WHERE camera_id = $1 AND event_id = $2
+), reserved AS (
+    INSERT INTO pending_uploads (object_key) SELECT $3 WHERE NOT EXISTS (SELECT 1 FROM existing)
+)
+SELECT {_DETECTION_COLUMNS} FROM existing
+"""
 DELETE_PENDING = "DELETE FROM pending_uploads WHERE object_key = $1"
 SELECT_STALE_PENDING = """
 SELECT object_key FROM pending_uploads WHERE created_at < now() - make_interval(secs => $1)
@@ -92,8 +110,9 @@ async def insert_detection(
     clip_bytes: int,
     clip_content_type: str,
     snapshot_key: str | None,
+    pending_prefix: str,
 ) -> DetectionRow | None:
-    """Insert; None when this camera already sent ``event_id`` (the caller reads the existing row)."""
+    """Insert and release the pending upload; None when this camera already sent ``event_id``."""
     record = await conn.fetchrow(
         INSERT_DETECTION,
         detection_id,
@@ -109,15 +128,21 @@ async def insert_detection(
         clip_bytes,
         clip_content_type,
         snapshot_key,
+        pending_prefix,
     )
-    if record is None:
-        return None
-    await conn.execute(TOUCH_CAMERA, camera.camera_id)
-    return _row(record)
+    return _row(record) if record else None
 
 
 async def add_pending_upload(conn: asyncpg.Connection, prefix: str) -> None:
     await conn.execute(INSERT_PENDING, prefix)
+
+
+async def reserve_upload(
+    conn: asyncpg.Connection, camera_id: uuid.UUID, event_id: str, prefix: str
+) -> DetectionRow | None:
+    """The detection already stored for this event, or None after recording ``prefix`` as pending."""
+    record = await conn.fetchrow(RESERVE_UPLOAD, camera_id, event_id, prefix)
+    return _row(record) if record else None
 
 
 async def remove_pending_upload(conn: asyncpg.Connection, prefix: str) -> None:

@@ -140,13 +140,13 @@ class Ingest:
         self.detection_id = uuid.uuid4()
         self.prefix = object_prefix(camera.venue_id, self.detection_id, datetime.now(UTC))
         self.form = _Form()
+        self.reserved = False
 
     async def run(self, content_type: str, content_length: int | None, body: AsyncIterator[bytes]) -> IngestResult:
         boundary = boundary_of(content_type)
         limit = self.settings.max_clip_bytes + self.settings.max_snapshot_bytes + MAX_META_BYTES + MULTIPART_OVERHEAD
         if content_length is not None and content_length > limit:
             raise PayloadTooLarge(f"the body is {content_length} bytes; the limit is {limit}", field="clip")
-        await self._db(repo.add_pending_upload, self.prefix)
         try:
             replay = await self._read(body, boundary)
             if replay is not None:
@@ -158,19 +158,20 @@ class Ingest:
             await self._forget_objects()
             raise
 
-    async def _db(self, fn: object, *args: object) -> None:
+    async def _reserve(self, event_id: str | None) -> repo.DetectionRow | None:
+        """Before anything is written to storage: record the prefix as pending (one round trip),
+        unless this camera already sent ``event_id``, whose detection is returned instead."""
         try:
             async with self.pool.acquire() as conn:
-                await fn(conn, *args)  # type: ignore[operator]
+                if event_id is None:
+                    await repo.add_pending_upload(conn, self.prefix)
+                    existing = None
+                else:
+                    existing = await repo.reserve_upload(conn, self.camera.camera_id, event_id, self.prefix)
         except UNAVAILABLE_ERRORS as exc:
             raise ServiceUnavailable("database unreachable") from exc
-
-    async def _existing(self, event_id: str) -> repo.DetectionRow | None:
-        try:
-            async with self.pool.acquire() as conn:
-                return await repo.get_detection_by_event(conn, self.camera.camera_id, event_id)
-        except UNAVAILABLE_ERRORS as exc:
-            raise ServiceUnavailable("database unreachable") from exc
+        self.reserved = existing is None
+        return existing
 
     async def _read(self, body: AsyncIterator[bytes], boundary: bytes) -> repo.DetectionRow | None:
         form = self.form
@@ -183,9 +184,10 @@ class Ingest:
                 await self._part_data(current, event.data)
             elif isinstance(event, PartEnd) and current == "meta":
                 form.meta = parse_meta(form.meta_buffer)
-                existing = await self._existing(form.meta.event_id)
-                if existing is not None:
-                    return existing
+                if not self.reserved:
+                    existing = await self._reserve(form.meta.event_id)
+                    if existing is not None:
+                        return existing
                 current = None
         if form.meta is None:
             raise Invalid("the meta part is required", field="meta")
@@ -212,6 +214,8 @@ class Ingest:
                 raise UnsupportedMediaType(
                     f"clip must be one of {', '.join(CLIP_TYPES)}, not {part.content_type}", field="clip"
                 )
+            if not self.reserved:  # the clip came before meta: nothing to check yet, just reserve
+                await self._reserve(None)
             form.clip_type = part.content_type
             form.clip = self.storage.writer(self.prefix + f"original.{extension}", part.content_type)
         elif part.name == "snapshot":
@@ -260,6 +264,7 @@ class Ingest:
                     clip_bytes=form.clip.size,
                     clip_content_type=form.clip_type,
                     snapshot_key=form.snapshot_key,
+                    pending_prefix=self.prefix,
                 )
                 if row is None:
                     existing = await repo.get_detection_by_event(conn, self.camera.camera_id, meta.event_id)
@@ -274,7 +279,6 @@ class Ingest:
                         dedup_key=str(row.id),
                         max_attempts=self.settings.job_max_attempts,
                     )
-                    await repo.remove_pending_upload(conn, self.prefix)
         except UNAVAILABLE_ERRORS as exc:
             raise ServiceUnavailable("database unreachable") from exc
         if replay is not None:
@@ -288,6 +292,8 @@ class Ingest:
 
     async def _forget_objects(self) -> None:
         """Delete what this request wrote; leave the pending row for the sweeper if that fails."""
+        if not self.reserved:
+            return
         if self.form.clip is not None:
             await self.form.clip.abort()
         try:
