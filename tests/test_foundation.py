@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -302,3 +303,22 @@ async def test_openapi_is_valid_3_1_and_complete(client: Client) -> None:
     assert "multipart/form-data" in ingest["requestBody"]["content"]
     assert {"202", "400", "401", "413", "415", "422", "503"} <= set(ingest["responses"])
     assert ingest["responses"]["413"]["content"]["application/problem+json"]
+
+
+async def test_rejected_requests_release_their_connections(client: Client, app: Litestar, make: Factory) -> None:
+    """A 401 from an auth dependency must not strand the request's pooled connection."""
+    import uuid
+
+    await make.camera()
+    for _ in range(12):
+        assert (await client.get("/v1/me/alerts", headers={"Authorization": "Bearer nope"})).status_code == 401
+        assert (await client.get(f"/v1/incidents/{uuid.uuid4()}")).status_code == 401
+        assert (await client.post("/v1/admin/regions", json={"name": "x"})).status_code == 401
+        forged = {"Authorization": "Bearer kzc_000000000000_forged"}
+        assert (await client.get(f"/v1/detections/{uuid.uuid4()}", headers=forged)).status_code == 401
+    pool = app.state.db_pool
+    for _ in range(50):  # the last request's cleanup may still be finishing
+        if pool.get_size() - pool.get_idle_size() == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert pool.get_size() - pool.get_idle_size() == 0

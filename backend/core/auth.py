@@ -137,23 +137,31 @@ def bearer_token(request: Request[object, object, State]) -> str:
     return token.strip()
 
 
-async def provide_principal(request: Request[object, object, State]) -> Principal:
-    """Dependency: the signed-in user, from ``Authorization: Bearer <access token>``."""
+def principal_of(request: Request[object, object, State]) -> Principal:
+    """The signed-in user, from ``Authorization: Bearer <access token>``."""
     settings: Settings = request.app.state.settings
     return decode_access_token(settings, bearer_token(request))
 
 
-def require_role(*roles: Role) -> Callable[..., Awaitable[Principal]]:
-    """Dependency factory: the signed-in user, who must hold one of ``roles``.
+# Both dependencies below take the request's ``db`` connection only to be resolved after it:
+# Litestar does not clean up a yield dependency resolved in parallel with one that raises, which
+# would leak a pooled connection on every 401/403 (tests/test_foundation.py checks the pool).
 
-    It depends on the request's ``db`` connection only to be resolved after it: Litestar does not
-    clean up a yield dependency resolved in parallel with one that raises, which would leak a
-    pooled connection on every 401/403.
-    """
+
+async def provide_principal(
+    request: Request[object, object, State], db: NamedDependency[asyncpg.Connection]
+) -> Principal:
+    """Dependency: the signed-in user, any role."""
+    del db
+    return principal_of(request)
+
+
+def require_role(*roles: Role) -> Callable[..., Awaitable[Principal]]:
+    """Dependency factory: the signed-in user, who must hold one of ``roles``."""
 
     async def dependency(request: Request[object, object, State], db: NamedDependency[asyncpg.Connection]) -> Principal:
         del db
-        principal = await provide_principal(request)
+        principal = principal_of(request)
         if principal.role not in roles:
             raise Forbidden(f"this needs the role {' or '.join(roles)}")
         return principal

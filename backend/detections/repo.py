@@ -110,7 +110,7 @@ async def insert_detection(
     clip_bytes: int,
     clip_content_type: str,
     snapshot_key: str | None,
-    pending_prefix: str,
+    pending_prefix: str | None = None,
 ) -> DetectionRow | None:
     """Insert and release the pending upload; None when this camera already sent ``event_id``."""
     record = await conn.fetchrow(
