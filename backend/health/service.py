@@ -10,7 +10,10 @@ from litestar.openapi.datastructures import ResponseSpec
 from backend.adapters.storage import Storage, StorageUnavailable
 from backend.core import queue
 from backend.core.db import UNAVAILABLE_ERRORS
+from backend.core.logging import get_logger
 from backend.core.metrics import QUEUE_DEPTH
+
+log = get_logger(__name__)
 
 NOT_READY_RESPONSE = ResponseSpec(data_container=dict, description="A dependency is unreachable")
 
@@ -44,7 +47,8 @@ async def refresh_queue_depth(pool: asyncpg.Pool) -> None:
         async with asyncio.timeout(3):
             async with pool.acquire() as conn:
                 depths = await queue.depth(conn)
-    except UNAVAILABLE_ERRORS:
+    except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError) as exc:  # metrics must answer even then
+        log.warning("queue_depth_unavailable", error=type(exc).__name__)
         return
     QUEUE_DEPTH.clear()
     for (kind, status), n in depths.items():
