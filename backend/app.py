@@ -23,6 +23,7 @@ from backend.core.db import DB_EXCEPTION_HANDLERS, create_pool, provide_connecti
 from backend.core.errors import EXCEPTION_HANDLERS
 from backend.core.logging import configure_logging, get_logger, request_id_middleware
 from backend.detections.routes import ROUTES as DETECTION_ROUTES
+from backend.dispatch.routes import EscalationPolicyAdminController
 from backend.health.routes import ROUTES as HEALTH_ROUTES
 from backend.users.routes import UserAdminController
 from backend.venues.routes import VenueAdminController
@@ -36,6 +37,7 @@ BACKEND_ROUTES: list[ControllerRouterHandler] = [
     VenueAdminController,
     CameraAdminController,
     UserAdminController,
+    EscalationPolicyAdminController,
 ]
 
 

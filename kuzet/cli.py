@@ -129,6 +129,17 @@ def cmd_admin(args: argparse.Namespace) -> int:
         action = lambda c: users.create_user(c, None, user)  # noqa: E731
     elif args.admin_command == "list-venues":
         action = venues.list_venues
+    elif args.admin_command == "set-escalation-policy":
+        from backend.dispatch import service as dispatch
+        from backend.dispatch.schemas import EscalationPolicyIn
+
+        try:
+            policy = msgspec.json.decode(Path(args.file).read_bytes(), type=EscalationPolicyIn)
+        except (OSError, msgspec.DecodeError) as exc:
+            print(f"kuzet admin: cannot read the policy: {exc}", file=sys.stderr)
+            return 2
+        venue_id = uuid.UUID(args.venue)
+        action = lambda c: dispatch.put_venue_policy(c, None, venue_id, policy)  # noqa: E731
     elif args.admin_command == "replay-dead":
         from backend.core import queue
 
@@ -231,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--region")
     p.add_argument("--password")
     asub.add_parser("list-venues")
+    p = asub.add_parser("set-escalation-policy", help="a venue's escalation policy from a JSON file")
+    p.add_argument("--venue", required=True)
+    p.add_argument("--file", required=True, help="the policy as the admin API takes it")
     p = asub.add_parser("replay-dead", help="re-queue dead jobs of the given kinds")
     p.add_argument("kind", nargs="+")
 

@@ -6,6 +6,7 @@ steps are guarded under the incident's row lock, deliveries are claimed before t
 
     dispatch_incident   {"incident_id", "reason"}             step 0 of the incident's policy
     escalate_incident   {"incident_id", "step", "force"?}     a timer, or request_police (force)
+    repeat_alert        {"incident_id", "round"}              a repeat round after the last step
     push_update         {"incident_id", "version", "text", "actor_id"}
     retry_delivery      {"delivery_id"}                       after Retry-After / backoff
     prune_locations     {}                                    location history past retention
@@ -28,6 +29,7 @@ from workers.runner import WorkerContext
 
 DISPATCH_JOB = service.DISPATCH_JOB
 STEP_JOB = service.STEP_JOB
+REPEAT_JOB = service.REPEAT_JOB
 UPDATE_JOB = service.UPDATE_JOB
 RETRY_JOB = service.RETRY_JOB
 PRUNE_JOB = "prune_locations"
@@ -87,6 +89,16 @@ async def _step(ctx: WorkerContext, incident_id: uuid.UUID, *, step: int, force:
         raise TransientError(str(exc)) from exc
 
 
+async def repeat_alert(ctx: WorkerContext, job: queue.Job) -> None:
+    gateway = _gateway(ctx)
+    round_ = _int(job.payload, "round")
+    try:
+        async with ctx.pool.acquire() as conn:
+            await service.repeat(conn, gateway, ctx.settings, _uuid(job.payload, "incident_id"), round_=round_)
+    except PushUnavailable as exc:
+        raise TransientError(str(exc)) from exc
+
+
 async def push_update(ctx: WorkerContext, job: queue.Job) -> None:
     gateway = _gateway(ctx)
     actor = job.payload.get("actor_id")
@@ -133,6 +145,7 @@ async def prune_locations(ctx: WorkerContext, job: queue.Job) -> None:
 HANDLERS = {
     DISPATCH_JOB: dispatch_incident,
     STEP_JOB: escalate_incident,
+    REPEAT_JOB: repeat_alert,
     UPDATE_JOB: push_update,
     RETRY_JOB: retry_delivery,
     PRUNE_JOB: prune_locations,

@@ -68,7 +68,7 @@ WHERE incident_id = $1 AND user_id = $2 RETURNING id
 """
 ACK_DELIVERIES = """
 UPDATE deliveries SET status = 'acknowledged', acknowledged_at = now(), updated_at = now()
-WHERE alert_id = $1 AND purpose = 'alert' AND status IN ('sent', 'received')
+WHERE alert_id = $1 AND purpose IN ('alert', 'reminder') AND status IN ('sent', 'received')
 """
 RECEIPT_ALERT = (
     "UPDATE alerts SET received_at = COALESCE(received_at, now()) WHERE id = $1 AND user_id = $2 RETURNING id"
@@ -76,7 +76,7 @@ RECEIPT_ALERT = (
 RECEIPT_DELIVERY = """
 UPDATE deliveries SET status = CASE WHEN status IN ('queued', 'sending', 'sent') THEN 'received' ELSE status END,
        received_at = COALESCE(received_at, now()), updated_at = now()
-WHERE alert_id = $1 AND device_id = $2 AND purpose = 'alert'
+WHERE alert_id = $1 AND device_id = $2 AND purpose IN ('alert', 'reminder')
 """
 # Which incidents are "mine": officer: alerted to me; bouncer: my venue's; owner: my venues';
 # dispatcher: my region's; admin: all. Open ones, or (with $5) those changed since a cursor.

@@ -45,6 +45,18 @@ def alert_text(incident: IncidentRow, audience: str, distance_m: float | None, s
     return title, f"{lead}{police}{incident.venue_address}. {_ASK.get(audience, '')}".strip()
 
 
+def reminder_text(
+    incident: IncidentRow, audience: str, distance_m: float | None, round_: int, rounds: int
+) -> tuple[str, str]:
+    """A repeat of the alert to someone who has not answered it: "REMINDER: FIGHT at Club X — 350 m"."""
+    title = f"REMINDER: {headline(incident)}"
+    if distance_m is not None:
+        title = f"{title} — {distance_text(distance_m)}"
+    police = "Police requested. " if incident.police_requested else ""
+    lead = f"Still unanswered (reminder {round_} of {rounds}). "
+    return title, f"{lead}{police}{incident.venue_address}. {_ASK.get(audience, '')}".strip()
+
+
 def data(incident: IncidentRow, alert_id: uuid.UUID, purpose: str, **extra: str) -> dict[str, str]:
     return {
         "type": purpose,

@@ -5,6 +5,10 @@ step's ``unless`` state (``acknowledged``: anyone acknowledged or accepted; ``ac
 accepted) or was resolved. Critical kinds and a bouncer's ``request_police`` fire the
 ``police_step`` at once. A step that reaches nobody hands over to the next step at once.
 
+After the last step fired, ``repeat`` rounds (every ``repeat_every_s``, by default the last step's
+``wait_s``) remind everyone alerted whose alert is not acknowledged, until the incident reaches the
+last step's ``unless`` state or is resolved.
+
 The policy is snapshotted onto the incident when its first dispatch runs, so editing a venue's
 policy never changes an open incident's chain.
 """
@@ -34,10 +38,17 @@ class EscalationPolicy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     steps: Annotated[list[PolicyStep], msgspec.Meta(min_length=1, max_length=20)]
     police_step: Annotated[int, msgspec.Meta(ge=0)] | None = None  # default: the first step calling officers
     officers_at_once_kinds: list[str] = msgspec.field(default_factory=lambda: ["weapon", "fire_smoke"])
+    repeat: Annotated[int, msgspec.Meta(ge=0, le=10)] = 0
+    repeat_every_s: Annotated[float, msgspec.Meta(gt=0)] | None = None  # default: the last step's wait_s
 
     def __post_init__(self) -> None:
-        if self.police_step is not None and self.police_step >= len(self.steps):
-            raise ValueError("police_step must name one of the steps")
+        if found := problem(self):
+            raise ValueError(found[1])
+
+    @property
+    def repeat_every(self) -> float:
+        """Seconds between repeat rounds."""
+        return self.repeat_every_s if self.repeat_every_s is not None else self.steps[-1].wait_s
 
     @property
     def police(self) -> int:
@@ -50,7 +61,8 @@ class EscalationPolicy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
 
 def default_policy(settings: Settings) -> EscalationPolicy:
     """Bouncers at once; officers if no bouncer acknowledges within 30 s (at once for weapon/fire_smoke
-    or on request_police); radius doubled and dispatchers notified if no officer accepts within 60 s."""
+    or on request_police); radius doubled and dispatchers notified if no officer accepts within 60 s;
+    then, while no officer accepts, two reminders 60 s apart to everyone who has not answered."""
     return EscalationPolicy(
         steps=[
             PolicyStep(notify=["bouncers"]),
@@ -70,7 +82,17 @@ def default_policy(settings: Settings) -> EscalationPolicy:
             ),
         ],
         police_step=1,
+        repeat=2,
     )
+
+
+def problem(chosen: EscalationPolicy) -> tuple[str, str] | None:
+    """What is wrong across fields, as ``(field, message)``; each field's own range is in its type."""
+    if chosen.police_step is not None and chosen.police_step >= len(chosen.steps):
+        return "police_step", "police_step must name one of the steps"
+    if chosen.repeat and chosen.repeat_every <= 0:
+        return "repeat_every_s", "repeating needs repeat_every_s > 0 (the last step waits 0 s)"
+    return None
 
 
 def parse(raw: dict[str, Any]) -> EscalationPolicy:

@@ -25,6 +25,7 @@ class IncidentRow(msgspec.Struct, frozen=True):
     outcome: str | None
     escalation_policy: dict[str, Any] | None
     escalation_step: int
+    repeat_round: int
     version: int
     updated_at: datetime
     venue_name: str
@@ -65,7 +66,7 @@ class ClaimedDelivery(msgspec.Struct, frozen=True):
 _INCIDENT = """
 SELECT i.id, i.venue_id, i.region_id, i.kind, i.status, i.opened_at, i.snapshot_key, i.clip_key,
        i.police_requested, i.acknowledged_at, i.resolved_at, i.outcome, i.escalation_policy,
-       i.escalation_step, i.version, i.updated_at, v.name AS venue_name, v.address AS venue_address,
+       i.escalation_step, i.repeat_round, i.version, i.updated_at, v.name AS venue_name, v.address AS venue_address,
        ST_Y(v.location::geometry) AS venue_lat, ST_X(v.location::geometry) AS venue_lon, v.owner_id AS venue_owner_id
 FROM incidents i JOIN venues v ON v.id = i.venue_id
 WHERE i.id = $1
@@ -74,12 +75,14 @@ SELECT_INCIDENT = _INCIDENT
 LOCK_INCIDENT = _INCIDENT + " FOR UPDATE OF i"
 DB_NOW = "SELECT now()"
 SELECT_VENUE_POLICY = "SELECT policy FROM escalation_policies WHERE venue_id = $1"
+VENUE_EXISTS = "SELECT EXISTS (SELECT 1 FROM venues WHERE id = $1)"
 UPSERT_VENUE_POLICY = """
 INSERT INTO escalation_policies (venue_id, policy) VALUES ($1, $2)
 ON CONFLICT (venue_id) DO UPDATE SET policy = EXCLUDED.policy, updated_at = now()
 """
 SET_POLICY = "UPDATE incidents SET escalation_policy = $2 WHERE id = $1"
 SET_STEP = "UPDATE incidents SET escalation_step = $2, updated_at = now() WHERE id = $1"
+SET_REPEAT_ROUND = "UPDATE incidents SET repeat_round = $2, updated_at = now() WHERE id = $1"
 BOUNCERS_ON_DUTY = """
 SELECT d.user_id FROM duty d JOIN users u ON u.id = d.user_id
 WHERE d.venue_id = $1 AND d.on_duty AND d.role = 'bouncer' AND u.is_active AND u.venue_id = $1
@@ -96,11 +99,15 @@ RETURNING id, user_id, audience, distance_m
 ALERTS_EXCEPT = """
 SELECT id, user_id, audience, distance_m FROM alerts WHERE incident_id = $1 AND user_id <> ALL($2::uuid[])
 """
+UNACKNOWLEDGED_ALERTS = """
+SELECT id, user_id, audience, distance_m FROM alerts
+WHERE incident_id = $1 AND acknowledged_at IS NULL ORDER BY created_at, id
+"""
 ACTIVE_DEVICES = "SELECT id, user_id FROM devices WHERE user_id = ANY($1::uuid[]) AND is_active"
 INSERT_DELIVERIES = """
-INSERT INTO deliveries (alert_id, incident_id, user_id, device_id, purpose, incident_version,
+INSERT INTO deliveries (alert_id, incident_id, user_id, device_id, purpose, incident_version, round,
                         title, body, image_url, data, urgency)
-SELECT d.alert_id, $1, d.user_id, d.device_id, $2, $3, d.title, d.body, d.image_url, d.data, $4
+SELECT d.alert_id, $1, d.user_id, d.device_id, $2, $3, $12, d.title, d.body, d.image_url, d.data, $4
 FROM unnest($5::uuid[], $6::uuid[], $7::uuid[], $8::text[], $9::text[], $10::text[], $11::jsonb[])
      AS d(alert_id, user_id, device_id, title, body, image_url, data)
 ON CONFLICT ON CONSTRAINT deliveries_unique DO NOTHING
@@ -162,6 +169,10 @@ async def venue_policy(conn: asyncpg.Connection, venue_id: uuid.UUID) -> dict[st
     return policy
 
 
+async def venue_exists(conn: asyncpg.Connection, venue_id: uuid.UUID) -> bool:
+    return bool(await conn.fetchval(VENUE_EXISTS, venue_id))
+
+
 async def set_venue_policy(conn: asyncpg.Connection, venue_id: uuid.UUID, policy: dict[str, Any]) -> None:
     await conn.execute(UPSERT_VENUE_POLICY, venue_id, policy)
 
@@ -172,6 +183,10 @@ async def snapshot_policy(conn: asyncpg.Connection, incident_id: uuid.UUID, poli
 
 async def set_step(conn: asyncpg.Connection, incident_id: uuid.UUID, step: int) -> None:
     await conn.execute(SET_STEP, incident_id, step)
+
+
+async def set_repeat_round(conn: asyncpg.Connection, incident_id: uuid.UUID, round_: int) -> None:
+    await conn.execute(SET_REPEAT_ROUND, incident_id, round_)
 
 
 async def bouncers_on_duty(conn: asyncpg.Connection, venue_id: uuid.UUID) -> list[uuid.UUID]:
@@ -206,6 +221,11 @@ async def alerts_except(conn: asyncpg.Connection, incident_id: uuid.UUID, exclud
     return [msgspec.convert(dict(r), NewAlert) for r in await conn.fetch(ALERTS_EXCEPT, incident_id, exclude)]
 
 
+async def unacknowledged_alerts(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[NewAlert]:
+    """Everyone alerted about the incident who has not acknowledged (or accepted) it."""
+    return [msgspec.convert(dict(r), NewAlert) for r in await conn.fetch(UNACKNOWLEDGED_ALERTS, incident_id)]
+
+
 async def active_devices(conn: asyncpg.Connection, user_ids: list[uuid.UUID]) -> list[DeviceTarget]:
     if not user_ids:
         return []
@@ -230,10 +250,12 @@ async def insert_deliveries(
     version: int,
     urgency: str,
     rows: list[NewDelivery],
-) -> None:
+    round_: int = 0,
+) -> int:
+    """Queue the rows (a delivery already logged is skipped); returns how many were queued."""
     if not rows:
-        return
-    await conn.execute(
+        return 0
+    status = await conn.execute(
         INSERT_DELIVERIES,
         incident_id,
         purpose,
@@ -246,7 +268,9 @@ async def insert_deliveries(
         [r.body for r in rows],
         [r.image_url for r in rows],
         [r.data for r in rows],
+        round_,
     )
+    return int(status.split()[-1])
 
 
 def _claimed(rows: list[asyncpg.Record]) -> list[ClaimedDelivery]:

@@ -7,8 +7,14 @@ step's recipients (new people only), logs their deliveries as ``queued``, record
 timeline event, and schedules the next step as a delayed job. Sending happens after commit
 (``fanout``), so a crash between the two leaves queued deliveries the job's retry sends.
 
+After the last step, ``run_repeat`` fires the policy's repeat rounds the same way: under the row
+lock, a round that is stale (already fired, the last step's ``unless`` state reached, resolved) does
+nothing; otherwise everyone alerted who has not acknowledged gets a ``reminder`` delivery (one row
+per push, told apart by its round), a ``repeated`` event is recorded and the next round scheduled.
+
 Job kinds: ``dispatch_incident`` (the confirmation worker's, step 0), ``escalate_incident``
-(timers and request_police), ``push_update`` (actions), ``retry_delivery`` (fanout).
+(timers and request_police), ``repeat_alert`` (repeat rounds), ``push_update`` (actions),
+``retry_delivery`` (fanout).
 """
 
 from __future__ import annotations
@@ -20,23 +26,28 @@ import asyncpg
 import msgspec
 
 from backend.adapters.push import PushGateway
+from backend.audit import repo as audit
 from backend.core import queue
+from backend.core.auth import Principal
 from backend.core.config import Settings
+from backend.core.errors import Invalid, NotFound
 from backend.core.logging import get_logger
 from backend.dispatch import fanout, links, messages, policy, repo
+from backend.dispatch.schemas import VenuePolicy
 from backend.duty import repo as duty
 
 log = get_logger(__name__)
 
 DISPATCH_JOB = "dispatch_incident"
 STEP_JOB = "escalate_incident"
+REPEAT_JOB = "repeat_alert"
 UPDATE_JOB = "push_update"
 RETRY_JOB = fanout.RETRY_JOB
 
 
 class StepResult(msgspec.Struct, kw_only=True):
     fired: list[int] = msgspec.field(default_factory=list)
-    skipped: str | None = None  # why nothing fired: missing, resolved, stale, reached
+    skipped: str | None = None  # why nothing fired: missing, resolved, stale, reached, answered
     deliveries: int = 0
 
 
@@ -54,6 +65,38 @@ async def incident_policy(
 
 async def set_venue_policy(conn: asyncpg.Connection, venue_id: uuid.UUID, chosen: policy.EscalationPolicy) -> None:
     await repo.set_venue_policy(conn, venue_id, policy.dump(chosen))
+
+
+async def get_venue_policy(conn: asyncpg.Connection, settings: Settings, venue_id: uuid.UUID) -> VenuePolicy:
+    """The venue's own policy, or the default that its incidents would get."""
+    if not await repo.venue_exists(conn, venue_id):
+        raise NotFound("no such venue", field="venue_id")
+    raw = await repo.venue_policy(conn, venue_id)
+    chosen = policy.parse(raw) if raw is not None else policy.default_policy(settings)
+    return VenuePolicy(venue_id=venue_id, is_default=raw is None, policy=chosen)
+
+
+async def put_venue_policy(
+    conn: asyncpg.Connection, actor: Principal | None, venue_id: uuid.UUID, data: policy.EscalationPolicy
+) -> VenuePolicy:
+    """Set the venue's policy (audited). Open incidents keep the policy snapshotted when they opened."""
+    if not await repo.venue_exists(conn, venue_id):
+        raise NotFound("no such venue", field="venue_id")
+    if found := policy.problem(data):
+        raise Invalid(found[1], field=found[0])
+    chosen = policy.parse(policy.dump(data))
+    await repo.set_venue_policy(conn, venue_id, policy.dump(chosen))
+    await audit.record_by(
+        conn,
+        actor,
+        "venue.escalation_policy.set",
+        subject_type="venue",
+        subject_id=str(venue_id),
+        venue_id=venue_id,
+        detail={"steps": len(chosen.steps), "repeat": chosen.repeat},
+    )
+    log.info("escalation_policy_set", venue_id=str(venue_id), steps=len(chosen.steps), repeat=chosen.repeat)
+    return VenuePolicy(venue_id=venue_id, is_default=False, policy=chosen)
 
 
 async def run_step(
@@ -91,7 +134,80 @@ async def run_step(
             dedup_key=f"{incident.id}:step:{following}",
             run_at=run_at,
         )
+    elif chain.repeat:
+        await _schedule_repeat(conn, chain, incident.id, 1)
     return result
+
+
+async def _schedule_repeat(
+    conn: asyncpg.Connection, chain: policy.EscalationPolicy, incident_id: uuid.UUID, round_: int
+) -> None:
+    run_at = await repo.db_now(conn) + timedelta(seconds=chain.repeat_every)
+    await queue.enqueue(
+        conn,
+        REPEAT_JOB,
+        {"incident_id": str(incident_id), "round": round_},
+        dedup_key=f"{incident_id}:repeat:{round_}",
+        run_at=run_at,
+    )
+
+
+async def run_repeat(conn: asyncpg.Connection, incident_id: uuid.UUID, *, round_: int) -> StepResult:
+    """Fire repeat round ``round_`` (1-based) unless it is stale. In a transaction.
+
+    A repeat reaches only people already alerted (no search, no new footage links). ``fired`` is
+    ``[round_]`` when it fired; ``deliveries`` counts the reminder pushes queued.
+    """
+    incident = await repo.lock_incident(conn, incident_id)
+    if incident is None:
+        return StepResult(skipped="missing")
+    if incident.escalation_policy is None:  # never dispatched: no chain to repeat
+        return StepResult(skipped="stale")
+    chain = policy.parse(incident.escalation_policy)
+    if incident.status == "resolved":
+        return StepResult(skipped="resolved")
+    if incident.escalation_step < len(chain.steps) or not incident.repeat_round < round_ <= chain.repeat:
+        return StepResult(skipped="stale")
+    if policy.reached(incident.status, chain.steps[-1].unless):
+        return StepResult(skipped="reached")
+    await repo.set_repeat_round(conn, incident.id, round_)
+    alerts = await repo.unacknowledged_alerts(conn, incident.id)
+    if not alerts:  # everyone alerted has answered: nobody left to remind
+        return StepResult(skipped="answered")
+    devices = await repo.active_devices(conn, [a.user_id for a in alerts])
+    by_user = {a.user_id: a for a in alerts}
+    rows = []
+    for device in devices:
+        alert = by_user[device.user_id]
+        title, body = messages.reminder_text(incident, alert.audience, alert.distance_m, round_, chain.repeat)
+        rows.append(
+            repo.NewDelivery(
+                alert_id=alert.id,
+                user_id=alert.user_id,
+                device_id=device.id,
+                title=title,
+                body=body,
+                image_url=None,
+                data=messages.data(incident, alert.id, "alert", reminder=str(round_)),
+            )
+        )
+    queued = await repo.insert_deliveries(
+        conn,
+        incident_id=incident.id,
+        purpose="reminder",
+        version=incident.version,
+        urgency=messages.urgency(incident.kind),
+        rows=rows,
+        round_=round_,
+    )
+    people = len({d.user_id for d in devices})
+    await repo.add_event(
+        conn, incident.id, "repeated", actor_role="system", data={"round": round_, "people": people, "devices": queued}
+    )
+    if round_ < chain.repeat:
+        await _schedule_repeat(conn, chain, incident.id, round_ + 1)
+    log.info("incident_repeated", incident_id=str(incident.id), round=round_, people=people, devices=queued)
+    return StepResult(fired=[round_], deliveries=queued)
 
 
 async def _notify(
@@ -209,6 +325,18 @@ async def dispatch(
     report = await fanout.send_pending(conn, gateway, settings, incident_id)
     if result.skipped:
         log.info("escalation_step_skipped", incident_id=str(incident_id), step=step, reason=result.skipped)
+    return result, report
+
+
+async def repeat(
+    conn: asyncpg.Connection, gateway: PushGateway, settings: Settings, incident_id: uuid.UUID, *, round_: int
+) -> tuple[StepResult, fanout.SendReport]:
+    """Run a repeat round in its own transaction, then send what it queued."""
+    async with conn.transaction():
+        result = await run_repeat(conn, incident_id, round_=round_)
+    report = await fanout.send_pending(conn, gateway, settings, incident_id)
+    if result.skipped:
+        log.info("escalation_repeat_skipped", incident_id=str(incident_id), round=round_, reason=result.skipped)
     return result, report
 
 
