@@ -20,6 +20,7 @@ Job kinds: ``dispatch_incident`` (the confirmation worker's, step 0), ``escalate
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 
 import asyncpg
@@ -175,22 +176,15 @@ async def run_repeat(conn: asyncpg.Connection, incident_id: uuid.UUID, *, round_
     if not alerts:  # everyone alerted has answered: nobody left to remind
         return StepResult(skipped="answered")
     devices = await repo.active_devices(conn, [a.user_id for a in alerts])
-    by_user = {a.user_id: a for a in alerts}
-    rows = []
-    for device in devices:
-        alert = by_user[device.user_id]
-        title, body = messages.reminder_text(incident, alert.audience, alert.distance_m, round_, chain.repeat)
-        rows.append(
-            repo.NewDelivery(
-                alert_id=alert.id,
-                user_id=alert.user_id,
-                device_id=device.id,
-                title=title,
-                body=body,
-                image_url=None,
-                data=messages.data(incident, alert.id, "alert", reminder=str(round_)),
-            )
-        )
+    rows = _deliveries(
+        alerts,
+        devices,
+        lambda a: (
+            *messages.reminder_text(incident, a.audience, a.distance_m, round_, chain.repeat),
+            None,
+            messages.data(incident, a.id, "alert", reminder=str(round_)),
+        ),
+    )
     queued = await repo.insert_deliveries(
         conn,
         incident_id=incident.id,
@@ -208,6 +202,31 @@ async def run_repeat(conn: asyncpg.Connection, incident_id: uuid.UUID, *, round_
         await _schedule_repeat(conn, chain, incident.id, round_ + 1)
     log.info("incident_repeated", incident_id=str(incident.id), round=round_, people=people, devices=queued)
     return StepResult(fired=[round_], deliveries=queued)
+
+
+def _deliveries(
+    alerts: list[repo.NewAlert],
+    devices: list[repo.DeviceTarget],
+    content: Callable[[repo.NewAlert], tuple[str, str, str | None, dict[str, str]]],
+) -> list[repo.NewDelivery]:
+    """One delivery per active phone of each alerted person; ``content`` gives title, body, image, data."""
+    by_user = {a.user_id: a for a in alerts}
+    rows = []
+    for device in devices:
+        alert = by_user[device.user_id]
+        title, body, image_url, data = content(alert)
+        rows.append(
+            repo.NewDelivery(
+                alert_id=alert.id,
+                user_id=alert.user_id,
+                device_id=device.id,
+                title=title,
+                body=body,
+                image_url=image_url,
+                data=data,
+            )
+        )
+    return rows
 
 
 async def _notify(
@@ -234,22 +253,15 @@ async def _notify(
     alerts = await repo.insert_alerts(conn, incident.id, n, recipients)
     devices = await repo.active_devices(conn, [a.user_id for a in alerts])
     images = await links.issue_many(conn, settings, incident, "snapshot", sorted({d.user_id for d in devices}))
-    by_user = {a.user_id: a for a in alerts}
-    rows = []
-    for device in devices:
-        alert = by_user[device.user_id]
-        title, body = messages.alert_text(incident, alert.audience, alert.distance_m, n)
-        rows.append(
-            repo.NewDelivery(
-                alert_id=alert.id,
-                user_id=alert.user_id,
-                device_id=device.id,
-                title=title,
-                body=body,
-                image_url=images.get(device.user_id),
-                data=messages.data(incident, alert.id, "alert"),
-            )
-        )
+    rows = _deliveries(
+        alerts,
+        devices,
+        lambda a: (
+            *messages.alert_text(incident, a.audience, a.distance_m, n),
+            images.get(a.user_id),
+            messages.data(incident, a.id, "alert"),
+        ),
+    )
     await repo.insert_deliveries(
         conn,
         incident_id=incident.id,
