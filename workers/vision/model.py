@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,16 +10,14 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 
 from workers.vision.features import PERSON_STRIDE, Box, window_features
 from workers.vision.frames import DEFAULT_FPS, DEFAULT_MAX_SIDE, resize_max_side, sample_frames
 from workers.vision.person import PersonDetector
+from workers.vision.sessions import onnx_session
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 DEFAULT_MODEL_PATH = ASSETS_DIR / "kuzet-fight.onnx"
-_SESSIONS: dict[Path, ort.InferenceSession] = {}
-_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -39,19 +36,6 @@ class ClipScore:
 def sidecar_path(model_path: Path) -> Path:
     """The JSON metadata file stored next to an ONNX model."""
     return model_path.with_suffix(".json")
-
-
-def _session(path: Path) -> ort.InferenceSession:
-    key = path.resolve()
-    with _LOCK:
-        sess = _SESSIONS.get(key)
-        if sess is None:
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = 1
-            opts.inter_op_num_threads = 1
-            sess = ort.InferenceSession(str(key), sess_options=opts, providers=["CPUExecutionProvider"])
-            _SESSIONS[key] = sess
-        return sess
 
 
 def resample_indices(n: int, fps: float, target_fps: float) -> list[int]:
@@ -89,7 +73,7 @@ class ConfirmationModel:
         self.max_side = int(meta.get("max_side", DEFAULT_MAX_SIDE))
         self.uses_person_features = bool(meta.get("person_features", False))
         self.feature_count = len(meta["feature_names"])
-        self._sess = _session(path)
+        self._sess = onnx_session(path)
         self._input = self._sess.get_inputs()[0].name
         if self._sess.get_inputs()[0].shape[1] != self.feature_count:
             raise ValueError("model input width does not match its sidecar's feature_names")

@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 
 from workers.vision.features import Box
+from workers.vision.sessions import onnx_session
 
 INPUT_SIZE = 416
 _STRIDES = (8, 16, 32)
-_SESSIONS: dict[Path, ort.InferenceSession] = {}
-_LOCK = threading.Lock()
-
-
-def _session(path: Path) -> ort.InferenceSession:
-    key = path.resolve()
-    with _LOCK:
-        sess = _SESSIONS.get(key)
-        if sess is None:
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = 1
-            opts.inter_op_num_threads = 1
-            sess = ort.InferenceSession(str(key), sess_options=opts, providers=["CPUExecutionProvider"])
-            _SESSIONS[key] = sess
-        return sess
 
 
 def _grids() -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
@@ -62,7 +46,7 @@ class PersonDetector:
     def __init__(self, model_path: Path, score_threshold: float = 0.35, iou_threshold: float = 0.45) -> None:
         if not model_path.is_file():
             raise FileNotFoundError(f"person model not found: {model_path}")
-        self._sess = _session(model_path)
+        self._sess = onnx_session(model_path)
         self._input = self._sess.get_inputs()[0].name
         self.score_threshold = score_threshold
         self.iou_threshold = iou_threshold
