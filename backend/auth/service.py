@@ -21,6 +21,7 @@ from backend.users.service import to_user
 
 log = get_logger(__name__)
 _BAD_LOGIN = "wrong login or password"
+_DECOY_HASH = "$argon2id$v=19$m=65536,t=3,p=4$ZGVjb3lkZWNveWRlY295$5yRk6S8NYm7vbRV7W0zVJg8Ww8eHGG6Wj3v8s0nqk0M"
 
 
 def _hash(token: str) -> bytes:
@@ -52,17 +53,18 @@ async def login(conn: asyncpg.Connection, settings: Settings, data: LoginRequest
     user = await users.find_by_login(conn, data.login)
     creds = await users.get_credentials(conn, user.id) if user else None
     if user is None or creds is None or not user.is_active:
+        await verify_password(_DECOY_HASH, data.password or "")  # same cost: no timing tells who exists
         raise Unauthorized(_BAD_LOGIN)
     if data.password is not None:
-        if creds.password_hash is None or not verify_password(creds.password_hash, data.password):
+        if creds.password_hash is None or not await verify_password(creds.password_hash, data.password):
             raise Unauthorized(_BAD_LOGIN)
     else:
         expired = creds.otp_expires_at is None or creds.otp_expires_at < datetime.now(UTC)
-        if creds.otp_hash is None or expired or not verify_password(creds.otp_hash, data.one_time_code or ""):
+        if creds.otp_hash is None or expired or not await verify_password(creds.otp_hash, data.one_time_code or ""):
             raise Unauthorized("wrong or expired one-time code")
         if data.new_password is None:
             raise Invalid("a one-time code is used once: choose a password with it", field="new_password")
-        await users.set_password(conn, user.id, hash_password(data.new_password))
+        await users.set_password(conn, user.id, await hash_password(data.new_password))
     await audit.record(
         conn, actor_id=user.id, actor_role=user.role, action="auth.login", subject_type="user", subject_id=str(user.id)
     )

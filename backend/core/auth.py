@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -77,15 +78,22 @@ def camera_key_matches(key: str, stored_hash: bytes) -> bool:
 # --- passwords ---------------------------------------------------------------------------
 
 
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
-
-
-def verify_password(stored_hash: str, password: str) -> bool:
+def _verify(stored_hash: str, password: str) -> bool:
     try:
         return _hasher.verify(stored_hash, password)
     except (argon2.exceptions.VerifyMismatchError, argon2.exceptions.InvalidHashError):
         return False
+
+
+# argon2id is deliberately slow (tens of ms of CPU): it runs in a thread, never on the event loop.
+
+
+async def hash_password(password: str) -> str:
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
+async def verify_password(stored_hash: str, password: str) -> bool:
+    return await asyncio.to_thread(_verify, stored_hash, password)
 
 
 def new_one_time_code() -> str:

@@ -34,8 +34,8 @@ async def create_user(conn: asyncpg.Connection, actor: Principal | None, data: U
         role=data.role,
         venue_id=data.venue_id,
         region_id=data.region_id,
-        password_hash=hash_password(data.password) if data.password else None,
-        otp_hash=hash_password(code) if code else None,
+        password_hash=await hash_password(data.password) if data.password else None,
+        otp_hash=await hash_password(code) if code else None,
         otp_expires_at=datetime.now(UTC) + ONE_TIME_CODE_TTL if code else None,
     )
     await audit.record_by(
