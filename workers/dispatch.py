@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from backend.adapters.push import PushGateway, PushUnavailable
@@ -127,19 +127,16 @@ async def retry_delivery(ctx: WorkerContext, job: queue.Job) -> None:
 
 
 async def _schedule_prune(ctx: WorkerContext) -> None:
-    now = datetime.now(UTC)
-    every = PRUNE_EVERY.total_seconds()
-    slot = datetime.fromtimestamp((now.timestamp() // every + 1) * every, UTC)
     async with ctx.pool.acquire() as conn:
-        await queue.enqueue(conn, PRUNE_JOB, {}, dedup_key=slot.isoformat(), run_at=slot, max_attempts=3)
+        await queue.enqueue_next_slot(conn, PRUNE_JOB, PRUNE_EVERY.total_seconds())
 
 
 async def prune_locations(ctx: WorkerContext, job: queue.Job) -> None:
     del job
+    await _schedule_prune(ctx)  # first: a failing prune must not end the schedule (retention is a promise)
     async with ctx.pool.acquire() as conn, conn.transaction():
         await duty.prune_locations(conn, ctx.settings)
         await dispatch_repo.prune_links(conn)
-    await _schedule_prune(ctx)
 
 
 HANDLERS = {

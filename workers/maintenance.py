@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from backend.core import queue
 from backend.detections.service import sweep_orphan_uploads
@@ -17,13 +17,8 @@ Setup = Callable[[WorkerContext, AsyncExitStack], Awaitable[None]]
 
 
 async def _schedule_next(ctx: WorkerContext) -> None:
-    """Keep exactly one sweep scheduled: the dedup key is the next slot's start."""
-    now = datetime.now(UTC)
-    slot = datetime.fromtimestamp(
-        (now.timestamp() // SWEEP_EVERY.total_seconds() + 1) * SWEEP_EVERY.total_seconds(), UTC
-    )
     async with ctx.pool.acquire() as conn:
-        await queue.enqueue(conn, SWEEP_JOB, {}, dedup_key=slot.isoformat(), run_at=slot, max_attempts=3)
+        await queue.enqueue_next_slot(conn, SWEEP_JOB, SWEEP_EVERY.total_seconds())
 
 
 async def setup(ctx: WorkerContext, stack: AsyncExitStack) -> None:
@@ -33,5 +28,5 @@ async def setup(ctx: WorkerContext, stack: AsyncExitStack) -> None:
 
 async def sweep_uploads(ctx: WorkerContext, job: queue.Job) -> None:
     del job
+    await _schedule_next(ctx)  # first: a failing sweep must not end the schedule
     await sweep_orphan_uploads(ctx.pool, ctx.storage, older_than_s=ctx.settings.orphan_upload_grace_s)
-    await _schedule_next(ctx)

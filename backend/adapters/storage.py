@@ -131,10 +131,13 @@ class Storage:
             response = await self.client.get_object(Bucket=self.bucket, Key=key)
             body = response["Body"]
             async with body:
-                with path.open("wb") as out:
+                out = await asyncio.to_thread(path.open, "wb")
+                try:
                     while data := await body.read(chunk):
-                        out.write(data)
+                        await asyncio.to_thread(out.write, data)
                         size += len(data)
+                finally:
+                    await asyncio.to_thread(out.close)
         except (ClientError, BotoCoreError) as exc:
             raise _translate(exc, key) from exc
         return size

@@ -52,15 +52,21 @@ async def login(conn: asyncpg.Connection, settings: Settings, data: LoginRequest
         raise Invalid("give either a password or a one-time code", field="password")
     user = await users.find_by_login(conn, data.login)
     creds = await users.get_credentials(conn, user.id) if user else None
+    # Every refusal costs one argon2 verification (against a decoy when there is nothing to check),
+    # so timing does not tell which logins exist or have a password yet.
     if user is None or creds is None or not user.is_active:
-        await verify_password(_DECOY_HASH, data.password or "")  # same cost: no timing tells who exists
+        await verify_password(_DECOY_HASH, data.password or data.one_time_code or "")
         raise Unauthorized(_BAD_LOGIN)
     if data.password is not None:
-        if creds.password_hash is None or not await verify_password(creds.password_hash, data.password):
+        if not await verify_password(creds.password_hash or _DECOY_HASH, data.password) or not creds.password_hash:
             raise Unauthorized(_BAD_LOGIN)
     else:
         expired = creds.otp_expires_at is None or creds.otp_expires_at < datetime.now(UTC)
-        if creds.otp_hash is None or expired or not await verify_password(creds.otp_hash, data.one_time_code or ""):
+        usable = creds.otp_hash is not None and not expired
+        matches = await verify_password(
+            creds.otp_hash if usable and creds.otp_hash else _DECOY_HASH, data.one_time_code or ""
+        )
+        if not (usable and matches):
             raise Unauthorized("wrong or expired one-time code")
         if data.new_password is None:
             raise Invalid("a one-time code is used once: choose a password with it", field="new_password")

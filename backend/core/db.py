@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable
 from typing import Any
 
 import asyncpg
@@ -57,21 +57,26 @@ async def provide_connection(state: State) -> AsyncGenerator[asyncpg.Connection,
         raise ServiceUnavailable("database unreachable", retry_after_s=5) from exc
     tx = conn.transaction()
     try:
-        await tx.start()
+        await _unless_unavailable(tx.start())
         try:
             yield conn
         except AppError as exc:
-            await (tx.commit() if exc.keep_changes else tx.rollback())
+            await _unless_unavailable(tx.commit() if exc.keep_changes else tx.rollback())
             raise
         except BaseException:
-            await tx.rollback()
+            await _unless_unavailable(tx.rollback())
             raise
-        else:
-            await tx.commit()
-    except UNAVAILABLE_ERRORS as exc:
-        raise ServiceUnavailable("database unreachable", retry_after_s=5) from exc
+        await _unless_unavailable(tx.commit())
     finally:
         await pool.release(conn)
+
+
+async def _unless_unavailable(step: Awaitable[None]) -> None:
+    """A transaction step; a lost database becomes 503 (errors from the handler keep their own meaning)."""
+    try:
+        await step
+    except UNAVAILABLE_ERRORS as exc:
+        raise ServiceUnavailable("database unreachable", retry_after_s=5) from exc
 
 
 def database_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:

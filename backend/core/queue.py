@@ -9,7 +9,7 @@ handlers must be idempotent. Finished jobs are deleted; jobs out of attempts bec
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -119,6 +119,13 @@ async def replay_dead(conn: asyncpg.Connection, kinds: list[str]) -> int:
 
 async def depth(conn: asyncpg.Connection) -> dict[tuple[str, str], int]:
     return {(r["kind"], r["status"]): r["n"] for r in await conn.fetch(DEPTH)}
+
+
+async def enqueue_next_slot(conn: asyncpg.Connection, kind: str, every_s: float) -> None:
+    """Keep one periodic job scheduled at the next multiple of ``every_s``; the slot is its dedup key,
+    so any number of workers calling this schedule it once."""
+    slot = datetime.fromtimestamp((datetime.now(UTC).timestamp() // every_s + 1) * every_s, UTC)
+    await enqueue(conn, kind, {}, dedup_key=slot.isoformat(), run_at=slot, max_attempts=3)
 
 
 def backoff_s(attempt: int, *, base: float = 2.0, cap: float = 300.0) -> float:

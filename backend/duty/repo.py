@@ -68,6 +68,7 @@ SELECT l.user_id, ST_Distance(l.location, p.pt) AS distance_m
 FROM officer_locations l
 CROSS JOIN (SELECT ST_SetSRID(ST_MakePoint($2, $1), 4326)::geography AS pt) p
 JOIN duty d ON d.user_id = l.user_id AND d.on_duty AND d.role = 'officer'
+JOIN users u ON u.id = l.user_id AND u.is_active
 WHERE l.recorded_at > now() - make_interval(secs => $3)
   AND ST_DWithin(l.location, ST_SetSRID(ST_MakePoint($2, $1), 4326)::geography, $4)
   AND NOT (l.user_id = ANY($6::uuid[]))
