@@ -355,13 +355,6 @@ async def _show_outcome(
     show("the owner of another venue asks for it", f"HTTP {elsewhere.status_code}")
 
 
-def msgspec_to_dict(obj: Any) -> dict[str, Any]:
-    import msgspec
-
-    result: dict[str, Any] = msgspec.to_builtins(obj)
-    return result
-
-
 def _describe_push(message: dict[str, Any]) -> str:
     payload = message.get("message", message)
     notification = payload.get("notification", {})

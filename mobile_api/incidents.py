@@ -12,6 +12,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 from litestar.response import Redirect
 
+from backend.alerts import actions
 from backend.alerts import service as alerts
 from backend.alerts.schemas import ActionRequest, ActionResult, IncidentDetail
 from backend.core.auth import Principal, provide_principal
@@ -53,7 +54,7 @@ class IncidentController(Controller):
         incident_id: FromPath[uuid.UUID],
         data: JSONBody[ActionRequest],
     ) -> ActionResult:
-        return await alerts.take_action(db, state.settings, me, incident_id, data)
+        return await actions.act(db, state.settings, me, incident_id, data)
 
 
 @get(

@@ -142,23 +142,6 @@ class Storage:
             raise _translate(exc, key) from exc
         return size
 
-    async def exists(self, key: str) -> bool:
-        try:
-            await self.client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) in _MISSING:
-                return False
-            raise _translate(exc, key) from exc
-        except BotoCoreError as exc:
-            raise _translate(exc, key) from exc
-        return True
-
-    async def delete(self, key: str) -> None:
-        try:
-            await self.client.delete_object(Bucket=self.bucket, Key=key)
-        except (ClientError, BotoCoreError) as exc:
-            raise _translate(exc, key) from exc
-
     async def delete_prefix(self, prefix: str) -> int:
         """Delete every object under ``prefix``; return how many."""
         deleted = 0

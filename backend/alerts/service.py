@@ -13,10 +13,7 @@ import asyncpg
 
 from backend.alerts import repo
 from backend.alerts.access import can_see
-from backend.alerts.actions import act
 from backend.alerts.schemas import (
-    ActionRequest,
-    ActionResult,
     AlertItem,
     AlertList,
     IncidentDetail,
@@ -34,7 +31,7 @@ from backend.dispatch import links
 from backend.dispatch import repo as dispatch_repo
 from backend.duty import repo as duty
 
-__all__ = ["act", "incident_detail", "my_alerts", "receipt"]
+__all__ = ["incident_detail", "my_alerts", "receipt"]
 
 LOCATION_VIEWERS = frozenset({"dispatcher", "admin"})
 _STATE = {
@@ -191,9 +188,3 @@ async def receipt(conn: asyncpg.Connection, me: Principal, alert_id: uuid.UUID, 
     device_id = data.device_id if data is not None else None
     if not await repo.receipt(conn, alert_id, me.user_id, device_id):
         raise NotFound("no such alert of yours", field="alert_id")
-
-
-async def take_action(
-    conn: asyncpg.Connection, settings: Settings, me: Principal, incident_id: uuid.UUID, data: ActionRequest
-) -> ActionResult:
-    return await act(conn, settings, me, incident_id, data)

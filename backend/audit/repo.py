@@ -3,35 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 import asyncpg
-import msgspec
 
 from backend.core.auth import Principal
-
-
-class AuditRow(msgspec.Struct, frozen=True):
-    id: int
-    at: datetime
-    actor_id: uuid.UUID | None
-    actor_role: str
-    action: str
-    subject_type: str
-    subject_id: str
-    venue_id: uuid.UUID | None
-    detail: dict[str, Any]
-
 
 INSERT = """
 INSERT INTO audit_log (actor_id, actor_role, action, subject_type, subject_id, venue_id, detail)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
-"""
-SELECT_FOR_VENUE = """
-SELECT id, at, actor_id, actor_role, action, subject_type, subject_id, venue_id, detail
-FROM audit_log WHERE venue_id = $1 AND ($2::text IS NULL OR action LIKE $2 || '%')
-ORDER BY at DESC, id DESC LIMIT $3
 """
 
 
@@ -70,10 +50,3 @@ async def record_by(
         venue_id=venue_id,
         detail=detail,
     )
-
-
-async def list_for_venue(
-    conn: asyncpg.Connection, venue_id: uuid.UUID, *, action_prefix: str | None = None, limit: int = 100
-) -> list[AuditRow]:
-    rows = await conn.fetch(SELECT_FOR_VENUE, venue_id, action_prefix, limit)
-    return [msgspec.convert(dict(r), AuditRow) for r in rows]

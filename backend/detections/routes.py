@@ -84,15 +84,17 @@ async def post_detection(
     request: Request[Any, Any, State], camera: NamedDependency[CameraPrincipal]
 ) -> Response[DetectionAccepted]:
     state = request.app.state
-    length = request.headers.get("content-length")
-    ingest = service.Ingest(pool=state.db_pool, storage=state.storage, settings=state.settings, camera=camera)
-    result = await ingest.run(
-        request.headers.get("content-type", ""), int(length) if length and length.isdigit() else None, request.stream()
+    accepted, replayed = await service.ingest(
+        pool=state.db_pool,
+        storage=state.storage,
+        settings=state.settings,
+        camera=camera,
+        content_type=request.headers.get("content-type", ""),
+        content_length=request.headers.get("content-length"),
+        body=request.stream(),
     )
     return Response(
-        service.accepted(state.settings, result.detection),
-        status_code=HTTP_202_ACCEPTED,
-        headers={"Idempotent-Replayed": "true" if result.replayed else "false"},
+        accepted, status_code=HTTP_202_ACCEPTED, headers={"Idempotent-Replayed": "true" if replayed else "false"}
     )
 
 

@@ -9,7 +9,6 @@ from typing import Annotated, Literal
 import msgspec
 
 Kind = Literal["fight", "crowd_surge", "aggression", "weapon", "fire_smoke"]
-KINDS: tuple[Kind, ...] = ("fight", "crowd_surge", "aggression", "weapon", "fire_smoke")
 DetectionStatusName = Literal["queued", "processing", "confirmed", "rejected", "unprocessable"]
 Unit = Annotated[float, msgspec.Meta(ge=0, le=1)]
 
@@ -64,11 +63,3 @@ class DetectionStatus(msgspec.Struct, kw_only=True):
     model: str | None = None
     verified_by_server: bool | None = None
     incident_id: uuid.UUID | None = None
-
-
-class IngestForm(msgspec.Struct, kw_only=True):
-    """OpenAPI description of the multipart form (the body is parsed as a stream, not with this)."""
-
-    meta: str = msgspec.field()
-    clip: bytes = msgspec.field()
-    snapshot: bytes | None = None

@@ -304,6 +304,22 @@ class Ingest:
             log.warning("upload_cleanup_deferred", prefix=self.prefix)
 
 
+async def ingest(
+    *,
+    pool: asyncpg.Pool,
+    storage: Storage,
+    settings: Settings,
+    camera: CameraPrincipal,
+    content_type: str,
+    content_length: str | None,
+    body: AsyncIterator[bytes],
+) -> tuple[DetectionAccepted, bool]:
+    """``POST /v1/detections``: the 202 body and whether it answers a replay."""
+    length = int(content_length) if content_length and content_length.isdigit() else None
+    result = await Ingest(pool=pool, storage=storage, settings=settings, camera=camera).run(content_type, length, body)
+    return accepted(settings, result.detection), result.replayed
+
+
 async def detection_status(
     conn: asyncpg.Connection, camera: CameraPrincipal, detection_id: uuid.UUID
 ) -> DetectionStatus:

@@ -30,11 +30,6 @@ RETURNING id, user_id, platform, app_version, is_active, created_at, updated_at
 DEACTIVATE_OWN = """
 UPDATE devices SET is_active = false, updated_at = now() WHERE id = $1 AND user_id = $2 RETURNING id
 """
-DEACTIVATE = "UPDATE devices SET is_active = false, last_error = $2, updated_at = now() WHERE id = $1"
-SELECT_FOR_USER = """
-SELECT id, user_id, platform, app_version, is_active, created_at, updated_at
-FROM devices WHERE user_id = $1 AND is_active ORDER BY created_at
-"""
 
 
 async def upsert(
@@ -46,11 +41,3 @@ async def upsert(
 
 async def deactivate_own(conn: asyncpg.Connection, device_id: uuid.UUID, user_id: uuid.UUID) -> bool:
     return await conn.fetchval(DEACTIVATE_OWN, device_id, user_id) is not None
-
-
-async def deactivate(conn: asyncpg.Connection, device_id: uuid.UUID, *, error: str) -> None:
-    await conn.execute(DEACTIVATE, device_id, error)
-
-
-async def list_for_user(conn: asyncpg.Connection, user_id: uuid.UUID) -> list[DeviceRow]:
-    return [msgspec.convert(dict(r), DeviceRow) for r in await conn.fetch(SELECT_FOR_USER, user_id)]

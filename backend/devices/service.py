@@ -31,7 +31,3 @@ async def register(conn: asyncpg.Connection, me: Principal, data: DeviceRegister
 async def remove(conn: asyncpg.Connection, me: Principal, device_id: uuid.UUID) -> None:
     if not await repo.deactivate_own(conn, device_id, me.user_id):
         raise NotFound("no such device of yours", field="device_id")
-
-
-async def list_mine(conn: asyncpg.Connection, me: Principal) -> list[Device]:
-    return [to_device(r) for r in await repo.list_for_user(conn, me.user_id)]

@@ -36,10 +36,11 @@ from backend.core.logging import get_logger
 from backend.dispatch import fanout, links, messages, policy, repo
 from backend.dispatch.schemas import VenuePolicy
 from backend.duty import repo as duty
+from backend.incidents import service as incidents
 
 log = get_logger(__name__)
 
-DISPATCH_JOB = "dispatch_incident"
+DISPATCH_JOB = incidents.DISPATCH_JOB  # enqueued by incident grouping when an incident opens
 STEP_JOB = "escalate_incident"
 REPEAT_JOB = "repeat_alert"
 UPDATE_JOB = "push_update"
@@ -298,21 +299,11 @@ async def prepare_update(
     if incident is None:
         return 0
     alerts = await repo.alerts_except(conn, incident.id, [actor_id] if actor_id else [])
-    by_user = {a.user_id: a for a in alerts}
-    devices = await repo.active_devices(conn, list(by_user))
+    devices = await repo.active_devices(conn, [a.user_id for a in alerts])
     title = messages.headline(incident)
-    rows = [
-        repo.NewDelivery(
-            alert_id=by_user[d.user_id].id,
-            user_id=d.user_id,
-            device_id=d.id,
-            title=title,
-            body=text,
-            image_url=None,
-            data=messages.data(incident, by_user[d.user_id].id, "update", version=str(version)),
-        )
-        for d in devices
-    ]
+    rows = _deliveries(
+        alerts, devices, lambda a: (title, text, None, messages.data(incident, a.id, "update", version=str(version)))
+    )
     await repo.insert_deliveries(
         conn, incident_id=incident.id, purpose="update", version=version, urgency="time_sensitive", rows=rows
     )

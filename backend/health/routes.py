@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncpg
 import msgspec
 from litestar import Response, get
 from litestar.datastructures import State
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from backend.adapters.storage import Storage
 from backend.health import service
 
 
@@ -33,10 +31,7 @@ async def healthz() -> Health:
     responses={503: service.NOT_READY_RESPONSE},
 )
 async def readyz(state: State) -> Response[Readiness]:
-    pool: asyncpg.Pool = state.db_pool
-    storage: Storage = state.storage
-    checks = await service.readiness(pool, storage)
-    ok = all(v == "ok" for v in checks.values())
+    ok, checks = await service.readiness(state.db_pool, state.storage)
     return Response(Readiness(status="ok" if ok else "unavailable", checks=checks), status_code=200 if ok else 503)
 
 

@@ -37,9 +37,11 @@ async def _check_storage(storage: Storage) -> str:
     return "ok"
 
 
-async def readiness(pool: asyncpg.Pool, storage: Storage) -> dict[str, str]:
+async def readiness(pool: asyncpg.Pool, storage: Storage) -> tuple[bool, dict[str, str]]:
+    """Whether every dependency answers, and each one's state."""
     db, s3 = await asyncio.gather(_check_db(pool), _check_storage(storage))
-    return {"database": db, "storage": s3}
+    checks = {"database": db, "storage": s3}
+    return all(v == "ok" for v in checks.values()), checks
 
 
 async def refresh_queue_depth(pool: asyncpg.Pool) -> None:

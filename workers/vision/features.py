@@ -309,15 +309,3 @@ def window_features(
     size = max(2, round(WINDOW_S * fps))
     spans = windows(len(frames), size, max(1, size // 2))
     return [(a, aggregate(table, a, b, boxes_per_frame)) for a, b in spans]
-
-
-def clip_features(
-    frames: Sequence[npt.NDArray[np.uint8]],
-    fps: float,
-    boxes_per_frame: Sequence[Sequence[Box] | None] | None = None,
-) -> ClipFeatures:
-    """Motion features (``MOTION_NAMES``), plus ``PERSON_NAMES`` when boxes are given.
-
-    ``boxes_per_frame[i]`` is None for frames the person detector did not run on.
-    """
-    return aggregate(pair_table(frames, fps), 0, len(frames), boxes_per_frame)
