@@ -28,6 +28,7 @@ from backend.core.errors import Conflict, Forbidden, Invalid, NotFound
 from backend.core.logging import get_logger
 from backend.dispatch import repo as dispatch_repo
 from backend.dispatch import service as dispatch
+from backend.incidents import repo as timeline
 
 log = get_logger(__name__)
 
@@ -122,7 +123,7 @@ async def act(
         details["note"] = data.note
     if data.outcome and data.action == "resolve":
         details["outcome"] = data.outcome
-    await dispatch_repo.add_event(conn, incident.id, event, actor_id=me.user_id, actor_role=me.role, data=details)
+    await timeline.insert_event(conn, incident.id, event, actor_id=me.user_id, actor_role=me.role, data=details)
     if data.action in {"acknowledge", "request_police", "accept"}:
         await repo.acknowledge_alert(conn, incident.id, me.user_id)
     await queue.enqueue(

@@ -141,9 +141,6 @@ UPDATE deliveries SET status = 'queued', attempts = attempts - 1, claimed_at = N
 WHERE id = ANY($1::bigint[]) AND status = 'sending'
 """
 DEACTIVATE_DEVICE = "UPDATE devices SET is_active = false, last_error = $2, updated_at = now() WHERE id = $1"
-INSERT_EVENT = """
-INSERT INTO incident_events (incident_id, type, actor_id, actor_role, data) VALUES ($1, $2, $3, $4, $5)
-"""
 
 
 def _incident(record: asyncpg.Record | None) -> IncidentRow | None:
@@ -305,18 +302,6 @@ async def unclaim(conn: asyncpg.Connection, delivery_ids: list[int]) -> None:
 
 async def deactivate_device(conn: asyncpg.Connection, device_id: uuid.UUID, error_code: str) -> None:
     await conn.execute(DEACTIVATE_DEVICE, device_id, error_code)
-
-
-async def add_event(
-    conn: asyncpg.Connection,
-    incident_id: uuid.UUID,
-    type_: str,
-    *,
-    actor_id: uuid.UUID | None = None,
-    actor_role: str | None = None,
-    data: dict[str, Any] | None = None,
-) -> None:
-    await conn.execute(INSERT_EVENT, incident_id, type_, actor_id, actor_role, data or {})
 
 
 # --- short footage links -------------------------------------------------------------------

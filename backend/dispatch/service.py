@@ -36,6 +36,7 @@ from backend.core.logging import get_logger
 from backend.dispatch import fanout, links, messages, policy, repo
 from backend.dispatch.schemas import VenuePolicy
 from backend.duty import repo as duty
+from backend.incidents import repo as timeline
 from backend.incidents import service as incidents
 
 log = get_logger(__name__)
@@ -196,7 +197,7 @@ async def run_repeat(conn: asyncpg.Connection, incident_id: uuid.UUID, *, round_
         round_=round_,
     )
     people = len({d.user_id for d in devices})
-    await repo.add_event(
+    await timeline.insert_event(
         conn, incident.id, "repeated", actor_role="system", data={"round": round_, "people": people, "devices": queued}
     )
     if round_ < chain.repeat:
@@ -271,7 +272,7 @@ async def _notify(
         urgency=messages.urgency(incident.kind),
         rows=rows,
     )
-    await repo.add_event(
+    await timeline.insert_event(
         conn,
         incident.id,
         "notified" if n == 0 else "escalated",
