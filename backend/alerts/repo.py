@@ -25,7 +25,6 @@ class ListedIncident(msgspec.Struct, frozen=True):
     venue_lat: float
     venue_lon: float
     distance_m: float | None
-    last_event_id: int | None
 
 
 class EventRow(msgspec.Struct, frozen=True):
@@ -84,7 +83,7 @@ LIST_MINE = """
 SELECT i.id, a.id AS alert_id, i.kind, i.status, i.version, i.police_requested, i.opened_at, i.updated_at,
        v.id AS venue_id, v.name AS venue_name, v.address AS venue_address,
        ST_Y(v.location::geometry) AS venue_lat, ST_X(v.location::geometry) AS venue_lon,
-       a.distance_m, (SELECT max(e.id) FROM incident_events e WHERE e.incident_id = i.id) AS last_event_id
+       a.distance_m
 FROM incidents i
 JOIN venues v ON v.id = i.venue_id
 LEFT JOIN alerts a ON a.incident_id = i.id AND a.user_id = $1
@@ -95,12 +94,13 @@ WHERE CASE $2
         WHEN 'dispatcher' THEN i.region_id = $4
         WHEN 'admin' THEN true
         ELSE false END
-  AND CASE WHEN $5::bigint IS NULL THEN i.status <> 'resolved'
-           ELSE EXISTS (SELECT 1 FROM incident_events e WHERE e.incident_id = i.id AND e.id > $5) END
+  AND CASE WHEN $5::text IS NULL THEN i.status <> 'resolved'
+           ELSE EXISTS (SELECT 1 FROM incident_events e WHERE e.incident_id = i.id AND e.xid >= $5::text::xid8) END
 ORDER BY i.opened_at DESC
 LIMIT $6
 """
-MAX_EVENT = "SELECT COALESCE(max(id), 0) FROM incident_events"
+# Every transaction below this id has finished: what they wrote is visible to the read that follows.
+SYNC_POINT = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text"
 TIMELINE = """
 SELECT e.id, e.at, e.type, e.actor_id, e.actor_role, u.display_name AS actor_name, e.data
 FROM incident_events e LEFT JOIN users u ON u.id = e.actor_id
@@ -159,15 +159,16 @@ async def list_mine(
     role: str,
     venue_id: uuid.UUID | None,
     region_id: uuid.UUID | None,
-    since: int | None,
+    since: str | None,
     limit: int = 200,
 ) -> list[ListedIncident]:
     rows = await conn.fetch(LIST_MINE, user_id, role, venue_id, region_id, since, limit)
     return [msgspec.convert(dict(r), ListedIncident) for r in rows]
 
 
-async def max_event_id(conn: asyncpg.Connection) -> int:
-    return int(await conn.fetchval(MAX_EVENT))
+async def sync_point(conn: asyncpg.Connection) -> str:
+    point: str = await conn.fetchval(SYNC_POINT)
+    return point
 
 
 async def timeline(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[EventRow]:

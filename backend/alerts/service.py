@@ -43,20 +43,21 @@ _STATE = {
 }
 
 
-def _cursor(since: str | None) -> int | None:
+def _cursor(since: str | None) -> str | None:
     if since is None:
         return None
-    if not since.isdigit() or len(since) > 18:
+    if not since.isdigit() or len(since) > 20 or int(since) >= 2**64:
         raise Invalid("cursor must be a value this API returned", field="since")
-    return int(since)
+    return since
 
 
 async def my_alerts(conn: asyncpg.Connection, me: Principal, since: str | None = None) -> AlertList:
+    # The sync point is taken before reading: anything committed later has an id at or above it and
+    # is returned next time (perhaps twice: apps de-duplicate by incident id and version).
+    cursor = await repo.sync_point(conn)
     rows = await repo.list_mine(
         conn, user_id=me.user_id, role=me.role, venue_id=me.venue_id, region_id=me.region_id, since=_cursor(since)
     )
-    latest = max((r.last_event_id or 0 for r in rows), default=0)
-    cursor = max(latest, await repo.max_event_id(conn) if not rows else 0, _cursor(since) or 0)
     items = [
         AlertItem(
             incident_id=r.id,
