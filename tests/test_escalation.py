@@ -169,11 +169,11 @@ async def test_a_venue_policy_is_snapshotted_when_the_incident_opens(
     wide = EscalationPolicy(
         steps=[PolicyStep(notify=["bouncers", "officers"], officers=5, radius_m=5000)], police_step=0
     )
-    await dispatch.set_venue_policy(conn, w.venue.id, wide)
+    await dispatch.put_venue_policy(conn, None, w.venue.id, wide)
     await enqueue_dispatch(conn, w.incident)
     async with dispatch_worker(settings) as ctx:
         await run_due_jobs(ctx)
-    await dispatch.set_venue_policy(conn, w.venue.id, EscalationPolicy(steps=[PolicyStep(notify=["bouncers"])]))
+    await dispatch.put_venue_policy(conn, None, w.venue.id, EscalationPolicy(steps=[PolicyStep(notify=["bouncers"])]))
     snapshot = await conn.fetchval("SELECT escalation_policy FROM incidents WHERE id = $1", w.incident)
     assert snapshot["steps"][0]["radius_m"] == 5000
     assert await w.alerted(conn) == {"bouncer": 0, "near": 0, "far": 0}

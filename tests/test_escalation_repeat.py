@@ -197,7 +197,7 @@ async def test_a_repeat_is_stale_once_the_last_steps_acknowledged_state_is_reach
         repeat=3,
         repeat_every_s=10,
     )
-    await dispatch.set_venue_policy(conn, w.venue.id, quick)
+    await dispatch.put_venue_policy(conn, None, w.venue.id, quick)
     await enqueue_dispatch(conn, w.incident)
     async with dispatch_worker(settings) as ctx:
         await run_due_jobs(ctx)
@@ -244,7 +244,7 @@ async def test_nobody_left_to_remind_ends_the_repeats(
 ) -> None:
     w = await World().build(make, conn, settings)
     only_bouncers = EscalationPolicy(steps=[PolicyStep(notify=["bouncers"])], repeat=2, repeat_every_s=5)
-    await dispatch.set_venue_policy(conn, w.venue.id, only_bouncers)
+    await dispatch.put_venue_policy(conn, None, w.venue.id, only_bouncers)
     async with conn.transaction():
         await dispatch.run_step(conn, settings, w.incident, step=0)
     await conn.execute("UPDATE alerts SET acknowledged_at = now() WHERE incident_id = $1", w.incident)

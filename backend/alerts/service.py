@@ -100,11 +100,10 @@ async def incident_detail(
     if privileged and officers:
         positions = await duty.positions(conn, officers, freshness_s=settings.location_freshness_s)
         if positions:
-            await audit.record(
+            await audit.record_by(
                 conn,
-                actor_id=me.user_id,
-                actor_role=me.role,
-                action="officer_location.view",
+                me,
+                "officer_location.view",
                 subject_type="incident",
                 subject_id=str(incident.id),
                 venue_id=incident.venue_id,
@@ -122,11 +121,10 @@ async def incident_detail(
     snapshot_url = await links.issue(conn, settings, incident, "snapshot", me.user_id)
     clip_url = await links.issue(conn, settings, incident, "clip", me.user_id)
     if snapshot_url or clip_url:
-        await audit.record(
+        await audit.record_by(
             conn,
-            actor_id=me.user_id,
-            actor_role=me.role,
-            action="footage.link_issued",
+            me,
+            "footage.link_issued",
             subject_type="incident",
             subject_id=str(incident.id),
             venue_id=incident.venue_id,

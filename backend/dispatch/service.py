@@ -60,23 +60,25 @@ async def incident_policy(
     """The incident's snapshotted policy; on first use the venue's (or the default) is snapshotted."""
     if incident.escalation_policy is not None:
         return policy.parse(incident.escalation_policy)
-    raw = await repo.venue_policy(conn, incident.venue_id)
-    chosen = policy.parse(raw) if raw is not None else policy.default_policy(settings)
+    chosen, _ = await _venue_policy(conn, settings, incident.venue_id)
     await repo.snapshot_policy(conn, incident.id, policy.dump(chosen))
     return chosen
 
 
-async def set_venue_policy(conn: asyncpg.Connection, venue_id: uuid.UUID, chosen: policy.EscalationPolicy) -> None:
-    await repo.set_venue_policy(conn, venue_id, policy.dump(chosen))
+async def _venue_policy(
+    conn: asyncpg.Connection, settings: Settings, venue_id: uuid.UUID
+) -> tuple[policy.EscalationPolicy, bool]:
+    """The venue's own policy, or the default; and whether it is the default."""
+    raw = await repo.venue_policy(conn, venue_id)
+    return (policy.parse(raw), False) if raw is not None else (policy.default_policy(settings), True)
 
 
 async def get_venue_policy(conn: asyncpg.Connection, settings: Settings, venue_id: uuid.UUID) -> VenuePolicy:
     """The venue's own policy, or the default that its incidents would get."""
     if not await repo.venue_exists(conn, venue_id):
         raise NotFound("no such venue", field="venue_id")
-    raw = await repo.venue_policy(conn, venue_id)
-    chosen = policy.parse(raw) if raw is not None else policy.default_policy(settings)
-    return VenuePolicy(venue_id=venue_id, is_default=raw is None, policy=chosen)
+    chosen, is_default = await _venue_policy(conn, settings, venue_id)
+    return VenuePolicy(venue_id=venue_id, is_default=is_default, policy=chosen)
 
 
 async def put_venue_policy(
