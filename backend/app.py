@@ -22,6 +22,7 @@ from backend.core.config import Settings, load_settings
 from backend.core.db import DB_EXCEPTION_HANDLERS, create_pool, provide_connection
 from backend.core.errors import EXCEPTION_HANDLERS
 from backend.core.logging import configure_logging, get_logger, request_id_middleware
+from backend.core.wire import MAX_JSON_BYTES, guard_json_body
 from backend.detections.routes import ROUTES as DETECTION_ROUTES
 from backend.dispatch.routes import EscalationPolicyAdminController
 from backend.health.routes import ROUTES as HEALTH_ROUTES
@@ -92,4 +93,6 @@ def create_app(
         openapi_config=openapi_config(),
         state=State({"settings": settings}),
         debug=False,
+        request_max_body_size=MAX_JSON_BYTES,
+        before_request=guard_json_body,
     )

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from types import MappingProxyType
+from typing import Annotated
 
 import asyncpg
 from litestar import Controller, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, JSONBody, Parameter
 from litestar.response import Redirect
 
 from backend.alerts import actions
@@ -17,6 +18,7 @@ from backend.alerts import service as alerts
 from backend.alerts.schemas import ActionRequest, ActionResult, IncidentDetail
 from backend.core.auth import Principal, provide_principal
 from backend.core.errors import problem_responses
+from backend.core.wire import MAX_TOKEN_CHARS, TOKEN_PATTERN
 from backend.dispatch import links
 
 
@@ -64,6 +66,10 @@ class IncidentController(Controller):
     responses=problem_responses(404),
     include_in_schema=True,
 )
-async def short_link(db: NamedDependency[asyncpg.Connection], state: State, token: FromPath[str]) -> Redirect:
+async def short_link(
+    db: NamedDependency[asyncpg.Connection],
+    state: State,
+    token: Annotated[str, Parameter(max_length=MAX_TOKEN_CHARS, pattern=TOKEN_PATTERN)],
+) -> Redirect:
     url = await links.resolve(db, state.storage, token)
     return Redirect(path=url, status_code=302, headers={"Cache-Control": "no-store"})

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import uuid
 from types import MappingProxyType
+from typing import Annotated
 
 import asyncpg
 from litestar import Controller, delete, get, post, put
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, JSONBody, Parameter
 
 from backend.alerts import service as alerts
 from backend.alerts.schemas import AlertList, ReceiptRequest
 from backend.core.auth import Principal, provide_principal
 from backend.core.errors import problem_responses
+from backend.core.wire import CURSOR_PATTERN, MAX_CURSOR_DIGITS
 from backend.devices import service as devices
 from backend.devices.schemas import Device, DeviceRegister
 from backend.duty import service as duty
@@ -82,7 +84,7 @@ class MeController(Controller):
         self,
         db: NamedDependency[asyncpg.Connection],
         me: NamedDependency[Principal],
-        since: FromQuery[str | None] = None,
+        since: Annotated[str | None, Parameter(max_length=MAX_CURSOR_DIGITS, pattern=CURSOR_PATTERN)] = None,
     ) -> AlertList:
         return await alerts.my_alerts(db, me, since)
 

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from backend.core.wire import text
+
 Action = Literal["acknowledge", "accept", "arrive", "request_police", "resolve"]
 Outcome = Literal["handled", "false_alarm", "police_attended", "arrest", "medical", "other"]
 
@@ -18,7 +20,7 @@ class ActionRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     action: Action
     outcome: Outcome | None = None
-    note: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
+    note: Annotated[str, text(1000)] | None = None
 
 
 class ActionResult(msgspec.Struct, kw_only=True):

@@ -26,7 +26,8 @@ from backend.alerts.schemas import (
 from backend.audit import repo as audit
 from backend.core.auth import Principal
 from backend.core.config import Settings
-from backend.core.errors import Invalid, NotFound
+from backend.core.errors import NotFound
+from backend.core.wire import parse_cursor
 from backend.dispatch import links
 from backend.dispatch import repo as dispatch_repo
 from backend.duty import repo as duty
@@ -44,11 +45,8 @@ _STATE = {
 
 
 def _cursor(since: str | None) -> str | None:
-    if since is None:
-        return None
-    if not since.isdigit() or len(since) > 20 or int(since) >= 2**64:
-        raise Invalid("cursor must be a value this API returned", field="since")
-    return since
+    cursor = parse_cursor(since, field="since")
+    return None if cursor is None else str(cursor)
 
 
 async def my_alerts(conn: asyncpg.Connection, me: Principal, since: str | None = None) -> AlertList:

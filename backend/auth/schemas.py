@@ -6,20 +6,21 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from backend.users.schemas import User
+from backend.core.wire import ascii_token, line
+from backend.users.schemas import Password, User
 
 
 class LoginRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Sign in with a username or phone number, and a password or a one-time code."""
 
-    login: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    password: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
-    one_time_code: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{8}$")] | None = None
-    new_password: Annotated[str, msgspec.Meta(min_length=10, max_length=256)] | None = None
+    login: Annotated[str, line(64)]
+    password: Annotated[str, line(256)] | None = None
+    one_time_code: Annotated[str, ascii_token("0-9", max_length=8, min_length=8)] | None = None
+    new_password: Password | None = None
 
 
 class RefreshRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    refresh_token: Annotated[str, msgspec.Meta(min_length=20, max_length=200)]
+    refresh_token: Annotated[str, ascii_token("A-Za-z0-9_-", max_length=200, min_length=20)]
 
 
 class TokenPair(msgspec.Struct, kw_only=True):

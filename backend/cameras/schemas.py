@@ -8,10 +8,12 @@ from typing import Annotated
 
 import msgspec
 
+from backend.core.wire import Name, line
+
 
 class CameraCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-    zone: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    name: Name
+    zone: Annotated[str, line(128, min_length=0)] | None = None
 
 
 class Camera(msgspec.Struct, kw_only=True):

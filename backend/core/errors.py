@@ -157,6 +157,8 @@ def msgspec_field(message: str) -> tuple[str, str | None]:
     "Object contains unknown field `extra`" -> (..., "extra").
     """
     text, _, where = message.partition(" - at `$")
+    if text.startswith("Expected `str` matching regex '^[^\\\\x00-"):  # the control-character rule (core/wire.py)
+        text = "must not contain control characters (NUL, escape, ...) or unpaired surrogates"
     path = where.rstrip("`").lstrip(".").replace("[", ".").replace("]", "").replace("..", ".")
     if text.startswith(("Object contains unknown field `", "Object missing required field `")):
         name = text.split("`")[1]
@@ -201,12 +203,16 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
         detail, field = _validation_field(exc)
         # A body that decodes but breaks the schema is 422; one that does not decode is 400.
         status = 400 if "malformed" in detail.lower() or "JSON" in detail else 422
+    elif status == 413:
+        field = "body"
     elif isinstance(exc, NotAuthorizedException):
         status = 401
     elif isinstance(exc, PermissionDeniedException):
         status = 403
     elif isinstance(exc, NotFoundException | MethodNotAllowedException):
         pass
+    if status == 400 and field is None:
+        field = "body"  # the body did not decode
     slug, title = _HTTP_SLUGS.get(status, ("error", "Error"))
     headers = dict(exc.headers or {})
     return problem_response(request, status=status, slug=slug, title=title, detail=detail, field=field, headers=headers)

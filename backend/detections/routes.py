@@ -16,8 +16,10 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 
 from backend.core.auth import CameraPrincipal
 from backend.core.errors import problem_responses
+from backend.core.wire import TEXT_PATTERN
 from backend.detections import service
 from backend.detections.schemas import DetectionAccepted, DetectionStatus
+from backend.detections.service import MAX_META_BYTES
 
 
 async def provide_camera(request: Request[Any, Any, State]) -> CameraPrincipal:
@@ -47,12 +49,17 @@ class _IngestOperation(Operation):
                         properties={
                             "meta": Schema(
                                 type=OpenAPIType.STRING,
+                                max_length=MAX_META_BYTES,
+                                pattern=TEXT_PATTERN,
                                 description='JSON: {"event_id", "kind", "score", "occurred_at", "zone"?, "boxes"?}',
                             ),
                             "clip": Schema(
                                 type=OpenAPIType.STRING,
                                 content_media_type="video/mp4",
-                                description="2-10 s clip: video/mp4, video/x-matroska or video/webm",
+                                description=(
+                                    "2-10 s clip: MP4/MOV, Matroska/WebM or MPEG-TS (video/mp4, video/quicktime, "
+                                    "video/x-matroska, video/webm, video/mp2t); its first bytes must match (415)"
+                                ),
                             ),
                             "snapshot": Schema(type=OpenAPIType.STRING, content_media_type="image/jpeg"),
                         },
@@ -77,6 +84,7 @@ _CAMERA = {"camera": Provide(provide_camera)}
     status_code=HTTP_202_ACCEPTED,
     dependencies=_CAMERA,
     request_max_body_size=None,
+    opt={"streamed_body": True},
     operation_class=_IngestOperation,
     responses=problem_responses(400, 401, 413, 415, 422, 503),
 )

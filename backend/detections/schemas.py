@@ -8,11 +8,19 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from backend.core.wire import Timestamp, ascii_token, line
+
 Kind = Literal["fight", "crowd_surge", "aggression", "weapon", "fire_smoke"]
 DetectionStatusName = Literal["queued", "processing", "confirmed", "rejected", "unprocessable"]
 Unit = Annotated[float, msgspec.Meta(ge=0, le=1)]
 
-CLIP_TYPES = {"video/mp4": "mp4", "video/x-matroska": "mkv", "video/webm": "webm"}
+CLIP_TYPES = {
+    "video/mp4": "mp4",
+    "video/quicktime": "mov",
+    "video/x-matroska": "mkv",
+    "video/webm": "webm",
+    "video/mp2t": "ts",
+}
 SNAPSHOT_TYPES = {"image/jpeg": "jpg"}
 
 
@@ -23,18 +31,18 @@ class Box(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     y: Unit
     w: Unit
     h: Unit
-    label: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    label: Annotated[str, line(64, min_length=0)] | None = None
     score: Unit | None = None
 
 
 class DetectionMeta(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The ``meta`` part of ``POST /v1/detections``."""
 
-    event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
+    event_id: Annotated[str, ascii_token("\\x21-\\x7e", max_length=128)]
     kind: Kind
     score: Unit
-    occurred_at: Annotated[datetime, msgspec.Meta(tz=True)]
-    zone: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    occurred_at: Timestamp
+    zone: Annotated[str, line(128, min_length=0)] | None = None
     boxes: Annotated[list[Box], msgspec.Meta(max_length=64)] = msgspec.field(default_factory=list)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import asyncpg
 import msgspec
@@ -37,7 +37,8 @@ from backend.core.errors import (
 from backend.core.logging import get_logger
 from backend.core.metrics import DETECTIONS_ACCEPTED, DETECTIONS_REPLAYED
 from backend.core.multipart import PartData, PartEnd, PartStart, boundary_of, iter_parts
-from backend.detections import confirmation, repo
+from backend.core.wire import DETECTION_MAX_AGE, check_json, check_window
+from backend.detections import confirmation, repo, sniff
 from backend.detections.schemas import (
     CLIP_TYPES,
     SNAPSHOT_TYPES,
@@ -51,7 +52,6 @@ log = get_logger(__name__)
 CONFIRM_JOB = "confirm_detection"
 MAX_META_BYTES = 64 * 1024
 MULTIPART_OVERHEAD = 64 * 1024
-FUTURE_SKEW = timedelta(minutes=10)
 _meta_decoder = msgspec.json.Decoder(DetectionMeta)
 _CLEANUP_ERRORS: tuple[type[BaseException], ...] = (StorageUnavailable, *UNAVAILABLE_ERRORS)
 
@@ -68,6 +68,7 @@ class _Form:
     meta_buffer: bytearray = field(default_factory=bytearray)
     clip: StreamingUpload | None = None
     clip_type: str | None = None
+    clip_head: bytearray | None = None  # the first bytes, held until the container is sniffed
     snapshot: bytearray | None = None
     snapshot_key: str | None = None
     parts_seen: set[str] = field(default_factory=set)
@@ -109,6 +110,7 @@ async def authenticate_camera_on(conn: asyncpg.Connection, authorization: str | 
 
 
 def parse_meta(raw: bytes | bytearray) -> DetectionMeta:
+    check_json(raw, field="meta")
     try:
         meta = _meta_decoder.decode(raw)
     except msgspec.ValidationError as exc:
@@ -116,8 +118,7 @@ def parse_meta(raw: bytes | bytearray) -> DetectionMeta:
         raise Invalid(text, field=f"meta.{path}" if path else "meta") from exc
     except msgspec.DecodeError as exc:
         raise BadRequest(f"meta is not valid JSON: {exc}", field="meta") from exc
-    if meta.occurred_at > datetime.now(UTC) + FUTURE_SKEW:
-        raise Invalid("occurred_at is in the future; check the camera's clock", field="meta.occurred_at")
+    check_window(meta.occurred_at, field="meta.occurred_at", now=datetime.now(UTC), max_age=DETECTION_MAX_AGE)
     return meta
 
 
@@ -182,6 +183,8 @@ class Ingest:
                 await self._start_part(event)
             elif isinstance(event, PartData):
                 await self._part_data(current, event.data)
+            elif isinstance(event, PartEnd) and current == "clip":
+                await self._sniff_clip()
             elif isinstance(event, PartEnd) and current == "meta":
                 form.meta = parse_meta(form.meta_buffer)
                 if not self.reserved:
@@ -193,6 +196,7 @@ class Ingest:
             raise Invalid("the meta part is required", field="meta")
         if form.clip is None:
             raise Invalid("the clip part is required", field="clip")
+        await self._sniff_clip()
         if form.clip.size == 0:
             raise Invalid("the clip is empty", field="clip")
         await form.clip.finish()
@@ -217,6 +221,7 @@ class Ingest:
             if not self.reserved:  # the clip came before meta: nothing to check yet, just reserve
                 await self._reserve(None)
             form.clip_type = part.content_type
+            form.clip_head = bytearray()
             form.clip = self.storage.writer(self.prefix + f"original.{extension}", part.content_type)
         elif part.name == "snapshot":
             if part.content_type not in SNAPSHOT_TYPES:
@@ -232,15 +237,35 @@ class Ingest:
             if len(form.meta_buffer) > MAX_META_BYTES:
                 raise PayloadTooLarge(f"meta is over {MAX_META_BYTES} bytes", field="meta")
         elif name == "clip" and form.clip is not None:
-            if form.clip.size + len(data) > self.settings.max_clip_bytes:
+            if form.clip.size + len(form.clip_head or b"") + len(data) > self.settings.max_clip_bytes:
                 raise PayloadTooLarge(f"the clip is over {self.settings.max_clip_bytes} bytes", field="clip")
-            await form.clip.write(data)
+            if form.clip_head is None:
+                await form.clip.write(data)
+                return
+            form.clip_head += data
+            if len(form.clip_head) >= sniff.SNIFF_BYTES:
+                await self._sniff_clip()
         elif name == "snapshot" and form.snapshot is not None:
             form.snapshot += data
             if len(form.snapshot) > self.settings.max_snapshot_bytes:
                 raise PayloadTooLarge(
                     f"the snapshot is over {self.settings.max_snapshot_bytes} bytes", field="snapshot"
                 )
+
+    async def _sniff_clip(self) -> None:
+        """Check the clip's first bytes against its declared type, then let them through (415 otherwise)."""
+        form = self.form
+        head = form.clip_head
+        if head is None or form.clip is None or not head:
+            return
+        found = sniff.sniff(bytes(head))
+        allowed = sniff.CONTAINERS_OF[form.clip_type or ""]
+        if found is None:
+            raise UnsupportedMediaType(f"the clip is {sniff.describe(bytes(head))}", field="clip")
+        if found not in allowed:
+            raise UnsupportedMediaType(f"the clip is {found}, not {form.clip_type}", field="clip")
+        form.clip_head = None
+        await form.clip.write(bytes(head))
 
     async def _commit(self) -> IngestResult:
         form = self.form

@@ -8,15 +8,17 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from backend.core.wire import ascii_token, line
+
 Platform = Literal["android", "ios"]
 
 
 class DeviceRegister(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Register (or refresh) this phone's FCM registration token."""
 
-    fcm_token: Annotated[str, msgspec.Meta(min_length=8, max_length=4096)]
+    fcm_token: Annotated[str, ascii_token("A-Za-z0-9_:.-", max_length=4096, min_length=8)]
     platform: Platform
-    app_version: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    app_version: Annotated[str, line(64)]
 
 
 class Device(msgspec.Struct, kw_only=True):

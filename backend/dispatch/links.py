@@ -16,6 +16,7 @@ import asyncpg
 from backend.audit import repo as audit
 from backend.core.config import Settings
 from backend.core.errors import NotFound
+from backend.core.wire import check_token
 from backend.dispatch import repo
 
 PRESIGN_TTL_S = 120
@@ -65,7 +66,7 @@ async def issue(
 
 async def resolve(conn: asyncpg.Connection, storage: Presigner, token: str) -> str:
     """The presigned URL behind a short link; the view is audited. Unknown or expired: 404."""
-    link = await repo.get_link(conn, token)
+    link = await repo.get_link(conn, check_token(token, field="token"))
     if link is None:
         raise NotFound("no such link, or it has expired", field="token")
     await audit.record(

@@ -20,15 +20,16 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from backend.core.config import Settings
+from backend.detections.schemas import Kind
 
 Audience = Literal["bouncers", "officers", "dispatchers"]
 Unless = Literal["acknowledged", "accepted"]
-NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+Seconds = Annotated[float, msgspec.Meta(ge=0, le=24 * 3600)]
 
 
 class PolicyStep(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    notify: Annotated[list[Audience], msgspec.Meta(min_length=1)]
-    wait_s: NonNegative = 0.0
+    notify: Annotated[list[Audience], msgspec.Meta(min_length=1, max_length=3)]
+    wait_s: Seconds = 0.0
     unless: Unless | None = None
     officers: Annotated[int, msgspec.Meta(ge=1, le=100)] = 3
     radius_m: Annotated[float, msgspec.Meta(gt=0, le=100_000)] = 1500.0
@@ -36,10 +37,12 @@ class PolicyStep(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class EscalationPolicy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     steps: Annotated[list[PolicyStep], msgspec.Meta(min_length=1, max_length=20)]
-    police_step: Annotated[int, msgspec.Meta(ge=0)] | None = None  # default: the first step calling officers
-    officers_at_once_kinds: list[str] = msgspec.field(default_factory=lambda: ["weapon", "fire_smoke"])
+    police_step: Annotated[int, msgspec.Meta(ge=0, le=19)] | None = None  # default: the first step calling officers
+    officers_at_once_kinds: Annotated[list[Kind], msgspec.Meta(max_length=5)] = msgspec.field(
+        default_factory=lambda: ["weapon", "fire_smoke"]
+    )
     repeat: Annotated[int, msgspec.Meta(ge=0, le=10)] = 0
-    repeat_every_s: Annotated[float, msgspec.Meta(gt=0)] | None = None  # default: the last step's wait_s
+    repeat_every_s: Annotated[float, msgspec.Meta(gt=0, le=24 * 3600)] | None = None  # default: the last step's wait_s
 
     def __post_init__(self) -> None:
         if found := problem(self):

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import msgspec
 
+from backend.core.wire import Timestamp
+
 Lat = Annotated[float, msgspec.Meta(ge=-90, le=90)]
 Lon = Annotated[float, msgspec.Meta(ge=-180, le=180)]
 
@@ -32,12 +34,12 @@ class LocationUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     lat: Lat
     lon: Lon
     accuracy_m: Annotated[float, msgspec.Meta(ge=0, le=100_000)]
-    recorded_at: datetime
+    recorded_at: Timestamp
 
 
 class LocationAccepted(msgspec.Struct, kw_only=True):
     """The position is used for dispatch until ``fresh_until``; send a new one before then."""
 
-    recorded_at: datetime
+    recorded_at: Timestamp
     fresh_until: datetime
     latest: bool

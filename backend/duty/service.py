@@ -15,11 +15,11 @@ from backend.core.auth import Principal
 from backend.core.config import Settings
 from backend.core.errors import Conflict, Forbidden, Invalid
 from backend.core.logging import get_logger
+from backend.core.wire import check_window
 from backend.duty import repo
 from backend.duty.schemas import DutyState, DutyUpdate, LocationAccepted, LocationUpdate
 
 log = get_logger(__name__)
-_CLOCK_SKEW = timedelta(minutes=2)
 
 
 def _state(row: repo.DutyRow) -> DutyState:
@@ -59,9 +59,13 @@ async def record_location(
     duty = await repo.get_duty(conn, me.user_id)
     if duty is None or not duty.on_duty:
         raise Conflict("go on duty before sharing your location", field="on_duty")
-    recorded_at = data.recorded_at if data.recorded_at.tzinfo else data.recorded_at.replace(tzinfo=UTC)
-    if recorded_at > datetime.now(UTC) + _CLOCK_SKEW:
-        raise Invalid("recorded_at is in the future", field="recorded_at")
+    recorded_at = data.recorded_at
+    check_window(
+        recorded_at,
+        field="recorded_at",
+        now=datetime.now(UTC),
+        max_age=timedelta(seconds=settings.location_freshness_s),
+    )
     latest = await repo.record_location(
         conn,
         user_id=me.user_id,

@@ -9,17 +9,18 @@ from typing import Annotated
 import msgspec
 
 from backend.core.auth import Role
+from backend.core.wire import Name, ascii_token, line
 
-Username = Annotated[str, msgspec.Meta(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.@+-]+$")]
-Phone = Annotated[str, msgspec.Meta(pattern=r"^\+[1-9][0-9]{6,14}$")]
-Password = Annotated[str, msgspec.Meta(min_length=10, max_length=256)]
+Username = Annotated[str, ascii_token("A-Za-z0-9_.@+-", max_length=64, min_length=3)]
+Phone = Annotated[str, msgspec.Meta(pattern=r"^\+[1-9][0-9]{6,14}\Z", max_length=16)]
+Password = Annotated[str, line(256, min_length=10)]
 
 
 class UserCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Without a password, a one-time sign-in code is issued and shown once."""
 
     username: Username
-    display_name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    display_name: Name
     role: Role
     phone: Phone | None = None
     venue_id: uuid.UUID | None = None

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import msgspec
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+from backend.core.wire import Name, ascii_token, line
+
 Lat = Annotated[float, msgspec.Meta(ge=-90, le=90)]
 Lon = Annotated[float, msgspec.Meta(ge=-180, le=180)]
 
@@ -25,10 +26,10 @@ class Region(msgspec.Struct, kw_only=True):
 
 class VenueCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: Name
-    address: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+    address: Annotated[str, line(500)]
     lat: Lat
     lon: Lon
-    timezone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "Asia/Almaty"
+    timezone: Annotated[str, ascii_token("A-Za-z0-9_/+-", max_length=64)] = "Asia/Almaty"
     owner_id: uuid.UUID | None = None
     region_id: uuid.UUID | None = None
 

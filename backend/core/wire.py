@@ -1,0 +1,133 @@
+"""The one rule for what may come in over the wire, used by every request schema.
+
+- **Strings**: every string field is a ``Line`` (one line of text) or a ``Text`` (may hold tab and
+  newlines), each with a maximum length. Neither may hold NUL, other C0/C1 control characters, DEL
+  or lone surrogates: PostgreSQL refuses them, so they are refused here with 422 naming the field.
+- **Lists**: every list has a maximum size (``Annotated[list[T], msgspec.Meta(max_length=N)]``).
+- **Timestamps**: ``Timestamp`` needs a time zone; each service checks its own window with
+  ``check_window`` (a detection at most 24 h old and 5 min ahead, a location at most the
+  freshness window old), so a year 0001 or 9999 never reaches the database.
+- **JSON bodies**: at most ``MAX_JSON_BYTES`` (413) and ``MAX_JSON_DEPTH`` levels deep (400), both
+  checked before decoding (``check_json``, run for every request by ``guard_json_body``).
+- **Cursors and tokens in paths or queries**: parsed strictly (``parse_cursor``, ``check_token``).
+
+``tests/test_input_rules.py`` walks the OpenAPI document and fails for any request string without
+a maximum length and this pattern, or any list without a maximum size, so new schemas follow it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request
+
+from backend.core.errors import BadRequest, Invalid, NotFound
+
+# C0 controls, DEL, C1 controls and UTF-16 surrogates. ``Text`` allows tab, LF and CR.
+LINE_PATTERN = "^[^\\x00-\\x1f\\x7f-\\x9f\\ud800-\\udfff]*\\Z"
+TEXT_PATTERN = "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\ud800-\\udfff]*\\Z"
+
+MAX_JSON_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 16
+MAX_CURSOR_DIGITS = 20
+CURSOR_PATTERN = "^[0-9]+\\Z"
+MAX_TOKEN_CHARS = 64
+TOKEN_PATTERN = "^[A-Za-z0-9_-]+\\Z"  # noqa: S105 - a regex, not a secret
+
+
+def line(max_length: int, min_length: int = 1) -> msgspec.Meta:
+    """One line of text: ``Annotated[str, line(200)]``."""
+    return msgspec.Meta(min_length=min_length, max_length=max_length, pattern=LINE_PATTERN)
+
+
+def text(max_length: int, min_length: int = 0) -> msgspec.Meta:
+    """Free text that may hold tab and newlines: ``Annotated[str, text(1000)]``."""
+    return msgspec.Meta(min_length=min_length, max_length=max_length, pattern=TEXT_PATTERN)
+
+
+def ascii_token(pattern: str, max_length: int, min_length: int = 1) -> msgspec.Meta:
+    """A string of a strict ASCII shape; ``pattern`` is a character class body, anchored here."""
+    return msgspec.Meta(min_length=min_length, max_length=max_length, pattern=f"^[{pattern}]*\\Z")
+
+
+Name = Annotated[str, line(200)]
+Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
+
+# Windows for timestamps sent by devices (documented in the README).
+DETECTION_MAX_AGE = timedelta(hours=24)
+CLOCK_SKEW = timedelta(minutes=5)
+
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
+_CURSOR = re.compile(r"[0-9]{1,20}", re.ASCII)
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS = re.compile(rb"[\[\]{}]")
+
+
+def json_depth(raw: bytes | bytearray, limit: int = MAX_JSON_DEPTH) -> int:
+    """How deep arrays and objects nest in ``raw`` (stops counting just past ``limit``)."""
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(_STRINGS.sub(b'""', bytes(raw))):
+        if match.group() in {b"[", b"{"}:
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    break
+        else:
+            depth -= 1
+    return deepest
+
+
+def check_json(raw: bytes | bytearray, *, field: str = "body") -> None:
+    """Refuse JSON nested deeper than ``MAX_JSON_DEPTH`` before any decoder recurses into it."""
+    if json_depth(raw) > MAX_JSON_DEPTH:
+        raise BadRequest(f"JSON nested deeper than {MAX_JSON_DEPTH} levels", field=field)
+
+
+async def guard_json_body(request: Request[Any, Any, Any]) -> None:
+    """App-wide ``before_request``: bound the depth of every buffered JSON body before decoding.
+
+    The size limit is Litestar's ``request_max_body_size`` (``MAX_JSON_BYTES``, 413). Routes that
+    stream their own body (camera ingest) set ``opt={"streamed_body": True}`` and check their parts.
+    """
+    if request.route_handler.opt.get("streamed_body") or request.method in {"GET", "HEAD", "OPTIONS", "DELETE"}:
+        return
+    body = await request.body()
+    if body:
+        check_json(body)
+
+
+def check_window(
+    value: datetime, *, field: str, now: datetime, max_age: timedelta, max_ahead: timedelta = CLOCK_SKEW
+) -> None:
+    """A device's timestamp must lie in ``[now - max_age, now + max_ahead]``."""
+    if value > now + max_ahead:
+        raise Invalid(
+            f"{field.rsplit('.', 1)[-1]} is more than {int(max_ahead.total_seconds())} s in the future; "
+            "check the device's clock",
+            field=field,
+        )
+    if value < now - max_age:
+        raise Invalid(
+            f"{field.rsplit('.', 1)[-1]} is more than {int(max_age.total_seconds())} s old",
+            field=field,
+        )
+
+
+def parse_cursor(value: str | None, *, field: str) -> int | None:
+    """A cursor this API returned: ASCII digits only, below 2**64."""
+    if value is None:
+        return None
+    if not _CURSOR.fullmatch(value) or int(value) >= 2**64:
+        raise Invalid("cursor must be a value this API returned", field=field)
+    return int(value)
+
+
+def check_token(value: str, *, field: str) -> str:
+    """An opaque URL-safe token from a path: anything else cannot exist (404, before any query)."""
+    if not _TOKEN.fullmatch(value):
+        raise NotFound("no such link, or it has expired", field=field)
+    return value
