@@ -22,6 +22,7 @@ from backend.core.config import Settings, load_settings
 from backend.core.db import DB_EXCEPTION_HANDLERS, create_pool, provide_connection
 from backend.core.errors import EXCEPTION_HANDLERS
 from backend.core.logging import configure_logging, get_logger, request_id_middleware
+from backend.core.sessions import SessionCache
 from backend.core.wire import MAX_JSON_BYTES, guard_json_body
 from backend.detections.routes import ROUTES as DETECTION_ROUTES
 from backend.dispatch.routes import EscalationPolicyAdminController
@@ -91,7 +92,7 @@ def create_app(
         middleware=[request_id_middleware, prometheus.middleware],
         lifespan=[lifespan],
         openapi_config=openapi_config(),
-        state=State({"settings": settings}),
+        state=State({"settings": settings, "session_cache": SessionCache(settings.session_check_cache_s)}),
         debug=False,
         request_max_body_size=MAX_JSON_BYTES,
         before_request=guard_json_body,

@@ -126,7 +126,7 @@ def cmd_admin(args: argparse.Namespace) -> int:
             region_id=uuid.UUID(args.region) if args.region else None,
             password=args.password,
         )
-        action = lambda c: users.create_user(c, None, user)  # noqa: E731
+        action = lambda c: users.create_user(c, settings, None, user)  # noqa: E731
     elif args.admin_command == "list-venues":
         action = venues.list_venues
     elif args.admin_command == "set-escalation-policy":
@@ -140,6 +140,17 @@ def cmd_admin(args: argparse.Namespace) -> int:
             return 2
         venue_id = uuid.UUID(args.venue)
         action = lambda c: dispatch.put_venue_policy(c, None, venue_id, policy)  # noqa: E731
+    elif args.admin_command in {"deactivate-user", "reactivate-user", "end-sessions"}:
+        change = {
+            "deactivate-user": users.deactivate,
+            "reactivate-user": users.reactivate,
+            "end-sessions": users.end_sessions,
+        }[args.admin_command]
+
+        async def revoke(c: asyncpg.Connection) -> Any:
+            return await change(c, None, await users.resolve_user(c, args.user))
+
+        action = revoke
     elif args.admin_command == "replay-dead":
         from backend.core import queue
 
@@ -245,6 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = asub.add_parser("set-escalation-policy", help="a venue's escalation policy from a JSON file")
     p.add_argument("--venue", required=True)
     p.add_argument("--file", required=True, help="the policy as the admin API takes it")
+    for name, text in (
+        ("deactivate-user", "no sign-in; access tokens stop within seconds, sessions and footage links at once"),
+        ("reactivate-user", "let a deactivated user sign in again"),
+        ("end-sessions", "sign a user out everywhere"),
+    ):
+        p = asub.add_parser(name, help=text)
+        p.add_argument("user", help="username, phone or user id")
     p = asub.add_parser("replay-dead", help="re-queue dead jobs of the given kinds")
     p.add_argument("kind", nargs="+")
 

@@ -34,7 +34,8 @@ DEMO_DB = "kuzet_demo"
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 VENUE = {"name": "Club Esentai Night", "address": "Al-Farabi Ave 77/8, Almaty", "lat": 43.2180, "lon": 76.9275}
 OFFICER_AT = (43.2210, 76.9300)
-DEMO_ADMIN_PASSWORD = "demo-admin-password"  # noqa: S105 - a throwaway local database  # about 400 m north-east of the club
+DEMO_ADMIN_PASSWORD = "quiet amber lantern 42"  # noqa: S105 - a throwaway local database
+DEMO_PASSWORD = "seven paper kites drift"  # noqa: S105 - a throwaway local database
 
 
 def _free_port() -> int:
@@ -184,6 +185,7 @@ async def _register(http: httpx.AsyncClient, settings: Settings) -> dict[str, An
     try:
         await users.create_user(
             conn,
+            settings,
             None,
             UserCreate(username="admin", display_name="Administrator", role="admin", password=DEMO_ADMIN_PASSWORD),
         )
@@ -207,10 +209,10 @@ async def _register(http: httpx.AsyncClient, settings: Settings) -> dict[str, An
         ("dispatch", "dispatcher", "Medeu dispatch", {"region_id": region["id"]}),
         ("owner", "owner", "Owner of another venue", {}),
     ):
-        body = {"username": username, "display_name": name, "role": role, "password": f"{username}-password-1"} | extra
+        body = {"username": username, "display_name": name, "role": role, "password": DEMO_PASSWORD} | extra
         response = await http.post("/v1/admin/users", json=body, headers=admin)
         response.raise_for_status()
-        people[username] = await _login(http, username, f"{username}-password-1")
+        people[username] = await _login(http, username, DEMO_PASSWORD)
         show("user", f"{name} ({role})")
     return people
 

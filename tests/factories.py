@@ -49,7 +49,7 @@ class Factory:
             data["region_id"] = (await self.region()).id
         if role == "bouncer" and "venue_id" not in data:
             data["venue_id"] = (await self.venue()).id
-        created = await users.create_user(self.conn, None, UserCreate(**data))
+        created = await users.create_user(self.conn, self.settings, None, UserCreate(**data))
         return created.user
 
     async def camera(self, venue_id: uuid.UUID | None = None, **overrides: Any) -> CameraCreated:

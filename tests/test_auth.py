@@ -79,7 +79,7 @@ async def test_logout_revokes_the_sign_in(make: Factory, client: Client) -> None
 async def test_one_time_code_sets_a_password_once(make: Factory, client: Client, conn: asyncpg.Connection) -> None:
     venue = await make.venue()
     created = await users.create_user(
-        conn, None, UserCreate(username="aidos", display_name="Aidos", role="bouncer", venue_id=venue.id)
+        conn, make.settings, None, UserCreate(username="aidos", display_name="Aidos", role="bouncer", venue_id=venue.id)
     )
     code = created.one_time_code
     assert code is not None

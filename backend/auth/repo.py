@@ -26,6 +26,11 @@ SELECT_FOR_UPDATE = """
 SELECT id, family_id, user_id, expires_at, used_at, revoked_at FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE
 """
 MARK_USED = "UPDATE refresh_tokens SET used_at = now() WHERE id = $1"
+LIVE_SESSION = """
+SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE user_id = $1 AND revoked_at IS NULL AND used_at IS NULL
+               AND expires_at > now())
+"""
+REVOKE_USER = "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL"
 REVOKE_FAMILY = "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL"
 
 
@@ -42,6 +47,16 @@ async def lock_by_hash(conn: asyncpg.Connection, token_hash: bytes) -> RefreshRo
 
 async def mark_used(conn: asyncpg.Connection, token_id: uuid.UUID) -> None:
     await conn.execute(MARK_USED, token_id)
+
+
+async def has_live_session(conn: asyncpg.Connection, user_id: uuid.UUID) -> bool:
+    return bool(await conn.fetchval(LIVE_SESSION, user_id))
+
+
+async def revoke_user(conn: asyncpg.Connection, user_id: uuid.UUID) -> int:
+    """Revoke every refresh token of the user; returns how many were live."""
+    status: str = await conn.execute(REVOKE_USER, user_id)
+    return int(status.rsplit(maxsplit=1)[-1])
 
 
 async def revoke_family(conn: asyncpg.Connection, family_id: uuid.UUID) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
-from litestar import Controller, post
+from litestar import Controller, Request, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
@@ -17,11 +19,17 @@ class AuthController(Controller):
     path = "/v1/auth"
     tags = ["auth"]
 
-    @post("/login", summary="Sign in", status_code=200, responses=problem_responses(401, 422))
+    @post(
+        "/login",
+        summary="Sign in (throttled per account and address: 429 with Retry-After after repeated failures)",
+        status_code=200,
+        responses=problem_responses(400, 401, 413, 422, 429),
+    )
     async def login(
-        self, db: NamedDependency[asyncpg.Connection], state: State, data: JSONBody[LoginRequest]
+        self, request: Request[Any, Any, State], db: NamedDependency[asyncpg.Connection], data: JSONBody[LoginRequest]
     ) -> TokenPair:
-        return await service.login(db, state.settings, data)
+        address = request.client.host if request.client else "unknown"
+        return await service.login(db, request.app.state.settings, data, address)
 
     @post(
         "/refresh",

@@ -6,18 +6,21 @@ import hashlib
 import secrets
 import uuid
 from datetime import UTC, datetime
+from typing import NoReturn
 
 import asyncpg
 
 from backend.audit import repo as audit
-from backend.auth import repo
+from backend.auth import repo, throttle
 from backend.auth.schemas import LoginRequest, RefreshRequest, TokenPair
 from backend.core.auth import Principal, hash_password, issue_access_token, verify_password
 from backend.core.config import Settings
 from backend.core.errors import Invalid, Unauthorized
 from backend.core.logging import get_logger
 from backend.users import repo as users
+from backend.users.passwords import check_password
 from backend.users.service import to_user
+from backend.venues import repo as venues
 
 log = get_logger(__name__)
 _BAD_LOGIN = "wrong login or password"
@@ -28,13 +31,15 @@ def _hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def principal_of(user: users.UserRow) -> Principal:
+def principal_of(user: users.UserRow, session_id: uuid.UUID | None = None) -> Principal:
     return Principal(
         user_id=user.id,
         role=user.role,  # type: ignore[arg-type]
         display_name=user.display_name,
         venue_id=user.venue_id,
         region_id=user.region_id,
+        session_id=session_id,
+        token_version=user.token_version,
     )
 
 
@@ -43,23 +48,48 @@ async def _issue(conn: asyncpg.Connection, settings: Settings, user: users.UserR
     await repo.insert(
         conn, family_id=family_id, user_id=user.id, token_hash=_hash(refresh), ttl_s=settings.refresh_token_ttl_s
     )
-    access, ttl = issue_access_token(settings, principal_of(user))
+    access, ttl = issue_access_token(settings, principal_of(user, family_id))
     return TokenPair(access_token=access, expires_in=ttl, refresh_token=refresh, user=to_user(user))
 
 
-async def login(conn: asyncpg.Connection, settings: Settings, data: LoginRequest) -> TokenPair:
+async def _refuse(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    data: LoginRequest,
+    *,
+    address: str,
+    user: users.UserRow | None,
+    detail: str,
+) -> NoReturn:
+    """Count the failure (committed with the 401) and refuse."""
+    await throttle.record_failure(
+        conn, settings, login=_throttle_key(data, user), address=address, user_id=user.id if user else None
+    )
+    raise Unauthorized(detail, keep_changes=True)
+
+
+def _throttle_key(data: LoginRequest, user: users.UserRow | None) -> str:
+    """One counter per account whichever login names it (username or phone); else the login typed."""
+    return f"user:{user.id}" if user else f"login:{data.login}"
+
+
+async def login(
+    conn: asyncpg.Connection, settings: Settings, data: LoginRequest, address: str = "unknown"
+) -> TokenPair:
     if (data.password is None) == (data.one_time_code is None):
         raise Invalid("give either a password or a one-time code", field="password")
     user = await users.find_by_login(conn, data.login)
+    # Locked accounts and addresses are refused before any password is checked, the right one too.
+    await throttle.check(conn, login=_throttle_key(data, user), address=address)
     creds = await users.get_credentials(conn, user.id) if user else None
     # Every refusal costs one argon2 verification (against a decoy when there is nothing to check),
     # so timing does not tell which logins exist or have a password yet.
     if user is None or creds is None or not user.is_active:
         await verify_password(_DECOY_HASH, data.password or data.one_time_code or "")
-        raise Unauthorized(_BAD_LOGIN)
+        await _refuse(conn, settings, data, address=address, user=user, detail=_BAD_LOGIN)
     if data.password is not None:
         if not await verify_password(creds.password_hash or _DECOY_HASH, data.password) or not creds.password_hash:
-            raise Unauthorized(_BAD_LOGIN)
+            await _refuse(conn, settings, data, address=address, user=user, detail=_BAD_LOGIN)
     else:
         expired = creds.otp_expires_at is None or creds.otp_expires_at < datetime.now(UTC)
         usable = creds.otp_hash is not None and not expired
@@ -67,10 +97,18 @@ async def login(conn: asyncpg.Connection, settings: Settings, data: LoginRequest
             creds.otp_hash if usable and creds.otp_hash else _DECOY_HASH, data.one_time_code or ""
         )
         if not (usable and matches):
-            raise Unauthorized("wrong or expired one-time code")
+            await _refuse(conn, settings, data, address=address, user=user, detail="wrong or expired one-time code")
         if data.new_password is None:
             raise Invalid("a one-time code is used once: choose a password with it", field="new_password")
+        venue = await venues.get_venue(conn, user.venue_id) if user.venue_id else None
+        check_password(
+            data.new_password,
+            min_score=settings.password_min_score,
+            field="new_password",
+            personal=[user.username, user.display_name, user.phone, venue.name if venue else None],
+        )
         await users.set_password(conn, user.id, await hash_password(data.new_password))
+    await throttle.clear_account(conn, _throttle_key(data, user))
     await audit.record(
         conn, actor_id=user.id, actor_role=user.role, action="auth.login", subject_type="user", subject_id=str(user.id)
     )
@@ -102,6 +140,18 @@ async def refresh(conn: asyncpg.Connection, settings: Settings, data: RefreshReq
 
 
 async def logout(conn: asyncpg.Connection, data: RefreshRequest) -> None:
+    """End this sign-in: its refresh tokens, and (within seconds) its access tokens. When it was the
+    user's last live sign-in, the footage links they were given stop working too."""
     row = await repo.lock_by_hash(conn, _hash(data.refresh_token))
     if row is not None:
         await repo.revoke_family(conn, row.family_id)
+        if not await repo.has_live_session(conn, row.user_id):
+            await users.expire_links(conn, row.user_id)
+        await audit.record(
+            conn,
+            actor_id=row.user_id,
+            actor_role="user",
+            action="auth.logout",
+            subject_type="user",
+            subject_id=str(row.user_id),
+        )

@@ -25,6 +25,7 @@ from litestar import Request
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 
+from backend.core import sessions
 from backend.core.config import Settings
 from backend.core.errors import Forbidden, Unauthorized
 
@@ -43,6 +44,8 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     display_name: str
     venue_id: uuid.UUID | None = None
     region_id: uuid.UUID | None = None
+    session_id: uuid.UUID | None = None  # the refresh-token family this sign-in belongs to
+    token_version: int = 0  # the user's token_version when the token was issued
 
 
 class CameraPrincipal(msgspec.Struct, frozen=True, kw_only=True):
@@ -115,6 +118,8 @@ def issue_access_token(settings: Settings, principal: Principal) -> tuple[str, i
         "iat": now,
         "exp": now + settings.access_token_ttl_s,
         "jti": uuid.uuid4().hex,
+        "sid": str(principal.session_id) if principal.session_id else None,
+        "ver": principal.token_version,
     }
     return jwt.encode(claims, settings.jwt_secret, algorithm="HS256"), settings.access_token_ttl_s
 
@@ -126,9 +131,11 @@ def decode_access_token(settings: Settings, token: str) -> Principal:
         raise Unauthorized("access token expired; refresh it") from exc
     except jwt.InvalidTokenError as exc:
         raise Unauthorized("invalid access token") from exc
-    if claims.get("typ") != "access" or claims.get("role") not in ROLES:
+    if claims.get("typ") != "access" or claims.get("role") not in ROLES or not isinstance(claims.get("ver", 0), int):
         raise Unauthorized("invalid access token")
     return Principal(
+        session_id=uuid.UUID(claims["sid"]) if claims.get("sid") else None,
+        token_version=int(claims.get("ver", 0)),
         user_id=uuid.UUID(claims["sub"]),
         role=claims["role"],
         display_name=str(claims.get("name") or ""),
@@ -146,9 +153,18 @@ def bearer_token(request: Request[object, object, State]) -> str:
 
 
 def principal_of(request: Request[object, object, State]) -> Principal:
-    """The signed-in user, from ``Authorization: Bearer <access token>``."""
+    """The signed-in user, from ``Authorization: Bearer <access token>`` (signature and expiry only)."""
     settings: Settings = request.app.state.settings
     return decode_access_token(settings, bearer_token(request))
+
+
+async def current_principal(request: Request[object, object, State], conn: asyncpg.Connection) -> Principal:
+    """The signed-in user, whose account is active and whose session was not ended (core/sessions.py)."""
+    principal = principal_of(request)
+    cache: sessions.SessionCache = request.app.state.session_cache
+    if not await sessions.is_current(conn, cache, principal.user_id, principal.session_id, principal.token_version):
+        raise Unauthorized("this sign-in has ended (signed out, sessions ended or account deactivated)")
+    return principal
 
 
 # Both dependencies below take the request's ``db`` connection only to be resolved after it:
@@ -160,16 +176,14 @@ async def provide_principal(
     request: Request[object, object, State], db: NamedDependency[asyncpg.Connection]
 ) -> Principal:
     """Dependency: the signed-in user, any role."""
-    del db
-    return principal_of(request)
+    return await current_principal(request, db)
 
 
 def require_role(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     """Dependency factory: the signed-in user, who must hold one of ``roles``."""
 
     async def dependency(request: Request[object, object, State], db: NamedDependency[asyncpg.Connection]) -> Principal:
-        del db
-        principal = principal_of(request)
+        principal = await current_principal(request, db)
         if principal.role not in roles:
             raise Forbidden(f"this needs the role {' or '.join(roles)}")
         return principal

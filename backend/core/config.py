@@ -70,6 +70,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     alert_accept_timeout_s: Positive = 60.0
     alert_delivery_max_attempts: PositiveInt = 5
     short_link_ttl_s: PositiveInt = 3600
+    # sign-in throttling and password policy (issue 8)
+    signin_free_failures: PositiveInt = 5
+    signin_free_failures_per_address: PositiveInt = 20
+    signin_base_lock_s: Positive = 1.0
+    signin_max_lock_s: Positive = 900.0
+    signin_failure_window_s: Positive = 3600.0
+    password_min_score: Annotated[int, msgspec.Meta(ge=0, le=4)] = 3
+    session_check_cache_s: Annotated[float, msgspec.Meta(ge=0, le=30)] = 2.0
 
     @property
     def is_production(self) -> bool:

@@ -9,6 +9,7 @@
     ├── PayloadTooLarge           413  body or part over its limit
     ├── UnsupportedMediaType      415  wrong content type
     ├── Invalid                   422  well-formed but a field's value is wrong
+    ├── TooManyRequests           429  throttled (sign-in after repeated failures); Retry-After
     └── ServiceUnavailable        503  a dependency (database, object storage) is down; Retry-After
 
 Every problem has a stable ``type`` URI, a ``title``, a ``detail`` and, where one field is to
@@ -89,6 +90,13 @@ class UnsupportedMediaType(AppError):
 
 class Invalid(AppError):
     status, slug, title = 422, "invalid", "Invalid value"
+
+
+class TooManyRequests(AppError):
+    status, slug, title = 429, "too-many-requests", "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after_s: int, field: str | None = None) -> None:
+        super().__init__(detail, field=field, headers={"Retry-After": str(retry_after_s)}, keep_changes=True)
 
 
 class ServiceUnavailable(AppError):
@@ -246,6 +254,7 @@ _STATUS_TEXT = {
     413: "Payload too large",
     415: "Unsupported media type",
     422: "A field has an invalid value",
+    429: "Too many attempts; retry after Retry-After seconds",
     503: "A dependency is unreachable; retry after Retry-After seconds",
 }
 

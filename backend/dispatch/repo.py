@@ -324,7 +324,8 @@ FROM unnest($6::text[], $7::uuid[]) AS l(token, user_id)
 """
 SELECT_LINK = """
 SELECT token, incident_id, venue_id, user_id, purpose, object_key, expires_at
-FROM short_links WHERE token = $1 AND expires_at > now()
+FROM short_links l WHERE token = $1 AND expires_at > now()
+  AND (user_id IS NULL OR EXISTS (SELECT 1 FROM users u WHERE u.id = l.user_id AND u.is_active))
 """
 PRUNE_LINKS = "DELETE FROM short_links WHERE expires_at < now() - interval '1 day'"
 

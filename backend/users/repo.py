@@ -21,6 +21,7 @@ class UserRow(msgspec.Struct, frozen=True):
     region_id: uuid.UUID | None
     is_active: bool
     created_at: datetime
+    token_version: int = 0
 
 
 class CredentialRow(msgspec.Struct, frozen=True):
@@ -30,7 +31,7 @@ class CredentialRow(msgspec.Struct, frozen=True):
     otp_expires_at: datetime | None
 
 
-_COLUMNS = "id, username, phone, display_name, role, venue_id, region_id, is_active, created_at"
+_COLUMNS = "id, username, phone, display_name, role, venue_id, region_id, is_active, created_at, token_version"
 INSERT = f"""
 INSERT INTO users (username, phone, display_name, role, venue_id, region_id, password_hash, otp_hash, otp_expires_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -40,6 +41,13 @@ SELECT_BY_ID = f"SELECT {_COLUMNS} FROM users WHERE id = $1"
 SELECT_BY_LOGIN = f"SELECT {_COLUMNS} FROM users WHERE lower(username) = lower($1) OR phone = $1 LIMIT 1"
 SELECT_CREDENTIALS = "SELECT id, password_hash, otp_hash, otp_expires_at FROM users WHERE id = $1"
 UPDATE_PASSWORD_SQL = "UPDATE users SET password_hash = $2, otp_hash = NULL, otp_expires_at = NULL WHERE id = $1"  # noqa: S105 - SQL, not a password
+SET_ACTIVE = f"""
+UPDATE users SET is_active = $2, deactivated_at = CASE WHEN $2 THEN NULL ELSE now() END,
+                 token_version = token_version + CASE WHEN $2 THEN 0 ELSE 1 END
+WHERE id = $1 RETURNING {_COLUMNS}
+"""
+BUMP_TOKEN_VERSION = f"UPDATE users SET token_version = token_version + 1 WHERE id = $1 RETURNING {_COLUMNS}"
+EXPIRE_LINKS = "UPDATE short_links SET expires_at = now() WHERE user_id = $1 AND expires_at > now()"
 SELECT_USERS = f"SELECT {_COLUMNS} FROM users WHERE ($1::text IS NULL OR role = $1) ORDER BY created_at LIMIT $2"
 
 
@@ -97,6 +105,23 @@ async def get_credentials(conn: asyncpg.Connection, user_id: uuid.UUID) -> Crede
 
 async def set_password(conn: asyncpg.Connection, user_id: uuid.UUID, password_hash: str) -> None:
     await conn.execute(UPDATE_PASSWORD_SQL, user_id, password_hash)
+
+
+async def set_active(conn: asyncpg.Connection, user_id: uuid.UUID, *, active: bool) -> UserRow | None:
+    """(De)activate; deactivating also bumps token_version, which ends every access token."""
+    record = await conn.fetchrow(SET_ACTIVE, user_id, active)
+    return _row(record) if record else None
+
+
+async def bump_token_version(conn: asyncpg.Connection, user_id: uuid.UUID) -> UserRow | None:
+    record = await conn.fetchrow(BUMP_TOKEN_VERSION, user_id)
+    return _row(record) if record else None
+
+
+async def expire_links(conn: asyncpg.Connection, user_id: uuid.UUID) -> int:
+    """Footage links given to the user stop working now."""
+    status: str = await conn.execute(EXPIRE_LINKS, user_id)
+    return int(status.rsplit(maxsplit=1)[-1])
 
 
 async def list_users(conn: asyncpg.Connection, role: str | None, limit: int = 500) -> list[UserRow]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+
 import asyncpg
 from litestar import Controller, get, post
+from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromQuery, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from backend.core.auth import Principal, Role, require_role
 from backend.core.errors import problem_responses
@@ -21,9 +24,46 @@ class UserAdminController(Controller):
 
     @post(summary="Register a user with a password or a one-time code", responses=problem_responses(401, 403, 409, 422))
     async def create_user(
-        self, db: NamedDependency[asyncpg.Connection], admin: NamedDependency[Principal], data: JSONBody[UserCreate]
+        self,
+        db: NamedDependency[asyncpg.Connection],
+        admin: NamedDependency[Principal],
+        state: State,
+        data: JSONBody[UserCreate],
     ) -> UserCreated:
-        return await service.create_user(db, admin, data)
+        return await service.create_user(db, state.settings, admin, data)
+
+    @post(
+        "/{user_id:uuid}/deactivate",
+        summary="Deactivate a user: no sign-in; access tokens stop within seconds, refresh tokens and links at once",
+        status_code=200,
+        responses=problem_responses(401, 403, 404, 409),
+    )
+    async def deactivate(
+        self, db: NamedDependency[asyncpg.Connection], admin: NamedDependency[Principal], user_id: FromPath[uuid.UUID]
+    ) -> User:
+        return await service.deactivate(db, admin, user_id)
+
+    @post(
+        "/{user_id:uuid}/reactivate",
+        summary="Let a deactivated user sign in again",
+        status_code=200,
+        responses=problem_responses(401, 403, 404),
+    )
+    async def reactivate(
+        self, db: NamedDependency[asyncpg.Connection], admin: NamedDependency[Principal], user_id: FromPath[uuid.UUID]
+    ) -> User:
+        return await service.reactivate(db, admin, user_id)
+
+    @post(
+        "/{user_id:uuid}/end-sessions",
+        summary="Sign a user out everywhere (access tokens within seconds, refresh tokens and footage links at once)",
+        status_code=200,
+        responses=problem_responses(401, 403, 404),
+    )
+    async def end_sessions(
+        self, db: NamedDependency[asyncpg.Connection], admin: NamedDependency[Principal], user_id: FromPath[uuid.UUID]
+    ) -> User:
+        return await service.end_sessions(db, admin, user_id)
 
     @get(summary="List users", responses=problem_responses(401, 403))
     async def list_users(

@@ -2,29 +2,46 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import msgspec
 
 from backend.audit import repo as audit
+from backend.auth import repo as auth_repo
 from backend.core.auth import Principal, hash_password, new_one_time_code
-from backend.core.errors import Invalid
+from backend.core.config import Settings
+from backend.core.errors import Conflict, Invalid, NotFound
+from backend.core.logging import get_logger
 from backend.users import repo
+from backend.users.passwords import check_password
 from backend.users.schemas import User, UserCreate, UserCreated
+from backend.venues import repo as venues
 
 ONE_TIME_CODE_TTL = timedelta(hours=24)
+log = get_logger(__name__)
 
 
 def to_user(row: repo.UserRow) -> User:
     return msgspec.convert(row, User, from_attributes=True)
 
 
-async def create_user(conn: asyncpg.Connection, actor: Principal | None, data: UserCreate) -> UserCreated:
+async def create_user(
+    conn: asyncpg.Connection, settings: Settings, actor: Principal | None, data: UserCreate
+) -> UserCreated:
     if data.role in {"officer", "dispatcher", "admin"} and data.venue_id is not None:
         raise Invalid(f"a user with the role {data.role} does not belong to a venue", field="venue_id")
     if data.role in {"bouncer", "owner", "admin"} and data.region_id is not None:
         raise Invalid(f"a user with the role {data.role} does not belong to a police region", field="region_id")
+    if data.password:
+        venue = await venues.get_venue(conn, data.venue_id) if data.venue_id else None
+        check_password(
+            data.password,
+            min_score=settings.password_min_score,
+            field="password",
+            personal=[data.username, data.display_name, data.phone, venue.name if venue else None],
+        )
     code = None if data.password else new_one_time_code()
     row = await repo.insert_user(
         conn,
@@ -48,6 +65,77 @@ async def create_user(conn: asyncpg.Connection, actor: Principal | None, data: U
         detail={"role": row.role},
     )
     return UserCreated(user=to_user(row), one_time_code=code)
+
+
+async def _user_or_404(conn: asyncpg.Connection, row: repo.UserRow | None) -> repo.UserRow:
+    if row is None:
+        raise NotFound("no such user", field="user_id")
+    return row
+
+
+async def _end_access(conn: asyncpg.Connection, user_id: uuid.UUID) -> dict[str, int]:
+    """Refresh tokens revoked and footage links expired: the rest follows from token_version."""
+    return {
+        "sessions_revoked": await auth_repo.revoke_user(conn, user_id),
+        "links_expired": await repo.expire_links(conn, user_id),
+    }
+
+
+async def resolve_user(conn: asyncpg.Connection, login_or_id: str) -> uuid.UUID:
+    """A user's id from their id, username or phone (for the command line)."""
+    try:
+        return uuid.UUID(login_or_id)
+    except ValueError:
+        row = await repo.find_by_login(conn, login_or_id)
+    if row is None:
+        raise NotFound(f"no user {login_or_id!r}", field="user")
+    return row.id
+
+
+async def deactivate(conn: asyncpg.Connection, actor: Principal | None, user_id: uuid.UUID) -> User:
+    """The user can no longer sign in; their access tokens stop working within seconds
+    (``session_check_cache_s``), their refresh tokens and footage links at once."""
+    if actor is not None and actor.user_id == user_id:
+        raise Conflict("an administrator cannot deactivate themselves", field="user_id")
+    row = await _user_or_404(conn, await repo.set_active(conn, user_id, active=False))
+    ended = await _end_access(conn, user_id)
+    await audit.record_by(
+        conn,
+        actor,
+        "user.deactivate",
+        subject_type="user",
+        subject_id=str(user_id),
+        venue_id=row.venue_id,
+        detail=ended,
+    )
+    log.info("user_deactivated", user_id=str(user_id), **ended)
+    return to_user(row)
+
+
+async def reactivate(conn: asyncpg.Connection, actor: Principal | None, user_id: uuid.UUID) -> User:
+    """The user may sign in again (old tokens stay dead: their token_version has passed)."""
+    row = await _user_or_404(conn, await repo.set_active(conn, user_id, active=True))
+    await audit.record_by(
+        conn, actor, "user.reactivate", subject_type="user", subject_id=str(user_id), venue_id=row.venue_id
+    )
+    return to_user(row)
+
+
+async def end_sessions(conn: asyncpg.Connection, actor: Principal | None, user_id: uuid.UUID) -> User:
+    """Sign the user out everywhere: every access token, refresh token and footage link they hold."""
+    row = await _user_or_404(conn, await repo.bump_token_version(conn, user_id))
+    ended = await _end_access(conn, user_id)
+    await audit.record_by(
+        conn,
+        actor,
+        "user.end_sessions",
+        subject_type="user",
+        subject_id=str(user_id),
+        venue_id=row.venue_id,
+        detail=ended,
+    )
+    log.info("user_sessions_ended", user_id=str(user_id), **ended)
+    return to_user(row)
 
 
 async def list_users(conn: asyncpg.Connection, role: str | None) -> list[User]:

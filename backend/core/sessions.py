@@ -1,0 +1,61 @@
+"""Is an access token still good? The per-request check behind revocation.
+
+An access token names its user, the user's ``token_version`` when it was issued and its session
+(the refresh-token family). It stops working, within ``session_check_cache_s`` seconds, when
+- the user is deactivated (``users.is_active``),
+- the user's sessions are ended (``token_version`` bumped: deactivation, ``end-sessions``),
+- its session is revoked (sign-out, or reuse of an old refresh token).
+Only good answers are cached, per process, for at most ``session_check_cache_s``; a refusal is
+never cached, so a revoked token is refused on every request once the cache entry lapses.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import asyncpg
+
+CHECK = """
+SELECT u.is_active AND u.token_version = $3
+       AND ($2::uuid IS NULL OR NOT EXISTS (
+           SELECT 1 FROM refresh_tokens r WHERE r.family_id = $2 AND r.revoked_at IS NOT NULL))
+FROM users u WHERE u.id = $1
+"""
+MAX_ENTRIES = 50_000
+
+Key = tuple[uuid.UUID, uuid.UUID | None, int]
+
+
+class SessionCache:
+    """Good answers of ``CHECK`` for a few seconds (0 disables the cache)."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._good: dict[Key, float] = {}
+
+    def fresh(self, key: Key) -> bool:
+        expires = self._good.get(key)
+        return expires is not None and expires > time.monotonic()
+
+    def remember(self, key: Key) -> None:
+        if self.ttl_s <= 0:
+            return
+        if len(self._good) >= MAX_ENTRIES:
+            now = time.monotonic()
+            self._good = {k: v for k, v in self._good.items() if v > now}
+            if len(self._good) >= MAX_ENTRIES:
+                self._good.clear()
+        self._good[key] = time.monotonic() + self.ttl_s
+
+
+async def is_current(
+    conn: asyncpg.Connection, cache: SessionCache, user_id: uuid.UUID, session_id: uuid.UUID | None, version: int
+) -> bool:
+    key = (user_id, session_id, version)
+    if cache.fresh(key):
+        return True
+    good = bool(await conn.fetchval(CHECK, user_id, session_id, version))
+    if good:
+        cache.remember(key)
+    return good
