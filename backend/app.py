@@ -22,6 +22,8 @@ from backend.core.config import Settings, load_settings
 from backend.core.db import DB_EXCEPTION_HANDLERS, create_pool, provide_connection
 from backend.core.errors import EXCEPTION_HANDLERS
 from backend.core.logging import configure_logging, get_logger, request_id_middleware
+from backend.core.openapi import answer_options_truthfully, close_request_schemas, document_problems
+from backend.core.security import ops_guard, security_headers
 from backend.core.sessions import SessionCache
 from backend.core.wire import MAX_JSON_BYTES, guard_json_body
 from backend.detections.routes import ROUTES as DETECTION_ROUTES
@@ -85,11 +87,12 @@ def create_app(
                 await app.state.db_pool.close()
 
     prometheus = PrometheusConfig(app_name="kuzet", group_path=True, exclude=["/metrics", "/healthz"])
-    return Litestar(
+    app = Litestar(
         route_handlers=[*BACKEND_ROUTES, *extra_routes],
         dependencies={"db": Provide(provide_connection)},
         exception_handlers={**EXCEPTION_HANDLERS, **DB_EXCEPTION_HANDLERS},
-        middleware=[request_id_middleware, prometheus.middleware],
+        middleware=[ops_guard(settings), request_id_middleware, prometheus.middleware],
+        before_send=[security_headers(settings)],
         lifespan=[lifespan],
         openapi_config=openapi_config(),
         state=State({"settings": settings, "session_cache": SessionCache(settings.session_check_cache_s)}),
@@ -97,3 +100,7 @@ def create_app(
         request_max_body_size=MAX_JSON_BYTES,
         before_request=guard_json_body,
     )
+    document_problems(app)
+    close_request_schemas(app)
+    answer_options_truthfully(app)
+    return app

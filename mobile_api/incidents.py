@@ -63,6 +63,7 @@ class IncidentController(Controller):
     "/i/{token:str}",
     tags=["incidents"],
     summary="Short footage link: redirects to a short-lived presigned URL (each view is audited)",
+    status_code=302,
     responses=problem_responses(404),
     include_in_schema=True,
 )

@@ -113,7 +113,8 @@ async def test_multipart_upload_for_large_clips(
 ) -> None:
     """Clips over one part go up as an S3 multipart upload and arrive intact."""
     big_settings = load_settings(settings_env | {"KUZET_MAX_CLIP_BYTES": str(20 * 1024 * 1024)})
-    clip = bytes(range(256)) * (12 * 1024 * 1024 // 256)  # 12 MiB: two parts of 8 MiB and the rest
+    # 12 MiB: two parts of 8 MiB and the rest; a real MP4 first, so the container sniffs right
+    clip = CLIP + bytes(range(256)) * (12 * 1024 * 1024 // 256)
     camera = await make.camera()
     async with AsyncTestClient(app=create_app(big_settings)) as client:
         response = await post(client, camera.api_key, form(meta(event_id="big"), clip=clip))

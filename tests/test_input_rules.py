@@ -260,7 +260,7 @@ async def test_every_request_schema_follows_the_rule(client: Client) -> None:
                 continue
             if "maxLength" not in schema:
                 problems.append(f"{where}: string without maxLength")
-            if not str(schema.get("pattern", "")).endswith("\\Z") and "Authorization" not in where:
+            if not str(schema.get("pattern", "")).endswith("$") and "Authorization" not in where:
                 problems.append(f"{where}: string without a whole-string pattern (use backend.core.wire)")
         if kind == "array" and "maxItems" not in schema:
             problems.append(f"{where}: list without maxItems")

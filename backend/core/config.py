@@ -6,7 +6,9 @@ message that names the variable.
 
 from __future__ import annotations
 
+import math
 import os
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
@@ -18,6 +20,7 @@ PREFIX = "KUZET_"
 Positive = Annotated[float, msgspec.Meta(gt=0)]
 PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
 Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
+MIN_SECRET_BITS = 256
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -78,6 +81,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     signin_failure_window_s: Positive = 3600.0
     password_min_score: Annotated[int, msgspec.Meta(ge=0, le=4)] = 3
     session_check_cache_s: Annotated[float, msgspec.Meta(ge=0, le=30)] = 2.0
+    ops_token: str | None = None  # production: bearer token for /metrics and /schema (unset: they are 404)
 
     @property
     def is_production(self) -> bool:
@@ -114,6 +118,54 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                 head = message.split(" - at ", maxsplit=1)[0]
                 raise ConfigError(f"{_field_to_env(field)}={source.get(_field_to_env(field))!r}: {head}") from None
         raise ConfigError(message) from None
-    if settings.is_production and settings.jwt_secret == Settings().jwt_secret:
-        raise ConfigError("KUZET_JWT_SECRET: must be set to a secret value in production")
+    if settings.is_production:
+        if settings.jwt_secret == Settings().jwt_secret:
+            raise ConfigError("KUZET_JWT_SECRET: must be set to a secret value in production")
+        checked: tuple[tuple[str, str | None], ...] = (
+            ("KUZET_JWT_SECRET", settings.jwt_secret),
+            ("KUZET_OPS_TOKEN", settings.ops_token),
+        )
+        for variable, secret in checked:
+            if secret is not None and (weak := secret_problem(secret)):
+                raise ConfigError(
+                    f"{variable}: too weak for production: it {weak} "
+                    "(make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                )
     return settings
+
+
+def secret_problem(secret: str) -> str | None:
+    """Why ``secret`` is too weak to sign production tokens (``None`` when strong enough).
+
+    Bits are estimated as length × log2(alphabet), the alphabet taken from the character classes
+    used (hex counts as 16 symbols); repetitive values (a short period, few distinct symbols) fail
+    whatever their length. A 64-character hex or 43-character base64url random value passes:
+    ``python -c 'import secrets; print(secrets.token_urlsafe(32))'``.
+    """
+    n = len(secret)
+    if n == 0:
+        return "is empty"
+    for period in range(1, n // 2 + 1):
+        if all(secret[i] == secret[i % period] for i in range(n)):
+            return f"repeats a {period}-character pattern"
+    counts = Counter(secret)
+    shannon = -sum(c / n * math.log2(c / n) for c in counts.values())
+    if shannon < 3.0:
+        return f"is repetitive ({len(counts)} distinct characters)"
+    if all(c in "0123456789abcdef" for c in secret.lower()):
+        alphabet = 16
+    else:
+        alphabet = sum(
+            size
+            for present, size in (
+                (any(c.islower() for c in secret), 26),
+                (any(c.isupper() for c in secret), 26),
+                (any(c.isdigit() for c in secret), 10),
+                (any(not c.isalnum() for c in secret), 33),
+            )
+            if present
+        )
+    bits = n * math.log2(alphabet)
+    if bits < MIN_SECRET_BITS:
+        return f"has about {int(bits)} bits of entropy; at least {MIN_SECRET_BITS} are needed"
+    return None
