@@ -81,13 +81,16 @@ async def test_detections_within_the_window_join_one_incident(
     assert linked == 3
 
     timeline = await get_timeline(conn, incident_id)  # type: ignore[arg-type]
-    assert [e.type for e in timeline.events] == ["detected", "confirmed", "detection_added", "detection_added"]
-    detected = timeline.events[0]
-    assert detected.at == first.received_at
-    assert detected.actor_role == "camera"
-    assert detected.data["detection_id"] == str(first.id)
-    assert timeline.events[1].data["reason"].startswith("kuzet-fight/1 scored 0.70")
-    assert timeline.events[3].data["detection_count"] == 3
+    # One event per change: opening is one ``confirmed`` event that also says when the camera's
+    # detection arrived; each joining detection is one ``detection_added``.
+    assert [e.type for e in timeline.events] == ["confirmed", "detection_added", "detection_added"]
+    opened = timeline.events[0]
+    assert opened.data["detected_at"] == first.received_at.isoformat()
+    assert opened.actor_role == "system"
+    assert opened.data["detection_id"] == str(first.id)
+    assert opened.data["camera_id"] == str(camera.camera.id)
+    assert opened.data["reason"].startswith("kuzet-fight/1 scored 0.70")
+    assert timeline.events[2].data["detection_count"] == 3
 
     jobs = await conn.fetch("SELECT kind, payload, dedup_key FROM jobs WHERE kind = 'dispatch_incident'")
     assert [(j["payload"], j["dedup_key"]) for j in jobs] == [
@@ -187,4 +190,4 @@ async def test_a_burst_of_confirmations_makes_one_incident(
     assert row["max_score"] == pytest.approx(0.85)
     assert row["snapshot_key"] == "clips/7/snapshot.jpg"
     events = await conn.fetchval("SELECT count(*) FROM incident_events WHERE incident_id = $1", ids[0])
-    assert events == 2 + 7
+    assert events == 1 + 7  # one event per change: opened, then seven detections added
