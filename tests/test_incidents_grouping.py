@@ -19,6 +19,7 @@ from backend.incidents.service import get_timeline
 from tests.factories import Factory
 
 WINDOW = 120.0
+SETTINGS = Settings(environment="test")
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def confirmed(score: float = 0.8, tag: str = "a") -> Verdict:
 
 
 async def decide(pool: asyncpg.Pool, detection: Any, verdict: Verdict | None = None) -> uuid.UUID | None:
-    result = await record_outcome(pool, detection.id, verdict or confirmed(), window_s=WINDOW)
+    result = await record_outcome(pool, SETTINGS, detection.id, verdict or confirmed(), window_s=WINDOW)
     assert result.recorded
     return result.incident.incident_id if result.incident else None
 
@@ -150,7 +151,7 @@ async def test_a_decided_detection_is_never_decided_again(
 ) -> None:
     detection = await make.detection()
     incident_id = await decide(pool, detection)
-    again = await record_outcome(pool, detection.id, Verdict("rejected", "second opinion"), window_s=WINDOW)
+    again = await record_outcome(pool, SETTINGS, detection.id, Verdict("rejected", "second opinion"), window_s=WINDOW)
     assert not again.recorded
     assert again.status == "confirmed"
     assert (await incident(conn, incident_id))["detection_count"] == 1

@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from backend.core.auth import Principal
+from backend.core.config import Settings
 from backend.core.errors import Conflict
 from backend.incidents import kinds, lifecycle
 from tests.factories import Factory
@@ -52,7 +53,9 @@ def _detection(venue_id: uuid.UUID, camera_id: uuid.UUID, kind: str = "fight") -
     )
 
 
-async def test_every_change_appends_exactly_one_event(conn: asyncpg.Connection, make: Factory) -> None:
+async def test_every_change_appends_exactly_one_event(
+    conn: asyncpg.Connection, make: Factory, settings: Settings
+) -> None:
     region = await make.region()
     venue = await make.venue(region_id=region.id)
     camera = await make.camera(venue.id)
@@ -61,13 +64,13 @@ async def test_every_change_appends_exactly_one_event(conn: asyncpg.Connection, 
     admin = _principal(await make.user("admin"))
 
     async with conn.transaction():
-        opened = await lifecycle.open_or_join(conn, _detection(venue.id, camera.camera.id), window_s=120)
+        opened = await lifecycle.open_or_join(conn, settings, _detection(venue.id, camera.camera.id), window_s=120)
     incident_id = opened.incident_id
     assert opened.opened
     assert await _events(conn, incident_id) == ["confirmed"]
 
     async with conn.transaction():
-        joined = await lifecycle.open_or_join(conn, _detection(venue.id, camera.camera.id), window_s=120)
+        joined = await lifecycle.open_or_join(conn, settings, _detection(venue.id, camera.camera.id), window_s=120)
     assert joined.incident_id == incident_id and not joined.opened
     assert await _events(conn, incident_id) == ["confirmed", "detection_added"]
 
@@ -83,16 +86,20 @@ async def test_every_change_appends_exactly_one_event(conn: asyncpg.Connection, 
         assert after == [*before, expected], f"{expected}: {after[len(before) :]}"
         steps.append((expected, run))
 
-    await change("notified", lambda i: lifecycle.notified(conn, i, step=0, data={"recipients": []}))
-    await change("escalated", lambda i: lifecycle.notified(conn, i, step=1, data={"recipients": []}))
-    await change("repeated", lambda i: lifecycle.reminded(conn, i, round_=1, data={"people": 0}))
-    await change("acknowledged", lambda i: lifecycle.act(conn, i, bouncer, "acknowledge"))
-    await change("police_requested", lambda i: lifecycle.act(conn, i, bouncer, "request_police"))
-    await change("accepted", lambda i: lifecycle.act(conn, i, officer, "accept"))
-    await change("arrived", lambda i: lifecycle.act(conn, i, officer, "arrive"))
-    await change("legal_hold_set", lambda i: lifecycle.set_legal_hold(conn, i, admin, hold=True, reason="court"))
-    await change("resolved", lambda i: lifecycle.act(conn, i, officer, "resolve", outcome="arrest"))
-    await change("legal_hold_released", lambda i: lifecycle.set_legal_hold(conn, i, admin, hold=False, reason="closed"))
+    await change("notified", lambda i: lifecycle.notified(conn, settings, i, step=0, data={"recipients": []}))
+    await change("escalated", lambda i: lifecycle.notified(conn, settings, i, step=1, data={"recipients": []}))
+    await change("repeated", lambda i: lifecycle.reminded(conn, settings, i, round_=1, data={"people": 0}))
+    await change("acknowledged", lambda i: lifecycle.act(conn, settings, i, bouncer, "acknowledge"))
+    await change("police_requested", lambda i: lifecycle.act(conn, settings, i, bouncer, "request_police"))
+    await change("accepted", lambda i: lifecycle.act(conn, settings, i, officer, "accept"))
+    await change("arrived", lambda i: lifecycle.act(conn, settings, i, officer, "arrive"))
+    await change(
+        "legal_hold_set", lambda i: lifecycle.set_legal_hold(conn, settings, i, admin, hold=True, reason="court")
+    )
+    await change("resolved", lambda i: lifecycle.act(conn, settings, i, officer, "resolve", outcome="arrest"))
+    await change(
+        "legal_hold_released", lambda i: lifecycle.set_legal_hold(conn, settings, i, admin, hold=False, reason="closed")
+    )
 
     row = await conn.fetchrow(
         "SELECT status, escalation_step, police_requested, outcome, legal_hold, resolved_at, acknowledged_at "
@@ -117,13 +124,15 @@ async def test_every_change_appends_exactly_one_event(conn: asyncpg.Connection, 
         assert incident is not None
         await lifecycle.snapshot_policy(conn, incident, {"steps": []})
         await lifecycle.start_repeat_round(conn, incident, 2)
-        again = await lifecycle.act(conn, incident, officer, "resolve", outcome="arrest")
-        same_hold = await lifecycle.set_legal_hold(conn, incident, admin, hold=False, reason="again")
+        again = await lifecycle.act(conn, settings, incident, officer, "resolve", outcome="arrest")
+        same_hold = await lifecycle.set_legal_hold(conn, settings, incident, admin, hold=False, reason="again")
     assert not again.changed and not same_hold.changed
     assert await _events(conn, incident_id) == before
 
 
-async def test_the_status_never_goes_backwards_and_resolved_is_final(conn: asyncpg.Connection, make: Factory) -> None:
+async def test_the_status_never_goes_backwards_and_resolved_is_final(
+    conn: asyncpg.Connection, make: Factory, settings: Settings
+) -> None:
     region = await make.region()
     venue = await make.venue(region_id=region.id)
     incident_id = await make.incident(venue.id)
@@ -140,25 +149,27 @@ async def test_the_status_never_goes_backwards_and_resolved_is_final(conn: async
         async with conn.transaction():
             incident = await lifecycle.lock(conn, incident_id)
             assert incident is not None
-            change = await lifecycle.act(conn, incident, who, action)  # type: ignore[arg-type]
+            change = await lifecycle.act(conn, settings, incident, who, action)  # type: ignore[arg-type]
         assert change.changed and change.incident.status == status
     async with conn.transaction():
         incident = await lifecycle.lock(conn, incident_id)
         assert incident is not None
-        await lifecycle.act(conn, incident, bouncer, "resolve", outcome="handled")
+        await lifecycle.act(conn, settings, incident, bouncer, "resolve", outcome="handled")
     async with conn.transaction():
         resolved = await lifecycle.lock(conn, incident_id)
         assert resolved is not None
         with pytest.raises(Conflict) as caught:
-            await lifecycle.act(conn, resolved, second, "arrive")
+            await lifecycle.act(conn, settings, resolved, second, "arrive")
     assert caught.value.field == "action"
 
 
-async def test_changes_refuse_to_run_outside_a_transaction(conn: asyncpg.Connection, make: Factory) -> None:
+async def test_changes_refuse_to_run_outside_a_transaction(
+    conn: asyncpg.Connection, make: Factory, settings: Settings
+) -> None:
     venue = await make.venue(region_id=(await make.region()).id)
     camera = await make.camera(venue.id)
     with pytest.raises(RuntimeError):
-        await lifecycle.open_or_join(conn, _detection(venue.id, camera.camera.id), window_s=120)
+        await lifecycle.open_or_join(conn, settings, _detection(venue.id, camera.camera.id), window_s=120)
 
 
 async def test_the_kind_registry_matches_the_reference_table(conn: asyncpg.Connection) -> None:

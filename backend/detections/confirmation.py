@@ -206,7 +206,9 @@ class Recorded:
     incident: incidents.Grouping | None = None
 
 
-async def record_outcome(pool: asyncpg.Pool, detection_id: uuid.UUID, verdict: Verdict, *, window_s: float) -> Recorded:
+async def record_outcome(
+    pool: asyncpg.Pool, settings: Settings, detection_id: uuid.UUID, verdict: Verdict, *, window_s: float
+) -> Recorded:
     """In one transaction: group a confirmed detection into its incident and store the decision.
 
     Idempotent: a detection already decided (by an earlier run of the same job) is left as it is.
@@ -220,7 +222,7 @@ async def record_outcome(pool: asyncpg.Pool, detection_id: uuid.UUID, verdict: V
             return Recorded(recorded=False, status=target.status)
         grouping: incidents.Grouping | None = None
         if verdict.outcome == "confirmed":
-            grouping = await incidents.open_or_join(conn, _confirmed(target, verdict), window_s=window_s)
+            grouping = await incidents.open_or_join(conn, settings, _confirmed(target, verdict), window_s=window_s)
         await conn.execute(
             RECORD_DECISION,
             detection_id,

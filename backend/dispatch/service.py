@@ -156,7 +156,9 @@ async def _schedule_repeat(
     )
 
 
-async def run_repeat(conn: asyncpg.Connection, incident_id: uuid.UUID, *, round_: int) -> StepResult:
+async def run_repeat(
+    conn: asyncpg.Connection, settings: Settings, incident_id: uuid.UUID, *, round_: int
+) -> StepResult:
     """Fire repeat round ``round_`` (1-based) unless it is stale. In a transaction.
 
     A repeat reaches only people already alerted (no search, no new footage links). ``fired`` is
@@ -198,7 +200,7 @@ async def run_repeat(conn: asyncpg.Connection, incident_id: uuid.UUID, *, round_
         round_=round_,
     )
     people = len({d.user_id for d in devices})
-    await lifecycle.reminded(conn, incident, round_=round_, data={"people": people, "devices": queued})
+    await lifecycle.reminded(conn, settings, incident, round_=round_, data={"people": people, "devices": queued})
     if round_ < chain.repeat:
         await _schedule_repeat(conn, chain, incident.id, round_ + 1)
     log.info("incident_repeated", incident_id=str(incident.id), round=round_, people=people, devices=queued)
@@ -273,6 +275,7 @@ async def _notify(
     )
     await lifecycle.notified(
         conn,
+        settings,
         incident,
         step=n,
         data={
@@ -334,7 +337,7 @@ async def repeat(
 ) -> tuple[StepResult, fanout.SendReport]:
     """Run a repeat round in its own transaction, then send what it queued."""
     async with conn.transaction():
-        result = await run_repeat(conn, incident_id, round_=round_)
+        result = await run_repeat(conn, settings, incident_id, round_=round_)
     report = await fanout.send_pending(conn, gateway, settings, incident_id)
     if result.skipped:
         log.info("escalation_repeat_skipped", incident_id=str(incident_id), round=round_, reason=result.skipped)

@@ -30,12 +30,14 @@ import asyncpg
 
 from backend.core import queue
 from backend.core.auth import Principal
+from backend.core.config import Settings
 from backend.core.errors import Conflict, Invalid
 from backend.core.logging import get_logger
 from backend.dispatch import messages
 from backend.incidents import repo
 from backend.incidents.repo import IncidentEventRow, IncidentRow
 from backend.incidents.schemas import ACKNOWLEDGED, CONFIRMED, ON_SCENE, RESOLVED, RESPONDING, STATUS_RANK
+from backend.webhooks import outbox
 
 log = get_logger(__name__)
 
@@ -104,6 +106,7 @@ def _require_transaction(conn: asyncpg.Connection) -> None:
 
 async def _append(
     conn: asyncpg.Connection,
+    settings: Settings,
     incident: IncidentRow,
     type_: str,
     *,
@@ -113,7 +116,7 @@ async def _append(
     data: dict[str, Any] | None = None,
 ) -> IncidentEventRow:
     """Append the change's one event and let its readers act on it, in the same transaction."""
-    return await repo.insert_event(
+    event = await repo.insert_event(
         conn,
         incident.id,
         type_,
@@ -122,6 +125,8 @@ async def _append(
         actor_role=actor.role if actor else actor_role,
         data=data,
     )
+    await outbox.record(conn, settings, incident, event)
+    return event
 
 
 # --- reads ------------------------------------------------------------------------------------
@@ -140,7 +145,9 @@ async def lock(conn: asyncpg.Connection, incident_id: uuid.UUID) -> IncidentRow 
 # --- open, add a detection -------------------------------------------------------------------
 
 
-async def open_or_join(conn: asyncpg.Connection, detection: ConfirmedDetection, *, window_s: float) -> Grouping:
+async def open_or_join(
+    conn: asyncpg.Connection, settings: Settings, detection: ConfirmedDetection, *, window_s: float
+) -> Grouping:
     """Join the open incident of this venue and kind within ``window_s`` (``detection_added``), or open
     one (``confirmed``, and its dispatch job). Two workers confirming detections of the same venue and
     kind at once are serialised by an advisory lock: one incident, never two."""
@@ -158,6 +165,7 @@ async def open_or_join(conn: asyncpg.Connection, detection: ConfirmedDetection, 
         )
         await _append(
             conn,
+            settings,
             updated,
             "detection_added",
             data=_detection_data(detection) | {"detection_count": updated.detection_count},
@@ -182,6 +190,7 @@ async def open_or_join(conn: asyncpg.Connection, detection: ConfirmedDetection, 
     )
     await _append(
         conn,
+        settings,
         created,
         "confirmed",
         data=_detection_data(detection)
@@ -223,10 +232,12 @@ async def snapshot_policy(conn: asyncpg.Connection, incident: IncidentRow, polic
     await repo.set_policy(conn, incident.id, policy)
 
 
-async def notified(conn: asyncpg.Connection, incident: IncidentRow, *, step: int, data: dict[str, Any]) -> None:
+async def notified(
+    conn: asyncpg.Connection, settings: Settings, incident: IncidentRow, *, step: int, data: dict[str, Any]
+) -> None:
     """Escalation step ``step`` alerted its recipients: ``notified`` (step 0) or ``escalated``."""
     await repo.set_step(conn, incident.id, step + 1)
-    await _append(conn, incident, "notified" if step == 0 else "escalated", data={"step": step, **data})
+    await _append(conn, settings, incident, "notified" if step == 0 else "escalated", data={"step": step, **data})
 
 
 async def start_repeat_round(conn: asyncpg.Connection, incident: IncidentRow, round_: int) -> None:
@@ -234,9 +245,11 @@ async def start_repeat_round(conn: asyncpg.Connection, incident: IncidentRow, ro
     await repo.set_repeat_round(conn, incident.id, round_)
 
 
-async def reminded(conn: asyncpg.Connection, incident: IncidentRow, *, round_: int, data: dict[str, Any]) -> None:
+async def reminded(
+    conn: asyncpg.Connection, settings: Settings, incident: IncidentRow, *, round_: int, data: dict[str, Any]
+) -> None:
     """A repeat round reminded everyone alerted who has not answered."""
-    await _append(conn, incident, "repeated", data={"round": round_, **data})
+    await _append(conn, settings, incident, "repeated", data={"round": round_, **data})
 
 
 # --- responders' actions --------------------------------------------------------------------
@@ -244,6 +257,7 @@ async def reminded(conn: asyncpg.Connection, incident: IncidentRow, *, round_: i
 
 async def act(
     conn: asyncpg.Connection,
+    settings: Settings,
     incident: IncidentRow,
     actor: Principal,
     action: Action,
@@ -284,7 +298,7 @@ async def act(
         details["note"] = note
     if outcome and action == "resolve":
         details["outcome"] = outcome
-    event = await _append(conn, updated, event_type, actor=actor, data=details)
+    event = await _append(conn, settings, updated, event_type, actor=actor, data=details)
     await queue.enqueue(
         conn,
         UPDATE_JOB,
@@ -304,7 +318,13 @@ async def act(
 
 
 async def set_legal_hold(
-    conn: asyncpg.Connection, incident: IncidentRow, actor: Principal | None, *, hold: bool, reason: str
+    conn: asyncpg.Connection,
+    settings: Settings,
+    incident: IncidentRow,
+    actor: Principal | None,
+    *,
+    hold: bool,
+    reason: str,
 ) -> Change:
     """Keep (or stop keeping) the incident's footage past retention; ``legal_hold_set`` / ``_released``."""
     _require_transaction(conn)
@@ -312,7 +332,12 @@ async def set_legal_hold(
         return Change(incident, changed=False)
     updated = await repo.set_legal_hold(conn, incident.id, hold)
     event = await _append(
-        conn, updated, "legal_hold_set" if hold else "legal_hold_released", actor=actor, data={"reason": reason}
+        conn,
+        settings,
+        updated,
+        "legal_hold_set" if hold else "legal_hold_released",
+        actor=actor,
+        data={"reason": reason},
     )
     log.info("incident_legal_hold", incident_id=str(incident.id), hold=hold)
     return Change(updated, changed=True, event=event)
