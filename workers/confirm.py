@@ -200,7 +200,7 @@ async def confirm_detection(ctx: WorkerContext, job: queue.Job) -> None:
     finally:
         await asyncio.to_thread(shutil.rmtree, work, True)
     recorded = await confirmation.record_outcome(
-        ctx.pool, detection_id, verdict, window_s=ctx.settings.incident_window_s
+        ctx.pool, ctx.settings, detection_id, verdict, window_s=ctx.settings.incident_window_s
     )
     log.info(
         "detection_decided" if recorded.recorded else "detection_already_decided",

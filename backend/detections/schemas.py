@@ -9,8 +9,9 @@ from typing import Annotated, Literal
 import msgspec
 
 from backend.core.wire import Timestamp, ascii_token, line
+from backend.incidents.kinds import KindName
 
-Kind = Literal["fight", "crowd_surge", "aggression", "weapon", "fire_smoke"]
+Kind = KindName  # declared in the kind registry
 DetectionStatusName = Literal["queued", "processing", "confirmed", "rejected", "unprocessable"]
 Unit = Annotated[float, msgspec.Meta(ge=0, le=1)]
 

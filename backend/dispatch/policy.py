@@ -15,12 +15,13 @@ policy never changes an open incident's chain.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import msgspec
 
 from backend.core.config import Settings
 from backend.detections.schemas import Kind
+from backend.incidents import kinds
 
 Audience = Literal["bouncers", "officers", "dispatchers"]
 Unless = Literal["acknowledged", "accepted"]
@@ -39,7 +40,7 @@ class EscalationPolicy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     steps: Annotated[list[PolicyStep], msgspec.Meta(min_length=1, max_length=20)]
     police_step: Annotated[int, msgspec.Meta(ge=0, le=19)] | None = None  # default: the first step calling officers
     officers_at_once_kinds: Annotated[list[Kind], msgspec.Meta(max_length=5)] = msgspec.field(
-        default_factory=lambda: ["weapon", "fire_smoke"]
+        default_factory=lambda: cast("list[Kind]", kinds.officers_at_once())
     )
     repeat: Annotated[int, msgspec.Meta(ge=0, le=10)] = 0
     repeat_every_s: Annotated[float, msgspec.Meta(gt=0, le=24 * 3600)] | None = None  # default: the last step's wait_s
