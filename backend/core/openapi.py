@@ -79,17 +79,34 @@ def _rewrite(schema: Schema | Reference | None) -> None:
         _rewrite(schema.items)
 
 
-def _finish(openapi: OpenAPI) -> None:
+def _optional_bodies(app: Litestar) -> set[tuple[str, str]]:
+    """(path, method) of handlers whose body has a default: the document must not call it required."""
+    found: set[tuple[str, str]] = set()
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            data = handler.parsed_fn_signature.parameters.get("data")
+            if data is not None and data.has_default:
+                found |= {(route.path_format, method.lower()) for method in handler.http_methods}
+    return found
+
+
+def _finish(openapi: OpenAPI, app: Litestar) -> None:
+    optional = _optional_bodies(app)
     strict = _strict_structs()
     schemas = openapi.components.schemas or {}
     for name, schema in schemas.items():
         if name in strict and isinstance(schema, Schema):
             schema.additional_properties = False
         _rewrite(schema)
-    for item in (openapi.paths or {}).values():
-        for operation in (item.get, item.put, item.post, item.delete, item.patch):
+    for path, item in (openapi.paths or {}).items():
+        for method, operation in (("get", item.get), ("put", item.put), ("post", item.post), ("patch", item.patch)):
             if operation is None:
                 continue
+            body = operation.request_body
+            if (path, method) in optional and body is not None and not isinstance(body, Reference):
+                body.required = False
             for parameter in operation.parameters or ():
                 if not isinstance(parameter, Reference):
                     _rewrite(parameter.schema)
@@ -107,7 +124,7 @@ class _FinishingOpenAPIPlugin(OpenAPIPlugin):
         fresh = self._openapi is None
         openapi = super().provide_openapi()
         if fresh:
-            _finish(openapi)
+            _finish(openapi, self.app)
         return openapi
 
 

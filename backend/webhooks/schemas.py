@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from backend.core.wire import Name, line
+
 EventType = Literal[
     "incident.opened",
     "incident.updated",
@@ -19,8 +21,7 @@ EventType = Literal[
 Format = Literal["json", "cap"]
 DeliveryStatus = Literal["pending", "sending", "delivered", "dead"]
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Url = Annotated[str, msgspec.Meta(min_length=8, max_length=2000)]
+Url = Annotated[str, line(2000, min_length=8)]
 EventTypes = Annotated[list[EventType], msgspec.Meta(min_length=1, max_length=6)]
 VenueIds = Annotated[list[uuid.UUID], msgspec.Meta(min_length=1, max_length=1000)]
 Position = Annotated[list[float], msgspec.Meta(min_length=2, max_length=3)]
@@ -36,7 +37,10 @@ class Polygon(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, tag_fiel
 class MultiPolygon(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, tag_field="type", tag="MultiPolygon"):
     """A GeoJSON MultiPolygon in WGS 84."""
 
-    coordinates: Annotated[list[Annotated[list[Ring], msgspec.Meta(min_length=1)]], msgspec.Meta(min_length=1)]
+    coordinates: Annotated[
+        list[Annotated[list[Ring], msgspec.Meta(min_length=1, max_length=100)]],
+        msgspec.Meta(min_length=1, max_length=100),
+    ]
 
 
 Area = Polygon | MultiPolygon
