@@ -29,6 +29,7 @@ from backend.core.wire import MAX_JSON_BYTES, guard_json_body
 from backend.detections.routes import ROUTES as DETECTION_ROUTES
 from backend.dispatch.routes import EscalationPolicyAdminController
 from backend.health.routes import ROUTES as HEALTH_ROUTES
+from backend.incidents.routes import IncidentAdminController
 from backend.users.routes import UserAdminController
 from backend.venues.routes import VenueAdminController
 from backend.webhooks.routes import WebhookAdminController
@@ -44,6 +45,7 @@ BACKEND_ROUTES: list[ControllerRouterHandler] = [
     UserAdminController,
     EscalationPolicyAdminController,
     WebhookAdminController,
+    IncidentAdminController,
 ]
 
 

@@ -366,6 +366,9 @@ MATRIX: dict[tuple[str, str], Entry] = {
         body=lambda world, side, actor: {"json": {"action": "accept" if actor == "officer" else "acknowledge"}},
     ),
     ("GET", "/i/{token}"): Entry({"token": "link_{side}"}, PUBLIC),
+    ("PUT", "/v1/admin/incidents/{incident_id}/legal-hold"): Entry(
+        {"incident_id": "incident_{side}"}, ADMIN, default="403/403", body={"hold": True, "reason": "court order"}
+    ),
     # webhook subscriptions (issue 9): administrators only; not tied to one venue or region
     ("GET", "/v1/admin/webhooks"): Entry({}, ADMIN, default="403/403", tenanted=False),
     ("POST", "/v1/admin/webhooks"): Entry(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -388,7 +389,9 @@ async def test_unsafe_targets_are_refused(
         "/v1/admin/webhooks", json={"name": "x", "url": "ftp://example.com/x", "event_types": ALL_TYPES}, headers=admin
     )
     assert bad.status_code == 422 and bad.json()["field"] == "url"
-    production = load_settings(settings_env | {"KUZET_ENVIRONMENT": "production", "KUZET_JWT_SECRET": "x" * 32})
+    production = load_settings(
+        settings_env | {"KUZET_ENVIRONMENT": "production", "KUZET_JWT_SECRET": secrets.token_hex(32)}
+    )
     with pytest.raises(safety.UnsafeTarget, match="https"):
         safety.check_url("http://example.com/hook", production)
     with pytest.raises(safety.UnsafeTarget, match="credentials"):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Final, Literal, get_args
+from typing import Annotated, Any, Final, Literal, get_args
 
 import msgspec
+
+from backend.core.wire import line
 
 # The incident's status names, in the order an incident moves through them (never backwards).
 IncidentStatusName = Literal["confirmed", "acknowledged", "responding", "on_scene", "resolved"]
@@ -49,3 +51,17 @@ class IncidentEvent(msgspec.Struct, kw_only=True):
 class IncidentTimeline(msgspec.Struct, kw_only=True):
     incident: Incident
     events: list[IncidentEvent]
+
+
+class LegalHoldRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Keep the incident's footage past retention (``hold: true``) or release it, with the reason."""
+
+    hold: bool
+    reason: Annotated[str, line(500)]
+
+
+class LegalHoldResult(msgspec.Struct, kw_only=True):
+    incident_id: uuid.UUID
+    legal_hold: bool
+    version: int
+    changed: bool
