@@ -286,11 +286,11 @@ async def _post_clips(
 
 
 async def _drain(settings: Settings) -> None:
-    from workers.main import HANDLERS, worker_context
+    from workers.main import SCHEDULES, TASKS, worker_context
     from workers.runner import Runner
 
     async with worker_context(settings) as ctx:
-        await Runner(ctx, HANDLERS).run(until_idle=True)
+        await Runner(ctx, TASKS, schedules=SCHEDULES).run(until_idle=True)
 
 
 def _show_pushes(inbox: PushInbox, seen: int) -> int:

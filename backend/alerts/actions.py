@@ -21,7 +21,7 @@ import asyncpg
 from backend.alerts import repo
 from backend.alerts.access import can_see
 from backend.alerts.schemas import ActionRequest, ActionResult
-from backend.core import queue
+from backend.core import jobs, queue
 from backend.core.auth import Principal
 from backend.core.config import Settings
 from backend.core.errors import Conflict, Forbidden, Invalid, NotFound
@@ -128,21 +128,19 @@ async def act(
         await repo.acknowledge_alert(conn, incident.id, me.user_id)
     await queue.enqueue(
         conn,
-        dispatch.UPDATE_JOB,
-        {
-            "incident_id": str(incident.id),
-            "version": applied.version,
-            "text": update_text(me, data.action, data.outcome),
-            "actor_id": str(me.user_id),
-        },
+        jobs.PushUpdate(
+            incident_id=incident.id,
+            version=applied.version,
+            text=update_text(me, data.action, data.outcome),
+            actor_id=me.user_id,
+        ),
         dedup_key=f"{incident.id}:update:{applied.version}",
     )
     if data.action == "request_police":
         chain = await dispatch.incident_policy(conn, settings, incident)
         await queue.enqueue(
             conn,
-            dispatch.STEP_JOB,
-            {"incident_id": str(incident.id), "step": chain.police, "force": True},
+            jobs.EscalateIncident(incident_id=incident.id, step=chain.police, force=True),
             dedup_key=f"{incident.id}:police",
         )
     log.info("incident_action", incident_id=str(incident.id), action=data.action, status=applied.status)

@@ -13,6 +13,8 @@ records each outcome:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -20,14 +22,15 @@ import asyncpg
 import msgspec
 
 from backend.adapters.push import PushGateway, PushMessage, PushResult, PushUnavailable
-from backend.core import queue
+from backend.core import jobs, queue
 from backend.core.config import Settings
+from backend.core.failures import DATABASE_UNAVAILABLE
 from backend.core.logging import get_logger
 from backend.core.metrics import PUSH_SENT
 from backend.dispatch import repo
 
 log = get_logger(__name__)
-RETRY_JOB = "retry_delivery"
+RETRY_JOB = jobs.RetryDelivery.kind
 _RETRY_BACKOFF_CAP_S = 60.0
 
 
@@ -88,7 +91,7 @@ async def _send(
         else:
             batch.append((delivery, message))
     try:
-        results = await gateway.send([m for _, m in batch])
+        results = await _send_holding_claims(conn, gateway, settings, batch)
     except PushUnavailable:
         await repo.unclaim(conn, [d.id for d, _ in batch])
         raise
@@ -103,9 +106,36 @@ async def _send(
             await _record(conn, settings, delivery, result, report)
     for outcome in ("sent", "invalid_token", "retry", "failed"):
         if count := getattr(report, outcome):
-            PUSH_SENT.labels(outcome=outcome).inc(count)
+            PUSH_SENT.labels(outcome=outcome, error_code="").inc(count)
     log.info("push_sent", deliveries=len(claimed), **msgspec.to_builtins(report))
     return report
+
+
+async def _send_holding_claims(
+    conn: asyncpg.Connection,
+    gateway: PushGateway,
+    settings: Settings,
+    batch: list[tuple[repo.ClaimedDelivery, PushMessage]],
+) -> list[PushResult]:
+    """Send the batch while renewing its claims, so no other sender takes a delivery in flight
+    (a claim older than the lease is a dead sender's; a live one never lets it get that old)."""
+    stop = asyncio.Event()
+    ids = [d.id for d, _ in batch]
+
+    async def renew() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), settings.job_lease_s / 3)
+            if not stop.is_set():
+                await repo.renew_claims(conn, ids)
+
+    heartbeat = asyncio.create_task(renew())
+    try:
+        return await gateway.send([m for _, m in batch])
+    finally:
+        stop.set()
+        with contextlib.suppress(*DATABASE_UNAVAILABLE):
+            await heartbeat
 
 
 async def _record(
@@ -139,8 +169,7 @@ async def _record(
         await repo.requeue(conn, delivery.id, code)
         await queue.enqueue(
             conn,
-            RETRY_JOB,
-            {"delivery_id": delivery.id},
+            jobs.RetryDelivery(delivery_id=delivery.id),
             dedup_key=f"delivery:{delivery.id}:{delivery.attempts}",
             run_at=run_at,
             max_attempts=3,

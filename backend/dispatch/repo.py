@@ -140,6 +140,7 @@ UNCLAIM = """
 UPDATE deliveries SET status = 'queued', attempts = attempts - 1, claimed_at = NULL, updated_at = now()
 WHERE id = ANY($1::bigint[]) AND status = 'sending'
 """
+RENEW_CLAIMS = "UPDATE deliveries SET claimed_at = now() WHERE id = ANY($1::bigint[]) AND status = 'sending'"
 DEACTIVATE_DEVICE = "UPDATE devices SET is_active = false, last_error = $2, updated_at = now() WHERE id = $1"
 
 
@@ -298,6 +299,10 @@ async def requeue(conn: asyncpg.Connection, delivery_id: int, error_code: str) -
 
 async def unclaim(conn: asyncpg.Connection, delivery_ids: list[int]) -> None:
     await conn.execute(UNCLAIM, delivery_ids)
+
+
+async def renew_claims(conn: asyncpg.Connection, delivery_ids: list[int]) -> None:
+    await conn.execute(RENEW_CLAIMS, delivery_ids)
 
 
 async def deactivate_device(conn: asyncpg.Connection, device_id: uuid.UUID, error_code: str) -> None:

@@ -28,7 +28,7 @@ import msgspec
 
 from backend.adapters.push import PushGateway
 from backend.audit import repo as audit
-from backend.core import queue
+from backend.core import jobs, queue
 from backend.core.auth import Principal
 from backend.core.config import Settings
 from backend.core.errors import Invalid, NotFound
@@ -37,15 +37,14 @@ from backend.dispatch import fanout, links, messages, policy, repo
 from backend.dispatch.schemas import VenuePolicy
 from backend.duty import repo as duty
 from backend.incidents import repo as timeline
-from backend.incidents import service as incidents
 
 log = get_logger(__name__)
 
-DISPATCH_JOB = incidents.DISPATCH_JOB  # enqueued by incident grouping when an incident opens
-STEP_JOB = "escalate_incident"
-REPEAT_JOB = "repeat_alert"
-UPDATE_JOB = "push_update"
-RETRY_JOB = fanout.RETRY_JOB
+DISPATCH_JOB = jobs.DispatchIncident.kind  # enqueued by incident grouping when an incident opens
+STEP_JOB = jobs.EscalateIncident.kind
+REPEAT_JOB = jobs.RepeatAlert.kind
+UPDATE_JOB = jobs.PushUpdate.kind
+RETRY_JOB = jobs.RetryDelivery.kind
 
 
 class StepResult(msgspec.Struct, kw_only=True):
@@ -134,8 +133,7 @@ async def run_step(
         run_at = await repo.db_now(conn) + timedelta(seconds=wait)
         await queue.enqueue(
             conn,
-            STEP_JOB,
-            {"incident_id": str(incident.id), "step": following},
+            jobs.EscalateIncident(incident_id=incident.id, step=following),
             dedup_key=f"{incident.id}:step:{following}",
             run_at=run_at,
         )
@@ -150,8 +148,7 @@ async def _schedule_repeat(
     run_at = await repo.db_now(conn) + timedelta(seconds=chain.repeat_every)
     await queue.enqueue(
         conn,
-        REPEAT_JOB,
-        {"incident_id": str(incident_id), "round": round_},
+        jobs.RepeatAlert(incident_id=incident_id, round=round_),
         dedup_key=f"{incident_id}:repeat:{round_}",
         run_at=run_at,
     )

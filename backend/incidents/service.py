@@ -14,7 +14,7 @@ from datetime import datetime
 
 import asyncpg
 
-from backend.core import queue
+from backend.core import jobs, queue
 from backend.core.errors import NotFound
 from backend.core.logging import get_logger
 from backend.incidents import repo
@@ -22,7 +22,7 @@ from backend.incidents.schemas import Incident, IncidentEvent, IncidentTimeline
 
 log = get_logger(__name__)
 
-DISPATCH_JOB = "dispatch_incident"
+DISPATCH_JOB = jobs.DispatchIncident.kind
 SYSTEM_ROLE = "system"
 
 
@@ -109,7 +109,7 @@ async def group_confirmed(conn: asyncpg.Connection, detection: ConfirmedDetectio
     )
     await repo.insert_event(conn, created.id, "confirmed", actor_role=SYSTEM_ROLE, data=_event_data(detection))
     await queue.enqueue(
-        conn, DISPATCH_JOB, {"incident_id": str(created.id), "reason": "opened"}, dedup_key=f"{created.id}:opened"
+        conn, jobs.DispatchIncident(incident_id=created.id, reason="opened"), dedup_key=f"{created.id}:opened"
     )
     log.info(
         "incident_opened",
