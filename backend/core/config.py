@@ -71,7 +71,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     alert_radius_m: Positive = 1500.0
     alert_ack_timeout_s: Positive = 30.0
     alert_accept_timeout_s: Positive = 60.0
-    alert_delivery_max_attempts: PositiveInt = 5
     short_link_ttl_s: PositiveInt = 3600
 
     @property

@@ -253,6 +253,10 @@ async def _notify(
             recipients += [(u, "dispatcher", None) for u in await repo.dispatchers(conn, incident.region_id)]
     alerts = await repo.insert_alerts(conn, incident.id, n, recipients)
     devices = await repo.active_devices(conn, [a.user_id for a in alerts])
+    with_device = {d.user_id for d in devices}
+    for alert in alerts:
+        if alert.user_id not in with_device:  # nobody to push to: shown to dispatchers, escalation moves on
+            await fanout.mark_undelivered(conn, incident.id, alert.id, "no registered device")
     images = await links.issue_many(conn, settings, incident, "snapshot", sorted({d.user_id for d in devices}))
     rows = _deliveries(
         alerts,
