@@ -9,7 +9,7 @@ from backend.adapters.storage import Storage
 from backend.core.config import Settings
 from backend.core.db import create_pool
 from backend.core.logging import configure_logging, get_logger
-from workers import confirm, dispatch, maintenance
+from workers import confirm, dispatch, maintenance, metrics
 from workers.runner import Runnable, Runner, WorkerContext, install_signal_handlers
 
 log = get_logger(__name__)
@@ -36,7 +36,7 @@ async def worker_context(settings: Settings) -> AsyncIterator[WorkerContext]:
 # Per-process resources (CPU pools with their model sessions, the push gateway) are set up by the
 # modules that need them: each is an ``async def setup(ctx, stack)`` registering its cleanup on ``stack``.
 # None of them needs the database, S3 or FCM to be up: a worker starts during an outage and waits.
-SETUPS: list[maintenance.Setup] = [confirm.setup, dispatch.setup]
+SETUPS: list[maintenance.Setup] = [confirm.setup, dispatch.setup, metrics.setup]
 
 
 async def run_worker(settings: Settings, *, until_idle: bool = False) -> None:

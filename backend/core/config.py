@@ -45,6 +45,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     worker_concurrency: PositiveInt = 2
     worker_alert_concurrency: PositiveInt = 4
     worker_metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9464
+    worker_metrics_addr: str = "0.0.0.0"  # noqa: S104 - the scraper reaches the worker from outside
     job_lease_s: Annotated[float, msgspec.Meta(ge=1)] = 15.0
     job_poll_s: Positive = 1.0
     job_max_attempts: PositiveInt = 8
