@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import statistics
@@ -504,6 +505,7 @@ async def main() -> None:
     parser.add_argument("--skip", action="append", default=[], help="fcm, db, proxy, sigkill, backlog")
     args = parser.parse_args()
     configure_logging(fmt="console", level="error")
+    logging.disable(logging.INFO)  # moto's, httpx's and uvicorn's request lines
     print(f"machine: {machine()}")
     print(f"baseline: SELECT 1 round trip p50 {await baseline():.3f} ms")
     from moto.server import ThreadedMotoServer

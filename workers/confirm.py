@@ -192,7 +192,7 @@ async def confirm_detection(ctx: WorkerContext, job: Work[jobs.ConfirmDetection]
     finally:
         await asyncio.to_thread(shutil.rmtree, work, True)
     recorded = await confirmation.record_outcome(
-        ctx.pool, detection_id, verdict, window_s=ctx.settings.incident_window_s
+        ctx.pool, ctx.settings, detection_id, verdict, window_s=ctx.settings.incident_window_s
     )
     if recorded.recorded:
         DETECTIONS_DECIDED.labels(kind=target.kind, decision=recorded.status).inc()

@@ -9,13 +9,15 @@ from backend.adapters.storage import Storage
 from backend.core.config import Settings
 from backend.core.db import create_pool
 from backend.core.logging import configure_logging, get_logger
-from workers import confirm, dispatch, maintenance, metrics
+from workers import confirm, dispatch, maintenance, metrics, webhooks
 from workers.runner import Runnable, Runner, WorkerContext, install_signal_handlers
 
 log = get_logger(__name__)
 
 # One task per job kind (kinds and lanes are declared in backend.core.jobs); each module owns its kinds.
-TASKS: list[Runnable] = [*maintenance.TASKS, *dispatch.TASKS, *confirm.TASKS]
+# Lanes: alerts, confirmations, webhooks (they wait on other people's servers) and housekeeping each
+# have their own slots, so none of them delays another.
+TASKS: list[Runnable] = [*maintenance.TASKS, *dispatch.TASKS, *confirm.TASKS, *webhooks.TASKS]
 SCHEDULES = [*maintenance.SCHEDULES, *dispatch.SCHEDULES]
 
 
@@ -23,7 +25,8 @@ SCHEDULES = [*maintenance.SCHEDULES, *dispatch.SCHEDULES]
 async def worker_context(settings: Settings) -> AsyncIterator[WorkerContext]:
     async with AsyncExitStack() as stack:
         pool = await create_pool(
-            settings.database_url, max_size=settings.worker_concurrency + settings.worker_alert_concurrency + 3
+            settings.database_url,
+            max_size=settings.worker_concurrency + settings.worker_alert_concurrency + settings.webhook_concurrency + 3,
         )
         stack.push_async_callback(pool.close)
         storage = await stack.enter_async_context(Storage(settings))
@@ -33,10 +36,11 @@ async def worker_context(settings: Settings) -> AsyncIterator[WorkerContext]:
         yield ctx
 
 
-# Per-process resources (CPU pools with their model sessions, the push gateway) are set up by the
-# modules that need them: each is an ``async def setup(ctx, stack)`` registering its cleanup on ``stack``.
-# None of them needs the database, S3 or FCM to be up: a worker starts during an outage and waits.
-SETUPS: list[maintenance.Setup] = [confirm.setup, dispatch.setup, metrics.setup]
+# Per-process resources (CPU pools with their model sessions, the push gateway, the webhook sender,
+# the metrics endpoint) are set up by the modules that need them: each is an ``async def setup(ctx,
+# stack)`` registering its cleanup on ``stack``. None of them needs the database, S3 or FCM to be
+# up: a worker starts during an outage and waits.
+SETUPS: list[maintenance.Setup] = [confirm.setup, dispatch.setup, webhooks.setup, metrics.setup]
 
 
 async def run_worker(settings: Settings, *, until_idle: bool = False) -> None:

@@ -36,6 +36,7 @@ from workers.errors import PermanentError, TransientError
 if TYPE_CHECKING:
     from backend.adapters.push import PushGateway
     from backend.adapters.storage import Storage
+    from backend.webhooks.sender import Sender
     from workers.confirm import Confirmer
 
 log = get_logger(__name__)
@@ -52,6 +53,7 @@ class WorkerContext:
     storage: Storage | None = None
     push: PushGateway | None = None
     confirmer: Confirmer | None = None
+    webhook_sender: Sender | None = None
 
     def require_storage(self) -> Storage:
         if self.storage is None:
@@ -62,6 +64,11 @@ class WorkerContext:
         if self.push is None:
             raise PermanentError("the dispatch setup did not run: no push gateway in this worker")
         return self.push
+
+    def require_webhook_sender(self) -> Sender:
+        if self.webhook_sender is None:
+            raise PermanentError("the webhook setup did not run: no sender in this worker")
+        return self.webhook_sender
 
     def require_confirmer(self) -> Confirmer:
         if self.confirmer is None:
@@ -137,6 +144,8 @@ def _lane_slots(settings: Settings, lane: Lane) -> int:
         return settings.worker_alert_concurrency
     if lane is Lane.CONFIRM:
         return settings.worker_concurrency
+    if lane is Lane.WEBHOOK:
+        return settings.webhook_concurrency
     return 1
 
 
@@ -219,7 +228,7 @@ class Runner:
 
     def _idle_wait(self) -> float:
         poll = self.ctx.settings.job_poll_s
-        return min(5.0, poll * 5) if self._down else poll  # back off while a dependency is away
+        return min(5.0, poll * 5) if "database" in self._down else poll  # no queue to poll: back off
 
     def _start(self, lane: _Lane, job: queue.Job) -> None:
         lane.running[job.id] = job

@@ -11,6 +11,7 @@ so a backlog of clips to confirm never delays a phone that should ring.
     alert         dispatch_incident, escalate_incident, repeat_alert,       worker_alert_concurrency
                   push_update, retry_delivery
     confirm       confirm_detection (edge-decided kinds first: priority)    worker_concurrency
+    webhook       deliver_webhook (other people's servers)                 webhook_concurrency
     housekeeping  sweep_uploads, prune_locations                            1
 
 Within a lane, jobs are claimed by ``priority`` (lower first), then by when they became due.
@@ -28,6 +29,7 @@ import msgspec
 class Lane(StrEnum):
     ALERT = "alert"
     CONFIRM = "confirm"
+    WEBHOOK = "webhook"
     HOUSEKEEPING = "housekeeping"
 
 
@@ -96,6 +98,14 @@ class RetryDelivery(Payload, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     delivery_id: int
 
 
+class DeliverWebhook(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One attempt at one webhook outbox row."""
+
+    kind: ClassVar[str] = "deliver_webhook"
+    lane: ClassVar[Lane] = Lane.WEBHOOK
+    delivery_id: int
+
+
 class SweepUploads(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
     kind: ClassVar[str] = "sweep_uploads"
     lane: ClassVar[Lane] = Lane.HOUSEKEEPING
@@ -115,6 +125,7 @@ PAYLOADS: Final[dict[str, type[Payload]]] = {
         RepeatAlert,
         PushUpdate,
         RetryDelivery,
+        DeliverWebhook,
         SweepUploads,
         PruneLocations,
     )

@@ -35,3 +35,8 @@ DELIVERIES_ABANDONED = Counter(
     "Deliveries given up (permanent error, or retried until the alert's TTL)",
     ["reason"],
 )
+WEBHOOK_ATTEMPTS = Counter(
+    "kuzet_webhook_attempts_total", "Webhook delivery attempts by outcome (delivered, retry, dead, gone)", ["outcome"]
+)
+WEBHOOK_DEAD = Counter("kuzet_webhook_deliveries_dead_total", "Webhook deliveries given up after the last try")
+WEBHOOK_SECONDS = Histogram("kuzet_webhook_attempt_seconds", "Webhook attempt time, request to answer")

@@ -37,7 +37,7 @@ from backend.core.failures import DATABASE_UNAVAILABLE
 from backend.core.logging import get_logger
 from backend.core.metrics import DELIVERIES_ABANDONED, PUSH_SENT
 from backend.dispatch import repo
-from backend.incidents import repo as timeline
+from backend.incidents import lifecycle
 
 log = get_logger(__name__)
 RETRY_JOB = jobs.RetryDelivery.kind
@@ -131,7 +131,7 @@ async def _send(
                 error_code=code,
             )
             DELIVERIES_ABANDONED.labels(reason=code.split()[0]).inc()
-        await undeliverable(conn, [d for d, _ in failed if d.purpose == "alert"])
+        await undeliverable(conn, settings, [d for d, _ in failed if d.purpose == "alert"])
     PUSH_SENT.labels(outcome="sent", error_code="").inc(report.sent)
     for result in results:
         if not result.ok:
@@ -140,28 +140,31 @@ async def _send(
     return report
 
 
-async def undeliverable(conn: asyncpg.Connection, failed: list[repo.ClaimedDelivery]) -> None:
+async def undeliverable(conn: asyncpg.Connection, settings: Settings, failed: list[repo.ClaimedDelivery]) -> None:
     """Mark recipients none of whose devices can be reached; escalate at once when nobody alerted
     about an incident can be reached. In the caller's transaction."""
     incidents: set[uuid.UUID] = set()
     for delivery in failed:
         reason = await repo.unreachable_reason(conn, delivery.alert_id)
-        if reason is not None and await mark_undelivered(conn, delivery.incident_id, delivery.alert_id, reason):
+        if reason is not None and await mark_undelivered(
+            conn, settings, delivery.incident_id, delivery.alert_id, reason
+        ):
             incidents.add(delivery.incident_id)
     for incident_id in incidents:
         await escalate_if_nobody_reachable(conn, incident_id)
 
 
-async def mark_undelivered(conn: asyncpg.Connection, incident_id: uuid.UUID, alert_id: uuid.UUID, reason: str) -> bool:
+async def mark_undelivered(
+    conn: asyncpg.Connection, settings: Settings, incident_id: uuid.UUID, alert_id: uuid.UUID, reason: str
+) -> bool:
     """Record once that the alert's recipient could not be reached, with the reason (a timeline event)."""
     marked = await repo.mark_undelivered(conn, alert_id, reason)
     if marked is None:
         return False
-    await timeline.insert_event(
+    await lifecycle.not_delivered(
         conn,
+        settings,
         incident_id,
-        "not_delivered",
-        actor_role="system",
         data={"user_id": str(marked.user_id), "audience": marked.audience, "reason": reason},
     )
     log.warning("recipient_unreachable", incident_id=str(incident_id), user_id=str(marked.user_id), reason=reason)
