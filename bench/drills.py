@@ -37,6 +37,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+import httpx
 from litestar.testing import AsyncTestClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -82,7 +83,7 @@ def env_for(dsn: str, inbox: PushInbox, **extra: str) -> dict[str, str]:
         "KUZET_LOG_LEVEL": "error",
         "KUZET_LOG_FORMAT": "console",
         "KUZET_JOB_POLL_S": "0.2",
-        "KUZET_JWT_SECRET": "drill-secret-drill-secret-drill",
+        "KUZET_JWT_SECRET": "drill-secret-drill-secret-drill-secret",
         "KUZET_WORKER_METRICS_PORT": "0",
         **extra,
     }
@@ -291,22 +292,36 @@ async def drill_sigkill(s3_url: str, inbox: PushInbox, work: Path) -> None:
     try:
         conn = await asyncpg.connect(dsn)
         await init_connection(conn)
+        ports = [free_port(), free_port()]
+        for port in ports:
+            procs.append(spawn_worker(env | {"KUZET_WORKER_METRICS_PORT": str(port)}))
+
+        async def scrape(port: int) -> str:
+            try:
+                async with httpx.AsyncClient() as http:
+                    return (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+            except httpx.TransportError:
+                return ""
+
+        async def both_ready() -> bool:  # a worker's metrics port answers once all its setup is done
+            return all([await scrape(port) for port in ports])
+
+        await until(both_ready, 180, step_s=0.2)
         async with Storage(settings) as storage:
             await storage.prepare()
             load = Load(conn, storage)
             await load.prepare()
             detection = await load.send(slow.read_bytes(), "weapon")
-        first = spawn_worker(env)
-        procs.append(first)
 
         async def processing() -> bool:
             return bool(await conn.fetchval("SELECT status = 'processing' FROM detections WHERE id = $1", detection))
 
         await until(processing, 120)
-        second = spawn_worker(env)
-        procs.append(second)
-        await asyncio.sleep(3)  # the second worker is up and polling
-        first.send_signal(signal.SIGKILL)
+        holder = 0
+        for i, port in enumerate(ports):
+            if 'kuzet_job_wait_seconds_count{kind="confirm_detection"} 1.0' in await scrape(port):
+                holder = i
+        procs[holder].send_signal(signal.SIGKILL)
         killed = time.monotonic()
 
         async def retaken() -> bool:
@@ -374,8 +389,8 @@ class Load:
                 HASH,
             )
 
-    async def send(self, clip: bytes, kind: str, edge_score: float = 0.9) -> uuid.UUID:
-        camera = self.cameras[self.sent % len(self.cameras)]
+    async def send(self, clip: bytes, kind: str, edge_score: float = 0.9, camera_at: int | None = None) -> uuid.UUID:
+        camera = self.cameras[self.sent % len(self.cameras) if camera_at is None else camera_at]
         self.sent += 1
         detection_id = uuid.uuid4()
         key = object_prefix(camera.venue_id, detection_id, datetime.now(UTC)) + "original.mp4"
@@ -428,9 +443,9 @@ async def drill_backlog(s3_url: str, inbox: PushInbox, work: Path, backlog: int,
             storage = await stack.enter_async_context(Storage(settings))
             await storage.prepare()
             load = Load(conn, storage)
-            await load.prepare()
-            for _ in range(backlog):
-                await load.send(fight, "fight")
+            await load.prepare(venues_n=4 + weapons)  # each weapon detection at a venue of its own
+            for i in range(backlog):
+                await load.send(fight, "fight", camera_at=i % 4)
             pool = await create_pool(dsn, max_size=12)
             stack.push_async_callback(pool.close)
             cpu = await stack.enter_async_context(confirm.new_pool(settings))
@@ -442,8 +457,8 @@ async def drill_backlog(s3_url: str, inbox: PushInbox, work: Path, backlog: int,
             task = asyncio.create_task(runner.run())
             await asyncio.sleep(2)  # the backlog is being worked on
             sent: list[uuid.UUID] = []
-            for _ in range(weapons):
-                sent.append(await load.send(fight, "weapon"))
+            for i in range(weapons):
+                sent.append(await load.send(fight, "weapon", camera_at=4 + i))
                 await asyncio.sleep(1.0)
 
             async def weapons_pushed() -> bool:
