@@ -19,7 +19,7 @@ from backend.adapters.storage import Storage
 from backend.auth.routes import AuthController
 from backend.cameras.routes import CameraAdminController
 from backend.core.config import Settings, load_settings
-from backend.core.db import DB_EXCEPTION_HANDLERS, create_pool, provide_connection
+from backend.core.db import create_pool, provide_connection
 from backend.core.errors import EXCEPTION_HANDLERS
 from backend.core.logging import configure_logging, get_logger, request_id_middleware
 from backend.core.openapi import answer_options_truthfully, close_request_schemas, document_problems
@@ -94,7 +94,7 @@ def create_app(
     app = Litestar(
         route_handlers=[*BACKEND_ROUTES, *extra_routes],
         dependencies={"db": Provide(provide_connection)},
-        exception_handlers={**EXCEPTION_HANDLERS, **DB_EXCEPTION_HANDLERS},
+        exception_handlers=EXCEPTION_HANDLERS,
         middleware=[ops_guard(settings), request_id_middleware, prometheus.middleware],
         before_send=[security_headers(settings)],
         lifespan=[lifespan],
