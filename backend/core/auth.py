@@ -27,7 +27,8 @@ from litestar.di import NamedDependency
 
 from backend.core import sessions
 from backend.core.config import Settings
-from backend.core.errors import Forbidden, Unauthorized
+from backend.core.errors import Forbidden, ServiceUnavailable, Unauthorized
+from backend.core.failures import DATABASE_UNAVAILABLE
 
 Role = Literal["officer", "bouncer", "owner", "dispatcher", "admin"]
 ROLES: tuple[Role, ...] = ("officer", "bouncer", "owner", "dispatcher", "admin")
@@ -162,7 +163,13 @@ async def current_principal(request: Request[object, object, State], conn: async
     """The signed-in user, whose account is active and whose session was not ended (core/sessions.py)."""
     principal = principal_of(request)
     cache: sessions.SessionCache = request.app.state.session_cache
-    if not await sessions.is_current(conn, cache, principal.user_id, principal.session_id, principal.token_version):
+    try:
+        current = await sessions.is_current(
+            conn, cache, principal.user_id, principal.session_id, principal.token_version
+        )
+    except DATABASE_UNAVAILABLE as exc:
+        raise ServiceUnavailable("database unreachable") from exc
+    if not current:
         raise Unauthorized("this sign-in has ended (signed out, sessions ended or account deactivated)")
     return principal
 
