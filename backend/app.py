@@ -27,6 +27,7 @@ from backend.dispatch.routes import EscalationPolicyAdminController
 from backend.health.routes import ROUTES as HEALTH_ROUTES
 from backend.users.routes import UserAdminController
 from backend.venues.routes import VenueAdminController
+from backend.webhooks.routes import WebhookAdminController
 
 log = get_logger(__name__)
 
@@ -38,6 +39,7 @@ BACKEND_ROUTES: list[ControllerRouterHandler] = [
     CameraAdminController,
     UserAdminController,
     EscalationPolicyAdminController,
+    WebhookAdminController,
 ]
 
 

@@ -140,6 +140,8 @@ def cmd_admin(args: argparse.Namespace) -> int:
             return 2
         venue_id = uuid.UUID(args.venue)
         action = lambda c: dispatch.put_venue_policy(c, None, venue_id, policy)  # noqa: E731
+    elif args.admin_command.endswith("webhook") or args.admin_command.endswith("webhooks"):
+        action = _webhook_action(args, settings)
     elif args.admin_command == "replay-dead":
         from backend.core import queue
 
@@ -159,6 +161,41 @@ def cmd_admin(args: argparse.Namespace) -> int:
             return 2
         raise
     return 0
+
+
+def _webhook_action(args: argparse.Namespace, settings: Settings) -> Callable[[asyncpg.Connection], Awaitable[Any]]:
+    from backend.webhooks import service as webhooks
+    from backend.webhooks.schemas import ReplayRequest, RotateSecret, SubscriptionCreate, SubscriptionUpdate
+
+    command = args.admin_command
+    if command == "create-webhook":
+        area = msgspec.json.decode(Path(args.area_file).read_bytes()) if args.area_file else None
+        data = msgspec.convert(
+            {
+                "name": args.name,
+                "url": args.url,
+                "event_types": args.events.split(","),
+                "format": args.format,
+                "region_id": args.region,
+                "venue_ids": args.venue or None,
+                "area": area,
+            },
+            SubscriptionCreate,
+        )
+        return lambda c: webhooks.create(c, settings, None, data)
+    if command == "list-webhooks":
+        return webhooks.list_all
+    sub_id = uuid.UUID(args.id)
+    if command in {"enable-webhook", "disable-webhook"}:
+        change = SubscriptionUpdate(enabled=command == "enable-webhook")
+        return lambda c: webhooks.update(c, settings, None, sub_id, change)
+    if command == "rotate-webhook":
+        rotate = RotateSecret(overlap_s=args.overlap_s)
+        return lambda c: webhooks.rotate_secret(c, settings, None, sub_id, rotate)
+    if command == "deliveries-webhook":
+        return lambda c: webhooks.deliveries(c, sub_id, status=args.status, limit=args.limit)
+    replay = ReplayRequest(delivery_ids=args.delivery or None)
+    return lambda c: webhooks.replay(c, None, sub_id, replay)
 
 
 def cmd_model(args: argparse.Namespace) -> int:
@@ -269,6 +306,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = asub.add_parser("set-escalation-policy", help="a venue's escalation policy from a JSON file")
     p.add_argument("--venue", required=True)
     p.add_argument("--file", required=True, help="the policy as the admin API takes it")
+    p = asub.add_parser("create-webhook", help="subscribe a city system; the signing secret is printed once")
+    p.add_argument("--name", required=True)
+    p.add_argument("--url", required=True)
+    p.add_argument("--events", required=True, help="comma-separated: incident.opened,incident.resolved,...")
+    p.add_argument("--format", choices=["json", "cap"], default="json")
+    p.add_argument("--region", help="only incidents of this police region")
+    p.add_argument("--venue", action="append", help="only these venues (repeat the option)")
+    p.add_argument("--area-file", help="only venues inside this GeoJSON Polygon or MultiPolygon")
+    asub.add_parser("list-webhooks")
+    for name in ("enable-webhook", "disable-webhook"):
+        asub.add_parser(name).add_argument("id")
+    p = asub.add_parser("rotate-webhook", help="a new secret, printed once; the old one signs too for the overlap")
+    p.add_argument("id")
+    p.add_argument("--overlap-s", type=float)
+    p = asub.add_parser("deliveries-webhook", help="a subscription's deliveries with every attempt")
+    p.add_argument("id")
+    p.add_argument("--status", choices=["pending", "sending", "delivered", "dead"])
+    p.add_argument("--limit", type=int, default=50)
+    p = asub.add_parser("replay-webhook", help="send dead deliveries (or --delivery N ...) again")
+    p.add_argument("id")
+    p.add_argument("--delivery", type=int, action="append")
     p = asub.add_parser("replay-dead", help="re-queue dead jobs of the given kinds")
     p.add_argument("kind", nargs="+")
 

@@ -3,7 +3,8 @@
 Starts an S3-compatible server (moto) and a local FCM v1 server in-process, a fresh
 ``kuzet_demo`` database, the API (uvicorn) and a worker; registers a venue in Almaty with two
 cameras and its people; posts real clips; shows confirmation, the phones ringing, a bouncer
-acknowledging and an officer responding.
+acknowledging and an officer responding; a local receiver stands in for the police operational
+centre (JSON) and the city's platform (CAP 1.2) and verifies each webhook's signature.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from backend.core.config import Settings, load_settings
 from backend.core.db import init_connection
 from backend.core.migrations import migrate
 from kuzet.devtools.push_inbox import PushInbox
+from kuzet.devtools.webhook_receiver import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DB = "kuzet_demo"
@@ -129,6 +131,8 @@ async def _run(shared: Path | None) -> int:
     inbox = PushInbox()
     inbox.__enter__()
     show("push", f"local FCM v1 server on {inbox.url} (open it in a browser to see the phones)")
+    receiver = WebhookReceiver().__enter__()
+    show("city systems", f"local webhook receiver on http://127.0.0.1:{receiver.port}")
     try:
         dsn = await _fresh_database()
         api_port = _free_port()
@@ -145,6 +149,7 @@ async def _run(shared: Path | None) -> int:
                 "KUZET_JOB_POLL_S": "0.2",
                 "KUZET_ALERT_ACK_TIMEOUT_S": "3",
                 "KUZET_PUBLIC_BASE_URL": f"http://127.0.0.1:{api_port}",
+                "KUZET_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",  # the local receiver; refused otherwise
             }
         )
         from backend.adapters.storage import Storage
@@ -154,14 +159,17 @@ async def _run(shared: Path | None) -> int:
         async with api_server(settings, api_port) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
             show("api", f"{base}  (OpenAPI at {base}/schema/openapi.json)")
             people = await _register(http, settings)
+            await _subscribe(http, people, receiver)
             await _phones(http, people, inbox)
             detections = await _post_clips(http, people, demo_clips(shared, workdir), settings)
             say("Confirming with the server-side model (kuzet worker)")
             started = time.perf_counter()
             await _drain(settings)
             show("worker", f"queue drained in {time.perf_counter() - started:.1f} s")
-            await _show_outcome(http, people, detections, inbox, settings)
+            incident_id = await _show_outcome(http, people, detections, inbox, settings)
+            await _show_webhooks(http, people, receiver, incident_id, settings)
     finally:
+        receiver.__exit__(None, None, None)
         inbox.__exit__(None, None, None)
         s3.stop()
     say("Stopped everything the demo started (the kuzet_demo database is kept for inspection)")
@@ -286,11 +294,78 @@ async def _post_clips(
 
 
 async def _drain(settings: Settings) -> None:
-    from workers.main import HANDLERS, worker_context
+    from workers.main import HANDLERS, WEBHOOK_HANDLERS, worker_context
     from workers.runner import Runner
 
     async with worker_context(settings) as ctx:
-        await Runner(ctx, HANDLERS).run(until_idle=True)
+        await Runner(ctx, {**HANDLERS, **WEBHOOK_HANDLERS}).run(until_idle=True)
+
+
+async def _subscribe(http: httpx.AsyncClient, people: dict[str, Any], receiver: WebhookReceiver) -> None:
+    from standardwebhooks.webhooks import Webhook
+
+    say("City systems subscribe to signed webhooks (secrets shown once)")
+    venue, lat, lon = people["venue"], float(str(VENUE["lat"])), float(str(VENUE["lon"]))
+    d = 0.02  # about 2 km around the club
+    area = {
+        "type": "Polygon",
+        "coordinates": [
+            [[lon - d, lat - d], [lon + d, lat - d], [lon + d, lat + d], [lon - d, lat + d], [lon - d, lat - d]]
+        ],
+    }
+    every = [
+        "incident.opened",
+        "incident.updated",
+        "incident.acknowledged",
+        "incident.escalated",
+        "incident.responding",
+        "incident.resolved",
+    ]
+    targets: list[tuple[str, dict[str, Any]]] = [
+        ("/police", {"name": "Police operational centre", "format": "json", "region_id": people["region"]["id"]}),
+        ("/city", {"name": "City safety platform", "format": "cap", "area": area}),
+    ]
+    for path, body in targets:
+        body |= {"url": f"http://127.0.0.1:{receiver.port}{path}", "event_types": every}
+        created = (await http.post("/v1/admin/webhooks", json=body, headers=people["admin"])).json()
+        hook = Webhook(created["secret"])
+
+        def verify(data: bytes, headers: dict[str, str], hook: Webhook = hook) -> None:
+            hook.verify(data, headers, json_parse=False)
+
+        receiver.verifiers[path] = verify
+        show(
+            str(body["name"]), f"{created['format']} to {created['url']}, secret {created['secret'][:12]}… (shown once)"
+        )
+    show("venue", f"{venue['name']} is in the police centre's region and inside the platform's area")
+
+
+async def _show_webhooks(
+    http: httpx.AsyncClient,
+    people: dict[str, Any],
+    receiver: WebhookReceiver,
+    incident_id: str | None,
+    settings: Settings,
+) -> None:
+    if incident_id is None:
+        return
+    resolve = await http.post(
+        f"/v1/incidents/{incident_id}/actions",
+        json={"action": "resolve", "outcome": "police_attended"},
+        headers=people["seitkali"],
+    )
+    show("Officer Seitkali resolves", f"HTTP {resolve.status_code} -> {resolve.json().get('status')}")
+    await _drain(settings)
+    say("What the city systems received (each signature verified with the standardwebhooks library)")
+    for received in receiver.received:
+        ok = "signature verified" if received.verified else "SIGNATURE FAILED"
+        if received.path == "/police":
+            what = json.loads(received.body)["type"]
+        else:
+            text = received.body.decode()
+            msg_type = text.split("<msgType>")[1].split("<")[0]
+            what = f"CAP {msg_type} ({text.split('<category>')[1].split('<')[0]})"
+        show(received.path[1:], f"{what}, {received.headers['webhook-id'][:16]}…, {len(received.body)} B, {ok}")
 
 
 def _show_pushes(inbox: PushInbox, seen: int) -> int:
@@ -306,7 +381,7 @@ async def _show_outcome(
     detections: list[dict[str, Any]],
     inbox: PushInbox,
     settings: Settings,
-) -> None:
+) -> str | None:
     incident_id = None
     for detection in detections:
         status = (
@@ -321,7 +396,7 @@ async def _show_outcome(
     seen = _show_pushes(inbox, 0)
     if incident_id is None:
         show("incident", "none confirmed: nobody is disturbed")
-        return
+        return None
     wait = settings.alert_ack_timeout_s
     say(f"Nobody acknowledges within {wait:.0f} s: the incident escalates to the nearest officer")
     await asyncio.sleep(wait + 0.5)
@@ -353,6 +428,7 @@ async def _show_outcome(
     show("status", detail.get("status"))
     elsewhere = await http.get(f"/v1/incidents/{incident_id}", headers=people["owner"])
     show("the owner of another venue asks for it", f"HTTP {elsewhere.status_code}")
+    return str(incident_id)
 
 
 def _describe_push(message: dict[str, Any]) -> str:

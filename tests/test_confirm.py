@@ -332,7 +332,7 @@ async def test_rerun_after_decision_changes_nothing(
     assert after["decided_at"] == before["decided_at"]
     assert after["incident_id"] == before["incident_id"]
     assert await conn.fetchval("SELECT count(*) FROM incidents") == 1
-    assert await conn.fetchval("SELECT count(*) FROM incident_events") == 2
+    assert await conn.fetchval("SELECT count(*) FROM incident_events") == 1  # one event per change
     assert await conn.fetchval("SELECT count(*) FROM jobs WHERE kind = 'dispatch_incident'") == 1
     assert await conn.fetchval("SELECT count(*) FROM jobs WHERE kind = 'confirm_detection'") == 0
     await assert_artefacts(storage, row.clip_key)

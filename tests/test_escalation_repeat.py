@@ -222,15 +222,15 @@ async def test_a_round_fires_once_and_only_after_the_last_step(
     async with conn.transaction():
         assert (await dispatch.run_step(conn, settings, w.incident, step=0)).fired == [0]
     async with conn.transaction():  # the chain is at step 1 of 3: nothing to repeat yet
-        assert (await dispatch.run_repeat(conn, w.incident, round_=1)).skipped == "stale"
+        assert (await dispatch.run_repeat(conn, settings, w.incident, round_=1)).skipped == "stale"
     async with conn.transaction():
         assert (await dispatch.run_step(conn, settings, w.incident, step=2, force=True)).fired == [1, 2]
     async with conn.transaction():
-        first = await dispatch.run_repeat(conn, w.incident, round_=1)
+        first = await dispatch.run_repeat(conn, settings, w.incident, round_=1)
     async with conn.transaction():
-        duplicate = await dispatch.run_repeat(conn, w.incident, round_=1)  # the job delivered twice
+        duplicate = await dispatch.run_repeat(conn, settings, w.incident, round_=1)  # the job delivered twice
     async with conn.transaction():
-        beyond = await dispatch.run_repeat(conn, w.incident, round_=3)  # the default repeats twice
+        beyond = await dispatch.run_repeat(conn, settings, w.incident, round_=3)  # the default repeats twice
     assert first.fired == [1]
     assert first.deliveries == 4  # nobody answered yet: everyone alerted is reminded
     assert duplicate.skipped == "stale"
@@ -249,7 +249,7 @@ async def test_nobody_left_to_remind_ends_the_repeats(
         await dispatch.run_step(conn, settings, w.incident, step=0)
     await conn.execute("UPDATE alerts SET acknowledged_at = now() WHERE incident_id = $1", w.incident)
     async with conn.transaction():
-        result = await dispatch.run_repeat(conn, w.incident, round_=1)
+        result = await dispatch.run_repeat(conn, settings, w.incident, round_=1)
     assert result.skipped == "answered"
     assert [j["dedup_key"] for j in await jobs(conn, REPEAT)] == [f"{w.incident}:repeat:1"]
 

@@ -19,6 +19,7 @@ from backend.incidents.service import get_timeline
 from tests.factories import Factory
 
 WINDOW = 120.0
+SETTINGS = Settings(environment="test")
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def confirmed(score: float = 0.8, tag: str = "a") -> Verdict:
 
 
 async def decide(pool: asyncpg.Pool, detection: Any, verdict: Verdict | None = None) -> uuid.UUID | None:
-    result = await record_outcome(pool, detection.id, verdict or confirmed(), window_s=WINDOW)
+    result = await record_outcome(pool, SETTINGS, detection.id, verdict or confirmed(), window_s=WINDOW)
     assert result.recorded
     return result.incident.incident_id if result.incident else None
 
@@ -81,13 +82,16 @@ async def test_detections_within_the_window_join_one_incident(
     assert linked == 3
 
     timeline = await get_timeline(conn, incident_id)  # type: ignore[arg-type]
-    assert [e.type for e in timeline.events] == ["detected", "confirmed", "detection_added", "detection_added"]
-    detected = timeline.events[0]
-    assert detected.at == first.received_at
-    assert detected.actor_role == "camera"
-    assert detected.data["detection_id"] == str(first.id)
-    assert timeline.events[1].data["reason"].startswith("kuzet-fight/1 scored 0.70")
-    assert timeline.events[3].data["detection_count"] == 3
+    # One event per change: opening is one ``confirmed`` event that also says when the camera's
+    # detection arrived; each joining detection is one ``detection_added``.
+    assert [e.type for e in timeline.events] == ["confirmed", "detection_added", "detection_added"]
+    opened = timeline.events[0]
+    assert opened.data["detected_at"] == first.received_at.isoformat()
+    assert opened.actor_role == "system"
+    assert opened.data["detection_id"] == str(first.id)
+    assert opened.data["camera_id"] == str(camera.camera.id)
+    assert opened.data["reason"].startswith("kuzet-fight/1 scored 0.70")
+    assert timeline.events[2].data["detection_count"] == 3
 
     jobs = await conn.fetch("SELECT kind, payload, dedup_key FROM jobs WHERE kind = 'dispatch_incident'")
     assert [(j["payload"], j["dedup_key"]) for j in jobs] == [
@@ -147,7 +151,7 @@ async def test_a_decided_detection_is_never_decided_again(
 ) -> None:
     detection = await make.detection()
     incident_id = await decide(pool, detection)
-    again = await record_outcome(pool, detection.id, Verdict("rejected", "second opinion"), window_s=WINDOW)
+    again = await record_outcome(pool, SETTINGS, detection.id, Verdict("rejected", "second opinion"), window_s=WINDOW)
     assert not again.recorded
     assert again.status == "confirmed"
     assert (await incident(conn, incident_id))["detection_count"] == 1
@@ -187,4 +191,4 @@ async def test_a_burst_of_confirmations_makes_one_incident(
     assert row["max_score"] == pytest.approx(0.85)
     assert row["snapshot_key"] == "clips/7/snapshot.jpg"
     events = await conn.fetchval("SELECT count(*) FROM incident_events WHERE incident_id = $1", ids[0])
-    assert events == 2 + 7
+    assert events == 1 + 7  # one event per change: opened, then seven detections added

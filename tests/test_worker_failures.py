@@ -263,6 +263,6 @@ async def test_worker_killed_mid_job_leaves_it_to_another_exactly_once(
     assert after["status"] == "confirmed"
     assert await job_row(conn) is None
     assert await conn.fetchval("SELECT count(*) FROM incidents") == 1
-    assert await conn.fetchval("SELECT count(*) FROM incident_events WHERE type IN ('detected', 'confirmed')") == 2
+    assert await conn.fetchval("SELECT count(*) FROM incident_events WHERE type = 'confirmed'") == 1
     assert await conn.fetchval("SELECT detection_count FROM incidents") == 1
     await assert_artefacts(storage, row.clip_key)  # exactly the original, one snapshot, one playable MP4

@@ -237,7 +237,7 @@ async def confirm_detection(ctx: WorkerContext, job: queue.Job) -> None:
     finally:
         await asyncio.to_thread(shutil.rmtree, work, True)
     recorded = await confirmation.record_outcome(
-        ctx.pool, detection_id, verdict, window_s=ctx.settings.incident_window_s
+        ctx.pool, ctx.settings, detection_id, verdict, window_s=ctx.settings.incident_window_s
     )
     if shadow is not None:
         async with ctx.pool.acquire() as conn:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -9,8 +11,8 @@ from backend.adapters.storage import Storage
 from backend.core.config import Settings
 from backend.core.db import create_pool
 from backend.core.logging import configure_logging, get_logger
-from workers import confirm, dispatch, maintenance
-from workers.runner import Handler, Runner, WorkerContext, install_signal_handlers
+from workers import confirm, dispatch, maintenance, webhooks
+from workers.runner import Handler, Runner, WorkerContext
 
 log = get_logger(__name__)
 
@@ -20,12 +22,14 @@ HANDLERS: dict[str, Handler] = {
     **dispatch.HANDLERS,
     confirm.CONFIRM_JOB: confirm.confirm_detection,
 }
+# Webhook deliveries wait on other people's servers: their own lane, with its own concurrency.
+WEBHOOK_HANDLERS: dict[str, Handler] = dict(webhooks.HANDLERS)
 
 
 @asynccontextmanager
 async def worker_context(settings: Settings) -> AsyncIterator[WorkerContext]:
     async with AsyncExitStack() as stack:
-        pool = await create_pool(settings.database_url, max_size=settings.worker_concurrency + 2)
+        pool = await create_pool(settings.database_url, max_size=settings.worker_concurrency + 6)
         stack.push_async_callback(pool.close)
         storage = await stack.enter_async_context(Storage(settings))
         ctx = WorkerContext(settings=settings, pool=pool, storage=storage)
@@ -36,15 +40,30 @@ async def worker_context(settings: Settings) -> AsyncIterator[WorkerContext]:
 
 # Per-process resources (model sessions, CPU pools, the push gateway) are set up by the modules
 # that need them: each is an ``async def setup(ctx, stack)`` registering its cleanup on ``stack``.
-SETUPS: list[maintenance.Setup] = [maintenance.setup, confirm.setup, dispatch.setup]
+SETUPS: list[maintenance.Setup] = [maintenance.setup, confirm.setup, dispatch.setup, webhooks.setup]
+
+
+def _stop_all(runners: list[Runner]) -> None:
+    for runner in runners:
+        runner.stop()
 
 
 async def run_worker(settings: Settings, *, until_idle: bool = False) -> None:
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     async with worker_context(settings) as ctx:
-        runner = Runner(ctx, HANDLERS)
+        runners = [
+            Runner(ctx, HANDLERS),
+            Runner(ctx, WEBHOOK_HANDLERS, concurrency=settings.webhook_concurrency),
+        ]
         if not until_idle:
-            install_signal_handlers(runner)
-        log.info("worker_started", kinds=sorted(HANDLERS), concurrency=runner.concurrency)
-        await runner.run(until_idle=until_idle)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, _stop_all, runners)
+        log.info(
+            "worker_started",
+            kinds=sorted([*HANDLERS, *WEBHOOK_HANDLERS]),
+            concurrency=runners[0].concurrency,
+            webhook_concurrency=runners[1].concurrency,
+        )
+        await asyncio.gather(*(r.run(until_idle=until_idle) for r in runners))
         log.info("worker_stopped")

@@ -10,7 +10,7 @@ import asyncpg
 
 from backend.alerts import repo
 from backend.core.auth import Principal
-from backend.dispatch.repo import IncidentRow
+from backend.incidents.repo import IncidentRow
 
 
 async def can_see(conn: asyncpg.Connection, me: Principal, incident: IncidentRow) -> bool:

@@ -1,4 +1,4 @@
-"""SQL for responders' reads and actions (incidents are locked through ``backend.dispatch.repo``)."""
+"""SQL for responders' reads and their alerts (incidents change only through ``backend.incidents.lifecycle``)."""
 
 from __future__ import annotations
 
@@ -45,22 +45,7 @@ class ResponderRow(msgspec.Struct, frozen=True):
     at: datetime
 
 
-class AppliedRow(msgspec.Struct, frozen=True):
-    status: str
-    version: int
-    police_requested: bool
-
-
 SELECT_MY_ALERT = "SELECT id FROM alerts WHERE incident_id = $1 AND user_id = $2"
-DID_ACTION = "SELECT EXISTS (SELECT 1 FROM incident_events WHERE incident_id = $1 AND actor_id = $2 AND type = $3)"
-APPLY = """
-UPDATE incidents SET status = $2, police_requested = police_requested OR $3,
-       acknowledged_at = CASE WHEN $4 THEN COALESCE(acknowledged_at, now()) ELSE acknowledged_at END,
-       resolved_at = CASE WHEN $2 = 'resolved' THEN now() ELSE resolved_at END,
-       outcome = COALESCE($5, outcome), version = version + 1, updated_at = now()
-WHERE id = $1
-RETURNING status, version, police_requested
-"""
 ACK_ALERT = """
 UPDATE alerts SET acknowledged_at = COALESCE(acknowledged_at, now())
 WHERE incident_id = $1 AND user_id = $2 RETURNING id
@@ -117,23 +102,6 @@ ORDER BY e.actor_id, e.id DESC
 async def my_alert(conn: asyncpg.Connection, incident_id: uuid.UUID, user_id: uuid.UUID) -> uuid.UUID | None:
     alert_id: uuid.UUID | None = await conn.fetchval(SELECT_MY_ALERT, incident_id, user_id)
     return alert_id
-
-
-async def did_action(conn: asyncpg.Connection, incident_id: uuid.UUID, user_id: uuid.UUID, event_type: str) -> bool:
-    return bool(await conn.fetchval(DID_ACTION, incident_id, user_id, event_type))
-
-
-async def apply(
-    conn: asyncpg.Connection,
-    incident_id: uuid.UUID,
-    *,
-    status: str,
-    police_requested: bool,
-    acknowledged: bool,
-    outcome: str | None,
-) -> AppliedRow:
-    record = await conn.fetchrow(APPLY, incident_id, status, police_requested, acknowledged, outcome)
-    return msgspec.convert(dict(record), AppliedRow)
 
 
 async def acknowledge_alert(conn: asyncpg.Connection, incident_id: uuid.UUID, user_id: uuid.UUID) -> None:

@@ -28,8 +28,8 @@ from backend.core.auth import Principal
 from backend.core.config import Settings
 from backend.core.errors import Invalid, NotFound
 from backend.dispatch import links
-from backend.dispatch import repo as dispatch_repo
 from backend.duty import repo as duty
+from backend.incidents import lifecycle
 
 __all__ = ["incident_detail", "my_alerts", "receipt"]
 
@@ -90,7 +90,7 @@ def _event_data(event: repo.EventRow, full: bool) -> dict[str, Any]:
 async def incident_detail(
     conn: asyncpg.Connection, settings: Settings, me: Principal, incident_id: uuid.UUID
 ) -> IncidentDetail:
-    incident = await dispatch_repo.get_incident(conn, incident_id)
+    incident = await lifecycle.get(conn, incident_id)
     if incident is None or not await can_see(conn, me, incident):
         raise NotFound("no such incident", field="incident_id")
     privileged = me.role in LOCATION_VIEWERS

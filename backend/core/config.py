@@ -6,6 +6,7 @@ message that names the variable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -70,10 +71,28 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     alert_accept_timeout_s: Positive = 60.0
     alert_delivery_max_attempts: PositiveInt = 5
     short_link_ttl_s: PositiveInt = 3600
+    # webhooks
+    webhook_timeout_s: Positive = 15.0
+    webhook_retry_schedule_s: str | None = "5,300,1800,7200,18000,36000,36000"  # empty: no retries
+    webhook_allow_networks: str | None = None  # CIDRs that may be targets although private (tests, the demo)
+    webhook_secret_overlap_s: Annotated[float, msgspec.Meta(ge=0)] = 24 * 3600.0
+    webhook_concurrency: PositiveInt = 16
+    webhook_link_ttl_s: PositiveInt = 24 * 3600
+    webhook_cap_sender: Annotated[str, msgspec.Meta(min_length=1, pattern=r"^[^\s,<&]+$")] = "kuzet"
 
     @property
     def is_production(self) -> bool:
         return self.environment == "production"
+
+    @property
+    def webhook_retry_delays(self) -> tuple[float, ...]:
+        """Seconds before each retry of a webhook (the first try is at once)."""
+        return tuple(float(x) for x in (self.webhook_retry_schedule_s or "").split(",") if x.strip())
+
+    @property
+    def webhook_allowed_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        networks = (self.webhook_allow_networks or "").split(",")
+        return tuple(ipaddress.ip_network(x.strip()) for x in networks if x.strip())
 
 
 class ConfigError(Exception):
@@ -108,4 +127,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(message) from None
     if settings.is_production and settings.jwt_secret == Settings().jwt_secret:
         raise ConfigError("KUZET_JWT_SECRET: must be set to a secret value in production")
+    try:
+        delays = settings.webhook_retry_delays
+    except ValueError:
+        raise ConfigError("KUZET_WEBHOOK_RETRY_SCHEDULE_S: comma-separated seconds, e.g. 5,300,1800") from None
+    if any(d < 0 for d in delays):
+        raise ConfigError("KUZET_WEBHOOK_RETRY_SCHEDULE_S: delays cannot be negative")
+    try:
+        settings.webhook_allowed_networks  # noqa: B018 - parsed here so a typo stops start-up
+    except ValueError as exc:
+        raise ConfigError(f"KUZET_WEBHOOK_ALLOW_NETWORKS: {exc}") from None
     return settings

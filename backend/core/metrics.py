@@ -10,3 +10,8 @@ QUEUE_DEPTH = Gauge("kuzet_queue_jobs", "Jobs in the queue", ["kind", "status"])
 JOBS_FINISHED = Counter("kuzet_jobs_finished_total", "Jobs finished by outcome", ["kind", "outcome"])
 JOB_SECONDS = Histogram("kuzet_job_seconds", "Job run time", ["kind"])
 PUSH_SENT = Counter("kuzet_push_total", "Push deliveries by outcome", ["outcome"])
+WEBHOOK_ATTEMPTS = Counter(
+    "kuzet_webhook_attempts_total", "Webhook delivery attempts by outcome (delivered, retry, dead, gone)", ["outcome"]
+)
+WEBHOOK_DEAD = Counter("kuzet_webhook_deliveries_dead_total", "Webhook deliveries given up after the last try")
+WEBHOOK_SECONDS = Histogram("kuzet_webhook_attempt_seconds", "Webhook attempt time, request to answer")

@@ -1,6 +1,7 @@
 """The server's decision on a detection: per-kind policy, and recording it with its incident.
 
-Policy (``decide``, pure): ``fight`` and ``aggression`` are confirmed when the server model's
+Policy (``decide``, pure; each kind's rule is declared in ``backend.incidents.kinds``):
+``fight`` and ``aggression`` are confirmed when the server model's
 score reaches the threshold (``KUZET_CONFIRM_THRESHOLD_<KIND>``, else the model's own);
 ``weapon`` and ``fire_smoke`` have no server model and are confirmed on the edge score against
 ``KUZET_EDGE_THRESHOLD_<KIND>``, marked not verified by the server; ``crowd_surge`` needs
@@ -24,12 +25,12 @@ import asyncpg
 import msgspec
 
 from backend.core.config import Settings
-from backend.incidents import service as incidents
+from backend.incidents import kinds
+from backend.incidents import lifecycle as incidents
 
 Outcome = Literal["confirmed", "rejected", "unprocessable"]
 DECIDED: Final = frozenset({"confirmed", "rejected", "unprocessable"})
-MODEL_KINDS: Final = frozenset({"fight", "aggression"})
-EDGE_ONLY_KINDS: Final = frozenset({"weapon", "fire_smoke"})
+MODEL_KINDS: Final = frozenset(k.name for k in kinds.KINDS.values() if k.confirmation == "model")
 
 
 # --- policy ---------------------------------------------------------------------------------
@@ -56,26 +57,40 @@ class Decision:
 
 def uses_server_model(kind: str, settings: Settings) -> bool:
     """Whether this kind's decision needs the clip scored by the server model."""
-    return kind in MODEL_KINDS or (kind == "crowd_surge" and settings.person_model is not None)
+    rule = kinds.get(kind).confirmation
+    return rule == "model" or (rule == "crowd" and settings.person_model is not None)
 
 
 def _cmp(ok: bool) -> str:
     return ">=" if ok else "<"
 
 
+def _threshold(declared: kinds.DetectionKind, settings: Settings) -> float | None:
+    if declared.threshold_setting is None:
+        return None
+    value: float | None = getattr(settings, declared.threshold_setting)
+    return value
+
+
 def decide(kind: str, edge_score: float, evidence: Evidence, settings: Settings) -> Decision:
-    """Confirm or reject one detection, with the reason."""
-    if kind in MODEL_KINDS:
+    """Confirm or reject one detection, with the reason (the rule is the kind's, from the registry)."""
+    declared = kinds.KINDS.get(kind)
+    if declared is None:
+        raise ValueError(f"unknown detection kind {kind!r}")
+    rule = declared.confirmation
+    if rule == "manual":
+        return Decision(True, edge_score, "raised by a person", verified_by_server=False)
+    if rule == "model":
         if evidence.model_score is None or evidence.model_threshold is None:
             raise ValueError(f"{kind} needs the server model's score")
-        override = settings.confirm_threshold_fight if kind == "fight" else settings.confirm_threshold_aggression
-        threshold = evidence.model_threshold if override is None else override
+        override = _threshold(declared, settings)
+        threshold: float = evidence.model_threshold if override is None else override
         source = "the model's threshold" if override is None else "the configured threshold"
         score = evidence.model_score
         ok = score >= threshold
         reason = f"{evidence.model or 'model'} scored {score:.2f} {_cmp(ok)} {source} {threshold:.2f}"
         return Decision(ok, score, reason, verified_by_server=True)
-    if kind == "crowd_surge" and evidence.person_count is not None:
+    if rule == "crowd" and evidence.person_count is not None:
         persons, motion = evidence.person_count, evidence.motion or 0.0
         need_persons, need_motion = settings.crowd_surge_min_persons, settings.crowd_surge_min_motion
         # How much of the bar the weaker of the two criteria reaches; both met <=> 1.0.
@@ -86,17 +101,13 @@ def decide(kind: str, edge_score: float, evidence: Evidence, settings: Settings)
             f"{_cmp(motion >= need_motion)} {need_motion:.2f} frame heights/s needed"
         )
         return Decision(ok, max(0.0, score), reason, verified_by_server=True)
-    if kind in EDGE_ONLY_KINDS or kind == "crowd_surge":
-        threshold = {
-            "weapon": settings.edge_threshold_weapon,
-            "fire_smoke": settings.edge_threshold_fire_smoke,
-            "crowd_surge": settings.edge_threshold_crowd_surge,
-        }[kind]
-        why = "no server model for this kind" if kind in EDGE_ONLY_KINDS else "person model not configured"
-        ok = edge_score >= threshold
-        reason = f"edge score {edge_score:.2f} {_cmp(ok)} threshold {threshold:.2f}; {why}, not verified by the server"
-        return Decision(ok, edge_score, reason, verified_by_server=False)
-    raise ValueError(f"unknown detection kind {kind!r}")
+    edge = _threshold(declared, settings)
+    if edge is None:
+        raise ValueError(f"{kind} declares no edge threshold")
+    why = "no server model for this kind" if rule == "edge" else "person model not configured"
+    ok = edge_score >= edge
+    reason = f"edge score {edge_score:.2f} {_cmp(ok)} threshold {edge:.2f}; {why}, not verified by the server"
+    return Decision(ok, edge_score, reason, verified_by_server=False)
 
 
 # --- SQL ------------------------------------------------------------------------------------
@@ -195,7 +206,9 @@ class Recorded:
     incident: incidents.Grouping | None = None
 
 
-async def record_outcome(pool: asyncpg.Pool, detection_id: uuid.UUID, verdict: Verdict, *, window_s: float) -> Recorded:
+async def record_outcome(
+    pool: asyncpg.Pool, settings: Settings, detection_id: uuid.UUID, verdict: Verdict, *, window_s: float
+) -> Recorded:
     """In one transaction: group a confirmed detection into its incident and store the decision.
 
     Idempotent: a detection already decided (by an earlier run of the same job) is left as it is.
@@ -209,7 +222,7 @@ async def record_outcome(pool: asyncpg.Pool, detection_id: uuid.UUID, verdict: V
             return Recorded(recorded=False, status=target.status)
         grouping: incidents.Grouping | None = None
         if verdict.outcome == "confirmed":
-            grouping = await incidents.group_confirmed(conn, _confirmed(target, verdict), window_s=window_s)
+            grouping = await incidents.open_or_join(conn, settings, _confirmed(target, verdict), window_s=window_s)
         await conn.execute(
             RECORD_DECISION,
             detection_id,

@@ -8,7 +8,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
-Kind = Literal["fight", "crowd_surge", "aggression", "weapon", "fire_smoke"]
+from backend.incidents.kinds import KindName
+
+Kind = KindName  # declared in the kind registry
 DetectionStatusName = Literal["queued", "processing", "confirmed", "rejected", "unprocessable"]
 Unit = Annotated[float, msgspec.Meta(ge=0, le=1)]
 

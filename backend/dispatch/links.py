@@ -17,6 +17,7 @@ from backend.audit import repo as audit
 from backend.core.config import Settings
 from backend.core.errors import NotFound
 from backend.dispatch import repo
+from backend.incidents.repo import IncidentRow
 
 PRESIGN_TTL_S = 120
 
@@ -36,7 +37,7 @@ def url_for(settings: Settings, token: str) -> str:
 async def issue_many(
     conn: asyncpg.Connection,
     settings: Settings,
-    incident: repo.IncidentRow,
+    incident: IncidentRow,
     purpose: str,
     users: list[uuid.UUID],
 ) -> dict[uuid.UUID, str]:
@@ -58,7 +59,7 @@ async def issue_many(
 
 
 async def issue(
-    conn: asyncpg.Connection, settings: Settings, incident: repo.IncidentRow, purpose: str, user: uuid.UUID
+    conn: asyncpg.Connection, settings: Settings, incident: IncidentRow, purpose: str, user: uuid.UUID
 ) -> str | None:
     return (await issue_many(conn, settings, incident, purpose, [user])).get(user)
 

@@ -5,16 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Literal
 
-from backend.dispatch.repo import IncidentRow
+from backend.incidents import kinds
+from backend.incidents.repo import IncidentRow
 
-LABELS = {
-    "fight": "FIGHT",
-    "crowd_surge": "CROWD SURGE",
-    "aggression": "AGGRESSION",
-    "weapon": "WEAPON",
-    "fire_smoke": "FIRE/SMOKE",
-}
-CRITICAL_KINDS = frozenset({"weapon", "fire_smoke"})
 _ASK = {
     "bouncer": "Tap to acknowledge.",
     "officer": "Tap to accept.",
@@ -29,11 +22,11 @@ def distance_text(metres: float) -> str:
 
 
 def urgency(kind: str) -> Literal["critical", "time_sensitive"]:
-    return "critical" if kind in CRITICAL_KINDS else "time_sensitive"
+    return kinds.loudness(kind)
 
 
 def headline(incident: IncidentRow) -> str:
-    return f"{LABELS.get(incident.kind, incident.kind.upper())} at {incident.venue_name}"
+    return f"{kinds.label(incident.kind)} at {incident.venue_name}"
 
 
 def alert_text(incident: IncidentRow, audience: str, distance_m: float | None, step: int) -> tuple[str, str]:
@@ -68,3 +61,25 @@ def data(incident: IncidentRow, alert_id: uuid.UUID, purpose: str, **extra: str)
         "version": str(incident.version),
         **extra,
     }
+
+
+OUTCOME_TEXT = {
+    "handled": "handled",
+    "false_alarm": "false alarm",
+    "police_attended": "police attended",
+    "arrest": "arrest made",
+    "medical": "medical help",
+    "other": "closed",
+}
+
+
+def update_text(actor_role: str, actor_name: str, action: str, outcome: str | None) -> str:
+    """The body of an update push to everyone else alerted: "Officer Seitkali is responding"."""
+    who = f"Officer {actor_name}" if actor_role == "officer" else actor_name
+    return {
+        "acknowledge": f"{who} (venue staff) acknowledged",
+        "request_police": f"{who} requested police",
+        "accept": f"{who} is responding",
+        "arrive": f"{who} is on scene",
+        "resolve": f"Resolved by {who}: {OUTCOME_TEXT.get(outcome or 'other', 'closed')}",
+    }[action]

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from backend.core.config import Settings
+from backend.incidents import kinds
 
 Audience = Literal["bouncers", "officers", "dispatchers"]
 Unless = Literal["acknowledged", "accepted"]
@@ -37,7 +38,7 @@ class PolicyStep(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class EscalationPolicy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     steps: Annotated[list[PolicyStep], msgspec.Meta(min_length=1, max_length=20)]
     police_step: Annotated[int, msgspec.Meta(ge=0)] | None = None  # default: the first step calling officers
-    officers_at_once_kinds: list[str] = msgspec.field(default_factory=lambda: ["weapon", "fire_smoke"])
+    officers_at_once_kinds: list[str] = msgspec.field(default_factory=kinds.officers_at_once)
     repeat: Annotated[int, msgspec.Meta(ge=0, le=10)] = 0
     repeat_every_s: Annotated[float, msgspec.Meta(gt=0)] | None = None  # default: the last step's wait_s
 

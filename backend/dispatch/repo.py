@@ -1,4 +1,4 @@
-"""SQL for dispatch: incidents as dispatch sees them, recipients, alerts, deliveries, timeline."""
+"""SQL for dispatch: recipients, alerts, deliveries, short links (incidents are ``backend.incidents``')."""
 
 from __future__ import annotations
 
@@ -8,31 +8,6 @@ from typing import Any
 
 import asyncpg
 import msgspec
-
-
-class IncidentRow(msgspec.Struct, frozen=True):
-    id: uuid.UUID
-    venue_id: uuid.UUID
-    region_id: uuid.UUID | None
-    kind: str
-    status: str
-    opened_at: datetime
-    snapshot_key: str | None
-    clip_key: str | None
-    police_requested: bool
-    acknowledged_at: datetime | None
-    resolved_at: datetime | None
-    outcome: str | None
-    escalation_policy: dict[str, Any] | None
-    escalation_step: int
-    repeat_round: int
-    version: int
-    updated_at: datetime
-    venue_name: str
-    venue_address: str
-    venue_lat: float
-    venue_lon: float
-    venue_owner_id: uuid.UUID | None
 
 
 class NewAlert(msgspec.Struct, frozen=True):
@@ -63,16 +38,6 @@ class ClaimedDelivery(msgspec.Struct, frozen=True):
     fcm_token: str
 
 
-_INCIDENT = """
-SELECT i.id, i.venue_id, i.region_id, i.kind, i.status, i.opened_at, i.snapshot_key, i.clip_key,
-       i.police_requested, i.acknowledged_at, i.resolved_at, i.outcome, i.escalation_policy,
-       i.escalation_step, i.repeat_round, i.version, i.updated_at, v.name AS venue_name, v.address AS venue_address,
-       ST_Y(v.location::geometry) AS venue_lat, ST_X(v.location::geometry) AS venue_lon, v.owner_id AS venue_owner_id
-FROM incidents i JOIN venues v ON v.id = i.venue_id
-WHERE i.id = $1
-"""
-SELECT_INCIDENT = _INCIDENT
-LOCK_INCIDENT = _INCIDENT + " FOR UPDATE OF i"
 DB_NOW = "SELECT now()"
 SELECT_VENUE_POLICY = "SELECT policy FROM escalation_policies WHERE venue_id = $1"
 VENUE_EXISTS = "SELECT EXISTS (SELECT 1 FROM venues WHERE id = $1)"
@@ -80,9 +45,6 @@ UPSERT_VENUE_POLICY = """
 INSERT INTO escalation_policies (venue_id, policy) VALUES ($1, $2)
 ON CONFLICT (venue_id) DO UPDATE SET policy = EXCLUDED.policy, updated_at = now()
 """
-SET_POLICY = "UPDATE incidents SET escalation_policy = $2 WHERE id = $1"
-SET_STEP = "UPDATE incidents SET escalation_step = $2, updated_at = now() WHERE id = $1"
-SET_REPEAT_ROUND = "UPDATE incidents SET repeat_round = $2, updated_at = now() WHERE id = $1"
 BOUNCERS_ON_DUTY = """
 SELECT d.user_id FROM duty d JOIN users u ON u.id = d.user_id
 WHERE d.venue_id = $1 AND d.on_duty AND d.role = 'bouncer' AND u.is_active AND u.venue_id = $1
@@ -143,19 +105,6 @@ WHERE id = ANY($1::bigint[]) AND status = 'sending'
 DEACTIVATE_DEVICE = "UPDATE devices SET is_active = false, last_error = $2, updated_at = now() WHERE id = $1"
 
 
-def _incident(record: asyncpg.Record | None) -> IncidentRow | None:
-    return msgspec.convert(dict(record), IncidentRow) if record else None
-
-
-async def get_incident(conn: asyncpg.Connection, incident_id: uuid.UUID) -> IncidentRow | None:
-    return _incident(await conn.fetchrow(SELECT_INCIDENT, incident_id))
-
-
-async def lock_incident(conn: asyncpg.Connection, incident_id: uuid.UUID) -> IncidentRow | None:
-    """The incident, locked FOR UPDATE until the caller's transaction ends."""
-    return _incident(await conn.fetchrow(LOCK_INCIDENT, incident_id))
-
-
 async def db_now(conn: asyncpg.Connection) -> datetime:
     now: datetime = await conn.fetchval(DB_NOW)
     return now
@@ -172,18 +121,6 @@ async def venue_exists(conn: asyncpg.Connection, venue_id: uuid.UUID) -> bool:
 
 async def set_venue_policy(conn: asyncpg.Connection, venue_id: uuid.UUID, policy: dict[str, Any]) -> None:
     await conn.execute(UPSERT_VENUE_POLICY, venue_id, policy)
-
-
-async def snapshot_policy(conn: asyncpg.Connection, incident_id: uuid.UUID, policy: dict[str, Any]) -> None:
-    await conn.execute(SET_POLICY, incident_id, policy)
-
-
-async def set_step(conn: asyncpg.Connection, incident_id: uuid.UUID, step: int) -> None:
-    await conn.execute(SET_STEP, incident_id, step)
-
-
-async def set_repeat_round(conn: asyncpg.Connection, incident_id: uuid.UUID, round_: int) -> None:
-    await conn.execute(SET_REPEAT_ROUND, incident_id, round_)
 
 
 async def bouncers_on_duty(conn: asyncpg.Connection, venue_id: uuid.UUID) -> list[uuid.UUID]:

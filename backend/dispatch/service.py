@@ -36,15 +36,15 @@ from backend.core.logging import get_logger
 from backend.dispatch import fanout, links, messages, policy, repo
 from backend.dispatch.schemas import VenuePolicy
 from backend.duty import repo as duty
-from backend.incidents import repo as timeline
-from backend.incidents import service as incidents
+from backend.incidents import lifecycle
+from backend.incidents.repo import IncidentRow
 
 log = get_logger(__name__)
 
-DISPATCH_JOB = incidents.DISPATCH_JOB  # enqueued by incident grouping when an incident opens
+DISPATCH_JOB = lifecycle.DISPATCH_JOB  # enqueued by the lifecycle when an incident opens
 STEP_JOB = "escalate_incident"
 REPEAT_JOB = "repeat_alert"
-UPDATE_JOB = "push_update"
+UPDATE_JOB = lifecycle.UPDATE_JOB  # enqueued by the lifecycle for responders' actions
 RETRY_JOB = fanout.RETRY_JOB
 
 
@@ -55,13 +55,13 @@ class StepResult(msgspec.Struct, kw_only=True):
 
 
 async def incident_policy(
-    conn: asyncpg.Connection, settings: Settings, incident: repo.IncidentRow
+    conn: asyncpg.Connection, settings: Settings, incident: IncidentRow
 ) -> policy.EscalationPolicy:
     """The incident's snapshotted policy; on first use the venue's (or the default) is snapshotted."""
     if incident.escalation_policy is not None:
         return policy.parse(incident.escalation_policy)
     chosen, _ = await _venue_policy(conn, settings, incident.venue_id)
-    await repo.snapshot_policy(conn, incident.id, policy.dump(chosen))
+    await lifecycle.snapshot_policy(conn, incident, policy.dump(chosen))
     return chosen
 
 
@@ -108,7 +108,7 @@ async def run_step(
     conn: asyncpg.Connection, settings: Settings, incident_id: uuid.UUID, *, step: int, force: bool = False
 ) -> StepResult:
     """Fire escalation step ``step`` (and any skipped before it) unless it is stale. In a transaction."""
-    incident = await repo.lock_incident(conn, incident_id)
+    incident = await lifecycle.lock(conn, incident_id)
     if incident is None:
         return StepResult(skipped="missing")
     chain = await incident_policy(conn, settings, incident)
@@ -127,8 +127,7 @@ async def run_step(
         last = await _notify(conn, settings, incident, chain.steps[n], n)
         result.fired.append(n)
         result.deliveries += last
-    following = target + 1
-    await repo.set_step(conn, incident.id, following)
+    following = target + 1  # each step's ``notified`` moved the incident's step on
     if following < len(chain.steps):
         wait = chain.steps[following].wait_s if last else 0.0  # nobody reached: hand over at once
         run_at = await repo.db_now(conn) + timedelta(seconds=wait)
@@ -157,13 +156,15 @@ async def _schedule_repeat(
     )
 
 
-async def run_repeat(conn: asyncpg.Connection, incident_id: uuid.UUID, *, round_: int) -> StepResult:
+async def run_repeat(
+    conn: asyncpg.Connection, settings: Settings, incident_id: uuid.UUID, *, round_: int
+) -> StepResult:
     """Fire repeat round ``round_`` (1-based) unless it is stale. In a transaction.
 
     A repeat reaches only people already alerted (no search, no new footage links). ``fired`` is
     ``[round_]`` when it fired; ``deliveries`` counts the reminder pushes queued.
     """
-    incident = await repo.lock_incident(conn, incident_id)
+    incident = await lifecycle.lock(conn, incident_id)
     if incident is None:
         return StepResult(skipped="missing")
     if incident.escalation_policy is None:  # never dispatched: no chain to repeat
@@ -175,7 +176,7 @@ async def run_repeat(conn: asyncpg.Connection, incident_id: uuid.UUID, *, round_
         return StepResult(skipped="stale")
     if policy.reached(incident.status, chain.steps[-1].unless):
         return StepResult(skipped="reached")
-    await repo.set_repeat_round(conn, incident.id, round_)
+    await lifecycle.start_repeat_round(conn, incident, round_)
     alerts = await repo.unacknowledged_alerts(conn, incident.id)
     if not alerts:  # everyone alerted has answered: nobody left to remind
         return StepResult(skipped="answered")
@@ -199,9 +200,7 @@ async def run_repeat(conn: asyncpg.Connection, incident_id: uuid.UUID, *, round_
         round_=round_,
     )
     people = len({d.user_id for d in devices})
-    await timeline.insert_event(
-        conn, incident.id, "repeated", actor_role="system", data={"round": round_, "people": people, "devices": queued}
-    )
+    await lifecycle.reminded(conn, settings, incident, round_=round_, data={"people": people, "devices": queued})
     if round_ < chain.repeat:
         await _schedule_repeat(conn, chain, incident.id, round_ + 1)
     log.info("incident_repeated", incident_id=str(incident.id), round=round_, people=people, devices=queued)
@@ -234,7 +233,7 @@ def _deliveries(
 
 
 async def _notify(
-    conn: asyncpg.Connection, settings: Settings, incident: repo.IncidentRow, cfg: policy.PolicyStep, n: int
+    conn: asyncpg.Connection, settings: Settings, incident: IncidentRow, cfg: policy.PolicyStep, n: int
 ) -> int:
     """Alert the step's new recipients; returns the number of deliveries queued."""
     recipients: list[tuple[uuid.UUID, str, float | None]] = []
@@ -274,13 +273,12 @@ async def _notify(
         urgency=messages.urgency(incident.kind),
         rows=rows,
     )
-    await timeline.insert_event(
+    await lifecycle.notified(
         conn,
-        incident.id,
-        "notified" if n == 0 else "escalated",
-        actor_role="system",
+        settings,
+        incident,
+        step=n,
         data={
-            "step": n,
             "notify": list(cfg.notify),
             "recipients": [
                 {"user_id": str(a.user_id), "audience": a.audience}
@@ -298,7 +296,7 @@ async def prepare_update(
     conn: asyncpg.Connection, incident_id: uuid.UUID, *, version: int, text: str, actor_id: uuid.UUID | None
 ) -> int:
     """Queue an update push ("Officer Seitkali is responding") to everyone alerted but the actor."""
-    incident = await repo.get_incident(conn, incident_id)
+    incident = await lifecycle.get(conn, incident_id)
     if incident is None:
         return 0
     alerts = await repo.alerts_except(conn, incident.id, [actor_id] if actor_id else [])
@@ -339,7 +337,7 @@ async def repeat(
 ) -> tuple[StepResult, fanout.SendReport]:
     """Run a repeat round in its own transaction, then send what it queued."""
     async with conn.transaction():
-        result = await run_repeat(conn, incident_id, round_=round_)
+        result = await run_repeat(conn, settings, incident_id, round_=round_)
     report = await fanout.send_pending(conn, gateway, settings, incident_id)
     if result.skipped:
         log.info("escalation_repeat_skipped", incident_id=str(incident_id), round=round_, reason=result.skipped)

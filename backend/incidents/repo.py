@@ -1,4 +1,7 @@
-"""SQL for incidents and their timeline events."""
+"""SQL for incidents and their events: the only module that writes the ``incidents`` table.
+
+Every statement is written once here; ``backend.incidents.lifecycle`` is its only writer.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ import msgspec
 
 
 class IncidentRow(msgspec.Struct, frozen=True):
+    """An incident with its venue (what grouping, dispatch, responders and webhooks need)."""
+
     id: uuid.UUID
     venue_id: uuid.UUID
     region_id: uuid.UUID | None
@@ -23,8 +28,21 @@ class IncidentRow(msgspec.Struct, frozen=True):
     max_score: float
     snapshot_key: str | None
     clip_key: str | None
+    police_requested: bool
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+    outcome: str | None
+    legal_hold: bool
+    escalation_policy: dict[str, Any] | None
+    escalation_step: int
+    repeat_round: int
     version: int
     updated_at: datetime
+    venue_name: str
+    venue_address: str
+    venue_lat: float
+    venue_lon: float
+    venue_owner_id: uuid.UUID | None
 
 
 class IncidentEventRow(msgspec.Struct, frozen=True):
@@ -37,54 +55,86 @@ class IncidentEventRow(msgspec.Struct, frozen=True):
     data: dict[str, Any]
 
 
-_INCIDENT_COLUMNS = """id, venue_id, region_id, kind, status, opened_at, first_seen_at, last_seen_at,
-    detection_count, max_score, snapshot_key, clip_key, version, updated_at"""
+_COLUMNS = """i.id, i.venue_id, i.region_id, i.kind, i.status, i.opened_at, i.first_seen_at, i.last_seen_at,
+    i.detection_count, i.max_score, i.snapshot_key, i.clip_key, i.police_requested, i.acknowledged_at,
+    i.resolved_at, i.outcome, i.legal_hold, i.escalation_policy, i.escalation_step, i.repeat_round, i.version,
+    i.updated_at, v.name AS venue_name, v.address AS venue_address,
+    ST_Y(v.location::geometry) AS venue_lat, ST_X(v.location::geometry) AS venue_lon, v.owner_id AS venue_owner_id"""
 _EVENT_COLUMNS = "id, incident_id, at, type, actor_id, actor_role, data"
 
 # One grouper at a time per venue and kind, until the transaction ends.
 LOCK_GROUP = "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text || ':' || $2::text, 0))"
-SELECT_INCIDENT = f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE id = $1"
+SELECT_INCIDENT = f"SELECT {_COLUMNS} FROM incidents i JOIN venues v ON v.id = i.venue_id WHERE i.id = $1"
+LOCK_INCIDENT = SELECT_INCIDENT + " FOR UPDATE OF i"
 # The open incident this detection belongs to: its time falls within the window around the incident.
 SELECT_OPEN_FOR_GROUP = f"""
-SELECT {_INCIDENT_COLUMNS} FROM incidents
-WHERE venue_id = $1 AND kind = $2 AND status <> 'resolved'
-  AND $3 BETWEEN first_seen_at - make_interval(secs => $4) AND last_seen_at + make_interval(secs => $4)
-ORDER BY last_seen_at DESC
+SELECT {_COLUMNS} FROM incidents i JOIN venues v ON v.id = i.venue_id
+WHERE i.venue_id = $1 AND i.kind = $2 AND i.status <> 'resolved'
+  AND $3 BETWEEN i.first_seen_at - make_interval(secs => $4) AND i.last_seen_at + make_interval(secs => $4)
+ORDER BY i.last_seen_at DESC
 LIMIT 1
-FOR UPDATE
+FOR UPDATE OF i
 """
 INSERT_INCIDENT = f"""
-INSERT INTO incidents (venue_id, region_id, kind, status, first_seen_at, last_seen_at, detection_count,
-                       max_score, snapshot_key, clip_key)
-SELECT v.id, v.region_id, $2, 'confirmed', $3, $3, 1, $4, $5, $6 FROM venues v WHERE v.id = $1
-RETURNING {_INCIDENT_COLUMNS}
+WITH i AS (
+    INSERT INTO incidents (venue_id, region_id, kind, status, first_seen_at, last_seen_at, detection_count,
+                           max_score, snapshot_key, clip_key)
+    SELECT v.id, v.region_id, $2, $7, $3, $3, 1, $4, $5, $6 FROM venues v WHERE v.id = $1
+    RETURNING *
+)
+SELECT {_COLUMNS} FROM i JOIN venues v ON v.id = i.venue_id
 """
 # SET expressions read the row as it was: max_score on the right is the old one.
 ADD_DETECTION = f"""
-UPDATE incidents SET
-    detection_count = detection_count + 1,
-    first_seen_at = least(first_seen_at, $2),
-    last_seen_at = greatest(last_seen_at, $2),
-    snapshot_key = CASE WHEN $4::text IS NOT NULL AND ($3 > max_score OR snapshot_key IS NULL)
-                        THEN $4 ELSE snapshot_key END,
-    clip_key = CASE WHEN $5::text IS NOT NULL AND ($3 > max_score OR clip_key IS NULL)
-                    THEN $5 ELSE clip_key END,
-    max_score = greatest(max_score, $3),
-    version = version + 1,
+UPDATE incidents i SET
+    detection_count = i.detection_count + 1,
+    first_seen_at = least(i.first_seen_at, $2),
+    last_seen_at = greatest(i.last_seen_at, $2),
+    snapshot_key = CASE WHEN $4::text IS NOT NULL AND ($3 > i.max_score OR i.snapshot_key IS NULL)
+                        THEN $4 ELSE i.snapshot_key END,
+    clip_key = CASE WHEN $5::text IS NOT NULL AND ($3 > i.max_score OR i.clip_key IS NULL)
+                    THEN $5 ELSE i.clip_key END,
+    max_score = greatest(i.max_score, $3),
+    version = i.version + 1,
     updated_at = now()
-WHERE id = $1
-RETURNING {_INCIDENT_COLUMNS}
+FROM venues v WHERE i.id = $1 AND v.id = i.venue_id
+RETURNING {_COLUMNS}
 """
+# A responder's action: the new status, police requested, first acknowledgement, resolution.
+APPLY_ACTION = f"""
+UPDATE incidents i SET status = $2, police_requested = i.police_requested OR $3,
+       acknowledged_at = CASE WHEN $4 THEN COALESCE(i.acknowledged_at, now()) ELSE i.acknowledged_at END,
+       resolved_at = CASE WHEN $2 = $6 THEN now() ELSE i.resolved_at END,
+       outcome = COALESCE($5, i.outcome), version = i.version + 1, updated_at = now()
+FROM venues v WHERE i.id = $1 AND v.id = i.venue_id
+RETURNING {_COLUMNS}
+"""
+SET_LEGAL_HOLD = f"""
+UPDATE incidents i SET legal_hold = $2, version = i.version + 1, updated_at = now()
+FROM venues v WHERE i.id = $1 AND v.id = i.venue_id
+RETURNING {_COLUMNS}
+"""
+SET_POLICY = "UPDATE incidents SET escalation_policy = $2 WHERE id = $1"
+SET_STEP = "UPDATE incidents SET escalation_step = $2, updated_at = now() WHERE id = $1"
+SET_REPEAT_ROUND = "UPDATE incidents SET repeat_round = $2, updated_at = now() WHERE id = $1"
 INSERT_EVENT = f"""
 INSERT INTO incident_events (incident_id, at, type, actor_id, actor_role, data)
 VALUES ($1, COALESCE($2, now()), $3, $4, $5, $6)
 RETURNING {_EVENT_COLUMNS}
 """
 SELECT_EVENTS = f"SELECT {_EVENT_COLUMNS} FROM incident_events WHERE incident_id = $1 ORDER BY at, id"
+SELECT_EVENT = f"SELECT {_EVENT_COLUMNS} FROM incident_events WHERE id = $1"
+SELECT_FIRST_EVENT = f"SELECT {_EVENT_COLUMNS} FROM incident_events WHERE incident_id = $1 ORDER BY id LIMIT 1"
 
 
-def _incident(record: asyncpg.Record) -> IncidentRow:
-    return msgspec.convert(dict(record), IncidentRow)
+def _incident(record: asyncpg.Record | None) -> IncidentRow | None:
+    return msgspec.convert(dict(record), IncidentRow) if record else None
+
+
+def _locked(record: asyncpg.Record | None) -> IncidentRow:
+    row = _incident(record)
+    assert row is not None, "the incident is locked by this transaction"
+    return row
 
 
 def _event(record: asyncpg.Record) -> IncidentEventRow:
@@ -97,15 +147,18 @@ async def lock_group(conn: asyncpg.Connection, venue_id: uuid.UUID, kind: str) -
 
 
 async def get_incident(conn: asyncpg.Connection, incident_id: uuid.UUID) -> IncidentRow | None:
-    record = await conn.fetchrow(SELECT_INCIDENT, incident_id)
-    return _incident(record) if record else None
+    return _incident(await conn.fetchrow(SELECT_INCIDENT, incident_id))
+
+
+async def lock_incident(conn: asyncpg.Connection, incident_id: uuid.UUID) -> IncidentRow | None:
+    """The incident, locked FOR UPDATE until the caller's transaction ends."""
+    return _incident(await conn.fetchrow(LOCK_INCIDENT, incident_id))
 
 
 async def find_open_for_group(
     conn: asyncpg.Connection, venue_id: uuid.UUID, kind: str, occurred_at: datetime, window_s: float
 ) -> IncidentRow | None:
-    record = await conn.fetchrow(SELECT_OPEN_FOR_GROUP, venue_id, kind, occurred_at, window_s)
-    return _incident(record) if record else None
+    return _incident(await conn.fetchrow(SELECT_OPEN_FOR_GROUP, venue_id, kind, occurred_at, window_s))
 
 
 async def insert_incident(
@@ -113,15 +166,16 @@ async def insert_incident(
     *,
     venue_id: uuid.UUID,
     kind: str,
+    status: str,
     seen_at: datetime,
     score: float,
     snapshot_key: str | None,
     clip_key: str | None,
 ) -> IncidentRow:
-    record = await conn.fetchrow(INSERT_INCIDENT, venue_id, kind, seen_at, score, snapshot_key, clip_key)
+    record = await conn.fetchrow(INSERT_INCIDENT, venue_id, kind, seen_at, score, snapshot_key, clip_key, status)
     if record is None:
         raise LookupError(f"venue {venue_id} does not exist")
-    return _incident(record)
+    return _locked(record)
 
 
 async def add_detection(
@@ -133,9 +187,39 @@ async def add_detection(
     snapshot_key: str | None,
     clip_key: str | None,
 ) -> IncidentRow:
-    record = await conn.fetchrow(ADD_DETECTION, incident_id, seen_at, score, snapshot_key, clip_key)
-    assert record is not None, "the incident is locked by this transaction"
-    return _incident(record)
+    return _locked(await conn.fetchrow(ADD_DETECTION, incident_id, seen_at, score, snapshot_key, clip_key))
+
+
+async def apply_action(
+    conn: asyncpg.Connection,
+    incident_id: uuid.UUID,
+    *,
+    status: str,
+    police_requested: bool,
+    acknowledged: bool,
+    outcome: str | None,
+    resolved_status: str,
+) -> IncidentRow:
+    record = await conn.fetchrow(
+        APPLY_ACTION, incident_id, status, police_requested, acknowledged, outcome, resolved_status
+    )
+    return _locked(record)
+
+
+async def set_legal_hold(conn: asyncpg.Connection, incident_id: uuid.UUID, hold: bool) -> IncidentRow:
+    return _locked(await conn.fetchrow(SET_LEGAL_HOLD, incident_id, hold))
+
+
+async def set_policy(conn: asyncpg.Connection, incident_id: uuid.UUID, policy: dict[str, Any]) -> None:
+    await conn.execute(SET_POLICY, incident_id, policy)
+
+
+async def set_step(conn: asyncpg.Connection, incident_id: uuid.UUID, step: int) -> None:
+    await conn.execute(SET_STEP, incident_id, step)
+
+
+async def set_repeat_round(conn: asyncpg.Connection, incident_id: uuid.UUID, round_: int) -> None:
+    await conn.execute(SET_REPEAT_ROUND, incident_id, round_)
 
 
 async def insert_event(
@@ -155,3 +239,21 @@ async def insert_event(
 
 async def list_events(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[IncidentEventRow]:
     return [_event(r) for r in await conn.fetch(SELECT_EVENTS, incident_id)]
+
+
+async def get_event(conn: asyncpg.Connection, event_id: int) -> IncidentEventRow | None:
+    record = await conn.fetchrow(SELECT_EVENT, event_id)
+    return _event(record) if record else None
+
+
+async def first_event(conn: asyncpg.Connection, incident_id: uuid.UUID) -> IncidentEventRow | None:
+    record = await conn.fetchrow(SELECT_FIRST_EVENT, incident_id)
+    return _event(record) if record else None
+
+
+DID_ACT = "SELECT EXISTS (SELECT 1 FROM incident_events WHERE incident_id = $1 AND actor_id = $2 AND type = $3)"
+
+
+async def did_act(conn: asyncpg.Connection, incident_id: uuid.UUID, user_id: uuid.UUID, event_type: str) -> bool:
+    """Whether this person already appended an event of this type to the incident."""
+    return bool(await conn.fetchval(DID_ACT, incident_id, user_id, event_type))

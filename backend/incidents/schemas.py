@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal, get_args
 
 import msgspec
 
+# The incident's status names, in the order an incident moves through them (never backwards).
 IncidentStatusName = Literal["confirmed", "acknowledged", "responding", "on_scene", "resolved"]
+CONFIRMED: Final = "confirmed"
+ACKNOWLEDGED: Final = "acknowledged"
+RESPONDING: Final = "responding"
+ON_SCENE: Final = "on_scene"
+RESOLVED: Final = "resolved"
+STATUS_RANK: Final[dict[str, int]] = {name: n for n, name in enumerate(get_args(IncidentStatusName))}
 
 
 class Incident(msgspec.Struct, kw_only=True):
@@ -30,7 +37,7 @@ class Incident(msgspec.Struct, kw_only=True):
 
 
 class IncidentEvent(msgspec.Struct, kw_only=True):
-    """One line of an incident's timeline (detected, confirmed, detection_added, notified...)."""
+    """One line of an incident's timeline (confirmed, detection_added, notified, acknowledged...)."""
 
     at: datetime
     type: str

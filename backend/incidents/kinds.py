@@ -1,0 +1,121 @@
+"""Detection kinds: each declared once, with everything the system does differently per kind.
+
+Adding a kind (a manual ``panic`` alert, say) is one entry in ``KINDS``, its name in ``KindName``
+(the wire type; an import-time check keeps the two equal) and one ``INSERT INTO incident_kinds``
+migration (the database's reference table; ``tests/test_kinds.py`` checks it matches).
+
+- ``confirmation``: ``model`` (the server model's score against ``KUZET_CONFIRM_THRESHOLD_<KIND>``
+  or the model's own threshold), ``crowd`` (people and motion with the person model, else the edge
+  score), ``edge`` (the edge score against ``KUZET_EDGE_THRESHOLD_<KIND>``; no server model),
+  ``manual`` (a person raised it: confirmed as it is).
+- ``loudness``: the push's interruption level (``critical`` bypasses silent mode where entitled).
+- ``label`` (push titles), ``title`` (webhooks, CAP ``event``), CAP ``category`` and ``severity``.
+- ``officers_at_once``: the default escalation policy calls officers at once for this kind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal, get_args
+
+KindName = Literal["fight", "aggression", "crowd_surge", "weapon", "fire_smoke"]
+Confirmation = Literal["model", "crowd", "edge", "manual"]
+Loudness = Literal["critical", "time_sensitive"]
+CapCategory = Literal["Geo", "Met", "Safety", "Security", "Rescue", "Fire", "Health", "Env", "Transport", "Infra"]
+CapSeverity = Literal["Extreme", "Severe", "Moderate", "Minor"]
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionKind:
+    name: str
+    label: str
+    title: str
+    confirmation: Confirmation
+    loudness: Loudness
+    cap_category: CapCategory
+    cap_severity: CapSeverity
+    officers_at_once: bool = False
+    # The Settings field with this kind's threshold (model override or edge threshold), if any.
+    threshold_setting: str | None = None
+
+
+KINDS: Final[dict[str, DetectionKind]] = {
+    k.name: k
+    for k in (
+        DetectionKind(
+            name="fight",
+            label="FIGHT",
+            title="Fight",
+            confirmation="model",
+            loudness="time_sensitive",
+            cap_category="Security",
+            cap_severity="Severe",
+            threshold_setting="confirm_threshold_fight",
+        ),
+        DetectionKind(
+            name="aggression",
+            label="AGGRESSION",
+            title="Aggressive behaviour",
+            confirmation="model",
+            loudness="time_sensitive",
+            cap_category="Security",
+            cap_severity="Moderate",
+            threshold_setting="confirm_threshold_aggression",
+        ),
+        DetectionKind(
+            name="crowd_surge",
+            label="CROWD SURGE",
+            title="Crowd surge",
+            confirmation="crowd",
+            loudness="time_sensitive",
+            cap_category="Safety",
+            cap_severity="Severe",
+            threshold_setting="edge_threshold_crowd_surge",
+        ),
+        DetectionKind(
+            name="weapon",
+            label="WEAPON",
+            title="Weapon",
+            confirmation="edge",
+            loudness="critical",
+            cap_category="Security",
+            cap_severity="Extreme",
+            officers_at_once=True,
+            threshold_setting="edge_threshold_weapon",
+        ),
+        DetectionKind(
+            name="fire_smoke",
+            label="FIRE/SMOKE",
+            title="Fire or smoke",
+            confirmation="edge",
+            loudness="critical",
+            cap_category="Fire",
+            cap_severity="Extreme",
+            officers_at_once=True,
+            threshold_setting="edge_threshold_fire_smoke",
+        ),
+    )
+}
+
+if set(get_args(KindName)) != set(KINDS):  # pragma: no cover - a declaration mistake, caught at import
+    raise RuntimeError("KindName and KINDS name different kinds")
+
+
+def get(name: str) -> DetectionKind:
+    """The kind's declaration; ``KeyError`` for a name that is not declared."""
+    return KINDS[name]
+
+
+def label(name: str) -> str:
+    kind = KINDS.get(name)
+    return kind.label if kind else name.upper()
+
+
+def loudness(name: str) -> Loudness:
+    kind = KINDS.get(name)
+    return kind.loudness if kind else "time_sensitive"
+
+
+def officers_at_once() -> list[str]:
+    """Kinds the default escalation policy sends to officers at once."""
+    return [k.name for k in KINDS.values() if k.officers_at_once]

@@ -1,0 +1,343 @@
+"""The incident lifecycle: the one place where an incident changes state, each change with its event.
+
+    open ──▶ confirmed ──acknowledge / request_police──▶ acknowledged
+    confirmed / acknowledged ──accept──▶ responding ──arrive (after accept)──▶ on_scene
+    any open status ──resolve (with an outcome)──▶ resolved
+    and, without a status change: add a detection, notify (step 0), escalate (later steps),
+    remind (repeat rounds), legal hold on / off
+
+Every function runs in the caller's transaction, on the incident locked ``FOR UPDATE`` (or, when
+opening, under the advisory lock of its venue and kind). It writes the incident row through
+``backend.incidents.repo`` (the only writer of ``incidents``) and appends exactly one domain event
+to ``incident_events``. That event is what everything downstream reads, in the same transaction:
+the timeline (it *is* the timeline), the update push to the other responders' phones (queued here
+for responders' actions), and the webhook outbox of city systems. Bookkeeping that changes no
+state (the snapshotted escalation policy, the repeat-round guard) appends no event.
+
+The status never goes backwards (a second officer accepting an on-scene incident leaves it on
+scene). Repeating what you already did changes nothing (``changed: False``); acting on a resolved
+incident, or arriving before accepting, is a Conflict naming the ``action``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final, Literal
+
+import asyncpg
+
+from backend.core import queue
+from backend.core.auth import Principal
+from backend.core.config import Settings
+from backend.core.errors import Conflict, Invalid
+from backend.core.logging import get_logger
+from backend.dispatch import messages
+from backend.incidents import repo
+from backend.incidents.repo import IncidentEventRow, IncidentRow
+from backend.incidents.schemas import ACKNOWLEDGED, CONFIRMED, ON_SCENE, RESOLVED, RESPONDING, STATUS_RANK
+from backend.webhooks import outbox
+
+log = get_logger(__name__)
+
+DISPATCH_JOB: Final = "dispatch_incident"  # step 0 of the escalation policy, queued when an incident opens
+UPDATE_JOB: Final = "push_update"  # an update push to everyone alerted but the actor
+SYSTEM_ROLE: Final = "system"
+
+Action = Literal["acknowledge", "accept", "arrive", "request_police", "resolve"]
+# The event each action appends, and the status it moves an open incident to (at least).
+ACTION_EVENT: Final[dict[str, str]] = {
+    "acknowledge": "acknowledged",
+    "accept": "accepted",
+    "arrive": "arrived",
+    "request_police": "police_requested",
+    "resolve": "resolved",
+}
+_ACTION_STATUS: Final[dict[str, str]] = {
+    "acknowledge": ACKNOWLEDGED,
+    "request_police": ACKNOWLEDGED,
+    "accept": RESPONDING,
+    "arrive": ON_SCENE,
+    "resolve": RESOLVED,
+}
+_ACKNOWLEDGES: Final = frozenset({"acknowledge", "request_police", "accept"})
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmedDetection:
+    """What grouping needs to know of a detection the server just confirmed."""
+
+    detection_id: uuid.UUID
+    camera_id: uuid.UUID
+    venue_id: uuid.UUID
+    kind: str
+    score: float
+    edge_score: float
+    occurred_at: datetime
+    received_at: datetime
+    reason: str
+    model: str | None
+    verified_by_server: bool
+    snapshot_key: str | None
+    clip_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Grouping:
+    incident_id: uuid.UUID
+    opened: bool
+    detection_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What an action did: the incident as it now is, and whether anything changed."""
+
+    incident: IncidentRow
+    changed: bool
+    event: IncidentEventRow | None = None
+
+
+def _require_transaction(conn: asyncpg.Connection) -> None:
+    if not conn.is_in_transaction():
+        raise RuntimeError("incident changes need the caller's transaction")
+
+
+async def _append(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    incident: IncidentRow,
+    type_: str,
+    *,
+    at: datetime | None = None,
+    actor: Principal | None = None,
+    actor_role: str = SYSTEM_ROLE,
+    data: dict[str, Any] | None = None,
+) -> IncidentEventRow:
+    """Append the change's one event and let its readers act on it, in the same transaction."""
+    event = await repo.insert_event(
+        conn,
+        incident.id,
+        type_,
+        at=at,
+        actor_id=actor.user_id if actor else None,
+        actor_role=actor.role if actor else actor_role,
+        data=data,
+    )
+    await outbox.record(conn, settings, incident, event)
+    return event
+
+
+# --- reads ------------------------------------------------------------------------------------
+
+
+async def get(conn: asyncpg.Connection, incident_id: uuid.UUID) -> IncidentRow | None:
+    return await repo.get_incident(conn, incident_id)
+
+
+async def lock(conn: asyncpg.Connection, incident_id: uuid.UUID) -> IncidentRow | None:
+    """The incident, locked until the caller's transaction ends: take this before changing it."""
+    _require_transaction(conn)
+    return await repo.lock_incident(conn, incident_id)
+
+
+# --- open, add a detection -------------------------------------------------------------------
+
+
+async def open_or_join(
+    conn: asyncpg.Connection, settings: Settings, detection: ConfirmedDetection, *, window_s: float
+) -> Grouping:
+    """Join the open incident of this venue and kind within ``window_s`` (``detection_added``), or open
+    one (``confirmed``, and its dispatch job). Two workers confirming detections of the same venue and
+    kind at once are serialised by an advisory lock: one incident, never two."""
+    _require_transaction(conn)
+    await repo.lock_group(conn, detection.venue_id, detection.kind)
+    incident = await repo.find_open_for_group(conn, detection.venue_id, detection.kind, detection.occurred_at, window_s)
+    if incident is not None:
+        updated = await repo.add_detection(
+            conn,
+            incident.id,
+            seen_at=detection.occurred_at,
+            score=detection.score,
+            snapshot_key=detection.snapshot_key,
+            clip_key=detection.clip_key,
+        )
+        await _append(
+            conn,
+            settings,
+            updated,
+            "detection_added",
+            data=_detection_data(detection) | {"detection_count": updated.detection_count},
+        )
+        log.info(
+            "incident_detection_added",
+            incident_id=str(incident.id),
+            detection_id=str(detection.detection_id),
+            detection_count=updated.detection_count,
+        )
+        return Grouping(incident.id, opened=False, detection_count=updated.detection_count)
+
+    created = await repo.insert_incident(
+        conn,
+        venue_id=detection.venue_id,
+        kind=detection.kind,
+        status=CONFIRMED,
+        seen_at=detection.occurred_at,
+        score=detection.score,
+        snapshot_key=detection.snapshot_key,
+        clip_key=detection.clip_key,
+    )
+    await _append(
+        conn,
+        settings,
+        created,
+        "confirmed",
+        data=_detection_data(detection)
+        | {
+            "camera_id": str(detection.camera_id),
+            "edge_score": round(detection.edge_score, 4),
+            "detected_at": detection.received_at.isoformat(),
+        },
+    )
+    await queue.enqueue(
+        conn, DISPATCH_JOB, {"incident_id": str(created.id), "reason": "opened"}, dedup_key=f"{created.id}:opened"
+    )
+    log.info(
+        "incident_opened",
+        incident_id=str(created.id),
+        detection_id=str(detection.detection_id),
+        venue_id=str(detection.venue_id),
+        kind=detection.kind,
+    )
+    return Grouping(created.id, opened=True, detection_count=1)
+
+
+def _detection_data(detection: ConfirmedDetection) -> dict[str, Any]:
+    return {
+        "detection_id": str(detection.detection_id),
+        "score": round(detection.score, 4),
+        "reason": detection.reason,
+        "model": detection.model,
+        "verified_by_server": detection.verified_by_server,
+        "occurred_at": detection.occurred_at.isoformat(),
+    }
+
+
+# --- dispatch: notify, escalate, remind -------------------------------------------------------
+
+
+async def snapshot_policy(conn: asyncpg.Connection, incident: IncidentRow, policy: dict[str, Any]) -> None:
+    """Keep the escalation policy the incident started with (bookkeeping: no event)."""
+    await repo.set_policy(conn, incident.id, policy)
+
+
+async def notified(
+    conn: asyncpg.Connection, settings: Settings, incident: IncidentRow, *, step: int, data: dict[str, Any]
+) -> None:
+    """Escalation step ``step`` alerted its recipients: ``notified`` (step 0) or ``escalated``."""
+    await repo.set_step(conn, incident.id, step + 1)
+    await _append(conn, settings, incident, "notified" if step == 0 else "escalated", data={"step": step, **data})
+
+
+async def start_repeat_round(conn: asyncpg.Connection, incident: IncidentRow, round_: int) -> None:
+    """Mark repeat round ``round_`` as fired (the stale-timer guard; no event by itself)."""
+    await repo.set_repeat_round(conn, incident.id, round_)
+
+
+async def reminded(
+    conn: asyncpg.Connection, settings: Settings, incident: IncidentRow, *, round_: int, data: dict[str, Any]
+) -> None:
+    """A repeat round reminded everyone alerted who has not answered."""
+    await _append(conn, settings, incident, "repeated", data={"round": round_, **data})
+
+
+# --- responders' actions --------------------------------------------------------------------
+
+
+async def act(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    incident: IncidentRow,
+    actor: Principal,
+    action: Action,
+    *,
+    outcome: str | None = None,
+    note: str | None = None,
+) -> Change:
+    """Apply a responder's action to the locked incident (who may do what is the caller's check)."""
+    _require_transaction(conn)
+    if action == "resolve" and outcome is None:
+        raise Invalid("resolving needs an outcome", field="outcome")
+    event_type = ACTION_EVENT[action]
+    repeated = (
+        (action == "resolve" and incident.status == RESOLVED)
+        or (action == "request_police" and incident.police_requested)
+        or await repo.did_act(conn, incident.id, actor.user_id, event_type)
+    )
+    if repeated:
+        return Change(incident, changed=False)
+    if incident.status == RESOLVED:
+        raise Conflict(f"the incident is resolved; cannot {action.replace('_', ' ')}", field="action")
+    if action == "arrive" and not await repo.did_act(conn, incident.id, actor.user_id, ACTION_EVENT["accept"]):
+        raise Conflict("accept the incident before arriving", field="action")
+
+    target = _ACTION_STATUS[action]
+    status = target if STATUS_RANK[target] > STATUS_RANK[incident.status] else incident.status
+    updated = await repo.apply_action(
+        conn,
+        incident.id,
+        status=status,
+        police_requested=action == "request_police",
+        acknowledged=action in _ACKNOWLEDGES,
+        outcome=outcome if action == "resolve" else None,
+        resolved_status=RESOLVED,
+    )
+    details: dict[str, str] = {"from": incident.status, "to": updated.status}
+    if note:
+        details["note"] = note
+    if outcome and action == "resolve":
+        details["outcome"] = outcome
+    event = await _append(conn, settings, updated, event_type, actor=actor, data=details)
+    await queue.enqueue(
+        conn,
+        UPDATE_JOB,
+        {
+            "incident_id": str(updated.id),
+            "version": updated.version,
+            "text": messages.update_text(actor.role, actor.display_name, action, outcome),
+            "actor_id": str(actor.user_id),
+        },
+        dedup_key=f"{updated.id}:update:{updated.version}",
+    )
+    log.info("incident_action", incident_id=str(updated.id), action=action, status=updated.status)
+    return Change(updated, changed=True, event=event)
+
+
+# --- legal hold -----------------------------------------------------------------------------
+
+
+async def set_legal_hold(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    incident: IncidentRow,
+    actor: Principal | None,
+    *,
+    hold: bool,
+    reason: str,
+) -> Change:
+    """Keep (or stop keeping) the incident's footage past retention; ``legal_hold_set`` / ``_released``."""
+    _require_transaction(conn)
+    if incident.legal_hold == hold:
+        return Change(incident, changed=False)
+    updated = await repo.set_legal_hold(conn, incident.id, hold)
+    event = await _append(
+        conn,
+        settings,
+        updated,
+        "legal_hold_set" if hold else "legal_hold_released",
+        actor=actor,
+        data={"reason": reason},
+    )
+    log.info("incident_legal_hold", incident_id=str(incident.id), hold=hold)
+    return Change(updated, changed=True, event=event)

@@ -1,0 +1,92 @@
+"""The webhook outbox: written in the transaction of the incident's change, so no event is lost.
+
+For each event the lifecycle appends, the subscriptions that want its type and whose area covers
+the venue each get one delivery row (the exact body, its stable webhook-id) and a delivery job.
+Nothing is sent here: the worker sends after commit, in order per subscription.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from backend.core import queue
+from backend.core.config import Settings
+from backend.dispatch import links
+from backend.dispatch import repo as dispatch_repo
+from backend.incidents import repo as incidents
+from backend.incidents.repo import IncidentEventRow, IncidentRow
+from backend.webhooks import payloads, repo, signing
+
+DELIVER_JOB = "deliver_webhook"
+SNAPSHOT_NOTE = "the stored snapshot, not blurred: a privacy-blurred snapshot is not produced yet"
+CONTENT_TYPES = {"json": "application/json", "cap": "application/cap+xml"}
+
+
+async def record(conn: asyncpg.Connection, settings: Settings, incident: IncidentRow, event: IncidentEventRow) -> int:
+    """Queue the event for every matching subscription; returns how many deliveries were queued."""
+    event_type = payloads.EVENT_TYPES.get(event.type)
+    if event_type is None:
+        return 0
+    targets = await repo.matching(conn, event_type, incident.venue_id, incident.region_id)
+    if not targets:
+        return 0
+    found = await _links(conn, settings, incident)
+    bodies: dict[str, bytes] = {}
+    if any(t.format == "json" for t in targets):
+        bodies["json"] = payloads.json_body(event_type, incident, event, found)
+    if any(t.format == "cap" for t in targets):
+        opening = None if event_type == "incident.opened" else await incidents.first_event(conn, incident.id)
+        bodies["cap"] = payloads.cap_body(settings, event_type, incident, event, found, opening)
+    queued = 0
+    for target in targets:
+        delivery_id = await repo.insert_delivery(
+            conn,
+            subscription_id=target.id,
+            event_id=event.id,
+            incident_id=incident.id,
+            event_type=event_type,
+            message_id=signing.message_id(target.id, event.id),
+            content_type=CONTENT_TYPES[target.format],
+            body=bodies[target.format].decode(),
+        )
+        if delivery_id is not None:
+            await enqueue(conn, delivery_id, cause="new")
+            queued += 1
+    return queued
+
+
+async def enqueue(conn: asyncpg.Connection, delivery_id: int, *, cause: str, run_at: object = None) -> None:
+    """A job to try ``delivery_id``; ``cause`` makes the job's key unique (a duplicate job is harmless:
+    the handler claims the delivery under its row lock)."""
+    await queue.enqueue(
+        conn,
+        DELIVER_JOB,
+        {"delivery_id": delivery_id},
+        dedup_key=f"{delivery_id}:{cause}",
+        run_at=run_at,  # type: ignore[arg-type]
+        max_attempts=20,
+    )
+
+
+async def _links(conn: asyncpg.Connection, settings: Settings, incident: IncidentRow) -> payloads.Links:
+    """Links, never images: the incident in the API, and short links to its snapshot and clip."""
+    base = settings.public_base_url.rstrip("/")
+    found = payloads.Links(incident=f"{base}/v1/incidents/{incident.id}")
+    for purpose, key in (("snapshot", incident.snapshot_key), ("clip", incident.clip_key)):
+        if key is None:
+            continue
+        token = links.new_token()
+        await dispatch_repo.insert_links(
+            conn,
+            incident_id=incident.id,
+            venue_id=incident.venue_id,
+            purpose=purpose,
+            object_key=key,
+            ttl_s=settings.webhook_link_ttl_s,
+            links=[(token, None)],
+        )
+        if purpose == "snapshot":
+            found.snapshot, found.snapshot_note = links.url_for(settings, token), SNAPSHOT_NOTE
+        else:
+            found.clip = links.url_for(settings, token)
+    return found

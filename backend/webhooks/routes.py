@@ -1,0 +1,122 @@
+"""Admin routes for webhook subscriptions and their deliveries."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+import asyncpg
+from litestar import Controller, get, patch, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter
+
+from backend.core.auth import Principal, require_role
+from backend.core.errors import problem_responses
+from backend.webhooks import service
+from backend.webhooks.schemas import (
+    DeliveryPage,
+    DeliveryStatus,
+    ReplayRequest,
+    ReplayResult,
+    RotateSecret,
+    SecretRotated,
+    Subscription,
+    SubscriptionCreate,
+    SubscriptionCreated,
+    SubscriptionUpdate,
+)
+
+
+class WebhookAdminController(Controller):
+    path = "/v1/admin/webhooks"
+    tags = ["admin"]
+    dependencies = {"admin": Provide(require_role("admin"))}
+    security = [{"BearerAuth": []}]
+
+    @post(summary="Subscribe a city system (the secret is shown once)", responses=problem_responses(401, 403, 422))
+    async def create(
+        self,
+        db: NamedDependency[asyncpg.Connection],
+        state: State,
+        admin: NamedDependency[Principal],
+        data: JSONBody[SubscriptionCreate],
+    ) -> SubscriptionCreated:
+        return await service.create(db, state.settings, admin, data)
+
+    @get(summary="List webhook subscriptions", responses=problem_responses(401, 403))
+    async def list_subscriptions(
+        self, db: NamedDependency[asyncpg.Connection], admin: NamedDependency[Principal]
+    ) -> list[Subscription]:
+        return await service.list_all(db)
+
+    @get("/{subscription_id:uuid}", summary="One webhook subscription", responses=problem_responses(401, 403, 404))
+    async def get_subscription(
+        self,
+        db: NamedDependency[asyncpg.Connection],
+        admin: NamedDependency[Principal],
+        subscription_id: FromPath[uuid.UUID],
+    ) -> Subscription:
+        return await service.get(db, subscription_id)
+
+    @patch(
+        "/{subscription_id:uuid}",
+        summary="Change or enable/disable a subscription",
+        responses=problem_responses(401, 403, 404, 422),
+    )
+    async def update(
+        self,
+        db: NamedDependency[asyncpg.Connection],
+        state: State,
+        admin: NamedDependency[Principal],
+        subscription_id: FromPath[uuid.UUID],
+        data: JSONBody[SubscriptionUpdate],
+    ) -> Subscription:
+        return await service.update(db, state.settings, admin, subscription_id, data)
+
+    @post(
+        "/{subscription_id:uuid}/rotate-secret",
+        summary="A new signing secret (shown once); the old one signs too during the overlap",
+        responses=problem_responses(401, 403, 404, 422),
+        status_code=200,
+    )
+    async def rotate_secret(
+        self,
+        db: NamedDependency[asyncpg.Connection],
+        state: State,
+        admin: NamedDependency[Principal],
+        subscription_id: FromPath[uuid.UUID],
+        data: JSONBody[RotateSecret | None] = None,
+    ) -> SecretRotated:
+        return await service.rotate_secret(db, state.settings, admin, subscription_id, data)
+
+    @get(
+        "/{subscription_id:uuid}/deliveries",
+        summary="Deliveries, newest first, with every attempt's status and response time",
+        responses=problem_responses(401, 403, 404, 422),
+    )
+    async def deliveries(  # noqa: PLR0917 - Litestar passes query parameters by name
+        self,
+        db: NamedDependency[asyncpg.Connection],
+        admin: NamedDependency[Principal],
+        subscription_id: FromPath[uuid.UUID],
+        status: FromQuery[DeliveryStatus | None] = None,
+        before: FromQuery[Annotated[int | None, Parameter(gt=0)]] = None,
+        limit: FromQuery[Annotated[int, Parameter(ge=1, le=500)]] = 100,
+    ) -> DeliveryPage:
+        return await service.deliveries(db, subscription_id, status=status, before=before, limit=limit)
+
+    @post(
+        "/{subscription_id:uuid}/replay",
+        summary="Send dead deliveries (or the chosen ones) again, with the same webhook-id",
+        responses=problem_responses(401, 403, 404, 422),
+        status_code=202,
+    )
+    async def replay(
+        self,
+        db: NamedDependency[asyncpg.Connection],
+        admin: NamedDependency[Principal],
+        subscription_id: FromPath[uuid.UUID],
+        data: JSONBody[ReplayRequest | None] = None,
+    ) -> ReplayResult:
+        return await service.replay(db, admin, subscription_id, data)

@@ -1,0 +1,340 @@
+"""Webhook subscriptions (the admin API and CLI) and the delivery of one outbox row.
+
+Delivery (``deliver``, the worker's job): claim the row (the subscription is locked so its senders
+take turns; the row must be its subscription's oldest open one, so events arrive in order), send
+it with no database connection held, then settle it: 2xx delivered; 410 dead and the subscription
+disabled; otherwise retried after the schedule's next delay (with jitter; ``Retry-After`` on 429
+and 503 wins), or dead after the last try (logged as ``webhook_delivery_dead`` and counted in
+``kuzet_webhook_deliveries_dead_total``). Settling a row queues its subscription's next open one.
+A sender that died mid-attempt leaves the row ``sending``: its job runs again after the lease and
+re-sends it, with the same webhook-id, once the claim is older than the timeout.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import timedelta
+
+import asyncpg
+import msgspec
+
+from backend.audit import repo as audit
+from backend.core.auth import Principal
+from backend.core.config import Settings
+from backend.core.errors import Invalid, NotFound
+from backend.core.logging import get_logger
+from backend.core.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_DEAD, WEBHOOK_SECONDS
+from backend.webhooks import outbox, repo, safety, signing
+from backend.webhooks.schemas import (
+    Attempt,
+    Delivery,
+    DeliveryPage,
+    ReplayRequest,
+    ReplayResult,
+    RotateSecret,
+    SecretRotated,
+    Subscription,
+    SubscriptionCreate,
+    SubscriptionCreated,
+    SubscriptionUpdate,
+)
+from backend.webhooks.sender import Outcome, Sender
+
+log = get_logger(__name__)
+
+STALE_MARGIN_S = 5.0  # a claim older than the timeout plus this: its sender died
+MAX_RETRY_AFTER_S = 24 * 3600.0
+
+
+def _subscription(row: repo.SubscriptionRow) -> Subscription:
+    return msgspec.convert(msgspec.to_builtins(row), Subscription)
+
+
+def _check_url(url: str, settings: Settings) -> None:
+    try:
+        safety.check_url(url, settings)
+    except safety.UnsafeTarget as exc:
+        raise Invalid(str(exc), field="url") from None
+
+
+async def create(
+    conn: asyncpg.Connection, settings: Settings, actor: Principal | None, data: SubscriptionCreate
+) -> SubscriptionCreated:
+    """Register a subscription; its secret is in this answer only."""
+    _check_url(data.url, settings)
+    area = msgspec.json.encode(data.area).decode() if data.area is not None else None
+    if area is not None and (problem := await repo.area_problem(conn, area)):
+        raise Invalid(f"area is not a valid polygon: {problem}", field="area")
+    secret = signing.new_secret()
+    try:
+        row = await repo.insert_subscription(
+            conn,
+            name=data.name,
+            url=data.url,
+            event_types=list(dict.fromkeys(data.event_types)),
+            format_=data.format,
+            region_id=data.region_id,
+            venue_ids=data.venue_ids,
+            area=area,
+            enabled=data.enabled,
+            secret=secret,
+        )
+    except asyncpg.ForeignKeyViolationError:
+        raise Invalid("no such police region", field="region_id") from None
+    await audit.record_by(
+        conn,
+        actor,
+        "webhook.subscription.create",
+        subject_type="webhook_subscription",
+        subject_id=str(row.id),
+        detail={"url": data.url, "format": data.format, "event_types": list(data.event_types)},
+    )
+    log.info("webhook_subscription_created", subscription_id=str(row.id), format=data.format)
+    return msgspec.convert(msgspec.to_builtins(row) | {"secret": secret}, SubscriptionCreated)
+
+
+async def list_all(conn: asyncpg.Connection) -> list[Subscription]:
+    return [_subscription(r) for r in await repo.list_subscriptions(conn)]
+
+
+async def get(conn: asyncpg.Connection, subscription_id: uuid.UUID) -> Subscription:
+    row = await repo.get_subscription(conn, subscription_id)
+    if row is None:
+        raise NotFound("no such webhook subscription", field="subscription_id")
+    return _subscription(row)
+
+
+async def update(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    actor: Principal | None,
+    subscription_id: uuid.UUID,
+    data: SubscriptionUpdate,
+) -> Subscription:
+    """Change fields; enabling a subscription queues its oldest open delivery again."""
+    if data.url is not None:
+        _check_url(data.url, settings)
+    row = await repo.update_subscription(
+        conn,
+        subscription_id,
+        name=data.name,
+        url=data.url,
+        event_types=list(dict.fromkeys(data.event_types)) if data.event_types else None,
+        format_=data.format,
+        enabled=data.enabled,
+    )
+    if row is None:
+        raise NotFound("no such webhook subscription", field="subscription_id")
+    if data.enabled:
+        await _queue_next(conn, subscription_id, cause=f"enabled:{uuid.uuid4().hex[:8]}")
+    await audit.record_by(
+        conn,
+        actor,
+        "webhook.subscription.update",
+        subject_type="webhook_subscription",
+        subject_id=str(subscription_id),
+        detail=msgspec.to_builtins(data),
+    )
+    return _subscription(row)
+
+
+async def rotate_secret(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    actor: Principal | None,
+    subscription_id: uuid.UUID,
+    data: RotateSecret | None,
+) -> SecretRotated:
+    """A new secret (shown once); the previous one keeps signing beside it for the overlap."""
+    overlap = data.overlap_s if data is not None and data.overlap_s is not None else settings.webhook_secret_overlap_s
+    secret = signing.new_secret()
+    try:
+        expires = await repo.rotate_secret(conn, subscription_id, secret, overlap)
+    except LookupError:
+        raise NotFound("no such webhook subscription", field="subscription_id") from None
+    await audit.record_by(
+        conn,
+        actor,
+        "webhook.subscription.rotate_secret",
+        subject_type="webhook_subscription",
+        subject_id=str(subscription_id),
+        detail={"overlap_s": overlap},
+    )
+    log.info("webhook_secret_rotated", subscription_id=str(subscription_id), overlap_s=overlap)
+    return SecretRotated(id=subscription_id, secret=secret, previous_secret_expires_at=expires)
+
+
+async def deliveries(
+    conn: asyncpg.Connection,
+    subscription_id: uuid.UUID,
+    *,
+    status: str | None = None,
+    before: int | None = None,
+    limit: int = 100,
+) -> DeliveryPage:
+    """The subscription's deliveries, newest first, each with every attempt."""
+    await get(conn, subscription_id)
+    rows = await repo.list_deliveries(conn, subscription_id, status=status, before=before, limit=limit)
+    tries: dict[int, list[Attempt]] = {}
+    for a in await repo.list_attempts(conn, [r.id for r in rows]):
+        tries.setdefault(a.delivery_id, []).append(
+            Attempt(
+                attempt=a.attempt,
+                started_at=a.started_at,
+                status_code=a.status_code,
+                error=a.error,
+                response_ms=a.response_ms,
+            )
+        )
+    return DeliveryPage(
+        items=[
+            Delivery(
+                id=r.id,
+                message_id=r.message_id,
+                event_type=r.event_type,
+                incident_id=r.incident_id,
+                status=r.status,  # type: ignore[arg-type]
+                attempts=r.attempts,
+                next_attempt_at=r.next_attempt_at if r.status == "pending" else None,
+                last_status=r.last_status,
+                last_error=r.last_error,
+                created_at=r.created_at,
+                delivered_at=r.delivered_at,
+                dead_at=r.dead_at,
+                tries=tries.get(r.id, []),
+            )
+            for r in rows
+        ]
+    )
+
+
+async def replay(
+    conn: asyncpg.Connection, actor: Principal | None, subscription_id: uuid.UUID, data: ReplayRequest | None
+) -> ReplayResult:
+    """Send dead deliveries (or the chosen ones) again, with their webhook-id, in their order."""
+    await get(conn, subscription_id)
+    chosen = data.delivery_ids if data is not None else None
+    ids = await repo.replay(conn, subscription_id, chosen)
+    cause = f"replay:{uuid.uuid4().hex[:8]}"
+    for delivery_id in ids:
+        await outbox.enqueue(conn, delivery_id, cause=cause)
+    await audit.record_by(
+        conn,
+        actor,
+        "webhook.deliveries.replay",
+        subject_type="webhook_subscription",
+        subject_id=str(subscription_id),
+        detail={"deliveries": len(ids), "chosen": chosen is not None},
+    )
+    log.info("webhook_replayed", subscription_id=str(subscription_id), deliveries=len(ids))
+    return ReplayResult(replayed=len(ids))
+
+
+# --- delivery -------------------------------------------------------------------------------
+
+
+def _stale_after(settings: Settings) -> timedelta:
+    return timedelta(seconds=settings.webhook_timeout_s + STALE_MARGIN_S)
+
+
+async def _queue_next(conn: asyncpg.Connection, subscription_id: uuid.UUID, *, cause: str) -> None:
+    found = await repo.next_open(conn, subscription_id)
+    if found is not None:
+        delivery_id, at = found
+        await outbox.enqueue(conn, delivery_id, cause=cause, run_at=at)
+
+
+async def _claim(conn: asyncpg.Connection, settings: Settings, delivery_id: int) -> repo.Claimed | None:
+    """Claim the delivery for one attempt, or say why not (None): done, not due, not its turn."""
+    subscription_id = await repo.subscription_of(conn, delivery_id)
+    if subscription_id is None or not await repo.lock_subscription(conn, subscription_id):
+        return None  # gone, or disabled: enabling it queues its oldest open delivery again
+    row = await repo.lock_delivery(conn, delivery_id)
+    if row is None or row.status in {"delivered", "dead"}:
+        return None
+    now = await repo.db_now(conn)
+    if row.status == "sending":
+        stale_at = (row.claimed_at or now) + _stale_after(settings)
+        if stale_at > now:  # another sender is on it; look again when its claim would be stale
+            await outbox.enqueue(conn, delivery_id, cause=f"stale:{row.attempts}", run_at=stale_at)
+            return None
+        log.warning("webhook_sender_lost", delivery_id=delivery_id, attempt=row.attempts)
+    elif row.next_attempt_at is not None and row.next_attempt_at > now:
+        return None  # a job for that time exists
+    if await repo.earlier_open(conn, subscription_id, delivery_id):
+        return None  # not its turn: settling the earlier one queues it
+    return await repo.claim(conn, delivery_id)
+
+
+def _delay(settings: Settings, attempt: int, outcome: Outcome) -> float | None:
+    """Seconds until the next try after failed attempt ``attempt``; None when it was the last."""
+    delays = settings.webhook_retry_delays
+    if attempt > len(delays):
+        return None
+    if outcome.status_code in {429, 503} and outcome.retry_after_s is not None:
+        return min(outcome.retry_after_s, MAX_RETRY_AFTER_S)
+    return delays[attempt - 1] * random.uniform(0.9, 1.1)  # jitter, not a secret
+
+
+async def _settle(conn: asyncpg.Connection, settings: Settings, claimed: repo.Claimed, outcome: Outcome) -> str:
+    await repo.insert_attempt(
+        conn,
+        delivery_id=claimed.id,
+        attempt=claimed.attempts,
+        started_at=outcome.started_at,
+        status_code=outcome.status_code,
+        error=outcome.error,
+        response_ms=outcome.response_ms,
+        response_body=outcome.body,
+    )
+    bound = log.bind(
+        delivery_id=claimed.id,
+        subscription_id=str(claimed.subscription_id),
+        webhook_id=claimed.message_id,
+        attempt=claimed.attempts,
+        status_code=outcome.status_code,
+    )
+    if outcome.ok:
+        if not await repo.mark_delivered(conn, claimed.id, claimed.attempts, outcome.status_code or 200):
+            return "superseded"
+        await _queue_next(conn, claimed.subscription_id, cause=f"after:{claimed.id}:{claimed.attempts}")
+        return "delivered"
+    error = outcome.error or "failed"
+    if outcome.status_code == 410:
+        if not await repo.mark_dead(conn, claimed.id, claimed.attempts, 410, error):
+            return "superseded"
+        await repo.disable(conn, claimed.subscription_id, "the receiver answered 410 Gone")
+        WEBHOOK_DEAD.inc()
+        bound.error("webhook_subscription_disabled", reason="410 Gone")
+        return "gone"
+    delay = _delay(settings, claimed.attempts, outcome)
+    if delay is None:
+        if not await repo.mark_dead(conn, claimed.id, claimed.attempts, outcome.status_code, error):
+            return "superseded"
+        WEBHOOK_DEAD.inc()
+        bound.error("webhook_delivery_dead", error=error)
+        await _queue_next(conn, claimed.subscription_id, cause=f"after:{claimed.id}:{claimed.attempts}")
+        return "dead"
+    at = await repo.mark_retry(conn, claimed.id, claimed.attempts, outcome.status_code, error, delay)
+    if at is None:
+        return "superseded"
+    await outbox.enqueue(conn, claimed.id, cause=f"try:{claimed.attempts + 1}", run_at=at)
+    bound.warning("webhook_retry", error=error, delay_s=round(delay, 1))
+    return "retry"
+
+
+async def deliver(pool: asyncpg.Pool, sender: Sender, settings: Settings, delivery_id: int) -> str:
+    """One attempt of one delivery (if it is due and its turn); returns what happened."""
+    async with pool.acquire() as conn, conn.transaction():
+        claimed = await _claim(conn, settings, delivery_id)
+    if claimed is None:
+        return "skipped"
+    outcome = await sender.send(
+        claimed.url, claimed.message_id, claimed.secrets, claimed.content_type, claimed.body.encode()
+    )
+    WEBHOOK_SECONDS.observe(outcome.response_ms / 1000)
+    async with pool.acquire() as conn, conn.transaction():
+        result = await _settle(conn, settings, claimed, outcome)
+    WEBHOOK_ATTEMPTS.labels(outcome=result).inc()
+    return result
