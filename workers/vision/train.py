@@ -68,4 +68,6 @@ def export_onnx(clf: Pipeline, n_features: int, path: Path) -> None:
         target_opset={"": 17, "ai.onnx.ml": 3},
     )
     onx.doc_string = "kuzet-fight motion stage"
-    path.write_bytes(onx.SerializeToString())
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(onx.SerializeToString())
+    tmp.replace(path)  # a worker starting meanwhile never reads half a file

@@ -41,6 +41,7 @@ FOLDS = 5
 INNER_FOLDS = 3
 REPEATS = 3
 SETTLE_FIGHT_SHARE = 0.02  # the motion stage may reject at most this share of (inner) fights
+RECALL_FLOOR = 0.85  # per-camera calibration may raise a threshold only while OOF recall stays at this
 
 
 @dataclass(frozen=True)
@@ -352,6 +353,7 @@ class Final:
     bound: float | None
     oof_recall: float
     oof_fpr: float
+    max_threshold: float  # the highest threshold whose OOF recall is still RECALL_FLOOR
 
 
 def fit_final(corpus: Corpus, variant: Variant, *, cascade_on: bool, seed: int, repeats: int) -> Final:
@@ -364,12 +366,13 @@ def fit_final(corpus: Corpus, variant: Variant, *, cascade_on: bool, seed: int, 
     bound = settle_bound(y, motion) if cascade_on else None
     final_scores = cascade(score, motion, bound) if bound is not None else score
     threshold = pick_threshold(y, final_scores)
+    max_threshold = max(threshold, pick_threshold(y, final_scores, RECALL_FLOOR))
     rec, fpr = _rates(y, final_scores >= threshold)
     every = np.arange(len(corpus.y), dtype=np.int64)
     rows = corpus.windows.rows_of(every)
     motion_clf = make_classifier(seed).fit(corpus.windows.x[rows], corpus.y[corpus.windows.clip[rows]])
     head = make_head(variant.c).fit(corpus.net, corpus.y)
-    return Final(motion_clf, head, threshold, bound, rec, fpr)
+    return Final(motion_clf, head, threshold, bound, rec, fpr, max_threshold)
 
 
 def head_section(head: Pipeline, c: float) -> dict[str, Any]:

