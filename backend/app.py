@@ -25,6 +25,7 @@ from backend.core.logging import configure_logging, get_logger, request_id_middl
 from backend.detections.routes import ROUTES as DETECTION_ROUTES
 from backend.dispatch.routes import EscalationPolicyAdminController
 from backend.health.routes import ROUTES as HEALTH_ROUTES
+from backend.incidents.routes import IncidentAdminController
 from backend.models.routes import TrainingConsentController
 from backend.users.routes import UserAdminController
 from backend.venues.routes import VenueAdminController
@@ -41,6 +42,7 @@ BACKEND_ROUTES: list[ControllerRouterHandler] = [
     UserAdminController,
     EscalationPolicyAdminController,
     WebhookAdminController,
+    IncidentAdminController,
     TrainingConsentController,
 ]
 
