@@ -32,13 +32,14 @@ from typing import Final
 
 from backend.core import jobs
 from backend.core.config import Settings
-from backend.core.failures import ObjectMissing
+from backend.core.failures import DATABASE_UNAVAILABLE, ObjectMissing
 from backend.core.logging import get_logger
 from backend.core.metrics import CONFIRMATION_SECONDS, DETECTIONS_DECIDED
 from backend.detections import confirmation
 from backend.detections.confirmation import Evidence, Verdict
 from backend.models import repo as model_versions_repo
 from backend.models import service as model_versions
+from backend.models.repo import SlotRow
 from workers.cpu import CpuPool, CpuTimeout, WorkerCrashed
 from workers.errors import PermanentError, TransientError
 from workers.media import MediaError, make_playable_mp4, make_snapshot_jpeg, probe_clip
@@ -191,13 +192,25 @@ def new_pool(settings: Settings, live: Path | None = None, shadow: Path | None =
 
 async def setup(ctx: WorkerContext, stack: AsyncExitStack) -> None:
     """The models named in ``model_slots`` (none: the committed model), read once at start."""
-    async with ctx.pool.acquire() as conn:
-        slots = await model_versions.slots(conn)
+    slots = await _model_slots(ctx)
     live = Path(slots["live"].sidecar) if "live" in slots else None
     shadow = Path(slots["shadow"].sidecar) if "shadow" in slots else None
     log.info("confirm_models", live=str(live or "committed"), shadow=str(shadow) if shadow else None)
     pool = await stack.enter_async_context(new_pool(ctx.settings, live, shadow))
     ctx.confirmer = Confirmer(pool)
+
+
+async def _model_slots(ctx: WorkerContext) -> dict[str, SlotRow]:
+    """Which models to load; while the database is down the worker waits for it (and says so)."""
+    delay_s = 1.0
+    while True:
+        try:
+            async with ctx.pool.acquire() as conn:
+                return await model_versions.slots(conn)
+        except DATABASE_UNAVAILABLE as exc:
+            log.warning("model_slots_unavailable", error=str(exc), retry_in_s=delay_s)
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, 10.0)
 
 
 def _reason(exc: Exception) -> str:
