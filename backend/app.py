@@ -30,6 +30,7 @@ from backend.detections.routes import ROUTES as DETECTION_ROUTES
 from backend.dispatch.routes import EscalationPolicyAdminController
 from backend.health.routes import ROUTES as HEALTH_ROUTES
 from backend.incidents.routes import IncidentAdminController
+from backend.models.routes import TrainingConsentController
 from backend.users.routes import UserAdminController
 from backend.venues.routes import VenueAdminController
 from backend.webhooks.routes import WebhookAdminController
@@ -46,6 +47,7 @@ BACKEND_ROUTES: list[ControllerRouterHandler] = [
     EscalationPolicyAdminController,
     WebhookAdminController,
     IncidentAdminController,
+    TrainingConsentController,
 ]
 
 

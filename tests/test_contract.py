@@ -369,6 +369,13 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ("PUT", "/v1/admin/incidents/{incident_id}/legal-hold"): Entry(
         {"incident_id": "incident_{side}"}, ADMIN, default="403/403", body={"hold": True, "reason": "court order"}
     ),
+    # model training consent (issue 11): a venue's owner for their venue, or an admin
+    ("PUT", "/v1/venues/{venue_id}/model-training-consent"): Entry(
+        {"venue_id": "venue_{side}"},
+        {"owner": "ok/404", **ADMIN},
+        default="403/403",
+        body={"consent": True},
+    ),
     # webhook subscriptions (issue 9): administrators only; not tied to one venue or region
     ("GET", "/v1/admin/webhooks"): Entry({}, ADMIN, default="403/403", tenanted=False),
     ("POST", "/v1/admin/webhooks"): Entry(
