@@ -24,7 +24,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request
 
-from backend.core.errors import BadRequest, Invalid, NotFound
+from backend.core.errors import BadRequest, Invalid, NotFound, msgspec_field
 
 # C0 controls, DEL, C1 controls and UTF-16 surrogates. ``Text`` allows tab, LF and CR.
 LINE_PATTERN = "^[^\\x00-\\x1f\\x7f-\\x9f\\ud800-\\udfff]*\\Z"
@@ -98,6 +98,28 @@ async def guard_json_body(request: Request[Any, Any, Any]) -> None:
     body = await request.body()
     if body:
         check_json(body)
+        if "authorization" in request.headers or not request.route_handler.resolve_security():
+            # A request that must sign in and did not gets its 401 first, whatever its body.
+            check_types(body, request.route_handler.parsed_data_field)
+
+
+def check_types(body: bytes, data_field: Any) -> None:
+    """Decode a JSON body strictly against the handler's request Struct before Litestar does.
+
+    Litestar converts a decoded body with msgspec's lax rules, which would take ``0`` for ``false``
+    or ``"1"`` for ``1``; the OpenAPI document promises exact types, so a body must have them.
+    Bodies that are not JSON at all are left to Litestar's own (400) answer.
+    """
+    target = getattr(data_field, "annotation", None)
+    if not (isinstance(target, type) and issubclass(target, msgspec.Struct)):
+        return
+    try:
+        msgspec.json.decode(body, type=target)
+    except msgspec.ValidationError as exc:
+        message, field = msgspec_field(str(exc))
+        raise Invalid(message, field=field or "body") from exc
+    except msgspec.DecodeError:
+        return
 
 
 def check_window(
