@@ -25,6 +25,7 @@ from backend.core.logging import configure_logging, get_logger, request_id_middl
 from backend.detections.routes import ROUTES as DETECTION_ROUTES
 from backend.dispatch.routes import EscalationPolicyAdminController
 from backend.health.routes import ROUTES as HEALTH_ROUTES
+from backend.history.routes import HistoryController
 from backend.users.routes import UserAdminController
 from backend.venues.routes import VenueAdminController
 from backend.webhooks.routes import WebhookAdminController
@@ -40,6 +41,7 @@ BACKEND_ROUTES: list[ControllerRouterHandler] = [
     UserAdminController,
     EscalationPolicyAdminController,
     WebhookAdminController,
+    HistoryController,
 ]
 
 

@@ -71,6 +71,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     alert_accept_timeout_s: Positive = 60.0
     alert_delivery_max_attempts: PositiveInt = 5
     short_link_ttl_s: PositiveInt = 3600
+    # owners: footage access
+    footage_url_ttl_s: Annotated[int, msgspec.Meta(gt=0, le=300)] = 120  # presigned URLs: 5 minutes at most
     # webhooks
     webhook_timeout_s: Positive = 15.0
     webhook_retry_schedule_s: str | None = "5,300,1800,7200,18000,36000,36000"  # empty: no retries
