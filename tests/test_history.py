@@ -424,3 +424,78 @@ def test_a_footage_url_may_not_live_past_five_minutes(settings_env: dict[str, st
 
     with pytest.raises(ConfigError, match="KUZET_FOOTAGE_URL_TTL_S"):
         load_settings(settings_env | {"KUZET_FOOTAGE_URL_TTL_S": "301"})
+
+
+async def test_outcomes_by_resolver_and_owner_are_labels_per_detection_and_camera(
+    escalated: Escalated, make: Factory, conn: asyncpg.Connection, client: Client
+) -> None:
+    e = escalated
+    url = f"/v1/incidents/{e.incident}/outcome"
+    # The officer resolved it as "handled": the resolver's verdict, implied, is "real".
+    rows = await conn.fetch("SELECT role, source, verdict FROM incident_outcomes WHERE incident_id = $1", e.incident)
+    assert [tuple(r) for r in rows] == [("officer", "resolution", "real")]
+    for who, status in [(e.other_owner, 404), (e.officer, 403), (e.dispatcher, 403), (e.bouncer, 403)]:
+        response = await client.post(url, json={"verdict": "false_alarm"}, headers=make.auth(who))
+        assert response.status_code == status, (who.role, response.text)
+    response = await client.post(url, json={"verdict": "maybe"}, headers=make.auth(e.owner))
+    assert response.status_code == 422 and response.json()["field"] == "verdict"
+    response = await client.post(
+        url, json={"verdict": "false_alarm", "note": "two friends hugging"}, headers=make.auth(e.owner)
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["verdict"] == "false_alarm"
+    assert [(o["role"], o["source"], o["verdict"]) for o in body["outcomes"]] == [
+        ("officer", "resolution", "real"),
+        ("owner", "review", "false_alarm"),
+    ]
+    history = f"/v1/venues/{e.venue.id}/incidents"
+    response = await client.get(history, params={"verdict": "false_alarm"}, headers=make.auth(e.owner))
+    [item] = response.json()["items"]
+    assert item["id"] == str(e.incident) and item["verdict"] == "false_alarm" and item["outcome"] == "handled"
+    response = await client.get(history, params={"verdict": "real"}, headers=make.auth(e.owner))
+    assert response.json()["items"] == []
+    timeline = (await client.get(f"/v1/incidents/{e.incident}/timeline", headers=make.auth(e.owner))).json()
+    [added] = [x for x in timeline["entries"] if x["type"] == "outcome_added"]
+    assert added["actor_role"] == "owner" and added["data"] == {"verdict": "false_alarm", "note": "two friends hugging"}
+
+    # Labels: per detection, filterable by camera; a rejected detection of another camera has none.
+    other = await make.camera(e.venue.id)
+    rejected = await make.detection(other)
+    await conn.execute(
+        """UPDATE detections SET status = 'rejected', score = 0.1, decision_reason = 'model 0.10 < 0.5',
+                  decided_at = now() WHERE id = $1""",
+        rejected.id,
+    )
+    labels = f"/v1/venues/{e.venue.id}/labels"
+    response = await client.get(labels, headers=make.auth(e.owner))
+    assert response.status_code == 200, response.text
+    items = {i["detection_id"]: i for i in response.json()["items"]}
+    assert items[str(e.detection.id)]["verdict"] == "false_alarm"
+    assert items[str(e.detection.id)]["decision"] == "confirmed" and items[str(e.detection.id)]["score"] == 0.87
+    assert len(items[str(e.detection.id)]["outcomes"]) == 2
+    assert items[str(rejected.id)]["verdict"] is None and items[str(rejected.id)]["decision"] == "rejected"
+    response = await client.get(labels, params={"camera_id": str(other.camera.id)}, headers=make.auth(e.owner))
+    assert [i["detection_id"] for i in response.json()["items"]] == [str(rejected.id)]
+    paged = await _all_pages(client, labels, make.auth(e.owner), limit=1)
+    assert {i["detection_id"] for i in paged} == set(items)
+    assert (await client.get(labels, headers=make.auth(e.other_owner))).status_code == 404
+
+
+async def test_an_outcome_needs_a_resolved_incident_and_a_resolver_may_say_unsure(
+    venues: Venues, make: Factory, conn: asyncpg.Connection, client: Client
+) -> None:
+    incident = await make.incident(venues.a1.id)
+    response = await client.post(
+        f"/v1/incidents/{incident}/outcome", json={"verdict": "real"}, headers=make.auth(venues.owner_a)
+    )
+    assert response.status_code == 409 and response.json()["field"] == "verdict"
+    await make.on_duty(venues.bouncer_a1)
+    response = await client.post(
+        f"/v1/incidents/{incident}/actions",
+        json={"action": "resolve", "outcome": "other", "verdict": "unsure", "note": "left before we got there"},
+        headers=make.auth(venues.bouncer_a1),
+    )
+    assert response.status_code == 200, response.text
+    row = await conn.fetchrow("SELECT role, verdict, note FROM incident_outcomes WHERE incident_id = $1", incident)
+    assert tuple(row) == ("bouncer", "unsure", "left before we got there")

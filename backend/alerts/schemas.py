@@ -9,15 +9,18 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 Action = Literal["acknowledge", "accept", "arrive", "request_police", "resolve"]
-Outcome = Literal["handled", "false_alarm", "police_attended", "arrest", "medical", "other"]
+Outcome = Literal["handled", "false_alarm", "police_attended", "arrest", "medical", "other", "real", "unsure"]
+Verdict = Literal["real", "false_alarm", "unsure"]
 
 
 class ActionRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Bouncers acknowledge, request police or resolve; officers accept, arrive or resolve.
-    Resolving needs an ``outcome``. Repeating an action you already took changes nothing."""
+    Resolving needs an ``outcome``; ``verdict`` (real / false_alarm / unsure, the model's label) is
+    implied by it when not given. Repeating an action you already took changes nothing."""
 
     action: Action
     outcome: Outcome | None = None
+    verdict: Verdict | None = None
     note: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
 
 

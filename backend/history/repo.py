@@ -28,6 +28,7 @@ class HistoryRow(msgspec.Struct, frozen=True):
     max_score: float
     legal_hold: bool
     has_snapshot: bool
+    verdict: str | None
 
 
 class EventRow(msgspec.Struct, frozen=True):
@@ -85,12 +86,14 @@ class AuditRow(msgspec.Struct, frozen=True):
     detail: dict[str, Any]
 
 
-_HISTORY_COLUMNS = """i.id, i.venue_id, v.name AS venue_name, i.kind, i.status, i.first_seen_at AS detected_at,
+# The incident's verdict: the newest outcome anyone recorded.
+_VERDICT = "(SELECT o.verdict FROM incident_outcomes o WHERE o.incident_id = i.id ORDER BY o.id DESC LIMIT 1)"
+_HISTORY_COLUMNS = f"""i.id, i.venue_id, v.name AS venue_name, i.kind, i.status, i.first_seen_at AS detected_at,
     i.opened_at AS confirmed_at, i.acknowledged_at AS first_acknowledged_at,
     (SELECT min(e.at) FROM incident_events e
       WHERE e.incident_id = i.id AND e.type = 'accepted' AND e.actor_role = 'officer') AS first_officer_accepted_at,
     i.resolved_at, i.outcome, i.detection_count, i.max_score, i.legal_hold,
-    i.snapshot_key IS NOT NULL AS has_snapshot"""
+    i.snapshot_key IS NOT NULL AS has_snapshot, {_VERDICT} AS verdict"""
 SELECT_HISTORY = f"SELECT {_HISTORY_COLUMNS} FROM incidents i JOIN venues v ON v.id = i.venue_id"
 SELECT_ONE = SELECT_HISTORY + " WHERE i.id = $1"
 
@@ -103,6 +106,7 @@ _FILTERS: dict[str, str] = {
     "kind": "i.kind = ${}",
     "status": "i.status = ${}",
     "outcome": "i.outcome = ${}",
+    "verdict": _VERDICT + " = ${}",
     "camera_id": "EXISTS (SELECT 1 FROM detections d WHERE d.incident_id = i.id AND d.camera_id = ${})",
 }
 _OPEN = "i.status <> 'resolved'"
@@ -122,6 +126,7 @@ class HistoryQuery:
     status: str | None = None
     open_only: bool = False
     outcome: str | None = None
+    verdict: str | None = None
     camera_id: uuid.UUID | None = None
     after: tuple[datetime, uuid.UUID] | None = None  # keyset: strictly older than this (opened_at, id)
 
@@ -248,3 +253,71 @@ async def access_log(
     """Newest first by id (audit rows are append-only, so ids only grow)."""
     rows = await conn.fetch(_ACCESS_LOG, venue_id, list(ACCESS_ACTIONS), since, until, actor_id, before_id, limit)
     return [msgspec.convert(dict(r), AuditRow) for r in rows]
+
+
+# --- outcomes: labels per detection and camera -------------------------------------------------
+
+
+class OutcomeRow(msgspec.Struct, frozen=True):
+    incident_id: uuid.UUID
+    user_id: uuid.UUID | None
+    user_name: str | None
+    role: str
+    source: str
+    verdict: str
+    note: str | None
+    at: datetime
+
+
+class LabelRow(msgspec.Struct, frozen=True):
+    detection_id: uuid.UUID
+    camera_id: uuid.UUID
+    camera_name: str
+    incident_id: uuid.UUID | None
+    kind: str
+    occurred_at: datetime
+    received_at: datetime
+    decision: str
+    edge_score: float
+    score: float | None
+    model_name: str | None
+    model_version: str | None
+
+
+SELECT_OUTCOMES = """
+SELECT o.incident_id, o.user_id, u.display_name AS user_name, o.role, o.source, o.verdict, o.note, o.at
+FROM incident_outcomes o LEFT JOIN users u ON u.id = o.user_id
+WHERE o.incident_id = ANY($1::uuid[]) ORDER BY o.id
+"""
+_LABELS = """
+SELECT d.id AS detection_id, d.camera_id, c.name AS camera_name, d.incident_id, d.kind, d.occurred_at, d.received_at,
+       d.status AS decision, d.edge_score, d.score, d.model_name, d.model_version
+FROM detections d JOIN cameras c ON c.id = d.camera_id
+WHERE d.venue_id = $1 AND d.status IN ('confirmed', 'rejected')
+  AND ($2::uuid IS NULL OR d.camera_id = $2)
+  AND ($3::timestamptz IS NULL OR d.received_at >= $3)
+  AND ($4::timestamptz IS NULL OR d.received_at < $4)
+  AND ($5::timestamptz IS NULL OR (d.received_at, d.id) < ($5, $6::uuid))
+ORDER BY d.received_at DESC, d.id DESC
+LIMIT $7
+"""
+
+
+async def outcomes(conn: asyncpg.Connection, incident_ids: list[uuid.UUID]) -> list[OutcomeRow]:
+    return [msgspec.convert(dict(r), OutcomeRow) for r in await conn.fetch(SELECT_OUTCOMES, incident_ids)]
+
+
+async def labels(
+    conn: asyncpg.Connection,
+    venue_id: uuid.UUID,
+    *,
+    camera_id: uuid.UUID | None,
+    since: datetime | None,
+    until: datetime | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[LabelRow]:
+    """The venue's decided detections, newest first (keyset on received_at, id)."""
+    at, last = after if after else (None, None)
+    rows = await conn.fetch(_LABELS, venue_id, camera_id, since, until, at, last, limit)
+    return [msgspec.convert(dict(r), LabelRow) for r in rows]

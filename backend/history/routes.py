@@ -8,18 +8,27 @@ from types import MappingProxyType
 from typing import Annotated
 
 import asyncpg
-from litestar import Controller, Request, get
+from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Redirect
 
 from backend.alerts.schemas import Outcome
 from backend.core.auth import Principal, provide_principal
 from backend.core.errors import problem_responses
-from backend.history import repo, service
-from backend.history.schemas import AccessLogPage, HistoryPage, IncidentTimeline, StateFilter
+from backend.history import outcomes, repo, service
+from backend.history.schemas import (
+    AccessLogPage,
+    HistoryPage,
+    IncidentOutcomes,
+    IncidentTimeline,
+    LabelPage,
+    OutcomeCreate,
+    StateFilter,
+)
 from backend.incidents.kinds import KindName
+from backend.incidents.schemas import Verdict
 
 Since = Annotated[datetime | None, QueryParameter(name="from", description="from this time (inclusive)")]
 Until = Annotated[datetime | None, QueryParameter(name="to", description="until this time (exclusive)")]
@@ -34,6 +43,7 @@ def _query(  # noqa: PLR0917 - the filters, by name at the one call site
     kind: str | None,
     state: str | None,
     outcome: str | None,
+    verdict: str | None,
     camera_id: uuid.UUID | None,
 ) -> repo.HistoryQuery:
     return repo.HistoryQuery(
@@ -43,6 +53,7 @@ def _query(  # noqa: PLR0917 - the filters, by name at the one call site
         status=None if state == "open" else state,
         open_only=state == "open",
         outcome=outcome,
+        verdict=verdict,
         camera_id=camera_id,
     )
 
@@ -69,6 +80,7 @@ class HistoryController(Controller):
         kind: FromQuery[KindName | None] = None,
         status: State_ = None,
         outcome: FromQuery[Outcome | None] = None,
+        verdict: FromQuery[Verdict | None] = None,
         camera_id: FromQuery[uuid.UUID | None] = None,
         cursor: Cursor = None,
         limit: Limit = 50,
@@ -78,7 +90,7 @@ class HistoryController(Controller):
             state.settings,
             me,
             venue_id,
-            _query(since, until, kind, status, outcome, camera_id),
+            _query(since, until, kind, status, outcome, verdict, camera_id),
             cursor=cursor,
             limit=limit,
         )
@@ -98,6 +110,7 @@ class HistoryController(Controller):
         kind: FromQuery[KindName | None] = None,
         status: State_ = None,
         outcome: FromQuery[Outcome | None] = None,
+        verdict: FromQuery[Verdict | None] = None,
         camera_id: FromQuery[uuid.UUID | None] = None,
         cursor: Cursor = None,
         limit: Limit = 50,
@@ -106,7 +119,7 @@ class HistoryController(Controller):
             db,
             state.settings,
             me,
-            _query(since, until, kind, status, outcome, camera_id),
+            _query(since, until, kind, status, outcome, verdict, camera_id),
             cursor=cursor,
             limit=limit,
         )
@@ -191,4 +204,40 @@ class HistoryController(Controller):
     ) -> AccessLogPage:
         return await service.access_log(
             db, me, venue_id, since=since, until=until, actor_id=actor_id, cursor=cursor, limit=limit
+        )
+
+    @post(
+        "/incidents/{incident_id:uuid}/outcome",
+        summary="The venue owner's verdict on a resolved incident: real, false_alarm or unsure, with a note",
+        status_code=200,
+        responses=problem_responses(401, 403, 404, 409, 422),
+    )
+    async def add_outcome(
+        self,
+        db: NamedDependency[asyncpg.Connection],
+        me: NamedDependency[Principal],
+        state: State,
+        incident_id: FromPath[uuid.UUID],
+        data: JSONBody[OutcomeCreate],
+    ) -> IncidentOutcomes:
+        return await outcomes.add_outcome(db, state.settings, me, incident_id, data)
+
+    @get(
+        "/venues/{venue_id:uuid}/labels",
+        summary="Decided detections with their incidents' outcomes, per camera: retraining and calibration labels",
+        responses=problem_responses(401, 404, 422),
+    )
+    async def labels(  # noqa: PLR0917 - Litestar passes query parameters by name
+        self,
+        db: NamedDependency[asyncpg.Connection],
+        me: NamedDependency[Principal],
+        venue_id: FromPath[uuid.UUID],
+        camera_id: FromQuery[uuid.UUID | None] = None,
+        since: Since = None,
+        until: Until = None,
+        cursor: Cursor = None,
+        limit: Limit = 100,
+    ) -> LabelPage:
+        return await outcomes.labels(
+            db, me, venue_id, camera_id=camera_id, since=since, until=until, cursor=cursor, limit=limit
         )

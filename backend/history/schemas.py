@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
-from backend.incidents.schemas import IncidentStatusName
+from backend.incidents.schemas import IncidentStatusName, Verdict
 
 # ``open``: any status but resolved.
 StateFilter = Literal["confirmed", "acknowledged", "responding", "on_scene", "resolved", "open"]
@@ -28,7 +28,8 @@ class HistoryItem(msgspec.Struct, kw_only=True):
     first_acknowledged_at: datetime | None
     first_officer_accepted_at: datetime | None
     resolved_at: datetime | None
-    outcome: str | None
+    outcome: str | None  # how the resolver closed it (handled, false_alarm, arrest...)
+    verdict: Verdict | None  # what it really was, by the newest outcome recorded (the owner's, say)
     detection_count: int
     max_score: float
     legal_hold: bool
@@ -76,4 +77,50 @@ class AccessLogEntry(msgspec.Struct, kw_only=True):
 
 class AccessLogPage(msgspec.Struct, kw_only=True):
     items: list[AccessLogEntry]
+    next_cursor: str | None
+
+
+class OutcomeCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The owner's word on what a resolved incident really was."""
+
+    verdict: Verdict
+    note: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
+
+
+class OutcomeView(msgspec.Struct, kw_only=True):
+    user_id: uuid.UUID | None
+    user_name: str | None
+    role: str
+    source: Literal["resolution", "review"]
+    verdict: Verdict
+    note: str | None
+    at: datetime
+
+
+class IncidentOutcomes(msgspec.Struct, kw_only=True):
+    incident_id: uuid.UUID
+    verdict: Verdict | None  # the newest
+    outcomes: list[OutcomeView]
+
+
+class Label(msgspec.Struct, kw_only=True):
+    """A decided detection and what people said its incident was: training and calibration data."""
+
+    detection_id: uuid.UUID
+    camera_id: uuid.UUID
+    camera_name: str
+    incident_id: uuid.UUID | None
+    kind: str
+    occurred_at: datetime
+    decision: Literal["confirmed", "rejected"]
+    edge_score: float
+    score: float | None
+    model_name: str | None
+    model_version: str | None
+    verdict: Verdict | None
+    outcomes: list[OutcomeView]
+
+
+class LabelPage(msgspec.Struct, kw_only=True):
+    items: list[Label]
     next_cursor: str | None

@@ -104,6 +104,7 @@ def to_item(settings: Settings, row: repo.HistoryRow) -> HistoryItem:
         detection_count=row.detection_count,
         max_score=row.max_score,
         legal_hold=row.legal_hold,
+        verdict=row.verdict,  # type: ignore[arg-type]
         snapshot_url=footage_url(settings, row.id, "snapshot") if row.has_snapshot else None,
     )
 
