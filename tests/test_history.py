@@ -499,3 +499,151 @@ async def test_an_outcome_needs_a_resolved_incident_and_a_resolver_may_say_unsur
     assert response.status_code == 200, response.text
     row = await conn.fetchrow("SELECT role, verdict, note FROM incident_outcomes WHERE incident_id = $1", incident)
     assert tuple(row) == ("bouncer", "unsure", "left before we got there")
+
+
+async def _acted(
+    conn: asyncpg.Connection, incident_id: uuid.UUID, *, ack_s: float | None, accept_s: float | None
+) -> None:
+    """First acknowledgement and first officer acceptance, that many seconds after confirmation."""
+    if ack_s is not None:
+        await conn.execute(
+            "UPDATE incidents SET acknowledged_at = opened_at + make_interval(secs => $2) WHERE id = $1",
+            incident_id,
+            ack_s,
+        )
+    if accept_s is not None:
+        await conn.execute(
+            """INSERT INTO incident_events (incident_id, at, type, actor_role)
+               SELECT id, opened_at + make_interval(secs => $2), 'accepted', 'officer' FROM incidents WHERE id = $1""",
+            incident_id,
+            accept_s,
+        )
+
+
+async def _detected(
+    conn: asyncpg.Connection, make: Factory, camera: Any, at: datetime, incident_id: uuid.UUID | None, status: str
+) -> None:
+    row = await make.detection(camera)
+    await conn.execute(
+        """UPDATE detections SET received_at = $2, incident_id = $3, status = $4, score = 0.5,
+                  decision_reason = 'fixed', decided_at = $2 WHERE id = $1""",
+        row.id,
+        at,
+        incident_id,
+        status,
+    )
+
+
+async def test_stats_on_a_fixed_data_set(
+    venues: Venues, make: Factory, conn: asyncpg.Connection, client: Client
+) -> None:
+    v = venues.a1.id  # Asia/Almaty: weeks start on Monday there
+    c1 = await make.camera(v, name="Bar")
+    c2 = await make.camera(v, name="Door")
+    i1 = await _incident(conn, v, T0)  # Fri 22:00 UTC = Sat 03:00 in Almaty: week of Mon 2 Nov
+    i2 = await _incident(conn, v, T0 + timedelta(hours=1))
+    i3 = await _incident(conn, v, T0 + timedelta(days=1), kind="crowd_surge")  # Sun 03:00 local: same week
+    i4 = await _incident(conn, v, T0 + timedelta(days=8), kind="weapon")  # week of Mon 9 Nov
+    await _incident(conn, v, T0 - timedelta(days=30))  # outside the range
+    await _incident(conn, venues.b.id, T0)  # another venue
+    for incident, ack, accept in [(i1, 10, 60), (i2, 20, 120), (i3, 30, None), (i4, 40, None)]:
+        await _acted(conn, incident, ack_s=ack, accept_s=accept)
+    for camera, incident, status in [
+        (c1, i1, "confirmed"),
+        (c1, i1, "confirmed"),
+        (c1, i2, "confirmed"),
+        (c1, None, "rejected"),
+        (c2, i3, "confirmed"),
+        (c2, None, "rejected"),
+    ]:
+        await _detected(conn, make, camera, T0 + timedelta(minutes=1), incident, status)
+    await _detected(conn, make, c2, T0 - timedelta(days=30), None, "rejected")  # outside the range
+    await conn.execute(
+        """INSERT INTO incident_outcomes (incident_id, role, source, verdict)
+           VALUES ($1, 'owner', 'review', 'false_alarm')""",
+        i1,
+    )
+    params = {"from": (T0 - timedelta(days=1)).isoformat(), "to": (T0 + timedelta(days=10)).isoformat()}
+    response = await client.get(f"/v1/venues/{v}/stats", params=params, headers=make.auth(venues.owner_a))
+    assert response.status_code == 200, response.text
+    stats = response.json()
+    assert stats["incidents"] == 4
+    assert stats["by_kind"] == {"fight": 2, "crowd_surge": 1, "weapon": 1}
+    assert stats["by_week"] == [
+        {"week": "2026-11-02", "count": 3, "by_kind": {"crowd_surge": 1, "fight": 2}},
+        {"week": "2026-11-09", "count": 1, "by_kind": {"weapon": 1}},
+    ]
+    assert stats["time_to_first_acknowledgement"] == {"count": 4, "median_s": 25.0, "p90_s": 37.0}
+    assert stats["time_to_first_officer_accepted"] == {"count": 2, "median_s": 90.0, "p90_s": 114.0}
+    cams = {c["name"]: c for c in stats["cameras"]}
+    assert {k: cams["Bar"][k] for k in ("detections", "rejected", "rejected_share", "confirmed", "false_alarms")} == {
+        "detections": 4,
+        "rejected": 1,
+        "rejected_share": 0.25,
+        "confirmed": 3,
+        "false_alarms": 2,
+    }
+    assert cams["Bar"]["false_alarm_share"] == 0.6667
+    assert (cams["Door"]["detections"], cams["Door"]["rejected_share"], cams["Door"]["false_alarm_share"]) == (
+        2,
+        0.5,
+        0.0,
+    )
+    response = await client.get(f"/v1/venues/{v}/stats", headers=make.auth(venues.owner_b))
+    assert response.status_code == 404
+    response = await client.get(
+        f"/v1/venues/{v}/stats",
+        params={"from": T0.isoformat(), "to": T0.isoformat()},
+        headers=make.auth(venues.owner_a),
+    )
+    assert response.status_code == 422 and response.json()["field"] == "to"
+
+
+async def test_csv_export_streams_rfc4180_and_parses_back(
+    venues: Venues, make: Factory, conn: asyncpg.Connection, client: Client
+) -> None:
+    import csv
+    import io
+
+    from backend.history.stats import CSV_COLUMNS, EXPORT_BATCH
+
+    venue = await make.venue(name='Club "Aurora", Almaty', region_id=venues.r1.id, owner_id=venues.owner_a.id)
+    total = EXPORT_BATCH * 2 + 37  # three batches
+    await conn.execute(
+        """INSERT INTO incidents (venue_id, region_id, kind, status, opened_at, first_seen_at, last_seen_at, outcome,
+                                  resolved_at)
+           SELECT $1, $2, 'fight', 'resolved', $3::timestamptz + n * interval '1 minute',
+                  $3::timestamptz + n * interval '1 minute', $3::timestamptz + n * interval '1 minute', 'handled',
+                  $3::timestamptz + n * interval '1 minute' + interval '5 minutes'
+           FROM generate_series(1, $4) AS n""",
+        venue.id,
+        venues.r1.id,
+        T0,
+        total,
+    )
+    await _incident(conn, venue.id, T0 + timedelta(days=30), kind="weapon")  # outside the range asked for
+    url = f"/v1/venues/{venue.id}/incidents.csv"
+    params = {"from": T0.isoformat(), "to": (T0 + timedelta(days=10)).isoformat()}
+    response = await client.get(url, params=params, headers=make.auth(venues.owner_a))
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/csv")
+    assert "attachment" in response.headers["content-disposition"]
+    text = response.content.decode()
+    assert text.endswith("\r\n") and "\n" not in text.replace("\r\n", "")
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    body = [dict(zip(CSV_COLUMNS, r, strict=True)) for r in rows[1:]]
+    assert len(body) == total
+    assert {r["venue"] for r in body} == {'Club "Aurora", Almaty'}  # quoted, and back intact
+    times = [datetime.fromisoformat(r["confirmed_at"]) for r in body]
+    assert times == sorted(times, reverse=True) and times[-1] == T0 + timedelta(minutes=1)
+    assert len({r["incident_id"] for r in body}) == total
+    first = body[0]
+    assert first["outcome"] == "handled" and first["status"] == "resolved" and first["first_acknowledged_at"] == ""
+    assert datetime.fromisoformat(first["resolved_at"]) - datetime.fromisoformat(first["confirmed_at"]) == timedelta(
+        minutes=5
+    )
+    response = await client.get(url, params={"kind": "weapon"}, headers=make.auth(venues.owner_a))
+    assert len(list(csv.reader(io.StringIO(response.text, newline="")))) == 2  # header + the weapon one
+    for who in (venues.owner_b, venues.bouncer_a1):
+        assert (await client.get(url, headers=make.auth(who))).status_code == 404

@@ -225,7 +225,7 @@ async def footage_views(conn: asyncpg.Connection, incident_id: uuid.UUID) -> lis
 
 # What the owner is shown: footage seen or handed out, incidents read or listed by people other than
 # the venue's own staff, officers' locations seen around its incidents.
-ACCESS_ACTIONS = ("footage.%", "incident.read", "incident.list", "officer_location.%")
+ACCESS_ACTIONS = ("footage.%", "incident.%", "officer_location.%")
 _ACCESS_LOG = """
 SELECT a.id, a.at, a.action, a.actor_id, u.display_name AS actor_name, a.actor_role, a.subject_type, a.subject_id,
        a.detail

@@ -12,12 +12,12 @@ from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
-from litestar.response import Redirect
+from litestar.response import Redirect, Stream
 
 from backend.alerts.schemas import Outcome
 from backend.core.auth import Principal, provide_principal
 from backend.core.errors import problem_responses
-from backend.history import outcomes, repo, service
+from backend.history import outcomes, repo, service, stats
 from backend.history.schemas import (
     AccessLogPage,
     HistoryPage,
@@ -26,6 +26,7 @@ from backend.history.schemas import (
     LabelPage,
     OutcomeCreate,
     StateFilter,
+    VenueStats,
 )
 from backend.incidents.kinds import KindName
 from backend.incidents.schemas import Verdict
@@ -240,4 +241,53 @@ class HistoryController(Controller):
     ) -> LabelPage:
         return await outcomes.labels(
             db, me, venue_id, camera_id=camera_id, since=since, until=until, cursor=cursor, limit=limit
+        )
+
+    @get(
+        "/venues/{venue_id:uuid}/stats",
+        summary="Incidents by kind and week, time to first acknowledgement and officer, per-camera rejections",
+        responses=problem_responses(401, 404, 422),
+    )
+    async def stats(
+        self,
+        db: NamedDependency[asyncpg.Connection],
+        me: NamedDependency[Principal],
+        venue_id: FromPath[uuid.UUID],
+        since: Since = None,
+        until: Until = None,
+    ) -> VenueStats:
+        return await stats.venue_stats(db, me, venue_id, since=since, until=until)
+
+    @get(
+        "/venues/{venue_id:uuid}/incidents.csv",
+        summary="The venue's history as CSV (RFC 4180, header row, streamed), with the history's filters",
+        responses=problem_responses(401, 404, 422),
+        media_type="text/csv; charset=utf-8",
+    )
+    async def export(  # noqa: PLR0917 - Litestar passes query parameters by name
+        self,
+        db: NamedDependency[asyncpg.Connection],
+        me: NamedDependency[Principal],
+        state: State,
+        venue_id: FromPath[uuid.UUID],
+        since: Since = None,
+        until: Until = None,
+        kind: FromQuery[KindName | None] = None,
+        status: State_ = None,
+        outcome: FromQuery[Outcome | None] = None,
+        verdict: FromQuery[Verdict | None] = None,
+        camera_id: FromQuery[uuid.UUID | None] = None,
+    ) -> Stream:
+        rows = await stats.export(
+            db,
+            state.db_pool,
+            state.settings,
+            me,
+            venue_id,
+            _query(since, until, kind, status, outcome, verdict, camera_id),
+        )
+        return Stream(
+            rows,
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="incidents-{venue_id}.csv"'},
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -124,3 +124,42 @@ class Label(msgspec.Struct, kw_only=True):
 class LabelPage(msgspec.Struct, kw_only=True):
     items: list[Label]
     next_cursor: str | None
+
+
+class Delay(msgspec.Struct, kw_only=True):
+    """Seconds from confirmation; ``count``: incidents with such a time (the others never had one)."""
+
+    count: int
+    median_s: float | None
+    p90_s: float | None
+
+
+class WeekCount(msgspec.Struct, kw_only=True):
+    week: date  # Monday, in the venue's time zone
+    count: int
+    by_kind: dict[str, int]
+
+
+class CameraStats(msgspec.Struct, kw_only=True):
+    """A camera that cries wolf shows up here: many rejected by the model, or many false alarms."""
+
+    camera_id: uuid.UUID
+    name: str
+    detections: int
+    rejected: int
+    rejected_share: float | None  # of its detections the model decided on
+    confirmed: int
+    false_alarms: int
+    false_alarm_share: float | None  # of its confirmed detections whose incident's verdict is false_alarm
+
+
+class VenueStats(msgspec.Struct, kw_only=True):
+    venue_id: uuid.UUID
+    since: datetime | None = msgspec.field(name="from")
+    until: datetime | None = msgspec.field(name="to")
+    incidents: int
+    by_kind: dict[str, int]
+    by_week: list[WeekCount]
+    time_to_first_acknowledgement: Delay
+    time_to_first_officer_accepted: Delay
+    cameras: list[CameraStats]
