@@ -140,6 +140,13 @@ def cmd_admin(args: argparse.Namespace) -> int:
             return 2
         venue_id = uuid.UUID(args.venue)
         action = lambda c: dispatch.put_venue_policy(c, None, venue_id, policy)  # noqa: E731
+    elif args.admin_command == "legal-hold":
+        from backend.incidents import service as incidents
+        from backend.incidents.schemas import LegalHoldRequest
+
+        hold = LegalHoldRequest(hold=not args.release, reason=args.reason)
+        incident_id = uuid.UUID(args.incident)
+        action = lambda c: incidents.set_legal_hold(c, settings, None, incident_id, hold)  # noqa: E731
     elif args.admin_command.endswith("webhook") or args.admin_command.endswith("webhooks"):
         action = _webhook_action(args, settings)
     elif args.admin_command == "replay-dead":
@@ -303,6 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = asub.add_parser("replay-webhook", help="send dead deliveries (or --delivery N ...) again")
     p.add_argument("id")
     p.add_argument("--delivery", type=int, action="append")
+    p = asub.add_parser("legal-hold", help="keep an incident's footage past retention (or --release it)")
+    p.add_argument("incident")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--release", action="store_true")
     p = asub.add_parser("replay-dead", help="re-queue dead jobs of the given kinds")
     p.add_argument("kind", nargs="+")
 

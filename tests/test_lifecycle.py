@@ -9,6 +9,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
 
 from backend.core.auth import Principal
 from backend.core.config import Settings
@@ -194,3 +196,32 @@ def test_only_the_incidents_repo_writes_incidents() -> None:
         if writes.search(path.read_text()) and path != ROOT / "backend" / "incidents" / "repo.py"
     ]
     assert offenders == []
+
+
+async def test_admins_put_an_incident_on_legal_hold_once_audited(
+    conn: asyncpg.Connection, make: Factory, client: AsyncTestClient[Litestar]
+) -> None:
+    incident_id = await make.incident()
+    admin = make.auth(await make.user("admin"))
+    url = f"/v1/admin/incidents/{incident_id}/legal-hold"
+    first = await client.put(url, json={"hold": True, "reason": "court order 12/34"}, headers=admin)
+    again = await client.put(url, json={"hold": True, "reason": "court order 12/34"}, headers=admin)
+    assert first.status_code == 200, first.text
+    assert first.json() | {"version": 0} == {
+        "incident_id": str(incident_id),
+        "legal_hold": True,
+        "version": 0,
+        "changed": True,
+    }
+    assert again.json()["changed"] is False
+    assert await _events(conn, incident_id) == ["legal_hold_set"]
+    audited = await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'incident.legal_hold.set'")
+    assert audited == 1
+    bouncer = await make.user("bouncer", venue_id=(await make.venue()).id)
+    assert (await client.put(url, json={"hold": False, "reason": "x"}, headers=make.auth(bouncer))).status_code == 403
+    missing = await client.put(
+        f"/v1/admin/incidents/{uuid.uuid4()}/legal-hold", json={"hold": True, "reason": "x"}, headers=admin
+    )
+    assert missing.status_code == 404 and missing.json()["field"] == "incident_id"
+    empty = await client.put(url, json={"hold": False, "reason": ""}, headers=admin)
+    assert empty.status_code in {400, 422} and "reason" in empty.text

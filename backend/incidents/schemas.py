@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Final, Literal, get_args
+from typing import Annotated, Any, Final, Literal, get_args
 
 import msgspec
 
@@ -64,3 +64,17 @@ class IncidentEvent(msgspec.Struct, kw_only=True):
 class IncidentTimeline(msgspec.Struct, kw_only=True):
     incident: Incident
     events: list[IncidentEvent]
+
+
+class LegalHoldRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Keep the incident's footage past retention (``hold: true``) or release it, with the reason."""
+
+    hold: bool
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+
+
+class LegalHoldResult(msgspec.Struct, kw_only=True):
+    incident_id: uuid.UUID
+    legal_hold: bool
+    version: int
+    changed: bool

@@ -1,4 +1,6 @@
-"""Incidents as read by the API: one incident, its timeline. Changes go through ``lifecycle``."""
+"""Incidents as the API reads them (one incident, its timeline) and the admin's legal hold.
+
+Every change goes through ``lifecycle``."""
 
 from __future__ import annotations
 
@@ -6,9 +8,12 @@ import uuid
 
 import asyncpg
 
+from backend.audit import repo as audit
+from backend.core.auth import Principal
+from backend.core.config import Settings
 from backend.core.errors import NotFound
-from backend.incidents import repo
-from backend.incidents.schemas import Incident, IncidentEvent, IncidentTimeline
+from backend.incidents import lifecycle, repo
+from backend.incidents.schemas import Incident, IncidentEvent, IncidentTimeline, LegalHoldRequest, LegalHoldResult
 
 
 def to_incident(row: repo.IncidentRow) -> Incident:
@@ -44,3 +49,33 @@ async def get_timeline(conn: asyncpg.Connection, incident_id: uuid.UUID) -> Inci
         for e in await repo.list_events(conn, incident_id)
     ]
     return IncidentTimeline(incident=incident, events=events)
+
+
+async def set_legal_hold(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    actor: Principal | None,
+    incident_id: uuid.UUID,
+    data: LegalHoldRequest,
+) -> LegalHoldResult:
+    """Put the incident on legal hold or release it (a lifecycle change, audited)."""
+    incident = await lifecycle.lock(conn, incident_id)
+    if incident is None:
+        raise NotFound("no such incident", field="incident_id")
+    change = await lifecycle.set_legal_hold(conn, settings, incident, actor, hold=data.hold, reason=data.reason)
+    if change.changed:
+        await audit.record_by(
+            conn,
+            actor,
+            "incident.legal_hold.set" if data.hold else "incident.legal_hold.release",
+            subject_type="incident",
+            subject_id=str(incident.id),
+            venue_id=incident.venue_id,
+            detail={"reason": data.reason},
+        )
+    return LegalHoldResult(
+        incident_id=incident.id,
+        legal_hold=change.incident.legal_hold,
+        version=change.incident.version,
+        changed=change.changed,
+    )
