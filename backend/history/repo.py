@@ -99,6 +99,7 @@ SELECT_ONE = SELECT_HISTORY + " WHERE i.id = $1"
 
 # The filters a history query may combine; each is one fragment with its own parameter.
 _FILTERS: dict[str, str] = {
+    "venue_id": "i.venue_id = ${}",  # one venue: the index gives the order, no sort
     "venue_ids": "i.venue_id = ANY(${}::uuid[])",
     "region_id": "i.region_id = ${}",
     "since": "i.opened_at >= ${}",
@@ -111,13 +112,19 @@ _FILTERS: dict[str, str] = {
 }
 _OPEN = "i.status <> 'resolved'"
 _AFTER = "(i.opened_at, i.id) < (${}, ${})"
-_ORDER = " ORDER BY i.opened_at DESC, i.id DESC LIMIT ${}"
+_ORDER = " ORDER BY i.opened_at DESC, i.id DESC"
+# The page's ids first (an index walk that stops after ``limit`` rows), then their columns: the
+# per-row subqueries run for the page only, never for every incident of the range.
+_PAGE = "SELECT {columns} FROM (SELECT i.id FROM incidents i{where}{order} LIMIT ${limit}) page" + (
+    " JOIN incidents i ON i.id = page.id JOIN venues v ON v.id = i.venue_id"
+)
 
 
 @dataclass(frozen=True, slots=True)
 class HistoryQuery:
     """Which incidents: a scope (venues and/or a region; none: all) and the caller's filters."""
 
+    venue_id: uuid.UUID | None = None
     venue_ids: list[uuid.UUID] | None = None
     region_id: uuid.UUID | None = None
     since: datetime | None = None
@@ -150,7 +157,7 @@ def _where(query: HistoryQuery) -> tuple[str, list[Any]]:
 async def history(conn: asyncpg.Connection, query: HistoryQuery, limit: int) -> list[HistoryRow]:
     """Newest first by (opened_at, id): a row inserted meanwhile never shifts a later page."""
     where, args = _where(query)
-    sql = SELECT_HISTORY + where + _ORDER.format(len(args) + 1)
+    sql = _PAGE.format(columns=_HISTORY_COLUMNS, where=where, order=_ORDER, limit=len(args) + 1) + _ORDER
     rows = await conn.fetch(sql, *args, limit)
     return [msgspec.convert(dict(r), HistoryRow) for r in rows]
 

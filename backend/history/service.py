@@ -134,7 +134,7 @@ async def venue_history(
     limit: int,
 ) -> HistoryPage:
     await require_venue_reader(conn, me, venue_id)
-    return await _page(conn, settings, me, _with(query, venue_ids=[venue_id]), cursor=cursor, limit=limit)
+    return await _page(conn, settings, me, _with(query, venue_id=venue_id), cursor=cursor, limit=limit)
 
 
 async def my_history(

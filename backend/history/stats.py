@@ -118,7 +118,7 @@ async def export(  # noqa: PLR0917
             venue_id=venue_id,
             detail={"from": str(query.since) if query.since else None, "to": str(query.until) if query.until else None},
         )
-    return export_csv(pool, settings, replace(query, venue_ids=[venue_id], region_id=None, after=None))
+    return export_csv(pool, settings, replace(query, venue_id=venue_id, venue_ids=None, region_id=None, after=None))
 
 
 def _text(value: object) -> str:
