@@ -19,7 +19,7 @@ from backend.adapters.storage import Storage
 from backend.auth.routes import AuthController
 from backend.cameras.routes import CameraAdminController
 from backend.core.config import Settings, load_settings
-from backend.core.db import DB_EXCEPTION_HANDLERS, create_pool, provide_connection
+from backend.core.db import create_pool, provide_connection
 from backend.core.errors import EXCEPTION_HANDLERS
 from backend.core.logging import configure_logging, get_logger, request_id_middleware
 from backend.detections.routes import ROUTES as DETECTION_ROUTES
@@ -92,7 +92,7 @@ def create_app(
     return Litestar(
         route_handlers=[*BACKEND_ROUTES, *extra_routes],
         dependencies={"db": Provide(provide_connection)},
-        exception_handlers={**EXCEPTION_HANDLERS, **DB_EXCEPTION_HANDLERS},
+        exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_id_middleware, prometheus.middleware],
         lifespan=[lifespan],
         openapi_config=openapi_config(),

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import asyncpg
 
-from backend.core import queue
+from backend.core import jobs, queue
 from backend.core.config import load_settings
 from backend.core.db import create_pool, init_connection
 from backend.core.logging import configure_logging
@@ -154,7 +154,7 @@ async def bench_latency(dsn: str, inbox: PushInbox, rate: float, seconds: float)
     settings = load_settings(_env(dsn, inbox))
     pool = await create_pool(dsn, max_size=8)
     ctx = WorkerContext(settings=settings, pool=pool, storage=None)
-    ctx.extras["push"] = dispatch_worker.make_gateway(ctx)
+    ctx.push = dispatch_worker.make_gateway(ctx)
     conn = await asyncpg.connect(dsn)
     await init_connection(conn)
     region = await conn.fetchval("SELECT id FROM police_regions LIMIT 1")
@@ -164,7 +164,7 @@ async def bench_latency(dsn: str, inbox: PushInbox, rate: float, seconds: float)
         await bouncers_with_phones(conn, venue, 3)
         venues.append(venue)
     inbox.reset()
-    runner = Runner(ctx, {dispatch.DISPATCH_JOB: dispatch_worker.dispatch_incident})
+    runner = Runner(ctx, dispatch_worker.TASKS)
     worker = asyncio.create_task(runner.run())
     committed: dict[str, float] = {}
     interval = 1 / rate
@@ -174,10 +174,7 @@ async def bench_latency(dsn: str, inbox: PushInbox, rate: float, seconds: float)
         async with conn.transaction():
             incident = await new_incident(conn, random.choice(venues))
             await queue.enqueue(
-                conn,
-                dispatch.DISPATCH_JOB,
-                {"incident_id": str(incident), "reason": "opened"},
-                dedup_key=f"{incident}:opened",
+                conn, jobs.DispatchIncident(incident_id=incident, reason="opened"), dedup_key=f"{incident}:opened"
             )
         committed[str(incident)] = datetime.now(UTC).timestamp()
         next_at += interval
@@ -186,7 +183,7 @@ async def bench_latency(dsn: str, inbox: PushInbox, rate: float, seconds: float)
     await asyncio.to_thread(inbox.wait_for_sync, expected, 30.0)
     runner.stop()
     await worker
-    await ctx.extras["push"].aclose()
+    await ctx.require_push().aclose()
     await pool.close()
     await conn.close()
     latencies = []

@@ -123,7 +123,7 @@ async def run(admin_dsn: str) -> None:
 
             ctx = WorkerContext(settings=settings, pool=pool, storage=None)
             sender = Sender(settings)
-            ctx.extras["webhook_sender"] = sender
+            ctx.webhook_sender = sender
             runner = Runner(ctx, webhooks.HANDLERS, concurrency=settings.webhook_concurrency)
             lane = asyncio.create_task(runner.run())
             try:

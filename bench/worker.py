@@ -37,13 +37,13 @@ import cv2
 from backend.adapters.storage import Storage
 from backend.cameras import service as cameras
 from backend.cameras.schemas import CameraCreate
-from backend.core import queue
+from backend.core import jobs, queue
 from backend.core.auth import CameraPrincipal
 from backend.core.config import Settings
 from backend.core.db import create_pool, init_connection
 from backend.core.logging import configure_logging
 from backend.detections import repo as detections
-from backend.detections.service import CONFIRM_JOB, object_prefix
+from backend.detections.service import object_prefix
 from backend.venues import service as venues
 from backend.venues.schemas import VenueCreate
 from workers import confirm
@@ -148,7 +148,7 @@ class Load:
                 clip_content_type="video/mp4",
                 snapshot_key=None,
             )
-            await queue.enqueue(self.conn, CONFIRM_JOB, {"detection_id": str(detection_id)}, dedup_key=key)
+            await queue.enqueue(self.conn, jobs.ConfirmDetection(detection_id=detection_id), dedup_key=key)
 
 
 DECIDED = """
@@ -192,8 +192,8 @@ async def worker_figures(dsn: str, clips_n: int, rate: float | None, work: Path)
             load = Load(conn, storage, [fight, calm])
             await load.prepare()
             ctx = WorkerContext(settings=settings, pool=pool, storage=storage)
-            ctx.extras[confirm.EXTRA] = confirm.Confirmer(cpu)
-            handlers = {CONFIRM_JOB: confirm.confirm_detection}
+            ctx.confirmer = confirm.Confirmer(cpu)
+            handlers = confirm.TASKS
 
             print(f"\nWorker throughput: {clips_n} detections queued at once, {cores} CPU processes")
             for _ in range(clips_n):

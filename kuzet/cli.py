@@ -222,6 +222,28 @@ def cmd_model(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_storage(args: argparse.Namespace) -> int:
+    """Prepare object storage (idempotent): the bucket now, and every later step in PREPARE_STEPS."""
+    from backend.adapters.storage import Storage, StorageUnavailable
+
+    settings = _settings()
+
+    async def run() -> list[str]:
+        async with Storage(settings) as storage:
+            return await storage.prepare()
+
+    try:
+        changed = asyncio.run(run())
+    except StorageUnavailable as exc:
+        print(f"kuzet storage prepare: {exc}", file=sys.stderr)
+        return 1
+    for change in changed:
+        print(f"{settings.s3_bucket}: {change}")
+    if not changed:
+        print(f"{settings.s3_bucket}: already prepared")
+    return 0
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     if args.dev_command == "push-inbox":
         from kuzet.devtools.push_inbox import serve
@@ -259,6 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run jobs: confirmation, dispatch, escalation")
     worker.add_argument("--until-idle", action="store_true", help="exit when no job is ready")
     worker.set_defaults(func=cmd_worker)
+
+    storage = sub.add_parser("storage", help="object storage")
+    ssub = storage.add_subparsers(dest="storage_command", required=True)
+    ssub.add_parser("prepare", help="create the bucket (idempotent; run at install and after upgrades)")
+    storage.set_defaults(func=cmd_storage)
 
     admin = sub.add_parser("admin", help="register regions, venues, cameras, users")
     admin.set_defaults(func=cmd_admin)

@@ -294,11 +294,11 @@ async def _post_clips(
 
 
 async def _drain(settings: Settings) -> None:
-    from workers.main import HANDLERS, WEBHOOK_HANDLERS, worker_context
+    from workers.main import SCHEDULES, TASKS, worker_context
     from workers.runner import Runner
 
     async with worker_context(settings) as ctx:
-        await Runner(ctx, {**HANDLERS, **WEBHOOK_HANDLERS}).run(until_idle=True)
+        await Runner(ctx, TASKS, schedules=SCHEDULES).run(until_idle=True)
 
 
 async def _subscribe(http: httpx.AsyncClient, people: dict[str, Any], receiver: WebhookReceiver) -> None:

@@ -39,7 +39,7 @@ async def dispatch_worker(settings: Settings) -> AsyncIterator[WorkerContext]:
     pool = await create_pool(settings.database_url, max_size=4)
     ctx = WorkerContext(settings=settings, pool=pool, storage=None)
     gateway = dispatch.make_gateway(ctx)
-    ctx.extras["push"] = gateway
+    ctx.push = gateway
     try:
         yield ctx
     finally:
@@ -67,13 +67,10 @@ async def jobs(conn: asyncpg.Connection, kind: str) -> list[dict[str, Any]]:
 
 async def enqueue_dispatch(conn: asyncpg.Connection, incident_id: uuid.UUID) -> None:
     """What the confirmation worker does when it opens an incident."""
-    from backend.core import queue
+    from backend.core import jobs, queue
 
     await queue.enqueue(
-        conn,
-        "dispatch_incident",
-        {"incident_id": str(incident_id), "reason": "opened"},
-        dedup_key=f"{incident_id}:opened",
+        conn, jobs.DispatchIncident(incident_id=incident_id, reason="opened"), dedup_key=f"{incident_id}:opened"
     )
 
 

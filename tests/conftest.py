@@ -100,6 +100,7 @@ def settings_env(database_url: str, s3_endpoint: str) -> dict[str, str]:
         "KUZET_MAX_CLIP_BYTES": str(2 * 1024 * 1024),
         "KUZET_JOB_LEASE_S": "5",
         "KUZET_JOB_POLL_S": "0.2",
+        "KUZET_WORKER_METRICS_PORT": "0",
     }
 
 

@@ -76,10 +76,10 @@ class Factory:
         put it at the returned row's ``clip_key``)."""
         from datetime import UTC, datetime
 
-        from backend.core import queue
+        from backend.core import jobs, queue
         from backend.core.auth import CameraPrincipal
         from backend.detections import repo as detections
-        from backend.detections.service import CONFIRM_JOB, object_prefix
+        from backend.detections.service import confirm_priority, object_prefix
 
         if camera is None:
             camera = await self.camera()
@@ -100,7 +100,12 @@ class Factory:
         async with self.conn.transaction():
             row = await detections.insert_detection(self.conn, detection_id=detection_id, camera=principal, **data)
             assert row is not None
-            await queue.enqueue(self.conn, CONFIRM_JOB, {"detection_id": str(row.id)}, dedup_key=str(row.id))
+            await queue.enqueue(
+                self.conn,
+                jobs.ConfirmDetection(detection_id=row.id),
+                dedup_key=str(row.id),
+                priority=confirm_priority(row.kind, self.settings),
+            )
         return row
 
     # --- alerts (issue 4) ------------------------------------------------------------------

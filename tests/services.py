@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import threading
 
 from moto.server import ThreadedMotoServer
 
@@ -83,3 +84,32 @@ class TcpProxy:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+
+
+class ThreadedTcpProxy:
+    """A ``TcpProxy`` on its own event loop in a thread: it keeps forwarding while the test's loop
+    is blocked (Litestar's test client runs the app on another loop and waits for it)."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-proxy", daemon=True)
+        self._thread.start()
+        self.proxy = TcpProxy(target_host, target_port)
+        asyncio.run_coroutine_threadsafe(self.proxy.start(), self._loop).result(10)
+        self.port = self.proxy.port
+
+    def dsn(self, database_url: str) -> str:
+        """``database_url`` through the proxy."""
+        return database_url.replace(":5432/", f":{self.port}/")
+
+    def cut(self) -> None:
+        self._loop.call_soon_threadsafe(self.proxy.cut)
+
+    def restore(self) -> None:
+        self._loop.call_soon_threadsafe(self.proxy.restore)
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.proxy.close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()

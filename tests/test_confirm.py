@@ -24,10 +24,9 @@ from backend.adapters.storage import Storage
 from backend.core.config import Settings
 from backend.core.db import create_pool
 from backend.detections.confirmation import Evidence, decide, uses_server_model
-from backend.detections.service import CONFIRM_JOB
 from tests.conftest import shared_path
 from tests.factories import Factory
-from workers.confirm import EXTRA, Analyse, Confirmer, confirm_detection, new_pool
+from workers.confirm import TASKS, Analyse, Confirmer, new_pool
 from workers.media.synth import write_test_clip
 from workers.runner import Runner, WorkerContext
 
@@ -57,14 +56,14 @@ async def confirm_worker(
     try:
         async with new_pool(msgspec.structs.replace(settings, worker_concurrency=processes)) as cpu:
             ctx = WorkerContext(settings=settings, pool=pool, storage=storage)
-            ctx.extras[EXTRA] = Confirmer(cpu) if analyse is None else Confirmer(cpu, analyse=analyse)
+            ctx.confirmer = Confirmer(cpu) if analyse is None else Confirmer(cpu, analyse=analyse)
             yield ctx
     finally:
         await pool.close()
 
 
 async def run_jobs(ctx: WorkerContext, concurrency: int = 1) -> None:
-    await Runner(ctx, {CONFIRM_JOB: confirm_detection}, concurrency=concurrency).run(until_idle=True)
+    await Runner(ctx, TASKS, concurrency=concurrency).run(until_idle=True)
 
 
 async def queued(make: Factory, storage: Storage, clip: Path | bytes | None, **overrides: Any) -> Any:

@@ -137,7 +137,7 @@ async def test_no_step_fires_on_a_resolved_incident(
             )
         await make_due(conn, "escalate_incident", f"{w.incident}:step:1")
         await run_due_jobs(ctx)
-        result, _ = await dispatch.dispatch(conn, ctx.extras["push"], settings, w.incident, step=2, force=True)
+        result, _ = await dispatch.dispatch(conn, ctx.require_push(), settings, w.incident, step=2, force=True)
     assert result.skipped == "resolved"
     assert await w.alerted(conn) == {"bouncer": 0}
 
@@ -185,8 +185,8 @@ async def test_repeated_dispatch_job_alerts_nobody_twice(
 ) -> None:
     w = await World().build(make)
     async with dispatch_worker(settings) as ctx:
-        first, _ = await dispatch.dispatch(conn, ctx.extras["push"], settings, w.incident)
-        again, report = await dispatch.dispatch(conn, ctx.extras["push"], settings, w.incident)
+        first, _ = await dispatch.dispatch(conn, ctx.require_push(), settings, w.incident)
+        again, report = await dispatch.dispatch(conn, ctx.require_push(), settings, w.incident)
     assert first.fired == [0]
     assert again.skipped == "stale"
     assert report.sent == 0

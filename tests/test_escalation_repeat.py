@@ -179,7 +179,7 @@ async def test_a_repeat_firing_after_the_incident_was_answered_does_nothing(
         await w.act(who, action, **extra)  # just before the timer fires
         await make_due(conn, REPEAT, f"{w.incident}:repeat:1")
         await run_due_jobs(ctx)
-        again, report = await dispatch.repeat(conn, ctx.extras["push"], settings, w.incident, round_=1)
+        again, report = await dispatch.repeat(conn, ctx.require_push(), settings, w.incident, round_=1)
     assert again.skipped == reason
     assert report.sent == 0
     assert await w.reminders() == []

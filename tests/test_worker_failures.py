@@ -25,7 +25,7 @@ from backend.core.config import Settings, load_settings
 from tests.factories import Factory
 from tests.services import free_port
 from tests.test_confirm import assert_artefacts, clips, confirm_worker, object_keys, queued, run_jobs, state
-from workers.confirm import EXTRA, AnalyseRequest, ClipAnalysis, analyse_clip
+from workers.confirm import AnalyseRequest, ClipAnalysis, analyse_clip
 from workers.cpu import CpuPool, CpuPoolError, RemoteError
 from workers.media import MediaError
 from workers.media.synth import write_garbage, write_test_clip, write_truncated_clip
@@ -115,24 +115,27 @@ async def test_clip_missing_from_storage_is_retried_then_unprocessable(
     assert await job_row(conn) is None
 
 
-async def test_storage_down_is_retried_with_backoff_then_buried(
+async def test_storage_down_is_retried_without_using_attempts_then_resumes(
     make: Factory, conn: asyncpg.Connection, settings_env: dict[str, str], clips: dict[str, Path], storage: Storage
 ) -> None:
     row = await queued(make, storage, clips["fight"], kind="weapon")
+    await conn.execute("UPDATE jobs SET max_attempts = 1")  # an outage must not use up even the only attempt
     down = load_settings(settings_env | {"KUZET_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"})
     async with Storage(down) as dead, confirm_worker(down, dead) as ctx:
-        await run_jobs(ctx)
-        job = await job_row(conn)
-        assert job is not None
-        assert (job["status"], job["attempts"], job["later"]) == ("queued", 1, True)
-        assert "StorageUnavailable" in job["last_error"]
-
-        await conn.execute("UPDATE jobs SET run_at = now(), max_attempts = 2")
-        await run_jobs(ctx)
-    job = await job_row(conn)
-    assert job is not None
-    assert (job["status"], job["attempts"]) == ("dead", 2)  # a dead letter, replayable
+        for _ in range(3):
+            await run_jobs(ctx)
+            job = await job_row(conn)
+            assert job is not None
+            assert (job["status"], job["attempts"], job["later"]) == ("queued", 0, True)
+            assert "StorageUnavailable" in job["last_error"]
+            await conn.execute("UPDATE jobs SET run_at = now()")
     assert (await state(conn, row.id))["status"] == "processing"
+
+    settings = load_settings(settings_env)  # storage is back: the same job completes
+    async with confirm_worker(settings, storage) as ctx:
+        await run_jobs(ctx)
+    assert (await state(conn, row.id))["status"] == "confirmed"
+    assert await job_row(conn) is None
 
 
 async def test_hung_decoder_is_cut_off_and_the_pool_recovers(
@@ -146,7 +149,7 @@ async def test_hung_decoder_is_cut_off_and_the_pool_recovers(
         assert after["status"] == "unprocessable"
         assert after["decision_reason"] == "decoding timed out after 1 s"
         assert await job_row(conn) is None
-        confirmer = ctx.extras[EXTRA]
+        confirmer = ctx.require_confirmer()
         assert confirmer.pool.restarts == 1
 
         confirmer.analyse = analyse_clip  # the replacement process works

@@ -41,7 +41,7 @@ async def webhook_worker(settings: Settings, *, concurrency: int = 4) -> AsyncIt
     pool = await create_pool(settings.database_url, max_size=concurrency + 2)
     ctx = WorkerContext(settings=settings, pool=pool, storage=None)
     sender = Sender(settings)
-    ctx.extras["webhook_sender"] = sender
+    ctx.webhook_sender = sender
     runner = Runner(ctx, webhooks.HANDLERS, concurrency=concurrency)
     task = asyncio.create_task(runner.run())
     try:

@@ -22,33 +22,32 @@ import asyncio
 import shutil
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from backend.adapters.storage import ObjectMissing
-from backend.core import queue
+from backend.core import jobs
 from backend.core.config import Settings
+from backend.core.failures import ObjectMissing
 from backend.core.logging import get_logger
+from backend.core.metrics import CONFIRMATION_SECONDS, DETECTIONS_DECIDED
 from backend.detections import confirmation
 from backend.detections.confirmation import Evidence, Verdict
-from backend.detections.service import CONFIRM_JOB
 from workers.cpu import CpuPool, CpuTimeout, WorkerCrashed
 from workers.errors import PermanentError, TransientError
 from workers.media import MediaError, make_playable_mp4, make_snapshot_jpeg, probe_clip
-from workers.runner import WorkerContext
+from workers.runner import Runnable, Task, Work, WorkerContext
 from workers.vision import ClipDecodeError, ClipScore, ConfirmationModel
 
 log = get_logger(__name__)
 
-EXTRA: Final = "confirm"
 SNAPSHOT_NAME: Final = "snapshot.jpg"
 PLAYABLE_NAME: Final = "playable.mp4"
 SNAPSHOT_MAX_BYTES: Final = 200_000
-__all__ = ["CONFIRM_JOB", "Confirmer", "confirm_detection", "setup"]
+__all__ = ["TASKS", "Confirmer", "confirm_detection", "setup"]
 
 
 # --- CPU work: runs in the pool's processes ----------------------------------------------------
@@ -160,7 +159,7 @@ def new_pool(settings: Settings) -> CpuPool:
 
 async def setup(ctx: WorkerContext, stack: AsyncExitStack) -> None:
     pool = await stack.enter_async_context(new_pool(ctx.settings))
-    ctx.extras[EXTRA] = Confirmer(pool)
+    ctx.confirmer = Confirmer(pool)
 
 
 def _reason(exc: Exception) -> str:
@@ -171,22 +170,15 @@ def _reason(exc: Exception) -> str:
     return f"decoder crashed: {exc}"
 
 
-def _detection_id(job: queue.Job) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(job.payload["detection_id"]))
-    except (KeyError, ValueError) as exc:
-        raise PermanentError(f"invalid payload: {job.payload!r}") from exc
-
-
 def artefact_keys(clip_key: str) -> tuple[str, str]:
     """Fixed keys beside the original clip: ``.../{detection}/snapshot.jpg`` and ``playable.mp4``."""
     prefix = clip_key.rsplit("/", 1)[0]
     return f"{prefix}/{SNAPSHOT_NAME}", f"{prefix}/{PLAYABLE_NAME}"
 
 
-async def confirm_detection(ctx: WorkerContext, job: queue.Job) -> None:
-    detection_id = _detection_id(job)
-    confirmer: Confirmer = ctx.extras[EXTRA]
+async def confirm_detection(ctx: WorkerContext, job: Work[jobs.ConfirmDetection]) -> None:
+    detection_id = job.payload.detection_id
+    confirmer = ctx.require_confirmer()
     async with ctx.pool.acquire() as conn:
         target = await confirmation.start_processing(conn, detection_id)
     if target is None:
@@ -202,6 +194,10 @@ async def confirm_detection(ctx: WorkerContext, job: queue.Job) -> None:
     recorded = await confirmation.record_outcome(
         ctx.pool, ctx.settings, detection_id, verdict, window_s=ctx.settings.incident_window_s
     )
+    if recorded.recorded:
+        DETECTIONS_DECIDED.labels(kind=target.kind, decision=recorded.status).inc()
+        waited = (datetime.now(UTC) - target.received_at).total_seconds()
+        CONFIRMATION_SECONDS.labels(kind=target.kind).observe(max(0.0, waited))
     log.info(
         "detection_decided" if recorded.recorded else "detection_already_decided",
         detection_id=str(detection_id),
@@ -216,14 +212,18 @@ async def confirm_detection(ctx: WorkerContext, job: queue.Job) -> None:
 
 
 async def _judge(
-    ctx: WorkerContext, confirmer: Confirmer, job: queue.Job, target: confirmation.ConfirmTarget, work: Path
+    ctx: WorkerContext,
+    confirmer: Confirmer,
+    job: Work[jobs.ConfirmDetection],
+    target: confirmation.ConfirmTarget,
+    work: Path,
 ) -> Verdict:
     """Everything up to the decision and its artefacts; storage errors propagate (retried)."""
     settings = ctx.settings
     started = time.perf_counter()
     clip = work / f"original{Path(target.clip_key).suffix}"
     try:
-        await ctx.storage.download(target.clip_key, clip)
+        await ctx.require_storage().download(target.clip_key, clip)
     except ObjectMissing as exc:
         if job.last_attempt:
             return Verdict("unprocessable", "clip missing from object storage")
@@ -274,11 +274,20 @@ async def _judge(
     timings |= files.timings_ms
     upload_started = time.perf_counter()
     snapshot_key, playable_key = artefact_keys(target.clip_key)
-    await ctx.storage.put_file(snapshot_key, files.snapshot, "image/jpeg")
-    await ctx.storage.put_file(playable_key, files.playable, "video/mp4")
+    storage = ctx.require_storage()
+    await storage.put_file(snapshot_key, files.snapshot, "image/jpeg")
+    await storage.put_file(playable_key, files.playable, "video/mp4")
     timings["upload"] = (time.perf_counter() - upload_started) * 1000.0
     return replace(verdict, snapshot_key=snapshot_key, playable_key=playable_key, timings_ms=timings | _total(started))
 
 
 def _total(started: float) -> dict[str, float]:
     return {"total": (time.perf_counter() - started) * 1000.0}
+
+
+def _time_limit(settings: Settings) -> float:
+    """Download, two pool runs (each cut off at ``clip_timeout_s``), uploads and the record."""
+    return 2 * settings.clip_timeout_s + 60.0
+
+
+TASKS: list[Runnable] = [Task(jobs.ConfirmDetection, confirm_detection, time_limit=_time_limit)]

@@ -6,27 +6,21 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
-from backend.core import queue
+from backend.core import jobs, queue
 from backend.detections.service import sweep_orphan_uploads
-from workers.runner import WorkerContext
+from workers.runner import Runnable, Schedule, Task, Work, WorkerContext
 
-SWEEP_JOB = "sweep_uploads"
 SWEEP_EVERY = timedelta(minutes=10)
+SCHEDULES = [Schedule(jobs.SweepUploads(), SWEEP_EVERY.total_seconds())]
 
 Setup = Callable[[WorkerContext, AsyncExitStack], Awaitable[None]]
 
 
-async def _schedule_next(ctx: WorkerContext) -> None:
-    async with ctx.pool.acquire() as conn:
-        await queue.enqueue_next_slot(conn, SWEEP_JOB, SWEEP_EVERY.total_seconds())
-
-
-async def setup(ctx: WorkerContext, stack: AsyncExitStack) -> None:
-    del stack
-    await _schedule_next(ctx)
-
-
-async def sweep_uploads(ctx: WorkerContext, job: queue.Job) -> None:
+async def sweep_uploads(ctx: WorkerContext, job: Work[jobs.SweepUploads]) -> None:
     del job
-    await _schedule_next(ctx)  # first: a failing sweep must not end the schedule
-    await sweep_orphan_uploads(ctx.pool, ctx.storage, older_than_s=ctx.settings.orphan_upload_grace_s)
+    async with ctx.pool.acquire() as conn:  # first: a failing sweep must not end the schedule
+        await queue.enqueue_next_slot(conn, jobs.SweepUploads(), SWEEP_EVERY.total_seconds())
+    await sweep_orphan_uploads(ctx.pool, ctx.require_storage(), older_than_s=ctx.settings.orphan_upload_grace_s)
+
+
+TASKS: list[Runnable] = [Task(jobs.SweepUploads, sweep_uploads)]

@@ -1,9 +1,16 @@
-"""The worker loop: claim jobs from PostgreSQL, run their handlers with bounded concurrency.
+"""The worker loop: claim jobs from PostgreSQL lane by lane, run their handlers, keep their leases.
 
-Stateless: any number of worker processes on any number of machines share the queue. Jobs are
-claimed with SKIP LOCKED under a lease; a worker killed mid-job (even SIGKILL) leaves its job to
-be claimed again when the lease runs out, so every handler is idempotent. Idle workers wake on
-``NOTIFY kuzet_jobs`` and poll every ``job_poll_s`` as a fallback (and for delayed jobs).
+Stateless: any number of worker processes on any number of machines share the queue. Each lane
+(``backend.core.jobs``) has its own slots, so alert jobs never wait for a confirmation to finish.
+Jobs are claimed with SKIP LOCKED under a short lease that a heartbeat renews every third of it
+while the job runs; a worker killed mid-job (even SIGKILL) stops renewing, and another worker
+takes the job when the lease runs out. A job past its own time limit is cancelled and retried.
+Idle workers wake on ``NOTIFY kuzet_jobs`` and poll every ``job_poll_s`` as a fallback.
+
+Failures are classified in one place (``backend.core.failures`` and ``workers.errors``): a
+handler raises, the runner decides. Dependencies being away (database, storage, push) never end
+the worker: it backs off, logs once when a dependency goes and once when it comes back, and
+carries on where it was.
 """
 
 from __future__ import annotations
@@ -12,49 +19,180 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 import asyncpg
+import msgspec
 
-from backend.adapters.storage import StorageUnavailable
-from backend.core import queue
+from backend.core import failures, queue
 from backend.core.config import Settings
-from backend.core.db import UNAVAILABLE_ERRORS
+from backend.core.jobs import PAYLOADS, Lane, Payload
 from backend.core.logging import get_logger
-from backend.core.metrics import JOB_SECONDS, JOBS_FINISHED
+from backend.core.metrics import JOB_SECONDS, JOB_WAIT_SECONDS, JOBS_FINISHED
 from workers.errors import PermanentError, TransientError
+
+if TYPE_CHECKING:
+    from backend.adapters.push import PushGateway
+    from backend.adapters.storage import Storage
+    from backend.webhooks.sender import Sender
+    from workers.confirm import Confirmer
 
 log = get_logger(__name__)
 
-# Dependencies being away is always worth another try later.
-RETRYABLE: tuple[type[BaseException], ...] = (StorageUnavailable, *UNAVAILABLE_ERRORS)
+P = TypeVar("P", bound=Payload)
 
 
 @dataclass
 class WorkerContext:
-    """What handlers share within one worker process (built once at start-up)."""
+    """What handlers share within one worker process (built once at start-up, typed)."""
 
     settings: Settings
     pool: asyncpg.Pool
-    storage: Any
-    extras: dict[str, Any] = field(default_factory=dict)
+    storage: Storage | None = None
+    push: PushGateway | None = None
+    confirmer: Confirmer | None = None
+    webhook_sender: Sender | None = None
+
+    def require_storage(self) -> Storage:
+        if self.storage is None:
+            raise PermanentError("this worker has no object storage")
+        return self.storage
+
+    def require_push(self) -> PushGateway:
+        if self.push is None:
+            raise PermanentError("the dispatch setup did not run: no push gateway in this worker")
+        return self.push
+
+    def require_webhook_sender(self) -> Sender:
+        if self.webhook_sender is None:
+            raise PermanentError("the webhook setup did not run: no sender in this worker")
+        return self.webhook_sender
+
+    def require_confirmer(self) -> Confirmer:
+        if self.confirmer is None:
+            raise PermanentError("the confirmation setup did not run: no CPU pool in this worker")
+        return self.confirmer
 
 
-Handler = Callable[[WorkerContext, queue.Job], Awaitable[None]]
+class Work(msgspec.Struct, Generic[P], frozen=True):
+    """A claimed job with its payload decoded into the kind's Struct."""
+
+    id: int
+    attempts: int
+    max_attempts: int
+    payload: P
+
+    @property
+    def last_attempt(self) -> bool:
+        return self.attempts >= self.max_attempts
+
+
+class Runnable(Protocol):
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def lane(self) -> Lane: ...
+
+    def time_limit_s(self, settings: Settings) -> float: ...
+
+    async def run(self, ctx: WorkerContext, job: queue.Job) -> None: ...
+
+
+@dataclass(frozen=True)
+class Task(Generic[P]):
+    """A job kind's handler: ``Task(ConfirmDetection, confirm_detection)``."""
+
+    payload: type[P]
+    handler: Callable[[WorkerContext, Work[P]], Awaitable[None]]
+    time_limit: Callable[[Settings], float] = lambda s: 120.0
+
+    @property
+    def kind(self) -> str:
+        return self.payload.kind
+
+    @property
+    def lane(self) -> Lane:
+        return self.payload.lane
+
+    def time_limit_s(self, settings: Settings) -> float:
+        return self.time_limit(settings)
+
+    async def run(self, ctx: WorkerContext, job: queue.Job) -> None:
+        try:
+            payload = msgspec.json.decode(job.payload, type=self.payload)
+        except msgspec.ValidationError as exc:
+            raise PermanentError(f"invalid payload for {self.kind}: {exc}") from exc
+        await self.handler(ctx, Work(id=job.id, attempts=job.attempts, max_attempts=job.max_attempts, payload=payload))
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A periodic job kept scheduled (one per slot of ``every_s``), ensured at start and after outages."""
+
+    payload: Payload
+    every_s: float
+
+
+Handlers = Sequence[Runnable] | Mapping[str, Runnable]
+
+
+def _lane_slots(settings: Settings, lane: Lane) -> int:
+    if lane is Lane.ALERT:
+        return settings.worker_alert_concurrency
+    if lane is Lane.CONFIRM:
+        return settings.worker_concurrency
+    if lane is Lane.WEBHOOK:
+        return settings.webhook_concurrency
+    return 1
+
+
+@dataclass
+class _Lane:
+    lane: Lane
+    kinds: list[str]
+    slots: int
+    running: dict[int, queue.Job] = field(default_factory=dict)
+
+    @property
+    def free(self) -> int:
+        return self.slots - len(self.running)
 
 
 class Runner:
-    def __init__(self, ctx: WorkerContext, handlers: Mapping[str, Handler], *, concurrency: int | None = None) -> None:
+    def __init__(
+        self,
+        ctx: WorkerContext,
+        handlers: Handlers,
+        *,
+        concurrency: int | None = None,
+        schedules: Sequence[Schedule] = (),
+    ) -> None:
         self.ctx = ctx
-        self.handlers = dict(handlers)
-        self.concurrency = concurrency or ctx.settings.worker_concurrency
-        self._slots = asyncio.Semaphore(self.concurrency)
+        tasks = list(handlers.values()) if isinstance(handlers, Mapping) else list(handlers)
+        unknown = [t.kind for t in tasks if t.kind not in PAYLOADS]
+        if unknown:
+            raise ValueError(f"job kinds not declared in backend.core.jobs: {unknown}")
+        self.tasks: dict[str, Runnable] = {t.kind: t for t in tasks}
+        self.lanes = [
+            _Lane(lane, kinds, concurrency or _lane_slots(ctx.settings, lane))
+            for lane in Lane
+            if (kinds := sorted(k for k, t in self.tasks.items() if t.lane is lane))
+        ]
+        self.schedules = list(schedules)
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._listener: asyncpg.Connection | None = None
+        self._down: dict[str, str] = {}  # dependency -> error, while it is away
+        self._down_kinds: dict[str, set[str]] = {}  # dependency -> job kinds that found it away
+        self._scheduled = False
+
+    @property
+    def concurrency(self) -> int:
+        return sum(lane.slots for lane in self.lanes)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -62,102 +200,195 @@ class Runner:
 
     async def run(self, *, until_idle: bool = False) -> None:
         """Run until stopped (or, with ``until_idle``, until no job is ready)."""
-        await self._listen()
+        heartbeat = asyncio.create_task(self._heartbeat())
         try:
             while not self._stopping.is_set():
-                free = self.concurrency - len(self._tasks)
-                jobs = await self._claim(free) if free > 0 else []
-                for job in jobs:
-                    await self._slots.acquire()
-                    task = asyncio.create_task(self._run_one(job))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-                if jobs:
+                await self._ensure_listener()
+                await self._ensure_schedules()
+                started = 0
+                for lane in self.lanes:
+                    if lane.free > 0:
+                        for job in await self._claim(lane):
+                            self._start(lane, job)
+                            started += 1
+                if started:
                     continue
                 if until_idle and not self._tasks:
                     return
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.ctx.settings.job_poll_s)
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._idle_wait())
         finally:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
             await self._unlisten()
 
-    async def _listen(self) -> None:
+    def _idle_wait(self) -> float:
+        poll = self.ctx.settings.job_poll_s
+        return min(5.0, poll * 5) if "database" in self._down else poll  # no queue to poll: back off
+
+    def _start(self, lane: _Lane, job: queue.Job) -> None:
+        lane.running[job.id] = job
+        task = asyncio.create_task(self._run_one(lane, job))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._wake.set()  # a slot is free
+
+    # --- dependency state: log once per change -----------------------------------------------
+
+    def _dependency_down(self, exc: BaseException) -> None:
+        name = failures.dependency_of(exc) or "unknown"
+        if name not in self._down:
+            log.warning("dependency_unavailable", dependency=name, error=type(exc).__name__)
+        self._down[name] = type(exc).__name__
+        if name == "database":
+            self._scheduled = False  # ensure the periodic jobs again once it is back
+
+    def _dependency_up(self, name: str) -> None:
+        self._down_kinds.pop(name, None)
+        if self._down.pop(name, None) is not None:
+            log.info("dependency_restored", dependency=name)
+
+    # --- queue access ------------------------------------------------------------------------
+
+    async def _ensure_listener(self) -> None:
+        if self._listener is not None and not self._listener.is_closed():
+            return
         try:
-            self._listener = await asyncpg.connect(self.ctx.settings.database_url)
+            self._listener = await asyncpg.connect(self.ctx.settings.database_url, timeout=5)
             await self._listener.add_listener(queue.CHANNEL, self._on_notify)
-        except UNAVAILABLE_ERRORS:
-            log.warning("queue_listen_unavailable")
+        except failures.DATABASE_UNAVAILABLE as exc:
+            self._dependency_down(exc)
             self._listener = None
 
     async def _unlisten(self) -> None:
         if self._listener is not None:
-            with contextlib.suppress(*UNAVAILABLE_ERRORS):
+            with contextlib.suppress(*failures.DATABASE_UNAVAILABLE):
                 await self._listener.close()
             self._listener = None
 
     def _on_notify(self, *args: object) -> None:
-        if args and args[-1] in self.handlers:
+        if args and args[-1] in self.tasks:
             self._wake.set()
 
-    async def _claim(self, limit: int) -> list[queue.Job]:
+    async def _ensure_schedules(self) -> None:
+        if self._scheduled or not self.schedules:
+            return
         try:
             async with self.ctx.pool.acquire() as conn:
-                return await queue.claim(conn, list(self.handlers), limit=limit, lease_s=self.ctx.settings.job_lease_s)
-        except UNAVAILABLE_ERRORS as exc:
-            log.warning("queue_unavailable", error=type(exc).__name__)
-            await asyncio.sleep(self.ctx.settings.job_poll_s)
-            if self._listener is None or self._listener.is_closed():
-                await self._listen()
-            return []
+                for schedule in self.schedules:
+                    await queue.enqueue_next_slot(conn, schedule.payload, schedule.every_s)
+        except failures.DATABASE_UNAVAILABLE as exc:
+            self._dependency_down(exc)
+            return
+        self._scheduled = True
 
-    async def _run_one(self, job: queue.Job) -> None:
+    async def _claim(self, lane: _Lane) -> list[queue.Job]:
+        try:
+            async with self.ctx.pool.acquire() as conn:
+                jobs = await queue.claim(conn, lane.kinds, limit=lane.free, lease_s=self.ctx.settings.job_lease_s)
+        except failures.DATABASE_UNAVAILABLE as exc:
+            self._dependency_down(exc)
+            return []
+        self._dependency_up("database")
+        return jobs
+
+    async def _heartbeat(self) -> None:
+        """Renew the leases of the running jobs every third of the lease."""
+        lease = self.ctx.settings.job_lease_s
+        while True:
+            await asyncio.sleep(lease / 3)
+            running = [job for lane in self.lanes for job in lane.running.values()]
+            if not running:
+                continue
+            try:
+                async with asyncio.timeout(lease / 3):
+                    async with self.ctx.pool.acquire() as conn:
+                        await queue.renew(conn, running, lease_s=lease)
+            except failures.DATABASE_UNAVAILABLE as exc:
+                self._dependency_down(exc)
+
+    # --- running a job -----------------------------------------------------------------------
+
+    async def _run_one(self, lane: _Lane, job: queue.Job) -> None:
         started = time.perf_counter()
         outcome = "crashed"
+        JOB_WAIT_SECONDS.labels(kind=job.kind).observe(max(0.0, job.waited_s))
         try:
             outcome = await self._execute(job)
         finally:
-            self._slots.release()
+            lane.running.pop(job.id, None)
             JOB_SECONDS.labels(kind=job.kind).observe(time.perf_counter() - started)
             JOBS_FINISHED.labels(kind=job.kind, outcome=outcome).inc()
 
     async def _execute(self, job: queue.Job) -> str:
-        handler = self.handlers[job.kind]
+        task = self.tasks[job.kind]
         bound = log.bind(job_id=job.id, kind=job.kind, attempt=job.attempts)
+        limit = task.time_limit_s(self.ctx.settings)
+        scope = asyncio.timeout(limit)
         try:
-            await handler(self.ctx, job)
+            async with scope:
+                await task.run(self.ctx, job)
         except PermanentError as exc:
             bound.warning("job_failed_permanently", error=str(exc))
             await self._settle(queue.bury, job.id, error=str(exc))
             return "dead"
         except TransientError as exc:
             delay = exc.retry_after_s if exc.retry_after_s is not None else queue.backoff_s(job.attempts)
-            bound.warning("job_retry", error=str(exc), delay_s=delay)
-            await self._settle(queue.retry, job, error=str(exc), delay_s=delay)
-            return "retry"
-        except RETRYABLE as exc:
-            delay = queue.backoff_s(job.attempts)
-            bound.warning("job_retry_dependency", error=type(exc).__name__, delay_s=delay)
-            await self._settle(queue.retry, job, error=f"{type(exc).__name__}: {exc}", delay_s=delay)
-            return "retry"
-        except Exception as exc:  # noqa: BLE001 - a handler bug must not kill the worker; the job backs off, then dies
+            bound.warning("job_retry", error=str(exc), delay_s=round(delay, 2))
+            return await self._retry(job, str(exc), delay)
+        except Exception as exc:  # noqa: BLE001 - classified below; a handler bug must not kill the worker
+            if isinstance(exc, TimeoutError) and scope.expired():
+                bound.error("job_timed_out", limit_s=limit)
+                return await self._retry(job, f"timed out after {limit:g} s", queue.backoff_s(job.attempts))
+            if failures.is_transient(exc):
+                return await self._dependency_retry(job, exc)
+            # A handler bug must not kill the worker: the job backs off, then becomes a dead letter.
             bound.error("job_crashed", error=type(exc).__name__, exc_info=exc)
-            await self._settle(
-                queue.retry, job, error=f"{type(exc).__name__}: {exc}", delay_s=queue.backoff_s(job.attempts)
-            )
-            return "retry"
+            return await self._retry(job, f"{type(exc).__name__}: {exc}", queue.backoff_s(job.attempts))
+        for dependency, kinds in list(self._down_kinds.items()):
+            if job.kind in kinds:
+                self._dependency_up(dependency)
         await self._settle(queue.complete, job.id)
         return "done"
 
-    async def _settle(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> None:
+    async def _dependency_retry(self, job: queue.Job, exc: BaseException) -> str:
+        self._dependency_down(exc)
+        self._down_kinds.setdefault(failures.dependency_of(exc) or "unknown", set()).add(job.kind)
+        retry_after = exc.retry_after_s if isinstance(exc, failures.DependencyError) else None
+        delay = retry_after if retry_after else queue.backoff_s(job.attempts, cap=60.0)
+        log.info(
+            "job_retry_dependency",
+            job_id=job.id,
+            kind=job.kind,
+            dependency=failures.dependency_of(exc),
+            error=type(exc).__name__,
+            delay_s=round(delay, 2),
+        )
+        # A dependency being away is not the job's fault: it does not use up an attempt.
+        return await self._retry(job, f"{type(exc).__name__}: {exc}", delay, count=False)
+
+    async def _retry(self, job: queue.Job, error: str, delay: float, *, count: bool = True) -> str:
+        if count and job.last_attempt:
+            log.error("job_dead", job_id=job.id, kind=job.kind, error=error)
+            await self._settle(queue.bury, job.id, error=error)
+            return "dead"
+        await self._settle(queue.retry, job, error=error, delay_s=delay, count=count)
+        return "retry"
+
+    async def _settle(self, fn: Callable[..., Awaitable[object]], *args: object, **kwargs: object) -> None:
         """Record a job's outcome; if the database is gone, the lease expiry re-runs the job later."""
         try:
             async with self.ctx.pool.acquire() as conn:
                 await fn(conn, *args, **kwargs)
-        except UNAVAILABLE_ERRORS as exc:
-            log.warning("job_settle_failed", error=type(exc).__name__)
+        except failures.DATABASE_UNAVAILABLE as exc:
+            self._dependency_down(exc)
 
 
 def install_signal_handlers(runner: Runner) -> None:

@@ -34,6 +34,8 @@ from firebase_admin import credentials as fb_credentials
 from firebase_admin import exceptions as fb_exceptions
 from firebase_admin import messaging
 
+from backend.core.failures import DependencyUnavailable
+
 __all__ = [
     "MAX_MESSAGE_BYTES",
     "PushGateway",
@@ -64,8 +66,10 @@ _TRANSIENT_ERRORS: Final = (
 )
 
 
-class PushUnavailable(Exception):
-    """The whole send could not be made (credentials, closed gateway, SDK-level failure)."""
+class PushUnavailable(DependencyUnavailable):
+    """The whole send could not be made (credentials, closed gateway, SDK-level failure); retry later."""
+
+    dependency = "push"
 
 
 class PushMessage(msgspec.Struct, frozen=True, kw_only=True):

@@ -7,6 +7,7 @@ as S3 multipart upload parts, so a clip is never held whole in memory.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -16,26 +17,34 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from backend.core.config import Settings
-from backend.core.errors import NotFound, ServiceUnavailable
+from backend.core.failures import DependencyUnavailable, ObjectMissing
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
+_NO_BUCKET = {"404", "NoSuchBucket", "NotFound"}
 
 
-class StorageUnavailable(ServiceUnavailable):
-    """Object storage cannot be reached or failed on its side; safe to retry."""
+__all__ = ["ObjectMissing", "Storage", "StorageUnavailable", "StreamingUpload"]
 
 
-class ObjectMissing(NotFound):
-    """The object is not in storage."""
+class StorageUnavailable(DependencyUnavailable):
+    """Object storage cannot be reached or failed on its side (or the bucket is missing); safe to retry."""
+
+    dependency = "storage"
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 def _translate(exc: BaseException, key: str | None = None) -> Exception:
     if isinstance(exc, ClientError):
-        code = str(exc.response.get("Error", {}).get("Code", ""))
+        code = _code(exc)
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if code == "NoSuchBucket":
+            return StorageUnavailable("object storage has no bucket (run `kuzet storage prepare`)")
         if code in _MISSING:
             return ObjectMissing(f"object {key!r} not found")
         if status >= 500 or code in {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout"}:
@@ -86,21 +95,47 @@ class Storage:
             raise RuntimeError("Storage used outside its context")
         return self._client
 
-    async def ensure_bucket(self) -> None:
+    async def ensure_bucket(self) -> bool:
+        """Create the bucket unless it exists; True when it was created."""
         try:
             await self.client.head_bucket(Bucket=self.bucket)
         except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) not in {"404", "NoSuchBucket", "NotFound"}:
+            if _code(exc) not in _NO_BUCKET:
                 raise _translate(exc) from exc
-            await self.client.create_bucket(Bucket=self.bucket)
+            try:
+                await self.client.create_bucket(Bucket=self.bucket)
+            except ClientError as create_exc:
+                if _code(create_exc) not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+                    raise _translate(create_exc) from create_exc
+                return False
+            return True
         except BotoCoreError as exc:
             raise _translate(exc) from exc
+        return False
+
+    async def prepare(self) -> list[str]:
+        """Make object storage ready (idempotent); returns what was changed.
+
+        Each step checks before it changes, so running it again changes nothing. Steps that
+        storage needs later (lifecycle rules for clip retention) are added to ``PREPARE_STEPS``.
+        """
+        changed = []
+        for name, step in PREPARE_STEPS:
+            if await step(self):
+                changed.append(name)
+        return changed
 
     async def check(self) -> None:
-        """Raise StorageUnavailable unless the bucket answers."""
+        """Raise StorageUnavailable unless the bucket answers (a missing bucket says so)."""
         try:
             await self.client.head_bucket(Bucket=self.bucket)
-        except (ClientError, BotoCoreError) as exc:
+        except ClientError as exc:
+            if _code(exc) in _NO_BUCKET:
+                raise StorageUnavailable(
+                    f"bucket {self.bucket!r} does not exist (run `kuzet storage prepare`)"
+                ) from exc
+            raise _translate(exc) from exc
+        except BotoCoreError as exc:
             raise _translate(exc) from exc
 
     def writer(self, key: str, content_type: str) -> StreamingUpload:
@@ -232,3 +267,11 @@ class StreamingUpload:
             )
         except (ClientError, BotoCoreError):
             return
+
+
+async def _bucket_step(storage: Storage) -> bool:
+    return await storage.ensure_bucket()
+
+
+# (name, step): each returns True when it changed something. Later steps (lifecycle rules) go here.
+PREPARE_STEPS: list[tuple[str, Callable[[Storage], Awaitable[bool]]]] = [("bucket created", _bucket_step)]

@@ -15,7 +15,7 @@ import asyncpg
 from backend.alerts import repo
 from backend.alerts.access import can_see
 from backend.alerts.schemas import ActionRequest, ActionResult
-from backend.core import queue
+from backend.core import jobs, queue
 from backend.core.auth import Principal
 from backend.core.config import Settings
 from backend.core.errors import Forbidden, NotFound
@@ -45,8 +45,7 @@ async def act(
         chain = await dispatch.incident_policy(conn, settings, change.incident)
         await queue.enqueue(
             conn,
-            dispatch.STEP_JOB,
-            {"incident_id": str(incident.id), "step": chain.police, "force": True},
+            jobs.EscalateIncident(incident_id=incident.id, step=chain.police, force=True),
             dedup_key=f"{incident.id}:police",
         )
     return ActionResult(

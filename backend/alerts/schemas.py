@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from backend.dispatch.schemas import DeliveryState, NotDelivered
+
 Action = Literal["acknowledge", "accept", "arrive", "request_police", "resolve"]
 Outcome = Literal["handled", "false_alarm", "police_attended", "arrest", "medical", "other", "real", "unsure"]
 Verdict = Literal["real", "false_alarm", "unsure"]
@@ -109,3 +111,6 @@ class IncidentDetail(msgspec.Struct, kw_only=True):
     my_alert_id: uuid.UUID | None
     responders: list[Responder]
     timeline: list[TimelineEvent]
+    # each push's state: every recipient's for dispatchers and admins, one's own phones' for others
+    deliveries: list[DeliveryState] = msgspec.field(default_factory=list)
+    not_delivered: list[NotDelivered] = msgspec.field(default_factory=list)  # dispatchers and admins

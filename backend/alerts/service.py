@@ -27,7 +27,7 @@ from backend.audit import repo as audit
 from backend.core.auth import Principal
 from backend.core.config import Settings
 from backend.core.errors import Invalid, NotFound
-from backend.dispatch import links
+from backend.dispatch import deliveries, links
 from backend.duty import repo as duty
 from backend.incidents import lifecycle
 
@@ -135,6 +135,7 @@ async def incident_detail(
             venue_id=incident.venue_id,
             detail={"snapshot": snapshot_url is not None, "clip": clip_url is not None},
         )
+    delivered, not_delivered = await deliveries.for_incident(conn, me, incident.id)
     return IncidentDetail(
         id=incident.id,
         kind=incident.kind,
@@ -178,6 +179,8 @@ async def incident_detail(
             )
             for e in await repo.timeline(conn, incident.id)
         ],
+        deliveries=delivered,
+        not_delivered=not_delivered,
     )
 
 

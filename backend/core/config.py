@@ -26,6 +26,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/kuzet"
     database_pool_max: PositiveInt = 10
+    database_acquire_timeout_s: Positive = 5.0
     s3_endpoint_url: str | None = None
     s3_bucket: str = "kuzet-clips"
     s3_region: str = "us-east-1"
@@ -43,7 +44,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     environment: Literal["development", "test", "production"] = "development"
     # workers
     worker_concurrency: PositiveInt = 2
-    job_lease_s: Positive = 120.0
+    worker_alert_concurrency: PositiveInt = 4
+    worker_metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9464
+    worker_metrics_addr: str = "0.0.0.0"  # noqa: S104 - the scraper reaches the worker from outside
+    job_lease_s: Annotated[float, msgspec.Meta(ge=1)] = 15.0
     job_poll_s: Positive = 1.0
     job_max_attempts: PositiveInt = 8
     clip_timeout_s: Positive = 30.0
@@ -69,7 +73,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     alert_radius_m: Positive = 1500.0
     alert_ack_timeout_s: Positive = 30.0
     alert_accept_timeout_s: Positive = 60.0
-    alert_delivery_max_attempts: PositiveInt = 5
     short_link_ttl_s: PositiveInt = 3600
     # owners: footage access
     footage_url_ttl_s: Annotated[int, msgspec.Meta(gt=0, le=300)] = 120  # presigned URLs: 5 minutes at most

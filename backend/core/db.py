@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator, Awaitable
-from typing import Any
 
 import asyncpg
-from litestar import Request, Response
 from litestar.datastructures import State
 
-from backend.core.errors import AppError, ServiceUnavailable, problem_response
+from backend.core.errors import RETRY_AFTER_S, AppError, ServiceUnavailable
+from backend.core.failures import DATABASE_UNAVAILABLE
 
 # Errors meaning "the database is not reachable right now", never "your data is wrong".
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.CrashShutdownError,
-)
+UNAVAILABLE_ERRORS = DATABASE_UNAVAILABLE
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
@@ -52,9 +43,9 @@ async def provide_connection(state: State) -> AsyncGenerator[asyncpg.Connection,
     """
     pool: asyncpg.Pool = state.db_pool
     try:
-        conn = await pool.acquire()
+        conn = await pool.acquire(timeout=state.settings.database_acquire_timeout_s)
     except UNAVAILABLE_ERRORS as exc:
-        raise ServiceUnavailable("database unreachable", retry_after_s=5) from exc
+        raise ServiceUnavailable("database unreachable", retry_after_s=RETRY_AFTER_S) from exc
     tx = conn.transaction()
     try:
         await _unless_unavailable(tx.start())
@@ -76,24 +67,4 @@ async def _unless_unavailable(step: Awaitable[None]) -> None:
     try:
         await step
     except UNAVAILABLE_ERRORS as exc:
-        raise ServiceUnavailable("database unreachable", retry_after_s=5) from exc
-
-
-def database_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    return problem_response(
-        request,
-        status=503,
-        slug="unavailable",
-        title="Service temporarily unavailable",
-        detail="database unreachable",
-        headers={"Retry-After": "5"},
-    )
-
-
-DB_EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
-    asyncpg.PostgresConnectionError: database_error_handler,
-    asyncpg.InterfaceError: database_error_handler,
-    asyncpg.exceptions.AdminShutdownError: database_error_handler,
-    asyncpg.exceptions.CannotConnectNowError: database_error_handler,
-    ConnectionError: database_error_handler,
-}
+        raise ServiceUnavailable("database unreachable", retry_after_s=RETRY_AFTER_S) from exc

@@ -11,6 +11,9 @@
     ├── Invalid                   422  well-formed but a field's value is wrong
     └── ServiceUnavailable        503  a dependency (database, object storage) is down; Retry-After
 
+Adapters raise ``backend.core.failures`` errors, not these; they are mapped here once:
+``DependencyUnavailable`` and an unreachable database are 503 with Retry-After, ``ObjectMissing`` 404.
+
 Every problem has a stable ``type`` URI, a ``title``, a ``detail`` and, where one field is to
 blame, ``field`` (a JSON-pointer-like path such as ``meta.score``).
 """
@@ -31,6 +34,7 @@ from litestar.exceptions import (
 )
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from backend.core.failures import DATABASE_UNAVAILABLE, DependencyError, ObjectMissing
 from backend.core.logging import get_logger
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -234,7 +238,35 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     )
 
 
+RETRY_AFTER_S = 5
+
+
+def dependency_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """An adapter's failure (or the database being away) mid-request: 503 naming it, or 404."""
+    if isinstance(exc, ObjectMissing):
+        return problem_response(request, status=404, slug="not-found", title="Not found", detail=str(exc))
+    dependency = exc.dependency if isinstance(exc, DependencyError) else "database"
+    retry_after = exc.retry_after_s if isinstance(exc, DependencyError) and exc.retry_after_s else RETRY_AFTER_S
+    log.warning("request_failed", error=type(exc).__name__, dependency=dependency)
+    return problem_response(
+        request,
+        status=503,
+        slug="unavailable",
+        title="Service temporarily unavailable",
+        detail=f"{dependency} unreachable",
+        headers={"Retry-After": str(max(1, round(retry_after)))},
+    )
+
+
+# OSError stays out: only a connection's own errors are the database being away.
+_DATABASE_HANDLED: tuple[type[Exception], ...] = (
+    *(t for t in DATABASE_UNAVAILABLE if issubclass(t, Exception) and t is not OSError),
+    ConnectionError,
+)
+
 EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
+    **dict.fromkeys(_DATABASE_HANDLED, dependency_error_handler),
+    DependencyError: dependency_error_handler,
     AppError: app_error_handler,
     HTTPException: http_exception_handler,
     Exception: internal_error_handler,

@@ -1,15 +1,40 @@
-"""Prometheus metrics of the domain (HTTP request metrics come from Litestar's middleware)."""
+"""Prometheus metrics of the domain (HTTP request metrics come from Litestar's middleware).
+
+The API serves them at ``/metrics``; a worker serves its own on ``KUZET_WORKER_METRICS_PORT``.
+"""
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
 DETECTIONS_ACCEPTED = Counter("kuzet_detections_accepted_total", "Detections stored and queued", ["kind"])
 DETECTIONS_REPLAYED = Counter("kuzet_detections_replayed_total", "Ingest retries answered with the stored detection")
+DETECTIONS_DECIDED = Counter(
+    "kuzet_detections_decided_total", "Detections decided by the confirmation worker", ["kind", "decision"]
+)
+CONFIRMATION_SECONDS = Histogram(
+    "kuzet_confirmation_seconds",
+    "From a detection's arrival to its decision",
+    ["kind"],
+    buckets=_LATENCY_BUCKETS,
+)
 QUEUE_DEPTH = Gauge("kuzet_queue_jobs", "Jobs in the queue", ["kind", "status"])
+QUEUE_OLDEST = Gauge("kuzet_queue_oldest_seconds", "Age of the oldest job due and not yet claimed", ["kind"])
 JOBS_FINISHED = Counter("kuzet_jobs_finished_total", "Jobs finished by outcome", ["kind", "outcome"])
-JOB_SECONDS = Histogram("kuzet_job_seconds", "Job run time", ["kind"])
-PUSH_SENT = Counter("kuzet_push_total", "Push deliveries by outcome", ["outcome"])
+JOB_SECONDS = Histogram("kuzet_job_seconds", "Job run time", ["kind"], buckets=_LATENCY_BUCKETS)
+JOB_WAIT_SECONDS = Histogram(
+    "kuzet_job_wait_seconds", "How long a job was due before a worker claimed it", ["kind"], buckets=_LATENCY_BUCKETS
+)
+PUSH_SENT = Counter(
+    "kuzet_push_total", "Push attempts by result and FCM error code ('' when sent)", ["outcome", "error_code"]
+)
+DELIVERIES_ABANDONED = Counter(
+    "kuzet_deliveries_failed_total",
+    "Deliveries given up (permanent error, or retried until the alert's TTL)",
+    ["reason"],
+)
 WEBHOOK_ATTEMPTS = Counter(
     "kuzet_webhook_attempts_total", "Webhook delivery attempts by outcome (delivered, retry, dead, gone)", ["outcome"]
 )

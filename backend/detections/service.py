@@ -20,7 +20,7 @@ import asyncpg
 import msgspec
 
 from backend.adapters.storage import Storage, StorageUnavailable, StreamingUpload
-from backend.core import queue
+from backend.core import jobs, queue
 from backend.core.auth import CameraPrincipal, camera_key_matches, camera_key_prefix
 from backend.core.config import Settings
 from backend.core.db import UNAVAILABLE_ERRORS
@@ -48,7 +48,14 @@ from backend.detections.schemas import (
 
 log = get_logger(__name__)
 
-CONFIRM_JOB = "confirm_detection"
+CONFIRM_JOB = jobs.ConfirmDetection.kind
+
+
+def confirm_priority(kind: str, settings: Settings) -> int:
+    """Edge-decided kinds (weapon, fire/smoke) need no model: they skip the model's queue."""
+    return jobs.PRIORITY_NORMAL if confirmation.uses_server_model(kind, settings) else jobs.PRIORITY_URGENT
+
+
 MAX_META_BYTES = 64 * 1024
 MULTIPART_OVERHEAD = 64 * 1024
 FUTURE_SKEW = timedelta(minutes=10)
@@ -274,10 +281,10 @@ class Ingest:
                     replay = None
                     await queue.enqueue(
                         conn,
-                        CONFIRM_JOB,
-                        {"detection_id": str(row.id)},
+                        jobs.ConfirmDetection(detection_id=row.id),
                         dedup_key=str(row.id),
                         max_attempts=self.settings.job_max_attempts,
+                        priority=confirm_priority(row.kind, self.settings),
                     )
         except UNAVAILABLE_ERRORS as exc:
             raise ServiceUnavailable("database unreachable") from exc

@@ -9,6 +9,8 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from backend.core import jobs, queue
+
 
 class NewAlert(msgspec.Struct, frozen=True):
     id: uuid.UUID
@@ -26,6 +28,7 @@ class ClaimedDelivery(msgspec.Struct, frozen=True):
     id: int
     alert_id: uuid.UUID
     incident_id: uuid.UUID
+    user_id: uuid.UUID
     device_id: uuid.UUID
     purpose: str
     title: str
@@ -36,6 +39,12 @@ class ClaimedDelivery(msgspec.Struct, frozen=True):
     attempts: int
     created_at: datetime
     fcm_token: str
+    error_code: str | None  # the last transient error, while it is being retried
+
+
+class UndeliveredAlert(msgspec.Struct, frozen=True):
+    user_id: uuid.UUID
+    audience: str
 
 
 DB_NOW = "SELECT now()"
@@ -79,8 +88,8 @@ UPDATE deliveries d SET status = 'sending', claimed_at = now(), attempts = d.att
 FROM devices v
 WHERE v.id = d.device_id AND v.is_active AND {where}
   AND (d.status = 'queued' OR (d.status = 'sending' AND d.claimed_at < now() - make_interval(secs => $2)))
-RETURNING d.id, d.alert_id, d.incident_id, d.device_id, d.purpose, d.title, d.body, d.image_url, d.data,
-          d.urgency, d.attempts, d.created_at, v.fcm_token
+RETURNING d.id, d.alert_id, d.incident_id, d.user_id, d.device_id, d.purpose, d.title, d.body, d.image_url,
+          d.data, d.urgency, d.attempts, d.created_at, v.fcm_token, d.error_code
 """
 CLAIM_FOR_INCIDENT = _CLAIM.format(where="d.incident_id = $1 AND (d.attempts = 0 OR d.status = 'sending')")
 CLAIM_ONE = _CLAIM.format(where="d.id = $1")
@@ -102,6 +111,24 @@ UNCLAIM = """
 UPDATE deliveries SET status = 'queued', attempts = attempts - 1, claimed_at = NULL, updated_at = now()
 WHERE id = ANY($1::bigint[]) AND status = 'sending'
 """
+UNREACHABLE_REASON = """
+SELECT CASE WHEN count(*) FILTER (WHERE status <> 'failed') = 0
+            THEN COALESCE(string_agg(DISTINCT error_code, ', '), 'no registered device') END
+FROM deliveries WHERE alert_id = $1 AND purpose = 'alert'
+"""
+MARK_UNDELIVERED = """
+UPDATE alerts SET undelivered_at = now(), undelivered_reason = $2
+WHERE id = $1 AND undelivered_at IS NULL AND acknowledged_at IS NULL
+RETURNING user_id, audience
+"""
+REACHABLE_ALERTS = "SELECT count(*) FROM alerts WHERE incident_id = $1 AND undelivered_at IS NULL"
+HURRY_NEXT_STEP = """
+UPDATE jobs SET run_at = now(), updated_at = now()
+WHERE kind = 'escalate_incident' AND status = 'queued' AND run_at > now()
+  AND dedup_key = (SELECT i.id::text || ':step:' || i.escalation_step FROM incidents i WHERE i.id = $1)
+RETURNING id
+"""
+RENEW_CLAIMS = "UPDATE deliveries SET claimed_at = now() WHERE id = ANY($1::bigint[]) AND status = 'sending'"
 DEACTIVATE_DEVICE = "UPDATE devices SET is_active = false, last_error = $2, updated_at = now() WHERE id = $1"
 
 
@@ -237,6 +264,35 @@ async def unclaim(conn: asyncpg.Connection, delivery_ids: list[int]) -> None:
     await conn.execute(UNCLAIM, delivery_ids)
 
 
+async def unreachable_reason(conn: asyncpg.Connection, alert_id: uuid.UUID) -> str | None:
+    """Why none of the alert's deliveries can reach its recipient (their error codes), or None if one still can."""
+    reason: str | None = await conn.fetchval(UNREACHABLE_REASON, alert_id)
+    return reason
+
+
+async def mark_undelivered(conn: asyncpg.Connection, alert_id: uuid.UUID, reason: str) -> UndeliveredAlert | None:
+    """Mark the alert's recipient unreachable, once (None if already marked, or acknowledged)."""
+    record = await conn.fetchrow(MARK_UNDELIVERED, alert_id, reason)
+    return msgspec.convert(dict(record), UndeliveredAlert) if record else None
+
+
+async def reachable_alerts(conn: asyncpg.Connection, incident_id: uuid.UUID) -> int:
+    count: int = await conn.fetchval(REACHABLE_ALERTS, incident_id)
+    return count
+
+
+async def hurry_next_step(conn: asyncpg.Connection, incident_id: uuid.UUID) -> bool:
+    """Make the incident's pending escalation timer due now; True if there was one."""
+    job_id = await conn.fetchval(HURRY_NEXT_STEP, incident_id)
+    if job_id is not None:
+        await conn.execute(queue.NOTIFY, queue.CHANNEL, jobs.EscalateIncident.kind)
+    return job_id is not None
+
+
+async def renew_claims(conn: asyncpg.Connection, delivery_ids: list[int]) -> None:
+    await conn.execute(RENEW_CLAIMS, delivery_ids)
+
+
 async def deactivate_device(conn: asyncpg.Connection, device_id: uuid.UUID, error_code: str) -> None:
     await conn.execute(DEACTIVATE_DEVICE, device_id, error_code)
 
@@ -289,3 +345,58 @@ async def get_link(conn: asyncpg.Connection, token: str) -> LinkRow | None:
 
 async def prune_links(conn: asyncpg.Connection) -> None:
     await conn.execute(PRUNE_LINKS)
+
+
+# --- the delivery log as people see it -------------------------------------------------------
+
+
+class DeliveryRow(msgspec.Struct, frozen=True):
+    delivery_id: int
+    user_id: uuid.UUID
+    display_name: str
+    audience: str
+    device_id: uuid.UUID
+    platform: str
+    purpose: str
+    round: int
+    status: str
+    attempts: int
+    error_code: str | None
+    updated_at: datetime
+
+
+class UndeliveredRow(msgspec.Struct, frozen=True):
+    user_id: uuid.UUID
+    display_name: str
+    audience: str
+    reason: str
+    at: datetime
+
+
+DELIVERY_ROWS = """
+SELECT d.id AS delivery_id, d.user_id, u.display_name, a.audience, d.device_id, v.platform, d.purpose, d.round,
+       d.status, d.attempts, d.error_code, d.updated_at
+FROM deliveries d
+JOIN alerts a ON a.id = d.alert_id
+JOIN users u ON u.id = d.user_id
+JOIN devices v ON v.id = d.device_id
+WHERE d.incident_id = $1 AND ($2::uuid IS NULL OR d.user_id = $2)
+ORDER BY d.id
+"""
+UNDELIVERED = """
+SELECT a.user_id, u.display_name, a.audience, a.undelivered_reason AS reason, a.undelivered_at AS at
+FROM alerts a JOIN users u ON u.id = a.user_id
+WHERE a.incident_id = $1 AND a.undelivered_at IS NOT NULL
+ORDER BY a.undelivered_at
+"""
+
+
+async def delivery_rows(
+    conn: asyncpg.Connection, incident_id: uuid.UUID, user_id: uuid.UUID | None
+) -> list[DeliveryRow]:
+    """The incident's deliveries (only ``user_id``'s when given)."""
+    return [msgspec.convert(dict(r), DeliveryRow) for r in await conn.fetch(DELIVERY_ROWS, incident_id, user_id)]
+
+
+async def undelivered(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[UndeliveredRow]:
+    return [msgspec.convert(dict(r), UndeliveredRow) for r in await conn.fetch(UNDELIVERED, incident_id)]

@@ -1,8 +1,10 @@
-"""Wire types for escalation policies (the admin API)."""
+"""Wire types for escalation policies (the admin API) and the delivery log as the incident view shows it."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from typing import Literal
 
 import msgspec
 
@@ -22,3 +24,34 @@ class VenuePolicy(msgspec.Struct, kw_only=True):
     venue_id: uuid.UUID
     is_default: bool  # the venue has no policy of its own: its incidents get this default
     policy: EscalationPolicy
+
+
+DeliveryStateName = Literal["queued", "retrying", "sent", "received", "acknowledged", "failed"]
+
+
+class DeliveryState(msgspec.Struct, kw_only=True):
+    """One push to one phone: where it stands. ``reason`` says why it failed (or is being retried)."""
+
+    delivery_id: int
+    user_id: uuid.UUID
+    display_name: str
+    audience: str
+    device_id: uuid.UUID
+    platform: str
+    purpose: Literal["alert", "update", "reminder"]
+    round: int
+    state: DeliveryStateName
+    attempts: int
+    error_code: str | None
+    reason: str | None
+    updated_at: datetime
+
+
+class NotDelivered(msgspec.Struct, kw_only=True):
+    """Someone alerted whom no device could reach: "not delivered to <display_name>: <reason>"."""
+
+    user_id: uuid.UUID
+    display_name: str
+    audience: str
+    reason: str
+    at: datetime

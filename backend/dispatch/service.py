@@ -28,7 +28,7 @@ import msgspec
 
 from backend.adapters.push import PushGateway
 from backend.audit import repo as audit
-from backend.core import queue
+from backend.core import jobs, queue
 from backend.core.auth import Principal
 from backend.core.config import Settings
 from backend.core.errors import Invalid, NotFound
@@ -41,11 +41,11 @@ from backend.incidents.repo import IncidentRow
 
 log = get_logger(__name__)
 
-DISPATCH_JOB = lifecycle.DISPATCH_JOB  # enqueued by the lifecycle when an incident opens
-STEP_JOB = "escalate_incident"
-REPEAT_JOB = "repeat_alert"
-UPDATE_JOB = lifecycle.UPDATE_JOB  # enqueued by the lifecycle for responders' actions
-RETRY_JOB = fanout.RETRY_JOB
+DISPATCH_JOB = jobs.DispatchIncident.kind  # enqueued by the lifecycle when an incident opens
+STEP_JOB = jobs.EscalateIncident.kind
+REPEAT_JOB = jobs.RepeatAlert.kind
+UPDATE_JOB = jobs.PushUpdate.kind  # enqueued by the lifecycle for responders' actions
+RETRY_JOB = jobs.RetryDelivery.kind
 
 
 class StepResult(msgspec.Struct, kw_only=True):
@@ -133,8 +133,7 @@ async def run_step(
         run_at = await repo.db_now(conn) + timedelta(seconds=wait)
         await queue.enqueue(
             conn,
-            STEP_JOB,
-            {"incident_id": str(incident.id), "step": following},
+            jobs.EscalateIncident(incident_id=incident.id, step=following),
             dedup_key=f"{incident.id}:step:{following}",
             run_at=run_at,
         )
@@ -149,8 +148,7 @@ async def _schedule_repeat(
     run_at = await repo.db_now(conn) + timedelta(seconds=chain.repeat_every)
     await queue.enqueue(
         conn,
-        REPEAT_JOB,
-        {"incident_id": str(incident_id), "round": round_},
+        jobs.RepeatAlert(incident_id=incident_id, round=round_),
         dedup_key=f"{incident_id}:repeat:{round_}",
         run_at=run_at,
     )
@@ -255,6 +253,10 @@ async def _notify(
             recipients += [(u, "dispatcher", None) for u in await repo.dispatchers(conn, incident.region_id)]
     alerts = await repo.insert_alerts(conn, incident.id, n, recipients)
     devices = await repo.active_devices(conn, [a.user_id for a in alerts])
+    with_device = {d.user_id for d in devices}
+    for alert in alerts:
+        if alert.user_id not in with_device:  # nobody to push to: shown to dispatchers, escalation moves on
+            await fanout.mark_undelivered(conn, settings, incident.id, alert.id, "no registered device")
     images = await links.issue_many(conn, settings, incident, "snapshot", sorted({d.user_id for d in devices}))
     rows = _deliveries(
         alerts,

@@ -16,7 +16,8 @@ class Health(msgspec.Struct):
 
 class Readiness(msgspec.Struct):
     status: str
-    checks: dict[str, str]
+    checks: dict[str, str]  # each dependency: "ok", or why not
+    down: list[str] = msgspec.field(default_factory=list)  # the dependencies that are not ok
 
 
 @get("/healthz", tags=["operations"], summary="The process is alive", opt={"skip_log": True})
@@ -32,7 +33,9 @@ async def healthz() -> Health:
 )
 async def readyz(state: State) -> Response[Readiness]:
     ok, checks = await service.readiness(state.db_pool, state.storage)
-    return Response(Readiness(status="ok" if ok else "unavailable", checks=checks), status_code=200 if ok else 503)
+    down = sorted(name for name, state in checks.items() if state != "ok")
+    body = Readiness(status="ok" if ok else "unavailable", checks=checks, down=down)
+    return Response(body, status_code=200 if ok else 503, headers={} if ok else {"Retry-After": "5"})
 
 
 @get("/metrics", tags=["operations"], summary="Prometheus metrics", media_type=CONTENT_TYPE_LATEST)

@@ -8,10 +8,10 @@ import asyncpg
 from litestar.openapi.datastructures import ResponseSpec
 
 from backend.adapters.storage import Storage, StorageUnavailable
-from backend.core import queue
+from backend.core import jobs, queue
 from backend.core.db import UNAVAILABLE_ERRORS
 from backend.core.logging import get_logger
-from backend.core.metrics import QUEUE_DEPTH
+from backend.core.metrics import QUEUE_DEPTH, QUEUE_OLDEST
 
 log = get_logger(__name__)
 
@@ -32,8 +32,10 @@ async def _check_storage(storage: Storage) -> str:
     try:
         async with asyncio.timeout(3):
             await storage.check()
-    except (StorageUnavailable, TimeoutError) as exc:
-        return f"unreachable ({type(exc).__name__})"
+    except StorageUnavailable as exc:
+        return f"unavailable: {exc}"
+    except TimeoutError:
+        return "unreachable (timed out)"
     return "ok"
 
 
@@ -52,6 +54,16 @@ async def refresh_queue_depth(pool: asyncpg.Pool) -> None:
     except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError) as exc:  # metrics must answer even then
         log.warning("queue_depth_unavailable", error=type(exc).__name__)
         return
+    publish_queue_depth(depths)
+
+
+def publish_queue_depth(depths: list[queue.QueueDepth]) -> None:
+    """Set the queue gauges: jobs by kind and status, and the oldest waiting job's age by kind."""
     QUEUE_DEPTH.clear()
-    for (kind, status), n in depths.items():
-        QUEUE_DEPTH.labels(kind=kind, status=status).set(n)
+    QUEUE_OLDEST.clear()
+    for kind in jobs.PAYLOADS:
+        QUEUE_OLDEST.labels(kind=kind).set(0)
+    for d in depths:
+        QUEUE_DEPTH.labels(kind=d.kind, status=d.status).set(d.n)
+        if d.status == "queued":
+            QUEUE_OLDEST.labels(kind=d.kind).set(d.oldest_s)

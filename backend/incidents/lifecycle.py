@@ -28,7 +28,7 @@ from typing import Any, Final, Literal
 
 import asyncpg
 
-from backend.core import queue
+from backend.core import jobs, queue
 from backend.core.auth import Principal
 from backend.core.config import Settings
 from backend.core.errors import Conflict, Invalid
@@ -49,8 +49,8 @@ from backend.webhooks import outbox
 
 log = get_logger(__name__)
 
-DISPATCH_JOB: Final = "dispatch_incident"  # step 0 of the escalation policy, queued when an incident opens
-UPDATE_JOB: Final = "push_update"  # an update push to everyone alerted but the actor
+DISPATCH_JOB: Final = jobs.DispatchIncident.kind  # step 0 of the escalation policy, queued when an incident opens
+UPDATE_JOB: Final = jobs.PushUpdate.kind  # an update push to everyone alerted but the actor
 SYSTEM_ROLE: Final = "system"
 
 Action = Literal["acknowledge", "accept", "arrive", "request_police", "resolve"]
@@ -209,7 +209,7 @@ async def open_or_join(
         },
     )
     await queue.enqueue(
-        conn, DISPATCH_JOB, {"incident_id": str(created.id), "reason": "opened"}, dedup_key=f"{created.id}:opened"
+        conn, jobs.DispatchIncident(incident_id=created.id, reason="opened"), dedup_key=f"{created.id}:opened"
     )
     log.info(
         "incident_opened",
@@ -246,6 +246,15 @@ async def notified(
     """Escalation step ``step`` alerted its recipients: ``notified`` (step 0) or ``escalated``."""
     await repo.set_step(conn, incident.id, step + 1)
     await _append(conn, settings, incident, "notified" if step == 0 else "escalated", data={"step": step, **data})
+
+
+async def not_delivered(
+    conn: asyncpg.Connection, settings: Settings, incident_id: uuid.UUID, *, data: dict[str, Any]
+) -> None:
+    """Someone alerted could not be reached on any phone (no status change: a timeline event)."""
+    incident = await repo.get_incident(conn, incident_id)
+    if incident is not None:
+        await _append(conn, settings, incident, "not_delivered", data=data)
 
 
 async def start_repeat_round(conn: asyncpg.Connection, incident: IncidentRow, round_: int) -> None:
@@ -321,13 +330,12 @@ async def act(
     event = await _append(conn, settings, updated, event_type, actor=actor, data=details)
     await queue.enqueue(
         conn,
-        UPDATE_JOB,
-        {
-            "incident_id": str(updated.id),
-            "version": updated.version,
-            "text": messages.update_text(actor.role, actor.display_name, action, outcome),
-            "actor_id": str(actor.user_id),
-        },
+        jobs.PushUpdate(
+            incident_id=updated.id,
+            version=updated.version,
+            text=messages.update_text(actor.role, actor.display_name, action, outcome),
+            actor_id=actor.user_id,
+        ),
         dedup_key=f"{updated.id}:update:{updated.version}",
     )
     log.info("incident_action", incident_id=str(updated.id), action=action, status=updated.status)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from backend.core import queue
+from backend.core import jobs, queue
 from backend.core.config import Settings
 from backend.dispatch import links
 from backend.dispatch import repo as dispatch_repo
@@ -17,7 +17,7 @@ from backend.incidents import repo as incidents
 from backend.incidents.repo import IncidentEventRow, IncidentRow
 from backend.webhooks import payloads, repo, signing
 
-DELIVER_JOB = "deliver_webhook"
+DELIVER_JOB = jobs.DeliverWebhook.kind
 SNAPSHOT_NOTE = "the stored snapshot, not blurred: a privacy-blurred snapshot is not produced yet"
 CONTENT_TYPES = {"json": "application/json", "cap": "application/cap+xml"}
 
@@ -60,8 +60,7 @@ async def enqueue(conn: asyncpg.Connection, delivery_id: int, *, cause: str, run
     the handler claims the delivery under its row lock)."""
     await queue.enqueue(
         conn,
-        DELIVER_JOB,
-        {"delivery_id": delivery_id},
+        jobs.DeliverWebhook(delivery_id=delivery_id),
         dedup_key=f"{delivery_id}:{cause}",
         run_at=run_at,  # type: ignore[arg-type]
         max_attempts=20,

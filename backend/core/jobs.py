@@ -1,0 +1,137 @@
+"""Every job kind in one place: its payload (a msgspec Struct), its lane and its priority.
+
+A job is enqueued as its payload (``queue.enqueue(conn, DispatchIncident(incident_id=..., reason="opened"))``);
+the kind comes from the payload's type, and the worker decodes the stored JSON back into that
+type before the handler sees it (a payload that does not decode is a dead letter at once).
+
+Lanes keep alerts from waiting behind confirmations: a worker runs each lane with its own slots,
+so a backlog of clips to confirm never delays a phone that should ring.
+
+    lane          kinds                                                     slots
+    alert         dispatch_incident, escalate_incident, repeat_alert,       worker_alert_concurrency
+                  push_update, retry_delivery
+    confirm       confirm_detection (edge-decided kinds first: priority)    worker_concurrency
+    webhook       deliver_webhook (other people's servers)                 webhook_concurrency
+    housekeeping  sweep_uploads, prune_locations                            1
+
+Within a lane, jobs are claimed by ``priority`` (lower first), then by when they became due.
+"""
+
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+from typing import ClassVar, Final
+
+import msgspec
+
+
+class Lane(StrEnum):
+    ALERT = "alert"
+    CONFIRM = "confirm"
+    WEBHOOK = "webhook"
+    HOUSEKEEPING = "housekeeping"
+
+
+class Payload(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Base of every job payload; ``kind`` and ``lane`` are class-level, not stored fields."""
+
+    kind: ClassVar[str]
+    lane: ClassVar[Lane]
+
+
+# Priorities within a lane (lower first).
+PRIORITY_URGENT: Final = 0  # edge-decided confirmations: no model to wait for
+PRIORITY_NORMAL: Final = 10  # everything else
+
+
+class ConfirmDetection(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    kind: ClassVar[str] = "confirm_detection"
+    lane: ClassVar[Lane] = Lane.CONFIRM
+    detection_id: uuid.UUID
+
+
+class DispatchIncident(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Step 0 of a newly opened incident's escalation policy."""
+
+    kind: ClassVar[str] = "dispatch_incident"
+    lane: ClassVar[Lane] = Lane.ALERT
+    incident_id: uuid.UUID
+    reason: str  # why: "opened"
+
+
+class EscalateIncident(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An escalation timer (or request_police with ``force``)."""
+
+    kind: ClassVar[str] = "escalate_incident"
+    lane: ClassVar[Lane] = Lane.ALERT
+    incident_id: uuid.UUID
+    step: int
+    force: bool = False
+
+
+class RepeatAlert(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A repeat round (1-based) after the policy's last step."""
+
+    kind: ClassVar[str] = "repeat_alert"
+    lane: ClassVar[Lane] = Lane.ALERT
+    incident_id: uuid.UUID
+    round: int
+
+
+class PushUpdate(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Tell everyone alerted (but the actor) what changed."""
+
+    kind: ClassVar[str] = "push_update"
+    lane: ClassVar[Lane] = Lane.ALERT
+    incident_id: uuid.UUID
+    version: int
+    text: str = "Incident updated"
+    actor_id: uuid.UUID | None = None
+
+
+class RetryDelivery(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Send a queued delivery again after its backoff (or Retry-After)."""
+
+    kind: ClassVar[str] = "retry_delivery"
+    lane: ClassVar[Lane] = Lane.ALERT
+    delivery_id: int
+
+
+class DeliverWebhook(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One attempt at one webhook outbox row."""
+
+    kind: ClassVar[str] = "deliver_webhook"
+    lane: ClassVar[Lane] = Lane.WEBHOOK
+    delivery_id: int
+
+
+class SweepUploads(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    kind: ClassVar[str] = "sweep_uploads"
+    lane: ClassVar[Lane] = Lane.HOUSEKEEPING
+
+
+class PruneLocations(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    kind: ClassVar[str] = "prune_locations"
+    lane: ClassVar[Lane] = Lane.HOUSEKEEPING
+
+
+PAYLOADS: Final[dict[str, type[Payload]]] = {
+    p.kind: p
+    for p in (
+        ConfirmDetection,
+        DispatchIncident,
+        EscalateIncident,
+        RepeatAlert,
+        PushUpdate,
+        RetryDelivery,
+        DeliverWebhook,
+        SweepUploads,
+        PruneLocations,
+    )
+}
+ALERT_KINDS: Final = frozenset(k for k, p in PAYLOADS.items() if p.lane is Lane.ALERT)
+
+
+def kinds_of(lane: Lane) -> list[str]:
+    return sorted(k for k, p in PAYLOADS.items() if p.lane is lane)

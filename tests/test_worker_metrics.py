@@ -1,0 +1,87 @@
+"""A real ``kuzet worker`` serves its own Prometheus metrics; scraped over HTTP they show the work."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from backend.adapters.storage import Storage
+from kuzet.devtools.push_inbox import PushInbox
+from tests.alerting import fcm_env, push_inbox
+from tests.factories import Factory
+from tests.services import free_port
+from tests.test_confirm import clips, queued
+from tests.test_worker_failures import worker_process
+
+__all__ = ["clips", "push_inbox"]
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample in Prometheus text format (labels in any order), or None."""
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric, _, raw = head.partition("{")
+        if metric != name:
+            continue
+        found = dict(part.split("=", 1) for part in raw.rstrip("}").split(",") if "=" in part)
+        if all(found.get(k) == f'"{v}"' for k, v in labels.items()):
+            return float(value)
+    return None
+
+
+@pytest.mark.usefixtures("push_inbox")
+async def test_worker_metrics_scraped_over_http_show_the_counts(
+    make: Factory,
+    conn: asyncpg.Connection,
+    storage: Storage,
+    settings_env: dict[str, str],
+    clips: dict[str, Path],
+    push_inbox: PushInbox,
+) -> None:
+    venue = await make.venue()
+    bouncer = await make.user("bouncer", venue_id=venue.id)
+    await make.on_duty(bouncer)
+    good, dead = f"ok-{uuid.uuid4().hex}", f"dead-{uuid.uuid4().hex}"
+    await make.device(bouncer, good)
+    await make.device(bouncer, dead)
+    push_inbox.fail(dead, "UNREGISTERED")
+    camera = await make.camera(venue.id)
+    await queued(make, storage, clips["fight"], camera=camera, kind="weapon", edge_score=0.9)
+
+    port = free_port()
+    env = os.environ | settings_env | fcm_env(push_inbox)
+    env |= {"KUZET_WORKER_METRICS_PORT": str(port), "KUZET_WORKER_METRICS_ADDR": "127.0.0.1"}
+    env |= {"KUZET_WORKER_CONCURRENCY": "1"}
+    text = ""
+    async with worker_process(env) as proc, httpx.AsyncClient() as http:
+        deadline = asyncio.get_running_loop().time() + 120
+        while True:
+            assert proc.poll() is None, f"the worker exited with {proc.returncode}"
+            assert asyncio.get_running_loop().time() < deadline, f"metrics never showed the push:\n{text}"
+            try:
+                response = await http.get(f"http://127.0.0.1:{port}/metrics")
+                text = response.text
+            except httpx.TransportError:
+                text = ""
+            if sample(text, "kuzet_push_total", outcome="sent", error_code="") == 1.0 and sample(
+                text, "kuzet_jobs_finished_total", kind="dispatch_incident", outcome="done"
+            ):
+                break
+            await asyncio.sleep(0.2)
+    assert response.headers["content-type"].startswith("text/plain")
+    assert sample(text, "kuzet_jobs_finished_total", kind="confirm_detection", outcome="done") == 1.0
+    assert sample(text, "kuzet_job_seconds_count", kind="confirm_detection") == 1.0
+    assert sample(text, "kuzet_job_wait_seconds_count", kind="dispatch_incident") == 1.0
+    assert sample(text, "kuzet_push_total", outcome="invalid_token", error_code="UNREGISTERED") == 1.0
+    assert sample(text, "kuzet_deliveries_failed_total", reason="UNREGISTERED") == 1.0
+    assert sample(text, "kuzet_detections_decided_total", kind="weapon", decision="confirmed") == 1.0
+    assert sample(text, "kuzet_confirmation_seconds_count", kind="weapon") == 1.0
+    assert sample(text, "kuzet_queue_oldest_seconds", kind="confirm_detection") is not None
