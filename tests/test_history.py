@@ -17,7 +17,7 @@ from backend.alerts.actions import act
 from backend.alerts.schemas import ActionRequest
 from backend.core.config import Settings
 from kuzet.devtools.push_inbox import PushInbox
-from tests.alerting import dispatch_worker, enqueue_dispatch, fcm_env, make_due, push_inbox, run_due_jobs
+from tests.alerting import dispatch_worker, enqueue_dispatch, fcm_env, push_inbox, run_due_jobs
 from tests.factories import ALMATY, Factory
 
 __all__ = ["push_inbox"]
@@ -270,7 +270,12 @@ class Escalated:
         await enqueue_dispatch(conn, self.incident)
         async with dispatch_worker(settings) as ctx:
             await run_due_jobs(ctx)
-            await make_due(conn, "escalate_incident", f"{self.incident}:step:1")  # nobody acknowledged
+            # Nobody acknowledged: step 1 is due (its timer fires now, or already fired because the
+            # bouncer's only phone is unreachable).
+            await conn.execute(
+                "UPDATE jobs SET run_at = now() WHERE kind = 'escalate_incident' AND dedup_key = $1",
+                f"{self.incident}:step:1",
+            )
             await run_due_jobs(ctx)
             for action in ("accept", "resolve"):
                 async with conn.transaction():
