@@ -27,6 +27,7 @@ from backend.dispatch.routes import EscalationPolicyAdminController
 from backend.health.routes import ROUTES as HEALTH_ROUTES
 from backend.history.routes import HistoryController
 from backend.incidents.routes import IncidentAdminController
+from backend.models.routes import TrainingConsentController
 from backend.users.routes import UserAdminController
 from backend.venues.routes import VenueAdminController
 from backend.webhooks.routes import WebhookAdminController
@@ -44,6 +45,7 @@ BACKEND_ROUTES: list[ControllerRouterHandler] = [
     WebhookAdminController,
     HistoryController,
     IncidentAdminController,
+    TrainingConsentController,
 ]
 
 

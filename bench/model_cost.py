@@ -1,4 +1,5 @@
-"""CPU cost of the confirmation model per clip: decode + features + inference, on one core.
+"""CPU cost of the confirmation model per clip (decode, motion stage, video network), on one core,
+beside the baseline of decoding the same clips with OpenCV alone.
 
 Run: .venv/bin/python bench/model_cost.py [--repeat 20] [--no-real]
 Prints figures; never asserts.
@@ -49,32 +50,56 @@ def synthetic_clip(path: Path, seconds: float = 2.0, fps: int = 25, width: int =
     return path
 
 
+def decode_only(path: Path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    frames = 0
+    while capture.read()[0]:
+        frames += 1
+    capture.release()
+    return frames
+
+
+def _p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+
+
 def measure(model: ConfirmationModel, clips: list[Path], repeat: int) -> dict[str, float]:
-    """CPU seconds per clip (process time, all threads) and the stage timings."""
+    """CPU seconds per clip (process time, all threads), the stage timings, the network's share."""
     model.score_clip(clips[0])  # warm-up
     cpu: list[float] = []
-    stages: dict[str, list[float]] = {"decode": [], "features": [], "inference": []}
+    base: list[float] = []
+    network_runs = 0
+    stages: dict[str, list[float]] = {"decode": [], "features": [], "network": []}
     for _ in range(repeat):
         for clip in clips:
             c0 = time.process_time()
+            decode_only(clip)
+            base.append(time.process_time() - c0)
+            c0 = time.process_time()
             result = model.score_clip(clip)
             cpu.append(time.process_time() - c0)
+            network_runs += result.stage == "network"
             for key, values in stages.items():
-                values.append(result.timings_ms.get(key, 0.0))
-    cpu.sort()
+                if key in result.timings_ms:
+                    values.append(result.timings_ms[key])
     out = {
         "clips": float(len(cpu)),
-        "cpu_s_mean": statistics.fmean(cpu),
         "cpu_s_median": statistics.median(cpu),
-        "cpu_s_p95": cpu[min(len(cpu) - 1, int(0.95 * len(cpu)))],
+        "cpu_s_p95": _p95(cpu),
+        "cpu_s_mean": statistics.fmean(cpu),
+        "baseline_decode_cpu_s_median": statistics.median(base),
+        "baseline_decode_cpu_s_p95": _p95(base),
+        "network_share": network_runs / len(cpu),
     }
     for key, values in stages.items():
-        out[f"{key}_ms_median"] = statistics.median(values)
+        if values:
+            out[f"{key}_ms_median"] = statistics.median(values)
     return out
 
 
 def show(label: str, figures: dict[str, float]) -> None:
-    parts = [f"{k}={v:.3f}" if "cpu" in k else f"{k}={v:.1f}" for k, v in figures.items()]
+    parts = [f"{k}={v:.3f}" if "cpu" in k or "share" in k else f"{k}={v:.1f}" for k, v in figures.items()]
     print(f"{label:44s} " + " ".join(parts))
 
 
@@ -91,7 +116,10 @@ def main() -> None:
         f"python {platform.python_version()}, opencv {cv2.__version__}"
     )
     model = ConfirmationModel()
-    print(f"model: {model.tag} ({model.model_path.name}), threshold {model.threshold:.3f}")
+    print(
+        f"model: {model.tag} (motion stage {model.model_path.name}, network {model.is_cascade}, "
+        f"reject below {model.reject_below}), threshold {model.threshold:.3f}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         clip = synthetic_clip(Path(tmp) / "synthetic.mp4")
         show("synthetic 2 s 640x360 H.264, 25 fps", measure(model, [clip], args.repeat))
@@ -105,6 +133,10 @@ def main() -> None:
         return
     real = sorted(data.glob("*/*.mp4"))
     show(f"real clips ({len(real)}, 320x240..1280x720, 2-5 s)", measure(model, real, 1))
+    bus = SHARED / "data" / "bus-violence"
+    if bus.is_dir():
+        clips = sorted(bus.glob("*/*.mp4"))[::10]
+        show(f"bus clips ({len(clips)}, 256 px, 0.5-1.6 s)", measure(model, clips, 1))
     if person_model.is_file():
         show("real clips, with person detector", measure(with_persons, real[::4], 1))
 

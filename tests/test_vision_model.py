@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -93,13 +94,19 @@ def test_bad_clips_raise_clip_decode_error(tmp_path: Path, clip: Path, kind: str
 def test_committed_model_and_sidecar_agree() -> None:
     meta = json.loads(sidecar_path(DEFAULT_MODEL_PATH).read_text())
     assert meta["name"] == "kuzet-fight"
-    assert meta["version"] == "1"
+    assert meta["version"] == "2"
     assert 0.0 < meta["threshold"] < 1.0
-    assert DEFAULT_MODEL_PATH.stat().st_size < 2_000_000
-    sess = ort.InferenceSession(str(DEFAULT_MODEL_PATH), providers=["CPUExecutionProvider"])
-    assert sess.get_inputs()[0].shape[1] == len(meta["feature_names"])
+    motion = DEFAULT_MODEL_PATH.parent / meta["motion"]["file"]
+    assert motion.stat().st_size < 3_000_000
+    assert hashlib.sha256(motion.read_bytes()).hexdigest() == meta["motion"]["sha256"]
+    sess = ort.InferenceSession(str(motion), providers=["CPUExecutionProvider"])
+    assert sess.get_inputs()[0].shape[1] == len(meta["motion"]["feature_names"])
+    assert len(meta["head"]["coef"]) == len(meta["head"]["mean"]) == len(meta["head"]["scale"]) == 1024
     assert meta["person_features"] is False
-    assert meta["validation"]["roc_auc_pooled"]["mean"] > 0.5
+    val = meta["validation"]
+    assert val["leave_one_source_out"]["auc"]["mean"] > 0.5
+    assert val["variants_compared"] >= 2
+    assert {p["name"] for p in meta["training_data"]["parts"]} >= {"surv-fight", "bus-violence"}
 
 
 def test_score_clip_is_deterministic_and_in_range(model: ConfirmationModel, clip: Path) -> None:
@@ -112,14 +119,15 @@ def test_score_clip_is_deterministic_and_in_range(model: ConfirmationModel, clip
     assert first.person_count is None
     assert math.isfinite(first.motion)
     assert first.motion >= 0.0
-    assert set(first.timings_ms) == {"decode", "features", "inference"}
-    assert model.tag == "kuzet-fight/1"
+    assert set(first.timings_ms) >= {"decode", "features", "inference"}
+    assert first.stage in {"motion", "network"}
+    assert model.tag == "kuzet-fight/2"
 
 
 def test_score_frames_matches_score_clip(model: ConfirmationModel, clip: Path) -> None:
     sampled = sample_frames(clip, fps=model.sample_fps, max_side=model.max_side)
     direct = model.score_frames(sampled.frames, sampled.sample_fps)
-    assert direct.score == pytest.approx(model.score_clip(clip).score, abs=1e-6)
+    assert direct.motion_score == pytest.approx(model.score_clip(clip).motion_score, abs=1e-6)
     # frames at the source rate are resampled to the model's rate
     cap = cv2.VideoCapture(str(clip))
     raw: list[np.ndarray[tuple[int, ...], np.dtype[np.uint8]]] = []
@@ -152,7 +160,7 @@ def test_score_main_prints_one_json_line_per_clip(
     assert status == 0
     assert [line["path"] for line in lines] == [str(clip), str(bad)]
     assert lines[0]["decision"] == "confirmed"
-    assert lines[0]["model"] == "kuzet-fight/1"
+    assert lines[0]["model"] == "kuzet-fight/2"
     assert lines[1]["decision"] == "unprocessable"
     assert lines[1]["error"]
     assert score_main([tmp_path / "nope.mp4"], model_path=None, person_model=None, threshold=None) == 1
@@ -179,9 +187,10 @@ def test_person_model_gives_person_counts() -> None:
 
 
 def test_train_on_a_tiny_subset_writes_a_loadable_model(tmp_path: Path) -> None:
-    from workers.vision.train import train
+    from workers.vision.training import NETWORK_FILE, train
 
     data = needs_shared(DATA)
+    bus = needs_shared(DATA.parent / "bus-violence")
     with (data / "clips.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     picked: list[dict[str, str]] = []
@@ -202,12 +211,24 @@ def test_train_on_a_tiny_subset_writes_a_loadable_model(tmp_path: Path) -> None:
         writer = csv.DictWriter(fh, fieldnames=["clip", "label", "source"])
         writer.writeheader()
         writer.writerows({"clip": r["clip"], "label": r["label"], "source": r["source"]} for r in picked)
+    bus_subset = tmp_path / "bus"
+    for folder in ("Violence", "NoViolence"):
+        (bus_subset / folder).mkdir(parents=True)
+        for src in sorted((bus / folder).glob("*.mp4"))[:3]:
+            (bus_subset / folder / src.name).symlink_to(src)
     out = tmp_path / "out"
-    metas = train(subset, out, person_model=None, seed=0, folds=2, repeats=1, workers=1)
-    meta = metas["kuzet-fight"]
-    assert meta["training_data"]["clips"] == len(picked) == 12
+    out.mkdir()
+    (out / NETWORK_FILE).symlink_to(DEFAULT_MODEL_PATH.parent / NETWORK_FILE)
+    meta = train(subset, out, bus_dir=bus_subset, venue_dirs=[], cache_dir=tmp_path / "cache", repeats=1, workers=1)
+    parts = {p["name"]: p for p in meta["training_data"]["parts"]}
+    assert parts["surv-fight"]["clips"] == len(picked) == 12
+    assert parts["bus-violence"]["clips"] == 6
+    assert parts["bus-violence"]["evaluable"] is False
     assert (out / "kuzet-fight.metrics.json").is_file()
-    trained = ConfirmationModel(out / "kuzet-fight.onnx")
+    trained = ConfirmationModel(out / "kuzet-fight.json")
     result = trained.score_clip(data / "fight" / "fi001.mp4")
     assert 0.0 <= result.score <= 1.0
     assert trained.threshold == meta["threshold"]
+    # features are cached per clip, keyed by the network file: a retrain does not decode again
+    cached = list((tmp_path / "cache").glob("i3d-*/*.npz"))
+    assert len(cached) == 12 + 6

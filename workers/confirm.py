@@ -22,6 +22,7 @@ import asyncio
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
@@ -31,11 +32,14 @@ from typing import Final
 
 from backend.core import jobs
 from backend.core.config import Settings
-from backend.core.failures import ObjectMissing
+from backend.core.failures import DATABASE_UNAVAILABLE, ObjectMissing
 from backend.core.logging import get_logger
 from backend.core.metrics import CONFIRMATION_SECONDS, DETECTIONS_DECIDED
 from backend.detections import confirmation
 from backend.detections.confirmation import Evidence, Verdict
+from backend.models import repo as model_versions_repo
+from backend.models import service as model_versions
+from backend.models.repo import SlotRow
 from workers.cpu import CpuPool, CpuTimeout, WorkerCrashed
 from workers.errors import PermanentError, TransientError
 from workers.media import MediaError, make_playable_mp4, make_snapshot_jpeg, probe_clip
@@ -53,15 +57,28 @@ __all__ = ["TASKS", "Confirmer", "confirm_detection", "setup"]
 # --- CPU work: runs in the pool's processes ----------------------------------------------------
 
 _MODEL: ConfirmationModel | None = None
+_SHADOW: ConfirmationModel | None = None
 
 
-def init_process(person_model: Path | None) -> None:
-    """Pool initializer: one model (one InferenceSession) per process, loaded once."""
-    global _MODEL  # noqa: PLW0603 - the per-process model is this module's state by design
+def init_process(person_model: Path | None, live: Path | None = None, shadow: Path | None = None) -> None:
+    """Pool initializer: the live model (and the shadow model, if any) loaded once per process."""
+    global _MODEL, _SHADOW  # noqa: PLW0603 - the per-process models are this module's state by design
     import cv2
 
     cv2.setNumThreads(1)  # one process per core: no oversubscription
-    _MODEL = ConfirmationModel(person_model_path=person_model)
+    _MODEL = ConfirmationModel(live, person_model_path=person_model)
+    _SHADOW = ConfirmationModel(shadow) if shadow is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowScore:
+    """The shadow model's verdict on a clip: recorded, never acted on."""
+
+    name: str
+    version: str
+    score: float
+    threshold: float
+    stage: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +98,7 @@ class ClipAnalysis:
     model_version: str | None
     model_threshold: float | None
     timings_ms: dict[str, float]
+    shadow: ShadowScore | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +137,20 @@ def analyse_clip(request: AnalyseRequest) -> ClipAnalysis:
         _MODEL.version,
         _MODEL.threshold,
         timings,
+        _shadow_score(request.path),
     )
+
+
+def _shadow_score(path: Path) -> ShadowScore | None:
+    """The shadow model's score; its failure is logged and never touches the live decision."""
+    if _SHADOW is None:
+        return None
+    try:
+        result = _SHADOW.score_clip(path)
+    except (ClipDecodeError, ValueError, RuntimeError) as exc:  # onnxruntime failures are RuntimeErrors
+        log.warning("shadow_score_failed", model=_SHADOW.tag, error=str(exc))
+        return None
+    return ShadowScore(_SHADOW.name, _SHADOW.version, result.score, _SHADOW.threshold, result.stage)
 
 
 def make_artefacts(request: ArtefactRequest) -> ArtefactFiles:
@@ -152,14 +183,34 @@ class Confirmer:
     artefacts: MakeArtefacts = make_artefacts
 
 
-def new_pool(settings: Settings) -> CpuPool:
-    """One process per concurrent job, each with its own model session."""
-    return CpuPool(settings.worker_concurrency, initializer=init_process, initargs=(settings.person_model,))
+def new_pool(settings: Settings, live: Path | None = None, shadow: Path | None = None) -> CpuPool:
+    """One process per concurrent job, each with its own model sessions (live, and shadow if any)."""
+    return CpuPool(
+        settings.worker_concurrency, initializer=init_process, initargs=(settings.person_model, live, shadow)
+    )
 
 
 async def setup(ctx: WorkerContext, stack: AsyncExitStack) -> None:
-    pool = await stack.enter_async_context(new_pool(ctx.settings))
+    """The models named in ``model_slots`` (none: the committed model), read once at start."""
+    slots = await _model_slots(ctx)
+    live = Path(slots["live"].sidecar) if "live" in slots else None
+    shadow = Path(slots["shadow"].sidecar) if "shadow" in slots else None
+    log.info("confirm_models", live=str(live or "committed"), shadow=str(shadow) if shadow else None)
+    pool = await stack.enter_async_context(new_pool(ctx.settings, live, shadow))
     ctx.confirmer = Confirmer(pool)
+
+
+async def _model_slots(ctx: WorkerContext) -> dict[str, SlotRow]:
+    """Which models to load; while the database is down the worker waits for it (and says so)."""
+    delay_s = 1.0
+    while True:
+        try:
+            async with ctx.pool.acquire() as conn:
+                return await model_versions.slots(conn)
+        except DATABASE_UNAVAILABLE as exc:
+            log.warning("model_slots_unavailable", error=str(exc), retry_in_s=delay_s)
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, 10.0)
 
 
 def _reason(exc: Exception) -> str:
@@ -188,7 +239,7 @@ async def confirm_detection(ctx: WorkerContext, job: Work[jobs.ConfirmDetection]
         return
     work = await asyncio.to_thread(tempfile.mkdtemp, prefix="kuzet-confirm-")
     try:
-        verdict = await _judge(ctx, confirmer, job, target, Path(work))
+        verdict, shadow = await _judge(ctx, confirmer, job, target, Path(work))
     finally:
         await asyncio.to_thread(shutil.rmtree, work, True)
     recorded = await confirmation.record_outcome(
@@ -198,6 +249,17 @@ async def confirm_detection(ctx: WorkerContext, job: Work[jobs.ConfirmDetection]
         DETECTIONS_DECIDED.labels(kind=target.kind, decision=recorded.status).inc()
         waited = (datetime.now(UTC) - target.received_at).total_seconds()
         CONFIRMATION_SECONDS.labels(kind=target.kind).observe(max(0.0, waited))
+    if shadow is not None:
+        async with ctx.pool.acquire() as conn:
+            await model_versions_repo.record_shadow(
+                conn,
+                detection_id,
+                name=shadow.name,
+                version=shadow.version,
+                score=shadow.score,
+                threshold=shadow.threshold,
+                stage=shadow.stage,
+            )
     log.info(
         "detection_decided" if recorded.recorded else "detection_already_decided",
         detection_id=str(detection_id),
@@ -217,8 +279,9 @@ async def _judge(
     job: Work[jobs.ConfirmDetection],
     target: confirmation.ConfirmTarget,
     work: Path,
-) -> Verdict:
-    """Everything up to the decision and its artefacts; storage errors propagate (retried)."""
+) -> tuple[Verdict, ShadowScore | None]:
+    """Everything up to the decision and its artefacts (and the shadow model's score, kept apart);
+    storage errors propagate (retried)."""
     settings = ctx.settings
     started = time.perf_counter()
     clip = work / f"original{Path(target.clip_key).suffix}"
@@ -226,7 +289,7 @@ async def _judge(
         await ctx.require_storage().download(target.clip_key, clip)
     except ObjectMissing as exc:
         if job.last_attempt:
-            return Verdict("unprocessable", "clip missing from object storage")
+            return Verdict("unprocessable", "clip missing from object storage"), None
         raise TransientError(f"clip {target.clip_key} missing from object storage") from exc
     timings = {"download": (time.perf_counter() - started) * 1000.0}
 
@@ -236,7 +299,7 @@ async def _judge(
             confirmer.analyse, AnalyseRequest(clip, score=use_model), timeout_s=settings.clip_timeout_s
         )
     except CLIP_FAILURES as exc:
-        return Verdict("unprocessable", _reason(exc), timings_ms=timings | _total(started))
+        return Verdict("unprocessable", _reason(exc), timings_ms=timings | _total(started)), None
     timings |= analysis.timings_ms
     clip_score = analysis.score
     evidence = Evidence(
@@ -245,6 +308,7 @@ async def _judge(
         model=f"{analysis.model_name}/{analysis.model_version}" if analysis.model_name else None,
         person_count=clip_score.person_count if clip_score else None,
         motion=clip_score.motion if clip_score else None,
+        camera_threshold=await _camera_threshold(ctx, target.camera_id, analysis) if clip_score else None,
     )
     decision = confirmation.decide(target.kind, target.edge_score, evidence, settings)
     verdict = Verdict(
@@ -258,7 +322,7 @@ async def _judge(
         motion=evidence.motion,
     )
     if not decision.confirmed:
-        return replace(verdict, timings_ms=timings | _total(started))
+        return replace(verdict, timings_ms=timings | _total(started)), analysis.shadow
 
     best = clip_score.best_frame_time_s if clip_score and target.kind in confirmation.MODEL_KINDS else None
     at = best if best is not None else analysis.duration_s / 2
@@ -270,7 +334,7 @@ async def _judge(
         # A confirmed fight still becomes an incident without its artefacts: never drop the alarm.
         log.warning("artefacts_failed", detection_id=str(target.id), reason=_reason(exc))
         reason = f"{verdict.reason}; artefacts failed: {_reason(exc)}"
-        return replace(verdict, reason=reason, timings_ms=timings | _total(started))
+        return replace(verdict, reason=reason, timings_ms=timings | _total(started)), analysis.shadow
     timings |= files.timings_ms
     upload_started = time.perf_counter()
     snapshot_key, playable_key = artefact_keys(target.clip_key)
@@ -278,7 +342,17 @@ async def _judge(
     await storage.put_file(snapshot_key, files.snapshot, "image/jpeg")
     await storage.put_file(playable_key, files.playable, "video/mp4")
     timings["upload"] = (time.perf_counter() - upload_started) * 1000.0
-    return replace(verdict, snapshot_key=snapshot_key, playable_key=playable_key, timings_ms=timings | _total(started))
+    done = replace(verdict, snapshot_key=snapshot_key, playable_key=playable_key, timings_ms=timings | _total(started))
+    return done, analysis.shadow
+
+
+async def _camera_threshold(ctx: WorkerContext, camera_id: uuid.UUID, analysis: ClipAnalysis) -> float | None:
+    """The camera's calibrated threshold, when it was calibrated for the model that scored the clip."""
+    async with ctx.pool.acquire() as conn:
+        row = await model_versions_repo.get_calibration(conn, camera_id)
+    if row is None or (row.model_name, row.model_version) != (analysis.model_name, analysis.model_version):
+        return None
+    return row.threshold
 
 
 def _total(started: float) -> dict[str, float]:

@@ -66,6 +66,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     fcm_endpoint: str | None = None
     location_freshness_s: Positive = 300.0
     location_history_retention_s: Positive = 24 * 3600.0
+    clip_retention_s: Positive = 30 * 86400.0
     orphan_upload_grace_s: Positive = 3600.0
     alert_channel_id: str = "kuzet_alerts"
     alert_ttl_s: PositiveInt = 600

@@ -45,6 +45,7 @@ class Evidence:
     model: str | None = None  # "name/version"
     person_count: int | None = None
     motion: float | None = None
+    camera_threshold: float | None = None  # the camera's calibrated threshold for this model, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +85,12 @@ def decide(kind: str, edge_score: float, evidence: Evidence, settings: Settings)
         if evidence.model_score is None or evidence.model_threshold is None:
             raise ValueError(f"{kind} needs the server model's score")
         override = _threshold(declared, settings)
-        threshold: float = evidence.model_threshold if override is None else override
-        source = "the model's threshold" if override is None else "the configured threshold"
+        if override is not None:
+            threshold, source = override, "the configured threshold"
+        elif evidence.camera_threshold is not None:
+            threshold, source = evidence.camera_threshold, "the camera's calibrated threshold"
+        else:
+            threshold, source = evidence.model_threshold, "the model's threshold"
         score = evidence.model_score
         ok = score >= threshold
         reason = f"{evidence.model or 'model'} scored {score:.2f} {_cmp(ok)} {source} {threshold:.2f}"

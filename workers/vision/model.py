@@ -1,10 +1,23 @@
-"""Server-side confirmation model: a clip in, a fight score out (onnxruntime on CPU)."""
+"""Server-side confirmation model: a clip in, a fight score out (onnxruntime on CPU).
+
+Version 2 (sidecar with a ``network`` section) is a two-stage cascade over one decode of the clip:
+
+1. the **motion stage**: optical-flow statistics into the tree ensemble (``motion.file``), about
+   0.1 s of CPU; a clip it scores below ``motion.reject_below`` (nothing moves like a fight) is
+   rejected there and then;
+2. the **network stage**: the Kinetics-400 I3D's pooled features of 16 frames spread over the clip
+   (``network.file``) into a standardised logistic-regression head kept in the sidecar.
+
+The clip's score is the head's probability (or the stated ``combine`` of head and motion score).
+Version 1 sidecars (motion classifier only) still load, for comparisons.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +25,20 @@ import numpy as np
 import numpy.typing as npt
 
 from workers.vision.features import PERSON_STRIDE, Box, window_features
-from workers.vision.frames import DEFAULT_FPS, DEFAULT_MAX_SIDE, resize_max_side, sample_frames
+from workers.vision.frames import (
+    DEFAULT_FPS,
+    DEFAULT_MAX_SIDE,
+    resize_max_side,
+    sample_frames,
+    small_rgb,
+    spread_indices,
+)
+from workers.vision.i3d import I3dBackbone
 from workers.vision.person import PersonDetector
 from workers.vision.sessions import onnx_session
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
-DEFAULT_MODEL_PATH = ASSETS_DIR / "kuzet-fight.onnx"
+DEFAULT_MODEL_PATH = ASSETS_DIR / "kuzet-fight.json"
 
 
 @dataclass(frozen=True)
@@ -30,12 +51,41 @@ class ClipScore:
     frames: int  # frames sampled
     person_count: int | None  # max persons in one frame with the person model, else None
     motion: float  # p95 over frame pairs of the p99 flow speed, in frame heights per second
-    timings_ms: dict[str, float]  # {"decode": .., "features": .., "inference": ..}
+    timings_ms: dict[str, float]  # {"decode": .., "features": .., "inference": .., "network": ..}
+    motion_score: float | None = None  # the motion stage's own score (cascade models)
+    stage: str = "motion"  # which stage settled the clip: "motion" or "network"
 
 
 def sidecar_path(model_path: Path) -> Path:
-    """The JSON metadata file stored next to an ONNX model."""
-    return model_path.with_suffix(".json")
+    """The JSON metadata of a model: the path itself when it is one, else the file beside the ONNX."""
+    return model_path if model_path.suffix == ".json" else model_path.with_suffix(".json")
+
+
+class LogisticHead:
+    """``sigmoid(((x - mean) / scale) . coef + intercept)`` from the sidecar's ``head`` section."""
+
+    def __init__(self, head: dict[str, Any]) -> None:
+        mean = np.asarray(head["mean"], dtype=np.float64)
+        scale = np.asarray(head["scale"], dtype=np.float64)
+        coef = np.asarray(head["coef"], dtype=np.float64)
+        if not mean.shape == scale.shape == coef.shape:
+            raise ValueError("head mean, scale and coef differ in length")
+        self.weights = coef / scale
+        self.bias = float(head["intercept"]) - float(np.sum(coef * mean / scale))
+        self.width = int(coef.shape[0])
+
+    def __call__(self, x: npt.NDArray[np.float32]) -> float:
+        z = float(np.dot(np.asarray(x, dtype=np.float64).reshape(self.width), self.weights) + self.bias)
+        return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+
+
+def combine_scores(rule: str, head: float, motion: float) -> float:
+    """The clip's score from the head's and the motion stage's probabilities."""
+    if rule == "head":
+        return head
+    if rule == "mean":
+        return 0.5 * (head + motion)
+    raise ValueError(f"unknown combine rule {rule!r}")
 
 
 def resample_indices(n: int, fps: float, target_fps: float) -> list[int]:
@@ -57,23 +107,35 @@ class ConfirmationModel:
     threshold: float
 
     def __init__(self, model_path: Path | None = None, person_model_path: Path | None = None) -> None:
-        path = model_path if model_path is not None else DEFAULT_MODEL_PATH
-        meta = json.loads(sidecar_path(path).read_text())
+        meta_path = sidecar_path(model_path if model_path is not None else DEFAULT_MODEL_PATH)
+        meta: dict[str, Any] = json.loads(meta_path.read_text())
         self._detector = PersonDetector(person_model_path) if person_model_path is not None else None
-        variant = meta.get("person_variant")
-        if self._detector is not None and isinstance(variant, str) and (path.parent / variant).is_file():
-            path = path.parent / variant
-            meta = json.loads(sidecar_path(path).read_text())
-        self.meta: dict[str, Any] = meta
-        self.model_path = path
+        self.meta = meta
         self.name = str(meta["name"])
         self.version = str(meta["version"])
         self.threshold = float(meta["threshold"])
         self.sample_fps = float(meta.get("sample_fps", DEFAULT_FPS))
         self.max_side = int(meta.get("max_side", DEFAULT_MAX_SIDE))
         self.uses_person_features = bool(meta.get("person_features", False))
-        self.feature_count = len(meta["feature_names"])
-        self._sess = onnx_session(path)
+        motion = meta.get("motion", meta)  # version 1: the sidecar describes the motion classifier itself
+        self.model_path = meta_path.parent / str(motion["file"])
+        self.feature_count = len(motion["feature_names"])
+        self.reject_below: float | None = None
+        self._network: I3dBackbone | None = None
+        self._head: LogisticHead | None = None
+        self.combine = "motion"
+        self.clip_frames = 0
+        self.clip_size = 0
+        if "network" in meta:
+            net = meta["network"]
+            self._network = I3dBackbone(meta_path.parent / str(net["file"]))
+            self._head = LogisticHead(meta["head"])
+            self.combine = str(meta["combine"])
+            self.clip_frames = int(net["frames"])
+            self.clip_size = int(net["size"])
+            bound = motion.get("reject_below")
+            self.reject_below = None if bound is None else float(bound)
+        self._sess = onnx_session(self.model_path)
         self._input = self._sess.get_inputs()[0].name
         if self._sess.get_inputs()[0].shape[1] != self.feature_count:
             raise ValueError("model input width does not match its sidecar's feature_names")
@@ -90,14 +152,33 @@ class ConfirmationModel:
         probs = np.asarray(outputs[-1], dtype=np.float32)
         return np.clip(probs[:, 1], 0.0, 1.0).astype(np.float32)
 
+    @property
+    def is_cascade(self) -> bool:
+        """Whether the video network confirms what the motion stage does not settle."""
+        return self._network is not None
+
     def score_clip(self, path: Path) -> ClipScore:
         """Decode and score one clip file; raises ClipDecodeError for bad clips."""
         t0 = time.perf_counter()
-        clip = sample_frames(path, fps=self.sample_fps, max_side=self.max_side)
+        clip = sample_frames(
+            path, fps=self.sample_fps, max_side=self.max_side, clip_count=self.clip_frames, clip_size=self.clip_size
+        )
         decode_ms = (time.perf_counter() - t0) * 1000.0
         result = self._score(clip.frames, clip.sample_fps, clip.times_s)
         result.timings_ms["decode"] = decode_ms
-        return result
+        return self._network_stage(result, clip.clip_frames)
+
+    def _network_stage(self, motion: ClipScore, clip_frames: list[npt.NDArray[np.uint8]]) -> ClipScore:
+        """The cascade's second stage, unless the motion stage settled the clip."""
+        if self._network is None or self._head is None:
+            return motion
+        if self.reject_below is not None and motion.score < self.reject_below:
+            return replace(motion, score=0.0, motion_score=motion.score, stage="motion")
+        t0 = time.perf_counter()
+        head = self._head(self._network.features(clip_frames))
+        timings = motion.timings_ms | {"network": (time.perf_counter() - t0) * 1000.0}
+        score = combine_scores(self.combine, head, motion.score)
+        return replace(motion, score=score, motion_score=motion.score, stage="network", timings_ms=timings)
 
     def score_frames(self, frames: list[npt.NDArray[np.uint8]], fps: float) -> ClipScore:
         """Score frames already decoded (BGR uint8) at ``fps``."""
@@ -107,7 +188,8 @@ class ConfirmationModel:
         picked = [resize_max_side(frames[i], self.max_side) for i in idx]
         result = self._score(picked, fps / (idx[1] - idx[0]) if len(idx) > 1 else fps, [i / fps for i in idx])
         result.timings_ms["decode"] = 0.0
-        return result
+        spread = [small_rgb(frames[i], self.clip_size) for i in spread_indices(len(frames), self.clip_frames)]
+        return self._network_stage(result, spread)
 
     def _score(self, frames: list[npt.NDArray[np.uint8]], fps: float, times: list[float]) -> ClipScore:
         t0 = time.perf_counter()

@@ -1,0 +1,1 @@
+"""Confirmation model versions: which one is live, which one runs in shadow, and their scores."""

