@@ -33,6 +33,7 @@ bench: setup
 	$(VENV)/bin/python bench/worker.py
 	$(VENV)/bin/python bench/alerts.py
 	$(VENV)/bin/python bench/model_cost.py
+	$(VENV)/bin/python bench/history.py
 	$(VENV)/bin/python bench/drills.py
 
 clean:

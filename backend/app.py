@@ -29,6 +29,7 @@ from backend.core.wire import MAX_JSON_BYTES, guard_json_body
 from backend.detections.routes import ROUTES as DETECTION_ROUTES
 from backend.dispatch.routes import EscalationPolicyAdminController
 from backend.health.routes import ROUTES as HEALTH_ROUTES
+from backend.history.routes import HistoryController
 from backend.incidents.routes import IncidentAdminController
 from backend.models.routes import TrainingConsentController
 from backend.users.routes import UserAdminController
@@ -46,6 +47,7 @@ BACKEND_ROUTES: list[ControllerRouterHandler] = [
     UserAdminController,
     EscalationPolicyAdminController,
     WebhookAdminController,
+    HistoryController,
     IncidentAdminController,
     TrainingConsentController,
 ]

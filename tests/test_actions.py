@@ -98,7 +98,13 @@ async def test_full_lifecycle_with_timeline(scene: Scene, conn: asyncpg.Connecti
         ("arrived", scene.officer.id),
         ("resolved", scene.bouncer.id),
     ]
-    assert events[-1]["data"] == {"from": "on_scene", "to": "resolved", "outcome": "handled", "note": "Escorted out"}
+    assert events[-1]["data"] == {
+        "from": "on_scene",
+        "to": "resolved",
+        "outcome": "handled",
+        "note": "Escorted out",
+        "verdict": "real",
+    }
     updates = await jobs(conn, "push_update")
     assert [j["dedup_key"] for j in updates] == [f"{scene.incident}:update:{v}" for v in (2, 3, 4, 5)]
 

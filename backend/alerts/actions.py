@@ -36,7 +36,9 @@ async def act(
         raise NotFound("no such incident", field="incident_id")
     if data.action not in ALLOWED.get(me.role, frozenset()):
         raise Forbidden(f"a {me.role} cannot {data.action.replace('_', ' ')}", field="action")
-    change = await lifecycle.act(conn, settings, incident, me, data.action, outcome=data.outcome, note=data.note)
+    change = await lifecycle.act(
+        conn, settings, incident, me, data.action, outcome=data.outcome, note=data.note, verdict=data.verdict
+    )
     if change.changed and data.action in {"acknowledge", "request_police", "accept"}:
         await repo.acknowledge_alert(conn, incident.id, me.user_id)
     if change.changed and data.action == "request_police":

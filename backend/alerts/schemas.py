@@ -12,15 +12,18 @@ from backend.core.wire import text
 from backend.dispatch.schemas import DeliveryState, NotDelivered
 
 Action = Literal["acknowledge", "accept", "arrive", "request_police", "resolve"]
-Outcome = Literal["handled", "false_alarm", "police_attended", "arrest", "medical", "other"]
+Outcome = Literal["handled", "false_alarm", "police_attended", "arrest", "medical", "other", "real", "unsure"]
+Verdict = Literal["real", "false_alarm", "unsure"]
 
 
 class ActionRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Bouncers acknowledge, request police or resolve; officers accept, arrive or resolve.
-    Resolving needs an ``outcome``. Repeating an action you already took changes nothing."""
+    Resolving needs an ``outcome``; ``verdict`` (real / false_alarm / unsure, the model's label) is
+    implied by it when not given. Repeating an action you already took changes nothing."""
 
     action: Action
     outcome: Outcome | None = None
+    verdict: Verdict | None = None
     note: Annotated[str, text(1000)] | None = None
 
 

@@ -35,6 +35,7 @@ from backend.incidents import lifecycle
 __all__ = ["incident_detail", "my_alerts", "receipt"]
 
 LOCATION_VIEWERS = frozenset({"dispatcher", "admin"})
+POLICE_SIDE = frozenset({"officer", "dispatcher", "admin"})
 _STATE = {
     "acknowledged": "acknowledged",
     "accepted": "responding",
@@ -92,6 +93,10 @@ async def incident_detail(
     if incident is None or not await can_see(conn, me, incident):
         raise NotFound("no such incident", field="incident_id")
     privileged = me.role in LOCATION_VIEWERS
+    if me.role in POLICE_SIDE:  # a read of the venue's incident its owner is shown (access log)
+        await audit.record_by(
+            conn, me, "incident.read", subject_type="incident", subject_id=str(incident.id), venue_id=incident.venue_id
+        )
     people = await repo.responders(conn, incident.id)
     positions: dict[uuid.UUID, duty.OfficerPosition] = {}
     officers = [p.user_id for p in people if p.role == "officer"]

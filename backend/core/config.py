@@ -87,6 +87,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     password_min_score: Annotated[int, msgspec.Meta(ge=0, le=4)] = 3
     session_check_cache_s: Annotated[float, msgspec.Meta(ge=0, le=30)] = 2.0
     ops_token: str | None = None  # production: bearer token for /metrics and /schema (unset: they are 404)
+    # owners: footage access
+    footage_url_ttl_s: Annotated[int, msgspec.Meta(gt=0, le=300)] = 120  # presigned URLs: 5 minutes at most
     # webhooks
     webhook_timeout_s: Positive = 15.0
     webhook_retry_schedule_s: str | None = "5,300,1800,7200,18000,36000,36000"  # empty: no retries

@@ -191,6 +191,15 @@ def _validation_field(exc: ValidationException) -> tuple[str, str | None]:
     return msgspec_field(str(exc.detail))
 
 
+def _public_name(request: Request[Any, Any, Any], field: str | None) -> str | None:
+    """A parameter's name as the client spells it (``?from=`` is the handler's ``since``)."""
+    handler = request.scope.get("route_handler")
+    parameters = getattr(getattr(handler, "parsed_fn_signature", None), "parameters", None) or {}
+    definition = getattr(parameters.get(field), "kwarg_definition", None) if field else None
+    alias = getattr(definition, "name", None)
+    return alias if isinstance(alias, str) and alias else field
+
+
 _HTTP_SLUGS = {
     400: ("bad-request", "Malformed request"),
     401: ("unauthorized", "Authentication required"),
@@ -213,6 +222,7 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
     detail = str(exc.detail)
     if isinstance(exc, ValidationException):
         detail, field = _validation_field(exc)
+        field = _public_name(request, field)
         # A body that decodes but breaks the schema is 422; one that does not decode is 400.
         status = 400 if "malformed" in detail.lower() or "JSON" in detail else 422
     elif status == 413:

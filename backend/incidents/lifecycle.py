@@ -36,7 +36,15 @@ from backend.core.logging import get_logger
 from backend.dispatch import messages
 from backend.incidents import repo
 from backend.incidents.repo import IncidentEventRow, IncidentRow
-from backend.incidents.schemas import ACKNOWLEDGED, CONFIRMED, ON_SCENE, RESOLVED, RESPONDING, STATUS_RANK
+from backend.incidents.schemas import (
+    ACKNOWLEDGED,
+    CONFIRMED,
+    ON_SCENE,
+    RESOLVED,
+    RESPONDING,
+    STATUS_RANK,
+    VERDICT_OF_OUTCOME,
+)
 from backend.webhooks import outbox
 
 log = get_logger(__name__)
@@ -273,8 +281,10 @@ async def act(
     *,
     outcome: str | None = None,
     note: str | None = None,
+    verdict: str | None = None,
 ) -> Change:
-    """Apply a responder's action to the locked incident (who may do what is the caller's check)."""
+    """Apply a responder's action to the locked incident (who may do what is the caller's check).
+    Resolving records the resolver's verdict (given, or implied by the outcome) as a label."""
     _require_transaction(conn)
     if action == "resolve" and outcome is None:
         raise Invalid("resolving needs an outcome", field="outcome")
@@ -307,6 +317,16 @@ async def act(
         details["note"] = note
     if outcome and action == "resolve":
         details["outcome"] = outcome
+        details["verdict"] = verdict or VERDICT_OF_OUTCOME.get(outcome, "unsure")
+        await repo.insert_outcome(
+            conn,
+            updated.id,
+            user_id=actor.user_id,
+            role=actor.role,
+            source="resolution",
+            verdict=details["verdict"],
+            note=note,
+        )
     event = await _append(conn, settings, updated, event_type, actor=actor, data=details)
     await queue.enqueue(
         conn,
@@ -320,6 +340,32 @@ async def act(
     )
     log.info("incident_action", incident_id=str(updated.id), action=action, status=updated.status)
     return Change(updated, changed=True, event=event)
+
+
+# --- outcomes ---------------------------------------------------------------------------------
+
+
+async def add_outcome(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    incident: IncidentRow,
+    actor: Principal,
+    *,
+    verdict: str,
+    note: str | None,
+) -> Change:
+    """Someone who did not resolve the incident (its owner) adds their verdict: ``outcome_added``.
+    Only once it is resolved; a later verdict of the same person is kept beside the earlier one."""
+    _require_transaction(conn)
+    if incident.status != RESOLVED:
+        raise Conflict("the incident is not resolved yet; add an outcome once it is", field="verdict")
+    await repo.insert_outcome(
+        conn, incident.id, user_id=actor.user_id, role=actor.role, source="review", verdict=verdict, note=note
+    )
+    data: dict[str, Any] = {"verdict": verdict} | ({"note": note} if note else {})
+    event = await _append(conn, settings, incident, "outcome_added", actor=actor, data=data)
+    log.info("incident_outcome_added", incident_id=str(incident.id), verdict=verdict, role=actor.role)
+    return Change(incident, changed=True, event=event)
 
 
 # --- legal hold -----------------------------------------------------------------------------

@@ -257,3 +257,23 @@ DID_ACT = "SELECT EXISTS (SELECT 1 FROM incident_events WHERE incident_id = $1 A
 async def did_act(conn: asyncpg.Connection, incident_id: uuid.UUID, user_id: uuid.UUID, event_type: str) -> bool:
     """Whether this person already appended an event of this type to the incident."""
     return bool(await conn.fetchval(DID_ACT, incident_id, user_id, event_type))
+
+
+INSERT_OUTCOME = """
+INSERT INTO incident_outcomes (incident_id, user_id, role, source, verdict, note)
+VALUES ($1, $2, $3, $4, $5, $6)
+"""
+
+
+async def insert_outcome(
+    conn: asyncpg.Connection,
+    incident_id: uuid.UUID,
+    *,
+    user_id: uuid.UUID | None,
+    role: str,
+    source: str,
+    verdict: str,
+    note: str | None,
+) -> None:
+    """One person's outcome of the incident (a label for retraining and camera calibration)."""
+    await conn.execute(INSERT_OUTCOME, incident_id, user_id, role, source, verdict, note)

@@ -20,6 +20,21 @@ RESOLVED: Final = "resolved"
 STATUS_RANK: Final[dict[str, int]] = {name: n for n, name in enumerate(get_args(IncidentStatusName))}
 
 
+# What an incident really was, as the people who resolved or own it say: the model's labels.
+Verdict = Literal["real", "false_alarm", "unsure"]
+# A resolution's outcome implies a verdict when the resolver gives none.
+VERDICT_OF_OUTCOME: Final[dict[str, str]] = {
+    "handled": "real",
+    "police_attended": "real",
+    "arrest": "real",
+    "medical": "real",
+    "real": "real",
+    "false_alarm": "false_alarm",
+    "unsure": "unsure",
+    "other": "unsure",
+}
+
+
 class Incident(msgspec.Struct, kw_only=True):
     """Confirmed detections of one venue and kind, grouped."""
 

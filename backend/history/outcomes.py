@@ -1,0 +1,104 @@
+"""Outcomes: the owner's verdict on a resolved incident (the resolver's is recorded on resolving),
+and the labels they make per detection and camera."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Final
+
+import asyncpg
+
+from backend.alerts.access import can_see
+from backend.core.auth import Principal
+from backend.core.config import Settings
+from backend.core.errors import Forbidden, Invalid, NotFound
+from backend.history import repo
+from backend.history.schemas import IncidentOutcomes, Label, LabelPage, OutcomeCreate, OutcomeView
+from backend.history.service import decode_cursor, encode_cursor, require_venue_reader
+from backend.incidents import lifecycle
+
+REVIEWERS: Final = frozenset({"owner"})
+
+
+def _view(row: repo.OutcomeRow) -> OutcomeView:
+    return OutcomeView(
+        user_id=row.user_id,
+        user_name=row.user_name,
+        role=row.role,
+        source=row.source,  # type: ignore[arg-type]
+        verdict=row.verdict,  # type: ignore[arg-type]
+        note=row.note,
+        at=row.at,
+    )
+
+
+async def add_outcome(
+    conn: asyncpg.Connection, settings: Settings, me: Principal, incident_id: uuid.UUID, data: OutcomeCreate
+) -> IncidentOutcomes:
+    """The venue's owner says what the resolved incident really was (409 while it is open)."""
+    incident = await lifecycle.lock(conn, incident_id)
+    if incident is None or not await can_see(conn, me, incident):
+        raise NotFound("no such incident", field="incident_id")
+    if me.role not in REVIEWERS:
+        raise Forbidden("only the venue's owner adds an outcome here; responders give theirs on resolving")
+    await lifecycle.add_outcome(conn, settings, incident, me, verdict=data.verdict, note=data.note)
+    views = [_view(r) for r in await repo.outcomes(conn, [incident.id])]
+    return IncidentOutcomes(incident_id=incident.id, verdict=views[-1].verdict, outcomes=views)
+
+
+async def labels(
+    conn: asyncpg.Connection,
+    me: Principal,
+    venue_id: uuid.UUID,
+    *,
+    camera_id: uuid.UUID | None,
+    since: datetime | None,
+    until: datetime | None,
+    cursor: str | None,
+    limit: int,
+) -> LabelPage:
+    """The venue's decided detections (confirmed or rejected by the model), newest first, each with
+    the outcomes of its incident: what retraining and per-camera calibration read."""
+    await require_venue_reader(conn, me, venue_id)
+    if since is not None and until is not None and until <= since:
+        raise Invalid("`to` must be after `from`", field="to")
+    rows = await repo.labels(
+        conn,
+        venue_id,
+        camera_id=camera_id,
+        since=since,
+        until=until,
+        after=decode_cursor(cursor) if cursor is not None else None,
+        limit=limit + 1,
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    by_incident: dict[uuid.UUID, list[OutcomeView]] = {}
+    incidents = sorted({r.incident_id for r in rows if r.incident_id is not None})
+    for outcome in await repo.outcomes(conn, incidents) if incidents else []:
+        by_incident.setdefault(outcome.incident_id, []).append(_view(outcome))
+    items = []
+    for r in rows:
+        views = by_incident.get(r.incident_id, []) if r.incident_id else []
+        items.append(
+            Label(
+                detection_id=r.detection_id,
+                camera_id=r.camera_id,
+                camera_name=r.camera_name,
+                incident_id=r.incident_id,
+                kind=r.kind,
+                occurred_at=r.occurred_at,
+                decision=r.decision,  # type: ignore[arg-type]
+                edge_score=round(r.edge_score, 4),
+                score=round(r.score, 4) if r.score is not None else None,
+                model_name=r.model_name,
+                model_version=r.model_version,
+                verdict=views[-1].verdict if views else None,
+                outcomes=views,
+            )
+        )
+    last = rows[-1] if rows else None
+    return LabelPage(
+        items=items, next_cursor=encode_cursor(last.received_at, last.detection_id) if more and last else None
+    )

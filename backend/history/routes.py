@@ -1,0 +1,293 @@
+"""Owners' routes: incident history (one venue, or across mine), timelines, audited footage, access log."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from types import MappingProxyType
+from typing import Annotated
+
+import asyncpg
+from litestar import Controller, Request, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.response import Redirect, Stream
+
+from backend.alerts.schemas import Outcome
+from backend.core.auth import Principal, provide_principal
+from backend.core.errors import problem_responses
+from backend.history import outcomes, repo, service, stats
+from backend.history.schemas import (
+    AccessLogPage,
+    HistoryPage,
+    IncidentOutcomes,
+    IncidentTimeline,
+    LabelPage,
+    OutcomeCreate,
+    StateFilter,
+    VenueStats,
+)
+from backend.incidents.kinds import KindName
+from backend.incidents.schemas import Verdict
+
+Since = Annotated[datetime | None, QueryParameter(name="from", description="from this time (inclusive)")]
+Until = Annotated[datetime | None, QueryParameter(name="to", description="until this time (exclusive)")]
+Cursor = Annotated[str | None, QueryParameter(max_length=200, description="next_cursor of the previous page")]
+Limit = Annotated[int, QueryParameter(ge=1, le=200)]
+State_ = Annotated[StateFilter | None, QueryParameter(name="state", description="a status, or open (not resolved)")]
+
+
+def _query(  # noqa: PLR0917 - the filters, by name at the one call site
+    since: datetime | None,
+    until: datetime | None,
+    kind: str | None,
+    state: str | None,
+    outcome: str | None,
+    verdict: str | None,
+    camera_id: uuid.UUID | None,
+) -> repo.HistoryQuery:
+    return repo.HistoryQuery(
+        since=since,
+        until=until,
+        kind=kind,
+        status=None if state == "open" else state,
+        open_only=state == "open",
+        outcome=outcome,
+        verdict=verdict,
+        camera_id=camera_id,
+    )
+
+
+class HistoryController(Controller):
+    path = "/v1"
+    tags = ("history",)
+    dependencies = MappingProxyType({"me": Provide(provide_principal)})
+    security = ({"BearerAuth": []},)
+
+    @get(
+        "/venues/{venue_id:uuid}/incidents",
+        summary="The venue's incidents, newest first, filtered; for its owner, its region's dispatchers, admins",
+        responses=problem_responses(401, 404, 422),
+    )
+    async def venue_history(  # noqa: PLR0917 - Litestar passes query parameters by name
+        self,
+        db: NamedDependency[asyncpg.Connection],
+        me: NamedDependency[Principal],
+        state: State,
+        venue_id: FromPath[uuid.UUID],
+        since: Since = None,
+        until: Until = None,
+        kind: FromQuery[KindName | None] = None,
+        status: State_ = None,
+        outcome: FromQuery[Outcome | None] = None,
+        verdict: FromQuery[Verdict | None] = None,
+        camera_id: FromQuery[uuid.UUID | None] = None,
+        cursor: Cursor = None,
+        limit: Limit = 50,
+    ) -> HistoryPage:
+        return await service.venue_history(
+            db,
+            state.settings,
+            me,
+            venue_id,
+            _query(since, until, kind, status, outcome, verdict, camera_id),
+            cursor=cursor,
+            limit=limit,
+        )
+
+    @get(
+        "/incidents",
+        summary="Incidents of every venue I may read (an owner's venues, a dispatcher's region), newest first",
+        responses=problem_responses(401, 403, 422),
+    )
+    async def my_history(  # noqa: PLR0917 - Litestar passes query parameters by name
+        self,
+        db: NamedDependency[asyncpg.Connection],
+        me: NamedDependency[Principal],
+        state: State,
+        since: Since = None,
+        until: Until = None,
+        kind: FromQuery[KindName | None] = None,
+        status: State_ = None,
+        outcome: FromQuery[Outcome | None] = None,
+        verdict: FromQuery[Verdict | None] = None,
+        camera_id: FromQuery[uuid.UUID | None] = None,
+        cursor: Cursor = None,
+        limit: Limit = 50,
+    ) -> HistoryPage:
+        return await service.my_history(
+            db,
+            state.settings,
+            me,
+            _query(since, until, kind, status, outcome, verdict, camera_id),
+            cursor=cursor,
+            limit=limit,
+        )
+
+    @get(
+        "/incidents/{incident_id:uuid}/timeline",
+        summary="Every event of the incident in order: detections, lifecycle, notifications, footage views",
+        responses=problem_responses(401, 404),
+    )
+    async def timeline(
+        self,
+        db: NamedDependency[asyncpg.Connection],
+        me: NamedDependency[Principal],
+        state: State,
+        incident_id: FromPath[uuid.UUID],
+    ) -> IncidentTimeline:
+        return await service.timeline(db, state.settings, me, incident_id)
+
+    @get(
+        "/incidents/{incident_id:uuid}/clip",
+        summary="The incident's clip: a redirect to a presigned URL valid at most 5 minutes (audited)",
+        responses=problem_responses(401, 404),
+        status_code=302,
+    )
+    async def clip(
+        self,
+        db: NamedDependency[asyncpg.Connection],
+        me: NamedDependency[Principal],
+        request: Request[object, object, State],
+        incident_id: FromPath[uuid.UUID],
+    ) -> Redirect:
+        url = await service.footage(
+            db,
+            request.app.state.settings,
+            request.app.state.storage,
+            me,
+            incident_id,
+            "clip",
+            client=request.client.host if request.client else None,
+        )
+        return Redirect(path=url, status_code=302, headers={"Cache-Control": "no-store"})
+
+    @get(
+        "/incidents/{incident_id:uuid}/snapshot",
+        summary="The incident's snapshot: a redirect to a presigned URL valid at most 5 minutes (audited)",
+        responses=problem_responses(401, 404),
+        status_code=302,
+    )
+    async def snapshot(
+        self,
+        db: NamedDependency[asyncpg.Connection],
+        me: NamedDependency[Principal],
+        request: Request[object, object, State],
+        incident_id: FromPath[uuid.UUID],
+    ) -> Redirect:
+        url = await service.footage(
+            db,
+            request.app.state.settings,
+            request.app.state.storage,
+            me,
+            incident_id,
+            "snapshot",
+            client=request.client.host if request.client else None,
+        )
+        return Redirect(path=url, status_code=302, headers={"Cache-Control": "no-store"})
+
+    @get(
+        "/venues/{venue_id:uuid}/access-log",
+        summary="Who saw the venue's footage, read its incidents or saw officers near it (owner, admins)",
+        responses=problem_responses(401, 404, 422),
+    )
+    async def access_log(  # noqa: PLR0917 - Litestar passes query parameters by name
+        self,
+        db: NamedDependency[asyncpg.Connection],
+        me: NamedDependency[Principal],
+        venue_id: FromPath[uuid.UUID],
+        since: Since = None,
+        until: Until = None,
+        actor_id: FromQuery[uuid.UUID | None] = None,
+        cursor: Cursor = None,
+        limit: Limit = 100,
+    ) -> AccessLogPage:
+        return await service.access_log(
+            db, me, venue_id, since=since, until=until, actor_id=actor_id, cursor=cursor, limit=limit
+        )
+
+    @post(
+        "/incidents/{incident_id:uuid}/outcome",
+        summary="The venue owner's verdict on a resolved incident: real, false_alarm or unsure, with a note",
+        status_code=200,
+        responses=problem_responses(401, 403, 404, 409, 422),
+    )
+    async def add_outcome(
+        self,
+        db: NamedDependency[asyncpg.Connection],
+        me: NamedDependency[Principal],
+        state: State,
+        incident_id: FromPath[uuid.UUID],
+        data: JSONBody[OutcomeCreate],
+    ) -> IncidentOutcomes:
+        return await outcomes.add_outcome(db, state.settings, me, incident_id, data)
+
+    @get(
+        "/venues/{venue_id:uuid}/labels",
+        summary="Decided detections with their incidents' outcomes, per camera: retraining and calibration labels",
+        responses=problem_responses(401, 404, 422),
+    )
+    async def labels(  # noqa: PLR0917 - Litestar passes query parameters by name
+        self,
+        db: NamedDependency[asyncpg.Connection],
+        me: NamedDependency[Principal],
+        venue_id: FromPath[uuid.UUID],
+        camera_id: FromQuery[uuid.UUID | None] = None,
+        since: Since = None,
+        until: Until = None,
+        cursor: Cursor = None,
+        limit: Limit = 100,
+    ) -> LabelPage:
+        return await outcomes.labels(
+            db, me, venue_id, camera_id=camera_id, since=since, until=until, cursor=cursor, limit=limit
+        )
+
+    @get(
+        "/venues/{venue_id:uuid}/stats",
+        summary="Incidents by kind and week, time to first acknowledgement and officer, per-camera rejections",
+        responses=problem_responses(401, 404, 422),
+    )
+    async def stats(
+        self,
+        db: NamedDependency[asyncpg.Connection],
+        me: NamedDependency[Principal],
+        venue_id: FromPath[uuid.UUID],
+        since: Since = None,
+        until: Until = None,
+    ) -> VenueStats:
+        return await stats.venue_stats(db, me, venue_id, since=since, until=until)
+
+    @get(
+        "/venues/{venue_id:uuid}/incidents.csv",
+        summary="The venue's history as CSV (RFC 4180, header row, streamed), with the history's filters",
+        responses=problem_responses(401, 404, 422),
+        media_type="text/csv; charset=utf-8",
+    )
+    async def export(  # noqa: PLR0917 - Litestar passes query parameters by name
+        self,
+        db: NamedDependency[asyncpg.Connection],
+        me: NamedDependency[Principal],
+        state: State,
+        venue_id: FromPath[uuid.UUID],
+        since: Since = None,
+        until: Until = None,
+        kind: FromQuery[KindName | None] = None,
+        status: State_ = None,
+        outcome: FromQuery[Outcome | None] = None,
+        verdict: FromQuery[Verdict | None] = None,
+        camera_id: FromQuery[uuid.UUID | None] = None,
+    ) -> Stream:
+        rows = await stats.export(
+            db,
+            state.db_pool,
+            state.settings,
+            me,
+            venue_id,
+            _query(since, until, kind, status, outcome, verdict, camera_id),
+        )
+        return Stream(
+            rows,
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="incidents-{venue_id}.csv"'},
+        )

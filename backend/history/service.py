@@ -1,0 +1,422 @@
+"""Incident history, timelines, audited footage access and the access log.
+
+Who sees what: a venue's history is for its owner, the dispatchers of its region and admins
+(anyone else: 404, so existence does not leak); an incident's timeline and footage for whoever
+may see the incident (``backend.alerts.access``). Every read of incidents by the police side
+(officers, dispatchers) and by admins, and every footage access by anyone, is an audit record
+that the venue's owner sees in the access log.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, Final, Protocol
+
+import asyncpg
+
+from backend.alerts.access import can_see
+from backend.audit import repo as audit
+from backend.core.auth import Principal
+from backend.core.config import Settings
+from backend.core.errors import Forbidden, Invalid, NotFound
+from backend.core.logging import get_logger
+from backend.history import repo
+from backend.history.schemas import (
+    AccessLogEntry,
+    AccessLogPage,
+    FootageKind,
+    HistoryItem,
+    HistoryPage,
+    IncidentTimeline,
+    TimelineEntry,
+)
+from backend.incidents import lifecycle
+from backend.incidents.repo import IncidentRow
+
+log = get_logger(__name__)
+
+HISTORY_READERS: Final = frozenset({"owner", "dispatcher", "admin"})
+AUDITED_READERS: Final = frozenset({"officer", "dispatcher", "admin"})  # reads the owner is shown
+LOCATION_VIEWERS: Final = frozenset({"dispatcher", "admin"})  # may see officers' distances
+
+
+class Presigner(Protocol):
+    async def presign_get(self, key: str, *, expires_s: int = 300) -> str: ...
+
+
+# --- cursors -----------------------------------------------------------------------------------
+
+
+def encode_cursor(at: datetime, incident_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"{at.isoformat()}|{incident_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, _, incident_id = raw.partition("|")
+        parsed = datetime.fromisoformat(at)
+        if parsed.tzinfo is None:
+            raise ValueError("naive time")
+        return parsed, uuid.UUID(incident_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise Invalid("not a cursor this API handed out", field="cursor") from exc
+
+
+def decode_id_cursor(cursor: str) -> int:
+    try:
+        value = int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise Invalid("not a cursor this API handed out", field="cursor") from exc
+    if value <= 0:
+        raise Invalid("not a cursor this API handed out", field="cursor")
+    return value
+
+
+def encode_id_cursor(value: int) -> str:
+    return base64.urlsafe_b64encode(str(value).encode()).decode().rstrip("=")
+
+
+# --- history -----------------------------------------------------------------------------------
+
+
+def footage_url(settings: Settings, incident_id: uuid.UUID, kind: FootageKind) -> str:
+    return f"{settings.public_base_url.rstrip('/')}/v1/incidents/{incident_id}/{kind}"
+
+
+def to_item(settings: Settings, row: repo.HistoryRow) -> HistoryItem:
+    return HistoryItem(
+        id=row.id,
+        venue_id=row.venue_id,
+        venue_name=row.venue_name,
+        kind=row.kind,
+        status=row.status,  # type: ignore[arg-type]
+        detected_at=row.detected_at,
+        confirmed_at=row.confirmed_at,
+        first_acknowledged_at=row.first_acknowledged_at,
+        first_officer_accepted_at=row.first_officer_accepted_at,
+        resolved_at=row.resolved_at,
+        outcome=row.outcome,
+        detection_count=row.detection_count,
+        max_score=row.max_score,
+        legal_hold=row.legal_hold,
+        verdict=row.verdict,  # type: ignore[arg-type]
+        snapshot_url=footage_url(settings, row.id, "snapshot") if row.has_snapshot else None,
+    )
+
+
+async def require_venue_reader(conn: asyncpg.Connection, me: Principal, venue_id: uuid.UUID) -> None:
+    """The venue's owner, a dispatcher of its region or an admin; anyone else: 404."""
+    scope = await repo.venue_scope(conn, venue_id)
+    if scope is not None:
+        owner_id, region_id = scope
+        if (
+            me.role == "admin"
+            or (me.role == "owner" and owner_id == me.user_id)
+            or (me.role == "dispatcher" and region_id is not None and region_id == me.region_id)
+        ):
+            return
+    raise NotFound("no such venue", field="venue_id")
+
+
+async def venue_history(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    me: Principal,
+    venue_id: uuid.UUID,
+    query: repo.HistoryQuery,
+    *,
+    cursor: str | None,
+    limit: int,
+) -> HistoryPage:
+    await require_venue_reader(conn, me, venue_id)
+    return await _page(conn, settings, me, _with(query, venue_id=venue_id), cursor=cursor, limit=limit)
+
+
+async def my_history(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    me: Principal,
+    query: repo.HistoryQuery,
+    *,
+    cursor: str | None,
+    limit: int,
+) -> HistoryPage:
+    """Across every venue I may read: an owner's venues, a dispatcher's region, all for admins."""
+    if me.role not in HISTORY_READERS:
+        raise Forbidden("the incident history is for owners, dispatchers and admins")
+    if me.role == "owner":
+        query = _with(query, venue_ids=await repo.owned_venues(conn, me.user_id))
+    elif me.role == "dispatcher":
+        if me.region_id is None:
+            return HistoryPage(items=[], next_cursor=None)
+        query = _with(query, region_id=me.region_id)
+    return await _page(conn, settings, me, query, cursor=cursor, limit=limit)
+
+
+def _with(query: repo.HistoryQuery, **changes: Any) -> repo.HistoryQuery:
+    return replace(query, **changes)
+
+
+async def _page(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    me: Principal,
+    query: repo.HistoryQuery,
+    *,
+    cursor: str | None,
+    limit: int,
+) -> HistoryPage:
+    if query.since is not None and query.until is not None and query.until <= query.since:
+        raise Invalid("`to` must be after `from`", field="to")
+    if cursor is not None:
+        query = _with(query, after=decode_cursor(cursor))
+    rows = await repo.history(conn, query, limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if me.role in AUDITED_READERS and rows:
+        by_venue: dict[uuid.UUID, list[str]] = {}
+        for row in rows:
+            by_venue.setdefault(row.venue_id, []).append(str(row.id))
+        for venue, incidents in by_venue.items():
+            await audit.record_by(
+                conn,
+                me,
+                "incident.list",
+                subject_type="venue",
+                subject_id=str(venue),
+                venue_id=venue,
+                detail={"incidents": incidents},
+            )
+    last = rows[-1] if rows else None
+    return HistoryPage(
+        items=[to_item(settings, row) for row in rows],
+        next_cursor=encode_cursor(last.confirmed_at, last.id) if more and last else None,
+    )
+
+
+# --- one incident: timeline, footage -----------------------------------------------------------
+
+
+async def _visible(conn: asyncpg.Connection, me: Principal, incident_id: uuid.UUID) -> IncidentRow:
+    incident = await lifecycle.get(conn, incident_id)
+    if incident is None or not await can_see(conn, me, incident):
+        raise NotFound("no such incident", field="incident_id")
+    return incident
+
+
+def _event_data(event: repo.EventRow, privileged: bool) -> dict[str, Any]:
+    """Officers' distances from the venue are location data: dispatchers and admins only."""
+    recipients = event.data.get("recipients")
+    if privileged or not isinstance(recipients, list):
+        return event.data
+    return event.data | {
+        "recipients": [{k: v for k, v in r.items() if k != "distance_m"} for r in recipients if isinstance(r, dict)]
+    }
+
+
+_DELIVERY_STEPS: Final = (
+    ("created_at", "notification_queued"),
+    ("sent_at", "notification_sent"),
+    ("failed_at", "notification_failed"),
+    ("received_at", "notification_received"),
+    ("acknowledged_at", "notification_acknowledged"),
+)
+_SOURCE_ORDER: Final = {"detection": 0, "incident": 1, "notification": 2, "footage": 3}
+
+
+async def timeline(
+    conn: asyncpg.Connection, settings: Settings, me: Principal, incident_id: uuid.UUID
+) -> IncidentTimeline:
+    """Everything that happened to the incident, oldest first: its detections with the model's
+    decision, every lifecycle event, each notification's queued/sent/failed/received/acknowledged,
+    and every view of its footage."""
+    incident = await _visible(conn, me, incident_id)
+    privileged = me.role in LOCATION_VIEWERS
+    entries: list[tuple[datetime, int, int, TimelineEntry]] = []
+    for n, d in enumerate(await repo.detections(conn, incident.id)):
+        entries.append(
+            (
+                d.received_at,
+                _SOURCE_ORDER["detection"],
+                n,
+                TimelineEntry(
+                    at=d.received_at,
+                    type="detected",
+                    source="detection",
+                    data={
+                        "detection_id": str(d.id),
+                        "camera_id": str(d.camera_id),
+                        "camera": d.camera_name,
+                        "kind": d.kind,
+                        "edge_score": round(d.edge_score, 4),
+                        "occurred_at": d.occurred_at.isoformat(),
+                        "decision": d.status,
+                        "score": round(d.score, 4) if d.score is not None else None,
+                        "model": d.model_name,
+                        "model_version": d.model_version,
+                        "reason": d.decision_reason,
+                        "decided_at": d.decided_at.isoformat() if d.decided_at else None,
+                    },
+                ),
+            )
+        )
+    for e in await repo.events(conn, incident.id):
+        entries.append(
+            (
+                e.at,
+                _SOURCE_ORDER["incident"],
+                e.id,
+                TimelineEntry(
+                    at=e.at,
+                    type=e.type,
+                    source="incident",
+                    actor_id=e.actor_id,
+                    actor_name=e.actor_name,
+                    actor_role=e.actor_role,
+                    data=_event_data(e, privileged),
+                ),
+            )
+        )
+    for dl in await repo.deliveries(conn, incident.id):
+        for n, (column, type_) in enumerate(_DELIVERY_STEPS):
+            at: datetime | None = getattr(dl, column)
+            if at is None:
+                continue
+            data: dict[str, Any] = {
+                "delivery_id": dl.id,
+                "purpose": dl.purpose,
+                "incident_version": dl.incident_version,
+            }
+            if type_ == "notification_failed":
+                data |= {"reason": dl.error_code, "attempts": dl.attempts}
+            entries.append(
+                (
+                    at,
+                    _SOURCE_ORDER["notification"],
+                    dl.id * 10 + n,
+                    TimelineEntry(
+                        at=at,
+                        type=type_,
+                        source="notification",
+                        actor_id=dl.user_id,
+                        actor_name=dl.user_name,
+                        actor_role=dl.user_role,
+                        data=data,
+                    ),
+                )
+            )
+    for a in await repo.footage_views(conn, incident.id):
+        entries.append(
+            (
+                a.at,
+                _SOURCE_ORDER["footage"],
+                a.id,
+                TimelineEntry(
+                    at=a.at,
+                    type=a.action,
+                    source="footage",
+                    actor_id=a.actor_id,
+                    actor_name=a.actor_name,
+                    actor_role=a.actor_role,
+                    data={k: v for k, v in a.detail.items() if k != "client"},
+                ),
+            )
+        )
+    entries.sort(key=lambda e: (e[0], e[1], e[2]))
+    await _audit_read(conn, me, incident, "incident.read")
+    item = await repo.history_item(conn, incident.id)
+    assert item is not None
+    return IncidentTimeline(incident=to_item(settings, item), entries=[e[3] for e in entries])
+
+
+async def _audit_read(conn: asyncpg.Connection, me: Principal, incident: IncidentRow, action: str) -> None:
+    if me.role in AUDITED_READERS:
+        await audit.record_by(
+            conn, me, action, subject_type="incident", subject_id=str(incident.id), venue_id=incident.venue_id
+        )
+
+
+async def footage(  # noqa: PLR0917
+    conn: asyncpg.Connection,
+    settings: Settings,
+    storage: Presigner,
+    me: Principal,
+    incident_id: uuid.UUID,
+    kind: FootageKind,
+    *,
+    client: str | None,
+) -> str:
+    """A presigned URL to the incident's clip or snapshot that expires within
+    ``KUZET_FOOTAGE_URL_TTL_S`` (at most 5 minutes); the access is audited first (who, role, what,
+    when, from which address)."""
+    incident = await _visible(conn, me, incident_id)
+    key = incident.clip_key if kind == "clip" else incident.snapshot_key
+    if key is None:
+        raise NotFound(f"this incident has no {kind}", field=kind)
+    await audit.record_by(
+        conn,
+        me,
+        f"footage.view.{kind}",
+        subject_type="incident",
+        subject_id=str(incident.id),
+        venue_id=incident.venue_id,
+        detail={"via": "api", "client": client, "expires_s": settings.footage_url_ttl_s},
+    )
+    log.info("footage_access", incident_id=str(incident.id), kind=kind, role=me.role)
+    return await storage.presign_get(key, expires_s=settings.footage_url_ttl_s)
+
+
+# --- access log --------------------------------------------------------------------------------
+
+
+async def access_log(
+    conn: asyncpg.Connection,
+    me: Principal,
+    venue_id: uuid.UUID,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    actor_id: uuid.UUID | None,
+    cursor: str | None,
+    limit: int,
+) -> AccessLogPage:
+    """Every view of the venue's footage, every police-side or admin read of its incidents, every
+    sight of officers' locations around them; newest first."""
+    scope = await repo.venue_scope(conn, venue_id)
+    if scope is None or not (me.role == "admin" or (me.role == "owner" and scope[0] == me.user_id)):
+        raise NotFound("no such venue", field="venue_id")
+    if since is not None and until is not None and until <= since:
+        raise Invalid("`to` must be after `from`", field="to")
+    rows = await repo.access_log(
+        conn,
+        venue_id,
+        since=since,
+        until=until,
+        actor_id=actor_id,
+        before_id=decode_id_cursor(cursor) if cursor is not None else None,
+        limit=limit + 1,
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return AccessLogPage(
+        items=[
+            AccessLogEntry(
+                id=r.id,
+                at=r.at,
+                action=r.action,
+                actor_id=r.actor_id,
+                actor_name=r.actor_name,
+                actor_role=r.actor_role,
+                subject_type=r.subject_type,
+                subject_id=r.subject_id,
+                detail=r.detail,
+            )
+            for r in rows
+        ],
+        next_cursor=encode_id_cursor(rows[-1].id) if more and rows else None,
+    )

@@ -1,0 +1,173 @@
+"""A venue's figures over a time range, and its history as CSV (RFC 4180, streamed)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import datetime
+from typing import Final
+
+import asyncpg
+
+from backend.audit import repo as audit
+from backend.core.auth import Principal
+from backend.core.config import Settings
+from backend.core.errors import Invalid
+from backend.history import repo, repo_stats
+from backend.history.schemas import CameraStats, Delay, VenueStats, WeekCount
+from backend.history.service import AUDITED_READERS, require_venue_reader, to_item
+
+EXPORT_BATCH: Final = 500
+CSV_COLUMNS: Final = (
+    "incident_id",
+    "venue",
+    "kind",
+    "status",
+    "detected_at",
+    "confirmed_at",
+    "first_acknowledged_at",
+    "first_officer_accepted_at",
+    "resolved_at",
+    "outcome",
+    "verdict",
+    "detection_count",
+    "max_score",
+    "legal_hold",
+)
+
+
+def _range(since: datetime | None, until: datetime | None) -> None:
+    if since is not None and until is not None and until <= since:
+        raise Invalid("`to` must be after `from`", field="to")
+
+
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _round(value: float | None) -> float | None:
+    return round(value, 3) if value is not None else None
+
+
+async def venue_stats(
+    conn: asyncpg.Connection, me: Principal, venue_id: uuid.UUID, *, since: datetime | None, until: datetime | None
+) -> VenueStats:
+    await require_venue_reader(conn, me, venue_id)
+    _range(since, until)
+    by_kind: dict[str, int] = {}
+    weeks: dict[object, WeekCount] = {}
+    for row in await repo_stats.by_kind_and_week(conn, venue_id, since, until):
+        by_kind[row.kind] = by_kind.get(row.kind, 0) + row.count
+        week = weeks.setdefault(row.week, WeekCount(week=row.week, count=0, by_kind={}))
+        week.count += row.count
+        week.by_kind[row.kind] = row.count
+    d = await repo_stats.delays(conn, venue_id, since, until)
+    if me.role in AUDITED_READERS:
+        await audit.record_by(
+            conn, me, "incident.stats", subject_type="venue", subject_id=str(venue_id), venue_id=venue_id
+        )
+    return VenueStats(
+        venue_id=venue_id,
+        since=since,
+        until=until,
+        incidents=sum(by_kind.values()),
+        by_kind=by_kind,
+        by_week=list(weeks.values()),
+        time_to_first_acknowledgement=Delay(count=d.ack_n, median_s=_round(d.ack_p50), p90_s=_round(d.ack_p90)),
+        time_to_first_officer_accepted=Delay(
+            count=d.accept_n, median_s=_round(d.accept_p50), p90_s=_round(d.accept_p90)
+        ),
+        cameras=[
+            CameraStats(
+                camera_id=c.camera_id,
+                name=c.name,
+                detections=c.detections,
+                rejected=c.rejected,
+                rejected_share=_share(c.rejected, c.decided),
+                confirmed=c.confirmed,
+                false_alarms=c.false_alarms,
+                false_alarm_share=_share(c.false_alarms, c.confirmed),
+            )
+            for c in await repo_stats.cameras(conn, venue_id, since, until)
+        ],
+    )
+
+
+async def export(  # noqa: PLR0917
+    conn: asyncpg.Connection,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    me: Principal,
+    venue_id: uuid.UUID,
+    query: repo.HistoryQuery,
+) -> AsyncIterator[bytes]:
+    """Check who asks and what before the first byte goes out (errors are still problem+json), then
+    hand back the CSV stream."""
+    await require_venue_reader(conn, me, venue_id)
+    _range(query.since, query.until)
+    if me.role in AUDITED_READERS:
+        await audit.record_by(
+            conn,
+            me,
+            "incident.export",
+            subject_type="venue",
+            subject_id=str(venue_id),
+            venue_id=venue_id,
+            detail={"from": str(query.since) if query.since else None, "to": str(query.until) if query.until else None},
+        )
+    return export_csv(pool, settings, replace(query, venue_id=venue_id, venue_ids=None, region_id=None, after=None))
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+async def export_csv(pool: asyncpg.Pool, settings: Settings, query: repo.HistoryQuery) -> AsyncIterator[bytes]:
+    """The history as RFC 4180 CSV (CRLF, quoted where needed, a header row), newest first, read in
+    keyset batches on a connection of its own, so memory stays flat however long the range."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    yield buffer.getvalue().encode()
+    after = None
+    while True:
+        async with pool.acquire() as conn:
+            rows = await repo.history(conn, _after(query, after), EXPORT_BATCH)
+        buffer.seek(0)
+        buffer.truncate()
+        for row in rows:
+            item = to_item(settings, row)
+            writer.writerow(
+                [
+                    _text(item.id),
+                    item.venue_name,
+                    item.kind,
+                    item.status,
+                    _text(item.detected_at),
+                    _text(item.confirmed_at),
+                    _text(item.first_acknowledged_at),
+                    _text(item.first_officer_accepted_at),
+                    _text(item.resolved_at),
+                    _text(item.outcome),
+                    _text(item.verdict),
+                    item.detection_count,
+                    round(item.max_score, 4),
+                    "true" if item.legal_hold else "false",
+                ]
+            )
+        if rows:
+            yield buffer.getvalue().encode()
+        if len(rows) < EXPORT_BATCH:
+            return
+        after = (rows[-1].confirmed_at, rows[-1].id)
+
+
+def _after(query: repo.HistoryQuery, after: tuple[datetime, uuid.UUID] | None) -> repo.HistoryQuery:
+    return replace(query, after=after)
