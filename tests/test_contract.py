@@ -376,6 +376,41 @@ MATRIX: dict[tuple[str, str], Entry] = {
         default="403/403",
         body={"consent": True},
     ),
+    # owners (issue 10): history, timeline, footage, access log, stats, export, labels, outcomes
+    ("GET", "/v1/incidents"): Entry(
+        {}, {"owner": "ok/ok", "dispatcher": "ok/ok", **ADMIN}, default="403/403", tenanted=False
+    ),
+    ("GET", "/v1/incidents/{incident_id}/clip"): Entry(
+        {"incident_id": "incident_{side}"}, {"admin": "ok/ok", **SIGNED_IN}, default="ok/404"
+    ),
+    ("GET", "/v1/incidents/{incident_id}/snapshot"): Entry(
+        {"incident_id": "incident_{side}"}, {"admin": "ok/ok", **SIGNED_IN}, default="ok/404"
+    ),
+    ("GET", "/v1/incidents/{incident_id}/timeline"): Entry(
+        {"incident_id": "incident_{side}"}, {"admin": "ok/ok", **SIGNED_IN}, default="ok/404"
+    ),
+    # the owner's own verdict on a resolved incident (409 while it is open); nobody else's
+    ("POST", "/v1/incidents/{incident_id}/outcome"): Entry(
+        {"incident_id": "incident_{side}"},
+        {"owner": "ok/404", "admin": "403/403", **SIGNED_IN},
+        default="403/404",
+        body={"verdict": "real"},
+    ),
+    ("GET", "/v1/venues/{venue_id}/access-log"): Entry(
+        {"venue_id": "venue_{side}"}, {"owner": "ok/404", **ADMIN}, default="404/404"
+    ),
+    ("GET", "/v1/venues/{venue_id}/incidents"): Entry(
+        {"venue_id": "venue_{side}"}, {"owner": "ok/404", "dispatcher": "ok/404", **ADMIN}, default="404/404"
+    ),
+    ("GET", "/v1/venues/{venue_id}/incidents.csv"): Entry(
+        {"venue_id": "venue_{side}"}, {"owner": "ok/404", "dispatcher": "ok/404", **ADMIN}, default="404/404"
+    ),
+    ("GET", "/v1/venues/{venue_id}/labels"): Entry(
+        {"venue_id": "venue_{side}"}, {"owner": "ok/404", "dispatcher": "ok/404", **ADMIN}, default="404/404"
+    ),
+    ("GET", "/v1/venues/{venue_id}/stats"): Entry(
+        {"venue_id": "venue_{side}"}, {"owner": "ok/404", "dispatcher": "ok/404", **ADMIN}, default="404/404"
+    ),
     # webhook subscriptions (issue 9): administrators only; not tied to one venue or region
     ("GET", "/v1/admin/webhooks"): Entry({}, ADMIN, default="403/403", tenanted=False),
     ("POST", "/v1/admin/webhooks"): Entry(

@@ -17,6 +17,7 @@ from litestar.response import Redirect, Stream
 from backend.alerts.schemas import Outcome
 from backend.core.auth import Principal, provide_principal
 from backend.core.errors import problem_responses
+from backend.core.wire import TOKEN_PATTERN
 from backend.history import outcomes, repo, service, stats
 from backend.history.schemas import (
     AccessLogPage,
@@ -33,7 +34,9 @@ from backend.incidents.schemas import Verdict
 
 Since = Annotated[datetime | None, QueryParameter(name="from", description="from this time (inclusive)")]
 Until = Annotated[datetime | None, QueryParameter(name="to", description="until this time (exclusive)")]
-Cursor = Annotated[str | None, QueryParameter(max_length=200, description="next_cursor of the previous page")]
+Cursor = Annotated[
+    str | None, QueryParameter(max_length=200, pattern=TOKEN_PATTERN, description="next_cursor of the previous page")
+]
 Limit = Annotated[int, QueryParameter(ge=1, le=200)]
 State_ = Annotated[StateFilter | None, QueryParameter(name="state", description="a status, or open (not resolved)")]
 

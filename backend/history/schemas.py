@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from backend.core.wire import text
 from backend.incidents.schemas import IncidentStatusName, Verdict
 
 # ``open``: any status but resolved.
@@ -84,7 +85,7 @@ class OutcomeCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The owner's word on what a resolved incident really was."""
 
     verdict: Verdict
-    note: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
+    note: Annotated[str, text(1000)] | None = None
 
 
 class OutcomeView(msgspec.Struct, kw_only=True):
