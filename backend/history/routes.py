@@ -17,7 +17,7 @@ from litestar.response import Redirect, Stream
 from backend.alerts.schemas import Outcome
 from backend.core.auth import Principal, provide_principal
 from backend.core.errors import problem_responses
-from backend.core.wire import TOKEN_PATTERN
+from backend.core.wire import TIME_PATTERN, TOKEN_PATTERN, parse_time
 from backend.history import outcomes, repo, service, stats
 from backend.history.schemas import (
     AccessLogPage,
@@ -32,8 +32,16 @@ from backend.history.schemas import (
 from backend.incidents.kinds import KindName
 from backend.incidents.schemas import Verdict
 
-Since = Annotated[datetime | None, QueryParameter(name="from", description="from this time (inclusive)")]
-Until = Annotated[datetime | None, QueryParameter(name="to", description="until this time (exclusive)")]
+Since = Annotated[
+    str | None,
+    QueryParameter(
+        name="from", max_length=40, pattern=TIME_PATTERN, description="from this time (inclusive, ISO 8601)"
+    ),
+]
+Until = Annotated[
+    str | None,
+    QueryParameter(name="to", max_length=40, pattern=TIME_PATTERN, description="until this time (exclusive, ISO 8601)"),
+]
 Cursor = Annotated[
     str | None, QueryParameter(max_length=200, pattern=TOKEN_PATTERN, description="next_cursor of the previous page")
 ]
@@ -94,7 +102,15 @@ class HistoryController(Controller):
             state.settings,
             me,
             venue_id,
-            _query(since, until, kind, status, outcome, verdict, camera_id),
+            _query(
+                parse_time(since, field="from"),
+                parse_time(until, field="to"),
+                kind,
+                status,
+                outcome,
+                verdict,
+                camera_id,
+            ),
             cursor=cursor,
             limit=limit,
         )
@@ -123,7 +139,15 @@ class HistoryController(Controller):
             db,
             state.settings,
             me,
-            _query(since, until, kind, status, outcome, verdict, camera_id),
+            _query(
+                parse_time(since, field="from"),
+                parse_time(until, field="to"),
+                kind,
+                status,
+                outcome,
+                verdict,
+                camera_id,
+            ),
             cursor=cursor,
             limit=limit,
         )
@@ -207,7 +231,14 @@ class HistoryController(Controller):
         limit: Limit = 100,
     ) -> AccessLogPage:
         return await service.access_log(
-            db, me, venue_id, since=since, until=until, actor_id=actor_id, cursor=cursor, limit=limit
+            db,
+            me,
+            venue_id,
+            since=parse_time(since, field="from"),
+            until=parse_time(until, field="to"),
+            actor_id=actor_id,
+            cursor=cursor,
+            limit=limit,
         )
 
     @post(
@@ -243,7 +274,14 @@ class HistoryController(Controller):
         limit: Limit = 100,
     ) -> LabelPage:
         return await outcomes.labels(
-            db, me, venue_id, camera_id=camera_id, since=since, until=until, cursor=cursor, limit=limit
+            db,
+            me,
+            venue_id,
+            camera_id=camera_id,
+            since=parse_time(since, field="from"),
+            until=parse_time(until, field="to"),
+            cursor=cursor,
+            limit=limit,
         )
 
     @get(
@@ -259,7 +297,9 @@ class HistoryController(Controller):
         since: Since = None,
         until: Until = None,
     ) -> VenueStats:
-        return await stats.venue_stats(db, me, venue_id, since=since, until=until)
+        return await stats.venue_stats(
+            db, me, venue_id, since=parse_time(since, field="from"), until=parse_time(until, field="to")
+        )
 
     @get(
         "/venues/{venue_id:uuid}/incidents.csv",
@@ -287,7 +327,15 @@ class HistoryController(Controller):
             state.settings,
             me,
             venue_id,
-            _query(since, until, kind, status, outcome, verdict, camera_id),
+            _query(
+                parse_time(since, field="from"),
+                parse_time(until, field="to"),
+                kind,
+                status,
+                outcome,
+                verdict,
+                camera_id,
+            ),
         )
         return Stream(
             rows,
