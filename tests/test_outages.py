@@ -46,7 +46,7 @@ async def database_routes(client: Client, make_headers: dict[str, dict[str, str]
     return {
         "admin venues": await client.get("/v1/admin/venues", headers=make_headers["admin"]),
         "my alerts": await client.get("/v1/me/alerts", headers=make_headers["bouncer"]),
-        "login": await client.post("/v1/auth/login", json={"username": "nobody", "password": "x" * 12}),
+        "login": await client.post("/v1/auth/login", json={"login": "nobody", "password": "x" * 12}),
         "camera": await client.get(f"/v1/detections/{detection}", headers=make_headers["camera"]),
     }
 

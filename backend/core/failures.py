@@ -16,6 +16,7 @@ shutting down, connections not allowed, pool time-outs), never "your data is wro
 from __future__ import annotations
 
 import asyncpg
+from asyncpg.exceptions._base import InternalClientError
 
 
 class DependencyError(Exception):
@@ -48,6 +49,8 @@ DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.CrashShutdownError,  # 57P02
     asyncpg.exceptions.ObjectNotInPrerequisiteStateError,  # 55000 ALLOW_CONNECTIONS false; 55P03 lock wait
     asyncpg.exceptions.TooManyConnectionsError,  # 53300
+    # a pooled connection left mid-operation when the server dropped it ("another operation is in progress")
+    InternalClientError,
 )
 
 
