@@ -185,6 +185,7 @@ class Runner:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._finished = 0  # jobs finished so far: one that finishes while a claim runs may have enqueued more
         self._listener: asyncpg.Connection | None = None
         self._down: dict[str, str] = {}  # dependency -> error, while it is away
         self._down_kinds: dict[str, set[str]] = {}  # dependency -> job kinds that found it away
@@ -206,6 +207,7 @@ class Runner:
                 await self._ensure_listener()
                 await self._ensure_schedules()
                 started = 0
+                finished_before = self._finished
                 for lane in self.lanes:
                     if lane.free > 0:
                         for job in await self._claim(lane):
@@ -214,6 +216,8 @@ class Runner:
                 if started:
                     continue
                 if until_idle and not self._tasks:
+                    if self._finished != finished_before:
+                        continue  # a job committed after this pass's claims looked: look again
                     return
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -238,6 +242,7 @@ class Runner:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        self._finished += 1
         self._wake.set()  # a slot is free
 
     # --- dependency state: log once per change -----------------------------------------------
