@@ -146,6 +146,20 @@ class Factory:
         )
         return incident_id
 
+    async def resolved(self, incident_id: uuid.UUID, *verdicts: tuple[str, str]) -> None:
+        """Mark the incident resolved (in SQL) and record each ``(source, verdict)`` outcome in order
+        through the incidents repo: ``resolution`` as its bouncer, ``review`` as the venue's owner."""
+        from backend.incidents import repo as incidents
+
+        await self.conn.execute(
+            "UPDATE incidents SET status = 'resolved', resolved_at = now() WHERE id = $1", incident_id
+        )
+        for source, verdict in verdicts:
+            role = "owner" if source == "review" else "bouncer"
+            await incidents.insert_outcome(
+                self.conn, incident_id, user_id=None, role=role, source=source, verdict=verdict, note=None
+            )
+
     async def device(self, user: User, token: str | None = None, platform: str = "android") -> uuid.UUID:
         from backend.devices import service as devices
         from backend.devices.schemas import DeviceRegister

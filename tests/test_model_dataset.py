@@ -1,5 +1,6 @@
 """Venue labels for training: consent is a venue setting (owner or admin, audited); the export takes
-only consenting venues' resolved incidents within retention, grouped by venue and camera."""
+only consenting venues' incidents with a real or false-alarm verdict (the owner's, else the
+resolver's) within retention, grouped by venue and camera."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from litestar.testing import AsyncTestClient
 
 from backend.adapters.storage import Storage
 from backend.core.errors import NotFound
+from backend.incidents.verdicts import LABELS, verdict, verdict_sql
 from backend.models import service as model_versions
 from tests.factories import Factory
 from workers.media.synth import write_test_clip
@@ -24,16 +26,20 @@ DAY = 86400.0
 
 
 async def labelled(
-    make: Factory, conn: asyncpg.Connection, storage: Storage, clip: Path, venue_id: uuid.UUID, outcome: str | None
+    make: Factory,
+    conn: asyncpg.Connection,
+    storage: Storage,
+    clip: Path,
+    venue_id: uuid.UUID,
+    *verdicts: tuple[str, str],
 ) -> uuid.UUID:
-    """A fight detection of a new camera at the venue, its clip in storage, its incident resolved."""
+    """A fight detection of a new camera at the venue, its clip in storage, its incident resolved
+    with these ``(source, verdict)`` outcomes."""
     camera = await make.camera(venue_id)
     row = await make.detection(camera)
     await storage.put_bytes(row.clip_key, clip.read_bytes(), "video/mp4")
     incident = await make.incident(venue_id)
-    await conn.execute(
-        "UPDATE incidents SET status = 'resolved', outcome = $2, resolved_at = now() WHERE id = $1", incident, outcome
-    )
+    await make.resolved(incident, *verdicts)
     await conn.execute(
         "UPDATE detections SET status = 'confirmed', score = 0.9, incident_id = $2, decided_at = now(), "
         "decision_reason = 'test' WHERE id = $1",
@@ -43,19 +49,25 @@ async def labelled(
     return row.id  # type: ignore[no-any-return]
 
 
-async def test_export_respects_consent_outcome_and_retention(
+RESOLVED_REAL = ("resolution", "real")
+RESOLVED_FALSE = ("resolution", "false_alarm")
+
+
+async def test_export_respects_consent_verdict_and_retention(
     make: Factory, conn: asyncpg.Connection, storage: Storage, tmp_path: Path
 ) -> None:
     clip = write_test_clip(tmp_path / "c.mp4", motion="fight")
     yes = (await make.venue()).id
     no = (await make.venue()).id
     await model_versions.set_training_consent(conn, None, yes, consent=True)
-    real = await labelled(make, conn, storage, clip, yes, "police_attended")
-    false_alarm = await labelled(make, conn, storage, clip, yes, "false_alarm")
-    await labelled(make, conn, storage, clip, yes, "other")  # no label: neither real nor false alarm
-    await labelled(make, conn, storage, clip, yes, None)  # not resolved with an outcome
-    await labelled(make, conn, storage, clip, no, "arrest")  # the owner did not consent
-    old = await labelled(make, conn, storage, clip, yes, "handled")
+    real = await labelled(make, conn, storage, clip, yes, RESOLVED_REAL)
+    # the owner's word wins over the resolver's
+    overruled = await labelled(make, conn, storage, clip, yes, RESOLVED_REAL, ("review", "false_alarm"))
+    await labelled(make, conn, storage, clip, yes, ("resolution", "unsure"))  # unsure: no label
+    await labelled(make, conn, storage, clip, yes, RESOLVED_FALSE, ("review", "unsure"))  # the owner doubts it
+    await labelled(make, conn, storage, clip, yes)  # resolved with no outcome recorded
+    await labelled(make, conn, storage, clip, no, RESOLVED_REAL)  # the owner did not consent
+    old = await labelled(make, conn, storage, clip, yes, RESOLVED_REAL)
     await conn.execute("UPDATE detections SET received_at = now() - interval '40 days' WHERE id = $1", old)
 
     out = tmp_path / "venues"
@@ -64,7 +76,7 @@ async def test_export_respects_consent_outcome_and_retention(
     assert (summary["real"], summary["false_alarms"], summary["venues"]) == (1, 1, 1)
     with (out / "clips.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert {r["clip"] for r in rows} == {f"d{real.hex}", f"d{false_alarm.hex}"}
+    assert {(r["clip"], r["label"]) for r in rows} == {(f"d{real.hex}", "fight"), (f"d{overruled.hex}", "noFight")}
     assert all(r["source"].startswith(f"venue:{yes}/camera:") for r in rows)
     assert len({r["source"] for r in rows}) == 2  # one group per camera
     items = load_manifest(out)  # what `kuzet model train --venue-data` reads
@@ -89,7 +101,7 @@ async def test_a_clip_gone_from_storage_is_skipped_and_counted(
     clip = write_test_clip(tmp_path / "c.mp4", motion="calm")
     venue = (await make.venue()).id
     await model_versions.set_training_consent(conn, None, venue, consent=True)
-    gone = await labelled(make, conn, storage, clip, venue, "false_alarm")
+    gone = await labelled(make, conn, storage, clip, venue, RESOLVED_FALSE)
     key = await conn.fetchval("SELECT clip_key FROM detections WHERE id = $1", gone)
     await storage.client.delete_object(Bucket=storage.bucket, Key=key)
     summary = await export(conn, storage, tmp_path / "out", retention_s=30 * DAY)
@@ -118,3 +130,24 @@ async def test_consent_is_the_owners_to_give(
     assert await conn.fetchval("SELECT model_training_consent FROM venues WHERE id = $1", venue) is True
     with pytest.raises(NotFound):
         await model_versions.set_training_consent(conn, None, uuid.uuid4(), consent=True)
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "expected"),
+    [
+        ([], None),
+        ([("resolution", "real")], "real"),
+        ([("resolution", "real"), ("review", "false_alarm")], "false_alarm"),  # the owner's word wins
+        ([("resolution", "false_alarm"), ("review", "unsure")], "unsure"),  # the owner's doubt too
+        ([("resolution", "real"), ("review", "false_alarm"), ("review", "real")], "real"),  # their newest
+        ([("review", "real"), ("resolution", "false_alarm")], "real"),  # whatever the order recorded
+    ],
+)
+async def test_one_verdict_rule_in_sql_and_in_python(
+    make: Factory, conn: asyncpg.Connection, outcomes: list[tuple[str, str]], expected: str | None
+) -> None:
+    incident = await make.incident()
+    await make.resolved(incident, *outcomes)
+    assert await conn.fetchval(f"SELECT {verdict_sql('$1::uuid')}", incident) == expected
+    assert verdict(outcomes) == expected
+    assert "unsure" not in LABELS

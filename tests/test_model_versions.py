@@ -81,9 +81,13 @@ async def test_shadow_scores_are_recorded_and_decisions_unchanged(
     assert scored["score"] < scored["threshold"]  # the shadow would have rejected it
     assert scored["score"] == pytest.approx(row["score"], abs=1e-5)  # same network, same clip
 
-    # labelled by the owner: compare live and candidate on it
-    await conn.execute("UPDATE incidents SET outcome = 'real' WHERE id = $1", row["incident_id"])
+    # the bouncer was unsure: no label yet
+    await make.resolved(row["incident_id"], ("resolution", "unsure"))
+    assert (await compare_models(conn, None))["labelled_detections"] == 0
+    # the owner reviewed it as real: compare live and candidate on it
+    await make.resolved(row["incident_id"], ("review", "real"))
     result = await compare_models(conn, None)
+    assert result["labelled_detections"] == 1
     assert result["candidate_model"] == "kuzet-fight/2-strict"
     assert result["live_model"] == "kuzet-fight/2"
     assert result["scored_by_both"] == 1

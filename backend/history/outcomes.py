@@ -17,6 +17,8 @@ from backend.history import repo
 from backend.history.schemas import IncidentOutcomes, Label, LabelPage, OutcomeCreate, OutcomeView
 from backend.history.service import decode_cursor, encode_cursor, require_venue_reader
 from backend.incidents import lifecycle
+from backend.incidents.schemas import Verdict
+from backend.incidents.verdicts import verdict
 
 REVIEWERS: Final = frozenset({"owner"})
 
@@ -33,6 +35,10 @@ def _view(row: repo.OutcomeRow) -> OutcomeView:
     )
 
 
+def _verdict(views: list[OutcomeView]) -> Verdict | None:
+    return verdict((v.source, v.verdict) for v in views)  # type: ignore[return-value]
+
+
 async def add_outcome(
     conn: asyncpg.Connection, settings: Settings, me: Principal, incident_id: uuid.UUID, data: OutcomeCreate
 ) -> IncidentOutcomes:
@@ -44,7 +50,7 @@ async def add_outcome(
         raise Forbidden("only the venue's owner adds an outcome here; responders give theirs on resolving")
     await lifecycle.add_outcome(conn, settings, incident, me, verdict=data.verdict, note=data.note)
     views = [_view(r) for r in await repo.outcomes(conn, [incident.id])]
-    return IncidentOutcomes(incident_id=incident.id, verdict=views[-1].verdict, outcomes=views)
+    return IncidentOutcomes(incident_id=incident.id, verdict=_verdict(views), outcomes=views)
 
 
 async def labels(
@@ -94,7 +100,7 @@ async def labels(
                 score=round(r.score, 4) if r.score is not None else None,
                 model_name=r.model_name,
                 model_version=r.model_version,
-                verdict=views[-1].verdict if views else None,
+                verdict=_verdict(views),
                 outcomes=views,
             )
         )

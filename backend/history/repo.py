@@ -11,6 +11,8 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from backend.incidents.verdicts import verdict_sql
+
 
 class HistoryRow(msgspec.Struct, frozen=True):
     id: uuid.UUID
@@ -86,8 +88,8 @@ class AuditRow(msgspec.Struct, frozen=True):
     detail: dict[str, Any]
 
 
-# The incident's verdict: the newest outcome anyone recorded.
-_VERDICT = "(SELECT o.verdict FROM incident_outcomes o WHERE o.incident_id = i.id ORDER BY o.id DESC LIMIT 1)"
+# The incident's verdict: the owner's outcome, else the resolver's (backend/incidents/verdicts.py).
+_VERDICT = verdict_sql("i.id")
 _HISTORY_COLUMNS = f"""i.id, i.venue_id, v.name AS venue_name, i.kind, i.status, i.first_seen_at AS detected_at,
     i.opened_at AS confirmed_at, i.acknowledged_at AS first_acknowledged_at,
     (SELECT min(e.at) FROM incident_events e

@@ -8,6 +8,8 @@ from datetime import date, datetime
 import asyncpg
 import msgspec
 
+from backend.incidents.verdicts import verdict_sql
+
 _RANGE = """i.venue_id = $1
   AND i.opened_at >= coalesce($2::timestamptz, '-infinity') AND i.opened_at < coalesce($3::timestamptz, 'infinity')"""
 
@@ -35,6 +37,15 @@ class CameraRow(msgspec.Struct, frozen=True):
     rejected: int
     confirmed: int
     false_alarms: int
+    # its calibration (camera_calibration), when `kuzet model calibrate` ever judged it
+    calibrated_for: str | None
+    calibrated_threshold: float | None
+    model_threshold: float | None
+    flagged: bool | None
+    calibration_reason: str | None
+    labelled: int | None
+    labelled_false_alarms: int | None
+    calibrated_at: datetime | None
 
 
 # Weeks start on Monday in the venue's own time zone.
@@ -61,23 +72,25 @@ LEFT JOIN LATERAL (
 WHERE {_RANGE}
 """
 # Per camera, the detections it posted in the range: how many the model rejected, and how many of
-# those it confirmed ended in an incident whose newest verdict is a false alarm.
-CAMERAS = """
+# those it confirmed ended in an incident whose verdict is a false alarm; and its calibration now.
+CAMERAS = f"""
 SELECT c.id AS camera_id, c.name, count(d.id) AS detections,
        count(d.id) FILTER (WHERE d.status IN ('confirmed', 'rejected')) AS decided,
        count(d.id) FILTER (WHERE d.status = 'rejected') AS rejected,
        count(d.id) FILTER (WHERE d.status = 'confirmed') AS confirmed,
-       count(d.id) FILTER (WHERE d.status = 'confirmed' AND o.verdict = 'false_alarm') AS false_alarms
+       count(d.id) FILTER (WHERE d.status = 'confirmed' AND o.verdict = 'false_alarm') AS false_alarms,
+       cc.model_name || '/' || cc.model_version AS calibrated_for, cc.threshold AS calibrated_threshold,
+       cc.model_threshold, cc.flagged, cc.reason AS calibration_reason, cc.labelled,
+       cc.false_alarms AS labelled_false_alarms, cc.updated_at AS calibrated_at
 FROM cameras c
+LEFT JOIN camera_calibration cc ON cc.camera_id = c.id
 LEFT JOIN detections d
        ON d.camera_id = c.id
       AND d.received_at >= coalesce($2::timestamptz, '-infinity')
       AND d.received_at < coalesce($3::timestamptz, 'infinity')
-LEFT JOIN LATERAL (
-    SELECT o.verdict FROM incident_outcomes o WHERE o.incident_id = d.incident_id ORDER BY o.id DESC LIMIT 1
-) o ON true
+LEFT JOIN LATERAL (SELECT {verdict_sql("d.incident_id")} AS verdict) o ON true
 WHERE c.venue_id = $1
-GROUP BY c.id, c.name ORDER BY c.name, c.id
+GROUP BY c.id, c.name, cc.camera_id ORDER BY c.name, c.id
 """
 
 

@@ -30,7 +30,7 @@ class HistoryItem(msgspec.Struct, kw_only=True):
     first_officer_accepted_at: datetime | None
     resolved_at: datetime | None
     outcome: str | None  # how the resolver closed it (handled, false_alarm, arrest...)
-    verdict: Verdict | None  # what it really was, by the newest outcome recorded (the owner's, say)
+    verdict: Verdict | None  # the owner's outcome, else the resolver's (backend/incidents/verdicts.py)
     detection_count: int
     max_score: float
     legal_hold: bool
@@ -100,7 +100,7 @@ class OutcomeView(msgspec.Struct, kw_only=True):
 
 class IncidentOutcomes(msgspec.Struct, kw_only=True):
     incident_id: uuid.UUID
-    verdict: Verdict | None  # the newest
+    verdict: Verdict | None  # the owner's, else the resolver's
     outcomes: list[OutcomeView]
 
 
@@ -141,6 +141,22 @@ class WeekCount(msgspec.Struct, kw_only=True):
     by_kind: dict[str, int]
 
 
+class CameraThreshold(msgspec.Struct, kw_only=True):
+    """The camera's confirmation threshold as per-camera calibration (``kuzet model calibrate``) left it,
+    from its labelled detections: raised when it mostly raised false alarms, or flagged when raising
+    it would cost the model's validated recall (the owner should look at that camera)."""
+
+    model: str  # name/version it was calibrated for; the workers apply it only with that model
+    threshold: float | None  # what its detections are judged at (null: calibrated before this was kept)
+    model_threshold: float | None  # the model's own
+    raised: bool
+    flagged: bool
+    reason: str
+    labelled: int  # labelled detections it was calibrated on
+    false_alarms: int  # of those
+    since: datetime  # when it last changed
+
+
 class CameraStats(msgspec.Struct, kw_only=True):
     """A camera that cries wolf shows up here: many rejected by the model, or many false alarms."""
 
@@ -152,6 +168,7 @@ class CameraStats(msgspec.Struct, kw_only=True):
     confirmed: int
     false_alarms: int
     false_alarm_share: float | None  # of its confirmed detections whose incident's verdict is false_alarm
+    calibration: CameraThreshold | None = None  # null: never calibrated (no labelled detections yet)
 
 
 class VenueStats(msgspec.Struct, kw_only=True):

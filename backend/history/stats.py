@@ -17,7 +17,7 @@ from backend.core.auth import Principal
 from backend.core.config import Settings
 from backend.core.errors import Invalid
 from backend.history import repo, repo_stats
-from backend.history.schemas import CameraStats, Delay, VenueStats, WeekCount
+from backend.history.schemas import CameraStats, CameraThreshold, Delay, VenueStats, WeekCount
 from backend.history.service import AUDITED_READERS, require_venue_reader, to_item
 
 EXPORT_BATCH: Final = 500
@@ -50,6 +50,27 @@ def _share(part: int, whole: int) -> float | None:
 
 def _round(value: float | None) -> float | None:
     return round(value, 3) if value is not None else None
+
+
+def _round4(value: float | None) -> float | None:
+    return round(value, 4) if value is not None else None
+
+
+def _calibration(c: repo_stats.CameraRow) -> CameraThreshold | None:
+    if c.calibrated_for is None or c.calibrated_at is None:
+        return None
+    raised = c.calibrated_threshold is not None
+    return CameraThreshold(
+        model=c.calibrated_for,
+        threshold=_round4(c.calibrated_threshold if raised else c.model_threshold),
+        model_threshold=_round4(c.model_threshold),
+        raised=raised,
+        flagged=bool(c.flagged),
+        reason=c.calibration_reason or "",
+        labelled=c.labelled or 0,
+        false_alarms=c.labelled_false_alarms or 0,
+        since=c.calibrated_at,
+    )
 
 
 async def venue_stats(
@@ -90,6 +111,7 @@ async def venue_stats(
                 confirmed=c.confirmed,
                 false_alarms=c.false_alarms,
                 false_alarm_share=_share(c.false_alarms, c.confirmed),
+                calibration=_calibration(c),
             )
             for c in await repo_stats.cameras(conn, venue_id, since, until)
         ],

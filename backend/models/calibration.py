@@ -1,4 +1,4 @@
-"""Per-camera threshold calibration from resolved incidents (pure).
+"""Per-camera threshold calibration from incidents' verdicts (pure).
 
 A camera needs ``MIN_LABELLED`` labelled detections before anything changes. When at least
 ``FALSE_SHARE`` of them were false alarms, the threshold is raised to reject at least half of its

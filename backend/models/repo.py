@@ -8,6 +8,8 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
+from backend.incidents.verdicts import LABELS, verdict_sql
+
 
 class SlotRow(msgspec.Struct, frozen=True):
     slot: str
@@ -19,7 +21,7 @@ class SlotRow(msgspec.Struct, frozen=True):
 
 
 class LabelledScore(msgspec.Struct, frozen=True):
-    """A decided detection whose incident was resolved as real or a false alarm, with its scores."""
+    """A decided detection whose incident's verdict is real or false alarm, with its scores."""
 
     detection_id: uuid.UUID
     camera_id: uuid.UUID
@@ -41,29 +43,34 @@ INSERT INTO shadow_scores (detection_id, model_name, model_version, score, thres
 VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (detection_id, model_name, model_version) DO NOTHING
 """
-# Resolution outcomes that say the detection was a real incident, and those that say it was not;
-# anything else ('other', 'unsure') carries no label.
-REAL_OUTCOMES = ("real", "handled", "police_attended", "arrest", "medical")
-FALSE_OUTCOMES = ("false_alarm",)
 
-SELECT_LABELLED = """
-SELECT d.id AS detection_id, d.camera_id, i.outcome <> 'false_alarm' AS real,
+
+def _labelled(labels_param: str) -> str:
+    """Join each detection ``d`` to its label ``v.verdict``, its incident's verdict (one of the labels
+    parameter, real or false alarm; unsure or none leaves the detection out)."""
+    return (
+        f"JOIN LATERAL (SELECT {verdict_sql('d.incident_id')} AS verdict) v ON v.verdict = ANY({labels_param}::text[])"
+    )
+
+
+SELECT_LABELLED = f"""
+SELECT d.id AS detection_id, d.camera_id, v.verdict = 'real' AS real,
        d.model_name || '/' || d.model_version AS live_model, d.score AS live_score,
        s.score AS shadow_score
 FROM detections d
-JOIN incidents i ON i.id = d.incident_id
+{_labelled("$3")}
 LEFT JOIN shadow_scores s ON s.detection_id = d.id AND s.model_name = $1 AND s.model_version = $2
-WHERE i.outcome = ANY($3::text[]) AND d.kind IN ('fight', 'aggression') AND d.score IS NOT NULL
+WHERE d.incident_id IS NOT NULL AND d.kind IN ('fight', 'aggression') AND d.score IS NOT NULL
 ORDER BY d.received_at
 """
-SELECT_TRAINING_CLIPS = """
+SELECT_TRAINING_CLIPS = f"""
 SELECT d.id AS detection_id, d.venue_id, d.camera_id, d.kind, d.clip_key, d.received_at,
-       i.outcome <> 'false_alarm' AS real
+       v.verdict = 'real' AS real
 FROM detections d
-JOIN incidents i ON i.id = d.incident_id
-JOIN venues v ON v.id = d.venue_id
-WHERE v.model_training_consent
-  AND i.outcome = ANY($1::text[])
+JOIN venues ve ON ve.id = d.venue_id
+{_labelled("$1")}
+WHERE ve.model_training_consent
+  AND d.incident_id IS NOT NULL
   AND d.kind IN ('fight', 'aggression')
   AND d.received_at > now() - make_interval(secs => $2)
 ORDER BY d.received_at
@@ -87,7 +94,7 @@ class TrainingClip(msgspec.Struct, frozen=True):
 
 
 async def training_clips(conn: asyncpg.Connection, *, retention_s: float) -> list[TrainingClip]:
-    rows = await conn.fetch(SELECT_TRAINING_CLIPS, [*REAL_OUTCOMES, *FALSE_OUTCOMES], retention_s)
+    rows = await conn.fetch(SELECT_TRAINING_CLIPS, list(LABELS), retention_s)
     return [msgspec.convert(dict(r), TrainingClip) for r in rows]
 
 
@@ -128,8 +135,8 @@ async def record_shadow(
 
 
 async def labelled_scores(conn: asyncpg.Connection, name: str, version: str) -> list[LabelledScore]:
-    """Detections with an outcome, with the candidate ``name/version``'s shadow score where it has one."""
-    rows = await conn.fetch(SELECT_LABELLED, name, version, [*REAL_OUTCOMES, *FALSE_OUTCOMES])
+    """Labelled detections, with the candidate ``name/version``'s shadow score where it has one."""
+    rows = await conn.fetch(SELECT_LABELLED, name, version, list(LABELS))
     return [msgspec.convert(dict(r), LabelledScore) for r in rows]
 
 
@@ -150,6 +157,7 @@ class CalibrationRow(msgspec.Struct, frozen=True):
     labelled: int
     false_alarms: int
     updated_at: datetime
+    model_threshold: float | None
 
 
 class CameraLabels(msgspec.Struct, frozen=True):
@@ -160,15 +168,16 @@ class CameraLabels(msgspec.Struct, frozen=True):
 
 
 _CALIBRATION_COLUMNS = (
-    "camera_id, venue_id, model_name, model_version, threshold, flagged, reason, labelled, false_alarms, updated_at"
+    "camera_id, venue_id, model_name, model_version, threshold, flagged, reason, labelled, false_alarms, updated_at, "
+    "model_threshold"
 )
-SELECT_CAMERA_LABELS = """
+SELECT_CAMERA_LABELS = f"""
 SELECT d.camera_id, d.venue_id,
-       coalesce(array_agg(d.score) FILTER (WHERE i.outcome <> 'false_alarm'), '{}') AS real_scores,
-       coalesce(array_agg(d.score) FILTER (WHERE i.outcome = 'false_alarm'), '{}') AS false_scores
+       coalesce(array_agg(d.score) FILTER (WHERE v.verdict = 'real'), '{{}}') AS real_scores,
+       coalesce(array_agg(d.score) FILTER (WHERE v.verdict = 'false_alarm'), '{{}}') AS false_scores
 FROM detections d
-JOIN incidents i ON i.id = d.incident_id
-WHERE i.outcome = ANY($3::text[]) AND d.kind IN ('fight', 'aggression') AND d.score IS NOT NULL
+{_labelled("$3")}
+WHERE d.incident_id IS NOT NULL AND d.kind IN ('fight', 'aggression') AND d.score IS NOT NULL
   AND d.model_name = $1 AND d.model_version = $2
 GROUP BY d.camera_id, d.venue_id
 """
@@ -176,17 +185,17 @@ SELECT_CALIBRATION = f"SELECT {_CALIBRATION_COLUMNS} FROM camera_calibration WHE
 SELECT_CALIBRATIONS = f"SELECT {_CALIBRATION_COLUMNS} FROM camera_calibration ORDER BY venue_id, camera_id"
 UPSERT_CALIBRATION = f"""
 INSERT INTO camera_calibration (camera_id, venue_id, model_name, model_version, threshold, flagged, reason,
-                                labelled, false_alarms)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                                labelled, false_alarms, model_threshold)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (camera_id) DO UPDATE SET venue_id = $2, model_name = $3, model_version = $4, threshold = $5,
-    flagged = $6, reason = $7, labelled = $8, false_alarms = $9, updated_at = now()
+    flagged = $6, reason = $7, labelled = $8, false_alarms = $9, model_threshold = $10, updated_at = now()
 RETURNING {_CALIBRATION_COLUMNS}
 """
 
 
 async def camera_labels(conn: asyncpg.Connection, name: str, version: str) -> list[CameraLabels]:
     """Per camera, the scores ``name/version`` gave its detections later resolved real or false alarm."""
-    rows = await conn.fetch(SELECT_CAMERA_LABELS, name, version, [*REAL_OUTCOMES, *FALSE_OUTCOMES])
+    rows = await conn.fetch(SELECT_CAMERA_LABELS, name, version, list(LABELS))
     return [msgspec.convert(dict(r), CameraLabels) for r in rows]
 
 
@@ -204,6 +213,7 @@ async def upsert_calibration(
     labels: CameraLabels,
     *,
     model: tuple[str, str],
+    model_threshold: float,
     threshold: float | None,
     flagged: bool,
     reason: str,
@@ -219,5 +229,6 @@ async def upsert_calibration(
         reason,
         len(labels.real_scores) + len(labels.false_scores),
         len(labels.false_scores),
+        model_threshold,
     )
     return msgspec.convert(dict(row), CalibrationRow)

@@ -101,6 +101,7 @@ async def calibrate_cameras(
                 conn,
                 labels,
                 model=(name, version),
+                model_threshold=base,
                 threshold=result.threshold,
                 flagged=result.flagged,
                 reason=result.reason,

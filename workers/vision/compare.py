@@ -1,4 +1,4 @@
-"""Live versus candidate model on the detections whose incidents were resolved as real or false alarm.
+"""Live versus candidate model on the detections whose incident's verdict is real or false alarm.
 
 Only detections the live model confirmed become incidents, so every labelled detection was
 confirmed by the live model: its recall here is 1 by construction and its false-positive rate is
@@ -53,5 +53,5 @@ def compare(rows: list[LabelledScore], *, live_threshold: float, candidate_thres
         "live_on_all_labelled": figures(y_all, s_all, live_threshold),
         "live": figures(y, live, live_threshold),
         "candidate": figures(y, cand, candidate_threshold),
-        "note": "only detections the live model confirmed have outcomes: recall counts real incidents kept",
+        "note": "only detections the live model confirmed have verdicts: recall counts real incidents kept",
     }

@@ -1,7 +1,8 @@
 """``kuzet model dataset export``: labelled venue clips in the layout ``kuzet model train`` reads.
 
-Only detections of venues whose owner consented to model training, whose incident was resolved
-with an outcome that says real or false alarm, and that are still within the clips' retention.
+Only detections of venues whose owner consented to model training, whose incident's verdict says
+real or false alarm (the owner's, else the resolver's; ``backend/incidents/verdicts.py``), and that
+are still within the clips' retention.
 Each clip's group is its venue and camera (``venue:<id>/camera:<id>``), so validation never tests
 on a camera it trained on. Every exported clip is an access to footage: one audit entry per venue.
 """
