@@ -237,6 +237,8 @@ def cmd_model(args: argparse.Namespace) -> int:
             cache_dir=Path(args.cache),
             seed=args.seed,
             repeats=args.repeats,
+            frames=args.frames,
+            size=args.size,
         )
     if args.model_command in ("promote", "shadow"):
         slot = "live" if args.model_command == "promote" else "shadow"
@@ -424,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--person-model")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int)
+    p.add_argument("--frames", type=int, help="frames the video network sees (default: the committed model's)")
+    p.add_argument("--size", type=int, help="their side in pixels (default: the committed model's)")
     p = msub.add_parser("promote", help="make a model version live (audited; workers load it at start)")
     p.add_argument("sidecar", help="the model's sidecar JSON, as the workers will find it")
     p.add_argument("--person-model")

@@ -24,6 +24,8 @@ def train_main(
     cache_dir: Path,
     seed: int = 0,
     repeats: int | None = None,
+    frames: int | None = None,
+    size: int | None = None,
 ) -> int:
     """Train and validate version 2, write the motion stage ONNX and the sidecars into ``out_dir``."""
     out_dir = out_dir if out_dir is not None else ASSETS_DIR
@@ -47,6 +49,8 @@ def train_main(
             cache_dir=cache_dir,
             seed=seed,
             repeats=repeats if repeats is not None else REPEATS,
+            frames=frames,
+            size=size,
             progress=lambda msg: print(msg, flush=True),
         )
     except FileNotFoundError as exc:

@@ -70,7 +70,8 @@ class NetSpec:
 
     def key(self) -> str:
         digest = hashlib.sha256(self.model.read_bytes()).hexdigest()[:16]
-        return f"i3d-{digest}-{self.frames}x{self.size}-m{DEFAULT_FPS:g}x{DEFAULT_MAX_SIDE}-v1"
+        # v2: frames decoded by PyAV and scaled by swscale (v1: OpenCV's capture and cv2.resize)
+        return f"i3d-{digest}-{self.frames}x{self.size}-m{DEFAULT_FPS:g}x{DEFAULT_MAX_SIDE}-v2"
 
 
 @dataclass(frozen=True)

