@@ -66,17 +66,17 @@ async def test_shadow_scores_are_recorded_and_decisions_unchanged(
     tmp_path: Path,
 ) -> None:
     # a shadow that would reject everything: the live model still decides
-    shadow = model_copy(tmp_path, "2-strict", threshold=0.999)
+    shadow = model_copy(tmp_path, "3-strict", threshold=0.999)
     await assign_model(conn, describe_model(shadow), "shadow")
     fight = await queued(make, storage, clips["fight"], kind="fight")
     async with worker(settings, storage) as ctx:
         await run_jobs(ctx)
     row = await state(conn, fight.id)
     assert row["status"] == "confirmed"
-    assert (row["model_name"], row["model_version"]) == ("kuzet-fight", "2")
+    assert (row["model_name"], row["model_version"]) == ("kuzet-fight", "3")
     assert row["incident_id"] is not None
     scored = await conn.fetchrow("SELECT * FROM shadow_scores WHERE detection_id = $1", fight.id)
-    assert (scored["model_name"], scored["model_version"]) == ("kuzet-fight", "2-strict")
+    assert (scored["model_name"], scored["model_version"]) == ("kuzet-fight", "3-strict")
     assert scored["threshold"] == pytest.approx(0.999)
     assert scored["score"] < scored["threshold"]  # the shadow would have rejected it
     assert scored["score"] == pytest.approx(row["score"], abs=1e-5)  # same network, same clip
@@ -88,8 +88,8 @@ async def test_shadow_scores_are_recorded_and_decisions_unchanged(
     await make.resolved(row["incident_id"], ("review", "real"))
     result = await compare_models(conn, None)
     assert result["labelled_detections"] == 1
-    assert result["candidate_model"] == "kuzet-fight/2-strict"
-    assert result["live_model"] == "kuzet-fight/2"
+    assert result["candidate_model"] == "kuzet-fight/3-strict"
+    assert result["live_model"] == "kuzet-fight/3"
     assert result["scored_by_both"] == 1
     assert result["live"]["recall"] == 1.0
     assert result["candidate"]["recall"] == 0.0
@@ -104,11 +104,11 @@ async def test_promotion_is_audited_and_the_worker_runs_the_promoted_model(
     clips: dict[str, Path],  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    promoted = model_copy(tmp_path, "2-promoted")
+    promoted = model_copy(tmp_path, "3-promoted")
     out = await assign_model(conn, describe_model(promoted), "live")
-    assert out["model"] == "kuzet-fight/2-promoted"
+    assert out["model"] == "kuzet-fight/3-promoted"
     audit = await conn.fetchrow("SELECT * FROM audit_log WHERE action = 'model_promoted'")
-    assert audit["subject_id"] == "kuzet-fight/2-promoted"
+    assert audit["subject_id"] == "kuzet-fight/3-promoted"
     assert audit["actor_role"] == "cli"
     assert audit["detail"]["previous"] is None
     detection = await queued(make, storage, clips["calm"], kind="fight")
@@ -116,13 +116,13 @@ async def test_promotion_is_audited_and_the_worker_runs_the_promoted_model(
         await run_jobs(ctx)
     row = await state(conn, detection.id)
     assert row["status"] in {"confirmed", "rejected"}
-    assert row["model_version"] == "2-promoted"  # every decision names the model that made it
-    assert "kuzet-fight/2-promoted scored" in row["decision_reason"]
+    assert row["model_version"] == "3-promoted"  # every decision names the model that made it
+    assert "kuzet-fight/3-promoted scored" in row["decision_reason"]
 
     # promoting back is audited with what it replaced; clearing the slot too
     await assign_model(conn, describe_model(DEFAULT_MODEL_PATH), "live")
     back = await conn.fetchrow("SELECT detail FROM audit_log WHERE action = 'model_promoted' ORDER BY id DESC LIMIT 1")
-    assert back["detail"]["previous"] == "kuzet-fight/2-promoted"
+    assert back["detail"]["previous"] == "kuzet-fight/3-promoted"
     cleared = await model_versions.clear(conn, None, "live")
     assert cleared is not None
     assert await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'model_slot_cleared'") == 1
@@ -133,7 +133,7 @@ async def test_bad_slot_and_broken_model_are_refused(conn: asyncpg.Connection, t
     with pytest.raises(Invalid) as info:
         await model_versions.assign(conn, None, "staging", name="m", version="1", sidecar="/x.json")
     assert info.value.field == "slot"
-    broken = model_copy(tmp_path, "2-broken")
+    broken = model_copy(tmp_path, "3-broken")
     (tmp_path / json.loads(broken.read_text())["network"]["file"]).unlink()
     with pytest.raises(Exception, match="i3d"):  # onnxruntime cannot load the missing network file
         describe_model(broken)

@@ -96,21 +96,37 @@ def model() -> ConfirmationModel:
     return ConfirmationModel()
 
 
-def test_committed_model_is_the_cascade(model: ConfirmationModel) -> None:
-    assert model.tag == "kuzet-fight/2"
+def test_committed_model_runs_both_stages_on_every_clip(model: ConfirmationModel) -> None:
+    """Version 3's training found the motion stage's early rejection cost 0.013 AUC on unseen
+    sources (more than the 0.005 it may), so its sidecar sets no bound: both stages score every clip."""
+    assert model.tag == "kuzet-fight/3"
     assert model.is_cascade
     assert 0.0 < model.threshold < 1.0
-    assert model.reject_below is not None
-
-
-def test_a_real_clip_the_motion_stage_settles(model: ConfirmationModel) -> None:
-    """A quiet street scene: rejected by the motion stage, the network never runs."""
-    path = needs_shared(DATA) / "noFight" / "nofi131.mp4"
-    result = model.score_clip(path)
-    assert result.stage == "motion"
+    assert model.reject_below is None
+    result = model.score_clip(needs_shared(DATA) / "noFight" / "nofi131.mp4")
+    assert result.stage == "network"
     assert result.motion_score is not None
-    assert model.reject_below is not None
-    assert result.motion_score < model.reject_below
+    assert result.timings_ms["network"] > 0.0
+    assert result.score < model.threshold  # a quiet street is not confirmed
+
+
+def test_a_real_clip_the_motion_stage_settles(model: ConfirmationModel, tmp_path: Path) -> None:
+    """A quiet street scene under a model whose sidecar sets an early-rejection bound above its
+    motion score: rejected by the motion stage, the network never runs."""
+    path = needs_shared(DATA) / "noFight" / "nofi131.mp4"
+    motion_score = model.score_clip(path).motion_score
+    assert motion_score is not None and motion_score < 0.5
+    meta = json.loads(DEFAULT_MODEL_PATH.read_text())
+    meta["motion"]["reject_below"] = motion_score + 0.01
+    for name in (meta["motion"]["file"], meta["network"]["file"]):
+        (tmp_path / name).symlink_to(DEFAULT_MODEL_PATH.parent / name)
+    (tmp_path / "bounded.json").write_text(json.dumps(meta))
+    bounded = ConfirmationModel(tmp_path / "bounded.json")
+    result = bounded.score_clip(path)
+    assert result.stage == "motion"
+    assert result.motion_score == pytest.approx(motion_score)
+    assert bounded.reject_below is not None
+    assert result.motion_score < bounded.reject_below
     assert result.score == 0.0
     assert "network" not in result.timings_ms
 
@@ -120,8 +136,6 @@ def test_a_real_fight_goes_through_both_stages(model: ConfirmationModel) -> None
     result = model.score_clip(path)
     assert result.stage == "network"
     assert result.motion_score is not None
-    assert model.reject_below is not None
-    assert result.motion_score >= model.reject_below
     assert result.timings_ms["network"] > 0.0
     assert result.score >= model.threshold  # a clear fight is confirmed
     assert 0 <= result.best_frame_index < result.frames

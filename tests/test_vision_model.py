@@ -94,7 +94,7 @@ def test_bad_clips_raise_clip_decode_error(tmp_path: Path, clip: Path, kind: str
 def test_committed_model_and_sidecar_agree() -> None:
     meta = json.loads(sidecar_path(DEFAULT_MODEL_PATH).read_text())
     assert meta["name"] == "kuzet-fight"
-    assert meta["version"] == "2"
+    assert meta["version"] == "3"
     assert 0.0 < meta["threshold"] < 1.0
     motion = DEFAULT_MODEL_PATH.parent / meta["motion"]["file"]
     assert motion.stat().st_size < 3_000_000
@@ -121,7 +121,7 @@ def test_score_clip_is_deterministic_and_in_range(model: ConfirmationModel, clip
     assert first.motion >= 0.0
     assert set(first.timings_ms) >= {"decode", "features", "inference"}
     assert first.stage in {"motion", "network"}
-    assert model.tag == "kuzet-fight/2"
+    assert model.tag == "kuzet-fight/3"
 
 
 def test_score_frames_matches_score_clip(model: ConfirmationModel, clip: Path) -> None:
@@ -160,7 +160,7 @@ def test_score_main_prints_one_json_line_per_clip(
     assert status == 0
     assert [line["path"] for line in lines] == [str(clip), str(bad)]
     assert lines[0]["decision"] == "confirmed"
-    assert lines[0]["model"] == "kuzet-fight/2"
+    assert lines[0]["model"] == "kuzet-fight/3"
     assert lines[1]["decision"] == "unprocessable"
     assert lines[1]["error"]
     assert score_main([tmp_path / "nope.mp4"], model_path=None, person_model=None, threshold=None) == 1
