@@ -154,7 +154,7 @@ def main() -> None:
         print("real clips: skipped (../shared/data/surv-fight absent or --no-real)")
         return
     real = sorted(data.glob("*/*.mp4"))
-    show(f"real clips ({len(real)}, 320x240..1920x1080, 1.2-3.1 s)", measure(model, real, 1))
+    show(f"real clips ({len(real)}, 320x240..1920x1080, 1.6-4.7 s)", measure(model, real, 1))
     bus = SHARED / "data" / "bus-violence"
     if bus.is_dir():
         clips = sorted(bus.glob("*/*.mp4"))[::10]

@@ -84,6 +84,8 @@ def per_clip_costs(work: Path, repeat: int) -> None:
     mpeg4 = write_test_clip(work / "fight.avi", seconds=2.0, fps=15, codec="mpeg4")
     model = ConfirmationModel()
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"load average: {' '.join(f'{v:.1f}' for v in os.getloadavg())} (the machine is shared: CPU seconds hold up")
+    print("better than wall time or throughput under load)")
     print(f"model: {model.name}/{model.version}, threshold {model.threshold:.3f}")
     print("\nCPU seconds per 2-s 640x360 clip (median, one thread):")
     rows: list[tuple[str, Callable[[], Any]]] = [
@@ -204,6 +206,7 @@ async def worker_figures(dsn: str, clips_n: int, rate: float | None, work: Path)
             statuses = await conn.fetch("SELECT status, count(*) AS n FROM detections GROUP BY status")
             capacity = clips_n / elapsed
             print(f"  drained in {elapsed:.1f} s: {capacity:.2f} clips/s, {capacity / cores:.2f} clips/s per core")
+            print(f"  load average then: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
             print("  decisions: " + ", ".join(f"{r['status']} {r['n']}" for r in statuses))
 
             steady = rate or capacity * 0.5
