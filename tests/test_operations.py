@@ -13,7 +13,9 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from backend.adapters.storage import ABORT_UPLOADS_RULE_ID, Storage
 from backend.core import jobs, queue
+from backend.core.config import load_settings
 from backend.health.service import read_backlog
 from tests.factories import Factory
 from tests.services import free_port
@@ -105,3 +107,27 @@ def test_worker_healthz_is_ok_while_the_loop_ticks_and_503_once_it_stalls() -> N
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+async def test_storage_prepare_adds_its_lifecycle_rule_once_and_keeps_the_operators_own(
+    settings_env: dict[str, str],
+) -> None:
+    settings = load_settings(settings_env | {"KUZET_S3_BUCKET": f"kuzet-prep-{uuid.uuid4().hex[:8]}"})
+    async with Storage(settings) as storage:
+        assert await storage.prepare() == [
+            "bucket created",
+            "lifecycle rule added: abort incomplete uploads after 1 day",
+        ]
+        assert await storage.prepare() == []  # idempotent
+        operators = {"ID": "archive-exports", "Filter": {"Prefix": "exports/"}, "Status": "Enabled"}
+        operators |= {"Expiration": {"Days": 7}}
+        await storage.client.put_bucket_lifecycle_configuration(
+            Bucket=settings.s3_bucket,
+            LifecycleConfiguration={"Rules": [operators]},  # ours removed
+        )
+        assert await storage.prepare() == ["lifecycle rule added: abort incomplete uploads after 1 day"]
+        rules = (await storage.client.get_bucket_lifecycle_configuration(Bucket=settings.s3_bucket))["Rules"]
+    by_id = {rule["ID"]: rule for rule in rules}
+    assert set(by_id) == {"archive-exports", ABORT_UPLOADS_RULE_ID}
+    assert by_id[ABORT_UPLOADS_RULE_ID]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    assert by_id["archive-exports"]["Expiration"] == {"Days": 7}
