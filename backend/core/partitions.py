@@ -56,19 +56,26 @@ async def monthly(conn: asyncpg.Connection, table: str) -> list[Partition]:
     return found
 
 
-async def drop_before(conn: asyncpg.Connection, table: str, cutoff: datetime) -> list[str]:
-    """Drop the table's monthly partitions whose every row is older than ``cutoff``; their names.
+class Dropped(msgspec.Struct, frozen=True):
+    name: str
+    rows: int
+
+
+async def drop_before(conn: asyncpg.Connection, table: str, cutoff: datetime) -> list[Dropped]:
+    """Drop the table's monthly partitions whose every row is older than ``cutoff`` (in the caller's
+    transaction when there is one); each one's name and how many rows went with it.
 
     Only ``audit_log`` may lose partitions (see the table above); a partition still referenced by a
     foreign key would not drop anyway.
     """
     if table != "audit_log":
         raise ValueError(f"{table}: its partitions are never dropped")
-    dropped: list[str] = []
+    dropped: list[Dropped] = []
     for partition in await monthly(conn, table):
         if partition.end <= cutoff:
             async with conn.transaction():
                 await conn.execute(f'ALTER TABLE {table} DETACH PARTITION "{partition.name}"')
+                rows = await conn.fetchval(f'SELECT count(*) FROM "{partition.name}"')
                 await conn.execute(f'DROP TABLE "{partition.name}"')
-            dropped.append(partition.name)
+            dropped.append(Dropped(name=partition.name, rows=int(rows)))
     return dropped
