@@ -15,7 +15,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from backend.alerts.actions import act
+from backend.alerts.actions import ALLOWED, act
 from backend.alerts.schemas import ActionRequest
 from backend.console import i18n, session, stream
 from backend.core.config import ConfigError, Settings, load_settings
@@ -232,3 +232,212 @@ def _data(event: str) -> dict[str, Any]:
     line = next(x for x in event.split("\n") if x.startswith("data: "))
     result: dict[str, Any] = json.loads(line.removeprefix("data: "))
     return result
+
+
+# --- tenancy: every console route × role × own and other tenant --------------------------------
+
+OK = "ok"
+
+
+async def _console_client(app: Litestar, conn: asyncpg.Connection, settings: Settings, user: Any) -> tuple[Client, str]:
+    from backend.auth import service as auth
+    from backend.auth.schemas import LoginRequest
+
+    pair = await auth.login(conn, settings, LoginRequest(login=user.username, password=PASSWORD))
+    token = session.issue(settings, pair.access_token)
+    client = AsyncTestClient(app=app)
+    client.cookies.set(session.SESSION_COOKIE, token, path="/console")
+    return client, session.csrf_token(settings, session.decode(settings, token))
+
+
+async def test_console_tenancy_matrix(
+    make: Factory, conn: asyncpg.Connection, settings: Settings, app: Litestar, storage: Any
+) -> None:
+    ids: dict[str, str] = {}
+    people: dict[str, Any] = {}
+    for side in ("a", "b"):
+        region = await make.region()
+        owner = await make.user("owner")
+        venue = await make.venue(region_id=region.id, owner_id=owner.id)
+        incident = await make.incident(venue.id, snapshot_key=f"{side}/snap.jpg", clip_key=f"{side}/clip.mp4")
+        await storage.put_bytes(f"{side}/snap.jpg", b"\xff\xd8\xff", "image/jpeg")
+        ids |= {f"venue_{side}": str(venue.id), f"incident_{side}": str(incident)}
+        if side == "a":
+            people = {
+                "owner": owner,
+                "dispatcher": await make.user("dispatcher", region_id=region.id),
+                "officer": await make.user("officer", region_id=region.id),
+                "bouncer": await make.user("bouncer", venue_id=venue.id),
+                "admin": await make.user("admin"),
+            }
+    dispatcher_resolves = "resolve" in ALLOWED.get("dispatcher", frozenset())
+    # (method, path, body, {role: "own/other"}); default for a role not named: 404/404
+    matrix: list[tuple[str, str, dict[str, str] | None, dict[str, str]]] = [
+        (
+            "GET",
+            "/console/board",
+            None,
+            {"dispatcher": "ok/ok", "admin": "ok/ok", "owner": "403/403", "officer": "403/403", "bouncer": "403/403"},
+        ),
+        (
+            "GET",
+            "/console/venues",
+            None,
+            {"dispatcher": "ok/ok", "admin": "ok/ok", "owner": "ok/ok", "officer": "403/403", "bouncer": "403/403"},
+        ),
+        ("GET", "/console/venues/{venue}/history", None, {"owner": "ok/404", "dispatcher": "ok/404", "admin": "ok/ok"}),
+        ("GET", "/console/venues/{venue}/stats", None, {"owner": "ok/404", "dispatcher": "ok/404", "admin": "ok/ok"}),
+        (
+            "GET",
+            "/console/venues/{venue}/incidents.csv",
+            None,
+            {"owner": "ok/404", "dispatcher": "ok/404", "admin": "ok/ok"},
+        ),
+        ("GET", "/console/venues/{venue}/access-log", None, {"owner": "ok/404", "admin": "ok/ok"}),
+        ("GET", "/console/venues/{venue}/policy", None, {"owner": "ok/404", "dispatcher": "ok/404", "admin": "ok/ok"}),
+        (
+            "POST",
+            "/console/venues/{venue}/policy",
+            {"policy": '{"steps": [{"notify": ["bouncers"]}]}'},
+            {"owner": "403/404", "dispatcher": "403/404", "admin": "ok/ok"},
+        ),
+        (
+            "GET",
+            "/console/incidents/{incident}",
+            None,
+            {"owner": "ok/404", "dispatcher": "ok/404", "admin": "ok/ok", "officer": "ok/404", "bouncer": "ok/404"},
+        ),
+        (
+            "GET",
+            "/console/incidents/{incident}/snapshot",
+            None,
+            {"owner": "ok/404", "dispatcher": "ok/404", "admin": "ok/ok", "officer": "ok/404", "bouncer": "ok/404"},
+        ),
+        (
+            "POST",
+            "/console/incidents/{incident}/escalate",
+            {},
+            {"owner": "403/404", "dispatcher": "ok/404", "admin": "ok/ok", "officer": "403/404", "bouncer": "403/404"},
+        ),
+        (
+            "POST",
+            "/console/incidents/{incident}/resolve",
+            {"outcome": "handled"},
+            {
+                "owner": "403/404",
+                "dispatcher": "ok/404" if dispatcher_resolves else "403/404",
+                "admin": "403/403",
+                "officer": "ok/404",
+                "bouncer": "ok/404",
+            },
+        ),
+    ]
+    wrong = []
+    for role, user in people.items():
+        client, csrf = await _console_client(app, conn, settings, user)
+        async with client:
+            for method, template, body, expect in matrix:
+                for side, expectation in zip(
+                    ("b", "a"), reversed((expect.get(role) or "404/404").split("/")), strict=True
+                ):
+                    url = template.format(venue=ids[f"venue_{side}"], incident=ids[f"incident_{side}"])
+                    data = None if body is None else body | {"csrf_token": csrf}
+                    response = await client.request(
+                        method, url, data=data, headers={"Accept": "text/html"}, follow_redirects=False
+                    )
+                    status = response.status_code
+                    good = (
+                        (200 <= status < 400 or status in {409, 422})
+                        if expectation == OK
+                        else status == int(expectation)
+                    )
+                    if not good:
+                        wrong.append(f"{method} {template} as {role} on {side}: {status}, expected {expectation}")
+    assert not wrong, "\n".join(wrong)
+
+
+async def test_escalate_now_queues_the_next_step_once_and_is_audited(
+    make: Factory, conn: asyncpg.Connection, client: Client
+) -> None:
+    dispatcher = await make.user("dispatcher")
+    incident = await make.incident((await make.venue(region_id=dispatcher.region_id)).id)
+    await sign_in(client, dispatcher.username)
+    page = await client.get(f"/console/incidents/{incident}")
+    for _ in range(2):
+        response = await client.post(
+            f"/console/incidents/{incident}/escalate", data={"csrf_token": csrf_of(page.text)}, follow_redirects=False
+        )
+        assert response.status_code == 303
+    jobs = await conn.fetch("SELECT payload FROM jobs WHERE kind = 'escalate_incident'")
+    assert len(jobs) == 1  # the same step twice is one job
+    assert await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'incident.escalate_now'") == 2
+    await conn.execute("UPDATE incidents SET status = 'resolved', resolved_at = now() WHERE id = $1", incident)
+    refused = await client.post(
+        f"/console/incidents/{incident}/escalate",
+        data={"csrf_token": csrf_of(page.text)},
+        headers={"Accept": "text/html"},
+    )
+    assert refused.status_code == 409
+
+
+async def test_bad_filters_and_a_bad_policy_are_422_naming_the_field(make: Factory, client: Client) -> None:
+    admin = await make.user("admin")
+    venue = await make.venue()
+    await sign_in(client, admin.username)
+    for params, field in (
+        ({"kind": "dance"}, "kind"),
+        ({"state": "x"}, "state"),
+        ({"from": "0.5"}, "from"),
+        ({"from": "2026-11-02", "to": "2026-11-01"}, "to"),
+        ({"cursor": "!!"}, "cursor"),
+        ({"colour": "red"}, "colour"),
+    ):
+        response = await client.get(
+            f"/console/venues/{venue.id}/history", params=params, headers={"Accept": "text/html"}
+        )
+        assert response.status_code == 422, params
+        assert f"({field})" in response.text, (params, response.text[-400:])
+    page = await client.get(f"/console/venues/{venue.id}/policy")
+    csrf = csrf_of(page.text)
+    for policy, field in (
+        ("not json", "policy"),
+        ('{"steps": []}', "policy.steps"),
+        ('{"steps": [{"notify": ["cats"]}]}', "policy.steps.0.notify.0"),
+    ):
+        response = await client.post(
+            f"/console/venues/{venue.id}/policy",
+            data={"policy": policy, "csrf_token": csrf},
+            headers={"Accept": "text/html"},
+        )
+        assert response.status_code == 422, policy
+        assert f"({field})" in response.text, (policy, response.text[-400:])
+    saved = await client.post(
+        f"/console/venues/{venue.id}/policy",
+        data={
+            "policy": '{"steps": [{"notify": ["bouncers"]}, {"notify": ["officers"], "wait_s": 45}]}',
+            "csrf_token": csrf,
+        },
+    )
+    assert saved.status_code == 200
+    assert "45" in saved.text
+
+
+async def test_history_export_and_stats_pages_show_the_venues_incidents(
+    make: Factory, conn: asyncpg.Connection, client: Client
+) -> None:
+    owner = await make.user("owner")
+    venue = await make.venue(owner_id=owner.id, region_id=(await make.region()).id)
+    fight = await make.incident(venue.id, kind="fight")
+    weapon = await make.incident(venue.id, kind="weapon")
+    await sign_in(client, owner.username)
+    page = await client.get(f"/console/venues/{venue.id}/history")
+    assert f'id="history-{fight}"' in page.text and f'id="history-{weapon}"' in page.text
+    only = await client.get(f"/console/venues/{venue.id}/history", params={"kind": "weapon"})
+    assert f'id="history-{fight}"' not in only.text and f'id="history-{weapon}"' in only.text
+    assert f"/console/venues/{venue.id}/incidents.csv?kind=weapon" in only.text
+    csv = await client.get(f"/console/venues/{venue.id}/incidents.csv", params={"kind": "weapon"})
+    assert csv.headers["content-type"].startswith("text/csv")
+    assert len(csv.text.strip().splitlines()) == 2  # header and the weapon incident
+    stats = await client.get(f"/console/venues/{venue.id}/stats")
+    assert '<strong id="stats-total">2</strong>' in stats.text
+    assert stats.text.count("<rect ") >= 2  # a bar per kind in the week

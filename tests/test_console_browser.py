@@ -87,7 +87,7 @@ class Process:
 
     def start(self) -> None:
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(  # noqa: S603 - our own entry point
+            self.proc = subprocess.Popen(
                 [str(KUZET), *self.args], env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
 
@@ -129,9 +129,16 @@ def stack(
         started.append(api)
         wait_until_up(settings.public_base_url, api, tmp_path / "api.log")
         if worker:
-            process = Process(["worker"], env, tmp_path / "worker.log")
+            log = tmp_path / "worker.log"
+            process = Process(["worker"], env | {"KUZET_LOG_LEVEL": "info"}, log)
             process.start()
             started.append(process)
+            deadline = time.monotonic() + 120
+            while "worker_started" not in (log.read_text() if log.exists() else ""):
+                assert process.proc is not None
+                if process.proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"kuzet worker did not start: {log.read_text()[-3000:]}")
+                time.sleep(0.2)
         return api
 
     yield start
