@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from types import MappingProxyType
 from typing import Annotated
 
@@ -21,6 +20,7 @@ from backend.core.wire import TIME_PATTERN, TOKEN_PATTERN, parse_time
 from backend.history import outcomes, repo, service, stats
 from backend.history.schemas import (
     AccessLogPage,
+    FootageKind,
     HistoryPage,
     IncidentOutcomes,
     IncidentTimeline,
@@ -49,31 +49,54 @@ Limit = Annotated[int, QueryParameter(ge=1, le=200)]
 State_ = Annotated[StateFilter | None, QueryParameter(name="state", description="a status, or open (not resolved)")]
 
 
-def _query(  # noqa: PLR0917 - the filters, by name at the one call site
-    since: datetime | None,
-    until: datetime | None,
-    kind: str | None,
-    state: str | None,
-    outcome: str | None,
-    verdict: str | None,
-    camera_id: uuid.UUID | None,
+def provide_filters(  # noqa: PLR0917 - Litestar passes query parameters by name
+    since: Since = None,
+    until: Until = None,
+    kind: FromQuery[KindName | None] = None,
+    status: State_ = None,
+    outcome: FromQuery[Outcome | None] = None,
+    verdict: FromQuery[Verdict | None] = None,
+    camera_id: FromQuery[uuid.UUID | None] = None,
 ) -> repo.HistoryQuery:
+    """The history's filters, one dependency for every route that lists or exports incidents."""
     return repo.HistoryQuery(
-        since=since,
-        until=until,
+        since=parse_time(since, field="from"),
+        until=parse_time(until, field="to"),
         kind=kind,
-        status=None if state == "open" else state,
-        open_only=state == "open",
+        status=None if status == "open" else status,
+        open_only=status == "open",
         outcome=outcome,
         verdict=verdict,
         camera_id=camera_id,
     )
 
 
+async def _footage(
+    db: asyncpg.Connection,
+    me: Principal,
+    request: Request[object, object, State],
+    incident_id: uuid.UUID,
+    kind: FootageKind,
+) -> Redirect:
+    """The audited redirect to the incident's clip or snapshot (never cached)."""
+    url = await service.footage(
+        db,
+        request.app.state.settings,
+        request.app.state.storage,
+        me,
+        incident_id,
+        kind,
+        client=request.client.host if request.client else None,
+    )
+    return Redirect(path=url, status_code=302, headers={"Cache-Control": "no-store"})
+
+
 class HistoryController(Controller):
     path = "/v1"
     tags = ("history",)
-    dependencies = MappingProxyType({"me": Provide(provide_principal)})
+    dependencies = MappingProxyType(
+        {"me": Provide(provide_principal), "filters": Provide(provide_filters, sync_to_thread=False)}
+    )
     security = ({"BearerAuth": []},)
 
     @get(
@@ -87,33 +110,11 @@ class HistoryController(Controller):
         me: NamedDependency[Principal],
         state: State,
         venue_id: FromPath[uuid.UUID],
-        since: Since = None,
-        until: Until = None,
-        kind: FromQuery[KindName | None] = None,
-        status: State_ = None,
-        outcome: FromQuery[Outcome | None] = None,
-        verdict: FromQuery[Verdict | None] = None,
-        camera_id: FromQuery[uuid.UUID | None] = None,
+        filters: NamedDependency[repo.HistoryQuery],
         cursor: Cursor = None,
         limit: Limit = 50,
     ) -> HistoryPage:
-        return await service.venue_history(
-            db,
-            state.settings,
-            me,
-            venue_id,
-            _query(
-                parse_time(since, field="from"),
-                parse_time(until, field="to"),
-                kind,
-                status,
-                outcome,
-                verdict,
-                camera_id,
-            ),
-            cursor=cursor,
-            limit=limit,
-        )
+        return await service.venue_history(db, state.settings, me, venue_id, filters, cursor=cursor, limit=limit)
 
     @get(
         "/incidents",
@@ -125,32 +126,11 @@ class HistoryController(Controller):
         db: NamedDependency[asyncpg.Connection],
         me: NamedDependency[Principal],
         state: State,
-        since: Since = None,
-        until: Until = None,
-        kind: FromQuery[KindName | None] = None,
-        status: State_ = None,
-        outcome: FromQuery[Outcome | None] = None,
-        verdict: FromQuery[Verdict | None] = None,
-        camera_id: FromQuery[uuid.UUID | None] = None,
+        filters: NamedDependency[repo.HistoryQuery],
         cursor: Cursor = None,
         limit: Limit = 50,
     ) -> HistoryPage:
-        return await service.my_history(
-            db,
-            state.settings,
-            me,
-            _query(
-                parse_time(since, field="from"),
-                parse_time(until, field="to"),
-                kind,
-                status,
-                outcome,
-                verdict,
-                camera_id,
-            ),
-            cursor=cursor,
-            limit=limit,
-        )
+        return await service.my_history(db, state.settings, me, filters, cursor=cursor, limit=limit)
 
     @get(
         "/incidents/{incident_id:uuid}/timeline",
@@ -179,20 +159,11 @@ class HistoryController(Controller):
         request: Request[object, object, State],
         incident_id: FromPath[uuid.UUID],
     ) -> Redirect:
-        url = await service.footage(
-            db,
-            request.app.state.settings,
-            request.app.state.storage,
-            me,
-            incident_id,
-            "clip",
-            client=request.client.host if request.client else None,
-        )
-        return Redirect(path=url, status_code=302, headers={"Cache-Control": "no-store"})
+        return await _footage(db, me, request, incident_id, "clip")
 
     @get(
         "/incidents/{incident_id:uuid}/snapshot",
-        summary="The incident's snapshot: a redirect to a presigned URL valid at most 5 minutes (audited)",
+        summary="The snapshot (owners: faces blurred): a redirect to a presigned URL valid at most 5 min (audited)",
         responses=problem_responses(401, 404),
         status_code=302,
     )
@@ -203,16 +174,7 @@ class HistoryController(Controller):
         request: Request[object, object, State],
         incident_id: FromPath[uuid.UUID],
     ) -> Redirect:
-        url = await service.footage(
-            db,
-            request.app.state.settings,
-            request.app.state.storage,
-            me,
-            incident_id,
-            "snapshot",
-            client=request.client.host if request.client else None,
-        )
-        return Redirect(path=url, status_code=302, headers={"Cache-Control": "no-store"})
+        return await _footage(db, me, request, incident_id, "snapshot")
 
     @get(
         "/venues/{venue_id:uuid}/access-log",
@@ -307,36 +269,15 @@ class HistoryController(Controller):
         responses=problem_responses(401, 404, 422),
         media_type="text/csv; charset=utf-8",
     )
-    async def export(  # noqa: PLR0917 - Litestar passes query parameters by name
+    async def export(
         self,
         db: NamedDependency[asyncpg.Connection],
         me: NamedDependency[Principal],
         state: State,
         venue_id: FromPath[uuid.UUID],
-        since: Since = None,
-        until: Until = None,
-        kind: FromQuery[KindName | None] = None,
-        status: State_ = None,
-        outcome: FromQuery[Outcome | None] = None,
-        verdict: FromQuery[Verdict | None] = None,
-        camera_id: FromQuery[uuid.UUID | None] = None,
+        filters: NamedDependency[repo.HistoryQuery],
     ) -> Stream:
-        rows = await stats.export(
-            db,
-            state.db_pool,
-            state.settings,
-            me,
-            venue_id,
-            _query(
-                parse_time(since, field="from"),
-                parse_time(until, field="to"),
-                kind,
-                status,
-                outcome,
-                verdict,
-                camera_id,
-            ),
-        )
+        rows = await stats.export(db, state.db_pool, state.settings, me, venue_id, filters)
         return Stream(
             rows,
             media_type="text/csv; charset=utf-8",
