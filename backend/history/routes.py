@@ -50,6 +50,7 @@ State_ = Annotated[StateFilter | None, QueryParameter(name="state", description=
 
 
 def provide_filters(  # noqa: PLR0917 - Litestar passes query parameters by name
+    me: NamedDependency[Principal],
     since: Since = None,
     until: Until = None,
     kind: FromQuery[KindName | None] = None,
@@ -58,7 +59,10 @@ def provide_filters(  # noqa: PLR0917 - Litestar passes query parameters by name
     verdict: FromQuery[Verdict | None] = None,
     camera_id: FromQuery[uuid.UUID | None] = None,
 ) -> repo.HistoryQuery:
-    """The history's filters, one dependency for every route that lists or exports incidents."""
+    """The history's filters, one dependency for every route that lists or exports incidents. It
+    takes ``me`` so that the caller is signed in first: a request without a session gets its 401
+    before any complaint about its filters."""
+    del me
     return repo.HistoryQuery(
         since=parse_time(since, field="from"),
         until=parse_time(until, field="to"),
