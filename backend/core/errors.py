@@ -192,21 +192,12 @@ def _validation_field(exc: ValidationException) -> tuple[str, str | None]:
 
 
 def _public_name(request: Request[Any, Any, Any], field: str | None) -> str | None:
-    """A parameter's name as the client spells it (``?from=`` is the handler's ``since``), whether the
-    handler or one of its dependencies (the history's filters) declares it."""
-    if not field:
-        return field
+    """A parameter's name as the client spells it (``?from=`` is the handler's ``since``)."""
     handler = request.scope.get("route_handler")
-    signatures = [getattr(handler, "parsed_fn_signature", None)]
-    resolve = getattr(handler, "resolve_dependencies", None)
-    if callable(resolve):
-        signatures += [getattr(provider, "parsed_fn_signature", None) for provider in resolve().values()]
-    for signature in signatures:
-        parameters = getattr(signature, "parameters", None) or {}
-        alias = getattr(getattr(parameters.get(field), "kwarg_definition", None), "name", None)
-        if isinstance(alias, str) and alias:
-            return alias
-    return field
+    parameters = getattr(getattr(handler, "parsed_fn_signature", None), "parameters", None) or {}
+    definition = getattr(parameters.get(field), "kwarg_definition", None) if field else None
+    alias = getattr(definition, "name", None)
+    return alias if isinstance(alias, str) and alias else field
 
 
 _HTTP_SLUGS = {

@@ -40,14 +40,10 @@ def document_problems(app: Litestar) -> None:
             statuses = {503}
             parameters = set(handler.parsed_fn_signature.parameters)
             path = set(route.path_parameters or ())
-            providers = handler.resolve_dependencies()
-            dependencies = set(providers)
-            # The parameters of a dependency the handler takes are the route's too (the history's filters).
-            used = [providers[name] for name in parameters & dependencies]
-            taken = parameters | {p for d in used for p in d.parsed_fn_signature.parameters}
+            dependencies = set(handler.resolve_dependencies())
             if path:
                 statuses |= {404, 422}
-            if taken - path - dependencies - _RESERVED_KWARGS:
+            if parameters - path - dependencies - _RESERVED_KWARGS:
                 statuses |= {400, 422}
             if "data" in parameters or handler.opt.get("streamed_body"):
                 statuses |= {400, 413, 422}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from types import MappingProxyType
 from typing import Annotated
 
@@ -49,26 +50,21 @@ Limit = Annotated[int, QueryParameter(ge=1, le=200)]
 State_ = Annotated[StateFilter | None, QueryParameter(name="state", description="a status, or open (not resolved)")]
 
 
-def provide_filters(  # noqa: PLR0917 - Litestar passes query parameters by name
-    me: NamedDependency[Principal],
-    since: Since = None,
-    until: Until = None,
-    kind: FromQuery[KindName | None] = None,
-    status: State_ = None,
-    outcome: FromQuery[Outcome | None] = None,
-    verdict: FromQuery[Verdict | None] = None,
-    camera_id: FromQuery[uuid.UUID | None] = None,
+def _query(  # noqa: PLR0917 - the filters, by name at the one call site
+    since: datetime | None,
+    until: datetime | None,
+    kind: str | None,
+    state: str | None,
+    outcome: str | None,
+    verdict: str | None,
+    camera_id: uuid.UUID | None,
 ) -> repo.HistoryQuery:
-    """The history's filters, one dependency for every route that lists or exports incidents. It
-    takes ``me`` so that the caller is signed in first: a request without a session gets its 401
-    before any complaint about its filters."""
-    del me
     return repo.HistoryQuery(
-        since=parse_time(since, field="from"),
-        until=parse_time(until, field="to"),
+        since=since,
+        until=until,
         kind=kind,
-        status=None if status == "open" else status,
-        open_only=status == "open",
+        status=None if state == "open" else state,
+        open_only=state == "open",
         outcome=outcome,
         verdict=verdict,
         camera_id=camera_id,
@@ -98,9 +94,7 @@ async def _footage(
 class HistoryController(Controller):
     path = "/v1"
     tags = ("history",)
-    dependencies = MappingProxyType(
-        {"me": Provide(provide_principal), "filters": Provide(provide_filters, sync_to_thread=False)}
-    )
+    dependencies = MappingProxyType({"me": Provide(provide_principal)})
     security = ({"BearerAuth": []},)
 
     @get(
@@ -114,11 +108,33 @@ class HistoryController(Controller):
         me: NamedDependency[Principal],
         state: State,
         venue_id: FromPath[uuid.UUID],
-        filters: NamedDependency[repo.HistoryQuery],
+        since: Since = None,
+        until: Until = None,
+        kind: FromQuery[KindName | None] = None,
+        status: State_ = None,
+        outcome: FromQuery[Outcome | None] = None,
+        verdict: FromQuery[Verdict | None] = None,
+        camera_id: FromQuery[uuid.UUID | None] = None,
         cursor: Cursor = None,
         limit: Limit = 50,
     ) -> HistoryPage:
-        return await service.venue_history(db, state.settings, me, venue_id, filters, cursor=cursor, limit=limit)
+        return await service.venue_history(
+            db,
+            state.settings,
+            me,
+            venue_id,
+            _query(
+                parse_time(since, field="from"),
+                parse_time(until, field="to"),
+                kind,
+                status,
+                outcome,
+                verdict,
+                camera_id,
+            ),
+            cursor=cursor,
+            limit=limit,
+        )
 
     @get(
         "/incidents",
@@ -130,11 +146,32 @@ class HistoryController(Controller):
         db: NamedDependency[asyncpg.Connection],
         me: NamedDependency[Principal],
         state: State,
-        filters: NamedDependency[repo.HistoryQuery],
+        since: Since = None,
+        until: Until = None,
+        kind: FromQuery[KindName | None] = None,
+        status: State_ = None,
+        outcome: FromQuery[Outcome | None] = None,
+        verdict: FromQuery[Verdict | None] = None,
+        camera_id: FromQuery[uuid.UUID | None] = None,
         cursor: Cursor = None,
         limit: Limit = 50,
     ) -> HistoryPage:
-        return await service.my_history(db, state.settings, me, filters, cursor=cursor, limit=limit)
+        return await service.my_history(
+            db,
+            state.settings,
+            me,
+            _query(
+                parse_time(since, field="from"),
+                parse_time(until, field="to"),
+                kind,
+                status,
+                outcome,
+                verdict,
+                camera_id,
+            ),
+            cursor=cursor,
+            limit=limit,
+        )
 
     @get(
         "/incidents/{incident_id:uuid}/timeline",
@@ -273,15 +310,36 @@ class HistoryController(Controller):
         responses=problem_responses(401, 404, 422),
         media_type="text/csv; charset=utf-8",
     )
-    async def export(
+    async def export(  # noqa: PLR0917 - Litestar passes query parameters by name
         self,
         db: NamedDependency[asyncpg.Connection],
         me: NamedDependency[Principal],
         state: State,
         venue_id: FromPath[uuid.UUID],
-        filters: NamedDependency[repo.HistoryQuery],
+        since: Since = None,
+        until: Until = None,
+        kind: FromQuery[KindName | None] = None,
+        status: State_ = None,
+        outcome: FromQuery[Outcome | None] = None,
+        verdict: FromQuery[Verdict | None] = None,
+        camera_id: FromQuery[uuid.UUID | None] = None,
     ) -> Stream:
-        rows = await stats.export(db, state.db_pool, state.settings, me, venue_id, filters)
+        rows = await stats.export(
+            db,
+            state.db_pool,
+            state.settings,
+            me,
+            venue_id,
+            _query(
+                parse_time(since, field="from"),
+                parse_time(until, field="to"),
+                kind,
+                status,
+                outcome,
+                verdict,
+                camera_id,
+            ),
+        )
         return Stream(
             rows,
             media_type="text/csv; charset=utf-8",
