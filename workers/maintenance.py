@@ -1,4 +1,5 @@
-"""Housekeeping jobs: sweep uploads whose detection never committed; schedule itself."""
+"""Housekeeping jobs: sweep uploads whose detection never committed; keep the months ahead
+partitioned. Each schedules its next run first, so a failing run never ends its schedule."""
 
 from __future__ import annotations
 
@@ -6,12 +7,19 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
-from backend.core import jobs, queue
+from backend.core import jobs, partitions, queue
+from backend.core.logging import get_logger
 from backend.detections.service import sweep_orphan_uploads
 from workers.runner import Runnable, Schedule, Task, Work, WorkerContext
 
+log = get_logger(__name__)
+
 SWEEP_EVERY = timedelta(minutes=10)
-SCHEDULES = [Schedule(jobs.SweepUploads(), SWEEP_EVERY.total_seconds())]
+PARTITIONS_EVERY = timedelta(hours=1)
+SCHEDULES = [
+    Schedule(jobs.SweepUploads(), SWEEP_EVERY.total_seconds()),
+    Schedule(jobs.MaintainPartitions(), PARTITIONS_EVERY.total_seconds()),
+]
 
 Setup = Callable[[WorkerContext, AsyncExitStack], Awaitable[None]]
 
@@ -23,4 +31,16 @@ async def sweep_uploads(ctx: WorkerContext, job: Work[jobs.SweepUploads]) -> Non
     await sweep_orphan_uploads(ctx.pool, ctx.require_storage(), older_than_s=ctx.settings.orphan_upload_grace_s)
 
 
-TASKS: list[Runnable] = [Task(jobs.SweepUploads, sweep_uploads)]
+async def maintain_partitions(ctx: WorkerContext, job: Work[jobs.MaintainPartitions]) -> None:
+    del job
+    async with ctx.pool.acquire() as conn:
+        await queue.enqueue_next_slot(conn, jobs.MaintainPartitions(), PARTITIONS_EVERY.total_seconds())
+        created = await partitions.ensure_ahead(conn)
+    if any(created.values()):
+        log.info("partitions_created", **created)
+
+
+TASKS: list[Runnable] = [
+    Task(jobs.SweepUploads, sweep_uploads),
+    Task(jobs.MaintainPartitions, maintain_partitions),
+]
