@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -112,6 +113,7 @@ async def build_world(make: Factory, conn: asyncpg.Connection, storage: Any) -> 
                     )
                 )
         tokens[f"camera_{side}"] = camera.api_key
+        ids[f"panic_{side}"] = str(await raise_panic(make, conn, storage, people["bouncer"]))
         ids |= {
             f"venue_{side}": str(venue.id),
             f"region_{side}": str(region.id),
@@ -132,6 +134,25 @@ async def build_world(make: Factory, conn: asyncpg.Connection, storage: Any) -> 
             ),
         }
     return World(tokens=tokens, ids=ids)
+
+
+async def raise_panic(make: Factory, conn: asyncpg.Connection, storage: Any, bouncer: Any) -> uuid.UUID:
+    """A panic of this on-duty bouncer, as ``POST /v1/me/panic`` raises it (no photo)."""
+    from backend.panic import service as panics
+    from backend.panic.schemas import PanicMeta
+
+    form = panics.PanicForm(meta=PanicMeta(client_id=f"world-{uuid.uuid4().hex[:8]}"), photo=None)
+    async with conn.transaction():
+        state, _ = await panics.raise_panic(conn, None, storage, make.settings, make.principal(bouncer), form=form)  # type: ignore[arg-type]
+    return state.panic_id
+
+
+def panic_form(world: World, side: str, actor: str) -> dict[str, Any]:
+    """A new press (owners send the phone's position: at venue A)."""
+    meta: dict[str, Any] = {"client_id": f"matrix-{uuid.uuid4().hex[:8]}"}
+    if actor == "owner":
+        meta["position"] = {"lat": ALMATY[0], "lon": ALMATY[1], "accuracy_m": 5}
+    return {"files": {"meta": (None, json.dumps(meta))}}
 
 
 @pytest.fixture
@@ -366,6 +387,17 @@ MATRIX: dict[tuple[str, str], Entry] = {
         body=lambda world, side, actor: {"json": {"action": "accept" if actor == "officer" else "acknowledge"}},
     ),
     ("GET", "/i/{token}"): Entry({"token": "link_{side}"}, PUBLIC),
+    # staff panic button (issue 12): bouncers on duty and owners at their venue; cancel only one's own
+    ("POST", "/v1/me/panic"): Entry(
+        {},
+        {"bouncer": "ok/ok", "owner": "ok/ok", **SIGNED_IN},
+        default="403/403",
+        tenanted=False,
+        body=panic_form,
+    ),
+    ("POST", "/v1/me/panic/{panic_id}/cancel"): Entry(
+        {"panic_id": "panic_{side}"}, {"bouncer": "ok/404", **SIGNED_IN}, default="404/404"
+    ),
     ("PUT", "/v1/admin/incidents/{incident_id}/legal-hold"): Entry(
         {"incident_id": "incident_{side}"}, ADMIN, default="403/403", body={"hold": True, "reason": "court order"}
     ),

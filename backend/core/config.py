@@ -78,6 +78,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     alert_ack_timeout_s: Positive = 30.0
     alert_accept_timeout_s: Positive = 60.0
     short_link_ttl_s: PositiveInt = 3600
+    # staff panic button (issue 12)
+    panic_cancel_window_s: Annotated[float, msgspec.Meta(ge=0, le=600)] = 10.0
+    panic_channel_id: str = "kuzet_panic"
+    panic_owner_radius_m: Annotated[float, msgspec.Meta(gt=0, le=5000)] = 150.0
     # sign-in throttling and password policy (issue 8)
     signin_free_failures: PositiveInt = 5
     signin_free_failures_per_address: PositiveInt = 20
