@@ -149,6 +149,7 @@ async def _run(shared: Path | None) -> int:
                 "KUZET_LOG_LEVEL": "warning",
                 "KUZET_JOB_POLL_S": "0.2",
                 "KUZET_ALERT_ACK_TIMEOUT_S": "3",
+                "KUZET_PANIC_CANCEL_WINDOW_S": "60",  # each demo step starts a worker: slower than a live one
                 "KUZET_PUBLIC_BASE_URL": f"http://127.0.0.1:{api_port}",
                 "KUZET_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",  # the local receiver; refused otherwise
             }
@@ -169,6 +170,7 @@ async def _run(shared: Path | None) -> int:
             show("worker", f"queue drained in {time.perf_counter() - started:.1f} s")
             incident_id = await _show_outcome(http, people, detections, inbox, settings)
             await _show_webhooks(http, people, receiver, incident_id, settings)
+            await _panic(http, people, inbox, receiver, settings)
     finally:
         receiver.__exit__(None, None, None)
         inbox.__exit__(None, None, None)
@@ -213,6 +215,7 @@ async def _register(http: httpx.AsyncClient, settings: Settings) -> dict[str, An
     people: dict[str, Any] = {"venue": venue, "region": region, "cameras": cameras, "admin": admin}
     for username, role, name, extra in (
         ("aidos", "bouncer", "Aidos", {"venue_id": venue["id"]}),
+        ("bolat", "bouncer", "Bolat", {"venue_id": venue["id"]}),
         ("seitkali", "officer", "Seitkali", {"region_id": region["id"]}),
         ("dispatch", "dispatcher", "Medeu dispatch", {"region_id": region["id"]}),
         ("owner", "owner", "Owner of another venue", {}),
@@ -228,7 +231,7 @@ async def _register(http: httpx.AsyncClient, settings: Settings) -> dict[str, An
 async def _phones(http: httpx.AsyncClient, people: dict[str, Any], inbox: PushInbox) -> None:
     say("Phones: sign in, register for push, go on duty")
     venue_id = people["venue"]["id"]
-    for username, platform in (("aidos", "android"), ("seitkali", "ios"), ("dispatch", "android")):
+    for username, platform in (("aidos", "android"), ("bolat", "ios"), ("seitkali", "ios"), ("dispatch", "android")):
         token = f"demo-token-{username}-{uuid.uuid4().hex[:6]}"
         people[f"{username}_token"] = token
         response = await http.post(
@@ -237,8 +240,9 @@ async def _phones(http: httpx.AsyncClient, people: dict[str, Any], inbox: PushIn
             headers=people[username],
         )
         show(f"{username} device", f"{platform}: HTTP {response.status_code}")
-    duty = await http.put("/v1/me/duty", json={"on_duty": True, "venue_id": venue_id}, headers=people["aidos"])
-    show("aidos on duty at the venue", f"HTTP {duty.status_code}")
+    for bouncer in ("aidos", "bolat"):
+        duty = await http.put("/v1/me/duty", json={"on_duty": True, "venue_id": venue_id}, headers=people[bouncer])
+        show(f"{bouncer} on duty at the venue", f"HTTP {duty.status_code}")
     duty = await http.put("/v1/me/duty", json={"on_duty": True}, headers=people["seitkali"])
     show("Officer Seitkali on duty", f"HTTP {duty.status_code}")
     location = {
@@ -368,6 +372,70 @@ async def _show_webhooks(
             msg_type = text.split("<msgType>")[1].split("<")[0]
             what = f"CAP {msg_type} ({text.split('<category>')[1].split('<')[0]})"
         show(received.path[1:], f"{what}, {received.headers['webhook-id'][:16]}…, {len(received.body)} B, {ok}")
+
+
+def _photo() -> bytes:
+    """A small JPEG, as a phone's camera would send (a dark frame with a bright patch)."""
+    import cv2
+    import numpy as np
+
+    frame = np.zeros((120, 160, 3), dtype=np.uint8)
+    frame[40:80, 60:100] = (40, 40, 220)
+    ok, encoded = cv2.imencode(".jpg", frame)
+    assert ok
+    return bytes(encoded)
+
+
+async def _panic(
+    http: httpx.AsyncClient, people: dict[str, Any], inbox: PushInbox, receiver: WebhookReceiver, settings: Settings
+) -> str:
+    """Bouncer Aidos presses the panic button; a second press by mistake is cancelled in time."""
+    say("Panic button: bouncer Aidos sees a knife and taps once (with a photo and his position)")
+    seen, heard = len(inbox.messages()), len(receiver.received)
+    meta = {
+        "client_id": f"tap-{uuid.uuid4().hex[:8]}",
+        "note": "Man with a knife at the bar",
+        "position": {"lat": VENUE["lat"], "lon": VENUE["lon"], "accuracy_m": 6},
+    }
+    files: dict[str, Any] = {"meta": (None, json.dumps(meta)), "photo": ("photo.jpg", _photo(), "image/jpeg")}
+    started = time.perf_counter()
+    response = await http.post("/v1/me/panic", files=files, headers=people["aidos"])
+    panic = response.json()
+    show(
+        "POST /v1/me/panic", f"HTTP {response.status_code} in {(time.perf_counter() - started) * 1000:.0f} ms: {panic}"
+    )
+    again = await http.post("/v1/me/panic", files=files, headers=people["aidos"])
+    show(
+        "  a double tap (same client_id)",
+        f"HTTP {again.status_code}, Idempotent-Replayed: {again.headers.get('idempotent-replayed')}, "
+        f"same panic: {again.json().get('panic_id') == panic.get('panic_id')}",
+    )
+    await _drain(settings)
+    say("Everyone at once, on the loudest channel (Aidos's own phone stays silent)")
+    for message in inbox.messages()[seen:]:
+        payload = message["message"]
+        channel = payload["android"]["notification"].get("channel_id")
+        show("push", f"{_describe_push(message)} [channel {channel}]")
+    seen = len(inbox.messages())
+    say(
+        f"Bolat taps by mistake and cancels in time (window here {settings.panic_cancel_window_s:g} s, 10 s by default)"
+    )
+    mistake = await http.post(
+        "/v1/me/panic",
+        files={"meta": (None, json.dumps({"client_id": f"tap-{uuid.uuid4().hex[:8]}"}))},
+        headers=people["bolat"],
+    )
+    await _drain(settings)
+    cancel = await http.post(f"/v1/me/panic/{mistake.json()['panic_id']}/cancel", headers=people["bolat"])
+    show("Bolat cancels", f"HTTP {cancel.status_code} -> {cancel.json().get('status')}")
+    await _drain(settings)
+    for message in inbox.messages()[seen:]:
+        show("push", _describe_push(message))
+    for received in receiver.received[heard:]:
+        if received.path == "/police":
+            body = json.loads(received.body)
+            show("police centre", f"{body['type']} ({body['data']['event']['type']})")
+    return str(panic["incident_id"])
 
 
 def _show_pushes(inbox: PushInbox, seen: int) -> int:

@@ -109,7 +109,7 @@ async def test_a_panic_alerts_staff_officers_and_dispatchers_at_once_with_the_lo
         [record] = push_inbox.messages(scene.tokens[name])
         message = record["message"]
         assert message["notification"]["title"].startswith("PANIC at Club Aurora")
-        assert "Raised by Aidos (venue staff): Knife at the bar" in message["notification"]["body"]
+        assert "Raised by Aidos (venue staff): Knife at the bar. " in message["notification"]["body"]
         assert "image" in message["notification"]  # the photo, as a short link
         android = message["android"]
         assert android["priority"] == "high"

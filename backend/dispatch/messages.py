@@ -45,7 +45,10 @@ def alert_text(
 def panic_detail(sender_role: str, sender_name: str, note: str | None) -> str:
     """Who raised a panic and what they said: "Raised by Aidos (venue staff): knife at the bar."."""
     who = f"{sender_name} (venue staff)" if sender_role == "bouncer" else f"{sender_name} (owner)"
-    return f"Raised by {who}: {note.strip()}" if note and note.strip() else f"Raised by {who}."
+    said = " ".join((note or "").split())
+    if not said:
+        return f"Raised by {who}."
+    return f"Raised by {who}: {said}" + ("" if said[-1] in ".!?" else ".")
 
 
 def cancel_text(actor_role: str, actor_name: str) -> str:
