@@ -92,8 +92,8 @@ def _parse_meta(raw: bytes) -> PanicMeta:
     except msgspec.ValidationError as exc:
         text, path = msgspec_field(str(exc))
         raise Invalid(text, field=f"meta.{path}" if path else "meta") from exc
-    except msgspec.DecodeError as exc:
-        raise BadRequest(f"meta is not valid JSON: {exc}", field="meta") from exc
+    except msgspec.DecodeError as exc:  # the part arrived whole: its value is what is wrong (422)
+        raise Invalid(f"meta is not valid JSON: {exc}", field="meta") from exc
 
 
 async def read_form(
