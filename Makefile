@@ -35,6 +35,7 @@ bench: setup
 	$(VENV)/bin/python bench/model_cost.py
 	$(VENV)/bin/python bench/history.py
 	$(VENV)/bin/python bench/drills.py
+	$(VENV)/bin/python bench/panic.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .demo

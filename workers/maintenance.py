@@ -1,4 +1,5 @@
-"""Housekeeping jobs: sweep uploads whose detection never committed; schedule itself."""
+"""Housekeeping jobs: sweep uploads whose detection never committed; end live view grants whose time is
+up and delete old live segments. Each schedules itself."""
 
 from __future__ import annotations
 
@@ -8,10 +9,15 @@ from datetime import timedelta
 
 from backend.core import jobs, queue
 from backend.detections.service import sweep_orphan_uploads
+from backend.liveview import service as live_view
 from workers.runner import Runnable, Schedule, Task, Work, WorkerContext
 
 SWEEP_EVERY = timedelta(minutes=10)
-SCHEDULES = [Schedule(jobs.SweepUploads(), SWEEP_EVERY.total_seconds())]
+LIVE_VIEW_EVERY = timedelta(seconds=30)  # a grant's end is audited within this; cameras are told at once
+SCHEDULES = [
+    Schedule(jobs.SweepUploads(), SWEEP_EVERY.total_seconds()),
+    Schedule(jobs.LiveViewHousekeeping(), LIVE_VIEW_EVERY.total_seconds()),
+]
 
 Setup = Callable[[WorkerContext, AsyncExitStack], Awaitable[None]]
 
@@ -23,4 +29,14 @@ async def sweep_uploads(ctx: WorkerContext, job: Work[jobs.SweepUploads]) -> Non
     await sweep_orphan_uploads(ctx.pool, ctx.require_storage(), older_than_s=ctx.settings.orphan_upload_grace_s)
 
 
-TASKS: list[Runnable] = [Task(jobs.SweepUploads, sweep_uploads)]
+async def live_view_housekeeping(ctx: WorkerContext, job: Work[jobs.LiveViewHousekeeping]) -> None:
+    del job
+    async with ctx.pool.acquire() as conn:
+        await queue.enqueue_next_slot(conn, jobs.LiveViewHousekeeping(), LIVE_VIEW_EVERY.total_seconds())
+        await live_view.housekeeping(conn, ctx.settings, ctx.require_storage())
+
+
+TASKS: list[Runnable] = [
+    Task(jobs.SweepUploads, sweep_uploads),
+    Task(jobs.LiveViewHousekeeping, live_view_housekeeping),
+]
