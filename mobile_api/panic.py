@@ -32,6 +32,7 @@ class _PanicOperation(Operation):
                     schema=Schema(
                         type=OpenAPIType.OBJECT,
                         required=["meta"],
+                        additional_properties=False,  # any other part is a 400
                         properties={
                             "meta": Schema(
                                 type=OpenAPIType.STRING,
