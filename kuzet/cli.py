@@ -341,7 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     storage = sub.add_parser("storage", help="object storage")
     ssub = storage.add_subparsers(dest="storage_command", required=True)
-    ssub.add_parser("prepare", help="create the bucket (idempotent; run at install and after upgrades)")
+    ssub.add_parser(
+        "prepare", help="create the bucket and its lifecycle rule (idempotent; run at install and after upgrades)"
+    )
     storage.set_defaults(func=cmd_storage)
 
     admin = sub.add_parser("admin", help="register regions, venues, cameras, users")

@@ -18,10 +18,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from backend.core.config import Settings
 from backend.core.failures import DependencyUnavailable, ObjectMissing
+from backend.core.logging import get_logger
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_s3.type_defs import LifecycleRuleTypeDef
 
+log = get_logger(__name__)
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 _NO_BUCKET = {"404", "NoSuchBucket", "NotFound"}
 
@@ -116,8 +119,8 @@ class Storage:
     async def prepare(self) -> list[str]:
         """Make object storage ready (idempotent); returns what was changed.
 
-        Each step checks before it changes, so running it again changes nothing. Steps that
-        storage needs later (lifecycle rules for clip retention) are added to ``PREPARE_STEPS``.
+        Each step (``PREPARE_STEPS``: the bucket, its lifecycle rule) checks before it changes, so
+        running it again changes nothing.
         """
         changed = []
         for name, step in PREPARE_STEPS:
@@ -273,5 +276,49 @@ async def _bucket_step(storage: Storage) -> bool:
     return await storage.ensure_bucket()
 
 
-# (name, step): each returns True when it changed something. Later steps (lifecycle rules) go here.
-PREPARE_STEPS: list[tuple[str, Callable[[Storage], Awaitable[bool]]]] = [("bucket created", _bucket_step)]
+# A clip upload cut off mid-way (a camera's connection dropped, an API process killed) leaves parts
+# that are billed but are no object, so the orphan sweeper never sees them: S3 drops them after a day.
+# Clips themselves never expire by a bucket rule: legal holds are per incident, decided in the database.
+ABORT_UPLOADS_RULE_ID = "kuzet-abort-incomplete-uploads"
+_ABORT_UPLOADS_RULE: LifecycleRuleTypeDef = {
+    "ID": ABORT_UPLOADS_RULE_ID,
+    "Filter": {"Prefix": ""},
+    "Status": "Enabled",
+    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+}
+# Servers that refuse or do not keep this action (MinIO cleans stale uploads up by itself).
+_LIFECYCLE_UNSUPPORTED = {"MalformedXML", "NotImplemented", "InvalidRequest", "InvalidArgument"}
+
+
+async def _lifecycle_step(storage: Storage) -> bool:
+    """Add the abort-incomplete-uploads rule, keeping any rule an operator set beside it."""
+    try:
+        current = await storage.client.get_bucket_lifecycle_configuration(Bucket=storage.bucket)
+        rules: list[Any] = list(current.get("Rules", []))
+    except ClientError as exc:
+        if _code(exc) != "NoSuchLifecycleConfiguration":
+            raise _translate(exc) from exc
+        rules = []
+    except BotoCoreError as exc:
+        raise _translate(exc) from exc
+    if any(rule.get("ID") == ABORT_UPLOADS_RULE_ID for rule in rules):
+        return False
+    try:
+        await storage.client.put_bucket_lifecycle_configuration(
+            Bucket=storage.bucket, LifecycleConfiguration={"Rules": [*rules, _ABORT_UPLOADS_RULE]}
+        )
+    except ClientError as exc:
+        if _code(exc) not in _LIFECYCLE_UNSUPPORTED:
+            raise _translate(exc) from exc
+        log.warning("storage_lifecycle_unsupported", rule=ABORT_UPLOADS_RULE_ID, error=_code(exc))
+        return False
+    except BotoCoreError as exc:
+        raise _translate(exc) from exc
+    return True
+
+
+# (name, step): each returns True when it changed something.
+PREPARE_STEPS: list[tuple[str, Callable[[Storage], Awaitable[bool]]]] = [
+    ("bucket created", _bucket_step),
+    ("lifecycle rule added: abort incomplete uploads after 1 day", _lifecycle_step),
+]
