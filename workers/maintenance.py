@@ -1,5 +1,6 @@
-"""Housekeeping jobs: sweep uploads whose detection never committed; end live view grants whose time is
-up and delete old live segments. Each schedules itself."""
+"""Housekeeping jobs: sweep uploads whose detection never committed; keep the months ahead
+partitioned; end live view grants whose time is up and delete old live segments. Each schedules its
+next run first, so a failing run never ends its schedule."""
 
 from __future__ import annotations
 
@@ -7,15 +8,20 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
-from backend.core import jobs, queue
+from backend.core import jobs, partitions, queue
+from backend.core.logging import get_logger
 from backend.detections.service import sweep_orphan_uploads
 from backend.liveview import service as live_view
 from workers.runner import Runnable, Schedule, Task, Work, WorkerContext
 
+log = get_logger(__name__)
+
 SWEEP_EVERY = timedelta(minutes=10)
+PARTITIONS_EVERY = timedelta(hours=1)
 LIVE_VIEW_EVERY = timedelta(seconds=30)  # a grant's end is audited within this; cameras are told at once
 SCHEDULES = [
     Schedule(jobs.SweepUploads(), SWEEP_EVERY.total_seconds()),
+    Schedule(jobs.MaintainPartitions(), PARTITIONS_EVERY.total_seconds()),
     Schedule(jobs.LiveViewHousekeeping(), LIVE_VIEW_EVERY.total_seconds()),
 ]
 
@@ -29,6 +35,15 @@ async def sweep_uploads(ctx: WorkerContext, job: Work[jobs.SweepUploads]) -> Non
     await sweep_orphan_uploads(ctx.pool, ctx.require_storage(), older_than_s=ctx.settings.orphan_upload_grace_s)
 
 
+async def maintain_partitions(ctx: WorkerContext, job: Work[jobs.MaintainPartitions]) -> None:
+    del job
+    async with ctx.pool.acquire() as conn:
+        await queue.enqueue_next_slot(conn, jobs.MaintainPartitions(), PARTITIONS_EVERY.total_seconds())
+        created = await partitions.ensure_ahead(conn)
+    if any(created.values()):
+        log.info("partitions_created", **created)
+
+
 async def live_view_housekeeping(ctx: WorkerContext, job: Work[jobs.LiveViewHousekeeping]) -> None:
     del job
     async with ctx.pool.acquire() as conn:
@@ -38,5 +53,6 @@ async def live_view_housekeeping(ctx: WorkerContext, job: Work[jobs.LiveViewHous
 
 TASKS: list[Runnable] = [
     Task(jobs.SweepUploads, sweep_uploads),
+    Task(jobs.MaintainPartitions, maintain_partitions),
     Task(jobs.LiveViewHousekeeping, live_view_housekeeping),
 ]

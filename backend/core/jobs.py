@@ -12,7 +12,8 @@ so a backlog of clips to confirm never delays a phone that should ring.
                   push_update, retry_delivery
     confirm       confirm_detection (edge-decided kinds first: priority)    worker_concurrency
     webhook       deliver_webhook (other people's servers)                 webhook_concurrency
-    housekeeping  sweep_uploads, prune_locations, live_view_housekeeping    1
+    housekeeping  sweep_uploads, prune_locations, maintain_partitions,      1
+                  live_view_housekeeping
 
 Within a lane, jobs are claimed by ``priority`` (lower first), then by when they became due.
 """
@@ -123,6 +124,13 @@ class LiveViewHousekeeping(Payload, frozen=True, kw_only=True, forbid_unknown_fi
     lane: ClassVar[Lane] = Lane.HOUSEKEEPING
 
 
+class MaintainPartitions(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Prepare the coming months' partitions (``backend.core.partitions``)."""
+
+    kind: ClassVar[str] = "maintain_partitions"
+    lane: ClassVar[Lane] = Lane.HOUSEKEEPING
+
+
 PAYLOADS: Final[dict[str, type[Payload]]] = {
     p.kind: p
     for p in (
@@ -136,6 +144,7 @@ PAYLOADS: Final[dict[str, type[Payload]]] = {
         SweepUploads,
         PruneLocations,
         LiveViewHousekeeping,
+        MaintainPartitions,
     )
 }
 ALERT_KINDS: Final = frozenset(k for k, p in PAYLOADS.items() if p.lane is Lane.ALERT)
