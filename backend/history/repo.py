@@ -29,6 +29,7 @@ class HistoryRow(msgspec.Struct, frozen=True):
     legal_hold: bool
     has_snapshot: bool
     verdict: str | None
+    has_blurred_snapshot: bool = False
 
 
 class EventRow(msgspec.Struct, frozen=True):
@@ -94,7 +95,8 @@ _HISTORY_COLUMNS = f"""i.id, i.venue_id, v.name AS venue_name, i.kind, i.status,
       WHERE e.incident_id = i.id AND e.incident_opened_at = i.opened_at
         AND e.type = 'accepted' AND e.actor_role = 'officer') AS first_officer_accepted_at,
     i.resolved_at, i.outcome, i.detection_count, i.max_score, i.legal_hold,
-    i.snapshot_key IS NOT NULL AS has_snapshot, {_VERDICT} AS verdict"""
+    i.snapshot_key IS NOT NULL AS has_snapshot, {_VERDICT} AS verdict,
+    i.blurred_snapshot_key IS NOT NULL AS has_blurred_snapshot"""
 SELECT_HISTORY = f"SELECT {_HISTORY_COLUMNS} FROM incidents i JOIN venues v ON v.id = i.venue_id"
 SELECT_ONE = SELECT_HISTORY + " WHERE i.id = $1"
 

@@ -91,6 +91,7 @@ class ConfirmedDetection:
     verified_by_server: bool
     snapshot_key: str | None
     clip_key: str | None
+    blurred_snapshot_key: str | None = None  # the snapshot with faces blurred, for owners and city systems
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +173,7 @@ async def open_or_join(
             score=detection.score,
             snapshot_key=detection.snapshot_key,
             clip_key=detection.clip_key,
+            blurred_snapshot_key=detection.blurred_snapshot_key,
         )
         await _append(
             conn,
@@ -197,6 +199,7 @@ async def open_or_join(
         score=detection.score,
         snapshot_key=detection.snapshot_key,
         clip_key=detection.clip_key,
+        blurred_snapshot_key=detection.blurred_snapshot_key,
     )
     await _append(
         conn,
