@@ -158,12 +158,25 @@ async def live_grant(
     make: Factory, conn: asyncpg.Connection, incident: uuid.UUID, venue_id: uuid.UUID, people: dict[str, Any]
 ) -> uuid.UUID:
     """The venue shares live view automatically; its region's dispatcher holds a running grant."""
+    from backend.liveview import repo as live_repo
     from backend.liveview import service as live_view
     from backend.liveview.schemas import PolicyUpdate
 
     async with conn.transaction():
         await live_view.set_policy(conn, make.principal(people["owner"]), venue_id, PolicyUpdate(policy="automatic"))
         grant = await live_view.request(conn, make.settings, make.principal(people["dispatcher"]), incident)
+        # A second running grant (the officer's) keeps the venue's cameras wanted after the matrix
+        # revokes the dispatcher's, so the segment upload is checked against a live grant.
+        await live_repo.insert_grant(
+            conn,
+            incident_id=incident,
+            venue_id=venue_id,
+            grantee_id=people["officer"].id,
+            grantee_role="officer",
+            policy="automatic",
+            status="active",
+            grant_s=3600,
+        )
     return grant.id
 
 
