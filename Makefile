@@ -35,6 +35,7 @@ bench: setup
 	$(VENV)/bin/python bench/model_cost.py
 	$(VENV)/bin/python bench/history.py
 	$(VENV)/bin/python bench/drills.py
+	$(VENV)/bin/python bench/panic.py
 	$(VENV)/bin/python bench/e2e.py
 	$(VENV)/bin/python bench/footprint.py
 	$(VENV)/bin/python bench/capacity.py

@@ -1,5 +1,6 @@
 """Housekeeping jobs: sweep uploads whose detection never committed; keep the months ahead
-partitioned. Each schedules its next run first, so a failing run never ends its schedule."""
+partitioned; end live view grants whose time is up and delete old live segments. Each schedules its
+next run first, so a failing run never ends its schedule."""
 
 from __future__ import annotations
 
@@ -10,15 +11,18 @@ from datetime import timedelta
 from backend.core import jobs, partitions, queue
 from backend.core.logging import get_logger
 from backend.detections.service import sweep_orphan_uploads
+from backend.liveview import service as live_view
 from workers.runner import Runnable, Schedule, Task, Work, WorkerContext
 
 log = get_logger(__name__)
 
 SWEEP_EVERY = timedelta(minutes=10)
 PARTITIONS_EVERY = timedelta(hours=1)
+LIVE_VIEW_EVERY = timedelta(seconds=30)  # a grant's end is audited within this; cameras are told at once
 SCHEDULES = [
     Schedule(jobs.SweepUploads(), SWEEP_EVERY.total_seconds()),
     Schedule(jobs.MaintainPartitions(), PARTITIONS_EVERY.total_seconds()),
+    Schedule(jobs.LiveViewHousekeeping(), LIVE_VIEW_EVERY.total_seconds()),
 ]
 
 Setup = Callable[[WorkerContext, AsyncExitStack], Awaitable[None]]
@@ -40,7 +44,15 @@ async def maintain_partitions(ctx: WorkerContext, job: Work[jobs.MaintainPartiti
         log.info("partitions_created", **created)
 
 
+async def live_view_housekeeping(ctx: WorkerContext, job: Work[jobs.LiveViewHousekeeping]) -> None:
+    del job
+    async with ctx.pool.acquire() as conn:
+        await queue.enqueue_next_slot(conn, jobs.LiveViewHousekeeping(), LIVE_VIEW_EVERY.total_seconds())
+        await live_view.housekeeping(conn, ctx.settings, ctx.require_storage())
+
+
 TASKS: list[Runnable] = [
     Task(jobs.SweepUploads, sweep_uploads),
     Task(jobs.MaintainPartitions, maintain_partitions),
+    Task(jobs.LiveViewHousekeeping, live_view_housekeeping),
 ]

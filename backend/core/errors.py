@@ -6,6 +6,7 @@
     ├── Forbidden                 403  authenticated, but the role may not do this
     ├── NotFound                  404  no such thing, or not yours to see
     ├── Conflict                  409  state does not allow it (invalid transition, duplicate)
+    ├── Gone                      410  it was there and has ended (a camera uploading after live view ended)
     ├── PayloadTooLarge           413  body or part over its limit
     ├── UnsupportedMediaType      415  wrong content type
     ├── Invalid                   422  well-formed but a field's value is wrong
@@ -82,6 +83,10 @@ class NotFound(AppError):
 
 class Conflict(AppError):
     status, slug, title = 409, "conflict", "Conflict with the current state"
+
+
+class Gone(AppError):
+    status, slug, title = 410, "gone", "No longer available"
 
 
 class PayloadTooLarge(AppError):
@@ -293,6 +298,7 @@ _STATUS_TEXT = {
     403: "The role may not do this",
     404: "Not found, or not yours to see",
     409: "Conflicts with the current state",
+    410: "It has ended and will not come back",
     413: "Payload too large",
     415: "Unsupported media type",
     422: "A field has an invalid value",

@@ -12,7 +12,8 @@ so a backlog of clips to confirm never delays a phone that should ring.
                   push_update, retry_delivery
     confirm       confirm_detection (edge-decided kinds first: priority)    worker_concurrency
     webhook       deliver_webhook (other people's servers)                 webhook_concurrency
-    housekeeping  sweep_uploads, prune_locations, maintain_partitions       1
+    housekeeping  sweep_uploads, prune_locations, maintain_partitions,      1
+                  live_view_housekeeping
 
 Within a lane, jobs are claimed by ``priority`` (lower first), then by when they became due.
 """
@@ -116,6 +117,13 @@ class PruneLocations(Payload, frozen=True, kw_only=True, forbid_unknown_fields=T
     lane: ClassVar[Lane] = Lane.HOUSEKEEPING
 
 
+class LiveViewHousekeeping(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """End live view grants whose time is up (audited); delete segments past their short retention."""
+
+    kind: ClassVar[str] = "live_view_housekeeping"
+    lane: ClassVar[Lane] = Lane.HOUSEKEEPING
+
+
 class MaintainPartitions(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Prepare the coming months' partitions (``backend.core.partitions``)."""
 
@@ -135,6 +143,7 @@ PAYLOADS: Final[dict[str, type[Payload]]] = {
         DeliverWebhook,
         SweepUploads,
         PruneLocations,
+        LiveViewHousekeeping,
         MaintainPartitions,
     )
 }
