@@ -250,6 +250,7 @@ def schemathesis(base: str, credential: str | None, report: Path, phases: str) -
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
 
 
+@pytest.mark.timeout(1200)  # every role in turn: about 5 min alone, far more on a loaded machine
 async def test_schemathesis_finds_nothing_for_any_role(
     make: Factory, conn: asyncpg.Connection, settings: Settings, storage: Any, tmp_path: Path
 ) -> None:
