@@ -19,11 +19,20 @@ from backend.alerts.actions import ALLOWED, act
 from backend.alerts.schemas import ActionRequest
 from backend.console import i18n, session, stream
 from backend.core.config import ConfigError, Settings, load_settings
+from kuzet.devtools.push_inbox import PushInbox
+from tests.alerting import fcm_env, push_inbox
 from tests.factories import Factory
+
+__all__ = ["push_inbox"]
 
 Client = AsyncTestClient[Litestar]
 PASSWORD = "correct horse battery"
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest.fixture
+def settings_env(settings_env: dict[str, str], push_inbox: PushInbox) -> dict[str, str]:
+    return settings_env | fcm_env(push_inbox)
 
 
 def csrf_of(html: str) -> str:
@@ -276,6 +285,7 @@ async def test_console_tenancy_matrix(
                 "bouncer": await make.user("bouncer", venue_id=venue.id),
                 "admin": await make.user("admin"),
             }
+            await make.on_duty(people["officer"])
     dispatcher_resolves = "resolve" in ALLOWED.get("dispatcher", frozenset())
     # (method, path, body, {role: "own/other"}); default for a role not named: 404/404
     matrix: list[tuple[str, str, dict[str, str] | None, dict[str, str]]] = [
@@ -324,6 +334,33 @@ async def test_console_tenancy_matrix(
             "/console/incidents/{incident}/escalate",
             {},
             {"owner": "403/404", "dispatcher": "ok/404", "admin": "ok/ok", "officer": "403/404", "bouncer": "403/404"},
+        ),
+        (
+            "POST",
+            "/console/incidents/{incident}/officers",
+            {"officer_id": str(people["officer"].id)},
+            {"owner": "403/404", "dispatcher": "ok/404", "admin": "ok/ok", "officer": "403/404", "bouncer": "403/404"},
+        ),
+        (
+            "POST",
+            "/console/incidents/{incident}/legal-hold",
+            {"hold": "true", "reason": "court order 12"},
+            {"owner": "403/404", "dispatcher": "403/404", "admin": "ok/ok", "officer": "403/404", "bouncer": "403/404"},
+        ),
+        *(
+            (
+                method,
+                url,
+                body,
+                {"admin": "ok/ok", **dict.fromkeys(("owner", "dispatcher", "officer", "bouncer"), "403/403")},
+            )
+            for method, url, body in (
+                ("GET", "/console/admin/venues", None),
+                ("GET", "/console/admin/venues/{venue}", None),
+                ("GET", "/console/admin/users", None),
+                ("GET", "/console/admin/webhooks", None),
+                ("POST", "/console/admin/venues/{venue}/cameras", {"name": "Matrix cam"}),
+            )
         ),
         (
             "POST",
@@ -447,3 +484,224 @@ async def test_history_export_and_stats_pages_show_the_venues_incidents(
     stats = await client.get(f"/console/venues/{venue.id}/stats")
     assert '<strong id="stats-total">2</strong>' in stats.text
     assert stats.text.count("<rect ") >= 2  # a bar per kind in the week
+
+
+# --- administration ----------------------------------------------------------------------------
+
+
+async def test_admin_registers_a_venue_and_a_camera_whose_key_is_shown_once(make: Factory, client: Client) -> None:
+    admin = await make.user("admin")
+    region = await make.region(name="Medeu")
+    await sign_in(client, admin.username)
+    page = await client.get("/console/admin/venues")
+    csrf = csrf_of(page.text)
+    created = await client.post(
+        "/console/admin/venues",
+        data={
+            "name": "Club Console",
+            "address": "Abay 1",
+            "lat": "43.25",
+            "lon": "76.95",
+            "region_id": str(region.id),
+            "csrf_token": csrf,
+        },
+        follow_redirects=False,
+    )
+    assert created.status_code == 303
+    venue_url = created.headers["location"]
+    bad = await client.post(
+        "/console/admin/venues",
+        data={"name": "X", "address": "Y", "lat": "91", "lon": "0", "csrf_token": csrf},
+        headers={"Accept": "text/html"},
+    )
+    assert bad.status_code == 422 and "(lat)" in bad.text
+    camera = await client.post(f"{venue_url}/cameras", data={"name": "Door", "zone": "entrance", "csrf_token": csrf})
+    key = re.search(r'id="camera-key">([^<]+)<', camera.text)
+    assert camera.status_code == 200 and key, camera.text[-500:]
+    assert await _camera_key_works(client, key.group(1))
+    again = await client.get(venue_url)
+    assert key.group(1) not in again.text  # shown once
+    camera_id = re.search(r'id="camera-([0-9a-f-]{36})"', again.text)
+    assert camera_id
+    rotated = await client.post(f"/console/admin/cameras/{camera_id.group(1)}/rotate-key", data={"csrf_token": csrf})
+    new_key = re.search(r'id="camera-key">([^<]+)<', rotated.text)
+    assert new_key and new_key.group(1) != key.group(1)
+    assert not await _camera_key_works(client, key.group(1))
+    assert await _camera_key_works(client, new_key.group(1))
+    off = await client.post(f"/console/admin/cameras/{camera_id.group(1)}/deactivate", data={"csrf_token": csrf})
+    assert off.status_code == 200
+    assert not await _camera_key_works(client, new_key.group(1))
+
+
+async def _camera_key_works(client: Client, key: str) -> bool:
+    response = await client.get(f"/v1/detections/{uuid.uuid4()}", headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code in {401, 404}
+    return response.status_code == 404
+
+
+async def test_admin_creates_deactivates_and_resets_users(
+    make: Factory, client: Client, conn: asyncpg.Connection, settings: Settings
+) -> None:
+    from backend.auth import service as auth
+    from backend.auth.schemas import LoginRequest
+    from backend.core.errors import Unauthorized
+
+    admin = await make.user("admin")
+    bouncer = await make.user("bouncer")
+    await sign_in(client, admin.username)
+    csrf = csrf_of((await client.get("/console/admin/users")).text)
+    created = await client.post(
+        "/console/admin/users",
+        data={"username": "aidos_console", "display_name": "Aidos", "role": "owner", "csrf_token": csrf},
+    )
+    code = re.search(r'id="one-time-code">([0-9]{8})<', created.text)
+    assert created.status_code == 200 and code
+    refused = await client.post(
+        "/console/admin/users",
+        data={"username": "x", "display_name": "Aidos", "role": "owner", "csrf_token": csrf},
+        headers={"Accept": "text/html"},
+    )
+    assert refused.status_code == 422 and "(username)" in refused.text
+    reset = await client.post(f"/console/admin/users/{bouncer.id}/reset", data={"csrf_token": csrf})
+    new_code = re.search(r'id="one-time-code">([0-9]{8})<', reset.text)
+    assert new_code
+    with pytest.raises(Unauthorized):  # the old password no longer works
+        async with conn.transaction():
+            await auth.login(conn, settings, LoginRequest(login=bouncer.username, password=PASSWORD))
+    off = await client.post(f"/console/admin/users/{bouncer.id}/deactivate", data={"csrf_token": csrf})
+    assert off.status_code == 200
+    assert await conn.fetchval("SELECT is_active FROM users WHERE id = $1", bouncer.id) is False
+    on = await client.post(f"/console/admin/users/{bouncer.id}/reactivate", data={"csrf_token": csrf})
+    assert on.status_code == 200
+    assert await conn.fetchval("SELECT is_active FROM users WHERE id = $1", bouncer.id) is True
+    myself = await client.post(
+        f"/console/admin/users/{admin.id}/reset", data={"csrf_token": csrf}, headers={"Accept": "text/html"}
+    )
+    assert myself.status_code == 409
+
+
+async def test_admin_manages_webhooks_with_the_secret_shown_once(make: Factory, client: Client) -> None:
+    admin = await make.user("admin")
+    await sign_in(client, admin.username)
+    csrf = csrf_of((await client.get("/console/admin/webhooks")).text)
+    created = await client.post(
+        "/console/admin/webhooks",
+        data={
+            "name": "Police centre",
+            "url": "https://city.example/kuzet",
+            "format": "json",
+            "event_types": ["incident.opened", "incident.resolved"],
+            "csrf_token": csrf,
+        },
+    )
+    secret = re.search(r'id="webhook-secret">(whsec_[^<]+)<', created.text)
+    assert created.status_code == 200 and secret
+    assert "incident.opened, incident.resolved" in created.text
+    subscription = re.search(r'id="webhook-([0-9a-f-]{36})"', created.text)
+    assert subscription
+    off = await client.post(
+        f"/console/admin/webhooks/{subscription.group(1)}/enabled", data={"enabled": "false", "csrf_token": csrf}
+    )
+    assert off.status_code == 200 and ">no<" in off.text
+    rotated = await client.post(
+        f"/console/admin/webhooks/{subscription.group(1)}/rotate-secret", data={"csrf_token": csrf}
+    )
+    new = re.search(r'id="webhook-secret">(whsec_[^<]+)<', rotated.text)
+    assert new and new.group(1) != secret.group(1)
+    unsafe = await client.post(
+        "/console/admin/webhooks",
+        data={"name": "x", "url": "ftp://city.example/x", "event_types": "incident.opened", "csrf_token": csrf},
+        headers={"Accept": "text/html"},
+    )
+    assert unsafe.status_code == 422 and "(url)" in unsafe.text
+
+
+async def test_only_admins_open_the_admin_pages(
+    make: Factory, app: Litestar, conn: asyncpg.Connection, settings: Settings
+) -> None:
+    venue = await make.venue()
+    for role in ("owner", "dispatcher", "officer", "bouncer"):
+        client, csrf = await _console_client(app, conn, settings, await make.user(role))
+        async with client:
+            for method, url in (
+                ("GET", "/console/admin/venues"),
+                ("GET", "/console/admin/users"),
+                ("GET", "/console/admin/webhooks"),
+                ("GET", f"/console/admin/venues/{venue.id}"),
+                ("POST", f"/console/admin/venues/{venue.id}/cameras"),
+            ):
+                response = await client.request(
+                    method, url, data={"name": "x", "csrf_token": csrf}, headers={"Accept": "text/html"}
+                )
+                assert response.status_code == 403, (role, url)
+    assert await conn.fetchval("SELECT count(*) FROM cameras") == 0
+
+
+async def test_a_dispatcher_alerts_a_chosen_officer_from_the_incident_page(
+    make: Factory, conn: asyncpg.Connection, settings: Settings, app: Litestar, push_inbox: PushInbox
+) -> None:
+    from tests.alerting import dispatch_worker, run_due_jobs
+
+    dispatcher = await make.user("dispatcher")
+    venue = await make.venue(region_id=dispatcher.region_id)
+    officer = await make.user("officer", region_id=dispatcher.region_id, display_name="Officer Erlan")
+    token = f"tok-{uuid.uuid4().hex}"
+    await make.device(officer, token)
+    await make.located(officer, 43.2400, 76.8897, age_s=20)
+    resting = await make.user("officer", region_id=dispatcher.region_id)
+    incident = await make.incident(venue.id)
+    await conn.execute("UPDATE incidents SET escalation_step = 1 WHERE id = $1", incident)  # step 0 already ran
+    client, csrf = await _console_client(app, conn, settings, dispatcher)
+    async with client:
+        page = await client.get(f"/console/incidents/{incident}")
+        assert "Officer Erlan" in page.text and f'value="{officer.id}"' in page.text
+        url = f"/console/incidents/{incident}/officers"
+        sent = await client.post(url, data={"officer_id": str(officer.id), "csrf_token": csrf}, follow_redirects=False)
+        assert sent.status_code == 303
+        off_duty = await client.post(
+            url, data={"officer_id": str(resting.id), "csrf_token": csrf}, headers={"Accept": "text/html"}
+        )
+        assert off_duty.status_code == 422 and "(officer_id)" in off_duty.text
+    async with dispatch_worker(settings) as ctx:
+        await run_due_jobs(ctx)
+        await run_due_jobs(ctx)  # a second run alerts nobody twice
+    assert len(push_inbox.messages(token)) == 1
+    alert = await conn.fetchrow(
+        "SELECT audience, distance_m FROM alerts WHERE incident_id = $1 AND user_id = $2", incident, officer.id
+    )
+    assert alert["audience"] == "officer" and 50 < alert["distance_m"] < 200
+    event = await conn.fetchrow("SELECT type, actor_id, data FROM incident_events WHERE incident_id = $1", incident)
+    assert (event["type"], event["actor_id"], event["data"]["manual"]) == ("escalated", dispatcher.id, True)
+    assert await conn.fetchval("SELECT escalation_step FROM incidents WHERE id = $1", incident) == 1
+    owner_client, owner_csrf = await _console_client(app, conn, settings, await make.user("owner"))
+    async with owner_client:
+        refused = await owner_client.post(
+            f"/console/incidents/{incident}/officers",
+            data={"officer_id": str(officer.id), "csrf_token": owner_csrf},
+            headers={"Accept": "text/html"},
+        )
+        assert refused.status_code == 404  # not their venue's incident
+
+
+async def test_an_admin_puts_an_incident_on_legal_hold_from_its_page(
+    make: Factory, conn: asyncpg.Connection, settings: Settings, app: Litestar
+) -> None:
+    incident = await make.incident()
+    client, csrf = await _console_client(app, conn, settings, await make.user("admin"))
+    async with client:
+        page = await client.get(f"/console/incidents/{incident}")
+        assert 'id="hold-form"' in page.text
+        held = await client.post(
+            f"/console/incidents/{incident}/legal-hold",
+            data={"hold": "true", "reason": "court order 7", "csrf_token": csrf},
+        )
+        assert held.status_code == 200 and 'id="notice"' in held.text
+        missing = await client.post(
+            f"/console/incidents/{incident}/legal-hold",
+            data={"hold": "false", "csrf_token": csrf},
+            headers={"Accept": "text/html"},
+        )
+        assert missing.status_code == 422 and "(reason)" in missing.text
+    assert await conn.fetchval("SELECT legal_hold FROM incidents WHERE id = $1", incident) is True
+    event = await conn.fetchrow("SELECT type, data FROM incident_events WHERE incident_id = $1", incident)
+    assert (event["type"], event["data"]["reason"]) == ("legal_hold_set", "court order 7")

@@ -278,6 +278,9 @@ async def test_dispatcher_sees_a_detection_live_resolves_it_and_the_owner_sees_t
     assert "Officer Seitkali" in find(browser, "#nearby").text
     assert csp_errors(browser) == []  # the board (Leaflet included) and this page keep to the policy
     shot(browser, "incident")
+    find(browser, "#nearby button.alert-officer").click()  # the dispatcher alerts the nearest officer by hand
+    assert wait_for(browser, "#notice").text == i18n.EN["incident.notified"]
+    wait_until(browser, lambda d: "escalated" in find(d, "#timeline").text or d.refresh())
     if "resolve" in ALLOWED.get("dispatcher", frozenset()):
         from selenium.webdriver.support.ui import Select
 
@@ -326,6 +329,19 @@ async def test_dispatcher_sees_a_detection_live_resolves_it_and_the_owner_sees_t
     for url in (f"/console/venues/{other_venue.id}/history", f"/console/venues/{other_venue.id}/access-log"):
         browser.get(base + url)
         assert find(browser, "#error-title").text == i18n.EN["error.not_found"]
+
+    # an administrator's pages: a camera's key is shown once
+    admin = await make.user("admin")
+    sign_in(browser, base, admin.username)
+    browser.get(f"{base}/console/admin/venues/{venue.id}")
+    find(browser, "#new-camera input[name=name]").send_keys("Bar camera")
+    find(browser, "#new-camera button").click()
+    assert wait_for(browser, "#camera-key").text.startswith("kzc_")
+    shot(browser, "admin-venue")
+    for page in ("users", "webhooks"):
+        browser.get(f"{base}/console/admin/{page}")
+        wait_for(browser, f"#{page}")
+        shot(browser, f"admin-{page}")
 
 
 async def test_the_live_board_resumes_after_the_server_restarts(

@@ -56,6 +56,7 @@ def test_every_kind_is_declared_once_with_a_lane() -> None:
         "repeat_alert",
         "push_update",
         "retry_delivery",
+        "alert_officer",
     }
     assert jobs.kinds_of(jobs.Lane.CONFIRM) == ["confirm_detection"]
 

@@ -65,6 +65,11 @@ async def retry_delivery(ctx: WorkerContext, job: Work[jobs.RetryDelivery]) -> N
         await service.retry_delivery(conn, ctx.require_push(), ctx.settings, job.payload.delivery_id)
 
 
+async def alert_officer(ctx: WorkerContext, job: Work[jobs.AlertOfficer]) -> None:
+    async with ctx.pool.acquire() as conn:
+        await service.alert_officer(conn, ctx.require_push(), ctx.settings, job.payload)
+
+
 async def prune_locations(ctx: WorkerContext, job: Work[jobs.PruneLocations]) -> None:
     del job
     async with ctx.pool.acquire() as conn:
@@ -81,6 +86,7 @@ TASKS: list[Runnable] = [
     Task(jobs.RepeatAlert, repeat_alert),
     Task(jobs.PushUpdate, push_update),
     Task(jobs.RetryDelivery, retry_delivery),
+    Task(jobs.AlertOfficer, alert_officer),
     Task(jobs.PruneLocations, prune_locations),
 ]
 HANDLERS = TASKS  # the runner takes the list

@@ -12,6 +12,7 @@ from litestar.di import Provide
 from litestar.static_files import create_static_files_router
 
 from backend.console.errors import EXCEPTION_HANDLERS
+from backend.console.routes_admin import AdminController
 from backend.console.routes_auth import ConsoleAuthController
 from backend.console.routes_board import BoardController
 from backend.console.routes_owner import VenueController
@@ -27,6 +28,7 @@ ROUTER = Router(
         ConsoleAuthController,
         BoardController,
         VenueController,
+        AdminController,
         create_static_files_router(
             path="/static",
             directories=[STATIC],

@@ -15,14 +15,21 @@ T = TypeVar("T")
 MAX_FIELDS = 64
 
 
-async def fields(request: Request[Any, Any, State]) -> dict[str, str]:
-    """The form's text fields (the CSRF token and empty fields left out; a repeated name keeps its last)."""
+async def fields(request: Request[Any, Any, State], lists: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The form's text fields (the CSRF token and empty fields left out). A name in ``lists`` (checkboxes)
+    gives a list of its values; any other repeated name keeps its last value."""
     form = await request.form()
-    out: dict[str, str] = {}
+    out: dict[str, Any] = {}
+    count = 0
     for key, value in form.multi_items():
-        if len(out) >= MAX_FIELDS:
+        count += 1
+        if count > MAX_FIELDS:
             raise Invalid("too many form fields", field="body")
-        if key != CSRF_FIELD and isinstance(value, str) and value != "":
+        if key == CSRF_FIELD or not isinstance(value, str) or value == "":
+            continue
+        if key in lists:
+            out.setdefault(key, []).append(value)
+        else:
             out[key] = value
     return out
 

@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 import asyncpg
+import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
@@ -17,6 +18,7 @@ from backend.alerts.schemas import ActionRequest
 from backend.console import forms, session, stream
 from backend.console import service as console
 from backend.console.render import render, strings
+from backend.console.session import require
 from backend.core.auth import Principal
 from backend.core.errors import ServiceUnavailable
 from backend.core.failures import DATABASE_UNAVAILABLE
@@ -24,6 +26,8 @@ from backend.core.wire import parse_cursor
 from backend.dispatch import service as dispatch
 from backend.history import service as history
 from backend.history.schemas import FootageKind
+from backend.incidents import service as incidents
+from backend.incidents.schemas import LegalHoldRequest
 
 BOARD_WORDS = [
     "board.connected",
@@ -35,6 +39,13 @@ BOARD_WORDS = [
     *(f"state.{s}" for s in ("confirmed", "acknowledged", "responding", "on_scene", "resolved")),
     *(f"kind.{k}" for k in ("fight", "crowd_surge", "aggression", "weapon", "fire_smoke", "panic")),
 ]
+
+
+class OfficerPick(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    officer_id: uuid.UUID
+
+
+HOLDERS = ("admin",)  # who may set a legal hold (the API's rule: admins)
 OUTCOMES = ("handled", "false_alarm", "police_attended", "arrest", "medical", "other")
 
 
@@ -96,7 +107,7 @@ class BoardController(Controller):
             panel=panel,
             item=panel.timeline.incident,
             outcomes=OUTCOMES,
-            notice=request.query_params.get("done"),
+            notice=_notice(request.query_params.get("done")),
         )
 
     @get("/incidents/{incident_id:uuid}/snapshot")
@@ -132,6 +143,32 @@ class BoardController(Controller):
         await actions.act(db, request.app.state.settings, me, incident_id, action)
         return Redirect(path=f"/console/incidents/{incident_id}?done=resolved", status_code=303)
 
+    @post("/incidents/{incident_id:uuid}/officers", status_code=303)
+    async def alert_officer(
+        self,
+        request: Request[Any, Any, State],
+        db: NamedDependency[asyncpg.Connection],
+        me: NamedDependency[Principal],
+        incident_id: FromPath[uuid.UUID],
+    ) -> Redirect:
+        pick = forms.decode(await forms.fields(request), OfficerPick)
+        await dispatch.request_officer(db, request.app.state.settings, me, incident_id, pick.officer_id)
+        return Redirect(path=f"/console/incidents/{incident_id}?done=notified", status_code=303)
+
+    @post("/incidents/{incident_id:uuid}/legal-hold", status_code=303)
+    async def legal_hold(
+        self,
+        request: Request[Any, Any, State],
+        db: NamedDependency[asyncpg.Connection],
+        me: NamedDependency[Principal],
+        incident_id: FromPath[uuid.UUID],
+    ) -> Redirect:
+        await console.visible_incident(db, me, incident_id)  # another tenant's incident: 404 first
+        require(me, *HOLDERS)
+        data = forms.decode(await forms.fields(request), LegalHoldRequest)
+        await incidents.set_legal_hold(db, request.app.state.settings, me, incident_id, data)
+        return Redirect(path=f"/console/incidents/{incident_id}?done=held", status_code=303)
+
     @post("/incidents/{incident_id:uuid}/escalate", status_code=303)
     async def escalate(
         self,
@@ -142,6 +179,10 @@ class BoardController(Controller):
     ) -> Redirect:
         await dispatch.escalate_now(db, request.app.state.settings, me, incident_id)
         return Redirect(path=f"/console/incidents/{incident_id}?done=escalated", status_code=303)
+
+
+def _notice(done: str | None) -> str | None:
+    return done if done in {"resolved", "escalated", "notified", "held"} else None
 
 
 async def _footage(

@@ -17,11 +17,13 @@ import asyncpg
 import msgspec
 
 from backend.alerts import service as alerts
+from backend.alerts.access import can_see
 from backend.alerts.actions import ALLOWED
 from backend.audit import repo as audit
 from backend.console import repo
 from backend.core.auth import Principal
 from backend.core.config import Settings
+from backend.core.errors import NotFound
 from backend.dispatch import deliveries
 from backend.dispatch.schemas import NotDelivered
 from backend.duty import repo as duty
@@ -30,6 +32,7 @@ from backend.history.schemas import IncidentTimeline
 from backend.incidents import lifecycle
 
 BOARD_ROLES = frozenset({"dispatcher", "admin"})
+HOLDERS = frozenset({"admin"})  # legal hold: the API's rule
 LOCATION_VIEWERS = frozenset({"dispatcher", "admin"})
 NEARBY_RADIUS_M = 5000.0
 NEARBY_LIMIT = 5
@@ -73,6 +76,7 @@ class IncidentPanel(msgspec.Struct, kw_only=True):
     not_delivered: list[NotDelivered]
     nearby: list[NearbyOfficer] | None  # None: not for this role
     actions: frozenset[str]
+    can_hold: bool
 
 
 async def board(conn: asyncpg.Connection, me: Principal, since: str | None) -> BoardUpdate:
@@ -101,6 +105,13 @@ async def board(conn: asyncpg.Connection, me: Principal, since: str | None) -> B
     return BoardUpdate(cursor=page.cursor, reset=since is None, items=items, now=datetime.now(UTC))
 
 
+async def visible_incident(conn: asyncpg.Connection, me: Principal, incident_id: uuid.UUID) -> None:
+    """404 unless ``me`` may see the incident (the responders' rule, as every incident route)."""
+    incident = await lifecycle.get(conn, incident_id)
+    if incident is None or not await can_see(conn, me, incident):
+        raise NotFound("no such incident", field="incident_id")
+
+
 async def incident_panel(
     conn: asyncpg.Connection, settings: Settings, me: Principal, incident_id: uuid.UUID
 ) -> IncidentPanel:
@@ -114,6 +125,7 @@ async def incident_panel(
         not_delivered=failed,
         nearby=nearby,
         actions=ALLOWED.get(me.role, frozenset()),
+        can_hold=me.role in HOLDERS,
     )
 
 

@@ -9,7 +9,7 @@ so a backlog of clips to confirm never delays a phone that should ring.
 
     lane          kinds                                                     slots
     alert         dispatch_incident, escalate_incident, repeat_alert,       worker_alert_concurrency
-                  push_update, retry_delivery
+                  push_update, retry_delivery, alert_officer
     confirm       confirm_detection (edge-decided kinds first: priority)    worker_concurrency
     webhook       deliver_webhook (other people's servers)                 webhook_concurrency
     housekeeping  sweep_uploads, prune_locations, maintain_partitions,      1
@@ -91,6 +91,17 @@ class PushUpdate(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True)
     actor_id: uuid.UUID | None = None
 
 
+class AlertOfficer(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A dispatcher (or admin) alerts one on-duty officer about an incident now (console: "alert this officer")."""
+
+    kind: ClassVar[str] = "alert_officer"
+    lane: ClassVar[Lane] = Lane.ALERT
+    incident_id: uuid.UUID
+    officer_id: uuid.UUID
+    requested_by: uuid.UUID
+    requested_role: str
+
+
 class RetryDelivery(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Send a queued delivery again after its backoff (or Retry-After)."""
 
@@ -140,6 +151,7 @@ PAYLOADS: Final[dict[str, type[Payload]]] = {
         RepeatAlert,
         PushUpdate,
         RetryDelivery,
+        AlertOfficer,
         DeliverWebhook,
         SweepUploads,
         PruneLocations,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -258,6 +259,34 @@ async def _notify(
             recipients += [(o.user_id, "officer", o.distance_m) for o in nearby]
         else:
             recipients += [(u, "dispatcher", None) for u in await repo.dispatchers(conn, incident.region_id)]
+    alerts, queued = await _alert(conn, settings, incident, recipients, n)
+    await lifecycle.notified(
+        conn,
+        settings,
+        incident,
+        step=n,
+        data={"notify": list(cfg.notify), "recipients": _recipients(alerts), "devices": queued},
+    )
+    log.info("incident_notified", incident_id=str(incident.id), step=n, people=len(alerts), devices=queued)
+    return queued
+
+
+def _recipients(alerts: list[repo.NewAlert]) -> list[dict[str, Any]]:
+    return [
+        {"user_id": str(a.user_id), "audience": a.audience}
+        | ({"distance_m": round(a.distance_m)} if a.distance_m is not None else {})
+        for a in alerts
+    ]
+
+
+async def _alert(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    incident: IncidentRow,
+    recipients: list[tuple[uuid.UUID, str, float | None]],
+    n: int,
+) -> tuple[list[repo.NewAlert], int]:
+    """Alert the recipients not alerted before and queue their pushes; (new alerts, deliveries queued)."""
     alerts = await repo.insert_alerts(conn, incident.id, n, recipients)
     devices = await repo.active_devices(conn, [a.user_id for a in alerts])
     with_device = {d.user_id for d in devices}
@@ -282,23 +311,7 @@ async def _notify(
         urgency=messages.urgency(incident.kind),
         rows=rows,
     )
-    await lifecycle.notified(
-        conn,
-        settings,
-        incident,
-        step=n,
-        data={
-            "notify": list(cfg.notify),
-            "recipients": [
-                {"user_id": str(a.user_id), "audience": a.audience}
-                | ({"distance_m": round(a.distance_m)} if a.distance_m is not None else {})
-                for a in alerts
-            ],
-            "devices": len(rows),
-        },
-    )
-    log.info("incident_notified", incident_id=str(incident.id), step=n, people=len(alerts), devices=len(rows))
-    return len(rows)
+    return alerts, len(rows)
 
 
 async def prepare_update(
@@ -408,3 +421,61 @@ async def escalate_now(conn: asyncpg.Connection, settings: Settings, me: Princip
     )
     log.info("incident_escalate_now", incident_id=str(incident.id), step=step, role=me.role)
     return step
+
+
+async def request_officer(
+    conn: asyncpg.Connection, settings: Settings, me: Principal, incident_id: uuid.UUID, officer_id: uuid.UUID
+) -> None:
+    """A dispatcher (of the incident's region) or an admin asks for one on-duty officer to be alerted now.
+    The alert goes out from the worker (``alert_officer``) like any step's; the request is audited."""
+    incident = await lifecycle.lock(conn, incident_id)
+    if incident is None or not await can_see(conn, me, incident):
+        raise NotFound("no such incident", field="incident_id")
+    if me.role not in ESCALATORS:
+        raise Forbidden(f"a {me.role} cannot alert officers", field="action")
+    if incident.status == "resolved":
+        raise Conflict("the incident is resolved; cannot alert an officer", field="action")
+    shift = await duty.get_duty(conn, officer_id)
+    if shift is None or shift.role != "officer" or not shift.on_duty:
+        raise Invalid("not an officer on duty", field="officer_id")
+    await queue.enqueue(
+        conn,
+        jobs.AlertOfficer(
+            incident_id=incident.id, officer_id=officer_id, requested_by=me.user_id, requested_role=me.role
+        ),
+        dedup_key=f"{incident.id}:officer:{officer_id}",
+    )
+    await audit.record_by(
+        conn,
+        me,
+        "incident.officer_requested",
+        subject_type="incident",
+        subject_id=str(incident.id),
+        venue_id=incident.venue_id,
+        detail={"officer_id": str(officer_id)},
+    )
+
+
+async def alert_officer(
+    conn: asyncpg.Connection, gateway: PushGateway, settings: Settings, job: jobs.AlertOfficer
+) -> fanout.SendReport:
+    """The ``alert_officer`` job: alert the officer (once) under the incident's lock, then send."""
+    async with conn.transaction():
+        incident = await lifecycle.lock(conn, job.incident_id)
+        if incident is not None and incident.status != "resolved":
+            distance = await duty.distance_to(
+                conn,
+                job.officer_id,
+                lat=incident.venue_lat,
+                lon=incident.venue_lon,
+                freshness_s=settings.location_freshness_s,
+            )
+            step = max(incident.escalation_step - 1, 0)
+            alerts, queued = await _alert(conn, settings, incident, [(job.officer_id, "officer", distance)], step)
+            if alerts:
+                actor = Principal(user_id=job.requested_by, role=job.requested_role, display_name="")  # type: ignore[arg-type]
+                await lifecycle.officer_assigned(
+                    conn, settings, incident, actor, data={"recipients": _recipients(alerts), "devices": queued}
+                )
+                log.info("incident_officer_assigned", incident_id=str(incident.id), devices=queued)
+    return await fanout.send_pending(conn, gateway, settings, job.incident_id)

@@ -330,6 +330,13 @@ async def notified(
     await _append(conn, settings, incident, "notified" if step == 0 else "escalated", data={"step": step, **data})
 
 
+async def officer_assigned(
+    conn: asyncpg.Connection, settings: Settings, incident: IncidentRow, actor: Principal, *, data: dict[str, Any]
+) -> None:
+    """A dispatcher alerted an officer by hand: ``escalated`` (``manual``), the policy's step unchanged."""
+    await _append(conn, settings, incident, "escalated", actor=actor, data={"manual": True, **data})
+
+
 async def not_delivered(
     conn: asyncpg.Connection, settings: Settings, incident_id: uuid.UUID, *, data: dict[str, Any]
 ) -> None:

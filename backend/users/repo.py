@@ -46,6 +46,11 @@ UPDATE users SET is_active = $2, deactivated_at = CASE WHEN $2 THEN NULL ELSE no
                  token_version = token_version + CASE WHEN $2 THEN 0 ELSE 1 END
 WHERE id = $1 RETURNING {_COLUMNS}
 """
+# A reset: the password stops working, a one-time code replaces it, every session ends.
+RESET_SIGN_IN = f"""
+UPDATE users SET password_hash = NULL, otp_hash = $2, otp_expires_at = $3, token_version = token_version + 1
+WHERE id = $1 RETURNING {_COLUMNS}
+"""
 BUMP_TOKEN_VERSION = f"UPDATE users SET token_version = token_version + 1 WHERE id = $1 RETURNING {_COLUMNS}"
 EXPIRE_LINKS = "UPDATE short_links SET expires_at = now() WHERE user_id = $1 AND expires_at > now()"
 SELECT_USERS = f"SELECT {_COLUMNS} FROM users WHERE ($1::text IS NULL OR role = $1) ORDER BY created_at LIMIT $2"
@@ -111,6 +116,13 @@ async def set_active(conn: asyncpg.Connection, user_id: uuid.UUID, *, active: bo
     """(De)activate; deactivating also bumps token_version, which ends every access token."""
     record = await conn.fetchrow(SET_ACTIVE, user_id, active)
     return _row(record) if record else None
+
+
+async def reset_sign_in(
+    conn: asyncpg.Connection, user_id: uuid.UUID, otp_hash: str, otp_expires_at: datetime
+) -> UserRow | None:
+    record = await conn.fetchrow(RESET_SIGN_IN, user_id, otp_hash, otp_expires_at)
+    return msgspec.convert(dict(record), UserRow) if record else None
 
 
 async def bump_token_version(conn: asyncpg.Connection, user_id: uuid.UUID) -> UserRow | None:

@@ -138,5 +138,28 @@ async def end_sessions(conn: asyncpg.Connection, actor: Principal | None, user_i
     return to_user(row)
 
 
+async def reset_sign_in(conn: asyncpg.Connection, actor: Principal | None, user_id: uuid.UUID) -> UserCreated:
+    """A forgotten password or a lost phone: the password stops working, every session ends, and a
+    one-time code (shown once, valid 24 h) lets the user choose a new password."""
+    if actor is not None and actor.user_id == user_id:
+        raise Conflict("an administrator cannot reset their own sign-in here", field="user_id")
+    code = new_one_time_code()
+    row = await _user_or_404(
+        conn, await repo.reset_sign_in(conn, user_id, await hash_password(code), datetime.now(UTC) + ONE_TIME_CODE_TTL)
+    )
+    ended = await _end_access(conn, user_id)
+    await audit.record_by(
+        conn,
+        actor,
+        "user.reset_sign_in",
+        subject_type="user",
+        subject_id=str(user_id),
+        venue_id=row.venue_id,
+        detail=ended,
+    )
+    log.info("user_sign_in_reset", user_id=str(user_id), **ended)
+    return UserCreated(user=to_user(row), one_time_code=code)
+
+
 async def list_users(conn: asyncpg.Connection, role: str | None) -> list[User]:
     return [to_user(r) for r in await repo.list_users(conn, role)]

@@ -100,7 +100,7 @@
       kind.appendChild(link);
       cell(tr, item.venue);
       cell(tr, age(item.opened_at), "age").setAttribute("data-opened", item.opened_at);
-      cell(tr, w("state." + item.status), "state");
+      cell(tr, w("state." + item.status), "st");
       cell(tr, String(item.notified));
       cell(tr, String(item.acknowledged));
       cell(tr, String(item.not_delivered), item.not_delivered ? "bad" : "");
