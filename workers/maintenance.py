@@ -1,4 +1,5 @@
-"""Housekeeping jobs: sweep uploads whose detection never committed; schedule itself."""
+"""Housekeeping jobs: sweep uploads whose detection never committed, sweep what is past retention,
+tag held footage; the sweepers schedule themselves."""
 
 from __future__ import annotations
 
@@ -7,11 +8,18 @@ from contextlib import AsyncExitStack
 from datetime import timedelta
 
 from backend.core import jobs, queue
+from backend.core.config import Settings
 from backend.detections.service import sweep_orphan_uploads
+from backend.retention import service as retention
 from workers.runner import Runnable, Schedule, Task, Work, WorkerContext
 
 SWEEP_EVERY = timedelta(minutes=10)
-SCHEDULES = [Schedule(jobs.SweepUploads(), SWEEP_EVERY.total_seconds())]
+RETENTION_EVERY = timedelta(minutes=15)
+RETENTION_BUDGET_S = 240.0  # one run stops starting batches after this; the next run goes on
+SCHEDULES = [
+    Schedule(jobs.SweepUploads(), SWEEP_EVERY.total_seconds()),
+    Schedule(jobs.SweepRetention(), RETENTION_EVERY.total_seconds()),
+]
 
 Setup = Callable[[WorkerContext, AsyncExitStack], Awaitable[None]]
 
@@ -23,4 +31,25 @@ async def sweep_uploads(ctx: WorkerContext, job: Work[jobs.SweepUploads]) -> Non
     await sweep_orphan_uploads(ctx.pool, ctx.require_storage(), older_than_s=ctx.settings.orphan_upload_grace_s)
 
 
-TASKS: list[Runnable] = [Task(jobs.SweepUploads, sweep_uploads)]
+async def sweep_retention(ctx: WorkerContext, job: Work[jobs.SweepRetention]) -> None:
+    """Footage and audit records past retention (``backend.retention``). Storage going away mid-run
+    raises after what S3 confirmed is marked: the runner retries the job without using an attempt."""
+    del job
+    async with ctx.pool.acquire() as conn:  # first: a failing sweep must not end the schedule
+        await queue.enqueue_next_slot(conn, jobs.SweepRetention(), RETENTION_EVERY.total_seconds())
+    await retention.sweep(ctx.pool, ctx.require_storage(), ctx.settings, budget_s=RETENTION_BUDGET_S)
+
+
+async def tag_footage(ctx: WorkerContext, job: Work[jobs.TagFootage]) -> None:
+    await retention.tag_footage(ctx.pool, ctx.require_storage(), job.payload.incident_id)
+
+
+def _retention_limit(settings: Settings) -> float:
+    return RETENTION_BUDGET_S + 120.0  # the last batch started within the budget finishes
+
+
+TASKS: list[Runnable] = [
+    Task(jobs.SweepUploads, sweep_uploads),
+    Task(jobs.SweepRetention, sweep_retention, time_limit=_retention_limit),
+    Task(jobs.TagFootage, tag_footage),
+]

@@ -2,12 +2,20 @@
 
 Clips stream in: bytes are buffered only up to one part (``multipart_threshold``), then sent
 as S3 multipart upload parts, so a clip is never held whole in memory.
+
+Retention: every object is written under ``clips/`` with the tag ``kuzet-retention=expirable``; an
+incident on legal hold has its objects re-tagged ``held`` (``retag``). ``kuzet storage prepare``
+installs a lifecycle rule that expires ``expirable`` objects some days after the sweeper would
+have deleted them (a safety net behind it), and one that aborts multipart uploads left unfinished.
+No rule matches ``held``, so held footage is never expired by the bucket.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -24,15 +32,49 @@ if TYPE_CHECKING:
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 _NO_BUCKET = {"404", "NoSuchBucket", "NotFound"}
+_NO_LIFECYCLE = {"NoSuchLifecycleConfiguration"}
 
+FOOTAGE_PREFIX = "clips/"  # every clip, snapshot and playable MP4 lives under it
+RETENTION_TAG = "kuzet-retention"
+EXPIRABLE = "expirable"  # the bucket's lifecycle rule may expire it
+HELD = "held"  # an incident on legal hold: no lifecycle rule matches
+EXPIRY_RULE = "kuzet-footage-expiry"
+UPLOADS_RULE = "kuzet-abort-incomplete-uploads"
+DELETE_CHUNK = 1000  # S3 DeleteObjects takes at most 1000 keys
 
-__all__ = ["ObjectMissing", "Storage", "StorageUnavailable", "StreamingUpload"]
+__all__ = [
+    "EXPIRABLE",
+    "FOOTAGE_PREFIX",
+    "HELD",
+    "DeleteInterrupted",
+    "DeleteResult",
+    "ObjectMissing",
+    "Storage",
+    "StorageUnavailable",
+    "StreamingUpload",
+]
 
 
 class StorageUnavailable(DependencyUnavailable):
     """Object storage cannot be reached or failed on its side (or the bucket is missing); safe to retry."""
 
     dependency = "storage"
+
+
+@dataclass
+class DeleteResult:
+    """Per-key results of a delete: ``deleted`` are confirmed gone; ``failed`` maps a key to S3's error code."""
+
+    deleted: set[str] = field(default_factory=set)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+class DeleteInterrupted(StorageUnavailable):
+    """Object storage went away mid-delete; ``result`` holds what was confirmed before that."""
+
+    def __init__(self, message: str, result: DeleteResult) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 def _code(exc: ClientError) -> str:
@@ -76,6 +118,9 @@ class Storage:
         }
         self._cm: Any = None
         self._client: S3Client | None = None
+        longest = max(settings.rejected_footage_retention_s, settings.incident_footage_retention_s)
+        self.expiry_days = math.ceil(longest / 86400) + settings.footage_lifecycle_margin_days
+        self.tagging = f"{RETENTION_TAG}={EXPIRABLE}"
 
     async def __aenter__(self) -> Self:
         self._cm = self._session.client("s3", **self._client_kwargs)
@@ -143,7 +188,9 @@ class Storage:
 
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
         try:
-            await self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+            await self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, Tagging=self.tagging
+            )
         except (ClientError, BotoCoreError) as exc:
             raise _translate(exc, key) from exc
 
@@ -191,6 +238,98 @@ class Storage:
             raise _translate(exc, prefix) from exc
         return deleted
 
+    async def delete_keys(self, keys: Sequence[str]) -> DeleteResult:
+        """Delete these objects (DeleteObjects, 1000 keys a request) and say, key by key, which are gone.
+
+        A key S3 reports as an error (access denied, an internal error for that key) is in ``failed``
+        and still exists; deleting a key that does not exist succeeds (S3 semantics). If storage
+        goes away mid-way, ``DeleteInterrupted`` carries what was confirmed before."""
+        result = DeleteResult()
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), DELETE_CHUNK):
+            chunk = unique[start : start + DELETE_CHUNK]
+            try:
+                response = await self.client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": False},
+                )
+            except (ClientError, BotoCoreError) as exc:
+                raise DeleteInterrupted(str(_translate(exc)), result) from exc
+            result.deleted.update(d["Key"] for d in response.get("Deleted", []) if "Key" in d)
+            for error in response.get("Errors", []):
+                if "Key" in error:
+                    result.failed[error["Key"]] = str(error.get("Code", "error"))
+        result.deleted.difference_update(result.failed)
+        return result
+
+    async def retag(self, prefix: str, value: str) -> int:
+        """Set ``kuzet-retention`` to ``value`` on every object under ``prefix``; how many objects."""
+        count = 0
+        tagging = {"TagSet": [{"Key": RETENTION_TAG, "Value": value}]}
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for obj in page.get("Contents", []):
+                    await self.client.put_object_tagging(Bucket=self.bucket, Key=obj["Key"], Tagging=tagging)  # type: ignore[arg-type]
+                    count += 1
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, prefix) from exc
+        return count
+
+    async def tag_of(self, key: str) -> str | None:
+        """The object's ``kuzet-retention`` tag (None when it has none)."""
+        try:
+            response = await self.client.get_object_tagging(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, key) from exc
+        return next((t["Value"] for t in response.get("TagSet", []) if t.get("Key") == RETENTION_TAG), None)
+
+    def lifecycle_rules(self) -> list[dict[str, Any]]:
+        """The rules ``prepare`` installs (beside any others the bucket has)."""
+        return [
+            {
+                "ID": EXPIRY_RULE,
+                "Status": "Enabled",
+                "Filter": {"And": {"Prefix": FOOTAGE_PREFIX, "Tags": [{"Key": RETENTION_TAG, "Value": EXPIRABLE}]}},
+                "Expiration": {"Days": self.expiry_days},
+            },
+            {
+                "ID": UPLOADS_RULE,
+                "Status": "Enabled",
+                "Filter": {"Prefix": FOOTAGE_PREFIX},
+                "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+            },
+        ]
+
+    async def lifecycle(self) -> list[dict[str, Any]]:
+        """The bucket's lifecycle rules as S3 returns them ([] when it has none)."""
+        try:
+            response = await self.client.get_bucket_lifecycle_configuration(Bucket=self.bucket)
+        except ClientError as exc:
+            if _code(exc) in _NO_LIFECYCLE:
+                return []
+            raise _translate(exc) from exc
+        except BotoCoreError as exc:
+            raise _translate(exc) from exc
+        return [dict(rule) for rule in response.get("Rules", [])]
+
+    async def ensure_lifecycle(self) -> bool:
+        """Install Kuzet's lifecycle rules unless they are there as they should be; keep other rules."""
+        wanted = self.lifecycle_rules()
+        ours = {rule["ID"] for rule in wanted}
+        current = await self.lifecycle()
+        if sorted(map(_rule_key, (r for r in current if r.get("ID") in ours))) == sorted(map(_rule_key, wanted)):
+            return False
+        rules = [r for r in current if r.get("ID") not in ours] + wanted
+        try:
+            await self.client.put_bucket_lifecycle_configuration(
+                Bucket=self.bucket,
+                LifecycleConfiguration={"Rules": rules},  # type: ignore[typeddict-item]
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc) from exc
+        return True
+
     async def presign_get(self, key: str, *, expires_s: int = 300) -> str:
         url: str = await self.client.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_s
@@ -221,7 +360,10 @@ class StreamingUpload:
         try:
             if self._upload_id is None:
                 created = await client.create_multipart_upload(
-                    Bucket=self.storage.bucket, Key=self.key, ContentType=self.content_type
+                    Bucket=self.storage.bucket,
+                    Key=self.key,
+                    ContentType=self.content_type,
+                    Tagging=self.storage.tagging,
                 )
                 self._upload_id = created["UploadId"]
             number = len(self._parts) + 1
@@ -269,9 +411,32 @@ class StreamingUpload:
             return
 
 
+def _rule_key(rule: dict[str, Any]) -> tuple[object, ...]:
+    """What makes two lifecycle rules the same, whatever extra fields S3 echoes back."""
+    filt = rule.get("Filter") or {}
+    both = filt.get("And") or {}
+    prefix = both.get("Prefix", filt.get("Prefix", rule.get("Prefix", "")))
+    tags = both.get("Tags") or ([filt["Tag"]] if "Tag" in filt else [])
+    return (
+        rule.get("ID"),
+        rule.get("Status"),
+        prefix or "",
+        tuple(sorted((t["Key"], t["Value"]) for t in tags)),
+        (rule.get("Expiration") or {}).get("Days"),
+        (rule.get("AbortIncompleteMultipartUpload") or {}).get("DaysAfterInitiation"),
+    )
+
+
 async def _bucket_step(storage: Storage) -> bool:
     return await storage.ensure_bucket()
 
 
-# (name, step): each returns True when it changed something. Later steps (lifecycle rules) go here.
-PREPARE_STEPS: list[tuple[str, Callable[[Storage], Awaitable[bool]]]] = [("bucket created", _bucket_step)]
+async def _lifecycle_step(storage: Storage) -> bool:
+    return await storage.ensure_lifecycle()
+
+
+# (name, step): each returns True when it changed something.
+PREPARE_STEPS: list[tuple[str, Callable[[Storage], Awaitable[bool]]]] = [
+    ("bucket created", _bucket_step),
+    ("lifecycle rules installed", _lifecycle_step),
+]

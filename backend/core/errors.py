@@ -6,6 +6,7 @@
     ├── Forbidden                 403  authenticated, but the role may not do this
     ├── NotFound                  404  no such thing, or not yours to see
     ├── Conflict                  409  state does not allow it (invalid transition, duplicate)
+    ├── Gone                      410  it existed and was deleted for good (footage past retention)
     ├── PayloadTooLarge           413  body or part over its limit
     ├── UnsupportedMediaType      415  wrong content type
     ├── Invalid                   422  well-formed but a field's value is wrong
@@ -21,6 +22,7 @@ blame, ``field`` (a JSON-pointer-like path such as ``meta.score``).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, ClassVar
 
 import msgspec
@@ -82,6 +84,15 @@ class NotFound(AppError):
 
 class Conflict(AppError):
     status, slug, title = 409, "conflict", "Conflict with the current state"
+
+
+class Gone(AppError):
+    status, slug, title = 410, "gone", "Deleted for good"
+
+
+def footage_gone(kind: str, purged_at: datetime) -> str:
+    """The reason given for footage the retention sweeper deleted."""
+    return f"the incident's {kind} was deleted by retention at {purged_at.isoformat()}"
 
 
 class PayloadTooLarge(AppError):
@@ -207,6 +218,7 @@ _HTTP_SLUGS = {
     404: ("not-found", "Not found"),
     405: ("method-not-allowed", "Method not allowed"),
     409: ("conflict", "Conflict with the current state"),
+    410: ("gone", "Deleted for good"),
     413: ("payload-too-large", "Payload too large"),
     415: ("unsupported-media-type", "Unsupported media type"),
     422: ("invalid", "Invalid value"),
@@ -293,6 +305,7 @@ _STATUS_TEXT = {
     403: "The role may not do this",
     404: "Not found, or not yours to see",
     409: "Conflicts with the current state",
+    410: "Deleted for good (footage past its retention)",
     413: "Payload too large",
     415: "Unsupported media type",
     422: "A field has an invalid value",

@@ -12,7 +12,8 @@ so a backlog of clips to confirm never delays a phone that should ring.
                   push_update, retry_delivery
     confirm       confirm_detection (edge-decided kinds first: priority)    worker_concurrency
     webhook       deliver_webhook (other people's servers)                 webhook_concurrency
-    housekeeping  sweep_uploads, prune_locations                            1
+    housekeeping  sweep_uploads, prune_locations, sweep_retention,          1
+                  tag_footage
 
 Within a lane, jobs are claimed by ``priority`` (lower first), then by when they became due.
 """
@@ -116,6 +117,21 @@ class PruneLocations(Payload, frozen=True, kw_only=True, forbid_unknown_fields=T
     lane: ClassVar[Lane] = Lane.HOUSEKEEPING
 
 
+class SweepRetention(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Delete footage and audit records past their retention (``backend.retention``)."""
+
+    kind: ClassVar[str] = "sweep_retention"
+    lane: ClassVar[Lane] = Lane.HOUSEKEEPING
+
+
+class TagFootage(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Tag an incident's objects held or expirable, as its legal hold now is (S3 lifecycle rules read the tag)."""
+
+    kind: ClassVar[str] = "tag_footage"
+    lane: ClassVar[Lane] = Lane.HOUSEKEEPING
+    incident_id: uuid.UUID
+
+
 PAYLOADS: Final[dict[str, type[Payload]]] = {
     p.kind: p
     for p in (
@@ -128,6 +144,8 @@ PAYLOADS: Final[dict[str, type[Payload]]] = {
         DeliverWebhook,
         SweepUploads,
         PruneLocations,
+        SweepRetention,
+        TagFootage,
     )
 }
 ALERT_KINDS: Final = frozenset(k for k, p in PAYLOADS.items() if p.lane is Lane.ALERT)

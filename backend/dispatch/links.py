@@ -15,7 +15,7 @@ import asyncpg
 
 from backend.audit import repo as audit
 from backend.core.config import Settings
-from backend.core.errors import NotFound
+from backend.core.errors import Gone, NotFound, footage_gone
 from backend.core.wire import check_token
 from backend.dispatch import repo
 from backend.incidents.repo import IncidentRow
@@ -66,10 +66,13 @@ async def issue(
 
 
 async def resolve(conn: asyncpg.Connection, storage: Presigner, token: str) -> str:
-    """The presigned URL behind a short link; the view is audited. Unknown or expired: 404."""
+    """The presigned URL behind a short link; the view is audited. Unknown or expired: 404; footage
+    deleted by retention: 410."""
     link = await repo.get_link(conn, check_token(token, field="token"))
     if link is None:
         raise NotFound("no such link, or it has expired", field="token")
+    if link.footage_purged_at is not None:
+        raise Gone(footage_gone(link.purpose, link.footage_purged_at), field="token")
     await audit.record(
         conn,
         actor_id=link.user_id,

@@ -168,8 +168,8 @@ class HistoryController(Controller):
 
     @get(
         "/incidents/{incident_id:uuid}/clip",
-        summary="The incident's clip: a redirect to a presigned URL valid at most 5 minutes (audited)",
-        responses=problem_responses(401, 404),
+        summary="The incident's clip: redirect to a presigned URL (5 min at most, audited); 410 past retention",
+        responses=problem_responses(401, 404, 410),
         status_code=302,
     )
     async def clip(
@@ -192,8 +192,8 @@ class HistoryController(Controller):
 
     @get(
         "/incidents/{incident_id:uuid}/snapshot",
-        summary="The incident's snapshot: a redirect to a presigned URL valid at most 5 minutes (audited)",
-        responses=problem_responses(401, 404),
+        summary="The incident's snapshot: redirect to a presigned URL (5 min at most, audited); 410 past retention",
+        responses=problem_responses(401, 404, 410),
         status_code=302,
     )
     async def snapshot(

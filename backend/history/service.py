@@ -22,7 +22,7 @@ from backend.alerts.access import can_see
 from backend.audit import repo as audit
 from backend.core.auth import Principal
 from backend.core.config import Settings
-from backend.core.errors import Forbidden, Invalid, NotFound
+from backend.core.errors import Forbidden, Gone, Invalid, NotFound, footage_gone
 from backend.core.logging import get_logger
 from backend.history import repo
 from backend.history.schemas import (
@@ -353,11 +353,13 @@ async def footage(  # noqa: PLR0917
 ) -> str:
     """A presigned URL to the incident's clip or snapshot that expires within
     ``KUZET_FOOTAGE_URL_TTL_S`` (at most 5 minutes); the access is audited first (who, role, what,
-    when, from which address)."""
+    when, from which address). Footage the retention sweeper deleted: 410 Gone, saying when."""
     incident = await _visible(conn, me, incident_id)
     key = incident.clip_key if kind == "clip" else incident.snapshot_key
     if key is None:
         raise NotFound(f"this incident has no {kind}", field=kind)
+    if incident.footage_purged_at is not None:
+        raise Gone(footage_gone(kind, incident.footage_purged_at), field=kind)
     await audit.record_by(
         conn,
         me,

@@ -66,6 +66,7 @@ WHERE v.model_training_consent
   AND i.outcome = ANY($1::text[])
   AND d.kind IN ('fight', 'aggression')
   AND d.received_at > now() - make_interval(secs => $2)
+  AND d.footage_purged_at IS NULL
 ORDER BY d.received_at
 """
 SET_CONSENT = """
