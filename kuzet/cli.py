@@ -284,7 +284,7 @@ async def _export_dataset(settings: Settings, out: Path) -> Any:
 
 
 def cmd_storage(args: argparse.Namespace) -> int:
-    """Prepare object storage (idempotent): the bucket now, and every later step in PREPARE_STEPS."""
+    """Prepare object storage (idempotent): every step in PREPARE_STEPS (the bucket, its lifecycle rules)."""
     from backend.adapters.storage import Storage, StorageUnavailable
 
     settings = _settings()
@@ -345,7 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     storage = sub.add_parser("storage", help="object storage")
     ssub = storage.add_subparsers(dest="storage_command", required=True)
-    ssub.add_parser("prepare", help="create the bucket (idempotent; run at install and after upgrades)")
+    ssub.add_parser(
+        "prepare", help="create the bucket and its lifecycle rules (idempotent; at install, after upgrades)"
+    )
     storage.set_defaults(func=cmd_storage)
 
     admin = sub.add_parser("admin", help="register regions, venues, cameras, users")

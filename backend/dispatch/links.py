@@ -42,9 +42,9 @@ async def issue_many(
     purpose: str,
     users: list[uuid.UUID],
 ) -> dict[uuid.UUID, str]:
-    """One link per person to the incident's snapshot or clip; {} when there is none."""
+    """One link per person to the incident's snapshot or clip; {} when there is none (or retention deleted it)."""
     key = incident.snapshot_key if purpose == "snapshot" else incident.clip_key
-    if key is None or not users:
+    if key is None or not users or incident.footage_purged_at is not None:
         return {}
     links = [(new_token(), user) for user in users]
     await repo.insert_links(

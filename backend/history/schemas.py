@@ -35,6 +35,7 @@ class HistoryItem(msgspec.Struct, kw_only=True):
     max_score: float
     legal_hold: bool
     snapshot_url: str | None  # the audited footage route (a redirect to a short-lived URL)
+    footage_purged_at: datetime | None = None  # retention deleted its clips and snapshots then (no snapshot_url)
 
 
 class HistoryPage(msgspec.Struct, kw_only=True):

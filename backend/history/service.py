@@ -106,6 +106,7 @@ def to_item(settings: Settings, row: repo.HistoryRow) -> HistoryItem:
         legal_hold=row.legal_hold,
         verdict=row.verdict,  # type: ignore[arg-type]
         snapshot_url=footage_url(settings, row.id, "snapshot") if row.has_snapshot else None,
+        footage_purged_at=row.footage_purged_at,
     )
 
 
