@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from prometheus_client import REGISTRY
 
 from backend.core.config import Settings
 from kuzet.devtools.push_inbox import PushInbox
@@ -117,6 +118,18 @@ async def test_repeated_action_is_a_no_op(scene: Scene, conn: asyncpg.Connection
     assert again.json()["version"] == 2
     assert await status(conn, scene.incident) == ("acknowledged", 2, False)
     assert len(await jobs(conn, "push_update")) == 1
+
+
+async def test_the_first_acknowledgement_is_timed_once(scene: Scene) -> None:
+    def count(role: str) -> float:
+        value = REGISTRY.get_sample_value("kuzet_first_ack_seconds_count", {"kind": "weapon", "role": role})
+        return value or 0.0
+
+    bouncers, officers = count("bouncer"), count("officer")
+    assert (await scene.act("bouncer", "acknowledge")).json()["changed"] is True
+    assert (await scene.act("officer", "accept")).json()["changed"] is True  # acknowledged already
+    assert count("bouncer") == bouncers + 1
+    assert count("officer") == officers
 
 
 @pytest.mark.parametrize(

@@ -161,6 +161,7 @@ async def test_missing_bucket_is_named_by_readiness_and_prepare_storage_fixes_it
         )
         assert first.returncode == 0, first.stderr
         assert "bucket created" in first.stdout
+        assert "lifecycle rule added: abort incomplete uploads after 1 day" in first.stdout
         again = await asyncio.to_thread(
             subprocess.run, [str(KUZET), "storage", "prepare"], env=env, capture_output=True, text=True, check=False
         )

@@ -13,7 +13,14 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from backend.adapters.storage import EXPIRABLE, EXPIRY_RULE, HELD, UPLOADS_RULE, DeleteInterrupted, Storage
+from backend.adapters.storage import (
+    ABORT_UPLOADS_RULE_ID,
+    EXPIRABLE,
+    EXPIRY_RULE,
+    HELD,
+    DeleteInterrupted,
+    Storage,
+)
 from backend.core.config import ConfigError, Settings, load_settings
 from backend.core.db import create_pool
 from backend.dispatch import links
@@ -23,6 +30,7 @@ from tests.factories import Factory
 from tests.services import TcpProxy
 
 DAY = 86400.0
+EXPIRY_STEP = "lifecycle rule set: expire footage tagged expirable (behind the retention sweeper)"
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 
@@ -447,7 +455,8 @@ def test_storage_prepare_installs_lifecycle_rules_once_and_keeps_other_rules(
     assert main(["storage", "prepare"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         f"{settings.s3_bucket}: bucket created",
-        f"{settings.s3_bucket}: lifecycle rules installed",
+        f"{settings.s3_bucket}: lifecycle rule added: abort incomplete uploads after 1 day",
+        f"{settings.s3_bucket}: {EXPIRY_STEP}",
     ]
     assert main(["storage", "prepare"]) == 0
     assert capsys.readouterr().out.splitlines() == [f"{settings.s3_bucket}: already prepared"]
@@ -465,13 +474,13 @@ def test_storage_prepare_installs_lifecycle_rules_once_and_keeps_other_rules(
     installed = {r["ID"]: r for r in asyncio.run(rules(settings))}
     assert installed[EXPIRY_RULE]["Expiration"] == {"Days": 37}  # 30 days of incidents + 7 of margin
     assert installed[EXPIRY_RULE]["Filter"]["And"]["Tags"] == [{"Key": "kuzet-retention", "Value": EXPIRABLE}]
-    assert installed[UPLOADS_RULE]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    assert installed[ABORT_UPLOADS_RULE_ID]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
 
     foreign = {"ID": "someone-elses", "Status": "Enabled", "Filter": {"Prefix": "logs/"}, "Expiration": {"Days": 3}}
     asyncio.run(rules(settings, foreign))
     monkeypatch.setenv("KUZET_INCIDENT_FOOTAGE_RETENTION_S", str(90 * DAY))
     assert main(["storage", "prepare"]) == 0
-    assert capsys.readouterr().out.splitlines() == [f"{settings.s3_bucket}: lifecycle rules installed"]
+    assert capsys.readouterr().out.splitlines() == [f"{settings.s3_bucket}: {EXPIRY_STEP}"]
     after = {r["ID"]: r for r in asyncio.run(rules(settings))}
     assert after[EXPIRY_RULE]["Expiration"] == {"Days": 97}
     assert after["someone-elses"]["Expiration"] == {"Days": 3}

@@ -76,7 +76,14 @@ async def test_worker_metrics_scraped_over_http_show_the_counts(
             ):
                 break
             await asyncio.sleep(0.2)
+        health = await http.get(f"http://127.0.0.1:{port}/healthz")
+    assert health.status_code == 200
+    assert health.json()["status"] == "ok"
     assert response.headers["content-type"].startswith("text/plain")
+    assert sample(text, "kuzet_queue_lane_jobs", lane="confirm") is not None
+    assert sample(text, "kuzet_queue_lane_oldest_seconds", lane="alert") is not None
+    assert sample(text, "kuzet_dependency_up", dependency="database") == 1.0
+    assert (sample(text, "kuzet_worker_loop_beat_timestamp_seconds") or 0) > 0
     assert sample(text, "kuzet_jobs_finished_total", kind="confirm_detection", outcome="done") == 1.0
     assert sample(text, "kuzet_job_seconds_count", kind="confirm_detection") == 1.0
     assert sample(text, "kuzet_job_wait_seconds_count", kind="dispatch_incident") == 1.0

@@ -30,7 +30,7 @@ from backend.core import failures, queue
 from backend.core.config import Settings
 from backend.core.jobs import PAYLOADS, Lane, Payload
 from backend.core.logging import get_logger
-from backend.core.metrics import JOB_SECONDS, JOB_WAIT_SECONDS, JOBS_FINISHED
+from backend.core.metrics import DEPENDENCY_UP, JOB_SECONDS, JOB_WAIT_SECONDS, JOBS_FINISHED
 from workers.errors import PermanentError, TransientError
 
 if TYPE_CHECKING:
@@ -249,6 +249,7 @@ class Runner:
 
     def _dependency_down(self, exc: BaseException) -> None:
         name = failures.dependency_of(exc) or "unknown"
+        DEPENDENCY_UP.labels(dependency=name).set(0)
         if name not in self._down:
             log.warning("dependency_unavailable", dependency=name, error=type(exc).__name__)
         self._down[name] = type(exc).__name__
@@ -257,6 +258,7 @@ class Runner:
 
     def _dependency_up(self, name: str) -> None:
         self._down_kinds.pop(name, None)
+        DEPENDENCY_UP.labels(dependency=name).set(1)
         if self._down.pop(name, None) is not None:
             log.info("dependency_restored", dependency=name)
 

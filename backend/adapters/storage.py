@@ -6,8 +6,8 @@ as S3 multipart upload parts, so a clip is never held whole in memory.
 Retention: every object is written under ``clips/`` with the tag ``kuzet-retention=expirable``; an
 incident on legal hold has its objects re-tagged ``held`` (``retag``). ``kuzet storage prepare``
 installs a lifecycle rule that expires ``expirable`` objects some days after the sweeper would
-have deleted them (a safety net behind it), and one that aborts multipart uploads left unfinished.
-No rule matches ``held``, so held footage is never expired by the bucket.
+have deleted them (a safety net behind it), beside the one that aborts multipart uploads left
+unfinished. No rule matches ``held``, so held footage is never expired by the bucket.
 """
 
 from __future__ import annotations
@@ -26,10 +26,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from backend.core.config import Settings
 from backend.core.failures import DependencyUnavailable, ObjectMissing
+from backend.core.logging import get_logger
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_s3.type_defs import LifecycleRuleTypeDef
 
+log = get_logger(__name__)
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 _NO_BUCKET = {"404", "NoSuchBucket", "NotFound"}
 _NO_LIFECYCLE = {"NoSuchLifecycleConfiguration"}
@@ -39,7 +42,6 @@ RETENTION_TAG = "kuzet-retention"
 EXPIRABLE = "expirable"  # the bucket's lifecycle rule may expire it
 HELD = "held"  # an incident on legal hold: no lifecycle rule matches
 EXPIRY_RULE = "kuzet-footage-expiry"
-UPLOADS_RULE = "kuzet-abort-incomplete-uploads"
 DELETE_CHUNK = 1000  # S3 DeleteObjects takes at most 1000 keys
 
 __all__ = [
@@ -161,8 +163,8 @@ class Storage:
     async def prepare(self) -> list[str]:
         """Make object storage ready (idempotent); returns what was changed.
 
-        Each step checks before it changes, so running it again changes nothing. Steps that
-        storage needs later (lifecycle rules for clip retention) are added to ``PREPARE_STEPS``.
+        Each step (``PREPARE_STEPS``: the bucket, its lifecycle rule) checks before it changes, so
+        running it again changes nothing.
         """
         changed = []
         for name, step in PREPARE_STEPS:
@@ -284,22 +286,15 @@ class Storage:
             raise _translate(exc, key) from exc
         return next((t["Value"] for t in response.get("TagSet", []) if t.get("Key") == RETENTION_TAG), None)
 
-    def lifecycle_rules(self) -> list[dict[str, Any]]:
-        """The rules ``prepare`` installs (beside any others the bucket has)."""
-        return [
-            {
-                "ID": EXPIRY_RULE,
-                "Status": "Enabled",
-                "Filter": {"And": {"Prefix": FOOTAGE_PREFIX, "Tags": [{"Key": RETENTION_TAG, "Value": EXPIRABLE}]}},
-                "Expiration": {"Days": self.expiry_days},
-            },
-            {
-                "ID": UPLOADS_RULE,
-                "Status": "Enabled",
-                "Filter": {"Prefix": FOOTAGE_PREFIX},
-                "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
-            },
-        ]
+    def footage_expiry_rule(self) -> dict[str, Any]:
+        """The rule ``prepare`` keeps on the bucket: objects under ``clips/`` tagged ``expirable`` expire
+        the longest footage retention plus ``KUZET_FOOTAGE_LIFECYCLE_MARGIN_DAYS`` after upload."""
+        return {
+            "ID": EXPIRY_RULE,
+            "Status": "Enabled",
+            "Filter": {"And": {"Prefix": FOOTAGE_PREFIX, "Tags": [{"Key": RETENTION_TAG, "Value": EXPIRABLE}]}},
+            "Expiration": {"Days": self.expiry_days},
+        }
 
     async def lifecycle(self) -> list[dict[str, Any]]:
         """The bucket's lifecycle rules as S3 returns them ([] when it has none)."""
@@ -313,14 +308,13 @@ class Storage:
             raise _translate(exc) from exc
         return [dict(rule) for rule in response.get("Rules", [])]
 
-    async def ensure_lifecycle(self) -> bool:
-        """Install Kuzet's lifecycle rules unless they are there as they should be; keep other rules."""
-        wanted = self.lifecycle_rules()
-        ours = {rule["ID"] for rule in wanted}
+    async def ensure_footage_expiry(self) -> bool:
+        """Set the footage expiry rule unless it is there as the settings say; keep every other rule."""
+        wanted = self.footage_expiry_rule()
         current = await self.lifecycle()
-        if sorted(map(_rule_key, (r for r in current if r.get("ID") in ours))) == sorted(map(_rule_key, wanted)):
+        if [_rule_key(r) for r in current if r.get("ID") == EXPIRY_RULE] == [_rule_key(wanted)]:
             return False
-        rules = [r for r in current if r.get("ID") not in ours] + wanted
+        rules = [r for r in current if r.get("ID") != EXPIRY_RULE] + [wanted]
         try:
             await self.client.put_bucket_lifecycle_configuration(
                 Bucket=self.bucket,
@@ -431,12 +425,54 @@ async def _bucket_step(storage: Storage) -> bool:
     return await storage.ensure_bucket()
 
 
+# A clip upload cut off mid-way (a camera's connection dropped, an API process killed) leaves parts
+# that are billed but are no object, so the orphan sweeper never sees them: S3 drops them after a day.
+# Footage expiry is a rule of its own (``_footage_expiry_step``): it leaves held footage alone by its tag.
+ABORT_UPLOADS_RULE_ID = "kuzet-abort-incomplete-uploads"
+_ABORT_UPLOADS_RULE: LifecycleRuleTypeDef = {
+    "ID": ABORT_UPLOADS_RULE_ID,
+    "Filter": {"Prefix": ""},
+    "Status": "Enabled",
+    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+}
+# Servers that refuse or do not keep this action (MinIO cleans stale uploads up by itself).
+_LIFECYCLE_UNSUPPORTED = {"MalformedXML", "NotImplemented", "InvalidRequest", "InvalidArgument"}
+
+
 async def _lifecycle_step(storage: Storage) -> bool:
-    return await storage.ensure_lifecycle()
+    """Add the abort-incomplete-uploads rule, keeping any rule an operator set beside it."""
+    try:
+        current = await storage.client.get_bucket_lifecycle_configuration(Bucket=storage.bucket)
+        rules: list[Any] = list(current.get("Rules", []))
+    except ClientError as exc:
+        if _code(exc) != "NoSuchLifecycleConfiguration":
+            raise _translate(exc) from exc
+        rules = []
+    except BotoCoreError as exc:
+        raise _translate(exc) from exc
+    if any(rule.get("ID") == ABORT_UPLOADS_RULE_ID for rule in rules):
+        return False
+    try:
+        await storage.client.put_bucket_lifecycle_configuration(
+            Bucket=storage.bucket, LifecycleConfiguration={"Rules": [*rules, _ABORT_UPLOADS_RULE]}
+        )
+    except ClientError as exc:
+        if _code(exc) not in _LIFECYCLE_UNSUPPORTED:
+            raise _translate(exc) from exc
+        log.warning("storage_lifecycle_unsupported", rule=ABORT_UPLOADS_RULE_ID, error=_code(exc))
+        return False
+    except BotoCoreError as exc:
+        raise _translate(exc) from exc
+    return True
+
+
+async def _footage_expiry_step(storage: Storage) -> bool:
+    return await storage.ensure_footage_expiry()
 
 
 # (name, step): each returns True when it changed something.
 PREPARE_STEPS: list[tuple[str, Callable[[Storage], Awaitable[bool]]]] = [
     ("bucket created", _bucket_step),
-    ("lifecycle rules installed", _lifecycle_step),
+    ("lifecycle rule added: abort incomplete uploads after 1 day", _lifecycle_step),
+    ("lifecycle rule set: expire footage tagged expirable (behind the retention sweeper)", _footage_expiry_step),
 ]

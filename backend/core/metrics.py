@@ -22,6 +22,12 @@ CONFIRMATION_SECONDS = Histogram(
 )
 QUEUE_DEPTH = Gauge("kuzet_queue_jobs", "Jobs in the queue", ["kind", "status"])
 QUEUE_OLDEST = Gauge("kuzet_queue_oldest_seconds", "Age of the oldest job due and not yet claimed", ["kind"])
+QUEUE_LANE_JOBS = Gauge(
+    "kuzet_queue_lane_jobs", "Jobs of the lane running or due and waiting (the autoscaler's query)", ["lane"]
+)
+QUEUE_LANE_OLDEST = Gauge(
+    "kuzet_queue_lane_oldest_seconds", "Age of the lane's oldest job due and not yet claimed", ["lane"]
+)
 JOBS_FINISHED = Counter("kuzet_jobs_finished_total", "Jobs finished by outcome", ["kind", "outcome"])
 JOB_SECONDS = Histogram("kuzet_job_seconds", "Job run time", ["kind"], buckets=_LATENCY_BUCKETS)
 JOB_WAIT_SECONDS = Histogram(
@@ -35,8 +41,24 @@ DELIVERIES_ABANDONED = Counter(
     "Deliveries given up (permanent error, or retried until the alert's TTL)",
     ["reason"],
 )
+FIRST_ACK_SECONDS = Histogram(
+    "kuzet_first_ack_seconds",
+    "From an incident's confirmation to its first acknowledgement (by the role of who acknowledged)",
+    ["kind", "role"],
+    buckets=(1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 300.0, 600.0),
+)
 WEBHOOK_ATTEMPTS = Counter(
     "kuzet_webhook_attempts_total", "Webhook delivery attempts by outcome (delivered, retry, dead, gone)", ["outcome"]
 )
 WEBHOOK_DEAD = Counter("kuzet_webhook_deliveries_dead_total", "Webhook deliveries given up after the last try")
 WEBHOOK_SECONDS = Histogram("kuzet_webhook_attempt_seconds", "Webhook attempt time, request to answer")
+WEBHOOK_BACKLOG = Gauge("kuzet_webhook_backlog", "Webhook deliveries not yet delivered nor dead")
+WEBHOOK_BACKLOG_OLDEST = Gauge(
+    "kuzet_webhook_backlog_oldest_seconds", "Age of the oldest webhook delivery not yet delivered nor dead"
+)
+DEPENDENCY_UP = Gauge(
+    "kuzet_dependency_up", "1 while the dependency answers this process, 0 while it is away", ["dependency"]
+)
+WORKER_LOOP_BEAT = Gauge(
+    "kuzet_worker_loop_beat_timestamp_seconds", "When the worker's event loop last ticked (Unix time)"
+)

@@ -9,13 +9,15 @@ Finished jobs are deleted; jobs out of attempts become ``dead`` (dead letters, k
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import UTC, datetime
+from typing import Final
 
 import asyncpg
 import msgspec
 
-from backend.core.jobs import PRIORITY_NORMAL, Payload
+from backend.core.jobs import PRIORITY_NORMAL, Lane, Payload, kinds_of
 
 CHANNEL = "kuzet_jobs"
 
@@ -64,6 +66,30 @@ FROM jobs GROUP BY kind, status
 """
 
 
+def _lane_filter(lane: Lane) -> str:
+    kinds = kinds_of(lane)
+    if not all(re.fullmatch(r"[a-z_]+", k) for k in kinds):  # code constants; checked before inlining
+        raise ValueError(f"job kinds must be lower-case words: {kinds}")
+    return "kind IN (" + ", ".join(f"'{k}'" for k in kinds) + ")"
+
+
+# Per lane, each a single number with the kinds inlined, so that the metrics (``kuzet_queue_lane_jobs``,
+# ``kuzet_queue_lane_oldest_seconds``) and KEDA's PostgreSQL scaler (infra/k8s/base/worker-scaling.yaml,
+# which cannot pass parameters) run the very same text; tests/test_deploy.py compares them.
+# Backlog: jobs running plus jobs due and waiting (timers set for later are not work yet).
+LANE_BACKLOG: Final[dict[Lane, str]] = {
+    lane: f"SELECT count(*)::float8 FROM jobs WHERE {_lane_filter(lane)} "
+    "AND (status = 'running' OR (status = 'queued' AND run_at <= now()))"
+    for lane in Lane
+}
+# Age in seconds of the lane's oldest job due and not yet claimed (0 when none).
+LANE_OLDEST: Final[dict[Lane, str]] = {
+    lane: "SELECT COALESCE(extract(epoch FROM now() - min(run_at)), 0)::float8 FROM jobs "
+    f"WHERE {_lane_filter(lane)} AND status = 'queued' AND run_at <= now()"
+    for lane in Lane
+}
+
+
 class Job(msgspec.Struct, frozen=True):
     """A claimed job; ``payload`` is its stored JSON, decoded by the runner into the kind's Struct."""
 
@@ -85,6 +111,12 @@ class QueueDepth(msgspec.Struct, frozen=True):
     kind: str
     status: str
     n: int
+    oldest_s: float  # age of the oldest job due and not yet claimed (0 when none)
+
+
+class LaneBacklog(msgspec.Struct, frozen=True):
+    lane: Lane
+    jobs: int  # running, or due and waiting
     oldest_s: float  # age of the oldest job due and not yet claimed (0 when none)
 
 
@@ -143,6 +175,18 @@ async def replay_dead(conn: asyncpg.Connection, kinds: list[str]) -> int:
 async def depth(conn: asyncpg.Connection) -> list[QueueDepth]:
     """Jobs by kind and status, with the age of the oldest one due and waiting."""
     return [msgspec.convert(dict(r), QueueDepth) for r in await conn.fetch(DEPTH)]
+
+
+async def lane_backlog(conn: asyncpg.Connection) -> list[LaneBacklog]:
+    """Each lane's backlog and oldest waiting age, by the queries the autoscaler runs too."""
+    return [
+        LaneBacklog(
+            lane=lane,
+            jobs=int(await conn.fetchval(LANE_BACKLOG[lane])),
+            oldest_s=float(await conn.fetchval(LANE_OLDEST[lane])),
+        )
+        for lane in Lane
+    ]
 
 
 async def enqueue_next_slot(conn: asyncpg.Connection, payload: Payload, every_s: float) -> None:

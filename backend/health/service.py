@@ -5,13 +5,23 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import msgspec
 from litestar.openapi.datastructures import ResponseSpec
 
 from backend.adapters.storage import Storage, StorageUnavailable
 from backend.core import jobs, queue
 from backend.core.db import UNAVAILABLE_ERRORS
 from backend.core.logging import get_logger
-from backend.core.metrics import QUEUE_DEPTH, QUEUE_OLDEST
+from backend.core.metrics import (
+    DEPENDENCY_UP,
+    QUEUE_DEPTH,
+    QUEUE_LANE_JOBS,
+    QUEUE_LANE_OLDEST,
+    QUEUE_OLDEST,
+    WEBHOOK_BACKLOG,
+    WEBHOOK_BACKLOG_OLDEST,
+)
+from backend.webhooks import repo as webhooks_repo
 
 log = get_logger(__name__)
 
@@ -46,19 +56,48 @@ async def readiness(pool: asyncpg.Pool, storage: Storage) -> tuple[bool, dict[st
     return all(v == "ok" for v in checks.values()), checks
 
 
+class Backlog(msgspec.Struct, frozen=True):
+    """What the queue gauges show: jobs by kind and status, each lane's backlog, the webhook outbox."""
+
+    depths: list[queue.QueueDepth]
+    lanes: list[queue.LaneBacklog]
+    webhooks: int
+    webhooks_oldest_s: float
+
+
+async def read_backlog(conn: asyncpg.Connection) -> Backlog:
+    webhooks, oldest = await webhooks_repo.backlog(conn)
+    return Backlog(
+        depths=await queue.depth(conn),
+        lanes=await queue.lane_backlog(conn),
+        webhooks=webhooks,
+        webhooks_oldest_s=oldest,
+    )
+
+
 async def refresh_queue_depth(pool: asyncpg.Pool) -> None:
+    """Refresh the queue gauges and ``kuzet_dependency_up{dependency="database"}`` (the last values
+    stay while the database is away)."""
     try:
         async with asyncio.timeout(3):
             async with pool.acquire() as conn:
-                depths = await queue.depth(conn)
+                backlog = await read_backlog(conn)
     except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError) as exc:  # metrics must answer even then
+        DEPENDENCY_UP.labels(dependency="database").set(0)
         log.warning("queue_depth_unavailable", error=type(exc).__name__)
         return
-    publish_queue_depth(depths)
+    DEPENDENCY_UP.labels(dependency="database").set(1)
+    publish_queue_depth(backlog)
 
 
-def publish_queue_depth(depths: list[queue.QueueDepth]) -> None:
-    """Set the queue gauges: jobs by kind and status, and the oldest waiting job's age by kind."""
+def publish_queue_depth(backlog: Backlog) -> None:
+    """Set the queue gauges from one reading."""
+    for lane in backlog.lanes:
+        QUEUE_LANE_JOBS.labels(lane=lane.lane.value).set(lane.jobs)
+        QUEUE_LANE_OLDEST.labels(lane=lane.lane.value).set(lane.oldest_s)
+    WEBHOOK_BACKLOG.set(backlog.webhooks)
+    WEBHOOK_BACKLOG_OLDEST.set(backlog.webhooks_oldest_s)
+    depths = backlog.depths
     QUEUE_DEPTH.clear()
     QUEUE_OLDEST.clear()
     for kind in jobs.PAYLOADS:

@@ -33,6 +33,7 @@ from backend.core.auth import Principal
 from backend.core.config import Settings
 from backend.core.errors import Conflict, Invalid
 from backend.core.logging import get_logger
+from backend.core.metrics import FIRST_ACK_SECONDS
 from backend.dispatch import messages
 from backend.incidents import repo
 from backend.incidents.repo import IncidentEventRow, IncidentRow
@@ -314,6 +315,10 @@ async def act(
         outcome=outcome if action == "resolve" else None,
         resolved_status=RESOLVED,
     )
+    if incident.acknowledged_at is None and updated.acknowledged_at is not None:
+        # Observed before the caller commits: a rolled-back action counts too (rare; a metric, not a record).
+        seconds = (updated.acknowledged_at - updated.opened_at).total_seconds()
+        FIRST_ACK_SECONDS.labels(kind=updated.kind, role=actor.role).observe(max(0.0, seconds))
     details: dict[str, str] = {"from": incident.status, "to": updated.status}
     if note:
         details["note"] = note

@@ -184,6 +184,10 @@ SELECT delivery_id, attempt, started_at, status_code, error, response_ms FROM we
 WHERE delivery_id = ANY($1::bigint[]) ORDER BY delivery_id, attempt
 """
 DEAD_COUNT = "SELECT count(*) FROM webhook_deliveries WHERE status = 'dead'"
+BACKLOG = """
+SELECT count(*)::bigint AS n, COALESCE(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest_s
+FROM webhook_deliveries WHERE status IN ('pending', 'sending')
+"""
 
 
 def _sub(record: asyncpg.Record | None) -> SubscriptionRow | None:
@@ -354,6 +358,12 @@ async def list_attempts(conn: asyncpg.Connection, delivery_ids: list[int]) -> li
 async def dead_count(conn: asyncpg.Connection) -> int:
     n: int = await conn.fetchval(DEAD_COUNT)
     return n
+
+
+async def backlog(conn: asyncpg.Connection) -> tuple[int, float]:
+    """Deliveries not yet delivered nor dead, and the age in seconds of the oldest (0 when none)."""
+    record = await conn.fetchrow(BACKLOG)
+    return int(record["n"]), float(record["oldest_s"])
 
 
 DB_NOW = "SELECT now()"
