@@ -36,6 +36,8 @@ bench: setup
 	$(VENV)/bin/python bench/history.py
 	$(VENV)/bin/python bench/retention.py
 	$(VENV)/bin/python bench/drills.py
+	$(VENV)/bin/python bench/footprint.py
+	$(VENV)/bin/python bench/capacity.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .demo

@@ -3,9 +3,13 @@ backlog, the database's state, and the worker's liveness endpoint."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import asyncpg
 import httpx
@@ -13,7 +17,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from backend.adapters.storage import ABORT_UPLOADS_RULE_ID, Storage
+from backend.adapters.storage import ABORT_UPLOADS_RULE_ID, Storage, StorageUnavailable
 from backend.core import jobs, queue
 from backend.core.config import load_settings
 from backend.health.service import read_backlog
@@ -135,3 +139,68 @@ async def test_storage_prepare_adds_its_lifecycle_rule_once_and_keeps_the_operat
     assert set(by_id) == {"archive-exports", ABORT_UPLOADS_RULE_ID, "kuzet-footage-expiry"}
     assert by_id[ABORT_UPLOADS_RULE_ID]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
     assert by_id["archive-exports"]["Expiration"] == {"Days": 7}
+
+
+@contextmanager
+def s3_refusing_lifecycle(target: str, method: str, status: int, code: str) -> Iterator[str]:
+    """An HTTP proxy in front of the S3 server that answers ``method`` on ``?lifecycle`` with an S3
+    error (as MinIO refuses the rule, or as a bucket policy denies it); everything else passes."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def _forward(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.command == method and "lifecycle" in self.path.partition("?")[2]:
+                error = f"<Error><Code>{code}</Code><Message>refused here</Message></Error>".encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(error)))
+                self.end_headers()
+                self.wfile.write(error)
+                return
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in {"host", "content-length"}}
+            answer = httpx.request(self.command, target + self.path, headers=headers, content=body)
+            self.send_response(answer.status_code)
+            for key, value in answer.headers.items():
+                if key.lower() not in {"content-length", "transfer-encoding", "connection", "content-encoding"}:
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(answer.content)))
+            self.end_headers()
+            self.wfile.write(answer.content)
+
+        do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _forward  # noqa: N815
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Quiet."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+async def test_storage_without_the_lifecycle_action_is_prepared_without_it(
+    settings_env: dict[str, str], s3_endpoint: str
+) -> None:
+    bucket = f"kuzet-nolc-{uuid.uuid4().hex[:8]}"
+    with s3_refusing_lifecycle(s3_endpoint, "PUT", 501, "NotImplemented") as endpoint:
+        settings = load_settings(settings_env | {"KUZET_S3_ENDPOINT_URL": endpoint, "KUZET_S3_BUCKET": bucket})
+        async with Storage(settings) as storage:
+            assert await storage.prepare() == ["bucket created"]
+            assert await storage.prepare() == []
+            await storage.check()  # the bucket is there and answers
+
+
+async def test_storage_denying_the_lifecycle_stops_prepare_with_the_reason(
+    settings_env: dict[str, str], s3_endpoint: str
+) -> None:
+    bucket = f"kuzet-deny-{uuid.uuid4().hex[:8]}"
+    with s3_refusing_lifecycle(s3_endpoint, "GET", 403, "AccessDenied") as endpoint:
+        settings = load_settings(settings_env | {"KUZET_S3_ENDPOINT_URL": endpoint, "KUZET_S3_BUCKET": bucket})
+        async with Storage(settings) as storage:
+            with pytest.raises(StorageUnavailable, match="AccessDenied"):
+                await storage.prepare()

@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from prometheus_client import REGISTRY
 
 from backend.adapters.storage import Storage
 from backend.core import jobs, queue
@@ -26,6 +27,7 @@ from tests.factories import Factory
 from tests.services import TcpProxy, ThreadedTcpProxy, admin_dsn, free_port
 from tests.test_confirm import clips, queued, state
 from tests.test_worker_failures import KUZET, worker_process
+from tests.test_worker_metrics import sample
 from workers.runner import Runner, Task, Work, WorkerContext
 
 __all__ = ["clips"]
@@ -95,15 +97,20 @@ async def test_database_refusing_connections_is_503_everywhere_then_recovers(
             during = await database_routes(client, headers)
             ready = await client.get("/readyz")
             alive = await client.get("/healthz")
+            scraped = await client.get("/metrics")  # metrics answer, and say the database is away
         for name, response in during.items():
             assert_503(response, name)
         assert ready.status_code == 503
         assert ready.json()["down"] == ["database"]
         assert ready.json()["checks"]["storage"] == "ok"
         assert alive.status_code == 200
+        assert scraped.status_code == 200
+        assert sample(scraped.text, "kuzet_dependency_up", dependency="database") == 0.0
         after = await database_routes(client, headers)
         assert after["admin venues"].status_code == 200
         assert (await client.get("/readyz")).status_code == 200
+        back = await client.get("/metrics")
+        assert sample(back.text, "kuzet_dependency_up", dependency="database") == 1.0
 
 
 async def test_cut_database_proxy_is_503_then_recovers(
@@ -198,6 +205,7 @@ async def test_in_process_worker_survives_a_cut_proxy_and_resumes(settings: Sett
         await asyncio.sleep(1.5)  # the worker polls a dead database meanwhile
         assert not task.done()
         assert second not in done
+        assert REGISTRY.get_sample_value("kuzet_dependency_up", {"dependency": "database"}) == 0.0
         proxy.restore()
 
         async def ran_second() -> bool:
@@ -205,6 +213,7 @@ async def test_in_process_worker_survives_a_cut_proxy_and_resumes(settings: Sett
 
         await eventually(ran_second, "the job enqueued during the outage")
         assert not task.done()
+        assert REGISTRY.get_sample_value("kuzet_dependency_up", {"dependency": "database"}) == 1.0
     finally:
         runner.stop()
         await task
