@@ -320,7 +320,13 @@ class Storage:
                 Bucket=self.bucket,
                 LifecycleConfiguration={"Rules": rules},  # type: ignore[typeddict-item]
             )
-        except (ClientError, BotoCoreError) as exc:
+        except ClientError as exc:
+            if _code(exc) not in _LIFECYCLE_UNSUPPORTED:
+                raise _translate(exc) from exc
+            # A server without lifecycle rules: the sweeper alone deletes footage past retention.
+            log.warning("storage_lifecycle_unsupported", rule=EXPIRY_RULE, error=_code(exc))
+            return False
+        except BotoCoreError as exc:
             raise _translate(exc) from exc
         return True
 
