@@ -54,10 +54,14 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "surv-fight"
 EVENTS = ["incident.opened", "incident.updated", "incident.acknowledged", "incident.escalated"]
 EVENTS += ["incident.responding", "incident.resolved"]
 
+# A partitioned table's partitions (migration 0070) count under the table's own name.
 STATS = """
-SELECT relname, n_tup_ins AS ins, n_tup_upd AS upd, n_tup_del AS del,
-       pg_total_relation_size(relid) AS bytes
-FROM pg_stat_user_tables
+SELECT coalesce(p.relname, s.relname) AS relname, sum(s.n_tup_ins)::bigint AS ins, sum(s.n_tup_upd)::bigint AS upd,
+       sum(s.n_tup_del)::bigint AS del, sum(pg_total_relation_size(s.relid))::bigint AS bytes
+FROM pg_stat_user_tables s
+LEFT JOIN pg_inherits i ON i.inhrelid = s.relid
+LEFT JOIN pg_class p ON p.oid = i.inhparent
+GROUP BY 1
 """
 
 

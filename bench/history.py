@@ -54,8 +54,8 @@ WITH v AS (
 SELECT v.id AS venue_id FROM v
 """
 EVENTS = """
-INSERT INTO incident_events (incident_id, at, type, actor_role)
-SELECT id, opened_at + (30 + (abs(hashtext(id::text)) % 300)) * interval '1 second', 'accepted', 'officer'
+INSERT INTO incident_events (incident_id, incident_opened_at, at, type, actor_role)
+SELECT id, opened_at, opened_at + (30 + (abs(hashtext(id::text)) % 300)) * interval '1 second', 'accepted', 'officer'
 FROM incidents WHERE venue_id = $1 AND abs(hashtext(id::text)) % 4 = 0
 """
 OUTCOMES = """

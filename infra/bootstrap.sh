@@ -9,3 +9,13 @@ fi
 UV=$(command -v uv || echo "$HOME/.local/bin/uv")
 echo "== syncing the virtual environment from uv.lock"
 "$UV" sync --frozen --quiet
+
+# Headless Chromium and its driver for the console's browser tests (Debian packages; no download
+# at test time). Installed only when missing; CI runs with CI=true and no stdin.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo -n"; fi
+    echo "== installing chromium and chromium-driver (browser tests of the web console)"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi

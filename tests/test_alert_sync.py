@@ -10,7 +10,8 @@ from backend.core.config import Settings
 from tests.factories import Factory
 
 Client = AsyncTestClient[Litestar]
-ADD_EVENT = "INSERT INTO incident_events (incident_id, type, actor_role) VALUES ($1, 'note', 'system')"
+ADD_EVENT = """INSERT INTO incident_events (incident_id, incident_opened_at, type, actor_role)
+SELECT id, opened_at, 'note', 'system' FROM incidents WHERE id = $1"""
 
 
 async def test_an_event_committed_out_of_order_is_not_skipped(

@@ -518,8 +518,9 @@ async def _acted(
         )
     if accept_s is not None:
         await conn.execute(
-            """INSERT INTO incident_events (incident_id, at, type, actor_role)
-               SELECT id, opened_at + make_interval(secs => $2), 'accepted', 'officer' FROM incidents WHERE id = $1""",
+            """INSERT INTO incident_events (incident_id, incident_opened_at, at, type, actor_role)
+               SELECT id, opened_at, opened_at + make_interval(secs => $2), 'accepted', 'officer'
+               FROM incidents WHERE id = $1""",
             incident_id,
             accept_s,
         )

@@ -345,16 +345,25 @@ async def test_audit_records_past_retention_are_deleted_in_batches_and_nothing_e
         "INSERT INTO audit_log (at, actor_role, action, subject_type, subject_id) "
         "VALUES (now() - interval '364 days', 'test', 'recent', 'test', 'r')"
     )
+    # a whole month long past retention, in a monthly partition of its own (migration 0070)
+    await conn.execute(
+        "SELECT ensure_month_partitions('audit_log', now() - interval '20 months', now() - interval '16 months')"
+    )
+    await conn.execute(
+        "INSERT INTO audit_log (at, actor_role, action, subject_type, subject_id) "
+        "SELECT now() - interval '18 months', 'test', 'ancient', 'test', n::text FROM generate_series(1, 3) n"
+    )
     before = await conn.fetchval("SELECT count(*) FROM audit_log")
 
     report = await retention.sweep(pool, storage, settings)
 
-    assert report.audit_records == 5
-    assert await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'old'") == 0
+    assert report.audit_records == 8
+    assert await conn.fetchval("SELECT count(*) FROM audit_log WHERE action IN ('old', 'ancient')") == 0
     assert await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'recent'") == 1
     purges = await conn.fetch("SELECT detail FROM audit_log WHERE action = 'audit.retention_purge' ORDER BY id")
-    assert [p["detail"]["records"] for p in purges] == [2, 2, 1]  # three batches, each audited
-    assert await conn.fetchval("SELECT count(*) FROM audit_log") == before - 5 + 3
+    assert purges[0]["detail"]["records"] == 3 and len(purges[0]["detail"]["partitions"]) == 1  # the month dropped
+    assert [p["detail"]["records"] for p in purges[1:]] == [2, 2, 1]  # then three batches, each audited
+    assert await conn.fetchval("SELECT count(*) FROM audit_log") == before - 8 + 4
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         await conn.execute("DELETE FROM audit_log WHERE action = 'recent'")
     async with conn.transaction():  # rows at or after the cut-off never go

@@ -1,5 +1,6 @@
-"""Housekeeping jobs: sweep uploads whose detection never committed, sweep what is past retention,
-tag held footage; the sweepers schedule themselves."""
+"""Housekeeping jobs: sweep uploads whose detection never committed; keep the months ahead
+partitioned; sweep what is past retention; tag held footage. Each periodic one schedules its next
+run first, so a failing run never ends its schedule."""
 
 from __future__ import annotations
 
@@ -7,17 +8,22 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
-from backend.core import jobs, queue
+from backend.core import jobs, partitions, queue
 from backend.core.config import Settings
+from backend.core.logging import get_logger
 from backend.detections.service import sweep_orphan_uploads
 from backend.retention import service as retention
 from workers.runner import Runnable, Schedule, Task, Work, WorkerContext
 
+log = get_logger(__name__)
+
 SWEEP_EVERY = timedelta(minutes=10)
+PARTITIONS_EVERY = timedelta(hours=1)
 RETENTION_EVERY = timedelta(minutes=15)
 RETENTION_BUDGET_S = 240.0  # one run stops starting batches after this; the next run goes on
 SCHEDULES = [
     Schedule(jobs.SweepUploads(), SWEEP_EVERY.total_seconds()),
+    Schedule(jobs.MaintainPartitions(), PARTITIONS_EVERY.total_seconds()),
     Schedule(jobs.SweepRetention(), RETENTION_EVERY.total_seconds()),
 ]
 
@@ -29,6 +35,15 @@ async def sweep_uploads(ctx: WorkerContext, job: Work[jobs.SweepUploads]) -> Non
     async with ctx.pool.acquire() as conn:  # first: a failing sweep must not end the schedule
         await queue.enqueue_next_slot(conn, jobs.SweepUploads(), SWEEP_EVERY.total_seconds())
     await sweep_orphan_uploads(ctx.pool, ctx.require_storage(), older_than_s=ctx.settings.orphan_upload_grace_s)
+
+
+async def maintain_partitions(ctx: WorkerContext, job: Work[jobs.MaintainPartitions]) -> None:
+    del job
+    async with ctx.pool.acquire() as conn:
+        await queue.enqueue_next_slot(conn, jobs.MaintainPartitions(), PARTITIONS_EVERY.total_seconds())
+        created = await partitions.ensure_ahead(conn)
+    if any(created.values()):
+        log.info("partitions_created", **created)
 
 
 async def sweep_retention(ctx: WorkerContext, job: Work[jobs.SweepRetention]) -> None:
@@ -50,6 +65,7 @@ def _retention_limit(settings: Settings) -> float:
 
 TASKS: list[Runnable] = [
     Task(jobs.SweepUploads, sweep_uploads),
+    Task(jobs.MaintainPartitions, maintain_partitions),
     Task(jobs.SweepRetention, sweep_retention, time_limit=_retention_limit),
     Task(jobs.TagFootage, tag_footage),
 ]

@@ -80,7 +80,9 @@ WHERE CASE $2
         WHEN 'admin' THEN true
         ELSE false END
   AND CASE WHEN $5::text IS NULL THEN i.status <> 'resolved'
-           ELSE EXISTS (SELECT 1 FROM incident_events e WHERE e.incident_id = i.id AND e.xid >= $5::text::xid8) END
+           ELSE EXISTS (SELECT 1 FROM incident_events e
+                       WHERE e.incident_id = i.id AND e.incident_opened_at = i.opened_at
+                         AND e.xid >= $5::text::xid8) END
 ORDER BY i.opened_at DESC
 LIMIT $6
 """
@@ -89,12 +91,13 @@ SYNC_POINT = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text"
 TIMELINE = """
 SELECT e.id, e.at, e.type, e.actor_id, e.actor_role, u.display_name AS actor_name, e.data
 FROM incident_events e LEFT JOIN users u ON u.id = e.actor_id
-WHERE e.incident_id = $1 ORDER BY e.id
+WHERE e.incident_id = $1 AND e.incident_opened_at = (SELECT opened_at FROM incidents WHERE id = $1) ORDER BY e.id
 """
 RESPONDERS = """
 SELECT DISTINCT ON (e.actor_id) e.actor_id AS user_id, u.display_name, u.role, e.type, e.at
 FROM incident_events e JOIN users u ON u.id = e.actor_id
-WHERE e.incident_id = $1 AND e.type IN ('acknowledged', 'accepted', 'arrived', 'police_requested', 'resolved')
+WHERE e.incident_id = $1 AND e.incident_opened_at = (SELECT opened_at FROM incidents WHERE id = $1)
+  AND e.type IN ('acknowledged', 'accepted', 'arrived', 'police_requested', 'resolved')
 ORDER BY e.actor_id, e.id DESC
 """
 

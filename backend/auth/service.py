@@ -155,3 +155,13 @@ async def logout(conn: asyncpg.Connection, data: RefreshRequest) -> None:
             subject_type="user",
             subject_id=str(row.user_id),
         )
+
+
+async def end_session(conn: asyncpg.Connection, user_id: uuid.UUID, session_id: uuid.UUID) -> None:
+    """Sign out of one sign-in known by its session (the web console's cookie names no refresh token)."""
+    await repo.revoke_family(conn, session_id)
+    if not await repo.has_live_session(conn, user_id):
+        await users.expire_links(conn, user_id)
+    await audit.record(
+        conn, actor_id=user_id, actor_role="user", action="auth.logout", subject_type="user", subject_id=str(user_id)
+    )

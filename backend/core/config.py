@@ -104,6 +104,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     webhook_concurrency: PositiveInt = 16
     webhook_link_ttl_s: PositiveInt = 24 * 3600
     webhook_cap_sender: Annotated[str, msgspec.Meta(min_length=1, pattern=r"^[^\s,<&]+$")] = "kuzet"
+    # web console (issue 13)
+    console_session_ttl_s: Annotated[int, msgspec.Meta(ge=300, le=7 * 86400)] = 12 * 3600
+    console_tile_url: str | None = None  # map tiles, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png
+    console_tile_attribution: str | None = None
 
     @property
     def is_production(self) -> bool:
@@ -182,7 +186,21 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         settings.webhook_allowed_networks  # noqa: B018 - parsed here so a typo stops start-up
     except ValueError as exc:
         raise ConfigError(f"KUZET_WEBHOOK_ALLOW_NETWORKS: {exc}") from None
+    if settings.console_tile_url and (problem := tile_url_problem(settings.console_tile_url, settings.is_production)):
+        raise ConfigError(f"KUZET_CONSOLE_TILE_URL: {problem}")
     return settings
+
+
+def tile_url_problem(url: str, production: bool) -> str | None:
+    """Why a map tile URL template is unusable (``None`` when fine)."""
+    scheme, _, rest = url.partition("://")
+    if scheme not in ({"https"} if production else {"https", "http"}) or not rest.split("/", 1)[0]:
+        return "must be an https:// URL template" + ("" if production else " (http:// outside production)")
+    if not all(part in url for part in ("{z}", "{x}", "{y}")):
+        return "must name {z}, {x} and {y}"
+    if any(c in url for c in " '\"<>;"):
+        return "must not hold spaces, quotes, angle brackets or semicolons"
+    return None
 
 
 def secret_problem(secret: str) -> str | None:

@@ -12,8 +12,8 @@ so a backlog of clips to confirm never delays a phone that should ring.
                   push_update, retry_delivery
     confirm       confirm_detection (edge-decided kinds first: priority)    worker_concurrency
     webhook       deliver_webhook (other people's servers)                 webhook_concurrency
-    housekeeping  sweep_uploads, prune_locations, sweep_retention,          1
-                  tag_footage
+    housekeeping  sweep_uploads, prune_locations, maintain_partitions,      1
+                  sweep_retention, tag_footage
 
 Within a lane, jobs are claimed by ``priority`` (lower first), then by when they became due.
 """
@@ -117,6 +117,13 @@ class PruneLocations(Payload, frozen=True, kw_only=True, forbid_unknown_fields=T
     lane: ClassVar[Lane] = Lane.HOUSEKEEPING
 
 
+class MaintainPartitions(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Prepare the coming months' partitions (``backend.core.partitions``)."""
+
+    kind: ClassVar[str] = "maintain_partitions"
+    lane: ClassVar[Lane] = Lane.HOUSEKEEPING
+
+
 class SweepRetention(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Delete footage and audit records past their retention (``backend.retention``)."""
 
@@ -144,6 +151,7 @@ PAYLOADS: Final[dict[str, type[Payload]]] = {
         DeliverWebhook,
         SweepUploads,
         PruneLocations,
+        MaintainPartitions,
         SweepRetention,
         TagFootage,
     )

@@ -7,6 +7,10 @@
 - ``Cache-Control: no-store`` on every response that did not set its own: sign-in answers carry
   tokens, incident answers carry footage links and personal data, and nothing here is meant for a
   shared cache.
+- The web console (``/console``) gets a strict ``Content-Security-Policy`` instead: scripts, styles
+  and connections from this origin only (no inline script or style), images and video also from
+  object storage (presigned footage) and the configured map tile server, no frames, forms only to
+  this origin.
 - In production ``/metrics`` and ``/schema`` need ``Authorization: Bearer <KUZET_OPS_TOKEN>``; with
   no ops token configured they answer 404 (scrape them on the internal network with the token).
 """
@@ -33,6 +37,33 @@ BASE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
 NO_STORE = (b"cache-control", b"no-store")
 OPS_PATHS = ("/metrics", "/schema")
+CONSOLE_PREFIX = "/console"
+
+
+def _origin(url: str | None) -> str | None:
+    """``scheme://host[:port]`` of a URL (a tile template's placeholders in the host become ``*``)."""
+    if not url:
+        return None
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0]
+    if not scheme or not host:
+        return None
+    if "{" in host:  # {s}.tile.example.org
+        host = "*." + host.split(".", 1)[1] if "." in host else host
+    return f"{scheme}://{host}"
+
+
+def console_csp(settings: Settings) -> bytes:
+    """The console's policy: nothing inline, nothing from elsewhere but footage and map tiles."""
+    storage = _origin(settings.s3_endpoint_url) or "https://*.amazonaws.com"
+    tiles = _origin(settings.console_tile_url)
+    images = " ".join(x for x in ("'self'", "data:", storage, tiles) if x)
+    policy = (
+        "default-src 'none'; script-src 'self'; style-src 'self'; "
+        f"img-src {images}; media-src 'self' {storage}; connect-src 'self'; font-src 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    )
+    return policy.encode()
 
 
 def _problem(status: int, slug: str, title: str, detail: str, path: str) -> bytes:
@@ -45,13 +76,16 @@ def _problem(status: int, slug: str, title: str, detail: str, path: str) -> byte
 def security_headers(settings: Settings) -> Callable[[Message, Scope], Awaitable[None]]:
     """A ``before_send`` hook: the headers on every response, unmatched routes and errors included."""
     extra = (*BASE_HEADERS, HSTS) if settings.is_production else BASE_HEADERS
+    csp = (b"content-security-policy", console_csp(settings))
+    console = tuple(csp if name == csp[0] else (name, value) for name, value in extra)
 
     async def hook(message: Message, scope: Scope) -> None:
-        del scope
         if message["type"] == "http.response.start":
             headers = list(message.get("headers", []))
             names = {bytes(name).lower() for name, _ in headers}
-            headers.extend(h for h in extra if h[0] not in names)
+            path: str = scope.get("path", "")
+            chosen = console if path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/") else extra
+            headers.extend(h for h in chosen if h[0] not in names)
             if NO_STORE[0] not in names:
                 headers.append(NO_STORE)
             message["headers"] = headers

@@ -77,10 +77,11 @@ WHERE incident_id = $1 AND acknowledged_at IS NULL ORDER BY created_at, id
 ACTIVE_DEVICES = "SELECT id, user_id FROM devices WHERE user_id = ANY($1::uuid[]) AND is_active"
 INSERT_DELIVERIES = """
 INSERT INTO deliveries (alert_id, incident_id, user_id, device_id, purpose, incident_version, round,
-                        title, body, image_url, data, urgency)
-SELECT d.alert_id, $1, d.user_id, d.device_id, $2, $3, $12, d.title, d.body, d.image_url, d.data, $4
-FROM unnest($5::uuid[], $6::uuid[], $7::uuid[], $8::text[], $9::text[], $10::text[], $11::jsonb[])
+                        title, body, image_url, data, urgency, incident_opened_at)
+SELECT d.alert_id, $1, d.user_id, d.device_id, $2, $3, $12, d.title, d.body, d.image_url, d.data, $4, i.opened_at
+FROM incidents i, unnest($5::uuid[], $6::uuid[], $7::uuid[], $8::text[], $9::text[], $10::text[], $11::jsonb[])
      AS d(alert_id, user_id, device_id, title, body, image_url, data)
+WHERE i.id = $1
 ON CONFLICT ON CONSTRAINT deliveries_unique DO NOTHING
 """
 _CLAIM = """
@@ -91,7 +92,10 @@ WHERE v.id = d.device_id AND v.is_active AND {where}
 RETURNING d.id, d.alert_id, d.incident_id, d.user_id, d.device_id, d.purpose, d.title, d.body, d.image_url,
           d.data, d.urgency, d.attempts, d.created_at, v.fcm_token, d.error_code
 """
-CLAIM_FOR_INCIDENT = _CLAIM.format(where="d.incident_id = $1 AND (d.attempts = 0 OR d.status = 'sending')")
+CLAIM_FOR_INCIDENT = _CLAIM.format(
+    where="d.incident_id = $1 AND d.incident_opened_at = (SELECT opened_at FROM incidents WHERE id = $1)"
+    " AND (d.attempts = 0 OR d.status = 'sending')"
+)
 CLAIM_ONE = _CLAIM.format(where="d.id = $1")
 MARK_SENT = """
 UPDATE deliveries d SET status = CASE WHEN d.status = 'sending' THEN 'sent' ELSE d.status END,
@@ -383,7 +387,8 @@ FROM deliveries d
 JOIN alerts a ON a.id = d.alert_id
 JOIN users u ON u.id = d.user_id
 JOIN devices v ON v.id = d.device_id
-WHERE d.incident_id = $1 AND ($2::uuid IS NULL OR d.user_id = $2)
+WHERE d.incident_id = $1 AND d.incident_opened_at = (SELECT opened_at FROM incidents WHERE id = $1)
+  AND ($2::uuid IS NULL OR d.user_id = $2)
 ORDER BY d.id
 """
 UNDELIVERED = """

@@ -27,11 +27,12 @@ import asyncpg
 import msgspec
 
 from backend.adapters.push import PushGateway
+from backend.alerts.access import can_see
 from backend.audit import repo as audit
 from backend.core import jobs, queue
 from backend.core.auth import Principal
 from backend.core.config import Settings
-from backend.core.errors import Invalid, NotFound
+from backend.core.errors import Conflict, Forbidden, Invalid, NotFound
 from backend.core.logging import get_logger
 from backend.dispatch import fanout, links, messages, policy, repo
 from backend.dispatch.schemas import VenuePolicy
@@ -365,3 +366,39 @@ async def retry_delivery(
     conn: asyncpg.Connection, gateway: PushGateway, settings: Settings, delivery_id: int
 ) -> fanout.SendReport:
     return await fanout.send_one(conn, gateway, settings, delivery_id)
+
+
+ESCALATORS = frozenset({"dispatcher", "admin"})
+
+
+async def escalate_now(conn: asyncpg.Connection, settings: Settings, me: Principal, incident_id: uuid.UUID) -> int:
+    """A dispatcher (of the incident's region) or an admin fires the next escalation step now, without
+    waiting for its timer. The step itself runs in the worker as any other (its ``escalated`` event);
+    the request is audited. Returns the step queued."""
+    incident = await lifecycle.lock(conn, incident_id)
+    if incident is None or not await can_see(conn, me, incident):
+        raise NotFound("no such incident", field="incident_id")
+    if me.role not in ESCALATORS:
+        raise Forbidden(f"a {me.role} cannot escalate an incident", field="action")
+    if incident.status == "resolved":
+        raise Conflict("the incident is resolved; cannot escalate", field="action")
+    chain = await incident_policy(conn, settings, incident)
+    step = incident.escalation_step
+    if step >= len(chain.steps):
+        raise Conflict("every step of the escalation policy has already fired", field="action")
+    await queue.enqueue(
+        conn,
+        jobs.EscalateIncident(incident_id=incident.id, step=step, force=True),
+        dedup_key=f"{incident.id}:now:{step}",
+    )
+    await audit.record_by(
+        conn,
+        me,
+        "incident.escalate_now",
+        subject_type="incident",
+        subject_id=str(incident.id),
+        venue_id=incident.venue_id,
+        detail={"step": step},
+    )
+    log.info("incident_escalate_now", incident_id=str(incident.id), step=step, role=me.role)
+    return step

@@ -92,7 +92,8 @@ _VERDICT = "(SELECT o.verdict FROM incident_outcomes o WHERE o.incident_id = i.i
 _HISTORY_COLUMNS = f"""i.id, i.venue_id, v.name AS venue_name, i.kind, i.status, i.first_seen_at AS detected_at,
     i.opened_at AS confirmed_at, i.acknowledged_at AS first_acknowledged_at,
     (SELECT min(e.at) FROM incident_events e
-      WHERE e.incident_id = i.id AND e.type = 'accepted' AND e.actor_role = 'officer') AS first_officer_accepted_at,
+      WHERE e.incident_id = i.id AND e.incident_opened_at = i.opened_at
+        AND e.type = 'accepted' AND e.actor_role = 'officer') AS first_officer_accepted_at,
     i.resolved_at, i.outcome, i.detection_count, i.max_score, i.legal_hold,
     i.snapshot_key IS NOT NULL AND i.footage_purged_at IS NULL AS has_snapshot, {_VERDICT} AS verdict,
     i.footage_purged_at"""
@@ -190,7 +191,7 @@ async def venue_scope(
 SELECT_EVENTS = """
 SELECT e.id, e.at, e.type, e.actor_id, e.actor_role, u.display_name AS actor_name, e.data
 FROM incident_events e LEFT JOIN users u ON u.id = e.actor_id
-WHERE e.incident_id = $1 ORDER BY e.id
+WHERE e.incident_id = $1 AND e.incident_opened_at = (SELECT opened_at FROM incidents WHERE id = $1) ORDER BY e.id
 """
 SELECT_DETECTIONS = """
 SELECT d.id, d.camera_id, c.name AS camera_name, d.kind, d.edge_score, d.occurred_at, d.received_at, d.status,
@@ -203,7 +204,8 @@ SELECT dl.id, dl.user_id, u.display_name AS user_name, u.role AS user_role, dl.p
        dl.status, dl.attempts, dl.error_code, dl.created_at, dl.sent_at, dl.failed_at, dl.received_at,
        dl.acknowledged_at
 FROM deliveries dl JOIN users u ON u.id = dl.user_id
-WHERE dl.incident_id = $1 ORDER BY dl.id
+WHERE dl.incident_id = $1 AND dl.incident_opened_at = (SELECT opened_at FROM incidents WHERE id = $1)
+ORDER BY dl.id
 """
 SELECT_FOOTAGE_VIEWS = """
 SELECT a.id, a.at, a.action, a.actor_id, u.display_name AS actor_name, a.actor_role, a.subject_type, a.subject_id,

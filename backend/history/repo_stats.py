@@ -56,7 +56,8 @@ SELECT count(i.acknowledged_at) AS ack_n,
 FROM incidents i
 LEFT JOIN LATERAL (
     SELECT min(e.at) AS first_at FROM incident_events e
-    WHERE e.incident_id = i.id AND e.type = 'accepted' AND e.actor_role = 'officer'
+    WHERE e.incident_id = i.id AND e.incident_opened_at = i.opened_at
+      AND e.type = 'accepted' AND e.actor_role = 'officer'
 ) a ON true
 WHERE {_RANGE}
 """

@@ -351,6 +351,7 @@ async def footage(  # noqa: PLR0917
     kind: FootageKind,
     *,
     client: str | None,
+    via: str = "api",
 ) -> str:
     """A presigned URL to the incident's clip or snapshot that expires within
     ``KUZET_FOOTAGE_URL_TTL_S`` (at most 5 minutes); the access is audited first (who, role, what,
@@ -368,7 +369,7 @@ async def footage(  # noqa: PLR0917
         subject_type="incident",
         subject_id=str(incident.id),
         venue_id=incident.venue_id,
-        detail={"via": "api", "client": client, "expires_s": settings.footage_url_ttl_s},
+        detail={"via": via, "client": client, "expires_s": settings.footage_url_ttl_s},
     )
     log.info("footage_access", incident_id=str(incident.id), kind=kind, role=me.role)
     return await storage.presign_get(key, expires_s=settings.footage_url_ttl_s)

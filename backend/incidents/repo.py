@@ -125,13 +125,21 @@ SET_POLICY = "UPDATE incidents SET escalation_policy = $2 WHERE id = $1"
 SET_STEP = "UPDATE incidents SET escalation_step = $2, updated_at = now() WHERE id = $1"
 SET_REPEAT_ROUND = "UPDATE incidents SET repeat_round = $2, updated_at = now() WHERE id = $1"
 INSERT_EVENT = f"""
-INSERT INTO incident_events (incident_id, at, type, actor_id, actor_role, data)
-VALUES ($1, COALESCE($2, now()), $3, $4, $5, $6)
+INSERT INTO incident_events (incident_id, incident_opened_at, at, type, actor_id, actor_role, data)
+SELECT i.id, i.opened_at, COALESCE($2, now()), $3, $4, $5, $6 FROM incidents i WHERE i.id = $1
 RETURNING {_EVENT_COLUMNS}
 """
-SELECT_EVENTS = f"SELECT {_EVENT_COLUMNS} FROM incident_events WHERE incident_id = $1 ORDER BY at, id"
+# ``_OPENED`` names the incident's partition of incident_events (and deliveries): one is read, not all.
+_OPENED = "(SELECT opened_at FROM incidents WHERE id = $1)"
+SELECT_EVENTS = (
+    f"SELECT {_EVENT_COLUMNS} FROM incident_events WHERE incident_id = $1 AND incident_opened_at = {_OPENED}"
+    " ORDER BY at, id"
+)
 SELECT_EVENT = f"SELECT {_EVENT_COLUMNS} FROM incident_events WHERE id = $1"
-SELECT_FIRST_EVENT = f"SELECT {_EVENT_COLUMNS} FROM incident_events WHERE incident_id = $1 ORDER BY id LIMIT 1"
+SELECT_FIRST_EVENT = (
+    f"SELECT {_EVENT_COLUMNS} FROM incident_events WHERE incident_id = $1 AND incident_opened_at = {_OPENED}"
+    " ORDER BY id LIMIT 1"
+)
 
 
 def _incident(record: asyncpg.Record | None) -> IncidentRow | None:
@@ -262,7 +270,8 @@ async def first_event(conn: asyncpg.Connection, incident_id: uuid.UUID) -> Incid
     return _event(record) if record else None
 
 
-DID_ACT = "SELECT EXISTS (SELECT 1 FROM incident_events WHERE incident_id = $1 AND actor_id = $2 AND type = $3)"
+DID_ACT = f"""SELECT EXISTS (SELECT 1 FROM incident_events
+WHERE incident_id = $1 AND incident_opened_at = {_OPENED} AND actor_id = $2 AND type = $3)"""
 
 
 async def did_act(conn: asyncpg.Connection, incident_id: uuid.UUID, user_id: uuid.UUID, event_type: str) -> bool:

@@ -7,7 +7,8 @@
       of it), unless it is on legal hold                    its last detection, or its resolution if later
     officer location history                              KUZET_LOCATION_HISTORY_RETENTION_S (24 h):
                                                             ``prune_locations`` (workers/dispatch.py)
-    audit records                                         KUZET_AUDIT_RETENTION_S (1 year)
+    audit records                                         KUZET_AUDIT_RETENTION_S (1 year): whole monthly
+                                                            partitions dropped, the rest deleted in batches
 
 Each batch is one transaction: the rows are locked (SKIP LOCKED, so sweepers never collide), their
 objects deleted with S3 DeleteObjects, and only the rows whose every object S3 confirmed deleted are
@@ -24,12 +25,14 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import asyncpg
 
 from backend.adapters.storage import EXPIRABLE, HELD, DeleteInterrupted, DeleteResult
 from backend.audit import repo as audit
+from backend.core import partitions
 from backend.core.config import Settings
 from backend.core.logging import get_logger
 from backend.incidents import lifecycle
@@ -126,9 +129,35 @@ async def sweep_incidents(
     return _Batch(len(incidents), left)
 
 
+async def drop_audit_months(conn: asyncpg.Connection, settings: Settings, report: SweepReport) -> int:
+    """Drop ``audit_log``'s monthly partitions whose every record is past retention (migration 0070);
+    how many records went. The drop itself is audited."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=settings.audit_retention_s)
+    async with conn.transaction():
+        dropped = await partitions.drop_before(conn, "audit_log", cutoff)
+        records = sum(d.rows for d in dropped)
+        if dropped:
+            await audit.record(
+                conn,
+                actor_id=None,
+                actor_role="system",
+                action="audit.retention_purge",
+                subject_type="audit_log",
+                subject_id="-",
+                detail={
+                    "records": records,
+                    "partitions": [d.name for d in dropped],
+                    "retention_days": round(settings.audit_retention_s / 86400, 2),
+                },
+            )
+    report.audit_records += records
+    return records
+
+
 async def sweep_audit(conn: asyncpg.Connection, settings: Settings, report: SweepReport) -> int:
-    """One batch of audit records past retention, deleted (a small step: time partitions of
-    ``audit_log`` would make it a partition drop). The deletion itself is audited."""
+    """One batch of audit records past retention, deleted: those of the month that is only partly
+    past it, and any in the default partition (whole months go by ``drop_audit_months``). The
+    deletion itself is audited."""
     async with conn.transaction():
         deleted = await audit.delete_past_retention(
             conn, retention_s=settings.audit_retention_s, limit=settings.retention_batch
@@ -170,6 +199,7 @@ async def sweep(
                     raise report.interrupted
                 if batch.selected < settings.retention_batch or (deadline and time.monotonic() > deadline):
                     break
+        await drop_audit_months(conn, settings, report)
         while await sweep_audit(conn, settings, report) >= settings.retention_batch:
             if deadline and time.monotonic() > deadline:
                 break

@@ -41,6 +41,13 @@ RETURNING {_VENUE_COLUMNS}
 SELECT_VENUE = f"SELECT {_VENUE_COLUMNS} FROM venues WHERE id = $1"
 SELECT_VENUES = f"SELECT {_VENUE_COLUMNS} FROM venues ORDER BY created_at LIMIT $1"
 SELECT_OWNER_ROLE = "SELECT role FROM users WHERE id = $1"
+# The venues a person may read: an owner's own, a dispatcher's region's, every one for admins.
+SELECT_READABLE = f"""
+SELECT {_VENUE_COLUMNS} FROM venues
+WHERE CASE $1 WHEN 'admin' THEN true WHEN 'owner' THEN owner_id = $2 WHEN 'dispatcher' THEN region_id = $3
+              ELSE false END
+ORDER BY name LIMIT $4
+"""
 
 
 async def insert_region(conn: asyncpg.Connection, name: str) -> RegionRow:
@@ -81,6 +88,13 @@ async def get_venue(conn: asyncpg.Connection, venue_id: uuid.UUID) -> VenueRow |
 
 async def list_venues(conn: asyncpg.Connection, limit: int = 500) -> list[VenueRow]:
     return [msgspec.convert(dict(r), VenueRow) for r in await conn.fetch(SELECT_VENUES, limit)]
+
+
+async def readable_venues(
+    conn: asyncpg.Connection, role: str, user_id: uuid.UUID, region_id: uuid.UUID | None, limit: int = 500
+) -> list[VenueRow]:
+    rows = await conn.fetch(SELECT_READABLE, role, user_id, region_id, limit)
+    return [msgspec.convert(dict(r), VenueRow) for r in rows]
 
 
 async def user_role(conn: asyncpg.Connection, user_id: uuid.UUID) -> str | None:

@@ -68,3 +68,9 @@ async def get_venue(conn: asyncpg.Connection, venue_id: uuid.UUID) -> Venue:
 
 async def list_venues(conn: asyncpg.Connection) -> list[Venue]:
     return [msgspec.convert(r, Venue, from_attributes=True) for r in await repo.list_venues(conn)]
+
+
+async def readable_venues(conn: asyncpg.Connection, me: Principal) -> list[Venue]:
+    """The venues whose history ``me`` may read (owners: their own; dispatchers: their region's)."""
+    rows = await repo.readable_venues(conn, me.role, me.user_id, me.region_id)
+    return [msgspec.convert(r, Venue, from_attributes=True) for r in rows]

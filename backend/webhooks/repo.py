@@ -121,8 +121,9 @@ WHERE v.id = $2 AND s.enabled AND $1 = ANY(s.event_types)
 ORDER BY s.id
 """
 INSERT_DELIVERY = """
-INSERT INTO webhook_deliveries (subscription_id, event_id, incident_id, event_type, message_id, content_type, body)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+INSERT INTO webhook_deliveries (subscription_id, event_id, incident_id, event_type, message_id, content_type, body,
+                                incident_opened_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT opened_at FROM incidents WHERE id = $3))
 ON CONFLICT ON CONSTRAINT webhook_deliveries_event_key DO NOTHING
 RETURNING id
 """

@@ -1,0 +1,47 @@
+"""HTML forms into the domain's request Structs, under the same input rules as the JSON API."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+from litestar import Request
+from litestar.datastructures import State
+
+from backend.console.session import CSRF_FIELD
+from backend.core.errors import Invalid, msgspec_field
+
+T = TypeVar("T")
+MAX_FIELDS = 64
+
+
+async def fields(request: Request[Any, Any, State]) -> dict[str, str]:
+    """The form's text fields (the CSRF token and empty fields left out; a repeated name keeps its last)."""
+    form = await request.form()
+    out: dict[str, str] = {}
+    for key, value in form.multi_items():
+        if len(out) >= MAX_FIELDS:
+            raise Invalid("too many form fields", field="body")
+        if key != CSRF_FIELD and isinstance(value, str) and value != "":
+            out[key] = value
+    return out
+
+
+def decode(data: dict[str, Any], target: type[T]) -> T:
+    """``data`` as ``target`` (strings converted to numbers and booleans as a form sends them)."""
+    try:
+        return msgspec.convert(data, target, strict=False)
+    except msgspec.ValidationError as exc:
+        message, field = msgspec_field(str(exc))
+        raise Invalid(message, field=field or "body") from exc
+
+
+def decode_json(raw: str, target: type[T], *, field: str) -> T:
+    """A JSON text from a form field (the escalation policy) as ``target``; problems name ``field``."""
+    try:
+        return msgspec.json.decode(raw.encode(), type=target)
+    except msgspec.ValidationError as exc:
+        message, where = msgspec_field(str(exc))
+        raise Invalid(message, field=f"{field}.{where}" if where else field) from exc
+    except msgspec.DecodeError as exc:
+        raise Invalid("not JSON", field=field) from exc

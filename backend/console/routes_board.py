@@ -1,0 +1,165 @@
+"""The dispatcher's live board, its event stream, one incident's panel, footage and actions."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import FromPath
+from litestar.response import Redirect, Stream
+
+from backend.alerts import actions
+from backend.alerts.schemas import ActionRequest
+from backend.console import forms, session, stream
+from backend.console import service as console
+from backend.console.render import render, strings
+from backend.core.auth import Principal
+from backend.core.errors import ServiceUnavailable
+from backend.core.failures import DATABASE_UNAVAILABLE
+from backend.core.wire import parse_cursor
+from backend.dispatch import service as dispatch
+from backend.history import service as history
+from backend.history.schemas import FootageKind
+
+BOARD_WORDS = [
+    "board.connected",
+    "board.reconnecting",
+    "board.new_incident",
+    "board.none",
+    "board.sound_on",
+    "board.sound_off",
+    *(f"state.{s}" for s in ("confirmed", "acknowledged", "responding", "on_scene", "resolved")),
+    *(f"kind.{k}" for k in ("fight", "crowd_surge", "aggression", "weapon", "fire_smoke", "panic")),
+]
+OUTCOMES = ("handled", "false_alarm", "police_attended", "arrest", "medical", "other")
+
+
+async def _stream_user(request: Request[Any, Any, State]) -> Principal:
+    """The stream's user, checked on a connection held only for the check (the stream holds none)."""
+    pool: asyncpg.Pool = request.app.state.db_pool
+    try:
+        async with pool.acquire(timeout=request.app.state.settings.database_acquire_timeout_s) as conn:
+            return await session.principal_from_cookie(conn, request)
+    except DATABASE_UNAVAILABLE as exc:
+        raise ServiceUnavailable("database unreachable") from exc
+
+
+class BoardController(Controller):
+    path = "/"
+    include_in_schema = False
+
+    @get("/board")
+    async def board(self, request: Request[Any, Any, State], me: NamedDependency[Principal]) -> Response[str]:
+        session.require(me, *console.BOARD_ROLES)
+        settings = request.app.state.settings
+        lang = request.cookies.get(session.LANG_COOKIE) or "en"
+        return render(
+            request,
+            "board.html",
+            me=me,
+            tile_url=settings.console_tile_url or "",
+            tile_attribution=settings.console_tile_attribution or "",
+            words=strings(lang, BOARD_WORDS),
+        )
+
+    @get("/board/events", media_type="text/event-stream")
+    async def events(self, request: Request[Any, Any, State]) -> Stream:
+        """Server-sent events: the open incidents first, then what changed; resumes from
+        ``Last-Event-ID`` (or ``?since=``) after a dropped connection or a server restart."""
+        me = await _stream_user(request)
+        session.require(me, *console.BOARD_ROLES)
+        since = request.headers.get("last-event-id") or request.query_params.get("since")
+        cursor = parse_cursor(since or None, field="since")
+        return Stream(
+            stream.board_events(request.app.state, me, None if cursor is None else str(cursor)),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    @get("/incidents/{incident_id:uuid}")
+    async def incident(
+        self,
+        request: Request[Any, Any, State],
+        db: NamedDependency[asyncpg.Connection],
+        me: NamedDependency[Principal],
+        incident_id: FromPath[uuid.UUID],
+    ) -> Response[str]:
+        panel = await console.incident_panel(db, request.app.state.settings, me, incident_id)
+        return render(
+            request,
+            "incident.html",
+            me=me,
+            panel=panel,
+            item=panel.timeline.incident,
+            outcomes=OUTCOMES,
+            notice=request.query_params.get("done"),
+        )
+
+    @get("/incidents/{incident_id:uuid}/snapshot")
+    async def snapshot(
+        self,
+        request: Request[Any, Any, State],
+        db: NamedDependency[asyncpg.Connection],
+        me: NamedDependency[Principal],
+        incident_id: FromPath[uuid.UUID],
+    ) -> Redirect:
+        return await _footage(request, db, me, incident_id, "snapshot")
+
+    @get("/incidents/{incident_id:uuid}/clip")
+    async def clip(
+        self,
+        request: Request[Any, Any, State],
+        db: NamedDependency[asyncpg.Connection],
+        me: NamedDependency[Principal],
+        incident_id: FromPath[uuid.UUID],
+    ) -> Redirect:
+        return await _footage(request, db, me, incident_id, "clip")
+
+    @post("/incidents/{incident_id:uuid}/resolve", status_code=303)
+    async def resolve(
+        self,
+        request: Request[Any, Any, State],
+        db: NamedDependency[asyncpg.Connection],
+        me: NamedDependency[Principal],
+        incident_id: FromPath[uuid.UUID],
+    ) -> Redirect:
+        data = await forms.fields(request)
+        action = forms.decode({"action": "resolve"} | data, ActionRequest)
+        await actions.act(db, request.app.state.settings, me, incident_id, action)
+        return Redirect(path=f"/console/incidents/{incident_id}?done=resolved", status_code=303)
+
+    @post("/incidents/{incident_id:uuid}/escalate", status_code=303)
+    async def escalate(
+        self,
+        request: Request[Any, Any, State],
+        db: NamedDependency[asyncpg.Connection],
+        me: NamedDependency[Principal],
+        incident_id: FromPath[uuid.UUID],
+    ) -> Redirect:
+        await dispatch.escalate_now(db, request.app.state.settings, me, incident_id)
+        return Redirect(path=f"/console/incidents/{incident_id}?done=escalated", status_code=303)
+
+
+async def _footage(
+    request: Request[Any, Any, State],
+    db: asyncpg.Connection,
+    me: Principal,
+    incident_id: uuid.UUID,
+    kind: FootageKind,
+) -> Redirect:
+    """The audited footage route of the history (who, role, when, address), via the console."""
+    url = await history.footage(
+        db,
+        request.app.state.settings,
+        request.app.state.storage,
+        me,
+        incident_id,
+        kind,
+        client=request.client.host if request.client else None,
+        via="console",
+    )
+    return Redirect(path=url, status_code=302, headers={"Cache-Control": "no-store"})

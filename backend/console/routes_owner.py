@@ -1,0 +1,221 @@
+"""Venue pages: history with filters, stats with charts, the access log, CSV export, the escalation
+policy (read-only but for admins). Owners see their venues, dispatchers their region's, admins all;
+another venue is 404, as in the API (the services check it)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import FromPath
+from litestar.response import Redirect, Stream
+
+from backend.console import charts, forms
+from backend.console.render import render
+from backend.console.session import require
+from backend.core.auth import Principal
+from backend.core.errors import Invalid
+from backend.core.wire import TOKEN_PATTERN, parse_time
+from backend.dispatch import service as dispatch
+from backend.dispatch.schemas import EscalationPolicyIn
+from backend.history import repo as history_repo
+from backend.history import service as history
+from backend.history import stats
+from backend.venues import service as venues
+
+READERS = ("owner", "dispatcher", "admin")
+KINDS = ("fight", "crowd_surge", "aggression", "weapon", "fire_smoke", "panic")
+STATES = ("open", "confirmed", "acknowledged", "responding", "on_scene", "resolved")
+OUTCOMES = ("handled", "false_alarm", "police_attended", "arrest", "medical", "other")
+MAX_POLICY_CHARS = 16_000
+
+
+class HistoryFilters(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The history's filters as the form sends them (empty fields left out)."""
+
+    since: str | None = msgspec.field(default=None, name="from")
+    until: str | None = msgspec.field(default=None, name="to")
+    kind: str | None = None
+    state: str | None = None
+    outcome: str | None = None
+    cursor: str | None = None
+
+    def query(self) -> history_repo.HistoryQuery:
+        for name, value, allowed in (
+            ("kind", self.kind, KINDS),
+            ("state", self.state, STATES),
+            ("outcome", self.outcome, OUTCOMES),
+        ):
+            if value is not None and value not in allowed:
+                raise Invalid(f"not one of {', '.join(allowed)}", field=name)
+        if self.cursor is not None and (len(self.cursor) > 200 or not _token(self.cursor)):
+            raise Invalid("not a cursor this console handed out", field="cursor")
+        return history_repo.HistoryQuery(
+            since=_day(self.since, "from"),
+            until=_day(self.until, "to"),
+            kind=self.kind,
+            status=None if self.state == "open" else self.state,
+            open_only=self.state == "open",
+            outcome=self.outcome,
+        )
+
+    def params(self) -> dict[str, str]:
+        out = {"from": self.since, "to": self.until, "kind": self.kind, "state": self.state, "outcome": self.outcome}
+        return {k: v for k, v in out.items() if v}
+
+
+_TOKEN = re.compile(TOKEN_PATTERN.removeprefix("^").removesuffix("\\Z"), re.ASCII)
+
+
+def _token(value: str) -> bool:
+    return _TOKEN.fullmatch(value) is not None
+
+
+def _day(value: str | None, field: str) -> datetime | None:
+    if value is not None and len(value) > 40:
+        raise Invalid("too long", field=field)
+    return parse_time(value, field=field)
+
+
+def _filters(request: Request[Any, Any, State]) -> HistoryFilters:
+    raw = {k: v for k, v in request.query_params.items() if v != "" and k != "lang"}
+    return forms.decode(raw, HistoryFilters)
+
+
+class VenueController(Controller):
+    path = "/"
+    include_in_schema = False
+
+    @get("/venues")
+    async def venues(
+        self, request: Request[Any, Any, State], db: NamedDependency[asyncpg.Connection], me: NamedDependency[Principal]
+    ) -> Response[str]:
+        require(me, *READERS)
+        return render(request, "venues.html", me=me, venues=await venues.readable_venues(db, me))
+
+    @get("/venues/{venue_id:uuid}/history")
+    async def venue_history(
+        self,
+        request: Request[Any, Any, State],
+        db: NamedDependency[asyncpg.Connection],
+        me: NamedDependency[Principal],
+        venue_id: FromPath[uuid.UUID],
+    ) -> Response[str]:
+        filters = _filters(request)
+        settings = request.app.state.settings
+        page = await history.venue_history(db, settings, me, venue_id, filters.query(), cursor=filters.cursor, limit=50)
+        venue = await venues.get_venue(db, venue_id)
+        return render(
+            request,
+            "history.html",
+            me=me,
+            venue=venue,
+            page=page,
+            filters=filters,
+            params=filters.params(),
+            kinds=KINDS,
+            states=STATES,
+            outcomes=OUTCOMES,
+        )
+
+    @get("/venues/{venue_id:uuid}/incidents.csv")
+    async def export(
+        self,
+        request: Request[Any, Any, State],
+        db: NamedDependency[asyncpg.Connection],
+        me: NamedDependency[Principal],
+        venue_id: FromPath[uuid.UUID],
+    ) -> Stream:
+        filters = _filters(request)
+        state = request.app.state
+        rows = await stats.export(db, state.db_pool, state.settings, me, venue_id, filters.query())
+        return Stream(
+            rows,
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="incidents-{venue_id}.csv"'},
+        )
+
+    @get("/venues/{venue_id:uuid}/stats")
+    async def venue_stats(
+        self,
+        request: Request[Any, Any, State],
+        db: NamedDependency[asyncpg.Connection],
+        me: NamedDependency[Principal],
+        venue_id: FromPath[uuid.UUID],
+    ) -> Response[str]:
+        filters = _filters(request)
+        query = filters.query()
+        figures = await stats.venue_stats(db, me, venue_id, since=query.since, until=query.until)
+        venue = await venues.get_venue(db, venue_id)
+        return render(
+            request,
+            "stats.html",
+            me=me,
+            venue=venue,
+            stats=figures,
+            params=filters.params(),
+            weeks=charts.weekly_bars(figures),
+            cameras=charts.camera_bars(figures),
+        )
+
+    @get("/venues/{venue_id:uuid}/access-log")
+    async def access_log(
+        self,
+        request: Request[Any, Any, State],
+        db: NamedDependency[asyncpg.Connection],
+        me: NamedDependency[Principal],
+        venue_id: FromPath[uuid.UUID],
+    ) -> Response[str]:
+        filters = _filters(request)
+        query = filters.query()
+        page = await history.access_log(
+            db, me, venue_id, since=query.since, until=query.until, actor_id=None, cursor=filters.cursor, limit=100
+        )
+        venue = await venues.get_venue(db, venue_id)
+        return render(request, "access_log.html", me=me, venue=venue, page=page, params=filters.params())
+
+    @get("/venues/{venue_id:uuid}/policy")
+    async def policy(
+        self,
+        request: Request[Any, Any, State],
+        db: NamedDependency[asyncpg.Connection],
+        me: NamedDependency[Principal],
+        venue_id: FromPath[uuid.UUID],
+    ) -> Response[str]:
+        await history.require_venue_reader(db, me, venue_id)
+        current = await dispatch.get_venue_policy(db, request.app.state.settings, venue_id)
+        venue = await venues.get_venue(db, venue_id)
+        text = msgspec.json.format(msgspec.json.encode(current.policy), indent=2).decode()
+        return render(
+            request,
+            "policy.html",
+            me=me,
+            venue=venue,
+            current=current,
+            policy_text=text,
+            saved=request.query_params.get("done") == "saved",
+        )
+
+    @post("/venues/{venue_id:uuid}/policy", status_code=303)
+    async def set_policy(
+        self,
+        request: Request[Any, Any, State],
+        db: NamedDependency[asyncpg.Connection],
+        me: NamedDependency[Principal],
+        venue_id: FromPath[uuid.UUID],
+    ) -> Redirect:
+        await history.require_venue_reader(db, me, venue_id)  # another tenant's venue: 404 before 403
+        require(me, "admin")
+        raw = (await forms.fields(request)).get("policy", "")
+        if len(raw) > MAX_POLICY_CHARS:
+            raise Invalid(f"at most {MAX_POLICY_CHARS} characters", field="policy")
+        data = forms.decode_json(raw, EscalationPolicyIn, field="policy")
+        await dispatch.put_venue_policy(db, me, venue_id, data)
+        return Redirect(path=f"/console/venues/{venue_id}/policy?done=saved", status_code=303)

@@ -1,0 +1,156 @@
+"""What the console shows, built from the domain services (never a shortcut around their checks).
+
+- The live board is the phone sync (``backend.alerts.service.my_alerts``: the same scope per role
+  and the same cursor) plus, per incident, how many people were alerted, answered, or could not
+  be reached.
+- The incident panel is the owners' timeline (``backend.history.service.timeline``, audited as a
+  read), the delivery failures (``backend.dispatch.deliveries``) and, for dispatchers and admins,
+  the nearest on-duty officers with the age of their positions (audited as a location view).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import asyncpg
+import msgspec
+
+from backend.alerts import service as alerts
+from backend.alerts.actions import ALLOWED
+from backend.audit import repo as audit
+from backend.console import repo
+from backend.core.auth import Principal
+from backend.core.config import Settings
+from backend.dispatch import deliveries
+from backend.dispatch.schemas import NotDelivered
+from backend.duty import repo as duty
+from backend.history import service as history
+from backend.history.schemas import IncidentTimeline
+from backend.incidents import lifecycle
+
+BOARD_ROLES = frozenset({"dispatcher", "admin"})
+LOCATION_VIEWERS = frozenset({"dispatcher", "admin"})
+NEARBY_RADIUS_M = 5000.0
+NEARBY_LIMIT = 5
+
+
+class BoardItem(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    kind: str
+    status: str
+    version: int
+    opened_at: datetime
+    venue_id: uuid.UUID
+    venue: str
+    address: str
+    lat: float
+    lon: float
+    notified: int
+    acknowledged: int
+    not_delivered: int
+
+
+class BoardUpdate(msgspec.Struct, kw_only=True):
+    """``reset``: the full list of open incidents (first load); else what changed since the cursor
+    (resolved ones included, so the board drops them)."""
+
+    cursor: str
+    reset: bool
+    items: list[BoardItem]
+    now: datetime
+
+
+class NearbyOfficer(msgspec.Struct, kw_only=True):
+    user_id: uuid.UUID
+    name: str
+    distance_m: int
+    position_age_s: int
+
+
+class IncidentPanel(msgspec.Struct, kw_only=True):
+    timeline: IncidentTimeline
+    not_delivered: list[NotDelivered]
+    nearby: list[NearbyOfficer] | None  # None: not for this role
+    actions: frozenset[str]
+
+
+async def board(conn: asyncpg.Connection, me: Principal, since: str | None) -> BoardUpdate:
+    page = await alerts.my_alerts(conn, me, since)
+    counts = await repo.alert_counts(conn, [i.incident_id for i in page.items])
+    items = []
+    for i in page.items:
+        c = counts.get(i.incident_id)
+        items.append(
+            BoardItem(
+                id=i.incident_id,
+                kind=i.kind,
+                status=i.status,
+                version=i.version,
+                opened_at=i.opened_at,
+                venue_id=i.venue.id,
+                venue=i.venue.name,
+                address=i.venue.address,
+                lat=i.venue.lat,
+                lon=i.venue.lon,
+                notified=c.notified if c else 0,
+                acknowledged=c.acknowledged if c else 0,
+                not_delivered=c.not_delivered if c else 0,
+            )
+        )
+    return BoardUpdate(cursor=page.cursor, reset=since is None, items=items, now=datetime.now(UTC))
+
+
+async def incident_panel(
+    conn: asyncpg.Connection, settings: Settings, me: Principal, incident_id: uuid.UUID
+) -> IncidentPanel:
+    timeline = await history.timeline(conn, settings, me, incident_id)  # 404 unless visible; audited
+    _, failed = await deliveries.for_incident(conn, me, incident_id)
+    nearby = None
+    if me.role in LOCATION_VIEWERS:
+        nearby = await _nearby(conn, settings, me, timeline)
+    return IncidentPanel(
+        timeline=timeline,
+        not_delivered=failed,
+        nearby=nearby,
+        actions=ALLOWED.get(me.role, frozenset()),
+    )
+
+
+async def _nearby(
+    conn: asyncpg.Connection, settings: Settings, me: Principal, timeline: IncidentTimeline
+) -> list[NearbyOfficer]:
+    incident = await lifecycle.get(conn, timeline.incident.id)
+    if incident is None:
+        return []
+    found = await duty.nearest_officers(
+        conn,
+        lat=incident.venue_lat,
+        lon=incident.venue_lon,
+        freshness_s=settings.location_freshness_s,
+        radius_m=NEARBY_RADIUS_M,
+        limit=NEARBY_LIMIT,
+    )
+    names = await repo.officer_names(conn, [o.user_id for o in found])
+    if found:
+        await audit.record_by(
+            conn,
+            me,
+            "officer_location.view",
+            subject_type="incident",
+            subject_id=str(incident.id),
+            venue_id=incident.venue_id,
+            detail={"officers": [str(o.user_id) for o in found], "via": "console"},
+        )
+    now = datetime.now(UTC)
+    return [
+        NearbyOfficer(
+            user_id=o.user_id,
+            name=names[o.user_id].display_name if o.user_id in names else "?",
+            distance_m=round(o.distance_m),
+            position_age_s=max(0, round((now - names[o.user_id].recorded_at).total_seconds()))
+            if o.user_id in names
+            else 0,
+        )
+        for o in found
+    ]
