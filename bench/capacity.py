@@ -10,20 +10,21 @@ from dataclasses import dataclass
 
 # --- measured here (docs/performance.md, bench/footprint.py) ---------------------------------------
 API_CPU_S = 0.00337  # API CPU per detection (bench/ingest.py, issue 2)
-WORKER_CORE_S_MEASURED = 1 / 0.71  # worker end to end, model v2, loaded machine (bench/worker.py, issue 11)
+WORKER_CPU_S = 0.45  # worker CPU per confirmed detection: model v2, artefacts, dispatch, push (bench/e2e.py)
 WORKER_CORE_S_QUIET = 0.20  # estimate for a quiet core: model 0.38 s / 3.5 (decode baseline ratio) + v1's overhead
+PG_CPU_S_PER_INCIDENT = 0.075  # PostgreSQL CPU per detection that opens an incident: 60-90 ms (bench/e2e.py)
 SERVER_FPR = 0.20  # share of false flags the model confirms (model card: 0.19 LOSO, 0.27 repeated CV)
 # bench/footprint.py (40 real 2-s clips, 23 confirmed, 1 webhook subscription, 2 bouncers per venue,
 # escalation to 3 officers when nobody acknowledged within 30 s), split into what every detection
 # costs and what each incident adds:
 WRITES_PER_DETECTION = 9.0  # detection (insert, 2 updates), pending upload, camera seen, confirmation job
-WRITES_PER_INCIDENT = 71.0  # incident, events, alerts, deliveries, short links, outcome, their jobs
+WRITES_PER_INCIDENT = 72.0  # incident, events, alerts, deliveries, short links, outcome, their jobs
 WRITES_PER_INCIDENT_PER_SUBSCRIPTION = 30.0  # outbox row, attempts, delivery jobs
 KEPT_BYTES_PER_DETECTION = 1.8 * 1024  # live rows and indexes that stay (after VACUUM FULL)
-KEPT_BYTES_PER_INCIDENT = 18.8 * 1024
-KEPT_BYTES_PER_INCIDENT_PER_SUBSCRIPTION = 7.7 * 1024
-PUSHES_PER_INCIDENT = 6.7  # 155 pushes for 23 incidents: alerts, escalations, updates
-WEBHOOKS_PER_INCIDENT_PER_SUBSCRIPTION = 4.3  # 99 for 23 incidents
+KEPT_BYTES_PER_INCIDENT = 19.1 * 1024
+KEPT_BYTES_PER_INCIDENT_PER_SUBSCRIPTION = 8.0 * 1024
+PUSHES_PER_INCIDENT = 7.0  # 161 pushes for 23 incidents: alerts, escalations, updates
+WEBHOOKS_PER_INCIDENT_PER_SUBSCRIPTION = 4.3  # 100 for 23 incidents
 WEBHOOKS_PER_SUBSCRIPTION_S = 36.0  # one subscription, in order (bench/webhooks.py, issue 9)
 
 # --- assumptions (replace with pilot data) ---------------------------------------------------------
@@ -68,13 +69,17 @@ def rows(s: Scenario) -> list[tuple[str, str]]:
     writes_s = s.detections_s * WRITES_PER_DETECTION + s.incidents_s * per_incident
     kept_incident = KEPT_BYTES_PER_INCIDENT + KEPT_BYTES_PER_INCIDENT_PER_SUBSCRIPTION * SUBSCRIPTIONS_PER_REGION
     kept_day = day * (KEPT_BYTES_PER_DETECTION + SERVER_FPR * kept_incident)
+    # A rejected detection is charged PostgreSQL CPU in proportion to its row writes (9 against 141).
+    per_rejected = PG_CPU_S_PER_INCIDENT * WRITES_PER_DETECTION / (WRITES_PER_DETECTION + per_incident)
+    pg_cpu_s = s.detections_s * ((1 - SERVER_FPR) * per_rejected + SERVER_FPR * PG_CPU_S_PER_INCIDENT)
     return [
         ("detections/s at the peak", f"{s.detections_s:,.0f}"),
         ("incidents/s (server confirms 20 %)", f"{s.incidents_s:,.1f}"),
         ("API cores (60 % busy)", f"{s.detections_s * API_CPU_S / API_TARGET_UTILISATION:,.1f}"),
-        ("worker cores, as measured here", f"{s.detections_s * WORKER_CORE_S_MEASURED:,.0f}"),
+        ("worker cores (0.45 CPU s per clip, measured)", f"{s.detections_s * WORKER_CPU_S:,.0f}"),
         ("worker cores, quiet-core estimate", f"{s.detections_s * WORKER_CORE_S_QUIET:,.0f}"),
         ("PostgreSQL row writes/s", f"{writes_s:,.0f}"),
+        ("PostgreSQL cores busy (estimate)", f"{pg_cpu_s:,.1f}"),
         ("PostgreSQL growth, GB/month", f"{kept_day * 30 / 1e9:,.0f}"),
         ("S3 PUT/s at the peak", f"{s.detections_s * (1 + 2 * SERVER_FPR):,.0f}"),
         ("S3 written, TB/day", f"{s3_day / 1e12:,.2f}"),
