@@ -44,7 +44,7 @@ class IncidentController(Controller):
 
     @post(
         "/{incident_id:uuid}/actions",
-        summary="Acknowledge, accept, arrive, request police or resolve (a repeat is a no-op)",
+        summary="Acknowledge, accept, arrive, request police or resolve (dispatchers: resolve); a repeat is a no-op",
         status_code=200,
         responses=problem_responses(401, 403, 404, 409, 422),
     )

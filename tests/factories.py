@@ -127,6 +127,7 @@ class Factory:
         status: str = "confirmed",
         snapshot_key: str | None = None,
         clip_key: str | None = None,
+        blurred_snapshot_key: str | None = None,
     ) -> uuid.UUID:
         """An incident straight in SQL (the confirmation worker is not needed to test dispatch)."""
         if venue_id is None:
@@ -134,8 +135,8 @@ class Factory:
         incident_id: uuid.UUID = await self.conn.fetchval(
             """
             INSERT INTO incidents (venue_id, region_id, kind, status, first_seen_at, last_seen_at,
-                                   snapshot_key, clip_key)
-            SELECT id, region_id, $2, $3, now(), now(), $4, $5 FROM venues WHERE id = $1
+                                   snapshot_key, clip_key, blurred_snapshot_key)
+            SELECT id, region_id, $2, $3, now(), now(), $4, $5, $6 FROM venues WHERE id = $1
             RETURNING id
             """,
             venue_id,
@@ -143,6 +144,7 @@ class Factory:
             status,
             snapshot_key,
             clip_key,
+            blurred_snapshot_key,
         )
         return incident_id
 

@@ -110,6 +110,55 @@ async def test_full_lifecycle_with_timeline(scene: Scene, conn: asyncpg.Connecti
     assert [j["dedup_key"] for j in updates] == [f"{scene.incident}:update:{v}" for v in (2, 3, 4, 5)]
 
 
+async def test_a_dispatcher_of_the_region_resolves_with_an_outcome(
+    scene: Scene, make: Factory, conn: asyncpg.Connection, client: Client, settings: Settings, push_inbox: PushInbox
+) -> None:
+    region_id = await conn.fetchval("SELECT region_id FROM venues WHERE id = $1", scene.venue.id)
+    dispatcher = await make.user("dispatcher", region_id=region_id, display_name="Dana")
+    elsewhere = await make.user("dispatcher", region_id=(await make.region()).id)
+    url = f"/v1/incidents/{scene.incident}/actions"
+    body = {"action": "resolve", "outcome": "false_alarm", "note": "a dance-off, seen on the city camera"}
+
+    response = await client.post(url, json=body, headers=make.auth(elsewhere))  # another region's incident
+    assert response.status_code == 404 and response.json()["field"] == "incident_id"
+    for action in ("acknowledge", "accept", "arrive", "request_police"):  # a dispatcher only resolves
+        response = await client.post(url, json={"action": action}, headers=make.auth(dispatcher))
+        assert response.status_code == 403 and response.json()["field"] == "action", action
+    response = await client.post(url, json={"action": "resolve"}, headers=make.auth(dispatcher))
+    assert response.status_code == 422 and response.json()["field"] == "outcome"
+    assert await status(conn, scene.incident) == ("confirmed", 1, False)
+
+    response = await client.post(url, json=body, headers=make.auth(dispatcher))
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "resolved" and response.json()["changed"] is True
+    assert await conn.fetchval("SELECT outcome FROM incidents WHERE id = $1", scene.incident) == "false_alarm"
+    outcome = await conn.fetchrow(
+        "SELECT user_id, role, source, verdict, note FROM incident_outcomes WHERE incident_id = $1", scene.incident
+    )
+    assert dict(outcome) == {
+        "user_id": dispatcher.id,
+        "role": "dispatcher",
+        "source": "resolution",
+        "verdict": "false_alarm",
+        "note": "a dance-off, seen on the city camera",
+    }
+    event = await conn.fetchrow(
+        "SELECT actor_id, actor_role, data FROM incident_events WHERE incident_id = $1 AND type = 'resolved'",
+        scene.incident,
+    )
+    assert (event["actor_id"], event["actor_role"], event["data"]["verdict"]) == (
+        dispatcher.id,
+        "dispatcher",
+        "false_alarm",
+    )
+    repeat = await client.post(url, json=body, headers=make.auth(dispatcher))
+    assert repeat.status_code == 200 and repeat.json()["changed"] is False
+    async with dispatch_worker(settings) as ctx:
+        await run_due_jobs(ctx)
+    update = push_inbox.messages(scene.tokens["bouncer"])[-1]
+    assert update["message"]["notification"]["body"].startswith("Resolved by Dispatcher Dana")
+
+
 async def test_repeated_action_is_a_no_op(scene: Scene, conn: asyncpg.Connection) -> None:
     assert (await scene.act("bouncer", "acknowledge")).json()["changed"] is True
     again = await scene.act("bouncer", "acknowledge")

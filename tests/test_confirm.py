@@ -103,16 +103,21 @@ def box_types(data: bytes) -> list[str]:
 
 
 async def assert_artefacts(storage: Storage, clip_key: str) -> None:
-    """Snapshot: a JPEG under 200 KB that opens. Playable: H.264 MP4, moov before mdat, decodes."""
+    """Snapshot and its face-blurred twin: JPEGs under 200 KB of one size that open. Playable: H.264
+    MP4, moov before mdat, decodes."""
     prefix = clip_key.rsplit("/", 1)[0] + "/"
     keys = await object_keys(storage, prefix)
-    assert keys == sorted([clip_key, prefix + "playable.mp4", prefix + "snapshot.jpg"])
-    jpeg = await storage.get_bytes(prefix + "snapshot.jpg")
-    assert jpeg[:3] == b"\xff\xd8\xff"
-    assert len(jpeg) < 200_000
-    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-    assert image is not None
-    assert image.shape[0] > 0
+    assert keys == sorted([clip_key, prefix + "playable.mp4", prefix + "snapshot.jpg", prefix + "snapshot_blurred.jpg"])
+    shapes = []
+    for name in ("snapshot.jpg", "snapshot_blurred.jpg"):
+        jpeg = await storage.get_bytes(prefix + name)
+        assert jpeg[:3] == b"\xff\xd8\xff"
+        assert len(jpeg) < 200_000
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert image is not None
+        assert image.shape[0] > 0
+        shapes.append(image.shape)
+    assert shapes[0] == shapes[1]
     mp4 = await storage.get_bytes(prefix + "playable.mp4")
     boxes = box_types(mp4)
     assert boxes.index("moov") < boxes.index("mdat")
@@ -221,6 +226,9 @@ async def test_ingested_fight_is_confirmed_grouped_and_shown(
     assert incident["status"] == "confirmed"
     assert incident["detection_count"] == 1
     assert incident["snapshot_key"] == row["server_snapshot_key"]
+    blurred = row["clip_key"].rsplit("/", 1)[0] + "/snapshot_blurred.jpg"
+    assert incident["blurred_snapshot_key"] == row["blurred_snapshot_key"] == blurred
+    assert row["faces_blurred"] == 0  # two synthetic figures, no faces
     assert incident["clip_key"] == row["playable_key"]
     await assert_artefacts(storage, row["clip_key"])
     assert await conn.fetchval("SELECT count(*) FROM jobs WHERE kind = 'confirm_detection'") == 0

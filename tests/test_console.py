@@ -259,8 +259,14 @@ async def test_console_tenancy_matrix(
         region = await make.region()
         owner = await make.user("owner")
         venue = await make.venue(region_id=region.id, owner_id=owner.id)
-        incident = await make.incident(venue.id, snapshot_key=f"{side}/snap.jpg", clip_key=f"{side}/clip.mp4")
+        incident = await make.incident(
+            venue.id,
+            snapshot_key=f"{side}/snap.jpg",
+            clip_key=f"{side}/clip.mp4",
+            blurred_snapshot_key=f"{side}/snap_blurred.jpg",  # what owners are shown (docs/privacy.md)
+        )
         await storage.put_bytes(f"{side}/snap.jpg", b"\xff\xd8\xff", "image/jpeg")
+        await storage.put_bytes(f"{side}/snap_blurred.jpg", b"\xff\xd8\xff", "image/jpeg")
         ids |= {f"venue_{side}": str(venue.id), f"incident_{side}": str(incident)}
         if side == "a":
             people = {

@@ -89,7 +89,12 @@ async def build_world(make: Factory, conn: asyncpg.Connection, storage: Any) -> 
         target_camera = await make.camera(venue.id)
         target_user = await make.user("bouncer", venue_id=venue.id)
         await make.on_duty(people["bouncer"])
-        incident = await make.incident(venue.id, snapshot_key=f"{side}/snap.jpg", clip_key=f"{side}/clip.mp4")
+        incident = await make.incident(
+            venue.id,
+            snapshot_key=f"{side}/snap.jpg",
+            clip_key=f"{side}/clip.mp4",
+            blurred_snapshot_key=f"{side}/snap_blurred.jpg",
+        )
         detection = await make.detection(camera)
         await storage.put_bytes(f"{side}/snap.jpg", b"\xff\xd8\xff", "image/jpeg")
         incident_row = await incidents_repo.get_incident(conn, incident)
@@ -359,11 +364,17 @@ MATRIX: dict[tuple[str, str], Entry] = {
             "bouncer": "ok/404",
             "officer": "ok/404",
             "owner": "403/404",
-            "dispatcher": "403/404",
+            "dispatcher": "ok/404",  # resolves incidents of its region (with an outcome)
             "admin": "403/403",
             **SIGNED_IN,
         },
-        body=lambda world, side, actor: {"json": {"action": "accept" if actor == "officer" else "acknowledge"}},
+        body=lambda world, side, actor: {
+            "json": {"action": "accept"}
+            if actor == "officer"
+            else {"action": "resolve", "outcome": "unsure", "note": "matrix"}
+            if actor == "dispatcher"
+            else {"action": "acknowledge"}
+        },
     ),
     ("GET", "/i/{token}"): Entry({"token": "link_{side}"}, PUBLIC),
     # legal hold (issue 10): admins, and dispatchers of the incident's region; others who see it 403

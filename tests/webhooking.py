@@ -75,7 +75,13 @@ def principal(user: Any) -> Principal:
 
 
 async def open_incident(
-    conn: asyncpg.Connection, settings: Settings, venue_id: uuid.UUID, camera_id: uuid.UUID, kind: str = "fight"
+    conn: asyncpg.Connection,
+    settings: Settings,
+    venue_id: uuid.UUID,
+    camera_id: uuid.UUID,
+    kind: str = "fight",
+    *,
+    blurred: bool = True,
 ) -> uuid.UUID:
     now = datetime.now(UTC)
     detection = lifecycle.ConfirmedDetection(
@@ -92,6 +98,7 @@ async def open_incident(
         verified_by_server=True,
         snapshot_key="clips/x/snapshot.jpg",
         clip_key="clips/x/playable.mp4",
+        blurred_snapshot_key="clips/x/snapshot_blurred.jpg" if blurred else None,
     )
     async with conn.transaction():
         grouping = await lifecycle.open_or_join(conn, settings, detection, window_s=120)

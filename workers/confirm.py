@@ -6,8 +6,10 @@ Per detection (payload ``{"detection_id"}``):
 3. in the CPU pool, under ``clip_timeout_s``: probe the clip and, for kinds the server model
    judges, score it (``workers.vision``); the per-kind policy decides (with a reason);
 4. for a confirmed detection, again in the pool: a snapshot JPEG (the model's best frame for
-   fight/aggression, else the middle of the clip) and a phone-playable H.264 MP4, uploaded beside
-   the original as ``snapshot.jpg`` and ``playable.mp4`` (fixed keys: a re-run overwrites them);
+   fight/aggression, else the middle of the clip), the same frame with faces blurred
+   (``workers.media.faces``: for owners and city systems) and a phone-playable H.264 MP4, uploaded
+   beside the original as ``snapshot.jpg``, ``snapshot_blurred.jpg`` and ``playable.mp4`` (fixed
+   keys: a re-run overwrites them); a blur that fails leaves the blurred key empty, never the alarm;
 5. one transaction records the decision and groups a confirmed detection into its incident.
 
 Failures: a clip that is empty, truncated, corrupt or not a video, that hangs the decoder past
@@ -42,13 +44,15 @@ from backend.models import service as model_versions
 from backend.models.repo import SlotRow
 from workers.cpu import CpuPool, CpuTimeout, WorkerCrashed
 from workers.errors import PermanentError, TransientError
-from workers.media import MediaError, make_playable_mp4, make_snapshot_jpeg, probe_clip
+from workers.media import MediaError, make_playable_mp4, make_snapshots, probe_clip
+from workers.media.faces import FaceDetector
 from workers.runner import Runnable, Task, Work, WorkerContext
 from workers.vision import ClipDecodeError, ClipScore, ConfirmationModel
 
 log = get_logger(__name__)
 
 SNAPSHOT_NAME: Final = "snapshot.jpg"
+BLURRED_NAME: Final = "snapshot_blurred.jpg"
 PLAYABLE_NAME: Final = "playable.mp4"
 SNAPSHOT_MAX_BYTES: Final = 200_000
 __all__ = ["TASKS", "Confirmer", "confirm_detection", "setup"]
@@ -58,16 +62,22 @@ __all__ = ["TASKS", "Confirmer", "confirm_detection", "setup"]
 
 _MODEL: ConfirmationModel | None = None
 _SHADOW: ConfirmationModel | None = None
+_FACES: FaceDetector | None = None
 
 
 def init_process(person_model: Path | None, live: Path | None = None, shadow: Path | None = None) -> None:
     """Pool initializer: the live model (and the shadow model, if any) loaded once per process."""
-    global _MODEL, _SHADOW  # noqa: PLW0603 - the per-process models are this module's state by design
+    global _MODEL, _SHADOW, _FACES  # noqa: PLW0603 - the per-process models are this module's state by design
     import cv2
 
     cv2.setNumThreads(1)  # one process per core: no oversubscription
     _MODEL = ConfirmationModel(live, person_model_path=person_model)
     _SHADOW = ConfirmationModel(shadow) if shadow is not None else None
+    try:
+        _FACES = FaceDetector()
+    except (FileNotFoundError, cv2.error) as exc:  # no blurred snapshots: owners are told, never shown faces
+        log.error("face_detector_unavailable", error=str(exc))
+        _FACES = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +124,9 @@ class ArtefactFiles:
     playable: Path
     mode: str  # remux or transcode
     timings_ms: dict[str, float]
+    blurred: Path | None = None  # None: no blurred snapshot (``blur_error`` says why)
+    faces: int = 0
+    blur_error: str | None = None
 
 
 def analyse_clip(request: AnalyseRequest) -> ClipAnalysis:
@@ -154,16 +167,27 @@ def _shadow_score(path: Path) -> ShadowScore | None:
 
 
 def make_artefacts(request: ArtefactRequest) -> ArtefactFiles:
-    """Snapshot at ``at_time_s`` and the phone-playable MP4, written into ``out_dir``."""
+    """Snapshot at ``at_time_s``, its face-blurred twin and the phone-playable MP4, written into ``out_dir``."""
     t0 = time.perf_counter()
+    snapshots = make_snapshots(request.path, request.at_time_s, _FACES, max_bytes=SNAPSHOT_MAX_BYTES)
     snapshot = request.out_dir / SNAPSHOT_NAME
-    snapshot.write_bytes(make_snapshot_jpeg(request.path, request.at_time_s, max_bytes=SNAPSHOT_MAX_BYTES))
+    snapshot.write_bytes(snapshots.clear)
+    blurred = None
+    if snapshots.blurred is not None:
+        blurred = request.out_dir / BLURRED_NAME
+        blurred.write_bytes(snapshots.blurred)
     t1 = time.perf_counter()
     playable = request.out_dir / PLAYABLE_NAME
     info = make_playable_mp4(request.path, playable)
     t2 = time.perf_counter()
     return ArtefactFiles(
-        snapshot, playable, info.mode, {"snapshot": (t1 - t0) * 1000.0, "playable": (t2 - t1) * 1000.0}
+        snapshot,
+        playable,
+        info.mode,
+        {"snapshot": (t1 - t0) * 1000.0, "playable": (t2 - t1) * 1000.0},
+        blurred=blurred,
+        faces=snapshots.faces,
+        blur_error=snapshots.blur_error,
     )
 
 
@@ -225,6 +249,11 @@ def artefact_keys(clip_key: str) -> tuple[str, str]:
     """Fixed keys beside the original clip: ``.../{detection}/snapshot.jpg`` and ``playable.mp4``."""
     prefix = clip_key.rsplit("/", 1)[0]
     return f"{prefix}/{SNAPSHOT_NAME}", f"{prefix}/{PLAYABLE_NAME}"
+
+
+def blurred_key(clip_key: str) -> str:
+    """The face-blurred snapshot's fixed key: ``.../{detection}/snapshot_blurred.jpg``."""
+    return f"{clip_key.rsplit('/', 1)[0]}/{BLURRED_NAME}"
 
 
 async def confirm_detection(ctx: WorkerContext, job: Work[jobs.ConfirmDetection]) -> None:
@@ -340,9 +369,22 @@ async def _judge(
     snapshot_key, playable_key = artefact_keys(target.clip_key)
     storage = ctx.require_storage()
     await storage.put_file(snapshot_key, files.snapshot, "image/jpeg")
+    blurred = None
+    if files.blurred is not None:
+        blurred = blurred_key(target.clip_key)
+        await storage.put_file(blurred, files.blurred, "image/jpeg")
+    else:
+        log.warning("blurred_snapshot_missing", detection_id=str(target.id), reason=files.blur_error)
     await storage.put_file(playable_key, files.playable, "video/mp4")
     timings["upload"] = (time.perf_counter() - upload_started) * 1000.0
-    done = replace(verdict, snapshot_key=snapshot_key, playable_key=playable_key, timings_ms=timings | _total(started))
+    done = replace(
+        verdict,
+        snapshot_key=snapshot_key,
+        blurred_snapshot_key=blurred,
+        faces_blurred=files.faces if blurred else None,
+        playable_key=playable_key,
+        timings_ms=timings | _total(started),
+    )
     return done, analysis.shadow
 
 

@@ -1,6 +1,7 @@
 """What responders do about an incident: who may do what; the change itself is the lifecycle's.
 
-Bouncers acknowledge, request police, resolve; officers accept, arrive, resolve. The state machine
+Bouncers acknowledge, request police, resolve; officers accept, arrive, resolve; dispatchers of the
+incident's region resolve (with its outcome, from the operational centre). The state machine
 (statuses, repeats, conflicts) is ``backend.incidents.lifecycle.act``; here: the incident is found
 and locked, the caller may see it (else 404) and act so (else 403), their alert is marked
 acknowledged, and ``request_police`` fires the policy's police step at once.
@@ -25,6 +26,7 @@ from backend.incidents import lifecycle
 ALLOWED = {
     "bouncer": frozenset({"acknowledge", "request_police", "resolve"}),
     "officer": frozenset({"accept", "arrive", "resolve"}),
+    "dispatcher": frozenset({"resolve"}),
 }
 
 

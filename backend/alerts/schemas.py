@@ -17,7 +17,8 @@ Verdict = Literal["real", "false_alarm", "unsure"]
 
 
 class ActionRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Bouncers acknowledge, request police or resolve; officers accept, arrive or resolve.
+    """Bouncers acknowledge, request police or resolve; officers accept, arrive or resolve;
+    dispatchers of the incident's region resolve.
     Resolving needs an ``outcome``; ``verdict`` (real / false_alarm / unsure, the model's label) is
     implied by it when not given. Repeating an action you already took changes nothing."""
 
@@ -107,7 +108,7 @@ class IncidentDetail(msgspec.Struct, kw_only=True):
     police_requested: bool
     venue: VenueBrief
     distance_m: float | None
-    snapshot_url: str | None
+    snapshot_url: str | None  # short link; owners: the snapshot with faces blurred (null where none exists)
     clip_url: str | None
     my_alert_id: uuid.UUID | None
     responders: list[Responder]

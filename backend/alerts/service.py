@@ -30,7 +30,7 @@ from backend.core.errors import NotFound
 from backend.core.wire import parse_cursor
 from backend.dispatch import deliveries, links
 from backend.duty import repo as duty
-from backend.incidents import lifecycle
+from backend.incidents import lifecycle, privacy
 
 __all__ = ["incident_detail", "my_alerts", "receipt"]
 
@@ -121,7 +121,8 @@ async def incident_detail(
             lon=incident.venue_lon,
             freshness_s=settings.location_freshness_s,
         )
-    snapshot_url = await links.issue(conn, settings, incident, "snapshot", me.user_id)
+    blurred = privacy.sees_blurred(me.role)  # owners: the snapshot with faces blurred, or none
+    snapshot_url = await links.issue(conn, settings, incident, "snapshot", me.user_id, blurred=blurred)
     clip_url = await links.issue(conn, settings, incident, "clip", me.user_id)
     if snapshot_url or clip_url:
         await audit.record_by(

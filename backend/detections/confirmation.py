@@ -162,7 +162,7 @@ SELECT_DECISION = f"SELECT {_DECISION_COLUMNS} FROM detections WHERE id = $1"
 RECORD_DECISION = """
 UPDATE detections SET status = $2, score = $3, decision_reason = $4, model_name = $5, model_version = $6,
        verified_by_server = $7, person_count = $8, motion = $9, timings = $10, server_snapshot_key = $11,
-       playable_key = $12, incident_id = $13, decided_at = now()
+       playable_key = $12, incident_id = $13, blurred_snapshot_key = $14, faces_blurred = $15, decided_at = now()
 WHERE id = $1 AND status IN ('queued', 'processing')
 """
 
@@ -200,6 +200,8 @@ class Verdict:
     snapshot_key: str | None = None
     playable_key: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    blurred_snapshot_key: str | None = None  # the snapshot with faces blurred (None: not made)
+    faces_blurred: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +245,8 @@ async def record_outcome(
             verdict.snapshot_key,
             verdict.playable_key,
             grouping.incident_id if grouping else None,
+            verdict.blurred_snapshot_key,
+            verdict.faces_blurred,
         )
         return Recorded(recorded=True, status=verdict.outcome, incident=grouping)
 
@@ -263,6 +267,7 @@ def _confirmed(target: ConfirmTarget, verdict: Verdict) -> incidents.ConfirmedDe
         verified_by_server=bool(verdict.verified_by_server),
         snapshot_key=verdict.snapshot_key,
         clip_key=verdict.playable_key,
+        blurred_snapshot_key=verdict.blurred_snapshot_key,
     )
 
 

@@ -41,9 +41,13 @@ async def issue_many(
     incident: IncidentRow,
     purpose: str,
     users: list[uuid.UUID],
+    *,
+    blurred: bool = False,
 ) -> dict[uuid.UUID, str]:
-    """One link per person to the incident's snapshot or clip; {} when there is none (or retention deleted it)."""
-    key = incident.snapshot_key if purpose == "snapshot" else incident.clip_key
+    """One link per person to the incident's snapshot (``blurred``: its face-blurred twin) or clip;
+    {} when there is none (or retention deleted it)."""
+    snapshot = incident.blurred_snapshot_key if blurred else incident.snapshot_key
+    key = snapshot if purpose == "snapshot" else incident.clip_key
     if key is None or not users or incident.footage_purged_at is not None:
         return {}
     links = [(new_token(), user) for user in users]
@@ -60,9 +64,15 @@ async def issue_many(
 
 
 async def issue(
-    conn: asyncpg.Connection, settings: Settings, incident: IncidentRow, purpose: str, user: uuid.UUID
+    conn: asyncpg.Connection,
+    settings: Settings,
+    incident: IncidentRow,
+    purpose: str,
+    user: uuid.UUID,
+    *,
+    blurred: bool = False,
 ) -> str | None:
-    return (await issue_many(conn, settings, incident, purpose, [user])).get(user)
+    return (await issue_many(conn, settings, incident, purpose, [user], blurred=blurred)).get(user)
 
 
 async def resolve(conn: asyncpg.Connection, storage: Presigner, token: str) -> str:

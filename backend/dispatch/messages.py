@@ -75,7 +75,7 @@ OUTCOME_TEXT = {
 
 def update_text(actor_role: str, actor_name: str, action: str, outcome: str | None) -> str:
     """The body of an update push to everyone else alerted: "Officer Seitkali is responding"."""
-    who = f"Officer {actor_name}" if actor_role == "officer" else actor_name
+    who = {"officer": f"Officer {actor_name}", "dispatcher": f"Dispatcher {actor_name}"}.get(actor_role, actor_name)
     return {
         "acknowledge": f"{who} (venue staff) acknowledged",
         "request_police": f"{who} requested police",

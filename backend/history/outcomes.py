@@ -12,10 +12,10 @@ import asyncpg
 from backend.alerts.access import can_see
 from backend.core.auth import Principal
 from backend.core.config import Settings
-from backend.core.errors import Forbidden, Invalid, NotFound
+from backend.core.errors import Forbidden, NotFound
 from backend.history import repo
 from backend.history.schemas import IncidentOutcomes, Label, LabelPage, OutcomeCreate, OutcomeView
-from backend.history.service import decode_cursor, encode_cursor, require_venue_reader
+from backend.history.service import decode_cursor, encode_cursor, require_range, require_venue_reader, split_page
 from backend.incidents import lifecycle
 
 REVIEWERS: Final = frozenset({"owner"})
@@ -61,9 +61,8 @@ async def labels(
     """The venue's decided detections (confirmed or rejected by the model), newest first, each with
     the outcomes of its incident: what retraining and per-camera calibration read."""
     await require_venue_reader(conn, me, venue_id)
-    if since is not None and until is not None and until <= since:
-        raise Invalid("`to` must be after `from`", field="to")
-    rows = await repo.labels(
+    require_range(since, until)
+    fetched = await repo.labels(
         conn,
         venue_id,
         camera_id=camera_id,
@@ -72,8 +71,7 @@ async def labels(
         after=decode_cursor(cursor) if cursor is not None else None,
         limit=limit + 1,
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
+    rows, last = split_page(fetched, limit)
     by_incident: dict[uuid.UUID, list[OutcomeView]] = {}
     incidents = sorted({r.incident_id for r in rows if r.incident_id is not None})
     for outcome in await repo.outcomes(conn, incidents) if incidents else []:
@@ -98,7 +96,4 @@ async def labels(
                 outcomes=views,
             )
         )
-    last = rows[-1] if rows else None
-    return LabelPage(
-        items=items, next_cursor=encode_cursor(last.received_at, last.detection_id) if more and last else None
-    )
+    return LabelPage(items=items, next_cursor=encode_cursor(last.received_at, last.detection_id) if last else None)

@@ -21,6 +21,7 @@ from backend.core.wire import TIME_PATTERN, TOKEN_PATTERN, parse_time
 from backend.history import outcomes, repo, service, stats
 from backend.history.schemas import (
     AccessLogPage,
+    FootageKind,
     HistoryPage,
     IncidentOutcomes,
     IncidentTimeline,
@@ -68,6 +69,26 @@ def _query(  # noqa: PLR0917 - the filters, by name at the one call site
         verdict=verdict,
         camera_id=camera_id,
     )
+
+
+async def _footage(
+    db: asyncpg.Connection,
+    me: Principal,
+    request: Request[object, object, State],
+    incident_id: uuid.UUID,
+    kind: FootageKind,
+) -> Redirect:
+    """The audited redirect to the incident's clip or snapshot (never cached)."""
+    url = await service.footage(
+        db,
+        request.app.state.settings,
+        request.app.state.storage,
+        me,
+        incident_id,
+        kind,
+        client=request.client.host if request.client else None,
+    )
+    return Redirect(path=url, status_code=302, headers={"Cache-Control": "no-store"})
 
 
 class HistoryController(Controller):
@@ -179,20 +200,11 @@ class HistoryController(Controller):
         request: Request[object, object, State],
         incident_id: FromPath[uuid.UUID],
     ) -> Redirect:
-        url = await service.footage(
-            db,
-            request.app.state.settings,
-            request.app.state.storage,
-            me,
-            incident_id,
-            "clip",
-            client=request.client.host if request.client else None,
-        )
-        return Redirect(path=url, status_code=302, headers={"Cache-Control": "no-store"})
+        return await _footage(db, me, request, incident_id, "clip")
 
     @get(
         "/incidents/{incident_id:uuid}/snapshot",
-        summary="The incident's snapshot: redirect to a presigned URL (5 min at most, audited); 410 past retention",
+        summary="The snapshot (owners: faces blurred): redirect to a presigned URL (5 min, audited); 410 if deleted",
         responses=problem_responses(401, 404, 410),
         status_code=302,
     )
@@ -203,16 +215,7 @@ class HistoryController(Controller):
         request: Request[object, object, State],
         incident_id: FromPath[uuid.UUID],
     ) -> Redirect:
-        url = await service.footage(
-            db,
-            request.app.state.settings,
-            request.app.state.storage,
-            me,
-            incident_id,
-            "snapshot",
-            client=request.client.host if request.client else None,
-        )
-        return Redirect(path=url, status_code=302, headers={"Cache-Control": "no-store"})
+        return await _footage(db, me, request, incident_id, "snapshot")
 
     @get(
         "/venues/{venue_id:uuid}/access-log",

@@ -34,7 +34,9 @@ class HistoryItem(msgspec.Struct, kw_only=True):
     detection_count: int
     max_score: float
     legal_hold: bool
-    snapshot_url: str | None  # the audited footage route (a redirect to a short-lived URL)
+    # the audited footage route (a redirect to a short-lived URL); for owners, only where a snapshot
+    # with faces blurred exists (they are never shown the clear one)
+    snapshot_url: str | None
     footage_purged_at: datetime | None = None  # retention deleted its clips and snapshots then (no snapshot_url)
 
 

@@ -14,7 +14,7 @@ import binascii
 import uuid
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 import asyncpg
 
@@ -34,7 +34,7 @@ from backend.history.schemas import (
     IncidentTimeline,
     TimelineEntry,
 )
-from backend.incidents import lifecycle
+from backend.incidents import lifecycle, privacy
 from backend.incidents.repo import IncidentRow
 
 log = get_logger(__name__)
@@ -44,8 +44,27 @@ AUDITED_READERS: Final = frozenset({"officer", "dispatcher", "admin"})  # reads 
 LOCATION_VIEWERS: Final = frozenset({"dispatcher", "admin"})  # may see officers' distances
 
 
+Row = TypeVar("Row")
+
+
 class Presigner(Protocol):
     async def presign_get(self, key: str, *, expires_s: int = 300) -> str: ...
+
+
+# --- what every listing checks and how it pages ------------------------------------------------
+
+
+def require_range(since: datetime | None, until: datetime | None) -> None:
+    if since is not None and until is not None and until <= since:
+        raise Invalid("`to` must be after `from`", field="to")
+
+
+def split_page(rows: list[Row], limit: int) -> tuple[list[Row], Row | None]:
+    """Of ``limit + 1`` rows fetched: the page, and its last row when another page follows (what
+    the next cursor is made from), else None."""
+    if len(rows) > limit:
+        return rows[:limit], rows[limit - 1]
+    return rows, None
 
 
 # --- cursors -----------------------------------------------------------------------------------
@@ -88,7 +107,9 @@ def footage_url(settings: Settings, incident_id: uuid.UUID, kind: FootageKind) -
     return f"{settings.public_base_url.rstrip('/')}/v1/incidents/{incident_id}/{kind}"
 
 
-def to_item(settings: Settings, row: repo.HistoryRow) -> HistoryItem:
+def to_item(settings: Settings, row: repo.HistoryRow, *, blurred: bool = False) -> HistoryItem:
+    """``blurred``: the reader sees only face-blurred snapshots (no link when there is none)."""
+    snapshot = row.has_blurred_snapshot if blurred else row.has_snapshot
     return HistoryItem(
         id=row.id,
         venue_id=row.venue_id,
@@ -105,7 +126,7 @@ def to_item(settings: Settings, row: repo.HistoryRow) -> HistoryItem:
         max_score=row.max_score,
         legal_hold=row.legal_hold,
         verdict=row.verdict,  # type: ignore[arg-type]
-        snapshot_url=footage_url(settings, row.id, "snapshot") if row.has_snapshot else None,
+        snapshot_url=footage_url(settings, row.id, "snapshot") if snapshot else None,
         footage_purged_at=row.footage_purged_at,
     )
 
@@ -172,13 +193,10 @@ async def _page(
     cursor: str | None,
     limit: int,
 ) -> HistoryPage:
-    if query.since is not None and query.until is not None and query.until <= query.since:
-        raise Invalid("`to` must be after `from`", field="to")
+    require_range(query.since, query.until)
     if cursor is not None:
         query = _with(query, after=decode_cursor(cursor))
-    rows = await repo.history(conn, query, limit + 1)
-    more = len(rows) > limit
-    rows = rows[:limit]
+    rows, last = split_page(await repo.history(conn, query, limit + 1), limit)
     if me.role in AUDITED_READERS and rows:
         by_venue: dict[uuid.UUID, list[str]] = {}
         for row in rows:
@@ -193,10 +211,9 @@ async def _page(
                 venue_id=venue,
                 detail={"incidents": incidents},
             )
-    last = rows[-1] if rows else None
     return HistoryPage(
-        items=[to_item(settings, row) for row in rows],
-        next_cursor=encode_cursor(last.confirmed_at, last.id) if more and last else None,
+        items=[to_item(settings, row, blurred=privacy.sees_blurred(me.role)) for row in rows],
+        next_cursor=encode_cursor(last.confirmed_at, last.id) if last else None,
     )
 
 
@@ -332,7 +349,9 @@ async def timeline(
     await _audit_read(conn, me, incident, "incident.read")
     item = await repo.history_item(conn, incident.id)
     assert item is not None
-    return IncidentTimeline(incident=to_item(settings, item), entries=[e[3] for e in entries])
+    return IncidentTimeline(
+        incident=to_item(settings, item, blurred=privacy.sees_blurred(me.role)), entries=[e[3] for e in entries]
+    )
 
 
 async def _audit_read(conn: asyncpg.Connection, me: Principal, incident: IncidentRow, action: str) -> None:
@@ -355,13 +374,22 @@ async def footage(  # noqa: PLR0917
 ) -> str:
     """A presigned URL to the incident's clip or snapshot that expires within
     ``KUZET_FOOTAGE_URL_TTL_S`` (at most 5 minutes); the access is audited first (who, role, what,
-    when, from which address). Footage the retention sweeper deleted: 410 Gone, saying when."""
+    when, from which address). Owners get the snapshot with faces blurred, or a 404 saying there
+    is none: never the clear one (``backend.incidents.privacy``). Footage the retention sweeper
+    deleted: 410 Gone, saying when."""
     incident = await _visible(conn, me, incident_id)
-    key = incident.clip_key if kind == "clip" else incident.snapshot_key
-    if key is None:
-        raise NotFound(f"this incident has no {kind}", field=kind)
     if incident.footage_purged_at is not None:
         raise Gone(footage_gone(kind, incident.footage_purged_at), field=kind)
+    blurred = kind == "snapshot" and privacy.sees_blurred(me.role)
+    key = incident.clip_key if kind == "clip" else privacy.snapshot_key(incident, me.role)
+    if key is None and blurred and incident.snapshot_key is not None:
+        raise NotFound(
+            "this incident has no snapshot with faces blurred (it predates blurring, or blurring failed); "
+            "owners are shown blurred snapshots only",
+            field=kind,
+        )
+    if key is None:
+        raise NotFound(f"this incident has no {kind}", field=kind)
     await audit.record_by(
         conn,
         me,
@@ -369,7 +397,8 @@ async def footage(  # noqa: PLR0917
         subject_type="incident",
         subject_id=str(incident.id),
         venue_id=incident.venue_id,
-        detail={"via": via, "client": client, "expires_s": settings.footage_url_ttl_s},
+        detail={"via": via, "client": client, "expires_s": settings.footage_url_ttl_s}
+        | ({"blurred": True} if blurred else {}),
     )
     log.info("footage_access", incident_id=str(incident.id), kind=kind, role=me.role)
     return await storage.presign_get(key, expires_s=settings.footage_url_ttl_s)
@@ -394,9 +423,8 @@ async def access_log(
     scope = await repo.venue_scope(conn, venue_id)
     if scope is None or not (me.role == "admin" or (me.role == "owner" and scope[0] == me.user_id)):
         raise NotFound("no such venue", field="venue_id")
-    if since is not None and until is not None and until <= since:
-        raise Invalid("`to` must be after `from`", field="to")
-    rows = await repo.access_log(
+    require_range(since, until)
+    fetched = await repo.access_log(
         conn,
         venue_id,
         since=since,
@@ -405,8 +433,7 @@ async def access_log(
         before_id=decode_id_cursor(cursor) if cursor is not None else None,
         limit=limit + 1,
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
+    rows, last = split_page(fetched, limit)
     return AccessLogPage(
         items=[
             AccessLogEntry(
@@ -422,5 +449,5 @@ async def access_log(
             )
             for r in rows
         ],
-        next_cursor=encode_id_cursor(rows[-1].id) if more and rows else None,
+        next_cursor=encode_id_cursor(last.id) if last else None,
     )

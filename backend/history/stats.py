@@ -1,4 +1,8 @@
-"""A venue's figures over a time range, and its history as CSV (RFC 4180, streamed)."""
+"""A venue's figures over a time range, and its history as CSV (RFC 4180, streamed).
+
+CSV cells are guarded against formula injection (OWASP "CSV Injection"): a text cell that starts
+with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading ``'`` so that a
+spreadsheet shows it as text instead of running it. Numbers are written as numbers."""
 
 from __future__ import annotations
 
@@ -15,12 +19,12 @@ import asyncpg
 from backend.audit import repo as audit
 from backend.core.auth import Principal
 from backend.core.config import Settings
-from backend.core.errors import Invalid
 from backend.history import repo, repo_stats
 from backend.history.schemas import CameraStats, Delay, VenueStats, WeekCount
-from backend.history.service import AUDITED_READERS, require_venue_reader, to_item
+from backend.history.service import AUDITED_READERS, require_range, require_venue_reader, to_item
 
 EXPORT_BATCH: Final = 500
+FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 CSV_COLUMNS: Final = (
     "incident_id",
     "venue",
@@ -39,11 +43,6 @@ CSV_COLUMNS: Final = (
 )
 
 
-def _range(since: datetime | None, until: datetime | None) -> None:
-    if since is not None and until is not None and until <= since:
-        raise Invalid("`to` must be after `from`", field="to")
-
-
 def _share(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
@@ -56,7 +55,7 @@ async def venue_stats(
     conn: asyncpg.Connection, me: Principal, venue_id: uuid.UUID, *, since: datetime | None, until: datetime | None
 ) -> VenueStats:
     await require_venue_reader(conn, me, venue_id)
-    _range(since, until)
+    require_range(since, until)
     by_kind: dict[str, int] = {}
     weeks: dict[object, WeekCount] = {}
     for row in await repo_stats.by_kind_and_week(conn, venue_id, since, until):
@@ -107,7 +106,7 @@ async def export(  # noqa: PLR0917
     """Check who asks and what before the first byte goes out (errors are still problem+json), then
     hand back the CSV stream."""
     await require_venue_reader(conn, me, venue_id)
-    _range(query.since, query.until)
+    require_range(query.since, query.until)
     if me.role in AUDITED_READERS:
         await audit.record_by(
             conn,
@@ -122,11 +121,13 @@ async def export(  # noqa: PLR0917
 
 
 def _text(value: object) -> str:
+    """A text cell: empty for None, ISO 8601 for times, and never read as a formula."""
     if value is None:
         return ""
     if isinstance(value, datetime):
         return value.isoformat()
-    return str(value)
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 async def export_csv(pool: asyncpg.Pool, settings: Settings, query: repo.HistoryQuery) -> AsyncIterator[bytes]:
@@ -147,9 +148,9 @@ async def export_csv(pool: asyncpg.Pool, settings: Settings, query: repo.History
             writer.writerow(
                 [
                     _text(item.id),
-                    item.venue_name,
-                    item.kind,
-                    item.status,
+                    _text(item.venue_name),
+                    _text(item.kind),
+                    _text(item.status),
                     _text(item.detected_at),
                     _text(item.confirmed_at),
                     _text(item.first_acknowledged_at),

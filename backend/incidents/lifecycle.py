@@ -90,6 +90,7 @@ class ConfirmedDetection:
     verified_by_server: bool
     snapshot_key: str | None
     clip_key: str | None
+    blurred_snapshot_key: str | None = None  # the snapshot with faces blurred, for owners and city systems
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +172,7 @@ async def open_or_join(
             score=detection.score,
             snapshot_key=detection.snapshot_key,
             clip_key=detection.clip_key,
+            blurred_snapshot_key=detection.blurred_snapshot_key,
         )
         await _append(
             conn,
@@ -198,6 +200,7 @@ async def open_or_join(
         score=detection.score,
         snapshot_key=detection.snapshot_key,
         clip_key=detection.clip_key,
+        blurred_snapshot_key=detection.blurred_snapshot_key,
     )
     await _append(
         conn,

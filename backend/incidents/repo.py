@@ -44,6 +44,7 @@ class IncidentRow(msgspec.Struct, frozen=True):
     venue_lon: float
     venue_owner_id: uuid.UUID | None
     footage_purged_at: datetime | None = None  # when the retention sweeper deleted its clips and snapshots
+    blurred_snapshot_key: str | None = None  # snapshot_key's twin with faces blurred (None: not made)
 
 
 class IncidentEventRow(msgspec.Struct, frozen=True):
@@ -61,7 +62,7 @@ _COLUMNS = """i.id, i.venue_id, i.region_id, i.kind, i.status, i.opened_at, i.fi
     i.resolved_at, i.outcome, i.legal_hold, i.escalation_policy, i.escalation_step, i.repeat_round, i.version,
     i.updated_at, v.name AS venue_name, v.address AS venue_address,
     ST_Y(v.location::geometry) AS venue_lat, ST_X(v.location::geometry) AS venue_lon, v.owner_id AS venue_owner_id,
-    i.footage_purged_at"""
+    i.footage_purged_at, i.blurred_snapshot_key"""
 _EVENT_COLUMNS = "id, incident_id, at, type, actor_id, actor_role, data"
 
 # One grouper at a time per venue and kind, until the transaction ends.
@@ -80,13 +81,14 @@ FOR UPDATE OF i
 INSERT_INCIDENT = f"""
 WITH i AS (
     INSERT INTO incidents (venue_id, region_id, kind, status, first_seen_at, last_seen_at, detection_count,
-                           max_score, snapshot_key, clip_key)
-    SELECT v.id, v.region_id, $2, $7, $3, $3, 1, $4, $5, $6 FROM venues v WHERE v.id = $1
+                           max_score, snapshot_key, clip_key, blurred_snapshot_key)
+    SELECT v.id, v.region_id, $2, $7, $3, $3, 1, $4, $5, $6, $8 FROM venues v WHERE v.id = $1
     RETURNING *
 )
 SELECT {_COLUMNS} FROM i JOIN venues v ON v.id = i.venue_id
 """
-# SET expressions read the row as it was: max_score on the right is the old one.
+# SET expressions read the row as it was: max_score on the right is the old one. The blurred snapshot
+# follows the snapshot it was made from (a new snapshot without one leaves none: never a stale twin).
 ADD_DETECTION = f"""
 UPDATE incidents i SET
     detection_count = i.detection_count + 1,
@@ -94,6 +96,8 @@ UPDATE incidents i SET
     last_seen_at = greatest(i.last_seen_at, $2),
     snapshot_key = CASE WHEN $4::text IS NOT NULL AND ($3 > i.max_score OR i.snapshot_key IS NULL)
                         THEN $4 ELSE i.snapshot_key END,
+    blurred_snapshot_key = CASE WHEN $4::text IS NOT NULL AND ($3 > i.max_score OR i.snapshot_key IS NULL)
+                                THEN $6 ELSE i.blurred_snapshot_key END,
     clip_key = CASE WHEN $5::text IS NOT NULL AND ($3 > i.max_score OR i.clip_key IS NULL)
                     THEN $5 ELSE i.clip_key END,
     max_score = greatest(i.max_score, $3),
@@ -186,8 +190,11 @@ async def insert_incident(
     score: float,
     snapshot_key: str | None,
     clip_key: str | None,
+    blurred_snapshot_key: str | None = None,
 ) -> IncidentRow:
-    record = await conn.fetchrow(INSERT_INCIDENT, venue_id, kind, seen_at, score, snapshot_key, clip_key, status)
+    record = await conn.fetchrow(
+        INSERT_INCIDENT, venue_id, kind, seen_at, score, snapshot_key, clip_key, status, blurred_snapshot_key
+    )
     if record is None:
         raise LookupError(f"venue {venue_id} does not exist")
     return _locked(record)
@@ -201,8 +208,11 @@ async def add_detection(
     score: float,
     snapshot_key: str | None,
     clip_key: str | None,
+    blurred_snapshot_key: str | None = None,
 ) -> IncidentRow:
-    return _locked(await conn.fetchrow(ADD_DETECTION, incident_id, seen_at, score, snapshot_key, clip_key))
+    return _locked(
+        await conn.fetchrow(ADD_DETECTION, incident_id, seen_at, score, snapshot_key, clip_key, blurred_snapshot_key)
+    )
 
 
 async def apply_action(

@@ -7,9 +7,10 @@ import uuid
 import asyncpg
 import msgspec
 
-# Every object a detection may have: the original clip, the edge snapshot, the server's snapshot and
-# the phone-playable MP4. A new artefact column belongs here too.
-_OBJECT_KEYS = "array_remove(ARRAY[d.clip_key, d.snapshot_key, d.server_snapshot_key, d.playable_key], NULL)"
+# Every object a detection may have: the original clip, the edge snapshot, the server's snapshot (and
+# its face-blurred twin) and the phone-playable MP4. A new artefact column belongs here too.
+_OBJECT_KEYS = """array_remove(ARRAY[d.clip_key, d.snapshot_key, d.server_snapshot_key, d.blurred_snapshot_key,
+    d.playable_key], NULL)"""
 
 EXPIRED_REJECTED = f"""
 SELECT d.id, d.incident_id, {_OBJECT_KEYS} AS object_keys
@@ -23,7 +24,7 @@ FOR UPDATE SKIP LOCKED
 """
 # Not on legal hold: the lock taken here makes a hold placed meanwhile wait for this batch to end.
 EXPIRED_INCIDENTS = """
-SELECT i.id, array_remove(ARRAY[i.clip_key, i.snapshot_key], NULL) AS object_keys
+SELECT i.id, array_remove(ARRAY[i.clip_key, i.snapshot_key, i.blurred_snapshot_key], NULL) AS object_keys
 FROM incidents i
 WHERE i.footage_purged_at IS NULL AND NOT i.legal_hold
   AND greatest(i.last_seen_at, i.resolved_at) < now() - make_interval(secs => $1)

@@ -18,7 +18,8 @@ from backend.incidents.repo import IncidentEventRow, IncidentRow
 from backend.webhooks import payloads, repo, signing
 
 DELIVER_JOB = jobs.DeliverWebhook.kind
-SNAPSHOT_NOTE = "the stored snapshot, not blurred: a privacy-blurred snapshot is not produced yet"
+SNAPSHOT_NOTE = "faces blurred"
+NO_SNAPSHOT_NOTE = "no snapshot with faces blurred exists for this incident (city systems get no other)"
 CONTENT_TYPES = {"json": "application/json", "cap": "application/cap+xml"}
 
 
@@ -68,10 +69,13 @@ async def enqueue(conn: asyncpg.Connection, delivery_id: int, *, cause: str, run
 
 
 async def _links(conn: asyncpg.Connection, settings: Settings, incident: IncidentRow) -> payloads.Links:
-    """Links, never images: the incident in the API, and short links to its snapshot and clip."""
+    """Links, never images: the incident in the API, and short links to its snapshot with faces
+    blurred (never the clear one: ``backend.incidents.privacy``) and to its clip."""
     base = settings.public_base_url.rstrip("/")
     found = payloads.Links(incident=f"{base}/v1/incidents/{incident.id}")
-    for purpose, key in (("snapshot", incident.snapshot_key), ("clip", incident.clip_key)):
+    if incident.snapshot_key is not None and incident.blurred_snapshot_key is None:
+        found.snapshot_note = NO_SNAPSHOT_NOTE
+    for purpose, key in (("snapshot", incident.blurred_snapshot_key), ("clip", incident.clip_key)):
         if key is None:
             continue
         token = links.new_token()

@@ -4,7 +4,7 @@ Webhooks JSON (``{type, timestamp, data}``, links not images, well under 20 KB) 
 CAP: ``msgType`` Alert when the incident opens, Update for later changes, Cancel when it is resolved
 as a false alarm; Update and Cancel carry ``references`` to the opening alert. ``scope`` Restricted.
 Category and severity come from the kind registry. The snapshot is a ``resource`` link: the short
-link to the stored snapshot (a privacy-blurred snapshot does not exist yet, and the link says so).
+link to the snapshot with faces blurred (city systems never get the clear one; none when it is missing).
 """
 
 from __future__ import annotations

@@ -1,11 +1,14 @@
-"""Clip artefacts for the confirmation worker (probe, playable MP4, snapshot) and test clips."""
+"""Clip artefacts for the confirmation worker (probe, playable MP4, snapshot and its face-blurred
+twin) and test clips."""
 
 from workers.media.artefacts import (
     ClipInfo,
     MediaError,
     PlayableInfo,
+    Snapshots,
     make_playable_mp4,
     make_snapshot_jpeg,
+    make_snapshots,
     probe_clip,
     snapshot_from_frame,
 )
@@ -14,8 +17,10 @@ __all__ = [
     "ClipInfo",
     "MediaError",
     "PlayableInfo",
+    "Snapshots",
     "make_playable_mp4",
     "make_snapshot_jpeg",
+    "make_snapshots",
     "probe_clip",
     "snapshot_from_frame",
 ]

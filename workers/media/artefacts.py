@@ -1,4 +1,5 @@
-"""Clip artefacts for the confirmation worker: probe, phone-playable MP4, JPEG snapshot.
+"""Clip artefacts for the confirmation worker: probe, phone-playable MP4, JPEG snapshot (and its
+face-blurred twin).
 
 Blocking (PyAV, OpenCV): run in a thread or process pool. A bad clip raises ``MediaError``
 (permanent); failing to write ``dst`` (disk full, permissions) raises ``OSError``."""
@@ -20,6 +21,8 @@ import av.video.stream
 import cv2
 import numpy as np
 import numpy.typing as npt
+
+from workers.media.faces import FaceDetector, blur_regions
 
 
 class MediaError(Exception):
@@ -331,6 +334,37 @@ def make_snapshot_jpeg(src: Path, at_time_s: float, *, max_bytes: int = 200_000,
     return snapshot_from_frame(image, max_bytes=max_bytes, max_side=max_side)
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshots:
+    """The snapshot, and the same frame with faces blurred (None: the detector failed or is absent),
+    encoded at the same size and quality so that they differ only where faces were blurred."""
+
+    clear: bytes
+    blurred: bytes | None
+    faces: int  # regions blurred
+    blur_error: str | None = None
+
+
+def make_snapshots(
+    src: Path,
+    at_time_s: float,
+    detector: FaceDetector | None,
+    *,
+    max_bytes: int = 200_000,
+    max_side: int = 1280,
+) -> Snapshots:
+    """The clear snapshot (as ``make_snapshot_jpeg``) and its face-blurred twin, from one decoded frame."""
+    image = _frame_near(src, max(0.0, at_time_s))
+    clear, size, quality = _fit_jpeg(image, max_bytes=max_bytes, max_side=max_side)
+    if detector is None:
+        return Snapshots(clear, None, 0, "no face detector loaded")
+    try:
+        blurred, regions = blur_regions(image, detector.detect(image))
+    except (cv2.error, ValueError) as exc:  # a failed blur never costs the alarm its clear snapshot
+        return Snapshots(clear, None, 0, f"face detection failed: {exc}")
+    return Snapshots(clear, _encode_jpeg(blurred, size, quality), len(regions))
+
+
 def _frame_near(src: Path, at_time_s: float, *, seek: bool = True) -> npt.NDArray[np.uint8]:
     """Decode the frame nearest ``at_time_s``; without ``seek``, decode from the start."""
     container, _ = _open(src)
@@ -363,6 +397,20 @@ def snapshot_from_frame(frame: npt.NDArray[np.uint8], *, max_bytes: int = 200_00
 
     Lowers quality first (90 down to 40), then shrinks the picture until it fits.
     """
+    return _fit_jpeg(frame, max_bytes=max_bytes, max_side=max_side)[0]
+
+
+def _encode_jpeg(frame: npt.NDArray[np.uint8], size: tuple[int, int], quality: int) -> bytes:
+    """``frame`` as JPEG at ``size`` (width, height) and ``quality``."""
+    image = frame if size == (frame.shape[1], frame.shape[0]) else cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise MediaError("snapshot too large: JPEG encoding failed")
+    return bytes(buf.tobytes())
+
+
+def _fit_jpeg(frame: npt.NDArray[np.uint8], *, max_bytes: int, max_side: int) -> tuple[bytes, tuple[int, int], int]:
+    """The JPEG under ``max_bytes``, with the size and quality it was encoded at."""
     shape = frame.shape
     if frame.dtype != np.uint8 or shape[2:] not in ((), (1,), (3,)) or min(shape[:2]) < 1:
         raise ValueError("frame must be a non-empty uint8 HxW, HxWx1 or HxWx3 array")
@@ -370,15 +418,13 @@ def snapshot_from_frame(frame: npt.NDArray[np.uint8], *, max_bytes: int = 200_00
     scale = min(1.0, max_side / max(width, height))
     while True:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        image = frame if scale >= 1.0 else cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        if scale >= 1.0:
+            size = (width, height)
         encoded = b""
         for quality in (90, 80, 70, 60, 50, 40):
-            ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-            if not ok:
-                raise MediaError("snapshot too large: JPEG encoding failed")
-            encoded = buf.tobytes()
+            encoded = _encode_jpeg(frame, size, quality)
             if len(encoded) <= max_bytes:
-                return encoded
+                return encoded, size, quality
         if max(size) <= _MIN_SNAPSHOT_SIDE:
             raise MediaError(f"snapshot too large: {len(encoded)} bytes at {max(size)} px")
         # Bytes scale roughly with area: aim a little under the budget.
