@@ -36,6 +36,7 @@ bench: setup
 	$(VENV)/bin/python bench/history.py
 	$(VENV)/bin/python bench/retention.py
 	$(VENV)/bin/python bench/drills.py
+	$(VENV)/bin/python bench/panic.py
 	$(VENV)/bin/python bench/e2e.py
 	$(VENV)/bin/python bench/footprint.py
 	$(VENV)/bin/python bench/capacity.py

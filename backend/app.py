@@ -31,6 +31,7 @@ from backend.dispatch.routes import EscalationPolicyAdminController
 from backend.health.routes import ROUTES as HEALTH_ROUTES
 from backend.history.routes import HistoryController
 from backend.incidents.routes import LegalHoldController
+from backend.liveview.routes import ROUTES as LIVE_VIEW_ROUTES
 from backend.models.routes import TrainingConsentController
 from backend.users.routes import UserAdminController
 from backend.venues.routes import VenueAdminController
@@ -50,6 +51,7 @@ BACKEND_ROUTES: list[ControllerRouterHandler] = [
     HistoryController,
     LegalHoldController,
     TrainingConsentController,
+    *LIVE_VIEW_ROUTES,
 ]
 
 

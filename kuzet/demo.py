@@ -4,7 +4,9 @@ Starts an S3-compatible server (moto) and a local FCM v1 server in-process, a fr
 ``kuzet_demo`` database, the API (uvicorn) and a worker; registers a venue in Almaty with two
 cameras and its people; posts real clips; shows confirmation, the phones ringing, a bouncer
 acknowledging and an officer responding; a local receiver stands in for the police operational
-centre (JSON) and the city's platform (CAP 1.2) and verifies each webhook's signature.
+centre (JSON) and the city's platform (CAP 1.2) and verifies each webhook's signature. Then a
+bouncer's panic alert (and a second one cancelled in time), and a live view of the venue's camera
+granted to the officer who accepted it, with segments arriving and the grant running out.
 """
 
 from __future__ import annotations
@@ -149,6 +151,8 @@ async def _run(shared: Path | None) -> int:
                 "KUZET_LOG_LEVEL": "warning",
                 "KUZET_JOB_POLL_S": "0.2",
                 "KUZET_ALERT_ACK_TIMEOUT_S": "3",
+                "KUZET_PANIC_CANCEL_WINDOW_S": "60",  # each demo step starts a worker: slower than a live one
+                "KUZET_LIVE_VIEW_GRANT_S": "8",  # 15 minutes by default: the demo watches one end
                 "KUZET_PUBLIC_BASE_URL": f"http://127.0.0.1:{api_port}",
                 "KUZET_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",  # the local receiver; refused otherwise
             }
@@ -169,6 +173,8 @@ async def _run(shared: Path | None) -> int:
             show("worker", f"queue drained in {time.perf_counter() - started:.1f} s")
             incident_id = await _show_outcome(http, people, detections, inbox, settings)
             await _show_webhooks(http, people, receiver, incident_id, settings)
+            panic_incident = await _panic(http, people, inbox, receiver, settings)
+            await _live_view(http, people, panic_incident, settings)
     finally:
         receiver.__exit__(None, None, None)
         inbox.__exit__(None, None, None)
@@ -201,7 +207,14 @@ async def _register(http: httpx.AsyncClient, settings: Settings) -> dict[str, An
         await conn.close()
     admin = await _login(http, "admin", DEMO_ADMIN_PASSWORD)
     region = (await http.post("/v1/admin/regions", json={"name": "Almaty, Medeu district"}, headers=admin)).json()
-    venue = (await http.post("/v1/admin/venues", json=VENUE | {"region_id": region["id"]}, headers=admin)).json()
+    owner = {"username": "dana", "display_name": "Dana", "role": "owner", "password": DEMO_PASSWORD}
+    created_owner = (await http.post("/v1/admin/users", json=owner, headers=admin)).json()
+    dana = created_owner.get("user", created_owner)
+    venue = (
+        await http.post(
+            "/v1/admin/venues", json=VENUE | {"region_id": region["id"], "owner_id": dana["id"]}, headers=admin
+        )
+    ).json()
     show("venue", f"{venue['name']} at {venue['lat']:.4f}, {venue['lon']:.4f} ({venue['timezone']})")
     cameras = []
     for name, zone in (("Dance floor", "dance floor"), ("Entrance", "entrance")):
@@ -211,8 +224,11 @@ async def _register(http: httpx.AsyncClient, settings: Settings) -> dict[str, An
         cameras.append(created)
         show("camera", f"{name}: key {created['api_key'][:16]}… (shown once, stored as a hash)")
     people: dict[str, Any] = {"venue": venue, "region": region, "cameras": cameras, "admin": admin}
+    people["dana"] = await _login(http, "dana", DEMO_PASSWORD)
+    show("user", "Dana (owner of the venue)")
     for username, role, name, extra in (
         ("aidos", "bouncer", "Aidos", {"venue_id": venue["id"]}),
+        ("bolat", "bouncer", "Bolat", {"venue_id": venue["id"]}),
         ("seitkali", "officer", "Seitkali", {"region_id": region["id"]}),
         ("dispatch", "dispatcher", "Medeu dispatch", {"region_id": region["id"]}),
         ("owner", "owner", "Owner of another venue", {}),
@@ -228,7 +244,7 @@ async def _register(http: httpx.AsyncClient, settings: Settings) -> dict[str, An
 async def _phones(http: httpx.AsyncClient, people: dict[str, Any], inbox: PushInbox) -> None:
     say("Phones: sign in, register for push, go on duty")
     venue_id = people["venue"]["id"]
-    for username, platform in (("aidos", "android"), ("seitkali", "ios"), ("dispatch", "android")):
+    for username, platform in (("aidos", "android"), ("bolat", "ios"), ("seitkali", "ios"), ("dispatch", "android")):
         token = f"demo-token-{username}-{uuid.uuid4().hex[:6]}"
         people[f"{username}_token"] = token
         response = await http.post(
@@ -237,8 +253,9 @@ async def _phones(http: httpx.AsyncClient, people: dict[str, Any], inbox: PushIn
             headers=people[username],
         )
         show(f"{username} device", f"{platform}: HTTP {response.status_code}")
-    duty = await http.put("/v1/me/duty", json={"on_duty": True, "venue_id": venue_id}, headers=people["aidos"])
-    show("aidos on duty at the venue", f"HTTP {duty.status_code}")
+    for bouncer in ("aidos", "bolat"):
+        duty = await http.put("/v1/me/duty", json={"on_duty": True, "venue_id": venue_id}, headers=people[bouncer])
+        show(f"{bouncer} on duty at the venue", f"HTTP {duty.status_code}")
     duty = await http.put("/v1/me/duty", json={"on_duty": True}, headers=people["seitkali"])
     show("Officer Seitkali on duty", f"HTTP {duty.status_code}")
     location = {
@@ -368,6 +385,154 @@ async def _show_webhooks(
             msg_type = text.split("<msgType>")[1].split("<")[0]
             what = f"CAP {msg_type} ({text.split('<category>')[1].split('<')[0]})"
         show(received.path[1:], f"{what}, {received.headers['webhook-id'][:16]}…, {len(received.body)} B, {ok}")
+
+
+def _photo() -> bytes:
+    """A small JPEG, as a phone's camera would send (a dark frame with a bright patch)."""
+    import cv2
+    import numpy as np
+
+    frame = np.zeros((120, 160, 3), dtype=np.uint8)
+    frame[40:80, 60:100] = (40, 40, 220)
+    ok, encoded = cv2.imencode(".jpg", frame)
+    assert ok
+    return bytes(encoded)
+
+
+async def _panic(
+    http: httpx.AsyncClient, people: dict[str, Any], inbox: PushInbox, receiver: WebhookReceiver, settings: Settings
+) -> str:
+    """Bouncer Aidos presses the panic button; a second press by mistake is cancelled in time."""
+    say("Panic button: bouncer Aidos sees a knife and taps once (with a photo and his position)")
+    seen, heard = len(inbox.messages()), len(receiver.received)
+    meta = {
+        "client_id": f"tap-{uuid.uuid4().hex[:8]}",
+        "note": "Man with a knife at the bar",
+        "position": {"lat": VENUE["lat"], "lon": VENUE["lon"], "accuracy_m": 6},
+    }
+    files: dict[str, Any] = {"meta": (None, json.dumps(meta)), "photo": ("photo.jpg", _photo(), "image/jpeg")}
+    started = time.perf_counter()
+    response = await http.post("/v1/me/panic", files=files, headers=people["aidos"])
+    panic = response.json()
+    show(
+        "POST /v1/me/panic", f"HTTP {response.status_code} in {(time.perf_counter() - started) * 1000:.0f} ms: {panic}"
+    )
+    again = await http.post("/v1/me/panic", files=files, headers=people["aidos"])
+    show(
+        "  a double tap (same client_id)",
+        f"HTTP {again.status_code}, Idempotent-Replayed: {again.headers.get('idempotent-replayed')}, "
+        f"same panic: {again.json().get('panic_id') == panic.get('panic_id')}",
+    )
+    await _drain(settings)
+    say("Everyone at once, on the loudest channel (Aidos's own phone stays silent)")
+    for message in inbox.messages()[seen:]:
+        payload = message["message"]
+        channel = payload["android"]["notification"].get("channel_id")
+        show("push", f"{_describe_push(message)} [channel {channel}]")
+    seen = len(inbox.messages())
+    say(
+        f"Bolat taps by mistake and cancels in time (window here {settings.panic_cancel_window_s:g} s, 10 s by default)"
+    )
+    mistake = await http.post(
+        "/v1/me/panic",
+        files={"meta": (None, json.dumps({"client_id": f"tap-{uuid.uuid4().hex[:8]}"}))},
+        headers=people["bolat"],
+    )
+    await _drain(settings)
+    cancel = await http.post(f"/v1/me/panic/{mistake.json()['panic_id']}/cancel", headers=people["bolat"])
+    show("Bolat cancels", f"HTTP {cancel.status_code} -> {cancel.json().get('status')}")
+    await _drain(settings)
+    for message in inbox.messages()[seen:]:
+        show("push", _describe_push(message))
+    for received in receiver.received[heard:]:
+        if received.path == "/police":
+            body = json.loads(received.body)
+            show("police centre", f"{body['type']} ({body['data']['event']['type']})")
+    return str(panic["incident_id"])
+
+
+def _segment(index: int) -> bytes:
+    """A 1-s MPEG-TS segment, video only, as a venue camera would cut it."""
+    import io
+
+    import av
+    import numpy as np
+
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mpegts") as out:
+        video = out.add_stream("libx264", rate=10)
+        video.width, video.height, video.pix_fmt = 160, 120, "yuv420p"
+        for i in range(10):
+            frame = np.zeros((120, 160, 3), dtype=np.uint8)
+            frame[:, (index * 10 + i) * 3 % 160 :] = (30, 30, 90)
+            for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+    return buffer.getvalue()
+
+
+async def _live_view(http: httpx.AsyncClient, people: dict[str, Any], incident_id: str, settings: Settings) -> None:
+    """Dana consents on request; Officer Seitkali accepts the panic, asks, Dana approves; the camera
+    uploads segments; the grant ends and the camera is told to stop."""
+    say("Live view: Dana lets the police ask to see her cameras during an incident")
+    venue_id = people["venue"]["id"]
+    policy = await http.put(
+        f"/v1/venues/{venue_id}/live-view-policy", json={"policy": "on_request"}, headers=people["dana"]
+    )
+    show("Dana sets the policy", f"HTTP {policy.status_code} -> {policy.json().get('policy')}")
+    accept = await http.post(
+        f"/v1/incidents/{incident_id}/actions", json={"action": "accept"}, headers=people["seitkali"]
+    )
+    show("Officer Seitkali accepts the panic", f"HTTP {accept.status_code} -> {accept.json().get('status')}")
+    asked = await http.post(f"/v1/incidents/{incident_id}/live-view", headers=people["seitkali"])
+    grant = asked.json()
+    show("Seitkali asks for live view", f"HTTP {asked.status_code} -> {grant.get('status')}")
+    nosy = await http.post(f"/v1/incidents/{incident_id}/live-view", headers=people["aidos"])
+    show("  a bouncer cannot ask", f"HTTP {nosy.status_code}")
+    approved = await http.post(f"/v1/live-view/{grant['id']}/decision", json={"approve": True}, headers=people["dana"])
+    grant = approved.json()
+    show(
+        "Dana approves from her phone",
+        f"HTTP {approved.status_code} -> {grant.get('status')} until {grant.get('ends_at')}",
+    )
+    camera = {"Authorization": f"Bearer {people['cameras'][0]['api_key']}"}
+    order = (await http.get("/v1/cameras/me/live-view", headers=camera)).json()
+    show("the dance-floor camera polls", f"wanted: {order['wanted']}, next segment {order['next_seq']}")
+    for seq in range(order["next_seq"], order["next_seq"] + 3):
+        sent = await http.put(
+            f"/v1/cameras/me/live-view/segments/{seq}?duration_s=1",
+            content=_segment(seq),
+            headers=camera | {"Content-Type": "video/mp2t"},
+        )
+        show(f"  segment {seq}", f"HTTP {sent.status_code}")
+    mine = (await http.get(f"/v1/live-view/{grant['id']}", headers=people["seitkali"])).json()
+    camera_id = people["cameras"][0].get("camera", people["cameras"][0])["id"]
+    [url] = [u for u in mine["playlists"] if camera_id in u]
+    playlist = await http.get(url, headers=people["seitkali"])
+    links = [line for line in playlist.text.splitlines() if line.startswith("http")]
+    expires = links[0].split("X-Amz-Expires=")[1].split("&")[0] if links else "?"
+    show("Seitkali's HLS playlist", f"HTTP {playlist.status_code}, {len(links)} segments, links valid {expires} s")
+    other = await http.get(url, headers=people["dispatch"])
+    show("  the dispatcher (not the grantee) asks for it", f"HTTP {other.status_code}")
+    wait = max(0.0, (datetime.fromisoformat(grant["ends_at"]) - datetime.now(UTC)).total_seconds()) + 0.5
+    say(f"The grant ends ({wait:.0f} s here; 15 minutes by default, extendable)")
+    await asyncio.sleep(wait)
+    late = await http.put(
+        f"/v1/cameras/me/live-view/segments/{order['next_seq'] + 3}?duration_s=1",
+        content=_segment(9),
+        headers=camera | {"Content-Type": "video/mp2t"},
+    )
+    show("the camera uploads again", f"HTTP {late.status_code}: {late.json().get('detail')}")
+    show("the camera polls", f"wanted: {(await http.get('/v1/cameras/me/live-view', headers=camera)).json()['wanted']}")
+    gone = await http.get(url, headers=people["seitkali"])
+    show("Seitkali's playlist", f"HTTP {gone.status_code}: {gone.json().get('detail')}")
+    log = (await http.get(f"/v1/venues/{venue_id}/access-log", headers=people["dana"])).json()
+    say("Dana's access log: who saw her cameras, and when")
+    for item in reversed(log.get("items", [])):
+        if item["action"].startswith("footage.live_view"):
+            who = item.get("actor_name") or item.get("actor_role")
+            show(str(item["at"])[11:19], f"{item['action']} by {who}")
 
 
 def _show_pushes(inbox: PushInbox, seen: int) -> int:

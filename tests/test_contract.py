@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -117,6 +118,9 @@ async def build_world(make: Factory, conn: asyncpg.Connection, storage: Any) -> 
                     )
                 )
         tokens[f"camera_{side}"] = camera.api_key
+        ids[f"panic_{side}"] = str(await raise_panic(make, conn, storage, people["bouncer"]))
+        ids[f"grant_{side}"] = str(await live_grant(make, conn, incident, venue.id, people))
+        ids[f"seq_{side}"] = "5"
         ids |= {
             f"venue_{side}": str(venue.id),
             f"region_{side}": str(region.id),
@@ -137,6 +141,57 @@ async def build_world(make: Factory, conn: asyncpg.Connection, storage: Any) -> 
             ),
         }
     return World(tokens=tokens, ids=ids)
+
+
+async def raise_panic(make: Factory, conn: asyncpg.Connection, storage: Any, bouncer: Any) -> uuid.UUID:
+    """A panic of this on-duty bouncer, as ``POST /v1/me/panic`` raises it (no photo)."""
+    from backend.panic import service as panics
+    from backend.panic.schemas import PanicMeta
+
+    form = panics.PanicForm(meta=PanicMeta(client_id=f"world-{uuid.uuid4().hex[:8]}"), photo=None)
+    async with conn.transaction():
+        state, _ = await panics.raise_panic(conn, None, storage, make.settings, make.principal(bouncer), form=form)  # type: ignore[arg-type]
+    return state.panic_id
+
+
+async def live_grant(
+    make: Factory, conn: asyncpg.Connection, incident: uuid.UUID, venue_id: uuid.UUID, people: dict[str, Any]
+) -> uuid.UUID:
+    """The venue shares live view automatically; its region's dispatcher holds a running grant."""
+    from backend.liveview import repo as live_repo
+    from backend.liveview import service as live_view
+    from backend.liveview.schemas import PolicyUpdate
+
+    async with conn.transaction():
+        await live_view.set_policy(conn, make.principal(people["owner"]), venue_id, PolicyUpdate(policy="automatic"))
+        grant = await live_view.request(conn, make.settings, make.principal(people["dispatcher"]), incident)
+        # A second running grant (the officer's) keeps the venue's cameras wanted after the matrix
+        # revokes the dispatcher's, so the segment upload is checked against a live grant.
+        await live_repo.insert_grant(
+            conn,
+            incident_id=incident,
+            venue_id=venue_id,
+            grantee_id=people["officer"].id,
+            grantee_role="officer",
+            policy="automatic",
+            status="active",
+            grant_s=3600,
+        )
+    return grant.id
+
+
+def segment_body(world: World, side: str, actor: str) -> dict[str, Any]:
+    from tests.test_live_view import VIDEO
+
+    return {"content": VIDEO, "headers": {"Content-Type": "video/mp2t"}}
+
+
+def panic_form(world: World, side: str, actor: str) -> dict[str, Any]:
+    """A new press (owners send the phone's position: at venue A)."""
+    meta: dict[str, Any] = {"client_id": f"matrix-{uuid.uuid4().hex[:8]}"}
+    if actor == "owner":
+        meta["position"] = {"lat": ALMATY[0], "lon": ALMATY[1], "accuracy_m": 5}
+    return {"files": {"meta": (None, json.dumps(meta))}}
 
 
 @pytest.fixture
@@ -377,6 +432,59 @@ MATRIX: dict[tuple[str, str], Entry] = {
         },
     ),
     ("GET", "/i/{token}"): Entry({"token": "link_{side}"}, PUBLIC),
+    # staff panic button (issue 12): bouncers on duty and owners at their venue; cancel only one's own
+    ("POST", "/v1/me/panic"): Entry(
+        {},
+        {"bouncer": "ok/ok", "owner": "ok/ok", **SIGNED_IN},
+        default="403/403",
+        tenanted=False,
+        body=panic_form,
+    ),
+    ("POST", "/v1/me/panic/{panic_id}/cancel"): Entry(
+        {"panic_id": "panic_{side}"}, {"bouncer": "ok/404", **SIGNED_IN}, default="404/404"
+    ),
+    # police live view (issue 12): the venue's owner sets the policy; responders ask; the grantee plays
+    ("GET", "/v1/venues/{venue_id}/live-view-policy"): Entry(
+        {"venue_id": "venue_{side}"}, {"owner": "ok/404", **ADMIN}, default="403/403"
+    ),
+    ("PUT", "/v1/venues/{venue_id}/live-view-policy"): Entry(
+        {"venue_id": "venue_{side}"}, {"owner": "ok/404", **ADMIN}, default="403/403", body={"policy": "automatic"}
+    ),
+    ("GET", "/v1/venues/{venue_id}/live-view"): Entry(
+        {"venue_id": "venue_{side}"}, {"owner": "ok/404", "bouncer": "ok/404", **ADMIN}, default="404/404"
+    ),
+    ("POST", "/v1/incidents/{incident_id}/live-view"): Entry(
+        {"incident_id": "incident_{side}"},
+        # the officer accepted it earlier in this run (the actions route sorts first): a responder too
+        {"dispatcher": "ok/404", "officer": "ok/404", "admin": "403/403", **SIGNED_IN},
+        default="403/404",
+    ),
+    ("GET", "/v1/live-view/{grant_id}"): Entry(
+        {"grant_id": "grant_{side}"},
+        {"dispatcher": "ok/404", "owner": "ok/404", "bouncer": "ok/404", "admin": "ok/ok", **SIGNED_IN},
+        default="404/404",
+    ),
+    ("POST", "/v1/live-view/{grant_id}/decision"): Entry(
+        {"grant_id": "grant_{side}"},
+        {"owner": "ok/404", "bouncer": "ok/404", **SIGNED_IN},  # 409: the automatic grant needs no answer
+        default="404/404",
+        body={"approve": True},
+    ),
+    ("POST", "/v1/live-view/{grant_id}/extend"): Entry(
+        {"grant_id": "grant_{side}"}, {"dispatcher": "ok/404", **SIGNED_IN}, default="404/404"
+    ),
+    ("POST", "/v1/live-view/{grant_id}/revoke"): Entry(
+        {"grant_id": "grant_{side}"}, {"owner": "ok/404", "admin": "ok/ok", **SIGNED_IN}, default="404/404"
+    ),
+    ("GET", "/v1/live-view/{grant_id}/cameras/{camera_id}/playlist.m3u8"): Entry(
+        {"grant_id": "grant_{side}", "camera_id": "camera_{side}"},
+        {"dispatcher": "ok/404", **SIGNED_IN},
+        default="404/404",
+    ),
+    ("GET", "/v1/cameras/me/live-view"): Entry({}, {"camera": "ok/ok"}, default="401/401", tenanted=False),
+    ("PUT", "/v1/cameras/me/live-view/segments/{seq}"): Entry(
+        {"seq": "seq_{side}"}, {"camera": "ok/ok"}, default="401/401", tenanted=False, body=segment_body
+    ),
     # legal hold (issue 10): admins, and dispatchers of the incident's region; others who see it 403
     ("PUT", "/v1/incidents/{incident_id}/legal-hold"): Entry(
         {"incident_id": "incident_{side}"},
@@ -514,6 +622,7 @@ async def test_tenancy_matrix_covers_every_route_role_and_tenant(
                         kwargs = entry.body(world, side, actor)
                     elif entry.body is not None:
                         kwargs = {"json": entry.body}
+                    headers |= kwargs.pop("headers", {})
                     response = await client.request(method, url, headers=headers, follow_redirects=False, **kwargs)
                     if not matches(response.status_code, expectation):
                         wrong.append(

@@ -106,7 +106,7 @@ async def test_json_bodies_paths_and_queries(make: Factory, client: Client, conn
             "PUT",
             policy,
             admin,
-            {"steps": [{"notify": ["bouncers"]}], "officers_at_once_kinds": ["weapon"] * 6},
+            {"steps": [{"notify": ["bouncers"]}], "officers_at_once_kinds": ["weapon"] * 7},
             422,
             "officers_at_once_kinds",
         ),

@@ -60,7 +60,7 @@ async def test_get_default_then_put_then_get_the_venues_own(
         "radius_m": 5000.0,
     }
     assert (own["policy"]["police_step"], own["policy"]["repeat"], own["policy"]["repeat_every_s"]) == (0, 3, 15.0)
-    assert own["policy"]["officers_at_once_kinds"] == ["weapon", "fire_smoke"]
+    assert own["policy"]["officers_at_once_kinds"] == ["weapon", "fire_smoke", "panic"]
 
     audit = await conn.fetch(
         "SELECT actor_id, actor_role, subject_type, subject_id, venue_id FROM audit_log WHERE action = $1",

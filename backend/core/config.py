@@ -77,6 +77,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     alert_ack_timeout_s: Positive = 30.0
     alert_accept_timeout_s: Positive = 60.0
     short_link_ttl_s: PositiveInt = 3600
+    # staff panic button (issue 12)
+    panic_cancel_window_s: Annotated[float, msgspec.Meta(ge=0, le=600)] = 10.0
+    panic_channel_id: str = "kuzet_panic"
+    panic_owner_radius_m: Annotated[float, msgspec.Meta(gt=0, le=5000)] = 150.0
+    # police live view (issue 12)
+    live_view_grant_s: Annotated[float, msgspec.Meta(gt=0, le=4 * 3600)] = 900.0
+    live_view_after_resolution_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 300.0
+    live_view_max_segment_bytes: PositiveInt = 4 * 1024 * 1024
+    live_view_url_ttl_s: Annotated[int, msgspec.Meta(gt=0, le=300)] = 30
+    live_view_segment_retention_s: Positive = 3600.0
+    live_view_playlist_segments: Annotated[int, msgspec.Meta(ge=1, le=60)] = 6
     # sign-in throttling and password policy (issue 8)
     signin_free_failures: PositiveInt = 5
     signin_free_failures_per_address: PositiveInt = 20

@@ -6,7 +6,7 @@
     ├── Forbidden                 403  authenticated, but the role may not do this
     ├── NotFound                  404  no such thing, or not yours to see
     ├── Conflict                  409  state does not allow it (invalid transition, duplicate)
-    ├── Gone                      410  it existed and was deleted for good (footage past retention)
+    ├── Gone                      410  it was there and has ended (live view over, footage past retention)
     ├── PayloadTooLarge           413  body or part over its limit
     ├── UnsupportedMediaType      415  wrong content type
     ├── Invalid                   422  well-formed but a field's value is wrong
@@ -87,7 +87,7 @@ class Conflict(AppError):
 
 
 class Gone(AppError):
-    status, slug, title = 410, "gone", "Deleted for good"
+    status, slug, title = 410, "gone", "No longer available"
 
 
 def footage_gone(kind: str, purged_at: datetime) -> str:
@@ -218,7 +218,7 @@ _HTTP_SLUGS = {
     404: ("not-found", "Not found"),
     405: ("method-not-allowed", "Method not allowed"),
     409: ("conflict", "Conflict with the current state"),
-    410: ("gone", "Deleted for good"),
+    410: ("gone", "No longer available"),
     413: ("payload-too-large", "Payload too large"),
     415: ("unsupported-media-type", "Unsupported media type"),
     422: ("invalid", "Invalid value"),
@@ -305,7 +305,7 @@ _STATUS_TEXT = {
     403: "The role may not do this",
     404: "Not found, or not yours to see",
     409: "Conflicts with the current state",
-    410: "Deleted for good (footage past its retention)",
+    410: "It has ended, or was deleted by retention, and will not come back",
     413: "Payload too large",
     415: "Unsupported media type",
     422: "A field has an invalid value",

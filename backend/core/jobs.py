@@ -13,7 +13,7 @@ so a backlog of clips to confirm never delays a phone that should ring.
     confirm       confirm_detection (edge-decided kinds first: priority)    worker_concurrency
     webhook       deliver_webhook (other people's servers)                 webhook_concurrency
     housekeeping  sweep_uploads, prune_locations, maintain_partitions,      1
-                  sweep_retention, tag_footage
+                  live_view_housekeeping, sweep_retention, tag_footage
 
 Within a lane, jobs are claimed by ``priority`` (lower first), then by when they became due.
 """
@@ -117,6 +117,13 @@ class PruneLocations(Payload, frozen=True, kw_only=True, forbid_unknown_fields=T
     lane: ClassVar[Lane] = Lane.HOUSEKEEPING
 
 
+class LiveViewHousekeeping(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """End live view grants whose time is up (audited); delete segments past their short retention."""
+
+    kind: ClassVar[str] = "live_view_housekeeping"
+    lane: ClassVar[Lane] = Lane.HOUSEKEEPING
+
+
 class MaintainPartitions(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Prepare the coming months' partitions (``backend.core.partitions``)."""
 
@@ -151,6 +158,7 @@ PAYLOADS: Final[dict[str, type[Payload]]] = {
         DeliverWebhook,
         SweepUploads,
         PruneLocations,
+        LiveViewHousekeeping,
         MaintainPartitions,
         SweepRetention,
         TagFootage,

@@ -9,9 +9,9 @@ from typing import Annotated, Literal
 import msgspec
 
 from backend.core.wire import Timestamp, ascii_token, line
-from backend.incidents.kinds import KindName
+from backend.incidents.kinds import CameraKindName
 
-Kind = KindName  # declared in the kind registry
+Kind = CameraKindName  # declared in the kind registry (cameras post every kind but the manual ones)
 DetectionStatusName = Literal["queued", "processing", "confirmed", "rejected", "unprocessable"]
 Unit = Annotated[float, msgspec.Meta(ge=0, le=1)]
 

@@ -56,3 +56,11 @@ def describe(head: bytes) -> str:
     if head.startswith((b"\x00\x00\x00\x01", b"\x00\x00\x01")):
         return "a raw elementary stream"
     return "not a supported video container"
+
+
+Image = Literal["jpeg"]
+
+
+def sniff_image(head: bytes) -> Image | None:
+    """The image format of a file starting with ``head``: JPEG only (what phones and cameras send)."""
+    return "jpeg" if head.startswith(b"\xff\xd8\xff") else None

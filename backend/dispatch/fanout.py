@@ -37,7 +37,7 @@ from backend.core.failures import DATABASE_UNAVAILABLE
 from backend.core.logging import get_logger
 from backend.core.metrics import DELIVERIES_ABANDONED, PUSH_SENT
 from backend.dispatch import repo
-from backend.incidents import lifecycle
+from backend.incidents import kinds, lifecycle
 
 log = get_logger(__name__)
 RETRY_JOB = jobs.RetryDelivery.kind
@@ -65,7 +65,7 @@ def _message(settings: Settings, d: repo.ClaimedDelivery, now: datetime) -> Push
         "collapse_key": str(d.incident_id),
         "urgency": "critical" if d.urgency == "critical" else "time_sensitive",
         "ttl_s": remaining,
-        "channel_id": settings.alert_channel_id,
+        "channel_id": str(getattr(settings, kinds.channel_setting(d.data.get("kind", "")))),
     }
     try:
         return PushMessage(image_url=d.image_url, **fields)  # type: ignore[arg-type]

@@ -29,13 +29,32 @@ def headline(incident: IncidentRow) -> str:
     return f"{kinds.label(incident.kind)} at {incident.venue_name}"
 
 
-def alert_text(incident: IncidentRow, audience: str, distance_m: float | None, step: int) -> tuple[str, str]:
+def alert_text(
+    incident: IncidentRow, audience: str, distance_m: float | None, step: int, detail: str | None = None
+) -> tuple[str, str]:
+    """Title and body; ``detail`` leads the body (a panic's sender and note)."""
     title = headline(incident)
     if distance_m is not None:
         title = f"{title} — {distance_text(distance_m)}"
     lead = "Still unanswered. " if step > 1 else ""
     police = "Police requested. " if incident.police_requested else ""
-    return title, f"{lead}{police}{incident.venue_address}. {_ASK.get(audience, '')}".strip()
+    said = f"{detail} " if detail else ""
+    return title, f"{lead}{said}{police}{incident.venue_address}. {_ASK.get(audience, '')}".strip()
+
+
+def panic_detail(sender_role: str, sender_name: str, note: str | None) -> str:
+    """Who raised a panic and what they said: "Raised by Aidos (venue staff): knife at the bar."."""
+    who = f"{sender_name} (venue staff)" if sender_role == "bouncer" else f"{sender_name} (owner)"
+    said = " ".join((note or "").split())
+    if not said:
+        return f"Raised by {who}."
+    return f"Raised by {who}: {said}" + ("" if said[-1] in ".!?" else ".")
+
+
+def cancel_text(actor_role: str, actor_name: str) -> str:
+    """The update everyone alerted gets when a panic is cancelled in its window."""
+    who = f"{actor_name} (venue staff)" if actor_role == "bouncer" else actor_name
+    return f"CANCELLED by {who}: raised by mistake. No response needed."
 
 
 def reminder_text(

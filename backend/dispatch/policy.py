@@ -20,8 +20,8 @@ from typing import Annotated, Any, Literal, cast
 import msgspec
 
 from backend.core.config import Settings
-from backend.detections.schemas import Kind
 from backend.incidents import kinds
+from backend.incidents.kinds import KindName
 
 Audience = Literal["bouncers", "officers", "dispatchers"]
 Unless = Literal["acknowledged", "accepted"]
@@ -39,8 +39,8 @@ class PolicyStep(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class EscalationPolicy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     steps: Annotated[list[PolicyStep], msgspec.Meta(min_length=1, max_length=20)]
     police_step: Annotated[int, msgspec.Meta(ge=0, le=19)] | None = None  # default: the first step calling officers
-    officers_at_once_kinds: Annotated[list[Kind], msgspec.Meta(max_length=5)] = msgspec.field(
-        default_factory=lambda: cast("list[Kind]", kinds.officers_at_once())
+    officers_at_once_kinds: Annotated[list[KindName], msgspec.Meta(max_length=len(kinds.KINDS))] = msgspec.field(
+        default_factory=lambda: cast("list[KindName]", kinds.officers_at_once())
     )
     repeat: Annotated[int, msgspec.Meta(ge=0, le=10)] = 0
     repeat_every_s: Annotated[float, msgspec.Meta(gt=0, le=24 * 3600)] | None = None  # default: the last step's wait_s
@@ -86,6 +86,31 @@ def default_policy(settings: Settings) -> EscalationPolicy:
             ),
         ],
         police_step=1,
+        repeat=2,
+    )
+
+
+def panic_policy(settings: Settings) -> EscalationPolicy:
+    """A staff panic alert: venue staff on duty, the nearest officers and the region's dispatchers in
+    one step; if no officer accepts within the accept timeout, twice the officers and radius; then
+    two reminders to whoever has not answered. Snapshotted when the panic opens its incident, so a
+    venue's own policy (written for camera alerts) never delays a panic."""
+    return EscalationPolicy(
+        steps=[
+            PolicyStep(
+                notify=["bouncers", "officers", "dispatchers"],
+                officers=settings.alert_officers,
+                radius_m=settings.alert_radius_m,
+            ),
+            PolicyStep(
+                notify=["officers"],
+                wait_s=settings.alert_accept_timeout_s,
+                unless="accepted",
+                officers=settings.alert_officers * 2,
+                radius_m=settings.alert_radius_m * 2,
+            ),
+        ],
+        police_step=0,
         repeat=2,
     )
 

@@ -58,6 +58,10 @@ BOUNCERS_ON_DUTY = """
 SELECT d.user_id FROM duty d JOIN users u ON u.id = d.user_id
 WHERE d.venue_id = $1 AND d.on_duty AND d.role = 'bouncer' AND u.is_active AND u.venue_id = $1
 """
+PANIC_SENDER = """
+SELECT p.user_id, u.role, u.display_name, p.note FROM panics p JOIN users u ON u.id = p.user_id
+WHERE p.incident_id = $1
+"""
 DISPATCHERS = "SELECT id FROM users WHERE role = 'dispatcher' AND is_active AND region_id = $1"
 ALERTED_USERS = "SELECT user_id FROM alerts WHERE incident_id = $1"
 INSERT_ALERTS = """
@@ -156,6 +160,19 @@ async def set_venue_policy(conn: asyncpg.Connection, venue_id: uuid.UUID, policy
 
 async def bouncers_on_duty(conn: asyncpg.Connection, venue_id: uuid.UUID) -> list[uuid.UUID]:
     return [r["user_id"] for r in await conn.fetch(BOUNCERS_ON_DUTY, venue_id)]
+
+
+class PanicSender(msgspec.Struct, frozen=True):
+    user_id: uuid.UUID
+    role: str
+    display_name: str
+    note: str | None
+
+
+async def panic_sender(conn: asyncpg.Connection, incident_id: uuid.UUID) -> PanicSender | None:
+    """Who raised the panic that opened this incident (None for camera incidents)."""
+    record = await conn.fetchrow(PANIC_SENDER, incident_id)
+    return msgspec.convert(dict(record), PanicSender) if record else None
 
 
 async def dispatchers(conn: asyncpg.Connection, region_id: uuid.UUID | None) -> list[uuid.UUID]:

@@ -236,9 +236,15 @@ async def _notify(
 ) -> int:
     """Alert the step's new recipients; returns the number of deliveries queued."""
     recipients: list[tuple[uuid.UUID, str, float | None]] = []
+    sender = await repo.panic_sender(conn, incident.id) if incident.kind == "panic" else None
+    detail = messages.panic_detail(sender.role, sender.display_name, sender.note) if sender else None
     for audience in cfg.notify:
-        if audience == "bouncers":
-            recipients += [(u, "bouncer", None) for u in await repo.bouncers_on_duty(conn, incident.venue_id)]
+        if audience == "bouncers":  # never the panic's sender: a phone ringing loud could give them away
+            recipients += [
+                (u, "bouncer", None)
+                for u in await repo.bouncers_on_duty(conn, incident.venue_id)
+                if sender is None or u != sender.user_id
+            ]
         elif audience == "officers":
             nearby = await duty.nearest_officers(
                 conn,
@@ -263,7 +269,7 @@ async def _notify(
         alerts,
         devices,
         lambda a: (
-            *messages.alert_text(incident, a.audience, a.distance_m, n),
+            *messages.alert_text(incident, a.audience, a.distance_m, n, detail),
             images.get(a.user_id),
             messages.data(incident, a.id, "alert"),
         ),

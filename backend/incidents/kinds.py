@@ -11,6 +11,8 @@ migration (the database's reference table; ``tests/test_kinds.py`` checks it mat
 - ``loudness``: the push's interruption level (``critical`` bypasses silent mode where entitled).
 - ``label`` (push titles), ``title`` (webhooks, CAP ``event``), CAP ``category`` and ``severity``.
 - ``officers_at_once``: the default escalation policy calls officers at once for this kind.
+- ``channel_setting``: the Settings field with the Android notification channel its alerts use
+  (``panic`` has its own, so staff can give it a louder sound than camera alerts).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
-KindName = Literal["fight", "aggression", "crowd_surge", "weapon", "fire_smoke"]
+KindName = Literal["fight", "aggression", "crowd_surge", "weapon", "fire_smoke", "panic"]
+# What a camera may post: every kind but the manual ones (a person raises those from a phone).
+CameraKindName = Literal["fight", "aggression", "crowd_surge", "weapon", "fire_smoke"]
 Confirmation = Literal["model", "crowd", "edge", "manual"]
 Loudness = Literal["critical", "time_sensitive"]
 CapCategory = Literal["Geo", "Met", "Safety", "Security", "Rescue", "Fire", "Health", "Env", "Transport", "Infra"]
@@ -37,6 +41,7 @@ class DetectionKind:
     officers_at_once: bool = False
     # The Settings field with this kind's threshold (model override or edge threshold), if any.
     threshold_setting: str | None = None
+    channel_setting: str = "alert_channel_id"
 
 
 KINDS: Final[dict[str, DetectionKind]] = {
@@ -94,11 +99,24 @@ KINDS: Final[dict[str, DetectionKind]] = {
             officers_at_once=True,
             threshold_setting="edge_threshold_fire_smoke",
         ),
+        DetectionKind(
+            name="panic",
+            label="PANIC",
+            title="Staff panic alert",
+            confirmation="manual",
+            loudness="critical",
+            cap_category="Security",
+            cap_severity="Extreme",
+            officers_at_once=True,
+            channel_setting="panic_channel_id",
+        ),
     )
 }
 
 if set(get_args(KindName)) != set(KINDS):  # pragma: no cover - a declaration mistake, caught at import
     raise RuntimeError("KindName and KINDS name different kinds")
+if set(get_args(CameraKindName)) != {k.name for k in KINDS.values() if k.confirmation != "manual"}:  # pragma: no cover
+    raise RuntimeError("CameraKindName must name every kind but the manual ones")
 
 
 def get(name: str) -> DetectionKind:
@@ -114,6 +132,12 @@ def label(name: str) -> str:
 def loudness(name: str) -> Loudness:
     kind = KINDS.get(name)
     return kind.loudness if kind else "time_sensitive"
+
+
+def channel_setting(name: str) -> str:
+    """The Settings field naming the Android channel of this kind's alerts."""
+    kind = KINDS.get(name)
+    return kind.channel_setting if kind else "alert_channel_id"
 
 
 def officers_at_once() -> list[str]:

@@ -1,5 +1,6 @@
 """The incident lifecycle: the one place where an incident changes state, each change with its event.
 
+    (panic raised by a person) ──▶ confirmed ──cancel within its window──▶ resolved (false alarm)
     open ──▶ confirmed ──acknowledge / request_police──▶ acknowledged
     confirmed / acknowledged ──accept──▶ responding ──arrive (after accept)──▶ on_scene
     any open status ──resolve (with an outcome)──▶ resolved
@@ -236,6 +237,83 @@ def _detection_data(detection: ConfirmedDetection) -> dict[str, Any]:
         "verified_by_server": detection.verified_by_server,
         "occurred_at": detection.occurred_at.isoformat(),
     }
+
+
+# --- a panic: raised by a person, no detection -----------------------------------------------
+
+
+async def raise_panic(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    actor: Principal,
+    *,
+    venue_id: uuid.UUID,
+    at: datetime,
+    snapshot_key: str | None,
+    escalation_policy: dict[str, Any],
+    data: dict[str, Any],
+) -> IncidentRow:
+    """Open a ``panic`` incident at once (``panic_raised``), with the escalation policy it runs and its
+    dispatch job, ahead of other alert work. Every panic is its own incident: a person raising one
+    means it; a second person's panic is a second alarm, not a duplicate detection."""
+    _require_transaction(conn)
+    created = await repo.insert_incident(
+        conn,
+        venue_id=venue_id,
+        kind="panic",
+        status=CONFIRMED,
+        seen_at=at,
+        score=1.0,
+        snapshot_key=snapshot_key,
+        clip_key=None,
+    )
+    await repo.set_policy(conn, created.id, escalation_policy)
+    await _append(conn, settings, created, "panic_raised", at=at, actor=actor, data=data)
+    await queue.enqueue(
+        conn,
+        jobs.DispatchIncident(incident_id=created.id, reason="opened"),
+        dedup_key=f"{created.id}:opened",
+        priority=jobs.PRIORITY_URGENT,
+    )
+    log.info("incident_opened", incident_id=str(created.id), venue_id=str(venue_id), kind="panic", role=actor.role)
+    return created
+
+
+async def cancel_panic(
+    conn: asyncpg.Connection, settings: Settings, incident: IncidentRow, actor: Principal, *, data: dict[str, Any]
+) -> IncidentRow:
+    """The sender cancelled their panic in time (the caller checks the window): the incident is
+    resolved as a false alarm (``panic_cancelled``) and everyone alerted gets the cancel update."""
+    _require_transaction(conn)
+    if incident.status == RESOLVED:
+        raise Conflict("the incident is already resolved", field="panic_id")
+    updated = await repo.apply_action(
+        conn,
+        incident.id,
+        status=RESOLVED,
+        police_requested=False,
+        acknowledged=False,
+        outcome="false_alarm",
+        resolved_status=RESOLVED,
+    )
+    await repo.insert_outcome(
+        conn, updated.id, user_id=actor.user_id, role=actor.role, source="resolution", verdict="false_alarm", note=None
+    )
+    details = {"from": incident.status, "to": RESOLVED, "outcome": "false_alarm"} | data
+    await _append(conn, settings, updated, "panic_cancelled", actor=actor, data=details)
+    await queue.enqueue(
+        conn,
+        jobs.PushUpdate(
+            incident_id=updated.id,
+            version=updated.version,
+            text=messages.cancel_text(actor.role, actor.display_name),
+            actor_id=actor.user_id,
+        ),
+        dedup_key=f"{updated.id}:update:{updated.version}",
+        priority=jobs.PRIORITY_URGENT,
+    )
+    log.info("panic_cancelled", incident_id=str(updated.id), role=actor.role)
+    return updated
 
 
 # --- dispatch: notify, escalate, remind -------------------------------------------------------

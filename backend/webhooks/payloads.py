@@ -1,8 +1,9 @@
 """What a city system receives: the event type a domain event maps to, and its body as Standard
 Webhooks JSON (``{type, timestamp, data}``, links not images, well under 20 KB) or a CAP 1.2 alert.
 
-CAP: ``msgType`` Alert when the incident opens, Update for later changes, Cancel when it is resolved
-as a false alarm; Update and Cancel carry ``references`` to the opening alert. ``scope`` Restricted.
+CAP: ``msgType`` Alert when the incident opens (a camera's confirmed detection or a person's panic),
+Update for later changes, Cancel when it is resolved as a false alarm (a panic cancelled by its
+sender); Update and Cancel carry ``references`` to the opening alert. ``scope`` Restricted.
 Category and severity come from the kind registry. The snapshot is a ``resource`` link: the short
 link to the snapshot with faces blurred (city systems never get the clear one; none when it is missing).
 """
@@ -38,7 +39,10 @@ EVENT_TYPES: Final[dict[str, str]] = {
     "resolved": "incident.resolved",
     "legal_hold_set": "incident.updated",
     "legal_hold_released": "incident.updated",
+    "panic_raised": "incident.opened",  # a person's panic opens its incident
+    "panic_cancelled": "incident.resolved",  # the sender cancelled it in time: CAP Cancel
 }
+RESOLVING_EVENTS: Final = frozenset({"resolved", "panic_cancelled"})
 
 _encoder = msgspec.json.Encoder()
 
@@ -85,6 +89,8 @@ def _event(event: IncidentEventRow) -> dict[str, Any]:
             data[key] = event.data[key]
     if event.type in {"notified", "escalated"}:
         data["people"] = len(event.data.get("recipients", []))
+    if event.type == "panic_raised" and "note" in event.data:  # what the sender saw, for the police
+        data["note"] = event.data["note"]
     return data
 
 
@@ -132,7 +138,7 @@ def cap_body(  # noqa: PLR0917 - the event and everything it is shown with
     opening: IncidentEventRow | None,
 ) -> bytes:
     declared = kinds.KINDS.get(incident.kind)
-    resolved = event.type == "resolved"
+    resolved = event.type in RESOLVING_EVENTS
     cancel = resolved and incident.outcome == "false_alarm"
     is_alert = event_type == "incident.opened"
     alert = ET.Element(f"{{{CAP_NS}}}alert")
@@ -157,11 +163,17 @@ def cap_body(  # noqa: PLR0917 - the event and everything it is shown with
     _sub(info, "responseType", "AllClear" if resolved else "Monitor")
     _sub(info, "urgency", "Past" if resolved else "Immediate")
     _sub(info, "severity", declared.cap_severity if declared else "Unknown")
-    verified = event.data.get("verified_by_server") is True or incident.status in {
-        "acknowledged",
-        "responding",
-        "on_scene",
-    }
+    raised_by_person = declared is not None and declared.confirmation == "manual"
+    verified = (
+        raised_by_person
+        or event.data.get("verified_by_server") is True
+        or incident.status
+        in {
+            "acknowledged",
+            "responding",
+            "on_scene",
+        }
+    )
     _sub(info, "certainty", "Observed" if verified or resolved else "Likely")
     _sub(info, "senderName", "Kuzet")
     _sub(info, "headline", messages.headline(incident)[:160])

@@ -1,0 +1,1 @@
+"""Police live view: a venue's consent, time-limited audited grants, camera segments and HLS playlists."""
