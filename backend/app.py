@@ -30,7 +30,7 @@ from backend.detections.routes import ROUTES as DETECTION_ROUTES
 from backend.dispatch.routes import EscalationPolicyAdminController
 from backend.health.routes import ROUTES as HEALTH_ROUTES
 from backend.history.routes import HistoryController
-from backend.incidents.routes import IncidentAdminController
+from backend.incidents.routes import LegalHoldController
 from backend.liveview.routes import ROUTES as LIVE_VIEW_ROUTES
 from backend.models.routes import TrainingConsentController
 from backend.users.routes import UserAdminController
@@ -49,7 +49,7 @@ BACKEND_ROUTES: list[ControllerRouterHandler] = [
     EscalationPolicyAdminController,
     WebhookAdminController,
     HistoryController,
-    IncidentAdminController,
+    LegalHoldController,
     TrainingConsentController,
     *LIVE_VIEW_ROUTES,
 ]

@@ -35,7 +35,7 @@ PEAK_HOURS_PER_DAY = 8.0  # a day's volume = the night peak's rate for 8 hours
 CLIP_BYTES = 670_000  # a 5-s clip at the measured 2-s clips' rate (267 KB per 2 s)
 PLAYABLE_RATIO = 1.0  # playable MP4 / original, confirmed only (measured 1.0-1.15)
 SNAPSHOT_BYTES = 50_000  # confirmed only (measured 51 KB)
-RETENTION_DAYS = 30  # KUZET_CLIP_RETENTION_S
+RETENTION_DAYS = 30  # KUZET_INCIDENT_FOOTAGE_RETENTION_S
 SUBSCRIPTIONS_PER_REGION = 2  # the police operational centre and the city platform
 REGIONS = 20  # 17 regions and 3 cities of republican significance
 S3_GB_MONTH_USD = 0.023  # AWS S3 Standard list price; a local provider or MinIO on own disks differs

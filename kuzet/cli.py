@@ -153,11 +153,15 @@ def cmd_admin(args: argparse.Namespace) -> int:
         action = revoke
     elif args.admin_command == "legal-hold":
         from backend.incidents import service as incidents
-        from backend.incidents.schemas import LegalHoldRequest
+        from backend.incidents.schemas import LegalHoldReason
 
-        hold = LegalHoldRequest(hold=not args.release, reason=args.reason)
         incident_id = uuid.UUID(args.incident)
-        action = lambda c: incidents.set_legal_hold(c, settings, None, incident_id, hold)  # noqa: E731
+
+        async def legal_hold(c: asyncpg.Connection) -> Any:
+            reason = msgspec.convert({"reason": args.reason}, LegalHoldReason).reason  # the API's rule
+            return await incidents.set_legal_hold(c, settings, None, incident_id, not args.release, reason)
+
+        action = legal_hold
     elif args.admin_command.endswith("webhook") or args.admin_command.endswith("webhooks"):
         action = _webhook_action(args, settings)
     elif args.admin_command == "set-training-consent":
@@ -277,12 +281,12 @@ async def _export_dataset(settings: Settings, out: Path) -> Any:
 
     async with Storage(settings) as storage:
         return await _with_conn(
-            settings, lambda conn: export(conn, storage, out, retention_s=settings.clip_retention_s)
+            settings, lambda conn: export(conn, storage, out, retention_s=settings.incident_footage_retention_s)
         )
 
 
 def cmd_storage(args: argparse.Namespace) -> int:
-    """Prepare object storage (idempotent): the bucket now, and every later step in PREPARE_STEPS."""
+    """Prepare object storage (idempotent): every step in PREPARE_STEPS (the bucket, its lifecycle rules)."""
     from backend.adapters.storage import Storage, StorageUnavailable
 
     settings = _settings()
@@ -344,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     storage = sub.add_parser("storage", help="object storage")
     ssub = storage.add_subparsers(dest="storage_command", required=True)
     ssub.add_parser(
-        "prepare", help="create the bucket and its lifecycle rule (idempotent; run at install and after upgrades)"
+        "prepare", help="create the bucket and its lifecycle rules (idempotent; at install, after upgrades)"
     )
     storage.set_defaults(func=cmd_storage)
 

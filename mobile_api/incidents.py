@@ -64,7 +64,7 @@ class IncidentController(Controller):
     tags=["incidents"],
     summary="Short footage link: redirects to a short-lived presigned URL (each view is audited)",
     status_code=302,
-    responses=problem_responses(404),
+    responses=problem_responses(404, 410),
     include_in_schema=True,
 )
 async def short_link(

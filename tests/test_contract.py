@@ -486,8 +486,18 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ("PUT", "/v1/cameras/me/live-view/segments/{seq}"): Entry(
         {"seq": "seq_{side}"}, {"camera": "ok/ok"}, default="401/401", tenanted=False, body=segment_body
     ),
-    ("PUT", "/v1/admin/incidents/{incident_id}/legal-hold"): Entry(
-        {"incident_id": "incident_{side}"}, ADMIN, default="403/403", body={"hold": True, "reason": "court order"}
+    # legal hold (issue 10): admins, and dispatchers of the incident's region; others who see it 403
+    ("PUT", "/v1/incidents/{incident_id}/legal-hold"): Entry(
+        {"incident_id": "incident_{side}"},
+        {"dispatcher": "ok/404", **ADMIN, **SIGNED_IN},
+        default="403/404",
+        body={"reason": "court order 12/34"},
+    ),
+    ("DELETE", "/v1/incidents/{incident_id}/legal-hold"): Entry(
+        {"incident_id": "incident_{side}"},
+        {"dispatcher": "ok/404", **ADMIN, **SIGNED_IN},
+        default="403/404",
+        body={"reason": "case closed"},
     ),
     # model training consent (issue 11): a venue's owner for their venue, or an admin
     ("PUT", "/v1/venues/{venue_id}/model-training-consent"): Entry(

@@ -203,9 +203,9 @@ async def test_admins_put_an_incident_on_legal_hold_once_audited(
 ) -> None:
     incident_id = await make.incident()
     admin = make.auth(await make.user("admin"))
-    url = f"/v1/admin/incidents/{incident_id}/legal-hold"
-    first = await client.put(url, json={"hold": True, "reason": "court order 12/34"}, headers=admin)
-    again = await client.put(url, json={"hold": True, "reason": "court order 12/34"}, headers=admin)
+    url = f"/v1/incidents/{incident_id}/legal-hold"
+    first = await client.put(url, json={"reason": "court order 12/34"}, headers=admin)
+    again = await client.put(url, json={"reason": "court order 12/34"}, headers=admin)
     assert first.status_code == 200, first.text
     assert first.json() | {"version": 0} == {
         "incident_id": str(incident_id),
@@ -217,11 +217,10 @@ async def test_admins_put_an_incident_on_legal_hold_once_audited(
     assert await _events(conn, incident_id) == ["legal_hold_set"]
     audited = await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'incident.legal_hold.set'")
     assert audited == 1
-    bouncer = await make.user("bouncer", venue_id=(await make.venue()).id)
-    assert (await client.put(url, json={"hold": False, "reason": "x"}, headers=make.auth(bouncer))).status_code == 403
-    missing = await client.put(
-        f"/v1/admin/incidents/{uuid.uuid4()}/legal-hold", json={"hold": True, "reason": "x"}, headers=admin
-    )
+    bouncer = await make.user("bouncer", venue_id=(await make.venue()).id)  # another venue's: 404
+    other = await client.request("DELETE", url, json={"reason": "x"}, headers=make.auth(bouncer))
+    assert other.status_code == 404
+    missing = await client.put(f"/v1/incidents/{uuid.uuid4()}/legal-hold", json={"reason": "x"}, headers=admin)
     assert missing.status_code == 404 and missing.json()["field"] == "incident_id"
-    empty = await client.put(url, json={"hold": False, "reason": ""}, headers=admin)
+    empty = await client.request("DELETE", url, json={"reason": ""}, headers=admin)
     assert empty.status_code in {400, 422} and "reason" in empty.text

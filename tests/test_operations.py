@@ -121,6 +121,7 @@ async def test_storage_prepare_adds_its_lifecycle_rule_once_and_keeps_the_operat
         assert await storage.prepare() == [
             "bucket created",
             "lifecycle rule added: abort incomplete uploads after 1 day",
+            "lifecycle rule set: expire footage tagged expirable (behind the retention sweeper)",
         ]
         assert await storage.prepare() == []  # idempotent
         operators = {"ID": "archive-exports", "Filter": {"Prefix": "exports/"}, "Status": "Enabled"}
@@ -129,10 +130,13 @@ async def test_storage_prepare_adds_its_lifecycle_rule_once_and_keeps_the_operat
             Bucket=settings.s3_bucket,
             LifecycleConfiguration={"Rules": [operators]},  # ours removed
         )
-        assert await storage.prepare() == ["lifecycle rule added: abort incomplete uploads after 1 day"]
+        assert await storage.prepare() == [
+            "lifecycle rule added: abort incomplete uploads after 1 day",
+            "lifecycle rule set: expire footage tagged expirable (behind the retention sweeper)",
+        ]
         rules = (await storage.client.get_bucket_lifecycle_configuration(Bucket=settings.s3_bucket))["Rules"]
     by_id = {rule["ID"]: rule for rule in rules}
-    assert set(by_id) == {"archive-exports", ABORT_UPLOADS_RULE_ID}
+    assert set(by_id) == {"archive-exports", ABORT_UPLOADS_RULE_ID, "kuzet-footage-expiry"}
     assert by_id[ABORT_UPLOADS_RULE_ID]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
     assert by_id["archive-exports"]["Expiration"] == {"Days": 7}
 

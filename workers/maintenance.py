@@ -1,6 +1,7 @@
 """Housekeeping jobs: sweep uploads whose detection never committed; keep the months ahead
-partitioned; end live view grants whose time is up and delete old live segments. Each schedules its
-next run first, so a failing run never ends its schedule."""
+partitioned; end live view grants whose time is up and delete old live segments; sweep what is
+past retention; tag held footage. Each periodic one schedules its next run first, so a failing run
+never ends its schedule."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from contextlib import AsyncExitStack
 from datetime import timedelta
 
 from backend.core import jobs, partitions, queue
+from backend.core.config import Settings
 from backend.core.logging import get_logger
 from backend.detections.service import sweep_orphan_uploads
 from backend.liveview import service as live_view
+from backend.retention import service as retention
 from workers.runner import Runnable, Schedule, Task, Work, WorkerContext
 
 log = get_logger(__name__)
@@ -19,10 +22,13 @@ log = get_logger(__name__)
 SWEEP_EVERY = timedelta(minutes=10)
 PARTITIONS_EVERY = timedelta(hours=1)
 LIVE_VIEW_EVERY = timedelta(seconds=30)  # a grant's end is audited within this; cameras are told at once
+RETENTION_EVERY = timedelta(minutes=15)
+RETENTION_BUDGET_S = 240.0  # one run stops starting batches after this; the next run goes on
 SCHEDULES = [
     Schedule(jobs.SweepUploads(), SWEEP_EVERY.total_seconds()),
     Schedule(jobs.MaintainPartitions(), PARTITIONS_EVERY.total_seconds()),
     Schedule(jobs.LiveViewHousekeeping(), LIVE_VIEW_EVERY.total_seconds()),
+    Schedule(jobs.SweepRetention(), RETENTION_EVERY.total_seconds()),
 ]
 
 Setup = Callable[[WorkerContext, AsyncExitStack], Awaitable[None]]
@@ -51,8 +57,27 @@ async def live_view_housekeeping(ctx: WorkerContext, job: Work[jobs.LiveViewHous
         await live_view.housekeeping(conn, ctx.settings, ctx.require_storage())
 
 
+async def sweep_retention(ctx: WorkerContext, job: Work[jobs.SweepRetention]) -> None:
+    """Footage and audit records past retention (``backend.retention``). Storage going away mid-run
+    raises after what S3 confirmed is marked: the runner retries the job without using an attempt."""
+    del job
+    async with ctx.pool.acquire() as conn:  # first: a failing sweep must not end the schedule
+        await queue.enqueue_next_slot(conn, jobs.SweepRetention(), RETENTION_EVERY.total_seconds())
+    await retention.sweep(ctx.pool, ctx.require_storage(), ctx.settings, budget_s=RETENTION_BUDGET_S)
+
+
+async def tag_footage(ctx: WorkerContext, job: Work[jobs.TagFootage]) -> None:
+    await retention.tag_footage(ctx.pool, ctx.require_storage(), job.payload.incident_id)
+
+
+def _retention_limit(settings: Settings) -> float:
+    return RETENTION_BUDGET_S + 120.0  # the last batch started within the budget finishes
+
+
 TASKS: list[Runnable] = [
     Task(jobs.SweepUploads, sweep_uploads),
     Task(jobs.MaintainPartitions, maintain_partitions),
     Task(jobs.LiveViewHousekeeping, live_view_housekeeping),
+    Task(jobs.SweepRetention, sweep_retention, time_limit=_retention_limit),
+    Task(jobs.TagFootage, tag_footage),
 ]

@@ -2,12 +2,20 @@
 
 Clips stream in: bytes are buffered only up to one part (``multipart_threshold``), then sent
 as S3 multipart upload parts, so a clip is never held whole in memory.
+
+Retention: every object is written under ``clips/`` with the tag ``kuzet-retention=expirable``; an
+incident on legal hold has its objects re-tagged ``held`` (``retag``). ``kuzet storage prepare``
+installs a lifecycle rule that expires ``expirable`` objects some days after the sweeper would
+have deleted them (a safety net behind it), beside the one that aborts multipart uploads left
+unfinished. No rule matches ``held``, so held footage is never expired by the bucket.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -27,15 +35,48 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 _NO_BUCKET = {"404", "NoSuchBucket", "NotFound"}
+_NO_LIFECYCLE = {"NoSuchLifecycleConfiguration"}
 
+FOOTAGE_PREFIX = "clips/"  # every clip, snapshot and playable MP4 lives under it
+RETENTION_TAG = "kuzet-retention"
+EXPIRABLE = "expirable"  # the bucket's lifecycle rule may expire it
+HELD = "held"  # an incident on legal hold: no lifecycle rule matches
+EXPIRY_RULE = "kuzet-footage-expiry"
+DELETE_CHUNK = 1000  # S3 DeleteObjects takes at most 1000 keys
 
-__all__ = ["ObjectMissing", "Storage", "StorageUnavailable", "StreamingUpload"]
+__all__ = [
+    "EXPIRABLE",
+    "FOOTAGE_PREFIX",
+    "HELD",
+    "DeleteInterrupted",
+    "DeleteResult",
+    "ObjectMissing",
+    "Storage",
+    "StorageUnavailable",
+    "StreamingUpload",
+]
 
 
 class StorageUnavailable(DependencyUnavailable):
     """Object storage cannot be reached or failed on its side (or the bucket is missing); safe to retry."""
 
     dependency = "storage"
+
+
+@dataclass
+class DeleteResult:
+    """Per-key results of a delete: ``deleted`` are confirmed gone; ``failed`` maps a key to S3's error code."""
+
+    deleted: set[str] = field(default_factory=set)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+class DeleteInterrupted(StorageUnavailable):
+    """Object storage went away mid-delete; ``result`` holds what was confirmed before that."""
+
+    def __init__(self, message: str, result: DeleteResult) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 def _code(exc: ClientError) -> str:
@@ -79,6 +120,9 @@ class Storage:
         }
         self._cm: Any = None
         self._client: S3Client | None = None
+        longest = max(settings.rejected_footage_retention_s, settings.incident_footage_retention_s)
+        self.expiry_days = math.ceil(longest / 86400) + settings.footage_lifecycle_margin_days
+        self.tagging = f"{RETENTION_TAG}={EXPIRABLE}"
 
     async def __aenter__(self) -> Self:
         self._cm = self._session.client("s3", **self._client_kwargs)
@@ -146,7 +190,9 @@ class Storage:
 
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
         try:
-            await self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+            await self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, Tagging=self.tagging
+            )
         except (ClientError, BotoCoreError) as exc:
             raise _translate(exc, key) from exc
 
@@ -194,6 +240,96 @@ class Storage:
             raise _translate(exc, prefix) from exc
         return deleted
 
+    async def delete_keys(self, keys: Sequence[str]) -> DeleteResult:
+        """Delete these objects (DeleteObjects, 1000 keys a request) and say, key by key, which are gone.
+
+        A key S3 reports as an error (access denied, an internal error for that key) is in ``failed``
+        and still exists; deleting a key that does not exist succeeds (S3 semantics). If storage
+        goes away mid-way, ``DeleteInterrupted`` carries what was confirmed before."""
+        result = DeleteResult()
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), DELETE_CHUNK):
+            chunk = unique[start : start + DELETE_CHUNK]
+            try:
+                response = await self.client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": False},
+                )
+            except (ClientError, BotoCoreError) as exc:
+                raise DeleteInterrupted(str(_translate(exc)), result) from exc
+            result.deleted.update(d["Key"] for d in response.get("Deleted", []) if "Key" in d)
+            for error in response.get("Errors", []):
+                if "Key" in error:
+                    result.failed[error["Key"]] = str(error.get("Code", "error"))
+        result.deleted.difference_update(result.failed)
+        return result
+
+    async def retag(self, prefix: str, value: str) -> int:
+        """Set ``kuzet-retention`` to ``value`` on every object under ``prefix``; how many objects."""
+        count = 0
+        tagging = {"TagSet": [{"Key": RETENTION_TAG, "Value": value}]}
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for obj in page.get("Contents", []):
+                    await self.client.put_object_tagging(Bucket=self.bucket, Key=obj["Key"], Tagging=tagging)  # type: ignore[arg-type]
+                    count += 1
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, prefix) from exc
+        return count
+
+    async def tag_of(self, key: str) -> str | None:
+        """The object's ``kuzet-retention`` tag (None when it has none)."""
+        try:
+            response = await self.client.get_object_tagging(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, key) from exc
+        return next((t["Value"] for t in response.get("TagSet", []) if t.get("Key") == RETENTION_TAG), None)
+
+    def footage_expiry_rule(self) -> dict[str, Any]:
+        """The rule ``prepare`` keeps on the bucket: objects under ``clips/`` tagged ``expirable`` expire
+        the longest footage retention plus ``KUZET_FOOTAGE_LIFECYCLE_MARGIN_DAYS`` after upload."""
+        return {
+            "ID": EXPIRY_RULE,
+            "Status": "Enabled",
+            "Filter": {"And": {"Prefix": FOOTAGE_PREFIX, "Tags": [{"Key": RETENTION_TAG, "Value": EXPIRABLE}]}},
+            "Expiration": {"Days": self.expiry_days},
+        }
+
+    async def lifecycle(self) -> list[dict[str, Any]]:
+        """The bucket's lifecycle rules as S3 returns them ([] when it has none)."""
+        try:
+            response = await self.client.get_bucket_lifecycle_configuration(Bucket=self.bucket)
+        except ClientError as exc:
+            if _code(exc) in _NO_LIFECYCLE:
+                return []
+            raise _translate(exc) from exc
+        except BotoCoreError as exc:
+            raise _translate(exc) from exc
+        return [dict(rule) for rule in response.get("Rules", [])]
+
+    async def ensure_footage_expiry(self) -> bool:
+        """Set the footage expiry rule unless it is there as the settings say; keep every other rule."""
+        wanted = self.footage_expiry_rule()
+        current = await self.lifecycle()
+        if [_rule_key(r) for r in current if r.get("ID") == EXPIRY_RULE] == [_rule_key(wanted)]:
+            return False
+        rules = [r for r in current if r.get("ID") != EXPIRY_RULE] + [wanted]
+        try:
+            await self.client.put_bucket_lifecycle_configuration(
+                Bucket=self.bucket,
+                LifecycleConfiguration={"Rules": rules},  # type: ignore[typeddict-item]
+            )
+        except ClientError as exc:
+            if _code(exc) not in _LIFECYCLE_UNSUPPORTED:
+                raise _translate(exc) from exc
+            # A server without lifecycle rules: the sweeper alone deletes footage past retention.
+            log.warning("storage_lifecycle_unsupported", rule=EXPIRY_RULE, error=_code(exc))
+            return False
+        except BotoCoreError as exc:
+            raise _translate(exc) from exc
+        return True
+
     async def presign_get(self, key: str, *, expires_s: int = 300) -> str:
         url: str = await self.client.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_s
@@ -224,7 +360,10 @@ class StreamingUpload:
         try:
             if self._upload_id is None:
                 created = await client.create_multipart_upload(
-                    Bucket=self.storage.bucket, Key=self.key, ContentType=self.content_type
+                    Bucket=self.storage.bucket,
+                    Key=self.key,
+                    ContentType=self.content_type,
+                    Tagging=self.storage.tagging,
                 )
                 self._upload_id = created["UploadId"]
             number = len(self._parts) + 1
@@ -272,13 +411,29 @@ class StreamingUpload:
             return
 
 
+def _rule_key(rule: dict[str, Any]) -> tuple[object, ...]:
+    """What makes two lifecycle rules the same, whatever extra fields S3 echoes back."""
+    filt = rule.get("Filter") or {}
+    both = filt.get("And") or {}
+    prefix = both.get("Prefix", filt.get("Prefix", rule.get("Prefix", "")))
+    tags = both.get("Tags") or ([filt["Tag"]] if "Tag" in filt else [])
+    return (
+        rule.get("ID"),
+        rule.get("Status"),
+        prefix or "",
+        tuple(sorted((t["Key"], t["Value"]) for t in tags)),
+        (rule.get("Expiration") or {}).get("Days"),
+        (rule.get("AbortIncompleteMultipartUpload") or {}).get("DaysAfterInitiation"),
+    )
+
+
 async def _bucket_step(storage: Storage) -> bool:
     return await storage.ensure_bucket()
 
 
 # A clip upload cut off mid-way (a camera's connection dropped, an API process killed) leaves parts
 # that are billed but are no object, so the orphan sweeper never sees them: S3 drops them after a day.
-# Clips themselves never expire by a bucket rule: legal holds are per incident, decided in the database.
+# Footage expiry is a rule of its own (``_footage_expiry_step``): it leaves held footage alone by its tag.
 ABORT_UPLOADS_RULE_ID = "kuzet-abort-incomplete-uploads"
 _ABORT_UPLOADS_RULE: LifecycleRuleTypeDef = {
     "ID": ABORT_UPLOADS_RULE_ID,
@@ -317,8 +472,13 @@ async def _lifecycle_step(storage: Storage) -> bool:
     return True
 
 
+async def _footage_expiry_step(storage: Storage) -> bool:
+    return await storage.ensure_footage_expiry()
+
+
 # (name, step): each returns True when it changed something.
 PREPARE_STEPS: list[tuple[str, Callable[[Storage], Awaitable[bool]]]] = [
     ("bucket created", _bucket_step),
     ("lifecycle rule added: abort incomplete uploads after 1 day", _lifecycle_step),
+    ("lifecycle rule set: expire footage tagged expirable (behind the retention sweeper)", _footage_expiry_step),
 ]

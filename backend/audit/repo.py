@@ -50,3 +50,24 @@ async def record_by(
         venue_id=venue_id,
         detail=detail,
     )
+
+
+# Retention: the one way records leave the log. The cut-off is set for this transaction only, and
+# the table's delete trigger refuses any row at or after it (migration 0042).
+SET_PURGE_CUTOFF = (
+    "SELECT set_config('kuzet.audit_purge_before', (now() - make_interval(secs => $1))::text, true)::timestamptz"
+)
+PURGE_BATCH = """
+WITH doomed AS (
+    SELECT id FROM audit_log WHERE at < current_setting('kuzet.audit_purge_before')::timestamptz ORDER BY at LIMIT $1
+)
+DELETE FROM audit_log a USING doomed d WHERE a.id = d.id
+"""
+
+
+async def delete_past_retention(conn: asyncpg.Connection, *, retention_s: float, limit: int) -> int:
+    """Delete up to ``limit`` records older than ``retention_s``, oldest first; how many went."""
+    async with conn.transaction():
+        await conn.fetchval(SET_PURGE_CUTOFF, retention_s)
+        status = await conn.execute(PURGE_BATCH, limit)
+    return int(status.split()[-1])

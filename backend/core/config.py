@@ -12,7 +12,7 @@ import os
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 import msgspec
 
@@ -69,7 +69,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     fcm_endpoint: str | None = None
     location_freshness_s: Positive = 300.0
     location_history_retention_s: Positive = 24 * 3600.0
-    clip_retention_s: Positive = 30 * 86400.0
     orphan_upload_grace_s: Positive = 3600.0
     alert_channel_id: str = "kuzet_alerts"
     alert_ttl_s: PositiveInt = 600
@@ -100,6 +99,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     ops_token: str | None = None  # production: bearer token for /metrics and /schema (unset: they are 404)
     # owners: footage access
     footage_url_ttl_s: Annotated[int, msgspec.Meta(gt=0, le=300)] = 120  # presigned URLs: 5 minutes at most
+    # retention (issue 10): what the sweeper deletes, and when
+    rejected_footage_retention_s: Positive = 7 * 86400.0  # rejected or unprocessable detections' clips, snapshots
+    incident_footage_retention_s: Positive = (
+        30 * 86400.0
+    )  # incidents' clips and snapshots (KUZET_CLIP_RETENTION_S before)
+    audit_retention_s: Positive = 365 * 86400.0
+    retention_batch: Annotated[int, msgspec.Meta(gt=0, le=1000)] = 200  # rows per sweeper transaction
+    footage_lifecycle_margin_days: PositiveInt = 7  # S3 lifecycle expiry: the longest footage retention + this
     # webhooks
     webhook_timeout_s: Positive = 15.0
     webhook_retry_schedule_s: str | None = "5,300,1800,7200,18000,36000,36000"  # empty: no retries
@@ -132,6 +139,10 @@ class ConfigError(Exception):
     """A setting has a bad value; the message names the variable."""
 
 
+# Settings renamed: the old variable is still read (setting both is an error).
+RENAMED: Final[dict[str, str]] = {"clip_retention_s": "incident_footage_retention_s"}
+
+
 def _field_to_env(field: str) -> str:
     return PREFIX + field.upper()
 
@@ -145,6 +156,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         if not key.startswith(PREFIX):
             continue
         name = key[len(PREFIX) :].lower()
+        if name in RENAMED:
+            new = RENAMED[name]
+            if _field_to_env(new) in source:
+                raise ConfigError(f"{key}: renamed to {_field_to_env(new)}; set only that one")
+            name = new
         if name not in known:
             raise ConfigError(f"{key}: unknown setting (known: {', '.join(sorted(map(_field_to_env, known)))})")
         raw[name] = None if value == "" else value

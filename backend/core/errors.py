@@ -6,7 +6,7 @@
     ├── Forbidden                 403  authenticated, but the role may not do this
     ├── NotFound                  404  no such thing, or not yours to see
     ├── Conflict                  409  state does not allow it (invalid transition, duplicate)
-    ├── Gone                      410  it was there and has ended (a camera uploading after live view ended)
+    ├── Gone                      410  it was there and has ended (live view over, footage past retention)
     ├── PayloadTooLarge           413  body or part over its limit
     ├── UnsupportedMediaType      415  wrong content type
     ├── Invalid                   422  well-formed but a field's value is wrong
@@ -22,6 +22,7 @@ blame, ``field`` (a JSON-pointer-like path such as ``meta.score``).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, ClassVar
 
 import msgspec
@@ -87,6 +88,11 @@ class Conflict(AppError):
 
 class Gone(AppError):
     status, slug, title = 410, "gone", "No longer available"
+
+
+def footage_gone(kind: str, purged_at: datetime) -> str:
+    """The reason given for footage the retention sweeper deleted."""
+    return f"the incident's {kind} was deleted by retention at {purged_at.isoformat()}"
 
 
 class PayloadTooLarge(AppError):
@@ -212,6 +218,7 @@ _HTTP_SLUGS = {
     404: ("not-found", "Not found"),
     405: ("method-not-allowed", "Method not allowed"),
     409: ("conflict", "Conflict with the current state"),
+    410: ("gone", "No longer available"),
     413: ("payload-too-large", "Payload too large"),
     415: ("unsupported-media-type", "Unsupported media type"),
     422: ("invalid", "Invalid value"),
@@ -298,7 +305,7 @@ _STATUS_TEXT = {
     403: "The role may not do this",
     404: "Not found, or not yours to see",
     409: "Conflicts with the current state",
-    410: "It has ended and will not come back",
+    410: "It has ended, or was deleted by retention, and will not come back",
     413: "Payload too large",
     415: "Unsupported media type",
     422: "A field has an invalid value",

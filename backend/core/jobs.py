@@ -13,7 +13,7 @@ so a backlog of clips to confirm never delays a phone that should ring.
     confirm       confirm_detection (edge-decided kinds first: priority)    worker_concurrency
     webhook       deliver_webhook (other people's servers)                 webhook_concurrency
     housekeeping  sweep_uploads, prune_locations, maintain_partitions,      1
-                  live_view_housekeeping
+                  live_view_housekeeping, sweep_retention, tag_footage
 
 Within a lane, jobs are claimed by ``priority`` (lower first), then by when they became due.
 """
@@ -142,6 +142,21 @@ class MaintainPartitions(Payload, frozen=True, kw_only=True, forbid_unknown_fiel
     lane: ClassVar[Lane] = Lane.HOUSEKEEPING
 
 
+class SweepRetention(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Delete footage and audit records past their retention (``backend.retention``)."""
+
+    kind: ClassVar[str] = "sweep_retention"
+    lane: ClassVar[Lane] = Lane.HOUSEKEEPING
+
+
+class TagFootage(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Tag an incident's objects held or expirable, as its legal hold now is (S3 lifecycle rules read the tag)."""
+
+    kind: ClassVar[str] = "tag_footage"
+    lane: ClassVar[Lane] = Lane.HOUSEKEEPING
+    incident_id: uuid.UUID
+
+
 PAYLOADS: Final[dict[str, type[Payload]]] = {
     p.kind: p
     for p in (
@@ -157,6 +172,8 @@ PAYLOADS: Final[dict[str, type[Payload]]] = {
         PruneLocations,
         LiveViewHousekeeping,
         MaintainPartitions,
+        SweepRetention,
+        TagFootage,
     )
 }
 ALERT_KINDS: Final = frozenset(k for k, p in PAYLOADS.items() if p.lane is Lane.ALERT)

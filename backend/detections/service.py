@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 import asyncpg
 import msgspec
 
-from backend.adapters.storage import Storage, StorageUnavailable, StreamingUpload
+from backend.adapters.storage import FOOTAGE_PREFIX, Storage, StorageUnavailable, StreamingUpload
 from backend.core import jobs, queue
 from backend.core.auth import CameraPrincipal, camera_key_matches, camera_key_prefix
 from backend.core.config import Settings
@@ -82,7 +82,7 @@ class _Form:
 
 
 def object_prefix(venue_id: uuid.UUID, detection_id: uuid.UUID, when: datetime) -> str:
-    return f"clips/{venue_id}/{when:%Y/%m/%d}/{detection_id}/"
+    return f"{FOOTAGE_PREFIX}{venue_id}/{when:%Y/%m/%d}/{detection_id}/"
 
 
 def _camera_key(authorization: str | None) -> tuple[str, str]:

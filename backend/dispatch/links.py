@@ -15,7 +15,7 @@ import asyncpg
 
 from backend.audit import repo as audit
 from backend.core.config import Settings
-from backend.core.errors import NotFound
+from backend.core.errors import Gone, NotFound, footage_gone
 from backend.core.wire import check_token
 from backend.dispatch import repo
 from backend.incidents.repo import IncidentRow
@@ -45,10 +45,10 @@ async def issue_many(
     blurred: bool = False,
 ) -> dict[uuid.UUID, str]:
     """One link per person to the incident's snapshot (``blurred``: its face-blurred twin) or clip;
-    {} when there is none."""
+    {} when there is none (or retention deleted it)."""
     snapshot = incident.blurred_snapshot_key if blurred else incident.snapshot_key
     key = snapshot if purpose == "snapshot" else incident.clip_key
-    if key is None or not users:
+    if key is None or not users or incident.footage_purged_at is not None:
         return {}
     links = [(new_token(), user) for user in users]
     await repo.insert_links(
@@ -76,10 +76,13 @@ async def issue(
 
 
 async def resolve(conn: asyncpg.Connection, storage: Presigner, token: str) -> str:
-    """The presigned URL behind a short link; the view is audited. Unknown or expired: 404."""
+    """The presigned URL behind a short link; the view is audited. Unknown or expired: 404; footage
+    deleted by retention: 410."""
     link = await repo.get_link(conn, check_token(token, field="token"))
     if link is None:
         raise NotFound("no such link, or it has expired", field="token")
+    if link.footage_purged_at is not None:
+        raise Gone(footage_gone(link.purpose, link.footage_purged_at), field="token")
     await audit.record(
         conn,
         actor_id=link.user_id,

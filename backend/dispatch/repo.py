@@ -329,6 +329,7 @@ class LinkRow(msgspec.Struct, frozen=True):
     purpose: str
     object_key: str
     expires_at: datetime
+    footage_purged_at: datetime | None = None  # the incident's footage, deleted by retention
 
 
 INSERT_LINKS = """
@@ -337,8 +338,9 @@ SELECT l.token, $1, $2, l.user_id, $3, $4, now() + make_interval(secs => $5)
 FROM unnest($6::text[], $7::uuid[]) AS l(token, user_id)
 """
 SELECT_LINK = """
-SELECT token, incident_id, venue_id, user_id, purpose, object_key, expires_at
-FROM short_links l WHERE token = $1 AND expires_at > now()
+SELECT token, incident_id, l.venue_id, user_id, purpose, object_key, expires_at, i.footage_purged_at
+FROM short_links l JOIN incidents i ON i.id = l.incident_id
+WHERE token = $1 AND expires_at > now()
   AND (user_id IS NULL OR EXISTS (SELECT 1 FROM users u WHERE u.id = l.user_id AND u.is_active))
 """
 PRUNE_LINKS = "DELETE FROM short_links WHERE expires_at < now() - interval '1 day'"

@@ -31,6 +31,7 @@ class HistoryRow(msgspec.Struct, frozen=True):
     legal_hold: bool
     has_snapshot: bool
     verdict: str | None
+    footage_purged_at: datetime | None = None
     has_blurred_snapshot: bool = False
 
 
@@ -97,8 +98,9 @@ _HISTORY_COLUMNS = f"""i.id, i.venue_id, v.name AS venue_name, i.kind, i.status,
       WHERE e.incident_id = i.id AND e.incident_opened_at = i.opened_at
         AND e.type = 'accepted' AND e.actor_role = 'officer') AS first_officer_accepted_at,
     i.resolved_at, i.outcome, i.detection_count, i.max_score, i.legal_hold,
-    i.snapshot_key IS NOT NULL AS has_snapshot, {_VERDICT} AS verdict,
-    i.blurred_snapshot_key IS NOT NULL AS has_blurred_snapshot"""
+    i.snapshot_key IS NOT NULL AND i.footage_purged_at IS NULL AS has_snapshot, {_VERDICT} AS verdict,
+    i.blurred_snapshot_key IS NOT NULL AND i.footage_purged_at IS NULL AS has_blurred_snapshot,
+    i.footage_purged_at"""
 SELECT_HISTORY = f"SELECT {_HISTORY_COLUMNS} FROM incidents i JOIN venues v ON v.id = i.venue_id"
 SELECT_ONE = SELECT_HISTORY + " WHERE i.id = $1"
 

@@ -189,8 +189,8 @@ class HistoryController(Controller):
 
     @get(
         "/incidents/{incident_id:uuid}/clip",
-        summary="The incident's clip: a redirect to a presigned URL valid at most 5 minutes (audited)",
-        responses=problem_responses(401, 404),
+        summary="The incident's clip: redirect to a presigned URL (5 min at most, audited); 410 past retention",
+        responses=problem_responses(401, 404, 410),
         status_code=302,
     )
     async def clip(
@@ -204,8 +204,8 @@ class HistoryController(Controller):
 
     @get(
         "/incidents/{incident_id:uuid}/snapshot",
-        summary="The snapshot (owners: faces blurred): a redirect to a presigned URL valid at most 5 min (audited)",
-        responses=problem_responses(401, 404),
+        summary="The snapshot (owners: faces blurred): redirect to a presigned URL (5 min, audited); 410 if deleted",
+        responses=problem_responses(401, 404, 410),
         status_code=302,
     )
     async def snapshot(

@@ -37,6 +37,7 @@ class HistoryItem(msgspec.Struct, kw_only=True):
     # the audited footage route (a redirect to a short-lived URL); for owners, only where a snapshot
     # with faces blurred exists (they are never shown the clear one)
     snapshot_url: str | None
+    footage_purged_at: datetime | None = None  # retention deleted its clips and snapshots then (no snapshot_url)
 
 
 class HistoryPage(msgspec.Struct, kw_only=True):

@@ -22,7 +22,7 @@ from backend.alerts.access import can_see
 from backend.audit import repo as audit
 from backend.core.auth import Principal
 from backend.core.config import Settings
-from backend.core.errors import Forbidden, Invalid, NotFound
+from backend.core.errors import Forbidden, Gone, Invalid, NotFound, footage_gone
 from backend.core.logging import get_logger
 from backend.history import repo
 from backend.history.schemas import (
@@ -127,6 +127,7 @@ def to_item(settings: Settings, row: repo.HistoryRow, *, blurred: bool = False) 
         legal_hold=row.legal_hold,
         verdict=row.verdict,  # type: ignore[arg-type]
         snapshot_url=footage_url(settings, row.id, "snapshot") if snapshot else None,
+        footage_purged_at=row.footage_purged_at,
     )
 
 
@@ -374,8 +375,11 @@ async def footage(  # noqa: PLR0917
     """A presigned URL to the incident's clip or snapshot that expires within
     ``KUZET_FOOTAGE_URL_TTL_S`` (at most 5 minutes); the access is audited first (who, role, what,
     when, from which address). Owners get the snapshot with faces blurred, or a 404 saying there
-    is none: never the clear one (``backend.incidents.privacy``)."""
+    is none: never the clear one (``backend.incidents.privacy``). Footage the retention sweeper
+    deleted: 410 Gone, saying when."""
     incident = await _visible(conn, me, incident_id)
+    if incident.footage_purged_at is not None:
+        raise Gone(footage_gone(kind, incident.footage_purged_at), field=kind)
     blurred = kind == "snapshot" and privacy.sees_blurred(me.role)
     key = incident.clip_key if kind == "clip" else privacy.snapshot_key(incident, me.role)
     if key is None and blurred and incident.snapshot_key is not None:

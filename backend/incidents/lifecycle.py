@@ -5,7 +5,7 @@
     confirmed / acknowledged ──accept──▶ responding ──arrive (after accept)──▶ on_scene
     any open status ──resolve (with an outcome)──▶ resolved
     and, without a status change: add a detection, notify (step 0), escalate (later steps),
-    remind (repeat rounds), legal hold on / off
+    remind (repeat rounds), legal hold on / off, footage purged (by the retention sweeper)
 
 Every function runs in the caller's transaction, on the incident locked ``FOR UPDATE`` (or, when
 opening, under the advisory lock of its venue and kind). It writes the incident row through
@@ -182,6 +182,8 @@ async def open_or_join(
             "detection_added",
             data=_detection_data(detection) | {"detection_count": updated.detection_count},
         )
+        if updated.legal_hold:  # the new detection's objects were written expirable: tag them held too
+            await queue.enqueue(conn, jobs.TagFootage(incident_id=updated.id))
         log.info(
             "incident_detection_added",
             incident_id=str(incident.id),
@@ -473,11 +475,22 @@ async def set_legal_hold(
     hold: bool,
     reason: str,
 ) -> Change:
-    """Keep (or stop keeping) the incident's footage past retention; ``legal_hold_set`` / ``_released``."""
+    """Keep (or stop keeping) the incident's footage past retention; ``legal_hold_set`` / ``_released``.
+
+    Queues ``tag_footage``, which tags the incident's objects so the bucket's lifecycle rules leave
+    held footage alone (or expire it again once released). Footage the sweeper already deleted
+    cannot be held: Conflict."""
     _require_transaction(conn)
     if incident.legal_hold == hold:
         return Change(incident, changed=False)
+    if hold and incident.footage_purged_at is not None:
+        raise Conflict(
+            f"the incident's footage was deleted by retention at {incident.footage_purged_at.isoformat()}; "
+            "there is nothing left to hold",
+            field="incident_id",
+        )
     updated = await repo.set_legal_hold(conn, incident.id, hold)
+    await queue.enqueue(conn, jobs.TagFootage(incident_id=updated.id))
     event = await _append(
         conn,
         settings,
@@ -487,4 +500,29 @@ async def set_legal_hold(
         data={"reason": reason},
     )
     log.info("incident_legal_hold", incident_id=str(incident.id), hold=hold)
+    return Change(updated, changed=True, event=event)
+
+
+# --- retention --------------------------------------------------------------------------------
+
+
+async def purge_footage(
+    conn: asyncpg.Connection, settings: Settings, incident: IncidentRow, *, objects: int, retention_s: float
+) -> Change:
+    """The retention sweeper deleted the incident's clips and snapshots: ``footage_purged``, once.
+    Never for an incident on legal hold (Conflict: the sweeper's own query already skips them)."""
+    _require_transaction(conn)
+    if incident.footage_purged_at is not None:
+        return Change(incident, changed=False)
+    if incident.legal_hold:
+        raise Conflict("the incident is on legal hold; its footage is kept", field="incident_id")
+    updated = await repo.mark_footage_purged(conn, incident.id)
+    event = await _append(
+        conn,
+        settings,
+        updated,
+        "footage_purged",
+        data={"objects": objects, "retention_days": round(retention_s / 86400, 2)},
+    )
+    log.info("incident_footage_purged", incident_id=str(incident.id), objects=objects)
     return Change(updated, changed=True, event=event)

@@ -43,6 +43,7 @@ class IncidentRow(msgspec.Struct, frozen=True):
     venue_lat: float
     venue_lon: float
     venue_owner_id: uuid.UUID | None
+    footage_purged_at: datetime | None = None  # when the retention sweeper deleted its clips and snapshots
     blurred_snapshot_key: str | None = None  # snapshot_key's twin with faces blurred (None: not made)
 
 
@@ -61,7 +62,7 @@ _COLUMNS = """i.id, i.venue_id, i.region_id, i.kind, i.status, i.opened_at, i.fi
     i.resolved_at, i.outcome, i.legal_hold, i.escalation_policy, i.escalation_step, i.repeat_round, i.version,
     i.updated_at, v.name AS venue_name, v.address AS venue_address,
     ST_Y(v.location::geometry) AS venue_lat, ST_X(v.location::geometry) AS venue_lon, v.owner_id AS venue_owner_id,
-    i.blurred_snapshot_key"""
+    i.footage_purged_at, i.blurred_snapshot_key"""
 _EVENT_COLUMNS = "id, incident_id, at, type, actor_id, actor_role, data"
 
 # One grouper at a time per venue and kind, until the transaction ends.
@@ -116,6 +117,11 @@ RETURNING {_COLUMNS}
 """
 SET_LEGAL_HOLD = f"""
 UPDATE incidents i SET legal_hold = $2, version = i.version + 1, updated_at = now()
+FROM venues v WHERE i.id = $1 AND v.id = i.venue_id
+RETURNING {_COLUMNS}
+"""
+MARK_FOOTAGE_PURGED = f"""
+UPDATE incidents i SET footage_purged_at = now(), version = i.version + 1, updated_at = now()
 FROM venues v WHERE i.id = $1 AND v.id = i.venue_id
 RETURNING {_COLUMNS}
 """
@@ -227,6 +233,10 @@ async def apply_action(
 
 async def set_legal_hold(conn: asyncpg.Connection, incident_id: uuid.UUID, hold: bool) -> IncidentRow:
     return _locked(await conn.fetchrow(SET_LEGAL_HOLD, incident_id, hold))
+
+
+async def mark_footage_purged(conn: asyncpg.Connection, incident_id: uuid.UUID) -> IncidentRow:
+    return _locked(await conn.fetchrow(MARK_FOOTAGE_PURGED, incident_id))
 
 
 async def set_policy(conn: asyncpg.Connection, incident_id: uuid.UUID, policy: dict[str, Any]) -> None:

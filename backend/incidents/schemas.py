@@ -68,10 +68,10 @@ class IncidentTimeline(msgspec.Struct, kw_only=True):
     events: list[IncidentEvent]
 
 
-class LegalHoldRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Keep the incident's footage past retention (``hold: true``) or release it, with the reason."""
+class LegalHoldReason(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Why the incident's footage is put on legal hold (PUT) or released (DELETE): kept in the audit log
+    and on the timeline."""
 
-    hold: bool
     reason: Annotated[str, line(500)]
 
 
@@ -79,4 +79,4 @@ class LegalHoldResult(msgspec.Struct, kw_only=True):
     incident_id: uuid.UUID
     legal_hold: bool
     version: int
-    changed: bool
+    changed: bool  # false: it already was (or was not) on hold; nothing was recorded

@@ -1,4 +1,4 @@
-"""Incidents as the API reads them (one incident, its timeline) and the admin's legal hold.
+"""Incidents as the API reads them (one incident, its timeline) and legal hold.
 
 Every change goes through ``lifecycle``."""
 
@@ -8,12 +8,13 @@ import uuid
 
 import asyncpg
 
+from backend.alerts.access import can_see
 from backend.audit import repo as audit
 from backend.core.auth import Principal
 from backend.core.config import Settings
-from backend.core.errors import NotFound
+from backend.core.errors import Forbidden, NotFound
 from backend.incidents import lifecycle, repo
-from backend.incidents.schemas import Incident, IncidentEvent, IncidentTimeline, LegalHoldRequest, LegalHoldResult
+from backend.incidents.schemas import Incident, IncidentEvent, IncidentTimeline, LegalHoldResult
 
 
 def to_incident(row: repo.IncidentRow) -> Incident:
@@ -51,27 +52,38 @@ async def get_timeline(conn: asyncpg.Connection, incident_id: uuid.UUID) -> Inci
     return IncidentTimeline(incident=incident, events=events)
 
 
-async def set_legal_hold(
+def may_hold(actor: Principal | None, incident: repo.IncidentRow) -> bool:
+    """Admins, the dispatchers of the incident's region, and the operator at the command line."""
+    if actor is None or actor.role == "admin":
+        return True
+    return actor.role == "dispatcher" and incident.region_id is not None and incident.region_id == actor.region_id
+
+
+async def set_legal_hold(  # noqa: PLR0917 - the CLI and the two routes call it by position
     conn: asyncpg.Connection,
     settings: Settings,
     actor: Principal | None,
     incident_id: uuid.UUID,
-    data: LegalHoldRequest,
+    hold: bool,
+    reason: str,
 ) -> LegalHoldResult:
-    """Put the incident on legal hold or release it (a lifecycle change, audited)."""
+    """Put the incident on legal hold or release it (a lifecycle change, audited). Someone who may
+    see the incident but not hold it: 403; someone who may not see it: 404."""
     incident = await lifecycle.lock(conn, incident_id)
-    if incident is None:
+    if incident is None or (actor is not None and not await can_see(conn, actor, incident)):
         raise NotFound("no such incident", field="incident_id")
-    change = await lifecycle.set_legal_hold(conn, settings, incident, actor, hold=data.hold, reason=data.reason)
+    if not may_hold(actor, incident):
+        raise Forbidden("legal hold is for admins and the dispatchers of the incident's region")
+    change = await lifecycle.set_legal_hold(conn, settings, incident, actor, hold=hold, reason=reason)
     if change.changed:
         await audit.record_by(
             conn,
             actor,
-            "incident.legal_hold.set" if data.hold else "incident.legal_hold.release",
+            "incident.legal_hold.set" if hold else "incident.legal_hold.release",
             subject_type="incident",
             subject_id=str(incident.id),
             venue_id=incident.venue_id,
-            detail={"reason": data.reason},
+            detail={"reason": reason},
         )
     return LegalHoldResult(
         incident_id=incident.id,

@@ -73,6 +73,7 @@ WHERE ve.model_training_consent
   AND d.incident_id IS NOT NULL
   AND d.kind IN ('fight', 'aggression')
   AND d.received_at > now() - make_interval(secs => $2)
+  AND d.footage_purged_at IS NULL
 ORDER BY d.received_at
 """
 SET_CONSENT = """

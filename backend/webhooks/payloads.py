@@ -24,7 +24,9 @@ from backend.incidents.repo import IncidentEventRow, IncidentRow
 CAP_NS: Final = "urn:oasis:names:tc:emergency:cap:1.2"
 MAX_BODY_BYTES: Final = 20 * 1024
 
-# Domain event (the incident's timeline) -> webhook event type. Events not named are not sent.
+# Domain event (the incident's timeline) -> webhook event type. Events not named are not sent:
+# ``outcome_added`` (an owner's verdict) and ``footage_purged`` (retention deleted the footage; the
+# links then answer 410) change nothing a city system acts on.
 EVENT_TYPES: Final[dict[str, str]] = {
     "confirmed": "incident.opened",
     "detection_added": "incident.updated",
