@@ -345,7 +345,7 @@ async def test_console_tenancy_matrix(
             "POST",
             "/console/incidents/{incident}/legal-hold",
             {"hold": "true", "reason": "court order 12"},
-            {"owner": "403/404", "dispatcher": "403/404", "admin": "ok/ok", "officer": "403/404", "bouncer": "403/404"},
+            {"owner": "403/404", "dispatcher": "ok/404", "admin": "ok/ok", "officer": "403/404", "bouncer": "403/404"},
         ),
         *(
             (

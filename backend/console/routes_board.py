@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
 import msgspec
@@ -22,12 +22,11 @@ from backend.console.session import require
 from backend.core.auth import Principal
 from backend.core.errors import ServiceUnavailable
 from backend.core.failures import DATABASE_UNAVAILABLE
-from backend.core.wire import parse_cursor
+from backend.core.wire import line, parse_cursor
 from backend.dispatch import service as dispatch
 from backend.history import service as history
 from backend.history.schemas import FootageKind
 from backend.incidents import service as incidents
-from backend.incidents.schemas import LegalHoldRequest
 
 BOARD_WORDS = [
     "board.connected",
@@ -45,7 +44,14 @@ class OfficerPick(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     officer_id: uuid.UUID
 
 
-HOLDERS = ("admin",)  # who may set a legal hold (the API's rule: admins)
+class LegalHoldForm(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The incident page's hold form: put on hold (``true``) or release, with the reason."""
+
+    hold: bool
+    reason: Annotated[str, line(500)]
+
+
+HOLDERS = ("admin", "dispatcher")  # legal hold: the API's rule (a dispatcher: their region's, checked by the service)
 OUTCOMES = ("handled", "false_alarm", "police_attended", "arrest", "medical", "other")
 
 
@@ -165,8 +171,8 @@ class BoardController(Controller):
     ) -> Redirect:
         await console.visible_incident(db, me, incident_id)  # another tenant's incident: 404 first
         require(me, *HOLDERS)
-        data = forms.decode(await forms.fields(request), LegalHoldRequest)
-        await incidents.set_legal_hold(db, request.app.state.settings, me, incident_id, data)
+        data = forms.decode(await forms.fields(request), LegalHoldForm)
+        await incidents.set_legal_hold(db, request.app.state.settings, me, incident_id, data.hold, data.reason)
         return Redirect(path=f"/console/incidents/{incident_id}?done=held", status_code=303)
 
     @post("/incidents/{incident_id:uuid}/escalate", status_code=303)

@@ -32,7 +32,7 @@ from backend.history.schemas import IncidentTimeline
 from backend.incidents import lifecycle
 
 BOARD_ROLES = frozenset({"dispatcher", "admin"})
-HOLDERS = frozenset({"admin"})  # legal hold: the API's rule
+HOLDERS = frozenset({"admin", "dispatcher"})  # legal hold: the API's rule (dispatchers see only their region's)
 LOCATION_VIEWERS = frozenset({"dispatcher", "admin"})
 NEARBY_RADIUS_M = 5000.0
 NEARBY_LIMIT = 5

@@ -259,7 +259,7 @@ async def _notify(
             recipients += [(o.user_id, "officer", o.distance_m) for o in nearby]
         else:
             recipients += [(u, "dispatcher", None) for u in await repo.dispatchers(conn, incident.region_id)]
-    alerts, queued = await _alert(conn, settings, incident, recipients, n)
+    alerts, queued = await _alert(conn, settings, incident, recipients, n, detail=detail)
     await lifecycle.notified(
         conn,
         settings,
@@ -285,6 +285,8 @@ async def _alert(
     incident: IncidentRow,
     recipients: list[tuple[uuid.UUID, str, float | None]],
     n: int,
+    *,
+    detail: str | None = None,
 ) -> tuple[list[repo.NewAlert], int]:
     """Alert the recipients not alerted before and queue their pushes; (new alerts, deliveries queued)."""
     alerts = await repo.insert_alerts(conn, incident.id, n, recipients)
