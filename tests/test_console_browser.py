@@ -184,6 +184,16 @@ def find(driver: Any, css: str) -> Any:
     return driver.find_element(By.CSS_SELECTOR, css)
 
 
+def text_of(driver: Any, css: str) -> str | None:
+    """The element's text, or None while the page is being replaced (absent or stale)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    try:
+        return str(find(driver, css).text)
+    except (NoSuchElementException, StaleElementReferenceException):
+        return None
+
+
 def sign_in(driver: Any, base: str, username: str) -> None:
     driver.delete_all_cookies()
     driver.get(f"{base}/console/login?lang=en")
@@ -281,17 +291,15 @@ async def test_dispatcher_sees_a_detection_live_resolves_it_and_the_owner_sees_t
     find(browser, "#nearby button.alert-officer").click()  # the dispatcher alerts the nearest officer by hand
     assert wait_for(browser, "#notice").text == i18n.EN["incident.notified"]
     wait_until(browser, lambda d: "escalated" in find(d, "#timeline").text or d.refresh())
-    if "resolve" in ALLOWED.get("dispatcher", frozenset()):
-        from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support.ui import Select
 
-        Select(find(browser, "#outcome")).select_by_value("police_attended")
-        find(browser, "#note").send_keys("Two people separated, one detained")
-        find(browser, "#resolve").click()
-        wait_for(browser, "#notice")
-        assert find(browser, "#incident-state").text == i18n.EN["state.resolved"]
-        assert await conn.fetchval("SELECT outcome FROM incidents WHERE id = $1", incident_id) == "police_attended"
-    else:  # dispatchers may not resolve yet (issue 10): the page offers only what exists
-        assert browser.find_elements("css selector", "#resolve") == []
+    assert "resolve" in ALLOWED["dispatcher"]  # a dispatcher of the region resolves with an outcome
+    Select(find(browser, "#outcome")).select_by_value("police_attended")
+    find(browser, "#note").send_keys("Two people separated, one detained")
+    find(browser, "#resolve").click()
+    # the page after the click replaces this one (whose #notice is the earlier action's): wait for its state
+    wait_until(browser, lambda d: text_of(d, "#incident-state") == i18n.EN["state.resolved"])
+    assert await conn.fetchval("SELECT outcome FROM incidents WHERE id = $1", incident_id) == "police_attended"
 
     # CSRF: a state change without the token is refused, even from the console's own page
     status = browser.execute_async_script(
