@@ -334,12 +334,20 @@ async def test_rerun_after_decision_changes_nothing(
         await conn.execute(
             "INSERT INTO jobs (kind, payload) VALUES ('confirm_detection', $1)", {"detection_id": str(row.id)}
         )
+        # And so is the footage job, after its footage was recorded.
+        await conn.execute(
+            "INSERT INTO jobs (kind, payload) VALUES ('finish_footage', $1)",
+            {"detection_id": str(row.id), "at_s": 1.0},
+        )
         await run_jobs(ctx)
     after = await state(conn, row.id)
     assert after["decided_at"] == before["decided_at"]
     assert after["incident_id"] == before["incident_id"]
+    assert after["timings"] == before["timings"]
     assert await conn.fetchval("SELECT count(*) FROM incidents") == 1
-    assert await conn.fetchval("SELECT count(*) FROM incident_events") == 1  # one event per change
+    # one event per change: the alarm, then its footage
+    types = await conn.fetch("SELECT type FROM incident_events ORDER BY id")
+    assert [r["type"] for r in types] == ["confirmed", "footage_ready"]
     assert await conn.fetchval("SELECT count(*) FROM jobs WHERE kind = 'dispatch_incident'") == 1
     assert await conn.fetchval("SELECT count(*) FROM jobs WHERE kind = 'confirm_detection'") == 0
     await assert_artefacts(storage, row.clip_key)

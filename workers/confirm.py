@@ -1,21 +1,29 @@
-"""Job ``confirm_detection``: decode the clip, confirm or reject, make artefacts, group into an incident.
+"""Jobs ``confirm_detection`` and ``finish_footage``: decide, alert, then make the rest of the footage.
 
-Per detection (payload ``{"detection_id"}``):
+``confirm_detection`` (payload ``{"detection_id"}``), everything the alarm waits for and no more:
 1. mark it ``processing`` (a detection already decided is left alone: the job is a re-run);
 2. download the clip from object storage into a temporary directory;
 3. in the CPU pool, under ``clip_timeout_s``: probe the clip and, for kinds the server model
    judges, score it (``workers.vision``); the per-kind policy decides (with a reason);
-4. for a confirmed detection, again in the pool: a snapshot JPEG (the model's best frame for
-   fight/aggression, else the middle of the clip), the same frame with faces blurred
-   (``workers.media.faces``: for owners and city systems) and a phone-playable H.264 MP4, uploaded
-   beside the original as ``snapshot.jpg``, ``snapshot_blurred.jpg`` and ``playable.mp4`` (fixed
-   keys: a re-run overwrites them); a blur that fails leaves the blurred key empty, never the alarm;
-5. one transaction records the decision and groups a confirmed detection into its incident.
+4. for a confirmed detection, again in the pool: the snapshot JPEG (the model's best frame for
+   fight/aggression, else the middle of the clip), uploaded beside the original as ``snapshot.jpg``
+   (a fixed key: a re-run overwrites it): the image the responders' phones show;
+5. one transaction records the decision, groups a confirmed detection into its incident (whose
+   dispatch job alerts the phones) and queues ``finish_footage``.
+
+``finish_footage`` (payload ``{"detection_id", "at_s"}``) runs after every confirmation waiting
+(a lower priority in the same lane): the same frame with faces blurred (``workers.media.faces``:
+for owners and city systems) and a phone-playable H.264 MP4, uploaded as ``snapshot_blurred.jpg``
+and ``playable.mp4``; one transaction stores them and shows them on the incident
+(``footage_ready``, which city systems get as ``incident.updated`` with the links). The blur and the
+MP4 cost about a third of a confirmed clip's CPU; no phone waits for them. A blur that fails
+leaves the blurred key empty, never the alarm.
 
 Failures: a clip that is empty, truncated, corrupt or not a video, that hangs the decoder past
-the timeout or crashes it makes the detection ``unprocessable`` with the reason and the job ends.
-Storage or database trouble is retried with backoff by the runner; a clip still missing from
-storage on the last attempt is ``unprocessable``. Rejected detections get no artefacts.
+the timeout or crashes it makes the detection ``unprocessable`` with the reason and the job ends
+(for ``finish_footage``: the footage is recorded as failed, with the reason, and the incident keeps
+its alarm). Storage or database trouble is retried with backoff by the runner; a clip still missing
+from storage on the last attempt is ``unprocessable``. Rejected detections get no artefacts.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from backend.core import jobs
 from backend.core.config import Settings
 from backend.core.failures import DATABASE_UNAVAILABLE, ObjectMissing
 from backend.core.logging import get_logger
-from backend.core.metrics import CONFIRMATION_SECONDS, DETECTIONS_DECIDED
+from backend.core.metrics import CONFIRMATION_SECONDS, DETECTIONS_DECIDED, FOOTAGE_FINISHED
 from backend.detections import confirmation
 from backend.detections.confirmation import Evidence, Verdict
 from backend.models import repo as model_versions_repo
@@ -44,7 +52,7 @@ from backend.models import service as model_versions
 from backend.models.repo import SlotRow
 from workers.cpu import CpuPool, CpuTimeout, WorkerCrashed
 from workers.errors import PermanentError, TransientError
-from workers.media import MediaError, make_playable_mp4, make_snapshots, probe_clip
+from workers.media import MediaError, make_playable_mp4, make_snapshot_jpeg, make_snapshots, probe_clip
 from workers.media.faces import FaceDetector
 from workers.runner import Runnable, Task, Work, WorkerContext
 from workers.vision import ClipDecodeError, ClipScore, ConfirmationModel
@@ -119,8 +127,13 @@ class ArtefactRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class ArtefactFiles:
-    snapshot: Path
+class SnapshotFile:
+    path: Path
+    timings_ms: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class FootageFiles:
     playable: Path
     mode: str  # remux or transcode
     timings_ms: dict[str, float]
@@ -166,12 +179,19 @@ def _shadow_score(path: Path) -> ShadowScore | None:
     return ShadowScore(_SHADOW.name, _SHADOW.version, result.score, _SHADOW.threshold, result.stage)
 
 
-def make_artefacts(request: ArtefactRequest) -> ArtefactFiles:
-    """Snapshot at ``at_time_s``, its face-blurred twin and the phone-playable MP4, written into ``out_dir``."""
+def make_snapshot(request: ArtefactRequest) -> SnapshotFile:
+    """The snapshot at ``at_time_s``, written into ``out_dir``: what the alarm waits for."""
+    t0 = time.perf_counter()
+    snapshot = request.out_dir / SNAPSHOT_NAME
+    snapshot.write_bytes(make_snapshot_jpeg(request.path, request.at_time_s, max_bytes=SNAPSHOT_MAX_BYTES))
+    return SnapshotFile(snapshot, {"snapshot": (time.perf_counter() - t0) * 1000.0})
+
+
+def make_footage(request: ArtefactRequest) -> FootageFiles:
+    """The snapshot's face-blurred twin (the same frame, size and quality) and the phone-playable
+    MP4, written into ``out_dir``: what follows the alarm."""
     t0 = time.perf_counter()
     snapshots = make_snapshots(request.path, request.at_time_s, _FACES, max_bytes=SNAPSHOT_MAX_BYTES)
-    snapshot = request.out_dir / SNAPSHOT_NAME
-    snapshot.write_bytes(snapshots.clear)
     blurred = None
     if snapshots.blurred is not None:
         blurred = request.out_dir / BLURRED_NAME
@@ -180,11 +200,10 @@ def make_artefacts(request: ArtefactRequest) -> ArtefactFiles:
     playable = request.out_dir / PLAYABLE_NAME
     info = make_playable_mp4(request.path, playable)
     t2 = time.perf_counter()
-    return ArtefactFiles(
-        snapshot,
+    return FootageFiles(
         playable,
         info.mode,
-        {"snapshot": (t1 - t0) * 1000.0, "playable": (t2 - t1) * 1000.0},
+        {"blur": (t1 - t0) * 1000.0, "playable": (t2 - t1) * 1000.0},
         blurred=blurred,
         faces=snapshots.faces,
         blur_error=snapshots.blur_error,
@@ -194,7 +213,8 @@ def make_artefacts(request: ArtefactRequest) -> ArtefactFiles:
 # --- the job, on the event loop ---------------------------------------------------------------
 
 Analyse = Callable[[AnalyseRequest], ClipAnalysis]
-MakeArtefacts = Callable[[ArtefactRequest], ArtefactFiles]
+MakeSnapshot = Callable[[ArtefactRequest], SnapshotFile]
+MakeFootage = Callable[[ArtefactRequest], FootageFiles]
 CLIP_FAILURES: Final = (MediaError, ClipDecodeError, CpuTimeout, WorkerCrashed)
 
 
@@ -204,7 +224,8 @@ class Confirmer:
 
     pool: CpuPool
     analyse: Analyse = analyse_clip
-    artefacts: MakeArtefacts = make_artefacts
+    snapshot: MakeSnapshot = make_snapshot
+    footage: MakeFootage = make_footage
 
 
 def new_pool(settings: Settings, live: Path | None = None, shadow: Path | None = None) -> CpuPool:
@@ -245,10 +266,14 @@ def _reason(exc: Exception) -> str:
     return f"decoder crashed: {exc}"
 
 
-def artefact_keys(clip_key: str) -> tuple[str, str]:
-    """Fixed keys beside the original clip: ``.../{detection}/snapshot.jpg`` and ``playable.mp4``."""
-    prefix = clip_key.rsplit("/", 1)[0]
-    return f"{prefix}/{SNAPSHOT_NAME}", f"{prefix}/{PLAYABLE_NAME}"
+def snapshot_key_of(clip_key: str) -> str:
+    """The snapshot's fixed key beside the original clip: ``.../{detection}/snapshot.jpg``."""
+    return f"{clip_key.rsplit('/', 1)[0]}/{SNAPSHOT_NAME}"
+
+
+def playable_key_of(clip_key: str) -> str:
+    """The phone-playable MP4's fixed key: ``.../{detection}/playable.mp4``."""
+    return f"{clip_key.rsplit('/', 1)[0]}/{PLAYABLE_NAME}"
 
 
 def blurred_key(clip_key: str) -> str:
@@ -356,36 +381,89 @@ async def _judge(
     best = clip_score.best_frame_time_s if clip_score and target.kind in confirmation.MODEL_KINDS else None
     at = best if best is not None else analysis.duration_s / 2
     try:
-        files = await confirmer.pool.run(
-            confirmer.artefacts, ArtefactRequest(clip, work, at), timeout_s=settings.clip_timeout_s
+        shot = await confirmer.pool.run(
+            confirmer.snapshot, ArtefactRequest(clip, work, at), timeout_s=settings.clip_timeout_s
         )
     except CLIP_FAILURES as exc:
         # A confirmed fight still becomes an incident without its artefacts: never drop the alarm.
         log.warning("artefacts_failed", detection_id=str(target.id), reason=_reason(exc))
         reason = f"{verdict.reason}; artefacts failed: {_reason(exc)}"
         return replace(verdict, reason=reason, timings_ms=timings | _total(started)), analysis.shadow
-    timings |= files.timings_ms
+    timings |= shot.timings_ms
     upload_started = time.perf_counter()
-    snapshot_key, playable_key = artefact_keys(target.clip_key)
+    snapshot_key = snapshot_key_of(target.clip_key)
+    await ctx.require_storage().put_file(snapshot_key, shot.path, "image/jpeg")
+    timings["upload"] = (time.perf_counter() - upload_started) * 1000.0
+    done = replace(verdict, snapshot_key=snapshot_key, footage_at_s=at, timings_ms=timings | _total(started))
+    return done, analysis.shadow
+
+
+async def finish_footage(ctx: WorkerContext, job: Work[jobs.FinishFootage]) -> None:
+    """The blurred snapshot and the playable MP4 of a confirmed detection, after its alarm."""
+    detection_id = job.payload.detection_id
+    confirmer = ctx.require_confirmer()
+    async with ctx.pool.acquire() as conn:
+        clip_key = await confirmation.footage_pending(conn, detection_id)
+    if clip_key is None:
+        log.info("footage_skipped", detection_id=str(detection_id))  # made already, purged, or not confirmed
+        return
+    work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="kuzet-footage-"))
+    try:
+        footage = await _make_footage(ctx, confirmer, job, clip_key, work)
+    finally:
+        await asyncio.to_thread(shutil.rmtree, work, True)
+    change = await confirmation.record_footage(ctx.pool, ctx.settings, detection_id, footage)
+    result = "failed" if footage.error else "made" if footage.blurred_snapshot_key else "no_blur"
+    FOOTAGE_FINISHED.labels(result=result).inc()
+    log.info(
+        "footage_recorded",
+        detection_id=str(detection_id),
+        blurred=footage.blurred_snapshot_key is not None,
+        playable=footage.playable_key is not None,
+        error=footage.error,
+        incident_changed=bool(change and change.changed),
+        total_ms=round(footage.timings_ms.get("footage_total", 0.0), 1),
+    )
+
+
+async def _make_footage(
+    ctx: WorkerContext, confirmer: Confirmer, job: Work[jobs.FinishFootage], clip_key: str, work: Path
+) -> confirmation.Footage:
+    """Make and upload the footage; a clip that cannot be made into it is a failed footage, not a retry."""
+    started = time.perf_counter()
+    clip = work / f"original{Path(clip_key).suffix}"
+    try:
+        await ctx.require_storage().download(clip_key, clip)
+    except ObjectMissing as exc:
+        if job.last_attempt:
+            return confirmation.Footage(None, None, None, _footage_total(started), error="clip missing from storage")
+        raise TransientError(f"clip {clip_key} missing from object storage") from exc
+    try:
+        files = await confirmer.pool.run(
+            confirmer.footage, ArtefactRequest(clip, work, job.payload.at_s), timeout_s=ctx.settings.clip_timeout_s
+        )
+    except CLIP_FAILURES as exc:
+        log.warning("footage_failed", detection_id=str(job.payload.detection_id), reason=_reason(exc))
+        return confirmation.Footage(None, None, None, _footage_total(started), error=_reason(exc))
     storage = ctx.require_storage()
-    await storage.put_file(snapshot_key, files.snapshot, "image/jpeg")
     blurred = None
     if files.blurred is not None:
-        blurred = blurred_key(target.clip_key)
+        blurred = blurred_key(clip_key)
         await storage.put_file(blurred, files.blurred, "image/jpeg")
     else:
-        log.warning("blurred_snapshot_missing", detection_id=str(target.id), reason=files.blur_error)
-    await storage.put_file(playable_key, files.playable, "video/mp4")
-    timings["upload"] = (time.perf_counter() - upload_started) * 1000.0
-    done = replace(
-        verdict,
-        snapshot_key=snapshot_key,
-        blurred_snapshot_key=blurred,
-        faces_blurred=files.faces if blurred else None,
-        playable_key=playable_key,
-        timings_ms=timings | _total(started),
+        log.warning("blurred_snapshot_missing", detection_id=str(job.payload.detection_id), reason=files.blur_error)
+    playable = playable_key_of(clip_key)
+    await storage.put_file(playable, files.playable, "video/mp4")
+    return confirmation.Footage(
+        blurred,
+        files.faces if blurred else None,
+        playable,
+        files.timings_ms | _footage_total(started),
     )
-    return done, analysis.shadow
+
+
+def _footage_total(started: float) -> dict[str, float]:
+    return {"footage_total": (time.perf_counter() - started) * 1000.0}
 
 
 async def _camera_threshold(ctx: WorkerContext, camera_id: uuid.UUID, analysis: ClipAnalysis) -> float | None:
@@ -406,4 +484,12 @@ def _time_limit(settings: Settings) -> float:
     return 2 * settings.clip_timeout_s + 60.0
 
 
-TASKS: list[Runnable] = [Task(jobs.ConfirmDetection, confirm_detection, time_limit=_time_limit)]
+def _footage_time_limit(settings: Settings) -> float:
+    """Download, one pool run (cut off at ``clip_timeout_s``), uploads and the record."""
+    return settings.clip_timeout_s + 60.0
+
+
+TASKS: list[Runnable] = [
+    Task(jobs.ConfirmDetection, confirm_detection, time_limit=_time_limit),
+    Task(jobs.FinishFootage, finish_footage, time_limit=_footage_time_limit),
+]

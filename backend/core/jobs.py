@@ -10,7 +10,8 @@ so a backlog of clips to confirm never delays a phone that should ring.
     lane          kinds                                                     slots
     alert         dispatch_incident, escalate_incident, repeat_alert,       worker_alert_concurrency
                   push_update, retry_delivery, alert_officer
-    confirm       confirm_detection (edge-decided kinds first: priority)    worker_concurrency
+    confirm       confirm_detection (edge-decided kinds first: priority),   worker_concurrency
+                  finish_footage (after every confirmation waiting: priority)
     webhook       deliver_webhook (other people's servers)                 webhook_concurrency
     housekeeping  sweep_uploads, prune_locations, maintain_partitions,      1
                   live_view_housekeeping, sweep_retention, tag_footage
@@ -44,12 +45,23 @@ class Payload(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
 # Priorities within a lane (lower first).
 PRIORITY_URGENT: Final = 0  # edge-decided confirmations: no model to wait for
 PRIORITY_NORMAL: Final = 10  # everything else
+PRIORITY_LATER: Final = 20  # work the alarm does not wait for (a confirmed clip's remaining footage)
 
 
 class ConfirmDetection(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
     kind: ClassVar[str] = "confirm_detection"
     lane: ClassVar[Lane] = Lane.CONFIRM
     detection_id: uuid.UUID
+
+
+class FinishFootage(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A confirmed detection's footage that the alarm does not wait for: the snapshot's face-blurred
+    twin (of the frame at ``at_s``) and the phone-playable MP4."""
+
+    kind: ClassVar[str] = "finish_footage"
+    lane: ClassVar[Lane] = Lane.CONFIRM
+    detection_id: uuid.UUID
+    at_s: float
 
 
 class DispatchIncident(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -161,6 +173,7 @@ PAYLOADS: Final[dict[str, type[Payload]]] = {
     p.kind: p
     for p in (
         ConfirmDetection,
+        FinishFootage,
         DispatchIncident,
         EscalateIncident,
         RepeatAlert,

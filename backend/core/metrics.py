@@ -20,6 +20,11 @@ CONFIRMATION_SECONDS = Histogram(
     ["kind"],
     buckets=_LATENCY_BUCKETS,
 )
+FOOTAGE_FINISHED = Counter(
+    "kuzet_footage_total",
+    "Confirmed detections' footage made after the alarm: made, made without the blurred snapshot, failed",
+    ["result"],
+)
 QUEUE_DEPTH = Gauge("kuzet_queue_jobs", "Jobs in the queue", ["kind", "status"])
 QUEUE_OLDEST = Gauge("kuzet_queue_oldest_seconds", "Age of the oldest job due and not yet claimed", ["kind"])
 QUEUE_LANE_JOBS = Gauge(

@@ -10,8 +10,10 @@ model is configured, otherwise the edge score decides (not verified by the serve
 Every decision carries a reason a person can read.
 
 Recording (``record_outcome``): one transaction locks the detection, refuses to decide it twice,
-groups a confirmed detection into an incident (enqueueing the dispatch job) and stores the
-decision, so a worker killed at any point leaves either nothing or everything.
+groups a confirmed detection into an incident (enqueueing the dispatch job), stores the decision
+and, for a confirmed detection with a snapshot, enqueues the rest of its footage (the alarm does not
+wait for it), so a worker killed at any point leaves either nothing or everything.
+``record_footage`` stores that footage once made, and shows it on the incident.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any, Final, Literal
 import asyncpg
 import msgspec
 
+from backend.core import jobs, queue
 from backend.core.config import Settings
 from backend.incidents import kinds
 from backend.incidents import lifecycle as incidents
@@ -202,6 +205,18 @@ class Verdict:
     timings_ms: dict[str, float] = field(default_factory=dict)
     blurred_snapshot_key: str | None = None  # the snapshot with faces blurred (None: not made)
     faces_blurred: int | None = None
+    footage_at_s: float | None = None  # the snapshot's frame: the rest of the footage is made from it, later
+
+
+@dataclass(frozen=True, slots=True)
+class Footage:
+    """A confirmed detection's footage made after the alarm (``workers.confirm.finish_footage``)."""
+
+    blurred_snapshot_key: str | None  # None: not made (``error`` says why)
+    faces_blurred: int | None
+    playable_key: str | None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +263,76 @@ async def record_outcome(
             verdict.blurred_snapshot_key,
             verdict.faces_blurred,
         )
+        if grouping is not None and verdict.footage_at_s is not None and verdict.snapshot_key is not None:
+            await queue.enqueue(
+                conn,
+                jobs.FinishFootage(detection_id=detection_id, at_s=verdict.footage_at_s),
+                dedup_key=f"{detection_id}:footage",
+                priority=jobs.PRIORITY_LATER,
+            )
         return Recorded(recorded=True, status=verdict.outcome, incident=grouping)
+
+
+LOCK_FOOTAGE = """
+SELECT status, incident_id, server_snapshot_key, footage_purged_at,
+       COALESCE(timings ? 'footage_total', false) AS footage_done
+FROM detections WHERE id = $1 FOR UPDATE
+"""
+RECORD_FOOTAGE = """
+UPDATE detections SET blurred_snapshot_key = $2, faces_blurred = $3, playable_key = $4,
+       timings = COALESCE(timings, '{}'::jsonb) || $5::jsonb,
+       decision_reason = CASE WHEN $6::text IS NULL THEN decision_reason
+                              ELSE decision_reason || '; footage failed: ' || $6 END
+WHERE id = $1
+"""
+
+
+async def footage_pending(conn: asyncpg.Connection, detection_id: uuid.UUID) -> str | None:
+    """The clip key of a confirmed detection whose footage is still to be made (None: nothing to do).
+    A recorded run, made or failed, leaves ``footage_total`` in the detection's timings."""
+    row = await conn.fetchrow(
+        "SELECT clip_key FROM detections WHERE id = $1 AND status = 'confirmed' AND footage_purged_at IS NULL"
+        " AND server_snapshot_key IS NOT NULL AND NOT COALESCE(timings ? 'footage_total', false)",
+        detection_id,
+    )
+    return row["clip_key"] if row else None
+
+
+async def record_footage(
+    pool: asyncpg.Pool, settings: Settings, detection_id: uuid.UUID, footage: Footage
+) -> incidents.Change | None:
+    """In one transaction: store the footage on the detection and show it on its incident (once:
+    a re-run finds it stored and changes nothing; None when there was nothing to record)."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(LOCK_FOOTAGE, detection_id)
+        if row is None or row["status"] != "confirmed" or row["footage_purged_at"] is not None:
+            return None
+        if row["footage_done"]:
+            return None  # recorded by an earlier run
+        timings = {"footage_total": 0.0} | {k: round(v, 2) for k, v in footage.timings_ms.items()}
+        await conn.execute(
+            RECORD_FOOTAGE,
+            detection_id,
+            footage.blurred_snapshot_key,
+            footage.faces_blurred,
+            footage.playable_key,
+            timings,
+            footage.error,
+        )
+        if row["incident_id"] is None or row["server_snapshot_key"] is None:
+            return None
+        incident = await incidents.lock(conn, row["incident_id"])
+        if incident is None:
+            return None
+        return await incidents.footage_ready(
+            conn,
+            settings,
+            incident,
+            detection_id=detection_id,
+            snapshot_key=row["server_snapshot_key"],
+            blurred_snapshot_key=footage.blurred_snapshot_key,
+            clip_key=footage.playable_key,
+        )
 
 
 def _confirmed(target: ConfirmTarget, verdict: Verdict) -> incidents.ConfirmedDetection:

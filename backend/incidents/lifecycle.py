@@ -5,7 +5,8 @@
     confirmed / acknowledged ──accept──▶ responding ──arrive (after accept)──▶ on_scene
     any open status ──resolve (with an outcome)──▶ resolved
     and, without a status change: add a detection, notify (step 0), escalate (later steps),
-    remind (repeat rounds), legal hold on / off, footage purged (by the retention sweeper)
+    remind (repeat rounds), legal hold on / off, footage ready (the blurred snapshot and playable
+    clip, made after the alarm), footage purged (by the retention sweeper)
 
 Every function runs in the caller's transaction, on the incident locked ``FOR UPDATE`` (or, when
 opening, under the advisory lock of its venue and kind). It writes the incident row through
@@ -500,6 +501,53 @@ async def set_legal_hold(
         data={"reason": reason},
     )
     log.info("incident_legal_hold", incident_id=str(incident.id), hold=hold)
+    return Change(updated, changed=True, event=event)
+
+
+# --- footage made after the alarm -------------------------------------------------------------
+
+
+async def footage_ready(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    incident: IncidentRow,
+    *,
+    detection_id: uuid.UUID,
+    snapshot_key: str,
+    blurred_snapshot_key: str | None,
+    clip_key: str | None,
+) -> Change:
+    """A confirmed detection's remaining footage is made (``workers.confirm.finish_footage``):
+    ``footage_ready``, when the incident shows it.
+
+    The incident's snapshot, its face-blurred twin and its clip come from its best detection: the
+    twin is taken only from the detection whose snapshot the incident shows (never a stale twin),
+    the clip from that one too, or from any while the incident has none. Footage the sweeper
+    already deleted is left alone; objects of a held incident are tagged held."""
+    _require_transaction(conn)
+    if incident.footage_purged_at is not None:
+        return Change(incident, changed=False)
+    best = incident.snapshot_key == snapshot_key
+    blurred = blurred_snapshot_key if best else incident.blurred_snapshot_key
+    clip = clip_key if clip_key is not None and (best or incident.clip_key is None) else incident.clip_key
+    if (blurred, clip) == (incident.blurred_snapshot_key, incident.clip_key):
+        return Change(incident, changed=False)
+    updated = await repo.set_footage(conn, incident.id, blurred_snapshot_key=blurred, clip_key=clip)
+    if updated.legal_hold:  # the new objects were written expirable: tag them held too
+        await queue.enqueue(conn, jobs.TagFootage(incident_id=updated.id))
+    event = await _append(
+        conn,
+        settings,
+        updated,
+        "footage_ready",
+        data={
+            "detection_id": str(detection_id),
+            "best": best,  # the detection whose snapshot the incident shows
+            "blurred_snapshot": blurred != incident.blurred_snapshot_key,
+            "clip": clip != incident.clip_key,
+        },
+    )
+    log.info("incident_footage_ready", incident_id=str(incident.id), detection_id=str(detection_id))
     return Change(updated, changed=True, event=event)
 
 

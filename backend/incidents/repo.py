@@ -125,6 +125,11 @@ UPDATE incidents i SET footage_purged_at = now(), version = i.version + 1, updat
 FROM venues v WHERE i.id = $1 AND v.id = i.venue_id
 RETURNING {_COLUMNS}
 """
+SET_FOOTAGE = f"""
+UPDATE incidents i SET blurred_snapshot_key = $2, clip_key = $3, version = i.version + 1, updated_at = now()
+FROM venues v WHERE i.id = $1 AND v.id = i.venue_id
+RETURNING {_COLUMNS}
+"""
 SET_POLICY = "UPDATE incidents SET escalation_policy = $2 WHERE id = $1"
 SET_STEP = "UPDATE incidents SET escalation_step = $2, updated_at = now() WHERE id = $1"
 SET_REPEAT_ROUND = "UPDATE incidents SET repeat_round = $2, updated_at = now() WHERE id = $1"
@@ -237,6 +242,12 @@ async def set_legal_hold(conn: asyncpg.Connection, incident_id: uuid.UUID, hold:
 
 async def mark_footage_purged(conn: asyncpg.Connection, incident_id: uuid.UUID) -> IncidentRow:
     return _locked(await conn.fetchrow(MARK_FOOTAGE_PURGED, incident_id))
+
+
+async def set_footage(
+    conn: asyncpg.Connection, incident_id: uuid.UUID, *, blurred_snapshot_key: str | None, clip_key: str | None
+) -> IncidentRow:
+    return _locked(await conn.fetchrow(SET_FOOTAGE, incident_id, blurred_snapshot_key, clip_key))
 
 
 async def set_policy(conn: asyncpg.Connection, incident_id: uuid.UUID, policy: dict[str, Any]) -> None:

@@ -20,6 +20,11 @@ from backend.webhooks import payloads, repo, signing
 DELIVER_JOB = jobs.DeliverWebhook.kind
 SNAPSHOT_NOTE = "faces blurred"
 NO_SNAPSHOT_NOTE = "no snapshot with faces blurred exists for this incident (city systems get no other)"
+# The alarm does not wait for the blur: until the footage is made, an event says what will follow.
+PENDING_SNAPSHOT_NOTE = (
+    "no snapshot with faces blurred for this incident yet; one follows in an incident.updated event "
+    "once it is made (city systems get no other)"
+)
 CONTENT_TYPES = {"json": "application/json", "cap": "application/cap+xml"}
 
 
@@ -31,7 +36,7 @@ async def record(conn: asyncpg.Connection, settings: Settings, incident: Inciden
     targets = await repo.matching(conn, event_type, incident.venue_id, incident.region_id)
     if not targets:
         return 0
-    found = await _links(conn, settings, incident)
+    found = await _links(conn, settings, incident, event)
     bodies: dict[str, bytes] = {}
     if any(t.format == "json" for t in targets):
         bodies["json"] = payloads.json_body(event_type, incident, event, found)
@@ -68,13 +73,17 @@ async def enqueue(conn: asyncpg.Connection, delivery_id: int, *, cause: str, run
     )
 
 
-async def _links(conn: asyncpg.Connection, settings: Settings, incident: IncidentRow) -> payloads.Links:
+async def _links(
+    conn: asyncpg.Connection, settings: Settings, incident: IncidentRow, event: IncidentEventRow
+) -> payloads.Links:
     """Links, never images: the incident in the API, and short links to its snapshot with faces
     blurred (never the clear one: ``backend.incidents.privacy``) and to its clip."""
     base = settings.public_base_url.rstrip("/")
     found = payloads.Links(incident=f"{base}/v1/incidents/{incident.id}")
     if incident.snapshot_key is not None and incident.blurred_snapshot_key is None:
-        found.snapshot_note = NO_SNAPSHOT_NOTE
+        # The best detection's ``footage_ready`` is the last word: a twin not made then never will be.
+        final = event.type == "footage_ready" and event.data.get("best") is True
+        found.snapshot_note = NO_SNAPSHOT_NOTE if final else PENDING_SNAPSHOT_NOTE
     for purpose, key in (("snapshot", incident.blurred_snapshot_key), ("clip", incident.clip_key)):
         if key is None:
             continue

@@ -37,6 +37,7 @@ EVENT_TYPES: Final[dict[str, str]] = {
     "accepted": "incident.responding",
     "arrived": "incident.responding",
     "resolved": "incident.resolved",
+    "footage_ready": "incident.updated",  # the snapshot with faces blurred and the clip, after the alarm
     "legal_hold_set": "incident.updated",
     "legal_hold_released": "incident.updated",
     "panic_raised": "incident.opened",  # a person's panic opens its incident
