@@ -15,11 +15,13 @@ at a steady total rate, in turn to each API. Each detection opens its own incide
 
 Per rate, one step of ``--step-s`` seconds: camera POST -> first push request at the local FCM
 endpoint p50/p95/p99 (the server's whole share: the camera and FCM are local), ingest answer time,
-decisions per second, the confirmation queue's depth and oldest age (sampled), and CPU per
-detection of each stage (API processes, worker processes with their CPU pool, the PostgreSQL
-backends of this database, the S3 server). A rate is sustained when, as its last clip is posted,
-the confirmation queue holds at most two seconds of arrivals (at least one clip) and its oldest job
-has waited under 5 s. Stepping stops at the first rate not sustained.
+decisions per second, the depth and oldest age (sampled) of the confirmation queue and of the
+footage that follows the alarm (``finish_footage``), and CPU per detection of each stage (API
+processes, worker processes with their CPU pool, the PostgreSQL backends of this database, the S3
+server), each step's footage included. A rate is sustained when, as its last clip is posted, the
+confirmation queue holds at most two seconds of arrivals (at least one clip), its oldest job has
+waited under 5 s, and the footage queue holds at most five seconds of arrivals. Stepping stops at
+the first rate not sustained.
 
 Then ``--scale-clips`` clips posted at once to 1, 2 and 3 workers (one confirmation process each):
 decisions per second as processes are added (the machine has 2 cores).
@@ -219,6 +221,20 @@ async def drained(conn: asyncpg.Connection, events: list[str], timeout_s: float)
     return True
 
 
+FOOTAGE_PENDING = """SELECT count(*) FROM detections WHERE event_id = ANY($1::text[]) AND status = 'confirmed'
+AND server_snapshot_key IS NOT NULL AND NOT COALESCE(timings ? 'footage_total', false)"""
+
+
+async def footage_done(conn: asyncpg.Connection, events: list[str], timeout_s: float) -> bool:
+    """Wait until the footage of every confirmed detection of ``events`` is made (or failed)."""
+    deadline = time.monotonic() + timeout_s
+    while await conn.fetchval(FOOTAGE_PENDING, events):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.5)
+    return True
+
+
 # --- one steady step ----------------------------------------------------------------------------------
 
 
@@ -262,10 +278,22 @@ async def post_steady(
     return posted
 
 
-async def sample_queue(conn: asyncpg.Connection, stop: asyncio.Event, into: list[tuple[int, float]]) -> None:
+Sample = tuple[int, float, int, float]  # confirmations waiting, oldest s; footage jobs waiting, oldest s
+
+
+async def sample_queue(conn: asyncpg.Connection, stop: asyncio.Event, into: list[Sample]) -> None:
     while not stop.is_set():
-        rows = [d for d in await queue.depth(conn) if d.kind == "confirm_detection" and d.status == "queued"]
-        into.append((sum(d.n for d in rows), max((d.oldest_s for d in rows), default=0.0)))
+        rows = [d for d in await queue.depth(conn) if d.status == "queued"]
+        confirm = [d for d in rows if d.kind == "confirm_detection"]
+        footage = [d for d in rows if d.kind == "finish_footage"]
+        into.append(
+            (
+                sum(d.n for d in confirm),
+                max((d.oldest_s for d in confirm), default=0.0),
+                sum(d.n for d in footage),
+                max((d.oldest_s for d in footage), default=0.0),
+            )
+        )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=0.5)
 
@@ -285,13 +313,19 @@ class Step:
     max_oldest_s: float
     end_depth: int
     end_oldest_s: float
+    footage_max_depth: int
+    footage_max_oldest_s: float
+    footage_end_depth: int
     cpu_ms: dict[str, float]
     load: str
 
     @property
     def sustained(self) -> bool:
+        """Confirmations keep up (at most two seconds of arrivals waiting, none for 5 s) and so does
+        the footage that follows them (at most five seconds of arrivals waiting)."""
         short = self.end_depth <= max(1, 2 * self.rate) and self.end_oldest_s < 5
-        return short and self.accepted == self.posted
+        footage = self.footage_end_depth <= max(2, 5 * self.rate)
+        return short and footage and self.accepted == self.posted
 
 
 async def run_step(
@@ -307,7 +341,7 @@ async def run_step(
     stages: dict[str, list[int]],
 ) -> Step:
     load = load_average()
-    samples: list[tuple[int, float]] = []
+    samples: list[Sample] = []
     stop = asyncio.Event()
     sampler_conn = await asyncpg.connect(dsn)  # the sampler's own connection
     sampler = asyncio.create_task(sample_queue(sampler_conn, stop, samples))
@@ -315,10 +349,11 @@ async def run_step(
     pg0 = await pg_cpu(conn)
     began = time.time()
     posted = await post_steady(client, apis, city, clips, rate, seconds)
-    end_depth, end_oldest_s = samples[-1] if samples else (0, 0.0)
-    # Let the step's work finish (up to two minutes) before reading its results.
+    end_depth, end_oldest_s, footage_end_depth, _ = samples[-1] if samples else (0, 0.0, 0, 0.0)
+    # Let the step's work, its footage included, finish (up to two minutes) before reading its results.
     events = [p.event_id for p in posted]
     await drained(conn, events, 120)
+    await footage_done(conn, events, 120)
     await asyncio.sleep(1.0)  # the last pushes
     stop.set()
     await sampler
@@ -358,6 +393,9 @@ async def run_step(
         max_oldest_s=max((s[1] for s in samples), default=0.0),
         end_depth=end_depth,
         end_oldest_s=end_oldest_s,
+        footage_max_depth=max((s[2] for s in samples), default=0),
+        footage_max_oldest_s=max((s[3] for s in samples), default=0.0),
+        footage_end_depth=footage_end_depth,
         cpu_ms={name: 1000 * s / max(accepted, 1) for name, s in cpu.items()},
         load=load,
     )
@@ -615,16 +653,17 @@ async def main() -> None:
     print(f"  bare firebase-admin send to the local FCM endpoint: {ms(push_lat)}, {push_cpu:.2f} ms CPU per send")
     header = (
         "| rate/s | accepted | confirmed / rejected / other | POST->push p50/p95/p99 ms | ingest answer p50/p99 ms "
-        "| decided/s | queue max depth / oldest s | CPU ms per detection: api / workers / postgres / s3 | load |"
+        "| decided/s | queue max depth / oldest s | footage queue max depth / oldest s "
+        "| CPU ms per detection: api / workers / postgres / s3 | load |"
     )
     print(header)
-    print("|---" * 9 + "|")
+    print("|---" * 10 + "|")
     for s in steps:
         print(
             f"| {s.rate:g} | {s.accepted}/{s.posted} | {s.confirmed} / {s.rejected} / {s.other} "
             f"| {pct(s.pushed, 50):.0f} / {pct(s.pushed, 95):.0f} / {pct(s.pushed, 99):.0f} "
             f"| {pct(s.answer_ms, 50):.0f} / {pct(s.answer_ms, 99):.0f} | {s.decided_per_s:.2f} "
-            f"| {s.max_depth} / {s.max_oldest_s:.1f} "
+            f"| {s.max_depth} / {s.max_oldest_s:.1f} | {s.footage_max_depth} / {s.footage_max_oldest_s:.1f} "
             f"| {s.cpu_ms['api']:.0f} / {s.cpu_ms['workers']:.0f} / {s.cpu_ms['postgres']:.0f} / {s.cpu_ms['s3']:.0f} "
             f"| {s.load.removeprefix('load average ')} |"
         )

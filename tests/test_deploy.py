@@ -431,6 +431,7 @@ async def test_the_autoscaler_runs_the_metrics_own_queries(conn: asyncpg.Connect
         "confirm-backlog": queue.LANE_BACKLOG[jobs.Lane.CONFIRM],
         "confirm-oldest": queue.LANE_OLDEST[jobs.Lane.CONFIRM],
         "alert-oldest": queue.LANE_OLDEST[jobs.Lane.ALERT],
+        "footage-oldest": queue.LANE_OLDEST[jobs.Lane.FOOTAGE],
     }
     await queue.enqueue(conn, jobs.ConfirmDetection(detection_id=uuid.uuid4()))
     for query in queries.values():  # each runs on the real schema and gives one number

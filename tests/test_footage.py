@@ -4,6 +4,7 @@ are made by ``finish_footage`` after the incident is open and its phones are bei
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from backend.detections.confirmation import Footage, Verdict, record_footage, re
 from backend.webhooks.outbox import PENDING_SNAPSHOT_NOTE, SNAPSHOT_NOTE
 from tests.factories import Factory
 from tests.test_confirm import assert_artefacts, clips, confirm_worker, object_keys, queued, run_jobs, state
-from workers.confirm import TASKS
+from workers.confirm import FOOTAGE_NICENESS, TASKS, new_footage_pool, new_pool
 from workers.runner import Runner
 
 __all__ = ["clips"]
@@ -68,8 +69,7 @@ async def test_the_alarm_goes_before_the_footage_which_follows(
         assert incident["snapshot_key"] == prefix + "snapshot.jpg"
         assert (incident["blurred_snapshot_key"], incident["clip_key"]) == (None, None)
         assert await conn.fetchval("SELECT count(*) FROM jobs WHERE kind = 'dispatch_incident'") == 1
-        footage_job = await conn.fetchrow("SELECT payload, priority FROM jobs WHERE kind = 'finish_footage'")
-        assert footage_job["priority"] == jobs.PRIORITY_LATER
+        assert await conn.fetchval("SELECT count(*) FROM jobs WHERE kind = 'finish_footage'") == 1
         assert await object_keys(storage, prefix) == sorted([row.clip_key, prefix + "snapshot.jpg"])
         opened = (await _bodies(conn))[0]
         assert opened["type"] == "incident.opened"
@@ -100,16 +100,23 @@ async def test_the_alarm_goes_before_the_footage_which_follows(
     assert FOOTAGE_FINISHED.labels(result="made")._value.get() == made_before + 1
 
 
-async def test_confirmations_are_claimed_before_footage(conn: asyncpg.Connection, make: Factory) -> None:
-    """Within the lane, footage waits for every confirmation due: no clip waits behind a blur."""
-    detection = await make.detection()  # and its confirm_detection job, due now
-    footage = jobs.FinishFootage(detection_id=detection.id, at_s=0.5)
-    await queue.enqueue(conn, footage, priority=jobs.PRIORITY_LATER)
+async def test_footage_has_its_own_lane_and_lower_priority_processes(
+    conn: asyncpg.Connection, make: Factory, settings: Settings
+) -> None:
+    """No confirmation waits for footage: not for a slot (its own lane), nor for a core (its
+    processes run at a lower OS priority)."""
+    detection = await make.detection()  # and its confirm_detection job
+    await queue.enqueue(conn, jobs.FinishFootage(detection_id=detection.id, at_s=0.5))
     await conn.execute("UPDATE jobs SET run_at = now() - interval '1 minute' WHERE kind = 'finish_footage'")  # older
-    kinds = jobs.kinds_of(jobs.Lane.CONFIRM)
-    first = await queue.claim(conn, kinds, limit=1, lease_s=30)
-    second = await queue.claim(conn, kinds, limit=1, lease_s=30)
-    assert [first[0].kind, second[0].kind] == ["confirm_detection", "finish_footage"]
+    confirming = await queue.claim(conn, jobs.kinds_of(jobs.Lane.CONFIRM), limit=5, lease_s=30)
+    assert [j.kind for j in confirming] == ["confirm_detection"]
+    footage = await queue.claim(conn, jobs.kinds_of(jobs.Lane.FOOTAGE), limit=5, lease_s=30)
+    assert [j.kind for j in footage] == ["finish_footage"]
+
+    async with new_pool(settings) as confirm_pool, new_footage_pool(settings) as footage_pool:
+        mine = os.nice(0)
+        assert await confirm_pool.run(os.nice, 0, timeout_s=30) == mine
+        assert await footage_pool.run(os.nice, 0, timeout_s=30) == min(19, mine + FOOTAGE_NICENESS)
 
 
 async def test_footage_that_cannot_be_made_is_retried_then_recorded_as_failed_and_the_alarm_stands(

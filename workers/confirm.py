@@ -11,13 +11,13 @@
 5. one transaction records the decision, groups a confirmed detection into its incident (whose
    dispatch job alerts the phones) and queues ``finish_footage``.
 
-``finish_footage`` (payload ``{"detection_id", "at_s"}``) runs after every confirmation waiting
-(a lower priority in the same lane): the same frame with faces blurred (``workers.media.faces``:
-for owners and city systems) and a phone-playable H.264 MP4, uploaded as ``snapshot_blurred.jpg``
-and ``playable.mp4``; one transaction stores them and shows them on the incident
-(``footage_ready``, which city systems get as ``incident.updated`` with the links). The blur and the
-MP4 cost about a third of a confirmed clip's CPU; no phone waits for them. A blur that fails
-leaves the blurred key empty, never the alarm.
+``finish_footage`` (payload ``{"detection_id", "at_s"}``) runs in a lane of its own, in CPU
+processes of its own at a lower OS priority, so it never delays a confirmation: the same frame
+with faces blurred (``workers.media.faces``: for owners and city systems) and a phone-playable
+H.264 MP4, uploaded as ``snapshot_blurred.jpg`` and ``playable.mp4``; one transaction stores them
+and shows them on the incident (``footage_ready``, which city systems get as ``incident.updated``
+with the links). The blur and the MP4 cost about a third of a confirmed clip's CPU; no phone
+waits for them. A blur that fails leaves the blurred key empty, never the alarm.
 
 Failures: a clip that is empty, truncated, corrupt or not a video, that hangs the decoder past
 the timeout or crashes it makes the detection ``unprocessable`` with the reason and the job ends
@@ -29,6 +29,7 @@ from storage on the last attempt is ``unprocessable``. Rejected detections get n
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import tempfile
 import time
@@ -63,6 +64,7 @@ SNAPSHOT_NAME: Final = "snapshot.jpg"
 BLURRED_NAME: Final = "snapshot_blurred.jpg"
 PLAYABLE_NAME: Final = "playable.mp4"
 SNAPSHOT_MAX_BYTES: Final = 200_000
+FOOTAGE_NICENESS: Final = 10  # the footage processes' OS priority below the confirmations'
 __all__ = ["TASKS", "Confirmer", "confirm_detection", "setup"]
 
 
@@ -75,12 +77,28 @@ _FACES: FaceDetector | None = None
 
 def init_process(person_model: Path | None, live: Path | None = None, shadow: Path | None = None) -> None:
     """Pool initializer: the live model (and the shadow model, if any) loaded once per process."""
-    global _MODEL, _SHADOW, _FACES  # noqa: PLW0603 - the per-process models are this module's state by design
+    global _MODEL, _SHADOW  # noqa: PLW0603 - the per-process models are this module's state by design
     import cv2
 
     cv2.setNumThreads(1)  # one process per core: no oversubscription
     _MODEL = ConfirmationModel(live, person_model_path=person_model)
     _SHADOW = ConfirmationModel(shadow) if shadow is not None else None
+    _load_faces()
+
+
+def init_footage_process() -> None:
+    """Footage pool initializer: below the confirmations' OS priority, with the face detector only."""
+    import cv2
+
+    os.nice(FOOTAGE_NICENESS)  # the footage never takes a core from a confirmation that wants it
+    cv2.setNumThreads(1)
+    _load_faces()
+
+
+def _load_faces() -> None:
+    global _FACES  # noqa: PLW0603 - as above
+    import cv2
+
     try:
         _FACES = FaceDetector()
     except (FileNotFoundError, cv2.error) as exc:  # no blurred snapshots: owners are told, never shown faces
@@ -226,6 +244,11 @@ class Confirmer:
     analyse: Analyse = analyse_clip
     snapshot: MakeSnapshot = make_snapshot
     footage: MakeFootage = make_footage
+    footage_pool: CpuPool | None = None  # None: the footage runs in ``pool`` (tests)
+
+    @property
+    def for_footage(self) -> CpuPool:
+        return self.footage_pool or self.pool
 
 
 def new_pool(settings: Settings, live: Path | None = None, shadow: Path | None = None) -> CpuPool:
@@ -235,6 +258,11 @@ def new_pool(settings: Settings, live: Path | None = None, shadow: Path | None =
     )
 
 
+def new_footage_pool(settings: Settings) -> CpuPool:
+    """The footage's own processes (face detector, no model), below the confirmations' OS priority."""
+    return CpuPool(settings.worker_footage_concurrency, initializer=init_footage_process)
+
+
 async def setup(ctx: WorkerContext, stack: AsyncExitStack) -> None:
     """The models named in ``model_slots`` (none: the committed model), read once at start."""
     slots = await _model_slots(ctx)
@@ -242,7 +270,8 @@ async def setup(ctx: WorkerContext, stack: AsyncExitStack) -> None:
     shadow = Path(slots["shadow"].sidecar) if "shadow" in slots else None
     log.info("confirm_models", live=str(live or "committed"), shadow=str(shadow) if shadow else None)
     pool = await stack.enter_async_context(new_pool(ctx.settings, live, shadow))
-    ctx.confirmer = Confirmer(pool)
+    footage_pool = await stack.enter_async_context(new_footage_pool(ctx.settings))
+    ctx.confirmer = Confirmer(pool, footage_pool=footage_pool)
 
 
 async def _model_slots(ctx: WorkerContext) -> dict[str, SlotRow]:
@@ -439,7 +468,7 @@ async def _make_footage(
             return confirmation.Footage(None, None, None, _footage_total(started), error="clip missing from storage")
         raise TransientError(f"clip {clip_key} missing from object storage") from exc
     try:
-        files = await confirmer.pool.run(
+        files = await confirmer.for_footage.run(
             confirmer.footage, ArtefactRequest(clip, work, job.payload.at_s), timeout_s=ctx.settings.clip_timeout_s
         )
     except CLIP_FAILURES as exc:

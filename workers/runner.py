@@ -144,6 +144,8 @@ def _lane_slots(settings: Settings, lane: Lane) -> int:
         return settings.worker_alert_concurrency
     if lane is Lane.CONFIRM:
         return settings.worker_concurrency
+    if lane is Lane.FOOTAGE:
+        return settings.worker_footage_concurrency
     if lane is Lane.WEBHOOK:
         return settings.webhook_concurrency
     return 1

@@ -48,6 +48,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # workers
     worker_concurrency: PositiveInt = 2
     worker_alert_concurrency: PositiveInt = 4
+    worker_footage_concurrency: PositiveInt = 1
     worker_metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9464
     worker_metrics_addr: str = "0.0.0.0"  # noqa: S104 - the scraper reaches the worker from outside
     job_lease_s: Annotated[float, msgspec.Meta(ge=1)] = 15.0

@@ -5,13 +5,15 @@ the kind comes from the payload's type, and the worker decodes the stored JSON b
 type before the handler sees it (a payload that does not decode is a dead letter at once).
 
 Lanes keep alerts from waiting behind confirmations: a worker runs each lane with its own slots,
-so a backlog of clips to confirm never delays a phone that should ring.
+so a backlog of clips to confirm never delays a phone that should ring, and a backlog of footage
+never delays a confirmation.
 
     lane          kinds                                                     slots
     alert         dispatch_incident, escalate_incident, repeat_alert,       worker_alert_concurrency
                   push_update, retry_delivery, alert_officer
-    confirm       confirm_detection (edge-decided kinds first: priority),   worker_concurrency
-                  finish_footage (after every confirmation waiting: priority)
+    confirm       confirm_detection (edge-decided kinds first: priority)    worker_concurrency
+    footage       finish_footage (what follows the alarm; its CPU processes  worker_footage_concurrency
+                  run at a lower OS priority than the confirmations')
     webhook       deliver_webhook (other people's servers)                 webhook_concurrency
     housekeeping  sweep_uploads, prune_locations, maintain_partitions,      1
                   live_view_housekeeping, sweep_retention, tag_footage
@@ -31,6 +33,7 @@ import msgspec
 class Lane(StrEnum):
     ALERT = "alert"
     CONFIRM = "confirm"
+    FOOTAGE = "footage"
     WEBHOOK = "webhook"
     HOUSEKEEPING = "housekeeping"
 
@@ -45,7 +48,6 @@ class Payload(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
 # Priorities within a lane (lower first).
 PRIORITY_URGENT: Final = 0  # edge-decided confirmations: no model to wait for
 PRIORITY_NORMAL: Final = 10  # everything else
-PRIORITY_LATER: Final = 20  # work the alarm does not wait for (a confirmed clip's remaining footage)
 
 
 class ConfirmDetection(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -59,7 +61,7 @@ class FinishFootage(Payload, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     twin (of the frame at ``at_s``) and the phone-playable MP4."""
 
     kind: ClassVar[str] = "finish_footage"
-    lane: ClassVar[Lane] = Lane.CONFIRM
+    lane: ClassVar[Lane] = Lane.FOOTAGE
     detection_id: uuid.UUID
     at_s: float
 

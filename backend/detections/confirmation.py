@@ -268,7 +268,6 @@ async def record_outcome(
                 conn,
                 jobs.FinishFootage(detection_id=detection_id, at_s=verdict.footage_at_s),
                 dedup_key=f"{detection_id}:footage",
-                priority=jobs.PRIORITY_LATER,
             )
         return Recorded(recorded=True, status=verdict.outcome, incident=grouping)
 
