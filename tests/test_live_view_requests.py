@@ -330,3 +330,40 @@ async def test_the_migration_also_applies_to_a_database_already_partitioned(temp
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+async def test_asking_again_after_the_time_expires_the_old_request_and_makes_a_new_one(
+    scene: Scene, settings: Settings
+) -> None:
+    first = await scene.ask()
+    await scene.answer_by_passes(first["id"])  # no worker ran the timer yet
+    second = await scene.ask()
+    assert second["id"] != first["id"] and second["status"] == "requested"
+    assert (await scene.audits(first["id"])).count("expired") == 1
+    async with dispatch_worker(settings) as ctx:
+        await run_due_jobs(ctx)
+    [expired] = scene.pushes("officer", "live_view_answer")
+    assert expired["data"]["grant_id"] == first["id"]
+    assert [m["data"]["grant_id"] for m in scene.pushes("owner", "live_view_request")] == [second["id"]]
+
+
+async def test_the_owner_withdrawing_a_request_replaces_it_on_the_staffs_phones(
+    scene: Scene, settings: Settings
+) -> None:
+    grant = await scene.ask()
+    async with dispatch_worker(settings) as ctx:
+        await run_due_jobs(ctx)
+        revoked = await scene.client.post(f"/v1/live-view/{grant['id']}/revoke", headers=scene.auth("owner"))
+        assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
+        await run_due_jobs(ctx)
+    [to_staff] = scene.pushes("bouncer", "live_view_answer")
+    assert to_staff["notification"] == {
+        "title": "Camera request withdrawn — Club Aurora",
+        "body": "Withdrawn by the owner, Dana. Nothing to do.",
+    }
+    assert to_staff["android"]["collapse_key"] == f"live-view:{grant['id']}"
+    [to_officer] = scene.pushes("officer", "live_view_answer")
+    assert to_officer["notification"]["title"] == "Live view request WITHDRAWN — Club Aurora"
+    assert scene.pushes("owner", "live_view_answer") == []
+    late = await scene.decide(grant["id"], "bouncer", approve=True)
+    assert late.status_code == 409 and late.json()["field"] == "approve"
