@@ -1,5 +1,6 @@
-"""What the console's handlers share: the parameters each one takes (the request, the request's
-connection, the signed-in user, a UUID from the path) and the answer to a form that worked (Post/Redirect/Get).
+"""What the console's handlers share: the parameters each one takes (the request; the request's
+connection, the signed-in user and a UUID from the path as the API declares them in
+``backend.core.params``) and the answer to a form that worked (Post/Redirect/Get).
 
 A console handler reads as one line of signature and a few of work::
 
@@ -12,25 +13,18 @@ A console handler reads as one line of signature and a few of work::
 
 from __future__ import annotations
 
-import uuid
 from typing import Any, TypeAlias
 from urllib.parse import urlencode
 
-import asyncpg
 from litestar import Request
 from litestar.datastructures import State
-from litestar.di import NamedDependency
-from litestar.params import FromPath
 from litestar.response import Redirect
 
-from backend.core.auth import Principal
+from backend.core.params import Db, Me, PathId
 
 __all__ = ["ConsoleRequest", "Db", "Me", "PathId", "see_other"]
 
 ConsoleRequest: TypeAlias = Request[Any, Any, State]
-Db: TypeAlias = NamedDependency[asyncpg.Connection]
-Me: TypeAlias = NamedDependency[Principal]
-PathId: TypeAlias = FromPath[uuid.UUID]
 
 
 def see_other(path: str, **query: str) -> Redirect:
