@@ -65,6 +65,30 @@ async def test_requests_refused_by_a_dependency_give_their_connection_back(
 
 
 @pytest.mark.usefixtures("no_gc")
+async def test_a_bad_history_filter_gives_the_connection_back(make: Factory, app: Litestar, client: Client) -> None:
+    """The history's filters are one dependency (``backend.history.filters``), resolved after ``db``
+    and ``me``: each 422 it raises, from Litestar's checks or its own, leaves the pool as it was."""
+    owner = await make.user("owner")
+    venue = await make.venue(owner_id=owner.id)
+    auth = make.auth(owner)
+    bad = [({"kind": "picnic"}, "kind"), ({"state": "lost"}, "state"), ({"from": "2026-13-45"}, "from")]
+    urls = [f"/v1/venues/{venue.id}/incidents", "/v1/incidents", f"/v1/venues/{venue.id}/incidents.csv"]
+    for _ in range(POOL * 2):
+        for url in urls:
+            for params, field in bad:
+                response = await client.get(url, params=params, headers=auth)
+                assert (response.status_code, response.json()["field"]) == (422, field), (url, response.text)
+                assert _all_free(app), (url, params, "a connection is still checked out")
+            stranger = await client.get(url, params={"kind": "picnic"})  # no token: still 401 first
+            assert stranger.status_code == 401, stranger.text
+            assert _all_free(app)
+    for url in urls:
+        good = await client.get(url, params={"kind": "fight", "state": "open"}, headers=auth)
+        assert good.status_code == 200, (url, good.text)
+    assert _all_free(app)
+
+
+@pytest.mark.usefixtures("no_gc")
 async def test_a_handler_error_still_rolls_back_once_and_releases(make: Factory, app: Litestar, client: Client) -> None:
     """The ordinary path (the handler raises, Litestar throws into the generator) is unchanged: one
     rollback, one release, and nothing left for the middleware."""

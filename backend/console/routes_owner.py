@@ -22,6 +22,7 @@ from backend.dispatch.schemas import EscalationPolicyIn
 from backend.history import repo as history_repo
 from backend.history import service as history
 from backend.history import stats
+from backend.history.filters import HistoryFilters
 from backend.venues import service as venues
 
 READERS = ("owner", "dispatcher", "admin")
@@ -31,8 +32,9 @@ OUTCOMES = ("handled", "false_alarm", "police_attended", "arrest", "medical", "o
 MAX_POLICY_CHARS = 16_000
 
 
-class HistoryFilters(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """The history's filters as the form sends them (empty fields left out)."""
+class HistoryForm(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The history's filters as the console's form sends them (empty fields left out), checked under
+    the form's rules, as the history's ``HistoryFilters``."""
 
     since: str | None = msgspec.field(default=None, name="from")
     until: str | None = msgspec.field(default=None, name="to")
@@ -51,14 +53,13 @@ class HistoryFilters(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 raise Invalid(f"not one of {', '.join(allowed)}", field=name)
         if self.cursor is not None and (len(self.cursor) > 200 or not _token(self.cursor)):
             raise Invalid("not a cursor this console handed out", field="cursor")
-        return history_repo.HistoryQuery(
+        return HistoryFilters(
             since=_day(self.since, "from"),
             until=_day(self.until, "to"),
             kind=self.kind,
-            status=None if self.state == "open" else self.state,
-            open_only=self.state == "open",
+            state=self.state,
             outcome=self.outcome,
-        )
+        ).query()
 
     def params(self) -> dict[str, str]:
         out = {"from": self.since, "to": self.until, "kind": self.kind, "state": self.state, "outcome": self.outcome}
@@ -78,9 +79,9 @@ def _day(value: str | None, field: str) -> datetime | None:
     return parse_time(value, field=field)
 
 
-def _filters(request: ConsoleRequest) -> HistoryFilters:
+def _filters(request: ConsoleRequest) -> HistoryForm:
     raw = {k: v for k, v in request.query_params.items() if v != "" and k != "lang"}
-    return forms.decode(raw, HistoryFilters)
+    return forms.decode(raw, HistoryForm)
 
 
 class VenueController(Controller):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from types import MappingProxyType
 from typing import Annotated
 
@@ -14,11 +13,11 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Redirect, Stream
 
-from backend.alerts.schemas import Outcome
 from backend.core.auth import Principal, provide_principal
 from backend.core.errors import problem_responses
-from backend.core.wire import TIME_PATTERN, TOKEN_PATTERN, parse_time
-from backend.history import outcomes, repo, service, stats
+from backend.core.wire import TOKEN_PATTERN, parse_time
+from backend.history import outcomes, service, stats
+from backend.history.filters import HISTORY_FILTERS, HistoryFilters, Since, Until
 from backend.history.schemas import (
     AccessLogPage,
     FootageKind,
@@ -27,48 +26,13 @@ from backend.history.schemas import (
     IncidentTimeline,
     LabelPage,
     OutcomeCreate,
-    StateFilter,
     VenueStats,
 )
-from backend.incidents.kinds import KindName
-from backend.incidents.schemas import Verdict
 
-Since = Annotated[
-    str | None,
-    QueryParameter(
-        name="from", max_length=40, pattern=TIME_PATTERN, description="from this time (inclusive, ISO 8601)"
-    ),
-]
-Until = Annotated[
-    str | None,
-    QueryParameter(name="to", max_length=40, pattern=TIME_PATTERN, description="until this time (exclusive, ISO 8601)"),
-]
 Cursor = Annotated[
     str | None, QueryParameter(max_length=200, pattern=TOKEN_PATTERN, description="next_cursor of the previous page")
 ]
 Limit = Annotated[int, QueryParameter(ge=1, le=200)]
-State_ = Annotated[StateFilter | None, QueryParameter(name="state", description="a status, or open (not resolved)")]
-
-
-def _query(  # noqa: PLR0917 - the filters, by name at the one call site
-    since: datetime | None,
-    until: datetime | None,
-    kind: str | None,
-    state: str | None,
-    outcome: str | None,
-    verdict: str | None,
-    camera_id: uuid.UUID | None,
-) -> repo.HistoryQuery:
-    return repo.HistoryQuery(
-        since=since,
-        until=until,
-        kind=kind,
-        status=None if state == "open" else state,
-        open_only=state == "open",
-        outcome=outcome,
-        verdict=verdict,
-        camera_id=camera_id,
-    )
 
 
 async def _footage(
@@ -101,6 +65,7 @@ class HistoryController(Controller):
         "/venues/{venue_id:uuid}/incidents",
         summary="The venue's incidents, newest first, filtered; for its owner, its region's dispatchers, admins",
         responses=problem_responses(401, 404, 422),
+        dependencies=HISTORY_FILTERS,
     )
     async def venue_history(  # noqa: PLR0917 - Litestar passes query parameters by name
         self,
@@ -108,13 +73,7 @@ class HistoryController(Controller):
         me: NamedDependency[Principal],
         state: State,
         venue_id: FromPath[uuid.UUID],
-        since: Since = None,
-        until: Until = None,
-        kind: FromQuery[KindName | None] = None,
-        status: State_ = None,
-        outcome: FromQuery[Outcome | None] = None,
-        verdict: FromQuery[Verdict | None] = None,
-        camera_id: FromQuery[uuid.UUID | None] = None,
+        filters: NamedDependency[HistoryFilters],
         cursor: Cursor = None,
         limit: Limit = 50,
     ) -> HistoryPage:
@@ -123,15 +82,7 @@ class HistoryController(Controller):
             state.settings,
             me,
             venue_id,
-            _query(
-                parse_time(since, field="from"),
-                parse_time(until, field="to"),
-                kind,
-                status,
-                outcome,
-                verdict,
-                camera_id,
-            ),
+            filters.query(),
             cursor=cursor,
             limit=limit,
         )
@@ -140,19 +91,14 @@ class HistoryController(Controller):
         "/incidents",
         summary="Incidents of every venue I may read (an owner's venues, a dispatcher's region), newest first",
         responses=problem_responses(401, 403, 422),
+        dependencies=HISTORY_FILTERS,
     )
     async def my_history(  # noqa: PLR0917 - Litestar passes query parameters by name
         self,
         db: NamedDependency[asyncpg.Connection],
         me: NamedDependency[Principal],
         state: State,
-        since: Since = None,
-        until: Until = None,
-        kind: FromQuery[KindName | None] = None,
-        status: State_ = None,
-        outcome: FromQuery[Outcome | None] = None,
-        verdict: FromQuery[Verdict | None] = None,
-        camera_id: FromQuery[uuid.UUID | None] = None,
+        filters: NamedDependency[HistoryFilters],
         cursor: Cursor = None,
         limit: Limit = 50,
     ) -> HistoryPage:
@@ -160,15 +106,7 @@ class HistoryController(Controller):
             db,
             state.settings,
             me,
-            _query(
-                parse_time(since, field="from"),
-                parse_time(until, field="to"),
-                kind,
-                status,
-                outcome,
-                verdict,
-                camera_id,
-            ),
+            filters.query(),
             cursor=cursor,
             limit=limit,
         )
@@ -309,20 +247,15 @@ class HistoryController(Controller):
         summary="The venue's history as CSV (RFC 4180, header row, streamed), with the history's filters",
         responses=problem_responses(401, 404, 422),
         media_type="text/csv; charset=utf-8",
+        dependencies=HISTORY_FILTERS,
     )
-    async def export(  # noqa: PLR0917 - Litestar passes query parameters by name
+    async def export(
         self,
         db: NamedDependency[asyncpg.Connection],
         me: NamedDependency[Principal],
         state: State,
         venue_id: FromPath[uuid.UUID],
-        since: Since = None,
-        until: Until = None,
-        kind: FromQuery[KindName | None] = None,
-        status: State_ = None,
-        outcome: FromQuery[Outcome | None] = None,
-        verdict: FromQuery[Verdict | None] = None,
-        camera_id: FromQuery[uuid.UUID | None] = None,
+        filters: NamedDependency[HistoryFilters],
     ) -> Stream:
         rows = await stats.export(
             db,
@@ -330,15 +263,7 @@ class HistoryController(Controller):
             state.settings,
             me,
             venue_id,
-            _query(
-                parse_time(since, field="from"),
-                parse_time(until, field="to"),
-                kind,
-                status,
-                outcome,
-                verdict,
-                camera_id,
-            ),
+            filters.query(),
         )
         return Stream(
             rows,
