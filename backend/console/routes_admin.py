@@ -5,7 +5,7 @@ posts to a route that makes one service call, as the API's admin routes do."""
 from __future__ import annotations
 
 import uuid
-from typing import NamedTuple
+from typing import NamedTuple, get_args
 
 import asyncpg
 from litestar import Controller, Response, get, post
@@ -23,16 +23,9 @@ from backend.users.schemas import UserCreate
 from backend.venues import service as venues
 from backend.venues.schemas import VenueCreate
 from backend.webhooks import service as webhooks
-from backend.webhooks.schemas import SubscriptionCreate, SubscriptionUpdate
+from backend.webhooks.schemas import EventType, SubscriptionCreate, SubscriptionUpdate
 
-EVENT_TYPES = (
-    "incident.opened",
-    "incident.updated",
-    "incident.acknowledged",
-    "incident.escalated",
-    "incident.responding",
-    "incident.resolved",
-)
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)  # the API's event types, in its order
 
 
 class ShownOnce(NamedTuple):

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from types import MappingProxyType
 from typing import Annotated
 
 import asyncpg
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
-from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.di import NamedDependency
+from litestar.params import FromQuery, JSONBody, QueryParameter
 from litestar.response import Redirect, Stream
 
-from backend.core.auth import Principal, provide_principal
+from backend.core.auth import Principal
 from backend.core.errors import problem_responses
+from backend.core.params import BEARER, SIGNED_IN, Db, Me, PathId
 from backend.core.wire import TOKEN_PATTERN, parse_time
 from backend.history import outcomes, service, stats
 from backend.history.filters import HISTORY_FILTERS, HistoryFilters, Since, Until
@@ -58,8 +58,8 @@ async def _footage(
 class HistoryController(Controller):
     path = "/v1"
     tags = ("history",)
-    dependencies = MappingProxyType({"me": Provide(provide_principal)})
-    security = ({"BearerAuth": []},)
+    dependencies = SIGNED_IN
+    security = BEARER
 
     @get(
         "/venues/{venue_id:uuid}/incidents",
@@ -69,10 +69,10 @@ class HistoryController(Controller):
     )
     async def venue_history(  # noqa: PLR0917 - Litestar passes query parameters by name
         self,
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
+        db: Db,
+        me: Me,
         state: State,
-        venue_id: FromPath[uuid.UUID],
+        venue_id: PathId,
         filters: NamedDependency[HistoryFilters],
         cursor: Cursor = None,
         limit: Limit = 50,
@@ -95,8 +95,8 @@ class HistoryController(Controller):
     )
     async def my_history(  # noqa: PLR0917 - Litestar passes query parameters by name
         self,
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
+        db: Db,
+        me: Me,
         state: State,
         filters: NamedDependency[HistoryFilters],
         cursor: Cursor = None,
@@ -116,13 +116,7 @@ class HistoryController(Controller):
         summary="Every event of the incident in order: detections, lifecycle, notifications, footage views",
         responses=problem_responses(401, 404),
     )
-    async def timeline(
-        self,
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        state: State,
-        incident_id: FromPath[uuid.UUID],
-    ) -> IncidentTimeline:
+    async def timeline(self, db: Db, me: Me, state: State, incident_id: PathId) -> IncidentTimeline:
         return await service.timeline(db, state.settings, me, incident_id)
 
     @get(
@@ -131,13 +125,7 @@ class HistoryController(Controller):
         responses=problem_responses(401, 404, 410),
         status_code=302,
     )
-    async def clip(
-        self,
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        request: Request[object, object, State],
-        incident_id: FromPath[uuid.UUID],
-    ) -> Redirect:
+    async def clip(self, db: Db, me: Me, request: Request[object, object, State], incident_id: PathId) -> Redirect:
         return await _footage(db, me, request, incident_id, "clip")
 
     @get(
@@ -146,13 +134,7 @@ class HistoryController(Controller):
         responses=problem_responses(401, 404, 410),
         status_code=302,
     )
-    async def snapshot(
-        self,
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        request: Request[object, object, State],
-        incident_id: FromPath[uuid.UUID],
-    ) -> Redirect:
+    async def snapshot(self, db: Db, me: Me, request: Request[object, object, State], incident_id: PathId) -> Redirect:
         return await _footage(db, me, request, incident_id, "snapshot")
 
     @get(
@@ -162,9 +144,9 @@ class HistoryController(Controller):
     )
     async def access_log(  # noqa: PLR0917 - Litestar passes query parameters by name
         self,
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        venue_id: FromPath[uuid.UUID],
+        db: Db,
+        me: Me,
+        venue_id: PathId,
         since: Since = None,
         until: Until = None,
         actor_id: FromQuery[uuid.UUID | None] = None,
@@ -189,12 +171,7 @@ class HistoryController(Controller):
         responses=problem_responses(401, 403, 404, 409, 422),
     )
     async def add_outcome(
-        self,
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        state: State,
-        incident_id: FromPath[uuid.UUID],
-        data: JSONBody[OutcomeCreate],
+        self, db: Db, me: Me, state: State, incident_id: PathId, data: JSONBody[OutcomeCreate]
     ) -> IncidentOutcomes:
         return await outcomes.add_outcome(db, state.settings, me, incident_id, data)
 
@@ -205,9 +182,9 @@ class HistoryController(Controller):
     )
     async def labels(  # noqa: PLR0917 - Litestar passes query parameters by name
         self,
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        venue_id: FromPath[uuid.UUID],
+        db: Db,
+        me: Me,
+        venue_id: PathId,
         camera_id: FromQuery[uuid.UUID | None] = None,
         since: Since = None,
         until: Until = None,
@@ -230,14 +207,7 @@ class HistoryController(Controller):
         summary="Incidents by kind and week, time to first acknowledgement and officer, per-camera rejections",
         responses=problem_responses(401, 404, 422),
     )
-    async def stats(
-        self,
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        venue_id: FromPath[uuid.UUID],
-        since: Since = None,
-        until: Until = None,
-    ) -> VenueStats:
+    async def stats(self, db: Db, me: Me, venue_id: PathId, since: Since = None, until: Until = None) -> VenueStats:
         return await stats.venue_stats(
             db, me, venue_id, since=parse_time(since, field="from"), until=parse_time(until, field="to")
         )
@@ -250,12 +220,7 @@ class HistoryController(Controller):
         dependencies=HISTORY_FILTERS,
     )
     async def export(
-        self,
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        state: State,
-        venue_id: FromPath[uuid.UUID],
-        filters: NamedDependency[HistoryFilters],
+        self, db: Db, me: Me, state: State, venue_id: PathId, filters: NamedDependency[HistoryFilters]
     ) -> Stream:
         rows = await stats.export(
             db,
