@@ -86,9 +86,13 @@ def release_leftover_connections(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send)
         finally:
             for lease in scope.get("state", {}).pop(_LEASES, ()):
-                if not lease.ended:
-                    log.debug("db_connection_released_by_middleware")
-                    await lease.end(commit=False)
+                if lease.ended:
+                    continue
+                log.debug("db_connection_released_by_middleware")
+                try:
+                    await lease.end(commit=False)  # released even when the rollback fails
+                except ServiceUnavailable:  # the answer is out already; the database is down
+                    log.warning("db_leftover_rollback_failed")
 
     return middleware
 
