@@ -153,6 +153,7 @@ async def _run(shared: Path | None) -> int:
                 "KUZET_ALERT_ACK_TIMEOUT_S": "3",
                 "KUZET_PANIC_CANCEL_WINDOW_S": "60",  # each demo step starts a worker: slower than a live one
                 "KUZET_LIVE_VIEW_GRANT_S": "8",  # 15 minutes by default: the demo watches one end
+                "KUZET_LIVE_VIEW_REQUEST_TIMEOUT_S": "10",  # 3 minutes by default: the demo watches one expire
                 "KUZET_PUBLIC_BASE_URL": f"http://127.0.0.1:{api_port}",
                 "KUZET_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",  # the local receiver; refused otherwise
             }
@@ -174,7 +175,7 @@ async def _run(shared: Path | None) -> int:
             incident_id = await _show_outcome(http, people, detections, inbox, settings)
             await _show_webhooks(http, people, receiver, incident_id, settings)
             panic_incident = await _panic(http, people, inbox, receiver, settings)
-            await _live_view(http, people, panic_incident, settings)
+            await _live_view(http, people, panic_incident, inbox, settings)
     finally:
         receiver.__exit__(None, None, None)
         inbox.__exit__(None, None, None)
@@ -472,30 +473,56 @@ def _segment(index: int) -> bytes:
     return buffer.getvalue()
 
 
-async def _live_view(http: httpx.AsyncClient, people: dict[str, Any], incident_id: str, settings: Settings) -> None:
-    """Dana consents on request; Officer Seitkali accepts the panic, asks, Dana approves; the camera
-    uploads segments; the grant ends and the camera is told to stop."""
+async def _live_view(
+    http: httpx.AsyncClient, people: dict[str, Any], incident_id: str, inbox: PushInbox, settings: Settings
+) -> None:
+    """Dana consents on request; Officer Seitkali accepts the panic and asks, and so does the dispatcher;
+    the request rings Dana's and the staff's phones; Dana approves Seitkali's (the answer replaces the
+    request on the phones); the camera uploads segments; the grant ends and the camera is told to stop;
+    nobody answers the dispatcher's request, which expires."""
     say("Live view: Dana lets the police ask to see her cameras during an incident")
     venue_id = people["venue"]["id"]
     policy = await http.put(
         f"/v1/venues/{venue_id}/live-view-policy", json={"policy": "on_request"}, headers=people["dana"]
     )
     show("Dana sets the policy", f"HTTP {policy.status_code} -> {policy.json().get('policy')}")
+    phone = await http.post(
+        "/v1/me/devices",
+        json={"fcm_token": f"demo-token-dana-{uuid.uuid4().hex[:6]}", "platform": "ios", "app_version": "1.0.0"},
+        headers=people["dana"],
+    )
+    show("Dana's phone registers for push", f"HTTP {phone.status_code}")
     accept = await http.post(
         f"/v1/incidents/{incident_id}/actions", json={"action": "accept"}, headers=people["seitkali"]
     )
     show("Officer Seitkali accepts the panic", f"HTTP {accept.status_code} -> {accept.json().get('status')}")
+    seen = len(inbox.messages())
     asked = await http.post(f"/v1/incidents/{incident_id}/live-view", headers=people["seitkali"])
     grant = asked.json()
     show("Seitkali asks for live view", f"HTTP {asked.status_code} -> {grant.get('status')}")
     nosy = await http.post(f"/v1/incidents/{incident_id}/live-view", headers=people["aidos"])
     show("  a bouncer cannot ask", f"HTTP {nosy.status_code}")
+    await _drain(settings)
+    say("The request rings the phones of those who can approve it: Dana and the staff on duty")
+    seen = _show_pushes(inbox, seen)
     approved = await http.post(f"/v1/live-view/{grant['id']}/decision", json={"approve": True}, headers=people["dana"])
     grant = approved.json()
     show(
         "Dana approves from her phone",
         f"HTTP {approved.status_code} -> {grant.get('status')} until {grant.get('ends_at')}",
     )
+    await _drain(settings)
+    say("The answer replaces the request on the staff's phones, and tells Seitkali")
+    seen = _show_pushes(inbox, seen)
+    waiting = await http.post(f"/v1/incidents/{incident_id}/live-view", headers=people["dispatch"])
+    unanswered = waiting.json()
+    answer_by = str(unanswered.get("answer_by"))[11:19]
+    show(
+        "the dispatcher asks too (nobody will answer)",
+        f"HTTP {waiting.status_code} -> {unanswered.get('status')}, answer by {answer_by}",
+    )
+    await _drain(settings)
+    seen = len(inbox.messages())
     camera = {"Authorization": f"Bearer {people['cameras'][0]['api_key']}"}
     order = (await http.get("/v1/cameras/me/live-view", headers=camera)).json()
     show("the dance-floor camera polls", f"wanted: {order['wanted']}, next segment {order['next_seq']}")
@@ -527,6 +554,20 @@ async def _live_view(http: httpx.AsyncClient, people: dict[str, Any], incident_i
     show("the camera polls", f"wanted: {(await http.get('/v1/cameras/me/live-view', headers=camera)).json()['wanted']}")
     gone = await http.get(url, headers=people["seitkali"])
     show("Seitkali's playlist", f"HTTP {gone.status_code}: {gone.json().get('detail')}")
+    left = (datetime.fromisoformat(unanswered["answer_by"]) - datetime.now(UTC)).total_seconds() + 0.5
+    say(
+        f"Nobody answers the dispatcher's request: it expires "
+        f"({settings.live_view_request_timeout_s:g} s here; 3 minutes by default)"
+    )
+    await asyncio.sleep(max(0.0, left))
+    await _drain(settings)
+    _show_pushes(inbox, seen)
+    too_late = await http.post(
+        f"/v1/live-view/{unanswered['id']}/decision", json={"approve": True}, headers=people["dana"]
+    )
+    show("Dana approves it too late", f"HTTP {too_late.status_code}: {too_late.json().get('detail')}")
+    status = (await http.get(f"/v1/live-view/{unanswered['id']}", headers=people["dispatch"])).json()
+    show("the dispatcher's app shows", f"{status.get('status')} ({status.get('end_reason')})")
     log = (await http.get(f"/v1/venues/{venue_id}/access-log", headers=people["dana"])).json()
     say("Dana's access log: who saw her cameras, and when")
     for item in reversed(log.get("items", [])):

@@ -176,6 +176,7 @@ async def live_grant(
             policy="automatic",
             status="active",
             grant_s=3600,
+            answer_s=make.settings.live_view_request_timeout_s,
         )
     return grant.id
 

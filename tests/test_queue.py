@@ -57,6 +57,8 @@ def test_every_kind_is_declared_once_with_a_lane() -> None:
         "push_update",
         "retry_delivery",
         "alert_officer",
+        "live_view_push",
+        "expire_live_view_request",
     }
     assert jobs.kinds_of(jobs.Lane.CONFIRM) == ["confirm_detection"]
 

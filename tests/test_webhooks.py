@@ -499,7 +499,7 @@ async def test_area_filters_choose_the_subscriptions(
         "region": await world.subscribe(client, receiver.url("/1"), region_id=str(world.region.id)),
         "other_region": await world.subscribe(client, receiver.url("/2"), region_id=str(other_region.id)),
         "venue": await world.subscribe(client, receiver.url("/3"), venue_ids=[str(world.venue.id)]),
-        "other_venue": await world.subscribe(client, receiver.url("/4"), venue_ids=[str(uuid.uuid4())]),
+        "other_venue": await world.subscribe(client, receiver.url("/4"), venue_ids=[str((await make.venue()).id)]),
         "inside": await world.subscribe(client, receiver.url("/5"), area=square(lat, lon)),
         "outside": await world.subscribe(client, receiver.url("/6"), area=square(lat + 1, lon + 1)),
         "resolved_only": await world.subscribe(client, receiver.url("/7"), event_types=["incident.resolved"]),

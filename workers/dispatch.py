@@ -1,4 +1,5 @@
-"""Dispatch jobs: alert an incident's recipients, fire escalation timers, push updates, retry pushes.
+"""Dispatch jobs: alert an incident's recipients, fire escalation timers, push updates, retry pushes;
+push live view requests to the people who can approve them, and expire those left unanswered.
 
 One ``PushGateway`` (one firebase App, one HTTP client) per worker process, built by ``setup``
 from ``fcm_project_id``, ``fcm_credentials`` and ``fcm_endpoint``. Every handler is idempotent:
@@ -17,6 +18,8 @@ from backend.core import jobs, queue
 from backend.dispatch import repo as dispatch_repo
 from backend.dispatch import service
 from backend.duty import service as duty
+from backend.liveview import notify as live_view_push
+from backend.liveview import service as live_view
 from workers.runner import Runnable, Schedule, Task, Work, WorkerContext
 
 PRUNE_EVERY = timedelta(hours=1)
@@ -70,6 +73,19 @@ async def alert_officer(ctx: WorkerContext, job: Work[jobs.AlertOfficer]) -> Non
         await service.alert_officer(conn, ctx.require_push(), ctx.settings, job.payload)
 
 
+async def push_live_view(ctx: WorkerContext, job: Work[jobs.LiveViewPush]) -> None:
+    p = job.payload
+    async with ctx.pool.acquire() as conn:
+        await live_view_push.push(
+            conn, ctx.require_push(), ctx.settings, p.grant_id, event=p.event, actor_id=p.actor_id
+        )
+
+
+async def expire_live_view_request(ctx: WorkerContext, job: Work[jobs.ExpireLiveViewRequest]) -> None:
+    async with ctx.pool.acquire() as conn:
+        await live_view.expire_and_push(conn, ctx.require_push(), ctx.settings, job.payload.grant_id)
+
+
 async def prune_locations(ctx: WorkerContext, job: Work[jobs.PruneLocations]) -> None:
     del job
     async with ctx.pool.acquire() as conn:
@@ -87,6 +103,8 @@ TASKS: list[Runnable] = [
     Task(jobs.PushUpdate, push_update),
     Task(jobs.RetryDelivery, retry_delivery),
     Task(jobs.AlertOfficer, alert_officer),
+    Task(jobs.LiveViewPush, push_live_view),
+    Task(jobs.ExpireLiveViewRequest, expire_live_view_request),
     Task(jobs.PruneLocations, prune_locations),
 ]
 HANDLERS = TASKS  # the runner takes the list

@@ -88,6 +88,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     live_view_url_ttl_s: Annotated[int, msgspec.Meta(gt=0, le=300)] = 30
     live_view_segment_retention_s: Positive = 3600.0
     live_view_playlist_segments: Annotated[int, msgspec.Meta(ge=1, le=60)] = 6
+    live_view_request_timeout_s: Annotated[float, msgspec.Meta(ge=10, le=3600)] = 180.0  # unanswered: expired
     # sign-in throttling and password policy (issue 8)
     signin_free_failures: PositiveInt = 5
     signin_free_failures_per_address: PositiveInt = 20

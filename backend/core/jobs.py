@@ -9,7 +9,8 @@ so a backlog of clips to confirm never delays a phone that should ring.
 
     lane          kinds                                                     slots
     alert         dispatch_incident, escalate_incident, repeat_alert,       worker_alert_concurrency
-                  push_update, retry_delivery, alert_officer
+                  push_update, retry_delivery, alert_officer,
+                  live_view_push, expire_live_view_request
     confirm       confirm_detection (edge-decided kinds first: priority)    worker_concurrency
     webhook       deliver_webhook (other people's servers)                 webhook_concurrency
     housekeeping  sweep_uploads, prune_locations, maintain_partitions,      1
@@ -102,6 +103,25 @@ class AlertOfficer(Payload, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     requested_role: str
 
 
+class LiveViewPush(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Push a live view request to the people who can approve it (``requested``), or its answer
+    (``approved``, ``denied``, ``revoked``) to them and to the requester, replacing the request."""
+
+    kind: ClassVar[str] = "live_view_push"
+    lane: ClassVar[Lane] = Lane.ALERT
+    grant_id: uuid.UUID
+    event: str
+    actor_id: uuid.UUID | None = None
+
+
+class ExpireLiveViewRequest(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A live view request's answer-by time: still unanswered, it expires (and that is pushed)."""
+
+    kind: ClassVar[str] = "expire_live_view_request"
+    lane: ClassVar[Lane] = Lane.ALERT
+    grant_id: uuid.UUID
+
+
 class RetryDelivery(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Send a queued delivery again after its backoff (or Retry-After)."""
 
@@ -167,6 +187,8 @@ PAYLOADS: Final[dict[str, type[Payload]]] = {
         PushUpdate,
         RetryDelivery,
         AlertOfficer,
+        LiveViewPush,
+        ExpireLiveViewRequest,
         DeliverWebhook,
         SweepUploads,
         PruneLocations,

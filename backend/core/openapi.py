@@ -27,7 +27,8 @@ def document_problems(app: Litestar) -> None:
     """Add to every route's OpenAPI ``responses`` the problem statuses it can answer, from what it takes.
 
     Every route: 503 (a dependency is down). A path parameter: 404 and 422. A query parameter: 400
-    and 422. A body: 400 (does not decode, too deep), 413 (too large) and 422. A security
+    and 422. A body: 400 (does not decode, too deep, not UTF-8, missing), 413 (too large), 415 (a JSON
+    body sent as another type) and 422. A security
     requirement: 401 and 403. What a route declares itself (409, 415, 429…) is kept. Routes added
     later get the same without anyone remembering to (``tests/test_contract.py`` checks the answers).
     """
@@ -50,6 +51,8 @@ def document_problems(app: Litestar) -> None:
                 statuses |= {400, 422}
             if "data" in parameters or handler.opt.get("streamed_body"):
                 statuses |= {400, 413, 422}
+            if "data" in parameters:
+                statuses |= {415}  # a JSON body sent as another type
             if handler.resolve_security():
                 statuses |= {401, 403}
             declared = dict(handler.responses or {})

@@ -8,7 +8,9 @@
   ``check_window`` (a detection at most 24 h old and 5 min ahead, a location at most the
   freshness window old), so a year 0001 or 9999 never reaches the database.
 - **JSON bodies**: at most ``MAX_JSON_BYTES`` (413) and ``MAX_JSON_DEPTH`` levels deep (400), both
-  checked before decoding (``check_json``, run for every request by ``guard_json_body``).
+  checked before decoding (``check_json``, run for every request by ``guard_json_body``), valid
+  UTF-8 (400), sent as ``application/json`` (or ``+json``; another type is 415) and present where
+  the route needs one (400).
 - **Cursors and tokens in paths or queries**: parsed strictly (``parse_cursor``, ``check_token``).
 
 ``tests/test_input_rules.py`` walks the OpenAPI document and fails for any request string without
@@ -23,8 +25,9 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request
+from litestar.enums import RequestEncodingType
 
-from backend.core.errors import BadRequest, Invalid, NotFound, msgspec_field
+from backend.core.errors import BadRequest, Invalid, NotFound, UnsupportedMediaType, msgspec_field
 
 # C0 controls, DEL, C1 controls and UTF-16 surrogates. ``Text`` allows tab, LF and CR.
 LINE_PATTERN = "^[^\\x00-\\x1f\\x7f-\\x9f\\ud800-\\udfff]*\\Z"
@@ -87,20 +90,59 @@ def check_json(raw: bytes | bytearray, *, field: str = "body") -> None:
         raise BadRequest(f"JSON nested deeper than {MAX_JSON_DEPTH} levels", field=field)
 
 
+def check_utf8(raw: bytes | bytearray, *, field: str = "body") -> None:
+    """JSON text is UTF-8 (RFC 8259): other bytes are a malformed request, not a server error."""
+    try:
+        bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"not valid UTF-8 (byte {exc.start})", field=field) from exc
+
+
+_JSON_MEDIA = re.compile(r"application/(?:[a-z0-9.+-]+\+)?json", re.ASCII | re.IGNORECASE)
+
+
+def _takes_json(data_field: Any) -> bool:
+    """Whether the handler decodes a JSON ``data`` body (not a form, not a body it streams itself)."""
+    if data_field is None:
+        return False
+    media = getattr(getattr(data_field, "kwarg_definition", None), "media_type", RequestEncodingType.JSON)
+    return bool(media == RequestEncodingType.JSON)
+
+
+def check_json_request(content_type: str | None, body: bytes, data_field: Any) -> None:
+    """A route that decodes JSON gets JSON: another declared type is 415, a missing required body 400.
+
+    A request without ``Content-Type`` is read as JSON (RFC 9110 lets a recipient assume a type).
+    """
+    if not _takes_json(data_field):
+        return
+    media = (content_type or "").split(";", 1)[0].strip()
+    if media and not _JSON_MEDIA.fullmatch(media):
+        raise UnsupportedMediaType(f"the body must be application/json, not {media[:100]}", field="Content-Type")
+    if not body and not data_field.is_optional:
+        raise BadRequest("this route needs a JSON body", field="body")
+
+
 async def guard_json_body(request: Request[Any, Any, Any]) -> None:
     """App-wide ``before_request``: bound the depth of every buffered JSON body before decoding.
 
     The size limit is Litestar's ``request_max_body_size`` (``MAX_JSON_BYTES``, 413). Routes that
     stream their own body (camera ingest) set ``opt={"streamed_body": True}`` and check their parts.
+    DELETE is checked too: releasing a legal hold sends its reason in the body.
     """
-    if request.route_handler.opt.get("streamed_body") or request.method in {"GET", "HEAD", "OPTIONS", "DELETE"}:
+    handler = request.route_handler
+    if handler.opt.get("streamed_body") or request.method in {"GET", "HEAD", "OPTIONS"}:
         return
     body = await request.body()
     if body:
         check_json(body)
-        if "authorization" in request.headers or not request.route_handler.resolve_security():
-            # A request that must sign in and did not gets its 401 first, whatever its body.
-            check_types(body, request.route_handler.parsed_data_field)
+        if _takes_json(handler.parsed_data_field):
+            check_utf8(body)
+    if "authorization" in request.headers or not handler.resolve_security():
+        # A request that must sign in and did not gets its 401 first, whatever its body.
+        check_json_request(request.headers.get("content-type"), body, handler.parsed_data_field)
+        if body:
+            check_types(body, handler.parsed_data_field)
 
 
 def check_types(body: bytes, data_field: Any) -> None:
@@ -118,7 +160,7 @@ def check_types(body: bytes, data_field: Any) -> None:
     except msgspec.ValidationError as exc:
         message, field = msgspec_field(str(exc))
         raise Invalid(message, field=field or "body") from exc
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return
 
 
@@ -156,7 +198,13 @@ def parse_time(value: str | None, *, field: str) -> datetime | None:
         parsed = datetime.fromisoformat(value)
     except ValueError as exc:
         raise Invalid("not an ISO 8601 time (for example 2026-11-30T22:00:00+05:00)", field=field) from exc
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:  # 0001-01-01T00:00+14:00 is in year 0 in UTC, 9999-12-31T23:59-14:00 in year 10000
+        parsed.astimezone(UTC)
+    except OverflowError as exc:
+        raise Invalid("the time is outside years 1 to 9999 in UTC", field=field) from exc
+    return parsed
 
 
 def parse_cursor(value: str | None, *, field: str) -> int | None:

@@ -125,6 +125,8 @@ def parse_meta(raw: bytes | bytearray) -> DetectionMeta:
         raise Invalid(text, field=f"meta.{path}" if path else "meta") from exc
     except msgspec.DecodeError as exc:
         raise BadRequest(f"meta is not valid JSON: {exc}", field="meta") from exc
+    except UnicodeDecodeError as exc:  # msgspec reports bytes that are not UTF-8 so, not as a DecodeError
+        raise BadRequest(f"meta is not valid UTF-8 (byte {exc.start})", field="meta") from exc
     check_window(meta.occurred_at, field="meta.occurred_at", now=datetime.now(UTC), max_age=DETECTION_MAX_AGE)
     return meta
 

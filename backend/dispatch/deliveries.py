@@ -28,6 +28,7 @@ _REASONS: Final = {
     "QUOTA_EXCEEDED": "FCM sending quota exceeded",
     "EXPIRED": "not delivered before the alert expired",
     "no registered device": "no phone registered",
+    "ANSWERED": "the live view request was answered before this push could be sent",
 }
 
 

@@ -12,6 +12,11 @@ records each outcome:
                     ``alert_ttl_s``); past it the delivery fails ``EXPIRED`` after FCM's last error
     failed          permanent (INVALID_ARGUMENT, THIRD_PARTY_AUTH_ERROR...): recorded, not retried
 
+A push about a live view request (``live_view_request``, ``live_view_answer``) is a delivery of its
+grant rather than of an alert: same claims, retries and log, its own collapse key (the answer
+replaces the request on the phone, never the incident's alert) and its own time to live (a request
+is worth sending only until it must be answered).
+
 A delivery is one row per device, purpose, incident version and round: it is retried in place and
 claimed by one sender at a time (the claim is renewed while a batch is in flight), so a device is
 never sent the same push twice. Every delivery given up is a ``delivery_failed`` log line (incident,
@@ -54,7 +59,7 @@ class SendReport(msgspec.Struct, kw_only=True):
 
 def _message(settings: Settings, d: repo.ClaimedDelivery, now: datetime) -> PushMessage | None:
     """The push for a delivery, or None once it is past its TTL (nobody wants a stale alarm)."""
-    remaining = settings.alert_ttl_s - int((now - d.created_at).total_seconds())
+    remaining = (d.ttl_s or settings.alert_ttl_s) - int((now - d.created_at).total_seconds())
     if remaining < 1:
         return None
     fields = {
@@ -62,7 +67,7 @@ def _message(settings: Settings, d: repo.ClaimedDelivery, now: datetime) -> Push
         "title": d.title,
         "body": d.body,
         "data": d.data,
-        "collapse_key": str(d.incident_id),
+        "collapse_key": d.collapse_key,
         "urgency": "critical" if d.urgency == "critical" else "time_sensitive",
         "ttl_s": remaining,
         "channel_id": str(getattr(settings, kinds.channel_setting(d.data.get("kind", "")))),
@@ -131,7 +136,7 @@ async def _send(
                 error_code=code,
             )
             DELIVERIES_ABANDONED.labels(reason=code.split()[0]).inc()
-        await undeliverable(conn, settings, [d for d, _ in failed if d.purpose == "alert"])
+        await undeliverable(conn, settings, [d for d, _ in failed if d.purpose == "alert" and d.alert_id])
     PUSH_SENT.labels(outcome="sent", error_code="").inc(report.sent)
     for result in results:
         if not result.ok:
@@ -145,6 +150,8 @@ async def undeliverable(conn: asyncpg.Connection, settings: Settings, failed: li
     about an incident can be reached. In the caller's transaction."""
     incidents: set[uuid.UUID] = set()
     for delivery in failed:
+        if delivery.alert_id is None:  # a live view push: nobody's alert depends on it
+            continue
         reason = await repo.unreachable_reason(conn, delivery.alert_id)
         if reason is not None and await mark_undelivered(
             conn, settings, delivery.incident_id, delivery.alert_id, reason
@@ -231,7 +238,7 @@ async def _record(
             else queue.backoff_s(delivery.attempts, base=RETRY_BACKOFF_BASE_S, cap=RETRY_BACKOFF_CAP_S)
         )
         now = datetime.now(UTC)
-        deadline = delivery.created_at + timedelta(seconds=settings.alert_ttl_s)
+        deadline = delivery.created_at + timedelta(seconds=delivery.ttl_s or settings.alert_ttl_s)
         if now >= deadline - timedelta(seconds=1):
             report.failed += 1
             await repo.mark_failed(conn, delivery.id, f"EXPIRED after {code}")

@@ -26,7 +26,7 @@ class DeviceTarget(msgspec.Struct, frozen=True):
 
 class ClaimedDelivery(msgspec.Struct, frozen=True):
     id: int
-    alert_id: uuid.UUID
+    alert_id: uuid.UUID | None  # None for a live view push (``grant_id``): nobody is alerted by it
     incident_id: uuid.UUID
     user_id: uuid.UUID
     device_id: uuid.UUID
@@ -40,6 +40,14 @@ class ClaimedDelivery(msgspec.Struct, frozen=True):
     created_at: datetime
     fcm_token: str
     error_code: str | None  # the last transient error, while it is being retried
+    grant_id: uuid.UUID | None = None
+    ttl_s: int | None = None  # its own time to live (else ``alert_ttl_s``)
+
+    @property
+    def collapse_key(self) -> str:
+        """Pushes about one incident replace each other on the phone; a live view request and its
+        answer replace each other, never the incident's alert."""
+        return f"live-view:{self.grant_id}" if self.grant_id else str(self.incident_id)
 
 
 class UndeliveredAlert(msgspec.Struct, frozen=True):
@@ -94,7 +102,7 @@ FROM devices v
 WHERE v.id = d.device_id AND v.is_active AND {where}
   AND (d.status = 'queued' OR (d.status = 'sending' AND d.claimed_at < now() - make_interval(secs => $2)))
 RETURNING d.id, d.alert_id, d.incident_id, d.user_id, d.device_id, d.purpose, d.title, d.body, d.image_url,
-          d.data, d.urgency, d.attempts, d.created_at, v.fcm_token, d.error_code
+          d.data, d.urgency, d.attempts, d.created_at, v.fcm_token, d.error_code, d.grant_id, d.ttl_s
 """
 CLAIM_FOR_INCIDENT = _CLAIM.format(
     where="d.incident_id = $1 AND d.incident_opened_at = (SELECT opened_at FROM incidents WHERE id = $1)"
@@ -255,6 +263,72 @@ async def insert_deliveries(
     return int(status.split()[-1])
 
 
+# --- pushes about a live view request (no alert: the grant is what they are about) ---------------
+
+INSERT_GRANT_DELIVERIES = """
+INSERT INTO deliveries (grant_id, incident_id, user_id, device_id, purpose, incident_version, title, body, data,
+                        urgency, ttl_s, incident_opened_at)
+SELECT $1, i.id, d.user_id, d.device_id, $3, i.version, d.title, d.body, d.data, 'time_sensitive', $4, i.opened_at
+FROM incidents i, unnest($5::uuid[], $6::uuid[], $7::text[], $8::text[], $9::jsonb[])
+     AS d(user_id, device_id, title, body, data)
+WHERE i.id = $2
+ON CONFLICT ON CONSTRAINT deliveries_grant_unique DO NOTHING
+"""
+_REQUEST_PUSHES = """grant_id = $1 AND purpose = 'live_view_request'
+  AND incident_id = $2 AND incident_opened_at = (SELECT opened_at FROM incidents WHERE id = $2)"""
+DROP_UNSENT_REQUESTS = f"""
+UPDATE deliveries SET status = 'failed', error_code = 'ANSWERED', failed_at = now(), claimed_at = NULL,
+       updated_at = now()
+WHERE {_REQUEST_PUSHES} AND status = 'queued'
+"""
+REQUEST_REACHED = f"SELECT DISTINCT user_id FROM deliveries WHERE {_REQUEST_PUSHES} AND status <> 'failed'"
+
+
+class GrantDelivery(msgspec.Struct, frozen=True):
+    user_id: uuid.UUID
+    device_id: uuid.UUID
+    title: str
+    body: str
+    data: dict[str, str]
+
+
+async def insert_grant_deliveries(
+    conn: asyncpg.Connection,
+    *,
+    grant_id: uuid.UUID,
+    incident_id: uuid.UUID,
+    purpose: str,
+    ttl_s: int | None,
+    rows: list[GrantDelivery],
+) -> int:
+    """Queue pushes about a live view request (one per device and purpose: a repeat is skipped)."""
+    if not rows:
+        return 0
+    status = await conn.execute(
+        INSERT_GRANT_DELIVERIES,
+        grant_id,
+        incident_id,
+        purpose,
+        ttl_s,
+        [r.user_id for r in rows],
+        [r.device_id for r in rows],
+        [r.title for r in rows],
+        [r.body for r in rows],
+        [r.data for r in rows],
+    )
+    return int(status.split()[-1])
+
+
+async def drop_unsent_requests(conn: asyncpg.Connection, grant_id: uuid.UUID, incident_id: uuid.UUID) -> int:
+    """The request is answered: its pushes still waiting to be (re)sent are given up (``ANSWERED``)."""
+    return int((await conn.execute(DROP_UNSENT_REQUESTS, grant_id, incident_id)).split()[-1])
+
+
+async def request_reached(conn: asyncpg.Connection, grant_id: uuid.UUID, incident_id: uuid.UUID) -> list[uuid.UUID]:
+    """Who was sent the request (or is being sent it now): they get its answer."""
+    return [r["user_id"] for r in await conn.fetch(REQUEST_REACHED, grant_id, incident_id)]
+
+
 def _claimed(rows: list[asyncpg.Record]) -> list[ClaimedDelivery]:
     return [msgspec.convert(dict(r), ClaimedDelivery) for r in rows]
 
@@ -398,10 +472,11 @@ class UndeliveredRow(msgspec.Struct, frozen=True):
 
 
 DELIVERY_ROWS = """
-SELECT d.id AS delivery_id, d.user_id, u.display_name, a.audience, d.device_id, v.platform, d.purpose, d.round,
+SELECT d.id AS delivery_id, d.user_id, u.display_name, COALESCE(a.audience, 'live_view') AS audience, d.device_id,
+       v.platform, d.purpose, d.round,
        d.status, d.attempts, d.error_code, d.updated_at
 FROM deliveries d
-JOIN alerts a ON a.id = d.alert_id
+LEFT JOIN alerts a ON a.id = d.alert_id
 JOIN users u ON u.id = d.user_id
 JOIN devices v ON v.id = d.device_id
 WHERE d.incident_id = $1 AND d.incident_opened_at = (SELECT opened_at FROM incidents WHERE id = $1)

@@ -38,7 +38,7 @@ class DeliveryState(msgspec.Struct, kw_only=True):
     audience: str
     device_id: uuid.UUID
     platform: str
-    purpose: Literal["alert", "update", "reminder"]
+    purpose: Literal["alert", "update", "reminder", "live_view_request", "live_view_answer"]
     round: int
     state: DeliveryStateName
     attempts: int

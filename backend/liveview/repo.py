@@ -35,6 +35,9 @@ class GrantRow(msgspec.Struct, frozen=True):
     viewed_cameras: list[uuid.UUID]
     resolved_at: datetime | None
     venue_owner_id: uuid.UUID | None
+    answer_by: datetime | None = None  # a request unanswered by then expires
+    venue_name: str = ""
+    incident_kind: str = ""
 
     def ends_at(self, after_resolution_s: float) -> datetime | None:
         """When an active grant stops: its expiry, or the allowance after resolution if earlier."""
@@ -66,7 +69,7 @@ class CameraRow(msgspec.Struct, frozen=True):
 _GRANT = """
 SELECT g.id, g.incident_id, g.venue_id, g.grantee_id, g.grantee_role, u.display_name AS grantee_name, g.policy,
        g.status, g.requested_at, g.started_at, g.expires_at, g.ended_at, g.end_reason, g.viewed_cameras,
-       i.resolved_at, v.owner_id AS venue_owner_id
+       i.resolved_at, v.owner_id AS venue_owner_id, g.answer_by, v.name AS venue_name, i.kind AS incident_kind
 FROM live_view_grants g
 JOIN users u ON u.id = g.grantee_id
 JOIN incidents i ON i.id = g.incident_id
@@ -87,10 +90,11 @@ SELECT_OPEN_GRANT = _GRANT + "WHERE g.incident_id = $1 AND g.grantee_id = $2 AND
 SELECT_VENUE_GRANTS = _GRANT + "WHERE g.venue_id = $1 ORDER BY g.requested_at DESC LIMIT $2"
 INSERT_GRANT = """
 INSERT INTO live_view_grants (incident_id, venue_id, grantee_id, grantee_role, policy, status, decided_role,
-                              started_at, expires_at)
+                              started_at, expires_at, answer_by)
 VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $6 = 'active' THEN 'policy' END,
         CASE WHEN $6 = 'active' THEN clock_timestamp() END,
-        CASE WHEN $6 = 'active' THEN clock_timestamp() + make_interval(secs => $7) END)
+        CASE WHEN $6 = 'active' THEN clock_timestamp() + make_interval(secs => $7) END,
+        CASE WHEN $6 = 'requested' THEN clock_timestamp() + make_interval(secs => $8) END)
 ON CONFLICT (incident_id, grantee_id) WHERE status IN ('requested', 'active') DO NOTHING
 RETURNING id
 """
@@ -107,6 +111,10 @@ END_GRANT = """
 UPDATE live_view_grants SET status = $2, ended_at = clock_timestamp(), end_reason = $3
 WHERE id = $1 AND status IN ('requested', 'active')
 """
+EXPIRE_REQUEST = """
+UPDATE live_view_grants SET status = 'expired', ended_at = clock_timestamp(), end_reason = 'unanswered'
+WHERE id = $1 AND status = 'requested'
+"""
 MARK_VIEWED = """
 UPDATE live_view_grants SET viewed_cameras = array_append(viewed_cameras, $2)
 WHERE id = $1 AND NOT ($2 = ANY(viewed_cameras)) RETURNING id
@@ -118,6 +126,21 @@ SELECT_OVERDUE = (
     OR (i.resolved_at IS NOT NULL AND clock_timestamp() >= i.resolved_at + make_interval(secs => $1)))
 LIMIT $2"""
 )
+# Requests nobody answered in time (``answer_by``; a request from before it existed: its age).
+SELECT_UNANSWERED = (
+    _GRANT
+    + """WHERE g.status = 'requested'
+    AND clock_timestamp() >= COALESCE(g.answer_by, g.requested_at + make_interval(secs => $1))
+ORDER BY g.requested_at LIMIT $2"""
+)
+# Who can approve a venue's requests: its owner and its staff on duty (as ``service._may_approve``).
+SELECT_APPROVERS = """
+SELECT u.id AS user_id FROM venues v JOIN users u ON u.id = v.owner_id WHERE v.id = $1 AND u.is_active
+UNION
+SELECT d.user_id FROM duty d JOIN users u ON u.id = d.user_id
+WHERE d.venue_id = $1 AND d.on_duty AND d.role = 'bouncer' AND u.is_active AND u.venue_id = $1
+"""
+SELECT_USER = "SELECT display_name, role FROM users WHERE id = $1"
 # The latest end of the live grants at a venue: cameras upload until then.
 VENUE_LIVE_UNTIL = f"""
 SELECT max(least(g.expires_at, i.resolved_at + make_interval(secs => $2)))
@@ -189,10 +212,11 @@ async def insert_grant(
     policy: str,
     status: str,
     grant_s: float,
+    answer_s: float,
 ) -> uuid.UUID | None:
     """The new grant's id; None when this person already has an open one for the incident."""
     value: uuid.UUID | None = await conn.fetchval(
-        INSERT_GRANT, incident_id, venue_id, grantee_id, grantee_role, policy, status, grant_s
+        INSERT_GRANT, incident_id, venue_id, grantee_id, grantee_role, policy, status, grant_s, answer_s
     )
     return value
 
@@ -212,6 +236,11 @@ async def end(conn: asyncpg.Connection, grant_id: uuid.UUID, *, status: str, rea
     return bool(await conn.execute(END_GRANT, grant_id, status, reason) == "UPDATE 1")
 
 
+async def expire_request(conn: asyncpg.Connection, grant_id: uuid.UUID) -> bool:
+    """An unanswered request expires (True once; never a request already answered)."""
+    return bool(await conn.execute(EXPIRE_REQUEST, grant_id) == "UPDATE 1")
+
+
 async def mark_viewed(conn: asyncpg.Connection, grant_id: uuid.UUID, camera_id: uuid.UUID) -> bool:
     """True the first time this camera is viewed under this grant."""
     return await conn.fetchval(MARK_VIEWED, grant_id, camera_id) is not None
@@ -219,6 +248,20 @@ async def mark_viewed(conn: asyncpg.Connection, grant_id: uuid.UUID, camera_id: 
 
 async def overdue(conn: asyncpg.Connection, after_resolution_s: float, limit: int = 500) -> list[GrantRow]:
     return [msgspec.convert(dict(r), GrantRow) for r in await conn.fetch(SELECT_OVERDUE, after_resolution_s, limit)]
+
+
+async def unanswered(conn: asyncpg.Connection, timeout_s: float, limit: int = 500) -> list[GrantRow]:
+    return [msgspec.convert(dict(r), GrantRow) for r in await conn.fetch(SELECT_UNANSWERED, timeout_s, limit)]
+
+
+async def approvers(conn: asyncpg.Connection, venue_id: uuid.UUID) -> list[uuid.UUID]:
+    return sorted(r["user_id"] for r in await conn.fetch(SELECT_APPROVERS, venue_id))
+
+
+async def user(conn: asyncpg.Connection, user_id: uuid.UUID) -> tuple[str, str | None]:
+    """A person's display name and role ("" and None when there is no such person)."""
+    record = await conn.fetchrow(SELECT_USER, user_id)
+    return (str(record["display_name"]), str(record["role"])) if record else ("", None)
 
 
 async def venue_live_until(conn: asyncpg.Connection, venue_id: uuid.UUID, after_resolution_s: float) -> datetime | None:

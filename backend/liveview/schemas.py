@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 
 Policy = Literal["never", "on_request", "automatic"]
-GrantStatus = Literal["requested", "active", "denied", "revoked", "ended"]
+GrantStatus = Literal["requested", "active", "denied", "revoked", "ended", "expired"]
 
 
 class PolicyUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -39,6 +39,7 @@ class Grant(msgspec.Struct, kw_only=True):
     policy: Policy
     status: GrantStatus
     requested_at: datetime
+    answer_by: datetime | None = None  # a request: unanswered by then, it expires (status "expired")
     started_at: datetime | None = None
     ends_at: datetime | None = None  # while active: the earlier of its expiry and the end after resolution
     ended_at: datetime | None = None

@@ -14,9 +14,17 @@ and, while any grant at their venue is live, upload MPEG-TS segments (video only
 playlist lists the newest segments received since the grant started, each a presigned URL of
 ``KUZET_LIVE_VIEW_URL_TTL_S``.
 
+A request under ``on_request`` is pushed at once (a ``live_view_push`` job: ``notify``) to the
+phones of the people who can approve it, and must be answered within
+``KUZET_LIVE_VIEW_REQUEST_TIMEOUT_S`` (its ``answer_by``): a delayed ``expire_live_view_request`` job
+then marks it ``expired`` (once, under the grant's row lock, whichever worker runs it or how often),
+and the answer, whichever it is, is pushed to the requester and replaces the request on the phones
+it reached. Approving or denying an expired request is a 409. The housekeeping job expires any
+request whose job was lost, and a decision arriving after the time but before the job does it too.
+
 Audited (the owner's access log; the incident's timeline): ``footage.live_view.requested``,
-``.refused``, ``.approved``, ``.denied``, ``.started``, ``.viewed`` (each camera, once per grant),
-``.extended``, ``.revoked``, ``.ended``.
+``.refused``, ``.approved``, ``.denied``, ``.expired``, ``.started``, ``.viewed`` (each camera, once
+per grant), ``.extended``, ``.revoked``, ``.ended``.
 """
 
 from __future__ import annotations
@@ -24,21 +32,24 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 import asyncpg
 
+from backend.adapters.push import PushGateway
 from backend.alerts.access import can_see
 from backend.audit import repo as audit
+from backend.core import jobs, queue
 from backend.core.auth import CameraPrincipal, Principal
 from backend.core.config import Settings
 from backend.core.errors import Conflict, Forbidden, Gone, Invalid, NotFound, PayloadTooLarge, UnsupportedMediaType
 from backend.core.logging import get_logger
+from backend.dispatch.fanout import SendReport
 from backend.duty import repo as duty
 from backend.incidents import lifecycle
 from backend.incidents import repo as incidents
-from backend.liveview import repo, segments
+from backend.liveview import notify, repo, segments
 from backend.liveview.repo import GrantRow
 from backend.liveview.schemas import CameraOrder, Grant, GrantList, PolicyUpdate, SegmentAccepted, VenuePolicy
 
@@ -138,6 +149,7 @@ async def _view(conn: asyncpg.Connection, settings: Settings, grant: GrantRow, m
         policy=grant.policy,  # type: ignore[arg-type]
         status="ended" if grant.status == "active" and not live else grant.status,  # type: ignore[arg-type]
         requested_at=grant.requested_at,
+        answer_by=grant.answer_by if grant.status in {"requested", "expired"} else None,
         started_at=grant.started_at,
         ends_at=grant.ends_at(settings.live_view_after_resolution_s) if grant.status == "active" else None,
         ended_at=grant.ended_at,
@@ -158,6 +170,8 @@ async def request(conn: asyncpg.Connection, settings: Settings, me: Principal, i
     if incident.status == "resolved":
         raise Conflict("the incident is resolved; live view is for open incidents", field="incident_id")
     existing = await repo.open_grant(conn, incident.id, me.user_id)
+    if existing is not None and await _expire_if_due(conn, settings, existing):
+        existing = None  # unanswered in time: this is a new request
     if existing is not None:
         return await _view(conn, settings, existing, me)
     found = await repo.get_policy(conn, incident.venue_id)
@@ -185,6 +199,7 @@ async def request(conn: asyncpg.Connection, settings: Settings, me: Principal, i
         policy=policy,
         status=status,
         grant_s=settings.live_view_grant_s,
+        answer_s=settings.live_view_request_timeout_s,
     )
     if grant_id is None:  # a concurrent request of the same person won
         raced = await repo.open_grant(conn, incident.id, me.user_id)
@@ -195,8 +210,68 @@ async def request(conn: asyncpg.Connection, settings: Settings, me: Principal, i
     await _audit(conn, me, "requested", grant, {"policy": policy})
     if status == "active":
         await _audit(conn, None, "started", grant, {"by": "policy"}, role="policy")
+    else:  # ask the venue's people now, and give up on them at answer_by
+        assert grant.answer_by is not None
+        await queue.enqueue(
+            conn, jobs.LiveViewPush(grant_id=grant.id, event="requested"), dedup_key=f"{grant.id}:requested"
+        )
+        await queue.enqueue(
+            conn, jobs.ExpireLiveViewRequest(grant_id=grant.id), dedup_key=str(grant.id), run_at=grant.answer_by
+        )
     log.info("live_view_requested", grant_id=str(grant_id), incident_id=str(incident.id), status=status)
     return await _view(conn, settings, grant, me)
+
+
+async def _push_answer(conn: asyncpg.Connection, grant: GrantRow, event: str, actor_id: uuid.UUID | None) -> None:
+    """Queue the push of a request's answer (one per request, whatever it is)."""
+    await queue.enqueue(
+        conn, jobs.LiveViewPush(grant_id=grant.id, event=event, actor_id=actor_id), dedup_key=f"{grant.id}:answer"
+    )
+
+
+async def _expire(conn: asyncpg.Connection, settings: Settings, grant: GrantRow) -> bool:
+    """Mark an unanswered request expired, once (audited, on the timeline); False if it was answered."""
+    if not await repo.expire_request(conn, grant.id):
+        return False
+    detail = {"after_s": settings.live_view_request_timeout_s}
+    await _audit(
+        conn, None, "expired", grant, detail | ({"answer_by": grant.answer_by.isoformat()} if grant.answer_by else {})
+    )
+    log.info("live_view_request_expired", grant_id=str(grant.id), incident_id=str(grant.incident_id))
+    return True
+
+
+def _due(grant: GrantRow, now: datetime) -> bool:
+    return grant.status == "requested" and grant.answer_by is not None and now >= grant.answer_by
+
+
+async def _expire_if_due(conn: asyncpg.Connection, settings: Settings, grant: GrantRow) -> bool:
+    """Expire a request past its answer-by time now (its job has not run yet); its push goes by job."""
+    if not _due(grant, await repo.db_now(conn)) or not await _expire(conn, settings, grant):
+        return False
+    await _push_answer(conn, grant, "expired", None)
+    return True
+
+
+async def expire_request(conn: asyncpg.Connection, settings: Settings, grant_id: uuid.UUID) -> uuid.UUID | None:
+    """The ``expire_live_view_request`` job's work, in the caller's transaction: the request expires
+    if it is still unanswered at its answer-by time, and the answer's pushes are queued. Idempotent:
+    under the grant's row lock, a second run (another worker, a retry) finds it expired and does
+    nothing. Returns the incident whose pushes to send, or None."""
+    grant = await repo.get_grant(conn, grant_id, lock=True)
+    if grant is None or not _due(grant, await repo.db_now(conn)) or not await _expire(conn, settings, grant):
+        return None
+    incident_id, _ = await notify.prepare(conn, settings, grant.id, "expired")
+    return incident_id
+
+
+async def expire_and_push(
+    conn: asyncpg.Connection, gateway: PushGateway, settings: Settings, grant_id: uuid.UUID
+) -> SendReport:
+    """The whole ``expire_live_view_request`` job: expire in a transaction, then send the pushes."""
+    async with conn.transaction():
+        incident_id = await expire_request(conn, settings, grant_id)
+    return await notify.send(conn, gateway, settings, incident_id)
 
 
 async def _may_approve(conn: asyncpg.Connection, me: Principal, grant: GrantRow) -> bool:
@@ -222,12 +297,23 @@ async def decide(
     grant = await _locked(conn, grant_id)
     if not await _may_approve(conn, me, grant):
         raise NotFound("no such live view", field="grant_id")
+    if await _expire_if_due(conn, settings, grant):
+        grant = await _locked(conn, grant.id)
+    if grant.status == "expired":
+        assert grant.answer_by is not None
+        raise Conflict(
+            f"the request expired unanswered at {grant.answer_by.astimezone(UTC):%H:%M:%S} UTC "
+            f"({notify.span(settings.live_view_request_timeout_s)} after it was made); the requester may ask again",
+            field="approve",
+            keep_changes=True,  # the expiry just recorded, if it was this call's
+        )
     if grant.status != "requested":
         raise Conflict(f"the request was already answered ({grant.status})", field="approve")
     if approve and grant.resolved_at is not None:
         raise Conflict("the incident is resolved; live view is for open incidents", field="approve")
     await repo.decide(conn, grant.id, approve=approve, by=me.user_id, role=me.role, grant_s=settings.live_view_grant_s)
     await _audit(conn, me, "approved" if approve else "denied", grant)
+    await _push_answer(conn, grant, "approved" if approve else "denied", me.user_id)
     if approve:
         await _audit(conn, me, "started", grant, {"by": me.role})
     decided = await repo.get_grant(conn, grant.id)
@@ -272,6 +358,8 @@ async def revoke(conn: asyncpg.Connection, settings: Settings, me: Principal, gr
     if not await repo.end(conn, grant.id, status="revoked", reason=f"revoked by the {me.role}"):
         raise Conflict(f"the live view is not running ({grant.status})", field="grant_id")
     await _audit(conn, me, "revoked", grant)
+    if grant.status == "requested":  # the people asked learn that there is nothing left to answer
+        await _push_answer(conn, grant, "revoked", me.user_id)
     revoked = await repo.get_grant(conn, grant.id)
     assert revoked is not None
     log.info("live_view_revoked", grant_id=str(grant.id), role=me.role)
@@ -417,17 +505,22 @@ async def upload_segment(
 
 async def housekeeping(conn: asyncpg.Connection, settings: Settings, storage: Storage) -> tuple[int, int]:
     """End grants whose time is up (audited) and delete segments past retention; (ended, deleted)."""
-    ended = 0
+    ended = expired = 0
     async with conn.transaction():
         for grant in await repo.overdue(conn, settings.live_view_after_resolution_s):
             if await repo.end(conn, grant.id, status="ended", reason="expired"):
                 await _audit(conn, None, "ended", grant, {"reason": "expired"})
                 ended += 1
+        # requests whose expiry job was lost (or that predate it): expired here, pushed by a job
+        for grant in await repo.unanswered(conn, settings.live_view_request_timeout_s):
+            if await _expire(conn, settings, grant):
+                await _push_answer(conn, grant, "expired", None)
+                expired += 1
     old = await repo.old_segments(conn, settings.live_view_segment_retention_s)
     for row in old:
         await storage.delete_prefix(row.object_key)
     if old:
         await repo.delete_segments(conn, [r.id for r in old])
-    if ended or old:
-        log.info("live_view_housekeeping", ended=ended, segments_deleted=len(old))
+    if ended or expired or old:
+        log.info("live_view_housekeeping", ended=ended, requests_expired=expired, segments_deleted=len(old))
     return ended, len(old)

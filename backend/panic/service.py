@@ -94,6 +94,8 @@ def _parse_meta(raw: bytes) -> PanicMeta:
         raise Invalid(text, field=f"meta.{path}" if path else "meta") from exc
     except msgspec.DecodeError as exc:  # the part arrived whole: its value is what is wrong (422)
         raise Invalid(f"meta is not valid JSON: {exc}", field="meta") from exc
+    except UnicodeDecodeError as exc:  # msgspec reports bytes that are not UTF-8 so, not as a DecodeError
+        raise Invalid(f"meta is not valid UTF-8 (byte {exc.start})", field="meta") from exc
 
 
 async def read_form(
@@ -129,9 +131,7 @@ async def read_form(
         if not photo:
             raise Invalid("the photo is empty", field="photo")
         if sniff.sniff_image(bytes(photo[:16])) is None:
-            raise UnsupportedMediaType(
-                f"the photo is {sniff.describe(bytes(photo[: sniff.SNIFF_BYTES]))}", field="photo"
-            )
+            raise UnsupportedMediaType("the photo is not a JPEG image (it does not start with FF D8 FF)", field="photo")
     return PanicForm(meta=meta, photo=bytes(photo) if photo is not None else None)
 
 

@@ -224,6 +224,19 @@ async def insert_subscription(
     return row
 
 
+FIRST_UNKNOWN_VENUE = """
+SELECT t.n - 1 FROM unnest($1::uuid[]) WITH ORDINALITY AS t(id, n)
+WHERE NOT EXISTS (SELECT 1 FROM venues v WHERE v.id = t.id)
+ORDER BY t.n LIMIT 1
+"""
+
+
+async def first_unknown_venue(conn: asyncpg.Connection, venue_ids: list[uuid.UUID]) -> int | None:
+    """The index in ``venue_ids`` of the first id no venue has, or None when all exist."""
+    index: int | None = await conn.fetchval(FIRST_UNKNOWN_VENUE, venue_ids)
+    return index
+
+
 async def get_subscription(conn: asyncpg.Connection, subscription_id: uuid.UUID) -> SubscriptionRow | None:
     return _sub(await conn.fetchrow(SELECT_SUBSCRIPTION, subscription_id))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass
 
@@ -32,18 +33,37 @@ class Target:
     sni_hostname: str | None
 
 
+# A DNS name (letters, digits, hyphens and underscores in labels of 1-63, 253 in all, an optional
+# final dot) or an IP literal as httpx gives it (IPv6 without brackets).
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?", re.ASCII)
+_IPV6 = re.compile(r"[0-9a-f:.]+", re.ASCII)
+
+
+def _host_ok(raw_host: str) -> bool:
+    if ":" in raw_host:
+        return bool(_IPV6.fullmatch(raw_host))
+    name = raw_host.removesuffix(".")
+    return 0 < len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split("."))
+
+
 def check_url(url: str, settings: Settings) -> httpx.URL:
-    """The URL's form: http(s), a host, no credentials; HTTPS only in production."""
+    """The URL's form: http(s), a host that can be a DNS name or IP address, a port in 1-65535, no
+    credentials; HTTPS only in production."""
     try:
         parsed = httpx.URL(url)
-    except httpx.InvalidURL as exc:
+        host = parsed.host  # decodes IDNA: an xn-- label that is not valid punycode raises here
+    except (httpx.InvalidURL, UnicodeError) as exc:  # idna.IDNAError is a UnicodeError
         raise UnsafeTarget(f"not a URL: {exc}") from None
     if parsed.scheme not in {"https", "http"}:
         raise UnsafeTarget("the URL must be https (or http outside production)")
     if parsed.scheme != "https" and settings.is_production:
         raise UnsafeTarget("webhook URLs must be https in production")
-    if not parsed.host:
+    if not host:
         raise UnsafeTarget("the URL has no host")
+    if not _host_ok(parsed.raw_host.decode("ascii", "replace").lower()):
+        raise UnsafeTarget(f"the URL's host {parsed.raw_host.decode('ascii', 'replace')[:100]!r} is not a DNS name")
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise UnsafeTarget(f"the URL's port {parsed.port} is not in 1-65535")
     if parsed.userinfo:
         raise UnsafeTarget("credentials in the URL are not allowed (the signature authenticates)")
     return parsed

@@ -68,6 +68,8 @@ async def create(
     area = msgspec.json.encode(data.area).decode() if data.area is not None else None
     if area is not None and (problem := await repo.area_problem(conn, area)):
         raise Invalid(f"area is not a valid polygon: {problem}", field="area")
+    if data.venue_ids and (unknown := await repo.first_unknown_venue(conn, data.venue_ids)) is not None:
+        raise Invalid("no such venue", field=f"venue_ids.{unknown}")
     secret = signing.new_secret()
     try:
         row = await repo.insert_subscription(
