@@ -19,7 +19,7 @@ from backend.adapters.storage import Storage
 from backend.auth.routes import AuthController
 from backend.cameras.routes import CameraAdminController
 from backend.core.config import Settings, load_settings
-from backend.core.db import create_pool, provide_connection
+from backend.core.db import create_pool, provide_connection, release_leftover_connections
 from backend.core.errors import EXCEPTION_HANDLERS
 from backend.core.logging import configure_logging, get_logger, request_id_middleware
 from backend.core.openapi import answer_options_truthfully, close_request_schemas, document_problems
@@ -101,7 +101,7 @@ def create_app(
         route_handlers=[*BACKEND_ROUTES, *extra_routes],
         dependencies={"db": Provide(provide_connection)},
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[ops_guard(settings), request_id_middleware, prometheus.middleware],
+        middleware=[ops_guard(settings), request_id_middleware, prometheus.middleware, release_leftover_connections],
         before_send=[security_headers(settings)],
         lifespan=[lifespan],
         openapi_config=openapi_config(),

@@ -3,17 +3,12 @@ venue's owner and staff on duty, approve or deny a request, or revoke a grant.""
 
 from __future__ import annotations
 
-import uuid
-from types import MappingProxyType
-
-import asyncpg
 from litestar import Controller, Response, get, post
 from litestar.datastructures import State
-from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 
-from backend.core.auth import Principal, provide_principal
 from backend.core.errors import problem_responses
+from backend.core.params import BEARER, SIGNED_IN, Db, Me, PathId
 from backend.liveview import service
 from backend.liveview.schemas import Decision, Grant
 
@@ -27,37 +22,26 @@ from backend.liveview.schemas import Decision, Grant
         "approve), automatic (granted at once). Asking again returns the open request or grant."
     ),
     status_code=201,
-    dependencies={"me": Provide(provide_principal)},
-    security=[{"BearerAuth": []}],
+    dependencies=SIGNED_IN,
+    security=BEARER,
     responses=problem_responses(401, 403, 404, 409),
 )
-async def request_live_view(
-    db: NamedDependency[asyncpg.Connection],
-    me: NamedDependency[Principal],
-    state: State,
-    incident_id: FromPath[uuid.UUID],
-) -> Grant:
+async def request_live_view(db: Db, me: Me, state: State, incident_id: PathId) -> Grant:
     return await service.request(db, state.settings, me, incident_id)
 
 
 class LiveViewController(Controller):
     path = "/v1/live-view"
     tags = ("live view",)
-    dependencies = MappingProxyType({"me": Provide(provide_principal)})
-    security = ({"BearerAuth": []},)
+    dependencies = SIGNED_IN
+    security = BEARER
 
     @get(
         "/{grant_id:uuid}",
         summary="A live view request or grant (its grantee, the venue's owner and staff on duty, admins)",
         responses=problem_responses(401, 404),
     )
-    async def get_grant(
-        self,
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        state: State,
-        grant_id: FromPath[uuid.UUID],
-    ) -> Grant:
+    async def get_grant(self, db: Db, me: Me, state: State, grant_id: PathId) -> Grant:
         return await service.get(db, state.settings, me, grant_id)
 
     @post(
@@ -66,14 +50,7 @@ class LiveViewController(Controller):
         status_code=200,
         responses=problem_responses(401, 404, 409, 422),
     )
-    async def decide(
-        self,
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        state: State,
-        grant_id: FromPath[uuid.UUID],
-        data: JSONBody[Decision],
-    ) -> Grant:
+    async def decide(self, db: Db, me: Me, state: State, grant_id: PathId, data: JSONBody[Decision]) -> Grant:
         return await service.decide(db, state.settings, me, grant_id, approve=data.approve)
 
     @post(
@@ -82,13 +59,7 @@ class LiveViewController(Controller):
         status_code=200,
         responses=problem_responses(401, 404, 410),
     )
-    async def extend(
-        self,
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        state: State,
-        grant_id: FromPath[uuid.UUID],
-    ) -> Grant:
+    async def extend(self, db: Db, me: Me, state: State, grant_id: PathId) -> Grant:
         return await service.extend(db, state.settings, me, grant_id)
 
     @post(
@@ -97,13 +68,7 @@ class LiveViewController(Controller):
         status_code=200,
         responses=problem_responses(401, 404, 409),
     )
-    async def revoke(
-        self,
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        state: State,
-        grant_id: FromPath[uuid.UUID],
-    ) -> Grant:
+    async def revoke(self, db: Db, me: Me, state: State, grant_id: PathId) -> Grant:
         return await service.revoke(db, state.settings, me, grant_id)
 
     @get(
@@ -112,13 +77,6 @@ class LiveViewController(Controller):
         media_type=service.PLAYLIST_TYPE,
         responses=problem_responses(401, 404, 410),
     )
-    async def playlist(
-        self,
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        state: State,
-        grant_id: FromPath[uuid.UUID],
-        camera_id: FromPath[uuid.UUID],
-    ) -> Response[str]:
+    async def playlist(self, db: Db, me: Me, state: State, grant_id: PathId, camera_id: PathId) -> Response[str]:
         text = await service.playlist(db, state.settings, state.storage, me, grant_id, camera_id=camera_id)
         return Response(text, media_type=service.PLAYLIST_TYPE, headers={"Cache-Control": "no-store"})

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
-from types import MappingProxyType
 from typing import Annotated
 
-import asyncpg
 from litestar import Controller, delete, get, post, put
 from litestar.datastructures import State
-from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import JSONBody, Parameter
 
 from backend.alerts import service as alerts
 from backend.alerts.schemas import AlertList, ReceiptRequest
-from backend.core.auth import Principal, provide_principal
 from backend.core.errors import problem_responses
+from backend.core.params import BEARER, SIGNED_IN, Db, Me, PathId
 from backend.core.wire import CURSOR_PATTERN, MAX_CURSOR_DIGITS
 from backend.devices import service as devices
 from backend.devices.schemas import Device, DeviceRegister
@@ -26,8 +22,8 @@ from backend.duty.schemas import DutyState, DutyUpdate, LocationAccepted, Locati
 class MeController(Controller):
     path = "/v1/me"
     tags = ("me",)
-    dependencies = MappingProxyType({"me": Provide(provide_principal)})
-    security = ({"BearerAuth": []},)
+    dependencies = SIGNED_IN
+    security = BEARER
 
     @post(
         "/devices",
@@ -35,9 +31,7 @@ class MeController(Controller):
         status_code=201,
         responses=problem_responses(401, 422),
     )
-    async def register_device(
-        self, db: NamedDependency[asyncpg.Connection], me: NamedDependency[Principal], data: JSONBody[DeviceRegister]
-    ) -> Device:
+    async def register_device(self, db: Db, me: Me, data: JSONBody[DeviceRegister]) -> Device:
         return await devices.register(db, me, data)
 
     @delete(
@@ -46,9 +40,7 @@ class MeController(Controller):
         status_code=204,
         responses=problem_responses(401, 404),
     )
-    async def remove_device(
-        self, db: NamedDependency[asyncpg.Connection], me: NamedDependency[Principal], device_id: FromPath[uuid.UUID]
-    ) -> None:
+    async def remove_device(self, db: Db, me: Me, device_id: PathId) -> None:
         await devices.remove(db, me, device_id)
 
     @put(
@@ -56,9 +48,7 @@ class MeController(Controller):
         summary="Go on or off duty (bouncers at their own venue, officers in their region)",
         responses=problem_responses(401, 403, 422),
     )
-    async def set_duty(
-        self, db: NamedDependency[asyncpg.Connection], me: NamedDependency[Principal], data: JSONBody[DutyUpdate]
-    ) -> DutyState:
+    async def set_duty(self, db: Db, me: Me, data: JSONBody[DutyUpdate]) -> DutyState:
         return await duty.set_duty(db, me, data)
 
     @put(
@@ -66,13 +56,7 @@ class MeController(Controller):
         summary="Share an on-duty officer's position (used while fresh, never shown but to dispatchers)",
         responses=problem_responses(401, 403, 409, 422),
     )
-    async def put_location(
-        self,
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        state: State,
-        data: JSONBody[LocationUpdate],
-    ) -> LocationAccepted:
+    async def put_location(self, db: Db, me: Me, state: State, data: JSONBody[LocationUpdate]) -> LocationAccepted:
         return await duty.record_location(db, state.settings, me, data)
 
     @get(
@@ -82,8 +66,8 @@ class MeController(Controller):
     )
     async def my_alerts(
         self,
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
+        db: Db,
+        me: Me,
         since: Annotated[str | None, Parameter(max_length=MAX_CURSOR_DIGITS, pattern=CURSOR_PATTERN)] = None,
     ) -> AlertList:
         return await alerts.my_alerts(db, me, since)
@@ -94,11 +78,5 @@ class MeController(Controller):
         status_code=204,
         responses=problem_responses(401, 404, 422),
     )
-    async def receipt(
-        self,
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        alert_id: FromPath[uuid.UUID],
-        data: JSONBody[ReceiptRequest | None] = None,
-    ) -> None:
+    async def receipt(self, db: Db, me: Me, alert_id: PathId, data: JSONBody[ReceiptRequest | None] = None) -> None:
         await alerts.receipt(db, me, alert_id, data)

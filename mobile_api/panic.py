@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 from litestar import Request, Response, post
 from litestar.datastructures import State
-from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
-from litestar.params import FromPath
 
-from backend.core.auth import Principal, provide_principal
 from backend.core.errors import problem_responses
+from backend.core.params import BEARER, SIGNED_IN, Db, Me, PathId
 from backend.core.wire import MAX_JSON_BYTES, TEXT_PATTERN
 from backend.panic import service
 from backend.panic.schemas import PanicState
@@ -56,9 +52,6 @@ class _PanicOperation(Operation):
         self.security = [{"BearerAuth": []}]
 
 
-_ME = {"me": Provide(provide_principal)}
-
-
 @post(
     "/v1/me/panic",
     tags=["me"],
@@ -69,15 +62,13 @@ _ME = {"me": Provide(provide_principal)}
         "(Idempotent-Replayed: true); with a different body it is a 409."
     ),
     status_code=201,
-    dependencies=_ME,
+    dependencies=SIGNED_IN,
     request_max_body_size=None,
     opt={"streamed_body": True},
     operation_class=_PanicOperation,
     responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422),
 )
-async def raise_panic(
-    request: Request[Any, Any, State], db: NamedDependency[asyncpg.Connection], me: NamedDependency[Principal]
-) -> Response[PanicState]:
+async def raise_panic(request: Request[Any, Any, State], db: Db, me: Me) -> Response[PanicState]:
     state = request.app.state
     panic, replayed = await service.press(
         db,
@@ -97,11 +88,9 @@ async def raise_panic(
     tags=["me"],
     summary="Cancel my panic within its window (a cancel update goes to everyone alerted); 409 after it",
     status_code=200,
-    dependencies=_ME,
-    security=[{"BearerAuth": []}],
+    dependencies=SIGNED_IN,
+    security=BEARER,
     responses=problem_responses(401, 404, 409),
 )
-async def cancel_panic(
-    db: NamedDependency[asyncpg.Connection], me: NamedDependency[Principal], state: State, panic_id: FromPath[uuid.UUID]
-) -> PanicState:
+async def cancel_panic(db: Db, me: Me, state: State, panic_id: PathId) -> PanicState:
     return await service.cancel(db, state.settings, me, panic_id)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
-
-import asyncpg
 from litestar import Controller, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 
 from backend.cameras import service
 from backend.cameras.schemas import Camera, CameraCreate, CameraCreated
 from backend.core.auth import Principal, require_role
 from backend.core.errors import problem_responses
+from backend.core.params import Db, PathId
 
 
 class CameraAdminController(Controller):
@@ -27,18 +25,12 @@ class CameraAdminController(Controller):
         responses=problem_responses(401, 403, 404, 422),
     )
     async def create_camera(
-        self,
-        db: NamedDependency[asyncpg.Connection],
-        admin: NamedDependency[Principal],
-        venue_id: FromPath[uuid.UUID],
-        data: JSONBody[CameraCreate],
+        self, db: Db, admin: NamedDependency[Principal], venue_id: PathId, data: JSONBody[CameraCreate]
     ) -> CameraCreated:
         return await service.create_camera(db, admin, venue_id, data)
 
     @get("/venues/{venue_id:uuid}/cameras", summary="A venue's cameras", responses=problem_responses(401, 403))
-    async def list_cameras(
-        self, db: NamedDependency[asyncpg.Connection], admin: NamedDependency[Principal], venue_id: FromPath[uuid.UUID]
-    ) -> list[Camera]:
+    async def list_cameras(self, db: Db, admin: NamedDependency[Principal], venue_id: PathId) -> list[Camera]:
         return await service.list_cameras(db, venue_id)
 
     @post(
@@ -46,9 +38,7 @@ class CameraAdminController(Controller):
         summary="Issue a new key; the old one stops working",
         responses=problem_responses(401, 403, 404),
     )
-    async def rotate_key(
-        self, db: NamedDependency[asyncpg.Connection], admin: NamedDependency[Principal], camera_id: FromPath[uuid.UUID]
-    ) -> CameraCreated:
+    async def rotate_key(self, db: Db, admin: NamedDependency[Principal], camera_id: PathId) -> CameraCreated:
         return await service.rotate_key(db, admin, camera_id)
 
     @post(
@@ -57,7 +47,5 @@ class CameraAdminController(Controller):
         status_code=200,
         responses=problem_responses(401, 403, 404),
     )
-    async def deactivate(
-        self, db: NamedDependency[asyncpg.Connection], admin: NamedDependency[Principal], camera_id: FromPath[uuid.UUID]
-    ) -> Camera:
+    async def deactivate(self, db: Db, admin: NamedDependency[Principal], camera_id: PathId) -> Camera:
         return await service.deactivate(db, admin, camera_id)

@@ -34,6 +34,17 @@ async def fields(request: Request[Any, Any, State], lists: frozenset[str] = froz
     return out
 
 
+async def read(
+    request: Request[Any, Any, State],
+    target: type[T],
+    *,
+    lists: frozenset[str] = frozenset(),
+    defaults: dict[str, Any] | None = None,
+) -> T:
+    """The posted form as ``target``: its ``fields`` over ``defaults``, then ``decode``."""
+    return decode((defaults or {}) | await fields(request, lists), target)
+
+
 def decode(data: dict[str, Any], target: type[T]) -> T:
     """``data`` as ``target`` (strings converted to numbers and booleans as a form sends them)."""
     try:

@@ -4,25 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.datastructures import State
-from litestar.di import NamedDependency
 from litestar.response import Redirect
 
 from backend.auth import service as auth
 from backend.auth.schemas import LoginRequest
 from backend.console import forms, session
+from backend.console.handler import ConsoleRequest, Db, Me, see_other
 from backend.console.render import render
-from backend.core.auth import Principal
 from backend.core.errors import Invalid, TooManyRequests, Unauthorized
 
 HOME = {"dispatcher": "/console/board", "admin": "/console/board", "owner": "/console/venues"}
 
 
-def _login_page(
-    request: Request[Any, Any, State], *, status_code: int = 200, error: str | None = None
-) -> Response[str]:
+def _login_page(request: ConsoleRequest, *, status_code: int = 200, error: str | None = None) -> Response[str]:
     token = session.new_pre_token()
     settings = request.app.state.settings
     return render(
@@ -35,7 +31,7 @@ def _login_page(
     )
 
 
-def _refused(request: Request[Any, Any, State], exc: Unauthorized | TooManyRequests | Invalid) -> Response[str]:
+def _refused(request: ConsoleRequest, exc: Unauthorized | TooManyRequests | Invalid) -> Response[str]:
     """A refused sign-in shows the form again with the reason (the failure is counted and committed)."""
     key = "signin.locked" if isinstance(exc, TooManyRequests) else "signin.failed"
     response = _login_page(request, status_code=exc.status, error=key)
@@ -48,14 +44,14 @@ class ConsoleAuthController(Controller):
     include_in_schema = False
 
     @get("/", name="console.home")
-    async def home(self, request: Request[Any, Any, State], me: NamedDependency[Principal]) -> Response[Any]:
+    async def home(self, request: ConsoleRequest, me: Me) -> Response[Any]:
         target = HOME.get(me.role)
         if target is None:
             return render(request, "phone_roles.html", me=me, status_code=403)
-        return Redirect(path=target, status_code=303)
+        return see_other(target)
 
     @get("/login")
-    async def login_page(self, request: Request[Any, Any, State]) -> Response[str]:
+    async def login_page(self, request: ConsoleRequest) -> Response[str]:
         return _login_page(request)
 
     @post(
@@ -63,7 +59,7 @@ class ConsoleAuthController(Controller):
         status_code=303,
         exception_handlers={Unauthorized: _refused, TooManyRequests: _refused, Invalid: _refused},
     )
-    async def login(self, request: Request[Any, Any, State], db: NamedDependency[asyncpg.Connection]) -> Response[Any]:
+    async def login(self, request: ConsoleRequest, db: Db) -> Response[Any]:
         data = await forms.fields(request)
         form = await request.form()
         given = form.get(session.CSRF_FIELD)
@@ -75,9 +71,7 @@ class ConsoleAuthController(Controller):
         return Redirect(path="/console", status_code=303, cookies=[cookie])
 
     @post("/logout", status_code=303)
-    async def logout(
-        self, db: NamedDependency[asyncpg.Connection], state: State, me: NamedDependency[Principal]
-    ) -> Redirect:
+    async def logout(self, db: Db, state: State, me: Me) -> Redirect:
         assert me.session_id is not None  # a console session always names its sign-in
         await auth.end_session(db, me.user_id, me.session_id)
         return Redirect(path="/console/login", status_code=303, cookies=[session.cleared_cookie(state.settings)])

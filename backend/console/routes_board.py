@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, Response, get, post
-from litestar.datastructures import State
-from litestar.di import NamedDependency
-from litestar.params import FromPath
+from litestar import Controller, Response, get, post
 from litestar.response import Redirect, Stream
 
 from backend.alerts import actions
 from backend.alerts.schemas import ActionRequest
 from backend.console import forms, session, stream
 from backend.console import service as console
+from backend.console.handler import ConsoleRequest, Db, Me, PathId, see_other
 from backend.console.render import render, strings
 from backend.console.session import require
 from backend.core.auth import Principal
@@ -55,7 +53,7 @@ HOLDERS = ("admin", "dispatcher")  # legal hold: the API's rule (a dispatcher: t
 OUTCOMES = ("handled", "false_alarm", "police_attended", "arrest", "medical", "other")
 
 
-async def _stream_user(request: Request[Any, Any, State]) -> Principal:
+async def _stream_user(request: ConsoleRequest) -> Principal:
     """The stream's user, checked on a connection held only for the check (the stream holds none)."""
     pool: asyncpg.Pool = request.app.state.db_pool
     try:
@@ -70,7 +68,7 @@ class BoardController(Controller):
     include_in_schema = False
 
     @get("/board")
-    async def board(self, request: Request[Any, Any, State], me: NamedDependency[Principal]) -> Response[str]:
+    async def board(self, request: ConsoleRequest, me: Me) -> Response[str]:
         session.require(me, *console.BOARD_ROLES)
         settings = request.app.state.settings
         lang = request.cookies.get(session.LANG_COOKIE) or "en"
@@ -84,7 +82,7 @@ class BoardController(Controller):
         )
 
     @get("/board/events", media_type="text/event-stream")
-    async def events(self, request: Request[Any, Any, State]) -> Stream:
+    async def events(self, request: ConsoleRequest) -> Stream:
         """Server-sent events: the open incidents first, then what changed; resumes from
         ``Last-Event-ID`` (or ``?since=``) after a dropped connection or a server restart."""
         me = await _stream_user(request)
@@ -98,13 +96,7 @@ class BoardController(Controller):
         )
 
     @get("/incidents/{incident_id:uuid}")
-    async def incident(
-        self,
-        request: Request[Any, Any, State],
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        incident_id: FromPath[uuid.UUID],
-    ) -> Response[str]:
+    async def incident(self, request: ConsoleRequest, db: Db, me: Me, incident_id: PathId) -> Response[str]:
         panel = await console.incident_panel(db, request.app.state.settings, me, incident_id)
         return render(
             request,
@@ -117,82 +109,53 @@ class BoardController(Controller):
         )
 
     @get("/incidents/{incident_id:uuid}/snapshot")
-    async def snapshot(
-        self,
-        request: Request[Any, Any, State],
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        incident_id: FromPath[uuid.UUID],
-    ) -> Redirect:
+    async def snapshot(self, request: ConsoleRequest, db: Db, me: Me, incident_id: PathId) -> Redirect:
         return await _footage(request, db, me, incident_id, "snapshot")
 
     @get("/incidents/{incident_id:uuid}/clip")
-    async def clip(
-        self,
-        request: Request[Any, Any, State],
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        incident_id: FromPath[uuid.UUID],
-    ) -> Redirect:
+    async def clip(self, request: ConsoleRequest, db: Db, me: Me, incident_id: PathId) -> Redirect:
         return await _footage(request, db, me, incident_id, "clip")
 
     @post("/incidents/{incident_id:uuid}/resolve", status_code=303)
-    async def resolve(
-        self,
-        request: Request[Any, Any, State],
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        incident_id: FromPath[uuid.UUID],
-    ) -> Redirect:
-        data = await forms.fields(request)
-        action = forms.decode({"action": "resolve"} | data, ActionRequest)
+    async def resolve(self, request: ConsoleRequest, db: Db, me: Me, incident_id: PathId) -> Redirect:
+        action = await forms.read(request, ActionRequest, defaults={"action": "resolve"})
         await actions.act(db, request.app.state.settings, me, incident_id, action)
-        return Redirect(path=f"/console/incidents/{incident_id}?done=resolved", status_code=303)
+        return _done(incident_id, "resolved")
 
     @post("/incidents/{incident_id:uuid}/officers", status_code=303)
-    async def alert_officer(
-        self,
-        request: Request[Any, Any, State],
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        incident_id: FromPath[uuid.UUID],
-    ) -> Redirect:
-        pick = forms.decode(await forms.fields(request), OfficerPick)
+    async def alert_officer(self, request: ConsoleRequest, db: Db, me: Me, incident_id: PathId) -> Redirect:
+        pick = await forms.read(request, OfficerPick)
         await dispatch.request_officer(db, request.app.state.settings, me, incident_id, pick.officer_id)
-        return Redirect(path=f"/console/incidents/{incident_id}?done=notified", status_code=303)
+        return _done(incident_id, "notified")
 
     @post("/incidents/{incident_id:uuid}/legal-hold", status_code=303)
-    async def legal_hold(
-        self,
-        request: Request[Any, Any, State],
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        incident_id: FromPath[uuid.UUID],
-    ) -> Redirect:
+    async def legal_hold(self, request: ConsoleRequest, db: Db, me: Me, incident_id: PathId) -> Redirect:
         await console.visible_incident(db, me, incident_id)  # another tenant's incident: 404 first
         require(me, *HOLDERS)
-        data = forms.decode(await forms.fields(request), LegalHoldForm)
+        data = await forms.read(request, LegalHoldForm)
         await incidents.set_legal_hold(db, request.app.state.settings, me, incident_id, data.hold, data.reason)
-        return Redirect(path=f"/console/incidents/{incident_id}?done=held", status_code=303)
+        return _done(incident_id, "held")
 
     @post("/incidents/{incident_id:uuid}/escalate", status_code=303)
-    async def escalate(
-        self,
-        request: Request[Any, Any, State],
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        incident_id: FromPath[uuid.UUID],
-    ) -> Redirect:
+    async def escalate(self, request: ConsoleRequest, db: Db, me: Me, incident_id: PathId) -> Redirect:
         await dispatch.escalate_now(db, request.app.state.settings, me, incident_id)
-        return Redirect(path=f"/console/incidents/{incident_id}?done=escalated", status_code=303)
+        return _done(incident_id, "escalated")
+
+
+NOTICES = frozenset({"resolved", "escalated", "notified", "held"})
+
+
+def _done(incident_id: uuid.UUID, notice: str) -> Redirect:
+    """Back to the incident's page, which shows ``notice`` (one of ``NOTICES``)."""
+    return see_other(f"/console/incidents/{incident_id}", done=notice)
 
 
 def _notice(done: str | None) -> str | None:
-    return done if done in {"resolved", "escalated", "notified", "held"} else None
+    return done if done in NOTICES else None
 
 
 async def _footage(
-    request: Request[Any, Any, State],
+    request: ConsoleRequest,
     db: asyncpg.Connection,
     me: Principal,
     incident_id: uuid.UUID,

@@ -5,22 +5,16 @@ another venue is 404, as in the API (the services check it)."""
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import datetime
-from typing import Any
 
-import asyncpg
 import msgspec
-from litestar import Controller, Request, Response, get, post
-from litestar.datastructures import State
-from litestar.di import NamedDependency
-from litestar.params import FromPath
+from litestar import Controller, Response, get, post
 from litestar.response import Redirect, Stream
 
 from backend.console import charts, forms
+from backend.console.handler import ConsoleRequest, Db, Me, PathId, see_other
 from backend.console.render import render
 from backend.console.session import require
-from backend.core.auth import Principal
 from backend.core.errors import Invalid
 from backend.core.wire import TOKEN_PATTERN, parse_time
 from backend.dispatch import service as dispatch
@@ -28,6 +22,7 @@ from backend.dispatch.schemas import EscalationPolicyIn
 from backend.history import repo as history_repo
 from backend.history import service as history
 from backend.history import stats
+from backend.history.filters import HistoryFilters
 from backend.venues import service as venues
 
 READERS = ("owner", "dispatcher", "admin")
@@ -37,8 +32,9 @@ OUTCOMES = ("handled", "false_alarm", "police_attended", "arrest", "medical", "o
 MAX_POLICY_CHARS = 16_000
 
 
-class HistoryFilters(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """The history's filters as the form sends them (empty fields left out)."""
+class HistoryForm(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The history's filters as the console's form sends them (empty fields left out), checked under
+    the form's rules, as the history's ``HistoryFilters``."""
 
     since: str | None = msgspec.field(default=None, name="from")
     until: str | None = msgspec.field(default=None, name="to")
@@ -57,14 +53,13 @@ class HistoryFilters(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 raise Invalid(f"not one of {', '.join(allowed)}", field=name)
         if self.cursor is not None and (len(self.cursor) > 200 or not _token(self.cursor)):
             raise Invalid("not a cursor this console handed out", field="cursor")
-        return history_repo.HistoryQuery(
+        return HistoryFilters(
             since=_day(self.since, "from"),
             until=_day(self.until, "to"),
             kind=self.kind,
-            status=None if self.state == "open" else self.state,
-            open_only=self.state == "open",
+            state=self.state,
             outcome=self.outcome,
-        )
+        ).query()
 
     def params(self) -> dict[str, str]:
         out = {"from": self.since, "to": self.until, "kind": self.kind, "state": self.state, "outcome": self.outcome}
@@ -84,9 +79,9 @@ def _day(value: str | None, field: str) -> datetime | None:
     return parse_time(value, field=field)
 
 
-def _filters(request: Request[Any, Any, State]) -> HistoryFilters:
+def _filters(request: ConsoleRequest) -> HistoryForm:
     raw = {k: v for k, v in request.query_params.items() if v != "" and k != "lang"}
-    return forms.decode(raw, HistoryFilters)
+    return forms.decode(raw, HistoryForm)
 
 
 class VenueController(Controller):
@@ -94,20 +89,12 @@ class VenueController(Controller):
     include_in_schema = False
 
     @get("/venues")
-    async def venues(
-        self, request: Request[Any, Any, State], db: NamedDependency[asyncpg.Connection], me: NamedDependency[Principal]
-    ) -> Response[str]:
+    async def venues(self, request: ConsoleRequest, db: Db, me: Me) -> Response[str]:
         require(me, *READERS)
         return render(request, "venues.html", me=me, venues=await venues.readable_venues(db, me))
 
     @get("/venues/{venue_id:uuid}/history")
-    async def venue_history(
-        self,
-        request: Request[Any, Any, State],
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        venue_id: FromPath[uuid.UUID],
-    ) -> Response[str]:
+    async def venue_history(self, request: ConsoleRequest, db: Db, me: Me, venue_id: PathId) -> Response[str]:
         filters = _filters(request)
         settings = request.app.state.settings
         page = await history.venue_history(db, settings, me, venue_id, filters.query(), cursor=filters.cursor, limit=50)
@@ -126,13 +113,7 @@ class VenueController(Controller):
         )
 
     @get("/venues/{venue_id:uuid}/incidents.csv")
-    async def export(
-        self,
-        request: Request[Any, Any, State],
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        venue_id: FromPath[uuid.UUID],
-    ) -> Stream:
+    async def export(self, request: ConsoleRequest, db: Db, me: Me, venue_id: PathId) -> Stream:
         filters = _filters(request)
         state = request.app.state
         rows = await stats.export(db, state.db_pool, state.settings, me, venue_id, filters.query())
@@ -143,13 +124,7 @@ class VenueController(Controller):
         )
 
     @get("/venues/{venue_id:uuid}/stats")
-    async def venue_stats(
-        self,
-        request: Request[Any, Any, State],
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        venue_id: FromPath[uuid.UUID],
-    ) -> Response[str]:
+    async def venue_stats(self, request: ConsoleRequest, db: Db, me: Me, venue_id: PathId) -> Response[str]:
         filters = _filters(request)
         query = filters.query()
         figures = await stats.venue_stats(db, me, venue_id, since=query.since, until=query.until)
@@ -166,13 +141,7 @@ class VenueController(Controller):
         )
 
     @get("/venues/{venue_id:uuid}/access-log")
-    async def access_log(
-        self,
-        request: Request[Any, Any, State],
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        venue_id: FromPath[uuid.UUID],
-    ) -> Response[str]:
+    async def access_log(self, request: ConsoleRequest, db: Db, me: Me, venue_id: PathId) -> Response[str]:
         filters = _filters(request)
         query = filters.query()
         page = await history.access_log(
@@ -182,13 +151,7 @@ class VenueController(Controller):
         return render(request, "access_log.html", me=me, venue=venue, page=page, params=filters.params())
 
     @get("/venues/{venue_id:uuid}/policy")
-    async def policy(
-        self,
-        request: Request[Any, Any, State],
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        venue_id: FromPath[uuid.UUID],
-    ) -> Response[str]:
+    async def policy(self, request: ConsoleRequest, db: Db, me: Me, venue_id: PathId) -> Response[str]:
         await history.require_venue_reader(db, me, venue_id)
         current = await dispatch.get_venue_policy(db, request.app.state.settings, venue_id)
         venue = await venues.get_venue(db, venue_id)
@@ -204,13 +167,7 @@ class VenueController(Controller):
         )
 
     @post("/venues/{venue_id:uuid}/policy", status_code=303)
-    async def set_policy(
-        self,
-        request: Request[Any, Any, State],
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        venue_id: FromPath[uuid.UUID],
-    ) -> Redirect:
+    async def set_policy(self, request: ConsoleRequest, db: Db, me: Me, venue_id: PathId) -> Redirect:
         await history.require_venue_reader(db, me, venue_id)  # another tenant's venue: 404 before 403
         require(me, "admin")
         raw = (await forms.fields(request)).get("policy", "")
@@ -218,4 +175,4 @@ class VenueController(Controller):
             raise Invalid(f"at most {MAX_POLICY_CHARS} characters", field="policy")
         data = forms.decode_json(raw, EscalationPolicyIn, field="policy")
         await dispatch.put_venue_policy(db, me, venue_id, data)
-        return Redirect(path=f"/console/venues/{venue_id}/policy?done=saved", status_code=303)
+        return see_other(f"/console/venues/{venue_id}/policy", done="saved")

@@ -7,9 +7,14 @@ from collections.abc import AsyncGenerator, Awaitable
 
 import asyncpg
 from litestar.datastructures import State
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from backend.core.errors import RETRY_AFTER_S, AppError, ServiceUnavailable
 from backend.core.failures import DATABASE_UNAVAILABLE
+from backend.core.logging import get_logger
+
+log = get_logger(__name__)
+_LEASES = "db_leases"  # in the request's scope state: the _Lease of each connection it took
 
 # Errors meaning "the database is not reachable right now", never "your data is wrong".
 UNAVAILABLE_ERRORS = DATABASE_UNAVAILABLE
@@ -35,31 +40,88 @@ async def create_pool(dsn: str, *, max_size: int = 10) -> asyncpg.Pool:
     return pool
 
 
-async def provide_connection(state: State) -> AsyncGenerator[asyncpg.Connection, None]:
+async def provide_connection(state: State, scope: Scope) -> AsyncGenerator[asyncpg.Connection, None]:
     """Yield dependency: one connection and one transaction per request.
 
     The transaction rolls back on any error, except an AppError marked ``keep_changes``
     (a refresh-token reuse must revoke the family and still answer 401).
+
+    Litestar (2.x, ``KwargsModel.resolve_dependencies``) hands a generator dependency to its
+    cleanup only once *every* dependency of the route has resolved: when one resolved after this
+    one raises (the principal's 401 or 403, a 422 from parameters a dependency validates), this
+    generator is never resumed and its connection stays checked out until the cyclic garbage
+    collector happens to finalise it; a burst of such requests empties the pool. So the connection
+    is recorded in the request's scope as a ``_Lease``, and ``release_leftover_connections`` (app
+    middleware) rolls back and releases any lease the generator did not end.
     """
     pool: asyncpg.Pool = state.db_pool
     try:
         conn = await pool.acquire(timeout=state.settings.database_acquire_timeout_s)
     except UNAVAILABLE_ERRORS as exc:
         raise ServiceUnavailable("database unreachable", retry_after_s=RETRY_AFTER_S) from exc
-    tx = conn.transaction()
+    lease = _Lease(pool, conn)
+    scope.setdefault("state", {}).setdefault(_LEASES, []).append(lease)
     try:
-        await _unless_unavailable(tx.start())
+        await lease.begin()
+    except BaseException:
+        await lease.end(commit=False)
+        raise
+    try:
+        yield conn
+    except AppError as exc:
+        await lease.end(commit=exc.keep_changes)
+        raise
+    except BaseException:
+        await lease.end(commit=False)
+        raise
+    await lease.end(commit=True)
+
+
+def release_leftover_connections(app: ASGIApp) -> ASGIApp:
+    """Middleware: after the request, roll back and release a connection ``provide_connection``
+    could not (see there); a request that ended normally has none left."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            yield conn
-        except AppError as exc:
-            await _unless_unavailable(tx.commit() if exc.keep_changes else tx.rollback())
-            raise
-        except BaseException:
-            await _unless_unavailable(tx.rollback())
-            raise
-        await _unless_unavailable(tx.commit())
-    finally:
-        await pool.release(conn)
+            await app(scope, receive, send)
+        finally:
+            for lease in scope.get("state", {}).pop(_LEASES, ()):
+                if lease.ended:
+                    continue
+                log.debug("db_connection_released_by_middleware")
+                try:
+                    await lease.end(commit=False)  # released even when the rollback fails
+                except ServiceUnavailable:  # the answer is out already; the database is down
+                    log.warning("db_leftover_rollback_failed")
+
+    return middleware
+
+
+class _Lease:
+    """A request's pooled connection and its transaction, ended exactly once."""
+
+    __slots__ = ("_began", "_conn", "_pool", "_tx", "ended")
+
+    def __init__(self, pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
+        self._pool, self._conn = pool, conn
+        self._tx = conn.transaction()
+        self._began = False
+        self.ended = False
+
+    async def begin(self) -> None:
+        await _unless_unavailable(self._tx.start())
+        self._began = True
+
+    async def end(self, *, commit: bool) -> None:
+        """Commit (or roll back) what began, then give the connection back to the pool."""
+        if self.ended:
+            return
+        self.ended = True
+        try:
+            if self._began:
+                await _unless_unavailable(self._tx.commit() if commit else self._tx.rollback())
+        finally:
+            await self._pool.release(self._conn)
 
 
 async def _unless_unavailable(step: Awaitable[None]) -> None:

@@ -203,12 +203,18 @@ def _validation_field(exc: ValidationException) -> tuple[str, str | None]:
 
 
 def _public_name(request: Request[Any, Any, Any], field: str | None) -> str | None:
-    """A parameter's name as the client spells it (``?from=`` is the handler's ``since``)."""
+    """A parameter's name as the client spells it (``?from=`` is the ``since`` of the handler or of
+    one of its dependencies, such as the history's filters)."""
     handler = request.scope.get("route_handler")
-    parameters = getattr(getattr(handler, "parsed_fn_signature", None), "parameters", None) or {}
-    definition = getattr(parameters.get(field), "kwarg_definition", None) if field else None
-    alias = getattr(definition, "name", None)
-    return alias if isinstance(alias, str) and alias else field
+    if not field or handler is None:
+        return field
+    providers = handler.resolve_dependencies().values() if hasattr(handler, "resolve_dependencies") else ()
+    for owner in (handler, *providers):
+        parameters = getattr(getattr(owner, "parsed_fn_signature", None), "parameters", None) or {}
+        alias = getattr(getattr(parameters.get(field), "kwarg_definition", None), "name", None)
+        if isinstance(alias, str) and alias:
+            return alias
+    return field
 
 
 _HTTP_SLUGS = {

@@ -41,10 +41,13 @@ def document_problems(app: Litestar) -> None:
             statuses = {503}
             parameters = set(handler.parsed_fn_signature.parameters)
             path = set(route.path_parameters or ())
-            dependencies = set(handler.resolve_dependencies())
+            providers = handler.resolve_dependencies()
+            dependencies = set(providers)
+            # what the client sends: the handler's parameters and those of its dependencies (the history's filters)
+            sent = parameters.union(*(p.parsed_fn_signature.parameters for p in providers.values()))
             if path:
                 statuses |= {404, 422}
-            if parameters - path - dependencies - _RESERVED_KWARGS:
+            if sent - path - dependencies - _RESERVED_KWARGS:
                 statuses |= {400, 422}
             if "data" in parameters or handler.opt.get("streamed_body"):
                 statuses |= {400, 413, 422}

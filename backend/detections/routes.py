@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
-from litestar.params import FromPath
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from backend.core.auth import CameraPrincipal
 from backend.core.errors import problem_responses
+from backend.core.params import Db, PathId
 from backend.core.wire import TEXT_PATTERN
 from backend.detections import service
 from backend.detections.schemas import DetectionAccepted, DetectionStatus
@@ -27,9 +25,7 @@ async def provide_camera(request: Request[Any, Any, State]) -> CameraPrincipal:
     return await service.authenticate_camera(request.app.state.db_pool, request.headers.get("authorization"))
 
 
-async def provide_camera_in_tx(
-    request: Request[Any, Any, State], db: NamedDependency[asyncpg.Connection]
-) -> CameraPrincipal:
+async def provide_camera_in_tx(request: Request[Any, Any, State], db: Db) -> CameraPrincipal:
     """The same, on the request's connection: resolved after ``db`` so a 401 cannot leak it."""
     return await service.authenticate_camera_on(db, request.headers.get("authorization"))
 
@@ -114,9 +110,7 @@ async def post_detection(
     security=[{"CameraKey": []}],
     responses=problem_responses(401, 404, 503),
 )
-async def get_detection(
-    db: NamedDependency[asyncpg.Connection], camera: NamedDependency[CameraPrincipal], detection_id: FromPath[uuid.UUID]
-) -> DetectionStatus:
+async def get_detection(db: Db, camera: NamedDependency[CameraPrincipal], detection_id: PathId) -> DetectionStatus:
     return await service.detection_status(db, camera, detection_id)
 
 

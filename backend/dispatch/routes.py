@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
-
-import asyncpg
 from litestar import Controller, get, put
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 
 from backend.core.auth import Principal, require_role
 from backend.core.errors import problem_responses
+from backend.core.params import Db, PathId
 from backend.dispatch import service
 from backend.dispatch.schemas import EscalationPolicyIn, VenuePolicy
 
@@ -24,11 +22,7 @@ class EscalationPolicyAdminController(Controller):
 
     @get(summary="A venue's escalation policy (or the default it gets)", responses=problem_responses(401, 403, 404))
     async def get_policy(
-        self,
-        db: NamedDependency[asyncpg.Connection],
-        state: State,
-        admin: NamedDependency[Principal],
-        venue_id: FromPath[uuid.UUID],
+        self, db: Db, state: State, admin: NamedDependency[Principal], venue_id: PathId
     ) -> VenuePolicy:
         return await service.get_venue_policy(db, state.settings, venue_id)
 
@@ -37,10 +31,6 @@ class EscalationPolicyAdminController(Controller):
         responses=problem_responses(401, 403, 404, 422),
     )
     async def put_policy(
-        self,
-        db: NamedDependency[asyncpg.Connection],
-        admin: NamedDependency[Principal],
-        venue_id: FromPath[uuid.UUID],
-        data: JSONBody[EscalationPolicyIn],
+        self, db: Db, admin: NamedDependency[Principal], venue_id: PathId, data: JSONBody[EscalationPolicyIn]
     ) -> VenuePolicy:
         return await service.put_venue_policy(db, admin, venue_id, data)

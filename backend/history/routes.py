@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from types import MappingProxyType
 from typing import Annotated
 
 import asyncpg
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
-from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.di import NamedDependency
+from litestar.params import FromQuery, JSONBody, QueryParameter
 from litestar.response import Redirect, Stream
 
-from backend.alerts.schemas import Outcome
-from backend.core.auth import Principal, provide_principal
+from backend.core.auth import Principal
 from backend.core.errors import problem_responses
-from backend.core.wire import TIME_PATTERN, TOKEN_PATTERN, parse_time
-from backend.history import outcomes, repo, service, stats
+from backend.core.params import BEARER, SIGNED_IN, Db, Me, PathId
+from backend.core.wire import TOKEN_PATTERN, parse_time
+from backend.history import outcomes, service, stats
+from backend.history.filters import HISTORY_FILTERS, HistoryFilters, Since, Until
 from backend.history.schemas import (
     AccessLogPage,
     FootageKind,
@@ -27,48 +26,13 @@ from backend.history.schemas import (
     IncidentTimeline,
     LabelPage,
     OutcomeCreate,
-    StateFilter,
     VenueStats,
 )
-from backend.incidents.kinds import KindName
-from backend.incidents.schemas import Verdict
 
-Since = Annotated[
-    str | None,
-    QueryParameter(
-        name="from", max_length=40, pattern=TIME_PATTERN, description="from this time (inclusive, ISO 8601)"
-    ),
-]
-Until = Annotated[
-    str | None,
-    QueryParameter(name="to", max_length=40, pattern=TIME_PATTERN, description="until this time (exclusive, ISO 8601)"),
-]
 Cursor = Annotated[
     str | None, QueryParameter(max_length=200, pattern=TOKEN_PATTERN, description="next_cursor of the previous page")
 ]
 Limit = Annotated[int, QueryParameter(ge=1, le=200)]
-State_ = Annotated[StateFilter | None, QueryParameter(name="state", description="a status, or open (not resolved)")]
-
-
-def _query(  # noqa: PLR0917 - the filters, by name at the one call site
-    since: datetime | None,
-    until: datetime | None,
-    kind: str | None,
-    state: str | None,
-    outcome: str | None,
-    verdict: str | None,
-    camera_id: uuid.UUID | None,
-) -> repo.HistoryQuery:
-    return repo.HistoryQuery(
-        since=since,
-        until=until,
-        kind=kind,
-        status=None if state == "open" else state,
-        open_only=state == "open",
-        outcome=outcome,
-        verdict=verdict,
-        camera_id=camera_id,
-    )
 
 
 async def _footage(
@@ -94,27 +58,22 @@ async def _footage(
 class HistoryController(Controller):
     path = "/v1"
     tags = ("history",)
-    dependencies = MappingProxyType({"me": Provide(provide_principal)})
-    security = ({"BearerAuth": []},)
+    dependencies = SIGNED_IN
+    security = BEARER
 
     @get(
         "/venues/{venue_id:uuid}/incidents",
         summary="The venue's incidents, newest first, filtered; for its owner, its region's dispatchers, admins",
         responses=problem_responses(401, 404, 422),
+        dependencies=HISTORY_FILTERS,
     )
     async def venue_history(  # noqa: PLR0917 - Litestar passes query parameters by name
         self,
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
+        db: Db,
+        me: Me,
         state: State,
-        venue_id: FromPath[uuid.UUID],
-        since: Since = None,
-        until: Until = None,
-        kind: FromQuery[KindName | None] = None,
-        status: State_ = None,
-        outcome: FromQuery[Outcome | None] = None,
-        verdict: FromQuery[Verdict | None] = None,
-        camera_id: FromQuery[uuid.UUID | None] = None,
+        venue_id: PathId,
+        filters: NamedDependency[HistoryFilters],
         cursor: Cursor = None,
         limit: Limit = 50,
     ) -> HistoryPage:
@@ -123,15 +82,7 @@ class HistoryController(Controller):
             state.settings,
             me,
             venue_id,
-            _query(
-                parse_time(since, field="from"),
-                parse_time(until, field="to"),
-                kind,
-                status,
-                outcome,
-                verdict,
-                camera_id,
-            ),
+            filters.query(),
             cursor=cursor,
             limit=limit,
         )
@@ -140,19 +91,14 @@ class HistoryController(Controller):
         "/incidents",
         summary="Incidents of every venue I may read (an owner's venues, a dispatcher's region), newest first",
         responses=problem_responses(401, 403, 422),
+        dependencies=HISTORY_FILTERS,
     )
     async def my_history(  # noqa: PLR0917 - Litestar passes query parameters by name
         self,
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
+        db: Db,
+        me: Me,
         state: State,
-        since: Since = None,
-        until: Until = None,
-        kind: FromQuery[KindName | None] = None,
-        status: State_ = None,
-        outcome: FromQuery[Outcome | None] = None,
-        verdict: FromQuery[Verdict | None] = None,
-        camera_id: FromQuery[uuid.UUID | None] = None,
+        filters: NamedDependency[HistoryFilters],
         cursor: Cursor = None,
         limit: Limit = 50,
     ) -> HistoryPage:
@@ -160,15 +106,7 @@ class HistoryController(Controller):
             db,
             state.settings,
             me,
-            _query(
-                parse_time(since, field="from"),
-                parse_time(until, field="to"),
-                kind,
-                status,
-                outcome,
-                verdict,
-                camera_id,
-            ),
+            filters.query(),
             cursor=cursor,
             limit=limit,
         )
@@ -178,13 +116,7 @@ class HistoryController(Controller):
         summary="Every event of the incident in order: detections, lifecycle, notifications, footage views",
         responses=problem_responses(401, 404),
     )
-    async def timeline(
-        self,
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        state: State,
-        incident_id: FromPath[uuid.UUID],
-    ) -> IncidentTimeline:
+    async def timeline(self, db: Db, me: Me, state: State, incident_id: PathId) -> IncidentTimeline:
         return await service.timeline(db, state.settings, me, incident_id)
 
     @get(
@@ -193,13 +125,7 @@ class HistoryController(Controller):
         responses=problem_responses(401, 404, 410),
         status_code=302,
     )
-    async def clip(
-        self,
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        request: Request[object, object, State],
-        incident_id: FromPath[uuid.UUID],
-    ) -> Redirect:
+    async def clip(self, db: Db, me: Me, request: Request[object, object, State], incident_id: PathId) -> Redirect:
         return await _footage(db, me, request, incident_id, "clip")
 
     @get(
@@ -208,13 +134,7 @@ class HistoryController(Controller):
         responses=problem_responses(401, 404, 410),
         status_code=302,
     )
-    async def snapshot(
-        self,
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        request: Request[object, object, State],
-        incident_id: FromPath[uuid.UUID],
-    ) -> Redirect:
+    async def snapshot(self, db: Db, me: Me, request: Request[object, object, State], incident_id: PathId) -> Redirect:
         return await _footage(db, me, request, incident_id, "snapshot")
 
     @get(
@@ -224,9 +144,9 @@ class HistoryController(Controller):
     )
     async def access_log(  # noqa: PLR0917 - Litestar passes query parameters by name
         self,
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        venue_id: FromPath[uuid.UUID],
+        db: Db,
+        me: Me,
+        venue_id: PathId,
         since: Since = None,
         until: Until = None,
         actor_id: FromQuery[uuid.UUID | None] = None,
@@ -251,12 +171,7 @@ class HistoryController(Controller):
         responses=problem_responses(401, 403, 404, 409, 422),
     )
     async def add_outcome(
-        self,
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        state: State,
-        incident_id: FromPath[uuid.UUID],
-        data: JSONBody[OutcomeCreate],
+        self, db: Db, me: Me, state: State, incident_id: PathId, data: JSONBody[OutcomeCreate]
     ) -> IncidentOutcomes:
         return await outcomes.add_outcome(db, state.settings, me, incident_id, data)
 
@@ -267,9 +182,9 @@ class HistoryController(Controller):
     )
     async def labels(  # noqa: PLR0917 - Litestar passes query parameters by name
         self,
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        venue_id: FromPath[uuid.UUID],
+        db: Db,
+        me: Me,
+        venue_id: PathId,
         camera_id: FromQuery[uuid.UUID | None] = None,
         since: Since = None,
         until: Until = None,
@@ -292,14 +207,7 @@ class HistoryController(Controller):
         summary="Incidents by kind and week, time to first acknowledgement and officer, per-camera rejections",
         responses=problem_responses(401, 404, 422),
     )
-    async def stats(
-        self,
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        venue_id: FromPath[uuid.UUID],
-        since: Since = None,
-        until: Until = None,
-    ) -> VenueStats:
+    async def stats(self, db: Db, me: Me, venue_id: PathId, since: Since = None, until: Until = None) -> VenueStats:
         return await stats.venue_stats(
             db, me, venue_id, since=parse_time(since, field="from"), until=parse_time(until, field="to")
         )
@@ -309,20 +217,10 @@ class HistoryController(Controller):
         summary="The venue's history as CSV (RFC 4180, header row, streamed), with the history's filters",
         responses=problem_responses(401, 404, 422),
         media_type="text/csv; charset=utf-8",
+        dependencies=HISTORY_FILTERS,
     )
-    async def export(  # noqa: PLR0917 - Litestar passes query parameters by name
-        self,
-        db: NamedDependency[asyncpg.Connection],
-        me: NamedDependency[Principal],
-        state: State,
-        venue_id: FromPath[uuid.UUID],
-        since: Since = None,
-        until: Until = None,
-        kind: FromQuery[KindName | None] = None,
-        status: State_ = None,
-        outcome: FromQuery[Outcome | None] = None,
-        verdict: FromQuery[Verdict | None] = None,
-        camera_id: FromQuery[uuid.UUID | None] = None,
+    async def export(
+        self, db: Db, me: Me, state: State, venue_id: PathId, filters: NamedDependency[HistoryFilters]
     ) -> Stream:
         rows = await stats.export(
             db,
@@ -330,15 +228,7 @@ class HistoryController(Controller):
             state.settings,
             me,
             venue_id,
-            _query(
-                parse_time(since, field="from"),
-                parse_time(until, field="to"),
-                kind,
-                status,
-                outcome,
-                verdict,
-                camera_id,
-            ),
+            filters.query(),
         )
         return Stream(
             rows,

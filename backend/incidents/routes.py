@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-
-import asyncpg
 from litestar import Controller, delete, put
 from litestar.datastructures import State
-from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 
-from backend.core.auth import Principal, provide_principal
 from backend.core.errors import problem_responses
+from backend.core.params import SIGNED_IN, Db, Me, PathId
 from backend.incidents import service
 from backend.incidents.schemas import LegalHoldReason, LegalHoldResult
 
@@ -19,7 +15,7 @@ from backend.incidents.schemas import LegalHoldReason, LegalHoldResult
 class LegalHoldController(Controller):
     path = "/v1/incidents/{incident_id:uuid}/legal-hold"
     tags = ["incidents"]
-    dependencies = {"me": Provide(provide_principal)}
+    dependencies = SIGNED_IN
     security = [{"BearerAuth": []}]
 
     @put(
@@ -27,12 +23,7 @@ class LegalHoldController(Controller):
         responses=problem_responses(401, 403, 404, 409, 422),
     )
     async def hold(
-        self,
-        db: NamedDependency[asyncpg.Connection],
-        state: State,
-        me: NamedDependency[Principal],
-        incident_id: FromPath[uuid.UUID],
-        data: JSONBody[LegalHoldReason],
+        self, db: Db, state: State, me: Me, incident_id: PathId, data: JSONBody[LegalHoldReason]
     ) -> LegalHoldResult:
         return await service.set_legal_hold(db, state.settings, me, incident_id, True, data.reason)
 
@@ -42,11 +33,6 @@ class LegalHoldController(Controller):
         responses=problem_responses(401, 403, 404, 422),
     )
     async def release(
-        self,
-        db: NamedDependency[asyncpg.Connection],
-        state: State,
-        me: NamedDependency[Principal],
-        incident_id: FromPath[uuid.UUID],
-        data: JSONBody[LegalHoldReason],
+        self, db: Db, state: State, me: Me, incident_id: PathId, data: JSONBody[LegalHoldReason]
     ) -> LegalHoldResult:
         return await service.set_legal_hold(db, state.settings, me, incident_id, False, data.reason)

@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Annotated, Any
 
-import asyncpg
 from litestar import Controller, Request, get, put
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import JSONBody, Parameter
 from litestar.types import ControllerRouterHandler
 
 from backend.core.auth import CameraPrincipal, Principal, provide_principal, require_role
 from backend.core.errors import problem_responses
+from backend.core.params import BEARER, Db, Me, PathId
 from backend.detections import service as detections
 from backend.liveview import service
 from backend.liveview.schemas import CameraOrder, GrantList, PolicyUpdate, SegmentAccepted, VenuePolicy
 
 
-async def provide_camera(request: Request[Any, Any, State], db: NamedDependency[asyncpg.Connection]) -> CameraPrincipal:
+async def provide_camera(request: Request[Any, Any, State], db: Db) -> CameraPrincipal:
     """The camera of ``Authorization: Bearer <camera key>``, on the request's connection."""
     return await detections.authenticate_camera_on(db, request.headers.get("authorization"))
 
@@ -31,16 +30,14 @@ class LiveViewPolicyController(Controller):
     path = "/v1/venues"
     tags = ("live view",)
     dependencies = MappingProxyType({"actor": Provide(require_role("owner", "admin"))})
-    security = ({"BearerAuth": []},)
+    security = BEARER
 
     @get(
         "/{venue_id:uuid}/live-view-policy",
         summary="The venue's live view consent: never (the default), on_request or automatic",
         responses=problem_responses(401, 403, 404),
     )
-    async def get_policy(
-        self, db: NamedDependency[asyncpg.Connection], actor: NamedDependency[Principal], venue_id: FromPath[uuid.UUID]
-    ) -> VenuePolicy:
+    async def get_policy(self, db: Db, actor: NamedDependency[Principal], venue_id: PathId) -> VenuePolicy:
         return await service.get_policy(db, actor, venue_id)
 
     @put(
@@ -49,11 +46,7 @@ class LiveViewPolicyController(Controller):
         responses=problem_responses(401, 403, 404, 422),
     )
     async def set_policy(
-        self,
-        db: NamedDependency[asyncpg.Connection],
-        actor: NamedDependency[Principal],
-        venue_id: FromPath[uuid.UUID],
-        data: JSONBody[PolicyUpdate],
+        self, db: Db, actor: NamedDependency[Principal], venue_id: PathId, data: JSONBody[PolicyUpdate]
     ) -> VenuePolicy:
         return await service.set_policy(db, actor, venue_id, data)
 
@@ -66,9 +59,7 @@ class LiveViewPolicyController(Controller):
     security=[{"BearerAuth": []}],
     responses=problem_responses(401, 404),
 )
-async def venue_grants(
-    db: NamedDependency[asyncpg.Connection], me: NamedDependency[Principal], state: State, venue_id: FromPath[uuid.UUID]
-) -> GrantList:
+async def venue_grants(db: Db, me: Me, state: State, venue_id: PathId) -> GrantList:
     return await service.venue_grants(db, state.settings, me, venue_id)
 
 
@@ -83,9 +74,7 @@ _CAMERA = {"camera": Provide(provide_camera)}
     security=[{"CameraKey": []}],
     responses=problem_responses(401),
 )
-async def camera_order(
-    db: NamedDependency[asyncpg.Connection], camera: NamedDependency[CameraPrincipal], state: State
-) -> CameraOrder:
+async def camera_order(db: Db, camera: NamedDependency[CameraPrincipal], state: State) -> CameraOrder:
     return await service.camera_order(db, state.settings, camera)
 
 
@@ -125,7 +114,7 @@ class _SegmentOperation(Operation):
 )
 async def upload_segment(
     request: Request[Any, Any, State],
-    db: NamedDependency[asyncpg.Connection],
+    db: Db,
     camera: NamedDependency[CameraPrincipal],
     seq: Annotated[int, Parameter(ge=0, le=2**62)],
     duration_s: Annotated[float, Parameter(gt=0, le=10)] = 2.0,

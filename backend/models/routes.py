@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
-
-import asyncpg
 import msgspec
 from litestar import Controller, put
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 
 from backend.core.auth import Principal, require_role
 from backend.core.errors import problem_responses
+from backend.core.params import Db, PathId
 from backend.models import service
 
 
@@ -31,11 +29,7 @@ class TrainingConsentController(Controller):
         responses=problem_responses(401, 403, 404, 422),
     )
     async def set_consent(
-        self,
-        db: NamedDependency[asyncpg.Connection],
-        actor: NamedDependency[Principal],
-        venue_id: FromPath[uuid.UUID],
-        data: JSONBody[TrainingConsent],
+        self, db: Db, actor: NamedDependency[Principal], venue_id: PathId, data: JSONBody[TrainingConsent]
     ) -> TrainingConsent:
         await service.set_training_consent(db, actor, venue_id, consent=data.consent)
         return TrainingConsent(consent=data.consent)

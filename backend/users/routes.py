@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
-
-import asyncpg
 from litestar import Controller, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromQuery, JSONBody
 
 from backend.core.auth import Principal, Role, require_role
 from backend.core.errors import problem_responses
+from backend.core.params import Db, PathId
 from backend.users import service
 from backend.users.schemas import User, UserCreate, UserCreated
 
@@ -24,11 +22,7 @@ class UserAdminController(Controller):
 
     @post(summary="Register a user with a password or a one-time code", responses=problem_responses(401, 403, 409, 422))
     async def create_user(
-        self,
-        db: NamedDependency[asyncpg.Connection],
-        admin: NamedDependency[Principal],
-        state: State,
-        data: JSONBody[UserCreate],
+        self, db: Db, admin: NamedDependency[Principal], state: State, data: JSONBody[UserCreate]
     ) -> UserCreated:
         return await service.create_user(db, state.settings, admin, data)
 
@@ -38,9 +32,7 @@ class UserAdminController(Controller):
         status_code=200,
         responses=problem_responses(401, 403, 404, 409),
     )
-    async def deactivate(
-        self, db: NamedDependency[asyncpg.Connection], admin: NamedDependency[Principal], user_id: FromPath[uuid.UUID]
-    ) -> User:
+    async def deactivate(self, db: Db, admin: NamedDependency[Principal], user_id: PathId) -> User:
         return await service.deactivate(db, admin, user_id)
 
     @post(
@@ -49,9 +41,7 @@ class UserAdminController(Controller):
         status_code=200,
         responses=problem_responses(401, 403, 404),
     )
-    async def reactivate(
-        self, db: NamedDependency[asyncpg.Connection], admin: NamedDependency[Principal], user_id: FromPath[uuid.UUID]
-    ) -> User:
+    async def reactivate(self, db: Db, admin: NamedDependency[Principal], user_id: PathId) -> User:
         return await service.reactivate(db, admin, user_id)
 
     @post(
@@ -60,16 +50,11 @@ class UserAdminController(Controller):
         status_code=200,
         responses=problem_responses(401, 403, 404),
     )
-    async def end_sessions(
-        self, db: NamedDependency[asyncpg.Connection], admin: NamedDependency[Principal], user_id: FromPath[uuid.UUID]
-    ) -> User:
+    async def end_sessions(self, db: Db, admin: NamedDependency[Principal], user_id: PathId) -> User:
         return await service.end_sessions(db, admin, user_id)
 
     @get(summary="List users", responses=problem_responses(401, 403))
     async def list_users(
-        self,
-        db: NamedDependency[asyncpg.Connection],
-        admin: NamedDependency[Principal],
-        role: FromQuery[Role | None] = None,
+        self, db: Db, admin: NamedDependency[Principal], role: FromQuery[Role | None] = None
     ) -> list[User]:
         return await service.list_users(db, role)

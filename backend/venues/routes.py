@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-
-import asyncpg
 from litestar import Controller, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 
 from backend.core.auth import Principal, require_role
 from backend.core.errors import problem_responses
+from backend.core.params import Db, PathId
 from backend.venues import service
 from backend.venues.schemas import Region, RegionCreate, Venue, VenueCreate
 
@@ -22,31 +20,21 @@ class VenueAdminController(Controller):
     security = [{"BearerAuth": []}]
 
     @post("/regions", summary="Register a police region", responses=problem_responses(401, 403, 409, 422))
-    async def create_region(
-        self, db: NamedDependency[asyncpg.Connection], admin: NamedDependency[Principal], data: JSONBody[RegionCreate]
-    ) -> Region:
+    async def create_region(self, db: Db, admin: NamedDependency[Principal], data: JSONBody[RegionCreate]) -> Region:
         return await service.create_region(db, admin, data)
 
     @get("/regions", summary="List police regions", responses=problem_responses(401, 403))
-    async def list_regions(
-        self, db: NamedDependency[asyncpg.Connection], admin: NamedDependency[Principal]
-    ) -> list[Region]:
+    async def list_regions(self, db: Db, admin: NamedDependency[Principal]) -> list[Region]:
         return await service.list_regions(db)
 
     @post("/venues", summary="Register a venue with its location", responses=problem_responses(401, 403, 422))
-    async def create_venue(
-        self, db: NamedDependency[asyncpg.Connection], admin: NamedDependency[Principal], data: JSONBody[VenueCreate]
-    ) -> Venue:
+    async def create_venue(self, db: Db, admin: NamedDependency[Principal], data: JSONBody[VenueCreate]) -> Venue:
         return await service.create_venue(db, admin, data)
 
     @get("/venues", summary="List venues", responses=problem_responses(401, 403))
-    async def list_venues(
-        self, db: NamedDependency[asyncpg.Connection], admin: NamedDependency[Principal]
-    ) -> list[Venue]:
+    async def list_venues(self, db: Db, admin: NamedDependency[Principal]) -> list[Venue]:
         return await service.list_venues(db)
 
     @get("/venues/{venue_id:uuid}", summary="One venue", responses=problem_responses(401, 403, 404))
-    async def get_venue(
-        self, db: NamedDependency[asyncpg.Connection], admin: NamedDependency[Principal], venue_id: FromPath[uuid.UUID]
-    ) -> Venue:
+    async def get_venue(self, db: Db, admin: NamedDependency[Principal], venue_id: PathId) -> Venue:
         return await service.get_venue(db, venue_id)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
-import asyncpg
 from litestar import Controller, get, patch, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, FromQuery, JSONBody, Parameter
+from litestar.params import FromQuery, JSONBody, Parameter
 
 from backend.core.auth import Principal, require_role
 from backend.core.errors import problem_responses
+from backend.core.params import Db, PathId
 from backend.webhooks import service
 from backend.webhooks.schemas import (
     DeliveryPage,
@@ -36,26 +35,17 @@ class WebhookAdminController(Controller):
 
     @post(summary="Subscribe a city system (the secret is shown once)", responses=problem_responses(401, 403, 422))
     async def create(
-        self,
-        db: NamedDependency[asyncpg.Connection],
-        state: State,
-        admin: NamedDependency[Principal],
-        data: JSONBody[SubscriptionCreate],
+        self, db: Db, state: State, admin: NamedDependency[Principal], data: JSONBody[SubscriptionCreate]
     ) -> SubscriptionCreated:
         return await service.create(db, state.settings, admin, data)
 
     @get(summary="List webhook subscriptions", responses=problem_responses(401, 403))
-    async def list_subscriptions(
-        self, db: NamedDependency[asyncpg.Connection], admin: NamedDependency[Principal]
-    ) -> list[Subscription]:
+    async def list_subscriptions(self, db: Db, admin: NamedDependency[Principal]) -> list[Subscription]:
         return await service.list_all(db)
 
     @get("/{subscription_id:uuid}", summary="One webhook subscription", responses=problem_responses(401, 403, 404))
     async def get_subscription(
-        self,
-        db: NamedDependency[asyncpg.Connection],
-        admin: NamedDependency[Principal],
-        subscription_id: FromPath[uuid.UUID],
+        self, db: Db, admin: NamedDependency[Principal], subscription_id: PathId
     ) -> Subscription:
         return await service.get(db, subscription_id)
 
@@ -66,10 +56,10 @@ class WebhookAdminController(Controller):
     )
     async def update(
         self,
-        db: NamedDependency[asyncpg.Connection],
+        db: Db,
         state: State,
         admin: NamedDependency[Principal],
-        subscription_id: FromPath[uuid.UUID],
+        subscription_id: PathId,
         data: JSONBody[SubscriptionUpdate],
     ) -> Subscription:
         return await service.update(db, state.settings, admin, subscription_id, data)
@@ -82,10 +72,10 @@ class WebhookAdminController(Controller):
     )
     async def rotate_secret(
         self,
-        db: NamedDependency[asyncpg.Connection],
+        db: Db,
         state: State,
         admin: NamedDependency[Principal],
-        subscription_id: FromPath[uuid.UUID],
+        subscription_id: PathId,
         data: JSONBody[RotateSecret | None] = None,
     ) -> SecretRotated:
         return await service.rotate_secret(db, state.settings, admin, subscription_id, data)
@@ -97,9 +87,9 @@ class WebhookAdminController(Controller):
     )
     async def deliveries(  # noqa: PLR0917 - Litestar passes query parameters by name
         self,
-        db: NamedDependency[asyncpg.Connection],
+        db: Db,
         admin: NamedDependency[Principal],
-        subscription_id: FromPath[uuid.UUID],
+        subscription_id: PathId,
         status: FromQuery[DeliveryStatus | None] = None,
         before: FromQuery[Annotated[int | None, Parameter(gt=0)]] = None,
         limit: FromQuery[Annotated[int, Parameter(ge=1, le=500)]] = 100,
@@ -114,9 +104,9 @@ class WebhookAdminController(Controller):
     )
     async def replay(
         self,
-        db: NamedDependency[asyncpg.Connection],
+        db: Db,
         admin: NamedDependency[Principal],
-        subscription_id: FromPath[uuid.UUID],
+        subscription_id: PathId,
         data: JSONBody[ReplayRequest | None] = None,
     ) -> ReplayResult:
         return await service.replay(db, admin, subscription_id, data)
