@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 # --- measured here (docs/performance.md, bench/footprint.py) ---------------------------------------
 API_CPU_S = 0.00337  # API CPU per detection (bench/ingest.py, issue 2)
-WORKER_CPU_S = 0.45  # worker CPU per confirmed detection: model v2, artefacts, dispatch, push (bench/e2e.py)
-# The same with model v3: its CPU time on the 195 real clips (bench/model_cost.py, one pinned core, load
-# 15-21: median 0.228 s, p95 0.388 s) plus the rest of the worker's 0.45 s above (0.07-0.18 s: 0.45
-# minus model v2's 0.27-0.38 s, as measured at load 1-4 and 8-14).
-WORKER_CPU_S_V3 = 0.35
+# Worker CPU per confirmed detection with model v3: confirmation, snapshot, dispatch, push, and the
+# footage made after the alarm (0.08-0.09 s of it), measured end to end on a quiet machine at 2-4.5
+# detections/s (bench/e2e.py, docs/performance.md): 0.375-0.404 s. Charged to every clip, although
+# rejected ones make no snapshot, footage or pushes.
+WORKER_CPU_S = 0.39
 PG_CPU_S_PER_INCIDENT = 0.075  # PostgreSQL CPU per detection that opens an incident: 60-90 ms (bench/e2e.py)
 SERVER_FPR = 0.23  # share of false flags the model confirms (model card v3: 0.22 LOSO, 0.26 repeated CV, 0.23 OOF)
 # bench/footprint.py (40 real 2-s clips, 23 confirmed, 1 webhook subscription, 2 bouncers per venue,
@@ -34,7 +34,7 @@ WEBHOOKS_PER_SUBSCRIPTION_S = 36.0  # one subscription, in order (bench/webhooks
 PEAK_HOURS_PER_DAY = 8.0  # a day's volume = the night peak's rate for 8 hours
 CLIP_BYTES = 670_000  # a 5-s clip at the measured 2-s clips' rate (267 KB per 2 s)
 PLAYABLE_RATIO = 1.0  # playable MP4 / original, confirmed only (measured 1.0-1.15)
-SNAPSHOT_BYTES = 50_000  # confirmed only (measured 51 KB)
+SNAPSHOT_BYTES = 50_000  # confirmed only (measured 51 KB); its face-blurred twin about the same
 RETENTION_DAYS = 30  # KUZET_INCIDENT_FOOTAGE_RETENTION_S
 SUBSCRIPTIONS_PER_REGION = 2  # the police operational centre and the city platform
 REGIONS = 20  # 17 regions and 3 cities of republican significance
@@ -63,7 +63,7 @@ class Scenario:
 
 def rows(s: Scenario) -> list[tuple[str, str]]:
     day = s.detections_day
-    s3_day = day * (CLIP_BYTES + SERVER_FPR * (CLIP_BYTES * PLAYABLE_RATIO + SNAPSHOT_BYTES))
+    s3_day = day * (CLIP_BYTES + SERVER_FPR * (CLIP_BYTES * PLAYABLE_RATIO + 2 * SNAPSHOT_BYTES))  # and its twin
     stored = s3_day * RETENTION_DAYS
     puts_day = day * (1 + 2 * SERVER_FPR)
     s3_cost = stored / 1e9 * S3_GB_MONTH_USD + puts_day * 30 / 1000 * S3_PUT_PER_1000_USD
@@ -79,12 +79,12 @@ def rows(s: Scenario) -> list[tuple[str, str]]:
         ("detections/s at the peak", f"{s.detections_s:,.0f}"),
         (f"incidents/s (server confirms {SERVER_FPR:.0%})", f"{s.incidents_s:,.1f}"),
         ("API cores (60 % busy)", f"{s.detections_s * API_CPU_S / API_TARGET_UTILISATION:,.1f}"),
-        ("worker cores (0.45 CPU s per clip, measured with model v2)", f"{s.detections_s * WORKER_CPU_S:,.0f}"),
-        ("worker cores with model v3 (0.35 CPU s per clip)", f"{s.detections_s * WORKER_CPU_S_V3:,.0f}"),
+        ("worker cores (0.39 CPU s per clip, model v3, measured)", f"{s.detections_s * WORKER_CPU_S:,.0f}"),
         ("PostgreSQL row writes/s", f"{writes_s:,.0f}"),
         ("PostgreSQL cores busy (estimate)", f"{pg_cpu_s:,.1f}"),
         ("PostgreSQL growth, GB/month", f"{kept_day * 30 / 1e9:,.0f}"),
-        ("S3 PUT/s at the peak", f"{s.detections_s * (1 + 2 * SERVER_FPR):,.0f}"),
+        # the clip; confirmed ones add the snapshot, its face-blurred twin and the playable MP4
+        ("S3 PUT/s at the peak", f"{s.detections_s * (1 + 3 * SERVER_FPR):,.0f}"),
         ("S3 written, TB/day", f"{s3_day / 1e12:,.2f}"),
         ("S3 kept (30-day retention), TB", f"{stored / 1e12:,.0f}"),
         ("S3 list price, USD/month", f"{s3_cost:,.0f}"),
