@@ -224,10 +224,11 @@ def real_clips(limit: int = 40) -> tuple[list[bytes], str]:
     return clips, "4 generated fight-like clips (../shared absent)"
 
 
-async def drained(conn: asyncpg.Connection, events: list[str], timeout_s: float) -> bool:
-    """Wait until every detection of ``events`` is decided (False if some were not within ``timeout_s``)."""
+async def drained(conn: asyncpg.Connection, events: list[str], timeout_s: float, query: str = UNDECIDED) -> bool:
+    """Wait until ``query`` counts none of ``events`` (by default: every detection of ``events`` is
+    decided); False if some were still counted after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
-    while await conn.fetchval(UNDECIDED, events):
+    while await conn.fetchval(query, events):
         if time.monotonic() > deadline:
             return False
         await asyncio.sleep(0.5)
@@ -235,18 +236,9 @@ async def drained(conn: asyncpg.Connection, events: list[str], timeout_s: float)
 
 
 JOB_STAGES = ("download", "probe", "decode", "features", "network", "snapshot", "upload")
+# The footage of a confirmed detection still to be made (a made or failed one records footage_total).
 FOOTAGE_PENDING = """SELECT count(*) FROM detections WHERE event_id = ANY($1::text[]) AND status = 'confirmed'
 AND server_snapshot_key IS NOT NULL AND NOT COALESCE(timings ? 'footage_total', false)"""
-
-
-async def footage_done(conn: asyncpg.Connection, events: list[str], timeout_s: float) -> bool:
-    """Wait until the footage of every confirmed detection of ``events`` is made (or failed)."""
-    deadline = time.monotonic() + timeout_s
-    while await conn.fetchval(FOOTAGE_PENDING, events):
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.5)
-    return True
 
 
 # --- one steady step ----------------------------------------------------------------------------------
@@ -368,7 +360,7 @@ async def run_step(
     # Let the step's work, its footage included, finish (up to two minutes) before reading its results.
     events = [p.event_id for p in posted]
     await drained(conn, events, 120)
-    await footage_done(conn, events, 120)
+    await drained(conn, events, 120, FOOTAGE_PENDING)
     await asyncio.sleep(1.0)  # the last pushes
     stop.set()
     await sampler
