@@ -15,12 +15,13 @@ from litestar.testing import AsyncTestClient
 
 from backend.adapters.storage import Storage
 from backend.core import jobs, queue
-from backend.core.config import Settings
+from backend.core.config import Settings, load_settings
 from backend.core.db import create_pool
 from backend.core.metrics import FOOTAGE_FINISHED
 from backend.detections.confirmation import Footage, Verdict, record_footage, record_outcome
 from backend.webhooks.outbox import PENDING_SNAPSHOT_NOTE, SNAPSHOT_NOTE
 from tests.factories import Factory
+from tests.services import free_port
 from tests.test_confirm import assert_artefacts, clips, confirm_worker, object_keys, queued, run_jobs, state
 from workers.confirm import FOOTAGE_NICENESS, TASKS, new_footage_pool, new_pool
 from workers.runner import Runner
@@ -196,3 +197,37 @@ async def test_footage_follows_the_incidents_best_detection_whatever_order_it_ar
         assert await conn.fetchval("SELECT count(*) FROM jobs WHERE kind = 'tag_footage'") == 2
     finally:
         await pool.close()
+
+
+async def test_storage_down_during_the_footage_is_retried_without_using_attempts_then_made(
+    make: Factory,
+    conn: asyncpg.Connection,
+    storage: Storage,
+    settings: Settings,
+    settings_env: dict[str, str],
+    clips: dict[str, Path],
+) -> None:
+    """An S3 outage between the alarm and its footage loses nothing: the footage waits for S3."""
+    row = await queued(make, storage, clips["fight"], kind="weapon", edge_score=0.9)
+    async with confirm_worker(settings, storage) as ctx:
+        await Runner(ctx, CONFIRM_ONLY).run(until_idle=True)
+    await conn.execute("UPDATE jobs SET max_attempts = 1 WHERE kind = 'finish_footage'")  # not even the only one
+
+    down = load_settings(settings_env | {"KUZET_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"})
+    async with Storage(down) as dead, confirm_worker(down, dead) as ctx:
+        for _ in range(2):
+            await run_jobs(ctx)
+            job = await conn.fetchrow(
+                "SELECT status, attempts, run_at > now() AS later, last_error FROM jobs WHERE kind = 'finish_footage'"
+            )
+            assert (job["status"], job["attempts"], job["later"]) == ("queued", 0, True)
+            assert "StorageUnavailable" in job["last_error"]
+            await conn.execute("UPDATE jobs SET run_at = now() WHERE kind = 'finish_footage'")
+    assert "footage_total" not in (await state(conn, row.id))["timings"]
+
+    async with confirm_worker(settings, storage) as ctx:  # S3 is back
+        await run_jobs(ctx)
+    done = await state(conn, row.id)
+    assert (done["blurred_snapshot_key"], done["playable_key"]) != (None, None)
+    await assert_artefacts(storage, row.clip_key)
+    assert await conn.fetchval("SELECT count(*) FROM jobs WHERE kind = 'finish_footage'") == 0
