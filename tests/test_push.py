@@ -83,6 +83,7 @@ async def test_time_sensitive_message_shape(gateway: PushGateway, inbox: PushInb
     assert android["priority"] == "high"
     assert android["ttl"] == "300s"
     assert android["collapse_key"] == "inc-0b6c1a52"
+    assert android["notification"]["tag"] == "inc-0b6c1a52"  # replaces the incident's notification on screen
     assert android["notification"]["channel_id"] == "kuzet_alerts"
     assert android["notification"]["image"] == "https://kuzet.kz/s/Ab3dE"
     assert android["notification"]["default_sound"] is True

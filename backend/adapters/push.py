@@ -232,6 +232,9 @@ def _assemble(m: PushMessage, body: str) -> messaging.Message:
             collapse_key=m.collapse_key,
             notification=messaging.AndroidNotification(
                 channel_id=m.channel_id,
+                # The collapse key only replaces a message not yet delivered; the tag replaces the
+                # notification already on screen (as apns-collapse-id does on iOS): one per incident.
+                tag=m.collapse_key,
                 image=m.image_url,
                 default_sound=True,
                 priority="max" if critical else "high",
