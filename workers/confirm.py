@@ -75,15 +75,20 @@ _SHADOW: ConfirmationModel | None = None
 _FACES: FaceDetector | None = None
 
 
-def init_process(person_model: Path | None, live: Path | None = None, shadow: Path | None = None) -> None:
-    """Pool initializer: the live model (and the shadow model, if any) loaded once per process."""
+def init_process(
+    person_model: Path | None, live: Path | None = None, shadow: Path | None = None, faces: bool = True
+) -> None:
+    """Pool initializer: the live model (and the shadow model, if any) loaded once per process, and
+    the face detector where this pool makes footage too (``faces``: a worker's own footage pool
+    makes it otherwise)."""
     global _MODEL, _SHADOW  # noqa: PLW0603 - the per-process models are this module's state by design
     import cv2
 
     cv2.setNumThreads(1)  # one process per core: no oversubscription
     _MODEL = ConfirmationModel(live, person_model_path=person_model)
     _SHADOW = ConfirmationModel(shadow) if shadow is not None else None
-    _load_faces()
+    if faces:
+        _load_faces()
 
 
 def init_footage_process() -> None:
@@ -251,10 +256,13 @@ class Confirmer:
         return self.footage_pool or self.pool
 
 
-def new_pool(settings: Settings, live: Path | None = None, shadow: Path | None = None) -> CpuPool:
-    """One process per concurrent job, each with its own model sessions (live, and shadow if any)."""
+def new_pool(
+    settings: Settings, live: Path | None = None, shadow: Path | None = None, *, faces: bool = True
+) -> CpuPool:
+    """One process per concurrent job, each with its own model sessions (live, and shadow if any);
+    ``faces``: with the face detector, for a pool that also makes the footage (tests, benches)."""
     return CpuPool(
-        settings.worker_concurrency, initializer=init_process, initargs=(settings.person_model, live, shadow)
+        settings.worker_concurrency, initializer=init_process, initargs=(settings.person_model, live, shadow, faces)
     )
 
 
@@ -269,7 +277,7 @@ async def setup(ctx: WorkerContext, stack: AsyncExitStack) -> None:
     live = Path(slots["live"].sidecar) if "live" in slots else None
     shadow = Path(slots["shadow"].sidecar) if "shadow" in slots else None
     log.info("confirm_models", live=str(live or "committed"), shadow=str(shadow) if shadow else None)
-    pool = await stack.enter_async_context(new_pool(ctx.settings, live, shadow))
+    pool = await stack.enter_async_context(new_pool(ctx.settings, live, shadow, faces=False))
     footage_pool = await stack.enter_async_context(new_footage_pool(ctx.settings))
     ctx.confirmer = Confirmer(pool, footage_pool=footage_pool)
 
