@@ -1,0 +1,46 @@
+"""What every source proposes: a candidate event. The server's model confirms it; the box only proposes.
+
+A source is anything that yields candidates (ONVIF events, Frigate reviews, the box's own motion
+trigger, a camera's own analytics). It runs until cancelled and hands each candidate to ``emit``,
+which returns once the candidate is durably in the outbox (so a source may acknowledge upstream).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Literal, Protocol
+
+import msgspec
+
+# The kinds a camera may post (the server's ``CameraKindName``).
+Kind = Literal["fight", "aggression", "crowd_surge", "weapon", "fire_smoke"]
+SourceName = Literal["trigger", "onvif", "frigate"]
+
+
+class Candidate(msgspec.Struct, frozen=True, kw_only=True):
+    """One proposed event of one camera."""
+
+    camera: str  # the camera's key in the box's config (stable; the server maps it to its camera id)
+    kind: Kind
+    score: float  # the source's own confidence in [0, 1]
+    occurred_at: datetime  # aware, UTC, on the box's clock (a source corrects the camera's clock offset)
+    event_id: str  # stable: the same real event always gets the same id (printable ASCII, <= 128)
+    source: SourceName
+    # A clip the source already has (Frigate's, remuxed to faststart MP4); None: the agent cuts one
+    # from the camera's RTSP packet buffer around ``occurred_at``.
+    clip: Path | None = None
+    snapshot: Path | None = None  # a JPEG, if the source has one
+    zone: str | None = None
+
+
+Emit = Callable[[Candidate], Awaitable[None]]
+
+
+class Source(Protocol):
+    """A producer of candidates. ``run`` returns only when cancelled; it reconnects on its own."""
+
+    name: str
+
+    async def run(self, emit: Emit) -> None: ...
