@@ -44,3 +44,32 @@ class Source(Protocol):
     name: str
 
     async def run(self, emit: Emit) -> None: ...
+
+
+class CameraRef(msgspec.Struct, frozen=True, kw_only=True):
+    """What a source needs to know of one camera of the box's config (secrets stay on the box)."""
+
+    key: str  # the camera's stable name in the box's config
+    name: str
+    host: str | None = None  # the camera's (or NVR's) address, for ONVIF
+    onvif_port: int = 80
+    username: str | None = None
+    password: str | None = None  # read from the box's 0600 secrets file; never sent to the server
+
+
+class SourceBuilder(Protocol):
+    """How the agent makes a source from its ``[[sources]]`` table of the config file.
+
+    Each source module exposes ``build`` with this signature and parses ``table`` itself (msgspec,
+    a clear error naming the key on a bad value). ``on_tamper(camera_key, at)`` tells the agent's
+    camera health that a camera reported tampering (ONVIF), if the source knows of such events.
+    """
+
+    def __call__(
+        self,
+        table: dict[str, object],
+        *,
+        cameras: dict[str, CameraRef],
+        state_dir: Path,
+        on_tamper: Callable[[str, datetime], None] | None = None,
+    ) -> Source: ...
