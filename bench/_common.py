@@ -8,15 +8,47 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
+from typing import NoReturn
 
 import asyncpg
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+FIGHT_CLIPS = ROOT.parent / "shared" / "data" / "surv-fight" / "fight"
+
+
+def fail(message: str) -> NoReturn:
+    """Stop the bench with exit status 2 and say why: a figure measured over failing requests means nothing."""
+    print(f"BENCH FAILED: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def require_all_ok(what: str, ok: int, failures: Mapping[str, int]) -> None:
+    """Stop the bench (``fail``) when any request of ``what`` failed or none succeeded.
+
+    ``failures`` counts the failed requests by status (``"415"``, ``"timeout"``…)."""
+    if failures or ok == 0:
+        fail(f"{what}: {ok} request(s) succeeded, failed by status {dict(failures)}; no figure is printed")
+
+
+def real_clips(limit: int = 40) -> tuple[list[bytes], str]:
+    """Real fight clips from ``../shared`` (the first ``limit``), else four generated fight-like H.264 clips."""
+    paths = sorted(FIGHT_CLIPS.glob("*.mp4"))[:limit] if FIGHT_CLIPS.is_dir() else []
+    if paths:
+        return [p.read_bytes() for p in paths], f"{len(paths)} real fight clips from {FIGHT_CLIPS.parent}"
+    from workers.media.synth import write_test_clip
+
+    with tempfile.TemporaryDirectory() as tmp:
+        clips = [
+            write_test_clip(Path(tmp) / f"c{i}.mp4", seconds=2.0, motion="fight", seed=i).read_bytes() for i in range(4)
+        ]
+    return clips, "4 generated fight-like clips (../shared absent)"
 
 
 def cpu_model() -> str:

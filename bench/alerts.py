@@ -36,7 +36,7 @@ from workers import dispatch as dispatch_worker
 from workers.runner import Runner, WorkerContext
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import cpu_model, drop_database, fresh_database, pct
+from bench._common import cpu_model, drop_database, fail, fresh_database, pct
 
 ALMATY = (43.2389, 76.8897)
 HASH = "$argon2id$v=19$m=65536,t=3,p=4$bench$bench"  # never verified: bench users do not sign in
@@ -221,12 +221,16 @@ async def main() -> None:
             for label, (decided, total, sent) in zip(
                 ("cold", "warm"), await bench_fanout(dsn, inbox, args.devices), strict=True
             ):
+                if sent != args.devices:
+                    fail(f"fan-out ({label}): {sent} of {args.devices} pushes were sent")
                 print(
                     f"fan-out of one incident to {args.devices:,} devices ({label} HTTP connections): "
                     f"recipients+deliveries committed {decided * 1000:.0f} ms · "
                     f"all FCM requests answered {total * 1000:.0f} ms ({sent} sent)"
                 )
             latencies, count = await bench_latency(dsn, inbox, args.rate, args.seconds)
+            if len(latencies) != 3 * count:
+                fail(f"latency run: {len(latencies)} of {3 * count} pushes reached the FCM endpoint within 30 s")
             print(
                 f"confirmation -> FCM request at the local endpoint, {args.rate:g} incidents/s for {args.seconds:g} s "
                 f"({count} incidents, {len(latencies)} pushes): p50 {pct(latencies, 50):.1f} ms · "

@@ -42,7 +42,6 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -59,12 +58,22 @@ from backend.core import queue
 from backend.core.auth import Principal, issue_access_token
 from backend.core.config import load_settings
 from backend.core.db import init_connection
-from bench._common import PY, ROOT, drop_database, fresh_database, machine, pct, start, wait_http
+from bench._common import (
+    PY,
+    drop_database,
+    fail,
+    fresh_database,
+    machine,
+    pct,
+    real_clips,
+    require_all_ok,
+    start,
+    wait_http,
+)
 from kuzet.devtools.push_inbox import PushInbox
 from tests.services import free_port
 
 KUZET = Path(sys.executable).parent / "kuzet"
-SHARED = ROOT.parent / "shared" / "data" / "surv-fight" / "fight"
 ALMATY = (43.2389, 76.8897)
 HASH = "$argon2id$v=19$m=65536,t=3,p=4$bench$bench"
 JWT = "e2e-bench-secret-e2e-bench-secret-e2e"
@@ -213,17 +222,6 @@ async def officers_moving(client: httpx.AsyncClient, apis: list[str], tokens: li
     return sent
 
 
-def real_clips(limit: int = 40) -> tuple[list[bytes], str]:
-    paths = sorted(SHARED.glob("*.mp4"))[:limit] if SHARED.is_dir() else []
-    if paths:
-        return [p.read_bytes() for p in paths], f"{len(paths)} real fight clips from {SHARED.parent}"
-    from workers.media.synth import write_test_clip
-
-    with tempfile.TemporaryDirectory() as tmp:
-        clips = [write_test_clip(Path(tmp) / f"c{i}.mp4", seconds=2.0, motion="fight").read_bytes() for i in range(4)]
-    return clips, "4 generated fight-like clips (../shared absent)"
-
-
 async def drained(conn: asyncpg.Connection, events: list[str], timeout_s: float, query: str = UNDECIDED) -> bool:
     """Wait until ``query`` counts none of ``events`` (by default: every detection of ``events`` is
     decided); False if some were still counted after ``timeout_s``."""
@@ -250,6 +248,16 @@ class Posted:
     started: float  # wall clock (time.time()), comparable with the push inbox's received_at
     answer_ms: float
     status: int
+
+
+def answers(posted: list[Posted]) -> tuple[int, dict[str, int]]:
+    """The accepted posts (202), and the others counted by status ("no answer": a transport error)."""
+    failures: dict[str, int] = {}
+    for p in posted:
+        if p.status != 202:
+            key = "no answer" if p.status == 0 else str(p.status)
+            failures[key] = failures.get(key, 0) + 1
+    return len(posted) - sum(failures.values()), failures
 
 
 async def post_steady(
@@ -315,6 +323,7 @@ class Step:
     pushed: list[float]  # POST -> first push, ms
     parts: dict[str, list[float]]  # wait for a worker / confirmation job / decided -> push, ms
     answer_ms: list[float]
+    failures: dict[str, int]  # posts not accepted, by status
     decided_per_s: float
     max_depth: int
     max_oldest_s: float
@@ -409,6 +418,7 @@ async def run_step(
         pushed=pushed,
         parts=parts,
         answer_ms=[p.answer_ms for p in posted if p.status == 202],
+        failures=answers(posted)[1],
         decided_per_s=len(decided) / span if decided else 0.0,
         max_depth=max((s[0] for s in samples), default=0),
         max_oldest_s=max((s[1] for s in samples), default=0.0),
@@ -465,8 +475,10 @@ async def scale_run(
         load = load_average()
         begin = time.time()
         posted = await post_steady(client, apis, city, clips, rate=50.0, seconds=n / 50.0)
+        require_all_ok(f"posts for {workers} worker process(es)", *answers(posted))
         events = [p.event_id for p in posted]
-        await drained(conn, events, 600)
+        if not await drained(conn, events, 600):
+            fail(f"{workers} worker process(es) did not decide {n} clips within 600 s")
         last = await conn.fetchval("SELECT max(decided_at) FROM detections WHERE event_id = ANY($1::text[])", events)
         return len(events) / (last.timestamp() - begin), load
     finally:
@@ -631,7 +643,9 @@ async def main() -> None:
                 assert proc.poll() is None, "a worker exited at start"
             # Warm-up: the workers load the model; the first clips pay for it.
             warm = await post_steady(client, apis, city, clips, rate=1.0, seconds=4)
-            await drained(conn, [p.event_id for p in warm], 300)
+            require_all_ok("warm-up posts", *answers(warm))
+            if not await drained(conn, [p.event_id for p in warm], 300):
+                fail("the warm-up's detections were not decided within 300 s: are the workers running?")
             stages = {
                 "api": [p.pid for p in api_procs],
                 "workers": [p.pid for p in worker_procs],
@@ -641,6 +655,9 @@ async def main() -> None:
                 inbox.reset()
                 step = await run_step(dsn, conn, client, apis, city, clips, inbox, rate, args.step_s, stages)
                 steps.append(step)
+                require_all_ok(f"posts at {rate:g}/s", step.accepted, step.failures)
+                if step.accepted and not step.pushed and step.confirmed:
+                    fail(f"at {rate:g}/s {step.confirmed} detections were confirmed but no push reached the FCM server")
                 print(
                     f"  rate {rate:g}/s: POST->push {ms(step.pushed)}; sustained {step.sustained}; {step.load}",
                     flush=True,

@@ -41,7 +41,7 @@ from backend.core.db import init_connection
 from backend.core.logging import configure_logging
 from backend.webhooks import service as webhooks
 from backend.webhooks.schemas import SubscriptionCreate
-from bench._common import ADMIN_DSN, drop_database, fresh_database, machine
+from bench._common import ADMIN_DSN, drop_database, fail, fresh_database, machine
 from kuzet.asgi import create_app
 from kuzet.devtools.push_inbox import PushInbox
 from kuzet.devtools.webhook_receiver import WebhookReceiver
@@ -178,6 +178,8 @@ async def measure(dsn: str, n: int, work: Path) -> None:
                     )
                     posted += response.status_code == 202
                     clip_bytes += len(body)
+                if posted != len(paths):
+                    fail(f"{posted} of {len(paths)} detections were accepted")
                 confirm_s = await run_worker(settings)
             conn = await asyncpg.connect(url)
             incidents = await conn.fetch("SELECT id, venue_id FROM incidents ORDER BY opened_at")
@@ -192,6 +194,8 @@ async def measure(dsn: str, n: int, work: Path) -> None:
                     ok = (await client.post(path, json={"action": "acknowledge"}, headers=headers)).status_code
                     done = await client.post(path, json={"action": "resolve", "outcome": "handled"}, headers=headers)
                     acted += ok == 200 and done.status_code == 200
+            if acted != len(incidents):
+                fail(f"{acted} of {len(incidents)} incidents were acknowledged and resolved")
             update_s = await run_worker(settings)
             after, commits1 = await snapshot(url)
 
