@@ -1,0 +1,433 @@
+"""ONVIF events of the box's cameras: one PullPoint subscription per camera (onvif-zeep-async).
+
+What a camera's event proposes is decided by the config, never guessed (docs/edge-sources.md):
+
+- ``tamper`` (``tns1:RuleEngine/TamperDetector/Tamper`` and the ``VideoSource`` image faults) goes to
+  ``on_tamper`` (the agent's camera health), never to a candidate by itself.
+- ``fight`` (a vendor's fight or violence analytics, matched by topic name or by ``topics`` in the
+  config) proposes ``fight`` with the configured score.
+- ``motion``, ``line_crossing`` and ``intrusion`` propose nothing unless ``[sources.classes]`` maps
+  them to a kind the server's model confirms (``fight``, ``aggression``, ``crowd_surge``), with a low
+  score and a per-camera cooldown: plain motion in a club is constant and is no claim of a fight.
+
+Times: every event's ``UtcTime`` is on the camera's clock. The offset is measured with
+GetSystemDateAndTime at each subscription and refined from each PullMessages ``CurrentTime``; the
+candidate's ``occurred_at`` is on the box's clock. Event ids hash the camera key, the topic, the
+message source and the camera's own ``UtcTime``, so the same event replayed after a restart or a
+resubscription gets the same id (the server is idempotent on it).
+
+Subscriptions: renewed at 60 % of their lifetime, jittered, each camera on its own schedule; a failed
+renewal is retried with capped, jittered backoff while the subscription is still alive, and only when
+it has ended (or the camera says it is gone) does the source subscribe again, after a backoff that
+doubles per failure up to ``retry_max_s``. Nothing here loops without sleeping, so a camera with a
+wrong password is tried at most once per ``retry_max_s`` once backoff has grown (no locked accounts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import random
+import re
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import aiohttp
+import msgspec
+import structlog
+from onvif import ONVIFCamera
+from onvif.exceptions import ONVIFError
+from onvif.util import normalize_url
+from zeep.exceptions import Error as ZeepError
+
+from kuzet_edge.events import CameraRef, Candidate, Emit, Kind
+
+log = structlog.get_logger("kuzet_edge.sources.onvif")
+
+EventClass = Literal["motion", "line_crossing", "intrusion", "tamper", "fight"]
+
+# Kinds a camera's own motion-like event may be mapped to: the server's model scores the clip of
+# these. ``weapon`` and ``fire_smoke`` are decided on the edge score alone, so motion never maps there.
+_MODEL_CONFIRMED: frozenset[str] = frozenset({"fight", "aggression", "crowd_surge"})
+
+# Topic → class for the topics documented by ONVIF (Core, Analytics/Profile M) and used by
+# Hikvision, Dahua and Uniview firmware (docs/edge-sources.md says how sure each one is).
+_TOPICS: dict[str, EventClass] = {
+    "tns1:RuleEngine/CellMotionDetector/Motion": "motion",
+    "tns1:VideoSource/MotionAlarm": "motion",
+    "tns1:RuleEngine/MotionRegionDetector/Motion": "motion",
+    "tns1:RuleEngine/LineDetector/Crossed": "line_crossing",
+    "tns1:RuleEngine/FieldDetector/ObjectsInside": "intrusion",
+    "tns1:RuleEngine/TamperDetector/Tamper": "tamper",
+    "tns1:VideoSource/GlobalSceneChange/ImagingService": "tamper",
+    "tns1:VideoSource/GlobalSceneChange/AnalyticsService": "tamper",
+    "tns1:VideoSource/ImageTooDark/ImagingService": "tamper",
+    "tns1:VideoSource/ImageTooDark/AnalyticsService": "tamper",
+    "tns1:VideoSource/ImageTooBlurry/ImagingService": "tamper",
+    "tns1:VideoSource/ImageTooBlurry/AnalyticsService": "tamper",
+}
+# No vendor documents a fight or violence topic that we could verify; their analytics carry the word
+# in the topic's last segments (e.g. ``…/FightDetection``, ``…/ViolentMotion``), so match on that.
+_FIGHT_WORDS = re.compile(r"fight|violen", re.IGNORECASE)
+# Data items whose value says whether the state is on (property events).
+_STATE_ITEMS = ("IsMotion", "State", "IsTamper", "IsInside", "IsActive", "Active", "Alarm")
+
+_PULLPOINT_NS = "http://www.onvif.org/ver10/events/wsdl/PullPointSubscription"
+_CAMERA_ERRORS = (ONVIFError, ZeepError, aiohttp.ClientError, TimeoutError, OSError, AttributeError, ValueError)
+
+
+class ClassRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What one class of camera event proposes."""
+
+    kind: Kind
+    score: float = 0.2
+
+
+class OnvifConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The ``[[sources]]`` table of ``type = "onvif"``."""
+
+    type: Literal["onvif"] = "onvif"
+    name: str = "onvif"
+    cameras: list[str] | None = None  # keys of the box's cameras to watch; None: every one with a host
+    subscription_s: int = 600  # InitialTerminationTime asked for (cameras may grant less)
+    pull_timeout_s: int = 10  # PullMessages long-poll
+    retry_min_s: float = 5.0
+    retry_max_s: float = 300.0
+    cooldown_s: float = 30.0  # per camera and class, for mapped motion-like classes
+    fight_score: float = 0.6  # a vendor's fight analytics
+    classes: dict[str, ClassRule] = {}  # motion / line_crossing / intrusion → kind and score
+    topics: dict[str, EventClass] = {}  # extra topic → class (e.g. a vendor's fight topic)
+
+
+def parse_config(table: dict[str, object]) -> OnvifConfig:
+    try:
+        config = msgspec.convert(table, OnvifConfig)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"[[sources]] onvif: {exc}") from exc
+    for cls, rule in config.classes.items():
+        if cls not in ("motion", "line_crossing", "intrusion"):
+            raise ValueError(f"[[sources]] onvif: classes.{cls}: only motion, line_crossing, intrusion are mapped")
+        if rule.kind not in _MODEL_CONFIRMED:
+            raise ValueError(
+                f"[[sources]] onvif: classes.{cls}.kind: {rule.kind} is decided on the edge score alone; "
+                f"map {cls} to one of {sorted(_MODEL_CONFIRMED)}"
+            )
+        if not 0.0 <= rule.score <= 1.0:
+            raise ValueError(f"[[sources]] onvif: classes.{cls}.score: must be within [0, 1]")
+    if not 0.0 <= config.fight_score <= 1.0:
+        raise ValueError("[[sources]] onvif: fight_score: must be within [0, 1]")
+    if config.subscription_s < 60:
+        raise ValueError("[[sources]] onvif: subscription_s: at least 60")
+    if not 0 < config.retry_min_s <= config.retry_max_s:
+        raise ValueError("[[sources]] onvif: retry_min_s: must be > 0 and <= retry_max_s")
+    return config
+
+
+class Notification(msgspec.Struct, frozen=True, kw_only=True):
+    """One NotificationMessage, read out of zeep's objects."""
+
+    topic: str
+    utc_time: datetime | None  # on the camera's clock
+    operation: str | None  # Initialized / Changed / Deleted; None for plain events (line crossing)
+    source: dict[str, str]
+    data: dict[str, str]
+
+
+def classify(topic: str, extra: dict[str, EventClass]) -> EventClass | None:
+    topic = topic.strip()
+    if topic in extra:
+        return extra[topic]
+    if topic in _TOPICS:
+        return _TOPICS[topic]
+    for known, cls in _TOPICS.items():  # a vendor's sub-topic of a known one (…/MotionAlarm/Foo)
+        if topic.startswith(known + "/"):
+            return cls
+    tail = "/".join(topic.split("/")[-2:])
+    return "fight" if _FIGHT_WORDS.search(tail) else None
+
+
+def is_onset(note: Notification) -> bool:
+    """A new event: a state turning on (``Changed``), or a plain event (no state, e.g. a crossing)."""
+    if note.operation in ("Initialized", "Deleted"):
+        return False  # the state at subscription time, or a rule going away: not an event
+    for item in _STATE_ITEMS:
+        if item in note.data:
+            return note.data[item].strip().lower() in ("true", "1")
+    return True
+
+
+def event_id(camera: str, note: Notification) -> str:
+    source = ";".join(f"{k}={v}" for k, v in sorted(note.source.items()))
+    stamp = note.utc_time.isoformat() if note.utc_time else ""
+    digest = hashlib.sha256(f"{camera}|{note.topic.strip()}|{source}|{stamp}".encode()).hexdigest()
+    return f"onvif-{digest[:32]}"
+
+
+def _items(container: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if container is None:
+        return out
+    for item in getattr(container, "SimpleItem", None) or []:
+        name = getattr(item, "Name", None)
+        if name is not None:
+            out[str(name)] = str(getattr(item, "Value", ""))
+    return out
+
+
+def _aware(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str):
+        try:
+            return _aware(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        except ValueError:
+            return None
+    return None
+
+
+def read_notifications(result: Any) -> list[Notification]:
+    """The messages of a PullMessagesResponse, as zeep decodes them."""
+    notes = []
+    for message in getattr(result, "NotificationMessage", None) or []:
+        topic = getattr(getattr(message, "Topic", None), "_value_1", None)
+        body = getattr(getattr(message, "Message", None), "_value_1", None)
+        if not isinstance(topic, str) or body is None:
+            continue
+        operation = getattr(body, "PropertyOperation", None)
+        notes.append(
+            Notification(
+                topic=topic.strip(),
+                utc_time=_aware(getattr(body, "UtcTime", None)),
+                operation=str(operation) if operation is not None else None,
+                source=_items(getattr(body, "Source", None)),
+                data=_items(getattr(body, "Data", None)),
+            )
+        )
+    return notes
+
+
+class Backoff:
+    """Capped exponential backoff with full jitter in its upper half."""
+
+    def __init__(self, low: float, high: float) -> None:
+        self.low, self.high, self.failures = low, high, 0
+
+    def next(self) -> float:
+        delay = min(self.high, self.low * 2.0 ** min(self.failures, 30))
+        self.failures += 1
+        return delay * random.uniform(0.5, 1.0)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class _SubscriptionGone(Exception):
+    """The camera no longer knows the subscription (rebooted, dropped it, or it ended)."""
+
+
+class OnvifSource:
+    """PullPoint subscriptions to the cameras' events; reconnects each camera on its own."""
+
+    def __init__(
+        self,
+        config: OnvifConfig,
+        cameras: list[CameraRef],
+        *,
+        on_tamper: Callable[[str, datetime], None] | None = None,
+    ) -> None:
+        self.name = config.name
+        self.config = config
+        self.cameras = cameras
+        self.on_tamper = on_tamper
+        # Counters for health and tests: subscriptions made, renewals, renewal failures per camera.
+        self.subscriptions: dict[str, int] = dict.fromkeys((c.key for c in cameras), 0)
+        self.renewals: dict[str, int] = dict.fromkeys((c.key for c in cameras), 0)
+        self.renew_failures: dict[str, int] = dict.fromkeys((c.key for c in cameras), 0)
+        self.clock_offset: dict[str, timedelta] = {}  # camera clock minus box clock
+        self._offsets: dict[str, deque[timedelta]] = {}
+        self._last: dict[tuple[str, str], float] = {}
+
+    async def run(self, emit: Emit) -> None:
+        async with asyncio.TaskGroup() as group:
+            for camera in self.cameras:
+                group.create_task(self._watch(camera, emit))
+
+    async def _watch(self, camera: CameraRef, emit: Emit) -> None:
+        backoff = Backoff(self.config.retry_min_s, self.config.retry_max_s)
+        while True:
+            try:
+                await self._session(camera, emit, backoff)
+            except (*_CAMERA_ERRORS, _SubscriptionGone) as exc:
+                delay = backoff.next()
+                log.warning("onvif_camera_lost", camera=camera.key, error=_describe(exc), retry_in_s=round(delay, 1))
+                await asyncio.sleep(delay)
+
+    async def _session(self, camera: CameraRef, emit: Emit, backoff: Backoff) -> None:
+        assert camera.host is not None
+        device = ONVIFCamera(
+            camera.host, camera.onvif_port, camera.username, camera.password, no_cache=True, adjust_time=True
+        )
+        subscription: Any = None
+        try:
+            await device.update_xaddrs()  # GetSystemDateAndTime first (adjust_time), then GetServices
+            self._offsets[camera.key] = deque(maxlen=30)
+            if device.dt_diff is not None:
+                self._sample_offset(camera.key, device.dt_diff, whole_seconds=True)
+            offset = self.clock_offset.get(camera.key, timedelta(0))
+            events = await device.create_events_service()
+            created = await events.CreatePullPointSubscription(
+                {"InitialTerminationTime": f"PT{self.config.subscription_s}S"}
+            )
+            self.subscriptions[camera.key] += 1
+            address = normalize_url(created.SubscriptionReference.Address._value_1)
+            device.xaddrs[_PULLPOINT_NS] = device.rewrite_url(address)
+            subscription = await device.create_subscription_service("PullPointSubscription")
+            pullpoint = await device.create_pullpoint_service()
+            ends_at = self._ends_at(created)
+            renew_at = self._renew_at(ends_at)
+            log.info("onvif_subscribed", camera=camera.key, clock_offset_s=offset.total_seconds())
+            renew_backoff = Backoff(self.config.retry_min_s, self.config.retry_max_s)
+            while True:
+                loop_now = asyncio.get_running_loop().time()
+                if loop_now >= renew_at:
+                    ends_at, renew_at = await self._renew(camera, subscription, ends_at, renew_backoff)
+                if asyncio.get_running_loop().time() >= ends_at:
+                    raise _SubscriptionGone("the subscription ended before it could be renewed")
+                pulled = await self._pull(pullpoint, until=renew_at)
+                backoff.reset()
+                await self._handle(camera, pulled, emit)
+        finally:
+            if subscription is not None:
+                await _quietly(subscription.Unsubscribe(), within=3.0)
+            await device.close()
+
+    def _ends_at(self, response: Any) -> float:
+        """When the subscription ends, on the event loop's clock (from the camera's own times)."""
+        current, termination = _aware(getattr(response, "CurrentTime", None)), _aware(response.TerminationTime)
+        lifetime = (termination - current).total_seconds() if current and termination else self.config.subscription_s
+        return asyncio.get_running_loop().time() + max(lifetime, 1.0)
+
+    def _renew_at(self, ends_at: float) -> float:
+        now = asyncio.get_running_loop().time()
+        return now + (ends_at - now) * random.uniform(0.5, 0.6)
+
+    async def _renew(
+        self, camera: CameraRef, subscription: Any, ends_at: float, backoff: Backoff
+    ) -> tuple[float, float]:
+        try:
+            response = await subscription.Renew(f"PT{self.config.subscription_s}S")
+        except (ONVIFError, ZeepError, aiohttp.ClientError, TimeoutError) as exc:
+            self.renew_failures[camera.key] += 1
+            now = asyncio.get_running_loop().time()
+            retry_at = now + min(backoff.next(), max(1.0, (ends_at - now) / 2))
+            log.warning(
+                "onvif_renew_failed", camera=camera.key, error=_describe(exc), retry_in_s=round(retry_at - now, 1)
+            )
+            return ends_at, retry_at
+        self.renewals[camera.key] += 1
+        backoff.reset()
+        new_end = self._ends_at(response)
+        return new_end, self._renew_at(new_end)
+
+    async def _pull(self, pullpoint: Any, *, until: float) -> Any:
+        # The long poll ends by the next renewal, so a renewal is never late behind a pull.
+        left = until - asyncio.get_running_loop().time()
+        timeout = max(1, min(self.config.pull_timeout_s, math.ceil(left)))
+        try:
+            async with asyncio.timeout(timeout + 15):
+                return await pullpoint.PullMessages({"Timeout": f"PT{timeout}S", "MessageLimit": 100})
+        except ZeepError as exc:  # a SOAP fault: the camera no longer knows this subscription
+            raise _SubscriptionGone(_describe(exc)) from exc
+
+    async def _handle(self, camera: CameraRef, pulled: Any, emit: Emit) -> None:
+        box_now = datetime.now(UTC)
+        camera_now = _aware(getattr(pulled, "CurrentTime", None))
+        if camera_now is not None:
+            self._sample_offset(camera.key, camera_now - box_now, whole_seconds=camera_now.microsecond == 0)
+        offset = self.clock_offset.get(camera.key, timedelta(0))
+        for note in read_notifications(pulled):
+            cls = classify(note.topic, self.config.topics)
+            if cls is None or not is_onset(note):
+                continue
+            at = (note.utc_time - offset) if note.utc_time else box_now
+            if cls == "tamper":
+                log.info("onvif_tamper", camera=camera.key, topic=note.topic)
+                if self.on_tamper is not None:
+                    self.on_tamper(camera.key, at)
+                continue
+            if cls == "fight":
+                kind: Kind = "fight"
+                score = self.config.fight_score
+            else:
+                rule = self.config.classes.get(cls)
+                if rule is None:
+                    log.debug("onvif_event_unmapped", camera=camera.key, event_class=cls)
+                    continue
+                if self._cooling(camera.key, cls):
+                    continue
+                kind, score = rule.kind, rule.score
+            candidate = Candidate(
+                camera=camera.key,
+                kind=kind,
+                score=score,
+                occurred_at=at,
+                event_id=event_id(camera.key, note),
+                source="onvif",
+                zone=note.source.get("Rule") or None,
+            )
+            await emit(candidate)
+
+    def _sample_offset(self, camera: str, sample: timedelta, *, whole_seconds: bool) -> None:
+        """Each sample (camera time read minus box time at receipt) is a lower bound of the offset: the
+        camera's time was taken before we read it, and cameras truncate it to the second. The largest
+        recent sample is the tightest bound; half a second more centres the truncation."""
+        samples = self._offsets.setdefault(camera, deque(maxlen=30))
+        samples.append(sample + (timedelta(milliseconds=500) if whole_seconds else timedelta(0)))
+        self.clock_offset[camera] = max(samples)
+
+    def _cooling(self, camera: str, cls: str) -> bool:
+        now = asyncio.get_running_loop().time()
+        last = self._last.get((camera, cls))
+        if last is not None and now - last < self.config.cooldown_s:
+            return True
+        self._last[(camera, cls)] = now
+        return False
+
+
+async def _quietly(call: Any, *, within: float) -> None:
+    """Best effort (an Unsubscribe on the way out): the camera may already be gone."""
+    try:
+        async with asyncio.timeout(within):
+            await call
+    except (*_CAMERA_ERRORS, _SubscriptionGone):
+        return
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+def build(
+    table: dict[str, object],
+    *,
+    cameras: dict[str, CameraRef],
+    state_dir: Path,
+    on_tamper: Callable[[str, datetime], None] | None = None,
+) -> OnvifSource:
+    """The ``SourceBuilder`` of ``type = "onvif"`` (``state_dir`` unused: event ids need no state)."""
+    config = parse_config(table)
+    if config.cameras is None:
+        chosen = [camera for camera in cameras.values() if camera.host]
+    else:
+        chosen = []
+        for index, key in enumerate(config.cameras):
+            if key not in cameras:
+                raise ValueError(f"[[sources]] onvif: cameras[{index}]: no camera {key!r} in the config")
+            if not cameras[key].host:
+                raise ValueError(f"[[sources]] onvif: cameras[{index}]: camera {key!r} has no host")
+            chosen.append(cameras[key])
+    return OnvifSource(config, chosen, on_tamper=on_tamper)
