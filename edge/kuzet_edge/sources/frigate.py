@@ -1,0 +1,445 @@
+"""Frigate (0.14+) as a source: its MQTT reviews and events, its clips over its HTTP API.
+
+Frigate detects objects (person, car, …), not fights, so nothing is proposed unless a rule of the
+config maps it: ``[[sources.rules]]`` with ``label``, ``severity`` (the review's ``alert`` or
+``detection``), ``zones`` and ``min_score`` to match, and the ``kind`` and ``score`` to propose
+(docs/edge-sources.md). The server's model then scores the clip for ``fight``, ``aggression`` and
+``crowd_surge``; ``weapon`` and ``fire_smoke`` are decided on the score sent, so map those only from
+a model that detects them.
+
+Flow: ``frigate/events`` ``end`` messages (the tracked object is gone and its clip is cut) are
+matched against the rules; ``frigate/reviews`` tells each event's severity (looked up over HTTP when
+the review message has not come). The clip comes from ``/api/events/{id}/clip.mp4``, retried while
+Frigate answers 400/404 (its recording segments are not flushed yet) until ``clip_deadline_s``; it is
+remuxed (never re-encoded) to a faststart MP4 that starts on a keyframe, inside ``state_dir``.
+
+Frigate does not retain its MQTT messages, so on every broker (re)connection and every
+``catchup_every_s`` the source asks ``/api/events?after=`` for what ended since its cursor. The
+cursor and the ids already handled are persisted in ``state_dir`` (written atomically after each
+candidate is durably in the outbox), so neither a reconnect nor a restart proposes an event twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Literal
+
+import aiomqtt
+import av
+import httpx
+import msgspec
+import structlog
+
+from kuzet_edge.events import CameraRef, Candidate, Emit, Kind
+
+log = structlog.get_logger("kuzet_edge.sources.frigate")
+
+Severity = Literal["alert", "detection"]
+
+
+class Rule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Frigate events matching every given field propose ``kind``."""
+
+    kind: Kind
+    label: str | None = None  # Frigate's object label (person, knife with a custom model, …)
+    severity: Severity | None = None  # the event's review severity
+    zones: list[str] | None = None  # any of these zones entered
+    min_score: float = 0.0  # Frigate's top score of the object
+    score: float | None = None  # the score proposed; None: Frigate's top score
+
+
+class FrigateConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The ``[[sources]]`` table of ``type = "frigate"``."""
+
+    url: str  # e.g. https://frigate.lan:8971 (with username/password) or http://frigate.lan:5000
+    cameras: dict[str, str]  # Frigate's camera name -> the box camera's key
+    rules: list[Rule]
+    type: Literal["frigate"] = "frigate"
+    name: str = "frigate"
+    username: str | None = None  # Frigate's own user, for its authenticated port (8971)
+    password: str | None = None
+    verify_tls: bool = True  # Frigate's 8971 has a self-signed certificate unless one is installed
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    topic_prefix: str = "frigate"
+    clip_deadline_s: float = 120.0
+    clip_retry_s: float = 2.0
+    catchup_every_s: float = 300.0
+    max_age_s: float = 6 * 3600.0  # older events are neither caught up nor retried
+    retry_min_s: float = 1.0
+    retry_max_s: float = 60.0
+
+
+def parse_config(table: dict[str, object], cameras: dict[str, CameraRef]) -> FrigateConfig:
+    try:
+        config = msgspec.convert(table, FrigateConfig)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"[[sources]] frigate: {exc}") from exc
+    if not config.url.startswith(("http://", "https://")):
+        raise ValueError("[[sources]] frigate: url: must be an http:// or https:// URL")
+    if (config.username is None) != (config.password is None):
+        raise ValueError("[[sources]] frigate: password: username and password go together")
+    if not config.rules:
+        raise ValueError("[[sources]] frigate: rules: at least one rule (Frigate detects objects, not fights)")
+    for index, rule in enumerate(config.rules):
+        if rule.score is not None and not 0.0 <= rule.score <= 1.0:
+            raise ValueError(f"[[sources]] frigate: rules[{index}].score: must be within [0, 1]")
+    for name, key in config.cameras.items():
+        if key not in cameras:
+            raise ValueError(f"[[sources]] frigate: cameras.{name}: no camera {key!r} in the config")
+    if not 0 < config.retry_min_s <= config.retry_max_s:
+        raise ValueError("[[sources]] frigate: retry_min_s: must be > 0 and <= retry_max_s")
+    return config
+
+
+class FrigateEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One tracked object, from an MQTT ``events`` message or the events API."""
+
+    id: str
+    camera: str
+    label: str
+    start_time: float
+    end_time: float | None
+    top_score: float
+    zones: list[str]
+    has_clip: bool
+    false_positive: bool
+
+
+def event_from_mqtt(after: dict[str, Any]) -> FrigateEvent:
+    return FrigateEvent(
+        id=str(after["id"]),
+        camera=str(after["camera"]),
+        label=str(after["label"]),
+        start_time=float(after["start_time"]),
+        end_time=float(after["end_time"]) if after.get("end_time") is not None else None,
+        top_score=float(after.get("top_score") or after.get("score") or 0.0),
+        zones=[str(z) for z in after.get("entered_zones") or []],
+        has_clip=bool(after.get("has_clip")),
+        false_positive=bool(after.get("false_positive")),
+    )
+
+
+def event_from_api(item: dict[str, Any]) -> FrigateEvent:
+    data = item.get("data") or {}
+    return FrigateEvent(
+        id=str(item["id"]),
+        camera=str(item["camera"]),
+        label=str(item["label"]),
+        start_time=float(item["start_time"]),
+        end_time=float(item["end_time"]) if item.get("end_time") is not None else None,
+        top_score=float(data.get("top_score") or item.get("top_score") or data.get("score") or 0.0),
+        zones=[str(z) for z in item.get("zones") or []],
+        has_clip=bool(item.get("has_clip")),
+        false_positive=bool(item.get("false_positive")),
+    )
+
+
+def match(rules: list[Rule], event: FrigateEvent, severity: str | None) -> tuple[Kind, float] | None:
+    """The first rule the event meets, as (kind, score)."""
+    for rule in rules:
+        if rule.label is not None and rule.label != event.label:
+            continue
+        if rule.severity is not None and rule.severity != severity:
+            continue
+        if rule.zones is not None and not set(rule.zones) & set(event.zones):
+            continue
+        if event.top_score < rule.min_score:
+            continue
+        return rule.kind, rule.score if rule.score is not None else min(1.0, max(0.0, event.top_score))
+    return None
+
+
+class _State(msgspec.Struct, kw_only=True):
+    cursor: float = 0.0  # start_time of the newest event handled
+    floor: float = 0.0  # when the source first ran: nothing older is proposed (no history)
+    done: dict[str, float] = {}  # id -> start_time, kept for max_age_s
+
+
+class _ClipNotReady(Exception):
+    pass
+
+
+def remux_faststart(source: Path, target: Path) -> None:
+    """Frigate's (fragmented) MP4 to a faststart MP4 starting on a video keyframe, timestamps rebased
+    to zero, never re-encoded. Blocking: run it in a thread."""
+    partial = target.with_suffix(".part")
+    with av.open(str(source)) as inp:
+        video = inp.streams.video[0]
+        video_base = video.time_base
+        if video_base is None:
+            raise ValueError("the clip's video stream has no time base")
+        streams = [video, *inp.streams.audio[:1]]
+        with av.open(str(partial), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+            mapped = {s.index: out.add_stream_from_template(s) for s in streams}
+            start: Fraction | None = None
+            for packet in inp.demux(*streams):
+                if packet.dts is None or packet.pts is None:
+                    continue  # the demuxer's flush packet
+                if start is None:
+                    if packet.stream.index != video.index or not packet.is_keyframe:
+                        continue  # nothing before the first keyframe: it would not decode
+                    start = packet.pts * video_base
+                time_base = packet.stream.time_base or video_base
+                shift = int(start / time_base)
+                if packet.pts - shift < 0:
+                    continue  # audio from before the keyframe
+                packet.pts -= shift
+                packet.dts -= shift
+                packet.stream = mapped[packet.stream.index]
+                out.mux(packet)
+            if start is None:
+                raise ValueError("the clip has no video keyframe")
+    partial.replace(target)
+
+
+class FrigateSource:
+    """Frigate's MQTT messages and HTTP API; reconnects to both on its own."""
+
+    def __init__(self, config: FrigateConfig, state_dir: Path) -> None:
+        self.name = config.name
+        self.config = config
+        self.dir = state_dir / f"frigate-{config.name}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.state_file = self.dir / "cursor.json"
+        self.state = self._load()
+        if not self.state_file.exists():
+            self._save()  # the floor holds across restarts before the first event
+        self.severity: dict[str, str] = {}  # event id -> review severity, from frigate/reviews
+        self.queue: asyncio.Queue[FrigateEvent] = asyncio.Queue()
+        self.pending: set[str] = set()
+        self.connections = 0  # MQTT connections made (for health and tests)
+        self.catchups = 0
+        self._http: httpx.AsyncClient | None = None
+
+    # -- persistence
+    def _load(self) -> _State:
+        try:
+            return msgspec.json.decode(self.state_file.read_bytes(), type=_State)
+        except FileNotFoundError:
+            now = time.time()
+            return _State(cursor=now, floor=now)  # first start: from now on, no history
+        except msgspec.DecodeError:
+            log.warning("frigate_cursor_unreadable", path=str(self.state_file))
+            now = time.time()
+            return _State(cursor=now, floor=now)
+
+    def _save(self) -> None:
+        horizon = time.time() - self.config.max_age_s
+        self.state.done = {k: v for k, v in self.state.done.items() if v >= horizon}
+        partial = self.state_file.with_suffix(".part")
+        with partial.open("wb") as file:
+            file.write(msgspec.json.encode(self.state))
+            file.flush()
+            os.fsync(file.fileno())
+        partial.replace(self.state_file)
+
+    def _finish(self, event: FrigateEvent) -> None:
+        self.state.done[event.id] = event.start_time
+        self.state.cursor = max(self.state.cursor, event.start_time)
+        self._save()
+
+    # -- running
+    async def run(self, emit: Emit) -> None:
+        verify: bool = self.config.verify_tls
+        async with httpx.AsyncClient(base_url=self.config.url, verify=verify, timeout=15.0) as http:
+            self._http = http
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._mqtt())
+                group.create_task(self._periodic_catchup())
+                group.create_task(self._work(emit))
+
+    def offer(self, event: FrigateEvent) -> None:
+        """Queue an ended event unless it is handled, queued, or not ours."""
+        if event.id in self.state.done or event.id in self.pending or event.end_time is None:
+            return
+        if event.camera not in self.config.cameras or event.false_positive or not event.has_clip:
+            return
+        if event.start_time < max(self.state.floor, time.time() - self.config.max_age_s):
+            return
+        self.pending.add(event.id)
+        self.queue.put_nowait(event)
+
+    async def _mqtt(self) -> None:
+        prefix = self.config.topic_prefix
+        delay = self.config.retry_min_s
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    self.config.mqtt_host,
+                    self.config.mqtt_port,
+                    username=self.config.mqtt_username,
+                    password=self.config.mqtt_password,
+                    keepalive=15,
+                ) as client:
+                    await client.subscribe(f"{prefix}/events")
+                    await client.subscribe(f"{prefix}/reviews")
+                    self.connections += 1
+                    delay = self.config.retry_min_s
+                    log.info("frigate_mqtt_connected", host=self.config.mqtt_host)
+                    catchup = asyncio.create_task(self._catch_up())  # what was said while we were away
+                    try:
+                        async for message in client.messages:
+                            self._on_message(str(message.topic), message.payload)
+                    finally:
+                        catchup.cancel()
+            except aiomqtt.MqttError as exc:
+                log.warning("frigate_mqtt_lost", error=str(exc)[:200], retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(self.config.retry_max_s, delay * 2)
+
+    def _on_message(self, topic: str, payload: Any) -> None:
+        try:
+            body = json.loads(payload)
+            after = body["after"]
+            if topic.endswith("/reviews"):
+                severity = str(after["severity"])
+                for event_id in (after.get("data") or {}).get("detections") or []:
+                    self.severity[str(event_id)] = severity
+                if len(self.severity) > 10_000:
+                    self.severity = dict(list(self.severity.items())[-5_000:])
+            elif body.get("type") == "end":
+                self.offer(event_from_mqtt(after))
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("frigate_message_unreadable", topic=topic, error=str(exc)[:200])
+
+    async def _periodic_catchup(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.catchup_every_s)
+            await self._catch_up()
+
+    async def _catch_up(self) -> None:
+        """Ended events since the cursor (less a margin for events that ended out of order)."""
+        after = max(self.state.cursor - 600.0, self.state.floor, time.time() - self.config.max_age_s)
+        params: dict[str, str | int] = {
+            "after": f"{after:.6f}",
+            "cameras": ",".join(self.config.cameras),
+            "has_clip": 1,
+            "in_progress": 0,
+            "include_thumbnails": 0,
+            "limit": 1000,
+        }
+        try:
+            response = await self._get("/api/events", params=params)
+            response.raise_for_status()
+            items = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("frigate_catchup_failed", error=str(exc)[:200])
+            return
+        self.catchups += 1
+        for item in sorted(items, key=lambda i: float(i.get("start_time") or 0)):
+            try:
+                self.offer(event_from_api(item))
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("frigate_event_unreadable", error=str(exc)[:200])
+
+    async def _work(self, emit: Emit) -> None:
+        while True:
+            event = await self.queue.get()
+            try:
+                await self._handle(event, emit)
+            except (httpx.HTTPError, _ClipNotReady, av.FFmpegError, ValueError, OSError) as exc:
+                # Not marked done: the next catch-up offers it again, until max_age_s.
+                log.warning(
+                    "frigate_event_failed", frigate_event=event.id, error=f"{type(exc).__name__}: {str(exc)[:200]}"
+                )
+            finally:
+                self.pending.discard(event.id)
+
+    async def _handle(self, event: FrigateEvent, emit: Emit) -> None:
+        severity = self.severity.get(event.id)
+        if severity is None and any(rule.severity for rule in self.config.rules):
+            severity = await self._review_severity(event.id)
+        proposal = match(self.config.rules, event, severity)
+        if proposal is None:
+            log.debug("frigate_event_unmapped", frigate_event=event.id, label=event.label, severity=severity)
+            self._finish(event)
+            return
+        kind, score = proposal
+        clip = await self._clip(event)
+        candidate = Candidate(
+            camera=self.config.cameras[event.camera],
+            kind=kind,
+            score=score,
+            occurred_at=datetime.fromtimestamp(event.start_time, UTC),
+            event_id=f"frigate-{event.id}"[:128],
+            source="frigate",
+            clip=clip,
+            zone=event.zones[0] if event.zones else None,
+        )
+        await emit(candidate)  # returns once the candidate is durably in the outbox
+        self._finish(event)
+
+    async def _review_severity(self, event_id: str) -> str | None:
+        response = await self._get(f"/api/review/event/{event_id}")
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return str(response.json().get("severity")) or None
+
+    async def _clip(self, event: FrigateEvent) -> Path:
+        target = self.dir / "clips" / f"{_safe(event.id)}.mp4"
+        if target.exists():
+            return target  # remuxed before a crash, not yet handed over
+        target.parent.mkdir(parents=True, exist_ok=True)
+        raw = target.with_suffix(".frag.mp4")
+        deadline = time.monotonic() + self.config.clip_deadline_s
+        while True:
+            response = await self._get(f"/api/events/{event.id}/clip.mp4")
+            if response.status_code == 200:
+                break
+            if response.status_code not in (400, 404) or time.monotonic() >= deadline:
+                response.raise_for_status()
+                raise _ClipNotReady(f"clip of {event.id} not ready after {self.config.clip_deadline_s:.0f} s")
+            await asyncio.sleep(self.config.clip_retry_s)
+        await asyncio.to_thread(raw.write_bytes, response.content)
+        try:
+            await asyncio.to_thread(remux_faststart, raw, target)
+        finally:
+            raw.unlink(missing_ok=True)
+        return target
+
+    async def _get(self, path: str, params: dict[str, str | int] | None = None) -> httpx.Response:
+        """GET on Frigate's API, logging in (``frigate_token``) first and again when it expired."""
+        http = self._http
+        assert http is not None
+        if self.config.username is not None and "frigate_token" not in http.cookies:
+            await self._login(http)
+        response = await http.get(path, params=params)
+        if response.status_code == 401 and self.config.username is not None:
+            await self._login(http)
+            response = await http.get(path, params=params)
+        return response
+
+    async def _login(self, http: httpx.AsyncClient) -> None:
+        response = await http.post("/api/login", json={"user": self.config.username, "password": self.config.password})
+        response.raise_for_status()
+        token = response.cookies.get("frigate_token")
+        if token is None:
+            raise httpx.HTTPError("Frigate's /api/login set no frigate_token cookie")
+        http.cookies.clear()
+        http.cookies.set("frigate_token", token)
+
+
+def _safe(event_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in event_id)[:100]
+
+
+def build(
+    table: dict[str, object],
+    *,
+    cameras: dict[str, CameraRef],
+    state_dir: Path,
+    on_tamper: Callable[[str, datetime], None] | None = None,
+) -> FrigateSource:
+    """The ``SourceBuilder`` of ``type = "frigate"`` (Frigate reports no tampering: ``on_tamper`` unused)."""
+    return FrigateSource(parse_config(table, cameras), state_dir)
