@@ -40,12 +40,17 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running(camera: FakeOnvifCamera, tmp_path: Path, **table: object) -> AsyncIterator[Running]:
+async def running(
+    camera: FakeOnvifCamera, tmp_path: Path, cameras: dict[str, CameraRef] | None = None, **table: object
+) -> AsyncIterator[Running]:
     tampers: list[tuple[str, datetime]] = []
     config: dict[str, object] = {"type": "onvif", "pull_timeout_s": 1, "retry_min_s": 0.3, "retry_max_s": 2.0}
     config.update(table)
     source = onvif.build(
-        config, cameras={"bar": ref(camera)}, state_dir=tmp_path, on_tamper=lambda key, at: tampers.append((key, at))
+        config,
+        cameras=cameras or {"bar": ref(camera)},
+        state_dir=tmp_path,
+        on_tamper=lambda key, at: tampers.append((key, at)),
     )
     run = Running(source)
     run.tampers = tampers
@@ -249,3 +254,36 @@ def test_bad_config_names_the_key(table: dict[str, object], names: str, tmp_path
     camera = CameraRef(key="bar", name="Bar", host="127.0.0.1")
     with pytest.raises(ValueError, match=names.replace("[", r"\[").replace("]", r"\]")):
         onvif.build({"type": "onvif", **table}, cameras={"bar": camera}, state_dir=tmp_path)
+
+
+async def test_an_nvr_s_channels_share_one_subscription_and_get_their_own_events(tmp_path: Path) -> None:
+    with FakeOnvifCamera(grant_s=60) as nvr:
+        cameras = {"bar": ref(nvr, "bar"), "door": ref(nvr, "door")}
+        channels = {"bar": "VideoSourceToken-1", "door": "VideoSourceToken-2"}
+        async with running(nvr, tmp_path, cameras=cameras, channels=channels) as run:
+            await until(lambda: nvr.live_subscriptions() == 1)
+            source = {"VideoSourceConfigurationToken": "VideoSourceToken-2", "Rule": "Fight2"}
+            nvr.push(Event(topic=FIGHT, utc_time=nvr.now(), data={"State": "true"}, source=source))
+            candidate = await run.next()
+            await asyncio.sleep(0.5)
+            assert run.candidates.empty()
+        assert nvr.count("CreatePullPointSubscription") == 1
+        assert candidate.camera == "door"
+
+
+def test_cameras_sharing_a_device_must_say_their_channel(tmp_path: Path) -> None:
+    bar = CameraRef(key="bar", name="Bar", host="10.0.0.5", username="u")
+    door = CameraRef(key="door", name="Door", host="10.0.0.5", username="u")
+    with pytest.raises(ValueError, match=r"channels\.bar"):
+        onvif.build({"type": "onvif"}, cameras={"bar": bar, "door": door}, state_dir=tmp_path)
+
+
+async def test_a_wrong_password_is_retried_with_a_growing_backoff_not_in_a_loop(tmp_path: Path) -> None:
+    with FakeOnvifCamera(password="changed-on-the-camera") as camera:
+        async with running(camera, tmp_path, retry_min_s=0.5, retry_max_s=1.5):
+            await asyncio.sleep(4.0)
+        # Each try costs the camera's account one or two refusals (GetServices, then GetCapabilities);
+        # 0.25-0.5 s, 0.5-1 s, then 0.75-1.5 s apart: at most 7 tries in 4 s, where a loop would make hundreds.
+        assert 1 <= camera.count("GetSystemDateAndTime") <= 7
+        assert camera.auth_failures <= 2 * camera.count("GetSystemDateAndTime")
+        assert camera.count("CreatePullPointSubscription") == 0

@@ -1,4 +1,8 @@
-"""ONVIF events of the box's cameras: one PullPoint subscription per camera (onvif-zeep-async).
+"""ONVIF events of the box's cameras: one PullPoint subscription per device (onvif-zeep-async).
+
+Cameras of the config that share a device (an NVR's channels: same host, port and user) share its
+one subscription (NVRs allow few); ``channels`` says which of the device's video sources each camera
+is, matched against the values of each message's ``Source`` items (``VideoSourceToken-2``, ``2``…).
 
 What a camera's event proposes is decided by the config, never guessed (docs/edge-sources.md):
 
@@ -101,6 +105,7 @@ class OnvifConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     fight_score: float = 0.6  # a vendor's fight analytics
     classes: dict[str, ClassRule] = {}  # motion / line_crossing / intrusion → kind and score
     topics: dict[str, EventClass] = {}  # extra topic → class (e.g. a vendor's fight topic)
+    channels: dict[str, str] = {}  # camera key → its video source on a shared device (an NVR channel)
 
 
 def parse_config(table: dict[str, object]) -> OnvifConfig:
@@ -235,7 +240,7 @@ class OnvifSource:
     def __init__(
         self,
         config: OnvifConfig,
-        cameras: list[CameraRef],
+        cameras: list[CameraRef],  # grouped by device: cameras sharing one are watched together
         *,
         on_tamper: Callable[[str, datetime], None] | None = None,
     ) -> None:
@@ -253,20 +258,22 @@ class OnvifSource:
 
     async def run(self, emit: Emit) -> None:
         async with asyncio.TaskGroup() as group:
-            for camera in self.cameras:
-                group.create_task(self._watch(camera, emit))
+            for device in devices(self.cameras).values():
+                group.create_task(self._watch(device, emit))
 
-    async def _watch(self, camera: CameraRef, emit: Emit) -> None:
+    async def _watch(self, device: list[CameraRef], emit: Emit) -> None:
+        camera = device[0]
         backoff = Backoff(self.config.retry_min_s, self.config.retry_max_s)
         while True:
             try:
-                await self._session(camera, emit, backoff)
+                await self._session(device, emit, backoff)
             except (*_CAMERA_ERRORS, _SubscriptionGone) as exc:
                 delay = backoff.next()
                 log.warning("onvif_camera_lost", camera=camera.key, error=_describe(exc), retry_in_s=round(delay, 1))
                 await asyncio.sleep(delay)
 
-    async def _session(self, camera: CameraRef, emit: Emit, backoff: Backoff) -> None:
+    async def _session(self, cameras: list[CameraRef], emit: Emit, backoff: Backoff) -> None:
+        camera = cameras[0]  # the device's address and credentials, and the key its logs go under
         assert camera.host is not None
         device = ONVIFCamera(
             camera.host, camera.onvif_port, camera.username, camera.password, no_cache=True, adjust_time=True
@@ -276,13 +283,14 @@ class OnvifSource:
             await device.update_xaddrs()  # GetSystemDateAndTime first (adjust_time), then GetServices
             self._offsets[camera.key] = deque(maxlen=30)
             if device.dt_diff is not None:
-                self._sample_offset(camera.key, device.dt_diff, whole_seconds=True)
+                self._sample_offset(cameras, device.dt_diff, whole_seconds=True)
             offset = self.clock_offset.get(camera.key, timedelta(0))
             events = await device.create_events_service()
             created = await events.CreatePullPointSubscription(
                 {"InitialTerminationTime": f"PT{self.config.subscription_s}S"}
             )
-            self.subscriptions[camera.key] += 1
+            for each in cameras:
+                self.subscriptions[each.key] += 1
             address = normalize_url(created.SubscriptionReference.Address._value_1)
             device.xaddrs[_PULLPOINT_NS] = device.rewrite_url(address)
             subscription = await device.create_subscription_service("PullPointSubscription")
@@ -294,12 +302,12 @@ class OnvifSource:
             while True:
                 loop_now = asyncio.get_running_loop().time()
                 if loop_now >= renew_at:
-                    ends_at, renew_at = await self._renew(camera, subscription, ends_at, renew_backoff)
+                    ends_at, renew_at = await self._renew(cameras, subscription, ends_at, renew_backoff)
                 if asyncio.get_running_loop().time() >= ends_at:
                     raise _SubscriptionGone("the subscription ended before it could be renewed")
                 pulled = await self._pull(pullpoint, until=renew_at)
                 backoff.reset()
-                await self._handle(camera, pulled, emit)
+                await self._handle(cameras, pulled, emit)
         finally:
             if subscription is not None:
                 await _quietly(subscription.Unsubscribe(), within=3.0)
@@ -316,19 +324,22 @@ class OnvifSource:
         return now + (ends_at - now) * random.uniform(0.5, 0.6)
 
     async def _renew(
-        self, camera: CameraRef, subscription: Any, ends_at: float, backoff: Backoff
+        self, cameras: list[CameraRef], subscription: Any, ends_at: float, backoff: Backoff
     ) -> tuple[float, float]:
+        camera = cameras[0]
         try:
             response = await subscription.Renew(f"PT{self.config.subscription_s}S")
         except (ONVIFError, ZeepError, aiohttp.ClientError, TimeoutError) as exc:
-            self.renew_failures[camera.key] += 1
+            for each in cameras:
+                self.renew_failures[each.key] += 1
             now = asyncio.get_running_loop().time()
             retry_at = now + min(backoff.next(), max(1.0, (ends_at - now) / 2))
             log.warning(
                 "onvif_renew_failed", camera=camera.key, error=_describe(exc), retry_in_s=round(retry_at - now, 1)
             )
             return ends_at, retry_at
-        self.renewals[camera.key] += 1
+        for each in cameras:
+            self.renewals[each.key] += 1
         backoff.reset()
         new_end = self._ends_at(response)
         return new_end, self._renew_at(new_end)
@@ -343,51 +354,58 @@ class OnvifSource:
         except ZeepError as exc:  # a SOAP fault: the camera no longer knows this subscription
             raise _SubscriptionGone(_describe(exc)) from exc
 
-    async def _handle(self, camera: CameraRef, pulled: Any, emit: Emit) -> None:
+    async def _handle(self, cameras: list[CameraRef], pulled: Any, emit: Emit) -> None:
         box_now = datetime.now(UTC)
         camera_now = _aware(getattr(pulled, "CurrentTime", None))
         if camera_now is not None:
-            self._sample_offset(camera.key, camera_now - box_now, whole_seconds=camera_now.microsecond == 0)
-        offset = self.clock_offset.get(camera.key, timedelta(0))
+            self._sample_offset(cameras, camera_now - box_now, whole_seconds=camera_now.microsecond == 0)
+        offset = self.clock_offset.get(cameras[0].key, timedelta(0))
         for note in read_notifications(pulled):
             cls = classify(note.topic, self.config.topics)
             if cls is None or not is_onset(note):
                 continue
             at = (note.utc_time - offset) if note.utc_time else box_now
-            if cls == "tamper":
-                log.info("onvif_tamper", camera=camera.key, topic=note.topic)
-                if self.on_tamper is not None:
-                    self.on_tamper(camera.key, at)
-                continue
-            if cls == "fight":
-                kind: Kind = "fight"
-                score = self.config.fight_score
-            else:
-                rule = self.config.classes.get(cls)
-                if rule is None:
-                    log.debug("onvif_event_unmapped", camera=camera.key, event_class=cls)
-                    continue
-                if self._cooling(camera.key, cls):
-                    continue
-                kind, score = rule.kind, rule.score
-            candidate = Candidate(
-                camera=camera.key,
-                kind=kind,
-                score=score,
-                occurred_at=at,
-                event_id=event_id(camera.key, note),
-                source="onvif",
-                zone=note.source.get("Rule") or None,
-            )
-            await emit(candidate)
+            for camera in cameras:
+                channel = self.config.channels.get(camera.key)
+                if channel is None or channel in note.source.values():
+                    await self._propose(camera, cls, note, at, emit)
 
-    def _sample_offset(self, camera: str, sample: timedelta, *, whole_seconds: bool) -> None:
+    async def _propose(self, camera: CameraRef, cls: EventClass, note: Notification, at: datetime, emit: Emit) -> None:
+        if cls == "tamper":
+            log.info("onvif_tamper", camera=camera.key, topic=note.topic)
+            if self.on_tamper is not None:
+                self.on_tamper(camera.key, at)
+            return
+        if cls == "fight":
+            kind: Kind = "fight"
+            score = self.config.fight_score
+        else:
+            rule = self.config.classes.get(cls)
+            if rule is None:
+                log.debug("onvif_event_unmapped", camera=camera.key, event_class=cls)
+                return
+            if self._cooling(camera.key, cls):
+                return
+            kind, score = rule.kind, rule.score
+        candidate = Candidate(
+            camera=camera.key,
+            kind=kind,
+            score=score,
+            occurred_at=at,
+            event_id=event_id(camera.key, note),
+            source="onvif",
+            zone=note.source.get("Rule") or None,
+        )
+        await emit(candidate)
+
+    def _sample_offset(self, cameras: list[CameraRef], sample: timedelta, *, whole_seconds: bool) -> None:
         """Each sample (camera time read minus box time at receipt) is a lower bound of the offset: the
         camera's time was taken before we read it, and cameras truncate it to the second. The largest
         recent sample is the tightest bound; half a second more centres the truncation."""
-        samples = self._offsets.setdefault(camera, deque(maxlen=30))
+        samples = self._offsets.setdefault(cameras[0].key, deque(maxlen=30))
         samples.append(sample + (timedelta(milliseconds=500) if whole_seconds else timedelta(0)))
-        self.clock_offset[camera] = max(samples)
+        for camera in cameras:
+            self.clock_offset[camera.key] = max(samples)
 
     def _cooling(self, camera: str, cls: str) -> bool:
         now = asyncio.get_running_loop().time()
@@ -396,6 +414,15 @@ class OnvifSource:
             return True
         self._last[(camera, cls)] = now
         return False
+
+
+def devices(cameras: list[CameraRef]) -> dict[tuple[str, int, str | None], list[CameraRef]]:
+    """The cameras grouped by the ONVIF device they are on (an NVR's channels share one)."""
+    grouped: dict[tuple[str, int, str | None], list[CameraRef]] = {}
+    for camera in cameras:
+        assert camera.host is not None
+        grouped.setdefault((camera.host.lower(), camera.onvif_port, camera.username), []).append(camera)
+    return grouped
 
 
 async def _quietly(call: Any, *, within: float) -> None:
@@ -430,4 +457,15 @@ def build(
             if not cameras[key].host:
                 raise ValueError(f"[[sources]] onvif: cameras[{index}]: camera {key!r} has no host")
             chosen.append(cameras[key])
+    for key in config.channels:
+        if key not in cameras:
+            raise ValueError(f"[[sources]] onvif: channels.{key}: no camera {key!r} in the config")
+    for (host, port, _), shared in devices(chosen).items():
+        for camera in shared:
+            if len(shared) > 1 and camera.key not in config.channels:
+                others = ", ".join(c.key for c in shared if c is not camera)
+                raise ValueError(
+                    f"[[sources]] onvif: channels.{camera.key}: {camera.key} shares the device {host}:{port} "
+                    f"with {others}; say which of its video sources it is"
+                )
     return OnvifSource(config, chosen, on_tamper=on_tamper)
