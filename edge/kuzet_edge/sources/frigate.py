@@ -77,6 +77,7 @@ class FrigateConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     max_age_s: float = 6 * 3600.0  # older events are neither caught up nor retried
     retry_min_s: float = 1.0
     retry_max_s: float = 60.0
+    workers: int = 3  # events handled at once (each may wait up to clip_deadline_s for its clip)
 
 
 def parse_config(table: dict[str, object], cameras: dict[str, CameraRef]) -> FrigateConfig:
@@ -98,6 +99,8 @@ def parse_config(table: dict[str, object], cameras: dict[str, CameraRef]) -> Fri
             raise ValueError(f"[[sources]] frigate: cameras.{name}: no camera {key!r} in the config")
     if not 0 < config.retry_min_s <= config.retry_max_s:
         raise ValueError("[[sources]] frigate: retry_min_s: must be > 0 and <= retry_max_s")
+    if not 1 <= config.workers <= 16:
+        raise ValueError("[[sources]] frigate: workers: between 1 and 16")
     return config
 
 
@@ -220,6 +223,7 @@ class FrigateSource:
         self.connections = 0  # MQTT connections made (for health and tests)
         self.catchups = 0
         self._http: httpx.AsyncClient | None = None
+        self._save_lock = asyncio.Lock()
 
     # -- persistence
     def _load(self) -> _State:
@@ -234,19 +238,18 @@ class FrigateSource:
             return _State(cursor=now, floor=now)
 
     def _save(self) -> None:
+        _write_atomically(self.state_file, self._encode())
+
+    def _encode(self) -> bytes:
         horizon = time.time() - self.config.max_age_s
         self.state.done = {k: v for k, v in self.state.done.items() if v >= horizon}
-        partial = self.state_file.with_suffix(".part")
-        with partial.open("wb") as file:
-            file.write(msgspec.json.encode(self.state))
-            file.flush()
-            os.fsync(file.fileno())
-        partial.replace(self.state_file)
+        return msgspec.json.encode(self.state)
 
-    def _finish(self, event: FrigateEvent) -> None:
+    async def _finish(self, event: FrigateEvent) -> None:
         self.state.done[event.id] = event.start_time
         self.state.cursor = max(self.state.cursor, event.start_time)
-        self._save()
+        async with self._save_lock:  # the newest state, written whole, one writer at a time
+            await asyncio.to_thread(_write_atomically, self.state_file, self._encode())
 
     # -- running
     async def run(self, emit: Emit) -> None:
@@ -256,7 +259,8 @@ class FrigateSource:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._mqtt())
                 group.create_task(self._periodic_catchup())
-                group.create_task(self._work(emit))
+                for _ in range(self.config.workers):
+                    group.create_task(self._work(emit))
 
     def offer(self, event: FrigateEvent) -> None:
         """Queue an ended event unless it is handled, queued, or not ours."""
@@ -362,7 +366,7 @@ class FrigateSource:
         proposal = match(self.config.rules, event, severity)
         if proposal is None:
             log.debug("frigate_event_unmapped", frigate_event=event.id, label=event.label, severity=severity)
-            self._finish(event)
+            await self._finish(event)
             return
         kind, score = proposal
         clip = await self._clip(event)
@@ -377,14 +381,15 @@ class FrigateSource:
             zone=event.zones[0] if event.zones else None,
         )
         await emit(candidate)  # returns once the candidate is durably in the outbox
-        self._finish(event)
+        await self._finish(event)
 
     async def _review_severity(self, event_id: str) -> str | None:
         response = await self._get(f"/api/review/event/{event_id}")
         if response.status_code == 404:
             return None
         response.raise_for_status()
-        return str(response.json().get("severity")) or None
+        severity = response.json().get("severity")
+        return str(severity) if severity else None
 
     async def _clip(self, event: FrigateEvent) -> Path:
         target = self.dir / "clips" / f"{_safe(event.id)}.mp4"
@@ -428,6 +433,15 @@ class FrigateSource:
             raise httpx.HTTPError("Frigate's /api/login set no frigate_token cookie")
         http.cookies.clear()
         http.cookies.set("frigate_token", token)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    partial = path.with_suffix(".part")
+    with partial.open("wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    partial.replace(path)
 
 
 def _safe(event_id: str) -> str:
