@@ -219,6 +219,20 @@ async def test_a_clip_that_never_comes_is_retried_at_the_next_catch_up(fake: Fak
     assert candidate.event_id == f"frigate-{event.id}"
 
 
+def test_a_long_clip_is_cut_to_max_clip_s_on_packets(clip: tuple[bytes, int, int], tmp_path: Path) -> None:
+    source, target = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    source.write_bytes(clip[0])
+    frigate.remux_faststart(source, target, max_seconds=2.0)
+    with av.open(str(target)) as remuxed:
+        stream = remuxed.streams.video[0]
+        packets = [p for p in remuxed.demux(stream) if p.dts is not None]
+        assert stream.time_base is not None
+        last = max(float(p.pts * stream.time_base) for p in packets if p.pts is not None)
+    assert packets[0].is_keyframe
+    assert len(packets) == 30  # 2 s at 15 fps, from the keyframe
+    assert 1.9 < last < 2.0
+
+
 @pytest.mark.parametrize(
     ("change", "names"),
     [

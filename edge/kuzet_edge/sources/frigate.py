@@ -77,6 +77,7 @@ class FrigateConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     max_age_s: float = 6 * 3600.0  # older events are neither caught up nor retried
     retry_min_s: float = 1.0
     retry_max_s: float = 60.0
+    max_clip_s: float = 20.0  # the clip sent is cut (on packets, not re-encoded) to this long
     workers: int = 3  # events handled at once (each may wait up to clip_deadline_s for its clip)
 
 
@@ -99,6 +100,8 @@ def parse_config(table: dict[str, object], cameras: dict[str, CameraRef]) -> Fri
             raise ValueError(f"[[sources]] frigate: cameras.{name}: no camera {key!r} in the config")
     if not 0 < config.retry_min_s <= config.retry_max_s:
         raise ValueError("[[sources]] frigate: retry_min_s: must be > 0 and <= retry_max_s")
+    if not 2.0 <= config.max_clip_s <= 120.0:
+        raise ValueError("[[sources]] frigate: max_clip_s: between 2 and 120")
     if not 1 <= config.workers <= 16:
         raise ValueError("[[sources]] frigate: workers: between 1 and 16")
     return config
@@ -172,9 +175,9 @@ class _ClipNotReady(Exception):
     pass
 
 
-def remux_faststart(source: Path, target: Path) -> None:
+def remux_faststart(source: Path, target: Path, *, max_seconds: float | None = None) -> None:
     """Frigate's (fragmented) MP4 to a faststart MP4 starting on a video keyframe, timestamps rebased
-    to zero, never re-encoded. Blocking: run it in a thread."""
+    to zero, at most ``max_seconds`` long, never re-encoded. Blocking: run it in a thread."""
     partial = target.with_suffix(".part")
     with av.open(str(source)) as inp:
         video = inp.streams.video[0]
@@ -196,6 +199,10 @@ def remux_faststart(source: Path, target: Path) -> None:
                 shift = int(start / time_base)
                 if packet.pts - shift < 0:
                     continue  # audio from before the keyframe
+                if max_seconds is not None and (packet.pts - shift) * time_base >= max_seconds:
+                    if packet.stream.index == video.index:
+                        break
+                    continue
                 packet.pts -= shift
                 packet.dts -= shift
                 packet.stream = mapped[packet.stream.index]
@@ -408,7 +415,7 @@ class FrigateSource:
             await asyncio.sleep(self.config.clip_retry_s)
         await asyncio.to_thread(raw.write_bytes, response.content)
         try:
-            await asyncio.to_thread(remux_faststart, raw, target)
+            await asyncio.to_thread(remux_faststart, raw, target, max_seconds=self.config.max_clip_s)
         finally:
             raw.unlink(missing_ok=True)
         return target
