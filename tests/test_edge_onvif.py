@@ -191,6 +191,18 @@ async def test_renewal_failure_is_retried_before_the_subscription_ends_without_r
             assert camera.auth_failures == 0
 
 
+async def test_firmware_that_misreads_durations_gets_absolute_times_not_a_renewal_storm(tmp_path: Path) -> None:
+    with FakeOnvifCamera(relative_broken=True, grant_s=30, clock_skew=timedelta(minutes=-5)) as camera:
+        async with running(camera, tmp_path, subscription_s=60) as run:
+            await until(lambda: camera.live_subscriptions() == 1)
+            await asyncio.sleep(4.0)  # the 2 s it granted would have needed renewing twice by now
+            camera.push(Event(topic=FIGHT, utc_time=camera.now(), data={"State": "true"}, source=hik_source("F")))
+            assert (await run.next()).kind == "fight"
+        # One Renew in absolute time (on the camera's clock, 5 minutes behind) got the 30 s it allows.
+        assert camera.count("Renew") == 1
+        assert camera.count("CreatePullPointSubscription") == 1
+
+
 async def test_a_dropped_subscription_is_made_again_after_a_backoff_not_in_a_loop(
     camera: FakeOnvifCamera, tmp_path: Path
 ) -> None:

@@ -87,9 +87,11 @@ class FakeOnvifCamera:
         clock_skew: timedelta = timedelta(0),
         vendor: Literal["hikvision", "dahua"] = "hikvision",
         grant_s: int = 60,
+        relative_broken: bool = False,
     ) -> None:
         self.username, self.password = username, password
         self.clock_skew, self.vendor, self.grant_s = clock_skew, vendor, grant_s
+        self.relative_broken = relative_broken  # misreads "PT600S" (as some firmware does): grants 2 s
         self.lock = threading.Condition()
         self.subscriptions: dict[int, _Subscription] = {}
         self.counter = itertools.count(1)
@@ -240,10 +242,15 @@ class FakeOnvifCamera:
         )
 
     def _granted(self, requested: str | None) -> timedelta:
-        seconds = self.grant_s
-        match = re.fullmatch(r"PT(\d+)S", (requested or "").strip())
+        """The lifetime granted for a requested termination (a duration, or an instant on our clock)."""
+        text = (requested or "").strip()
+        seconds = float(self.grant_s)
+        match = re.fullmatch(r"PT(\d+)S", text)
         if match:
-            seconds = min(seconds, int(match.group(1)))
+            seconds = 2.0 if self.relative_broken else min(seconds, int(match.group(1)))
+        elif text:
+            until = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            seconds = max(0.0, min(seconds, (until - self.now()).total_seconds()))
         return timedelta(seconds=seconds)
 
     def do_CreatePullPointSubscription(self, path: str, request: etree._Element) -> tuple[int, str]:  # noqa: N802 (the SOAP action's name)

@@ -297,12 +297,26 @@ class OnvifSource:
             pullpoint = await device.create_pullpoint_service()
             ends_at = self._ends_at(created)
             renew_at = self._renew_at(ends_at)
-            log.info("onvif_subscribed", camera=camera.key, clock_offset_s=offset.total_seconds())
             renew_backoff = Backoff(self.config.retry_min_s, self.config.retry_max_s)
+            absolute = False
+            if ends_at - asyncio.get_running_loop().time() < self.config.subscription_s / 2:
+                # Firmware that misreads a relative duration grants a few seconds, and renewing that
+                # often is the storm that crashes cameras: ask once more in absolute time on its clock.
+                absolute = True
+                ends_at, renew_at = await self._renew(cameras, subscription, ends_at, renew_backoff, absolute=True)
+            log.info(
+                "onvif_subscribed",
+                camera=camera.key,
+                clock_offset_s=offset.total_seconds(),
+                lifetime_s=round(ends_at - asyncio.get_running_loop().time()),
+                absolute_times=absolute,
+            )
             while True:
                 loop_now = asyncio.get_running_loop().time()
                 if loop_now >= renew_at:
-                    ends_at, renew_at = await self._renew(cameras, subscription, ends_at, renew_backoff)
+                    ends_at, renew_at = await self._renew(
+                        cameras, subscription, ends_at, renew_backoff, absolute=absolute
+                    )
                 if asyncio.get_running_loop().time() >= ends_at:
                     raise _SubscriptionGone("the subscription ended before it could be renewed")
                 pulled = await self._pull(pullpoint, until=renew_at)
@@ -323,12 +337,20 @@ class OnvifSource:
         now = asyncio.get_running_loop().time()
         return now + (ends_at - now) * random.uniform(0.5, 0.6)
 
+    def _termination(self, camera: CameraRef, *, absolute: bool) -> str:
+        """The termination time asked for: a duration, or an instant on the camera's clock."""
+        if not absolute:
+            return f"PT{self.config.subscription_s}S"
+        offset = self.clock_offset.get(camera.key, timedelta(0))
+        at = datetime.now(UTC) + offset + timedelta(seconds=self.config.subscription_s)
+        return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
     async def _renew(
-        self, cameras: list[CameraRef], subscription: Any, ends_at: float, backoff: Backoff
+        self, cameras: list[CameraRef], subscription: Any, ends_at: float, backoff: Backoff, *, absolute: bool
     ) -> tuple[float, float]:
         camera = cameras[0]
         try:
-            response = await subscription.Renew(f"PT{self.config.subscription_s}S")
+            response = await subscription.Renew(self._termination(camera, absolute=absolute))
         except (ONVIFError, ZeepError, aiohttp.ClientError, TimeoutError) as exc:
             for each in cameras:
                 self.renew_failures[each.key] += 1
