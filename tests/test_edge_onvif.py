@@ -110,6 +110,7 @@ async def test_camera_with_a_clock_minutes_off_gives_box_time_and_only_configure
         await until(lambda: len(run.tampers) == 1)
         await asyncio.sleep(0.5)
         assert run.candidates.empty()  # the line crossing is not mapped: nothing proposed; Initialized ignored
+        assert camera.count("CreatePullPointSubscription") == 1  # every message was read, none broke the session
 
     assert (motion.kind, motion.score, motion.source, motion.clip, motion.zone) == (
         "fight",

@@ -35,7 +35,7 @@ _ENVELOPE = (
     ' xmlns:tds="http://www.onvif.org/ver10/device/wsdl" xmlns:tt="http://www.onvif.org/ver10/schema"'
     ' xmlns:tev="http://www.onvif.org/ver10/events/wsdl" xmlns:wsnt="http://docs.oasis-open.org/wsn/b-2"'
     ' xmlns:wsa5="http://www.w3.org/2005/08/addressing" xmlns:tns1="http://www.onvif.org/ver10/topics"'
-    ' xmlns:ter="http://www.onvif.org/ver10/error" xmlns:wsrf-rw="http://docs.oasis-open.org/wsrf/rw-2"'
+    ' xmlns:ter="http://www.onvif.org/ver10/error" xmlns:trt="http://www.onvif.org/ver10/media/wsdl" xmlns:wsrf-rw="http://docs.oasis-open.org/wsrf/rw-2"'
     ' xmlns:hikxsd="http://www.hikvision.com/2011/event/topics" xmlns:dn="http://www.onvif.org/ver10/network/wsdl">'
     "<env:Header>{header}</env:Header><env:Body>{body}</env:Body></env:Envelope>"
 )
@@ -54,15 +54,18 @@ class Event:
     data: dict[str, str]
     source: dict[str, str]
     operation: str | None = "Changed"
+    raw_data: str = ""  # ElementItems as the camera sends them (a configuration, not a state)
 
-    def xml(self) -> str:
+    def xml(self, *, padded: bool = False) -> str:
         op = f" PropertyOperation={quoteattr(self.operation)}" if self.operation else ""
         source = "".join(f"<tt:SimpleItem Name={quoteattr(k)} Value={quoteattr(v)}/>" for k, v in self.source.items())
         data = "".join(f"<tt:SimpleItem Name={quoteattr(k)} Value={quoteattr(v)}/>" for k, v in self.data.items())
+        data += self.raw_data
+        topic = f"\r\n        {escape(self.topic)}\r\n      " if padded else escape(self.topic)  # Dahua pads it
         return (
-            "<wsnt:NotificationMessage>"
+            "<wsnt:NotificationMessage>\r\n"
             '<wsnt:Topic Dialect="http://www.onvif.org/ver10/tev/topicExpression/ConcreteSet">'
-            f"{escape(self.topic)}</wsnt:Topic>"
+            f"{topic}</wsnt:Topic>\r\n"
             f'<wsnt:Message><tt:Message UtcTime="{iso(self.utc_time)}"{op}>'
             f"<tt:Source>{source}</tt:Source><tt:Data>{data}</tt:Data>"
             "</tt:Message></wsnt:Message></wsnt:NotificationMessage>"
@@ -147,13 +150,25 @@ class FakeOnvifCamera:
     def initial_state(self) -> list[Event]:
         if self.vendor == "hikvision":
             return [
+                Event(  # as recorded from Hikvision firmware: the configuration, at subscription time
+                    topic="tns1:MediaControl/VideoSourceConfiguration",
+                    utc_time=self.now(),
+                    data={},
+                    source={"VideoSourceConfigurationToken": "VideoSourceToken"},
+                    operation="Initialized",
+                    raw_data='<tt:ElementItem Name="Config"><trt:Configuration token="VideoSourceToken">'
+                    "<tt:Name>VideoSourceConfig</tt:Name>\r\n<tt:UseCount>2</tt:UseCount>\r\n"
+                    "<tt:SourceToken>VideoSource_1</tt:SourceToken>\r\n"
+                    '<tt:Bounds x="0" y="0" width="2560" height="1440"></tt:Bounds></trt:Configuration>'
+                    "</tt:ElementItem>",
+                ),
                 Event(
                     topic="tns1:RuleEngine/CellMotionDetector/Motion",
                     utc_time=self.now(),
                     data={"IsMotion": "false"},
                     source=hik_source("MyMotionDetectorRule"),
                     operation="Initialized",
-                )
+                ),
             ]
         return [
             Event(
@@ -302,7 +317,7 @@ class FakeOnvifCamera:
         return 200, envelope(
             f"<tev:PullMessagesResponse><tev:CurrentTime>{iso(now)}</tev:CurrentTime>"
             f"<tev:TerminationTime>{iso(sub.ends_at + self.clock_skew)}</tev:TerminationTime>"
-            f"{''.join(m.xml() for m in messages)}</tev:PullMessagesResponse>"
+            f"{''.join(m.xml(padded=self.vendor == 'dahua') for m in messages)}</tev:PullMessagesResponse>"
         )
 
     def do_Renew(self, path: str, request: etree._Element) -> tuple[int, str]:  # noqa: N802 (the SOAP action's name)
