@@ -37,7 +37,7 @@ import httpx
 import msgspec
 import structlog
 
-from kuzet_edge.events import CameraRef, Candidate, Emit, Kind
+from kuzet_edge.events import CameraRef, Candidate, Emit, Kind, Source, SourceBuilder
 
 log = structlog.get_logger("kuzet_edge.sources.frigate")
 
@@ -464,3 +464,8 @@ def build(
 ) -> FrigateSource:
     """The ``SourceBuilder`` of ``type = "frigate"`` (Frigate reports no tampering: ``on_tamper`` unused)."""
     return FrigateSource(parse_config(table, cameras), state_dir)
+
+
+# mypy holds these to the agent's interfaces (kuzet_edge.events).
+_builder: SourceBuilder = build
+_source: type[Source] = FrigateSource

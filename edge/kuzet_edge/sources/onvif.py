@@ -48,7 +48,7 @@ from onvif.exceptions import ONVIFError
 from onvif.util import normalize_url
 from zeep.exceptions import Error as ZeepError
 
-from kuzet_edge.events import CameraRef, Candidate, Emit, Kind
+from kuzet_edge.events import CameraRef, Candidate, Emit, Kind, Source, SourceBuilder
 
 log = structlog.get_logger("kuzet_edge.sources.onvif")
 
@@ -491,3 +491,8 @@ def build(
                     f"with {others}; say which of its video sources it is"
                 )
     return OnvifSource(config, chosen, on_tamper=on_tamper)
+
+
+# mypy holds these to the agent's interfaces (kuzet_edge.events).
+_builder: SourceBuilder = build
+_source: type[Source] = OnvifSource
