@@ -17,7 +17,14 @@ import pytest
 from kuzet_edge.events import CameraRef, Candidate
 from kuzet_edge.sources import frigate
 
-from tests.edge_standins.frigate import BrokerProxy, FakeFrigate, StoredEvent, fragmented_mp4, unique_prefix
+from tests.edge_standins.frigate import (
+    BrokerProxy,
+    FakeFrigate,
+    StoredEvent,
+    fragmented_mp4,
+    self_signed_certificate,
+    unique_prefix,
+)
 
 CAMERAS = {"bar": CameraRef(key="bar", name="Bar"), "door": CameraRef(key="door", name="Door")}
 RULES = [
@@ -204,6 +211,35 @@ async def test_authenticated_port_logs_in_and_again_when_the_token_expires(
             await publish(prefix, second)
             await run.next()
         assert fake.logins == 2
+
+
+async def test_https_with_frigate_s_self_signed_certificate_is_verified_against_it(
+    clip: tuple[bytes, int, int], tmp_path: Path
+) -> None:
+    prefix = unique_prefix()
+    cert, key = self_signed_certificate(tmp_path)
+    with FakeFrigate(clip=clip[0], auth=True, tls=(cert, key)) as fake:
+        login = {"username": "admin", "password": "frigate-pass"}
+        async with running(fake, tmp_path / "trusting", prefix, ca_file=str(cert), **login) as run:
+            event = fake.add("bar_cam", "person")
+            await publish(prefix, event)
+            assert (await run.next()).clip is not None
+
+        source = frigate.build(
+            {"url": fake.url, "cameras": {"bar_cam": "bar"}, "rules": RULES, "topic_prefix": prefix, **login},
+            cameras=CAMERAS,
+            state_dir=tmp_path / "verifying",
+        )
+        task = asyncio.create_task(source.run(Running(source).emit))
+        try:
+            await until(lambda: source.connections >= 1)
+            await asyncio.sleep(1.0)
+            assert source.catchups == 0  # an unknown certificate is refused, not trusted silently
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        assert fake.logins == 1
 
 
 async def test_a_clip_that_never_comes_is_retried_at_the_next_catch_up(fake: FakeFrigate, tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import ssl
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -65,7 +66,8 @@ class FrigateConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     name: str = "frigate"
     username: str | None = None  # Frigate's own user, for its authenticated port (8971)
     password: str | None = None
-    verify_tls: bool = True  # Frigate's 8971 has a self-signed certificate unless one is installed
+    verify_tls: bool = True  # Frigate's 8971 has a self-signed certificate unless one is installed ...
+    ca_file: str | None = None  # ... so trust that certificate (its PEM) rather than turning verification off
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
     mqtt_username: str | None = None
@@ -100,6 +102,8 @@ def parse_config(table: dict[str, object], cameras: dict[str, CameraRef]) -> Fri
             raise ValueError(f"[[sources]] frigate: cameras.{name}: no camera {key!r} in the config")
     if not 0 < config.retry_min_s <= config.retry_max_s:
         raise ValueError("[[sources]] frigate: retry_min_s: must be > 0 and <= retry_max_s")
+    if config.ca_file is not None and not Path(config.ca_file).is_file():
+        raise ValueError(f"[[sources]] frigate: ca_file: {config.ca_file} is not a file")
     if not 2.0 <= config.max_clip_s <= 120.0:
         raise ValueError("[[sources]] frigate: max_clip_s: between 2 and 120")
     if not 1 <= config.workers <= 16:
@@ -260,7 +264,9 @@ class FrigateSource:
 
     # -- running
     async def run(self, emit: Emit) -> None:
-        verify: bool = self.config.verify_tls
+        verify: bool | ssl.SSLContext = self.config.verify_tls
+        if self.config.ca_file is not None:
+            verify = await asyncio.to_thread(ssl.create_default_context, cafile=self.config.ca_file)
         async with httpx.AsyncClient(base_url=self.config.url, verify=verify, timeout=15.0) as http:
             self._http = http
             async with asyncio.TaskGroup() as group:
