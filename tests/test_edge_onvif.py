@@ -204,6 +204,17 @@ async def test_firmware_that_misreads_durations_gets_absolute_times_not_a_renewa
         assert camera.count("CreatePullPointSubscription") == 1
 
 
+async def test_firmware_that_ignores_the_long_poll_is_pulled_once_a_second_not_in_a_loop(tmp_path: Path) -> None:
+    with FakeOnvifCamera(ignores_timeout=True) as camera:
+        async with running(camera, tmp_path, pull_timeout_s=10) as run:
+            await until(lambda: camera.live_subscriptions() == 1)
+            pulls = camera.count("PullMessages")
+            await asyncio.sleep(3.0)
+            camera.push(Event(topic=FIGHT, utc_time=camera.now(), data={"State": "true"}, source=hik_source("F")))
+            assert (await run.next()).kind == "fight"
+        assert 2 <= camera.count("PullMessages") - pulls <= 6
+
+
 async def test_a_dropped_subscription_is_made_again_after_a_backoff_not_in_a_loop(
     camera: FakeOnvifCamera, tmp_path: Path
 ) -> None:

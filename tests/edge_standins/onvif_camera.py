@@ -91,9 +91,11 @@ class FakeOnvifCamera:
         vendor: Literal["hikvision", "dahua"] = "hikvision",
         grant_s: int = 60,
         relative_broken: bool = False,
+        ignores_timeout: bool = False,
     ) -> None:
         self.username, self.password = username, password
         self.clock_skew, self.vendor, self.grant_s = clock_skew, vendor, grant_s
+        self.ignores_timeout = ignores_timeout  # answers PullMessages at once, whatever its Timeout
         self.relative_broken = relative_broken  # misreads "PT600S" (as some firmware does): grants 2 s
         self.lock = threading.Condition()
         self.subscriptions: dict[int, _Subscription] = {}
@@ -301,7 +303,7 @@ class FakeOnvifCamera:
     def do_PullMessages(self, path: str, request: etree._Element) -> tuple[int, str]:  # noqa: N802 (the SOAP action's name)
         timeout = request.findtext("tev:Timeout", namespaces=NS) or "PT1S"
         match = re.fullmatch(r"PT(\d+(?:\.\d+)?)S", timeout.strip())
-        wait = float(match.group(1)) if match else 1.0
+        wait = 0.0 if self.ignores_timeout else float(match.group(1)) if match else 1.0
         deadline = datetime.now(UTC) + timedelta(seconds=wait)
         with self.lock:
             while True:

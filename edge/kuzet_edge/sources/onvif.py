@@ -319,9 +319,13 @@ class OnvifSource:
                     )
                 if asyncio.get_running_loop().time() >= ends_at:
                     raise _SubscriptionGone("the subscription ended before it could be renewed")
+                started = asyncio.get_running_loop().time()
                 pulled = await self._pull(pullpoint, until=renew_at)
                 backoff.reset()
                 await self._handle(cameras, pulled, emit)
+                if not getattr(pulled, "NotificationMessage", None):
+                    # Firmware that ignores the long poll answers at once: pull at most once a second.
+                    await asyncio.sleep(max(0.0, started + 1.0 - asyncio.get_running_loop().time()))
         finally:
             if subscription is not None:
                 await _quietly(subscription.Unsubscribe(), within=3.0)
