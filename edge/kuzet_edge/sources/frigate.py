@@ -260,7 +260,12 @@ class FrigateSource:
         self.state.done[event.id] = event.start_time
         self.state.cursor = max(self.state.cursor, event.start_time)
         async with self._save_lock:  # the newest state, written whole, one writer at a time
-            await asyncio.to_thread(_write_atomically, self.state_file, self._encode())
+            write = asyncio.ensure_future(asyncio.to_thread(_write_atomically, self.state_file, self._encode()))
+            try:
+                await asyncio.shield(write)
+            except asyncio.CancelledError:
+                await write  # stopping: the write in flight finishes first, so the cursor is whole on disk
+                raise
 
     # -- running
     async def run(self, emit: Emit) -> None:
