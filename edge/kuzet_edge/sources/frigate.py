@@ -43,6 +43,7 @@ from kuzet_edge.events import CameraRef, Candidate, Emit, Kind, Source, SourceBu
 log = structlog.get_logger("kuzet_edge.sources.frigate")
 
 Severity = Literal["alert", "detection"]
+_MAX_DOWNLOAD_BYTES = 1 << 30  # a clip larger than this is not a clip worth sending
 
 
 class Rule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -416,20 +417,45 @@ class FrigateSource:
         target.parent.mkdir(parents=True, exist_ok=True)
         raw = target.with_suffix(".frag.mp4")
         deadline = time.monotonic() + self.config.clip_deadline_s
-        while True:
-            response = await self._get(f"/api/events/{event.id}/clip.mp4")
-            if response.status_code == 200:
-                break
-            if response.status_code not in (400, 404) or time.monotonic() >= deadline:
-                response.raise_for_status()
-                raise _ClipNotReady(f"clip of {event.id} not ready after {self.config.clip_deadline_s:.0f} s")
-            await asyncio.sleep(self.config.clip_retry_s)
-        await asyncio.to_thread(raw.write_bytes, response.content)
         try:
+            while True:
+                status = await self._download(f"/api/events/{event.id}/clip.mp4", raw)
+                if status == 200:
+                    break
+                if status not in (400, 404):
+                    raise httpx.HTTPError(f"Frigate answered {status} for the clip of {event.id}")
+                if time.monotonic() >= deadline:
+                    raise _ClipNotReady(f"clip of {event.id} not ready after {self.config.clip_deadline_s:.0f} s")
+                await asyncio.sleep(self.config.clip_retry_s)
             await asyncio.to_thread(remux_faststart, raw, target, max_seconds=self.config.max_clip_s)
         finally:
             raw.unlink(missing_ok=True)
         return target
+
+    async def _download(self, path: str, target: Path) -> int:
+        """Stream a GET to ``target`` (a long event's clip is large: never whole in memory); the status."""
+        http = self._http
+        assert http is not None
+        for attempt in (1, 2):
+            if self.config.username is not None and (attempt == 2 or "frigate_token" not in http.cookies):
+                await self._login(http)
+            async with http.stream("GET", path) as response:
+                if response.status_code == 401 and self.config.username is not None and attempt == 1:
+                    continue  # the token expired: log in again, once
+                if response.status_code != 200:
+                    return response.status_code
+                file = await asyncio.to_thread(target.open, "wb")
+                try:
+                    size = 0
+                    async for chunk in response.aiter_bytes(1 << 20):
+                        size += len(chunk)
+                        if size > _MAX_DOWNLOAD_BYTES:
+                            raise ValueError(f"Frigate's clip is over {_MAX_DOWNLOAD_BYTES >> 20} MiB")
+                        await asyncio.to_thread(file.write, chunk)
+                finally:
+                    await asyncio.to_thread(file.close)
+                return 200
+        return 401
 
     async def _get(self, path: str, params: dict[str, str | int] | None = None) -> httpx.Response:
         """GET on Frigate's API, logging in (``frigate_token``) first and again when it expired."""
