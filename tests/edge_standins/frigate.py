@@ -29,7 +29,9 @@ import av
 import numpy as np
 
 
-def fragmented_mp4(*, seconds: float = 3.0, fps: int = 15, gop: int = 15, skip: int = 0) -> tuple[bytes, int, int]:
+def fragmented_mp4(
+    *, seconds: float = 3.0, fps: int = 15, gop: int = 15, skip: int = 0, size: tuple[int, int] = (320, 240)
+) -> tuple[bytes, int, int]:
     """An H.264 fragmented MP4 (moof/mdat fragments, as Frigate's recordings are) made with PyAV, the
     number of video packets in it and how many of them come before its first keyframe. ``skip``
     drops the first packets, so that the file starts in the middle of a GOP as a clip cut at an
@@ -37,12 +39,15 @@ def fragmented_mp4(*, seconds: float = 3.0, fps: int = 15, gop: int = 15, skip: 
     encoded = io.BytesIO()
     with av.open(encoded, "w", format="mp4") as out:
         stream = out.add_stream(
-            "libx264", rate=fps, options={"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": "0"}
+            "libx264",
+            rate=fps,
+            options={"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": "0", "preset": "ultrafast"},
         )
-        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        width, height = size
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         for index in range(int(seconds * fps)):
-            image = np.zeros((240, 320, 3), np.uint8)
-            image[:, (index * 7) % 320 :] = (index * 5 % 255, 90, 160)
+            image = np.zeros((height, width, 3), np.uint8)
+            image[:, (index * 7) % width :] = (index * 5 % 255, 90, 160)
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             frame.pts, frame.time_base = index, Fraction(1, fps)
             for packet in stream.encode(frame):
@@ -278,6 +283,7 @@ class FakeFrigate:
 class _Handler(BaseHTTPRequestHandler):
     frigate: FakeFrigate
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as written, no delayed-ACK stall
 
     def _answer(self, method: str) -> None:
         length = int(self.headers.get("Content-Length", "0"))

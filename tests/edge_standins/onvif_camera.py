@@ -369,6 +369,7 @@ def fault(code: str, subcode: str, reason: str) -> str:
 class _Handler(BaseHTTPRequestHandler):
     camera: FakeOnvifCamera
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as written, no delayed-ACK stall
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0"))
