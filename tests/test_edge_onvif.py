@@ -124,6 +124,8 @@ async def test_camera_with_a_clock_minutes_off_gives_box_time_and_only_configure
         # The camera stamped these 7 min 13 s behind; the candidate is on the box's clock (to the second).
         assert abs((candidate.occurred_at - happened).total_seconds()) < 2.0
         assert candidate.event_id.startswith("onvif-") and len(candidate.event_id) <= 128
+    assert run.source.motion_within("bar", 30.0)  # the gate the box's trigger may use
+    assert not run.source.motion_within("door", 30.0)
     assert run.tampers[0][0] == "bar"
     assert abs((run.tampers[0][1] - happened).total_seconds()) < 2.0
     offset = run.source.clock_offset["bar"].total_seconds()

@@ -255,6 +255,9 @@ class OnvifSource:
         self.clock_offset: dict[str, timedelta] = {}  # camera clock minus box clock
         self._offsets: dict[str, deque[timedelta]] = {}
         self._last: dict[tuple[str, str], float] = {}
+        # The last onset of motion, line crossing or intrusion per camera (box clock), mapped or not:
+        # what the box's own trigger may use as a gate (motion_within).
+        self.last_activity: dict[str, datetime] = {}
 
     async def run(self, emit: Emit) -> None:
         async with asyncio.TaskGroup() as group:
@@ -402,6 +405,8 @@ class OnvifSource:
             if self.on_tamper is not None:
                 self.on_tamper(camera.key, at)
             return
+        if cls in ("motion", "line_crossing", "intrusion"):
+            self.last_activity[camera.key] = max(at, self.last_activity.get(camera.key, at))
         if cls == "fight":
             kind: Kind = "fight"
             score = self.config.fight_score
@@ -423,6 +428,11 @@ class OnvifSource:
             zone=note.source.get("Rule") or None,
         )
         await emit(candidate)
+
+    def motion_within(self, camera: str, seconds: float) -> bool:
+        """Whether the camera itself reported motion (or a crossing, an intrusion) in the last ``seconds``."""
+        last = self.last_activity.get(camera)
+        return last is not None and (datetime.now(UTC) - last).total_seconds() <= seconds
 
     def _sample_offset(self, cameras: list[CameraRef], sample: timedelta, *, whole_seconds: bool) -> None:
         """Each sample (camera time read minus box time at receipt) is a lower bound of the offset: the
