@@ -234,6 +234,16 @@ async def test_a_dropped_subscription_is_made_again_after_a_backoff_not_in_a_loo
         assert (await run.next()).kind == "fight"
 
 
+async def test_a_camera_that_drops_every_subscription_at_once_meets_a_growing_backoff(tmp_path: Path) -> None:
+    with FakeOnvifCamera() as camera:
+        camera.forget_after_first_pull = True
+        async with running(camera, tmp_path, retry_min_s=0.5, retry_max_s=8.0):
+            await asyncio.sleep(4.0)
+        # 0.25-0.5 s, 0.5-1 s, 1-2 s, 2-4 s apart: at most 5 subscriptions in 4 s (a pull that worked
+        # does not reset the backoff: the subscription must last a minute for that).
+        assert 2 <= camera.count("CreatePullPointSubscription") <= 5
+
+
 async def test_dahua_camera_found_through_get_capabilities(tmp_path: Path) -> None:
     with FakeOnvifCamera(vendor="dahua") as camera:
         async with running(camera, tmp_path, classes={"motion": {"kind": "crowd_surge", "score": 0.15}}) as run:

@@ -104,6 +104,7 @@ class FakeOnvifCamera:
         self.auth_failures = 0
         self.fail_renewals = 0  # the next N Renew calls answer a fault
         self.refuse_subscriptions = False
+        self.forget_after_first_pull = False  # firmware that drops each subscription after one pull
         handler = type("Handler", (_Handler,), {"camera": self})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
@@ -315,6 +316,8 @@ class FakeOnvifCamera:
                     break
                 self.lock.wait(timeout=min(left, 0.2))
             messages, sub.queue = sub.queue, []
+            if self.forget_after_first_pull:
+                self.subscriptions.pop(sub.index, None)
         now = self.now()
         return 200, envelope(
             f"<tev:PullMessagesResponse><tev:CurrentTime>{iso(now)}</tev:CurrentTime>"

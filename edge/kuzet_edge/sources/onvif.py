@@ -301,6 +301,7 @@ class OnvifSource:
             ends_at = self._ends_at(created)
             renew_at = self._renew_at(ends_at)
             renew_backoff = Backoff(self.config.retry_min_s, self.config.retry_max_s)
+            subscribed_at = asyncio.get_running_loop().time()
             absolute = False
             if ends_at - asyncio.get_running_loop().time() < self.config.subscription_s / 2:
                 # Firmware that misreads a relative duration grants a few seconds, and renewing that
@@ -324,7 +325,8 @@ class OnvifSource:
                     raise _SubscriptionGone("the subscription ended before it could be renewed")
                 started = asyncio.get_running_loop().time()
                 pulled = await self._pull(pullpoint, until=renew_at)
-                backoff.reset()
+                if started - subscribed_at >= 60.0:
+                    backoff.reset()  # only a subscription that lasted: one dropped at once keeps the backoff growing
                 await self._handle(cameras, pulled, emit)
                 if not getattr(pulled, "NotificationMessage", None):
                     # Firmware that ignores the long poll answers at once: pull at most once a second.
