@@ -159,7 +159,10 @@ async def test_unmapped_labels_and_unknown_cameras_propose_nothing(fake: FakeFri
     assert elsewhere.clip_requests == car.clip_requests == calm.clip_requests == 0
 
 
-async def test_after_a_broker_outage_missed_events_are_caught_up_once(fake: FakeFrigate, tmp_path: Path) -> None:
+async def test_after_a_broker_outage_missed_events_are_caught_up_once(
+    fake: FakeFrigate, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(frigate, "_PAGE", 2)  # so that the catch-up pages back through Frigate's answer
     prefix = unique_prefix()
     proxy = BrokerProxy()
     await proxy.start()
@@ -171,13 +174,18 @@ async def test_after_a_broker_outage_missed_events_are_caught_up_once(fake: Fake
 
             proxy.down()  # the broker goes away; Frigate goes on, and nobody keeps its messages
             await asyncio.sleep(0.5)
-            missed = [fake.add("bar_cam", "person"), fake.add("door_cam", "person")]
+            missed = [
+                fake.add(camera, "person") for camera in ("bar_cam", "door_cam", "bar_cam", "door_cam", "bar_cam")
+            ]
+            fake.add("bar_cam", "car")  # no rule for cars: not even asked for
             for event in missed:
                 await publish(prefix, event)  # to the broker, while the source is cut off
             proxy.up()
 
-            got = {(await run.next()).event_id, (await run.next()).event_id}
+            got = {(await run.next()).event_id for _ in missed}
             assert got == {f"frigate-{e.id}" for e in missed}
+            assert fake.event_queries[-1]["labels"] == ["knife,person"]
+            assert "before" in fake.event_queries[-1]  # the third page of five events, two a page
             assert run.source.connections >= 2
             await run.source._catch_up()  # a further catch-up (or the periodic one) finds nothing new
             await asyncio.sleep(0.5)

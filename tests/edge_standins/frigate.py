@@ -254,15 +254,20 @@ class FakeFrigate:
             query = parse_qs(url.query)
             self.event_queries.append(query)
             after = float(query.get("after", ["0"])[0])
+            before = float(query.get("before", ["inf"])[0])
             cameras = set(query.get("cameras", ["all"])[0].split(","))
+            labels = set(query.get("labels", ["all"])[0].split(","))
+            limit = int(query.get("limit", ["100"])[0])
             with self.lock:
                 found = [
                     e.api()
                     for e in self.events.values()
-                    if e.start_time > after and ("all" in cameras or e.camera in cameras)
+                    if after < e.start_time < before
+                    and ("all" in cameras or e.camera in cameras)
+                    and ("all" in labels or e.label in labels)
                 ]
             found.sort(key=lambda e: e["start_time"], reverse=True)  # Frigate answers newest first
-            return 200, {"Content-Type": "application/json"}, json.dumps(found).encode()
+            return 200, {"Content-Type": "application/json"}, json.dumps(found[:limit]).encode()
         if parts[:3] == ["api", "review", "event"] and len(parts) == 4:
             event = self.events.get(parts[3])
             if event is None:

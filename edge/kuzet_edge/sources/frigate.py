@@ -43,6 +43,7 @@ from kuzet_edge.events import CameraRef, Candidate, Emit, Kind, Source, SourceBu
 log = structlog.get_logger("kuzet_edge.sources.frigate")
 
 Severity = Literal["alert", "detection"]
+_PAGE = 500  # events per /api/events page
 _MAX_DOWNLOAD_BYTES = 1 << 30  # a clip larger than this is not a clip worth sending
 
 
@@ -77,6 +78,7 @@ class FrigateConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     clip_deadline_s: float = 120.0
     clip_retry_s: float = 2.0
     catchup_every_s: float = 300.0
+    catchup_margin_s: float = 3600.0  # asked again before the cursor: an object tracked that long is still found
     max_age_s: float = 6 * 3600.0  # older events are neither caught up nor retried
     retry_min_s: float = 1.0
     retry_max_s: float = 60.0
@@ -342,20 +344,31 @@ class FrigateSource:
 
     async def _catch_up(self) -> None:
         """Ended events since the cursor (less a margin for events that ended out of order)."""
-        after = max(self.state.cursor - 600.0, self.state.floor, time.time() - self.config.max_age_s)
+        after = max(
+            self.state.cursor - self.config.catchup_margin_s, self.state.floor, time.time() - self.config.max_age_s
+        )
         params: dict[str, str | int] = {
             "after": f"{after:.6f}",
             "cameras": ",".join(self.config.cameras),
             "has_clip": 1,
             "in_progress": 0,
             "include_thumbnails": 0,
-            "limit": 1000,
+            "limit": _PAGE,
         }
+        labels = {rule.label for rule in self.config.rules}
+        if None not in labels:
+            params["labels"] = ",".join(sorted(str(label) for label in labels))
+        items: list[dict[str, Any]] = []
         try:
-            response = await self._get("/api/events", params=params)
-            response.raise_for_status()
-            items = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
+            for _ in range(20):  # Frigate answers newest first: page back with ``before``
+                response = await self._get("/api/events", params=params)
+                response.raise_for_status()
+                page = response.json()
+                items.extend(page)
+                if len(page) < _PAGE:
+                    break
+                params["before"] = f"{min(float(i['start_time']) for i in page):.6f}"
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
             log.warning("frigate_catchup_failed", error=str(exc)[:200])
             return
         self.catchups += 1
