@@ -68,6 +68,7 @@ class FrigateConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     name: str = "frigate"
     username: str | None = None  # Frigate's own user, for its authenticated port (8971)
     password: str | None = None
+    cookie_name: str = "frigate_token"  # Frigate's auth.cookie_name
     verify_tls: bool = True  # Frigate's 8971 has a self-signed certificate unless one is installed ...
     ca_file: str | None = None  # ... so trust that certificate (its PEM) rather than turning verification off
     mqtt_host: str = "127.0.0.1"
@@ -450,7 +451,7 @@ class FrigateSource:
         http = self._http
         assert http is not None
         for attempt in (1, 2):
-            if self.config.username is not None and (attempt == 2 or "frigate_token" not in http.cookies):
+            if self.config.username is not None and (attempt == 2 or self.config.cookie_name not in http.cookies):
                 await self._login(http)
             async with http.stream("GET", path) as response:
                 if response.status_code == 401 and self.config.username is not None and attempt == 1:
@@ -474,7 +475,7 @@ class FrigateSource:
         """GET on Frigate's API, logging in (``frigate_token``) first and again when it expired."""
         http = self._http
         assert http is not None
-        if self.config.username is not None and "frigate_token" not in http.cookies:
+        if self.config.username is not None and self.config.cookie_name not in http.cookies:
             await self._login(http)
         response = await http.get(path, params=params)
         if response.status_code == 401 and self.config.username is not None:
@@ -485,11 +486,11 @@ class FrigateSource:
     async def _login(self, http: httpx.AsyncClient) -> None:
         response = await http.post("/api/login", json={"user": self.config.username, "password": self.config.password})
         response.raise_for_status()
-        token = response.cookies.get("frigate_token")
+        token = response.cookies.get(self.config.cookie_name)
         if token is None:
-            raise httpx.HTTPError("Frigate's /api/login set no frigate_token cookie")
+            raise httpx.HTTPError(f"Frigate's /api/login set no {self.config.cookie_name} cookie")
         http.cookies.clear()
-        http.cookies.set("frigate_token", token)
+        http.cookies.set(self.config.cookie_name, token)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
