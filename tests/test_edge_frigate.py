@@ -277,6 +277,28 @@ def test_a_long_clip_is_cut_to_max_clip_s_on_packets(clip: tuple[bytes, int, int
     assert 1.9 < last < 2.0
 
 
+def test_a_clip_with_sound_keeps_it_from_the_first_keyframe_on(tmp_path: Path) -> None:
+    data, packets, leading = fragmented_mp4(seconds=4.0, fps=15, gop=15, skip=6, audio=True)
+    source, target = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    source.write_bytes(data)
+    frigate.remux_faststart(source, target)
+    got: list[tuple[str, int, float, bool]] = []  # read while the container is open
+    with av.open(str(target)) as remuxed:
+        assert [s.type for s in remuxed.streams] == ["video", "audio"]
+        assert remuxed.streams.audio[0].codec_context.name == "aac"
+        for packet in remuxed.demux():
+            if packet.pts is not None and packet.time_base is not None:
+                got.append((packet.stream.type, packet.pts, float(packet.pts * packet.time_base), packet.is_keyframe))
+    video = [g for g in got if g[0] == "video"]
+    sound = [g for g in got if g[0] == "audio"]
+    assert leading == 9
+    assert video[0][1] == 0 and video[0][3]  # starts on the keyframe, at zero
+    assert len(video) == packets - leading
+    # Sound from before the keyframe is dropped, the rest kept, on the same (rebased) clock.
+    assert sound and min(g[1] for g in sound) >= 0
+    assert abs(max(g[2] for g in sound) - max(g[2] for g in video)) < 0.2
+
+
 @pytest.mark.parametrize(
     ("change", "names"),
     [

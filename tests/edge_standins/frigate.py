@@ -30,12 +30,18 @@ import numpy as np
 
 
 def fragmented_mp4(
-    *, seconds: float = 3.0, fps: int = 15, gop: int = 15, skip: int = 0, size: tuple[int, int] = (320, 240)
+    *,
+    seconds: float = 3.0,
+    fps: int = 15,
+    gop: int = 15,
+    skip: int = 0,
+    size: tuple[int, int] = (320, 240),
+    audio: bool = False,
 ) -> tuple[bytes, int, int]:
     """An H.264 fragmented MP4 (moof/mdat fragments, as Frigate's recordings are) made with PyAV, the
     number of video packets in it and how many of them come before its first keyframe. ``skip``
     drops the first packets, so that the file starts in the middle of a GOP as a clip cut at an
-    arbitrary time does."""
+    arbitrary time does. ``audio`` adds an AAC track (a tone), as a camera with a microphone has."""
     encoded = io.BytesIO()
     with av.open(encoded, "w", format="mp4") as out:
         stream = out.add_stream(
@@ -45,6 +51,7 @@ def fragmented_mp4(
         )
         width, height = size
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        sound = out.add_stream("aac", rate=16000, layout="mono") if audio else None
         for index in range(int(seconds * fps)):
             image = np.zeros((height, width, 3), np.uint8)
             image[:, (index * 7) % width :] = (index * 5 % 255, 90, 160)
@@ -54,6 +61,16 @@ def fragmented_mp4(
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
+        if sound is not None:
+            for index in range(int(seconds * 16000 / 1024)):
+                t = (np.arange(1024) + index * 1024) / 16000
+                samples = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32).reshape(1, -1)
+                chunk = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+                chunk.sample_rate, chunk.pts, chunk.time_base = 16000, index * 1024, Fraction(1, 16000)
+                for packet in sound.encode(chunk):
+                    out.mux(packet)
+            for packet in sound.encode():
+                out.mux(packet)
     encoded.seek(0)
     fragmented = io.BytesIO()
     count, leading = 0, -1
@@ -64,15 +81,20 @@ def fragmented_mp4(
         ) as out,
     ):
         video = inp.streams.video[0]
-        target = out.add_stream_from_template(video)
-        for index, packet in enumerate(inp.demux(video)):
-            if packet.dts is None or index < skip:
+        targets = {s.index: out.add_stream_from_template(s) for s in (video, *inp.streams.audio)}
+        index = -1
+        for packet in inp.demux(video, *inp.streams.audio):
+            if packet.dts is None:
                 continue
-            if leading < 0 and packet.is_keyframe:
-                leading = count
-            packet.stream = target
+            if packet.stream.index == video.index:
+                index += 1
+                if index < skip:
+                    continue
+                if leading < 0 and packet.is_keyframe:
+                    leading = count
+                count += 1
+            packet.stream = targets[packet.stream.index]
             out.mux(packet)
-            count += 1
     return fragmented.getvalue(), count, leading
 
 
