@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from kuzet_edge.events import CameraRef, Candidate
 from kuzet_edge.sources import onvif
+from kuzet_edge.sources.labels import zone_label
 
 from tests.edge_standins.onvif_camera import Event, FakeOnvifCamera, hik_source
 
@@ -323,3 +324,10 @@ async def test_a_wrong_password_is_retried_with_a_growing_backoff_not_in_a_loop(
         assert 1 <= camera.count("GetSystemDateAndTime") <= 7
         assert camera.auth_failures <= 2 * camera.count("GetSystemDateAndTime")
         assert camera.count("CreatePullPointSubscription") == 0
+
+
+def test_zone_labels_fit_the_api() -> None:
+    assert zone_label("Dance\r\nfloor\t1") == "Dance floor 1"
+    assert zone_label("x" * 300) == "x" * 128
+    assert zone_label(" \x00 ") is None
+    assert zone_label(None) is None

@@ -39,6 +39,7 @@ import msgspec
 import structlog
 
 from kuzet_edge.events import CameraRef, Candidate, Emit, Kind, Source, SourceBuilder
+from kuzet_edge.sources.labels import zone_label
 
 log = structlog.get_logger("kuzet_edge.sources.frigate")
 
@@ -411,7 +412,7 @@ class FrigateSource:
             event_id=f"frigate-{event.id}"[:128],
             source="frigate",
             clip=clip,
-            zone=event.zones[0] if event.zones else None,
+            zone=zone_label(event.zones[0] if event.zones else None),
         )
         await emit(candidate)  # returns once the candidate is durably in the outbox
         await self._finish(event)

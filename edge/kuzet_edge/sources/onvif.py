@@ -49,6 +49,7 @@ from onvif.util import normalize_url
 from zeep.exceptions import Error as ZeepError
 
 from kuzet_edge.events import CameraRef, Candidate, Emit, Kind, Source, SourceBuilder
+from kuzet_edge.sources.labels import zone_label
 
 log = structlog.get_logger("kuzet_edge.sources.onvif")
 
@@ -427,7 +428,7 @@ class OnvifSource:
             occurred_at=at,
             event_id=event_id(camera.key, note),
             source="onvif",
-            zone=note.source.get("Rule") or None,
+            zone=zone_label(note.source.get("Rule")),
         )
         await emit(candidate)
 
