@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tomllib
+
 from kuzet_edge.sources import discovery
 
 from tests.edge_standins.ws_discovery import FakeDiscoveryNetwork
@@ -27,3 +29,18 @@ async def test_nobody_answering_is_an_empty_list() -> None:
     with FakeDiscoveryNetwork() as network:
         port = network.port
     assert await discovery.discover(0.3, target=("127.0.0.1", port)) == []
+
+
+async def test_what_is_found_becomes_camera_tables_for_the_config() -> None:
+    with FakeDiscoveryNetwork() as network:
+        found = await discovery.discover(0.5, target=("127.0.0.1", network.port))
+    twice = [*found, found[1]]  # the same model twice must not make the same key twice
+    tables = tomllib.loads(discovery.config_snippet(twice))["cameras"]
+    assert [t["key"] for t in tables] == ["dahua", "hikvision-ds-2cd2143g2-i", "hikvision-ds-2cd2143g2-i-2"]
+    assert tables[1] == {
+        "key": "hikvision-ds-2cd2143g2-i",
+        "name": "HIKVISION DS-2CD2143G2-I",
+        "host": "192.168.1.64",
+        "onvif_port": 80,
+    }
+    assert tables[0]["onvif_port"] == 8080

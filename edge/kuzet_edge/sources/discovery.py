@@ -139,3 +139,30 @@ async def discover(
     finally:
         transport.close()
     return sorted(collector.found.values(), key=lambda c: (c.host or "", c.onvif_port, c.endpoint))
+
+
+def config_snippet(found: list[DiscoveredCamera]) -> str:
+    """``[[cameras]]`` tables for the box's config, one per camera found (unique keys; no secrets:
+    the installer adds each camera's user, and its password to the secrets file)."""
+    lines: list[str] = []
+    used: set[str] = set()
+    for camera in found:
+        key, n = camera.suggested_key, 2
+        while key in used:
+            key, n = f"{camera.suggested_key[:60]}-{n}", n + 1
+        used.add(key)
+        lines += [
+            f"# {camera.hardware or 'unknown hardware'} at {camera.xaddrs[0]} ({camera.endpoint})",
+            "[[cameras]]",
+            f"key = {_toml_string(key)}",
+            f"name = {_toml_string(camera.name or key)}",
+            f"host = {_toml_string(camera.host or '')}",
+            f"onvif_port = {camera.onvif_port}",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _toml_string(value: str) -> str:
+    escaped = "".join(c if c.isprintable() and c not in '"\\' else f"\\u{ord(c):04x}" for c in value)
+    return f'"{escaped}"'
