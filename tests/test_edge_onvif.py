@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -152,6 +153,15 @@ async def test_state_changes_propose_only_on_onset_and_cool_down(camera: FakeOnv
         await asyncio.sleep(1.5)
         assert run.candidates.empty()  # within the cooldown
     assert first.kind == "aggression"
+
+
+async def test_the_box_s_proxy_settings_survive_the_onvif_client(
+    camera: FakeOnvifCamera, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("https_proxy", "http://proxy.venue.lan:3128")  # the box's way out to the Kuzet API
+    async with running(camera, tmp_path):
+        await until(lambda: camera.live_subscriptions() == 1)
+    assert os.environ["https_proxy"] == "http://proxy.venue.lan:3128"
 
 
 async def test_event_ids_are_stable_across_restarts(camera: FakeOnvifCamera, tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+import os
 import random
 import re
 from collections import deque
@@ -279,9 +280,7 @@ class OnvifSource:
     async def _session(self, cameras: list[CameraRef], emit: Emit, backoff: Backoff) -> None:
         camera = cameras[0]  # the device's address and credentials, and the key its logs go under
         assert camera.host is not None
-        device = ONVIFCamera(
-            camera.host, camera.onvif_port, camera.username, camera.password, no_cache=True, adjust_time=True
-        )
+        device = _camera(camera)
         subscription: Any = None
         try:
             await device.update_xaddrs()  # GetSystemDateAndTime first (adjust_time), then GetServices
@@ -453,6 +452,20 @@ class OnvifSource:
             return True
         self._last[(camera, cls)] = now
         return False
+
+
+def _camera(camera: CameraRef) -> ONVIFCamera:
+    """The library's client of one device. Its constructor deletes ``http_proxy``/``https_proxy`` from
+    the process environment; a box that reaches the Kuzet API through a proxy needs them, so they are
+    put back (the camera's own traffic, on the LAN, does not use them either way)."""
+    assert camera.host is not None
+    proxies = {name: os.environ[name] for name in ("http_proxy", "https_proxy") if name in os.environ}
+    try:
+        return ONVIFCamera(
+            camera.host, camera.onvif_port, camera.username, camera.password, no_cache=True, adjust_time=True
+        )
+    finally:
+        os.environ.update(proxies)
 
 
 def devices(cameras: list[CameraRef]) -> dict[tuple[str, int, str | None], list[CameraRef]]:
