@@ -240,6 +240,7 @@ class FrigateSource:
         self.catchups = 0
         self._http: httpx.AsyncClient | None = None
         self._save_lock = asyncio.Lock()
+        self._clipless: set[str] = set()
 
     # -- persistence
     def _load(self) -> _State:
@@ -289,7 +290,12 @@ class FrigateSource:
         """Queue an ended event unless it is handled, queued, or not ours."""
         if event.id in self.state.done or event.id in self.pending or event.end_time is None:
             return
-        if event.camera not in self.config.cameras or event.false_positive or not event.has_clip:
+        if event.camera not in self.config.cameras or event.false_positive:
+            return
+        if not event.has_clip:
+            if event.camera not in self._clipless:  # once per camera: it is a setting, not an event
+                self._clipless.add(event.camera)
+                log.warning("frigate_camera_records_no_clips", frigate_camera=event.camera, hint="enable record")
             return
         if event.start_time < max(self.state.floor, time.time() - self.config.max_age_s):
             return
