@@ -162,7 +162,7 @@ async def test_unmapped_labels_and_unknown_cameras_propose_nothing(fake: FakeFri
 async def test_after_a_broker_outage_missed_events_are_caught_up_once(
     fake: FakeFrigate, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(frigate, "_PAGE", 2)  # so that the catch-up pages back through Frigate's answer
+    monkeypatch.setattr(frigate._source, "_PAGE", 2)  # so that the catch-up pages back through Frigate's answer
     prefix = unique_prefix()
     proxy = BrokerProxy()
     await proxy.start()

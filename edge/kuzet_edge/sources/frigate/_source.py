@@ -1,23 +1,4 @@
-"""Frigate (0.14+) as a source: its MQTT reviews and events, its clips over its HTTP API.
-
-Frigate detects objects (person, car, …), not fights, so nothing is proposed unless a rule of the
-config maps it: ``[[sources.rules]]`` with ``label``, ``severity`` (the review's ``alert`` or
-``detection``), ``zones`` and ``min_score`` to match, and the ``kind`` and ``score`` to propose
-(docs/edge-sources.md). The server's model then scores the clip for ``fight``, ``aggression`` and
-``crowd_surge``; ``weapon`` and ``fire_smoke`` are decided on the score sent, so map those only from
-a model that detects them.
-
-Flow: ``frigate/events`` ``end`` messages (the tracked object is gone and its clip is cut) are
-matched against the rules; ``frigate/reviews`` tells each event's severity (looked up over HTTP when
-the review message has not come). The clip comes from ``/api/events/{id}/clip.mp4``, retried while
-Frigate answers 400/404 (its recording segments are not flushed yet) until ``clip_deadline_s``; it is
-remuxed (never re-encoded) to a faststart MP4 that starts on a keyframe, inside ``state_dir``.
-
-Frigate does not retain its MQTT messages, so on every broker (re)connection and every
-``catchup_every_s`` the source asks ``/api/events?after=`` for what ended since its cursor. The
-cursor and the ids already handled are persisted in ``state_dir`` (written atomically after each
-candidate is durably in the outbox), so neither a reconnect nor a restart proposes an event twice.
-"""
+"""MQTT, the HTTP API, the catch-up and the persisted cursor."""
 
 from __future__ import annotations
 
@@ -28,9 +9,8 @@ import ssl
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import aiomqtt
 import av
@@ -38,140 +18,19 @@ import httpx
 import msgspec
 import structlog
 
-from kuzet_edge.events import CameraRef, Candidate, Emit, Kind, Source, SourceBuilder
+from kuzet_edge.events import CameraRef, Candidate, Emit, Source, SourceBuilder
+from kuzet_edge.sources.frigate._clip import remux_faststart
+from kuzet_edge.sources.frigate._config import FrigateConfig, parse_config
+from kuzet_edge.sources.frigate._events import FrigateEvent, event_from_api, event_from_mqtt, match
 from kuzet_edge.sources.labels import zone_label
 
 log = structlog.get_logger("kuzet_edge.sources.frigate")
 
-Severity = Literal["alert", "detection"]
+
 _PAGE = 500  # events per /api/events page
+
+
 _MAX_DOWNLOAD_BYTES = 1 << 30  # a clip larger than this is not a clip worth sending
-
-
-class Rule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Frigate events matching every given field propose ``kind``."""
-
-    kind: Kind
-    label: str | None = None  # Frigate's object label (person, knife with a custom model, …)
-    severity: Severity | None = None  # the event's review severity
-    zones: list[str] | None = None  # any of these zones entered
-    min_score: float = 0.0  # Frigate's top score of the object
-    score: float | None = None  # the score proposed; None: Frigate's top score
-
-
-class FrigateConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The ``[[sources]]`` table of ``type = "frigate"``."""
-
-    url: str  # e.g. https://frigate.lan:8971 (with username/password) or http://frigate.lan:5000
-    cameras: dict[str, str]  # Frigate's camera name -> the box camera's key
-    rules: list[Rule]
-    type: Literal["frigate"] = "frigate"
-    name: str = "frigate"
-    username: str | None = None  # Frigate's own user, for its authenticated port (8971)
-    password: str | None = None
-    cookie_name: str = "frigate_token"  # Frigate's auth.cookie_name
-    verify_tls: bool = True  # Frigate's 8971 has a self-signed certificate unless one is installed ...
-    ca_file: str | None = None  # ... so trust that certificate (its PEM) rather than turning verification off
-    mqtt_host: str = "127.0.0.1"
-    mqtt_port: int = 1883
-    mqtt_username: str | None = None
-    mqtt_password: str | None = None
-    topic_prefix: str = "frigate"
-    clip_deadline_s: float = 120.0
-    clip_retry_s: float = 2.0
-    catchup_every_s: float = 300.0
-    catchup_margin_s: float = 3600.0  # asked again before the cursor: an object tracked that long is still found
-    max_age_s: float = 6 * 3600.0  # older events are neither caught up nor retried
-    retry_min_s: float = 1.0
-    retry_max_s: float = 60.0
-    max_clip_s: float = 20.0  # the clip sent is cut (on packets, not re-encoded) to this long
-    workers: int = 3  # events handled at once (each may wait up to clip_deadline_s for its clip)
-
-
-def parse_config(table: dict[str, object], cameras: dict[str, CameraRef]) -> FrigateConfig:
-    try:
-        config = msgspec.convert(table, FrigateConfig)
-    except msgspec.ValidationError as exc:
-        raise ValueError(f"[[sources]] frigate: {exc}") from exc
-    if not config.url.startswith(("http://", "https://")):
-        raise ValueError("[[sources]] frigate: url: must be an http:// or https:// URL")
-    if (config.username is None) != (config.password is None):
-        raise ValueError("[[sources]] frigate: password: username and password go together")
-    if not config.rules:
-        raise ValueError("[[sources]] frigate: rules: at least one rule (Frigate detects objects, not fights)")
-    for index, rule in enumerate(config.rules):
-        if rule.score is not None and not 0.0 <= rule.score <= 1.0:
-            raise ValueError(f"[[sources]] frigate: rules[{index}].score: must be within [0, 1]")
-    for name, key in config.cameras.items():
-        if key not in cameras:
-            raise ValueError(f"[[sources]] frigate: cameras.{name}: no camera {key!r} in the config")
-    if not 0 < config.retry_min_s <= config.retry_max_s:
-        raise ValueError("[[sources]] frigate: retry_min_s: must be > 0 and <= retry_max_s")
-    if config.ca_file is not None and not Path(config.ca_file).is_file():
-        raise ValueError(f"[[sources]] frigate: ca_file: {config.ca_file} is not a file")
-    if not 2.0 <= config.max_clip_s <= 120.0:
-        raise ValueError("[[sources]] frigate: max_clip_s: between 2 and 120")
-    if not 1 <= config.workers <= 16:
-        raise ValueError("[[sources]] frigate: workers: between 1 and 16")
-    return config
-
-
-class FrigateEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """One tracked object, from an MQTT ``events`` message or the events API."""
-
-    id: str
-    camera: str
-    label: str
-    start_time: float
-    end_time: float | None
-    top_score: float
-    zones: list[str]
-    has_clip: bool
-    false_positive: bool
-
-
-def event_from_mqtt(after: dict[str, Any]) -> FrigateEvent:
-    return FrigateEvent(
-        id=str(after["id"]),
-        camera=str(after["camera"]),
-        label=str(after["label"]),
-        start_time=float(after["start_time"]),
-        end_time=float(after["end_time"]) if after.get("end_time") is not None else None,
-        top_score=float(after.get("top_score") or after.get("score") or 0.0),
-        zones=[str(z) for z in after.get("entered_zones") or []],
-        has_clip=bool(after.get("has_clip")),
-        false_positive=bool(after.get("false_positive")),
-    )
-
-
-def event_from_api(item: dict[str, Any]) -> FrigateEvent:
-    data = item.get("data") or {}
-    return FrigateEvent(
-        id=str(item["id"]),
-        camera=str(item["camera"]),
-        label=str(item["label"]),
-        start_time=float(item["start_time"]),
-        end_time=float(item["end_time"]) if item.get("end_time") is not None else None,
-        top_score=float(data.get("top_score") or item.get("top_score") or data.get("score") or 0.0),
-        zones=[str(z) for z in item.get("zones") or []],
-        has_clip=bool(item.get("has_clip")),
-        false_positive=bool(item.get("false_positive")),
-    )
-
-
-def match(rules: list[Rule], event: FrigateEvent, severity: str | None) -> tuple[Kind, float] | None:
-    """The first rule the event meets, as (kind, score)."""
-    for rule in rules:
-        if rule.label is not None and rule.label != event.label:
-            continue
-        if rule.severity is not None and rule.severity != severity:
-            continue
-        if rule.zones is not None and not set(rule.zones) & set(event.zones):
-            continue
-        if event.top_score < rule.min_score:
-            continue
-        return rule.kind, rule.score if rule.score is not None else min(1.0, max(0.0, event.top_score))
-    return None
 
 
 class _State(msgspec.Struct, kw_only=True):
@@ -182,43 +41,6 @@ class _State(msgspec.Struct, kw_only=True):
 
 class _ClipNotReady(Exception):
     pass
-
-
-def remux_faststart(source: Path, target: Path, *, max_seconds: float | None = None) -> None:
-    """Frigate's (fragmented) MP4 to a faststart MP4 starting on a video keyframe, timestamps rebased
-    to zero, at most ``max_seconds`` long, never re-encoded. Blocking: run it in a thread."""
-    partial = target.with_suffix(".part")
-    with av.open(str(source)) as inp:
-        video = inp.streams.video[0]
-        video_base = video.time_base
-        if video_base is None:
-            raise ValueError("the clip's video stream has no time base")
-        streams = [video, *inp.streams.audio[:1]]
-        with av.open(str(partial), "w", format="mp4", options={"movflags": "+faststart"}) as out:
-            mapped = {s.index: out.add_stream_from_template(s) for s in streams}
-            start: Fraction | None = None
-            for packet in inp.demux(*streams):
-                if packet.dts is None or packet.pts is None:
-                    continue  # the demuxer's flush packet
-                if start is None:
-                    if packet.stream.index != video.index or not packet.is_keyframe:
-                        continue  # nothing before the first keyframe: it would not decode
-                    start = packet.pts * video_base
-                time_base = packet.stream.time_base or video_base
-                shift = int(start / time_base)
-                if packet.pts - shift < 0:
-                    continue  # audio from before the keyframe
-                if max_seconds is not None and (packet.pts - shift) * time_base >= max_seconds:
-                    if packet.stream.index == video.index:
-                        break
-                    continue
-                packet.pts -= shift
-                packet.dts -= shift
-                packet.stream = mapped[packet.stream.index]
-                out.mux(packet)
-            if start is None:
-                raise ValueError("the clip has no video keyframe")
-    partial.replace(target)
 
 
 class FrigateSource:
@@ -526,4 +348,6 @@ def build(
 
 # mypy holds these to the agent's interfaces (kuzet_edge.events).
 _builder: SourceBuilder = build
+
+
 _source: type[Source] = FrigateSource

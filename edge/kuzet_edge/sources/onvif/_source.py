@@ -1,48 +1,18 @@
-"""ONVIF events of the box's cameras: one PullPoint subscription per device (onvif-zeep-async).
-
-Cameras of the config that share a device (an NVR's channels: same host, port and user) share its
-one subscription (NVRs allow few); ``channels`` says which of the device's video sources each camera
-is, matched against the values of each message's ``Source`` items (``VideoSourceToken-2``, ``2``…).
-
-What a camera's event proposes is decided by the config, never guessed (docs/edge-sources.md):
-
-- ``tamper`` (``tns1:RuleEngine/TamperDetector/Tamper`` and the ``VideoSource`` image faults) goes to
-  ``on_tamper`` (the agent's camera health), never to a candidate by itself.
-- ``fight`` (a vendor's fight or violence analytics, matched by topic name or by ``topics`` in the
-  config) proposes ``fight`` with the configured score.
-- ``motion``, ``line_crossing`` and ``intrusion`` propose nothing unless ``[sources.classes]`` maps
-  them to a kind the server's model confirms (``fight``, ``aggression``, ``crowd_surge``), with a low
-  score and a per-camera cooldown: plain motion in a club is constant and is no claim of a fight.
-
-Times: every event's ``UtcTime`` is on the camera's clock. The offset is measured with
-GetSystemDateAndTime at each subscription and refined from each PullMessages ``CurrentTime``; the
-candidate's ``occurred_at`` is on the box's clock. Event ids hash the camera key, the topic, the
-message source and the camera's own ``UtcTime``, so the same event replayed after a restart or a
-resubscription gets the same id (the server is idempotent on it).
-
-Subscriptions: renewed at 60 % of their lifetime, jittered, each camera on its own schedule; a failed
-renewal is retried with capped, jittered backoff while the subscription is still alive, and only when
-it has ended (or the camera says it is gone) does the source subscribe again, after a backoff that
-doubles per failure up to ``retry_max_s``. Nothing here loops without sleeping, so a camera with a
-wrong password is tried at most once per ``retry_max_s`` once backoff has grown (no locked accounts).
-"""
+"""The PullPoint subscriptions: one per device, renewed without storms, messages to candidates."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import math
 import os
 import random
-import re
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import aiohttp
-import msgspec
 import structlog
 from onvif import ONVIFCamera
 from onvif.exceptions import ONVIFError
@@ -51,170 +21,16 @@ from zeep.exceptions import Error as ZeepError
 
 from kuzet_edge.events import CameraRef, Candidate, Emit, Kind, Source, SourceBuilder
 from kuzet_edge.sources.labels import zone_label
+from kuzet_edge.sources.onvif._config import EventClass, OnvifConfig, parse_config
+from kuzet_edge.sources.onvif._messages import Notification, _aware, classify, event_id, is_onset, read_notifications
 
 log = structlog.get_logger("kuzet_edge.sources.onvif")
 
-EventClass = Literal["motion", "line_crossing", "intrusion", "tamper", "fight"]
-
-# Kinds a camera's own motion-like event may be mapped to: the server's model scores the clip of
-# these. ``weapon`` and ``fire_smoke`` are decided on the edge score alone, so motion never maps there.
-_MODEL_CONFIRMED: frozenset[str] = frozenset({"fight", "aggression", "crowd_surge"})
-
-# Topic → class for the topics documented by ONVIF (Core, Analytics/Profile M) and used by
-# Hikvision, Dahua and Uniview firmware (docs/edge-sources.md says how sure each one is).
-_TOPICS: dict[str, EventClass] = {
-    "tns1:RuleEngine/CellMotionDetector/Motion": "motion",
-    "tns1:VideoSource/MotionAlarm": "motion",
-    "tns1:RuleEngine/MotionRegionDetector/Motion": "motion",
-    "tns1:RuleEngine/LineDetector/Crossed": "line_crossing",
-    "tns1:RuleEngine/FieldDetector/ObjectsInside": "intrusion",
-    "tns1:RuleEngine/TamperDetector/Tamper": "tamper",
-    "tns1:VideoSource/GlobalSceneChange/ImagingService": "tamper",
-    "tns1:VideoSource/GlobalSceneChange/AnalyticsService": "tamper",
-    "tns1:VideoSource/ImageTooDark/ImagingService": "tamper",
-    "tns1:VideoSource/ImageTooDark/AnalyticsService": "tamper",
-    "tns1:VideoSource/ImageTooBlurry/ImagingService": "tamper",
-    "tns1:VideoSource/ImageTooBlurry/AnalyticsService": "tamper",
-}
-# No vendor documents a fight or violence topic that we could verify; their analytics carry the word
-# in the topic's last segments (e.g. ``…/FightDetection``, ``…/ViolentMotion``), so match on that.
-_FIGHT_WORDS = re.compile(r"fight|violen", re.IGNORECASE)
-# Data items whose value says whether the state is on (property events).
-_STATE_ITEMS = ("IsMotion", "State", "IsTamper", "IsInside", "IsActive", "Active", "Alarm")
 
 _PULLPOINT_NS = "http://www.onvif.org/ver10/events/wsdl/PullPointSubscription"
+
+
 _CAMERA_ERRORS = (ONVIFError, ZeepError, aiohttp.ClientError, TimeoutError, OSError, AttributeError, ValueError)
-
-
-class ClassRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """What one class of camera event proposes."""
-
-    kind: Kind
-    score: float = 0.2
-
-
-class OnvifConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The ``[[sources]]`` table of ``type = "onvif"``."""
-
-    type: Literal["onvif"] = "onvif"
-    name: str = "onvif"
-    cameras: list[str] | None = None  # keys of the box's cameras to watch; None: every one with a host
-    subscription_s: int = 600  # InitialTerminationTime asked for (cameras may grant less)
-    pull_timeout_s: int = 10  # PullMessages long-poll
-    retry_min_s: float = 5.0
-    retry_max_s: float = 300.0
-    cooldown_s: float = 30.0  # per camera and class, for mapped motion-like classes
-    fight_score: float = 0.6  # a vendor's fight analytics
-    classes: dict[str, ClassRule] = {}  # motion / line_crossing / intrusion → kind and score
-    topics: dict[str, EventClass] = {}  # extra topic → class (e.g. a vendor's fight topic)
-    channels: dict[str, str] = {}  # camera key → its video source on a shared device (an NVR channel)
-
-
-def parse_config(table: dict[str, object]) -> OnvifConfig:
-    try:
-        config = msgspec.convert(table, OnvifConfig)
-    except msgspec.ValidationError as exc:
-        raise ValueError(f"[[sources]] onvif: {exc}") from exc
-    for cls, rule in config.classes.items():
-        if cls not in ("motion", "line_crossing", "intrusion"):
-            raise ValueError(f"[[sources]] onvif: classes.{cls}: only motion, line_crossing, intrusion are mapped")
-        if rule.kind not in _MODEL_CONFIRMED:
-            raise ValueError(
-                f"[[sources]] onvif: classes.{cls}.kind: {rule.kind} is decided on the edge score alone; "
-                f"map {cls} to one of {sorted(_MODEL_CONFIRMED)}"
-            )
-        if not 0.0 <= rule.score <= 1.0:
-            raise ValueError(f"[[sources]] onvif: classes.{cls}.score: must be within [0, 1]")
-    if not 0.0 <= config.fight_score <= 1.0:
-        raise ValueError("[[sources]] onvif: fight_score: must be within [0, 1]")
-    if config.subscription_s < 60:
-        raise ValueError("[[sources]] onvif: subscription_s: at least 60")
-    if not 0 < config.retry_min_s <= config.retry_max_s:
-        raise ValueError("[[sources]] onvif: retry_min_s: must be > 0 and <= retry_max_s")
-    return config
-
-
-class Notification(msgspec.Struct, frozen=True, kw_only=True):
-    """One NotificationMessage, read out of zeep's objects."""
-
-    topic: str
-    utc_time: datetime | None  # on the camera's clock
-    operation: str | None  # Initialized / Changed / Deleted; None for plain events (line crossing)
-    source: dict[str, str]
-    data: dict[str, str]
-
-
-def classify(topic: str, extra: dict[str, EventClass]) -> EventClass | None:
-    topic = topic.strip()
-    if topic in extra:
-        return extra[topic]
-    if topic in _TOPICS:
-        return _TOPICS[topic]
-    for known, cls in _TOPICS.items():  # a vendor's sub-topic of a known one (…/MotionAlarm/Foo)
-        if topic.startswith(known + "/"):
-            return cls
-    tail = "/".join(topic.split("/")[-2:])
-    return "fight" if _FIGHT_WORDS.search(tail) else None
-
-
-def is_onset(note: Notification) -> bool:
-    """A new event: a state turning on (``Changed``), or a plain event (no state, e.g. a crossing)."""
-    if note.operation in ("Initialized", "Deleted"):
-        return False  # the state at subscription time, or a rule going away: not an event
-    for item in _STATE_ITEMS:
-        if item in note.data:
-            return note.data[item].strip().lower() in ("true", "1")
-    return True
-
-
-def event_id(camera: str, note: Notification) -> str:
-    source = ";".join(f"{k}={v}" for k, v in sorted(note.source.items()))
-    stamp = note.utc_time.isoformat() if note.utc_time else ""
-    digest = hashlib.sha256(f"{camera}|{note.topic.strip()}|{source}|{stamp}".encode()).hexdigest()
-    return f"onvif-{digest[:32]}"
-
-
-def _items(container: Any) -> dict[str, str]:
-    out: dict[str, str] = {}
-    if container is None:
-        return out
-    for item in getattr(container, "SimpleItem", None) or []:
-        name = getattr(item, "Name", None)
-        if name is not None:
-            out[str(name)] = str(getattr(item, "Value", ""))
-    return out
-
-
-def _aware(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, str):
-        try:
-            return _aware(datetime.fromisoformat(value.replace("Z", "+00:00")))
-        except ValueError:
-            return None
-    return None
-
-
-def read_notifications(result: Any) -> list[Notification]:
-    """The messages of a PullMessagesResponse, as zeep decodes them."""
-    notes = []
-    for message in getattr(result, "NotificationMessage", None) or []:
-        topic = getattr(getattr(message, "Topic", None), "_value_1", None)
-        body = getattr(getattr(message, "Message", None), "_value_1", None)
-        if not isinstance(topic, str) or body is None:
-            continue
-        operation = getattr(body, "PropertyOperation", None)
-        notes.append(
-            Notification(
-                topic=topic.strip(),
-                utc_time=_aware(getattr(body, "UtcTime", None)),
-                operation=str(operation) if operation is not None else None,
-                source=_items(getattr(body, "Source", None)),
-                data=_items(getattr(body, "Data", None)),
-            )
-        )
-    return notes
 
 
 class Backoff:
@@ -525,4 +341,6 @@ def build(
 
 # mypy holds these to the agent's interfaces (kuzet_edge.events).
 _builder: SourceBuilder = build
+
+
 _source: type[Source] = OnvifSource
