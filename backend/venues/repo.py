@@ -38,6 +38,12 @@ INSERT INTO venues (name, address, location, timezone, owner_id, region_id)
 VALUES ($1, $2, ST_SetSRID(ST_MakePoint($4, $3), 4326)::geography, $5, $6, $7)
 RETURNING {_VENUE_COLUMNS}
 """
+UPDATE_VENUE = f"""
+UPDATE venues SET name = $2, address = $3, location = ST_SetSRID(ST_MakePoint($5, $4), 4326)::geography,
+                  timezone = $6, owner_id = $7, region_id = $8
+WHERE id = $1
+RETURNING {_VENUE_COLUMNS}
+"""
 SELECT_VENUE = f"SELECT {_VENUE_COLUMNS} FROM venues WHERE id = $1"
 SELECT_VENUES = f"SELECT {_VENUE_COLUMNS} FROM venues ORDER BY created_at LIMIT $1"
 SELECT_OWNER_ROLE = "SELECT role FROM users WHERE id = $1"
@@ -79,6 +85,26 @@ async def insert_venue(
         field = "owner_id" if "owner" in (exc.constraint_name or "") else "region_id"
         raise Invalid(f"no such {field.removesuffix('_id')}", field=field) from exc
     return msgspec.convert(dict(record), VenueRow)
+
+
+async def update_venue(
+    conn: asyncpg.Connection,
+    venue_id: uuid.UUID,
+    *,
+    name: str,
+    address: str,
+    lat: float,
+    lon: float,
+    timezone: str,
+    owner_id: uuid.UUID | None,
+    region_id: uuid.UUID | None,
+) -> VenueRow | None:
+    try:
+        record = await conn.fetchrow(UPDATE_VENUE, venue_id, name, address, lat, lon, timezone, owner_id, region_id)
+    except asyncpg.ForeignKeyViolationError as exc:
+        field = "owner_id" if "owner" in (exc.constraint_name or "") else "region_id"
+        raise Invalid(f"no such {field.removesuffix('_id')}", field=field) from exc
+    return msgspec.convert(dict(record), VenueRow) if record else None
 
 
 async def get_venue(conn: asyncpg.Connection, venue_id: uuid.UUID) -> VenueRow | None:

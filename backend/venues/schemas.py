@@ -34,6 +34,18 @@ class VenueCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     region_id: uuid.UUID | None = None
 
 
+class VenueUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A venue's whole description, as the edit form sends it (every field, as on creation)."""
+
+    name: Name
+    address: Annotated[str, line(500)]
+    lat: Lat
+    lon: Lon
+    timezone: Annotated[str, ascii_token("A-Za-z0-9_/+-", max_length=64)]
+    owner_id: uuid.UUID | None = None
+    region_id: uuid.UUID | None = None
+
+
 class Venue(msgspec.Struct, kw_only=True):
     id: uuid.UUID
     name: str
