@@ -116,8 +116,9 @@ _FILTERS: dict[str, str] = {
     "venue_id": "i.venue_id = ${}",  # one venue: the index gives the order, no sort
     "venue_ids": "i.venue_id = ANY(${}::uuid[])",
     "region_id": "i.region_id = ${}",
-    "since": "i.opened_at >= ${}",
-    "until": "i.opened_at < ${}",
+    # the camera's time, which people are shown (migration 0100 indexes it)
+    "since": "i.first_seen_at >= ${}",
+    "until": "i.first_seen_at < ${}",
     "kind": "i.kind = ${}",
     "status": "i.status = ${}",
     "outcome": "i.outcome = ${}",

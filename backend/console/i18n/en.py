@@ -288,6 +288,7 @@ EN: Final[Mapping[str, str]] = {
     "audit.camera.calibrated": "calibrated a camera",
     "chart.weeks": "Incidents per week",
     "chart.cameras": "Per camera: rejected by the model and false alarms",
+    "incident.max_score": "max",
     "incident.contacts": "Whom to call",
     "incident.no_phone": "no phone number",
     "incident.contacts_audited": "Seeing these numbers is recorded in the venue's access log.",

@@ -136,6 +136,7 @@ KK: Final[Mapping[str, str]] = {
     "incident.hold_reason": "Негіздеме",
     "incident.held": "Заңды сақтау өзгерді.",
     "incident.footage_audited": "Бейнені ашу мекеменің кіру журналына жазылады.",
+    "incident.max_score": "ең жоғары",
     "incident.contacts": "Кімге қоңырау шалу керек",
     "incident.no_phone": "нөмірі жоқ",
     "incident.contacts_audited": "Бұл нөмірлерді көру мекеменің кіру журналына жазылады.",

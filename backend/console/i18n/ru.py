@@ -288,6 +288,7 @@ RU: Final[Mapping[str, str]] = {
     "audit.camera.calibrated": "откалибровал камеру",
     "chart.weeks": "Инциденты по неделям",
     "chart.cameras": "По камерам: отклонено моделью и ложные тревоги",
+    "incident.max_score": "макс.",
     "incident.contacts": "Кому звонить",
     "incident.no_phone": "нет номера",
     "incident.contacts_audited": "Просмотр номеров записывается в журнал доступа заведения.",
