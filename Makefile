@@ -38,6 +38,7 @@ bench: setup
 	$(VENV)/bin/python bench/alerts.py
 	$(VENV)/bin/python bench/model_cost.py
 	$(VENV)/bin/python bench/history.py
+	$(VENV)/bin/python bench/console.py
 	$(VENV)/bin/python bench/retention.py
 	$(VENV)/bin/python bench/drills.py
 	$(VENV)/bin/python bench/panic.py

@@ -36,6 +36,7 @@ from backend.console import service as console
 from backend.core.auth import Principal, hash_password
 from backend.core.config import load_settings
 from backend.core.db import init_connection
+from backend.core.logging import configure_logging
 from backend.incidents import lifecycle
 from bench._common import ADMIN_DSN, drop_database, fresh_database, machine, pct, start, summary, wait_http
 
@@ -151,6 +152,7 @@ async def open_incident(conn: asyncpg.Connection, settings: Any, venue_id: uuid.
 
 
 async def main(args: argparse.Namespace) -> None:
+    configure_logging(fmt="console", level="warning")
     print(f"machine: {machine()}; {load()} at the start (shared with other engineers)")
     dsn = await fresh_database("kuzet_bench_console", args.admin_dsn)
     procs = []
@@ -237,11 +239,15 @@ async def main(args: argparse.Namespace) -> None:
         if overflow > 0:
             fail(f"the board scrolls sideways by {overflow} px at 1366 px")
 
-        venue = await conn.fetchval("SELECT id FROM venues ORDER BY name LIMIT 1")
+        venues = [r["id"] for r in await conn.fetch("SELECT id FROM venues ORDER BY name")]
+        known = {item.id for item in first.items}
         latencies = []
-        for _ in range(args.updates):
+        for n in range(args.updates):
             t0 = time.perf_counter()
-            incident = await open_incident(conn, settings, venue)
+            incident = await open_incident(conn, settings, venues[n % len(venues)])
+            if incident in known:
+                fail("a new detection joined an open incident instead of opening one")
+            known.add(incident)
             wait(driver, f"return !!document.getElementById('incident-{incident}');", 30)
             latencies.append((time.perf_counter() - t0) * 1000)
             await asyncio.sleep(0.3)
