@@ -583,6 +583,21 @@ async def test_admin_registers_a_venue_and_a_camera_whose_key_is_shown_once(make
         "/console/admin/regions", data={"name": "Turksib", "csrf_token": csrf}, headers={"Accept": "text/html"}
     )
     assert twice.status_code == 409 and 'id="new-region-problem"' in twice.text
+    # a region's boundary: what the board draws without map tiles; a line is no boundary
+    square = '{"type": "Polygon", "coordinates": [[[76.8, 43.2], [76.9, 43.2], [76.9, 43.3], [76.8, 43.2]]]}'
+    drawn = await client.post("/console/admin/regions", data={"name": "Bostandyk", "area": square, "csrf_token": csrf})
+    assert drawn.status_code == 200
+    outline = (await client.get("/console/board/outline")).json()
+    assert [f["properties"]["label"] for f in outline["regions"]["features"]] == ["Bostandyk"]
+    assert outline["regions"]["features"][0]["geometry"]["type"] == "MultiPolygon"
+    assert "Club Console 2" in [v["name"] for v in outline["venues"]]
+    line = '{"type": "LineString", "coordinates": [[76.8, 43.2], [76.9, 43.2]]}'
+    refused = await client.post(
+        "/console/admin/regions",
+        data={"name": "Line", "area": line, "csrf_token": csrf},
+        headers={"Accept": "text/html"},
+    )
+    assert refused.status_code == 422 and 'id="new-region-area-error"' in refused.text and "LineString" in refused.text
 
 
 async def _camera_key_works(client: Client, key: str) -> bool:

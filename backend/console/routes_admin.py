@@ -114,6 +114,8 @@ class AdminController(Controller):
         _admin(me)
 
         async def action(values: dict[str, Any]) -> Redirect:
+            if "area" in values:
+                values = values | {"area": forms.decode_json(values["area"], dict[str, Any], field="area")}
             await venues.create_region(db, me, forms.decode(values, RegionCreate))
             return see_other("/console/admin/venues", done="created")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -16,6 +16,9 @@ Lon = Annotated[float, msgspec.Meta(ge=-180, le=180)]
 
 class RegionCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: Name
+    # its boundary, a GeoJSON Polygon or MultiPolygon (WGS 84): what the dispatchers' board draws
+    # when no map tiles are configured
+    area: dict[str, Any] | None = None
 
 
 class Region(msgspec.Struct, kw_only=True):

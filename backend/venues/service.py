@@ -16,7 +16,10 @@ from backend.venues.schemas import Region, RegionCreate, Venue, VenueCreate, Ven
 
 
 async def create_region(conn: asyncpg.Connection, actor: Principal | None, data: RegionCreate) -> Region:
-    row = await repo.insert_region(conn, data.name)
+    area = msgspec.json.encode(data.area).decode() if data.area is not None else None
+    if area is not None and (problem := await repo.area_problem(conn, area)):
+        raise Invalid(f"area is not a region's boundary: {problem}", field="area")
+    row = await repo.insert_region(conn, data.name, area)
     await audit.record_by(
         conn,
         actor,
