@@ -782,3 +782,17 @@ async def test_an_admin_puts_an_incident_on_legal_hold_from_its_page(
     assert await conn.fetchval("SELECT legal_hold FROM incidents WHERE id = $1", incident) is True
     event = await conn.fetchrow("SELECT type, data FROM incident_events WHERE incident_id = $1", incident)
     assert (event["type"], event["data"]["reason"]) == ("legal_hold_set", "court order 7")
+
+
+async def test_pages_name_their_favicon_and_label_their_landmarks(make: Factory, client: Client) -> None:
+    page = await client.get("/console/login")
+    assert '<link rel="icon" href="/console/static/favicon.svg"' in page.text
+    icon = await client.get("/console/static/favicon.svg")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+    admin = await make.user("admin")
+    await sign_in(client, admin.username)
+    venue = await make.venue()
+    html = (await client.get(f"/console/venues/{venue.id}/history")).text
+    navs = re.findall(r"<nav[^>]*>", html)
+    assert len(navs) >= 3 and all("aria-label=" in n for n in navs)  # main, language, the venue's pages
+    assert len({re.search(r'aria-label="([^"]+)"', n).group(1) for n in navs}) == len(navs)  # type: ignore[union-attr]

@@ -449,6 +449,8 @@ async def test_the_night_shifts_console_at_1366_and_390_px_in_three_languages(
 
     # the board at 1366 px: one labelled cluster for 200 incidents, a legend, the offline outline, no scrolling sideways
     browser.set_window_size(1366, 900)
+    browser.get(f"{base}/console/login?lang=kk")
+    problems["login"] = axe_problems(browser)
     sign_in(browser, base, dispatcher.username)
     wait_until(browser, lambda d: find(d, "#count").text == "201")
     wait_for(browser, ".region-label")
@@ -508,6 +510,7 @@ async def test_the_night_shifts_console_at_1366_and_390_px_in_three_languages(
                 ("incident", f"/console/incidents/{late_id}"),
                 ("stats", f"/console/venues/{quiet.id}/stats"),
                 ("access-log", f"/console/venues/{quiet.id}/access-log"),
+                ("policy", f"/console/venues/{quiet.id}/policy"),
                 ("venues", "/console/venues"),
             ):
                 browser.get(f"{base}{url}?lang={lang}")

@@ -80,6 +80,8 @@ async def my_alerts(
                 id=r.venue_id, name=r.venue_name, address=r.venue_address, lat=r.venue_lat, lon=r.venue_lon
             ),
             distance_m=round(r.distance_m) if r.distance_m is not None and me.role == "officer" else None,
+            detected_at=r.detected_at,
+            timezone=r.venue_timezone,
         )
         for r in rows
     ]
@@ -162,6 +164,7 @@ async def incident_detail(
             lon=incident.venue_lon,
         ),
         distance_m=round(distance) if distance is not None else None,
+        detected_at=incident.first_seen_at,
         snapshot_url=snapshot_url,
         clip_url=clip_url,
         my_alert_id=await repo.my_alert(conn, incident.id, me.user_id),
