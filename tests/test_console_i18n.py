@@ -7,15 +7,17 @@ from __future__ import annotations
 import re
 import string
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from backend.console import i18n, record
 from backend.core.auth import ROLES
+from backend.dispatch.policy import Audience, Unless
 from backend.incidents.kinds import KINDS
 
 CONSOLE = Path(__file__).resolve().parents[1] / "backend" / "console"
-LITERAL = re.compile(r"""\bt\(\s*['"]([a-z_]+\.[A-Za-z0-9_. ]+|yes|no)['"]""")
+LITERAL = re.compile(r"""\bt\(\s*['"]([a-z_]+\.[A-Za-z0-9_. ]+|yes|no)['"](?!\s*~)""")  # a whole key, not a prefix
 MACRO = re.compile(r"""shown_once\(\s*\w+,\s*'([a-z_.]+)'""")  # a key handed to a macro
 SCRIPT = re.compile(r"""\bw\(\s*"([a-z_]+\.[A-Za-z0-9_.]+)"\s*\)""")
 STATES = ("confirmed", "acknowledged", "responding", "on_scene", "resolved", "open")
@@ -45,6 +47,7 @@ def used_keys() -> set[str]:
     keys |= {f"role.{r}" for r in (*ROLES, "system")}
     keys |= {f"event.{e}" for e in record.EVENT_TYPES} | {f"reason.{r}" for r in record.REASON_CODES}
     keys |= {f"audit.{a}" for a in ACCESS_ACTIONS}
+    keys |= {f"audience.{a}" for a in get_args(Audience)} | {f"policy.unless_{u}" for u in get_args(Unless)}
     keys |= {f"round.{r}" for r in ("alert", "update", "reminder", "notified", "received", "acknowledged", "failed")}
     return keys
 
