@@ -421,7 +421,6 @@ def overflow(driver: Any) -> int:
 async def test_the_night_shifts_console_at_1366_and_390_px_in_three_languages(
     browser: Any, stack: Callable[..., Any], make: Factory, conn: asyncpg.Connection, settings: Settings
 ) -> None:
-    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.support.ui import Select
 
     from tests.test_console_record import _incident_seen_at
@@ -468,10 +467,15 @@ async def test_the_night_shifts_console_at_1366_and_390_px_in_three_languages(
     assert first.get_attribute("id") == f"incident-{late_id}" and "unack" in first.get_attribute("class")
     assert camera_time[11:19] in first.text  # the camera's time at the venue, not the receipt
     # a venue's name is text everywhere: in its group, in the map's tooltip
-    busy_cluster = next(c for c in browser.find_elements("css selector", ".cluster") if c.text.startswith("200"))
-    ActionChains(browser).move_to_element(busy_cluster).perform()
-    wait_for(browser, ".leaflet-tooltip")
-    assert "<b>Busy</b>" in find(browser, ".leaflet-tooltip").text
+    # (hovered from the page: the markers are redrawn as the stream updates, so a held element goes stale)
+    hover = (
+        "const el = [...document.querySelectorAll('.cluster')].find(e => e.textContent.startsWith('200'));"
+        "if (!el) { return null; }"
+        "el.closest('.leaflet-marker-icon').dispatchEvent(new MouseEvent('mouseover', {bubbles: true}));"
+        "const tip = document.querySelector('.leaflet-tooltip'); return tip ? tip.textContent : null;"
+    )
+    wait_until(browser, lambda d: d.execute_script(hover))
+    assert "<b>Busy</b>" in browser.execute_script(hover)
     assert "<b>Busy</b>" in find(browser, f"#venue-{busy.id}").text
     assert browser.execute_script("return document.getElementById('injected') === null;")
     # filters

@@ -361,7 +361,7 @@
     liveEl.textContent = live ? w("board.connected") : w("board.reconnecting");
     root.classList.toggle("stale", !live && loaded);
     if (!live && loaded && lastUpdate) {
-      staleEl.textContent = fill("board.stale", { time: new Date(lastUpdate).toLocaleTimeString() });
+      staleEl.textContent = fill("board.stale", { time: new Date(lastUpdate).toLocaleTimeString(document.documentElement.lang || undefined) });
       staleEl.hidden = false;
     } else {
       staleEl.hidden = true;
