@@ -25,7 +25,11 @@ lint: $(VENV)/.synced
 typecheck: $(VENV)/.synced
 	$(VENV)/bin/mypy
 
-test: setup lint typecheck
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts
+	touch $@
+
+test: setup lint typecheck node_modules/.installed
 	$(VENV)/bin/pytest -q
 
 bench: setup
@@ -34,6 +38,7 @@ bench: setup
 	$(VENV)/bin/python bench/alerts.py
 	$(VENV)/bin/python bench/model_cost.py
 	$(VENV)/bin/python bench/history.py
+	$(VENV)/bin/python bench/console.py
 	$(VENV)/bin/python bench/retention.py
 	$(VENV)/bin/python bench/drills.py
 	$(VENV)/bin/python bench/panic.py

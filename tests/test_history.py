@@ -638,9 +638,10 @@ async def test_csv_export_streams_rfc4180_and_parses_back(
     params = {"from": T0.isoformat(), "to": (T0 + timedelta(days=10)).isoformat()}
     response = await client.get(url, params=params, headers=make.auth(venues.owner_a))
     assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/csv")
+    assert response.headers["content-type"] == "text/csv; charset=utf-8"  # one charset parameter
     assert "attachment" in response.headers["content-disposition"]
-    text = response.content.decode()
+    assert response.content.startswith(b"\xef\xbb\xbf")  # the BOM: Excel reads it as UTF-8 (Cyrillic)
+    text = response.content.decode("utf-8-sig")
     assert text.endswith("\r\n") and "\n" not in text.replace("\r\n", "")
     rows = list(csv.reader(io.StringIO(text, newline="")))
     assert tuple(rows[0]) == CSV_COLUMNS
@@ -656,7 +657,7 @@ async def test_csv_export_streams_rfc4180_and_parses_back(
         minutes=5
     )
     response = await client.get(url, params={"kind": "weapon"}, headers=make.auth(venues.owner_a))
-    assert len(list(csv.reader(io.StringIO(response.text, newline="")))) == 2  # header + the weapon one
+    assert len(list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"), newline="")))) == 2
     for who in (venues.owner_b, venues.bouncer_a1):
         assert (await client.get(url, headers=make.auth(who))).status_code == 404
 
@@ -683,7 +684,7 @@ async def test_csv_cells_that_a_spreadsheet_would_run_are_escaped(
     incident = await _incident(conn, venue.id, T0, status="resolved", outcome="false_alarm")
     response = await client.get(f"/v1/venues/{venue.id}/incidents.csv", headers=make.auth(venues.owner_a))
     assert response.status_code == 200, response.text
-    header, row = list(csv.reader(io.StringIO(response.content.decode(), newline="")))
+    header, row = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"), newline="")))
     cells = dict(zip(header, row, strict=True))
     assert cells["venue"] == "'" + name
     assert cells["incident_id"] == str(incident) and cells["outcome"] == "false_alarm"

@@ -25,6 +25,8 @@ class ListedIncident(msgspec.Struct, frozen=True):
     venue_lat: float
     venue_lon: float
     distance_m: float | None
+    detected_at: datetime | None = None
+    venue_timezone: str = "UTC"
 
 
 class EventRow(msgspec.Struct, frozen=True):
@@ -68,7 +70,7 @@ LIST_MINE = """
 SELECT i.id, a.id AS alert_id, i.kind, i.status, i.version, i.police_requested, i.opened_at, i.updated_at,
        v.id AS venue_id, v.name AS venue_name, v.address AS venue_address,
        ST_Y(v.location::geometry) AS venue_lat, ST_X(v.location::geometry) AS venue_lon,
-       a.distance_m
+       a.distance_m, i.first_seen_at AS detected_at, v.timezone AS venue_timezone
 FROM incidents i
 JOIN venues v ON v.id = i.venue_id
 LEFT JOIN alerts a ON a.incident_id = i.id AND a.user_id = $1

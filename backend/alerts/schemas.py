@@ -61,6 +61,10 @@ class AlertItem(msgspec.Struct, kw_only=True):
     updated_at: datetime
     venue: VenueBrief
     distance_m: float | None = None
+    # the camera's time of the first detection (``opened_at``: when the server confirmed it), and the
+    # venue's time zone, in which people are shown it
+    detected_at: datetime | None = None
+    timezone: str = "UTC"
 
 
 class AlertList(msgspec.Struct, kw_only=True):
@@ -116,3 +120,4 @@ class IncidentDetail(msgspec.Struct, kw_only=True):
     # each push's state: every recipient's for dispatchers and admins, one's own phones' for others
     deliveries: list[DeliveryState] = msgspec.field(default_factory=list)
     not_delivered: list[NotDelivered] = msgspec.field(default_factory=list)  # dispatchers and admins
+    detected_at: datetime | None = None  # the camera's time of the first detection

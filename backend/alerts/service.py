@@ -50,12 +50,21 @@ def _cursor(since: str | None) -> str | None:
     return None if cursor is None else str(cursor)
 
 
-async def my_alerts(conn: asyncpg.Connection, me: Principal, since: str | None = None) -> AlertList:
+async def my_alerts(
+    conn: asyncpg.Connection, me: Principal, since: str | None = None, *, limit: int = 200
+) -> AlertList:
+    """``limit``: a phone's list is the 200 newest; the dispatchers' board asks for its whole region."""
     # The sync point is taken before reading: anything committed later has an id at or above it and
     # is returned next time (perhaps twice: apps de-duplicate by incident id and version).
     cursor = await repo.sync_point(conn)
     rows = await repo.list_mine(
-        conn, user_id=me.user_id, role=me.role, venue_id=me.venue_id, region_id=me.region_id, since=_cursor(since)
+        conn,
+        user_id=me.user_id,
+        role=me.role,
+        venue_id=me.venue_id,
+        region_id=me.region_id,
+        since=_cursor(since),
+        limit=limit,
     )
     items = [
         AlertItem(
@@ -71,6 +80,8 @@ async def my_alerts(conn: asyncpg.Connection, me: Principal, since: str | None =
                 id=r.venue_id, name=r.venue_name, address=r.venue_address, lat=r.venue_lat, lon=r.venue_lon
             ),
             distance_m=round(r.distance_m) if r.distance_m is not None and me.role == "officer" else None,
+            detected_at=r.detected_at,
+            timezone=r.venue_timezone,
         )
         for r in rows
     ]
@@ -153,6 +164,7 @@ async def incident_detail(
             lon=incident.venue_lon,
         ),
         distance_m=round(distance) if distance is not None else None,
+        detected_at=incident.first_seen_at,
         snapshot_url=snapshot_url,
         clip_url=clip_url,
         my_alert_id=await repo.my_alert(conn, incident.id, me.user_id),

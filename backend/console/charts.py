@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgspec
 
 from backend.history.schemas import VenueStats
@@ -33,9 +35,10 @@ class Chart(msgspec.Struct, kw_only=True):
     bars: list[Bar]
     labels: list[Label]
     keys: list[str]
+    summary: str  # the chart's text alternative (its figures in words)
 
 
-def weekly_bars(stats: VenueStats) -> Chart:
+def weekly_bars(stats: VenueStats, t: Callable[[str], str]) -> Chart:
     """Incidents per week, stacked by kind."""
     weeks = stats.by_week[-26:]
     top = max((w.count for w in weeks), default=0) or 1
@@ -53,13 +56,23 @@ def weekly_bars(stats: VenueStats) -> Chart:
                 continue
             h = plot * count / top
             y -= h
-            bars.append(Bar(x=x, y=y, w=slot * 0.7, h=h, css=f"k-{kind}", title=f"{week.week}: {kind} {count}"))
+            bars.append(
+                Bar(
+                    x=x,
+                    y=y,
+                    w=slot * 0.7,
+                    h=h,
+                    css=f"k-{kind}",
+                    title=f"{week.week:%d.%m}: {t('kind.' + kind)} {count}",
+                )
+            )
         if len(weeks) <= 13 or n % 4 == 0:
             labels.append(Label(x=x, y=HEIGHT - 6, text=week.week.strftime("%d.%m")))
-    return Chart(width=WIDTH, height=HEIGHT, bars=bars, labels=labels, keys=kinds)
+    summary = t("chart.weeks") + ": " + ("; ".join(f"{w.week:%d.%m} {w.count}" for w in weeks) or "0")
+    return Chart(width=WIDTH, height=HEIGHT, bars=bars, labels=labels, keys=kinds, summary=summary)
 
 
-def camera_bars(stats: VenueStats) -> Chart:
+def camera_bars(stats: VenueStats, t: Callable[[str], str]) -> Chart:
     """Per camera: the share the model rejected and the share judged false alarms (0-100 %)."""
     row = 22
     height = max(len(stats.cameras), 1) * row * 2 + 10
@@ -72,8 +85,8 @@ def camera_bars(stats: VenueStats) -> Chart:
         labels.append(Label(x=4, y=y + 14, text=camera.name[:24]))
         for m, (css, share, what) in enumerate(
             (
-                ("k-other", camera.rejected_share, "rejected by the model"),
-                ("k-fight", camera.false_alarm_share, "false alarms"),
+                ("k-other", camera.rejected_share, t("col.rejected_share")),
+                ("k-fight", camera.false_alarm_share, t("col.false_alarm_share")),
             )
         ):
             value = share or 0.0
@@ -88,4 +101,16 @@ def camera_bars(stats: VenueStats) -> Chart:
                 )
             )
             labels.append(Label(x=left + span * value + 6, y=y + m * row + 12, text=f"{value * 100:.0f} %"))
-    return Chart(width=WIDTH, height=height, bars=bars, labels=labels, keys=[])
+    summary = (
+        t("chart.cameras")
+        + ": "
+        + (
+            "; ".join(
+                f"{c.name}: {t('col.rejected_share')} {(c.rejected_share or 0) * 100:.0f} %, "
+                f"{t('col.false_alarm_share')} {(c.false_alarm_share or 0) * 100:.0f} %"
+                for c in stats.cameras
+            )
+            or "—"
+        )
+    )
+    return Chart(width=WIDTH, height=height, bars=bars, labels=labels, keys=[], summary=summary)

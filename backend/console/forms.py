@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 import msgspec
@@ -13,6 +14,13 @@ from backend.core.errors import Invalid, msgspec_field
 
 T = TypeVar("T")
 MAX_FIELDS = 64
+# "43,2400" is how a Russian or Kazakh keyboard types 43.24: a comma between digits is the decimal point.
+_COMMA_DECIMAL = re.compile(r"\s*[-+]?\d+,\d+\s*", re.ASCII)
+DECIMALS = frozenset({"lat", "lon"})
+
+
+def decimal(value: str) -> str:
+    return value.strip().replace(",", ".") if _COMMA_DECIMAL.fullmatch(value) else value
 
 
 async def fields(request: Request[Any, Any, State], lists: frozenset[str] = frozenset()) -> dict[str, Any]:
@@ -30,7 +38,7 @@ async def fields(request: Request[Any, Any, State], lists: frozenset[str] = froz
         if key in lists:
             out.setdefault(key, []).append(value)
         else:
-            out[key] = value
+            out[key] = decimal(value) if key in DECIMALS else value
     return out
 
 

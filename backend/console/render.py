@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -13,6 +14,7 @@ from litestar import Request, Response
 from litestar.datastructures import Cookie, State
 
 from backend.console import i18n, session
+from backend.core import localtime
 from backend.core.auth import Principal
 from backend.core.config import Settings
 
@@ -33,15 +35,29 @@ def fmt_time(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def fmt_seconds(value: float | None) -> str:
+def fmt_local(value: datetime | None, tz: str) -> str:
+    """The venue's wall clock with its offset (``2026-12-06 21:08:03 +05:00``)."""
+    return "—" if value is None else localtime.stamp(value, tz)
+
+
+_ENGLISH: Callable[[str], str] = partial(i18n.translate, "en")
+
+
+def fmt_seconds(value: float | None, t: Callable[[str], str] = _ENGLISH) -> str:
+    """A duration in the reader's units (``unit.s``, ``unit.min``, ``unit.h``)."""
     if value is None:
         return "—"
     seconds = round(value)
     if seconds < 120:
-        return f"{seconds} s"
+        return f"{seconds} {t('unit.s')}"
     if seconds < 7200:
-        return f"{seconds // 60} min"
-    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+        return f"{seconds // 60} {t('unit.min')}"
+    return f"{seconds // 3600} {t('unit.h')} {seconds % 3600 // 60} {t('unit.min')}"
+
+
+@jinja2.pass_context
+def _seconds(context: Any, value: float | None) -> str:
+    return fmt_seconds(value, context["t"])
 
 
 def fmt_share(value: float | None) -> str:
@@ -49,7 +65,9 @@ def fmt_share(value: float | None) -> str:
 
 
 _env.filters["time"] = fmt_time
-_env.filters["seconds"] = fmt_seconds
+_env.filters["local"] = fmt_local
+_env.filters["seconds"] = _seconds
+_env.globals["differ"] = localtime.differ
 _env.filters["share"] = fmt_share
 _env.filters["combine"] = lambda a, b: {**a, **b}
 _env.filters["json"] = lambda value: msgspec.json.encode(value).decode()

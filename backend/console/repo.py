@@ -22,12 +22,70 @@ class OfficerName(msgspec.Struct, frozen=True):
     recorded_at: datetime
 
 
+class BoardFacts(msgspec.Struct, frozen=True):
+    """What a dispatcher acts on, per incident: the camera's time and the receipt, the venue's time
+    zone and region, the cameras and zones, who acknowledged and who responds (names)."""
+
+    incident_id: uuid.UUID
+    detected_at: datetime
+    received_at: datetime | None
+    timezone: str
+    region: str | None
+    cameras: list[str]
+    acknowledged_by: list[str]
+    responders: list[str]
+    claimed_by: str | None = None
+    claimed_by_id: uuid.UUID | None = None
+
+
+class Contact(msgspec.Struct, frozen=True):
+    user_id: uuid.UUID
+    display_name: str
+    role: str
+    phone: str | None
+
+
+# A dispatcher without a phone follows the board: "no registered device" on a dispatcher's alert is
+# not a delivery failure anyone must act on, so it is not counted (nor listed) as one.
+NO_DEVICE = "no registered device"
+QUIET_UNDELIVERED = f"audience = 'dispatcher' AND undelivered_reason = '{NO_DEVICE}'"
+
 # Per incident: people alerted, people who answered, people no phone could reach.
-ALERT_COUNTS = """
+ALERT_COUNTS = f"""
 SELECT incident_id, count(*)::int AS notified, count(acknowledged_at)::int AS acknowledged,
-       count(undelivered_at)::int AS not_delivered
+       count(undelivered_at) FILTER (WHERE NOT ({QUIET_UNDELIVERED}))::int AS not_delivered
 FROM alerts WHERE incident_id = ANY($1::uuid[])
 GROUP BY incident_id
+"""
+BOARD_FACTS = """
+SELECT i.id AS incident_id, i.first_seen_at AS detected_at,
+       (SELECT min(d.received_at) FROM detections d WHERE d.incident_id = i.id) AS received_at,
+       v.timezone, r.name AS region,
+       ARRAY(SELECT DISTINCT c.name || coalesce(' · ' || coalesce(d.zone, c.zone), '')
+             FROM detections d JOIN cameras c ON c.id = d.camera_id
+             WHERE d.incident_id = i.id ORDER BY 1) AS cameras,
+       ARRAY(SELECT u.display_name FROM alerts a JOIN users u ON u.id = a.user_id
+             WHERE a.incident_id = i.id AND a.acknowledged_at IS NOT NULL
+             ORDER BY a.acknowledged_at) AS acknowledged_by,
+       ARRAY(SELECT DISTINCT u.display_name FROM incident_events e JOIN users u ON u.id = e.actor_id
+             WHERE e.incident_id = i.id AND e.incident_opened_at = i.opened_at
+               AND e.type IN ('accepted', 'arrived') ORDER BY 1) AS responders,
+       c.user_id AS claimed_by_id, (SELECT display_name FROM users WHERE id = c.user_id) AS claimed_by
+FROM incidents i
+LEFT JOIN LATERAL (SELECT CASE WHEN e.type = 'claimed' THEN e.actor_id END AS user_id FROM incident_events e
+                   WHERE e.incident_id = i.id AND e.incident_opened_at = i.opened_at
+                     AND e.type IN ('claimed', 'unclaimed')
+                   ORDER BY e.id DESC LIMIT 1) c ON true
+JOIN venues v ON v.id = i.venue_id LEFT JOIN police_regions r ON r.id = v.region_id
+WHERE i.id = ANY($1::uuid[])
+"""
+# Whom a dispatcher can call: the venue's staff on duty there and its owner.
+CONTACTS = """
+SELECT u.id AS user_id, u.display_name, u.role, u.phone
+FROM users u
+WHERE u.is_active AND (u.id = (SELECT owner_id FROM venues WHERE id = $1)
+   OR u.id IN (SELECT user_id FROM duty WHERE venue_id = $1 AND on_duty AND role = 'bouncer'))
+ORDER BY u.role = 'owner', u.display_name
 """
 OFFICER_NAMES = """
 SELECT u.id AS user_id, u.display_name, l.recorded_at
@@ -48,3 +106,43 @@ async def officer_names(conn: asyncpg.Connection, user_ids: list[uuid.UUID]) -> 
         return {}
     rows = await conn.fetch(OFFICER_NAMES, user_ids)
     return {r["user_id"]: msgspec.convert(dict(r), OfficerName) for r in rows}
+
+
+async def board_facts(conn: asyncpg.Connection, incident_ids: list[uuid.UUID]) -> dict[uuid.UUID, BoardFacts]:
+    if not incident_ids:
+        return {}
+    rows = await conn.fetch(BOARD_FACTS, incident_ids)
+    return {r["incident_id"]: msgspec.convert(dict(r), BoardFacts) for r in rows}
+
+
+async def contacts(conn: asyncpg.Connection, venue_id: uuid.UUID) -> list[Contact]:
+    return [msgspec.convert(dict(r), Contact) for r in await conn.fetch(CONTACTS, venue_id)]
+
+
+# The offline base map: region boundaries as GeoJSON and venue names, in the board's scope
+# (``$1``: a region, or null for all).
+OUTLINE_REGIONS = """
+SELECT coalesce(json_agg(json_build_object(
+         'type', 'Feature', 'properties', json_build_object('label', name),
+         'geometry', ST_AsGeoJSON(area, 6)::json) ORDER BY name), '[]'::json)::text
+FROM police_regions WHERE area IS NOT NULL AND ($1::uuid IS NULL OR id = $1)
+"""
+OUTLINE_VENUES = """
+SELECT coalesce(json_agg(json_build_object(
+         'name', name,
+         'lat', round(ST_Y(location::geometry)::numeric, 6),
+         'lon', round(ST_X(location::geometry)::numeric, 6))
+         ORDER BY name), '[]'::json)::text
+FROM venues WHERE $1::uuid IS NULL OR region_id = $1
+"""
+REGION_NAMES = "SELECT name FROM police_regions WHERE $1::uuid IS NULL OR id = $1 ORDER BY name"
+
+
+async def outline(conn: asyncpg.Connection, region_id: uuid.UUID | None) -> bytes:
+    regions = await conn.fetchval(OUTLINE_REGIONS, region_id)
+    venues = await conn.fetchval(OUTLINE_VENUES, region_id)
+    return f'{{"regions":{{"type":"FeatureCollection","features":{regions}}},"venues":{venues}}}'.encode()
+
+
+async def region_names(conn: asyncpg.Connection, region_id: uuid.UUID | None) -> list[str]:
+    return [r["name"] for r in await conn.fetch(REGION_NAMES, region_id)]

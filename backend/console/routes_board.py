@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Annotated
 
 import asyncpg
@@ -12,10 +13,10 @@ from litestar.response import Redirect, Stream
 
 from backend.alerts import actions
 from backend.alerts.schemas import ActionRequest
-from backend.console import forms, session, stream
+from backend.console import forms, i18n, record, session, stream
 from backend.console import service as console
 from backend.console.handler import ConsoleRequest, Db, Me, PathId, see_other
-from backend.console.render import render, strings
+from backend.console.render import language, render, strings
 from backend.console.session import require
 from backend.core.auth import Principal
 from backend.core.errors import ServiceUnavailable
@@ -26,6 +27,8 @@ from backend.history import service as history
 from backend.history.schemas import FootageKind
 from backend.incidents import service as incidents
 
+KINDS = ("fight", "crowd_surge", "aggression", "weapon", "fire_smoke", "panic")
+OPEN_STATES = ("confirmed", "acknowledged", "responding", "on_scene")
 BOARD_WORDS = [
     "board.connected",
     "board.reconnecting",
@@ -33,8 +36,13 @@ BOARD_WORDS = [
     "board.none",
     "board.sound_on",
     "board.sound_off",
-    *(f"state.{s}" for s in ("confirmed", "acknowledged", "responding", "on_scene", "resolved")),
-    *(f"kind.{k}" for k in ("fight", "crowd_surge", "aggression", "weapon", "fire_smoke", "panic")),
+    "board.stale",
+    "board.shown",
+    "board.handled_by",
+    "board.received",
+    *(f"unit.{u}" for u in ("s", "min", "h")),
+    *(f"state.{s}" for s in (*OPEN_STATES, "resolved")),
+    *(f"kind.{k}" for k in KINDS),
 ]
 
 
@@ -47,6 +55,12 @@ class LegalHoldForm(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     hold: bool
     reason: Annotated[str, line(500)]
+
+
+class ClaimForm(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The incident page's "I am handling this" (``true``) or "stop handling" (``false``)."""
+
+    claim: bool
 
 
 HOLDERS = ("admin", "dispatcher")  # legal hold: the API's rule (a dispatcher: their region's, checked by the service)
@@ -68,18 +82,27 @@ class BoardController(Controller):
     include_in_schema = False
 
     @get("/board")
-    async def board(self, request: ConsoleRequest, me: Me) -> Response[str]:
+    async def board(self, request: ConsoleRequest, db: Db, me: Me) -> Response[str]:
         session.require(me, *console.BOARD_ROLES)
         settings = request.app.state.settings
-        lang = request.cookies.get(session.LANG_COOKIE) or "en"
         return render(
             request,
             "board.html",
             me=me,
             tile_url=settings.console_tile_url or "",
             tile_attribution=settings.console_tile_attribution or "",
-            words=strings(lang, BOARD_WORDS),
+            words=strings(language(request), BOARD_WORDS),
+            kinds=KINDS,
+            states=OPEN_STATES,
+            regions=await console.board_regions(db, me),
         )
+
+    @get("/board/outline", media_type="application/json")
+    async def outline(self, db: Db, me: Me) -> Response[bytes]:
+        """The offline base map: the regions' boundaries and the venues' names in my scope."""
+        session.require(me, *console.BOARD_ROLES)
+        body = await console.outline(db, me)
+        return Response(body, media_type="application/json", headers={"Cache-Control": "private, max-age=300"})
 
     @get("/board/events", media_type="text/event-stream")
     async def events(self, request: ConsoleRequest) -> Stream:
@@ -98,12 +121,15 @@ class BoardController(Controller):
     @get("/incidents/{incident_id:uuid}")
     async def incident(self, request: ConsoleRequest, db: Db, me: Me, incident_id: PathId) -> Response[str]:
         panel = await console.incident_panel(db, request.app.state.settings, me, incident_id)
+        t = partial(i18n.translate, language(request))
         return render(
             request,
             "incident.html",
             me=me,
             panel=panel,
             item=panel.timeline.incident,
+            lines=record.lines(t, panel.timeline.entries),
+            reason_words=partial(record.reason_words, t),
             outcomes=OUTCOMES,
             notice=_notice(request.query_params.get("done")),
         )
@@ -136,13 +162,19 @@ class BoardController(Controller):
         await incidents.set_legal_hold(db, request.app.state.settings, me, incident_id, data.hold, data.reason)
         return _done(incident_id, "held")
 
+    @post("/incidents/{incident_id:uuid}/claim", status_code=303)
+    async def claim(self, request: ConsoleRequest, db: Db, me: Me, incident_id: PathId) -> Redirect:
+        data = await forms.read(request, ClaimForm)
+        await incidents.claim(db, request.app.state.settings, me, incident_id, claim=data.claim)
+        return _done(incident_id, "claimed" if data.claim else "unclaimed")
+
     @post("/incidents/{incident_id:uuid}/escalate", status_code=303)
     async def escalate(self, request: ConsoleRequest, db: Db, me: Me, incident_id: PathId) -> Redirect:
         await dispatch.escalate_now(db, request.app.state.settings, me, incident_id)
         return _done(incident_id, "escalated")
 
 
-NOTICES = frozenset({"resolved", "escalated", "notified", "held"})
+NOTICES = frozenset({"resolved", "escalated", "notified", "held", "claimed", "unclaimed"})
 
 
 def _done(incident_id: uuid.UUID, notice: str) -> Redirect:

@@ -5,16 +5,19 @@ another venue is 404, as in the API (the services check it)."""
 from __future__ import annotations
 
 import re
-from datetime import datetime
+import uuid
+from datetime import date, datetime
+from functools import partial
 
 import msgspec
 from litestar import Controller, Response, get, post
 from litestar.response import Redirect, Stream
 
-from backend.console import charts, forms
+from backend.console import charts, forms, i18n
 from backend.console.handler import ConsoleRequest, Db, Me, PathId, see_other
-from backend.console.render import render
+from backend.console.render import language, render
 from backend.console.session import require
+from backend.core import localtime
 from backend.core.errors import Invalid
 from backend.core.wire import TOKEN_PATTERN, parse_time
 from backend.dispatch import service as dispatch
@@ -24,6 +27,7 @@ from backend.history import service as history
 from backend.history import stats
 from backend.history.filters import HistoryFilters
 from backend.venues import service as venues
+from backend.venues.schemas import Venue
 
 READERS = ("owner", "dispatcher", "admin")
 KINDS = ("fight", "crowd_surge", "aggression", "weapon", "fire_smoke", "panic")
@@ -43,7 +47,9 @@ class HistoryForm(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     outcome: str | None = None
     cursor: str | None = None
 
-    def query(self) -> history_repo.HistoryQuery:
+    def query(self, tz: str) -> history_repo.HistoryQuery:
+        """``from`` and ``to`` as the date inputs send them are whole days at the venue (``tz``), both
+        inclusive (From = To is that day); a full ISO 8601 time is taken as it is."""
         for name, value, allowed in (
             ("kind", self.kind, KINDS),
             ("state", self.state, STATES),
@@ -53,9 +59,22 @@ class HistoryForm(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 raise Invalid(f"not one of {', '.join(allowed)}", field=name)
         if self.cursor is not None and (len(self.cursor) > 200 or not _token(self.cursor)):
             raise Invalid("not a cursor this console handed out", field="cursor")
+        since, until = _bound(self.since, "from"), _bound(self.until, "to")
+        if isinstance(since, date) or isinstance(until, date):
+            try:
+                first, last = localtime.local_days(
+                    since if isinstance(since, date) else None, until if isinstance(until, date) else None, tz
+                )
+            except (OverflowError, ValueError) as exc:
+                field = "from" if isinstance(since, date) and since.year == 1 else "to"
+                raise Invalid("the day is outside years 1 to 9999 at the venue", field=field) from exc
+            since = first if isinstance(since, date) else since
+            until = last if isinstance(until, date) else until
+        if since is not None and until is not None and until <= since:
+            raise Invalid("`to` must not be before `from`", field="to")
         return HistoryFilters(
-            since=_day(self.since, "from"),
-            until=_day(self.until, "to"),
+            since=since,
+            until=until,
             kind=self.kind,
             state=self.state,
             outcome=self.outcome,
@@ -73,15 +92,32 @@ def _token(value: str) -> bool:
     return _TOKEN.fullmatch(value) is not None
 
 
-def _day(value: str | None, field: str) -> datetime | None:
-    if value is not None and len(value) > 40:
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+
+
+def _bound(value: str | None, field: str) -> datetime | date | None:
+    """A local day (``2026-12-06``, what ``<input type=date>`` sends) or an exact time."""
+    if value is None:
+        return None
+    if len(value) > 40:
         raise Invalid("too long", field=field)
+    if _DATE.fullmatch(value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError as exc:
+            raise Invalid("not a date (for example 2026-12-06)", field=field) from exc
     return parse_time(value, field=field)
 
 
 def _filters(request: ConsoleRequest) -> HistoryForm:
     raw = {k: v for k, v in request.query_params.items() if v != "" and k != "lang"}
     return forms.decode(raw, HistoryForm)
+
+
+async def _venue(db: Db, me: Me, venue_id: uuid.UUID) -> Venue:
+    """The venue, if ``me`` may read it (404 otherwise, before anything is read)."""
+    await history.require_venue_reader(db, me, venue_id)
+    return await venues.get_venue(db, venue_id)
 
 
 class VenueController(Controller):
@@ -97,8 +133,9 @@ class VenueController(Controller):
     async def venue_history(self, request: ConsoleRequest, db: Db, me: Me, venue_id: PathId) -> Response[str]:
         filters = _filters(request)
         settings = request.app.state.settings
-        page = await history.venue_history(db, settings, me, venue_id, filters.query(), cursor=filters.cursor, limit=50)
-        venue = await venues.get_venue(db, venue_id)
+        venue = await _venue(db, me, venue_id)
+        query = filters.query(venue.timezone)
+        page = await history.venue_history(db, settings, me, venue_id, query, cursor=filters.cursor, limit=50)
         return render(
             request,
             "history.html",
@@ -116,19 +153,21 @@ class VenueController(Controller):
     async def export(self, request: ConsoleRequest, db: Db, me: Me, venue_id: PathId) -> Stream:
         filters = _filters(request)
         state = request.app.state
-        rows = await stats.export(db, state.db_pool, state.settings, me, venue_id, filters.query())
+        venue = await _venue(db, me, venue_id)
+        rows = await stats.export(db, state.db_pool, state.settings, me, venue_id, filters.query(venue.timezone))
         return Stream(
             rows,
-            media_type="text/csv; charset=utf-8",
+            media_type=stats.CSV_MEDIA_TYPE,
             headers={"Content-Disposition": f'attachment; filename="incidents-{venue_id}.csv"'},
         )
 
     @get("/venues/{venue_id:uuid}/stats")
     async def venue_stats(self, request: ConsoleRequest, db: Db, me: Me, venue_id: PathId) -> Response[str]:
         filters = _filters(request)
-        query = filters.query()
+        venue = await _venue(db, me, venue_id)
+        query = filters.query(venue.timezone)
         figures = await stats.venue_stats(db, me, venue_id, since=query.since, until=query.until)
-        venue = await venues.get_venue(db, venue_id)
+        t = partial(i18n.translate, language(request))
         return render(
             request,
             "stats.html",
@@ -136,18 +175,18 @@ class VenueController(Controller):
             venue=venue,
             stats=figures,
             params=filters.params(),
-            weeks=charts.weekly_bars(figures),
-            cameras=charts.camera_bars(figures),
+            weeks=charts.weekly_bars(figures, t),
+            cameras=charts.camera_bars(figures, t),
         )
 
     @get("/venues/{venue_id:uuid}/access-log")
     async def access_log(self, request: ConsoleRequest, db: Db, me: Me, venue_id: PathId) -> Response[str]:
         filters = _filters(request)
-        query = filters.query()
+        venue = await _venue(db, me, venue_id)
+        query = filters.query(venue.timezone)
         page = await history.access_log(
             db, me, venue_id, since=query.since, until=query.until, actor_id=None, cursor=filters.cursor, limit=100
         )
-        venue = await venues.get_venue(db, venue_id)
         return render(request, "access_log.html", me=me, venue=venue, page=page, params=filters.params())
 
     @get("/venues/{venue_id:uuid}/policy")

@@ -30,12 +30,16 @@ from backend.duty import repo as duty
 from backend.history import service as history
 from backend.history.schemas import IncidentTimeline
 from backend.incidents import lifecycle
+from backend.venues import repo as venues_repo
 
 BOARD_ROLES = frozenset({"dispatcher", "admin"})
 HOLDERS = frozenset({"admin", "dispatcher"})  # legal hold: the API's rule (dispatchers see only their region's)
 LOCATION_VIEWERS = frozenset({"dispatcher", "admin"})
 NEARBY_RADIUS_M = 5000.0
 NEARBY_LIMIT = 5
+# The board lists every open incident of its region (a phone's sync stops at the newest 200): a busy
+# Friday's 1,000 are measured in bench/console.py.
+BOARD_LIMIT = 5000
 
 
 class BoardItem(msgspec.Struct, kw_only=True):
@@ -52,6 +56,15 @@ class BoardItem(msgspec.Struct, kw_only=True):
     notified: int
     acknowledged: int
     not_delivered: int
+    # the camera's time (what the board's age counts from) and the receipt; the venue's time zone
+    detected_at: datetime
+    received_at: datetime | None = None
+    timezone: str = "UTC"
+    region: str | None = None
+    cameras: list[str] = msgspec.field(default_factory=list)  # "name · zone"
+    acknowledged_by: list[str] = msgspec.field(default_factory=list)
+    responders: list[str] = msgspec.field(default_factory=list)
+    claimed_by: str | None = None  # the dispatcher handling it ("I am handling this")
 
 
 class BoardUpdate(msgspec.Struct, kw_only=True):
@@ -77,14 +90,20 @@ class IncidentPanel(msgspec.Struct, kw_only=True):
     nearby: list[NearbyOfficer] | None  # None: not for this role
     actions: frozenset[str]
     can_hold: bool
+    facts: repo.BoardFacts | None = None
+    address: str = ""
+    contacts: list[repo.Contact] | None = None  # None: not for this role (phone numbers are audited)
 
 
 async def board(conn: asyncpg.Connection, me: Principal, since: str | None) -> BoardUpdate:
-    page = await alerts.my_alerts(conn, me, since)
-    counts = await repo.alert_counts(conn, [i.incident_id for i in page.items])
+    page = await alerts.my_alerts(conn, me, since, limit=BOARD_LIMIT)
+    ids = [i.incident_id for i in page.items]
+    counts = await repo.alert_counts(conn, ids)
+    facts = await repo.board_facts(conn, ids)
     items = []
     for i in page.items:
         c = counts.get(i.incident_id)
+        f = facts.get(i.incident_id)
         items.append(
             BoardItem(
                 id=i.incident_id,
@@ -100,9 +119,33 @@ async def board(conn: asyncpg.Connection, me: Principal, since: str | None) -> B
                 notified=c.notified if c else 0,
                 acknowledged=c.acknowledged if c else 0,
                 not_delivered=c.not_delivered if c else 0,
+                detected_at=f.detected_at if f else i.opened_at,
+                received_at=f.received_at if f else None,
+                timezone=f.timezone if f else "UTC",
+                region=f.region if f else None,
+                cameras=f.cameras if f else [],
+                acknowledged_by=f.acknowledged_by if f else [],
+                responders=f.responders if f else [],
+                claimed_by=f.claimed_by if f else None,
             )
         )
     return BoardUpdate(cursor=page.cursor, reset=since is None, items=items, now=datetime.now(UTC))
+
+
+def _board_scope(me: Principal) -> uuid.UUID | None:
+    """The region a dispatcher's board covers (None: an admin's, every region)."""
+    if me.role != "dispatcher":
+        return None
+    return me.region_id or uuid.UUID(int=0)  # a dispatcher of no region sees no region
+
+
+async def outline(conn: asyncpg.Connection, me: Principal) -> bytes:
+    """The board's offline base map (regions' boundaries, venues' names) as GeoJSON-bearing JSON."""
+    return await repo.outline(conn, _board_scope(me))
+
+
+async def board_regions(conn: asyncpg.Connection, me: Principal) -> list[str]:
+    return await repo.region_names(conn, _board_scope(me))
 
 
 async def visible_incident(conn: asyncpg.Connection, me: Principal, incident_id: uuid.UUID) -> None:
@@ -117,16 +160,41 @@ async def incident_panel(
 ) -> IncidentPanel:
     timeline = await history.timeline(conn, settings, me, incident_id)  # 404 unless visible; audited
     _, failed = await deliveries.for_incident(conn, me, incident_id)
-    nearby = None
+    failed = [f for f in failed if not (f.audience == "dispatcher" and f.code == repo.NO_DEVICE)]
+    nearby = contacts = None
     if me.role in LOCATION_VIEWERS:
         nearby = await _nearby(conn, settings, me, timeline)
+        contacts = await _contacts(conn, me, timeline)
+    facts = (await repo.board_facts(conn, [incident_id])).get(incident_id)
+    venue = await venues_repo.get_venue(conn, timeline.incident.venue_id)
     return IncidentPanel(
         timeline=timeline,
         not_delivered=failed,
         nearby=nearby,
         actions=ALLOWED.get(me.role, frozenset()),
         can_hold=me.role in HOLDERS,
+        facts=facts,
+        address=venue.address if venue else "",
+        contacts=contacts,
     )
+
+
+async def _contacts(conn: asyncpg.Connection, me: Principal, timeline: IncidentTimeline) -> list[repo.Contact]:
+    """The venue's staff on duty and its owner, with phone numbers: read like a location (audited,
+    on the venue's access log)."""
+    venue_id = timeline.incident.venue_id
+    found = await repo.contacts(conn, venue_id)
+    if any(c.phone for c in found):
+        await audit.record_by(
+            conn,
+            me,
+            "contact.view",
+            subject_type="incident",
+            subject_id=str(timeline.incident.id),
+            venue_id=venue_id,
+            detail={"users": [str(c.user_id) for c in found if c.phone], "via": "console"},
+        )
+    return found
 
 
 async def _nearby(

@@ -80,6 +80,7 @@ async def for_incident(
             audience=m.audience,
             reason=reason(m.reason) or m.reason,
             at=m.at,
+            code=m.reason,
         )
         for m in missed
     ]

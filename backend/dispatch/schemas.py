@@ -55,3 +55,4 @@ class NotDelivered(msgspec.Struct, kw_only=True):
     audience: str
     reason: str
     at: datetime
+    code: str | None = None  # the reason as a code (FCM error codes, ``no registered device``)

@@ -30,18 +30,26 @@ __all__ = ["HISTORY_FILTERS", "HistoryFilters", "Since", "Until", "provide_histo
 Since = Annotated[
     str | None,
     QueryParameter(
-        name="from", max_length=40, pattern=TIME_PATTERN, description="from this time (inclusive, ISO 8601)"
+        name="from",
+        max_length=40,
+        pattern=TIME_PATTERN,
+        description="seen by the camera from this time (inclusive, ISO 8601)",
     ),
 ]
 Until = Annotated[
     str | None,
-    QueryParameter(name="to", max_length=40, pattern=TIME_PATTERN, description="until this time (exclusive, ISO 8601)"),
+    QueryParameter(
+        name="to",
+        max_length=40,
+        pattern=TIME_PATTERN,
+        description="seen by the camera before this time (exclusive, ISO 8601)",
+    ),
 ]
 State_ = Annotated[StateFilter | None, QueryParameter(name="state", description="a status, or open (not resolved)")]
 
 
 class HistoryFilters(msgspec.Struct, kw_only=True, frozen=True):
-    """Which of the incidents in scope: opened in ``[since, until)``, of a kind, in a state (a status,
+    """Which of the incidents in scope: first seen by the camera in ``[since, until)``, of a kind, in a state (a status,
     or ``open``: not resolved), with an outcome or verdict, seen by a camera."""
 
     since: datetime | None = None

@@ -33,6 +33,9 @@ class HistoryRow(msgspec.Struct, frozen=True):
     verdict: str | None
     footage_purged_at: datetime | None = None
     has_blurred_snapshot: bool = False
+    received_at: datetime | None = None  # when Kuzet received the first detection
+    venue_timezone: str = "UTC"
+    resolution_note: str | None = None
 
 
 class EventRow(msgspec.Struct, frozen=True):
@@ -100,7 +103,11 @@ _HISTORY_COLUMNS = f"""i.id, i.venue_id, v.name AS venue_name, i.kind, i.status,
     i.resolved_at, i.outcome, i.detection_count, i.max_score, i.legal_hold,
     i.snapshot_key IS NOT NULL AND i.footage_purged_at IS NULL AS has_snapshot, {_VERDICT} AS verdict,
     i.blurred_snapshot_key IS NOT NULL AND i.footage_purged_at IS NULL AS has_blurred_snapshot,
-    i.footage_purged_at"""
+    i.footage_purged_at,
+    (SELECT min(d.received_at) FROM detections d WHERE d.incident_id = i.id) AS received_at,
+    v.timezone AS venue_timezone,
+    (SELECT o.note FROM incident_outcomes o WHERE o.incident_id = i.id AND o.source = 'resolution'
+      AND o.note IS NOT NULL ORDER BY o.id DESC LIMIT 1) AS resolution_note"""
 SELECT_HISTORY = f"SELECT {_HISTORY_COLUMNS} FROM incidents i JOIN venues v ON v.id = i.venue_id"
 SELECT_ONE = SELECT_HISTORY + " WHERE i.id = $1"
 
@@ -109,8 +116,9 @@ _FILTERS: dict[str, str] = {
     "venue_id": "i.venue_id = ${}",  # one venue: the index gives the order, no sort
     "venue_ids": "i.venue_id = ANY(${}::uuid[])",
     "region_id": "i.region_id = ${}",
-    "since": "i.opened_at >= ${}",
-    "until": "i.opened_at < ${}",
+    # the camera's time, which people are shown (migration 0100 indexes it)
+    "since": "i.first_seen_at >= ${}",
+    "until": "i.first_seen_at < ${}",
     "kind": "i.kind = ${}",
     "status": "i.status = ${}",
     "outcome": "i.outcome = ${}",

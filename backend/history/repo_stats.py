@@ -10,8 +10,10 @@ import msgspec
 
 from backend.incidents.verdicts import verdict_sql
 
+# The range and the weeks are on the camera's time (first_seen_at), as the history's filters are.
 _RANGE = """i.venue_id = $1
-  AND i.opened_at >= coalesce($2::timestamptz, '-infinity') AND i.opened_at < coalesce($3::timestamptz, 'infinity')"""
+  AND i.first_seen_at >= coalesce($2::timestamptz, '-infinity')
+  AND i.first_seen_at < coalesce($3::timestamptz, 'infinity')"""
 
 
 class KindWeekRow(msgspec.Struct, frozen=True):
@@ -50,7 +52,7 @@ class CameraRow(msgspec.Struct, frozen=True):
 
 # Weeks start on Monday in the venue's own time zone.
 BY_KIND_AND_WEEK = f"""
-SELECT i.kind, date_trunc('week', i.opened_at AT TIME ZONE v.timezone)::date AS week, count(*) AS count
+SELECT i.kind, date_trunc('week', i.first_seen_at AT TIME ZONE v.timezone)::date AS week, count(*) AS count
 FROM incidents i JOIN venues v ON v.id = i.venue_id
 WHERE {_RANGE}
 GROUP BY 1, 2 ORDER BY 2, 1

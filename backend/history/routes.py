@@ -28,6 +28,7 @@ from backend.history.schemas import (
     OutcomeCreate,
     VenueStats,
 )
+from backend.history.stats import CSV_MEDIA_TYPE
 
 Cursor = Annotated[
     str | None, QueryParameter(max_length=200, pattern=TOKEN_PATTERN, description="next_cursor of the previous page")
@@ -216,7 +217,7 @@ class HistoryController(Controller):
         "/venues/{venue_id:uuid}/incidents.csv",
         summary="The venue's history as CSV (RFC 4180, header row, streamed), with the history's filters",
         responses=problem_responses(401, 404, 422),
-        media_type="text/csv; charset=utf-8",
+        media_type=CSV_MEDIA_TYPE,
         dependencies=HISTORY_FILTERS,
     )
     async def export(
@@ -232,6 +233,6 @@ class HistoryController(Controller):
         )
         return Stream(
             rows,
-            media_type="text/csv; charset=utf-8",
+            media_type=CSV_MEDIA_TYPE,
             headers={"Content-Disposition": f'attachment; filename="incidents-{venue_id}.csv"'},
         )

@@ -38,6 +38,11 @@ class HistoryItem(msgspec.Struct, kw_only=True):
     # with faces blurred exists (they are never shown the clear one)
     snapshot_url: str | None
     footage_purged_at: datetime | None = None  # retention deleted its clips and snapshots then (no snapshot_url)
+    # when Kuzet received the first detection (``detected_at`` is the camera's clock): people are shown
+    # the camera's time, with this beside it when the two differ by more than a minute
+    received_at: datetime | None = None
+    timezone: str = "UTC"  # the venue's IANA time zone, in which pages and the CSV show these times
+    resolution_note: str | None = None  # what the resolver wrote ("knife confiscated")
 
 
 class HistoryPage(msgspec.Struct, kw_only=True):
@@ -49,7 +54,8 @@ class HistoryPage(msgspec.Struct, kw_only=True):
 
 class TimelineEntry(msgspec.Struct, kw_only=True):
     """One line of an incident's timeline. ``source``: incident (a lifecycle event), detection,
-    notification (one delivery to one phone) or footage (a view of the clip or snapshot)."""
+    notification (one delivery to one phone) or footage (a view of the clip or snapshot). A
+    detection's ``at`` is the camera's time; ``received_at`` when Kuzet received it."""
 
     at: datetime
     type: str
@@ -58,6 +64,7 @@ class TimelineEntry(msgspec.Struct, kw_only=True):
     actor_name: str | None = None
     actor_role: str | None = None
     data: dict[str, Any] = msgspec.field(default_factory=dict)
+    received_at: datetime | None = None  # detections only
 
 
 class IncidentTimeline(msgspec.Struct, kw_only=True):

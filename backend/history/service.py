@@ -128,6 +128,9 @@ def to_item(settings: Settings, row: repo.HistoryRow, *, blurred: bool = False) 
         verdict=row.verdict,  # type: ignore[arg-type]
         snapshot_url=footage_url(settings, row.id, "snapshot") if snapshot else None,
         footage_purged_at=row.footage_purged_at,
+        received_at=row.received_at,
+        timezone=row.venue_timezone,
+        resolution_note=row.resolution_note,
     )
 
 
@@ -259,11 +262,12 @@ async def timeline(
     for n, d in enumerate(await repo.detections(conn, incident.id)):
         entries.append(
             (
-                d.received_at,
+                d.occurred_at,
                 _SOURCE_ORDER["detection"],
                 n,
                 TimelineEntry(
-                    at=d.received_at,
+                    at=d.occurred_at,  # the camera's time: a backlog uploaded late still reads in order
+                    received_at=d.received_at,
                     type="detected",
                     source="detection",
                     data={

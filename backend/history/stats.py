@@ -17,6 +17,7 @@ from typing import Final
 import asyncpg
 
 from backend.audit import repo as audit
+from backend.core import localtime
 from backend.core.auth import Principal
 from backend.core.config import Settings
 from backend.history import repo, repo_stats
@@ -40,7 +41,14 @@ CSV_COLUMNS: Final = (
     "detection_count",
     "max_score",
     "legal_hold",
+    "received_at",
+    "timezone",
+    "resolution_note",
 )
+# Excel reads a CSV without a byte-order mark in the machine's legacy code page (Cyrillic garbles).
+BOM: Final = "\ufeff"
+# One charset parameter: Litestar appends ``; charset=utf-8`` to a ``text/`` media type itself.
+CSV_MEDIA_TYPE: Final = "text/csv"
 
 
 def _share(part: int, whole: int) -> float | None:
@@ -142,12 +150,13 @@ async def export(  # noqa: PLR0917
     return export_csv(pool, settings, replace(query, venue_id=venue_id, venue_ids=None, region_id=None, after=None))
 
 
-def _text(value: object) -> str:
-    """A text cell: empty for None, ISO 8601 for times, and never read as a formula."""
+def _text(value: object, tz: str = "UTC") -> str:
+    """A text cell: empty for None, ISO 8601 for times (with the venue's offset, as the pages show
+    them), and never read as a formula."""
     if value is None:
         return ""
     if isinstance(value, datetime):
-        return value.isoformat()
+        return localtime.iso(value, tz)
     text = str(value)
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
@@ -158,7 +167,7 @@ async def export_csv(pool: asyncpg.Pool, settings: Settings, query: repo.History
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
-    yield buffer.getvalue().encode()
+    yield (BOM + buffer.getvalue()).encode()
     after = None
     while True:
         async with pool.acquire() as conn:
@@ -167,22 +176,26 @@ async def export_csv(pool: asyncpg.Pool, settings: Settings, query: repo.History
         buffer.truncate()
         for row in rows:
             item = to_item(settings, row)
+            tz = item.timezone
             writer.writerow(
                 [
                     _text(item.id),
                     _text(item.venue_name),
                     _text(item.kind),
                     _text(item.status),
-                    _text(item.detected_at),
-                    _text(item.confirmed_at),
-                    _text(item.first_acknowledged_at),
-                    _text(item.first_officer_accepted_at),
-                    _text(item.resolved_at),
+                    _text(item.detected_at, tz),
+                    _text(item.confirmed_at, tz),
+                    _text(item.first_acknowledged_at, tz),
+                    _text(item.first_officer_accepted_at, tz),
+                    _text(item.resolved_at, tz),
                     _text(item.outcome),
                     _text(item.verdict),
                     item.detection_count,
                     round(item.max_score, 4),
                     "true" if item.legal_hold else "false",
+                    _text(item.received_at, tz),
+                    _text(tz),
+                    _text(item.resolution_note),
                 ]
             )
         if rows:

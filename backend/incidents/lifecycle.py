@@ -504,6 +504,23 @@ async def set_legal_hold(
     return Change(updated, changed=True, event=event)
 
 
+async def claim(
+    conn: asyncpg.Connection, settings: Settings, incident: IncidentRow, actor: Principal, *, claim: bool
+) -> Change:
+    """A dispatcher says "I am handling this" (``claimed``; another's claim passes to them) or stops
+    (``unclaimed``, their own claim only). Not a status: the board shows it to every dispatcher
+    of the region, through the same sync as every change. A resolved incident: Conflict."""
+    _require_transaction(conn)
+    if incident.status == RESOLVED:
+        raise Conflict("the incident is resolved", field="incident_id")
+    current = await repo.current_claim(conn, incident.id)
+    if (claim and current == actor.user_id) or (not claim and current != actor.user_id):
+        return Change(incident, changed=False)
+    event = await _append(conn, settings, incident, "claimed" if claim else "unclaimed", actor=actor)
+    log.info("incident_claim", incident_id=str(incident.id), claim=claim)
+    return Change(incident, changed=True, event=event)
+
+
 # --- footage made after the alarm -------------------------------------------------------------
 
 

@@ -318,3 +318,17 @@ async def insert_outcome(
 ) -> None:
     """One person's outcome of the incident (a label for retraining and camera calibration)."""
     await conn.execute(INSERT_OUTCOME, incident_id, user_id, role, source, verdict, note)
+
+
+# Who handles the incident from the board: the latest claimed/unclaimed event of its current opening.
+SELECT_CLAIM = f"""
+SELECT CASE WHEN type = 'claimed' THEN actor_id END FROM incident_events
+WHERE incident_id = $1 AND incident_opened_at = {_OPENED} AND type IN ('claimed', 'unclaimed')
+ORDER BY id DESC LIMIT 1
+"""
+
+
+async def current_claim(conn: asyncpg.Connection, incident_id: uuid.UUID) -> uuid.UUID | None:
+    """The dispatcher handling the incident (``claimed`` and not released since), if any."""
+    claimer: uuid.UUID | None = await conn.fetchval(SELECT_CLAIM, incident_id)
+    return claimer

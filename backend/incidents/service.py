@@ -91,3 +91,20 @@ async def set_legal_hold(  # noqa: PLR0917 - the CLI and the two routes call it 
         version=change.incident.version,
         changed=change.changed,
     )
+
+
+CLAIMERS = frozenset({"dispatcher", "admin"})
+
+
+async def claim(
+    conn: asyncpg.Connection, settings: Settings, actor: Principal, incident_id: uuid.UUID, *, claim: bool
+) -> bool:
+    """Claim (or release) an incident as its handler on the board; whether anything changed.
+    Someone who may not see it: 404; a role that does not dispatch: 403."""
+    incident = await lifecycle.lock(conn, incident_id)
+    if incident is None or not await can_see(conn, actor, incident):
+        raise NotFound("no such incident", field="incident_id")
+    if actor.role not in CLAIMERS:
+        raise Forbidden("claiming an incident is for dispatchers and admins")
+    change = await lifecycle.claim(conn, settings, incident, actor, claim=claim)
+    return change.changed

@@ -51,6 +51,7 @@ RESET_SIGN_IN = f"""
 UPDATE users SET password_hash = NULL, otp_hash = $2, otp_expires_at = $3, token_version = token_version + 1
 WHERE id = $1 RETURNING {_COLUMNS}
 """
+UPDATE_PROFILE = f"UPDATE users SET display_name = $2, phone = $3 WHERE id = $1 RETURNING {_COLUMNS}"
 BUMP_TOKEN_VERSION = f"UPDATE users SET token_version = token_version + 1 WHERE id = $1 RETURNING {_COLUMNS}"
 EXPIRE_LINKS = "UPDATE short_links SET expires_at = now() WHERE user_id = $1 AND expires_at > now()"
 SELECT_USERS = f"SELECT {_COLUMNS} FROM users WHERE ($1::text IS NULL OR role = $1) ORDER BY created_at LIMIT $2"
@@ -91,6 +92,16 @@ async def insert_user(
             raise Invalid("officers and dispatchers belong to a police region", field="region_id") from exc
         raise Invalid("a password or a one-time code is required", field="password") from exc
     return _row(record)
+
+
+async def update_profile(
+    conn: asyncpg.Connection, user_id: uuid.UUID, display_name: str, phone: str | None
+) -> UserRow | None:
+    try:
+        record = await conn.fetchrow(UPDATE_PROFILE, user_id, display_name, phone)
+    except asyncpg.UniqueViolationError as exc:
+        raise Conflict("a user with this phone exists", field="phone") from exc
+    return _row(record) if record else None
 
 
 async def get_user(conn: asyncpg.Connection, user_id: uuid.UUID) -> UserRow | None:
@@ -138,3 +149,8 @@ async def expire_links(conn: asyncpg.Connection, user_id: uuid.UUID) -> int:
 
 async def list_users(conn: asyncpg.Connection, role: str | None, limit: int = 500) -> list[UserRow]:
     return [_row(r) for r in await conn.fetch(SELECT_USERS, role, limit)]
+
+
+async def phones(conn: asyncpg.Connection, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, str | None]:
+    rows = await conn.fetch("SELECT id, phone FROM users WHERE id = ANY($1::uuid[])", user_ids)
+    return {r["id"]: r["phone"] for r in rows}

@@ -28,6 +28,14 @@ class UserCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     password: Password | None = None
 
 
+class UserProfile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What an administrator edits of a user: the name people see and the phone others call.
+    (Role, venue and region are part of the user's sign-in; change them by a new account.)"""
+
+    display_name: Name
+    phone: Phone | None = None
+
+
 class User(msgspec.Struct, kw_only=True):
     id: uuid.UUID
     username: str

@@ -16,7 +16,7 @@ from backend.core.errors import Conflict, Invalid, NotFound
 from backend.core.logging import get_logger
 from backend.users import repo
 from backend.users.passwords import check_password
-from backend.users.schemas import User, UserCreate, UserCreated
+from backend.users.schemas import User, UserCreate, UserCreated, UserProfile
 from backend.venues import repo as venues
 
 ONE_TIME_CODE_TTL = timedelta(hours=24)
@@ -92,6 +92,27 @@ async def resolve_user(conn: asyncpg.Connection, login_or_id: str) -> uuid.UUID:
     return row.id
 
 
+async def update_profile(
+    conn: asyncpg.Connection, actor: Principal | None, user_id: uuid.UUID, data: UserProfile
+) -> User:
+    """A user's display name and phone (audited; the phone number itself is not logged)."""
+    before = await _user_or_404(conn, await repo.get_user(conn, user_id))
+    row = await _user_or_404(conn, await repo.update_profile(conn, user_id, data.display_name, data.phone))
+    await audit.record_by(
+        conn,
+        actor,
+        "user.update",
+        subject_type="user",
+        subject_id=str(user_id),
+        venue_id=row.venue_id,
+        detail={
+            "display_name": before.display_name != row.display_name,
+            "phone": before.phone != row.phone,
+        },
+    )
+    return to_user(row)
+
+
 async def deactivate(conn: asyncpg.Connection, actor: Principal | None, user_id: uuid.UUID) -> User:
     """The user can no longer sign in; their access tokens stop working within seconds
     (``session_check_cache_s``), their refresh tokens and footage links at once."""
@@ -163,3 +184,8 @@ async def reset_sign_in(conn: asyncpg.Connection, actor: Principal | None, user_
 
 async def list_users(conn: asyncpg.Connection, role: str | None) -> list[User]:
     return [to_user(r) for r in await repo.list_users(conn, role)]
+
+
+async def phones(conn: asyncpg.Connection, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, str | None]:
+    """The users' phone numbers (for an administrator's edit form)."""
+    return await repo.phones(conn, user_ids) if user_ids else {}

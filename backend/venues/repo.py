@@ -29,13 +29,31 @@ class VenueRow(msgspec.Struct, frozen=True):
     created_at: datetime
 
 
-INSERT_REGION = "INSERT INTO police_regions (name) VALUES ($1) RETURNING id, name, created_at"
+INSERT_REGION = """
+INSERT INTO police_regions (name, area)
+VALUES ($1, CASE WHEN $2::text IS NULL THEN NULL ELSE ST_Multi(ST_SetSRID(ST_GeomFromGeoJSON($2), 4326))::geography END)
+RETURNING id, name, created_at
+"""
+# Why a GeoJSON area is no region's boundary (None: it is one).
+AREA_PROBLEM = """
+SELECT CASE WHEN GeometryType(g) NOT IN ('POLYGON', 'MULTIPOLYGON') THEN 'not a Polygon or MultiPolygon'
+            WHEN NOT ST_IsValid(g) THEN ST_IsValidReason(g)
+            WHEN NOT ST_Covers(ST_MakeEnvelope(-180, -90, 180, 90, 4326), g) THEN 'coordinates out of range'
+       END
+FROM (SELECT ST_SetSRID(ST_GeomFromGeoJSON($1), 4326) AS g) AS a
+"""
 SELECT_REGIONS = "SELECT id, name, created_at FROM police_regions ORDER BY name"
 _VENUE_COLUMNS = """id, name, address, ST_Y(location::geometry) AS lat, ST_X(location::geometry) AS lon,
     timezone, owner_id, region_id, created_at"""
 INSERT_VENUE = f"""
 INSERT INTO venues (name, address, location, timezone, owner_id, region_id)
 VALUES ($1, $2, ST_SetSRID(ST_MakePoint($4, $3), 4326)::geography, $5, $6, $7)
+RETURNING {_VENUE_COLUMNS}
+"""
+UPDATE_VENUE = f"""
+UPDATE venues SET name = $2, address = $3, location = ST_SetSRID(ST_MakePoint($5, $4), 4326)::geography,
+                  timezone = $6, owner_id = $7, region_id = $8
+WHERE id = $1
 RETURNING {_VENUE_COLUMNS}
 """
 SELECT_VENUE = f"SELECT {_VENUE_COLUMNS} FROM venues WHERE id = $1"
@@ -50,9 +68,18 @@ ORDER BY name LIMIT $4
 """
 
 
-async def insert_region(conn: asyncpg.Connection, name: str) -> RegionRow:
+async def area_problem(conn: asyncpg.Connection, geojson: str) -> str | None:
     try:
-        record = await conn.fetchrow(INSERT_REGION, name)
+        async with conn.transaction():  # a savepoint: PostGIS refusing the GeoJSON leaves the caller's intact
+            problem: str | None = await conn.fetchval(AREA_PROBLEM, geojson)
+    except asyncpg.PostgresError as exc:
+        return str(exc).split("\n")[0]
+    return problem
+
+
+async def insert_region(conn: asyncpg.Connection, name: str, area: str | None = None) -> RegionRow:
+    try:
+        record = await conn.fetchrow(INSERT_REGION, name, area)
     except asyncpg.UniqueViolationError as exc:
         raise Conflict(f"a region named {name!r} exists", field="name") from exc
     return msgspec.convert(dict(record), RegionRow)
@@ -79,6 +106,26 @@ async def insert_venue(
         field = "owner_id" if "owner" in (exc.constraint_name or "") else "region_id"
         raise Invalid(f"no such {field.removesuffix('_id')}", field=field) from exc
     return msgspec.convert(dict(record), VenueRow)
+
+
+async def update_venue(
+    conn: asyncpg.Connection,
+    venue_id: uuid.UUID,
+    *,
+    name: str,
+    address: str,
+    lat: float,
+    lon: float,
+    timezone: str,
+    owner_id: uuid.UUID | None,
+    region_id: uuid.UUID | None,
+) -> VenueRow | None:
+    try:
+        record = await conn.fetchrow(UPDATE_VENUE, venue_id, name, address, lat, lon, timezone, owner_id, region_id)
+    except asyncpg.ForeignKeyViolationError as exc:
+        field = "owner_id" if "owner" in (exc.constraint_name or "") else "region_id"
+        raise Invalid(f"no such {field.removesuffix('_id')}", field=field) from exc
+    return msgspec.convert(dict(record), VenueRow) if record else None
 
 
 async def get_venue(conn: asyncpg.Connection, venue_id: uuid.UUID) -> VenueRow | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -16,6 +16,9 @@ Lon = Annotated[float, msgspec.Meta(ge=-180, le=180)]
 
 class RegionCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: Name
+    # its boundary, a GeoJSON Polygon or MultiPolygon (WGS 84): what the dispatchers' board draws
+    # when no map tiles are configured
+    area: dict[str, Any] | None = None
 
 
 class Region(msgspec.Struct, kw_only=True):
@@ -30,6 +33,18 @@ class VenueCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     lat: Lat
     lon: Lon
     timezone: Annotated[str, ascii_token("A-Za-z0-9_/+-", max_length=64)] = "Asia/Almaty"
+    owner_id: uuid.UUID | None = None
+    region_id: uuid.UUID | None = None
+
+
+class VenueUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A venue's whole description, as the edit form sends it (every field, as on creation)."""
+
+    name: Name
+    address: Annotated[str, line(500)]
+    lat: Lat
+    lon: Lon
+    timezone: Annotated[str, ascii_token("A-Za-z0-9_/+-", max_length=64)]
     owner_id: uuid.UUID | None = None
     region_id: uuid.UUID | None = None
 

@@ -12,11 +12,14 @@ from backend.audit import repo as audit
 from backend.core.auth import Principal
 from backend.core.errors import Invalid, NotFound
 from backend.venues import repo
-from backend.venues.schemas import Region, RegionCreate, Venue, VenueCreate
+from backend.venues.schemas import Region, RegionCreate, Venue, VenueCreate, VenueUpdate
 
 
 async def create_region(conn: asyncpg.Connection, actor: Principal | None, data: RegionCreate) -> Region:
-    row = await repo.insert_region(conn, data.name)
+    area = msgspec.json.encode(data.area).decode() if data.area is not None else None
+    if area is not None and (problem := await repo.area_problem(conn, area)):
+        raise Invalid(f"area is not a region's boundary: {problem}", field="area")
+    row = await repo.insert_region(conn, data.name, area)
     await audit.record_by(
         conn,
         actor,
@@ -31,13 +34,17 @@ async def list_regions(conn: asyncpg.Connection) -> list[Region]:
     return [msgspec.convert(r, Region, from_attributes=True) for r in await repo.list_regions(conn)]
 
 
-async def create_venue(conn: asyncpg.Connection, actor: Principal | None, data: VenueCreate) -> Venue:
+async def _check(conn: asyncpg.Connection, data: VenueCreate | VenueUpdate) -> None:
     try:
         zoneinfo.ZoneInfo(data.timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
         raise Invalid(f"unknown time zone {data.timezone!r}", field="timezone") from exc
     if data.owner_id is not None and await repo.user_role(conn, data.owner_id) not in {"owner", None}:
         raise Invalid("the owner must be a user with the role owner", field="owner_id")
+
+
+async def create_venue(conn: asyncpg.Connection, actor: Principal | None, data: VenueCreate) -> Venue:
+    await _check(conn, data)
     row = await repo.insert_venue(
         conn,
         name=data.name,
@@ -55,6 +62,29 @@ async def create_venue(conn: asyncpg.Connection, actor: Principal | None, data: 
         subject_type="venue",
         subject_id=str(row.id),
         venue_id=row.id,
+    )
+    return msgspec.convert(row, Venue, from_attributes=True)
+
+
+async def update_venue(
+    conn: asyncpg.Connection, actor: Principal | None, venue_id: uuid.UUID, data: VenueUpdate
+) -> Venue:
+    """A venue's name, address, position, time zone, owner and region, as a whole; audited with
+    what it was before."""
+    before = await repo.get_venue(conn, venue_id)
+    if before is None:
+        raise NotFound("no such venue", field="venue_id")
+    await _check(conn, data)
+    row = await repo.update_venue(conn, venue_id, **msgspec.structs.asdict(data))
+    if row is None:
+        raise NotFound("no such venue", field="venue_id")
+    changed = {
+        k: {"from": str(getattr(before, k)), "to": str(getattr(row, k))}
+        for k in ("name", "address", "lat", "lon", "timezone", "owner_id", "region_id")
+        if getattr(before, k) != getattr(row, k)
+    }
+    await audit.record_by(
+        conn, actor, "venue.update", subject_type="venue", subject_id=str(venue_id), venue_id=venue_id, detail=changed
     )
     return msgspec.convert(row, Venue, from_attributes=True)
 

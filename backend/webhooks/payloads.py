@@ -26,7 +26,8 @@ MAX_BODY_BYTES: Final = 20 * 1024
 
 # Domain event (the incident's timeline) -> webhook event type. Events not named are not sent:
 # ``outcome_added`` (an owner's verdict) and ``footage_purged`` (retention deleted the footage; the
-# links then answer 410) change nothing a city system acts on.
+# links then answer 410) change nothing a city system acts on, nor do ``claimed`` / ``unclaimed`` (which
+# dispatcher handles it from the board: coordination inside the operations centre).
 EVENT_TYPES: Final[dict[str, str]] = {
     "confirmed": "incident.opened",
     "detection_added": "incident.updated",

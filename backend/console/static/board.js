@@ -1,5 +1,6 @@
-/* Kuzet live board: open incidents on a map and in a list, kept current by server-sent events.
-   No inline script (the page's CSP forbids it); words come from data-words. */
+/* Kuzet live board: open incidents grouped by venue on a map and in a list, most urgent first,
+   kept current by server-sent events. No inline script (the page's CSP forbids it); words come
+   from data-words; everything people typed (venue names, addresses, cameras) goes in as text. */
 (function () {
   "use strict";
   var root = document.getElementById("board");
@@ -8,20 +9,53 @@
   var tiles = root.getAttribute("data-tiles");
   var attribution = root.getAttribute("data-attribution") || "";
   function w(key) { return words[key] || key; }
+  function fill(key, values) {
+    return w(key).replace(/\{(\w+)\}/g, function (_, name) { return String(values[name]); });
+  }
 
   var incidents = {};   // id -> item (highest version seen)
-  var markers = {};     // id -> Leaflet layer
   var lastId = null;    // the stream's cursor (also sent back as Last-Event-ID by the browser)
   var loaded = false;   // the first full list arrived: from then on a new id is a new incident
   var source = null;
   var clockSkew = 0;    // server now - browser now, in ms
+  var live = false;     // while disconnected the board is greyed and its ages stop
+  var lastUpdate = null;
+  var filters = { kind: "", state: "", region: "", unack: false, failing: false };
 
-  // --- the map: works without tiles (venues on a blank canvas), tiles only when configured ---
-  var map = L.map("map", { center: [43.2389, 76.8897], zoom: 12 });
+  // --- the map: tiles where configured, else the regions' outlines and the venues' names ----------
+  var map = L.map("map", { center: [43.2389, 76.8897], zoom: 12, preferCanvas: false });
+  var clusterLayer = L.layerGroup().addTo(map);
   if (tiles) {
     L.tileLayer(tiles, { attribution: attribution, maxZoom: 19 }).addTo(map);
   } else {
     map.attributionControl.setPrefix(false);
+    fetch("/console/board/outline", { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (outline) {
+        if (!outline) { return; }
+        L.geoJSON(outline.regions, {
+          interactive: false,
+          style: function () { return { color: "#5f7386", weight: 2, fillColor: "#e8eef3", fillOpacity: 0.55, dashArray: "6 4" }; }
+        }).addTo(map).bringToBack();
+        outline.regions.features.forEach(function (f) {
+          if (!f.properties || !f.properties.label) { return; }
+          var c = L.geoJSON(f).getBounds().getCenter();
+          L.marker(c, { interactive: false, keyboard: false, icon: label("region-label", f.properties.label) }).addTo(map);
+        });
+        outline.venues.forEach(function (v) {
+          L.marker([v.lat, v.lon], { interactive: false, keyboard: false, icon: label("venue-label", v.name) }).addTo(map);
+        });
+        if (!Object.keys(incidents).length && outline.venues.length) {
+          map.fitBounds(L.latLngBounds(outline.venues.map(function (v) { return [v.lat, v.lon]; })).pad(0.3), { maxZoom: 15 });
+        }
+      })
+      .catch(function () { /* the board works without the outline */ });
+  }
+  function label(cls, text) {
+    var el = document.createElement("span");
+    el.className = cls;
+    el.textContent = text;
+    return L.divIcon({ className: "map-text", html: el, iconSize: null });
   }
 
   // --- sound and visual cue, silenceable -------------------------------------------------
@@ -69,13 +103,67 @@
     beep();
   }
 
-  // --- rendering ------------------------------------------------------------------------
+  // --- time: the camera's, at the venue, with its offset ------------------------------------
   function age(iso) {
     var s = Math.max(0, Math.round((Date.now() + clockSkew - Date.parse(iso)) / 1000));
-    if (s < 120) { return s + " s"; }
-    if (s < 7200) { return Math.floor(s / 60) + " min"; }
-    return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
+    if (s < 120) { return s + " " + w("unit.s"); }
+    if (s < 7200) { return Math.floor(s / 60) + " " + w("unit.min"); }
+    return Math.floor(s / 3600) + " " + w("unit.h") + " " + Math.floor((s % 3600) / 60) + " " + w("unit.min");
   }
+  var formats = {};
+  function local(iso, tz) {
+    var f = formats[tz];
+    if (!f) {
+      try {
+        f = new Intl.DateTimeFormat("en-GB", { timeZone: tz, hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23", timeZoneName: "longOffset" });
+      } catch (e) {
+        f = new Intl.DateTimeFormat("en-GB", { timeZone: "UTC", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23", timeZoneName: "short" });
+      }
+      formats[tz] = f;
+    }
+    return f.format(new Date(iso)).replace("GMT", "");
+  }
+
+  // --- what is shown: filters, then urgency -----------------------------------------------
+  function unacknowledged(item) { return item.status === "confirmed"; }
+  function urgency(a, b) {
+    var ua = unacknowledged(a) ? 0 : 1;
+    var ub = unacknowledged(b) ? 0 : 1;
+    if (ua !== ub) { return ua - ub; }
+    return Date.parse(a.detected_at) - Date.parse(b.detected_at);  // oldest (longest waiting) first
+  }
+  function visible(item) {
+    if (filters.kind && item.kind !== filters.kind) { return false; }
+    if (filters.state && item.status !== filters.state) { return false; }
+    if (filters.region && item.region !== filters.region) { return false; }
+    if (filters.unack && !unacknowledged(item)) { return false; }
+    if (filters.failing && !item.not_delivered) { return false; }
+    return true;
+  }
+  function groups() {
+    var byVenue = {};
+    Object.keys(incidents).forEach(function (k) {
+      var item = incidents[k];
+      if (!visible(item)) { return; }
+      var g = byVenue[item.venue_id];
+      if (!g) {
+        g = byVenue[item.venue_id] = { id: item.venue_id, venue: item.venue, address: item.address, region: item.region, lat: item.lat, lon: item.lon, items: [] };
+      }
+      g.items.push(item);
+    });
+    var list = Object.keys(byVenue).map(function (k) { return byVenue[k]; });
+    list.forEach(function (g) { g.items.sort(urgency); });
+    list.sort(function (a, b) { return urgency(a.items[0], b.items[0]); });
+    return list;
+  }
+  function kindCounts(items) {
+    var counts = {};
+    items.forEach(function (i) { counts[i.kind] = (counts[i.kind] || 0) + 1; });
+    return Object.keys(counts).sort(function (a, b) { return counts[b] - counts[a]; })
+      .map(function (k) { return { kind: k, n: counts[k] }; });
+  }
+
+  // --- the list -------------------------------------------------------------------------------
   function cell(tr, text, cls) {
     var td = document.createElement("td");
     td.textContent = text;
@@ -83,75 +171,201 @@
     tr.appendChild(td);
     return td;
   }
-  function render() {
-    var body = document.getElementById("incident-rows");
-    var items = Object.keys(incidents).map(function (k) { return incidents[k]; });
-    items.sort(function (a, b) { return Date.parse(b.opened_at) - Date.parse(a.opened_at); });
-    body.textContent = "";
-    items.forEach(function (item) {
-      var tr = document.createElement("tr");
-      tr.id = "incident-" + item.id;
-      tr.className = "row state-" + item.status + (item.not_delivered ? " failing" : "") + (item.fresh ? " fresh" : "");
-      var kind = cell(tr, "");
-      var link = document.createElement("a");
-      link.href = "/console/incidents/" + item.id;
-      link.textContent = w("kind." + item.kind);
-      link.className = "incident-link";
-      kind.appendChild(link);
-      cell(tr, item.venue);
-      cell(tr, age(item.opened_at), "age").setAttribute("data-opened", item.opened_at);
-      cell(tr, w("state." + item.status), "st");
-      cell(tr, String(item.notified));
-      cell(tr, String(item.acknowledged));
-      cell(tr, String(item.not_delivered), item.not_delivered ? "bad" : "");
-      body.appendChild(tr);
-    });
-    document.getElementById("count").textContent = String(items.length);
-    document.getElementById("empty").hidden = items.length > 0;
+  function venueRow(g) {
+    var tr = document.createElement("tr");
+    tr.className = "venue-row";
+    tr.id = "venue-" + g.id;
+    var th = document.createElement("th");
+    th.colSpan = 7;
+    th.scope = "colgroup";
+    var name = document.createElement("strong");
+    name.textContent = g.venue;
+    th.appendChild(name);
+    var n = document.createElement("span");
+    n.className = "badge venue-count";
+    n.textContent = String(g.items.length);
+    th.appendChild(document.createTextNode(" "));
+    th.appendChild(n);
+    var meta = document.createElement("span");
+    meta.className = "venue-meta";
+    meta.textContent = " " + [g.address, g.region].filter(Boolean).join(" · ") + " · " +
+      kindCounts(g.items).map(function (c) { return w("kind." + c.kind) + " " + c.n; }).join(", ");
+    th.appendChild(meta);
+    tr.appendChild(th);
+    return tr;
   }
-  function place(item) {
-    var color = item.status === "confirmed" ? "#c62828" : "#ef6c00";
-    var layer = markers[item.id];
-    if (!layer) {
-      layer = L.circleMarker([item.lat, item.lon], { radius: 10, weight: 2, color: color, fillOpacity: 0.6 });
-      layer.on("click", function () { window.location.assign("/console/incidents/" + item.id); });
-      layer.addTo(map);
-      markers[item.id] = layer;
+  function incidentRow(item) {
+    var tr = document.createElement("tr");
+    tr.id = "incident-" + item.id;
+    tr.className = "row state-" + item.status + (item.not_delivered ? " failing" : "") + (item.fresh ? " fresh" : "") +
+      (unacknowledged(item) ? " unack" : "");
+    var kind = cell(tr, "");
+    var link = document.createElement("a");
+    link.href = "/console/incidents/" + item.id;
+    link.textContent = w("kind." + item.kind);
+    link.className = "incident-link";
+    kind.appendChild(link);
+    cell(tr, (item.cameras || []).join(", ") || "—", "camera");
+    var when = cell(tr, "", "when");
+    var at = document.createElement("time");
+    at.dateTime = item.detected_at;
+    at.className = "camera-time";
+    at.textContent = local(item.detected_at, item.timezone);
+    when.appendChild(at);
+    var ageEl = document.createElement("span");
+    ageEl.className = "age";
+    ageEl.setAttribute("data-at", item.detected_at);
+    ageEl.textContent = age(item.detected_at);
+    when.appendChild(document.createTextNode(" · "));
+    when.appendChild(ageEl);
+    if (item.received_at && Math.abs(Date.parse(item.received_at) - Date.parse(item.detected_at)) > 60000) {
+      var rec = document.createElement("span");
+      rec.className = "received";
+      rec.textContent = " (" + w("board.received") + " " + local(item.received_at, item.timezone) + ")";
+      when.appendChild(rec);
     }
-    layer.setStyle({ color: color });
-    layer.bindTooltip(w("kind." + item.kind) + " · " + item.venue);
+    var st = cell(tr, w("state." + item.status), "st");
+    if (item.claimed_by) {
+      var claim = document.createElement("span");
+      claim.className = "claim";
+      claim.textContent = fill("board.handled_by", { name: item.claimed_by });
+      st.appendChild(document.createElement("br"));
+      st.appendChild(claim);
+    }
+    var acked = (item.acknowledged_by || []).join(", ");
+    cell(tr, (acked || "—") + " (" + item.acknowledged + "/" + item.notified + ")", "people acked");
+    cell(tr, (item.responders || []).join(", ") || "—", "people");
+    cell(tr, String(item.not_delivered), item.not_delivered ? "bad num" : "num");
+    return tr;
   }
-  function drop(id) {
-    delete incidents[id];
-    if (markers[id]) { map.removeLayer(markers[id]); delete markers[id]; }
+  var pending = false;
+  function render() {
+    if (pending) { return; }
+    pending = true;
+    window.requestAnimationFrame(function () {
+      pending = false;
+      draw();
+    });
   }
+  function draw() {
+    var body = document.getElementById("incident-rows");
+    var list = groups();
+    var total = Object.keys(incidents).length;
+    var shown = 0;
+    var rows = document.createDocumentFragment();
+    list.forEach(function (g) {
+      rows.appendChild(venueRow(g));
+      g.items.forEach(function (item) { rows.appendChild(incidentRow(item)); shown += 1; });
+    });
+    body.textContent = "";
+    body.appendChild(rows);
+    document.getElementById("count").textContent = String(total);
+    document.getElementById("shown").textContent = shown === total ? "" : fill("board.shown", { shown: shown, total: total });
+    document.getElementById("empty").hidden = shown > 0;
+    cluster(list);
+  }
+
+  // --- the map's markers: one per place, labelled by count and kind, merged when they overlap ---
+  var CLUSTER_PX = 46;
+  var lastList = [];
+  function cluster(list) {
+    lastList = list;
+    clusterLayer.clearLayers();
+    var clusters = [];
+    list.forEach(function (g) {
+      var p = map.latLngToLayerPoint([g.lat, g.lon]);
+      var near = null;
+      for (var i = 0; i < clusters.length; i += 1) {
+        if (clusters[i].point.distanceTo(p) < CLUSTER_PX) { near = clusters[i]; break; }
+      }
+      if (near) { near.groups.push(g); } else { clusters.push({ point: p, groups: [g] }); }
+    });
+    clusters.forEach(function (c) {
+      var items = [];
+      c.groups.forEach(function (g) { items = items.concat(g.items); });
+      var kinds = kindCounts(items);
+      var urgent = items.some(unacknowledged);
+      var el = document.createElement("span");
+      el.className = "cluster " + (urgent ? "unack" : "ack");
+      var n = document.createElement("b");
+      n.textContent = String(items.length);
+      el.appendChild(n);
+      var k = document.createElement("span");
+      k.className = "cluster-kind";
+      k.textContent = w("kind." + kinds[0].kind) + (kinds.length > 1 ? " +" + (kinds.length - 1) : "");
+      el.appendChild(k);
+      var first = c.groups[0];
+      var marker = L.marker([first.lat, first.lon], {
+        icon: L.divIcon({ className: "cluster-icon", html: el, iconSize: null }),
+        keyboard: true,
+        title: c.groups.map(function (g) { return g.venue; }).join(", "),
+        alt: String(items.length) + " " + w("kind." + kinds[0].kind)
+      });
+      var tip = document.createElement("div");
+      c.groups.forEach(function (g) {
+        var line = document.createElement("div");
+        line.textContent = g.venue + ": " + kindCounts(g.items).map(function (x) { return w("kind." + x.kind) + " " + x.n; }).join(", ");
+        tip.appendChild(line);
+      });
+      marker.bindTooltip(tip, { direction: "top" });
+      marker.on("click", function () {
+        if (c.groups.length > 1) {
+          map.fitBounds(L.latLngBounds(c.groups.map(function (g) { return [g.lat, g.lon]; })).pad(0.5));
+        } else {
+          var row = document.getElementById("venue-" + first.id);
+          if (row) { row.scrollIntoView({ block: "start" }); }
+        }
+      });
+      marker.addTo(clusterLayer);
+    });
+  }
+  map.on("zoomend", function () { cluster(lastList); });
+
   function apply(update) {
     clockSkew = Date.parse(update.now) - Date.now();
-    if (update.reset) {
-      Object.keys(incidents).forEach(drop);
-    }
+    lastUpdate = update.now;
+    if (update.reset) { incidents = {}; }
     update.items.forEach(function (item) {
       var known = incidents[item.id];
       if (known && known.version > item.version) { return; }
-      if (item.status === "resolved") { drop(item.id); return; }
+      if (item.status === "resolved") { delete incidents[item.id]; return; }
       item.fresh = known ? known.fresh : loaded;
       incidents[item.id] = item;
-      place(item);
       if (!known && loaded) { announce(item); }
     });
+    var first = !loaded;
     loaded = true;
-    render();
-    var ids = Object.keys(markers);
-    if (ids.length && update.reset) {
-      map.fitBounds(L.featureGroup(ids.map(function (k) { return markers[k]; })).getBounds().pad(0.5), { maxZoom: 15 });
+    draw();
+    var ids = Object.keys(incidents);
+    if (ids.length && (update.reset || first)) {
+      map.fitBounds(L.latLngBounds(ids.map(function (k) { return [incidents[k].lat, incidents[k].lon]; })).pad(0.5), { maxZoom: 15 });
+      cluster(lastList);
     }
   }
 
+  // --- filters ------------------------------------------------------------------------------
+  [["filter-kind", "kind"], ["filter-state", "state"], ["filter-region", "region"]].forEach(function (pair) {
+    document.getElementById(pair[0]).addEventListener("change", function (e) { filters[pair[1]] = e.target.value; render(); });
+  });
+  [["filter-unack", "unack"], ["filter-failing", "failing"]].forEach(function (pair) {
+    document.getElementById(pair[0]).addEventListener("change", function (e) { filters[pair[1]] = e.target.checked; render(); });
+  });
+  document.getElementById("board-filters").addEventListener("submit", function (e) { e.preventDefault(); });
+
   // --- the stream: the browser reconnects by itself (Last-Event-ID); if it gives up, so do not we ---
-  var live = document.getElementById("live");
+  var liveEl = document.getElementById("live");
+  var staleEl = document.getElementById("stale");
   function status(state) {
-    live.setAttribute("data-state", state);
-    live.textContent = state === "live" ? w("board.connected") : w("board.reconnecting");
+    live = state === "live";
+    liveEl.setAttribute("data-state", state);
+    liveEl.textContent = live ? w("board.connected") : w("board.reconnecting");
+    root.classList.toggle("stale", !live && loaded);
+    if (!live && loaded && lastUpdate) {
+      staleEl.textContent = fill("board.stale", { time: new Date(lastUpdate).toLocaleTimeString(document.documentElement.lang || undefined) });
+      staleEl.hidden = false;
+    } else {
+      staleEl.hidden = true;
+    }
   }
   function connect() {
     var url = "/console/board/events" + (lastId ? "?since=" + encodeURIComponent(lastId) : "");
@@ -159,8 +373,8 @@
     source.addEventListener("open", function () { status("live"); });
     source.addEventListener("incidents", function (e) {
       lastId = e.lastEventId || lastId;
-      status("live");
       apply(JSON.parse(e.data));
+      status("live");
     });
     source.addEventListener("unavailable", function () { status("down"); });
     source.addEventListener("signed_out", function () { window.location.assign("/console/login"); });
@@ -174,7 +388,9 @@
   }
   connect();
   window.setInterval(function () {
-    var cells = document.querySelectorAll("td.age");
-    Array.prototype.forEach.call(cells, function (td) { td.textContent = age(td.getAttribute("data-opened")); });
+    if (!live) { return; }  // a disconnected board does not pretend its ages are current
+    var cells = document.querySelectorAll("#incident-rows .age");
+    Array.prototype.forEach.call(cells, function (el) { el.textContent = age(el.getAttribute("data-at")); });
   }, 1000);
+  window.kuzetBoard = { draw: draw, count: function () { return Object.keys(incidents).length; } };
 })();
