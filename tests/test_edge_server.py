@@ -4,6 +4,7 @@ local FCM v1 inbox, the real worker runner; the box is played by HTTP requests i
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,11 +14,13 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from backend.console import session
 from backend.core.config import Settings
 from backend.edge import health
 from kuzet.devtools.push_inbox import PushInbox
 from tests.alerting import dispatch_worker, fcm_env, push_inbox, run_due_jobs
 from tests.factories import Factory
+from tests.test_console import csrf_of, sign_in
 from tests.test_ingest import assert_problem, form, meta
 
 __all__ = ["push_inbox"]
@@ -364,6 +367,7 @@ async def test_a_silent_box_makes_its_cameras_offline_and_a_closed_venue_is_told
     assert await health.housekeeping(conn, settings) == (0, 0)  # it just reported
 
     await conn.execute("UPDATE edge_boxes SET last_seen_at = now() - interval '91 seconds'")
+    await conn.execute("UPDATE camera_health SET received_at = now() - interval '91 seconds'")  # the box went silent
     assert await health.housekeeping(conn, settings) == (1, 0)  # offline, but nobody on duty: no alert yet
     assert await health.housekeeping(conn, settings) == (0, 0)  # once
     assert await conn.fetchval("SELECT condition FROM camera_health") == "offline"
@@ -460,3 +464,117 @@ def test_the_admin_cli_creates_lists_and_revokes_an_edge_box(
     capsys.readouterr()
     assert main(["admin", "revoke-edge-box", str(uuid.uuid4())]) == 2
     assert "no such edge box" in capsys.readouterr().err
+
+
+# --- the console ---------------------------------------------------------------------------------
+
+CODE_ON_PAGE = re.compile(r'id="enrolment-code">([^<]+)<')
+
+
+async def test_the_console_shows_a_new_boxs_code_once_after_a_redirect_and_can_revoke_it(
+    club: Venue, client: Client, conn: asyncpg.Connection
+) -> None:
+    assert (await sign_in(client, club.owner.username)).status_code == 303
+    page = f"/console/venues/{club.venue.id}/edge"
+    empty = await client.get(page)
+    assert empty.status_code == 200 and 'id="enrolment-code"' not in empty.text
+    created = await client.post(
+        page, data={"name": "Back office", "csrf_token": csrf_of(empty.text)}, follow_redirects=False
+    )
+    assert created.status_code == 303 and created.headers["location"] == page
+    cookie = next(c for c in created.headers.get_list("set-cookie") if c.startswith("kuzet_edge_code="))
+    assert "httponly" in cookie.lower() and "samesite=strict" in cookie.lower() and f"path={page}" in cookie.lower()
+    raw_cookie = cookie.split(";", 1)[0].split("=", 1)[1]
+
+    shown = await client.get(page)
+    assert shown.status_code == 200 and shown.headers["cache-control"] == "no-store"
+    found = CODE_ON_PAGE.search(shown.text)
+    assert found, shown.text
+    code = found.group(1)
+    again = await client.get(page)  # a reload shows nothing
+    assert 'id="enrolment-code"' not in again.text
+    signed_in = f"{session.SESSION_COOKIE}={client.cookies.get(session.SESSION_COOKIE)}"
+    replayed = await client.get(page, headers={"Cookie": f"{signed_in}; kuzet_edge_code={raw_cookie}"})  # nor a replay
+    assert replayed.status_code == 200
+    assert 'id="enrolment-code"' not in replayed.text
+
+    enrolled = await client.post("/v1/edge/enroll", json={"code": code})
+    assert enrolled.status_code == 201, enrolled.text
+    active = await client.get(page)
+    box_id = enrolled.json()["box_id"]
+    assert f'id="box-{box_id}" data-status="active"' in active.text
+    revoked = await client.post(
+        f"/console/edge-boxes/{box_id}/revoke", data={"csrf_token": csrf_of(active.text)}, follow_redirects=False
+    )
+    assert revoked.status_code == 303 and revoked.headers["location"] == page
+    assert await conn.fetchval("SELECT status FROM edge_boxes WHERE id = $1", uuid.UUID(box_id)) == "revoked"
+
+
+async def test_the_board_and_the_venue_page_show_camera_health_to_whom_it_concerns(
+    club: Venue, make: Factory, client: Client
+) -> None:
+    _, box_auth = await club.enrolled_box()
+    (door,) = await register(client, box_auth, entry("door", "Door cam"))
+    assert (await send_health(client, box_auth, report(door["camera_id"], picture="black"))).status_code == 202
+    stranger = await make.user("dispatcher")  # another region's
+    for who, sees in ((club.dispatcher, True), (stranger, False)):
+        client.cookies.clear()
+        assert (await sign_in(client, who.username)).status_code == 303
+        board = await client.get("/console/board")
+        assert board.status_code == 200
+        assert ('class="camera-problem" data-condition="dark"' in board.text) is sees
+        assert ("Door cam" in board.text) is sees
+    client.cookies.clear()
+    assert (await sign_in(client, club.owner.username)).status_code == 303
+    history = await client.get(f"/console/venues/{club.venue.id}/history")
+    assert history.status_code == 200
+    assert 'class="camera-health" data-condition="dark"' in history.text and "Door cam" in history.text
+    edge_page = await client.get(f"/console/venues/{club.venue.id}/edge")
+    assert edge_page.status_code == 200 and 'data-status="active"' in edge_page.text
+
+
+async def test_console_edge_pages_tenancy(
+    club: Venue, make: Factory, conn: asyncpg.Connection, settings: Settings, client: Client
+) -> None:
+    """Every console route of this page × role × own and other venue."""
+    other_owner = await make.user("owner")
+    other = await make.venue(owner_id=other_owner.id, region_id=(await make.region()).id)
+    boxes = {"a": (await club.create_box())["box_id"]}
+    client.cookies.clear()
+    assert (await sign_in(client, other_owner.username)).status_code == 303
+    page = await client.get(f"/console/venues/{other.id}/edge")
+    made = await client.post(
+        f"/console/venues/{other.id}/edge", data={"name": "B", "csrf_token": csrf_of(page.text)}, follow_redirects=False
+    )
+    assert made.status_code == 303
+    boxes["b"] = str(await conn.fetchval("SELECT id FROM edge_boxes WHERE venue_id = $1", other.id))
+    venues = {"a": club.venue.id, "b": other.id}
+    people = {
+        "owner": club.owner,
+        "dispatcher": club.dispatcher,
+        "bouncer": club.bouncer,
+        "officer": await make.user("officer", region_id=club.region.id),
+        "admin": await make.user("admin"),
+    }
+    matrix = [  # (method, path, {role: "own/other"})
+        ("GET", "/console/venues/{venue}/edge", {"owner": "200/404", "dispatcher": "200/404", "admin": "200/200"}),
+        ("POST", "/console/venues/{venue}/edge", {"owner": "303/404", "admin": "303/303"}),
+        ("POST", "/console/edge-boxes/{box}/revoke", {"owner": "303/404", "admin": "303/303"}),
+    ]
+    wrong = []
+    for role, user in people.items():
+        client.cookies.clear()
+        assert (await sign_in(client, user.username)).status_code == 303
+        csrf = session.csrf_token(settings, session.decode(settings, client.cookies[session.SESSION_COOKIE]))
+        for method, template, expect in matrix:
+            for side, expectation in zip(("a", "b"), (expect.get(role) or "403/403").split("/"), strict=True):
+                url = template.format(venue=venues[side], box=boxes[side])
+                data = None if method == "GET" else {"name": "M", "csrf_token": csrf}
+                if "revoke" in url:
+                    data = {"csrf_token": csrf}
+                response = await client.request(method, url, data=data, follow_redirects=False)
+                if response.status_code != int(expectation):
+                    wrong.append(
+                        f"{method} {template} as {role} on {side}: {response.status_code}, expected {expectation}"
+                    )
+    assert not wrong, "\n".join(wrong)

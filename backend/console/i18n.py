@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from backend.console import i18n_edge
+
 LANGUAGES: Final = ("en", "ru", "kk")
 DEFAULT: Final = "en"
 
@@ -183,6 +185,7 @@ EN: Final[Mapping[str, str]] = {
     "admin.done": "Done.",
     "yes": "yes",
     "no": "no",
+    **i18n_edge.EN,
 }
 
 RU: Final[Mapping[str, str]] = {
@@ -356,6 +359,7 @@ RU: Final[Mapping[str, str]] = {
     "admin.done": "Готово.",
     "yes": "да",
     "no": "нет",
+    **i18n_edge.RU,
 }
 
 # Kazakh: the structure, with the words translated so far; the rest falls back to English.

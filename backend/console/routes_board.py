@@ -22,6 +22,7 @@ from backend.core.errors import ServiceUnavailable
 from backend.core.failures import DATABASE_UNAVAILABLE
 from backend.core.wire import line, parse_cursor
 from backend.dispatch import service as dispatch
+from backend.edge import health as edge_health
 from backend.history import service as history
 from backend.history.schemas import FootageKind
 from backend.incidents import service as incidents
@@ -68,7 +69,7 @@ class BoardController(Controller):
     include_in_schema = False
 
     @get("/board")
-    async def board(self, request: ConsoleRequest, me: Me) -> Response[str]:
+    async def board(self, request: ConsoleRequest, db: Db, me: Me) -> Response[str]:
         session.require(me, *console.BOARD_ROLES)
         settings = request.app.state.settings
         lang = request.cookies.get(session.LANG_COOKIE) or "en"
@@ -79,6 +80,7 @@ class BoardController(Controller):
             tile_url=settings.console_tile_url or "",
             tile_attribution=settings.console_tile_attribution or "",
             words=strings(lang, BOARD_WORDS),
+            camera_problems=await edge_health.problems(db, me),
         )
 
     @get("/board/events", media_type="text/event-stream")

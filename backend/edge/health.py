@@ -2,9 +2,9 @@
 
 Each report a box sends (every 30 s) is kept as the camera's latest and read as a ``Condition``:
 ``dark`` (stream down or picture black), ``obstructed``, ``moved``, ``frozen``, ``unknown`` or
-``ok``. A camera whose box has not reported for ``edge_box_silence_s`` (90 s) is ``offline``
-(the housekeeping job ``edge_housekeeping``, every 30 s). Every change of condition is a row of
-``camera_health_changes``.
+``ok``. A camera not reported for ``edge_box_silence_s`` (90 s: its box went silent, or stopped
+reporting it) is ``offline`` (the housekeeping job ``edge_housekeeping``, every 30 s). Every change
+of condition is a row of ``camera_health_changes``.
 
 An **episode** is one stretch of an alerting condition (``dark``, ``obstructed``, ``moved``,
 ``offline``), from the first bad report to the next ``ok``; switching between bad conditions stays
@@ -38,6 +38,7 @@ from backend.edge.schemas import (
     ALERTING,
     CameraHealth,
     CameraHealthReport,
+    CameraProblem,
     Condition,
     HealthAccepted,
     HealthReport,
@@ -201,3 +202,25 @@ async def venue_health(conn: asyncpg.Connection, me: Principal | None, venue_id:
             for r in rows
         ],
     )
+
+
+async def problems(conn: asyncpg.Connection, me: Principal, limit: int = 50) -> list[CameraProblem]:
+    """Cameras with a problem now, oldest first: a dispatcher's region's, every region's for admins."""
+    if me.role == "admin":
+        region_id = None
+    elif me.role == "dispatcher" and me.region_id is not None:
+        region_id = me.region_id
+    else:
+        return []
+    rows = await repo.problems(conn, region_id, [Condition.OK.value, Condition.UNKNOWN.value], limit)
+    return [
+        CameraProblem(
+            camera_id=r.camera_id,
+            camera_name=r.camera_name,
+            venue_id=r.venue_id,
+            venue_name=r.venue_name,
+            condition=Condition(r.condition),
+            condition_since=r.condition_since,
+        )
+        for r in rows
+    ]

@@ -105,6 +105,12 @@ UPDATE edge_boxes SET status = 'active', code_hash = NULL, code_expires_at = NUL
 WHERE code_hash = $1 AND status = 'pending' AND code_expires_at > now()
 RETURNING id, venue_id
 """
+SET_REVEAL = "UPDATE edge_boxes SET reveal_hash = $2 WHERE id = $1 AND status = 'pending'"
+USE_REVEAL = """
+UPDATE edge_boxes SET reveal_hash = NULL
+WHERE id = $1 AND reveal_hash = $2 AND status = 'pending' AND code_expires_at > now()
+RETURNING name
+"""
 SELECT_BOX_BY_PREFIX = "SELECT id, venue_id, status, key_hash FROM edge_boxes WHERE key_prefix = $1"
 LOCK_BOX = "SELECT id FROM edge_boxes WHERE id = $1 AND status = 'active' FOR UPDATE"
 
@@ -200,7 +206,7 @@ SILENT_CAMERAS = """
 SELECT h.camera_id, h.venue_id, h.condition FROM camera_health h
 JOIN edge_boxes b ON b.id = h.edge_box_id JOIN cameras c ON c.id = h.camera_id
 WHERE b.status = 'active' AND c.is_active AND h.condition <> 'offline'
-  AND b.last_seen_at < now() - make_interval(secs => $1)
+  AND h.received_at < now() - make_interval(secs => $1)
 ORDER BY h.camera_id FOR UPDATE OF h SKIP LOCKED
 """
 SELECT_EPISODE = """
@@ -215,6 +221,15 @@ SELECT u.id AS user_id FROM venues v JOIN users u ON u.id = v.owner_id WHERE v.i
 UNION
 SELECT d.user_id FROM duty d JOIN users u ON u.id = d.user_id
 WHERE d.venue_id = $1 AND d.on_duty AND d.role = 'bouncer' AND u.is_active AND u.venue_id = $1
+"""
+# Cameras with a problem now, for the dispatch board: a region's (or every region's for admins).
+SELECT_PROBLEMS = """
+SELECT c.id AS camera_id, c.name AS camera_name, v.id AS venue_id, v.name AS venue_name, h.condition,
+       h.condition_since
+FROM camera_health h JOIN cameras c ON c.id = h.camera_id JOIN venues v ON v.id = c.venue_id
+WHERE h.condition <> ALL($2::text[]) AND c.is_active AND ($1::uuid IS NULL OR v.region_id = $1)
+ORDER BY h.condition_since, c.id
+LIMIT $3
 """
 SELECT_VENUE_HEALTH = """
 SELECT c.id AS camera_id, c.name, c.zone, c.is_active, b.id AS box_id, b.name AS box_name, b.status AS box_status,
@@ -451,7 +466,8 @@ class SilentCamera(msgspec.Struct, frozen=True):
 
 
 async def silent_cameras(conn: asyncpg.Connection, silence_s: float) -> list[SilentCamera]:
-    """Cameras of active boxes that stopped reporting ``silence_s`` ago, not yet offline (locked)."""
+    """Cameras of active boxes not reported for ``silence_s`` (the box silent, or no longer reporting
+    them), not offline yet; locked for the caller's transaction."""
     return [msgspec.convert(dict(r), SilentCamera) for r in await conn.fetch(SILENT_CAMERAS, silence_s)]
 
 
@@ -466,3 +482,29 @@ async def watchers(conn: asyncpg.Connection, venue_id: uuid.UUID) -> list[uuid.U
 
 async def venue_health(conn: asyncpg.Connection, venue_id: uuid.UUID) -> list[HealthRow]:
     return [msgspec.convert(dict(r), HealthRow) for r in await conn.fetch(SELECT_VENUE_HEALTH, venue_id)]
+
+
+async def set_reveal(conn: asyncpg.Connection, box_id: uuid.UUID, nonce_hash: bytes) -> None:
+    await conn.execute(SET_REVEAL, box_id, nonce_hash)
+
+
+async def use_reveal(conn: asyncpg.Connection, box_id: uuid.UUID, nonce_hash: bytes) -> str | None:
+    """Spend the box's one-time reveal: its name, or None if it was spent, or the box is no longer pending."""
+    name: str | None = await conn.fetchval(USE_REVEAL, box_id, nonce_hash)
+    return name
+
+
+class ProblemRow(msgspec.Struct, frozen=True):
+    camera_id: uuid.UUID
+    camera_name: str
+    venue_id: uuid.UUID
+    venue_name: str
+    condition: str
+    condition_since: datetime
+
+
+async def problems(
+    conn: asyncpg.Connection, region_id: uuid.UUID | None, fine: list[str], limit: int
+) -> list[ProblemRow]:
+    rows = await conn.fetch(SELECT_PROBLEMS, region_id, fine, limit)
+    return [msgspec.convert(dict(r), ProblemRow) for r in rows]

@@ -34,7 +34,7 @@ class Condition(StrEnum):
 ALERTING: Final = frozenset({Condition.DARK, Condition.OBSTRUCTED, Condition.MOVED, Condition.OFFLINE})
 """Conditions that start an episode, alerted once to the venue's staff on duty and its owner."""
 
-MAX_CAMERAS: Final = 256  # per box
+MAX_CAMERAS: Final = 128  # per box (a health report of 128 cameras stays well under the 64 KiB body limit)
 CameraKey = Annotated[str, ascii_token("a-z0-9_-", 64)]
 Version = Annotated[str, line(64)]
 EnrolmentCode = Annotated[str, ascii_token("A-Za-z0-9 -", 32)]
@@ -194,3 +194,14 @@ class CameraHealth(msgspec.Struct, kw_only=True):
 class VenueCameraHealth(msgspec.Struct, kw_only=True):
     venue_id: uuid.UUID
     items: list[CameraHealth]
+
+
+class CameraProblem(msgspec.Struct, kw_only=True):
+    """A camera with a problem now, as the dispatch board lists them."""
+
+    camera_id: uuid.UUID
+    camera_name: str
+    venue_id: uuid.UUID
+    venue_name: str
+    condition: Condition
+    condition_since: datetime

@@ -189,6 +189,18 @@ async def revoke_box(conn: asyncpg.Connection, me: Principal | None, box_id: uui
     return _box(row, await repo.box_cameras(conn, [box_id]))
 
 
+async def start_reveal(conn: asyncpg.Connection, box_id: uuid.UUID) -> str:
+    """A one-time nonce for showing the box's code once on the page after the console's form."""
+    nonce = secrets.token_urlsafe(24)
+    await repo.set_reveal(conn, box_id, hashlib.sha256(nonce.encode()).digest())
+    return nonce
+
+
+async def reveal(conn: asyncpg.Connection, box_id: uuid.UUID, nonce: str) -> str | None:
+    """Spend the nonce: the box's name if the code may be shown now (once), else None."""
+    return await repo.use_reveal(conn, box_id, hashlib.sha256(nonce.encode()).digest())
+
+
 # --- the box: enrolment and its key ---------------------------------------------------------------
 
 
