@@ -388,6 +388,45 @@ async def test_a_silent_box_makes_its_cameras_offline_and_a_closed_venue_is_told
     assert [p["data"]["type"] for p in club.pushes("owner")] == ["camera_alert", "camera_recovered"]
 
 
+async def test_fcm_down_the_camera_alert_is_retried_until_it_arrives_once(
+    club: Venue, client: Client, conn: asyncpg.Connection, settings: Settings, push_inbox: PushInbox
+) -> None:
+    await club.make.on_duty(club.bouncer)
+    push_inbox.fail(club.tokens["owner"], "UNAVAILABLE", times=-1)
+    _, box_auth = await club.enrolled_box()
+    (door,) = await register(client, box_auth, entry("door", "Door"))
+    assert (await send_health(client, box_auth, report(door["camera_id"], stream_up=False))).status_code == 202
+    async with dispatch_worker(settings) as ctx:
+        await run_due_jobs(ctx)
+        assert len(club.pushes("bouncer")) == 1 and club.pushes("owner") == []
+        row = await conn.fetchrow("SELECT status, error_code FROM deliveries WHERE user_id = $1", club.owner.id)
+        assert (row["status"], row["error_code"]) == ("queued", "UNAVAILABLE")  # queued again, not lost
+        push_inbox.fail(club.tokens["owner"], "UNAVAILABLE", times=1)  # one more refusal, then FCM is back
+        for _ in range(2):
+            await conn.execute("UPDATE jobs SET run_at = now() WHERE kind = 'retry_delivery' AND status = 'queued'")
+            await run_due_jobs(ctx)
+    (alert,) = club.pushes("owner")  # exactly once
+    assert alert["data"]["condition"] == "dark"
+    row = await conn.fetchrow("SELECT status, attempts FROM deliveries WHERE user_id = $1", club.owner.id)
+    assert row["status"] == "sent" and row["attempts"] >= 2  # the refused send, then the one that arrived
+
+
+async def test_reports_racing_from_two_requests_alert_an_episode_once(
+    club: Venue, client: Client, conn: asyncpg.Connection
+) -> None:
+    import asyncio
+
+    await club.make.on_duty(club.bouncer)
+    _, box_auth = await club.enrolled_box()
+    (door,) = await register(client, box_auth, entry("door", "Door"))
+    bad = [report(door["camera_id"], picture="obstructed") for _ in range(4)]
+    answers = await asyncio.gather(*(send_health(client, box_auth, r) for r in bad))
+    assert [a.status_code for a in answers] == [202] * 4
+    assert sum(a.json()["changed"] for a in answers) == 1
+    assert await conn.fetchval("SELECT count(*) FROM camera_health_episodes") == 1
+    assert await conn.fetchval("SELECT count(*) FROM jobs WHERE kind = 'camera_health_push'") == 1
+
+
 # --- who sees what --------------------------------------------------------------------------------
 
 
