@@ -18,7 +18,7 @@ from backend.console import session
 from backend.core.config import Settings
 from backend.edge import health
 from kuzet.devtools.push_inbox import PushInbox
-from tests.alerting import dispatch_worker, fcm_env, push_inbox, run_due_jobs
+from tests.alerting import dispatch_worker, fcm_env, make_due, push_inbox, run_due_jobs
 from tests.factories import Factory
 from tests.test_console import csrf_of, sign_in
 from tests.test_ingest import assert_problem, form, meta
@@ -617,3 +617,28 @@ async def test_console_edge_pages_tenancy(
                         f"{method} {template} as {role} on {side}: {response.status_code}, expected {expectation}"
                     )
     assert not wrong, "\n".join(wrong)
+
+
+async def test_the_worker_runs_edge_housekeeping_on_its_schedule(
+    club: Venue, client: Client, conn: asyncpg.Connection, settings: Settings
+) -> None:
+    from backend.core.db import create_pool
+    from workers import maintenance
+    from workers.runner import Runner, WorkerContext
+
+    _, box_auth = await club.enrolled_box()
+    (door,) = await register(client, box_auth, entry("door", "Door"))
+    assert (await send_health(client, box_auth, report(door["camera_id"]))).status_code == 202
+    await conn.execute("UPDATE camera_health SET received_at = now() - interval '5 minutes'")
+    pool = await create_pool(settings.database_url, max_size=2)
+    try:
+        edge_tasks = [t for t in maintenance.TASKS if t.kind == "edge_housekeeping"]
+        edge_schedules = [s for s in maintenance.SCHEDULES if s.payload.kind == "edge_housekeeping"]
+        assert len(edge_tasks) == 1 and [s.every_s for s in edge_schedules] == [30.0]
+        runner = Runner(WorkerContext(settings=settings, pool=pool), edge_tasks, schedules=edge_schedules)
+        await runner.run(until_idle=True)  # schedules the job at its next 30-s slot
+        await make_due(conn, "edge_housekeeping", str(await conn.fetchval("SELECT dedup_key FROM jobs")))
+        await Runner(WorkerContext(settings=settings, pool=pool), edge_tasks).run(until_idle=True)
+    finally:
+        await pool.close()
+    assert await conn.fetchval("SELECT condition FROM camera_health") == "offline"
