@@ -114,6 +114,13 @@ async def send_health(client: Client, box_auth: dict[str, str], *cameras: dict[s
     return await client.post("/v1/edge/health", json={"agent": agent(), "cameras": list(cameras)}, headers=box_auth)
 
 
+async def ok_for(conn: asyncpg.Connection, seconds: float) -> None:
+    """The cameras have been ok this long (without waiting for it)."""
+    await conn.execute(
+        "UPDATE camera_health SET condition_since = now() - make_interval(secs => $1) WHERE condition = 'ok'", seconds
+    )
+
+
 def problem_body(response: Any) -> dict[str, Any]:
     body = dict(response.json())
     body.pop("request_id", None)
@@ -333,7 +340,14 @@ async def test_a_black_camera_while_staff_are_on_duty_alerts_staff_and_owner_onc
         assert [len(club.pushes(who)) for who in ("owner", "bouncer")] == [1, 1]
         assert club.pushes("dispatcher") == []
 
+        # It flickers: ok, black again within the recovery time (strobe lights, a hand): the same episode.
+        assert (await send_health(client, box_auth, report(door["camera_id"]))).json()["changed"] == 1
+        assert (await send_health(client, box_auth, report(door["camera_id"], picture="black"))).status_code == 202
         assert (await send_health(client, box_auth, report(door["camera_id"]))).status_code == 202
+        await run_due_jobs(ctx)
+        assert [len(club.pushes(who)) for who in ("owner", "bouncer")] == [1, 1]  # no recovery yet, no new alert
+
+        await ok_for(conn, settings.edge_recovery_s + 1)  # ok for the whole recovery time: it is back
         assert (await send_health(client, box_auth, report(door["camera_id"]))).status_code == 202
         await run_due_jobs(ctx)
     for who in ("owner", "bouncer"):
@@ -353,9 +367,11 @@ async def test_a_black_camera_while_staff_are_on_duty_alerts_staff_and_owner_onc
         ("ok", "dark"),
         ("dark", "obstructed"),
         ("obstructed", "ok"),
+        ("ok", "dark"),
+        ("dark", "ok"),
     ]
     episode = await conn.fetchrow("SELECT condition, alerted_at, ended_at FROM camera_health_episodes")
-    assert episode["condition"] == "obstructed" and episode["alerted_at"] and episode["ended_at"]
+    assert episode["condition"] == "dark" and episode["alerted_at"] and episode["ended_at"]
 
 
 async def test_a_silent_box_makes_its_cameras_offline_and_a_closed_venue_is_told_when_staff_come(
@@ -383,6 +399,10 @@ async def test_a_silent_box_makes_its_cameras_offline_and_a_closed_venue_is_told
         assert alert["data"]["condition"] == "offline"
 
     assert (await send_health(client, box_auth, report(door["camera_id"]))).json()["changed"] == 1
+    assert await health.housekeeping(conn, settings) == (0, 0)  # ok, but not for long enough yet
+    await ok_for(conn, settings.edge_recovery_s + 1)
+    assert await health.housekeeping(conn, settings) == (0, 0)  # the episode ends (and is told)
+    assert await conn.fetchval("SELECT ended_at FROM camera_health_episodes") is not None
     async with dispatch_worker(settings) as ctx:
         await run_due_jobs(ctx)
     assert [p["data"]["type"] for p in club.pushes("owner")] == ["camera_alert", "camera_recovered"]

@@ -12,7 +12,9 @@ in the same episode. The episode is alerted **once**, by push to the venue's sta
 owner, when the venue is **open**: Kuzet has no opening hours, so a venue is open while at least one
 of its staff is on duty (the people who could go and look). An episode that begins while nobody is
 on duty is alerted when someone goes on duty and it still lasts (the housekeeping job). When the
-camera is ``ok`` again the episode ends and those the alert reached are told it is back, once.
+camera has been ``ok`` for ``edge_recovery_s`` (60 s) the episode ends and those the alert reached
+are told it is back, once; a camera that flickers (black, ok, black within that time, as strobe
+lights or a hand over the lens can make it) stays one episode with one alert.
 ``frozen`` and ``unknown`` neither start nor end an episode (a still, empty room looks frozen).
 
 A late report (its ``at`` older than the silence window, e.g. the box's outbox sending its backlog
@@ -88,12 +90,8 @@ async def change(
     if after in ALERTING:
         episode_id = await repo.open_episode(conn, camera_id, venue_id, after)
         await alert_if_open(conn, episode_id, venue_id)
-    elif after is Condition.OK:
-        ended = await repo.end_episode(conn, camera_id)
-        if ended is not None:
-            episode_id, alerted = ended
-            if alerted:
-                await _push(conn, episode_id, "recovered")
+    else:  # the episode goes on until the camera has been ok for a while (``settle``)
+        episode_id = await repo.open_episode_of(conn, camera_id)
     await repo.insert_change(
         conn, camera_id=camera_id, venue_id=venue_id, from_condition=before, to_condition=after, episode_id=episode_id
     )
@@ -150,7 +148,23 @@ async def ingest(
             await change(conn, camera.camera_id, box.venue_id, state.condition, after)
             changed += 1
         known[camera.camera_id] = repo.CameraState(is_active=state.is_active, condition=stored, reported_at=camera.at)
+    await settle(conn, settings, list(known))
     return HealthAccepted(cameras=len(report.cameras), changed=changed)
+
+
+async def settle(conn: asyncpg.Connection, settings: Settings, camera_ids: list[uuid.UUID] | None) -> int:
+    """End the episodes whose camera has been ok for ``edge_recovery_s``; those alerted are told the
+    camera is back. A camera that flickers (black, ok, black within that time) stays one episode."""
+    ended = 0
+    for episode_id in await repo.settled_episodes(conn, settings.edge_recovery_s, camera_ids):
+        alerted = await repo.end_episode(conn, episode_id)
+        if alerted is None:
+            continue
+        ended += 1
+        if alerted:
+            await _push(conn, episode_id, "recovered")
+        log.info("camera_health_recovered", episode_id=str(episode_id), alerted=alerted)
+    return ended
 
 
 async def housekeeping(conn: asyncpg.Connection, settings: Settings) -> tuple[int, int]:
@@ -162,6 +176,8 @@ async def housekeeping(conn: asyncpg.Connection, settings: Settings) -> tuple[in
             await repo.set_condition(conn, camera.camera_id, Condition.OFFLINE)
             await change(conn, camera.camera_id, camera.venue_id, camera.condition, Condition.OFFLINE)
             offline += 1
+    async with conn.transaction():
+        await settle(conn, settings, None)
     async with conn.transaction():
         for episode_id in await repo.unalerted_at_open_venues(conn):
             episode = await repo.get_episode(conn, episode_id)

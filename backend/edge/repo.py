@@ -174,9 +174,17 @@ INSERT INTO camera_health_episodes (camera_id, venue_id, condition) VALUES ($1, 
 ON CONFLICT (camera_id) WHERE ended_at IS NULL DO UPDATE SET condition = EXCLUDED.condition
 RETURNING id
 """
+OPEN_EPISODE_OF = "SELECT id FROM camera_health_episodes WHERE camera_id = $1 AND ended_at IS NULL"
+# Episodes whose camera has been ok for the recovery time (of ``$2``'s cameras, or all): over.
+SETTLED_EPISODES = """
+SELECT e.id FROM camera_health_episodes e JOIN camera_health h ON h.camera_id = e.camera_id
+WHERE e.ended_at IS NULL AND h.condition = 'ok' AND h.condition_since <= now() - make_interval(secs => $1)
+  AND ($2::uuid[] IS NULL OR e.camera_id = ANY($2::uuid[]))
+ORDER BY e.started_at FOR UPDATE OF e SKIP LOCKED
+"""
 END_EPISODE = """
-UPDATE camera_health_episodes SET ended_at = now() WHERE camera_id = $1 AND ended_at IS NULL
-RETURNING id, alerted_at
+UPDATE camera_health_episodes SET ended_at = now() WHERE id = $1 AND ended_at IS NULL
+RETURNING alerted_at
 """
 END_BOX_EPISODES = """
 UPDATE camera_health_episodes e SET ended_at = now()
@@ -197,6 +205,7 @@ RETURNING id
 UNALERTED_AT_OPEN_VENUES = """
 SELECT e.id FROM camera_health_episodes e
 WHERE e.ended_at IS NULL AND e.alerted_at IS NULL
+  AND EXISTS (SELECT 1 FROM camera_health h WHERE h.camera_id = e.camera_id AND h.condition <> 'ok')
   AND EXISTS (SELECT 1 FROM duty d JOIN users u ON u.id = d.user_id
               WHERE d.venue_id = e.venue_id AND d.on_duty AND d.role = 'bouncer' AND u.is_active
                 AND u.venue_id = e.venue_id)
@@ -440,10 +449,22 @@ async def open_episode(
     return episode_id
 
 
-async def end_episode(conn: asyncpg.Connection, camera_id: uuid.UUID) -> tuple[uuid.UUID, bool] | None:
-    """End the camera's open episode: (episode, whether it was alerted), or None if it had none."""
-    record = await conn.fetchrow(END_EPISODE, camera_id)
-    return (record["id"], record["alerted_at"] is not None) if record else None
+async def open_episode_of(conn: asyncpg.Connection, camera_id: uuid.UUID) -> uuid.UUID | None:
+    episode_id: uuid.UUID | None = await conn.fetchval(OPEN_EPISODE_OF, camera_id)
+    return episode_id
+
+
+async def settled_episodes(
+    conn: asyncpg.Connection, recovery_s: float, camera_ids: list[uuid.UUID] | None
+) -> list[uuid.UUID]:
+    """Open episodes whose camera has been ok for ``recovery_s`` (locked for the caller's transaction)."""
+    return [r["id"] for r in await conn.fetch(SETTLED_EPISODES, recovery_s, camera_ids)]
+
+
+async def end_episode(conn: asyncpg.Connection, episode_id: uuid.UUID) -> bool | None:
+    """End the episode: whether it was alerted, or None if it had ended already."""
+    record = await conn.fetchrow(END_EPISODE, episode_id)
+    return record["alerted_at"] is not None if record else None
 
 
 async def venue_open(conn: asyncpg.Connection, venue_id: uuid.UUID) -> bool:
