@@ -123,6 +123,7 @@ async def ingest(
     )
     changed = 0
     late_before = now - timedelta(seconds=settings.edge_box_silence_s)
+    latest: dict[uuid.UUID, repo.HealthUpsert] = {}
     for camera in sorted(report.cameras, key=lambda c: c.at):
         state = known[camera.camera_id]
         if state.reported_at is not None and camera.at < state.reported_at:
@@ -130,11 +131,8 @@ async def ingest(
         live = camera.at >= late_before and state.is_active
         after = condition_of(camera)
         stored = after.value if live or state.condition is None else state.condition
-        await repo.upsert_health(
-            conn,
+        latest[camera.camera_id] = repo.HealthUpsert(
             camera_id=camera.camera_id,
-            venue_id=box.venue_id,
-            box_id=box.box_id,
             reported_at=camera.at,
             stream_up=camera.stream_up,
             fps=camera.fps,
@@ -148,6 +146,7 @@ async def ingest(
             await change(conn, camera.camera_id, box.venue_id, state.condition, after)
             changed += 1
         known[camera.camera_id] = repo.CameraState(is_active=state.is_active, condition=stored, reported_at=camera.at)
+    await repo.upsert_health(conn, venue_id=box.venue_id, box_id=box.box_id, rows=list(latest.values()))
     await settle(conn, settings, list(known))
     return HealthAccepted(cameras=len(report.cameras), changed=changed)
 

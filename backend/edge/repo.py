@@ -150,10 +150,15 @@ SELECT c.id, c.is_active, h.condition, h.reported_at FROM cameras c LEFT JOIN ca
 WHERE c.edge_box_id = $1 AND c.id = ANY($2::uuid[])
 ORDER BY c.id FOR UPDATE OF c
 """
+# One statement for a whole report (one row per camera: the latest of the report's entries).
 UPSERT_HEALTH = """
 INSERT INTO camera_health (camera_id, venue_id, edge_box_id, reported_at, stream_up, fps, last_keyframe_age_s,
                            reconnects, bitrate_kbps, picture, condition)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+SELECT u.camera_id, $1, $2, u.reported_at, u.stream_up, u.fps, u.keyframe_age_s, u.reconnects, u.bitrate_kbps,
+       u.picture, u.condition
+FROM unnest($3::uuid[], $4::timestamptz[], $5::bool[], $6::float8[], $7::float8[], $8::int[], $9::float8[],
+            $10::text[], $11::text[])
+     AS u(camera_id, reported_at, stream_up, fps, keyframe_age_s, reconnects, bitrate_kbps, picture, condition)
 ON CONFLICT (camera_id) DO UPDATE SET
     edge_box_id = EXCLUDED.edge_box_id, reported_at = EXCLUDED.reported_at, received_at = now(),
     stream_up = EXCLUDED.stream_up, fps = EXCLUDED.fps, last_keyframe_age_s = EXCLUDED.last_keyframe_age_s,
@@ -394,35 +399,37 @@ async def conditions(
     }
 
 
+class HealthUpsert(msgspec.Struct, frozen=True):
+    camera_id: uuid.UUID
+    reported_at: datetime
+    stream_up: bool
+    fps: float | None
+    last_keyframe_age_s: float | None
+    reconnects: int
+    bitrate_kbps: float | None
+    picture: str
+    condition: str
+
+
 async def upsert_health(
-    conn: asyncpg.Connection,
-    *,
-    camera_id: uuid.UUID,
-    venue_id: uuid.UUID,
-    box_id: uuid.UUID,
-    reported_at: datetime,
-    stream_up: bool,
-    fps: float | None,
-    last_keyframe_age_s: float | None,
-    reconnects: int,
-    bitrate_kbps: float | None,
-    picture: str,
-    condition: str,
+    conn: asyncpg.Connection, *, venue_id: uuid.UUID, box_id: uuid.UUID, rows: list[HealthUpsert]
 ) -> None:
-    await conn.execute(
-        UPSERT_HEALTH,
-        camera_id,
-        venue_id,
-        box_id,
-        reported_at,
-        stream_up,
-        fps,
-        last_keyframe_age_s,
-        reconnects,
-        bitrate_kbps,
-        picture,
-        condition,
-    )
+    """Keep each camera's latest report (one row per camera in ``rows``)."""
+    if rows:
+        await conn.execute(
+            UPSERT_HEALTH,
+            venue_id,
+            box_id,
+            [r.camera_id for r in rows],
+            [r.reported_at for r in rows],
+            [r.stream_up for r in rows],
+            [r.fps for r in rows],
+            [r.last_keyframe_age_s for r in rows],
+            [r.reconnects for r in rows],
+            [r.bitrate_kbps for r in rows],
+            [r.picture for r in rows],
+            [r.condition for r in rows],
+        )
 
 
 async def set_condition(conn: asyncpg.Connection, camera_id: uuid.UUID, condition: str) -> None:
