@@ -121,7 +121,7 @@ async def ingest(
         disk_free_bytes=agent.disk_free_bytes,
         evicted_clips=agent.evicted_clips,
     )
-    changed = 0
+    changes: list[tuple[uuid.UUID, str | None, Condition]] = []
     late_before = now - timedelta(seconds=settings.edge_box_silence_s)
     latest: dict[uuid.UUID, repo.HealthUpsert] = {}
     for camera in sorted(report.cameras, key=lambda c: c.at):
@@ -143,12 +143,15 @@ async def ingest(
             condition=stored,
         )
         if live and state.condition != after.value:
-            await change(conn, camera.camera_id, box.venue_id, state.condition, after)
-            changed += 1
+            changes.append((camera.camera_id, state.condition, after))
         known[camera.camera_id] = repo.CameraState(is_active=state.is_active, condition=stored, reported_at=camera.at)
+    # Rows are locked in one order everywhere (box, cameras, their health, then episodes), so this
+    # never deadlocks with the housekeeping job, which locks health rows before episodes.
     await repo.upsert_health(conn, venue_id=box.venue_id, box_id=box.box_id, rows=list(latest.values()))
+    for camera_id, before, after in changes:
+        await change(conn, camera_id, box.venue_id, before, after)
     await settle(conn, settings, list(known))
-    return HealthAccepted(cameras=len(report.cameras), changed=changed)
+    return HealthAccepted(cameras=len(report.cameras), changed=len(changes))
 
 
 async def settle(conn: asyncpg.Connection, settings: Settings, camera_ids: list[uuid.UUID] | None) -> int:
