@@ -168,6 +168,24 @@ async def test_an_enrolment_code_works_once_and_used_expired_or_unknown_codes_ge
     )
 
 
+async def test_a_box_revoked_before_it_enrolled_cannot_enrol_and_nothing_shows_its_secrets_again(
+    club: Venue, client: Client, conn: asyncpg.Connection
+) -> None:
+    pending = await club.create_box("never used")
+    revoked = await client.post(f"/v1/edge-boxes/{pending['box_id']}/revoke", headers=club.auth("owner"))
+    assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
+    assert_problem(await client.post("/v1/edge/enroll", json={"code": pending["enrolment_code"]}), 404, "code")
+    enrolled, _ = await club.enrolled_box()
+    listed = await client.get(f"/v1/venues/{club.venue.id}/edge-boxes", headers=club.auth("owner"))
+    text = listed.text
+    assert pending["enrolment_code"] not in text and enrolled["box_key"] not in text
+    assert "enrolment_code" not in text and "box_key" not in text
+    stored = await conn.fetchrow(
+        "SELECT key_hash, key_prefix FROM edge_boxes WHERE id = $1", uuid.UUID(enrolled["box_id"])
+    )
+    assert enrolled["box_key"].encode() not in stored["key_hash"] and stored["key_prefix"] in enrolled["box_key"]
+
+
 async def test_failed_enrolments_lock_the_address_with_429_and_retry_after_even_for_a_good_code(
     club: Venue, client: Client, conn: asyncpg.Connection
 ) -> None:
