@@ -406,9 +406,15 @@ async def test_a_silent_box_makes_its_cameras_offline_and_a_closed_venue_is_told
     assert await health.housekeeping(conn, settings) == (0, 0)  # once
     assert await conn.fetchval("SELECT condition FROM camera_health") == "offline"
     assert await conn.fetchval("SELECT alerted_at FROM camera_health_episodes") is None
+    await conn.execute(  # a change from before the audit retention: pruned by the next run
+        "UPDATE camera_health_changes SET at = now() - make_interval(secs => $1) WHERE to_condition = 'ok'",
+        settings.audit_retention_s + 60,
+    )
 
     await club.make.on_duty(club.bouncer)  # the venue opens while the camera is still down
     assert await health.housekeeping(conn, settings) == (0, 1)
+    changes = await conn.fetch("SELECT from_condition, to_condition FROM camera_health_changes ORDER BY id")
+    assert [(c["from_condition"], c["to_condition"]) for c in changes] == [("ok", "offline")]
     assert await health.housekeeping(conn, settings) == (0, 0)
     async with dispatch_worker(settings) as ctx:
         await run_due_jobs(ctx)

@@ -49,6 +49,7 @@ from backend.edge.schemas import (
 from backend.edge.service import require_venue
 
 log = get_logger(__name__)
+PRUNE_BATCH = 1000  # changes of condition deleted per housekeeping run (every 30 s)
 
 _PICTURE = {
     "ok": Condition.OK,
@@ -170,8 +171,9 @@ async def settle(conn: asyncpg.Connection, settings: Settings, camera_ids: list[
 
 
 async def housekeeping(conn: asyncpg.Connection, settings: Settings) -> tuple[int, int]:
-    """Silent boxes' cameras go offline; episodes of venues that opened since are alerted.
-    Returns (cameras gone offline, episodes alerted)."""
+    """Silent boxes' cameras go offline; episodes of venues that opened since are alerted; changes of
+    condition older than the audit retention are pruned (a batch a run). Returns (cameras gone
+    offline, episodes alerted)."""
     offline = alerted = 0
     async with conn.transaction():
         for camera in await repo.silent_cameras(conn, settings.edge_box_silence_s):
@@ -185,8 +187,9 @@ async def housekeeping(conn: asyncpg.Connection, settings: Settings) -> tuple[in
             episode = await repo.get_episode(conn, episode_id)
             if episode is not None and await alert_if_open(conn, episode_id, episode.venue_id):
                 alerted += 1
-    if offline or alerted:
-        log.info("edge_housekeeping", offline=offline, alerted=alerted)
+    pruned = await repo.prune_changes(conn, settings.audit_retention_s, PRUNE_BATCH)
+    if offline or alerted or pruned:
+        log.info("edge_housekeeping", offline=offline, alerted=alerted, pruned_changes=pruned)
     return offline, alerted
 
 

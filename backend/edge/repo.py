@@ -536,3 +536,15 @@ async def problems(
 ) -> list[ProblemRow]:
     rows = await conn.fetch(SELECT_PROBLEMS, region_id, fine, limit)
     return [msgspec.convert(dict(r), ProblemRow) for r in rows]
+
+
+PRUNE_CHANGES = """
+DELETE FROM camera_health_changes WHERE id IN (
+    SELECT id FROM camera_health_changes WHERE at < now() - make_interval(secs => $1) ORDER BY at LIMIT $2
+)
+"""
+
+
+async def prune_changes(conn: asyncpg.Connection, older_than_s: float, limit: int) -> int:
+    """Delete at most ``limit`` changes of condition older than ``older_than_s``; how many went."""
+    return int((await conn.execute(PRUNE_CHANGES, older_than_s, limit)).split()[-1])
