@@ -28,6 +28,7 @@ from backend.core.sessions import SessionCache
 from backend.core.wire import MAX_JSON_BYTES, guard_json_body
 from backend.detections.routes import ROUTES as DETECTION_ROUTES
 from backend.dispatch.routes import EscalationPolicyAdminController
+from backend.edge.routes import ROUTES as EDGE_ROUTES
 from backend.health.routes import ROUTES as HEALTH_ROUTES
 from backend.history.routes import HistoryController
 from backend.incidents.routes import LegalHoldController
@@ -52,6 +53,7 @@ BACKEND_ROUTES: list[ControllerRouterHandler] = [
     LegalHoldController,
     TrainingConsentController,
     *LIVE_VIEW_ROUTES,
+    *EDGE_ROUTES,
 ]
 
 
@@ -67,6 +69,9 @@ def openapi_config() -> OpenAPIConfig:
                 "BearerAuth": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
                 "CameraKey": SecurityScheme(
                     type="http", scheme="bearer", description="The camera's own key, issued once at registration"
+                ),
+                "EdgeBoxKey": SecurityScheme(
+                    type="http", scheme="bearer", description="An edge box's own key, issued once at enrolment"
                 ),
             }
         ),

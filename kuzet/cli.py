@@ -169,6 +169,8 @@ def cmd_admin(args: argparse.Namespace) -> int:
 
         venue_id, consent = uuid.UUID(args.venue), args.consent == "yes"
         action = lambda c: model_versions.set_training_consent(c, None, venue_id, consent=consent)  # noqa: E731
+    elif args.admin_command in {"create-edge-box", "list-edge-boxes", "revoke-edge-box", "camera-health"}:
+        action = _edge_action(args, settings)
     elif args.admin_command == "replay-dead":
         from backend.core import queue
 
@@ -188,6 +190,24 @@ def cmd_admin(args: argparse.Namespace) -> int:
             return 2
         raise
     return 0
+
+
+def _edge_action(args: argparse.Namespace, settings: Settings) -> Callable[[asyncpg.Connection], Awaitable[Any]]:
+    from backend.edge import health as edge_health
+    from backend.edge import service as edge
+    from backend.edge.schemas import BoxCreate
+
+    if args.admin_command == "create-edge-box":
+        venue_id, data = uuid.UUID(args.venue), BoxCreate(name=args.name)
+        return lambda c: edge.create_box(c, settings, None, venue_id, data)
+    if args.admin_command == "list-edge-boxes":
+        venue_id = uuid.UUID(args.venue)
+        return lambda c: edge.list_boxes(c, None, venue_id)
+    if args.admin_command == "revoke-edge-box":
+        box_id = uuid.UUID(args.box)
+        return lambda c: edge.revoke_box(c, None, box_id)
+    venue_id = uuid.UUID(args.venue)
+    return lambda c: edge_health.venue_health(c, None, venue_id)
 
 
 def _webhook_action(args: argparse.Namespace, settings: Settings) -> Callable[[asyncpg.Connection], Awaitable[Any]]:
@@ -416,6 +436,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("incident")
     p.add_argument("--reason", required=True)
     p.add_argument("--release", action="store_true")
+    p = asub.add_parser("create-edge-box", help="an edge box for a venue; its one-time enrolment code is printed once")
+    p.add_argument("--venue", required=True)
+    p.add_argument("--name", required=True)
+    asub.add_parser("list-edge-boxes", help="a venue's edge boxes and their cameras").add_argument(
+        "--venue", required=True
+    )
+    asub.add_parser("revoke-edge-box", help="the box's key and its cameras' keys stop working").add_argument("box")
+    asub.add_parser("camera-health", help="each camera of a venue with its latest health").add_argument(
+        "--venue", required=True
+    )
     p = asub.add_parser("replay-dead", help="re-queue dead jobs of the given kinds")
     p.add_argument("kind", nargs="+")
 

@@ -30,6 +30,8 @@ import uvicorn
 
 from backend.core.config import Settings
 from backend.dispatch import links
+from backend.edge import service as edge
+from backend.edge.schemas import BoxCreate
 from backend.incidents import repo as incidents_repo
 from backend.webhooks import service as webhooks
 from backend.webhooks.schemas import SubscriptionCreate
@@ -121,6 +123,9 @@ async def build_world(make: Factory, conn: asyncpg.Connection, storage: Any) -> 
         ids[f"panic_{side}"] = str(await raise_panic(make, conn, storage, people["bouncer"]))
         ids[f"grant_{side}"] = str(await live_grant(make, conn, incident, venue.id, people))
         ids[f"seq_{side}"] = "5"
+        ids[f"edge_box_{side}"] = str(
+            (await edge.create_box(conn, make.settings, None, venue.id, BoxCreate(name=side))).box_id
+        )
         ids |= {
             f"venue_{side}": str(venue.id),
             f"region_{side}": str(region.id),
@@ -484,6 +489,33 @@ MATRIX: dict[tuple[str, str], Entry] = {
         default="404/404",
     ),
     ("GET", "/v1/cameras/me/live-view"): Entry({}, {"camera": "ok/ok"}, default="401/401", tenanted=False),
+    # edge boxes (issue 18): admins and the venue's owner manage them, the region's dispatchers read;
+    # the box's own routes take a box key, which no actor here holds (tests/test_edge_server.py)
+    ("POST", "/v1/venues/{venue_id}/edge-boxes"): Entry(
+        {"venue_id": "venue_{side}"},
+        {"owner": "ok/404", **ADMIN},
+        default="403/403",
+        body={"name": "Matrix box"},
+    ),
+    ("GET", "/v1/venues/{venue_id}/edge-boxes"): Entry(
+        {"venue_id": "venue_{side}"}, {"owner": "ok/404", "dispatcher": "ok/404", **ADMIN}, default="403/403"
+    ),
+    ("GET", "/v1/venues/{venue_id}/cameras/health"): Entry(
+        {"venue_id": "venue_{side}"}, {"owner": "ok/404", "dispatcher": "ok/404", **ADMIN}, default="403/403"
+    ),
+    ("POST", "/v1/edge-boxes/{box_id}/revoke"): Entry(
+        {"box_id": "edge_box_{side}"}, {"owner": "ok/404", **ADMIN}, default="403/403"
+    ),
+    ("POST", "/v1/edge/enroll"): Entry(
+        {}, dict.fromkeys(ACTORS, "404/404"), tenanted=False, body={"code": "2345-6789-ABCD-EFGH"}
+    ),
+    ("PUT", "/v1/edge/cameras"): Entry({}, dict.fromkeys(ACTORS, "401/401"), tenanted=False, body={"cameras": []}),
+    ("POST", "/v1/edge/health"): Entry(
+        {},
+        dict.fromkeys(ACTORS, "401/401"),
+        tenanted=False,
+        body={"agent": {"version": "1", "outbox_depth": 0}, "cameras": []},
+    ),
     ("PUT", "/v1/cameras/me/live-view/segments/{seq}"): Entry(
         {"seq": "seq_{side}"}, {"camera": "ok/ok"}, default="401/401", tenanted=False, body=segment_body
     ),

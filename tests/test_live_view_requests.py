@@ -309,8 +309,11 @@ async def test_the_migration_also_applies_to_a_database_already_partitioned(temp
     from backend.core.migrations import migrate
     from tests.services import admin_dsn
 
+    later = []  # migrations written after 0070: that database had none of them yet
     for path in sorted(Path("migrations").glob("*.sql")):
-        if not path.name.startswith("0060_"):
+        if int(path.name[:4]) > 70:
+            later.append(int(path.name[:4]))
+        elif not path.name.startswith("0060_"):
             (tmp_path / path.name).write_text(path.read_text())
     name = f"kuzet_m_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(admin_dsn("postgres"))
@@ -319,7 +322,7 @@ async def test_the_migration_also_applies_to_a_database_already_partitioned(temp
         conn = await asyncpg.connect(admin_dsn(name))
         try:
             assert 70 in [m.version for m in await migrate(conn, tmp_path)]
-            assert [m.version for m in await migrate(conn)] == [60]
+            assert [m.version for m in await migrate(conn)] == [60, *later]
             unique = await conn.fetchval(
                 "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'deliveries_grant_unique'"
                 " AND conrelid = 'deliveries'::regclass"

@@ -18,6 +18,7 @@ from backend.core import jobs, queue
 from backend.dispatch import repo as dispatch_repo
 from backend.dispatch import service
 from backend.duty import service as duty
+from backend.edge import notify as camera_health
 from backend.liveview import notify as live_view_push
 from backend.liveview import service as live_view
 from workers.runner import Runnable, Schedule, Task, Work, WorkerContext
@@ -86,6 +87,12 @@ async def expire_live_view_request(ctx: WorkerContext, job: Work[jobs.ExpireLive
         await live_view.expire_and_push(conn, ctx.require_push(), ctx.settings, job.payload.grant_id)
 
 
+async def camera_health_push(ctx: WorkerContext, job: Work[jobs.CameraHealthPush]) -> None:
+    p = job.payload
+    async with ctx.pool.acquire() as conn:
+        await camera_health.push(conn, ctx.require_push(), ctx.settings, p.episode_id, event=p.event)
+
+
 async def prune_locations(ctx: WorkerContext, job: Work[jobs.PruneLocations]) -> None:
     del job
     async with ctx.pool.acquire() as conn:
@@ -105,6 +112,7 @@ TASKS: list[Runnable] = [
     Task(jobs.AlertOfficer, alert_officer),
     Task(jobs.LiveViewPush, push_live_view),
     Task(jobs.ExpireLiveViewRequest, expire_live_view_request),
+    Task(jobs.CameraHealthPush, camera_health_push),
     Task(jobs.PruneLocations, prune_locations),
 ]
 HANDLERS = TASKS  # the runner takes the list

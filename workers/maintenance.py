@@ -13,6 +13,7 @@ from backend.core import jobs, partitions, queue
 from backend.core.config import Settings
 from backend.core.logging import get_logger
 from backend.detections.service import sweep_orphan_uploads
+from backend.edge import health as edge_health
 from backend.liveview import service as live_view
 from backend.retention import service as retention
 from workers.runner import Runnable, Schedule, Task, Work, WorkerContext
@@ -22,6 +23,7 @@ log = get_logger(__name__)
 SWEEP_EVERY = timedelta(minutes=10)
 PARTITIONS_EVERY = timedelta(hours=1)
 LIVE_VIEW_EVERY = timedelta(seconds=30)  # a grant's end is audited within this; cameras are told at once
+EDGE_EVERY = timedelta(seconds=30)  # a silent box's cameras are offline within the silence window + this
 RETENTION_EVERY = timedelta(minutes=15)
 RETENTION_BUDGET_S = 240.0  # one run stops starting batches after this; the next run goes on
 SCHEDULES = [
@@ -29,6 +31,7 @@ SCHEDULES = [
     Schedule(jobs.MaintainPartitions(), PARTITIONS_EVERY.total_seconds()),
     Schedule(jobs.LiveViewHousekeeping(), LIVE_VIEW_EVERY.total_seconds()),
     Schedule(jobs.SweepRetention(), RETENTION_EVERY.total_seconds()),
+    Schedule(jobs.EdgeHousekeeping(), EDGE_EVERY.total_seconds()),
 ]
 
 Setup = Callable[[WorkerContext, AsyncExitStack], Awaitable[None]]
@@ -57,6 +60,14 @@ async def live_view_housekeeping(ctx: WorkerContext, job: Work[jobs.LiveViewHous
         await live_view.housekeeping(conn, ctx.settings, ctx.require_storage())
 
 
+async def edge_housekeeping(ctx: WorkerContext, job: Work[jobs.EdgeHousekeeping]) -> None:
+    """Cameras of silent edge boxes go offline; health episodes of venues that opened are alerted."""
+    del job
+    async with ctx.pool.acquire() as conn:
+        await queue.enqueue_next_slot(conn, jobs.EdgeHousekeeping(), EDGE_EVERY.total_seconds())
+        await edge_health.housekeeping(conn, ctx.settings)
+
+
 async def sweep_retention(ctx: WorkerContext, job: Work[jobs.SweepRetention]) -> None:
     """Footage and audit records past retention (``backend.retention``). Storage going away mid-run
     raises after what S3 confirmed is marked: the runner retries the job without using an attempt."""
@@ -80,4 +91,5 @@ TASKS: list[Runnable] = [
     Task(jobs.LiveViewHousekeeping, live_view_housekeeping),
     Task(jobs.SweepRetention, sweep_retention, time_limit=_retention_limit),
     Task(jobs.TagFootage, tag_footage),
+    Task(jobs.EdgeHousekeeping, edge_housekeeping),
 ]

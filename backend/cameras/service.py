@@ -59,3 +59,41 @@ async def deactivate(conn: asyncpg.Connection, actor: Principal | None, camera_i
         raise NotFound("no such camera", field="camera_id")
     await _audit(conn, actor, "camera.deactivate", row)
     return _camera(row)
+
+
+# --- cameras an edge box registers (backend/edge) ----------------------------------------------
+
+
+async def _audit_box(conn: asyncpg.Connection, box_id: uuid.UUID, action: str, row: repo.CameraRow) -> None:
+    await audit.record(
+        conn,
+        actor_id=None,
+        actor_role="edge_box",
+        action=action,
+        subject_type="camera",
+        subject_id=str(row.id),
+        venue_id=row.venue_id,
+        detail={"box_id": str(box_id)},
+    )
+
+
+async def create_for_box(
+    conn: asyncpg.Connection, box_id: uuid.UUID, venue_id: uuid.UUID, data: CameraCreate
+) -> CameraCreated:
+    """A camera of the box's venue, registered by the box; its key is in the answer only."""
+    key, prefix, key_hash = new_camera_key()
+    row = await repo.insert_camera(
+        conn, venue_id=venue_id, name=data.name, zone=data.zone, key_prefix=prefix, key_hash=key_hash
+    )
+    await _audit_box(conn, box_id, "camera.create", row)
+    return CameraCreated(camera=_camera(row), api_key=key)
+
+
+async def rotate_for_box(conn: asyncpg.Connection, box_id: uuid.UUID, camera_id: uuid.UUID) -> CameraCreated:
+    """A new key for a camera whose box lost its state; the old key stops working."""
+    key, prefix, key_hash = new_camera_key()
+    row = await repo.rotate_key(conn, camera_id, prefix, key_hash)
+    if row is None:
+        raise NotFound("no such camera", field="camera_id")
+    await _audit_box(conn, box_id, "camera.rotate_key", row)
+    return CameraCreated(camera=_camera(row), api_key=key)

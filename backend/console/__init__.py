@@ -15,6 +15,7 @@ from backend.console.errors import EXCEPTION_HANDLERS
 from backend.console.routes_admin import AdminController
 from backend.console.routes_auth import ConsoleAuthController
 from backend.console.routes_board import BoardController
+from backend.console.routes_edge import EdgeBoxConsoleController
 from backend.console.routes_owner import VenueController
 from backend.console.session import provide_console_user
 
@@ -29,6 +30,7 @@ ROUTER = Router(
         BoardController,
         VenueController,
         AdminController,
+        EdgeBoxConsoleController,
         create_static_files_router(
             path="/static",
             directories=[STATIC],

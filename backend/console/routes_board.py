@@ -23,6 +23,7 @@ from backend.core.errors import ServiceUnavailable
 from backend.core.failures import DATABASE_UNAVAILABLE
 from backend.core.wire import line, parse_cursor
 from backend.dispatch import service as dispatch
+from backend.edge import health as edge_health
 from backend.history import service as history
 from backend.history.schemas import FootageKind
 from backend.incidents import service as incidents
@@ -95,6 +96,7 @@ class BoardController(Controller):
             kinds=KINDS,
             states=OPEN_STATES,
             regions=await console.board_regions(db, me),
+            camera_problems=await edge_health.problems(db, me),
         )
 
     @get("/board/outline", media_type="application/json")

@@ -22,6 +22,7 @@ from backend.core.errors import Invalid
 from backend.core.wire import TOKEN_PATTERN, parse_time
 from backend.dispatch import service as dispatch
 from backend.dispatch.schemas import EscalationPolicyIn
+from backend.edge import health as edge_health
 from backend.history import repo as history_repo
 from backend.history import service as history
 from backend.history import stats
@@ -147,6 +148,7 @@ class VenueController(Controller):
             kinds=KINDS,
             states=STATES,
             outcomes=OUTCOMES,
+            camera_health=await edge_health.venue_health(db, me, venue_id),
         )
 
     @get("/venues/{venue_id:uuid}/incidents.csv")

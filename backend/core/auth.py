@@ -33,6 +33,7 @@ from backend.core.failures import DATABASE_UNAVAILABLE
 Role = Literal["officer", "bouncer", "owner", "dispatcher", "admin"]
 ROLES: tuple[Role, ...] = ("officer", "bouncer", "owner", "dispatcher", "admin")
 CAMERA_KEY_PREFIX = "kzc"
+BOX_KEY_PREFIX = "kzb"
 
 _hasher = argon2.PasswordHasher()  # argon2id with the library's current recommended parameters
 
@@ -51,6 +52,13 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
 
 class CameraPrincipal(msgspec.Struct, frozen=True, kw_only=True):
     camera_id: uuid.UUID
+    venue_id: uuid.UUID
+
+
+class BoxPrincipal(msgspec.Struct, frozen=True, kw_only=True):
+    """An enrolled edge box: it registers its venue's cameras and reports their health."""
+
+    box_id: uuid.UUID
     venue_id: uuid.UUID
 
 
@@ -77,6 +85,24 @@ def camera_key_prefix(key: str) -> str | None:
 
 def camera_key_matches(key: str, stored_hash: bytes) -> bool:
     return hmac.compare_digest(hash_camera_key(key), stored_hash)
+
+
+# --- edge box keys -----------------------------------------------------------------------
+# The same scheme as camera keys under their own prefix, so one can never pass for the other.
+
+
+def new_box_key() -> tuple[str, str, bytes]:
+    """Return (box key shown once, lookup prefix, stored hash)."""
+    prefix = secrets.token_hex(6)
+    key = f"{BOX_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    return key, prefix, hash_camera_key(key)
+
+
+def box_key_prefix(key: str) -> str | None:
+    parts = key.split("_", 2)
+    if len(parts) != 3 or parts[0] != BOX_KEY_PREFIX or len(parts[1]) != 12:
+        return None
+    return parts[1]
 
 
 # --- passwords ---------------------------------------------------------------------------

@@ -90,6 +90,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     live_view_segment_retention_s: Positive = 3600.0
     live_view_playlist_segments: Annotated[int, msgspec.Meta(ge=1, le=60)] = 6
     live_view_request_timeout_s: Annotated[float, msgspec.Meta(ge=10, le=3600)] = 180.0  # unanswered: expired
+    # edge boxes (issue 18): enrolment codes, enrolment throttling per client address, box silence
+    edge_code_ttl_s: Annotated[float, msgspec.Meta(ge=60, le=30 * 86400)] = 86400.0
+    edge_enrol_free_failures: PositiveInt = 10  # failed enrolments per address before it is locked
+    edge_box_silence_s: Annotated[float, msgspec.Meta(ge=30, le=3600)] = 90.0  # then its cameras are offline
+    edge_recovery_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 60.0  # ok this long: the episode is over
     # sign-in throttling and password policy (issue 8)
     signin_free_failures: PositiveInt = 5
     signin_free_failures_per_address: PositiveInt = 20

@@ -11,13 +11,15 @@ never delays a confirmation.
     lane          kinds                                                     slots
     alert         dispatch_incident, escalate_incident, repeat_alert,       worker_alert_concurrency
                   push_update, retry_delivery, alert_officer,
-                  live_view_push, expire_live_view_request
+                  live_view_push, expire_live_view_request,
+                  camera_health_push
     confirm       confirm_detection (edge-decided kinds first: priority)    worker_concurrency
     footage       finish_footage (what follows the alarm; its CPU processes  worker_footage_concurrency
                   run at a lower OS priority than the confirmations')
     webhook       deliver_webhook (other people's servers)                 webhook_concurrency
     housekeeping  sweep_uploads, prune_locations, maintain_partitions,      1
-                  live_view_housekeeping, sweep_retention, tag_footage
+                  live_view_housekeeping, edge_housekeeping,
+                  sweep_retention, tag_footage
 
 Within a lane, jobs are claimed by ``priority`` (lower first), then by when they became due.
 """
@@ -136,6 +138,16 @@ class ExpireLiveViewRequest(Payload, frozen=True, kw_only=True, forbid_unknown_f
     grant_id: uuid.UUID
 
 
+class CameraHealthPush(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Tell a venue's staff on duty and its owner that a camera went dark, was covered or moved
+    (``alert``), or that it is back (``recovered``): once per health episode each."""
+
+    kind: ClassVar[str] = "camera_health_push"
+    lane: ClassVar[Lane] = Lane.ALERT
+    episode_id: uuid.UUID
+    event: str
+
+
 class RetryDelivery(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Send a queued delivery again after its backoff (or Retry-After)."""
 
@@ -166,6 +178,14 @@ class LiveViewHousekeeping(Payload, frozen=True, kw_only=True, forbid_unknown_fi
     """End live view grants whose time is up (audited); delete segments past their short retention."""
 
     kind: ClassVar[str] = "live_view_housekeeping"
+    lane: ClassVar[Lane] = Lane.HOUSEKEEPING
+
+
+class EdgeHousekeeping(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Cameras whose edge box went silent count as offline; health episodes that began while the
+    venue was closed are alerted once it opens."""
+
+    kind: ClassVar[str] = "edge_housekeeping"
     lane: ClassVar[Lane] = Lane.HOUSEKEEPING
 
 
@@ -204,10 +224,12 @@ PAYLOADS: Final[dict[str, type[Payload]]] = {
         AlertOfficer,
         LiveViewPush,
         ExpireLiveViewRequest,
+        CameraHealthPush,
         DeliverWebhook,
         SweepUploads,
         PruneLocations,
         LiveViewHousekeeping,
+        EdgeHousekeeping,
         MaintainPartitions,
         SweepRetention,
         TagFootage,

@@ -15,7 +15,8 @@ records each outcome:
 A push about a live view request (``live_view_request``, ``live_view_answer``) is a delivery of its
 grant rather than of an alert: same claims, retries and log, its own collapse key (the answer
 replaces the request on the phone, never the incident's alert) and its own time to live (a request
-is worth sending only until it must be answered).
+is worth sending only until it must be answered). A push about a camera's health (``camera_alert``,
+``camera_recovered``, ``backend/edge/notify.py``) is a delivery of its episode, with no incident.
 
 A delivery is one row per device, purpose, incident version and round: it is retried in place and
 claimed by one sender at a time (the claim is renewed while a batch is in flight), so a device is
@@ -86,6 +87,14 @@ async def send_pending(
     return await _send(conn, gateway, settings, claimed)
 
 
+async def send_pending_episode(
+    conn: asyncpg.Connection, gateway: PushGateway, settings: Settings, episode_id: uuid.UUID
+) -> SendReport:
+    """Send every unsent push about a camera's health episode (those a crashed sender left too)."""
+    claimed = await repo.claim_for_episode(conn, episode_id, settings.job_lease_s)
+    return await _send(conn, gateway, settings, claimed)
+
+
 async def send_one(conn: asyncpg.Connection, gateway: PushGateway, settings: Settings, delivery_id: int) -> SendReport:
     """Send one queued delivery again (the ``retry_delivery`` job)."""
     return await _send(conn, gateway, settings, await repo.claim_one(conn, delivery_id, settings.job_lease_s))
@@ -128,6 +137,7 @@ async def _send(
             log.warning(
                 "delivery_failed",
                 incident_id=str(delivery.incident_id),
+                episode_id=str(delivery.episode_id) if delivery.episode_id else None,
                 user_id=str(delivery.user_id),
                 device_id=str(delivery.device_id),
                 delivery_id=delivery.id,
@@ -150,7 +160,7 @@ async def undeliverable(conn: asyncpg.Connection, settings: Settings, failed: li
     about an incident can be reached. In the caller's transaction."""
     incidents: set[uuid.UUID] = set()
     for delivery in failed:
-        if delivery.alert_id is None:  # a live view push: nobody's alert depends on it
+        if delivery.alert_id is None or delivery.incident_id is None:  # live view, camera health: no alert
             continue
         reason = await repo.unreachable_reason(conn, delivery.alert_id)
         if reason is not None and await mark_undelivered(

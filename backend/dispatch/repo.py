@@ -27,7 +27,7 @@ class DeviceTarget(msgspec.Struct, frozen=True):
 class ClaimedDelivery(msgspec.Struct, frozen=True):
     id: int
     alert_id: uuid.UUID | None  # None for a live view push (``grant_id``): nobody is alerted by it
-    incident_id: uuid.UUID
+    incident_id: uuid.UUID | None  # None for a camera health push (``episode_id``)
     user_id: uuid.UUID
     device_id: uuid.UUID
     purpose: str
@@ -42,11 +42,15 @@ class ClaimedDelivery(msgspec.Struct, frozen=True):
     error_code: str | None  # the last transient error, while it is being retried
     grant_id: uuid.UUID | None = None
     ttl_s: int | None = None  # its own time to live (else ``alert_ttl_s``)
+    episode_id: uuid.UUID | None = None  # a camera's health episode (``camera_alert``, ``camera_recovered``)
 
     @property
     def collapse_key(self) -> str:
         """Pushes about one incident replace each other on the phone; a live view request and its
-        answer replace each other, never the incident's alert."""
+        answer replace each other, never the incident's alert; a camera's health alert and its
+        recovery replace each other (one notification per camera)."""
+        if self.episode_id:
+            return f"camera-health:{self.data.get('camera_id', self.episode_id)}"
         return f"live-view:{self.grant_id}" if self.grant_id else str(self.incident_id)
 
 
@@ -102,13 +106,17 @@ FROM devices v
 WHERE v.id = d.device_id AND v.is_active AND {where}
   AND (d.status = 'queued' OR (d.status = 'sending' AND d.claimed_at < now() - make_interval(secs => $2)))
 RETURNING d.id, d.alert_id, d.incident_id, d.user_id, d.device_id, d.purpose, d.title, d.body, d.image_url,
-          d.data, d.urgency, d.attempts, d.created_at, v.fcm_token, d.error_code, d.grant_id, d.ttl_s
+          d.data, d.urgency, d.attempts, d.created_at, v.fcm_token, d.error_code, d.grant_id, d.ttl_s, d.episode_id
 """
 CLAIM_FOR_INCIDENT = _CLAIM.format(
     where="d.incident_id = $1 AND d.incident_opened_at = (SELECT opened_at FROM incidents WHERE id = $1)"
     " AND (d.attempts = 0 OR d.status = 'sending')"
 )
 CLAIM_ONE = _CLAIM.format(where="d.id = $1")
+CLAIM_FOR_EPISODE = _CLAIM.format(
+    where="d.episode_id = $1 AND d.incident_opened_at = (SELECT started_at FROM camera_health_episodes WHERE id = $1)"
+    " AND (d.attempts = 0 OR d.status = 'sending')"
+)
 MARK_SENT = """
 UPDATE deliveries d SET status = CASE WHEN d.status = 'sending' THEN 'sent' ELSE d.status END,
        fcm_message_name = u.name, sent_at = now(), error_code = NULL, claimed_at = NULL, updated_at = now()
@@ -327,6 +335,52 @@ async def drop_unsent_requests(conn: asyncpg.Connection, grant_id: uuid.UUID, in
 async def request_reached(conn: asyncpg.Connection, grant_id: uuid.UUID, incident_id: uuid.UUID) -> list[uuid.UUID]:
     """Who was sent the request (or is being sent it now): they get its answer."""
     return [r["user_id"] for r in await conn.fetch(REQUEST_REACHED, grant_id, incident_id)]
+
+
+# --- pushes about a camera's health (no incident, no alert: the episode is what they are about) ---
+
+INSERT_EPISODE_DELIVERIES = """
+INSERT INTO deliveries (episode_id, user_id, device_id, purpose, incident_version, title, body, data, urgency,
+                        incident_opened_at)
+SELECT e.id, d.user_id, d.device_id, $2, 0, d.title, d.body, d.data, 'time_sensitive', e.started_at
+FROM camera_health_episodes e, unnest($3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::jsonb[])
+     AS d(user_id, device_id, title, body, data)
+WHERE e.id = $1
+ON CONFLICT ON CONSTRAINT deliveries_episode_unique DO NOTHING
+"""
+EPISODE_REACHED = """
+SELECT DISTINCT user_id FROM deliveries
+WHERE episode_id = $1 AND purpose = 'camera_alert' AND status <> 'failed'
+  AND incident_opened_at = (SELECT started_at FROM camera_health_episodes WHERE id = $1)
+"""
+
+
+async def insert_episode_deliveries(
+    conn: asyncpg.Connection, *, episode_id: uuid.UUID, purpose: str, rows: list[GrantDelivery]
+) -> int:
+    """Queue pushes about a camera's health episode (one per device and purpose: a repeat is skipped)."""
+    if not rows:
+        return 0
+    status = await conn.execute(
+        INSERT_EPISODE_DELIVERIES,
+        episode_id,
+        purpose,
+        [r.user_id for r in rows],
+        [r.device_id for r in rows],
+        [r.title for r in rows],
+        [r.body for r in rows],
+        [r.data for r in rows],
+    )
+    return int(status.split()[-1])
+
+
+async def episode_reached(conn: asyncpg.Connection, episode_id: uuid.UUID) -> list[uuid.UUID]:
+    """Who was sent the episode's alert (or is being sent it now): they get its recovery."""
+    return sorted(r["user_id"] for r in await conn.fetch(EPISODE_REACHED, episode_id))
+
+
+async def claim_for_episode(conn: asyncpg.Connection, episode_id: uuid.UUID, lease_s: float) -> list[ClaimedDelivery]:
+    return _claimed(await conn.fetch(CLAIM_FOR_EPISODE, episode_id, lease_s))
 
 
 def _claimed(rows: list[asyncpg.Record]) -> list[ClaimedDelivery]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from backend.console.i18n import edge
+
 EN: Final[Mapping[str, str]] = {
     "app.title": "Kuzet console",
     "nav.board": "Live board",
@@ -334,4 +336,5 @@ EN: Final[Mapping[str, str]] = {
     "admin.edit_venue": "Edit venue",
     "admin.edit_user": "Edit user",
     "error.field": "Field",
+    **edge.EN,
 }

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from backend.console.i18n import edge
+
 KK: Final[Mapping[str, str]] = {
     "app.title": "Kuzet консолі",
     "nav.board": "Жедел тақта",
@@ -334,4 +336,5 @@ KK: Final[Mapping[str, str]] = {
     "admin.edit_user": "Пайдаланушыны өзгерту",
     "yes": "иә",
     "no": "жоқ",
+    **edge.KK,
 }

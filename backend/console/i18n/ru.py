@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from backend.console.i18n import edge
+
 RU: Final[Mapping[str, str]] = {
     "app.title": "Консоль Kuzet",
     "nav.board": "Оперативная панель",
@@ -334,4 +336,5 @@ RU: Final[Mapping[str, str]] = {
     "admin.edit_venue": "Изменить заведение",
     "admin.edit_user": "Изменить пользователя",
     "error.field": "Поле",
+    **edge.RU,
 }

@@ -1,0 +1,93 @@
+"""Pushes about a camera's health: its episode's alert to the venue's staff on duty and its owner,
+then its recovery to those the alert reached.
+
+They are deliveries in the delivery log like an alert's (``purpose`` ``camera_alert`` or
+``camera_recovered``, with the episode instead of an incident), queued by the ``camera_health_push``
+job in a transaction and sent after it by ``fanout``: the same claims, and retries with backoff
+while FCM is away. Both share the camera's collapse key, so the recovery replaces the alert on the
+phone, and one camera never stacks notifications.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Final
+
+import asyncpg
+
+from backend.adapters.push import PushGateway
+from backend.core.config import Settings
+from backend.core.logging import get_logger
+from backend.dispatch import fanout
+from backend.dispatch import repo as dispatch
+from backend.edge import repo
+from backend.edge.repo import EpisodeRow
+
+log = get_logger(__name__)
+
+EVENTS: Final = frozenset({"alert", "recovered"})
+_WHAT: Final = {
+    "dark": ("DARK", "shows no picture (stream down or black)"),
+    "obstructed": ("COVERED", "is covered: it records nothing"),
+    "moved": ("MOVED", "was moved: it no longer shows what it should"),
+    "offline": ("OFFLINE", "is offline: its edge box stopped reporting (power or network?)"),
+}
+
+
+def alert_text(episode: EpisodeRow) -> tuple[str, str]:
+    word, what = _WHAT.get(episode.condition, ("PROBLEM", "has a problem"))
+    return (
+        f"CAMERA {word} — {episode.venue_name}",
+        f"Camera {episode.camera_name} {what}. Please check it now.",
+    )
+
+
+def recovery_text(episode: EpisodeRow) -> tuple[str, str]:
+    return (f"Camera back — {episode.venue_name}", f"Camera {episode.camera_name} shows its picture again.")
+
+
+def _data(episode: EpisodeRow, purpose: str) -> dict[str, str]:
+    return {
+        "type": purpose,
+        "kind": "camera_health",
+        "episode_id": str(episode.id),
+        "camera_id": str(episode.camera_id),
+        "venue_id": str(episode.venue_id),
+        "condition": "ok" if purpose == "camera_recovered" else episode.condition,
+    }
+
+
+async def prepare(conn: asyncpg.Connection, episode_id: uuid.UUID, event: str) -> int:
+    """Queue the pushes of ``event`` in the caller's transaction; returns how many were queued."""
+    if event not in EVENTS:
+        raise ValueError(f"unknown camera health push {event!r}")
+    episode = await repo.get_episode(conn, episode_id)
+    if episode is None:
+        return 0
+    if event == "alert":
+        if episode.ended_at is not None:
+            return 0  # back before this job ran: nothing to alert about
+        people = await repo.watchers(conn, episode.venue_id)
+        title, body = alert_text(episode)
+        purpose = "camera_alert"
+    else:
+        people = await dispatch.episode_reached(conn, episode.id)
+        title, body = recovery_text(episode)
+        purpose = "camera_recovered"
+    data = _data(episode, purpose)
+    rows = [
+        dispatch.GrantDelivery(device.user_id, device.id, title, body, data)
+        for device in await dispatch.active_devices(conn, people)
+    ]
+    queued = await dispatch.insert_episode_deliveries(conn, episode_id=episode.id, purpose=purpose, rows=rows)
+    log.info("camera_health_push_queued", episode_id=str(episode.id), push_event=event, devices=queued)
+    return queued
+
+
+async def push(
+    conn: asyncpg.Connection, gateway: PushGateway, settings: Settings, episode_id: uuid.UUID, *, event: str
+) -> fanout.SendReport:
+    """The ``camera_health_push`` job: queue the pushes in a transaction, then send them."""
+    async with conn.transaction():
+        await prepare(conn, episode_id, event)
+    return await fanout.send_pending_episode(conn, gateway, settings, episode_id)
