@@ -1,0 +1,217 @@
+"""Helpers for the edge agent's tests: a fake RTSP camera (GStreamer, system Python), its raw frames,
+the agent's config and process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from tests.services import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+FAKE_CAMERA = ROOT / "kuzet" / "devtools" / "fake_camera.py"
+SYSTEM_PYTHON = "/usr/bin/python3"
+KUZET_EDGE = Path(sys.executable).parent / "kuzet-edge"
+KUZET = Path(sys.executable).parent / "kuzet"
+
+
+def require_gstreamer() -> None:
+    probe = subprocess.run(
+        [
+            SYSTEM_PYTHON,
+            "-c",
+            "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer",
+        ],
+        capture_output=True,
+        check=False,
+    )
+    if probe.returncode != 0:
+        pytest.skip("needs GStreamer's RTSP server in the system Python: run infra/services.sh")
+
+
+def write_raw_i420(clip: Path, out: Path, width: int, height: int, max_s: float = 12.0) -> int:
+    """Decode ``clip`` into raw I420 frames of ``width``x``height`` for the fake camera; returns its fps."""
+    with av.open(str(clip)) as container, out.open("wb") as f:
+        stream = container.streams.video[0]
+        fps = round(float(stream.average_rate or 10))
+        for n, frame in enumerate(container.decode(stream)):
+            if n >= fps * max_s:
+                break
+            f.write(frame.reformat(width=width, height=height, format="yuv420p").to_ndarray().tobytes())
+    return fps
+
+
+def write_moving_raw(out: Path, width: int, height: int, fps: int = 10, seconds: float = 6.0) -> None:
+    """Synthetic scene: a textured background with a block bouncing across it (motion the trigger sees)."""
+    rng = np.random.default_rng(7)
+    background = (rng.integers(40, 200, size=(height, width))).astype(np.uint8)
+    with out.open("wb") as f:
+        for i in range(int(fps * seconds)):
+            y = background.copy()
+            x = int((i * 12) % (width - width // 3))
+            y[height // 4 : 3 * height // 4, x : x + width // 3] = 250 if (i // 5) % 2 else 10
+            u = np.full((height // 2, width // 2), 128, np.uint8)
+            f.write(y.tobytes() + u.tobytes() + u.tobytes())
+
+
+def still_mp4(path: Path) -> None:
+    """A tiny H.264 file (for tests that need a real clip but no camera)."""
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 10)
+        for _ in range(10):
+            frame = av.VideoFrame.from_ndarray(np.full((96, 160, 3), 90, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+@dataclass
+class FakeCamera:
+    port: int
+    args: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def main_url(self) -> str:
+        return f"rtsp://127.0.0.1:{self.port}/main"
+
+    @property
+    def sub_url(self) -> str:
+        return f"rtsp://127.0.0.1:{self.port}/sub"
+
+    def start(self) -> FakeCamera:
+        self.proc = subprocess.Popen(
+            [SYSTEM_PYTHON, str(FAKE_CAMERA), "--port", str(self.port), *self.args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"fake camera exited with {self.proc.returncode}"
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            time.sleep(0.1)
+        raise AssertionError("fake camera never listened")
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+@contextmanager
+def fake_camera(*args: str, port: int | None = None) -> Iterator[FakeCamera]:
+    require_gstreamer()
+    camera = FakeCamera(port or free_port(), list(args)).start()
+    try:
+        yield camera
+    finally:
+        camera.stop()
+
+
+def edge_config(
+    tmp: Path,
+    *,
+    api_url: str,
+    cameras: list[dict[str, object]],
+    sources: str = "",
+    **agent: object,
+) -> Path:
+    """Write an agent config (TOML) under ``tmp``; ``agent`` overrides ``[agent]`` keys."""
+
+    def value(v: object) -> str:
+        if isinstance(v, str | Path):
+            return f'"{v}"'
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return str(v)
+
+    settings: dict[str, object] = {
+        "api_url": api_url,
+        "state_dir": tmp / "state",
+        "metrics_port": free_port(),
+        "health_interval_s": 2,
+        "pre_event_s": 2,
+        "post_event_s": 2,
+        "read_timeout_s": 2,
+        "reconnect_max_s": 2,
+        "retry_max_s": 2,
+    } | agent
+    lines = ["[agent]", *(f"{k} = {value(v)}" for k, v in settings.items() if v is not None)]
+    for camera in cameras:
+        lines += ["", "[[cameras]]", *(f"{k} = {value(v)}" for k, v in camera.items())]
+    path = tmp / "edge.toml"
+    path.write_text("\n".join(lines) + "\n" + sources)
+    return path
+
+
+def camera_key_file(tmp: Path, name: str, key: str) -> Path:
+    path = tmp / f"{name}.key"
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return path
+
+
+@contextmanager
+def agent_process(config: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [str(KUZET_EDGE), "--log-format", "json", "run", "--config", str(config)],
+            stdout=out,
+            stderr=out,
+            env=os.environ | {"PYTHONUNBUFFERED": "1"},
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+async def eventually(check: object, timeout: float = 60.0, every: float = 0.2) -> object:
+    """Await ``check()`` (sync or async) until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()  # type: ignore[operator]
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        assert time.monotonic() < deadline, "condition never held"
+        await asyncio.sleep(every)

@@ -1,0 +1,188 @@
+"""The edge agent's parts on their own: config and secrets, outbox, picture checks, motion trigger."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kuzet_edge.config import ConfigError, load
+from kuzet_edge.events import Candidate
+from kuzet_edge.outbox import Outbox
+from kuzet_edge.picture import PictureCheck
+from kuzet_edge.sources.trigger import MotionStage
+
+from tests.edge import camera_key_file, edge_config
+
+
+def candidate(event_id: str, *, camera: str = "bar", age_s: float = 0.0) -> Candidate:
+    return Candidate(
+        camera=camera,
+        kind="fight",
+        score=0.8,
+        occurred_at=datetime.fromtimestamp(time.time() - age_s, UTC),
+        event_id=event_id,
+        source="trigger",
+    )
+
+
+def test_secrets_file_readable_by_others_is_refused(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text('[cameras.bar]\nusername = "admin"\npassword = "hunter2"\n')
+    secrets.chmod(0o644)
+    config = edge_config(
+        tmp_path,
+        api_url="http://127.0.0.1:9",
+        cameras=[{"key": "bar", "name": "Bar", "main_url": "rtsp://10.0.0.2/main"}],
+        secrets_file=secrets,
+    )
+    with pytest.raises(ConfigError, match="chmod 600"):
+        load(config)
+    secrets.chmod(0o600)
+    assert load(config).cameras[0].key == "bar"
+
+
+def test_config_errors_name_the_key(tmp_path: Path) -> None:
+    config = edge_config(
+        tmp_path,
+        api_url="http://127.0.0.1:9",
+        cameras=[{"key": "Bar 1", "name": "Bar", "main_url": "rtsp://10.0.0.2/main"}],
+    )
+    with pytest.raises(ConfigError, match=r"cameras\[0\]\.key"):
+        load(config)
+    config = edge_config(
+        tmp_path,
+        api_url="http://127.0.0.1:9",
+        cameras=[{"key": "bar", "name": "Bar", "main_url": "rtsp://admin:pw@10.0.0.2/main"}],
+    )
+    with pytest.raises(ConfigError, match="secrets file"):
+        load(config)
+
+
+def test_camera_key_file_must_be_private(tmp_path: Path) -> None:
+    from kuzet_edge.keys import Keys
+
+    key = camera_key_file(tmp_path, "bar", "kzc_secret")
+    config = load(
+        edge_config(
+            tmp_path,
+            api_url="http://127.0.0.1:9",
+            cameras=[{"key": "bar", "name": "Bar", "main_url": "rtsp://x/main", "camera_key_file": key}],
+        )
+    )
+    assert Keys.load(tmp_path, config.cameras).camera_keys == {"bar": "kzc_secret"}
+    key.chmod(0o640)
+    with pytest.raises(ConfigError, match="readable by others"):
+        Keys.load(tmp_path, config.cameras)
+
+
+def test_outbox_is_wal_with_full_sync_and_refuses_a_repeat(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path)
+    assert outbox.record(candidate("e1")) is not None
+    assert outbox.record(candidate("e1")) is None  # the same event again from the source
+    assert outbox.record(candidate("e1", camera="door")) is not None  # another camera's e1
+    outbox.close()
+    db = sqlite3.connect(tmp_path / "outbox.sqlite3")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
+    reopened = Outbox(tmp_path)
+    assert reopened._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert reopened.depth() == 2
+
+
+def clip_file(outbox: Outbox, name: str, size: int) -> Path:
+    path = outbox.clips / name
+    path.write_bytes(b"\0" * size)
+    return path
+
+
+def test_outbox_sends_detections_before_health_before_backfill(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path)
+    outbox.record(candidate("old", age_s=3600), clip=clip_file(outbox, "a.mp4", 10))
+    outbox.add_health(b"{}")
+    outbox.record(candidate("new"), clip=clip_file(outbox, "b.mp4", 10))
+    order = []
+    while (row := outbox.next_due()) is not None:
+        order.append(row.event_id or row.kind)
+        outbox.sent(row)
+    assert order == ["new", "health", "old"]
+    assert outbox.depth() == 0
+    assert not (outbox.clips / "b.mp4").exists()  # a sent clip's file is gone
+
+
+def test_outbox_quota_evicts_the_oldest_clips_and_counts_them(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path)
+    for i in range(5):
+        outbox.record(candidate(f"e{i}"), clip=clip_file(outbox, f"{i}.mp4", 400_000))
+    assert outbox.enforce_quota(1_000_000) == 3
+    assert outbox.counter("evicted") == 3
+    assert sorted(p.name for p in outbox.clips.iterdir()) == ["3.mp4", "4.mp4"]
+    assert outbox.states() == {"evicted": 3, "pending": 2}
+    row = outbox.next_due()
+    assert row is not None
+    assert row.event_id == "e3"
+
+
+def test_outbox_recovery_keeps_a_candidate_whose_cut_was_interrupted(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path)
+    outbox.record(candidate("cut-interrupted"))
+    (outbox.clips / "orphan.part").write_bytes(b"x")
+    outbox.close()
+    outbox = Outbox(tmp_path)
+    outbox.recover()
+    assert outbox.states() == {"dead": 1}
+    assert outbox.counter("dead") == 1
+    assert list(outbox.clips.iterdir()) == []
+
+
+def textured(seed: int, shape: tuple[int, int] = (90, 160)) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, size=(shape[0] // 10, shape[1] // 10)).astype(np.uint8)
+    return np.kron(small, np.ones((10, 10), np.uint8))
+
+
+def test_picture_checks_need_the_condition_to_persist() -> None:
+    rng = np.random.default_rng(1)
+
+    def live(base: np.ndarray) -> np.ndarray:
+        return np.clip(base.astype(np.int16) + rng.integers(-3, 4, base.shape), 0, 255).astype(np.uint8)
+
+    scene = textured(1)
+    check = PictureCheck(persist=3)
+    for _ in range(8):
+        assert check.feed(live(scene)) == "ok"
+    assert check.feed(np.full_like(scene, 5)) == "ok"  # one dark keyframe does not flap the health
+    check.feed(np.full_like(scene, 5))
+    assert check.feed(np.full_like(scene, 5)) == "black"
+    for _ in range(3):
+        check.feed(np.full_like(scene, 120))  # a hand on the lens: light, no detail
+    assert check.state == "obstructed"
+    for _ in range(4):
+        check.feed(scene)  # the same picture, bit for bit
+    assert check.state == "frozen"
+    turned = textured(99)
+    for _ in range(3):
+        check.feed(live(turned))
+    assert check.state == "moved"
+
+
+def test_motion_stage_proposes_after_sustained_motion_then_rests() -> None:
+    stage = MotionStage(threshold=0.05, sustain_s=0.5, cooldown_s=10)
+    still = textured(3)
+    fired = []
+    t = 1000.0
+    for _ in range(5):
+        assert stage.feed(still, t) is None
+        t += 0.2
+    for i in range(10):
+        hit = stage.feed(textured(10 + i), t)
+        if hit:
+            fired.append(hit)
+        t += 0.2
+    assert len(fired) == 1  # then the cooldown holds it
+    started, score = fired[0]
+    assert 1000.9 < started < 1001.1
+    assert 0.5 <= score <= 1.0
