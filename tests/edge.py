@@ -215,3 +215,61 @@ async def eventually(check: object, timeout: float = 60.0, every: float = 0.2) -
             return result
         assert time.monotonic() < deadline, "condition never held"
         await asyncio.sleep(every)
+
+
+class ApiRecorder:
+    """A stand-in for routes another branch builds (``POST /v1/edge/health``): records what the box
+    sends and answers with the status set per path (202 by default). Real HTTP on a loopback port."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.requests: list[tuple[str, str, bytes, dict[str, str]]] = []
+        self.status: dict[str, int] = {}
+        recorder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                path = self.path.split("?")[0]
+                recorder.requests.append((self.command, path, body, dict(self.headers)))
+                status = recorder.status.get(path, 404 if path.startswith("/v1/cameras/me") else 202)
+                payload = b"{}" if status < 400 else b'{"title": "stand-in", "status": %d}' % status
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = _answer  # noqa: N815
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def bodies(self, path: str) -> list[bytes]:
+        return [body for _, p, body, _ in list(self.requests) if p == path]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+async def metric(url: str, name: str, labels: str = "") -> float | None:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=5) as client:
+        try:
+            text = (await client.get(url)).text
+        except httpx.TransportError:
+            return None
+    for line in text.splitlines():
+        if line.startswith(name + (("{" + labels + "}") if labels else " ")):
+            return float(line.rsplit(" ", 1)[1])
+    return None
