@@ -204,10 +204,14 @@ def agent_process(config: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
                 proc.wait(10)
 
 
-async def eventually(check: object, timeout: float = 60.0, every: float = 0.2) -> object:
-    """Await ``check()`` (sync or async) until it returns something truthy."""
+async def eventually(
+    check: object, timeout: float = 60.0, every: float = 0.2, alive: subprocess.Popen[bytes] | None = None
+) -> object:
+    """Await ``check()`` (sync or async) until it returns something truthy (while ``alive`` runs)."""
     deadline = time.monotonic() + timeout
     while True:
+        if alive is not None:
+            assert alive.poll() is None, f"{alive.args} exited with {alive.returncode}"
         result = check()  # type: ignore[operator]
         if asyncio.iscoroutine(result):
             result = await result

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import av
 import msgspec
 import structlog
 
@@ -145,7 +146,7 @@ class Agent:
         try:
             packets = camera.ring.window(start, end)
             duration = await asyncio.to_thread(_cut_durably, packets, path)
-        except ClipUnavailable as error:
+        except (ClipUnavailable, av.FFmpegError, OSError) as error:
             self.cut_failures += 1
             await asyncio.to_thread(self.outbox.dead, row_id, f"no clip: {error}")
             return

@@ -157,14 +157,17 @@ def mux(packets: Sequence[StoredPacket], target: Path | io.BytesIO, fmt: str, op
             pts = (p.pts if p.pts is not None else dts + base) - base
             if dts <= previous_dts:  # a camera's repeated timestamp: keep the stream monotonic
                 dts = previous_dts + 1
-                pts = max(pts, dts)
+            pts = max(pts, dts)
             previous_dts = dts
             packet = av.Packet(p.data)
             packet.pts, packet.dts, packet.duration = pts, dts, p.duration
             packet.time_base = header.time_base
             packet.is_keyframe = p.keyframe
             packet.stream = stream
-            out.mux(packet)
+            try:
+                out.mux(packet)
+            except av.FFmpegError as error:
+                raise ClipUnavailable(f"the muxer refused a packet: {error}") from error
             last_end = max(last_end, pts + p.duration)
     return float(last_end * header.time_base)
 

@@ -12,7 +12,7 @@ import re
 import stat
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import msgspec
@@ -60,7 +60,7 @@ class CameraConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fro
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     agent: AgentSettings
     cameras: list[CameraConfig] = msgspec.field(default_factory=list)
-    sources: list[dict[str, object]] = msgspec.field(default_factory=list)
+    sources: list[dict[str, Any]] = msgspec.field(default_factory=list)
     path: Path | None = None  # where it was read from (set by ``load``)
 
 
@@ -89,7 +89,7 @@ class TriggerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, 
 def _paths(kind: type, value: object) -> object:
     if kind is Path and isinstance(value, str):
         return Path(value)
-    raise NotImplementedError(kind)
+    raise msgspec.ValidationError(f"Expected `{kind.__name__}`")
 
 
 def _fail(path: Path, error: Exception) -> ConfigError:

@@ -139,6 +139,7 @@ class StreamReader:
                 stream.height,
             )
             header: StreamHeader | None = None
+            last_dts: int | None = None
             if self.ring is not None:
                 self.ring.reset()
             last_picture = 0.0
@@ -158,14 +159,23 @@ class StreamReader:
                 if keyframe:
                     self.stats.last_keyframe_wall = now
                 if self.ring is not None:
+                    # RTSP's first packets may come before the RTCP sync, without timestamps: infer them
+                    # from the previous packet, or skip them until one is known.
+                    dts = packet.dts
+                    if dts is None and last_dts is not None:
+                        dts = last_dts + (packet.duration or 1)
+                    if dts is None:
+                        continue
+                    pts = packet.pts if packet.pts is not None else dts
+                    last_dts = dts
                     if header is None and keyframe:
                         header = StreamHeader.of(stream, bytes(packet))
                     if header is not None:
                         self.ring.append(
                             StoredPacket(
                                 data=bytes(packet),
-                                pts=packet.pts,
-                                dts=packet.dts,
+                                pts=pts,
+                                dts=dts,
                                 duration=packet.duration or 0,
                                 keyframe=keyframe,
                                 wall=now,
