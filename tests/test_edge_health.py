@@ -124,3 +124,51 @@ async def test_paused_then_killed_camera_is_noticed_reported_and_reconnected(
                 restarted.stop()
     log = (tmp_path / "agent.log").read_text()
     assert log.count('"stream_down"') >= 2
+
+
+async def test_disk_quota_evicts_the_oldest_clips_and_reports_it(tmp_path: Path, recorder: ApiRecorder) -> None:
+    from tests.edge import camera_key_file, write_moving_raw
+
+    # The API refuses detections for now (500: retried later), so clips pile up against a 1 MB quota.
+    recorder.status["/v1/detections"] = 500
+    raw = tmp_path / "scene.i420"
+    write_moving_raw(raw, 320, 180, fps=10)
+    with fake_camera("--raw", str(raw), "--size", "320x180", "--fps", "10", "--gop", "10", "--kbps", "3000") as camera:
+        config = edge_config(
+            tmp_path,
+            api_url=recorder.url,
+            cameras=[
+                {
+                    "key": "bar",
+                    "name": "Bar",
+                    "main_url": camera.main_url,
+                    "sub_url": camera.sub_url,
+                    "camera_id": str(uuid.uuid4()),
+                    "camera_key_file": camera_key_file(tmp_path, "bar", "kzc_test"),
+                }
+            ],
+            sources='[[sources]]\ntype = "trigger"\nthreshold = 0.02\nsustain_s = 0.4\ncooldown_s = 1.5\n',
+            outbox_quota_bytes=1_000_000,
+        )
+        write_private(tmp_path / "state" / "box.key", "kzb_test_box_key\n")
+        with agent_process(config, tmp_path / "agent.log") as agent:
+
+            def evicted() -> bool:
+                return any(r["agent"]["evicted_clips"] >= 2 for r in reports(recorder))
+
+            await eventually(evicted, timeout=120, alive=agent)
+    clips = list((tmp_path / "state" / "clips").glob("*.mp4"))
+    assert sum(p.stat().st_size for p in clips) <= 1_000_000
+    posted = recorder.bodies("/v1/detections")
+    assert posted, "the waiting clips were offered to the API"
+    log = (tmp_path / "agent.log").read_text()
+    assert '"outbox_evicted"' in log
+    # The oldest went first: the clips left are the newest rows.
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "state" / "outbox.sqlite3")
+    rows = db.execute("SELECT id, state FROM outbox WHERE kind = 'detection' ORDER BY id").fetchall()
+    db.close()
+    states = [s for _, s in rows]
+    first_kept = next(i for i, s in enumerate(states) if s != "evicted")
+    assert "evicted" not in states[first_kept:], states
