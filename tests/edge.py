@@ -43,15 +43,17 @@ def require_gstreamer() -> None:
         pytest.skip("needs GStreamer's RTSP server in the system Python: run infra/services.sh")
 
 
-def write_raw_i420(clip: Path, out: Path, width: int, height: int, max_s: float = 12.0) -> int:
-    """Decode ``clip`` into raw I420 frames of ``width``x``height`` for the fake camera; returns its fps."""
-    with av.open(str(clip)) as container, out.open("wb") as f:
-        stream = container.streams.video[0]
-        fps = round(float(stream.average_rate or 10))
-        for n, frame in enumerate(container.decode(stream)):
-            if n >= fps * max_s:
-                break
-            f.write(frame.reformat(width=width, height=height, format="yuv420p").to_ndarray().tobytes())
+def write_raw_i420(clips: list[Path], out: Path, width: int, height: int) -> int:
+    """Decode ``clips`` one after the other into raw I420 frames of ``width``x``height`` for the fake
+    camera to loop; returns the first clip's frame rate (the camera's)."""
+    fps = 0
+    with out.open("wb") as f:
+        for clip in clips:
+            with av.open(str(clip)) as container:
+                stream = container.streams.video[0]
+                fps = fps or round(float(stream.average_rate or 10))
+                for frame in container.decode(stream):
+                    f.write(frame.reformat(width=width, height=height, format="yuv420p").to_ndarray().tobytes())
     return fps
 
 
