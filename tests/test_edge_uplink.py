@@ -223,3 +223,55 @@ async def test_agent_killed_before_hearing_the_202_sends_each_event_once(
     sent = [json.loads(line) for line in log.read_text().splitlines() if '"detection_sent"' in line]
     replayed = {s["event_id"] for s in sent if s["replayed"]}
     assert set(accepted) <= replayed, "the resend of an accepted event is the server's replay, not a new detection"
+
+
+async def test_live_view_remuxes_segments_under_a_grant_and_stops_on_410(
+    tmp_path: Path,
+    make: Factory,
+    conn: asyncpg.Connection,
+    client: Any,
+    kuzet_api: str,
+    moving_camera: FakeCamera,
+) -> None:
+    from tests.test_live_view import Scene
+
+    scene = await Scene().build(make, client, conn)
+    config = edge_config(
+        tmp_path,
+        api_url=kuzet_api,
+        cameras=[
+            {
+                "key": "bar",
+                "name": "Bar",
+                "main_url": moving_camera.main_url,
+                "camera_key_file": camera_key_file(tmp_path, "bar", scene.camera.api_key),
+            }
+        ],
+    )
+
+    async def segments() -> list[int]:
+        rows = await conn.fetch(
+            "SELECT seq FROM live_view_segments WHERE camera_id = $1 ORDER BY seq", scene.camera.camera.id
+        )
+        return [r["seq"] for r in rows]
+
+    log = tmp_path / "agent.log"
+    with agent_process(config, log) as agent:
+        await asyncio.sleep(3)
+        assert await segments() == [], "nothing is streamed without a grant"
+        await scene.set_policy("automatic")
+        asked = await scene.ask("dispatcher")
+        assert asked.status_code == 201, asked.text
+        await eventually(lambda: _at_least(segments, 2), timeout=60, alive=agent)
+        revoked = await client.post(f"/v1/live-view/{asked.json()['id']}/revoke", headers=scene.auth("owner"))
+        assert revoked.status_code == 200
+        await eventually(lambda: '"live_view_stopped"' in log.read_text(), timeout=30, alive=agent)
+        stopped = await segments()
+        await asyncio.sleep(4)
+        assert await segments() == stopped, "no segment after the 410"
+    assert stopped == list(range(len(stopped)))
+    assert "410" in next(line for line in log.read_text().splitlines() if '"live_view_stopped"' in line)
+
+
+async def _at_least(segments: Any, n: int) -> bool:
+    return len(await segments()) >= n
