@@ -56,20 +56,26 @@ def probe(url: str, timeout_s: float = 5.0, sample_s: float = SAMPLE_S) -> Strea
             result.open_s = time.monotonic() - started
             stream = container.streams.video[0]
             result.codec, result.width, result.height = stream.codec_context.name, stream.width, stream.height
-            first = time.monotonic()
-            frames, size, keys = 0, 0, []
+            # Measured on the stream's own timestamps: ffmpeg delivers its buffer in a burst at first.
+            tb = float(stream.time_base)
+            stamps: list[float] = []
+            keys: list[float] = []
+            size = 0
+            deadline = time.monotonic() + sample_s + timeout_s
             for packet in container.demux(stream):
-                if packet.size == 0:
+                if packet.size == 0 or packet.dts is None:
                     continue
-                frames += 1
+                at = packet.dts * tb
+                stamps.append(at)
                 size += packet.size
                 if packet.is_keyframe:
-                    keys.append(time.monotonic())
-                if time.monotonic() - first >= sample_s:
+                    keys.append(at)
+                if at - stamps[0] >= sample_s or time.monotonic() > deadline:
                     break
-            span = max(time.monotonic() - first, 1e-3)
-            result.fps = round(frames / span, 1)
-            result.kbps = round(size * 8 / 1000 / span, 1)
+            span = stamps[-1] - stamps[0] if len(stamps) > 1 else 0.0
+            if span > 0:
+                result.fps = round((len(stamps) - 1) / span, 1)
+                result.kbps = round(size * 8 / 1000 / span, 1)
             if len(keys) >= 2:
                 result.keyframe_interval_s = round((keys[-1] - keys[0]) / (len(keys) - 1), 2)
     except (av.FFmpegError, OSError, StopIteration) as error:
