@@ -12,6 +12,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+from fractions import Fraction
 
 import av
 import httpx
@@ -57,7 +58,7 @@ def probe(url: str, timeout_s: float = 5.0, sample_s: float = SAMPLE_S) -> Strea
             stream = container.streams.video[0]
             result.codec, result.width, result.height = stream.codec_context.name, stream.width, stream.height
             # Measured on the stream's own timestamps: ffmpeg delivers its buffer in a burst at first.
-            tb = float(stream.time_base)
+            tb = float(stream.time_base or Fraction(1, 90000))
             stamps: list[float] = []
             keys: list[float] = []
             size = 0
