@@ -233,6 +233,8 @@ class ApiRecorder:
 
         self.requests: list[tuple[str, str, bytes, dict[str, str]]] = []
         self.status: dict[str, int] = {}
+        self.replies: dict[str, bytes] = {}  # a JSON body per path
+        self.headers: dict[str, dict[str, str]] = {}  # extra response headers per path
         recorder = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -242,8 +244,12 @@ class ApiRecorder:
                 path = self.path.split("?")[0]
                 recorder.requests.append((self.command, path, body, dict(self.headers)))
                 status = recorder.status.get(path, 404 if path.startswith("/v1/cameras/me") else 202)
-                payload = b"{}" if status < 400 else b'{"title": "stand-in", "status": %d}' % status
+                payload = recorder.replies.get(path, b"{}")
+                if status >= 400:
+                    payload = b'{"title": "stand-in", "status": %d}' % status
                 self.send_response(status)
+                for name, value in recorder.headers.get(path, {}).items():
+                    self.send_header(name, value)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(payload)))
                 self.end_headers()

@@ -28,6 +28,7 @@ from kuzet_edge import health, liveview, metrics, systemd
 from kuzet_edge.api import Accepted, Hold, KuzetApi, Refused
 from kuzet_edge.buffer import ClipUnavailable, PacketRing, StoredPacket, cut_clip
 from kuzet_edge.config import CameraConfig, Config, camera_refs, secrets_of, with_credentials
+from kuzet_edge.enroll import register_cameras
 from kuzet_edge.events import Candidate, Source
 from kuzet_edge.keys import Keys
 from kuzet_edge.outbox import Outbox, Row
@@ -243,8 +244,25 @@ class Agent:
 
     # -- running --------------------------------------------------------------------------------------
 
+    async def register(self) -> None:
+        """Tell Kuzet the config's cameras (``PUT /v1/edge/cameras``), retried until it answers."""
+        delay = 1.0
+        while self.keys.box_key is not None:
+            outcome = await register_cameras(self.api, self.config, self.keys)
+            if isinstance(outcome, Accepted):
+                return
+            log.warning("cameras_not_registered", outcome=repr(outcome))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.settings.retry_max_s)
+
     async def run(self) -> None:
         await asyncio.to_thread(self.outbox.recover)
+        if self.keys.box_key is not None:
+            registering = asyncio.ensure_future(self.register())
+            self._tasks.add(registering)
+            registering.add_done_callback(self._tasks.discard)
+            with contextlib.suppress(TimeoutError):  # keeps trying in the background
+                await asyncio.wait_for(asyncio.shield(registering), 10)
         for camera in self.cameras.values():
             camera.reader.start()
         exporter = metrics.serve(self) if self.settings.metrics_port is not None else None
