@@ -6,7 +6,8 @@ imports nothing of the project. It serves ``rtsp://127.0.0.1:PORT/main`` and ``/
 
 - ``--raw FILE --size WxH --fps N``: a real clip, decoded beforehand into raw I420 frames (see
   ``kuzet_edge.devtools.write_raw_i420``), played in a loop at ``N`` fps;
-- ``--pattern ball|black|smpte``: a synthetic live source (``black`` is a covered camera).
+- ``--pattern ball|black|smpte``: a synthetic live source (``black`` is a covered camera);
+- ``--mp4 FILE [--sub-mp4 FILE]``: H.264 files served once as they are (no encoder: the bench).
 
 Both are encoded with x264 (no B-frames, a keyframe every ``--gop`` frames), as an IP camera does.
 Stop it with SIGTERM; SIGSTOP freezes it like a hung camera (the TCP connection stays open, silent).
@@ -64,6 +65,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--raw", help="raw I420 frames to loop")
+    parser.add_argument("--mp4", help="an H.264 MP4 served as it is, once, without re-encoding (the bench)")
+    parser.add_argument("--sub-mp4", help="the same for /sub")
     parser.add_argument("--pattern", default="ball", choices=["ball", "black", "smpte", "snow"])
     parser.add_argument("--size", default="640x360")
     parser.add_argument("--sub-size", default="320x180")
@@ -91,7 +94,15 @@ def main() -> None:
             )
         factory = GstRtspServer.RTSPMediaFactory()
         kbps = args.kbps if not scale else max(200, args.kbps // 4)
-        factory.set_launch(f"( {source}{scale}! videoconvert ! {encoder(args.gop, kbps)} )")
+        passthrough = args.mp4 if path == "/main" else args.sub_mp4
+        if passthrough:
+            factory.set_launch(
+                f"( filesrc location={passthrough} ! qtdemux ! h264parse config-interval=-1 "
+                "! rtph264pay name=pay0 pt=96 config-interval=1 )"
+            )
+            loop = None
+        else:
+            factory.set_launch(f"( {source}{scale}! videoconvert ! {encoder(args.gop, kbps)} )")
         factory.set_shared(True)
         if loop is not None:
             factory.connect("media-configure", loop.configure)
