@@ -186,3 +186,67 @@ def test_motion_stage_proposes_after_sustained_motion_then_rests() -> None:
     started, score = fired[0]
     assert 1000.9 < started < 1001.1
     assert 0.5 <= score <= 1.0
+
+
+async def test_emit_keeps_its_own_copy_of_a_sources_clip_and_refuses_a_repeat(tmp_path: Path) -> None:
+    from kuzet_edge.agent import Agent
+
+    from tests.edge import still_mp4
+
+    config = load(
+        edge_config(
+            tmp_path, api_url="http://127.0.0.1:9", cameras=[{"key": "bar", "name": "Bar", "main_url": "rtsp://x/m"}]
+        )
+    )
+    agent = Agent(config)
+    clip, snapshot = tmp_path / "frigate.mp4", tmp_path / "frigate.jpg"
+    still_mp4(clip)
+    snapshot.write_bytes(b"\xff\xd8\xff\xe0 a jpeg")
+    offered = Candidate(
+        camera="bar",
+        kind="fight",
+        score=0.7,
+        occurred_at=datetime.now(UTC),
+        event_id="frigate:1718-abc",
+        source="frigate",
+        clip=clip,
+        snapshot=snapshot,
+    )
+    await agent.emit(offered)
+    await agent.emit(offered)  # Frigate sends the same review again
+    assert agent.outbox.states() == {"pending": 1}
+    row = agent.outbox.next_due()
+    assert row is not None and row.clip is not None and row.snapshot is not None
+    original = clip.read_bytes()
+    clip.unlink()  # the source may delete its file: the outbox has its own copy
+    assert row.clip.read_bytes() == original
+    assert row.snapshot.read_bytes() == snapshot.read_bytes()
+    assert len(list(agent.outbox.clips.iterdir())) == 2  # the repeat's copy was removed
+    agent.outbox.close()
+
+
+async def test_a_candidate_whose_camera_gives_no_video_is_kept_dead_and_counted(tmp_path: Path) -> None:
+    import asyncio
+
+    from kuzet_edge.agent import Agent
+
+    config = load(
+        edge_config(
+            tmp_path,
+            api_url="http://127.0.0.1:9",
+            cameras=[{"key": "bar", "name": "Bar", "main_url": "rtsp://127.0.0.1:9/down"}],
+            read_timeout_s=0.5,
+            pre_event_s=0,
+            post_event_s=0,
+        )
+    )
+    agent = Agent(config)
+    await agent.emit(candidate("onvif:motion:1"))
+    assert agent.outbox.states() == {"cutting": 1}
+    for _ in range(100):
+        await asyncio.sleep(0.1)
+        if agent.outbox.states() == {"dead": 1}:
+            break
+    assert agent.outbox.states() == {"dead": 1}
+    assert agent.outbox.counter("dead") == 1
+    agent.outbox.close()

@@ -103,7 +103,7 @@ class StreamReader:
 
     def _options(self) -> dict[str, str]:
         micro = str(int(self.read_timeout_s * 1_000_000))
-        return {"rtsp_transport": "tcp", "timeout": micro, "rw_timeout": micro, "stimeout": micro}
+        return {"rtsp_transport": "tcp", "timeout": micro, "rw_timeout": micro}
 
     def _run(self) -> None:
         delay = 1.0
