@@ -34,8 +34,8 @@ from tests.factories import Factory
 from tests.services import TcpProxy, free_port
 
 # The issue's drill is a 60 s outage; CI runs a shorter one (the drill's logic does not depend on the
-# length: the outbox holds whatever accumulates). KUZET_EDGE_OUTAGE_S=60 runs the issue's figure.
-OUTAGE_S = float(os.environ.get("KUZET_EDGE_OUTAGE_S", "15"))
+# length: the outbox holds whatever accumulates). EDGE_DRILL_OUTAGE_S=60 runs the issue's figure.
+OUTAGE_S = float(os.environ.get("EDGE_DRILL_OUTAGE_S", "15"))
 TRIGGER = """
 [[sources]]
 type = "trigger"
