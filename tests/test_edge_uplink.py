@@ -131,6 +131,8 @@ def outbox_rows(tmp_path: Path) -> dict[str, str]:
     db = sqlite3.connect(path)
     try:
         return dict(db.execute("SELECT event_id, state FROM outbox WHERE kind = 'detection'").fetchall())
+    except sqlite3.OperationalError:  # the agent is still creating its schema
+        return {}
     finally:
         db.close()
 
