@@ -153,7 +153,7 @@ async def _run(shared: Path | None) -> int:
                 "KUZET_JOB_POLL_S": "0.2",
                 "KUZET_ALERT_ACK_TIMEOUT_S": "3",
                 "KUZET_PANIC_CANCEL_WINDOW_S": "60",  # each demo step starts a worker: slower than a live one
-                "KUZET_LIVE_VIEW_GRANT_S": "30",  # 15 minutes by default: the demo watches one end (30 s: busy machines)
+                "KUZET_LIVE_VIEW_GRANT_S": "30",  # 15 minutes by default: the demo watches one end (busy machines)
                 # 3 minutes by default: the demo watches one expire; 30 s leaves room for a drain on a busy machine
                 "KUZET_LIVE_VIEW_REQUEST_TIMEOUT_S": "30",
                 "KUZET_PUBLIC_BASE_URL": f"http://127.0.0.1:{api_port}",
