@@ -250,3 +250,30 @@ async def test_a_candidate_whose_camera_gives_no_video_is_kept_dead_and_counted(
     assert agent.outbox.states() == {"dead": 1}
     assert agent.outbox.counter("dead") == 1
     agent.outbox.close()
+
+
+def test_a_bad_sources_table_stops_start_up_naming_it(tmp_path: Path) -> None:
+    from kuzet_edge.agent import Agent
+
+    cameras = [{"key": "bar", "name": "Bar", "main_url": "rtsp://x/m"}]
+    unknown_type = edge_config(
+        tmp_path, api_url="http://127.0.0.1:9", cameras=cameras, sources='[[sources]]\ntype = "nvr"\n'
+    )
+    with pytest.raises(ValueError, match=r"sources\[0\]\.type: unknown source 'nvr' \(known: trigger\)"):
+        Agent(load(unknown_type))
+    unknown_camera = edge_config(
+        tmp_path,
+        api_url="http://127.0.0.1:9",
+        cameras=cameras,
+        sources='[[sources]]\ntype = "trigger"\ncameras = ["door"]\n',
+    )
+    with pytest.raises(ValueError, match=r"sources\[0\]: unknown camera 'door'"):
+        Agent(load(unknown_camera))
+    bad_value = edge_config(
+        tmp_path,
+        api_url="http://127.0.0.1:9",
+        cameras=cameras,
+        sources='[[sources]]\ntype = "trigger"\nthreshold = 2\n',
+    )
+    with pytest.raises(ValueError, match=r"sources\[0\]: .*threshold"):
+        Agent(load(bad_value))

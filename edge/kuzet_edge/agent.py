@@ -56,6 +56,19 @@ class Agent:
         settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.secrets = secrets_of(config)
         self.keys = Keys.load(settings.state_dir, config.cameras)
+        refs = camera_refs(config, self.secrets)
+        self.sources: list[Source] = []
+        for i, table in enumerate(config.sources):
+            kind = str(table["type"])
+            builder = SOURCES.get(kind)
+            if builder is None:
+                raise ValueError(f"sources[{i}].type: unknown source {kind!r} (known: {', '.join(sorted(SOURCES))})")
+            try:
+                self.sources.append(
+                    builder(table, cameras=refs, state_dir=settings.state_dir, on_tamper=self.on_tamper)
+                )
+            except msgspec.ValidationError as error:
+                raise ValueError(f"sources[{i}]: {error}") from error
         self.outbox = Outbox(settings.state_dir)
         self.api = KuzetApi(settings.api_url, timeout_s=settings.upload_timeout_s, ca_file=settings.ca_file)
         self.cameras: dict[str, Camera] = {}
@@ -72,19 +85,6 @@ class Agent:
                 on_keyframe=self._on_keyframe(picture),
             )
             self.cameras[camera.key] = Camera(camera, ring, reader, picture)
-        refs = camera_refs(config, self.secrets)
-        self.sources: list[Source] = []
-        for i, table in enumerate(config.sources):
-            kind = str(table["type"])
-            builder = SOURCES.get(kind)
-            if builder is None:
-                raise ValueError(f"sources[{i}].type: unknown source {kind!r} (known: {', '.join(sorted(SOURCES))})")
-            try:
-                self.sources.append(
-                    builder(table, cameras=refs, state_dir=settings.state_dir, on_tamper=self.on_tamper)
-                )
-            except msgspec.ValidationError as error:
-                raise ValueError(f"sources[{i}]: {error}") from error
         self.wake = asyncio.Event()
         self.hold_until = 0.0
         self.sent_total = 0
