@@ -115,6 +115,7 @@ async def agent_config(tmp_path: Path, make: Factory, camera: FakeCamera, api_ur
         ],
         sources=TRIGGER,
         upload_timeout_s=30,
+        read_timeout_s=5,  # these tests are not the camera drills: a loaded CI machine must not drop the stream
     )
     return config, created
 
@@ -171,7 +172,7 @@ async def test_api_down_then_every_detection_delivered_exactly_once(
             for _ in range(int(OUTAGE_S / 0.5)):
                 await asyncio.sleep(0.5)
                 depth = max(depth, await metric(metrics_url(config), "kuzet_edge_outbox_depth") or 0.0)
-            assert depth >= 2, "the outage should have left several detections waiting"
+            assert depth >= 2, f"the outage should have left several detections waiting: {outbox_rows(tmp_path)}"
             waiting = {e for e, s in outbox_rows(tmp_path).items() if s in ("pending", "cutting")}
             proxy.restore()
 
@@ -186,7 +187,7 @@ async def test_api_down_then_every_detection_delivered_exactly_once(
     assert len(events) == len(set(events))
     assert set(events) <= set(rows), "the server has only what the box sent"
     assert {e for e, s in rows.items() if s == "sent"} <= set(events)
-    assert "dead" not in rows.values()
+    assert "dead" not in rows.values(), (rows, (tmp_path / "agent.log").read_text()[-3000:])
 
 
 async def test_agent_killed_before_hearing_the_202_sends_each_event_once(
