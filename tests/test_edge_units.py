@@ -277,3 +277,20 @@ def test_a_bad_sources_table_stops_start_up_naming_it(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match=r"sources\[0\]: .*threshold"):
         Agent(load(bad_value))
+
+
+def test_an_onvif_tamper_event_marks_the_camera_obstructed_for_a_while() -> None:
+    from kuzet_edge.health import TAMPER_HOLD_S, camera_health
+    from kuzet_edge.rtsp import StreamStats
+
+    stats = StreamStats(up=True, reconnects=2, last_keyframe_wall=1000.0)
+    picture = PictureCheck()
+    picture.state = "ok"
+    assert camera_health("c1", stats, picture, tamper_at=None, now=1001.0).picture == "ok"
+    reported = camera_health("c1", stats, picture, tamper_at=1000.5, now=1001.0)
+    assert reported.picture == "obstructed"
+    assert (reported.stream_up, reported.reconnects, reported.last_keyframe_age_s) == (True, 2, 1.0)
+    later = camera_health("c1", stats, picture, tamper_at=1000.5, now=1000.5 + TAMPER_HOLD_S + 1)
+    assert later.picture == "ok"
+    stats.up = False
+    assert camera_health("c1", stats, picture, tamper_at=None, now=1001.0).picture == "unknown"
