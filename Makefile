@@ -45,6 +45,7 @@ bench: setup
 	$(VENV)/bin/python bench/e2e.py
 	$(VENV)/bin/python bench/footprint.py
 	$(VENV)/bin/python bench/capacity.py
+	$(VENV)/bin/python bench/edge.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .demo

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Services the project needs on this machine: PostgreSQL with PostGIS, running on 127.0.0.1:5432.
+# Services the project needs on this machine: PostgreSQL with PostGIS, running on 127.0.0.1:5432, and
+# GStreamer's RTSP server for the edge agent's fake camera.
 # Installs the Debian packages when missing and starts the cluster when it is down. Idempotent.
 set -euo pipefail
 SUDO=""
@@ -18,6 +19,13 @@ fi
 PG_VERSION=$(ls /etc/postgresql | sort -V | tail -n 1)
 if [ ! -f "/usr/share/postgresql/$PG_VERSION/extension/postgis.control" ]; then
     apt_install "postgresql-$PG_VERSION-postgis-3"
+fi
+# The edge agent's tests run a fake IP camera: GStreamer's RTSP server with x264 (plugins-ugly), whose
+# Python bindings import only in the system Python.
+if ! /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" >/dev/null 2>&1 \
+    || ! command -v gst-inspect-1.0 >/dev/null 2>&1 || ! gst-inspect-1.0 x264enc >/dev/null 2>&1; then
+    apt_install python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools gstreamer1.0-plugins-base \
+        gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
 fi
 if ! pg_lsclusters -h | awk '{print $4}' | grep -q online; then
     echo "== starting PostgreSQL $PG_VERSION"

@@ -2,7 +2,8 @@
 
 Starts an S3-compatible server (moto) and a local FCM v1 server in-process, a fresh
 ``kuzet_demo`` database, the API (uvicorn) and a worker; registers a venue in Almaty with two
-cameras and its people; posts real clips; shows confirmation, the phones ringing, a bouncer
+cameras and its people; a fake RTSP camera looping a fight and the edge agent (``kuzet-edge``, its own
+process) proposing it; posts real clips; shows confirmation, the phones ringing, a bouncer
 acknowledging and an officer responding; a local receiver stands in for the police operational
 centre (JSON) and the city's platform (CAP 1.2) and verifies each webhook's signature. Then a
 bouncer's panic alert (and a second one cancelled in time), and a live view of the venue's camera
@@ -152,8 +153,9 @@ async def _run(shared: Path | None) -> int:
                 "KUZET_JOB_POLL_S": "0.2",
                 "KUZET_ALERT_ACK_TIMEOUT_S": "3",
                 "KUZET_PANIC_CANCEL_WINDOW_S": "60",  # each demo step starts a worker: slower than a live one
-                "KUZET_LIVE_VIEW_GRANT_S": "8",  # 15 minutes by default: the demo watches one end
-                "KUZET_LIVE_VIEW_REQUEST_TIMEOUT_S": "10",  # 3 minutes by default: the demo watches one expire
+                "KUZET_LIVE_VIEW_GRANT_S": "30",  # 15 minutes by default: the demo watches one end (busy machines)
+                # 3 minutes by default: the demo watches one expire; 30 s leaves room for a drain on a busy machine
+                "KUZET_LIVE_VIEW_REQUEST_TIMEOUT_S": "30",
                 "KUZET_PUBLIC_BASE_URL": f"http://127.0.0.1:{api_port}",
                 "KUZET_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",  # the local receiver; refused otherwise
             }
@@ -167,7 +169,13 @@ async def _run(shared: Path | None) -> int:
             people = await _register(http, settings)
             await _subscribe(http, people, receiver)
             await _phones(http, people, inbox)
+            from kuzet.demo_edge import edge_camera
+
+            edge = await edge_camera(
+                base, people["cameras"][0], settings.database_url, shared=shared, workdir=workdir, show=show, say=say
+            )
             detections = await _post_clips(http, people, demo_clips(shared, workdir), settings)
+            detections = [edge, *detections] if edge else detections
             say("Confirming with the server-side model (kuzet worker)")
             started = time.perf_counter()
             await _drain(settings)

@@ -55,6 +55,8 @@ class CameraRef(msgspec.Struct, frozen=True, kw_only=True):
     onvif_port: int = 80
     username: str | None = None
     password: str | None = None  # read from the box's 0600 secrets file; never sent to the server
+    main_url: str | None = None  # the camera's RTSP streams, without credentials (add them with
+    sub_url: str | None = None  # ``kuzet_edge.config.with_credentials``; never log them with credentials)
 
 
 class SourceBuilder(Protocol):

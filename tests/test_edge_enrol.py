@@ -1,0 +1,160 @@
+"""Enrolment on the box (``kuzet-edge enroll CODE``) and the agent's manners with the API: the box key
+and camera keys are stored 0600, camera registration sends no password or stream URL and asks a new
+key only for a camera whose key the box lost, and a 503 with Retry-After holds the whole outbox.
+
+The server's enrolment routes are another branch's: a stand-in answers with the contract's shapes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.edge import KUZET_EDGE, ApiRecorder, agent_process, camera_key_file, edge_config, eventually
+
+BOX, VENUE, CAM = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+
+
+@pytest.fixture
+def recorder() -> Iterator[ApiRecorder]:
+    api = ApiRecorder()
+    api.status["/v1/edge/enroll"] = 201
+    api.replies["/v1/edge/enroll"] = json.dumps({"box_id": BOX, "venue_id": VENUE, "box_key": "kzb_secret"}).encode()
+    api.replies["/v1/edge/cameras"] = json.dumps(
+        {"cameras": [{"key": "bar", "camera_id": CAM, "camera_key": "kzc_bar_secret"}]}
+    ).encode()
+    api.status["/v1/edge/cameras"] = 200
+    yield api
+    api.close()
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_enrol_stores_the_keys_privately_and_registers_cameras_without_secrets(
+    tmp_path: Path, recorder: ApiRecorder
+) -> None:
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text('[cameras.bar]\nusername = "admin"\npassword = "hunter2"\n')
+    secrets.chmod(0o600)
+    config = edge_config(
+        tmp_path,
+        api_url="http://127.0.0.1:9",  # --api wins
+        cameras=[{"key": "bar", "name": "Bar", "zone": "bar", "main_url": "rtsp://10.0.0.2:554/main"}],
+        secrets_file=secrets,
+    )
+    result = subprocess.run(
+        [str(KUZET_EDGE), "enroll", "abcd-efgh-jkmn-pqrs", "--config", str(config), "--api", recorder.url],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    state = tmp_path / "state"
+    assert (state / "box.key").read_text().strip() == "kzb_secret"
+    assert mode(state / "box.key") == 0o600
+    assert mode(state / "cameras.json") == 0o600
+    assert json.loads((state / "cameras.json").read_text()) == {
+        "bar": {"camera_id": CAM, "camera_key": "kzc_bar_secret"}
+    }
+    [enrolment] = [json.loads(b) for b in recorder.bodies("/v1/edge/enroll")]
+    assert enrolment["code"] == "ABCD-EFGH-JKMN-PQRS"
+    assert enrolment["agent_version"]
+    [cameras] = recorder.bodies("/v1/edge/cameras")
+    assert json.loads(cameras) == {
+        "cameras": [{"key": "bar", "name": "Bar", "zone": "bar", "vendor": None, "model": None}]
+    }
+    sent = b"".join(body for _, _, body, _ in recorder.requests)
+    assert b"hunter2" not in sent and b"rtsp://" not in sent and b"admin" not in sent
+    headers = next(h for _, p, _, h in recorder.requests if p == "/v1/edge/cameras")
+    assert headers["authorization"] == "Bearer kzb_secret"
+
+    # The box lost its camera key: at start the agent asks for a new one, and only that.
+    stored = json.loads((state / "cameras.json").read_text())
+    stored["bar"]["camera_key"] = None
+    (state / "cameras.json").write_text(json.dumps(stored))
+    with agent_process(
+        edge_config(
+            tmp_path,
+            api_url=recorder.url,
+            cameras=[{"key": "bar", "name": "Bar", "zone": "bar", "main_url": "rtsp://127.0.0.1:9/main"}],
+            secrets_file=secrets,
+        ),
+        tmp_path / "agent.log",
+    ) as agent:
+        eventually_sync(lambda: len(recorder.bodies("/v1/edge/cameras")) >= 2, agent)
+    again = json.loads(recorder.bodies("/v1/edge/cameras")[1])
+    assert again["cameras"][0]["reissue_key"] is True
+
+
+def eventually_sync(check: object, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert proc.poll() is None, "the agent exited"
+        assert time.monotonic() < deadline, "condition never held"
+        time.sleep(0.1)
+
+
+def test_a_refused_code_says_so_and_stores_nothing(tmp_path: Path, recorder: ApiRecorder) -> None:
+    recorder.status["/v1/edge/enroll"] = 404
+    config = edge_config(tmp_path, api_url=recorder.url, cameras=[])
+    result = subprocess.run(
+        [str(KUZET_EDGE), "enroll", "WRONG", "--config", str(config)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 1
+    assert "enrolment refused" in result.stderr
+    assert not (tmp_path / "state" / "box.key").exists()
+
+
+async def test_a_503_with_retry_after_holds_the_whole_outbox(tmp_path: Path, recorder: ApiRecorder) -> None:
+    import sqlite3
+
+    from kuzet_edge.events import Candidate
+    from kuzet_edge.outbox import Outbox
+
+    from tests.edge import still_mp4
+
+    recorder.status["/v1/detections"] = 503
+    recorder.headers["/v1/detections"] = {"retry-after": "4"}
+    state = tmp_path / "state"
+    outbox = Outbox(state)
+    now = datetime.now(UTC)
+    for i in range(3):
+        clip = outbox.clips / f"{i}.mp4"
+        still_mp4(clip)
+        outbox.record(
+            Candidate(camera="bar", kind="fight", score=0.9, occurred_at=now, event_id=f"e{i}", source="trigger"),
+            clip=clip,
+        )
+    outbox.close()
+    config = edge_config(
+        tmp_path,
+        api_url=recorder.url,
+        cameras=[
+            {
+                "key": "bar",
+                "name": "Bar",
+                "main_url": "rtsp://127.0.0.1:9/main",
+                "camera_key_file": camera_key_file(tmp_path, "bar", "kzc_test"),
+            }
+        ],
+    )
+    with agent_process(config, tmp_path / "agent.log") as agent:
+        await eventually(lambda: recorder.bodies("/v1/detections"), timeout=30, alive=agent)
+        await asyncio.sleep(3)
+        # Held: the other two waiting detections are not tried during the Retry-After.
+        assert len(recorder.bodies("/v1/detections")) == 1
+        recorder.status["/v1/detections"] = 202
+        await eventually(lambda: len(recorder.bodies("/v1/detections")) >= 4, timeout=30, alive=agent)
+    db = sqlite3.connect(state / "outbox.sqlite3")
+    assert dict(db.execute("SELECT event_id, state FROM outbox")) == {"e0": "sent", "e1": "sent", "e2": "sent"}
+    db.close()
