@@ -28,6 +28,7 @@ import msgspec
 
 from backend.core import jobs, queue
 from backend.core.config import Settings
+from backend.core.job_errors import PermanentError
 from backend.incidents import kinds
 from backend.incidents import lifecycle as incidents
 
@@ -238,7 +239,7 @@ async def record_outcome(
     async with pool.acquire() as conn, conn.transaction():
         record = await conn.fetchrow(LOCK_TARGET, detection_id)
         if record is None:
-            raise LookupError(f"detection {detection_id} does not exist")
+            raise PermanentError(f"detection {detection_id} does not exist")
         target = _target(record)
         if target.status in DECIDED:
             return Recorded(recorded=False, status=target.status)
@@ -267,7 +268,6 @@ async def record_outcome(
             await queue.enqueue(
                 conn,
                 jobs.FinishFootage(detection_id=detection_id, at_s=verdict.footage_at_s),
-                dedup_key=f"{detection_id}:footage",
             )
         return Recorded(recorded=True, status=verdict.outcome, incident=grouping)
 

@@ -309,7 +309,6 @@ class Ingest:
                     await queue.enqueue(
                         conn,
                         jobs.ConfirmDetection(detection_id=row.id),
-                        dedup_key=str(row.id),
                         max_attempts=self.settings.job_max_attempts,
                         priority=confirm_priority(row.kind, self.settings),
                     )

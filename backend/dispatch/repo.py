@@ -138,12 +138,7 @@ WHERE id = $1 AND undelivered_at IS NULL AND acknowledged_at IS NULL
 RETURNING user_id, audience
 """
 REACHABLE_ALERTS = "SELECT count(*) FROM alerts WHERE incident_id = $1 AND undelivered_at IS NULL"
-HURRY_NEXT_STEP = """
-UPDATE jobs SET run_at = now(), updated_at = now()
-WHERE kind = 'escalate_incident' AND status = 'queued' AND run_at > now()
-  AND dedup_key = (SELECT i.id::text || ':step:' || i.escalation_step FROM incidents i WHERE i.id = $1)
-RETURNING id
-"""
+ESCALATION_STEP = "SELECT escalation_step FROM incidents WHERE id = $1"
 RENEW_CLAIMS = "UPDATE deliveries SET claimed_at = now() WHERE id = ANY($1::bigint[]) AND status = 'sending'"
 DEACTIVATE_DEVICE = "UPDATE devices SET is_active = false, last_error = $2, updated_at = now() WHERE id = $1"
 
@@ -377,11 +372,11 @@ async def reachable_alerts(conn: asyncpg.Connection, incident_id: uuid.UUID) -> 
 
 
 async def hurry_next_step(conn: asyncpg.Connection, incident_id: uuid.UUID) -> bool:
-    """Make the incident's pending escalation timer due now; True if there was one."""
-    job_id = await conn.fetchval(HURRY_NEXT_STEP, incident_id)
-    if job_id is not None:
-        await conn.execute(queue.NOTIFY, queue.CHANNEL, jobs.EscalateIncident.kind)
-    return job_id is not None
+    """Make the incident's pending escalation timer (its next step's) due now; True if there was one."""
+    step: int | None = await conn.fetchval(ESCALATION_STEP, incident_id)
+    if step is None:
+        return False
+    return await queue.make_due(conn, jobs.EscalateIncident(incident_id=incident_id, step=step))
 
 
 async def renew_claims(conn: asyncpg.Connection, delivery_ids: list[int]) -> None:

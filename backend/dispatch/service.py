@@ -136,7 +136,6 @@ async def run_step(
         await queue.enqueue(
             conn,
             jobs.EscalateIncident(incident_id=incident.id, step=following),
-            dedup_key=f"{incident.id}:step:{following}",
             run_at=run_at,
         )
     elif chain.repeat:
@@ -151,7 +150,6 @@ async def _schedule_repeat(
     await queue.enqueue(
         conn,
         jobs.RepeatAlert(incident_id=incident_id, round=round_),
-        dedup_key=f"{incident_id}:repeat:{round_}",
         run_at=run_at,
     )
 
@@ -410,7 +408,6 @@ async def escalate_now(conn: asyncpg.Connection, settings: Settings, me: Princip
     await queue.enqueue(
         conn,
         jobs.EscalateIncident(incident_id=incident.id, step=step, force=True),
-        dedup_key=f"{incident.id}:now:{step}",
     )
     await audit.record_by(
         conn,
@@ -445,7 +442,6 @@ async def request_officer(
         jobs.AlertOfficer(
             incident_id=incident.id, officer_id=officer_id, requested_by=me.user_id, requested_role=me.role
         ),
-        dedup_key=f"{incident.id}:officer:{officer_id}",
     )
     await audit.record_by(
         conn,

@@ -216,9 +216,7 @@ async def open_or_join(
             "detected_at": detection.received_at.isoformat(),
         },
     )
-    await queue.enqueue(
-        conn, jobs.DispatchIncident(incident_id=created.id, reason="opened"), dedup_key=f"{created.id}:opened"
-    )
+    await queue.enqueue(conn, jobs.DispatchIncident(incident_id=created.id, reason="opened"))
     log.info(
         "incident_opened",
         incident_id=str(created.id),
@@ -273,7 +271,6 @@ async def raise_panic(
     await queue.enqueue(
         conn,
         jobs.DispatchIncident(incident_id=created.id, reason="opened"),
-        dedup_key=f"{created.id}:opened",
         priority=jobs.PRIORITY_URGENT,
     )
     log.info("incident_opened", incident_id=str(created.id), venue_id=str(venue_id), kind="panic", role=actor.role)
@@ -310,7 +307,6 @@ async def cancel_panic(
             text=messages.cancel_text(actor.role, actor.display_name),
             actor_id=actor.user_id,
         ),
-        dedup_key=f"{updated.id}:update:{updated.version}",
         priority=jobs.PRIORITY_URGENT,
     )
     log.info("panic_cancelled", incident_id=str(updated.id), role=actor.role)
@@ -432,7 +428,6 @@ async def act(
             text=messages.update_text(actor.role, actor.display_name, action, outcome),
             actor_id=actor.user_id,
         ),
-        dedup_key=f"{updated.id}:update:{updated.version}",
     )
     log.info("incident_action", incident_id=str(updated.id), action=action, status=updated.status)
     return Change(updated, changed=True, event=event)

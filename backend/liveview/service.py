@@ -212,21 +212,15 @@ async def request(conn: asyncpg.Connection, settings: Settings, me: Principal, i
         await _audit(conn, None, "started", grant, {"by": "policy"}, role="policy")
     else:  # ask the venue's people now, and give up on them at answer_by
         assert grant.answer_by is not None
-        await queue.enqueue(
-            conn, jobs.LiveViewPush(grant_id=grant.id, event="requested"), dedup_key=f"{grant.id}:requested"
-        )
-        await queue.enqueue(
-            conn, jobs.ExpireLiveViewRequest(grant_id=grant.id), dedup_key=str(grant.id), run_at=grant.answer_by
-        )
+        await queue.enqueue(conn, jobs.LiveViewPush(grant_id=grant.id, event="requested"))
+        await queue.enqueue(conn, jobs.ExpireLiveViewRequest(grant_id=grant.id), run_at=grant.answer_by)
     log.info("live_view_requested", grant_id=str(grant_id), incident_id=str(incident.id), status=status)
     return await _view(conn, settings, grant, me)
 
 
 async def _push_answer(conn: asyncpg.Connection, grant: GrantRow, event: str, actor_id: uuid.UUID | None) -> None:
     """Queue the push of a request's answer (one per request, whatever it is)."""
-    await queue.enqueue(
-        conn, jobs.LiveViewPush(grant_id=grant.id, event=event, actor_id=actor_id), dedup_key=f"{grant.id}:answer"
-    )
+    await queue.enqueue(conn, jobs.LiveViewPush(grant_id=grant.id, event=event, actor_id=actor_id))
 
 
 async def _expire(conn: asyncpg.Connection, settings: Settings, grant: GrantRow) -> bool:
