@@ -102,10 +102,7 @@ async def test_a_confirmation_backlog_does_not_delay_a_dispatch_job(
     async with context(quick) as ctx:
         runner = Runner(ctx, [Task(jobs.ConfirmDetection, slow_confirm), Task(jobs.DispatchIncident, dispatch)])
         task = asyncio.create_task(runner.run())
-        deadline = asyncio.get_running_loop().time() + 60
-        while confirming < 2:  # the confirmation lane is full
-            assert asyncio.get_running_loop().time() < deadline
-            await asyncio.sleep(0.02)
+        await eventually(lambda: confirming == 2, "the confirmation lane to be full")
         await queue.enqueue(conn, jobs.DispatchIncident(incident_id=uuid.uuid4(), reason="opened"))
         await asyncio.wait_for(release.wait(), 60)
         runner.stop()
@@ -157,10 +154,11 @@ async def test_heartbeat_keeps_a_long_job_and_its_time_limit_still_cuts_it_off(
     async with context(short) as ctx:
         limited = Runner(ctx, [Task(jobs.SweepUploads, long_job, time_limit=lambda s: 1.5)])
         task = asyncio.create_task(limited.run())
-        deadline = asyncio.get_running_loop().time() + 60
-        while (await job_rows(conn))[0]["last_error"] is None:
-            assert asyncio.get_running_loop().time() < deadline
-            await asyncio.sleep(0.05)
+
+        async def cut_off() -> bool:
+            return (await job_rows(conn))[0]["last_error"] is not None
+
+        await eventually(cut_off, "the job to be cut off at its time limit")
         limited.stop()
         await task
     [row] = await job_rows(conn)
