@@ -34,9 +34,9 @@ from backend.core.job_errors import JobLost, PermanentError, TransientError
 from backend.core.jobs import PAYLOADS, Lane, Payload
 from backend.core.logging import get_logger
 from backend.core.metrics import DEPENDENCY_UP, JOB_SECONDS, JOB_WAIT_SECONDS, JOBS_FINISHED
+from backend.core.notify import Notifier
 
 if TYPE_CHECKING:
-    from backend.adapters.push import PushGateway
     from backend.adapters.storage import Storage
     from backend.webhooks.sender import Sender
     from workers.confirm import Confirmer
@@ -53,7 +53,7 @@ class WorkerContext:
     settings: Settings
     pool: asyncpg.Pool
     storage: Storage | None = None
-    push: PushGateway | None = None
+    push: Notifier | None = None
     confirmer: Confirmer | None = None
     webhook_sender: Sender | None = None
 
@@ -62,7 +62,7 @@ class WorkerContext:
             raise PermanentError("this worker has no object storage")
         return self.storage
 
-    def require_push(self) -> PushGateway:
+    def require_push(self) -> Notifier:
         if self.push is None:
             raise PermanentError("the dispatch setup did not run: no push gateway in this worker")
         return self.push

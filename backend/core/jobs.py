@@ -30,6 +30,8 @@ from typing import ClassVar, Final
 
 import msgspec
 
+from backend.core.auth import Role
+
 
 class Lane(StrEnum):
     ALERT = "alert"
@@ -139,7 +141,7 @@ class AlertOfficer(Payload, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     incident_id: uuid.UUID
     officer_id: uuid.UUID
     requested_by: uuid.UUID
-    requested_role: str
+    requested_role: Role
 
     def dedup_key(self) -> str:
         return f"{self.incident_id}:officer:{self.officer_id}"

@@ -71,10 +71,7 @@ def _cmp(ok: bool) -> str:
 
 
 def _threshold(declared: kinds.DetectionKind, settings: Settings) -> float | None:
-    if declared.threshold_setting is None:
-        return None
-    value: float | None = getattr(settings, declared.threshold_setting)
-    return value
+    return declared.threshold(settings) if declared.threshold is not None else None
 
 
 def decide(kind: str, edge_score: float, evidence: Evidence, settings: Settings) -> Decision:
