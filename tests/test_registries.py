@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
+
+import msgspec
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from backend.console import i18n
 from backend.console.routes_owner import KINDS as HISTORY_KINDS
+from backend.core import jobs
 from backend.core.config import Settings
+from backend.dispatch import messages
 from backend.incidents import kinds
 from backend.incidents.events import EventType
+from backend.incidents.repo import IncidentEventRow
 from backend.webhooks.payloads import EVENT_TYPES
 
 Client = AsyncTestClient[Litestar]
@@ -50,3 +57,25 @@ def test_thresholds_and_channels_are_read_through_the_registry() -> None:
     assert kinds.channel_id("panic", settings) == "loud"
     assert kinds.channel_id("fight", settings) == settings.alert_channel_id
     assert kinds.model_kinds() == ["fight", "aggression"]
+
+
+def test_update_pushes_are_worded_by_dispatch_from_their_event() -> None:
+    def event(type_: str, role: str, **data: str) -> IncidentEventRow:
+        return IncidentEventRow(
+            id=1, incident_id=uuid.uuid4(), at=datetime.now(UTC), type=type_, actor_id=None, actor_role=role, data=data
+        )
+
+    assert messages.event_text(event("accepted", "officer"), "Seitkali") == "Officer Seitkali is responding"
+    assert messages.event_text(event("acknowledged", "bouncer"), "Aidos") == "Aidos (venue staff) acknowledged"
+    assert messages.event_text(event("resolved", "dispatcher", outcome="arrest"), "Dana").startswith(
+        "Resolved by Dispatcher Dana: "
+    )
+    assert messages.event_text(event("panic_cancelled", "bouncer"), "Aidos").startswith(
+        "CANCELLED by Aidos (venue staff)"
+    )
+    # A job queued before updates named their event still decodes, with the words it carries.
+    old = msgspec.json.decode(
+        b'{"incident_id": "0b6c1a52-9e1f-4a53-a0f8-2f0d3f7d1c11", "version": 3, "text": "Officer X is responding"}',
+        type=jobs.PushUpdate,
+    )
+    assert (old.event_id, old.text) == (None, "Officer X is responding")

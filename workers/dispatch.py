@@ -60,7 +60,14 @@ async def push_update(ctx: WorkerContext, job: Work[jobs.PushUpdate]) -> None:
     p = job.payload
     async with ctx.pool.acquire() as conn:
         await service.push_update(
-            conn, ctx.require_push(), ctx.settings, p.incident_id, version=p.version, text=p.text, actor_id=p.actor_id
+            conn,
+            ctx.require_push(),
+            ctx.settings,
+            p.incident_id,
+            version=p.version,
+            text=p.text,
+            actor_id=p.actor_id,
+            event_id=p.event_id,
         )
 
 

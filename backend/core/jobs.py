@@ -120,7 +120,8 @@ class RepeatAlert(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True
 
 
 class PushUpdate(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Tell everyone alerted (but the actor) what changed."""
+    """Tell everyone alerted (but the actor) what changed: the event ``event_id`` (dispatch words it).
+    ``text`` is what jobs queued before ``event_id`` existed carry instead (deploy workers first)."""
 
     kind: ClassVar[str] = "push_update"
     lane: ClassVar[Lane] = Lane.ALERT
@@ -128,6 +129,7 @@ class PushUpdate(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True)
     version: int
     text: str = "Incident updated"
     actor_id: uuid.UUID | None = None
+    event_id: int | None = None
 
     def dedup_key(self) -> str:
         return f"{self.incident_id}:update:{self.version}"

@@ -138,10 +138,16 @@ UPDATE alerts SET undelivered_at = now(), undelivered_reason = $2
 WHERE id = $1 AND undelivered_at IS NULL AND acknowledged_at IS NULL
 RETURNING user_id, audience
 """
+USER_NAME = "SELECT display_name FROM users WHERE id = $1"
 REACHABLE_ALERTS = "SELECT count(*) FROM alerts WHERE incident_id = $1 AND undelivered_at IS NULL"
 ESCALATION_STEP = "SELECT escalation_step FROM incidents WHERE id = $1"
 RENEW_CLAIMS = "UPDATE deliveries SET claimed_at = now() WHERE id = ANY($1::bigint[]) AND status = 'sending'"
 DEACTIVATE_DEVICE = "UPDATE devices SET is_active = false, last_error = $2, updated_at = now() WHERE id = $1"
+
+
+async def display_name(conn: asyncpg.Connection, user_id: uuid.UUID) -> str | None:
+    name: str | None = await conn.fetchval(USER_NAME, user_id)
+    return name
 
 
 async def db_now(conn: asyncpg.Connection) -> datetime:

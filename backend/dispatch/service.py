@@ -38,6 +38,7 @@ from backend.dispatch import fanout, messages, policy, repo
 from backend.dispatch.schemas import VenuePolicy
 from backend.duty import repo as duty
 from backend.incidents import lifecycle
+from backend.incidents import repo as incidents_repo
 from backend.incidents.access import lock_visible
 from backend.incidents.repo import IncidentRow
 from backend.links import service as links
@@ -376,8 +377,14 @@ async def push_update(
     version: int,
     text: str,
     actor_id: uuid.UUID | None,
+    event_id: int | None = None,
 ) -> fanout.SendReport:
+    """Push an update about the event ``event_id`` (worded here, from the event), or with ``text``
+    (a job queued before updates named their event)."""
     async with conn.transaction():
+        if event_id is not None and (event := await incidents_repo.get_event(conn, event_id)) is not None:
+            name = await repo.display_name(conn, event.actor_id) if event.actor_id else None
+            text = messages.event_text(event, name or "")
         await prepare_update(conn, incident_id, version=version, text=text, actor_id=actor_id)
     return await fanout.send_pending(conn, gateway, settings, incident_id)
 

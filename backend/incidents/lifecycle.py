@@ -36,7 +36,6 @@ from backend.core.config import Settings
 from backend.core.errors import Conflict, Invalid
 from backend.core.logging import get_logger
 from backend.core.metrics import FIRST_ACK_SECONDS
-from backend.dispatch import messages
 from backend.incidents import events, repo
 from backend.incidents.repo import IncidentEventRow, IncidentRow
 from backend.incidents.schemas import (
@@ -292,15 +291,10 @@ async def cancel_panic(
     details = events.build(
         events.PanicCancelled, {"from": incident.status, "to": RESOLVED, "outcome": "false_alarm"} | data
     )
-    await _append(conn, settings, updated, details, actor=actor)
+    event = await _append(conn, settings, updated, details, actor=actor)
     await queue.enqueue(
         conn,
-        jobs.PushUpdate(
-            incident_id=updated.id,
-            version=updated.version,
-            text=messages.cancel_text(actor.role, actor.display_name),
-            actor_id=actor.user_id,
-        ),
+        jobs.PushUpdate(incident_id=updated.id, version=updated.version, actor_id=actor.user_id, event_id=event.id),
         priority=jobs.PRIORITY_URGENT,
     )
     log.info("panic_cancelled", incident_id=str(updated.id), role=actor.role)
@@ -421,12 +415,7 @@ async def act(
     event = await _append(conn, settings, updated, details, actor=actor)
     await queue.enqueue(
         conn,
-        jobs.PushUpdate(
-            incident_id=updated.id,
-            version=updated.version,
-            text=messages.update_text(actor.role, actor.display_name, action, outcome),
-            actor_id=actor.user_id,
-        ),
+        jobs.PushUpdate(incident_id=updated.id, version=updated.version, actor_id=actor.user_id, event_id=event.id),
     )
     log.info("incident_action", incident_id=str(updated.id), action=action, status=updated.status)
     return Change(updated, changed=True, event=event)
