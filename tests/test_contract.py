@@ -29,10 +29,10 @@ import pytest
 import uvicorn
 
 from backend.core.config import Settings
-from backend.dispatch import links
 from backend.edge import service as edge
 from backend.edge.schemas import BoxCreate
 from backend.incidents import repo as incidents_repo
+from backend.links import service as links
 from backend.webhooks import service as webhooks
 from backend.webhooks.schemas import SubscriptionCreate
 from tests.factories import ALMATY, Factory

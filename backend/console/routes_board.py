@@ -26,9 +26,9 @@ from backend.dispatch import service as dispatch
 from backend.edge import health as edge_health
 from backend.history import service as history
 from backend.history.schemas import FootageKind
+from backend.incidents import kinds
 from backend.incidents import service as incidents
 
-KINDS = ("fight", "crowd_surge", "aggression", "weapon", "fire_smoke", "panic")
 OPEN_STATES = ("confirmed", "acknowledged", "responding", "on_scene")
 BOARD_WORDS = [
     "board.connected",
@@ -43,7 +43,7 @@ BOARD_WORDS = [
     "board.received",
     *(f"unit.{u}" for u in ("s", "min", "h")),
     *(f"state.{s}" for s in (*OPEN_STATES, "resolved")),
-    *(f"kind.{k}" for k in KINDS),
+    *(f"kind.{k}" for k in kinds.KINDS),
 ]
 
 
@@ -93,7 +93,7 @@ class BoardController(Controller):
             tile_url=settings.console_tile_url or "",
             tile_attribution=settings.console_tile_attribution or "",
             words=strings(language(request), BOARD_WORDS),
-            kinds=KINDS,
+            kinds=tuple(kinds.KINDS),
             states=OPEN_STATES,
             regions=await console.board_regions(db, me),
             camera_problems=await edge_health.problems(db, me),

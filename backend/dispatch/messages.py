@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from typing import Final, Literal
 
-from backend.incidents import kinds
-from backend.incidents.repo import IncidentRow
+from backend.incidents import events, kinds
+from backend.incidents.repo import IncidentEventRow, IncidentRow
 
 _ASK = {
     "bouncer": "Tap to acknowledge.",
@@ -90,6 +90,18 @@ OUTCOME_TEXT = {
     "medical": "medical help",
     "other": "closed",
 }
+
+
+# The responder's action behind each status-change event (the inverse of the lifecycle's mapping).
+_ACTION_OF: Final[dict[str, str]] = {cls.TYPE: action for action, cls in events.ACTION_EVENTS.items()}
+
+
+def event_text(event: IncidentEventRow, actor_name: str) -> str:
+    """The body of the update push about ``event``: a responder's action, or a panic's cancel."""
+    role = event.actor_role or ""
+    if event.type == events.EventType.PANIC_CANCELLED:
+        return cancel_text(role, actor_name)
+    return update_text(role, actor_name, _ACTION_OF[event.type], event.data.get("outcome"))
 
 
 def update_text(actor_role: str, actor_name: str, action: str, outcome: str | None) -> str:

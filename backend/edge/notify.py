@@ -15,9 +15,9 @@ from typing import Final
 
 import asyncpg
 
-from backend.adapters.push import PushGateway
 from backend.core.config import Settings
 from backend.core.logging import get_logger
+from backend.core.notify import Notifier
 from backend.dispatch import fanout
 from backend.dispatch import repo as dispatch
 from backend.edge import repo
@@ -85,7 +85,7 @@ async def prepare(conn: asyncpg.Connection, episode_id: uuid.UUID, event: str) -
 
 
 async def push(
-    conn: asyncpg.Connection, gateway: PushGateway, settings: Settings, episode_id: uuid.UUID, *, event: str
+    conn: asyncpg.Connection, gateway: Notifier, settings: Settings, episode_id: uuid.UUID, *, event: str
 ) -> fanout.SendReport:
     """The ``camera_health_push`` job: queue the pushes in a transaction, then send them."""
     async with conn.transaction():

@@ -14,6 +14,8 @@ from typing import Final
 from backend.console.i18n.en import EN
 from backend.console.i18n.kk import KK
 from backend.console.i18n.ru import RU
+from backend.incidents.events import EventType
+from backend.incidents.kinds import KINDS
 
 LANGUAGES: Final = ("en", "ru", "kk")
 DEFAULT: Final = "en"
@@ -21,6 +23,17 @@ DEFAULT: Final = "en"
 __all__ = ["CATALOGUES", "DEFAULT", "EN", "KK", "LANGUAGES", "RU", "choose", "translate"]
 
 CATALOGUES: Final[Mapping[str, Mapping[str, str]]] = {"en": EN, "ru": RU, "kk": KK}
+
+# Every incident event type and every detection kind has its words in every language (checked at
+# import: a new one without them fails here, not as a raw key on a dispatcher's screen).
+_unworded = [
+    f"{lang}: {key}"
+    for lang in LANGUAGES
+    for key in (*(f"event.{t}" for t in EventType), *(f"kind.{k}" for k in KINDS))
+    if key not in CATALOGUES[lang]
+]
+if _unworded:
+    raise TypeError(f"event types or kinds without console words in backend.console.i18n: {_unworded}")
 
 
 def translate(lang: str, key: str) -> str:
