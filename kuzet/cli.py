@@ -230,20 +230,8 @@ def cmd_model(args: argparse.Namespace) -> int:
 
     settings = _settings()
     person = Path(args.person_model) if args.person_model else settings.person_model
-    if args.model_command == "train":
-        data = Path(args.data)
-        bus = Path(args.bus) if args.bus else (data.parent / "bus-violence")
-        return commands.train_main(
-            data,
-            Path(args.out) if args.out else None,
-            bus_dir=bus if (args.bus or bus.is_dir()) and not args.no_bus else None,
-            venue_dirs=[Path(v) for v in args.venue_data],
-            cache_dir=Path(args.cache),
-            seed=args.seed,
-            repeats=args.repeats,
-            frames=args.frames,
-            size=args.size,
-        )
+    if args.model_command in TRAINING_COMMANDS:
+        return _training_command(args)
     if args.model_command in ("promote", "shadow"):
         slot = "live" if args.model_command == "promote" else "shadow"
         described = commands.describe_model(Path(args.sidecar))
@@ -261,12 +249,6 @@ def cmd_model(args: argparse.Namespace) -> int:
     if args.model_command == "calibrate":
         _print(asyncio.run(_with_conn(settings, commands.calibrate_cameras)))
         return 0
-    if args.model_command == "dataset":
-        out = Path(args.out)
-        _print(asyncio.run(_export_dataset(settings, out)))
-        return 0
-    if args.model_command == "export-network":
-        return commands.export_network_main(Path(args.out) if args.out else None, [Path(p) for p in args.calibration])
     return commands.score_main(
         [Path(p) for p in args.paths],
         model_path=Path(args.model) if args.model else None,
@@ -275,9 +257,43 @@ def cmd_model(args: argparse.Namespace) -> int:
     )
 
 
+TRAINING_COMMANDS = ("train", "export-network", "dataset")
+
+
+def _training_command(args: argparse.Namespace) -> int:
+    """``kuzet model train|export-network|dataset``: the ``training`` package, which a development
+    checkout has and the worker image does not (nor its ``train`` dependency group)."""
+    try:
+        from training import commands as training
+    except ModuleNotFoundError as exc:
+        print(
+            f"kuzet model {args.model_command}: needs a development checkout with the train group ({exc})",
+            file=sys.stderr,
+        )
+        return 2
+    if args.model_command == "dataset":
+        _print(asyncio.run(_export_dataset(_settings(), Path(args.out))))
+        return 0
+    if args.model_command == "export-network":
+        return training.export_network_main(Path(args.out) if args.out else None, [Path(p) for p in args.calibration])
+    data = Path(args.data)
+    bus = Path(args.bus) if args.bus else (data.parent / "bus-violence")
+    return training.train_main(
+        data,
+        Path(args.out) if args.out else None,
+        bus_dir=bus if (args.bus or bus.is_dir()) and not args.no_bus else None,
+        venue_dirs=[Path(v) for v in args.venue_data],
+        cache_dir=Path(args.cache),
+        seed=args.seed,
+        repeats=args.repeats,
+        frames=args.frames,
+        size=args.size,
+    )
+
+
 async def _export_dataset(settings: Settings, out: Path) -> Any:
     from backend.adapters.storage import Storage
-    from workers.vision.dataset_export import export
+    from training.dataset_export import export
 
     async with Storage(settings) as storage:
         return await _with_conn(

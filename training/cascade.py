@@ -28,8 +28,8 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from workers.vision.dataset import ClipFeatureSet, ClipItem
-from workers.vision.train import TARGET_RECALL, Windows, make_classifier, pick_threshold
+from training.dataset import ClipFeatureSet, ClipItem
+from training.motion import TARGET_RECALL, Windows, make_classifier, pick_threshold
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]

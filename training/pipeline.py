@@ -21,11 +21,7 @@ import onnxruntime
 import sklearn
 from threadpoolctl import threadpool_limits
 
-from workers.vision.dataset import BUS_SOURCE, ClipItem, NetSpec, extract_features, load_bus, load_manifest
-from workers.vision.features import FLOW_HEIGHT, MOTION_NAMES
-from workers.vision.frames import DEFAULT_FPS, DEFAULT_MAX_SIDE
-from workers.vision.train import MOTION_CLASSIFIER, TARGET_RECALL, export_onnx
-from workers.vision.train_cascade import (
+from training.cascade import (
     RECALL_FLOOR,
     REPEATS,
     SETTLE_FIGHT_SHARE,
@@ -37,6 +33,10 @@ from workers.vision.train_cascade import (
     use_cascade,
     validate,
 )
+from training.dataset import BUS_SOURCE, ClipItem, NetSpec, extract_features, load_bus, load_manifest
+from training.motion import MOTION_CLASSIFIER, TARGET_RECALL, export_onnx
+from workers.vision.features import FLOW_HEIGHT, MOTION_NAMES
+from workers.vision.frames import DEFAULT_FPS, DEFAULT_MAX_SIDE
 
 MODEL_NAME = "kuzet-fight"
 MODEL_VERSION = "3"
