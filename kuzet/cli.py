@@ -285,9 +285,7 @@ def _training_command(args: argparse.Namespace) -> int:
         venue_dirs=[Path(v) for v in args.venue_data],
         cache_dir=Path(args.cache),
         seed=args.seed,
-        repeats=args.repeats,
-        frames=args.frames,
-        size=args.size,
+        final_test=args.final_test,
     )
 
 
@@ -447,9 +445,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default=".cache/kuzet-model", help="feature cache (outside git)")
     p.add_argument("--person-model")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--repeats", type=int)
-    p.add_argument("--frames", type=int, help="frames the video network sees (default: the committed model's)")
-    p.add_argument("--size", type=int, help="their side in pixels (default: the committed model's)")
+    p.add_argument(
+        "--final-test",
+        action="store_true",
+        help="also score the final test sources once (the model card counts every time this is done)",
+    )
     p = msub.add_parser("promote", help="make a model version live (audited; workers load it at start)")
     p.add_argument("sidecar", help="the model's sidecar JSON, as the workers will find it")
     p.add_argument("--person-model")

@@ -15,6 +15,7 @@ import pytest
 
 from workers.vision import ClipDecodeError, ConfirmationModel, sample_frames
 from workers.vision.commands import score_main
+from workers.vision.frames import aspect_size, centre_crop, small_rgb
 from workers.vision.model import DEFAULT_MODEL_PATH, sidecar_path
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -68,6 +69,32 @@ def test_sample_frames_at_fixed_rate_and_size(clip: Path) -> None:
     for frame in sampled.frames:
         assert frame.dtype == np.uint8
         assert frame.shape == (180, 320, 3)
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [((640, 360), (112, 160)), ((320, 240), (112, 149)), ((360, 640), (160, 112)), ((96, 96), (112, 112))],
+)
+def test_network_frames_keep_the_aspect_and_crop_the_centre(
+    tmp_path: Path, size: tuple[int, int], expected: tuple[int, int]
+) -> None:
+    path = write_clip(tmp_path / "c.mp4", seconds=1.0, size=size)
+    sampled = sample_frames(path, clip_count=16, clip_size=112, clip_long=160)
+    assert len(sampled.clip_frames) == 16
+    assert {f.shape for f in sampled.clip_frames} == {(*expected, 3)}
+    # the same frame prepared from a full-size BGR frame (score_frames' path) has the same geometry
+    full = np.zeros((size[1], size[0], 3), dtype=np.uint8)
+    assert small_rgb(full, 112, 160).shape == (*expected, 3)
+    assert small_rgb(full, 112).shape == (112, 112, 3)  # versions up to 3: squeezed
+
+
+def test_centre_crop_keeps_the_middle() -> None:
+    frame = np.zeros((112, 200, 3), dtype=np.uint8)
+    frame[:, 100] = 255
+    cropped = centre_crop(frame, 160)
+    assert cropped.shape == (112, 160, 3)
+    assert cropped[:, 80].min() == 255  # column 100 of 200 is column 80 of the middle 160
+    assert aspect_size(1920, 1080, 112) == (199, 112)
 
 
 def test_small_frames_are_not_upscaled(tmp_path: Path) -> None:
@@ -186,21 +213,25 @@ def test_person_model_gives_person_counts() -> None:
     assert 0.0 <= result.score <= 1.0
 
 
+@pytest.mark.timeout(900)  # 8 clips x 9 network passes (the suite, 2 training copies) on a shared CPU
 def test_train_on_a_tiny_subset_writes_a_loadable_model(tmp_path: Path) -> None:
+    """The whole protocol end to end on 8 clips from 4 sources (one of them the final test set) and
+    6 Bus clips: features with the suite and training copies, nested LOSO, LODO, the final fit."""
     from training.pipeline import NETWORK_FILE, train
 
     data = needs_shared(DATA)
     bus = needs_shared(DATA.parent / "bus-violence")
     with (data / "clips.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
+    by_source: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        by_source.setdefault(row["source"], []).append(row)
     picked: list[dict[str, str]] = []
-    for label in ("fight", "noFight"):
-        per_source: dict[str, list[dict[str, str]]] = {}
-        for row in rows:
-            if row["label"] == label:
-                per_source.setdefault(row["source"], []).append(row)
-        for source_rows in [r for r in per_source.values() if len(r) >= 2][:3]:
-            picked += source_rows[:2]
+    for source_rows in by_source.values():
+        fights = [r for r in source_rows if r["label"] == "fight"]
+        calm = [r for r in source_rows if r["label"] != "fight"]
+        if fights and calm and len(picked) < 8:
+            picked += fights[:1] + calm[:1]
     subset = tmp_path / "data"
     for folder in ("fight", "noFight"):
         (subset / folder).mkdir(parents=True)
@@ -219,16 +250,34 @@ def test_train_on_a_tiny_subset_writes_a_loadable_model(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / NETWORK_FILE).symlink_to(DEFAULT_MODEL_PATH.parent / NETWORK_FILE)
-    meta = train(subset, out, bus_dir=bus_subset, venue_dirs=[], cache_dir=tmp_path / "cache", repeats=1, workers=1)
+    meta = train(
+        subset,
+        out,
+        bus_dir=bus_subset,
+        venue_dirs=[],
+        cache_dir=tmp_path / "cache",
+        workers=1,
+        final_test=True,
+        final_clips=2,
+    )
     parts = {p["name"]: p for p in meta["training_data"]["parts"]}
-    assert parts["surv-fight"]["clips"] == len(picked) == 12
+    assert parts["surv-fight"]["clips"] == len(picked) == 8
     assert parts["bus-violence"]["clips"] == 6
     assert parts["bus-violence"]["evaluable"] is False
-    assert (out / "kuzet-fight.metrics.json").is_file()
+    assert len(meta["training_data"]["final_test_sources"]) == 1
+    val = meta["validation"]
+    assert val["variants_compared"] == 4
+    assert len(val["nested_loso"]["chosen_per_fold"]) == 3  # the 3 development sources
+    assert val["final_test"]["clean"]["clips"] == 2
+    assert set(val["suite"]) == set(val["final_test"]) - {"clean"}
+    metrics = json.loads((out / "kuzet-fight.metrics.json").read_text())
+    assert set(metrics["lodo"]) == {"a_bus_to_surv_fight", "b_surv_fight_to_bus"}
+    assert (out / "kuzet-fight-motion.onnx").is_file() == ("motion" in meta)
     trained = ConfirmationModel(out / "kuzet-fight.json")
     result = trained.score_clip(data / "fight" / "fi001.mp4")
     assert 0.0 <= result.score <= 1.0
     assert trained.threshold == meta["threshold"]
-    # features are cached per clip, keyed by the network file: a retrain does not decode again
-    cached = list((tmp_path / "cache").glob("i3d-*/*.npz"))
-    assert len(cached) == 12 + 6
+    assert trained.clip_long == 160
+    # features are cached per clip, keyed by the network file and the geometry: a retrain does not decode
+    cached = list((tmp_path / "cache").glob("v4-i3d-*/*.npz"))
+    assert len(cached) == 8 + 6

@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-from training.cascade import REPEATS
 from training.i3d_export import FP32_NAME, INT8_NAME, export, verify
 from training.pipeline import NET_FRAMES, NET_SIZE, train
 from workers.vision.model import ASSETS_DIR
@@ -22,11 +21,9 @@ def train_main(
     venue_dirs: list[Path],
     cache_dir: Path,
     seed: int = 0,
-    repeats: int | None = None,
-    frames: int | None = None,
-    size: int | None = None,
+    final_test: bool = False,
 ) -> int:
-    """Train and validate version 2, write the motion stage ONNX and the sidecars into ``out_dir``."""
+    """Run the protocol, fit the model, write the sidecars (and the motion stage when kept) to ``out_dir``."""
     out_dir = out_dir if out_dir is not None else ASSETS_DIR
     for folder in [data_dir, *venue_dirs]:
         if not (folder / "clips.csv").is_file():
@@ -44,9 +41,7 @@ def train_main(
             venue_dirs=venue_dirs,
             cache_dir=cache_dir,
             seed=seed,
-            repeats=repeats if repeats is not None else REPEATS,
-            frames=frames,
-            size=size,
+            final_test=final_test,
             progress=lambda msg: print(msg, flush=True),
         )
     except FileNotFoundError as exc:
@@ -59,9 +54,8 @@ def train_main(
                 "model": f"{meta['name']}/{meta['version']}",
                 "chosen": val["chosen"],
                 "threshold": meta["threshold"],
-                "leave_one_source_out": val["leave_one_source_out"],
-                "repeated_grouped_cv": val["repeated_grouped_cv"],
-                "settled_by_motion_share": val["settled_by_motion_share"],
+                "nested_loso": val["nested_loso"]["clean"],
+                "motion_stage_kept": val["motion_stage"]["keep"],
                 "variants_compared": val["variants_compared"],
             }
         )
