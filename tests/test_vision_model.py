@@ -121,18 +121,29 @@ def test_bad_clips_raise_clip_decode_error(tmp_path: Path, clip: Path, kind: str
 def test_committed_model_and_sidecar_agree() -> None:
     meta = json.loads(sidecar_path(DEFAULT_MODEL_PATH).read_text())
     assert meta["name"] == "kuzet-fight"
-    assert meta["version"] == "3"
-    assert 0.0 < meta["threshold"] < 1.0
-    motion = DEFAULT_MODEL_PATH.parent / meta["motion"]["file"]
-    assert motion.stat().st_size < 3_000_000
-    assert hashlib.sha256(motion.read_bytes()).hexdigest() == meta["motion"]["sha256"]
-    sess = ort.InferenceSession(str(motion), providers=["CPUExecutionProvider"])
-    assert sess.get_inputs()[0].shape[1] == len(meta["motion"]["feature_names"])
+    assert meta["version"] == "4"
+    assert 0.0 < meta["threshold"] <= meta["calibration"]["max_threshold"] < 1.0
+    assert (meta["network"]["frames"], meta["network"]["size"], meta["network"]["long"]) == (16, 112, 160)
+    network = DEFAULT_MODEL_PATH.parent / meta["network"]["file"]
+    assert hashlib.sha256(network.read_bytes()).hexdigest() == meta["network"]["sha256"]
+    val = meta["validation"]
+    # the motion classifier ships exactly when the protocol kept it, and the score uses it only then
+    assert ("motion" in meta) == (meta["combine"] == "mean")
+    if meta["combine"] == "mean":
+        setting = "augmented" if val["chosen"].endswith("+aug") else "clean"
+        assert val["motion_stage"][setting]["keep"] is True
+    if "motion" in meta:
+        motion = DEFAULT_MODEL_PATH.parent / meta["motion"]["file"]
+        assert hashlib.sha256(motion.read_bytes()).hexdigest() == meta["motion"]["sha256"]
+        sess = ort.InferenceSession(str(motion), providers=["CPUExecutionProvider"])
+        assert sess.get_inputs()[0].shape[1] == len(meta["motion"]["feature_names"])
     assert len(meta["head"]["coef"]) == len(meta["head"]["mean"]) == len(meta["head"]["scale"]) == 1024
     assert meta["person_features"] is False
-    val = meta["validation"]
-    assert val["leave_one_source_out"]["auc"]["mean"] > 0.5
-    assert val["variants_compared"] >= 2
+    assert val["variants_compared"] == len(val["variants"]) == 4
+    assert val["chosen"] in val["variants"]
+    clean = val["nested_loso"]["clean"]
+    assert clean["auc_ci"][0] <= clean["auc"] <= clean["auc_ci"][1]
+    assert set(val["suite"]) == {"dark_noise", "ir_grey", "low_bitrate", "fps10", "crop43", "pan_shake"}
     assert {p["name"] for p in meta["training_data"]["parts"]} >= {"surv-fight", "bus-violence"}
 
 
@@ -147,14 +158,16 @@ def test_score_clip_is_deterministic_and_in_range(model: ConfirmationModel, clip
     assert math.isfinite(first.motion)
     assert first.motion >= 0.0
     assert set(first.timings_ms) >= {"decode", "features", "inference"}
-    assert first.stage in {"motion", "network"}
-    assert model.tag == "kuzet-fight/3"
+    assert first.stage == "network"
+    assert model.tag == "kuzet-fight/4"
 
 
 def test_score_frames_matches_score_clip(model: ConfirmationModel, clip: Path) -> None:
     sampled = sample_frames(clip, fps=model.sample_fps, max_side=model.max_side)
     direct = model.score_frames(sampled.frames, sampled.sample_fps)
-    assert direct.motion_score == pytest.approx(model.score_clip(clip).motion_score, abs=1e-6)
+    by_file = model.score_clip(clip)
+    assert direct.motion == pytest.approx(by_file.motion, abs=1e-6)
+    assert direct.best_frame_index == by_file.best_frame_index
     # frames at the source rate are resampled to the model's rate
     cap = cv2.VideoCapture(str(clip))
     raw: list[np.ndarray[tuple[int, ...], np.dtype[np.uint8]]] = []
@@ -187,7 +200,7 @@ def test_score_main_prints_one_json_line_per_clip(
     assert status == 0
     assert [line["path"] for line in lines] == [str(clip), str(bad)]
     assert lines[0]["decision"] == "confirmed"
-    assert lines[0]["model"] == "kuzet-fight/3"
+    assert lines[0]["model"] == "kuzet-fight/4"
     assert lines[1]["decision"] == "unprocessable"
     assert lines[1]["error"]
     assert score_main([tmp_path / "nope.mp4"], model_path=None, person_model=None, threshold=None) == 1

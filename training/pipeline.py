@@ -38,6 +38,7 @@ from training.protocol import (
     Corpus,
     Fitter,
     FoldOutput,
+    allowed_variants,
     final_sources,
     inner_rules,
     lodo,
@@ -166,7 +167,7 @@ def train(
         loso = nested_loso(corpus, seed, say)
         lodo_res = lodo(corpus, seed, say) if bus.size else {}
         motion = motion_rule(loso, lodo_res["a_bus_to_surv_fight"], corpus, seed) if lodo_res else {"keep": False}
-        allowed = [v for v in VARIANTS if motion["keep"] or v.combine == "head"]
+        allowed = allowed_variants(motion)
         rules = inner_rules(corpus, fixed=bus, evaluable=dev, folds=FINAL_FOLDS, seed=seed, variants=allowed)
         variant = rules.chosen
         final_figures: dict[str, Any] | None = None
