@@ -117,3 +117,18 @@ def test_final_test_sources_are_fixed_by_the_rule() -> None:
     assert sum(r["label"] == "fight" for r in clips) == 27
     # the rule does not depend on the order of the manifest
     assert final_sources(sources[::-1]) == held
+
+
+def test_training_commands_say_what_they_need_where_the_package_is_absent(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The worker image has no training package: `kuzet model train` says so instead of a traceback."""
+    import sys
+
+    import training
+    from kuzet.cli import main
+
+    monkeypatch.setitem(sys.modules, "training.commands", None)  # as if it were not installed
+    monkeypatch.delattr(training, "commands", raising=False)
+    assert main(["model", "train", "--data", "nowhere"]) == 2
+    assert "needs a development checkout with the train group" in capsys.readouterr().err
