@@ -10,7 +10,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from training.augment import SUITE, augment, camera_motion, h264_roundtrip
-from training.protocol import auc, final_sources, pick_threshold
+from training.protocol import allowed_variants, auc, figures, final_sources, pick_threshold
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 DATA = SHARED / "data" / "surv-fight"
@@ -132,3 +132,27 @@ def test_training_commands_say_what_they_need_where_the_package_is_absent(
     monkeypatch.delattr(training, "commands", raising=False)
     assert main(["model", "train", "--data", "nowhere"]) == 2
     assert "needs a development checkout with the train group" in capsys.readouterr().err
+
+
+def test_the_motion_stage_stays_only_in_the_training_setting_that_passed() -> None:
+    verdict = {"clean": {"keep": False}, "augmented": {"keep": True}, "keep": True}
+    assert [v.name for v in allowed_variants(verdict)] == ["head", "head+aug", "mean+aug"]
+    assert [v.name for v in allowed_variants({"keep": False})] == ["head", "head+aug"]
+
+
+def test_figures_resample_whole_sources_and_pair_the_change() -> None:
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.array([f"s{k}" for k in range(10)]), 8)
+    y = np.tile(np.array([0, 1], dtype=np.int64), 40)
+    clean = y + rng.normal(0.0, 0.6, 80)
+    worse = y + rng.normal(0.0, 1.5, 80)
+    base = (clean, clean >= 0.5)
+    fig = figures(y, worse, worse >= 0.5, groups, seed=1, base=base)
+    assert fig["clips"] == 80
+    assert fig["auc_ci"][0] <= fig["auc"] <= fig["auc_ci"][1]
+    assert fig["auc_change"] == pytest.approx(fig["auc"] - auc(y, clean))
+    assert fig["auc_change"] < 0
+    assert fig["auc_change_ci"][0] <= fig["auc_change"] <= fig["auc_change_ci"][1]
+    same = figures(y, clean, clean >= 0.5, groups, seed=1, base=base)
+    assert same["auc_change"] == 0.0
+    assert same["auc_change_ci"] == [0.0, 0.0]
