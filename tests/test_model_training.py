@@ -156,3 +156,11 @@ def test_figures_resample_whole_sources_and_pair_the_change() -> None:
     same = figures(y, clean, clean >= 0.5, groups, seed=1, base=base)
     assert same["auc_change"] == 0.0
     assert same["auc_change_ci"] == [0.0, 0.0]
+
+
+def test_the_kinetics_labels_moved_with_the_export_code() -> None:
+    from training.i3d_export import kinetics_labels
+
+    labels = kinetics_labels()
+    assert len(labels) == 400
+    assert "punching person (boxing)" in labels
