@@ -1,4 +1,4 @@
-"""CPU cost of the confirmation model per clip (decode, motion stage, video network), on one core,
+"""CPU cost of the confirmation model per clip (decode, motion measure, video network), on one core,
 beside the baseline of decoding the same clips with OpenCV alone. CPU time (process_time), not wall:
 the machine is shared; the load average is printed beside each line.
 
@@ -87,6 +87,7 @@ def measure(model: ConfirmationModel, clips: list[Path], repeat: int) -> dict[st
                 max_side=model.max_side,
                 clip_count=model.clip_frames,
                 clip_size=model.clip_size,
+                clip_long=model.clip_long,
             )
             decode.append(time.process_time() - c0)
             c0 = time.process_time()
@@ -135,8 +136,9 @@ def main() -> None:
     )
     model = ConfirmationModel(args.model)
     print(
-        f"model: {model.tag} (motion stage {model.model_path.name}, network {model.is_cascade}, "
-        f"{model.clip_frames} frames at {model.clip_size} px, reject below {model.reject_below}), "
+        f"model: {model.tag} (motion classifier {model.model_path.name if model.model_path else 'none'}, "
+        f"network {model.is_cascade}, {model.clip_frames} frames at {model.clip_size} px"
+        f"{f' x <= {model.clip_long}' if model.clip_long else ' squeezed'}, reject below {model.reject_below}), "
         f"threshold {model.threshold:.3f}; load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}"
     )
     person_model = SHARED / "models" / "yolox_nano.onnx"

@@ -250,20 +250,8 @@ def cmd_model(args: argparse.Namespace) -> int:
 
     settings = _settings()
     person = Path(args.person_model) if args.person_model else settings.person_model
-    if args.model_command == "train":
-        data = Path(args.data)
-        bus = Path(args.bus) if args.bus else (data.parent / "bus-violence")
-        return commands.train_main(
-            data,
-            Path(args.out) if args.out else None,
-            bus_dir=bus if (args.bus or bus.is_dir()) and not args.no_bus else None,
-            venue_dirs=[Path(v) for v in args.venue_data],
-            cache_dir=Path(args.cache),
-            seed=args.seed,
-            repeats=args.repeats,
-            frames=args.frames,
-            size=args.size,
-        )
+    if args.model_command in TRAINING_COMMANDS:
+        return _training_command(args)
     if args.model_command in ("promote", "shadow"):
         slot = "live" if args.model_command == "promote" else "shadow"
         described = commands.describe_model(Path(args.sidecar))
@@ -281,12 +269,6 @@ def cmd_model(args: argparse.Namespace) -> int:
     if args.model_command == "calibrate":
         _print(asyncio.run(_with_conn(settings, commands.calibrate_cameras)))
         return 0
-    if args.model_command == "dataset":
-        out = Path(args.out)
-        _print(asyncio.run(_export_dataset(settings, out)))
-        return 0
-    if args.model_command == "export-network":
-        return commands.export_network_main(Path(args.out) if args.out else None, [Path(p) for p in args.calibration])
     return commands.score_main(
         [Path(p) for p in args.paths],
         model_path=Path(args.model) if args.model else None,
@@ -295,9 +277,41 @@ def cmd_model(args: argparse.Namespace) -> int:
     )
 
 
+TRAINING_COMMANDS = ("train", "export-network", "dataset")
+
+
+def _training_command(args: argparse.Namespace) -> int:
+    """``kuzet model train|export-network|dataset``: the ``training`` package, which a development
+    checkout has and the worker image does not (nor its ``train`` dependency group)."""
+    try:
+        from training import commands as training
+    except ModuleNotFoundError as exc:
+        print(
+            f"kuzet model {args.model_command}: needs a development checkout with the train group ({exc})",
+            file=sys.stderr,
+        )
+        return 2
+    if args.model_command == "dataset":
+        _print(asyncio.run(_export_dataset(_settings(), Path(args.out))))
+        return 0
+    if args.model_command == "export-network":
+        return training.export_network_main(Path(args.out) if args.out else None, [Path(p) for p in args.calibration])
+    data = Path(args.data)
+    bus = Path(args.bus) if args.bus else (data.parent / "bus-violence")
+    return training.train_main(
+        data,
+        Path(args.out) if args.out else None,
+        bus_dir=bus if (args.bus or bus.is_dir()) and not args.no_bus else None,
+        venue_dirs=[Path(v) for v in args.venue_data],
+        cache_dir=Path(args.cache),
+        seed=args.seed,
+        final_test=args.final_test,
+    )
+
+
 async def _export_dataset(settings: Settings, out: Path) -> Any:
     from backend.adapters.storage import Storage
-    from workers.vision.dataset_export import export
+    from training.dataset_export import export
 
     async with Storage(settings) as storage:
         return await _with_conn(
@@ -461,9 +475,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default=".cache/kuzet-model", help="feature cache (outside git)")
     p.add_argument("--person-model")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--repeats", type=int)
-    p.add_argument("--frames", type=int, help="frames the video network sees (default: the committed model's)")
-    p.add_argument("--size", type=int, help="their side in pixels (default: the committed model's)")
+    p.add_argument(
+        "--final-test",
+        action="store_true",
+        help="also score the final test sources once (the model card counts every time this is done)",
+    )
     p = msub.add_parser("promote", help="make a model version live (audited; workers load it at start)")
     p.add_argument("sidecar", help="the model's sidecar JSON, as the workers will find it")
     p.add_argument("--person-model")

@@ -107,6 +107,7 @@ def test_one_slim_non_root_image_runs_kuzet_with_the_model_and_no_build_tools() 
     assert url == (command[command.index("--port") + 1], "/healthz")
     copied = {args.split()[-1].removeprefix("./") for op, args in builder if op == "COPY"}
     assert {"backend", "mobile_api", "workers", "kuzet", "migrations"} <= copied
+    assert "training" not in copied  # fitting, validation and export stay in the development checkout
 
 
 def test_the_build_context_keeps_the_committed_model_and_migrations() -> None:
@@ -114,6 +115,7 @@ def test_the_build_context_keeps_the_committed_model_and_migrations() -> None:
     assert ignore[ignore.index("*") :]  # an allow-list: everything else stays out
     kept = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
     assert {"backend", "mobile_api", "workers", "kuzet", "migrations", "pyproject.toml", "uv.lock"} <= kept
+    assert "training" not in kept
     tracked = subprocess.run(
         ["git", "ls-files", "workers/vision/assets"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split()

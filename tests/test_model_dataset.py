@@ -18,9 +18,9 @@ from backend.core.errors import NotFound
 from backend.incidents.verdicts import LABELS, verdict, verdict_sql
 from backend.models import service as model_versions
 from tests.factories import Factory
+from training.dataset import load_manifest
+from training.dataset_export import export
 from workers.media.synth import write_test_clip
-from workers.vision.dataset import load_manifest
-from workers.vision.dataset_export import export
 
 DAY = 86400.0
 

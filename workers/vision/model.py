@@ -1,15 +1,17 @@
 """Server-side confirmation model: a clip in, a fight score out (onnxruntime on CPU).
 
-Version 2 (sidecar with a ``network`` section) is a two-stage cascade over one decode of the clip:
+Versions 2-4 (sidecar with a ``network`` section) work over one decode of the clip:
 
-1. the **motion stage**: optical-flow statistics into the tree ensemble (``motion.file``), about
-   0.1 s of CPU; a clip it scores below ``motion.reject_below`` (nothing moves like a fight) is
-   rejected there and then;
+1. the **motion measure**: optical-flow statistics per 2-s window; they give the clip's motion
+   intensity and the snapshot frame and, when the sidecar has a ``motion`` section (versions 2 and 3),
+   feed the motion classifier (``motion.file``), which can reject a clip below ``motion.reject_below``;
 2. the **network stage**: the Kinetics-400 I3D's pooled features of 16 frames spread over the clip
-   (``network.file``) into a standardised logistic-regression head kept in the sidecar.
+   (``network.file``) into a standardised logistic-regression head kept in the sidecar. Version 4
+   keeps each frame's aspect (``network.long``: shorter side to ``size``, longer centre-cropped to
+   ``long``); versions 2 and 3 squeezed it to ``size`` x ``size``.
 
-The clip's score is the head's probability (or the stated ``combine`` of head and motion score).
-Version 1 sidecars (motion classifier only) still load, for comparisons.
+The clip's score is the head's probability (``combine: head``, version 4) or the mean of head and
+motion classifier (``mean``). Version 1 sidecars (motion classifier only) still load, for comparisons.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from workers.vision.features import PERSON_STRIDE, Box, window_features
+from workers.vision.features import MOTION_NAMES, PERSON_STRIDE, Box, window_features
 from workers.vision.frames import (
     DEFAULT_FPS,
     DEFAULT_MAX_SIDE,
@@ -117,15 +119,17 @@ class ConfirmationModel:
         self.sample_fps = float(meta.get("sample_fps", DEFAULT_FPS))
         self.max_side = int(meta.get("max_side", DEFAULT_MAX_SIDE))
         self.uses_person_features = bool(meta.get("person_features", False))
-        motion = meta.get("motion", meta)  # version 1: the sidecar describes the motion classifier itself
-        self.model_path = meta_path.parent / str(motion["file"])
-        self.feature_count = len(motion["feature_names"])
+        # version 1: the sidecar describes the motion classifier itself; version 4 has none
+        motion: dict[str, Any] | None = meta.get("motion", meta if "network" not in meta else None)
+        self.model_path: Path | None = None if motion is None else meta_path.parent / str(motion["file"])
+        self.feature_count = len(MOTION_NAMES) if motion is None else len(motion["feature_names"])
         self.reject_below: float | None = None
         self._network: I3dBackbone | None = None
         self._head: LogisticHead | None = None
         self.combine = "motion"
         self.clip_frames = 0
         self.clip_size = 0
+        self.clip_long = 0
         if "network" in meta:
             net = meta["network"]
             self._network = I3dBackbone(meta_path.parent / str(net["file"]))
@@ -133,11 +137,14 @@ class ConfirmationModel:
             self.combine = str(meta["combine"])
             self.clip_frames = int(net["frames"])
             self.clip_size = int(net["size"])
-            bound = motion.get("reject_below")
+            self.clip_long = int(net.get("long", 0))
+            bound = None if motion is None else motion.get("reject_below")
             self.reject_below = None if bound is None else float(bound)
-        self._sess = onnx_session(self.model_path)
-        self._input = self._sess.get_inputs()[0].name
-        if self._sess.get_inputs()[0].shape[1] != self.feature_count:
+        if self.combine != "head" and self.model_path is None:
+            raise ValueError(f"combine {self.combine!r} needs a motion classifier")
+        self._sess = None if self.model_path is None else onnx_session(self.model_path)
+        self._input = "" if self._sess is None else self._sess.get_inputs()[0].name
+        if self._sess is not None and self._sess.get_inputs()[0].shape[1] != self.feature_count:
             raise ValueError("model input width does not match its sidecar's feature_names")
 
     @property
@@ -146,7 +153,9 @@ class ConfirmationModel:
         return f"{self.name}/{self.version}"
 
     def predict(self, vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Fight probabilities for a batch of feature vectors [N, F]."""
+        """Fight probabilities of the motion classifier for a batch of feature vectors [N, F]."""
+        if self._sess is None:
+            raise ValueError(f"{self.tag} has no motion classifier")
         x = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.feature_count)
         outputs = self._sess.run(None, {self._input: x})
         probs = np.asarray(outputs[-1], dtype=np.float32)
@@ -161,7 +170,12 @@ class ConfirmationModel:
         """Decode and score one clip file; raises ClipDecodeError for bad clips."""
         t0 = time.perf_counter()
         clip = sample_frames(
-            path, fps=self.sample_fps, max_side=self.max_side, clip_count=self.clip_frames, clip_size=self.clip_size
+            path,
+            fps=self.sample_fps,
+            max_side=self.max_side,
+            clip_count=self.clip_frames,
+            clip_size=self.clip_size,
+            clip_long=self.clip_long,
         )
         decode_ms = (time.perf_counter() - t0) * 1000.0
         result = self._score(clip.frames, clip.sample_fps, clip.times_s)
@@ -178,7 +192,8 @@ class ConfirmationModel:
         head = self._head(self._network.features(clip_frames))
         timings = motion.timings_ms | {"network": (time.perf_counter() - t0) * 1000.0}
         score = combine_scores(self.combine, head, motion.score)
-        return replace(motion, score=score, motion_score=motion.score, stage="network", timings_ms=timings)
+        motion_score = motion.score if self._sess is not None else None
+        return replace(motion, score=score, motion_score=motion_score, stage="network", timings_ms=timings)
 
     def score_frames(self, frames: list[npt.NDArray[np.uint8]], fps: float) -> ClipScore:
         """Score frames already decoded (BGR uint8) at ``fps``."""
@@ -188,7 +203,9 @@ class ConfirmationModel:
         picked = [resize_max_side(frames[i], self.max_side) for i in idx]
         result = self._score(picked, fps / (idx[1] - idx[0]) if len(idx) > 1 else fps, [i / fps for i in idx])
         result.timings_ms["decode"] = 0.0
-        spread = [small_rgb(frames[i], self.clip_size) for i in spread_indices(len(frames), self.clip_frames)]
+        spread = [
+            small_rgb(frames[i], self.clip_size, self.clip_long) for i in spread_indices(len(frames), self.clip_frames)
+        ]
         return self._network_stage(result, spread)
 
     def _score(self, frames: list[npt.NDArray[np.uint8]], fps: float, times: list[float]) -> ClipScore:
@@ -207,12 +224,15 @@ class ConfirmationModel:
         wins = window_features(frames, fps, boxes if self.uses_person_features else None)
         feats = [f for _, f in wins]
         t1 = time.perf_counter()
-        scores = self.predict(np.stack([f.vector for f in feats]))
+        if self._sess is not None:
+            scores = self.predict(np.stack([f.vector for f in feats]))
+        else:  # no motion classifier: the window that moves most gives the snapshot; the score is the head's
+            scores = np.asarray([f.motion for f in feats], dtype=np.float32)
         t2 = time.perf_counter()
         k = int(np.argmax(scores))
         best = wins[k][0] + int(np.argmax(feats[k].frame_energy))
         return ClipScore(
-            score=float(scores[k]),
+            score=float(scores[k]) if self._sess is not None else 0.0,
             best_frame_index=best,
             best_frame_time_s=float(times[best]),
             frames=len(frames),

@@ -1,4 +1,4 @@
-"""Training helpers shared by ``workers.vision.training``: the motion stage's classifier and its ONNX
+"""Training helpers shared by ``training.pipeline``: the motion stage's classifier and its ONNX
 export, window rows, and the recall-first threshold rule.
 
 The motion stage is a standardised logistic regression on the 51 flow statistics of each 2-s window.

