@@ -1,0 +1,242 @@
+"""The SMS channel's SMPP client against the local SMSC (``tests/smsc.py``), over real TCP: bind,
+submit, receipts delivered and never delivered, throttling refusals, the SMSC going away
+mid-session, enquire_link, and Kazakh/Russian text split into UCS-2 parts and reassembled."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from backend.adapters import smpp
+from backend.adapters.sms import SmsConfig, SmsGateway
+from tests.smsc import LocalSmsc
+
+KAZAKH = (
+    "Төбелес: Alma Club, Абай даңғылы 10. Күзетшілер мен полиция хабардар етілді; "
+    "қосымшаны ашыңыз немесе 102-ге қоңырау шалыңыз. Жауап оқылмайды. Драка в клубе, "
+    "ответ не читается: откройте приложение или позвоните 102."
+)
+
+
+async def until(check: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Wait for a condition the SMSC or the gateway reaches on its own (a bind, a receipt)."""
+    async with asyncio.timeout(timeout_s):
+        while not check():
+            await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def smsc() -> AsyncIterator[LocalSmsc]:
+    server = LocalSmsc()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+def config(smsc: LocalSmsc, **overrides: object) -> SmsConfig:
+    fields: dict[str, object] = {
+        "host": "127.0.0.1",
+        "port": smsc.port,
+        "system_id": smsc.system_id,
+        "password": smsc.password,
+        "source": "Kuzet",
+        "reconnect_base_s": 0.02,
+        "reconnect_cap_s": 0.1,
+        "response_timeout_s": 2.0,
+    } | overrides
+    return SmsConfig(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def receipts() -> list[smpp.Receipt]:
+    return []
+
+
+@pytest.fixture
+async def gateway_for(
+    receipts: list[smpp.Receipt],
+) -> AsyncIterator[Callable[..., Awaitable[SmsGateway]]]:
+    made: list[SmsGateway] = []
+
+    async def on_receipt(r: smpp.Receipt) -> None:
+        receipts.append(r)
+
+    async def build(cfg: SmsConfig) -> SmsGateway:
+        gateway = SmsGateway(cfg, on_receipt=on_receipt)
+        await gateway.start()
+        made.append(gateway)
+        return gateway
+
+    yield build
+    for gateway in made:
+        await gateway.aclose()
+
+
+async def test_binds_as_transceiver_and_submits(
+    smsc: LocalSmsc, gateway_for: Callable[..., Awaitable[SmsGateway]]
+) -> None:
+    gateway = await gateway_for(config(smsc))
+    assert await gateway.wait_bound(5)
+    result = await gateway.submit("+77011234567", "FIGHT at Alma Club, Abay 10. Open the app.")
+    assert result.outcome == "submitted"
+    assert result.encoding == "gsm7"
+    assert result.parts == 1
+    assert [s.message_id for s in smsc.submitted] == result.message_ids
+    assert smsc.submitted[0].destination == "77011234567"  # international, without the plus
+    assert smsc.submitted[0].source == "Kuzet"
+    assert smsc.messages() == [("77011234567", "FIGHT at Alma Club, Abay 10. Open the app.")]
+    assert smsc.binds == 1
+
+
+async def test_wrong_password_never_binds_and_submit_asks_for_a_retry(
+    smsc: LocalSmsc, gateway_for: Callable[..., Awaitable[SmsGateway]]
+) -> None:
+    gateway = await gateway_for(config(smsc, password="wrong"))
+    result = await gateway.submit("+77011234567", "hello", deadline_s=0.3)
+    assert result.outcome == "retry"
+    assert result.error_code == "UNBOUND"
+    assert smsc.submitted == []
+    assert not gateway.bound
+
+
+async def test_receipt_delivered_names_the_submitted_message(
+    smsc: LocalSmsc, gateway_for: Callable[..., Awaitable[SmsGateway]], receipts: list[smpp.Receipt]
+) -> None:
+    gateway = await gateway_for(config(smsc))
+    result = await gateway.submit("+77011234567", "hello")
+    await until(lambda: smsc.receipts_acknowledged == 1)
+    assert receipts == [smpp.Receipt(message_id=result.message_ids[0], state="delivered", word="DELIVRD", error=None)]
+
+
+async def test_receipt_undeliverable_is_a_failure(
+    smsc: LocalSmsc, gateway_for: Callable[..., Awaitable[SmsGateway]], receipts: list[smpp.Receipt]
+) -> None:
+    smsc.receipts = "undeliverable"
+    gateway = await gateway_for(config(smsc))
+    result = await gateway.submit("+77011234567", "hello")
+    await until(lambda: len(receipts) == 1)
+    assert receipts[0].message_id == result.message_ids[0]
+    assert (receipts[0].state, receipts[0].word, receipts[0].error) == ("failed", "UNDELIV", "001")
+
+
+async def test_receipt_never_delivered(
+    smsc: LocalSmsc, gateway_for: Callable[..., Awaitable[SmsGateway]], receipts: list[smpp.Receipt]
+) -> None:
+    smsc.receipts = "never"
+    gateway = await gateway_for(config(smsc))
+    silent = await gateway.submit("+77011234567", "first")
+    smsc.receipts = "delivered"
+    heard = await gateway.submit("+77011234567", "second")
+    await until(lambda: len(receipts) == 1)  # the second's receipt came; the first's was due before it
+    assert [r.message_id for r in receipts] == heard.message_ids
+    assert silent.outcome == "submitted" and silent.message_ids[0] not in {r.message_id for r in receipts}
+
+
+async def test_throttled_parts_are_sent_again_after_a_backoff(
+    smsc: LocalSmsc, gateway_for: Callable[..., Awaitable[SmsGateway]]
+) -> None:
+    smsc.throttle = 3
+    gateway = await gateway_for(config(smsc))
+    result = await gateway.submit("+77011234567", "hello")
+    assert result.outcome == "submitted"
+    assert smsc.throttled == 3
+    assert len(smsc.submitted) == 1
+
+
+async def test_throttled_past_the_deadline_is_a_retry(
+    smsc: LocalSmsc, gateway_for: Callable[..., Awaitable[SmsGateway]]
+) -> None:
+    smsc.throttle = 10_000
+    gateway = await gateway_for(config(smsc))
+    result = await gateway.submit("+77011234567", "hello", deadline_s=0.5)
+    assert (result.outcome, result.error_code) == ("retry", "ESME_RTHROTTLED")
+    assert smsc.submitted == []
+
+
+async def test_refused_number_is_permanent(smsc: LocalSmsc, gateway_for: Callable[..., Awaitable[SmsGateway]]) -> None:
+    smsc.refused_destinations.add("77000000001")
+    gateway = await gateway_for(config(smsc))
+    result = await gateway.submit("+77000000001", "hello")
+    assert (result.outcome, result.error_code) == ("failed", "ESME_RINVDSTADR")
+
+
+async def test_smsc_going_away_mid_session_binds_again(
+    smsc: LocalSmsc, gateway_for: Callable[..., Awaitable[SmsGateway]]
+) -> None:
+    gateway = await gateway_for(config(smsc))
+    assert (await gateway.submit("+77011234567", "one")).outcome == "submitted"
+    smsc.go_away()
+    assert (await gateway.submit("+77011234567", "two")).outcome == "submitted"
+    assert smsc.binds == 2
+    assert [text for _, text in smsc.messages()] == ["one", "two"]
+
+
+async def test_a_part_lost_with_the_connection_is_sent_on_the_next_bind(
+    smsc: LocalSmsc, gateway_for: Callable[..., Awaitable[SmsGateway]]
+) -> None:
+    smsc.swallow_next = 1  # read, never answered, then the connection drops
+    gateway = await gateway_for(config(smsc))
+    result = await gateway.submit("+77011234567", "still here")
+    assert result.outcome == "submitted"
+    assert smsc.binds == 2
+    assert smsc.messages() == [("77011234567", "still here")]
+
+
+async def test_enquire_link_keeps_the_bind(smsc: LocalSmsc, gateway_for: Callable[..., Awaitable[SmsGateway]]) -> None:
+    gateway = await gateway_for(config(smsc, enquire_link_s=0.05))
+    await until(lambda: smsc.enquire_links >= 3)
+    assert gateway.bound and smsc.binds == 1
+
+
+async def test_kazakh_text_goes_as_ucs2_parts_and_is_reassembled(
+    smsc: LocalSmsc, gateway_for: Callable[..., Awaitable[SmsGateway]], receipts: list[smpp.Receipt]
+) -> None:
+    gateway = await gateway_for(config(smsc))
+    result = await gateway.submit("+77011234567", KAZAKH)
+    assert result.outcome == "submitted"
+    assert result.encoding == "ucs2"
+    assert result.parts == -(-len(KAZAKH) // 67) == len(smsc.submitted) > 1
+    assert all(s.data_coding == 0x08 and s.esm_class & 0x40 for s in smsc.submitted)
+    assert all(len(s.short_message) <= 140 for s in smsc.submitted)
+    assert smsc.messages() == [("77011234567", KAZAKH)]
+    await until(lambda: len(receipts) == result.parts)
+    assert {r.message_id for r in receipts} == set(result.message_ids)
+
+
+def test_encoding_and_part_sizes() -> None:
+    assert smpp.split("a" * 160, 1)[0] == "gsm7" and len(smpp.split("a" * 160, 1)[1]) == 1
+    assert len(smpp.split("a" * 161, 1)[1]) == 2  # 153 + 8
+    assert len(smpp.split("ә" * 70, 1)[1]) == 1
+    assert len(smpp.split("ә" * 71, 1)[1]) == 2
+    # an escape pair counts two septets and is never split across parts
+    encoding, parts = smpp.split("a" * 152 + "€" + "b" * 10, 7)
+    assert encoding == "gsm7"
+    assert parts[0].short_message[6:] == b"a" * 152
+    assert parts[1].short_message[6:8] == b"\x1b\x65"
+    # a surrogate pair (emoji) is one unit of two UTF-16 code units, never split
+    encoding, parts = smpp.split("ж" * 66 + "🚨" + "ж" * 5, 9)
+    assert encoding == "ucs2"
+    assert smpp.decode_text(8, parts[1].short_message[6:]).startswith("🚨")
+
+
+def test_receipt_read_from_the_text_when_the_smsc_sends_no_tlvs() -> None:
+    message = smpp.ShortMessage(
+        source="77011234567",
+        destination="Kuzet",
+        esm_class=0x04,
+        data_coding=0,
+        short_message=b"id:abc123 sub:001 dlvrd:000 submit date:2612062200 done date:2612062210"
+        b" stat:EXPIRED err:000 text:",
+        tlvs={},
+    )
+    assert smpp.receipt(message) == smpp.Receipt(message_id="abc123", state="failed", word="EXPIRED", error=None)
+    reply = msgspec_replace(message, esm_class=0, short_message=b"ok")
+    assert smpp.receipt(reply) is None  # a reply: not read
+
+
+def msgspec_replace(message: smpp.ShortMessage, **changes: object) -> smpp.ShortMessage:
+    import msgspec
+
+    return msgspec.structs.replace(message, **changes)
