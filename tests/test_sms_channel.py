@@ -5,6 +5,7 @@ mid-session, enquire_link, and Kazakh/Russian text split into UCS-2 parts and re
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -240,3 +241,36 @@ def msgspec_replace(message: smpp.ShortMessage, **changes: object) -> smpp.Short
     import msgspec
 
     return msgspec.structs.replace(message, **changes)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"KUZET_SMS_HOST": "smsc.example.net"}, "KUZET_SMS_PASSWORD: required"),
+        ({"KUZET_SMS_HOST": "smsc.example.net", "KUZET_SMS_PASSWORD": "ninechars"}, "KUZET_SMS_PASSWORD="),
+        ({"KUZET_SMS_SYSTEM_ID": "s" * 16}, "KUZET_SMS_SYSTEM_ID="),
+        ({"KUZET_SMS_SOURCE_ADDR": "Kuzet Alerts!"}, "KUZET_SMS_SOURCE_ADDR="),
+        ({"KUZET_SMS_WINDOW": "0"}, "KUZET_SMS_WINDOW="),
+        ({"KUZET_SMS_RATE": "-1"}, "KUZET_SMS_RATE="),
+        ({"KUZET_SMS_HOST": "smsc", "KUZET_SMS_PASSWORD": "pw", "KUZET_SMS_TLS_CA_FILE": "/nope.pem"}, "no such file"),
+        (
+            {"KUZET_SMS_HOST": "smsc", "KUZET_SMS_PASSWORD": "pw", "KUZET_SMS_TLS_CA_FILE": __file__},
+            "KUZET_SMS_TLS=true",
+        ),
+    ],
+)
+def test_sms_settings_are_checked_at_start_up(env: dict[str, str], message: str) -> None:
+    from backend.core.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_settings(env)
+
+
+def test_sms_settings_that_work() -> None:
+    from backend.core.config import load_settings
+
+    settings = load_settings(
+        {"KUZET_SMS_HOST": "smsc", "KUZET_SMS_PASSWORD": "pw", "KUZET_SMS_SOURCE_ADDR": "+77010000000"}
+    )
+    assert (settings.sms_port, settings.sms_window, settings.sms_source_addr) == (2775, 10, "+77010000000")
+    assert load_settings({}).sms_host is None  # no host: the channel is off

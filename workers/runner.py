@@ -35,6 +35,7 @@ from workers.errors import PermanentError, TransientError
 
 if TYPE_CHECKING:
     from backend.adapters.push import PushGateway
+    from backend.adapters.sms import SmsGateway
     from backend.adapters.storage import Storage
     from backend.webhooks.sender import Sender
     from workers.confirm import Confirmer
@@ -54,6 +55,7 @@ class WorkerContext:
     push: PushGateway | None = None
     confirmer: Confirmer | None = None
     webhook_sender: Sender | None = None
+    sms: SmsGateway | None = None
 
     def require_storage(self) -> Storage:
         if self.storage is None:
@@ -64,6 +66,11 @@ class WorkerContext:
         if self.push is None:
             raise PermanentError("the dispatch setup did not run: no push gateway in this worker")
         return self.push
+
+    def require_sms(self) -> SmsGateway:
+        if self.sms is None:
+            raise PermanentError("the SMS channel is not configured (KUZET_SMS_HOST) in this worker")
+        return self.sms
 
     def require_webhook_sender(self) -> Sender:
         if self.webhook_sender is None:
