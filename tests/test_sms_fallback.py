@@ -142,6 +142,17 @@ async def test_an_unreachable_officer_gets_the_sms_exactly_once(
     assert [s["sms_id"] for s in own["sms"]] == [entry["sms_id"]]  # one's own SMS only
     assert number not in str(seen)  # numbers are never shown
 
+    async with AsyncTestClient(app=app) as console:  # the console's incident page shows it too
+        login = await console.get("/console/login")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', login.text).group(1)  # type: ignore[union-attr]
+        form = {"login": dispatcher.username, "password": "correct horse battery", "csrf_token": csrf}
+        assert (await console.post("/console/login", data=form, follow_redirects=False)).status_code == 303
+        page = await console.get(f"/console/incidents/{incident}")
+    listed = re.search(r'<ul id="sms">(.*?)</ul>', page.text, re.S)
+    assert listed is not None, page.text
+    assert "Seitkali (officer): received" in listed.group(1)
+    assert number not in page.text
+
 
 async def test_a_panic_reaches_staff_on_duty_by_push_and_sms(
     make: Factory, conn: asyncpg.Connection, settings: Settings, push_inbox: PushInbox, smsc: LocalSmsc, client: Client

@@ -30,6 +30,7 @@ from backend.duty import repo as duty
 from backend.history import service as history
 from backend.history.schemas import IncidentTimeline
 from backend.incidents import lifecycle
+from backend.sms.schemas import SmsState
 
 BOARD_ROLES = frozenset({"dispatcher", "admin"})
 HOLDERS = frozenset({"admin", "dispatcher"})  # legal hold: the API's rule (dispatchers see only their region's)
@@ -74,6 +75,7 @@ class NearbyOfficer(msgspec.Struct, kw_only=True):
 class IncidentPanel(msgspec.Struct, kw_only=True):
     timeline: IncidentTimeline
     not_delivered: list[NotDelivered]
+    sms: list[SmsState]
     nearby: list[NearbyOfficer] | None  # None: not for this role
     actions: frozenset[str]
     can_hold: bool
@@ -117,12 +119,14 @@ async def incident_panel(
 ) -> IncidentPanel:
     timeline = await history.timeline(conn, settings, me, incident_id)  # 404 unless visible; audited
     _, failed = await deliveries.for_incident(conn, me, incident_id)
+    sms = await deliveries.sms_for_incident(conn, me, incident_id)
     nearby = None
     if me.role in LOCATION_VIEWERS:
         nearby = await _nearby(conn, settings, me, timeline)
     return IncidentPanel(
         timeline=timeline,
         not_delivered=failed,
+        sms=sms,
         nearby=nearby,
         actions=ALLOWED.get(me.role, frozenset()),
         can_hold=me.role in HOLDERS,
