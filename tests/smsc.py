@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import ssl
 import struct
 import time
 from collections import defaultdict
@@ -59,6 +60,7 @@ class LocalSmsc:
     swallow_next: int = 0  # the next N submit_sm are never answered; then the connection drops
     refused_destinations: set[str] = field(default_factory=set)
     port: int = 0
+    tls: ssl.SSLContext | None = None  # serve SMPP over TLS with this context
     submitted: list[Submitted] = field(default_factory=list)
     throttled: int = 0
     binds: int = 0
@@ -71,7 +73,7 @@ class LocalSmsc:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def start(self) -> int:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 

@@ -5,8 +5,12 @@ mid-session, enquire_link, and Kazakh/Russian text split into UCS-2 parts and re
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -183,6 +187,55 @@ async def test_a_part_lost_with_the_connection_is_sent_on_the_next_bind(
     assert result.outcome == "submitted"
     assert smsc.binds == 2
     assert smsc.messages() == [("77011234567", "still here")]
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as a provider's TLS endpoint would present."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "smsc.test")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "smsc.pem", directory / "smsc.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+async def test_binds_over_tls_and_refuses_an_unknown_certificate(
+    tmp_path: Path, gateway_for: Callable[..., Awaitable[SmsGateway]]
+) -> None:
+    cert, key = self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = LocalSmsc(tls=context)
+    await server.start()
+    try:
+        trusted = await gateway_for(config(server, tls=True, tls_ca_file=str(cert)))
+        assert (await trusted.submit("+77011234567", "over TLS")).outcome == "submitted"
+        assert server.messages() == [("77011234567", "over TLS")]
+        untrusted = await gateway_for(config(server, tls=True))  # the system's CAs do not know it
+        assert not await untrusted.wait_bound(0.5)
+        assert server.binds == 1
+    finally:
+        await server.stop()
 
 
 async def test_enquire_link_keeps_the_bind(smsc: LocalSmsc, gateway_for: Callable[..., Awaitable[SmsGateway]]) -> None:
