@@ -83,7 +83,11 @@ class MeController(Controller):
     async def receipt(self, db: Db, me: Me, alert_id: PathId, data: JSONBody[ReceiptRequest | None] = None) -> None:
         await alerts.receipt(db, me, alert_id, data)
 
-    @get("/phone", summary="My number as SMS alerts would use it: shown partly, and whether it is verified")
+    @get(
+        "/phone",
+        summary="My number as SMS alerts would use it: shown partly, and whether it is verified",
+        responses=problem_responses(401),
+    )
     async def my_phone(self, db: Db, me: Me) -> PhoneState:
         return await phones.state(db, me)
 
