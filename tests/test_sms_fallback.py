@@ -292,3 +292,56 @@ async def test_a_code_needs_a_number(make: Factory, client: Client) -> None:
     assert (response.status_code, response.json()["field"]) == (422, "phone")
     malformed = await client.post("/v1/me/phone/verification", json={"phone": "8 701 123"}, headers=make.auth(officer))
     assert malformed.status_code == 400 or malformed.json()["field"] == "phone"
+
+
+async def test_a_throttling_smsc_delays_the_sms_which_is_sent_once_when_it_relents(
+    make: Factory, conn: asyncpg.Connection, settings_env: dict[str, str], push_inbox: PushInbox, smsc: LocalSmsc
+) -> None:
+    from backend.core.config import load_settings
+
+    settings = load_settings(settings_env | {"KUZET_SMS_SUBMIT_DEADLINE_S": "1"})
+    region = await make.region()
+    venue = await make.venue(region_id=region.id)
+    bouncer = await make.user("bouncer", venue_id=venue.id)
+    await make.on_duty(bouncer)  # no phone registered
+    number = await verified(conn, bouncer, "+77010000006")
+    incident = await make.incident(venue.id, kind="fight")
+    smsc.throttle = 1_000_000
+    async with sms_worker(settings) as ctx:
+        await enqueue_dispatch(conn, incident)
+        await run_due_jobs(ctx)
+        [row] = await sms_rows(conn, incident)
+        assert (row["status"], row["error_code"], row["attempts"]) == ("queued", "ESME_RTHROTTLED", 1)
+        retry = await conn.fetchrow("SELECT dedup_key, run_at > now() AS later FROM jobs WHERE kind = 'send_sms'")
+        assert (retry["dedup_key"], retry["later"]) == (f"sms:{row['id']}:1", True)  # after a backoff
+        smsc.throttle = 0
+        await make_due(conn, "send_sms", f"sms:{row['id']}:1")
+        await run_due_jobs(ctx)
+    assert smsc.throttled > 0
+    assert [to for to, _ in smsc.messages()] == [number]  # once
+    [row] = await sms_rows(conn, incident)
+    assert (row["status"] in {"submitted", "delivered"}, row["error_code"], row["attempts"]) == (True, None, 2)
+
+
+async def test_a_venue_policy_chooses_who_gets_sms(
+    make: Factory, conn: asyncpg.Connection, settings: Settings, push_inbox: PushInbox, smsc: LocalSmsc, client: Client
+) -> None:
+    region = await make.region()
+    venue = await make.venue(region_id=region.id)
+    admin = await make.user("admin")
+    bouncer = await make.user("bouncer", venue_id=venue.id)
+    officer = await make.user("officer", region_id=region.id)
+    await make.on_duty(bouncer)
+    await make.located(officer, ALMATY[0] + 0.003, ALMATY[1])
+    await verified(conn, bouncer, "+77010000007")
+    officer_number = await verified(conn, officer, "+77010000008")
+    policy = {"steps": [{"notify": ["bouncers", "officers"]}], "sms": ["officers"]}
+    put = await client.put(f"/v1/admin/venues/{venue.id}/escalation-policy", json=policy, headers=make.auth(admin))
+    assert put.status_code == 200, put.text
+    assert put.json()["policy"]["sms"] == ["officers"]
+    incident = await make.incident(venue.id, kind="fight")
+    async with sms_worker(settings) as ctx:
+        await enqueue_dispatch(conn, incident)  # neither has a phone registered
+        await run_due_jobs(ctx)
+    assert [to for to, _ in smsc.messages()] == [officer_number.lstrip("+")]
+    assert [r["user_id"] for r in await sms_rows(conn, incident)] == [officer.id]
