@@ -12,7 +12,7 @@ import msgspec
 from backend.core.auth import Role
 from backend.users.schemas import Phone
 
-Code = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}\Z")]
+Code = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}\Z", max_length=6)]
 
 
 class PhoneVerificationRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
