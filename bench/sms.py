@@ -29,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 
 import asyncpg
+import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -186,6 +187,17 @@ async def bench_bind(smsc: LocalSmsc, messages: int, window: int) -> None:
             f"({parts / elapsed:.0f} submit_sm/s, {messages} messages in {elapsed:.2f} s)"
         )
     await gateway.aclose()
+    paced = SmsGateway(msgspec.structs.replace(config, rate=30.0))  # a provider's usual contract
+    await paced.start()
+    if not await paced.wait_bound(5):
+        fail("the paced gateway did not bind")
+    start = time.perf_counter()
+    outcomes = await asyncio.gather(*(paced.submit(f"+7702{n:07d}", "paced") for n in range(90)))
+    elapsed = time.perf_counter() - start
+    if any(r.outcome != "submitted" for r in outcomes):
+        fail("paced submits not accepted")
+    print(f"  one bind paced to KUZET_SMS_RATE=30: {90 / elapsed:.1f} SMS/s (90 messages in {elapsed:.2f} s)")
+    await paced.aclose()
 
 
 async def main() -> None:
