@@ -15,7 +15,7 @@ from backend.alerts.schemas import ActionRequest, ActionResult, IncidentDetail
 from backend.core.errors import problem_responses
 from backend.core.params import BEARER, SIGNED_IN, Db, Me, PathId
 from backend.core.wire import MAX_TOKEN_CHARS, TOKEN_PATTERN
-from backend.dispatch import links
+from backend.links import service as links
 
 
 class IncidentController(Controller):

@@ -29,8 +29,8 @@ import pytest
 import uvicorn
 
 from backend.core.config import Settings
-from backend.dispatch import links
 from backend.incidents import repo as incidents_repo
+from backend.links import service as links
 from backend.webhooks import service as webhooks
 from backend.webhooks.schemas import SubscriptionCreate
 from tests.factories import ALMATY, Factory

@@ -83,10 +83,13 @@ async def test_database_lost_mid_upload_is_503_and_clip_removed(
     assert await conn.fetchval("SELECT count(*) FROM detections") == 0
     assert await conn.fetchval("SELECT count(*) FROM jobs") == 0
     assert await objects(storage) == []  # the uploaded clip was deleted
-    # the pending row could not be removed while the database was away: the sweeper clears it
+    # Whether the request's own clean-up still reached the database depends on where the cut landed;
+    # whatever pending row it left, the sweeper removes, and says so exactly.
+    left = await conn.fetchval("SELECT count(*) FROM pending_uploads")
+    assert left <= 1
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
     try:
-        assert await sweep_orphan_uploads(pool, storage, older_than_s=0) >= 0
+        assert await sweep_orphan_uploads(pool, storage, older_than_s=0) == left
     finally:
         await pool.close()
     assert await conn.fetchval("SELECT count(*) FROM pending_uploads") == 0

@@ -8,7 +8,7 @@ import asyncio
 import os
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from tests.services import TcpProxy, ThreadedTcpProxy, admin_dsn, free_port
 from tests.test_confirm import clips, queued, state
 from tests.test_worker_failures import KUZET, worker_process
 from tests.test_worker_metrics import sample
+from tests.waiting import eventually
 from workers.runner import Runner, Task, Work, WorkerContext
 
 __all__ = ["clips"]
@@ -77,13 +78,6 @@ async def refusing_connections(database_url: str) -> AsyncIterator[None]:
     finally:
         await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         await admin.close()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 60.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)
 
 
 async def test_database_refusing_connections_is_503_everywhere_then_recovers(
@@ -198,14 +192,16 @@ async def test_in_process_worker_survives_a_cut_proxy_and_resumes(settings: Sett
         async def ran_first() -> bool:
             return first in done
 
+        async def database_down() -> bool:
+            return REGISTRY.get_sample_value("kuzet_dependency_up", {"dependency": "database"}) == 0.0
+
         await eventually(ran_first, "the first job")
         proxy.cut()
         second = uuid.uuid4()
         await queue.enqueue(conn, jobs.DispatchIncident(incident_id=second, reason="opened"))
-        await asyncio.sleep(1.5)  # the worker polls a dead database meanwhile
+        await eventually(database_down, "the worker to find the database gone")
         assert not task.done()
         assert second not in done
-        assert REGISTRY.get_sample_value("kuzet_dependency_up", {"dependency": "database"}) == 0.0
         proxy.restore()
 
         async def ran_second() -> bool:

@@ -135,8 +135,8 @@ async def test_a_panic_alerts_staff_officers_and_dispatchers_at_once_with_the_lo
 async def test_a_camera_alert_keeps_its_own_channel(settings: Settings) -> None:
     from backend.incidents import kinds
 
-    assert getattr(settings, kinds.channel_setting("fight")) == "kuzet_alerts"
-    assert getattr(settings, kinds.channel_setting("panic")) == "kuzet_panic"
+    assert kinds.channel_id("fight", settings) == "kuzet_alerts"
+    assert kinds.channel_id("panic", settings) == "kuzet_panic"
 
 
 async def test_a_double_tap_is_one_alert_and_the_same_id_with_another_body_is_409(

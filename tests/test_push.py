@@ -12,6 +12,7 @@ import httpx
 import msgspec
 import pytest
 
+from backend.adapters import channels
 from backend.adapters.push import (
     MAX_MESSAGE_BYTES,
     PushGateway,
@@ -20,6 +21,8 @@ from backend.adapters.push import (
     PushUnavailable,
     build_message,
 )
+from backend.core.config import Settings
+from backend.core.notify import ChannelUnavailable, Notifier
 from kuzet.devtools.push_inbox import PushInbox
 
 PROJECT = "kuzet-test"
@@ -311,3 +314,23 @@ def test_inbox_speaks_fcm_v1_and_control_api(inbox: PushInbox) -> None:
 
         assert client.post("/control/reset").status_code == 204
         assert client.get("/control/messages").json() == []
+
+
+async def test_the_phone_app_channel_is_registered_and_classifies_through_the_notifier_port(inbox: PushInbox) -> None:
+    """Dispatch holds a ``Notifier`` built by the channel registry; FCM is one implementation whose
+    per-message answers arrive classified the same way for every channel."""
+    settings = Settings(fcm_project_id=PROJECT, fcm_endpoint=inbox.fcm_endpoint, fcm_credentials="token:test-token")
+    notifier: Notifier = channels.build(channels.PHONE_APP, settings)
+    try:
+        assert notifier.channel == "fcm"
+        inbox.fail("gone", "UNREGISTERED", times=-1)
+        inbox.fail("busy", "UNAVAILABLE", times=-1)
+        results = await notifier.send([make_message("ok"), make_message("gone"), make_message("busy")])
+        assert [r.outcome for r in results] == ["sent", "invalid_token", "retry"]
+        assert [len(inbox.messages(t)) for t in ("ok", "gone", "busy")] == [1, 0, 0]
+    finally:
+        await notifier.aclose()
+    with pytest.raises(ChannelUnavailable):  # closed: the whole send cannot be made
+        await notifier.send([make_message("ok")])
+    with pytest.raises(KeyError):
+        channels.build("carrier-pigeon", settings)

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import msgspec
 import pytest
+from prometheus_client import REGISTRY
 
 from backend.core import jobs, queue
 from backend.core.config import Settings
 from backend.core.db import create_pool
+from backend.core.job_errors import JobLost, TransientError
+from tests.waiting import eventually
+from workers.main import pool_size
 from workers.runner import Runner, Task, Work, WorkerContext
 
 
@@ -98,10 +104,7 @@ async def test_a_confirmation_backlog_does_not_delay_a_dispatch_job(
     async with context(quick) as ctx:
         runner = Runner(ctx, [Task(jobs.ConfirmDetection, slow_confirm), Task(jobs.DispatchIncident, dispatch)])
         task = asyncio.create_task(runner.run())
-        deadline = asyncio.get_running_loop().time() + 60
-        while confirming < 2:  # the confirmation lane is full
-            assert asyncio.get_running_loop().time() < deadline
-            await asyncio.sleep(0.02)
+        await eventually(lambda: confirming == 2, "the confirmation lane to be full")
         await queue.enqueue(conn, jobs.DispatchIncident(incident_id=uuid.uuid4(), reason="opened"))
         await asyncio.wait_for(release.wait(), 60)
         runner.stop()
@@ -153,12 +156,143 @@ async def test_heartbeat_keeps_a_long_job_and_its_time_limit_still_cuts_it_off(
     async with context(short) as ctx:
         limited = Runner(ctx, [Task(jobs.SweepUploads, long_job, time_limit=lambda s: 1.5)])
         task = asyncio.create_task(limited.run())
-        deadline = asyncio.get_running_loop().time() + 60
-        while (await job_rows(conn))[0]["last_error"] is None:
-            assert asyncio.get_running_loop().time() < deadline
-            await asyncio.sleep(0.05)
+
+        async def cut_off() -> bool:
+            return (await job_rows(conn))[0]["last_error"] is not None
+
+        await eventually(cut_off, "the job to be cut off at its time limit")
         limited.stop()
         await task
     [row] = await job_rows(conn)
     assert (row["status"], row["attempts"]) == ("queued", 1)
     assert row["last_error"] == "timed out after 1.5 s"
+
+
+# --- fenced jobs: only the claim that holds a job may settle it --------------------------------
+
+
+async def test_only_the_claim_holding_a_job_may_settle_or_renew_it(conn: asyncpg.Connection) -> None:
+    await queue.enqueue(conn, jobs.SweepUploads())
+    [stale] = await queue.claim(conn, ["sweep_uploads"], limit=1, lease_s=-1)  # its lease already lapsed
+    [holder] = await queue.claim(conn, ["sweep_uploads"], limit=1, lease_s=30)
+    assert (holder.id, holder.attempts) == (stale.id, 2)
+    assert holder.token != stale.token
+
+    with pytest.raises(JobLost, match="complete refused"):
+        await queue.complete(conn, stale)
+    with pytest.raises(JobLost, match="retry refused"):
+        await queue.retry(conn, stale, error="stale", delay_s=0)
+    with pytest.raises(JobLost, match="bury refused"):
+        await queue.bury(conn, stale, error="stale")
+    assert await queue.renew(conn, [stale], lease_s=30) == 0
+    assert [tuple(r.values()) for r in await job_rows(conn)] == [("sweep_uploads", "running", 2, None, {})]
+
+    await queue.retry(conn, holder, error="S3 timeout", delay_s=0)  # the holder may
+    with pytest.raises(JobLost):  # once settled, its token is spent: no second settle
+        await queue.complete(conn, holder)
+    [again] = await queue.claim(conn, ["sweep_uploads"], limit=1, lease_s=30)
+    await queue.complete(conn, again)
+    assert await job_rows(conn) == []
+    with pytest.raises(JobLost):  # a finished job is not brought back as a dead letter either
+        await queue.bury(conn, again, error="late")
+    assert await job_rows(conn) == []
+
+
+def finished(kind: str, outcome: str) -> float:
+    return REGISTRY.get_sample_value("kuzet_jobs_finished_total", {"kind": kind, "outcome": outcome}) or 0.0
+
+
+async def test_a_worker_paused_past_its_lease_loses_the_job_which_runs_once(
+    conn: asyncpg.Connection, settings: Settings
+) -> None:
+    """The first worker stalls (a GC pause, SIGSTOP, a partition: its whole event loop, heartbeat
+    included) past its lease; a second worker takes the job; the first wakes up and fails the job
+    transiently, which used to put it back in the queue under the running second worker (a second
+    concurrent run). Now the first learns it lost the job and writes nothing; the job finishes once."""
+    await queue.enqueue(conn, jobs.SweepUploads())
+    short = msgspec.structs.replace(settings, job_lease_s=1.0, job_poll_s=0.05)
+    first_claimed, resume_first = threading.Event(), threading.Event()
+    second_running, finish_second = asyncio.Event(), asyncio.Event()
+    runs: list[tuple[str, int]] = []
+    lost, done = finished("sweep_uploads", "lost"), finished("sweep_uploads", "done")
+
+    async def stalls(ctx: WorkerContext, job: Work[jobs.SweepUploads]) -> None:
+        runs.append(("first", job.attempts))
+        first_claimed.set()
+        resume_first.wait(120)  # blocks this worker's whole loop, as a paused process
+        raise TransientError("woke up to a timed-out S3 call")
+
+    async def first_worker() -> None:  # in a thread with its own event loop: a separate process, in effect
+        async with context(short) as ctx:
+            await Runner(ctx, [Task(jobs.SweepUploads, stalls)]).run(until_idle=True)
+
+    async def runs_on(ctx: WorkerContext, job: Work[jobs.SweepUploads]) -> None:
+        runs.append(("second", job.attempts))
+        second_running.set()
+        await finish_second.wait()
+
+    first = asyncio.create_task(asyncio.to_thread(asyncio.run, first_worker()))
+    assert await asyncio.to_thread(first_claimed.wait, 60)
+    async with context(short) as ctx:
+        runner = Runner(ctx, [Task(jobs.SweepUploads, runs_on)])
+        second = asyncio.create_task(runner.run())
+        await asyncio.wait_for(second_running.wait(), 60)  # it took the job once the first's lease lapsed
+        resume_first.set()
+        await asyncio.wait_for(first, 60)
+        assert finished("sweep_uploads", "lost") == lost + 1  # the first learnt it lost the job
+        [row] = await job_rows(conn)
+        assert (row["status"], row["attempts"], row["last_error"]) == ("running", 2, None)  # still the second's
+        finish_second.set()
+        await eventually(lambda: finished("sweep_uploads", "done") == done + 1, "the second worker finished")
+        runner.stop()
+        await asyncio.wait_for(second, 60)
+        assert await job_rows(conn) == []
+        await Runner(ctx, [Task(jobs.SweepUploads, runs_on)]).run(until_idle=True)  # nothing came back
+    assert runs == [("first", 1), ("second", 2)]
+    assert finished("sweep_uploads", "done") == done + 1
+
+
+async def test_make_due_runs_a_timer_now(conn: asyncpg.Connection) -> None:
+    incident = uuid.uuid4()
+    later = datetime.now(UTC) + timedelta(hours=1)
+    await queue.enqueue(conn, jobs.EscalateIncident(incident_id=incident, step=1), run_at=later)
+    assert await queue.claim(conn, ["escalate_incident"], limit=1, lease_s=30) == []
+    assert await queue.make_due(conn, jobs.EscalateIncident(incident_id=incident, step=2)) is False  # no such timer
+    assert await queue.make_due(conn, jobs.EscalateIncident(incident_id=incident, step=1)) is True
+    [job] = await queue.claim(conn, ["escalate_incident"], limit=1, lease_s=30)
+    assert msgspec.json.decode(job.payload, type=jobs.EscalateIncident).step == 1
+    assert await queue.make_due(conn, jobs.EscalateIncident(incident_id=incident, step=1)) is False  # running now
+    with pytest.raises(ValueError, match="dedup key"):
+        await queue.make_due(conn, jobs.SweepUploads())
+
+
+def test_payloads_carry_their_dedup_keys_as_they_were_spelled() -> None:
+    """Keys are stored in ``jobs``: a job queued before an upgrade must still deduplicate after it."""
+    i, g, o = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    assert jobs.ConfirmDetection(detection_id=i).dedup_key() == str(i)
+    assert jobs.FinishFootage(detection_id=i, at_s=1.5).dedup_key() == f"{i}:footage"
+    assert jobs.DispatchIncident(incident_id=i, reason="opened").dedup_key() == f"{i}:opened"
+    assert jobs.EscalateIncident(incident_id=i, step=2).dedup_key() == f"{i}:step:2"
+    assert jobs.EscalateIncident(incident_id=i, step=2, force=True).dedup_key() == f"{i}:now:2"
+    assert jobs.RepeatAlert(incident_id=i, round=3).dedup_key() == f"{i}:repeat:3"
+    assert jobs.PushUpdate(incident_id=i, version=7).dedup_key() == f"{i}:update:7"
+    assert jobs.AlertOfficer(incident_id=i, officer_id=o, requested_by=g, requested_role="admin").dedup_key() == (
+        f"{i}:officer:{o}"
+    )
+    assert jobs.LiveViewPush(grant_id=g, event="requested").dedup_key() == f"{g}:requested"
+    for answer in ("approved", "denied", "expired", "revoked"):
+        assert jobs.LiveViewPush(grant_id=g, event=answer).dedup_key() == f"{g}:answer"
+    assert jobs.ExpireLiveViewRequest(grant_id=g).dedup_key() == str(g)
+    assert jobs.SweepUploads().dedup_key() is None
+
+
+def test_the_worker_pool_has_a_connection_for_every_lane_slot() -> None:
+    base = Settings()
+    more = msgspec.structs.replace(
+        base,
+        worker_concurrency=base.worker_concurrency + 1,
+        worker_alert_concurrency=base.worker_alert_concurrency + 2,
+        worker_footage_concurrency=base.worker_footage_concurrency + 4,
+        webhook_concurrency=base.webhook_concurrency + 8,
+    )
+    assert pool_size(more) - pool_size(base) == 15

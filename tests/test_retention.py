@@ -23,8 +23,8 @@ from backend.adapters.storage import (
 )
 from backend.core.config import ConfigError, Settings, load_settings
 from backend.core.db import create_pool
-from backend.dispatch import links
 from backend.incidents import repo as incidents_repo
+from backend.links import service as links
 from backend.retention import service as retention
 from tests.factories import Factory
 from tests.services import TcpProxy

@@ -26,6 +26,7 @@ from tests.alerting import fcm_env, push_inbox
 from tests.clips import mp4_bytes
 from tests.factories import ALMATY, Factory
 from tests.services import free_port
+from tests.waiting import eventually
 
 __all__ = ["push_inbox"]
 KUZET = Path(sys.executable).parent / "kuzet"
@@ -48,16 +49,14 @@ async def process(env: dict[str, str], *args: str) -> AsyncIterator[subprocess.P
 
 
 async def until_up(client: httpx.AsyncClient, url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = asyncio.get_running_loop().time() + 120
-    while True:
+    async def answers() -> bool:
         assert proc.poll() is None, f"{proc.args} exited with {proc.returncode}"
         try:
-            if (await client.get(url)).status_code == 200:
-                return
+            return (await client.get(url)).status_code == 200
         except httpx.TransportError:
-            pass
-        assert asyncio.get_running_loop().time() < deadline, f"{url} never answered"
-        await asyncio.sleep(0.2)
+            return False
+
+    await eventually(answers, f"{url} to answer", timeout_s=120, every_s=0.2)
 
 
 async def finished(client: httpx.AsyncClient, port: int) -> Counter[tuple[str, str]]:
@@ -133,23 +132,33 @@ async def test_two_apis_and_two_workers_run_every_job_once(
         await asyncio.gather(*(post(i, key) for i, key in enumerate(keys)))
 
         # Every incident goes through its whole chain: step 0, steps 1 and 2, reminder rounds 1 and 2.
-        deadline = asyncio.get_running_loop().time() + 180
-        while await conn.fetchval("SELECT count(*) FROM incidents WHERE repeat_round = 2") < INCIDENTS:
+        async def chains_done() -> bool:
             assert all(p.poll() is None for p in [*apis, *workers]), "a process exited"
-            assert asyncio.get_running_loop().time() < deadline, "the escalation chains did not finish"
-            await asyncio.sleep(0.2)
-        while await conn.fetchval("SELECT count(*) FROM jobs WHERE status <> 'dead' AND run_at <= now()"):
-            assert asyncio.get_running_loop().time() < deadline, "jobs left behind"
-            await asyncio.sleep(0.2)
-        await asyncio.sleep(1.0)  # the last finished jobs reach the metrics
-        per_worker = [await finished(client, port) for port in metric_ports]
+            return await conn.fetchval("SELECT count(*) FROM incidents WHERE repeat_round = 2") == INCIDENTS
+
+        async def nothing_due() -> bool:
+            return not await conn.fetchval("SELECT count(*) FROM jobs WHERE status <> 'dead' AND run_at <= now()")
+
+        await eventually(chains_done, "the escalation chains to finish", timeout_s=180)
+        await eventually(nothing_due, "the jobs left behind", timeout_s=60)
+        expected = {
+            ("confirm_detection", "done"): INCIDENTS,
+            ("dispatch_incident", "done"): INCIDENTS,
+            ("escalate_incident", "done"): 2 * INCIDENTS,  # steps 1 and 2
+            ("repeat_alert", "done"): 2 * INCIDENTS,  # rounds 1 and 2
+        }
+
+        async def counted() -> list[Counter[tuple[str, str]]]:
+            """Both workers' counters, once they account for every job (a job is counted after it commits)."""
+            per = [await finished(client, port) for port in metric_ports]
+            total = per[0] + per[1]
+            return per if all(total[k] >= n for k, n in expected.items()) else []
+
+        per_worker = await eventually(counted, "the last finished jobs to reach the metrics", timeout_s=60)
 
     total = per_worker[0] + per_worker[1]
     # Each job kind ran exactly as often as there was work for it, over both workers together.
-    assert total[("confirm_detection", "done")] == INCIDENTS
-    assert total[("dispatch_incident", "done")] == INCIDENTS
-    assert total[("escalate_incident", "done")] == 2 * INCIDENTS  # steps 1 and 2
-    assert total[("repeat_alert", "done")] == 2 * INCIDENTS  # rounds 1 and 2
+    assert {k: total[k] for k in expected} == expected
     assert not [k for k in total if k[1] != "done"], total  # no retries, no dead letters
     assert all(sum(w.values()) > 0 for w in per_worker), per_worker  # both workers took jobs
 

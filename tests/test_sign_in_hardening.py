@@ -16,8 +16,8 @@ from litestar.testing import AsyncTestClient
 
 from backend.adapters.storage import Storage
 from backend.core.config import Settings
-from backend.dispatch import links
 from backend.incidents import repo as incidents_repo
+from backend.links import service as links
 from backend.users import service as users
 from backend.users.schemas import UserCreate
 from tests.factories import Factory

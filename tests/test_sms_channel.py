@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from backend.adapters import smpp
-from backend.adapters.sms import SmsConfig, SmsGateway
+from backend.adapters.sms import SmsConfig, SmsGateway, SmsUnavailable
+from backend.core.notify import Notification, Notifier
 from tests.smsc import LocalSmsc
 
 KAZAKH = (
@@ -327,3 +328,52 @@ def test_sms_settings_that_work() -> None:
     )
     assert (settings.sms_port, settings.sms_window, settings.sms_source_addr) == (2775, 10, "+77010000000")
     assert load_settings({}).sms_host is None  # no host: the channel is off
+
+
+def notification(number: str, text: str) -> Notification:
+    return Notification(
+        token=number,
+        title="",
+        body=text,
+        data={},
+        image_url=None,
+        collapse_key="sms:test",
+        urgency="critical",
+        ttl_s=30,
+        channel_id="sms",
+    )
+
+
+async def test_the_gateway_is_the_sms_notifier_and_classifies_as_every_channel(smsc: LocalSmsc) -> None:
+    from backend.adapters import channels
+    from backend.core.config import load_settings
+
+    settings = load_settings(
+        {"KUZET_SMS_HOST": "127.0.0.1", "KUZET_SMS_PORT": str(smsc.port), "KUZET_SMS_PASSWORD": smsc.password}
+    )
+    notifier: Notifier = channels.build(channels.SMS, settings)
+    assert notifier.channel == "sms"
+    smsc.refused_destinations.add("77000000001")
+    try:
+        sent, dead = await notifier.send([notification("+77011234567", KAZAKH), notification("+77000000001", "nobody")])
+    finally:
+        await notifier.aclose()
+    assert (sent.outcome, sent.ok, dead.outcome, dead.error_code) == (
+        "sent",
+        True,
+        "invalid_token",  # a number that does not exist: as a dead push token
+        "ESME_RINVDSTADR",
+    )
+    assert sent.message_name is not None
+    assert sent.message_name.split() == [s.message_id for s in smsc.submitted]  # every part's id
+
+
+async def test_the_notifier_says_the_channel_is_away_when_it_cannot_bind(smsc: LocalSmsc) -> None:
+    gateway = SmsGateway(config(smsc, password="wrong", bind_wait_s=0.2))
+    try:
+        with pytest.raises(SmsUnavailable) as raised:
+            await gateway.send([notification("+77011234567", "hello")])
+    finally:
+        await gateway.aclose()
+    assert raised.value.dependency == "sms"
+    assert smsc.submitted == []

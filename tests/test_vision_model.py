@@ -120,7 +120,7 @@ def test_score_clip_is_deterministic_and_in_range(model: ConfirmationModel, clip
     assert math.isfinite(first.motion)
     assert first.motion >= 0.0
     assert set(first.timings_ms) >= {"decode", "features", "inference"}
-    assert first.stage in {"motion", "network"}
+    assert first.stage == "network"  # the motion stage's early rejection is off: every clip is scored
     assert model.tag == "kuzet-fight/3"
 
 

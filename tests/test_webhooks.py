@@ -283,7 +283,8 @@ async def test_failing_receivers_are_retried_then_dead_then_replayed(
         [item] = page.json()["items"]
         assert item["status"] == "dead" and item["attempts"] == 4
         assert [t["status_code"] for t in item["tries"]] == [expect] * 4
-        assert all(t["response_ms"] >= 0 for t in item["tries"])
+        # each try is timed, and no try outlasts the sender's time-out (a refused connection is quick)
+        assert all(0 <= t["response_ms"] <= settings.webhook_timeout_s * 1000 for t in item["tries"])
         assert item["last_error"]
     assert len(receiver.on("/broken")) == 4
 
@@ -544,7 +545,7 @@ async def test_the_admin_api_is_for_admins_and_names_what_is_missing(
         json={"name": "x", "url": receiver.url("/x"), "event_types": ["incident.exploded"]},
         headers=admin,
     )
-    assert unknown.status_code in {400, 422} and "event_types" in unknown.text
+    assert unknown.status_code == 422 and "event_types" in unknown.text
     listed = await client.get("/v1/admin/webhooks", headers=admin)
     assert [s["id"] for s in listed.json()] == [sub["id"]]
 

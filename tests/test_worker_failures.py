@@ -25,6 +25,7 @@ from backend.core.config import Settings, load_settings
 from tests.factories import Factory
 from tests.services import free_port
 from tests.test_confirm import assert_artefacts, clips, confirm_worker, object_keys, queued, run_jobs, state
+from tests.waiting import eventually
 from workers.confirm import AnalyseRequest, ClipAnalysis, analyse_clip
 from workers.cpu import CpuPool, CpuPoolError, RemoteError
 from workers.media import MediaError
@@ -228,11 +229,11 @@ async def worker_process(env: dict[str, str], *args: str) -> AsyncIterator[subpr
 async def wait_for(
     conn: asyncpg.Connection, query: str, *args: Any, proc: subprocess.Popen[bytes] | None = None
 ) -> None:
-    deadline = asyncio.get_running_loop().time() + 60.0
-    while not await conn.fetchval(query, *args):
+    async def holds() -> object:
         assert proc is None or proc.poll() is None, f"the worker exited with {proc.returncode}"
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for: {query}"
-        await asyncio.sleep(0.01)
+        return await conn.fetchval(query, *args)
+
+    await eventually(holds, f"this query to hold: {query}", every_s=0.01)
 
 
 async def test_worker_killed_mid_job_leaves_it_to_another_exactly_once(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from pathlib import Path
@@ -18,6 +17,7 @@ from tests.factories import Factory
 from tests.services import free_port
 from tests.test_confirm import clips, queued
 from tests.test_worker_failures import worker_process
+from tests.waiting import eventually
 
 __all__ = ["clips", "push_inbox"]
 
@@ -60,22 +60,20 @@ async def test_worker_metrics_scraped_over_http_show_the_counts(
     env = os.environ | settings_env | fcm_env(push_inbox)
     env |= {"KUZET_WORKER_METRICS_PORT": str(port), "KUZET_WORKER_METRICS_ADDR": "127.0.0.1"}
     env |= {"KUZET_WORKER_CONCURRENCY": "1"}
-    text = ""
     async with worker_process(env) as proc, httpx.AsyncClient() as http:
-        deadline = asyncio.get_running_loop().time() + 120
-        while True:
+
+        async def shows_the_push() -> httpx.Response | None:
             assert proc.poll() is None, f"the worker exited with {proc.returncode}"
-            assert asyncio.get_running_loop().time() < deadline, f"metrics never showed the push:\n{text}"
             try:
-                response = await http.get(f"http://127.0.0.1:{port}/metrics")
-                text = response.text
+                scraped = await http.get(f"http://127.0.0.1:{port}/metrics")
             except httpx.TransportError:
-                text = ""
-            if sample(text, "kuzet_push_total", outcome="sent", error_code="") == 1.0 and sample(
-                text, "kuzet_jobs_finished_total", kind="dispatch_incident", outcome="done"
-            ):
-                break
-            await asyncio.sleep(0.2)
+                return None
+            pushed = sample(scraped.text, "kuzet_push_total", outcome="sent", error_code="") == 1.0
+            dispatched = sample(scraped.text, "kuzet_jobs_finished_total", kind="dispatch_incident", outcome="done")
+            return scraped if pushed and dispatched else None
+
+        response = await eventually(shows_the_push, "the metrics to show the push", timeout_s=120, every_s=0.2)
+        text = response.text
         health = await http.get(f"http://127.0.0.1:{port}/healthz")
     assert health.status_code == 200
     assert health.json()["status"] == "ok"

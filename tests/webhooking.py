@@ -18,6 +18,7 @@ from backend.core.db import create_pool
 from backend.incidents import lifecycle
 from backend.webhooks.sender import Sender
 from kuzet.devtools.webhook_receiver import WebhookReceiver
+from tests.waiting import eventually
 from workers import webhooks
 from workers.runner import Runner, WorkerContext
 
@@ -58,10 +59,7 @@ async def wait_received(receiver: WebhookReceiver, path: str, count: int, timeou
 
 
 async def wait_until(conn: asyncpg.Connection, query: str, *args: Any, timeout: float = 60.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await conn.fetchval(query, *args):
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for: {query}"
-        await asyncio.sleep(0.05)
+    await eventually(lambda: conn.fetchval(query, *args), f"this query to hold: {query}", timeout_s=timeout)
 
 
 def principal(user: Any) -> Principal:

@@ -1,8 +1,9 @@
 """Dispatch jobs: alert an incident's recipients, fire escalation timers, push updates, retry pushes;
 push live view requests to the people who can approve them, and expire those left unanswered.
 
-One ``PushGateway`` (one firebase App, one HTTP client) per worker process, built by ``setup``
-from ``fcm_project_id``, ``fcm_credentials`` and ``fcm_endpoint``. Every handler is idempotent:
+One phone-app ``Notifier`` (FCM's ``PushGateway``: one firebase App, one HTTP client) per worker
+process, built by ``setup`` through ``backend.adapters.channels`` from ``fcm_project_id``,
+``fcm_credentials`` and ``fcm_endpoint``. Every handler is idempotent:
 steps are guarded under the incident's row lock, deliveries are claimed before they are sent.
 Payloads are the Structs of ``backend.core.jobs``; failures are classified by the runner (an
 unreachable push service or database is retried without using up an attempt).
@@ -13,11 +14,12 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
-from backend.adapters.push import PushGateway
+from backend.adapters import channels
 from backend.core import jobs, queue
-from backend.dispatch import repo as dispatch_repo
+from backend.core.notify import Notifier
 from backend.dispatch import service
 from backend.duty import service as duty
+from backend.links import repo as links_repo
 from backend.liveview import notify as live_view_push
 from backend.liveview import service as live_view
 from workers.runner import Runnable, Schedule, Task, Work, WorkerContext
@@ -26,9 +28,8 @@ PRUNE_EVERY = timedelta(hours=1)
 SCHEDULES = [Schedule(jobs.PruneLocations(), PRUNE_EVERY.total_seconds())]
 
 
-def make_gateway(ctx: WorkerContext) -> PushGateway:
-    s = ctx.settings
-    return PushGateway(project_id=s.fcm_project_id, endpoint=s.fcm_endpoint, credentials=s.fcm_credentials)
+def make_gateway(ctx: WorkerContext) -> Notifier:
+    return channels.build(channels.PHONE_APP, ctx.settings)
 
 
 async def setup(ctx: WorkerContext, stack: AsyncExitStack) -> None:
@@ -93,7 +94,7 @@ async def prune_locations(ctx: WorkerContext, job: Work[jobs.PruneLocations]) ->
         await queue.enqueue_next_slot(conn, jobs.PruneLocations(), PRUNE_EVERY.total_seconds())
         async with conn.transaction():
             await duty.prune_locations(conn, ctx.settings)
-            await dispatch_repo.prune_links(conn)
+            await links_repo.prune_links(conn)
 
 
 TASKS: list[Runnable] = [

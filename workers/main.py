@@ -8,9 +8,10 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from backend.adapters.storage import Storage
 from backend.core.config import Settings
 from backend.core.db import create_pool
+from backend.core.jobs import Lane
 from backend.core.logging import configure_logging, get_logger
 from workers import confirm, dispatch, maintenance, metrics, sms, webhooks
-from workers.runner import Runnable, Runner, WorkerContext, install_signal_handlers
+from workers.runner import Runnable, Runner, WorkerContext, install_signal_handlers, lane_slots
 
 log = get_logger(__name__)
 
@@ -21,12 +22,17 @@ TASKS: list[Runnable] = [*maintenance.TASKS, *dispatch.TASKS, *sms.TASKS, *confi
 SCHEDULES = [*maintenance.SCHEDULES, *dispatch.SCHEDULES]
 
 
+def pool_size(settings: Settings) -> int:
+    """A connection for each slot of every lane, plus the heartbeat, the schedules and a spare."""
+    return sum(lane_slots(settings, lane) for lane in Lane) + 3
+
+
 @asynccontextmanager
 async def worker_context(settings: Settings) -> AsyncIterator[WorkerContext]:
     async with AsyncExitStack() as stack:
         pool = await create_pool(
             settings.database_url,
-            max_size=settings.worker_concurrency + settings.worker_alert_concurrency + settings.webhook_concurrency + 3,
+            max_size=pool_size(settings),
         )
         stack.push_async_callback(pool.close)
         storage = await stack.enter_async_context(Storage(settings))

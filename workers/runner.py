@@ -7,10 +7,12 @@ while the job runs; a worker killed mid-job (even SIGKILL) stops renewing, and a
 takes the job when the lease runs out. A job past its own time limit is cancelled and retried.
 Idle workers wake on ``NOTIFY kuzet_jobs`` and poll every ``job_poll_s`` as a fallback.
 
-Failures are classified in one place (``backend.core.failures`` and ``workers.errors``): a
-handler raises, the runner decides. Dependencies being away (database, storage, push) never end
-the worker: it backs off, logs once when a dependency goes and once when it comes back, and
-carries on where it was.
+Failures are classified in one place (``backend.core.failures`` and ``backend.core.job_errors``): a
+handler raises, the runner decides. Every outcome is written with the claim's lease token: a worker
+that was paused past its lease while another took the job learns it lost the job (``JobLost``,
+outcome ``lost``) and writes nothing, so the job runs to its end once, under its current holder.
+Dependencies being away (database, storage, push) never end the worker: it backs off, logs once
+when a dependency goes and once when it comes back, and carries on where it was.
 """
 
 from __future__ import annotations
@@ -28,14 +30,13 @@ import msgspec
 
 from backend.core import failures, queue
 from backend.core.config import Settings
+from backend.core.job_errors import JobLost, PermanentError, TransientError
 from backend.core.jobs import PAYLOADS, Lane, Payload
 from backend.core.logging import get_logger
 from backend.core.metrics import DEPENDENCY_UP, JOB_SECONDS, JOB_WAIT_SECONDS, JOBS_FINISHED
-from workers.errors import PermanentError, TransientError
+from backend.core.notify import Notifier
 
 if TYPE_CHECKING:
-    from backend.adapters.push import PushGateway
-    from backend.adapters.sms import SmsGateway
     from backend.adapters.storage import Storage
     from backend.webhooks.sender import Sender
     from workers.confirm import Confirmer
@@ -52,22 +53,22 @@ class WorkerContext:
     settings: Settings
     pool: asyncpg.Pool
     storage: Storage | None = None
-    push: PushGateway | None = None
+    push: Notifier | None = None
     confirmer: Confirmer | None = None
     webhook_sender: Sender | None = None
-    sms: SmsGateway | None = None
+    sms: Notifier | None = None  # the SMS channel (backend.adapters.sms), when KUZET_SMS_HOST is set
 
     def require_storage(self) -> Storage:
         if self.storage is None:
             raise PermanentError("this worker has no object storage")
         return self.storage
 
-    def require_push(self) -> PushGateway:
+    def require_push(self) -> Notifier:
         if self.push is None:
             raise PermanentError("the dispatch setup did not run: no push gateway in this worker")
         return self.push
 
-    def require_sms(self) -> SmsGateway:
+    def require_sms(self) -> Notifier:
         if self.sms is None:
             raise PermanentError("the SMS channel is not configured (KUZET_SMS_HOST) in this worker")
         return self.sms
@@ -146,7 +147,8 @@ class Schedule:
 Handlers = Sequence[Runnable] | Mapping[str, Runnable]
 
 
-def _lane_slots(settings: Settings, lane: Lane) -> int:
+def lane_slots(settings: Settings, lane: Lane) -> int:
+    """How many jobs of ``lane`` one worker runs at once."""
     if lane is Lane.ALERT:
         return settings.worker_alert_concurrency
     if lane is Lane.CONFIRM:
@@ -186,7 +188,7 @@ class Runner:
             raise ValueError(f"job kinds not declared in backend.core.jobs: {unknown}")
         self.tasks: dict[str, Runnable] = {t.kind: t for t in tasks}
         self.lanes = [
-            _Lane(lane, kinds, concurrency or _lane_slots(ctx.settings, lane))
+            _Lane(lane, kinds, concurrency or lane_slots(ctx.settings, lane))
             for lane in Lane
             if (kinds := sorted(k for k, t in self.tasks.items() if t.lane is lane))
         ]
@@ -353,8 +355,7 @@ class Runner:
                 await task.run(self.ctx, job)
         except PermanentError as exc:
             bound.warning("job_failed_permanently", error=str(exc))
-            await self._settle(queue.bury, job.id, error=str(exc))
-            return "dead"
+            return await self._settle(queue.bury, job, "dead", error=str(exc))
         except TransientError as exc:
             delay = exc.retry_after_s if exc.retry_after_s is not None else queue.backoff_s(job.attempts)
             bound.warning("job_retry", error=str(exc), delay_s=round(delay, 2))
@@ -371,8 +372,7 @@ class Runner:
         for dependency, kinds in list(self._down_kinds.items()):
             if job.kind in kinds:
                 self._dependency_up(dependency)
-        await self._settle(queue.complete, job.id)
-        return "done"
+        return await self._settle(queue.complete, job, "done")
 
     async def _dependency_retry(self, job: queue.Job, exc: BaseException) -> str:
         self._dependency_down(exc)
@@ -393,18 +393,25 @@ class Runner:
     async def _retry(self, job: queue.Job, error: str, delay: float, *, count: bool = True) -> str:
         if count and job.last_attempt:
             log.error("job_dead", job_id=job.id, kind=job.kind, error=error)
-            await self._settle(queue.bury, job.id, error=error)
-            return "dead"
-        await self._settle(queue.retry, job, error=error, delay_s=delay, count=count)
-        return "retry"
+            return await self._settle(queue.bury, job, "dead", error=error)
+        return await self._settle(queue.retry, job, "retry", error=error, delay_s=delay, count=count)
 
-    async def _settle(self, fn: Callable[..., Awaitable[object]], *args: object, **kwargs: object) -> None:
-        """Record a job's outcome; if the database is gone, the lease expiry re-runs the job later."""
+    async def _settle(
+        self, fn: Callable[..., Awaitable[object]], job: queue.Job, outcome: str, **kwargs: object
+    ) -> str:
+        """Record a job's outcome with its claim's token. If the database is gone, the lease expiry
+        re-runs the job later; if another claim holds the job now, it is that claim's to settle."""
         try:
             async with self.ctx.pool.acquire() as conn:
-                await fn(conn, *args, **kwargs)
+                await fn(conn, job, **kwargs)
         except failures.DATABASE_UNAVAILABLE as exc:
             self._dependency_down(exc)
+        except JobLost as exc:
+            log.warning(
+                "job_lost", job_id=job.id, kind=job.kind, attempt=job.attempts, outcome=outcome, action=exc.action
+            )
+            return "lost"
+        return outcome
 
 
 def install_signal_handlers(runner: Runner) -> None:

@@ -2,8 +2,9 @@
 SMS to a critical alert's recipients whose app confirmed nothing. Receipts arrive on the bind and are
 recorded as they come (``backend.sms.service.record_receipt``).
 
-One ``SmsGateway`` (one transceiver bind) per worker process, built by ``setup`` when
-``KUZET_SMS_HOST`` is set; it binds in the background, so a worker starts while the SMSC is away.
+One ``sms`` channel (``backend.adapters.channels``: a ``Notifier``, one transceiver bind) per worker
+process, built by ``setup`` when ``KUZET_SMS_HOST`` is set; it binds in the background, so a worker
+starts while the SMSC is away.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from __future__ import annotations
 import asyncio
 from contextlib import AsyncExitStack
 
+from backend.adapters import channels
 from backend.adapters.smpp import Receipt
-from backend.adapters.sms import SmsConfig, SmsGateway
 from backend.core import jobs
-from backend.core.config import Settings
 from backend.dispatch import fallback
 from backend.sms import service
 from workers.runner import Runnable, Task, Work, WorkerContext
@@ -22,27 +22,9 @@ from workers.runner import Runnable, Task, Work, WorkerContext
 RECEIPT_MATCH_DELAYS_S = (0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 
 
-def sms_config(settings: Settings) -> SmsConfig | None:
-    if settings.sms_host is None or settings.sms_password is None:
-        return None
-    return SmsConfig(
-        host=settings.sms_host,
-        port=settings.sms_port,
-        system_id=settings.sms_system_id,
-        password=settings.sms_password,
-        source=settings.sms_source_addr,
-        tls=settings.sms_tls,
-        tls_ca_file=settings.sms_tls_ca_file,
-        window=settings.sms_window,
-        rate=settings.sms_rate,
-        enquire_link_s=settings.sms_enquire_link_s,
-    )
-
-
 async def setup(ctx: WorkerContext, stack: AsyncExitStack) -> None:
     """Bind to the SMSC (in the background) when the SMS channel is configured."""
-    config = sms_config(ctx.settings)
-    if config is None:
+    if channels.sms_config(ctx.settings) is None:
         return
 
     async def on_receipt(receipt: Receipt) -> None:
@@ -56,7 +38,7 @@ async def setup(ctx: WorkerContext, stack: AsyncExitStack) -> None:
             await asyncio.sleep(delay)
         raise LookupError(f"no SMS submitted with id {receipt.message_id}")
 
-    gateway = SmsGateway(config, on_receipt=on_receipt)
+    gateway = channels.sms_gateway(ctx.settings, on_receipt)
     await gateway.start()
     stack.push_async_callback(gateway.aclose)
     ctx.sms = gateway

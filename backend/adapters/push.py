@@ -1,4 +1,5 @@
-"""Push port: FCM HTTP v1 through the real firebase-admin client (the only module importing it).
+"""The ``fcm`` notification channel (``backend.core.notify.Notifier``): FCM HTTP v1 through the real
+firebase-admin client (the only module importing it).
 
 ``PushGateway.send`` sends one FCM message per ``PushMessage`` and returns one classified
 ``PushResult`` per message, in order:
@@ -21,8 +22,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
-from urllib.parse import urlsplit
+from typing import Any, Final
 
 import firebase_admin
 import google.auth.credentials
@@ -34,7 +34,7 @@ from firebase_admin import credentials as fb_credentials
 from firebase_admin import exceptions as fb_exceptions
 from firebase_admin import messaging
 
-from backend.core.failures import DependencyUnavailable
+from backend.core.notify import ChannelUnavailable, Notification, Outcome, SendResult
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
@@ -48,15 +48,12 @@ __all__ = [
 MAX_MESSAGE_BYTES: Final = 4096
 _CHUNK: Final = 100  # requests in flight at once: the size of httpx's default connection pool
 _ELLIPSIS: Final = "…"
-_MAX_COLLAPSE_KEY_BYTES: Final = 64
-_LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 _FCM_ERROR_TYPE: Final = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 _BAD_REQUEST_TYPE: Final = "type.googleapis.com/google.rpc.BadRequest"
 _TOKEN_FIELDS: Final = frozenset({"message.token", "token", "message.fid", "fid"})
 # _MessagingService.FCM_URL is class state read when an app's messaging service is created.
 _FCM_URL_LOCK: Final = threading.Lock()
 
-Outcome = Literal["sent", "invalid_token", "retry", "failed"]
 _INVALID_TOKEN_ERRORS: Final = (messaging.UnregisteredError, messaging.SenderIdMismatchError)
 _TRANSIENT_ERRORS: Final = (
     fb_exceptions.ResourceExhaustedError,  # includes messaging.QuotaExceededError
@@ -66,44 +63,15 @@ _TRANSIENT_ERRORS: Final = (
 )
 
 
-class PushUnavailable(DependencyUnavailable):
+class PushUnavailable(ChannelUnavailable):
     """The whole send could not be made (credentials, closed gateway, SDK-level failure); retry later."""
 
     dependency = "push"
 
 
-class PushMessage(msgspec.Struct, frozen=True, kw_only=True):
-    """One notification for one device token."""
-
-    token: str
-    title: str
-    body: str
-    data: dict[str, str]
-    image_url: str | None
-    collapse_key: str  # same incident -> same key: updates collapse, different incidents never do
-    urgency: Literal["critical", "time_sensitive"]
-    ttl_s: int
-    channel_id: str
-
-    def __post_init__(self) -> None:
-        if not self.token:
-            raise ValueError("PushMessage.token must not be empty")
-        if self.ttl_s < 1:
-            raise ValueError("PushMessage.ttl_s must be at least 1 second (0 means 'now or never')")
-        if not self.collapse_key or len(self.collapse_key.encode()) > _MAX_COLLAPSE_KEY_BYTES:
-            raise ValueError("PushMessage.collapse_key must be 1..64 bytes (apns-collapse-id limit)")
-        if self.image_url is not None and not _allowed_image_url(self.image_url):
-            raise ValueError("PushMessage.image_url must be https (http only for loopback dev hosts)")
-
-
-class PushResult(msgspec.Struct, frozen=True, kw_only=True):
-    """What FCM said about one message."""
-
-    ok: bool
-    message_name: str | None
-    error_code: str | None
-    outcome: Outcome
-    retry_after_s: float | None = None
+# The channel-neutral message and result (``backend.core.notify``), under their FCM names.
+PushMessage = Notification
+PushResult = SendResult
 
 
 class _StaticTokenCredentials(google.oauth2.credentials.Credentials):
@@ -125,7 +93,10 @@ class _StaticToken(fb_credentials.Base):  # type: ignore[misc]
 
 
 class PushGateway:
-    """One firebase App (and one async HTTP client) per gateway; use it from one event loop."""
+    """The ``fcm`` channel (``backend.core.notify.Notifier``): one firebase App (and one async HTTP
+    client) per gateway; use it from one event loop."""
+
+    channel: Final = "fcm"
 
     def __init__(
         self,
@@ -267,13 +238,6 @@ def _encoded_size(message: messaging.Message) -> int:
     """UTF-8 size of the whole v1 message as the SDK encodes it (validates it too)."""
     encoded = messaging._MessagingService.encode_message(message)
     return len(msgspec.json.encode(encoded))
-
-
-def _allowed_image_url(url: str) -> bool:
-    parts = urlsplit(url)
-    if parts.scheme == "https":
-        return bool(parts.hostname)
-    return parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS
 
 
 def _make_credential(spec: str | None, *, local: bool) -> fb_credentials.Base:

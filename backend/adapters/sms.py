@@ -1,5 +1,11 @@
-"""The SMS channel's link to the provider: one SMPP 3.4 transceiver bind (``backend.adapters.smpp``
-holds the PDUs; no SMPP library is used, see its docstring).
+"""The ``sms`` notification channel (``backend.core.notify.Notifier``): one SMPP 3.4 transceiver bind
+to the provider (``backend.adapters.smpp`` holds the PDUs; no SMPP library is used, see its docstring).
+
+As a ``Notifier``, a ``Notification``'s ``token`` is the E.164 number and its ``body`` the text (the
+other fields are push's and unused); each result is classified as every channel's is: ``sent``
+(``message_name``: the SMSC's ids of its parts, space-separated), ``invalid_token`` (the number does
+not exist: ``ESME_RINVDSTADR``), ``retry`` (throttled, no answer in time) or ``failed``; when the bind
+is down the whole call raises ``SmsUnavailable`` (the job waits without using attempts).
 
 ``SmsGateway.start()`` connects (TLS where the provider offers it), binds as a transceiver and keeps
 the bind: ``enquire_link`` every ``enquire_link_s`` (no answer within ``response_timeout_s``: the
@@ -31,13 +37,14 @@ import contextlib
 import random
 import ssl
 import time
-from collections.abc import Awaitable, Callable
-from typing import Literal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final, Literal
 
 import msgspec
 
 from backend.adapters import smpp
 from backend.core.logging import get_logger
+from backend.core.notify import ChannelUnavailable, Notification, Outcome, SendResult
 
 log = get_logger(__name__)
 
@@ -58,6 +65,14 @@ class SmsConfig(msgspec.Struct, frozen=True, kw_only=True):
     response_timeout_s: float = 10.0
     reconnect_base_s: float = 0.5
     reconnect_cap_s: float = 30.0
+    submit_deadline_s: float = 20.0  # one message's parts, throttling included, before it is "retry"
+    bind_wait_s: float = 2.0  # how long ``send`` waits for a bind before it says the channel is away
+
+
+class SmsUnavailable(ChannelUnavailable):
+    """Not bound to the SMSC (it is away, or refuses the bind): nothing could be sent; retry later."""
+
+    dependency = "sms"
 
 
 class SubmitResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -82,6 +97,8 @@ class _LinkLost(Exception):
 
 class SmsGateway:
     """One bind to the SMSC, shared by every sender of the process."""
+
+    channel: Final = "sms"
 
     def __init__(self, config: SmsConfig, on_receipt: ReceiptHandler | None = None) -> None:
         self.config = config
@@ -132,6 +149,20 @@ class SmsGateway:
                 await task
 
     # --- sending -----------------------------------------------------------------------------
+
+    async def send(self, messages: Sequence[Notification]) -> list[SendResult]:
+        """The ``Notifier`` call: each message submitted (concurrently, within the window and rate),
+        one classified result each, in order. Raises ``SmsUnavailable`` when not bound."""
+        await self.start()  # a notifier built from the registry binds on first use
+        if not await self.wait_bound(self.config.bind_wait_s):
+            raise SmsUnavailable("not bound to the SMSC")
+        submitted = await asyncio.gather(
+            *(
+                self.submit(m.token, m.body, deadline_s=min(self.config.submit_deadline_s, float(m.ttl_s)))
+                for m in messages
+            )
+        )
+        return [_result(r) for r in submitted]
 
     async def submit(self, destination: str, text: str, *, deadline_s: float = 30.0) -> SubmitResult:
         """Submit one message (all its parts) before ``deadline_s`` seconds have passed."""
@@ -333,3 +364,12 @@ class SmsGateway:
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(_LinkLost())
+
+
+def _result(submitted: SubmitResult) -> SendResult:
+    if submitted.outcome == "submitted":
+        return SendResult(ok=True, message_name=" ".join(submitted.message_ids), error_code=None, outcome="sent")
+    outcome: Outcome = submitted.outcome
+    if submitted.error_code == smpp.Status.ESME_RINVDSTADR.name:
+        outcome = "invalid_token"  # the number does not exist
+    return SendResult(ok=False, message_name=None, error_code=submitted.error_code, outcome=outcome)

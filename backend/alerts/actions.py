@@ -14,14 +14,13 @@ import uuid
 import asyncpg
 
 from backend.alerts import repo
-from backend.alerts.access import can_see
 from backend.alerts.schemas import ActionRequest, ActionResult
 from backend.core import jobs, queue
 from backend.core.auth import Principal
 from backend.core.config import Settings
-from backend.core.errors import Forbidden, NotFound
 from backend.dispatch import service as dispatch
 from backend.incidents import lifecycle
+from backend.incidents.access import lock_visible
 
 ALLOWED = {
     "bouncer": frozenset({"acknowledge", "request_police", "resolve"}),
@@ -33,11 +32,8 @@ ALLOWED = {
 async def act(
     conn: asyncpg.Connection, settings: Settings, me: Principal, incident_id: uuid.UUID, data: ActionRequest
 ) -> ActionResult:
-    incident = await lifecycle.lock(conn, incident_id)
-    if incident is None or not await can_see(conn, me, incident):
-        raise NotFound("no such incident", field="incident_id")
-    if data.action not in ALLOWED.get(me.role, frozenset()):
-        raise Forbidden(f"a {me.role} cannot {data.action.replace('_', ' ')}", field="action")
+    doers = {role for role, actions in ALLOWED.items() if data.action in actions}
+    incident = await lock_visible(conn, me, incident_id, allowed=doers, doing=data.action.replace("_", " "))
     change = await lifecycle.act(
         conn, settings, incident, me, data.action, outcome=data.outcome, note=data.note, verdict=data.verdict
     )

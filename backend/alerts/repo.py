@@ -86,8 +86,28 @@ WHERE CASE $2
 ORDER BY i.opened_at DESC
 LIMIT $6
 """
-# Every transaction below this id has finished: what they wrote is visible to the read that follows.
-SYNC_POINT = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text"
+# The sync cursor: the oldest transaction id that may still write this database's events. Every
+# transaction of this database below it has finished, so what it wrote is visible to the read that
+# follows. Transaction ids are the cluster's, so the snapshot's in-progress list (``xip``) holds
+# other databases' transactions too: those whose holder (``pg_locks``) is a session connected to
+# another database (``pg_stat_activity.datid``, shown to every role) are left out, so a long
+# transaction in another database on the same server never holds back this one's phones and boards.
+# A transaction not found (it finished since the snapshot, or it is a prepared one) counts as this
+# database's: at worst an event is returned twice, never skipped. With nothing of this database in
+# progress, the cursor is the snapshot's xmax. (``pg_stat_activity`` is read once per transaction, so
+# this runs before anything else in its transaction reads it; nothing else in the backend does.)
+SYNC_POINT = """
+WITH s AS (SELECT pg_current_snapshot() AS snap),
+elsewhere AS (
+    SELECT x.transactionid FROM pg_locks x JOIN pg_stat_activity a ON a.pid = x.pid
+    WHERE x.locktype = 'transactionid' AND x.mode = 'ExclusiveLock' AND x.granted
+      AND a.datid <> (SELECT oid FROM pg_database WHERE datname = current_database())
+)
+SELECT COALESCE(
+    (SELECT min(x) FROM s, pg_snapshot_xip(s.snap) AS x WHERE xid(x) NOT IN (SELECT transactionid FROM elsewhere)),
+    (SELECT pg_snapshot_xmax(snap) FROM s)
+)::text
+"""
 TIMELINE = """
 SELECT e.id, e.at, e.type, e.actor_id, e.actor_role, u.display_name AS actor_name, e.data
 FROM incident_events e LEFT JOIN users u ON u.id = e.actor_id

@@ -15,6 +15,7 @@ from backend.sms.schemas import SmsState
 Action = Literal["acknowledge", "accept", "arrive", "request_police", "resolve"]
 Outcome = Literal["handled", "false_alarm", "police_attended", "arrest", "medical", "other", "real", "unsure"]
 Verdict = Literal["real", "false_alarm", "unsure"]
+ResponderState = Literal["acknowledged", "responding", "on_scene", "police_requested", "resolved"]
 
 
 class ActionRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -92,7 +93,7 @@ class Responder(msgspec.Struct, kw_only=True):
     user_id: uuid.UUID
     display_name: str
     role: str
-    state: Literal["acknowledged", "responding", "on_scene", "police_requested", "resolved"]
+    state: ResponderState
     at: datetime
     position: Position | None = None  # dispatchers (and admins) only
 

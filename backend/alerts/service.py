@@ -12,7 +12,6 @@ from typing import Any
 import asyncpg
 
 from backend.alerts import repo
-from backend.alerts.access import can_see
 from backend.alerts.schemas import (
     AlertItem,
     AlertList,
@@ -20,6 +19,7 @@ from backend.alerts.schemas import (
     Position,
     ReceiptRequest,
     Responder,
+    ResponderState,
     TimelineEvent,
     VenueBrief,
 )
@@ -28,15 +28,17 @@ from backend.core.auth import Principal
 from backend.core.config import Settings
 from backend.core.errors import NotFound
 from backend.core.wire import parse_cursor
-from backend.dispatch import deliveries, links
+from backend.dispatch import deliveries
 from backend.duty import repo as duty
 from backend.incidents import lifecycle, privacy
+from backend.incidents.access import LOCATION_VIEWERS, can_see
+from backend.incidents.events import EventType
+from backend.links import service as links
 
 __all__ = ["incident_detail", "my_alerts", "receipt"]
 
-LOCATION_VIEWERS = frozenset({"dispatcher", "admin"})
 POLICE_SIDE = frozenset({"officer", "dispatcher", "admin"})
-_STATE = {
+_STATE: dict[str, ResponderState] = {
     "acknowledged": "acknowledged",
     "accepted": "responding",
     "arrived": "on_scene",
@@ -79,7 +81,7 @@ async def my_alerts(conn: asyncpg.Connection, me: Principal, since: str | None =
 
 def _event_data(event: repo.EventRow, full: bool) -> dict[str, Any]:
     """Who was notified, and how far away officers were, is for dispatchers and admins."""
-    if full or event.type not in {"notified", "escalated"}:
+    if full or event.type not in {EventType.NOTIFIED, EventType.ESCALATED}:
         return event.data
     data = {k: v for k, v in event.data.items() if k != "recipients"}
     data["people"] = len(event.data.get("recipients", []))
@@ -162,7 +164,7 @@ async def incident_detail(
                 user_id=p.user_id,
                 display_name=p.display_name,
                 role=p.role,
-                state=_STATE[p.type],  # type: ignore[arg-type]
+                state=_STATE[p.type],
                 at=p.at,
                 position=_position(positions.get(p.user_id)),
             )

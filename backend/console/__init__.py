@@ -12,6 +12,7 @@ from litestar.di import Provide
 from litestar.static_files import create_static_files_router
 
 from backend.console.errors import EXCEPTION_HANDLERS
+from backend.console.kind_style import kinds_css
 from backend.console.routes_admin import AdminController
 from backend.console.routes_auth import ConsoleAuthController
 from backend.console.routes_board import BoardController
@@ -29,6 +30,7 @@ ROUTER = Router(
         BoardController,
         VenueController,
         AdminController,
+        kinds_css,
         create_static_files_router(
             path="/static",
             directories=[STATIC],

@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from backend.incidents.events import EventType
+from backend.incidents.kinds import KINDS
+
 LANGUAGES: Final = ("en", "ru", "kk")
 DEFAULT: Final = "en"
 
@@ -121,6 +124,24 @@ EN: Final[Mapping[str, str]] = {
     "kind.weapon": "weapon",
     "kind.fire_smoke": "fire or smoke",
     "kind.panic": "panic button",
+    "event.confirmed": "confirmed",
+    "event.detection_added": "detection added",
+    "event.panic_raised": "panic raised",
+    "event.panic_cancelled": "panic cancelled",
+    "event.notified": "notified",
+    "event.escalated": "escalated",
+    "event.not_delivered": "not delivered",
+    "event.repeated": "reminded",
+    "event.acknowledged": "acknowledged",
+    "event.police_requested": "police requested",
+    "event.accepted": "responding",
+    "event.arrived": "on scene",
+    "event.resolved": "resolved",
+    "event.outcome_added": "outcome added",
+    "event.legal_hold_set": "legal hold set",
+    "event.legal_hold_released": "legal hold released",
+    "event.footage_ready": "footage ready",
+    "event.footage_purged": "footage deleted (retention)",
     "history.title": "Incident history",
     "history.filter": "Filter",
     "history.from": "From",
@@ -295,6 +316,24 @@ RU: Final[Mapping[str, str]] = {
     "kind.weapon": "оружие",
     "kind.fire_smoke": "огонь или дым",
     "kind.panic": "тревожная кнопка",
+    "event.confirmed": "подтверждено",
+    "event.detection_added": "новое обнаружение",
+    "event.panic_raised": "тревожная кнопка",
+    "event.panic_cancelled": "тревога отменена",
+    "event.notified": "оповещены",
+    "event.escalated": "эскалация",
+    "event.not_delivered": "не доставлено",
+    "event.repeated": "напоминание",
+    "event.acknowledged": "принято",
+    "event.police_requested": "вызвана полиция",
+    "event.accepted": "выезжает",
+    "event.arrived": "на месте",
+    "event.resolved": "закрыто",
+    "event.outcome_added": "добавлен итог",
+    "event.legal_hold_set": "сохранение по запросу",
+    "event.legal_hold_released": "сохранение снято",
+    "event.footage_ready": "видео готово",
+    "event.footage_purged": "видео удалено (срок хранения)",
     "history.title": "История инцидентов",
     "history.filter": "Фильтр",
     "history.from": "С",
@@ -390,6 +429,17 @@ KK: Final[Mapping[str, str]] = {
 }
 
 CATALOGUES: Final[Mapping[str, Mapping[str, str]]] = {"en": EN, "ru": RU, "kk": KK}
+
+# Every incident event type and every detection kind has its words in the complete languages
+# (checked at import: a new one without them fails here, not as a raw key on a dispatcher's screen).
+_unworded = [
+    f"{lang}: {key}"
+    for lang in ("en", "ru")
+    for key in (*(f"event.{t}" for t in EventType), *(f"kind.{k}" for k in KINDS))
+    if key not in CATALOGUES[lang]
+]
+if _unworded:
+    raise TypeError(f"event types or kinds without console words in backend.console.i18n: {_unworded}")
 
 
 def translate(lang: str, key: str) -> str:

@@ -24,6 +24,7 @@ from backend.core.wire import line, parse_cursor
 from backend.dispatch import service as dispatch
 from backend.history import service as history
 from backend.history.schemas import FootageKind
+from backend.incidents import kinds
 from backend.incidents import service as incidents
 
 BOARD_WORDS = [
@@ -34,7 +35,7 @@ BOARD_WORDS = [
     "board.sound_on",
     "board.sound_off",
     *(f"state.{s}" for s in ("confirmed", "acknowledged", "responding", "on_scene", "resolved")),
-    *(f"kind.{k}" for k in ("fight", "crowd_surge", "aggression", "weapon", "fire_smoke", "panic")),
+    *(f"kind.{k}" for k in kinds.KINDS),
 ]
 
 

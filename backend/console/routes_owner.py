@@ -23,10 +23,11 @@ from backend.history import repo as history_repo
 from backend.history import service as history
 from backend.history import stats
 from backend.history.filters import HistoryFilters
+from backend.incidents import kinds
 from backend.venues import service as venues
 
 READERS = ("owner", "dispatcher", "admin")
-KINDS = ("fight", "crowd_surge", "aggression", "weapon", "fire_smoke", "panic")
+KINDS = tuple(kinds.KINDS)  # the kind registry's, in its order
 STATES = ("open", "confirmed", "acknowledged", "responding", "on_scene", "resolved")
 OUTCOMES = ("handled", "false_alarm", "police_attended", "arrest", "medical", "other")
 MAX_POLICY_CHARS = 16_000

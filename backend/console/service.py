@@ -17,7 +17,6 @@ import asyncpg
 import msgspec
 
 from backend.alerts import service as alerts
-from backend.alerts.access import can_see
 from backend.alerts.actions import ALLOWED
 from backend.audit import repo as audit
 from backend.console import repo
@@ -30,11 +29,11 @@ from backend.duty import repo as duty
 from backend.history import service as history
 from backend.history.schemas import IncidentTimeline
 from backend.incidents import lifecycle
+from backend.incidents.access import LOCATION_VIEWERS, can_see
 from backend.sms.schemas import SmsState
 
 BOARD_ROLES = frozenset({"dispatcher", "admin"})
 HOLDERS = frozenset({"admin", "dispatcher"})  # legal hold: the API's rule (dispatchers see only their region's)
-LOCATION_VIEWERS = frozenset({"dispatcher", "admin"})
 NEARBY_RADIUS_M = 5000.0
 NEARBY_LIMIT = 5
 

@@ -31,6 +31,8 @@ from typing import ClassVar, Final
 
 import msgspec
 
+from backend.core.auth import Role
+
 
 class Lane(StrEnum):
     ALERT = "alert"
@@ -46,6 +48,12 @@ class Payload(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     kind: ClassVar[str]
     lane: ClassVar[Lane]
 
+    def dedup_key(self) -> str | None:
+        """The job's key among jobs of its kind: a second ``enqueue`` of a payload with the same key
+        is a no-op while the first job exists (one timer per escalation step, one push per incident
+        version...). None: every enqueue is a new job."""
+        return None
+
 
 # Priorities within a lane (lower first).
 PRIORITY_URGENT: Final = 0  # edge-decided confirmations: no model to wait for
@@ -57,6 +65,9 @@ class ConfirmDetection(Payload, frozen=True, kw_only=True, forbid_unknown_fields
     lane: ClassVar[Lane] = Lane.CONFIRM
     detection_id: uuid.UUID
 
+    def dedup_key(self) -> str:
+        return str(self.detection_id)
+
 
 class FinishFootage(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A confirmed detection's footage that the alarm does not wait for: the snapshot's face-blurred
@@ -67,6 +78,9 @@ class FinishFootage(Payload, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     detection_id: uuid.UUID
     at_s: float
 
+    def dedup_key(self) -> str:
+        return f"{self.detection_id}:footage"
+
 
 class DispatchIncident(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Step 0 of a newly opened incident's escalation policy."""
@@ -75,6 +89,9 @@ class DispatchIncident(Payload, frozen=True, kw_only=True, forbid_unknown_fields
     lane: ClassVar[Lane] = Lane.ALERT
     incident_id: uuid.UUID
     reason: str  # why: "opened"
+
+    def dedup_key(self) -> str:
+        return f"{self.incident_id}:{self.reason}"
 
 
 class EscalateIncident(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -86,6 +103,10 @@ class EscalateIncident(Payload, frozen=True, kw_only=True, forbid_unknown_fields
     step: int
     force: bool = False
 
+    def dedup_key(self) -> str:
+        """A step's timer once; a forced step ("escalate now") once per step."""
+        return f"{self.incident_id}:{'now' if self.force else 'step'}:{self.step}"
+
 
 class RepeatAlert(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A repeat round (1-based) after the policy's last step."""
@@ -94,6 +115,9 @@ class RepeatAlert(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True
     lane: ClassVar[Lane] = Lane.ALERT
     incident_id: uuid.UUID
     round: int
+
+    def dedup_key(self) -> str:
+        return f"{self.incident_id}:repeat:{self.round}"
 
 
 class PushUpdate(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -106,6 +130,9 @@ class PushUpdate(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True)
     text: str = "Incident updated"
     actor_id: uuid.UUID | None = None
 
+    def dedup_key(self) -> str:
+        return f"{self.incident_id}:update:{self.version}"
+
 
 class AlertOfficer(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A dispatcher (or admin) alerts one on-duty officer about an incident now (console: "alert this officer")."""
@@ -115,7 +142,10 @@ class AlertOfficer(Payload, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     incident_id: uuid.UUID
     officer_id: uuid.UUID
     requested_by: uuid.UUID
-    requested_role: str
+    requested_role: Role
+
+    def dedup_key(self) -> str:
+        return f"{self.incident_id}:officer:{self.officer_id}"
 
 
 class LiveViewPush(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -128,6 +158,10 @@ class LiveViewPush(Payload, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     event: str
     actor_id: uuid.UUID | None = None
 
+    def dedup_key(self) -> str:
+        """The request once, and one answer whatever it is (approved, denied, expired, revoked)."""
+        return f"{self.grant_id}:{'requested' if self.event == 'requested' else 'answer'}"
+
 
 class ExpireLiveViewRequest(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A live view request's answer-by time: still unanswered, it expires (and that is pushed)."""
@@ -135,6 +169,9 @@ class ExpireLiveViewRequest(Payload, frozen=True, kw_only=True, forbid_unknown_f
     kind: ClassVar[str] = "expire_live_view_request"
     lane: ClassVar[Lane] = Lane.ALERT
     grant_id: uuid.UUID
+
+    def dedup_key(self) -> str:
+        return str(self.grant_id)
 
 
 class RetryDelivery(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -4,6 +4,9 @@ A job is ``queued`` until ``run_at``; a worker claims it (``running``) under a s
 it renews by heartbeat while the job runs. A worker that dies mid-job (even SIGKILL) stops
 renewing, so another worker claims the job within about one lease; handlers are idempotent.
 Finished jobs are deleted; jobs out of attempts become ``dead`` (dead letters, kept for replay).
+Every claim draws a fresh ``lease_token``: completing, retrying, burying and renewing succeed only
+for the claim that holds the job, so a worker whose lease lapsed while another took the job learns
+that it lost it (``JobLost``) and writes nothing.
 ``NOTIFY kuzet_jobs`` wakes idle workers at once. Kinds, payloads and lanes: ``backend.core.jobs``.
 """
 
@@ -11,12 +14,14 @@ from __future__ import annotations
 
 import re
 import secrets
+import uuid
 from datetime import UTC, datetime
 from typing import Final
 
 import asyncpg
 import msgspec
 
+from backend.core.job_errors import JobLost
 from backend.core.jobs import PRIORITY_NORMAL, Lane, Payload, kinds_of
 
 CHANNEL = "kuzet_jobs"
@@ -29,7 +34,7 @@ RETURNING id
 """
 NOTIFY = "SELECT pg_notify($1, $2)"
 CLAIM = """
-UPDATE jobs SET status = 'running', attempts = attempts + 1,
+UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_token = gen_random_uuid(),
        lease_until = now() + make_interval(secs => $3), updated_at = now()
 WHERE id IN (
     SELECT id FROM jobs
@@ -39,21 +44,32 @@ WHERE id IN (
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 )
-RETURNING id, kind, payload::text AS payload, attempts, max_attempts, dedup_key, priority,
+RETURNING id, lease_token AS token, kind, payload::text AS payload, attempts, max_attempts, dedup_key, priority,
           extract(epoch FROM now() - run_at)::float8 AS waited_s
 """
 RENEW = """
 UPDATE jobs SET lease_until = now() + make_interval(secs => $3)
-FROM unnest($1::bigint[], $2::int[]) AS l(id, attempts)
-WHERE jobs.id = l.id AND jobs.attempts = l.attempts AND jobs.status = 'running'
+FROM unnest($1::bigint[], $2::uuid[]) AS l(id, token)
+WHERE jobs.id = l.id AND jobs.lease_token = l.token AND jobs.status = 'running'
 """
-COMPLETE = "DELETE FROM jobs WHERE id = $1"
-RETRY = """
-UPDATE jobs SET status = 'queued', run_at = now() + make_interval(secs => $2), lease_until = NULL,
-       last_error = $3, attempts = attempts - CASE WHEN $4 THEN 0 ELSE 1 END, updated_at = now()
-WHERE id = $1
+# Settling a job: only the claim that holds it (its id and lease token, status running) may.
+HELD = "id = $1 AND lease_token = $2 AND status = 'running'"
+COMPLETE = f"DELETE FROM jobs WHERE {HELD}"
+RETRY = f"""
+UPDATE jobs SET status = 'queued', run_at = now() + make_interval(secs => $3), lease_until = NULL,
+       lease_token = NULL, last_error = $4, attempts = attempts - CASE WHEN $5 THEN 0 ELSE 1 END,
+       updated_at = now()
+WHERE {HELD}
 """
-BURY = "UPDATE jobs SET status = 'dead', lease_until = NULL, last_error = $2, updated_at = now() WHERE id = $1"
+BURY = f"""
+UPDATE jobs SET status = 'dead', lease_until = NULL, lease_token = NULL, last_error = $3, updated_at = now()
+WHERE {HELD}
+"""
+MAKE_DUE = """
+UPDATE jobs SET run_at = now(), updated_at = now()
+WHERE kind = $1 AND dedup_key = $2 AND status = 'queued' AND run_at > now()
+RETURNING id
+"""
 REPLAY_DEAD = """
 UPDATE jobs SET status = 'queued', run_at = now(), attempts = 0, last_error = NULL, updated_at = now()
 WHERE status = 'dead' AND kind = ANY($1::text[])
@@ -91,9 +107,11 @@ LANE_OLDEST: Final[dict[Lane, str]] = {
 
 
 class Job(msgspec.Struct, frozen=True):
-    """A claimed job; ``payload`` is its stored JSON, decoded by the runner into the kind's Struct."""
+    """A claimed job; ``payload`` is its stored JSON, decoded by the runner into the kind's Struct.
+    ``token`` is this claim's lease token: the proof of holding the job on every write."""
 
     id: int
+    token: uuid.UUID
     kind: str
     payload: str
     attempts: int
@@ -132,10 +150,16 @@ async def enqueue(
     max_attempts: int = 8,
     priority: int = PRIORITY_NORMAL,
 ) -> int | None:
-    """Add a job in the caller's transaction. Returns its id, or None when ``dedup_key`` exists."""
+    """Add a job in the caller's transaction. Returns its id, or None when its dedup key exists.
+
+    The key is the payload's own (``payload.dedup_key()``: one job per incident step, per grant
+    answer...); ``dedup_key`` overrides it where the key depends on more than the payload (a
+    delivery's attempt, a webhook row's cause, a periodic job's slot).
+    """
     kind = type(payload).kind
     body = _encoder.encode(payload).decode()
-    job_id: int | None = await conn.fetchval(ENQUEUE, kind, body, dedup_key, run_at, max_attempts, priority)
+    key = dedup_key if dedup_key is not None else payload.dedup_key()
+    job_id: int | None = await conn.fetchval(ENQUEUE, kind, body, key, run_at, max_attempts, priority)
     if job_id is not None:
         await conn.execute(NOTIFY, CHANNEL, kind)
     return job_id
@@ -149,22 +173,44 @@ async def renew(conn: asyncpg.Connection, jobs: list[Job], *, lease_s: float) ->
     """Extend the leases of jobs this worker still runs (a job since taken by another is left alone)."""
     if not jobs:
         return 0
-    status = await conn.execute(RENEW, [j.id for j in jobs], [j.attempts for j in jobs], lease_s)
+    status = await conn.execute(RENEW, [j.id for j in jobs], [j.token for j in jobs], lease_s)
     return int(status.split()[-1])
 
 
-async def complete(conn: asyncpg.Connection, job_id: int) -> None:
-    await conn.execute(COMPLETE, job_id)
+def _held(status: str, job: Job, action: str) -> None:
+    if status.rsplit(maxsplit=1)[-1] == "0":
+        raise JobLost(job.id, action)
+
+
+async def complete(conn: asyncpg.Connection, job: Job) -> None:
+    """Delete a finished job. Raises ``JobLost`` (and deletes nothing) if ``job`` is not the claim
+    that holds it now."""
+    _held(await conn.execute(COMPLETE, job.id, job.token), job, "complete")
 
 
 async def retry(conn: asyncpg.Connection, job: Job, *, error: str, delay_s: float, count: bool = True) -> None:
     """Put the job back after ``delay_s``; with ``count=False`` the attempt is not used up (the
-    failure was a dependency being away, not the job)."""
-    await conn.execute(RETRY, job.id, delay_s, error[:2000], count)
+    failure was a dependency being away, not the job). Raises ``JobLost`` if not held."""
+    _held(await conn.execute(RETRY, job.id, job.token, delay_s, error[:2000], count), job, "retry")
 
 
-async def bury(conn: asyncpg.Connection, job_id: int, *, error: str) -> None:
-    await conn.execute(BURY, job_id, error[:2000])
+async def bury(conn: asyncpg.Connection, job: Job, *, error: str) -> None:
+    """Make the job a dead letter. Raises ``JobLost`` if not held."""
+    _held(await conn.execute(BURY, job.id, job.token, error[:2000]), job, "bury")
+
+
+async def make_due(conn: asyncpg.Connection, payload: Payload, *, dedup_key: str | None = None) -> bool:
+    """Run a queued timer now instead of at its time (e.g. the next escalation step when nobody
+    could be reached). The job is the one ``enqueue(conn, payload)`` made (its kind and dedup key);
+    True if it was waiting, and then idle workers are woken."""
+    kind = type(payload).kind
+    key = dedup_key if dedup_key is not None else payload.dedup_key()
+    if key is None:
+        raise ValueError(f"{kind}: only a job with a dedup key can be found again to make it due")
+    job_id = await conn.fetchval(MAKE_DUE, kind, key)
+    if job_id is not None:
+        await conn.execute(NOTIFY, CHANNEL, kind)
+    return job_id is not None
 
 
 async def replay_dead(conn: asyncpg.Connection, kinds: list[str]) -> int:

@@ -28,6 +28,7 @@ import msgspec
 
 from backend.core import jobs, queue
 from backend.core.config import Settings
+from backend.core.job_errors import PermanentError
 from backend.incidents import kinds
 from backend.incidents import lifecycle as incidents
 
@@ -70,10 +71,7 @@ def _cmp(ok: bool) -> str:
 
 
 def _threshold(declared: kinds.DetectionKind, settings: Settings) -> float | None:
-    if declared.threshold_setting is None:
-        return None
-    value: float | None = getattr(settings, declared.threshold_setting)
-    return value
+    return declared.threshold(settings) if declared.threshold is not None else None
 
 
 def decide(kind: str, edge_score: float, evidence: Evidence, settings: Settings) -> Decision:
@@ -238,7 +236,7 @@ async def record_outcome(
     async with pool.acquire() as conn, conn.transaction():
         record = await conn.fetchrow(LOCK_TARGET, detection_id)
         if record is None:
-            raise LookupError(f"detection {detection_id} does not exist")
+            raise PermanentError(f"detection {detection_id} does not exist")
         target = _target(record)
         if target.status in DECIDED:
             return Recorded(recorded=False, status=target.status)
@@ -267,7 +265,6 @@ async def record_outcome(
             await queue.enqueue(
                 conn,
                 jobs.FinishFootage(detection_id=detection_id, at_s=verdict.footage_at_s),
-                dedup_key=f"{detection_id}:footage",
             )
         return Recorded(recorded=True, status=verdict.outcome, incident=grouping)
 

@@ -9,6 +9,8 @@ import asyncpg
 import msgspec
 
 from backend.core.auth import CameraPrincipal
+from backend.detections.schemas import DetectionStatusName
+from backend.incidents.kinds import CameraKindName
 
 
 class CameraKeyRow(msgspec.Struct, frozen=True):
@@ -23,7 +25,7 @@ class DetectionRow(msgspec.Struct, frozen=True):
     camera_id: uuid.UUID
     venue_id: uuid.UUID
     event_id: str
-    kind: str
+    kind: CameraKindName
     edge_score: float
     occurred_at: datetime
     received_at: datetime
@@ -32,7 +34,7 @@ class DetectionRow(msgspec.Struct, frozen=True):
     clip_bytes: int
     clip_content_type: str
     snapshot_key: str | None
-    status: str
+    status: DetectionStatusName
     incident_id: uuid.UUID | None
 
 

@@ -136,7 +136,7 @@ def status_url(settings: Settings, detection_id: uuid.UUID) -> str:
 
 
 def accepted(settings: Settings, row: repo.DetectionRow) -> DetectionAccepted:
-    return DetectionAccepted(detection_id=row.id, status=row.status, status_url=status_url(settings, row.id))  # type: ignore[arg-type]
+    return DetectionAccepted(detection_id=row.id, status=row.status, status_url=status_url(settings, row.id))
 
 
 class Ingest:
@@ -309,7 +309,6 @@ class Ingest:
                     await queue.enqueue(
                         conn,
                         jobs.ConfirmDetection(detection_id=row.id),
-                        dedup_key=str(row.id),
                         max_attempts=self.settings.job_max_attempts,
                         priority=confirm_priority(row.kind, self.settings),
                     )
@@ -363,8 +362,8 @@ async def detection_status(
     return DetectionStatus(
         detection_id=row.id,
         event_id=row.event_id,
-        kind=row.kind,  # type: ignore[arg-type]
-        status=row.status,  # type: ignore[arg-type]
+        kind=row.kind,
+        status=row.status,
         edge_score=row.edge_score,
         occurred_at=row.occurred_at,
         received_at=row.received_at,

@@ -71,7 +71,7 @@ async def for_incident(
             audience=row.audience,
             device_id=row.device_id,
             platform=row.platform,
-            purpose=row.purpose,  # type: ignore[arg-type]  # checked by the table
+            purpose=row.purpose,
             round=row.round,
             state=_state(row),
             attempts=row.attempts,

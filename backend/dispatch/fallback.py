@@ -28,9 +28,10 @@ import asyncpg
 from backend.core import jobs, queue
 from backend.core.config import Settings
 from backend.core.logging import get_logger
-from backend.dispatch import links, messages, policy, repo
+from backend.dispatch import messages, policy, repo
 from backend.incidents import lifecycle
 from backend.incidents.repo import IncidentRow
+from backend.links import service as links
 from backend.sms import service as sms
 
 log = get_logger(__name__)

@@ -35,12 +35,12 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import msgspec
 
-from backend.adapters.push import PushGateway, PushMessage, PushResult, PushUnavailable
 from backend.core import jobs, queue
 from backend.core.config import Settings
 from backend.core.failures import DATABASE_UNAVAILABLE
 from backend.core.logging import get_logger
 from backend.core.metrics import DELIVERIES_ABANDONED, PUSH_SENT
+from backend.core.notify import ChannelUnavailable, Notification, Notifier, SendResult
 from backend.dispatch import fallback, repo
 from backend.incidents import kinds, lifecycle
 
@@ -57,49 +57,53 @@ class SendReport(msgspec.Struct, kw_only=True):
     failed: int = 0
 
 
-def _message(settings: Settings, d: repo.ClaimedDelivery, now: datetime) -> PushMessage | None:
+def _message(settings: Settings, d: repo.ClaimedDelivery, now: datetime) -> Notification | None:
     """The push for a delivery, or None once it is past its TTL (nobody wants a stale alarm)."""
     remaining = (d.ttl_s or settings.alert_ttl_s) - int((now - d.created_at).total_seconds())
     if remaining < 1:
         return None
-    fields = {
-        "token": d.fcm_token,
-        "title": d.title,
-        "body": d.body,
-        "data": d.data,
-        "collapse_key": d.collapse_key,
-        "urgency": "critical" if d.urgency == "critical" else "time_sensitive",
-        "ttl_s": remaining,
-        "channel_id": str(getattr(settings, kinds.channel_setting(d.data.get("kind", "")))),
-    }
+
+    def message(image_url: str | None) -> Notification:
+        return Notification(
+            token=d.fcm_token,
+            title=d.title,
+            body=d.body,
+            data=d.data,
+            image_url=image_url,
+            collapse_key=d.collapse_key,
+            urgency="critical" if d.urgency == "critical" else "time_sensitive",
+            ttl_s=remaining,
+            channel_id=kinds.channel_id(d.data.get("kind", ""), settings),
+        )
+
     try:
-        return PushMessage(image_url=d.image_url, **fields)  # type: ignore[arg-type]
+        return message(d.image_url)
     except ValueError:  # an image URL FCM would refuse (not HTTPS): send the alert without it
-        return PushMessage(image_url=None, **fields)  # type: ignore[arg-type]
+        return message(None)
 
 
 async def send_pending(
-    conn: asyncpg.Connection, gateway: PushGateway, settings: Settings, incident_id: uuid.UUID
+    conn: asyncpg.Connection, gateway: Notifier, settings: Settings, incident_id: uuid.UUID
 ) -> SendReport:
     """Send every unsent delivery of the incident (those a crashed sender left behind too)."""
     claimed = await repo.claim_for_incident(conn, incident_id, settings.job_lease_s)
     return await _send(conn, gateway, settings, claimed)
 
 
-async def send_one(conn: asyncpg.Connection, gateway: PushGateway, settings: Settings, delivery_id: int) -> SendReport:
+async def send_one(conn: asyncpg.Connection, gateway: Notifier, settings: Settings, delivery_id: int) -> SendReport:
     """Send one queued delivery again (the ``retry_delivery`` job)."""
     return await _send(conn, gateway, settings, await repo.claim_one(conn, delivery_id, settings.job_lease_s))
 
 
 async def _send(
-    conn: asyncpg.Connection, gateway: PushGateway, settings: Settings, claimed: list[repo.ClaimedDelivery]
+    conn: asyncpg.Connection, gateway: Notifier, settings: Settings, claimed: list[repo.ClaimedDelivery]
 ) -> SendReport:
     report = SendReport()
     if not claimed:
         return report
     now = datetime.now(UTC)
     expired = []
-    batch: list[tuple[repo.ClaimedDelivery, PushMessage]] = []
+    batch: list[tuple[repo.ClaimedDelivery, Notification]] = []
     for delivery in claimed:
         message = _message(settings, delivery, now)
         if message is None:
@@ -108,7 +112,7 @@ async def _send(
             batch.append((delivery, message))
     try:
         results = await _send_holding_claims(conn, gateway, settings, batch)
-    except PushUnavailable:
+    except ChannelUnavailable:
         await repo.unclaim(conn, [d.id for d, _ in batch])
         raise
     failed: list[tuple[repo.ClaimedDelivery, str]] = []
@@ -189,10 +193,10 @@ async def escalate_if_nobody_reachable(conn: asyncpg.Connection, incident_id: uu
 
 async def _send_holding_claims(
     conn: asyncpg.Connection,
-    gateway: PushGateway,
+    gateway: Notifier,
     settings: Settings,
-    batch: list[tuple[repo.ClaimedDelivery, PushMessage]],
-) -> list[PushResult]:
+    batch: list[tuple[repo.ClaimedDelivery, Notification]],
+) -> list[SendResult]:
     """Send the batch while renewing its claims, so no other sender takes a delivery in flight
     (a claim older than the lease is a dead sender's; a live one never lets it get that old)."""
     stop = asyncio.Event()
@@ -218,7 +222,7 @@ async def _record(
     conn: asyncpg.Connection,
     settings: Settings,
     delivery: repo.ClaimedDelivery,
-    result: PushResult,
+    result: SendResult,
     report: SendReport,
 ) -> str | None:
     """Record one FCM outcome; returns the error code when the delivery was given up."""

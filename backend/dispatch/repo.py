@@ -10,6 +10,7 @@ import asyncpg
 import msgspec
 
 from backend.core import jobs, queue
+from backend.dispatch.schemas import DeliveryPurpose
 
 
 class NewAlert(msgspec.Struct, frozen=True):
@@ -152,12 +153,7 @@ WHERE id = $1 AND undelivered_at IS NULL AND acknowledged_at IS NULL
 RETURNING user_id, audience
 """
 REACHABLE_ALERTS = "SELECT count(*) FROM alerts WHERE incident_id = $1 AND undelivered_at IS NULL"
-HURRY_NEXT_STEP = """
-UPDATE jobs SET run_at = now(), updated_at = now()
-WHERE kind = 'escalate_incident' AND status = 'queued' AND run_at > now()
-  AND dedup_key = (SELECT i.id::text || ':step:' || i.escalation_step FROM incidents i WHERE i.id = $1)
-RETURNING id
-"""
+ESCALATION_STEP = "SELECT escalation_step FROM incidents WHERE id = $1"
 RENEW_CLAIMS = "UPDATE deliveries SET claimed_at = now() WHERE id = ANY($1::bigint[]) AND status = 'sending'"
 DEACTIVATE_DEVICE = "UPDATE devices SET is_active = false, last_error = $2, updated_at = now() WHERE id = $1"
 
@@ -405,11 +401,11 @@ async def reachable_alerts(conn: asyncpg.Connection, incident_id: uuid.UUID) -> 
 
 
 async def hurry_next_step(conn: asyncpg.Connection, incident_id: uuid.UUID) -> bool:
-    """Make the incident's pending escalation timer due now; True if there was one."""
-    job_id = await conn.fetchval(HURRY_NEXT_STEP, incident_id)
-    if job_id is not None:
-        await conn.execute(queue.NOTIFY, queue.CHANNEL, jobs.EscalateIncident.kind)
-    return job_id is not None
+    """Make the incident's pending escalation timer (its next step's) due now; True if there was one."""
+    step: int | None = await conn.fetchval(ESCALATION_STEP, incident_id)
+    if step is None:
+        return False
+    return await queue.make_due(conn, jobs.EscalateIncident(incident_id=incident_id, step=step))
 
 
 async def renew_claims(conn: asyncpg.Connection, delivery_ids: list[int]) -> None:
@@ -418,59 +414,6 @@ async def renew_claims(conn: asyncpg.Connection, delivery_ids: list[int]) -> Non
 
 async def deactivate_device(conn: asyncpg.Connection, device_id: uuid.UUID, error_code: str) -> None:
     await conn.execute(DEACTIVATE_DEVICE, device_id, error_code)
-
-
-# --- short footage links -------------------------------------------------------------------
-
-
-class LinkRow(msgspec.Struct, frozen=True):
-    token: str
-    incident_id: uuid.UUID
-    venue_id: uuid.UUID
-    user_id: uuid.UUID | None
-    purpose: str
-    object_key: str
-    expires_at: datetime
-    footage_purged_at: datetime | None = None  # the incident's footage, deleted by retention
-
-
-INSERT_LINKS = """
-INSERT INTO short_links (token, incident_id, venue_id, user_id, purpose, object_key, expires_at)
-SELECT l.token, $1, $2, l.user_id, $3, $4, now() + make_interval(secs => $5)
-FROM unnest($6::text[], $7::uuid[]) AS l(token, user_id)
-"""
-SELECT_LINK = """
-SELECT token, incident_id, l.venue_id, user_id, purpose, object_key, expires_at, i.footage_purged_at
-FROM short_links l JOIN incidents i ON i.id = l.incident_id
-WHERE token = $1 AND expires_at > now()
-  AND (user_id IS NULL OR EXISTS (SELECT 1 FROM users u WHERE u.id = l.user_id AND u.is_active))
-"""
-PRUNE_LINKS = "DELETE FROM short_links WHERE expires_at < now() - interval '1 day'"
-
-
-async def insert_links(
-    conn: asyncpg.Connection,
-    *,
-    incident_id: uuid.UUID,
-    venue_id: uuid.UUID,
-    purpose: str,
-    object_key: str,
-    ttl_s: float,
-    links: list[tuple[str, uuid.UUID | None]],
-) -> None:
-    if links:
-        tokens = [token for token, _ in links]
-        users = [user for _, user in links]
-        await conn.execute(INSERT_LINKS, incident_id, venue_id, purpose, object_key, ttl_s, tokens, users)
-
-
-async def get_link(conn: asyncpg.Connection, token: str) -> LinkRow | None:
-    record = await conn.fetchrow(SELECT_LINK, token)
-    return msgspec.convert(dict(record), LinkRow) if record else None
-
-
-async def prune_links(conn: asyncpg.Connection) -> None:
-    await conn.execute(PRUNE_LINKS)
 
 
 # --- the delivery log as people see it -------------------------------------------------------
@@ -483,7 +426,7 @@ class DeliveryRow(msgspec.Struct, frozen=True):
     audience: str
     device_id: uuid.UUID
     platform: str
-    purpose: str
+    purpose: DeliveryPurpose  # the table's CHECK
     round: int
     status: str
     attempts: int

@@ -26,6 +26,7 @@ class VenuePolicy(msgspec.Struct, kw_only=True):
     policy: EscalationPolicy
 
 
+DeliveryPurpose = Literal["alert", "update", "reminder", "live_view_request", "live_view_answer"]
 DeliveryStateName = Literal["queued", "retrying", "sent", "received", "acknowledged", "failed"]
 
 
@@ -38,7 +39,7 @@ class DeliveryState(msgspec.Struct, kw_only=True):
     audience: str
     device_id: uuid.UUID
     platform: str
-    purpose: Literal["alert", "update", "reminder", "live_view_request", "live_view_answer"]
+    purpose: DeliveryPurpose
     round: int
     state: DeliveryStateName
     attempts: int

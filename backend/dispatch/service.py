@@ -27,19 +27,20 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from backend.adapters.push import PushGateway
-from backend.alerts.access import can_see
 from backend.audit import repo as audit
 from backend.core import jobs, queue
 from backend.core.auth import Principal
 from backend.core.config import Settings
-from backend.core.errors import Conflict, Forbidden, Invalid, NotFound
+from backend.core.errors import Conflict, Invalid, NotFound
 from backend.core.logging import get_logger
-from backend.dispatch import fallback, fanout, links, messages, policy, repo
+from backend.core.notify import Notifier
+from backend.dispatch import fallback, fanout, messages, policy, repo
 from backend.dispatch.schemas import VenuePolicy
 from backend.duty import repo as duty
 from backend.incidents import lifecycle
+from backend.incidents.access import lock_visible
 from backend.incidents.repo import IncidentRow
+from backend.links import service as links
 
 log = get_logger(__name__)
 
@@ -136,7 +137,6 @@ async def run_step(
         await queue.enqueue(
             conn,
             jobs.EscalateIncident(incident_id=incident.id, step=following),
-            dedup_key=f"{incident.id}:step:{following}",
             run_at=run_at,
         )
     elif chain.repeat:
@@ -151,7 +151,6 @@ async def _schedule_repeat(
     await queue.enqueue(
         conn,
         jobs.RepeatAlert(incident_id=incident_id, round=round_),
-        dedup_key=f"{incident_id}:repeat:{round_}",
         run_at=run_at,
     )
 
@@ -342,7 +341,7 @@ async def prepare_update(
 
 async def dispatch(
     conn: asyncpg.Connection,
-    gateway: PushGateway,
+    gateway: Notifier,
     settings: Settings,
     incident_id: uuid.UUID,
     *,
@@ -359,7 +358,7 @@ async def dispatch(
 
 
 async def repeat(
-    conn: asyncpg.Connection, gateway: PushGateway, settings: Settings, incident_id: uuid.UUID, *, round_: int
+    conn: asyncpg.Connection, gateway: Notifier, settings: Settings, incident_id: uuid.UUID, *, round_: int
 ) -> tuple[StepResult, fanout.SendReport]:
     """Run a repeat round in its own transaction, then send what it queued."""
     async with conn.transaction():
@@ -372,7 +371,7 @@ async def repeat(
 
 async def push_update(
     conn: asyncpg.Connection,
-    gateway: PushGateway,
+    gateway: Notifier,
     settings: Settings,
     incident_id: uuid.UUID,
     *,
@@ -386,7 +385,7 @@ async def push_update(
 
 
 async def retry_delivery(
-    conn: asyncpg.Connection, gateway: PushGateway, settings: Settings, delivery_id: int
+    conn: asyncpg.Connection, gateway: Notifier, settings: Settings, delivery_id: int
 ) -> fanout.SendReport:
     return await fanout.send_one(conn, gateway, settings, delivery_id)
 
@@ -398,11 +397,7 @@ async def escalate_now(conn: asyncpg.Connection, settings: Settings, me: Princip
     """A dispatcher (of the incident's region) or an admin fires the next escalation step now, without
     waiting for its timer. The step itself runs in the worker as any other (its ``escalated`` event);
     the request is audited. Returns the step queued."""
-    incident = await lifecycle.lock(conn, incident_id)
-    if incident is None or not await can_see(conn, me, incident):
-        raise NotFound("no such incident", field="incident_id")
-    if me.role not in ESCALATORS:
-        raise Forbidden(f"a {me.role} cannot escalate an incident", field="action")
+    incident = await lock_visible(conn, me, incident_id, allowed=ESCALATORS, doing="escalate an incident")
     if incident.status == "resolved":
         raise Conflict("the incident is resolved; cannot escalate", field="action")
     chain = await incident_policy(conn, settings, incident)
@@ -412,7 +407,6 @@ async def escalate_now(conn: asyncpg.Connection, settings: Settings, me: Princip
     await queue.enqueue(
         conn,
         jobs.EscalateIncident(incident_id=incident.id, step=step, force=True),
-        dedup_key=f"{incident.id}:now:{step}",
     )
     await audit.record_by(
         conn,
@@ -432,11 +426,7 @@ async def request_officer(
 ) -> None:
     """A dispatcher (of the incident's region) or an admin asks for one on-duty officer to be alerted now.
     The alert goes out from the worker (``alert_officer``) like any step's; the request is audited."""
-    incident = await lifecycle.lock(conn, incident_id)
-    if incident is None or not await can_see(conn, me, incident):
-        raise NotFound("no such incident", field="incident_id")
-    if me.role not in ESCALATORS:
-        raise Forbidden(f"a {me.role} cannot alert officers", field="action")
+    incident = await lock_visible(conn, me, incident_id, allowed=ESCALATORS, doing="alert officers")
     if incident.status == "resolved":
         raise Conflict("the incident is resolved; cannot alert an officer", field="action")
     shift = await duty.get_duty(conn, officer_id)
@@ -447,7 +437,6 @@ async def request_officer(
         jobs.AlertOfficer(
             incident_id=incident.id, officer_id=officer_id, requested_by=me.user_id, requested_role=me.role
         ),
-        dedup_key=f"{incident.id}:officer:{officer_id}",
     )
     await audit.record_by(
         conn,
@@ -461,7 +450,7 @@ async def request_officer(
 
 
 async def alert_officer(
-    conn: asyncpg.Connection, gateway: PushGateway, settings: Settings, job: jobs.AlertOfficer
+    conn: asyncpg.Connection, gateway: Notifier, settings: Settings, job: jobs.AlertOfficer
 ) -> fanout.SendReport:
     """The ``alert_officer`` job: alert the officer (once) under the incident's lock, then send."""
     async with conn.transaction():
@@ -477,7 +466,7 @@ async def alert_officer(
             step = max(incident.escalation_step - 1, 0)
             alerts, queued = await _alert(conn, settings, incident, [(job.officer_id, "officer", distance)], step)
             if alerts:
-                actor = Principal(user_id=job.requested_by, role=job.requested_role, display_name="")  # type: ignore[arg-type]
+                actor = Principal(user_id=job.requested_by, role=job.requested_role, display_name="")
                 await lifecycle.officer_assigned(
                     conn, settings, incident, actor, data={"recipients": _recipients(alerts), "devices": queued}
                 )

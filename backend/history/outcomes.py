@@ -9,14 +9,13 @@ from typing import Final
 
 import asyncpg
 
-from backend.alerts.access import can_see
 from backend.core.auth import Principal
 from backend.core.config import Settings
-from backend.core.errors import Forbidden, NotFound
 from backend.history import repo
 from backend.history.schemas import IncidentOutcomes, Label, LabelPage, OutcomeCreate, OutcomeView
 from backend.history.service import decode_cursor, encode_cursor, require_range, require_venue_reader, split_page
 from backend.incidents import lifecycle
+from backend.incidents.access import lock_visible
 from backend.incidents.schemas import Verdict
 from backend.incidents.verdicts import verdict
 
@@ -28,8 +27,8 @@ def _view(row: repo.OutcomeRow) -> OutcomeView:
         user_id=row.user_id,
         user_name=row.user_name,
         role=row.role,
-        source=row.source,  # type: ignore[arg-type]
-        verdict=row.verdict,  # type: ignore[arg-type]
+        source=row.source,
+        verdict=row.verdict,
         note=row.note,
         at=row.at,
     )
@@ -43,11 +42,14 @@ async def add_outcome(
     conn: asyncpg.Connection, settings: Settings, me: Principal, incident_id: uuid.UUID, data: OutcomeCreate
 ) -> IncidentOutcomes:
     """The venue's owner says what the resolved incident really was (409 while it is open)."""
-    incident = await lifecycle.lock(conn, incident_id)
-    if incident is None or not await can_see(conn, me, incident):
-        raise NotFound("no such incident", field="incident_id")
-    if me.role not in REVIEWERS:
-        raise Forbidden("only the venue's owner adds an outcome here; responders give theirs on resolving")
+    incident = await lock_visible(
+        conn,
+        me,
+        incident_id,
+        allowed=REVIEWERS,
+        doing="add an outcome here: only the venue's owner does; responders give theirs on resolving",
+        field=None,
+    )
     await lifecycle.add_outcome(conn, settings, incident, me, verdict=data.verdict, note=data.note)
     views = [_view(r) for r in await repo.outcomes(conn, [incident.id])]
     return IncidentOutcomes(incident_id=incident.id, verdict=_verdict(views), outcomes=views)
@@ -93,7 +95,7 @@ async def labels(
                 incident_id=r.incident_id,
                 kind=r.kind,
                 occurred_at=r.occurred_at,
-                decision=r.decision,  # type: ignore[arg-type]
+                decision=r.decision,
                 edge_score=round(r.edge_score, 4),
                 score=round(r.score, 4) if r.score is not None else None,
                 model_name=r.model_name,

@@ -6,11 +6,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import msgspec
 
+from backend.incidents.schemas import IncidentStatusName, Verdict
 from backend.incidents.verdicts import verdict_sql
 
 
@@ -19,7 +20,7 @@ class HistoryRow(msgspec.Struct, frozen=True):
     venue_id: uuid.UUID
     venue_name: str
     kind: str
-    status: str
+    status: IncidentStatusName
     detected_at: datetime
     confirmed_at: datetime
     first_acknowledged_at: datetime | None
@@ -30,7 +31,7 @@ class HistoryRow(msgspec.Struct, frozen=True):
     max_score: float
     legal_hold: bool
     has_snapshot: bool
-    verdict: str | None
+    verdict: Verdict | None
     footage_purged_at: datetime | None = None
     has_blurred_snapshot: bool = False
 
@@ -278,8 +279,8 @@ class OutcomeRow(msgspec.Struct, frozen=True):
     user_id: uuid.UUID | None
     user_name: str | None
     role: str
-    source: str
-    verdict: str
+    source: Literal["resolution", "review"]
+    verdict: Verdict
     note: str | None
     at: datetime
 
@@ -292,7 +293,7 @@ class LabelRow(msgspec.Struct, frozen=True):
     kind: str
     occurred_at: datetime
     received_at: datetime
-    decision: str
+    decision: Literal["confirmed", "rejected"]
     edge_score: float
     score: float | None
     model_name: str | None

@@ -2,7 +2,7 @@
 
 Who sees what: a venue's history is for its owner, the dispatchers of its region and admins
 (anyone else: 404, so existence does not leak); an incident's timeline and footage for whoever
-may see the incident (``backend.alerts.access``). Every read of incidents by the police side
+may see the incident (``backend.incidents.access``). Every read of incidents by the police side
 (officers, dispatchers) and by admins, and every footage access by anyone, is an audit record
 that the venue's owner sees in the access log.
 """
@@ -18,7 +18,6 @@ from typing import Any, Final, Protocol, TypeVar
 
 import asyncpg
 
-from backend.alerts.access import can_see
 from backend.audit import repo as audit
 from backend.core.auth import Principal
 from backend.core.config import Settings
@@ -35,13 +34,13 @@ from backend.history.schemas import (
     TimelineEntry,
 )
 from backend.incidents import lifecycle, privacy
+from backend.incidents.access import LOCATION_VIEWERS, can_see
 from backend.incidents.repo import IncidentRow
 
 log = get_logger(__name__)
 
 HISTORY_READERS: Final = frozenset({"owner", "dispatcher", "admin"})
 AUDITED_READERS: Final = frozenset({"officer", "dispatcher", "admin"})  # reads the owner is shown
-LOCATION_VIEWERS: Final = frozenset({"dispatcher", "admin"})  # may see officers' distances
 
 
 Row = TypeVar("Row")
@@ -115,7 +114,7 @@ def to_item(settings: Settings, row: repo.HistoryRow, *, blurred: bool = False) 
         venue_id=row.venue_id,
         venue_name=row.venue_name,
         kind=row.kind,
-        status=row.status,  # type: ignore[arg-type]
+        status=row.status,
         detected_at=row.detected_at,
         confirmed_at=row.confirmed_at,
         first_acknowledged_at=row.first_acknowledged_at,
@@ -125,7 +124,7 @@ def to_item(settings: Settings, row: repo.HistoryRow, *, blurred: bool = False) 
         detection_count=row.detection_count,
         max_score=row.max_score,
         legal_hold=row.legal_hold,
-        verdict=row.verdict,  # type: ignore[arg-type]
+        verdict=row.verdict,
         snapshot_url=footage_url(settings, row.id, "snapshot") if snapshot else None,
         footage_purged_at=row.footage_purged_at,
     )

@@ -11,14 +11,24 @@ migration (the database's reference table; ``tests/test_kinds.py`` checks it mat
 - ``loudness``: the push's interruption level (``critical`` bypasses silent mode where entitled).
 - ``label`` (push titles), ``title`` (webhooks, CAP ``event``), CAP ``category`` and ``severity``.
 - ``officers_at_once``: the default escalation policy calls officers at once for this kind.
-- ``channel_setting``: the Settings field with the Android notification channel its alerts use
-  (``panic`` has its own, so staff can give it a louder sound than camera alerts).
+- ``threshold``: the kind's threshold setting (model override or edge threshold), read from
+  ``Settings`` by a typed accessor (no field names as strings).
+- ``channel``: the Android notification channel its alerts use (``panic`` has its own, so staff
+  can give it a louder sound than camera alerts).
+- ``color``: its colour in the console's charts and legends (``/console/kinds.css`` is made from
+  these), so the console's kind lists, words and styles all follow this registry.
+
+A new kind is therefore its entry here plus its migration (``incident_kinds``), and its words in
+``backend/console/i18n.py`` (the console's import-time check names any that are missing).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
+
+from backend.core.config import Settings
 
 KindName = Literal["fight", "aggression", "crowd_surge", "weapon", "fire_smoke", "panic"]
 # What a camera may post: every kind but the manual ones (a person raises those from a phone).
@@ -38,10 +48,11 @@ class DetectionKind:
     loudness: Loudness
     cap_category: CapCategory
     cap_severity: CapSeverity
+    color: str
     officers_at_once: bool = False
-    # The Settings field with this kind's threshold (model override or edge threshold), if any.
-    threshold_setting: str | None = None
-    channel_setting: str = "alert_channel_id"
+    # This kind's threshold setting (model override or edge threshold), if any.
+    threshold: Callable[[Settings], float | None] | None = None
+    channel: Callable[[Settings], str] = lambda s: s.alert_channel_id
 
 
 KINDS: Final[dict[str, DetectionKind]] = {
@@ -55,7 +66,8 @@ KINDS: Final[dict[str, DetectionKind]] = {
             loudness="time_sensitive",
             cap_category="Security",
             cap_severity="Severe",
-            threshold_setting="confirm_threshold_fight",
+            color="#c62828",
+            threshold=lambda s: s.confirm_threshold_fight,
         ),
         DetectionKind(
             name="aggression",
@@ -65,7 +77,8 @@ KINDS: Final[dict[str, DetectionKind]] = {
             loudness="time_sensitive",
             cap_category="Security",
             cap_severity="Moderate",
-            threshold_setting="confirm_threshold_aggression",
+            color="#ef6c00",
+            threshold=lambda s: s.confirm_threshold_aggression,
         ),
         DetectionKind(
             name="crowd_surge",
@@ -75,7 +88,8 @@ KINDS: Final[dict[str, DetectionKind]] = {
             loudness="time_sensitive",
             cap_category="Safety",
             cap_severity="Severe",
-            threshold_setting="edge_threshold_crowd_surge",
+            color="#6a1b9a",
+            threshold=lambda s: s.edge_threshold_crowd_surge,
         ),
         DetectionKind(
             name="weapon",
@@ -86,7 +100,8 @@ KINDS: Final[dict[str, DetectionKind]] = {
             cap_category="Security",
             cap_severity="Extreme",
             officers_at_once=True,
-            threshold_setting="edge_threshold_weapon",
+            color="#283593",
+            threshold=lambda s: s.edge_threshold_weapon,
         ),
         DetectionKind(
             name="fire_smoke",
@@ -97,7 +112,8 @@ KINDS: Final[dict[str, DetectionKind]] = {
             cap_category="Fire",
             cap_severity="Extreme",
             officers_at_once=True,
-            threshold_setting="edge_threshold_fire_smoke",
+            color="#5d4037",
+            threshold=lambda s: s.edge_threshold_fire_smoke,
         ),
         DetectionKind(
             name="panic",
@@ -108,7 +124,8 @@ KINDS: Final[dict[str, DetectionKind]] = {
             cap_category="Security",
             cap_severity="Extreme",
             officers_at_once=True,
-            channel_setting="panic_channel_id",
+            color="#00838f",
+            channel=lambda s: s.panic_channel_id,
         ),
     )
 }
@@ -134,10 +151,21 @@ def loudness(name: str) -> Loudness:
     return kind.loudness if kind else "time_sensitive"
 
 
-def channel_setting(name: str) -> str:
-    """The Settings field naming the Android channel of this kind's alerts."""
+def channel_id(name: str, settings: Settings) -> str:
+    """The Android notification channel of this kind's alerts (the default one for an unknown kind)."""
     kind = KINDS.get(name)
-    return kind.channel_setting if kind else "alert_channel_id"
+    return kind.channel(settings) if kind else settings.alert_channel_id
+
+
+def threshold(name: str, settings: Settings) -> float | None:
+    """The kind's configured threshold, if it has one."""
+    kind = KINDS[name]
+    return kind.threshold(settings) if kind.threshold else None
+
+
+def model_kinds() -> list[str]:
+    """Kinds the server model scores (their detections carry its score: calibration, training)."""
+    return [k.name for k in KINDS.values() if k.confirmation == "model"]
 
 
 def officers_at_once() -> list[str]:

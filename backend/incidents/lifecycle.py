@@ -37,7 +37,7 @@ from backend.core.errors import Conflict, Invalid
 from backend.core.logging import get_logger
 from backend.core.metrics import FIRST_ACK_SECONDS
 from backend.dispatch import messages
-from backend.incidents import repo
+from backend.incidents import events, repo
 from backend.incidents.repo import IncidentEventRow, IncidentRow
 from backend.incidents.schemas import (
     ACKNOWLEDGED,
@@ -58,13 +58,7 @@ SYSTEM_ROLE: Final = "system"
 
 Action = Literal["acknowledge", "accept", "arrive", "request_police", "resolve"]
 # The event each action appends, and the status it moves an open incident to (at least).
-ACTION_EVENT: Final[dict[str, str]] = {
-    "acknowledge": "acknowledged",
-    "accept": "accepted",
-    "arrive": "arrived",
-    "request_police": "police_requested",
-    "resolve": "resolved",
-}
+ACTION_EVENT: Final[dict[str, events.EventType]] = {action: data.TYPE for action, data in events.ACTION_EVENTS.items()}
 _ACTION_STATUS: Final[dict[str, str]] = {
     "acknowledge": ACKNOWLEDGED,
     "request_police": ACKNOWLEDGED,
@@ -120,22 +114,22 @@ async def _append(
     conn: asyncpg.Connection,
     settings: Settings,
     incident: IncidentRow,
-    type_: str,
+    data: events.Data,
     *,
     at: datetime | None = None,
     actor: Principal | None = None,
     actor_role: str = SYSTEM_ROLE,
-    data: dict[str, Any] | None = None,
 ) -> IncidentEventRow:
-    """Append the change's one event and let its readers act on it, in the same transaction."""
+    """Append the change's one event (its type is its data's, ``backend.incidents.events``) and let
+    its readers act on it, in the same transaction."""
     event = await repo.insert_event(
         conn,
         incident.id,
-        type_,
+        data.TYPE,
         at=at,
         actor_id=actor.user_id if actor else None,
         actor_role=actor.role if actor else actor_role,
-        data=data,
+        data=events.to_json(data),
     )
     await outbox.record(conn, settings, incident, event)
     return event
@@ -180,8 +174,7 @@ async def open_or_join(
             conn,
             settings,
             updated,
-            "detection_added",
-            data=_detection_data(detection) | {"detection_count": updated.detection_count},
+            events.DetectionAdded(**_detection_data(detection), detection_count=updated.detection_count),
         )
         if updated.legal_hold:  # the new detection's objects were written expirable: tag them held too
             await queue.enqueue(conn, jobs.TagFootage(incident_id=updated.id))
@@ -208,17 +201,14 @@ async def open_or_join(
         conn,
         settings,
         created,
-        "confirmed",
-        data=_detection_data(detection)
-        | {
-            "camera_id": str(detection.camera_id),
-            "edge_score": round(detection.edge_score, 4),
-            "detected_at": detection.received_at.isoformat(),
-        },
+        events.Confirmed(
+            **_detection_data(detection),
+            camera_id=detection.camera_id,
+            edge_score=round(detection.edge_score, 4),
+            detected_at=detection.received_at.isoformat(),
+        ),
     )
-    await queue.enqueue(
-        conn, jobs.DispatchIncident(incident_id=created.id, reason="opened"), dedup_key=f"{created.id}:opened"
-    )
+    await queue.enqueue(conn, jobs.DispatchIncident(incident_id=created.id, reason="opened"))
     log.info(
         "incident_opened",
         incident_id=str(created.id),
@@ -231,7 +221,7 @@ async def open_or_join(
 
 def _detection_data(detection: ConfirmedDetection) -> dict[str, Any]:
     return {
-        "detection_id": str(detection.detection_id),
+        "detection_id": detection.detection_id,
         "score": round(detection.score, 4),
         "reason": detection.reason,
         "model": detection.model,
@@ -269,11 +259,10 @@ async def raise_panic(
         clip_key=None,
     )
     await repo.set_policy(conn, created.id, escalation_policy)
-    await _append(conn, settings, created, "panic_raised", at=at, actor=actor, data=data)
+    await _append(conn, settings, created, events.build(events.PanicRaised, data), at=at, actor=actor)
     await queue.enqueue(
         conn,
         jobs.DispatchIncident(incident_id=created.id, reason="opened"),
-        dedup_key=f"{created.id}:opened",
         priority=jobs.PRIORITY_URGENT,
     )
     log.info("incident_opened", incident_id=str(created.id), venue_id=str(venue_id), kind="panic", role=actor.role)
@@ -300,8 +289,10 @@ async def cancel_panic(
     await repo.insert_outcome(
         conn, updated.id, user_id=actor.user_id, role=actor.role, source="resolution", verdict="false_alarm", note=None
     )
-    details = {"from": incident.status, "to": RESOLVED, "outcome": "false_alarm"} | data
-    await _append(conn, settings, updated, "panic_cancelled", actor=actor, data=details)
+    details = events.build(
+        events.PanicCancelled, {"from": incident.status, "to": RESOLVED, "outcome": "false_alarm"} | data
+    )
+    await _append(conn, settings, updated, details, actor=actor)
     await queue.enqueue(
         conn,
         jobs.PushUpdate(
@@ -310,7 +301,6 @@ async def cancel_panic(
             text=messages.cancel_text(actor.role, actor.display_name),
             actor_id=actor.user_id,
         ),
-        dedup_key=f"{updated.id}:update:{updated.version}",
         priority=jobs.PRIORITY_URGENT,
     )
     log.info("panic_cancelled", incident_id=str(updated.id), role=actor.role)
@@ -330,14 +320,19 @@ async def notified(
 ) -> None:
     """Escalation step ``step`` alerted its recipients: ``notified`` (step 0) or ``escalated``."""
     await repo.set_step(conn, incident.id, step + 1)
-    await _append(conn, settings, incident, "notified" if step == 0 else "escalated", data={"step": step, **data})
+    await _append(
+        conn,
+        settings,
+        incident,
+        events.build(events.Notified if step == 0 else events.Escalated, {"step": step, **data}),
+    )
 
 
 async def officer_assigned(
     conn: asyncpg.Connection, settings: Settings, incident: IncidentRow, actor: Principal, *, data: dict[str, Any]
 ) -> None:
     """A dispatcher alerted an officer by hand: ``escalated`` (``manual``), the policy's step unchanged."""
-    await _append(conn, settings, incident, "escalated", actor=actor, data={"manual": True, **data})
+    await _append(conn, settings, incident, events.build(events.Escalated, {"manual": True, **data}), actor=actor)
 
 
 async def not_delivered(
@@ -346,7 +341,7 @@ async def not_delivered(
     """Someone alerted could not be reached on any phone (no status change: a timeline event)."""
     incident = await repo.get_incident(conn, incident_id)
     if incident is not None:
-        await _append(conn, settings, incident, "not_delivered", data=data)
+        await _append(conn, settings, incident, events.build(events.NotDelivered, data))
 
 
 async def start_repeat_round(conn: asyncpg.Connection, incident: IncidentRow, round_: int) -> None:
@@ -358,7 +353,7 @@ async def reminded(
     conn: asyncpg.Connection, settings: Settings, incident: IncidentRow, *, round_: int, data: dict[str, Any]
 ) -> None:
     """A repeat round reminded everyone alerted who has not answered."""
-    await _append(conn, settings, incident, "repeated", data={"round": round_, **data})
+    await _append(conn, settings, incident, events.build(events.Repeated, {"round": round_, **data}))
 
 
 # --- responders' actions --------------------------------------------------------------------
@@ -408,22 +403,22 @@ async def act(
         # Observed before the caller commits: a rolled-back action counts too (rare; a metric, not a record).
         seconds = (updated.acknowledged_at - updated.opened_at).total_seconds()
         FIRST_ACK_SECONDS.labels(kind=updated.kind, role=actor.role).observe(max(0.0, seconds))
-    details: dict[str, str] = {"from": incident.status, "to": updated.status}
-    if note:
-        details["note"] = note
-    if outcome and action == "resolve":
-        details["outcome"] = outcome
-        details["verdict"] = verdict or VERDICT_OF_OUTCOME.get(outcome, "unsure")
+    resolution = outcome if outcome and action == "resolve" else None
+    label = (verdict or VERDICT_OF_OUTCOME.get(resolution, "unsure")) if resolution else None
+    details = events.ACTION_EVENTS[action](
+        from_status=incident.status, to_status=updated.status, note=note or None, outcome=resolution, verdict=label
+    )
+    if label is not None:
         await repo.insert_outcome(
             conn,
             updated.id,
             user_id=actor.user_id,
             role=actor.role,
             source="resolution",
-            verdict=details["verdict"],
+            verdict=label,
             note=note,
         )
-    event = await _append(conn, settings, updated, event_type, actor=actor, data=details)
+    event = await _append(conn, settings, updated, details, actor=actor)
     await queue.enqueue(
         conn,
         jobs.PushUpdate(
@@ -432,7 +427,6 @@ async def act(
             text=messages.update_text(actor.role, actor.display_name, action, outcome),
             actor_id=actor.user_id,
         ),
-        dedup_key=f"{updated.id}:update:{updated.version}",
     )
     log.info("incident_action", incident_id=str(updated.id), action=action, status=updated.status)
     return Change(updated, changed=True, event=event)
@@ -458,8 +452,9 @@ async def add_outcome(
     await repo.insert_outcome(
         conn, incident.id, user_id=actor.user_id, role=actor.role, source="review", verdict=verdict, note=note
     )
-    data: dict[str, Any] = {"verdict": verdict} | ({"note": note} if note else {})
-    event = await _append(conn, settings, incident, "outcome_added", actor=actor, data=data)
+    event = await _append(
+        conn, settings, incident, events.OutcomeAdded(verdict=verdict, note=note or None), actor=actor
+    )
     log.info("incident_outcome_added", incident_id=str(incident.id), verdict=verdict, role=actor.role)
     return Change(incident, changed=True, event=event)
 
@@ -496,9 +491,8 @@ async def set_legal_hold(
         conn,
         settings,
         updated,
-        "legal_hold_set" if hold else "legal_hold_released",
+        (events.LegalHoldSet if hold else events.LegalHoldReleased)(reason=reason),
         actor=actor,
-        data={"reason": reason},
     )
     log.info("incident_legal_hold", incident_id=str(incident.id), hold=hold)
     return Change(updated, changed=True, event=event)
@@ -539,13 +533,12 @@ async def footage_ready(
         conn,
         settings,
         updated,
-        "footage_ready",
-        data={
-            "detection_id": str(detection_id),
-            "best": best,  # the detection whose snapshot the incident shows
-            "blurred_snapshot": blurred != incident.blurred_snapshot_key,
-            "clip": clip != incident.clip_key,
-        },
+        events.FootageReady(
+            detection_id=detection_id,
+            best=best,
+            blurred_snapshot=blurred != incident.blurred_snapshot_key,
+            clip=clip != incident.clip_key,
+        ),
     )
     log.info("incident_footage_ready", incident_id=str(incident.id), detection_id=str(detection_id))
     return Change(updated, changed=True, event=event)
@@ -569,8 +562,7 @@ async def purge_footage(
         conn,
         settings,
         updated,
-        "footage_purged",
-        data={"objects": objects, "retention_days": round(retention_s / 86400, 2)},
+        events.FootagePurged(objects=objects, retention_days=round(retention_s / 86400, 2)),
     )
     log.info("incident_footage_purged", incident_id=str(incident.id), objects=objects)
     return Change(updated, changed=True, event=event)

@@ -12,6 +12,8 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from backend.incidents.schemas import IncidentStatusName
+
 
 class IncidentRow(msgspec.Struct, frozen=True):
     """An incident with its venue (what grouping, dispatch, responders and webhooks need)."""
@@ -20,7 +22,7 @@ class IncidentRow(msgspec.Struct, frozen=True):
     venue_id: uuid.UUID
     region_id: uuid.UUID | None
     kind: str
-    status: str
+    status: IncidentStatusName  # the table's CHECK; checked again on decoding
     opened_at: datetime
     first_seen_at: datetime
     last_seen_at: datetime

@@ -8,12 +8,12 @@ import uuid
 
 import asyncpg
 
-from backend.alerts.access import can_see
 from backend.audit import repo as audit
 from backend.core.auth import Principal
 from backend.core.config import Settings
 from backend.core.errors import Forbidden, NotFound
 from backend.incidents import lifecycle, repo
+from backend.incidents.access import lock_visible
 from backend.incidents.schemas import Incident, IncidentEvent, IncidentTimeline, LegalHoldResult
 
 
@@ -23,7 +23,7 @@ def to_incident(row: repo.IncidentRow) -> Incident:
         venue_id=row.venue_id,
         region_id=row.region_id,
         kind=row.kind,
-        status=row.status,  # type: ignore[arg-type]
+        status=row.status,
         opened_at=row.opened_at,
         first_seen_at=row.first_seen_at,
         last_seen_at=row.last_seen_at,
@@ -69,8 +69,11 @@ async def set_legal_hold(  # noqa: PLR0917 - the CLI and the two routes call it 
 ) -> LegalHoldResult:
     """Put the incident on legal hold or release it (a lifecycle change, audited). Someone who may
     see the incident but not hold it: 403; someone who may not see it: 404."""
-    incident = await lifecycle.lock(conn, incident_id)
-    if incident is None or (actor is not None and not await can_see(conn, actor, incident)):
+    if actor is not None:
+        incident = await lock_visible(conn, actor, incident_id)
+    elif (locked := await lifecycle.lock(conn, incident_id)) is not None:  # the system (retention, a CLI)
+        incident = locked
+    else:
         raise NotFound("no such incident", field="incident_id")
     if not may_hold(actor, incident):
         raise Forbidden("legal hold is for admins and the dispatchers of the incident's region")

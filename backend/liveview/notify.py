@@ -21,9 +21,9 @@ from typing import Final
 
 import asyncpg
 
-from backend.adapters.push import PushGateway
 from backend.core.config import Settings
 from backend.core.logging import get_logger
+from backend.core.notify import Notifier
 from backend.dispatch import fanout
 from backend.dispatch import repo as dispatch
 from backend.incidents import kinds
@@ -145,7 +145,7 @@ async def prepare(
 
 
 async def send(
-    conn: asyncpg.Connection, gateway: PushGateway, settings: Settings, incident_id: uuid.UUID | None
+    conn: asyncpg.Connection, gateway: Notifier, settings: Settings, incident_id: uuid.UUID | None
 ) -> fanout.SendReport:
     """Send what was queued (after the caller's transaction committed), with the usual retries."""
     if incident_id is None:
@@ -155,7 +155,7 @@ async def send(
 
 async def push(
     conn: asyncpg.Connection,
-    gateway: PushGateway,
+    gateway: Notifier,
     settings: Settings,
     grant_id: uuid.UUID,
     *,

@@ -12,9 +12,11 @@ from datetime import datetime, timedelta
 import asyncpg
 import msgspec
 
+from backend.liveview.schemas import GrantStatus, Policy
+
 
 class PolicyRow(msgspec.Struct, frozen=True):
-    policy: str
+    policy: Policy
     updated_at: datetime
 
 
@@ -25,8 +27,8 @@ class GrantRow(msgspec.Struct, frozen=True):
     grantee_id: uuid.UUID
     grantee_role: str
     grantee_name: str
-    policy: str
-    status: str
+    policy: Policy
+    status: GrantStatus
     requested_at: datetime
     started_at: datetime | None
     expires_at: datetime | None

@@ -37,18 +37,18 @@ from typing import Any, Final, Protocol
 
 import asyncpg
 
-from backend.adapters.push import PushGateway
-from backend.alerts.access import can_see
 from backend.audit import repo as audit
 from backend.core import jobs, queue
 from backend.core.auth import CameraPrincipal, Principal
 from backend.core.config import Settings
 from backend.core.errors import Conflict, Forbidden, Gone, Invalid, NotFound, PayloadTooLarge, UnsupportedMediaType
 from backend.core.logging import get_logger
+from backend.core.notify import Notifier
 from backend.dispatch.fanout import SendReport
 from backend.duty import repo as duty
 from backend.incidents import lifecycle
 from backend.incidents import repo as incidents
+from backend.incidents.access import can_see
 from backend.liveview import notify, repo, segments
 from backend.liveview.repo import GrantRow
 from backend.liveview.schemas import CameraOrder, Grant, GrantList, PolicyUpdate, SegmentAccepted, VenuePolicy
@@ -83,7 +83,7 @@ async def get_policy(conn: asyncpg.Connection, me: Principal, venue_id: uuid.UUI
     row = await repo.get_policy(conn, venue_id)
     if row is None:
         return VenuePolicy(venue_id=venue_id, policy="never")
-    return VenuePolicy(venue_id=venue_id, policy=row.policy, updated_at=row.updated_at)  # type: ignore[arg-type]
+    return VenuePolicy(venue_id=venue_id, policy=row.policy, updated_at=row.updated_at)
 
 
 async def set_policy(conn: asyncpg.Connection, me: Principal, venue_id: uuid.UUID, data: PolicyUpdate) -> VenuePolicy:
@@ -100,7 +100,7 @@ async def set_policy(conn: asyncpg.Connection, me: Principal, venue_id: uuid.UUI
         detail={"policy": data.policy},
     )
     log.info("live_view_policy_set", venue_id=str(venue_id), policy=data.policy)
-    return VenuePolicy(venue_id=venue_id, policy=row.policy, updated_at=row.updated_at)  # type: ignore[arg-type]
+    return VenuePolicy(venue_id=venue_id, policy=row.policy, updated_at=row.updated_at)
 
 
 # --- grants ----------------------------------------------------------------------------------
@@ -146,8 +146,8 @@ async def _view(conn: asyncpg.Connection, settings: Settings, grant: GrantRow, m
         grantee_id=grant.grantee_id,
         grantee_role=grant.grantee_role,
         grantee_name=grant.grantee_name,
-        policy=grant.policy,  # type: ignore[arg-type]
-        status="ended" if grant.status == "active" and not live else grant.status,  # type: ignore[arg-type]
+        policy=grant.policy,
+        status="ended" if grant.status == "active" and not live else grant.status,
         requested_at=grant.requested_at,
         answer_by=grant.answer_by if grant.status in {"requested", "expired"} else None,
         started_at=grant.started_at,
@@ -212,21 +212,15 @@ async def request(conn: asyncpg.Connection, settings: Settings, me: Principal, i
         await _audit(conn, None, "started", grant, {"by": "policy"}, role="policy")
     else:  # ask the venue's people now, and give up on them at answer_by
         assert grant.answer_by is not None
-        await queue.enqueue(
-            conn, jobs.LiveViewPush(grant_id=grant.id, event="requested"), dedup_key=f"{grant.id}:requested"
-        )
-        await queue.enqueue(
-            conn, jobs.ExpireLiveViewRequest(grant_id=grant.id), dedup_key=str(grant.id), run_at=grant.answer_by
-        )
+        await queue.enqueue(conn, jobs.LiveViewPush(grant_id=grant.id, event="requested"))
+        await queue.enqueue(conn, jobs.ExpireLiveViewRequest(grant_id=grant.id), run_at=grant.answer_by)
     log.info("live_view_requested", grant_id=str(grant_id), incident_id=str(incident.id), status=status)
     return await _view(conn, settings, grant, me)
 
 
 async def _push_answer(conn: asyncpg.Connection, grant: GrantRow, event: str, actor_id: uuid.UUID | None) -> None:
     """Queue the push of a request's answer (one per request, whatever it is)."""
-    await queue.enqueue(
-        conn, jobs.LiveViewPush(grant_id=grant.id, event=event, actor_id=actor_id), dedup_key=f"{grant.id}:answer"
-    )
+    await queue.enqueue(conn, jobs.LiveViewPush(grant_id=grant.id, event=event, actor_id=actor_id))
 
 
 async def _expire(conn: asyncpg.Connection, settings: Settings, grant: GrantRow) -> bool:
@@ -266,7 +260,7 @@ async def expire_request(conn: asyncpg.Connection, settings: Settings, grant_id:
 
 
 async def expire_and_push(
-    conn: asyncpg.Connection, gateway: PushGateway, settings: Settings, grant_id: uuid.UUID
+    conn: asyncpg.Connection, gateway: Notifier, settings: Settings, grant_id: uuid.UUID
 ) -> SendReport:
     """The whole ``expire_live_view_request`` job: expire in a transaction, then send the pushes."""
     async with conn.transaction():

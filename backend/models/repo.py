@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 
 import asyncpg
 import msgspec
 
+from backend.incidents import kinds
 from backend.incidents.verdicts import LABELS, verdict_sql
 
 
@@ -45,6 +47,17 @@ ON CONFLICT (detection_id, model_name, model_version) DO NOTHING
 """
 
 
+def _kinds_list(names: list[str]) -> str:
+    if not all(re.fullmatch(r"[a-z_]+", k) for k in names):  # registry constants; checked before inlining
+        raise ValueError(f"kind names must be lower-case words: {names}")
+    return ", ".join(f"'{k}'" for k in names)
+
+
+# The kinds the server model scores (from the registry), inlined: a new model-confirmed kind joins
+# calibration and the training set without an edit here.
+_MODEL_KINDS = _kinds_list(kinds.model_kinds())
+
+
 def _labelled(labels_param: str) -> str:
     """Join each detection ``d`` to its label ``v.verdict``, its incident's verdict (one of the labels
     parameter, real or false alarm; unsure or none leaves the detection out)."""
@@ -60,7 +73,7 @@ SELECT d.id AS detection_id, d.camera_id, v.verdict = 'real' AS real,
 FROM detections d
 {_labelled("$3")}
 LEFT JOIN shadow_scores s ON s.detection_id = d.id AND s.model_name = $1 AND s.model_version = $2
-WHERE d.incident_id IS NOT NULL AND d.kind IN ('fight', 'aggression') AND d.score IS NOT NULL
+WHERE d.incident_id IS NOT NULL AND d.kind IN ({_MODEL_KINDS}) AND d.score IS NOT NULL
 ORDER BY d.received_at
 """
 SELECT_TRAINING_CLIPS = f"""
@@ -71,7 +84,7 @@ JOIN venues ve ON ve.id = d.venue_id
 {_labelled("$1")}
 WHERE ve.model_training_consent
   AND d.incident_id IS NOT NULL
-  AND d.kind IN ('fight', 'aggression')
+  AND d.kind IN ({_MODEL_KINDS})
   AND d.received_at > now() - make_interval(secs => $2)
   AND d.footage_purged_at IS NULL
 ORDER BY d.received_at
@@ -178,7 +191,7 @@ SELECT d.camera_id, d.venue_id,
        coalesce(array_agg(d.score) FILTER (WHERE v.verdict = 'false_alarm'), '{{}}') AS false_scores
 FROM detections d
 {_labelled("$3")}
-WHERE d.incident_id IS NOT NULL AND d.kind IN ('fight', 'aggression') AND d.score IS NOT NULL
+WHERE d.incident_id IS NOT NULL AND d.kind IN ({_MODEL_KINDS}) AND d.score IS NOT NULL
   AND d.model_name = $1 AND d.model_version = $2
 GROUP BY d.camera_id, d.venue_id
 """

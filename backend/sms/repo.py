@@ -113,7 +113,7 @@ RETURNING s.id, s.user_id, s.purpose, s.incident_id, s.body, s.attempts, s.creat
 """
 MARK_SUBMITTED = """
 UPDATE sms_messages SET status = CASE WHEN status = 'sending' THEN 'submitted' ELSE status END,
-       provider_ids = $2, parts = $3, encoding = $4, submitted_at = now(), error_code = NULL, claimed_at = NULL,
+       provider_ids = $2, parts = $3, submitted_at = now(), error_code = NULL, claimed_at = NULL,
        body = CASE WHEN purpose = 'verification' THEN '' ELSE body END, updated_at = now()
 WHERE id = $1
 """
@@ -122,6 +122,11 @@ UPDATE sms_messages SET status = 'failed', error_code = $2, claimed_at = NULL, u
        body = CASE WHEN purpose = 'verification' THEN '' ELSE body END
 WHERE id = $1 AND status IN ('queued', 'sending')
 """
+UNCLAIM = """
+UPDATE sms_messages SET status = 'queued', attempts = attempts - 1, claimed_at = NULL, updated_at = now()
+WHERE id = $1 AND status = 'sending'
+"""
+UNVERIFY = "UPDATE users SET phone_verified_at = NULL WHERE id = $1"
 REQUEUE = """
 UPDATE sms_messages SET status = 'queued', error_code = $2, claimed_at = NULL, updated_at = now()
 WHERE id = $1 AND status = 'sending'
@@ -207,12 +212,20 @@ async def claim(conn: asyncpg.Connection, sms_id: int, lease_s: float) -> Claime
     return msgspec.convert(dict(record), ClaimedSms) if record else None
 
 
-async def mark_submitted(conn: asyncpg.Connection, sms_id: int, ids: list[str], parts: int, encoding: str) -> None:
-    await conn.execute(MARK_SUBMITTED, sms_id, ids, parts, encoding)
+async def mark_submitted(conn: asyncpg.Connection, sms_id: int, ids: list[str], parts: int) -> None:
+    await conn.execute(MARK_SUBMITTED, sms_id, ids, parts)
 
 
 async def mark_failed(conn: asyncpg.Connection, sms_id: int, error_code: str) -> None:
     await conn.execute(MARK_FAILED, sms_id, error_code)
+
+
+async def unclaim(conn: asyncpg.Connection, sms_id: int) -> None:
+    await conn.execute(UNCLAIM, sms_id)
+
+
+async def unverify(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
+    await conn.execute(UNVERIFY, user_id)
 
 
 async def requeue(conn: asyncpg.Connection, sms_id: int, error_code: str) -> None:

@@ -1,13 +1,16 @@
 """The SMS channel: queue a message (budgets), send it through the bind (classified), record receipts.
 
 ``queue`` runs in the caller's transaction (the one that decided someone must get an SMS) and
-enqueues a ``send_sms`` job; the worker's ``send`` claims the row (one sender each), submits it
-through the process's bind and records the outcome:
+enqueues a ``send_sms`` job; the worker's ``send`` claims the row (one sender each), sends it through
+the ``sms`` channel (a ``Notifier``: the process's SMPP bind) and records the outcome:
 
     submitted   the SMSC accepted every part; its ids wait for delivery receipts
     retry       not bound, throttled, no answer in time: queued again with a backoff, for as long
                 as the message is useful (an alarm's TTL, a code's lifetime), then failed EXPIRED
-    failed      refused for good (``ESME_RINVDSTADR``...), or no verified number any more
+    failed      refused for good, or no verified number any more; a number that does not exist
+                (``invalid_token``: ``ESME_RINVDSTADR``) is unverified, as a dead push token is dropped
+
+The SMSC away (``SmsUnavailable``): the message is unclaimed and the job waits without using attempts.
 
 A receipt moves a submitted message to ``delivered`` or ``failed`` (the receipt's ``stat``) and is
 timed (``kuzet_sms_receipt_seconds``). A message that never gets one stays ``submitted``.
@@ -23,15 +26,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Final, Literal, Protocol
+from typing import Final, Literal
 
 import asyncpg
 
-from backend.adapters.sms import SubmitResult
 from backend.core import jobs, queue
 from backend.core.config import Settings
 from backend.core.logging import get_logger
 from backend.core.metrics import SMS_BUDGET_REACHED, SMS_RECEIPT_SECONDS, SMS_TOTAL
+from backend.core.notify import ChannelUnavailable, Notification, Notifier
 from backend.sms import repo
 
 log = get_logger(__name__)
@@ -40,15 +43,6 @@ Purpose = Literal["alert", "panic", "reminder", "verification", "camera_down"]
 ESSENTIAL: Final = frozenset({"alert", "panic", "verification"})  # go even past a budget
 RETRY_BASE_S: Final = 2.0
 RETRY_CAP_S: Final = 30.0
-
-
-class SmsSender(Protocol):
-    """The process's bind (``backend.adapters.sms.SmsGateway``)."""
-
-    @property
-    def bound(self) -> bool: ...
-
-    async def submit(self, destination: str, text: str, *, deadline_s: float = 30.0) -> SubmitResult: ...
 
 
 def enabled(settings: Settings) -> bool:
@@ -135,7 +129,7 @@ def _useful_until(settings: Settings, sms: repo.ClaimedSms) -> datetime:
     return sms.created_at + timedelta(seconds=ttl)
 
 
-async def send(conn: asyncpg.Connection, sender: SmsSender, settings: Settings, sms_id: int) -> str:
+async def send(conn: asyncpg.Connection, sender: Notifier, settings: Settings, sms_id: int) -> str:
     """The ``send_sms`` job: submit one queued message; returns its outcome ("" when not ours to send)."""
     claimed = await repo.claim(conn, sms_id, settings.job_lease_s)
     if claimed is None:
@@ -152,14 +146,28 @@ async def send(conn: asyncpg.Connection, sender: SmsSender, settings: Settings, 
         SMS_TOTAL.labels(result="failed").inc()
         log.warning("sms_failed", sms_id=claimed.id, user_id=str(claimed.user_id), error_code="EXPIRED")
         return "failed"
-    # not bound: a short wait, so a dead SMSC does not hold the alert lane's slots
-    deadline = min(settings.sms_submit_deadline_s if sender.bound else 2.0, left)
-    result = await sender.submit(claimed.phone, claimed.body, deadline_s=deadline)
+    message = Notification(
+        token=claimed.phone,
+        title="",
+        body=claimed.body,
+        data={},
+        image_url=None,
+        collapse_key=f"sms:{claimed.id}",
+        urgency="critical",
+        ttl_s=int(left),
+        channel_id="sms",
+    )
+    try:
+        [result] = await sender.send([message])
+    except ChannelUnavailable:
+        await repo.unclaim(conn, claimed.id)  # the job waits for the SMSC without using attempts
+        raise
     code = result.error_code or "UNKNOWN"
+    ids = (result.message_name or "").split()
     outcome: Literal["submitted", "retry", "failed"]
-    if result.outcome == "submitted":
+    if result.outcome == "sent":
         outcome = "submitted"
-        await repo.mark_submitted(conn, claimed.id, result.message_ids, result.parts, result.encoding)
+        await repo.mark_submitted(conn, claimed.id, ids, len(ids))
     elif result.outcome == "retry" and datetime.now(UTC) < until - timedelta(seconds=1):
         outcome = "retry"
         async with conn.transaction():
@@ -174,7 +182,11 @@ async def send(conn: asyncpg.Connection, sender: SmsSender, settings: Settings, 
     else:
         outcome = "failed"
         code = f"EXPIRED after {code}" if result.outcome == "retry" else code
-        await repo.mark_failed(conn, claimed.id, code)
+        async with conn.transaction():
+            await repo.mark_failed(conn, claimed.id, code)
+            if result.outcome == "invalid_token" and claimed.purpose != "verification":
+                await repo.unverify(conn, claimed.user_id)  # number hygiene: verified again before next use
+                log.warning("phone_unverified", user_id=str(claimed.user_id), error_code=code)
     SMS_TOTAL.labels(result=outcome).inc()
     log.info(
         "sms_sent" if outcome == "submitted" else "sms_not_sent",
@@ -183,8 +195,7 @@ async def send(conn: asyncpg.Connection, sender: SmsSender, settings: Settings, 
         purpose=claimed.purpose,
         incident_id=str(claimed.incident_id) if claimed.incident_id else None,
         outcome=outcome,
-        parts=result.parts,
-        encoding=result.encoding,
+        parts=len(ids),
         error_code=None if outcome == "submitted" else code,
         attempts=claimed.attempts,
     )

@@ -11,10 +11,11 @@ import asyncpg
 
 from backend.core import jobs, queue
 from backend.core.config import Settings
-from backend.dispatch import links
-from backend.dispatch import repo as dispatch_repo
 from backend.incidents import repo as incidents
+from backend.incidents.events import EventType
 from backend.incidents.repo import IncidentEventRow, IncidentRow
+from backend.links import repo as links_repo
+from backend.links import service as links
 from backend.webhooks import payloads, repo, signing
 
 DELIVER_JOB = jobs.DeliverWebhook.kind
@@ -30,7 +31,7 @@ CONTENT_TYPES = {"json": "application/json", "cap": "application/cap+xml"}
 
 async def record(conn: asyncpg.Connection, settings: Settings, incident: IncidentRow, event: IncidentEventRow) -> int:
     """Queue the event for every matching subscription; returns how many deliveries were queued."""
-    event_type = payloads.EVENT_TYPES.get(event.type)
+    event_type = payloads.EVENT_TYPES[EventType(event.type)]  # every type is mapped (checked at import)
     if event_type is None:
         return 0
     targets = await repo.matching(conn, event_type, incident.venue_id, incident.region_id)
@@ -82,13 +83,13 @@ async def _links(
     found = payloads.Links(incident=f"{base}/v1/incidents/{incident.id}")
     if incident.snapshot_key is not None and incident.blurred_snapshot_key is None:
         # The best detection's ``footage_ready`` is the last word: a twin not made then never will be.
-        final = event.type == "footage_ready" and event.data.get("best") is True
+        final = event.type == EventType.FOOTAGE_READY and event.data.get("best") is True
         found.snapshot_note = NO_SNAPSHOT_NOTE if final else PENDING_SNAPSHOT_NOTE
     for purpose, key in (("snapshot", incident.blurred_snapshot_key), ("clip", incident.clip_key)):
         if key is None:
             continue
         token = links.new_token()
-        await dispatch_repo.insert_links(
+        await links_repo.insert_links(
             conn,
             incident_id=incident.id,
             venue_id=incident.venue_id,

@@ -12,38 +12,52 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET  # building XML from our own values, never parsing
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, get_args
 
 import msgspec
 
 from backend.core.config import Settings
 from backend.dispatch import messages
 from backend.incidents import kinds
+from backend.incidents.events import EventType
 from backend.incidents.repo import IncidentEventRow, IncidentRow
+from backend.webhooks.schemas import EventType as WebhookEventType
 
 CAP_NS: Final = "urn:oasis:names:tc:emergency:cap:1.2"
 MAX_BODY_BYTES: Final = 20 * 1024
 
-# Domain event (the incident's timeline) -> webhook event type. Events not named are not sent:
-# ``outcome_added`` (an owner's verdict) and ``footage_purged`` (retention deleted the footage; the
-# links then answer 410) change nothing a city system acts on.
-EVENT_TYPES: Final[dict[str, str]] = {
-    "confirmed": "incident.opened",
-    "detection_added": "incident.updated",
-    "notified": "incident.updated",
-    "escalated": "incident.escalated",
-    "police_requested": "incident.escalated",
-    "acknowledged": "incident.acknowledged",
-    "accepted": "incident.responding",
-    "arrived": "incident.responding",
-    "resolved": "incident.resolved",
-    "footage_ready": "incident.updated",  # the snapshot with faces blurred and the clip, after the alarm
-    "legal_hold_set": "incident.updated",
-    "legal_hold_released": "incident.updated",
-    "panic_raised": "incident.opened",  # a person's panic opens its incident
-    "panic_cancelled": "incident.resolved",  # the sender cancelled it in time: CAP Cancel
+# Domain event (the incident's timeline) -> webhook event type, for every event type (checked at
+# import): None says, explicitly, that the event is not sent. ``outcome_added`` (an owner's
+# verdict), ``footage_purged`` (retention deleted the footage; the links then answer 410),
+# ``not_delivered`` and ``repeated`` (the alerting's own bookkeeping) change nothing a city system
+# acts on.
+EVENT_TYPES: Final[dict[EventType, str | None]] = {
+    EventType.CONFIRMED: "incident.opened",
+    EventType.DETECTION_ADDED: "incident.updated",
+    EventType.NOTIFIED: "incident.updated",
+    EventType.ESCALATED: "incident.escalated",
+    EventType.POLICE_REQUESTED: "incident.escalated",
+    EventType.ACKNOWLEDGED: "incident.acknowledged",
+    EventType.ACCEPTED: "incident.responding",
+    EventType.ARRIVED: "incident.responding",
+    EventType.RESOLVED: "incident.resolved",
+    EventType.FOOTAGE_READY: "incident.updated",  # the snapshot with faces blurred and the clip, after the alarm
+    EventType.LEGAL_HOLD_SET: "incident.updated",
+    EventType.LEGAL_HOLD_RELEASED: "incident.updated",
+    EventType.PANIC_RAISED: "incident.opened",  # a person's panic opens its incident
+    EventType.PANIC_CANCELLED: "incident.resolved",  # the sender cancelled it in time: CAP Cancel
+    EventType.OUTCOME_ADDED: None,
+    EventType.FOOTAGE_PURGED: None,
+    EventType.NOT_DELIVERED: None,
+    EventType.REPEATED: None,
 }
-RESOLVING_EVENTS: Final = frozenset({"resolved", "panic_cancelled"})
+RESOLVING_EVENTS: Final = frozenset({EventType.RESOLVED, EventType.PANIC_CANCELLED})
+_unmapped = set(EventType) - set(EVENT_TYPES)
+if _unmapped:  # a new event type must say whether city systems get it
+    raise TypeError(f"event types without a webhook mapping in backend.webhooks.payloads: {sorted(_unmapped)}")
+_unknown = {t for t in EVENT_TYPES.values() if t is not None} - set(get_args(WebhookEventType))
+if _unknown:
+    raise TypeError(f"webhook event types not in backend.webhooks.schemas.EventType: {sorted(_unknown)}")
 
 _encoder = msgspec.json.Encoder()
 
@@ -88,9 +102,9 @@ def _event(event: IncidentEventRow) -> dict[str, Any]:
     for key in ("step", "outcome", "from", "to", "round", "detection_count"):
         if key in event.data:
             data[key] = event.data[key]
-    if event.type in {"notified", "escalated"}:
+    if event.type in {EventType.NOTIFIED, EventType.ESCALATED}:
         data["people"] = len(event.data.get("recipients", []))
-    if event.type == "panic_raised" and "note" in event.data:  # what the sender saw, for the police
+    if event.type == EventType.PANIC_RAISED and "note" in event.data:  # what the sender saw, for the police
         data["note"] = event.data["note"]
     return data
 
