@@ -4,7 +4,6 @@ mid-session, enquire_link, and Kazakh/Russian text split into UCS-2 parts and re
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import re
 import ssl
@@ -18,19 +17,13 @@ from backend.adapters import smpp
 from backend.adapters.sms import SmsConfig, SmsGateway, SmsUnavailable
 from backend.core.notify import Notification, Notifier
 from tests.smsc import LocalSmsc
+from tests.waiting import eventually
 
 KAZAKH = (
     "Төбелес: Alma Club, Абай даңғылы 10. Күзетшілер мен полиция хабардар етілді; "
     "қосымшаны ашыңыз немесе 102-ге қоңырау шалыңыз. Жауап оқылмайды. Драка в клубе, "
     "ответ не читается: откройте приложение или позвоните 102."
 )
-
-
-async def until(check: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    """Wait for a condition the SMSC or the gateway reaches on its own (a bind, a receipt)."""
-    async with asyncio.timeout(timeout_s):
-        while not check():
-            await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -112,7 +105,7 @@ async def test_receipt_delivered_names_the_submitted_message(
 ) -> None:
     gateway = await gateway_for(config(smsc))
     result = await gateway.submit("+77011234567", "hello")
-    await until(lambda: smsc.receipts_acknowledged == 1)
+    await eventually(lambda: smsc.receipts_acknowledged == 1, "the receipt acknowledged")
     assert receipts == [smpp.Receipt(message_id=result.message_ids[0], state="delivered", word="DELIVRD", error=None)]
 
 
@@ -122,7 +115,7 @@ async def test_receipt_undeliverable_is_a_failure(
     smsc.receipts = "undeliverable"
     gateway = await gateway_for(config(smsc))
     result = await gateway.submit("+77011234567", "hello")
-    await until(lambda: len(receipts) == 1)
+    await eventually(lambda: len(receipts) == 1, "a receipt")
     assert receipts[0].message_id == result.message_ids[0]
     assert (receipts[0].state, receipts[0].word, receipts[0].error) == ("failed", "UNDELIV", "001")
 
@@ -135,7 +128,9 @@ async def test_receipt_never_delivered(
     silent = await gateway.submit("+77011234567", "first")
     smsc.receipts = "delivered"
     heard = await gateway.submit("+77011234567", "second")
-    await until(lambda: len(receipts) == 1)  # the second's receipt came; the first's was due before it
+    await eventually(
+        lambda: len(receipts) == 1, "a receipt"
+    )  # the second's receipt came; the first's was due before it
     assert [r.message_id for r in receipts] == heard.message_ids
     assert silent.outcome == "submitted" and silent.message_ids[0] not in {r.message_id for r in receipts}
 
@@ -241,7 +236,7 @@ async def test_binds_over_tls_and_refuses_an_unknown_certificate(
 
 async def test_enquire_link_keeps_the_bind(smsc: LocalSmsc, gateway_for: Callable[..., Awaitable[SmsGateway]]) -> None:
     gateway = await gateway_for(config(smsc, enquire_link_s=0.05))
-    await until(lambda: smsc.enquire_links >= 3)
+    await eventually(lambda: smsc.enquire_links >= 3, "three enquire_links")
     assert gateway.bound and smsc.binds == 1
 
 
@@ -256,7 +251,7 @@ async def test_kazakh_text_goes_as_ucs2_parts_and_is_reassembled(
     assert all(s.data_coding == 0x08 and s.esm_class & 0x40 for s in smsc.submitted)
     assert all(len(s.short_message) <= 140 for s in smsc.submitted)
     assert smsc.messages() == [("77011234567", KAZAKH)]
-    await until(lambda: len(receipts) == result.parts)
+    await eventually(lambda: len(receipts) == result.parts, "a receipt for every part")
     assert {r.message_id for r in receipts} == set(result.message_ids)
 
 

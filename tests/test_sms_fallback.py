@@ -6,10 +6,9 @@ numbers are verified by code; dispatchers see each SMS beside the pushes."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -25,6 +24,7 @@ from kuzet.devtools.push_inbox import PushInbox
 from tests.alerting import enqueue_dispatch, fcm_env, make_due, push_inbox
 from tests.factories import ALMATY, Factory
 from tests.smsc import LocalSmsc
+from tests.waiting import eventually
 from workers import dispatch, sms
 from workers.runner import Runner, WorkerContext
 
@@ -71,13 +71,6 @@ async def run_due_jobs(ctx: WorkerContext) -> None:
     await Runner(ctx, [*dispatch.HANDLERS, *sms.TASKS], concurrency=1).run(until_idle=True)
 
 
-async def until(check: Callable[[], Any], timeout_s: float = 5.0) -> None:
-    """Wait for what arrives on its own (a delivery receipt over the bind)."""
-    async with asyncio.timeout(timeout_s):
-        while not await check():
-            await asyncio.sleep(0.02)
-
-
 async def verified(conn: asyncpg.Connection, user: Any, phone: str) -> str:
     await conn.execute("UPDATE users SET phone = $2, phone_verified_at = now() WHERE id = $1", user.id, phone)
     return phone.lstrip("+")
@@ -114,7 +107,7 @@ async def test_an_unreachable_officer_gets_the_sms_exactly_once(
         await queue.enqueue(conn, jobs.EscalateIncident(incident_id=incident, step=1, force=True), dedup_key="again")
         await run_due_jobs(ctx)
         assert await conn.fetchval("SELECT escalation_step FROM incidents WHERE id = $1", incident) == 3
-        await until(lambda: conn.fetchval("SELECT status = 'delivered' FROM sms_messages"))
+        await eventually(lambda: conn.fetchval("SELECT status = 'delivered' FROM sms_messages"), "the receipt")
 
     [(to, text)] = smsc.messages()
     assert to == number
@@ -175,7 +168,7 @@ async def test_a_panic_reaches_staff_on_duty_by_push_and_sms(
     incident = uuid.UUID(response.json()["incident_id"])
     async with sms_worker(settings) as ctx:
         await run_due_jobs(ctx)
-        await until(lambda: conn.fetchval("SELECT bool_or(status = 'delivered') FROM sms_messages"))
+        await eventually(lambda: conn.fetchval("SELECT bool_or(status = 'delivered') FROM sms_messages"), "a receipt")
 
     assert len(push_inbox.messages(tokens[staff.id])) == 1  # by push
     assert len(push_inbox.messages(tokens[unverified.id])) == 1
@@ -236,7 +229,7 @@ async def test_budgets_stop_reminders_but_not_alerts(
         await run_due_jobs(ctx)  # nobody reachable by push: every step fires at once
         await make_due(conn, "repeat_alert", f"{incident}:repeat:1")
         await run_due_jobs(ctx)
-        await until(lambda: conn.fetchval("SELECT bool_or(status = 'delivered') FROM sms_messages"))
+        await eventually(lambda: conn.fetchval("SELECT bool_or(status = 'delivered') FROM sms_messages"), "a receipt")
 
     assert smsc.messages() == [(number, smsc.messages()[0][1])]  # the alert went, past the budget
     rows = await sms_rows(conn, incident)

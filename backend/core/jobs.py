@@ -189,6 +189,10 @@ class SendSms(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
     lane: ClassVar[Lane] = Lane.ALERT
     sms_id: int
 
+    def dedup_key(self) -> str:
+        """The first send; a retry's key adds its attempt (``enqueue(..., dedup_key=...)``)."""
+        return f"sms:{self.sms_id}"
+
 
 class CheckPushReceipts(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A critical alert's step: whoever alerted has no phone that confirmed the push by now gets an SMS."""
@@ -197,6 +201,9 @@ class CheckPushReceipts(Payload, frozen=True, kw_only=True, forbid_unknown_field
     lane: ClassVar[Lane] = Lane.ALERT
     incident_id: uuid.UUID
     step: int
+
+    def dedup_key(self) -> str:
+        return f"{self.incident_id}:receipts:{self.step}"
 
 
 class DeliverWebhook(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):

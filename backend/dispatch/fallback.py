@@ -117,7 +117,6 @@ async def after_step(
         await queue.enqueue(
             conn,
             jobs.CheckPushReceipts(incident_id=incident.id, step=step),
-            dedup_key=f"{incident.id}:receipts:{step}",
             run_at=await repo.db_now(conn) + timedelta(seconds=settings.sms_push_receipt_timeout_s),
         )
 

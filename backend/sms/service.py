@@ -99,7 +99,7 @@ async def queue_sms(
     if row is None:
         return None
     if row.status == "queued":
-        await queue.enqueue(conn, jobs.SendSms(sms_id=row.id), dedup_key=f"sms:{row.id}")
+        await queue.enqueue(conn, jobs.SendSms(sms_id=row.id))
     else:
         SMS_TOTAL.labels(result=row.status).inc()
     log.info(
