@@ -338,3 +338,25 @@ async def test_a_venue_policy_chooses_who_gets_sms(
         await run_due_jobs(ctx)
     assert [to for to, _ in smsc.messages()] == [officer_number.lstrip("+")]
     assert [r["user_id"] for r in await sms_rows(conn, incident)] == [officer.id]
+
+
+async def test_an_smsc_that_is_away_keeps_the_sms_queued_without_using_attempts(
+    make: Factory, conn: asyncpg.Connection, settings_env: dict[str, str], push_inbox: PushInbox, smsc: LocalSmsc
+) -> None:
+    from backend.core.config import load_settings
+
+    settings = load_settings(settings_env | {"KUZET_SMS_PASSWORD": "refused"})  # the bind is refused
+    region = await make.region()
+    venue = await make.venue(region_id=region.id)
+    bouncer = await make.user("bouncer", venue_id=venue.id)
+    await make.on_duty(bouncer)  # no phone registered
+    await verified(conn, bouncer, "+77010000010")
+    incident = await make.incident(venue.id, kind="fight")
+    async with sms_worker(settings) as ctx:
+        await enqueue_dispatch(conn, incident)
+        await run_due_jobs(ctx)
+    [row] = await sms_rows(conn, incident)
+    assert (row["status"], row["attempts"]) == ("queued", 0)  # unclaimed, not failed
+    job = await conn.fetchrow("SELECT status, attempts, run_at > now() AS later FROM jobs WHERE kind = 'send_sms'")
+    assert (job["status"], job["attempts"], job["later"]) == ("queued", 0, True)  # waits, no attempt used
+    assert smsc.submitted == [] and smsc.binds == 0
