@@ -278,6 +278,14 @@ async def test_a_number_is_verified_by_code_and_admins_see_who_is_not(
     forbidden = await client.get("/v1/admin/phones/unverified", headers=make.auth(officer))
     assert forbidden.status_code == 403
 
+    login = await client.get("/console/login")  # the console's users page says it too
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', login.text).group(1)  # type: ignore[union-attr]
+    form = {"login": admin.username, "password": "correct horse battery", "csrf_token": csrf}
+    assert (await client.post("/console/login", data=form, follow_redirects=False)).status_code == 303
+    page = (await client.get("/console/admin/users")).text
+    cells = dict(re.findall(r'<tr id="user-([0-9a-f-]+)">.*?<td class="sms-number">([^<]*)</td>', page, re.S))
+    assert (cells[str(officer.id)], cells[str(other.id)]) == ("verified", "none verified: no SMS")
+
 
 async def test_a_code_needs_a_number(make: Factory, client: Client) -> None:
     officer = await make.user("officer", region_id=(await make.region()).id)

@@ -18,6 +18,7 @@ from backend.console.handler import ConsoleRequest, Db, Me, PathId, see_other
 from backend.console.render import render
 from backend.console.session import require
 from backend.core.auth import ROLES, Principal
+from backend.sms import phones
 from backend.users import service as users
 from backend.users.schemas import UserCreate
 from backend.venues import service as venues
@@ -173,8 +174,17 @@ async def _users_page(
 ) -> Response[str]:
     users_ = await users.list_users(db, None)
     venues_, regions = await venues.list_venues(db), await venues.list_regions(db)
+    unverified = {u.user_id for u in await phones.unverified(db, None)}  # they get no SMS fallback
     return render(
-        request, "admin_users.html", me=me, users=users_, roles=ROLES, venues=venues_, regions=regions, shown=shown
+        request,
+        "admin_users.html",
+        me=me,
+        users=users_,
+        roles=ROLES,
+        venues=venues_,
+        regions=regions,
+        shown=shown,
+        unverified=unverified,
     )
 
 
