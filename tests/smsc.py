@@ -19,7 +19,9 @@ import ssl
 import struct
 import time
 from collections import defaultdict
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 _GSM = (
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
@@ -59,6 +61,9 @@ class LocalSmsc:
     throttle: int = 0  # the next N submit_sm are refused with ESME_RTHROTTLED
     swallow_next: int = 0  # the next N submit_sm are never answered; then the connection drops
     refused_destinations: set[str] = field(default_factory=set)
+    answer_delay_s: float = 0.0  # submit_sm_resp held this long (a slow SMSC: the client's window fills)
+    outstanding: int = 0  # submits read and not yet answered
+    max_outstanding: int = 0
     port: int = 0
     tls: ssl.SSLContext | None = None  # serve SMPP over TLS with this context
     submitted: list[Submitted] = field(default_factory=list)
@@ -151,6 +156,8 @@ class LocalSmsc:
                         self.throttle -= 1
                         self.throttled += 1
                         self._send(writer, 0x80000004, 0x58, seq, b"\0")
+                    elif self.answer_delay_s:
+                        self._later(self._answer_later(writer, seq, body))
                     else:
                         self._submit(writer, seq, body)
                 elif command & 0x80000000:
@@ -162,6 +169,20 @@ class LocalSmsc:
         finally:
             self._writers.discard(writer)
             writer.close()
+
+    def _later(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer_later(self, writer: asyncio.StreamWriter, seq: int, body: bytes) -> None:
+        self.outstanding += 1
+        self.max_outstanding = max(self.max_outstanding, self.outstanding)
+        try:
+            await asyncio.sleep(self.answer_delay_s)
+            self._submit(writer, seq, body)
+        finally:
+            self.outstanding -= 1
 
     def _submit(self, writer: asyncio.StreamWriter, seq: int, body: bytes) -> None:
         _service, rest = _cstr(body)
@@ -181,9 +202,7 @@ class LocalSmsc:
         )
         self._send(writer, 0x80000004, 0, seq, message_id.encode() + b"\0")
         if registered & 0x01 and self.receipts != "never":
-            task = asyncio.create_task(self._receipt(writer, message_id))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._later(self._receipt(writer, message_id))
 
     async def _receipt(self, writer: asyncio.StreamWriter, message_id: str) -> None:
         if self.receipt_delay_s:

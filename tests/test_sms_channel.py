@@ -4,6 +4,7 @@ mid-session, enquire_link, and Kazakh/Russian text split into UCS-2 parts and re
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
 import ssl
@@ -154,6 +155,16 @@ async def test_throttled_past_the_deadline_is_a_retry(
     result = await gateway.submit("+77011234567", "hello", deadline_s=0.5)
     assert (result.outcome, result.error_code) == ("retry", "ESME_RTHROTTLED")
     assert smsc.submitted == []
+
+
+async def test_no_more_submits_await_their_answer_than_the_window(
+    smsc: LocalSmsc, gateway_for: Callable[..., Awaitable[SmsGateway]]
+) -> None:
+    smsc.answer_delay_s = 0.05  # a slow SMSC: answers lag, so the window is what holds submits back
+    gateway = await gateway_for(config(smsc, window=3, rate=10_000.0))  # no pacing: only the window
+    results = await asyncio.gather(*(gateway.submit(f"+7701000{n:04d}", f"message {n}") for n in range(12)))
+    assert [r.outcome for r in results] == ["submitted"] * 12
+    assert smsc.max_outstanding == 3
 
 
 async def test_refused_number_is_permanent(smsc: LocalSmsc, gateway_for: Callable[..., Awaitable[SmsGateway]]) -> None:
