@@ -34,6 +34,7 @@ from backend.history.routes import HistoryController
 from backend.incidents.routes import LegalHoldController
 from backend.liveview.routes import ROUTES as LIVE_VIEW_ROUTES
 from backend.models.routes import TrainingConsentController
+from backend.sms.routes import PhoneAdminController
 from backend.users.routes import UserAdminController
 from backend.venues.routes import VenueAdminController
 from backend.webhooks.routes import WebhookAdminController
@@ -47,6 +48,7 @@ BACKEND_ROUTES: list[ControllerRouterHandler] = [
     VenueAdminController,
     CameraAdminController,
     UserAdminController,
+    PhoneAdminController,
     EscalationPolicyAdminController,
     WebhookAdminController,
     HistoryController,

@@ -17,6 +17,8 @@ from backend.devices import service as devices
 from backend.devices.schemas import Device, DeviceRegister
 from backend.duty import service as duty
 from backend.duty.schemas import DutyState, DutyUpdate, LocationAccepted, LocationUpdate
+from backend.sms import phones
+from backend.sms.schemas import PhoneCodeIn, PhoneState, PhoneVerificationRequest, PhoneVerificationSent
 
 
 class MeController(Controller):
@@ -80,3 +82,31 @@ class MeController(Controller):
     )
     async def receipt(self, db: Db, me: Me, alert_id: PathId, data: JSONBody[ReceiptRequest | None] = None) -> None:
         await alerts.receipt(db, me, alert_id, data)
+
+    @get(
+        "/phone",
+        summary="My number as SMS alerts would use it: shown partly, and whether it is verified",
+        responses=problem_responses(401),
+    )
+    async def my_phone(self, db: Db, me: Me) -> PhoneState:
+        return await phones.state(db, me)
+
+    @post(
+        "/phone/verification",
+        summary="Send a one-time code by SMS to this number (or the account's), to verify it for SMS alerts",
+        status_code=202,
+        responses=problem_responses(401, 409, 422, 429),
+    )
+    async def request_phone_code(
+        self, db: Db, me: Me, state: State, data: JSONBody[PhoneVerificationRequest]
+    ) -> PhoneVerificationSent:
+        return await phones.request_code(db, state.settings, me, data)
+
+    @post(
+        "/phone/verification/confirm",
+        summary="Confirm the code: the number becomes the account's, verified for SMS alerts",
+        status_code=200,
+        responses=problem_responses(401, 409, 422),
+    )
+    async def confirm_phone_code(self, db: Db, me: Me, data: JSONBody[PhoneCodeIn]) -> PhoneState:
+        return await phones.confirm(db, me, data)

@@ -532,5 +532,7 @@ async def test_the_grafana_dashboard_shows_exported_metrics(exported: dict[str, 
         "kuzet_push_total",
         "kuzet_webhook_backlog",
         "kuzet_first_ack_seconds_bucket",
+        "kuzet_sms_total",
+        "kuzet_sms_receipt_seconds_bucket",
     ):
         assert metric in shown, metric

@@ -66,6 +66,8 @@ def test_every_kind_is_declared_once_with_a_lane() -> None:
         "live_view_push",
         "expire_live_view_request",
         "camera_health_push",
+        "send_sms",
+        "check_push_receipts",
     }
     assert jobs.kinds_of(jobs.Lane.CONFIRM) == ["confirm_detection"]
 

@@ -10,7 +10,7 @@ from backend.core.config import Settings
 from backend.core.db import create_pool
 from backend.core.jobs import Lane
 from backend.core.logging import configure_logging, get_logger
-from workers import confirm, dispatch, maintenance, metrics, webhooks
+from workers import confirm, dispatch, maintenance, metrics, sms, webhooks
 from workers.runner import Runnable, Runner, WorkerContext, install_signal_handlers, lane_slots
 
 log = get_logger(__name__)
@@ -18,7 +18,7 @@ log = get_logger(__name__)
 # One task per job kind (kinds and lanes are declared in backend.core.jobs); each module owns its kinds.
 # Lanes: alerts, confirmations, webhooks (they wait on other people's servers) and housekeeping each
 # have their own slots, so none of them delays another.
-TASKS: list[Runnable] = [*maintenance.TASKS, *dispatch.TASKS, *confirm.TASKS, *webhooks.TASKS]
+TASKS: list[Runnable] = [*maintenance.TASKS, *dispatch.TASKS, *sms.TASKS, *confirm.TASKS, *webhooks.TASKS]
 SCHEDULES = [*maintenance.SCHEDULES, *dispatch.SCHEDULES]
 
 
@@ -46,7 +46,7 @@ async def worker_context(settings: Settings) -> AsyncIterator[WorkerContext]:
 # the metrics endpoint) are set up by the modules that need them: each is an ``async def setup(ctx,
 # stack)`` registering its cleanup on ``stack``. None of them needs the database, S3 or FCM to be
 # up: a worker starts during an outage and waits.
-SETUPS: list[maintenance.Setup] = [confirm.setup, dispatch.setup, webhooks.setup, metrics.setup]
+SETUPS: list[maintenance.Setup] = [confirm.setup, dispatch.setup, sms.setup, webhooks.setup, metrics.setup]
 
 
 async def run_worker(settings: Settings, *, until_idle: bool = False) -> None:

@@ -56,6 +56,7 @@ class WorkerContext:
     push: Notifier | None = None
     confirmer: Confirmer | None = None
     webhook_sender: Sender | None = None
+    sms: Notifier | None = None  # the SMS channel (backend.adapters.sms), when KUZET_SMS_HOST is set
 
     def require_storage(self) -> Storage:
         if self.storage is None:
@@ -66,6 +67,11 @@ class WorkerContext:
         if self.push is None:
             raise PermanentError("the dispatch setup did not run: no push gateway in this worker")
         return self.push
+
+    def require_sms(self) -> Notifier:
+        if self.sms is None:
+            raise PermanentError("the SMS channel is not configured (KUZET_SMS_HOST) in this worker")
+        return self.sms
 
     def require_webhook_sender(self) -> Sender:
         if self.webhook_sender is None:

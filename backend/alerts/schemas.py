@@ -10,6 +10,7 @@ import msgspec
 
 from backend.core.wire import text
 from backend.dispatch.schemas import DeliveryState, NotDelivered
+from backend.sms.schemas import SmsState
 
 Action = Literal["acknowledge", "accept", "arrive", "request_police", "resolve"]
 Outcome = Literal["handled", "false_alarm", "police_attended", "arrest", "medical", "other", "real", "unsure"]
@@ -122,3 +123,5 @@ class IncidentDetail(msgspec.Struct, kw_only=True):
     deliveries: list[DeliveryState] = msgspec.field(default_factory=list)
     not_delivered: list[NotDelivered] = msgspec.field(default_factory=list)  # dispatchers and admins
     detected_at: datetime | None = None  # the camera's time of the first detection
+    # each SMS's state (the fallback channel), seen as the pushes are
+    sms: list[SmsState] = msgspec.field(default_factory=list)

@@ -148,6 +148,7 @@ async def incident_detail(
             detail={"snapshot": snapshot_url is not None, "clip": clip_url is not None},
         )
     delivered, not_delivered = await deliveries.for_incident(conn, me, incident.id)
+    sms = await deliveries.sms_for_incident(conn, me, incident.id)
     return IncidentDetail(
         id=incident.id,
         kind=incident.kind,
@@ -194,6 +195,7 @@ async def incident_detail(
         ],
         deliveries=delivered,
         not_delivered=not_delivered,
+        sms=sms,
     )
 
 

@@ -29,6 +29,7 @@ from backend.console.render import render
 from backend.console.session import require
 from backend.core.auth import ROLES, Principal
 from backend.core.errors import Conflict, Invalid
+from backend.sms import phones
 from backend.users import service as users
 from backend.users.schemas import UserCreate, UserProfile
 from backend.venues import service as venues
@@ -322,6 +323,7 @@ async def _users_page(
 ) -> Response[str]:
     users_ = await users.list_users(db, None)
     venues_, regions = await venues.list_venues(db), await venues.list_regions(db)
+    unverified = {u.user_id for u in await phones.unverified(db, None)}  # they get no SMS fallback
     return render(
         request,
         "admin_users.html",
@@ -334,6 +336,7 @@ async def _users_page(
         shown=secret,
         problem=problem,
         notice=_notice(request),
+        unverified=unverified,
     )
 
 

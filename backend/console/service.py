@@ -30,6 +30,7 @@ from backend.history import service as history
 from backend.history.schemas import IncidentTimeline
 from backend.incidents import lifecycle
 from backend.incidents.access import LOCATION_VIEWERS, can_see
+from backend.sms.schemas import SmsState
 from backend.venues import repo as venues_repo
 
 BOARD_ROLES = frozenset({"dispatcher", "admin"})
@@ -86,6 +87,7 @@ class NearbyOfficer(msgspec.Struct, kw_only=True):
 class IncidentPanel(msgspec.Struct, kw_only=True):
     timeline: IncidentTimeline
     not_delivered: list[NotDelivered]
+    sms: list[SmsState]
     nearby: list[NearbyOfficer] | None  # None: not for this role
     actions: frozenset[str]
     can_hold: bool
@@ -161,6 +163,7 @@ async def incident_panel(
     _, failed = await deliveries.for_incident(conn, me, incident_id)
     failed = [f for f in failed if not (f.audience == "dispatcher" and f.code == repo.NO_DEVICE)]
     nearby = contacts = None
+    sms = await deliveries.sms_for_incident(conn, me, incident_id)
     if me.role in LOCATION_VIEWERS:
         nearby = await _nearby(conn, settings, me, timeline)
         contacts = await _contacts(conn, me, timeline)
@@ -169,6 +172,7 @@ async def incident_panel(
     return IncidentPanel(
         timeline=timeline,
         not_delivered=failed,
+        sms=sms,
         nearby=nearby,
         actions=ALLOWED.get(me.role, frozenset()),
         can_hold=me.role in HOLDERS,

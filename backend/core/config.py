@@ -122,6 +122,24 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     webhook_concurrency: PositiveInt = 16
     webhook_link_ttl_s: PositiveInt = 24 * 3600
     webhook_cap_sender: Annotated[str, msgspec.Meta(min_length=1, pattern=r"^[^\s,<&]+$")] = "kuzet"
+    # SMS fallback over SMPP 3.4 (issue 23); no host: the SMS channel is off
+    sms_host: str | None = None
+    sms_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 2775
+    sms_system_id: Annotated[str, msgspec.Meta(min_length=1, max_length=15, pattern=r"^[\x21-\x7e]+$")] = "kuzet"
+    sms_password: Annotated[str, msgspec.Meta(max_length=8)] | None = None  # SMPP 3.4: 8 characters at most
+    sms_source_addr: Annotated[str, msgspec.Meta(pattern=r"^(\+?[0-9]{3,15}|[A-Za-z0-9 ._-]{1,11})$")] = "Kuzet"
+    sms_tls: bool = False
+    sms_tls_ca_file: str | None = None
+    sms_window: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10  # submits awaiting their answer at once
+    sms_rate: Annotated[float, msgspec.Meta(gt=0, le=1000)] = 30.0  # submits a second, the provider's limit
+    sms_enquire_link_s: Annotated[float, msgspec.Meta(ge=1, le=600)] = 30.0
+    sms_submit_deadline_s: Annotated[float, msgspec.Meta(ge=1, le=600)] = 20.0  # then the job retries
+    sms_global_daily_budget: Annotated[int, msgspec.Meta(ge=0)] = 5000  # messages a UTC day, every venue
+    sms_venue_daily_budget: Annotated[int, msgspec.Meta(ge=0)] = 200  # messages a UTC day about one venue
+    sms_push_receipt_timeout_s: Annotated[float, msgspec.Meta(ge=1, le=600)] = 20.0  # critical alert, no receipt
+    sms_call_number: Annotated[str, msgspec.Meta(pattern=r"^\+?[0-9]{2,15}$")] = "102"  # "...or call 102"
+    phone_code_ttl_s: Annotated[int, msgspec.Meta(ge=60, le=3600)] = 600
+    phone_code_daily_limit: Annotated[int, msgspec.Meta(ge=1, le=50)] = 5  # codes sent to one user a day
     # web console (issue 13)
     console_session_ttl_s: Annotated[int, msgspec.Meta(ge=300, le=7 * 86400)] = 12 * 3600
     console_tile_url: str | None = None  # map tiles, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png
@@ -204,9 +222,26 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         settings.webhook_allowed_networks  # noqa: B018 - parsed here so a typo stops start-up
     except ValueError as exc:
         raise ConfigError(f"KUZET_WEBHOOK_ALLOW_NETWORKS: {exc}") from None
+    if settings.sms_host is not None and (problem := sms_problem(settings)):
+        raise ConfigError(problem)
     if settings.console_tile_url and (problem := tile_url_problem(settings.console_tile_url, settings.is_production)):
         raise ConfigError(f"KUZET_CONSOLE_TILE_URL: {problem}")
     return settings
+
+
+def sms_problem(settings: Settings) -> str | None:
+    """Why the SMS channel's settings cannot work (``None`` when fine); checked only with a host set."""
+    if not settings.sms_host or any(c.isspace() for c in settings.sms_host):
+        return "KUZET_SMS_HOST: a host name or address without spaces"
+    if not settings.sms_password:
+        return "KUZET_SMS_PASSWORD: required with KUZET_SMS_HOST (the SMPP bind's password, 8 characters at most)"
+    if not settings.sms_password.isascii():
+        return "KUZET_SMS_PASSWORD: ASCII only"
+    if settings.sms_tls_ca_file is not None and not Path(settings.sms_tls_ca_file).is_file():
+        return f"KUZET_SMS_TLS_CA_FILE: no such file {settings.sms_tls_ca_file}"
+    if settings.sms_tls_ca_file is not None and not settings.sms_tls:
+        return "KUZET_SMS_TLS_CA_FILE: set KUZET_SMS_TLS=true too"
+    return None
 
 
 def tile_url_problem(url: str, production: bool) -> str | None:

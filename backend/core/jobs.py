@@ -12,7 +12,7 @@ never delays a confirmation.
     alert         dispatch_incident, escalate_incident, repeat_alert,       worker_alert_concurrency
                   push_update, retry_delivery, alert_officer,
                   live_view_push, expire_live_view_request,
-                  camera_health_push
+                  camera_health_push, send_sms, check_push_receipts
     confirm       confirm_detection (edge-decided kinds first: priority)    worker_concurrency
     footage       finish_footage (what follows the alarm; its CPU processes  worker_footage_concurrency
                   run at a lower OS priority than the confirmations')
@@ -195,6 +195,30 @@ class RetryDelivery(Payload, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     delivery_id: int
 
 
+class SendSms(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Submit one queued SMS through the worker's SMPP bind (``backend.sms``)."""
+
+    kind: ClassVar[str] = "send_sms"
+    lane: ClassVar[Lane] = Lane.ALERT
+    sms_id: int
+
+    def dedup_key(self) -> str:
+        """The first send; a retry's key adds its attempt (``enqueue(..., dedup_key=...)``)."""
+        return f"sms:{self.sms_id}"
+
+
+class CheckPushReceipts(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A critical alert's step: whoever alerted has no phone that confirmed the push by now gets an SMS."""
+
+    kind: ClassVar[str] = "check_push_receipts"
+    lane: ClassVar[Lane] = Lane.ALERT
+    incident_id: uuid.UUID
+    step: int
+
+    def dedup_key(self) -> str:
+        return f"{self.incident_id}:receipts:{self.step}"
+
+
 class DeliverWebhook(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One attempt at one webhook outbox row."""
 
@@ -260,6 +284,8 @@ PAYLOADS: Final[dict[str, type[Payload]]] = {
         RepeatAlert,
         PushUpdate,
         RetryDelivery,
+        SendSms,
+        CheckPushReceipts,
         AlertOfficer,
         LiveViewPush,
         ExpireLiveViewRequest,

@@ -67,3 +67,20 @@ DEPENDENCY_UP = Gauge(
 WORKER_LOOP_BEAT = Gauge(
     "kuzet_worker_loop_beat_timestamp_seconds", "When the worker's event loop last ticked (Unix time)"
 )
+SMS_TOTAL = Counter(
+    "kuzet_sms_total",
+    "SMS by result: submitted, retry, failed (refused or given up), skipped (a budget), delivered, undelivered"
+    " (the handset's receipt)",
+    ["result"],
+)
+SMS_RECEIPT_SECONDS = Histogram(
+    "kuzet_sms_receipt_seconds",
+    "From an SMS submitted to its delivery receipt (delivered or not)",
+    ["state"],
+    buckets=(0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0),
+)
+SMS_BUDGET_REACHED = Counter(
+    "kuzet_sms_budget_reached_total",
+    "SMS that found a daily budget reached, by scope (venue, global) and whether it still went (alerts do)",
+    ["scope", "sent"],
+)

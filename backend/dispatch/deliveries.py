@@ -14,6 +14,8 @@ import asyncpg
 from backend.core.auth import Principal
 from backend.dispatch import repo
 from backend.dispatch.schemas import DeliveryState, DeliveryStateName, NotDelivered
+from backend.sms import repo as sms_repo
+from backend.sms.schemas import SmsState, SmsStateName
 
 SEE_ALL: Final = frozenset({"dispatcher", "admin"})
 
@@ -29,6 +31,13 @@ _REASONS: Final = {
     "EXPIRED": "not delivered before the alert expired",
     "no registered device": "no phone registered",
     "ANSWERED": "the live view request was answered before this push could be sent",
+    "NO_VERIFIED_NUMBER": "no verified phone number for SMS",
+    "BUDGET_VENUE": "the venue's daily SMS budget was reached",
+    "BUDGET_GLOBAL": "the daily SMS budget was reached",
+    "ESME_RINVDSTADR": "the SMS provider refused the number",
+    "ESME_RTHROTTLED": "the SMS provider was throttling",
+    "UNDELIV": "the SMS could not be delivered to the handset",
+    "no push receipt": "no phone confirmed the push in time",
 }
 
 
@@ -83,4 +92,38 @@ async def for_incident(
             code=m.reason,
         )
         for m in missed
+    ]
+
+
+_SMS_STATE: dict[str, SmsStateName] = {
+    "queued": "queued",
+    "sending": "queued",
+    "submitted": "sent",
+    "delivered": "received",
+    "failed": "failed",
+    "skipped": "skipped",
+}
+
+
+async def sms_for_incident(conn: asyncpg.Connection, me: Principal, incident_id: uuid.UUID) -> list[SmsState]:
+    """The incident's SMS ``me`` may see: everyone's for dispatchers and admins, one's own for others."""
+    rows = await sms_repo.for_incident(conn, incident_id, None if me.role in SEE_ALL else me.user_id)
+    return [
+        SmsState(
+            sms_id=row.id,
+            user_id=row.user_id,
+            display_name=row.display_name,
+            audience=row.audience,
+            purpose=row.purpose,  # type: ignore[arg-type]  # checked by the table (incident purposes only)
+            step=row.step,
+            reason=reason(row.reason) if row.reason else None,
+            state="retrying" if row.status == "queued" and row.attempts > 0 else _SMS_STATE[row.status],
+            parts=row.parts,
+            attempts=row.attempts,
+            error_code=row.error_code,
+            submitted_at=row.submitted_at,
+            receipt_at=row.receipt_at,
+            updated_at=row.updated_at,
+        )
+        for row in rows
     ]

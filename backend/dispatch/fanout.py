@@ -42,7 +42,7 @@ from backend.core.failures import DATABASE_UNAVAILABLE
 from backend.core.logging import get_logger
 from backend.core.metrics import DELIVERIES_ABANDONED, PUSH_SENT
 from backend.core.notify import ChannelUnavailable, Notification, Notifier, SendResult
-from backend.dispatch import repo
+from backend.dispatch import fallback, repo
 from backend.incidents import kinds, lifecycle
 
 log = get_logger(__name__)
@@ -189,6 +189,7 @@ async def mark_undelivered(
         data={"user_id": str(marked.user_id), "audience": marked.audience, "reason": reason},
     )
     log.warning("recipient_unreachable", incident_id=str(incident_id), user_id=str(marked.user_id), reason=reason)
+    await fallback.unreachable(conn, settings, incident_id, alert_id, reason)
     return True
 
 

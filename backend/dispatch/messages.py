@@ -114,3 +114,15 @@ def update_text(actor_role: str, actor_name: str, action: str, outcome: str | No
         "arrive": f"{who} is on scene",
         "resolve": f"Resolved by {who}: {OUTCOME_TEXT.get(outcome or 'other', 'closed')}",
     }[action]
+
+
+def sms_text(incident: IncidentRow, link: str | None, call_number: str) -> str:
+    """One SMS a person reads without the app: kind, venue, address, a short link, and that replies
+    are not read: "KUZET: FIGHT at Alma Club, Abay 10. https://k.kz/i/… Reply is not read; open
+    the app or call 102."."""
+    police = " Police requested." if incident.police_requested else ""
+    where = f" {link}" if link else ""
+    return (
+        f"KUZET: {headline(incident)}, {incident.venue_address}.{police}{where} "
+        f"Reply is not read; open the app or call {call_number}."
+    )

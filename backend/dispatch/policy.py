@@ -5,6 +5,9 @@ step's ``unless`` state (``acknowledged``: anyone acknowledged or accepted; ``ac
 accepted) or was resolved. Critical kinds and a bouncer's ``request_police`` fire the
 ``police_step`` at once. A step that reaches nobody hands over to the next step at once.
 
+``sms`` names the audiences that get one SMS when none of their phones can be reached (no device,
+token refused, or, for a critical kind, no receipt from the app in time).
+
 After the last step fired, ``repeat`` rounds (every ``repeat_every_s``, by default the last step's
 ``wait_s``) remind everyone alerted whose alert is not acknowledged, until the incident reaches the
 last step's ``unless`` state or is resolved.
@@ -44,6 +47,11 @@ class EscalationPolicy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     )
     repeat: Annotated[int, msgspec.Meta(ge=0, le=10)] = 0
     repeat_every_s: Annotated[float, msgspec.Meta(gt=0, le=24 * 3600)] | None = None  # default: the last step's wait_s
+    # who gets an SMS when no phone of theirs can be reached (with the SMS channel configured and a
+    # verified number); a panic always goes by SMS to the venue's staff on duty whatever this says
+    sms: Annotated[list[Audience], msgspec.Meta(max_length=3)] = msgspec.field(
+        default_factory=lambda: cast("list[Audience]", ["bouncers", "officers"])
+    )
 
     def __post_init__(self) -> None:
         if found := problem(self):

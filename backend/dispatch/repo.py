@@ -55,12 +55,26 @@ class ClaimedDelivery(msgspec.Struct, frozen=True):
         return f"live-view:{self.grant_id}" if self.grant_id else str(self.incident_id)
 
 
+class AlertTarget(msgspec.Struct, frozen=True):
+    user_id: uuid.UUID
+    audience: str
+    step: int
+    acknowledged: bool
+
+
 class UndeliveredAlert(msgspec.Struct, frozen=True):
     user_id: uuid.UUID
     audience: str
 
 
 DB_NOW = "SELECT now()"
+ALERT_TARGET = "SELECT user_id, audience, step, acknowledged_at IS NOT NULL AS acknowledged FROM alerts WHERE id = $1"
+UNDELIVERED_ALERT_IDS = "SELECT id FROM alerts WHERE incident_id = $1 AND undelivered_at IS NOT NULL"
+UNCONFIRMED_ALERTS = """
+SELECT id FROM alerts
+WHERE incident_id = $1 AND step = $2 AND received_at IS NULL AND acknowledged_at IS NULL AND undelivered_at IS NULL
+ORDER BY created_at, id
+"""
 SELECT_VENUE_POLICY = "SELECT policy FROM escalation_policies WHERE venue_id = $1"
 VENUE_EXISTS = "SELECT EXISTS (SELECT 1 FROM venues WHERE id = $1)"
 UPSERT_VENUE_POLICY = """
@@ -161,6 +175,20 @@ async def display_name(conn: asyncpg.Connection, user_id: uuid.UUID) -> str | No
 async def db_now(conn: asyncpg.Connection) -> datetime:
     now: datetime = await conn.fetchval(DB_NOW)
     return now
+
+
+async def alert_target(conn: asyncpg.Connection, alert_id: uuid.UUID) -> AlertTarget | None:
+    record = await conn.fetchrow(ALERT_TARGET, alert_id)
+    return msgspec.convert(dict(record), AlertTarget) if record else None
+
+
+async def undelivered_alert_ids(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[uuid.UUID]:
+    return [r["id"] for r in await conn.fetch(UNDELIVERED_ALERT_IDS, incident_id)]
+
+
+async def unconfirmed_alerts(conn: asyncpg.Connection, incident_id: uuid.UUID, step: int) -> list[uuid.UUID]:
+    """Alerts of the step whose app confirmed no push, not answered, not already known unreachable."""
+    return [r["id"] for r in await conn.fetch(UNCONFIRMED_ALERTS, incident_id, step)]
 
 
 async def venue_policy(conn: asyncpg.Connection, venue_id: uuid.UUID) -> dict[str, Any] | None:

@@ -34,7 +34,7 @@ from backend.core.config import Settings
 from backend.core.errors import Conflict, Invalid, NotFound
 from backend.core.logging import get_logger
 from backend.core.notify import Notifier
-from backend.dispatch import fanout, messages, policy, repo
+from backend.dispatch import fallback, fanout, messages, policy, repo
 from backend.dispatch.schemas import VenuePolicy
 from backend.duty import repo as duty
 from backend.incidents import lifecycle
@@ -200,6 +200,7 @@ async def run_repeat(
         round_=round_,
     )
     people = len({d.user_id for d in devices})
+    await fallback.reminders(conn, settings, incident, alerts, round_)
     await lifecycle.reminded(conn, settings, incident, round_=round_, data={"people": people, "devices": queued})
     if round_ < chain.repeat:
         await _schedule_repeat(conn, chain, incident.id, round_ + 1)
@@ -313,6 +314,7 @@ async def _alert(
         urgency=messages.urgency(incident.kind),
         rows=rows,
     )
+    await fallback.after_step(conn, settings, incident, alerts, n)
     return alerts, len(rows)
 
 

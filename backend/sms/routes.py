@@ -1,0 +1,31 @@
+"""Admin routes of the SMS channel: who cannot be reached by SMS (no verified number)."""
+
+from __future__ import annotations
+
+from litestar import Controller, get
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromQuery
+
+from backend.core.auth import Principal, Role, require_role
+from backend.core.errors import problem_responses
+from backend.core.params import Db
+from backend.sms import phones
+from backend.sms.schemas import UnverifiedUser
+
+
+class PhoneAdminController(Controller):
+    path = "/v1/admin/phones"
+    tags = ["admin"]
+    dependencies = {"admin": Provide(require_role("admin"))}
+    security = [{"BearerAuth": []}]
+
+    @get(
+        "/unverified",
+        summary="Active users without a verified number: they get no SMS when their phones cannot be reached",
+        responses=problem_responses(401, 403, 422),
+    )
+    async def unverified(
+        self, db: Db, admin: NamedDependency[Principal], role: FromQuery[Role | None] = None
+    ) -> list[UnverifiedUser]:
+        del admin
+        return await phones.unverified(db, role)
