@@ -10,6 +10,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -368,3 +369,45 @@ async def test_an_smsc_that_is_away_keeps_the_sms_queued_without_using_attempts(
     job = await conn.fetchrow("SELECT status, attempts, run_at > now() AS later FROM jobs WHERE kind = 'send_sms'")
     assert (job["status"], job["attempts"], job["later"]) == ("queued", 0, True)  # waits, no attempt used
     assert smsc.submitted == [] and smsc.binds == 0
+
+
+async def test_a_covered_camera_in_an_open_venue_reaches_its_owner_by_sms_once_per_episode(
+    make: Factory, conn: asyncpg.Connection, settings: Settings, smsc: LocalSmsc, app: Litestar
+) -> None:
+    owner = await make.user("owner", display_name="Dana")
+    venue = await make.venue(name="Club Aurora", owner_id=owner.id)
+    bouncer = await make.user("bouncer", venue_id=venue.id, display_name="Aidos")
+    await make.on_duty(bouncer)  # the venue is open
+    number = await verified(conn, owner, "+77015556677")
+    await make.device(bouncer, f"b-{uuid.uuid4().hex}")
+    owner_auth = make.auth(owner)
+
+    async with AsyncTestClient(app=app) as client:
+        box = (await client.post(f"/v1/venues/{venue.id}/edge-boxes", json={"name": "NVR"}, headers=owner_auth)).json()
+        enrolled = await client.post("/v1/edge/enroll", json={"code": box["enrolment_code"]})
+        box_auth = {"Authorization": f"Bearer {enrolled.json()['box_key']}"}
+        cameras = {"cameras": [{"key": "door", "name": "Door", "zone": None, "vendor": None, "model": None}]}
+        (door,) = (await client.put("/v1/edge/cameras", json=cameras, headers=box_auth)).json()["cameras"]
+
+        async def picture(state: str) -> None:
+            camera = {"camera_id": door["camera_id"], "at": datetime.now(UTC).isoformat(), "stream_up": True}
+            body = {"agent": {"version": "0.1.0", "outbox_depth": 0}, "cameras": [camera | {"picture": state}]}
+            response = await client.post("/v1/edge/health", json=body, headers=box_auth)
+            assert response.status_code == 202, response.text
+
+        async with sms_worker(settings) as ctx:
+            await picture("ok")
+            await picture("obstructed")
+            await run_due_jobs(ctx)
+            # the alert's job again (a crash after its commit, a second worker): no second SMS
+            episode = await conn.fetchval("SELECT id FROM camera_health_episodes")
+            await queue.enqueue(conn, jobs.CameraHealthPush(episode_id=episode, event="alert"), dedup_key="again")
+            await run_due_jobs(ctx)
+            await eventually(lambda: conn.fetchval("SELECT status = 'delivered' FROM sms_messages"), "the receipt")
+
+    [(to, text)] = smsc.messages()
+    assert to == number
+    assert text.startswith("KUZET: CAMERA COVERED — Club Aurora. Camera Door is covered")
+    assert "Reply is not read; open the app or call 102." in text
+    [row] = await sms_rows(conn)
+    assert (row["purpose"], row["user_id"], row["incident_id"]) == ("camera_down", owner.id, None)

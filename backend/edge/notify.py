@@ -1,5 +1,7 @@
 """Pushes about a camera's health: its episode's alert to the venue's staff on duty and its owner,
-then its recovery to those the alert reached.
+then its recovery to those the alert reached. The owner also gets the alert by SMS (once per
+episode, where the SMS channel is configured and their number verified): an owner's phone may not
+have the app, and a covered camera in an open venue is what matters in a fight.
 
 They are deliveries in the delivery log like an alert's (``purpose`` ``camera_alert`` or
 ``camera_recovered``, with the episode instead of an incident), queued by the ``camera_health_push``
@@ -22,6 +24,8 @@ from backend.dispatch import fanout
 from backend.dispatch import repo as dispatch
 from backend.edge import repo
 from backend.edge.repo import EpisodeRow
+from backend.sms import service as sms
+from backend.venues import repo as venues
 
 log = get_logger(__name__)
 
@@ -84,10 +88,30 @@ async def prepare(conn: asyncpg.Connection, episode_id: uuid.UUID, event: str) -
     return queued
 
 
+def sms_text(episode: EpisodeRow, call_number: str) -> str:
+    title, body = alert_text(episode)
+    return f"KUZET: {title}. {body} Reply is not read; open the app or call {call_number}."
+
+
+async def _owner_sms(conn: asyncpg.Connection, settings: Settings, episode_id: uuid.UUID) -> None:
+    """The alert by SMS to the venue's owner, while the episode lasts (the alert is pushed only
+    while the venue is open: staff on duty)."""
+    episode = await repo.get_episode(conn, episode_id)
+    if episode is None or episode.ended_at is not None:
+        return
+    venue = await venues.get_venue(conn, episode.venue_id)
+    if venue is None or venue.owner_id is None:
+        return
+    text = sms_text(episode, settings.sms_call_number)
+    await sms.camera_down(conn, settings, owner_id=venue.owner_id, venue_id=venue.id, episode_id=episode.id, body=text)
+
+
 async def push(
     conn: asyncpg.Connection, gateway: Notifier, settings: Settings, episode_id: uuid.UUID, *, event: str
 ) -> fanout.SendReport:
     """The ``camera_health_push`` job: queue the pushes in a transaction, then send them."""
     async with conn.transaction():
         await prepare(conn, episode_id, event)
+        if event == "alert":
+            await _owner_sms(conn, settings, episode_id)
     return await fanout.send_pending_episode(conn, gateway, settings, episode_id)

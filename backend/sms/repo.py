@@ -199,6 +199,15 @@ async def insert_sms(
     return msgspec.convert(dict(record), SmsRow) if record else None
 
 
+HAS_REASON = "SELECT EXISTS (SELECT 1 FROM sms_messages WHERE user_id = $1 AND purpose = $2 AND reason = $3)"
+
+
+async def has_reason(conn: asyncpg.Connection, user_id: uuid.UUID, purpose: str, reason: str) -> bool:
+    """Whether ``user_id`` already has an SMS of ``purpose`` for ``reason`` (one per camera episode)."""
+    found: bool = await conn.fetchval(HAS_REASON, user_id, purpose, reason)
+    return found
+
+
 async def sent_today(conn: asyncpg.Connection, venue_id: uuid.UUID | None) -> int:
     return int(await conn.fetchval(SENT_TODAY, venue_id))
 

@@ -114,6 +114,26 @@ async def queue_sms(
     return row
 
 
+async def camera_down(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    *,
+    owner_id: uuid.UUID,
+    venue_id: uuid.UUID,
+    episode_id: uuid.UUID,
+    body: str,
+) -> repo.SmsRow | None:
+    """The owner's SMS that a camera of their open venue went dark, was covered or moved: once per
+    camera-health episode (a re-run job sends nothing twice), in the caller's transaction. Past a
+    daily budget it is skipped, as reminders are (the push still goes)."""
+    reason = f"camera episode {episode_id}"
+    if not enabled(settings) or await repo.has_reason(conn, owner_id, "camera_down", reason):
+        return None
+    return await queue_sms(
+        conn, settings, user_id=owner_id, purpose="camera_down", body=body, venue_id=venue_id, reason=reason
+    )
+
+
 async def _budget_reached(
     conn: asyncpg.Connection, settings: Settings, venue_id: uuid.UUID | None
 ) -> Literal["venue", "global"] | None:

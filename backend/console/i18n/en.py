@@ -343,7 +343,7 @@ EN: Final[Mapping[str, str]] = {
     "sms.state.queued": "queued",
     "sms.state.retrying": "retrying",
     "sms.state.sent": "sent",
-    "sms.state.received": "received by the phone",
+    "sms.state.received": "received",
     "sms.state.failed": "failed",
     "sms.state.skipped": "skipped (daily budget)",
     "sms.purpose.alert": "alert",
