@@ -12,9 +12,8 @@ Never more than one SMS per person per incident step (the SMS log's unique key),
 overlap without doubling. The text: kind, venue, address, a personal short link to the incident's
 snapshot (audited as every footage link) and "reply is not read; open the app or call …".
 
-Hook for the owner's camera-down SMS (camera health is being built elsewhere): call
-``sms.queue_sms(conn, settings, user_id=owner, purpose="camera_down", venue_id=…, body=…)`` from
-the camera-health transition when the venue is open; the budget then treats it as a reminder.
+The owner's camera-down SMS is sent from camera health (``backend/edge/notify.py``, through
+``sms.camera_down``); the budget treats it as a reminder.
 """
 
 from __future__ import annotations
