@@ -2,7 +2,8 @@
 ``kuzet-edge enroll CODE`` (the real CLI) exchanges its code and registers the config's cameras, the
 agent watches a covered (black) fake RTSP camera and reports its health, and the server's camera-health
 episode rings the phone of the staff on duty (the local FCM v1 server). Then the box is revoked: the
-agent's next calls get 401, it says so (log and metric), and its outbox keeps every detection.
+agent's next calls get 401, it says so (log and metric), and its outbox keeps every detection, which
+goes, once, when the box is enrolled again.
 
 Real processes: ``kuzet api``, ``kuzet worker`` (it sends the camera-health push), ``kuzet-edge``;
 real PostgreSQL, S3 and firebase-admin against the local FCM server."""
@@ -172,8 +173,26 @@ async def test_enrolled_box_reports_a_covered_camera_to_the_staff_on_duty_then_r
                 rows = outbox_rows(tmp_path)
                 assert rows == {"manual:door:1": "pending"}, rows
                 assert await metric(url, "kuzet_edge_outbox_depth") >= 1  # type: ignore[operator]
-    assert await conn.fetchval("SELECT count(*) FROM detections WHERE event_id = 'manual:door:1'") == 0
-    assert len(await rang()) == 1, "one episode, one alert"
+            assert await conn.fetchval("SELECT count(*) FROM detections WHERE event_id = 'manual:door:1'") == 0
+            assert len(await rang()) == 1, "one episode, one alert"
+
+            # The box enrolled again (a new code): at its restart the waiting detection goes, once,
+            # with the key of the camera the new enrolment registered.
+            again = await api.post(f"/v1/venues/{venue.id}/edge-boxes", json={"name": "NVR box, again"})
+            assert again.status_code == 201, again.text
+            enrolled = subprocess.run(
+                [str(KUZET_EDGE), "enroll", again.json()["enrolment_code"], "--config", str(config)],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=60,
+            )
+            assert enrolled.returncode == 0, enrolled.stderr
+            door_again = json.loads((tmp_path / "state" / "cameras.json").read_text())["door"]["camera_id"]
+            with agent_process(config, log) as agent:
+                await eventually(lambda: outbox_rows(tmp_path) == {"manual:door:1": "sent"}, timeout=60, alive=agent)
+    delivered = await conn.fetch("SELECT camera_id FROM detections WHERE event_id = 'manual:door:1'")
+    assert [str(r["camera_id"]) for r in delivered] == [door_again]
 
 
 async def _queue_detection(tmp_path: Path, camera: str) -> None:
