@@ -96,7 +96,7 @@ async def edge_camera(
     config = edge / "edge.toml"
     config.write_text(
         f'[agent]\napi_url = "{base}"\nstate_dir = "{edge / "state"}"\nmetrics_port = {_port()}\n'
-        "pre_event_s = 3\npost_event_s = 3\n\n"
+        "pre_event_s = 3\npost_event_s = 6\n\n"  # a trigger that fires as the stream comes up still gets 6 s
         f'[[cameras]]\nkey = "dance-floor"\nname = "Dance floor"\nmain_url = "rtsp://127.0.0.1:{port}/main"\n'
         f'sub_url = "rtsp://127.0.0.1:{port}/sub"\ncamera_key_file = "{key_file}"\n\n'
         '[[sources]]\ntype = "trigger"\nkind = "fight"\nthreshold = 0.03\ncooldown_s = 60\n'
