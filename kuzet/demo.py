@@ -136,6 +136,7 @@ async def _run(shared: Path | None) -> int:
     inbox.__enter__()
     show("push", f"local FCM v1 server on {inbox.url} (open it in a browser to see the phones)")
     receiver = WebhookReceiver().__enter__()
+    failures: list[str] = []
     show("city systems", f"local webhook receiver on http://127.0.0.1:{receiver.port}")
     try:
         dsn = await _fresh_database()
@@ -169,11 +170,22 @@ async def _run(shared: Path | None) -> int:
             people = await _register(http, settings)
             await _subscribe(http, people, receiver)
             await _phones(http, people, inbox)
-            from kuzet.demo_edge import edge_camera
+            from kuzet.demo_edge import EdgeDemoFailed, edge_camera
 
-            edge = await edge_camera(
-                base, people["cameras"][0], settings.database_url, shared=shared, workdir=workdir, show=show, say=say
-            )
+            try:
+                edge = await edge_camera(
+                    base,
+                    people["cameras"][0],
+                    settings.database_url,
+                    shared=shared,
+                    workdir=workdir,
+                    show=show,
+                    say=say,
+                )
+            except EdgeDemoFailed as error:
+                show("edge FAILED", str(error))
+                failures.append(f"edge: {error}")
+                edge = None
             detections = await _post_clips(http, people, demo_clips(shared, workdir), settings)
             detections = [edge, *detections] if edge else detections
             say("Confirming with the server-side model (kuzet worker)")
@@ -189,7 +201,9 @@ async def _run(shared: Path | None) -> int:
         inbox.__exit__(None, None, None)
         s3.stop()
     say("Stopped everything the demo started (the kuzet_demo database is kept for inspection)")
-    return 0
+    for failure in failures:
+        show("FAILED", failure)
+    return 1 if failures else 0
 
 
 async def _login(http: httpx.AsyncClient, login: str, password: str) -> dict[str, str]:

@@ -2,7 +2,8 @@
 and camera keys are stored 0600, camera registration sends no password or stream URL and asks a new
 key only for a camera whose key the box lost, and a 503 with Retry-After holds the whole outbox.
 
-The server's enrolment routes are another branch's: a stand-in answers with the contract's shapes."""
+A stand-in answers with the contract's shapes (to see exactly what the box sends, and to answer 503);
+the real routes, end to end: tests/test_edge_enrolled.py."""
 
 from __future__ import annotations
 

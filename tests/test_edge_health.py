@@ -1,6 +1,7 @@
 """Camera health computed on the box and what it sends (``POST /v1/edge/health``), and the camera drills:
 a paused (SIGSTOPped) camera is noticed within the read timeout, reported and reconnected; a killed and
-restarted camera is reconnected. The server's route is another branch's: a recording stand-in answers."""
+restarted camera is reconnected. A recording stand-in answers (the real
+route, end to end: tests/test_edge_enrolled.py)."""
 
 from __future__ import annotations
 

@@ -259,7 +259,9 @@ def test_a_bad_sources_table_stops_start_up_naming_it(tmp_path: Path) -> None:
     unknown_type = edge_config(
         tmp_path, api_url="http://127.0.0.1:9", cameras=cameras, sources='[[sources]]\ntype = "nvr"\n'
     )
-    with pytest.raises(ValueError, match=r"sources\[0\]\.type: unknown source 'nvr' \(known: trigger\)"):
+    with pytest.raises(
+        ValueError, match=r"sources\[0\]\.type: unknown source 'nvr' \(known: frigate, onvif, trigger\)"
+    ):
         Agent(load(unknown_type))
     unknown_camera = edge_config(
         tmp_path,
@@ -294,3 +296,30 @@ def test_an_onvif_tamper_event_marks_the_camera_obstructed_for_a_while() -> None
     assert later.picture == "ok"
     stats.up = False
     assert camera_health("c1", stats, picture, tamper_at=None, now=1001.0).picture == "unknown"
+
+
+async def test_a_camera_not_yet_tried_is_left_out_of_the_health_report(tmp_path: Path) -> None:
+    """Regression (found end to end): the first report, sent before the first RTSP connection concluded,
+    said the stream was down, and the server alerted the staff that the camera was dark at every start."""
+    from kuzet_edge.agent import Agent
+
+    config = load(
+        edge_config(
+            tmp_path,
+            api_url="http://127.0.0.1:9",
+            cameras=[
+                {"key": "bar", "name": "Bar", "main_url": "rtsp://x/m", "camera_id": "c-bar"},
+                {"key": "door", "name": "Door", "main_url": "rtsp://x/d", "camera_id": "c-door"},
+            ],
+        )
+    )
+    agent = Agent(config)
+    try:
+        assert (await agent.health_report()).cameras == []
+        agent.cameras["bar"].reader.stats.last_error = "TimeoutError: connect"  # tried and failed: down
+        agent.cameras["door"].reader.stats.up = True
+        agent.cameras["door"].reader.stats.connected_at = time.time()
+        reported = {c.camera_id: c.stream_up for c in (await agent.health_report()).cameras}
+        assert reported == {"c-bar": False, "c-door": True}
+    finally:
+        agent.outbox.close()

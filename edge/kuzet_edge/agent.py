@@ -37,6 +37,10 @@ from kuzet_edge.registry import SOURCES
 from kuzet_edge.rtsp import Gray, StreamReader
 
 log = structlog.get_logger("kuzet_edge.agent")
+KEY_REJECTED_HINT = (
+    "the server no longer accepts this box's key (the box was revoked, or its state was restored from "
+    "another box): nothing is dropped, the outbox waits; enrol again with `kuzet-edge enroll CODE`"
+)
 GOP_MARGIN_S = 4.0  # the buffer keeps pre + post + this (one GOP of a camera with a 2-4 s keyframe interval)
 
 
@@ -89,6 +93,8 @@ class Agent:
         self.hold_until = 0.0
         self.sent_total = 0
         self.cut_failures = 0
+        self.refused: dict[tuple[str, int], int] = {}  # (kind, HTTP status) -> answers refused since start
+        self.key_rejected: set[str] = set()  # kinds whose last answer was 401 (box or camera key rejected)
         self._tasks: set[asyncio.Task[None]] = set()
 
     @staticmethod
@@ -195,6 +201,7 @@ class Agent:
             outcome = await self.api.post_health(self.keys.box_key, row.body)
         match outcome:
             case Accepted():
+                self.key_rejected.discard(row.kind)
                 await asyncio.to_thread(self.outbox.sent, row)
                 if row.kind == "detection":
                     self.sent_total += 1
@@ -208,9 +215,23 @@ class Agent:
             case Refused(status=status, detail=detail) if status in (401, 403, 404):
                 # The key no longer works (revoked box or camera) or the route is not there yet: keep
                 # the event; it goes once the box is enrolled again.
+                self.refused[(row.kind, status)] = self.refused.get((row.kind, status), 0) + 1
                 await asyncio.to_thread(self.outbox.retry, row, time.time() + self.settings.retry_max_s, detail)
-                log.error("upload_refused", row_id=row.id, status=status, detail=detail)
+                if status == 401:
+                    self.key_rejected.add(row.kind)
+                    log.error(
+                        "key_rejected",
+                        kind=row.kind,
+                        camera=row.camera,
+                        status=status,
+                        detail=detail,
+                        hint=KEY_REJECTED_HINT,
+                        outbox_depth=await asyncio.to_thread(self.outbox.depth),
+                    )
+                else:
+                    log.error("upload_refused", kind=row.kind, row_id=row.id, status=status, detail=detail)
             case Refused(status=status, detail=detail):
+                self.refused[(row.kind, status)] = self.refused.get((row.kind, status), 0) + 1
                 await asyncio.to_thread(self.outbox.dead, row.id, f"HTTP {status}: {detail}")
 
     # -- health ---------------------------------------------------------------------------------------
@@ -220,7 +241,7 @@ class Agent:
         cameras = [
             health.camera_health(self.keys.camera_ids[key], c.reader.stats, c.picture, c.tamper_at, now)
             for key, c in self.cameras.items()
-            if key in self.keys.camera_ids
+            if key in self.keys.camera_ids and c.reader.stats.tried  # not yet tried: nothing to say
         ]
         depth = await asyncio.to_thread(self.outbox.depth)
         oldest = await asyncio.to_thread(self.outbox.oldest_age_s, now)

@@ -53,6 +53,22 @@ class AgentCollector(Collector):
         yield CounterMetricFamily(
             "kuzet_edge_detections_sent", "detections answered 202 since start", value=self.agent.sent_total
         )
+        refused = CounterMetricFamily(
+            "kuzet_edge_uplink_refused",
+            "answers refused by the API (4xx other than 408/429) since start, per kind of upload and status",
+            labels=["kind", "status"],
+        )
+        for (kind, status), count in sorted(self.agent.refused.items()):
+            refused.add_metric([kind, str(status)], count)
+        yield refused
+        rejected = GaugeMetricFamily(
+            "kuzet_edge_key_rejected",
+            "1 while the API answers 401 to this kind of upload (box revoked or key wrong: enrol again)",
+            labels=["kind"],
+        )
+        for kind in ("detection", "health"):
+            rejected.add_metric([kind], 1.0 if kind in self.agent.key_rejected else 0.0)
+        yield rejected
 
 
 def serve(agent: Agent) -> WSGIServer:

@@ -44,6 +44,12 @@ class StreamStats:
     height: int | None = None
     arrivals: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=4000))  # (wall, bytes)
 
+    @property
+    def tried(self) -> bool:
+        """Whether the first connection has concluded (up once, or failed once): before that, the stream is
+        neither up nor down, and a health report that said "down" would raise a false alarm at every start."""
+        return self.connected_at is not None or self.last_error is not None or self.reconnects > 0
+
     def fps(self, now: float, window_s: float = 10.0) -> float | None:
         recent = [t for t, _ in list(self.arrivals) if t >= now - window_s]
         if not self.up or len(recent) < 2:
