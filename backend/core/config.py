@@ -41,6 +41,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     jwt_secret: Annotated[str, msgspec.Meta(min_length=16)] = "dev-only-secret-change-me-please"  # noqa: S105 - refused in production
     access_token_ttl_s: PositiveInt = 15 * 60
     refresh_token_ttl_s: PositiveInt = 30 * 24 * 3600
+    # A just-rotated refresh token presented again this soon answers with the same successor (two
+    # refreshes racing from one app) instead of revoking the sign-in; later, reuse revokes it.
+    refresh_reuse_grace_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 10.0
     public_base_url: str = "http://127.0.0.1:8000"
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
