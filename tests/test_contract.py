@@ -117,6 +117,7 @@ async def build_world(make: Factory, conn: asyncpg.Connection, storage: Any) -> 
                         role,
                     )
                 )
+        await notify_everyone_alerted(conn, incident, people)
         tokens[f"camera_{side}"] = camera.api_key
         ids[f"panic_{side}"] = str(await raise_panic(make, conn, storage, people["bouncer"]))
         ids[f"grant_{side}"] = str(await live_grant(make, conn, incident, venue.id, people))
@@ -141,6 +142,38 @@ async def build_world(make: Factory, conn: asyncpg.Connection, storage: Any) -> 
             ),
         }
     return World(tokens=tokens, ids=ids)
+
+
+async def notify_everyone_alerted(conn: asyncpg.Connection, incident: uuid.UUID, people: dict[str, Any]) -> None:
+    """What a dispatch leaves for the content checks: a ``notified`` event naming every recipient with
+    the officer's distance, one delivery per alerted phone, and one person nobody could reach."""
+    alerts = await conn.fetch(
+        "SELECT a.id, a.user_id, a.audience, d.id AS device_id FROM alerts a JOIN devices d ON d.user_id = a.user_id"
+        " WHERE a.incident_id = $1",
+        incident,
+    )
+    recipients = [
+        {"user_id": str(a["user_id"]), "audience": a["audience"]}
+        | ({"distance_m": 120} if a["audience"] == "officer" else {})
+        for a in alerts
+    ]
+    event = (
+        "INSERT INTO incident_events (incident_id, incident_opened_at, type, data)"
+        " SELECT id, opened_at, $2, $3 FROM incidents WHERE id = $1"
+    )
+    await conn.execute(event, incident, "notified", {"recipients": recipients})
+    for a in alerts:
+        await conn.execute(
+            "INSERT INTO deliveries (alert_id, incident_id, user_id, device_id, purpose, incident_version, title, body,"
+            " urgency, incident_opened_at) SELECT $1, id, $2, $3, 'alert', version, 't', 'b', 'critical', opened_at"
+            " FROM incidents WHERE id = $4",
+            a["id"],
+            a["user_id"],
+            a["device_id"],
+            incident,
+        )
+    unreachable = {"user_id": str(people["dispatcher"].id), "audience": "dispatcher", "reason": "UNREGISTERED"}
+    await conn.execute(event, incident, "not_delivered", unreachable)
 
 
 async def raise_panic(make: Factory, conn: asyncpg.Connection, storage: Any, bouncer: Any) -> uuid.UUID:
@@ -517,8 +550,9 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ("GET", "/v1/incidents/{incident_id}/snapshot"): Entry(
         {"incident_id": "incident_{side}"}, {"admin": "ok/ok", **SIGNED_IN}, default="ok/404"
     ),
+    # the whole timeline names everyone notified and every delivery: the history's readers only
     ("GET", "/v1/incidents/{incident_id}/timeline"): Entry(
-        {"incident_id": "incident_{side}"}, {"admin": "ok/ok", **SIGNED_IN}, default="ok/404"
+        {"incident_id": "incident_{side}"}, {"owner": "ok/404", "dispatcher": "ok/404", **ADMIN}, default="404/404"
     ),
     # the owner's own verdict on a resolved incident (409 while it is open); nobody else's
     ("POST", "/v1/incidents/{incident_id}/outcome"): Entry(
@@ -566,6 +600,41 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ("POST", "/v1/admin/webhooks/{subscription_id}/replay"): Entry(
         {"subscription_id": "subscription_{side}"}, ADMIN, default="403/403"
     ),
+}
+
+
+# What an answer that got through may contain, per route: (path, actor, body) -> what is wrong.
+SEE_EVERYONE = frozenset({"dispatcher", "admin"})  # the delivery log and officers' distances
+
+
+def recipients_of(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for e in events for r in e.get("data", {}).get("recipients", []) if isinstance(r, dict)]
+
+
+def detail_leaks(world: World, actor: str, body: dict[str, Any]) -> list[str]:
+    if actor in SEE_EVERYONE:
+        return []
+    me = world.ids[f"user_{actor}_a"]
+    wrong = [f"another's delivery {d['user_id']}" for d in body["deliveries"] if d["user_id"] != me]
+    wrong += ["recipients named"] if recipients_of(body["timeline"]) else []
+    wrong += [f"not reached: {n['user_id']}" for n in body["not_delivered"] if n["user_id"] != me]
+    wrong += [
+        f"not_delivered event about {e['data'].get('user_id')}"
+        for e in body["timeline"]
+        if e["type"] == "not_delivered" and e["data"].get("user_id") != me
+    ]
+    return wrong
+
+
+def timeline_leaks(world: World, actor: str, body: dict[str, Any]) -> list[str]:
+    if actor in SEE_EVERYONE:
+        return [] if any("distance_m" in r for r in recipients_of(body["entries"])) else ["no distances for them"]
+    return ["an officer's distance"] if any("distance_m" in r for r in recipients_of(body["entries"])) else []
+
+
+CONTENT = {
+    ("GET", "/v1/incidents/{incident_id}"): detail_leaks,
+    ("GET", "/v1/incidents/{incident_id}/timeline"): timeline_leaks,
 }
 
 
@@ -631,6 +700,9 @@ async def test_tenancy_matrix_covers_every_route_role_and_tenant(
                             f"{method} {path} as {actor} on {'own' if side == 'a' else 'other'} tenant: "
                             f"{response.status_code}, expected {expectation}: {response.text[:200]}"
                         )
+                    check = CONTENT.get((method, path))
+                    if check is not None and response.status_code == 200:
+                        wrong += [f"{method} {path} as {actor}: {w}" for w in check(world, actor, response.json())]
                     leaked = side == "b" and entry.tenanted and actor != "admin" and entry.expect is not PUBLIC
                     if leaked and response.status_code < 300:
                         wrong.append(f"{method} {path}: {actor} of tenant A reached tenant B ({response.status_code})")

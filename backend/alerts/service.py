@@ -77,6 +77,12 @@ async def my_alerts(conn: asyncpg.Connection, me: Principal, since: str | None =
     return AlertList(items=items, cursor=str(cursor))
 
 
+def _shown(event: repo.EventRow, me: Principal, full: bool) -> bool:
+    """Someone else's unreachable phones (``not_delivered``) are the delivery log's: for dispatchers
+    and admins, and for the person concerned."""
+    return full or event.type != "not_delivered" or event.data.get("user_id") == str(me.user_id)
+
+
 def _event_data(event: repo.EventRow, full: bool) -> dict[str, Any]:
     """Who was notified, and how far away officers were, is for dispatchers and admins."""
     if full or event.type not in {"notified", "escalated"}:
@@ -177,6 +183,7 @@ async def incident_detail(
                 data=_event_data(e, privileged),
             )
             for e in await repo.timeline(conn, incident.id)
+            if _shown(e, me, privileged)
         ],
         deliveries=delivered,
         not_delivered=not_delivered,

@@ -252,7 +252,11 @@ async def timeline(
 ) -> IncidentTimeline:
     """Everything that happened to the incident, oldest first: its detections with the model's
     decision, every lifecycle event, each notification's queued/sent/failed/received/acknowledged,
-    and every view of its footage."""
+    and every view of its footage. It names everyone notified and every delivery, so it is for the
+    readers of the venue's history (owner, the region's dispatchers, admins); bouncers and officers
+    read the incident itself (``GET /v1/incidents/{id}``, filtered for them) and get 404 here."""
+    if me.role not in HISTORY_READERS:
+        raise NotFound("no such incident", field="incident_id")
     incident = await _visible(conn, me, incident_id)
     privileged = me.role in LOCATION_VIEWERS
     entries: list[tuple[datetime, int, int, TimelineEntry]] = []
