@@ -153,3 +153,33 @@ async def test_expired_access_token_is_401(make: Factory, client: Client) -> Non
     response = await client.get("/v1/me/alerts", headers={"Authorization": f"Bearer {expired}"})
     assert response.status_code == 401
     assert "expired" in response.json()["detail"]
+
+
+async def test_who_is_asking_is_checked_before_the_body(make: Factory, client: Client) -> None:
+    """An expired, forged or missing token on a JSON route is 401 whatever the body (bad, too deep,
+    of the wrong type): the body is judged only for someone signed in."""
+    import jwt
+
+    user = await make.user("officer")
+    expired = jwt.encode(
+        {"sub": str(user.id), "role": "officer", "typ": "access", "exp": 1}, make.settings.jwt_secret, algorithm="HS256"
+    )
+    forged = jwt.encode({"sub": str(user.id), "role": "admin", "typ": "access"}, "not the server's secret" * 2)
+    bodies: list[dict[str, object]] = [
+        {"content": b'{"on_duty": "yes"}'},
+        {"content": b"[" * 100 + b"]" * 100},
+        {"content": b"<xml/>", "headers": {"Content-Type": "text/xml"}},
+        {},
+    ]
+    for headers in ({"Authorization": f"Bearer {expired}"}, {"Authorization": f"Bearer {forged}"}, {}):
+        for body in bodies:
+            extra = dict(body.get("headers", {}))  # type: ignore[call-overload]
+            response = await client.put(
+                "/v1/me/duty",
+                content=body.get("content"),
+                headers=headers | extra,  # type: ignore[arg-type]
+            )
+            assert response.status_code == 401, (headers, body, response.text)
+            assert response.headers["content-type"].startswith("application/problem+json")
+    good = {"Authorization": f"Bearer {make.token(user)}"}
+    assert (await client.put("/v1/me/duty", content=b'{"on_duty": "yes"}', headers=good)).status_code in {400, 422}

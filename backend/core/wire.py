@@ -27,6 +27,7 @@ import msgspec
 from litestar import Request
 from litestar.enums import RequestEncodingType
 
+from backend.core.auth import PERSON_SCHEME, principal_of
 from backend.core.errors import BadRequest, Invalid, NotFound, UnsupportedMediaType, msgspec_field
 
 # C0 controls, DEL, C1 controls and UTF-16 surrogates. ``Text`` allows tab, LF and CR.
@@ -133,6 +134,10 @@ async def guard_json_body(request: Request[Any, Any, Any]) -> None:
     handler = request.route_handler
     if handler.opt.get("streamed_body") or request.method in {"GET", "HEAD", "OPTIONS"}:
         return
+    if any(PERSON_SCHEME in requirement for requirement in handler.resolve_security()):
+        # Who is asking comes before what they sent: a missing, expired or forged token is a 401
+        # whatever the body (the session itself is checked by the route's ``me`` dependency).
+        principal_of(request)
     body = await request.body()
     if body:
         check_json(body)
