@@ -27,9 +27,9 @@ class MeController(Controller):
 
     @post(
         "/devices",
-        summary="Register this phone's FCM token (a token moving to another user leaves the first)",
+        summary="Register this phone's FCM token; another account's phone's token moves only with its device key",
         status_code=201,
-        responses=problem_responses(401, 422),
+        responses=problem_responses(401, 409, 422),
     )
     async def register_device(self, db: Db, me: Me, data: JSONBody[DeviceRegister]) -> Device:
         return await devices.register(db, me, data)
