@@ -141,6 +141,9 @@ async def build_world(make: Factory, conn: asyncpg.Connection, storage: Any) -> 
                 ).id
             ),
         }
+        # another one to delete (the matrix calls DELETE before the routes that read the first one)
+        ending = SubscriptionCreate(name=f"Old city {side}", url=WEBHOOK_URL, event_types=["incident.opened"])
+        ids[f"subscription_ending_{side}"] = str((await webhooks.create(conn, make.settings, None, ending)).id)
     return World(tokens=tokens, ids=ids)
 
 
@@ -590,6 +593,9 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ),
     ("PATCH", "/v1/admin/webhooks/{subscription_id}"): Entry(
         {"subscription_id": "subscription_{side}"}, ADMIN, default="403/403", body={"name": "City renamed"}
+    ),
+    ("DELETE", "/v1/admin/webhooks/{subscription_id}"): Entry(
+        {"subscription_id": "subscription_ending_{side}"}, ADMIN, default="403/403"
     ),
     ("POST", "/v1/admin/webhooks/{subscription_id}/rotate-secret"): Entry(
         {"subscription_id": "subscription_{side}"}, ADMIN, default="403/403"

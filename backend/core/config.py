@@ -114,7 +114,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     footage_lifecycle_margin_days: PositiveInt = 7  # S3 lifecycle expiry: the longest footage retention + this
     # webhooks
     webhook_timeout_s: Positive = 15.0
-    webhook_retry_schedule_s: str | None = "5,300,1800,7200,18000,36000,36000"  # empty: no retries
+    # Delays before each retry: a receiver back from a short outage gets the event within about a
+    # minute (tries at 0, 5, 20, 50, 110 s), one down for a day still gets it (27.6 h in all).
+    webhook_retry_schedule_s: str | None = "5,15,30,60,300,1800,7200,18000,36000,36000"  # empty: no retries
     webhook_allow_networks: str | None = None  # CIDRs that may be targets although private (tests, the demo)
     webhook_secret_overlap_s: Annotated[float, msgspec.Meta(ge=0)] = 24 * 3600.0
     webhook_concurrency: PositiveInt = 16

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, get, patch, post
+from litestar import Controller, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromQuery, JSONBody, Parameter
@@ -63,6 +63,15 @@ class WebhookAdminController(Controller):
         data: JSONBody[SubscriptionUpdate],
     ) -> Subscription:
         return await service.update(db, state.settings, admin, subscription_id, data)
+
+    @delete(
+        "/{subscription_id:uuid}",
+        summary="End a subscription (audited); its deliveries and attempts stay listed",
+        status_code=204,
+        responses=problem_responses(401, 403, 404),
+    )
+    async def delete_subscription(self, db: Db, admin: NamedDependency[Principal], subscription_id: PathId) -> None:
+        await service.delete(db, admin, subscription_id)
 
     @post(
         "/{subscription_id:uuid}/rotate-secret",
