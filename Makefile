@@ -25,7 +25,11 @@ lint: $(VENV)/.synced
 typecheck: $(VENV)/.synced
 	$(VENV)/bin/mypy
 
-test: setup lint typecheck
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts
+	touch $@
+
+test: setup lint typecheck node_modules/.installed
 	$(VENV)/bin/pytest -q
 
 bench: setup

@@ -19,3 +19,13 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
+
+# Node.js and npm for the contract checks (Spectral, pinned in package-lock.json; `make test` runs
+# `npm ci`). Installed only when missing.
+if ! command -v npm >/dev/null 2>&1; then
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo -n"; fi
+    echo "== installing nodejs and npm (Spectral checks the OpenAPI document)"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi

@@ -10,6 +10,8 @@ Applied once by the app factory, to every route, including routes added later by
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 from litestar import Litestar
 from litestar._openapi.plugin import OpenAPIPlugin
@@ -18,6 +20,7 @@ from litestar.openapi.spec import OpenAPI, Reference, Schema
 from litestar.routes import HTTPRoute
 from litestar.types import Message, Scope
 
+from backend.core.contract import finish_document
 from backend.core.errors import problem_responses
 
 _RESERVED_KWARGS = frozenset({"request", "state", "scope", "headers", "cookies", "query", "body", "socket", "data"})
@@ -132,6 +135,13 @@ class _FinishingOpenAPIPlugin(OpenAPIPlugin):
         if fresh:
             _finish(openapi, self.app)
         return openapi
+
+    def provide_openapi_schema(self) -> dict[str, Any]:
+        fresh = not self._openapi_schema
+        document = super().provide_openapi_schema()
+        if fresh:
+            finish_document(document)
+        return document
 
 
 def close_request_schemas(app: Litestar) -> None:

@@ -1,0 +1,156 @@
+"""The finished OpenAPI document, as integrators' tools read it (Spectral ``spectral:oas``,
+openapi-python-client): rules applied to the whole document once it is built, so every route,
+including routes added later by anyone, inherits them.
+
+- Only answers the server gives: Litestar's own "Validation Exception" 400 (``application/json``,
+  never sent: every refusal is problem+json) becomes the problem 400 where the route takes a query or
+  a body, and goes where it takes neither (a malformed path parameter is a 404 problem).
+- Every operation has a description (its summary, and the credential it needs), every tag is declared
+  with a description, and the document names a contact.
+- Unique schema titles (a generated client makes one class per title).
+- Binary parts and bodies (``contentMediaType``) are ``format: binary``, so generated clients send
+  files, not text fields.
+- No generated examples: Litestar invents values (``"status": 9408``) that teach clients nothing;
+  the hand-written examples of the main operations (``EXAMPLES``) are set instead.
+- Response headers the server sends are declared: ``X-Request-Id`` on every answer, ``Retry-After``
+  on 429 and 503.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+__all__ = ["finish_document"]
+
+METHODS: Final = ("get", "put", "post", "patch", "delete")
+CONTACT: Final = {"name": "Kuzet platform team", "email": "api@kuzet.kz"}
+TAGS: Final = {
+    "auth": "Sign in, refresh and sign out (phones and the web)",
+    "cameras": "What cameras send: detections with their clip, live view segments",
+    "phone": "The responder's phone: devices, duty, location, alerts, incidents and actions",
+    "panic": "The staff panic button",
+    "live view": "Police live view of a venue's cameras, under the owner's policy",
+    "history": "Owners' incident history, timelines, audited footage and access log",
+    "incidents": "Legal hold on an incident's footage",
+    "admin": "Administration: regions, venues, cameras, users, escalation policies, webhooks",
+    "models": "Model training consent",
+    "health": "Liveness, readiness and metrics",
+}
+_SCHEME_WORDS: Final = {
+    "BearerAuth": "Needs a person's access token (`Authorization: Bearer <access token>`).",
+    "CameraKey": "Needs the camera's key (`Authorization: Bearer <camera key>`).",
+}
+_HEADERS: Final = {
+    "X-Request-Id": {
+        "description": "This request's id, in the server's logs: quote it when reporting a problem",
+        "schema": {"type": "string", "maxLength": 64},
+    },
+    "Retry-After": {
+        "description": "Seconds to wait before trying again",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+}
+
+
+def _problem_400(document: dict[str, Any]) -> dict[str, Any] | None:
+    """Our problem 400 as some route documents it, to put where Litestar put its own."""
+    for item in document.get("paths", {}).values():
+        for method in METHODS:
+            answer = (item.get(method) or {}).get("responses", {}).get("400")
+            if answer and "application/problem+json" in answer.get("content", {}):
+                found: dict[str, Any] = answer
+                return found
+    return None
+
+
+def _takes_input(operation: dict[str, Any]) -> bool:
+    return "requestBody" in operation or any(p.get("in") == "query" for p in operation.get("parameters", ()))
+
+
+def _strip_examples(node: Any) -> None:
+    """Drop the examples Litestar generated (JSON Schema ``examples`` lists, ``example`` values)."""
+    if isinstance(node, dict):
+        if isinstance(node.get("examples"), list):
+            del node["examples"]
+        node.pop("example", None)
+        for value in node.values():
+            _strip_examples(value)
+    elif isinstance(node, list):
+        for value in node:
+            _strip_examples(value)
+
+
+def _binary(node: Any) -> None:
+    if isinstance(node, dict):
+        if node.get("type") == "string" and "contentMediaType" in node:
+            node["format"] = "binary"
+        for value in node.values():
+            _binary(value)
+    elif isinstance(node, list):
+        for value in node:
+            _binary(value)
+
+
+def _describe(operation: dict[str, Any]) -> None:
+    if operation.get("description"):
+        return
+    words = [operation.get("summary", "").rstrip(".") + "."]
+    schemes = [name for requirement in operation.get("security", ()) for name in requirement]
+    words += [_SCHEME_WORDS.get(name, f"Needs {name}.") for name in dict.fromkeys(schemes)]
+    if not schemes:
+        words.append("No credential needed.")
+    operation["description"] = " ".join(w for w in words if w.strip(". "))
+
+
+def _declare_headers(operation: dict[str, Any]) -> None:
+    for status, answer in operation.get("responses", {}).items():
+        if "$ref" in answer:
+            continue
+        headers = answer.setdefault("headers", {})
+        headers.setdefault("X-Request-Id", _HEADERS["X-Request-Id"])
+        if status in {"429", "503"}:
+            headers.setdefault("Retry-After", _HEADERS["Retry-After"])
+
+
+def _unique_titles(schemas: dict[str, Any]) -> None:
+    """Two components with one title (two ``VenuePolicy`` Structs in two domains) would be one class
+    in a generated client: each gets the title its component name gives (``LiveviewVenuePolicy``)."""
+    by_title: dict[str, list[str]] = {}
+    for name, schema in schemas.items():
+        by_title.setdefault(schema.get("title", name), []).append(name)
+    for names in by_title.values():
+        if len(names) < 2:
+            continue
+        for name in names:
+            parts = [p for p in name.split("_") if p and p != "schemas"]
+            schemas[name]["title"] = "".join(p[:1].upper() + p[1:] for p in parts)
+
+
+def finish_document(document: dict[str, Any]) -> dict[str, Any]:
+    """Apply the rules above to the built document (in place) and return it."""
+    _strip_examples(document)
+    _unique_titles(document.get("components", {}).get("schemas", {}))
+    problem_400 = _problem_400(document)
+    used: list[str] = []
+    for item in document.get("paths", {}).values():
+        for method in METHODS:
+            operation = item.get(method)
+            if operation is None:
+                continue
+            responses = operation.setdefault("responses", {})
+            answer = responses.get("400")
+            if answer is not None and "application/problem+json" not in answer.get("content", {}):
+                if _takes_input(operation) and problem_400 is not None:
+                    responses["400"] = problem_400
+                else:
+                    del responses["400"]
+            _describe(operation)
+            _declare_headers(operation)
+            used += [tag for tag in operation.get("tags", ()) if tag not in used]
+    _binary(document)
+    declared = {tag["name"] for tag in document.get("tags", ())}
+    document["tags"] = [*document.get("tags", ())] + [
+        {"name": tag, "description": TAGS.get(tag, f"Routes of {tag}")} for tag in used if tag not in declared
+    ]
+    document.setdefault("info", {}).setdefault("contact", CONTACT)
+    return document
