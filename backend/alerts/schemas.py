@@ -8,8 +8,11 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from backend.core.auth import Role
 from backend.core.wire import text
 from backend.dispatch.schemas import DeliveryState, NotDelivered
+from backend.incidents.kinds import KindName
+from backend.incidents.schemas import IncidentStatusName
 
 Action = Literal["acknowledge", "accept", "arrive", "request_police", "resolve"]
 Outcome = Literal["handled", "false_alarm", "police_attended", "arrest", "medical", "other", "real", "unsure"]
@@ -30,7 +33,7 @@ class ActionRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class ActionResult(msgspec.Struct, kw_only=True):
     incident_id: uuid.UUID
-    status: str
+    status: IncidentStatusName
     version: int
     police_requested: bool
     changed: bool
@@ -53,8 +56,8 @@ class VenueBrief(msgspec.Struct, kw_only=True):
 class AlertItem(msgspec.Struct, kw_only=True):
     incident_id: uuid.UUID
     alert_id: uuid.UUID | None
-    kind: str
-    status: str
+    kind: KindName
+    status: IncidentStatusName
     version: int
     police_requested: bool
     opened_at: datetime
@@ -90,7 +93,7 @@ class Position(msgspec.Struct, kw_only=True):
 class Responder(msgspec.Struct, kw_only=True):
     user_id: uuid.UUID
     display_name: str
-    role: str
+    role: Role
     state: Literal["acknowledged", "responding", "on_scene", "police_requested", "resolved"]
     at: datetime
     position: Position | None = None  # dispatchers (and admins) only
@@ -98,8 +101,8 @@ class Responder(msgspec.Struct, kw_only=True):
 
 class IncidentDetail(msgspec.Struct, kw_only=True):
     id: uuid.UUID
-    kind: str
-    status: str
+    kind: KindName
+    status: IncidentStatusName
     version: int
     opened_at: datetime
     acknowledged_at: datetime | None

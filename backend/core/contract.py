@@ -7,7 +7,9 @@ including routes added later by anyone, inherits them.
   a body, and goes where it takes neither (a malformed path parameter is a 404 problem).
 - Every operation has a description (its summary, and the credential it needs), every tag is declared
   with a description, and the document names a contact.
-- Unique schema titles (a generated client makes one class per title).
+- Unique schema titles (a generated client makes one class per title), and a nullable enum as
+  ``anyOf`` of the enum and null (one enum class, not three).
+- A multipart form's schema is closed (its readers refuse other parts).
 - Binary parts and bodies (``contentMediaType``) are ``format: binary``, so generated clients send
   files, not text fields.
 - No generated examples: Litestar invents values (``"status": 9408``) that teach clients nothing;
@@ -49,6 +51,10 @@ _HEADERS: Final = {
         "description": "Seconds to wait before trying again",
         "schema": {"type": "integer", "minimum": 0},
     },
+    "Idempotent-Replayed": {
+        "description": "true: this answers a retry of a request already accepted (nothing new was created)",
+        "schema": {"type": "string", "enum": ["true", "false"]},
+    },
 }
 
 
@@ -80,6 +86,23 @@ def _strip_examples(node: Any) -> None:
             _strip_examples(value)
 
 
+def _nullable_enums(node: Any) -> None:
+    """``{"type": ["null", "string"], "enum": [..., null]}`` becomes ``anyOf`` of the enum and null:
+    one enum class in a generated client, not one per member of the type list."""
+    if isinstance(node, dict):
+        kinds = node.get("type")
+        if isinstance(kinds, list) and "null" in kinds and isinstance(node.get("enum"), list):
+            others = [k for k in kinds if k != "null"]
+            values = [v for v in node.pop("enum") if v is not None]
+            del node["type"]
+            node["anyOf"] = [{"type": others[0] if len(others) == 1 else others, "enum": values}, {"type": "null"}]
+        for value in node.values():
+            _nullable_enums(value)
+    elif isinstance(node, list):
+        for value in node:
+            _nullable_enums(value)
+
+
 def _binary(node: Any) -> None:
     if isinstance(node, dict):
         if node.get("type") == "string" and "contentMediaType" in node:
@@ -89,6 +112,14 @@ def _binary(node: Any) -> None:
     elif isinstance(node, list):
         for value in node:
             _binary(value)
+
+
+def _close_forms(operation: dict[str, Any]) -> None:
+    """A multipart form names every part it takes: the readers (``backend.core.multipart``'s callers)
+    refuse any other part with a 400, so the schema says ``additionalProperties: false``."""
+    form = operation.get("requestBody", {}).get("content", {}).get("multipart/form-data", {}).get("schema")
+    if isinstance(form, dict) and "properties" in form:
+        form.setdefault("additionalProperties", False)
 
 
 def _describe(operation: dict[str, Any]) -> None:
@@ -107,6 +138,11 @@ def _declare_headers(operation: dict[str, Any]) -> None:
         if "$ref" in answer:
             continue
         headers = answer.setdefault("headers", {})
+        for name, header in headers.items():  # declared by a route (``response_headers``): typed here
+            if "schema" not in header and "content" not in header and name in _HEADERS:
+                header.update({k: v for k, v in _HEADERS[name].items() if k not in header})
+            if header.get("deprecated") is False:
+                del header["deprecated"]
         headers.setdefault("X-Request-Id", _HEADERS["X-Request-Id"])
         if status in {"429", "503"}:
             headers.setdefault("Retry-After", _HEADERS["Retry-After"])
@@ -144,10 +180,12 @@ def finish_document(document: dict[str, Any]) -> dict[str, Any]:
                     responses["400"] = problem_400
                 else:
                     del responses["400"]
+            _close_forms(operation)
             _describe(operation)
             _declare_headers(operation)
             used += [tag for tag in operation.get("tags", ()) if tag not in used]
     _binary(document)
+    _nullable_enums(document)
     declared = {tag["name"] for tag in document.get("tags", ())}
     document["tags"] = [*document.get("tags", ())] + [
         {"name": tag, "description": TAGS.get(tag, f"Routes of {tag}")} for tag in used if tag not in declared

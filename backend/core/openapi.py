@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 from litestar import Litestar
 from litestar._openapi.plugin import OpenAPIPlugin
+from litestar.datastructures import ResponseHeader
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.spec import OpenAPI, Reference, Schema
 from litestar.routes import HTTPRoute
@@ -22,6 +23,13 @@ from litestar.types import Message, Scope
 
 from backend.core.contract import finish_document
 from backend.core.errors import problem_responses
+
+REPLAYED = ResponseHeader(
+    name="Idempotent-Replayed",
+    description="true: this answers a retry of a request already accepted (nothing new was created)",
+    documentation_only=True,
+)
+"""``response_headers`` of a route whose retries are answered from the first acceptance."""
 
 _RESERVED_KWARGS = frozenset({"request", "state", "scope", "headers", "cookies", "query", "body", "socket", "data"})
 

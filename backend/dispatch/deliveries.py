@@ -61,7 +61,7 @@ async def for_incident(
             display_name=row.display_name,
             audience=row.audience,
             device_id=row.device_id,
-            platform=row.platform,
+            platform=row.platform,  # type: ignore[arg-type]  # a closed set, checked by the table
             purpose=row.purpose,  # type: ignore[arg-type]  # checked by the table
             round=row.round,
             state=_state(row),

@@ -37,7 +37,7 @@ class DeliveryState(msgspec.Struct, kw_only=True):
     display_name: str
     audience: str
     device_id: uuid.UUID
-    platform: str
+    platform: Literal["android", "ios"]
     purpose: Literal["alert", "update", "reminder", "live_view_request", "live_view_answer"]
     round: int
     state: DeliveryStateName

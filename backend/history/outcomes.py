@@ -27,7 +27,7 @@ def _view(row: repo.OutcomeRow) -> OutcomeView:
     return OutcomeView(
         user_id=row.user_id,
         user_name=row.user_name,
-        role=row.role,
+        role=row.role,  # type: ignore[arg-type]  # a closed set, checked by the table
         source=row.source,  # type: ignore[arg-type]
         verdict=row.verdict,  # type: ignore[arg-type]
         note=row.note,
@@ -91,7 +91,7 @@ async def labels(
                 camera_id=r.camera_id,
                 camera_name=r.camera_name,
                 incident_id=r.incident_id,
-                kind=r.kind,
+                kind=r.kind,  # type: ignore[arg-type]  # a closed set, checked by the table
                 occurred_at=r.occurred_at,
                 decision=r.decision,  # type: ignore[arg-type]
                 edge_score=round(r.edge_score, 4),

@@ -8,7 +8,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from backend.core.auth import Role
 from backend.core.wire import text
+from backend.incidents.kinds import KindName
 from backend.incidents.schemas import IncidentStatusName, Verdict
 
 # ``open``: any status but resolved.
@@ -22,7 +24,7 @@ class HistoryItem(msgspec.Struct, kw_only=True):
     id: uuid.UUID
     venue_id: uuid.UUID
     venue_name: str
-    kind: str
+    kind: KindName
     status: IncidentStatusName
     detected_at: datetime  # the first detection's time, as the camera saw it
     confirmed_at: datetime  # when the server confirmed it (the incident opened)
@@ -94,7 +96,7 @@ class OutcomeCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class OutcomeView(msgspec.Struct, kw_only=True):
     user_id: uuid.UUID | None
     user_name: str | None
-    role: str
+    role: Role
     source: Literal["resolution", "review"]
     verdict: Verdict
     note: str | None
@@ -114,7 +116,7 @@ class Label(msgspec.Struct, kw_only=True):
     camera_id: uuid.UUID
     camera_name: str
     incident_id: uuid.UUID | None
-    kind: str
+    kind: KindName
     occurred_at: datetime
     decision: Literal["confirmed", "rejected"]
     edge_score: float

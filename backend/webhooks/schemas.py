@@ -74,7 +74,7 @@ class Subscription(msgspec.Struct, kw_only=True):
     name: str
     url: str
     event_types: list[str]
-    format: str
+    format: Format
     region_id: uuid.UUID | None
     venue_ids: list[uuid.UUID] | None
     area: dict[str, Any] | None
@@ -112,7 +112,7 @@ class Attempt(msgspec.Struct, kw_only=True):
 class Delivery(msgspec.Struct, kw_only=True):
     id: int
     message_id: str  # the webhook-id header
-    event_type: str
+    event_type: EventType
     incident_id: uuid.UUID
     status: DeliveryStatus
     attempts: int

@@ -216,7 +216,7 @@ async def deliveries(
             Delivery(
                 id=r.id,
                 message_id=r.message_id,
-                event_type=r.event_type,
+                event_type=r.event_type,  # type: ignore[arg-type]  # written from payloads.EVENT_TYPES
                 incident_id=r.incident_id,
                 status=r.status,  # type: ignore[arg-type]
                 attempts=r.attempts,
