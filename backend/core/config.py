@@ -102,6 +102,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     password_min_score: Annotated[int, msgspec.Meta(ge=0, le=4)] = 3
     session_check_cache_s: Annotated[float, msgspec.Meta(ge=0, le=30)] = 2.0
     ops_token: str | None = None  # production: bearer token for /metrics and /schema (unset: they are 404)
+    # The oldest app release still supported: every answer says it (``Kuzet-Min-App-Version``), so an
+    # older app can ask its user to update before a change it cannot follow.
+    min_app_version: Annotated[str, msgspec.Meta(pattern=r"^[0-9]+(\.[0-9]+){0,3}$")] | None = None
     # owners: footage access
     footage_url_ttl_s: Annotated[int, msgspec.Meta(gt=0, le=300)] = 120  # presigned URLs: 5 minutes at most
     # retention (issue 10): what the sweeper deletes, and when

@@ -14,8 +14,8 @@ including routes added later by anyone, inherits them.
   files, not text fields.
 - No generated examples: Litestar invents values (``"status": 9408``) that teach clients nothing;
   the hand-written examples of the main operations (``EXAMPLES``) are set instead.
-- Response headers the server sends are declared: ``X-Request-Id`` on every answer, ``Retry-After``
-  on 429 and 503.
+- Response headers the server sends are declared: ``X-Request-Id`` and ``Kuzet-Min-App-Version`` on
+  every answer, ``Retry-After`` on 429 and 503, what routes declare (``ETag``, ``Idempotent-Replayed``).
 """
 
 from __future__ import annotations
@@ -29,14 +29,53 @@ CONTACT: Final = {"name": "Kuzet platform team", "email": "api@kuzet.kz"}
 TAGS: Final = {
     "auth": "Sign in, refresh and sign out (phones and the web)",
     "cameras": "What cameras send: detections with their clip, live view segments",
-    "phone": "The responder's phone: devices, duty, location, alerts, incidents and actions",
-    "panic": "The staff panic button",
+    "me": "The signed-in person's phone: devices, duty, location, alerts, receipts, the panic button",
+    "incidents": "One incident: its detail, actions, footage links and legal hold",
     "live view": "Police live view of a venue's cameras, under the owner's policy",
     "history": "Owners' incident history, timelines, audited footage and access log",
-    "incidents": "Legal hold on an incident's footage",
+    "venues": "A venue's own settings: live view policy, model training consent",
     "admin": "Administration: regions, venues, cameras, users, escalation policies, webhooks",
-    "models": "Model training consent",
-    "health": "Liveness, readiness and metrics",
+    "operations": "Liveness, readiness and metrics",
+}
+# Hand-written request examples of the phone's main operations (what an app really sends).
+EXAMPLES: Final[dict[tuple[str, str], dict[str, dict[str, Any]]]] = {
+    ("post", "/v1/auth/login"): {
+        "password": {
+            "summary": "Sign in with a password",
+            "value": {"login": "+77011234567", "password": "amber lantern river"},
+        },
+        "first_sign_in": {
+            "summary": "First sign-in: the one-time code from the admin, and a new password",
+            "value": {"login": "aidos", "one_time_code": "48213907", "new_password": "amber lantern river"},
+        },
+    },
+    ("post", "/v1/auth/refresh"): {
+        "rotate": {
+            "summary": "Rotate the refresh token",
+            "value": {"refresh_token": "kzr_Jq3vXo0yQeWm1f8Gd2TnHs5LpA7cBkZr4uVxEiYw9tN"},
+        },
+    },
+    ("post", "/v1/me/devices"): {
+        "android": {
+            "summary": "Register this phone (send the device key the last registration gave, if any)",
+            "value": {"fcm_token": "dQw4w9WgXcQ:APA91bH-example-token", "platform": "android", "app_version": "2.3.0"},
+        },
+    },
+    ("put", "/v1/me/duty"): {"on": {"summary": "Start a shift", "value": {"on_duty": True}}},
+    ("put", "/v1/me/location"): {
+        "fix": {
+            "summary": "An officer's position",
+            "value": {"lat": 43.2381, "lon": 76.9452, "accuracy_m": 12.5, "recorded_at": "2026-12-05T23:14:05Z"},
+        },
+    },
+    ("post", "/v1/incidents/{incident_id}/actions"): {
+        "acknowledge": {"summary": "A bouncer acknowledges", "value": {"action": "acknowledge"}},
+        "accept": {"summary": "An officer accepts", "value": {"action": "accept"}},
+        "resolve": {
+            "summary": "Resolve with an outcome",
+            "value": {"action": "resolve", "outcome": "handled", "note": "Separated, both left the venue"},
+        },
+    },
 }
 _SCHEME_WORDS: Final = {
     "BearerAuth": "Needs a person's access token (`Authorization: Bearer <access token>`).",
@@ -50,6 +89,15 @@ _HEADERS: Final = {
     "Retry-After": {
         "description": "Seconds to wait before trying again",
         "schema": {"type": "integer", "minimum": 0},
+    },
+    "Kuzet-Min-App-Version": {
+        "description": "The oldest app release still supported (sent when the server is configured with one): "
+        "an app older than this asks its user to update",
+        "schema": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+){0,3}$"},
+    },
+    "ETag": {
+        "description": "The answer's tag: send it back in If-None-Match to get 304 while nothing changed",
+        "schema": {"type": "string", "maxLength": 64},
     },
     "Idempotent-Replayed": {
         "description": "true: this answers a retry of a request already accepted (nothing new was created)",
@@ -144,6 +192,7 @@ def _declare_headers(operation: dict[str, Any]) -> None:
             if header.get("deprecated") is False:
                 del header["deprecated"]
         headers.setdefault("X-Request-Id", _HEADERS["X-Request-Id"])
+        headers.setdefault("Kuzet-Min-App-Version", _HEADERS["Kuzet-Min-App-Version"])
         if status in {"429", "503"}:
             headers.setdefault("Retry-After", _HEADERS["Retry-After"])
 
@@ -168,7 +217,7 @@ def finish_document(document: dict[str, Any]) -> dict[str, Any]:
     _unique_titles(document.get("components", {}).get("schemas", {}))
     problem_400 = _problem_400(document)
     used: list[str] = []
-    for item in document.get("paths", {}).values():
+    for path, item in document.get("paths", {}).items():
         for method in METHODS:
             operation = item.get(method)
             if operation is None:
@@ -181,6 +230,10 @@ def finish_document(document: dict[str, Any]) -> dict[str, Any]:
                 else:
                     del responses["400"]
             _close_forms(operation)
+            if (examples := EXAMPLES.get((method, path))) is not None:
+                body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+                if body is not None:
+                    body["examples"] = examples
             _describe(operation)
             _declare_headers(operation)
             used += [tag for tag in operation.get("tags", ()) if tag not in used]
@@ -188,7 +241,7 @@ def finish_document(document: dict[str, Any]) -> dict[str, Any]:
     _nullable_enums(document)
     declared = {tag["name"] for tag in document.get("tags", ())}
     document["tags"] = [*document.get("tags", ())] + [
-        {"name": tag, "description": TAGS.get(tag, f"Routes of {tag}")} for tag in used if tag not in declared
+        {"name": tag, "description": TAGS.get(tag, f"The {tag} routes")} for tag in used if tag not in declared
     ]
     document.setdefault("info", {}).setdefault("contact", CONTACT)
     return document

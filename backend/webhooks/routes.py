@@ -100,7 +100,7 @@ class WebhookAdminController(Controller):
         admin: NamedDependency[Principal],
         subscription_id: PathId,
         status: FromQuery[DeliveryStatus | None] = None,
-        before: FromQuery[Annotated[int | None, Parameter(gt=0)]] = None,
+        before: FromQuery[Annotated[int | None, Parameter(gt=0, le=2**63 - 1)]] = None,
         limit: FromQuery[Annotated[int, Parameter(ge=1, le=500)]] = 100,
     ) -> DeliveryPage:
         return await service.deliveries(db, subscription_id, status=status, before=before, limit=limit)

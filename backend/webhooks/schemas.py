@@ -129,10 +129,13 @@ class DeliveryPage(msgspec.Struct, kw_only=True):
     items: list[Delivery]
 
 
+DeliveryId = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]  # a bigint identity
+
+
 class ReplayRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Re-send these deliveries (any status), or, without ``delivery_ids``, every dead one."""
 
-    delivery_ids: Annotated[list[int], msgspec.Meta(min_length=1, max_length=1000)] | None = None
+    delivery_ids: Annotated[list[DeliveryId], msgspec.Meta(min_length=1, max_length=1000)] | None = None
 
 
 class ReplayResult(msgspec.Struct, kw_only=True):
