@@ -78,11 +78,13 @@ async def _refuse(
     user: users.UserRow | None,
     detail: str,
 ) -> NoReturn:
-    """Count the failure (committed with the 401) and refuse."""
-    await throttle.record_failure(
+    """Count the failure (committed with the 401) and refuse, saying how many failures are left."""
+    locked_s, left = await throttle.record_failure(
         conn, settings, login=_throttle_key(data, user), address=address, user_id=user.id if user else None
     )
-    raise Unauthorized(detail, keep_changes=True)
+    reset_s = locked_s or settings.signin_failure_window_s
+    headers = throttle.rate_limit_headers(settings, remaining=left, reset_s=reset_s)
+    raise Unauthorized(detail, keep_changes=True, headers=headers)
 
 
 def _throttle_key(data: LoginRequest, user: users.UserRow | None) -> str:
@@ -97,7 +99,7 @@ async def login(
         raise Invalid("give either a password or a one-time code", field="password")
     user = await users.find_by_login(conn, data.login)
     # Locked accounts and addresses are refused before any password is checked, the right one too.
-    await throttle.check(conn, login=_throttle_key(data, user), address=address)
+    await throttle.check(conn, settings, login=_throttle_key(data, user), address=address)
     creds = await users.get_credentials(conn, user.id) if user else None
     # Every refusal costs one argon2 verification (against a decoy when there is nothing to check),
     # so timing does not tell which logins exist or have a password yet.

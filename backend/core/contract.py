@@ -15,7 +15,8 @@ including routes added later by anyone, inherits them.
 - No generated examples: Litestar invents values (``"status": 9408``) that teach clients nothing;
   the hand-written examples of the main operations (``EXAMPLES``) are set instead.
 - Response headers the server sends are declared: ``X-Request-Id`` and ``Kuzet-Min-App-Version`` on
-  every answer, ``Retry-After`` on 429 and 503, what routes declare (``ETag``, ``Idempotent-Replayed``).
+  every answer, ``Retry-After`` on 429 and 503, ``RateLimit-Policy``/``RateLimit`` on the 401 and 429
+  of a rate-limited route, what routes declare (``ETag``, ``Idempotent-Replayed``).
 """
 
 from __future__ import annotations
@@ -94,6 +95,15 @@ _HEADERS: Final = {
         "description": "The oldest app release still supported (sent when the server is configured with one): "
         "an app older than this asks its user to update",
         "schema": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+){0,3}$"},
+    },
+    "RateLimit-Policy": {
+        "description": 'The limit that applies (draft-ietf-httpapi-ratelimit-headers): "sign-in";q=<free '
+        "failures>;w=<window s>",
+        "schema": {"type": "string", "maxLength": 200},
+    },
+    "RateLimit": {
+        "description": 'What is left of it: "sign-in";r=<failures left before a lock>;t=<seconds until it resets>',
+        "schema": {"type": "string", "maxLength": 200},
     },
     "ETag": {
         "description": "The answer's tag: send it back in If-None-Match to get 304 while nothing changed",
@@ -182,6 +192,7 @@ def _describe(operation: dict[str, Any]) -> None:
 
 
 def _declare_headers(operation: dict[str, Any]) -> None:
+    limited = "429" in operation.get("responses", {})  # a rate limit applies: its failures say what is left
     for status, answer in operation.get("responses", {}).items():
         if "$ref" in answer:
             continue
@@ -195,6 +206,9 @@ def _declare_headers(operation: dict[str, Any]) -> None:
         headers.setdefault("Kuzet-Min-App-Version", _HEADERS["Kuzet-Min-App-Version"])
         if status in {"429", "503"}:
             headers.setdefault("Retry-After", _HEADERS["Retry-After"])
+        if limited and status in {"401", "429"}:
+            headers.setdefault("RateLimit-Policy", _HEADERS["RateLimit-Policy"])
+            headers.setdefault("RateLimit", _HEADERS["RateLimit"])
 
 
 def _unique_titles(schemas: dict[str, Any]) -> None:
