@@ -358,6 +358,12 @@ async def test_events_while_a_subscription_is_disabled_are_held_and_sent_in_orde
         held = (await client.get(f"/v1/admin/webhooks/{sub['id']}/deliveries", headers=admin)).json()["items"]
         assert len(held) >= 3 and {d["status"] for d in held} == {"pending"}
         assert {d["attempts"] for d in held} == {0}
+        paged, link = [], f"/v1/admin/webhooks/{sub['id']}/deliveries?limit=1"
+        while link is not None:  # one page at a time, following each page's next link
+            page = (await client.get(link, headers=admin)).json()
+            paged += [d["id"] for d in page["items"]]
+            link = page["next"]
+        assert paged == [d["id"] for d in held]
         on = await client.patch(f"/v1/admin/webhooks/{sub['id']}", json={"enabled": True}, headers=admin)
         assert on.status_code == 200
         got = await wait_received(receiver, "/held", len(held))
@@ -738,7 +744,7 @@ async def test_kuzet_admin_manages_webhooks(
         assert await asyncio.to_thread(main, ["admin", "replay-webhook", created["id"]]) == 0
         assert printed(capsys.readouterr().out) == {"replayed": 0}
         assert await asyncio.to_thread(main, ["admin", "deliveries-webhook", created["id"]]) == 0
-        assert printed(capsys.readouterr().out) == {"items": []}
+        assert printed(capsys.readouterr().out) == {"items": [], "next_cursor": None, "next": None}
         bad = ["admin", "create-webhook", "--name", "x", "--url", "gopher://x", "--events", "incident.opened"]
         assert await asyncio.to_thread(main, bad) == 2
         assert "url" in capsys.readouterr().err

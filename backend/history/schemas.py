@@ -47,6 +47,7 @@ class HistoryPage(msgspec.Struct, kw_only=True):
 
     items: list[HistoryItem]
     next_cursor: str | None
+    next: str | None = None  # the next page's link (``backend.core.paging``); null on the last
 
 
 class TimelineEntry(msgspec.Struct, kw_only=True):
@@ -84,6 +85,7 @@ class AccessLogEntry(msgspec.Struct, kw_only=True):
 class AccessLogPage(msgspec.Struct, kw_only=True):
     items: list[AccessLogEntry]
     next_cursor: str | None
+    next: str | None = None  # the next page's link (``backend.core.paging``); null on the last
 
 
 class OutcomeCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -130,6 +132,7 @@ class Label(msgspec.Struct, kw_only=True):
 class LabelPage(msgspec.Struct, kw_only=True):
     items: list[Label]
     next_cursor: str | None
+    next: str | None = None  # the next page's link (``backend.core.paging``); null on the last
 
 
 class Delay(msgspec.Struct, kw_only=True):

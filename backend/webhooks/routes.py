@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller, Request, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromQuery, JSONBody, Parameter
 
 from backend.core.auth import Principal, require_role
 from backend.core.errors import problem_responses
+from backend.core.paging import with_next
 from backend.core.params import Db, PathId
 from backend.webhooks import service
 from backend.webhooks.schemas import (
@@ -96,6 +97,7 @@ class WebhookAdminController(Controller):
     )
     async def deliveries(  # noqa: PLR0917 - Litestar passes query parameters by name
         self,
+        request: Request[Any, Any, State],
         db: Db,
         admin: NamedDependency[Principal],
         subscription_id: PathId,
@@ -103,7 +105,8 @@ class WebhookAdminController(Controller):
         before: FromQuery[Annotated[int | None, Parameter(gt=0, le=2**63 - 1)]] = None,
         limit: FromQuery[Annotated[int, Parameter(ge=1, le=500)]] = 100,
     ) -> DeliveryPage:
-        return await service.deliveries(db, subscription_id, status=status, before=before, limit=limit)
+        page = await service.deliveries(db, subscription_id, status=status, before=before, limit=limit)
+        return with_next(request, page, parameter="before")
 
     @post(
         "/{subscription_id:uuid}/replay",

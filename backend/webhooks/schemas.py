@@ -126,7 +126,11 @@ class Delivery(msgspec.Struct, kw_only=True):
 
 
 class DeliveryPage(msgspec.Struct, kw_only=True):
+    """Newest first. ``next``: the next page's link (``before`` the last id here); null on the last."""
+
     items: list[Delivery]
+    next_cursor: str | None = None  # pass back as ``before``
+    next: str | None = None
 
 
 DeliveryId = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]  # a bigint identity

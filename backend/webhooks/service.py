@@ -229,7 +229,8 @@ async def deliveries(
                 tries=tries.get(r.id, []),
             )
             for r in rows
-        ]
+        ],
+        next_cursor=str(rows[-1].id) if rows and len(rows) == limit else None,
     )
 
 
