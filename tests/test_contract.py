@@ -553,9 +553,9 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ("GET", "/v1/incidents/{incident_id}/snapshot"): Entry(
         {"incident_id": "incident_{side}"}, {"admin": "ok/ok", **SIGNED_IN}, default="ok/404"
     ),
-    # the whole timeline names everyone notified and every delivery: the history's readers only
+    # whoever sees the incident; bouncers and officers get it filtered (checked in CONTENT)
     ("GET", "/v1/incidents/{incident_id}/timeline"): Entry(
-        {"incident_id": "incident_{side}"}, {"owner": "ok/404", "dispatcher": "ok/404", **ADMIN}, default="404/404"
+        {"incident_id": "incident_{side}"}, {"admin": "ok/ok", **SIGNED_IN}, default="ok/404"
     ),
     # the owner's own verdict on a resolved incident (409 while it is open); nobody else's
     ("POST", "/v1/incidents/{incident_id}/outcome"): Entry(
@@ -632,10 +632,25 @@ def detail_leaks(world: World, actor: str, body: dict[str, Any]) -> list[str]:
     return wrong
 
 
+HISTORY_READERS = frozenset({"owner", "dispatcher", "admin"})  # the whole delivery log, named
+
+
 def timeline_leaks(world: World, actor: str, body: dict[str, Any]) -> list[str]:
+    entries = body["entries"]
     if actor in SEE_EVERYONE:
-        return [] if any("distance_m" in r for r in recipients_of(body["entries"])) else ["no distances for them"]
-    return ["an officer's distance"] if any("distance_m" in r for r in recipients_of(body["entries"])) else []
+        return [] if any("distance_m" in r for r in recipients_of(entries)) else ["no distances for them"]
+    wrong = ["an officer's distance"] if any("distance_m" in r for r in recipients_of(entries)) else []
+    if actor in HISTORY_READERS:
+        return wrong + ([] if recipients_of(entries) else ["the owner should see who was notified"])
+    me = world.ids[f"user_{actor}_a"]
+    wrong += ["recipients named"] if recipients_of(entries) else []
+    wrong += [
+        f"{e['type']} of {e.get('actor_id') or e['data'].get('user_id')}"
+        for e in entries
+        if (e["source"] in {"notification", "footage"} and e.get("actor_id") != me)
+        or (e["type"] == "not_delivered" and e["data"].get("user_id") != me)
+    ]
+    return wrong
 
 
 CONTENT = {
