@@ -20,12 +20,13 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
-# npm, for axe-core (package.json, pinned in package-lock.json), which the console's browser tests
-# inject into every page to check accessibility. Debian's npm package brings node.
-if ! command -v npm >/dev/null; then
+# Node.js and npm for the checks `make test` runs with `npm ci` (package.json, pinned in
+# package-lock.json): axe-core, which the console's browser tests inject into every page, and
+# Spectral, which checks the OpenAPI document as integrators' tools read it. Installed only when missing.
+if ! command -v npm >/dev/null 2>&1; then
     SUDO=""
     if [ "$(id -u)" -ne 0 ]; then SUDO="sudo -n"; fi
-    echo "== installing npm (axe-core for the console's accessibility checks)"
+    echo "== installing nodejs and npm (axe-core and Spectral for the tests)"
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
 fi

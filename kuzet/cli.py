@@ -241,6 +241,8 @@ def _webhook_action(args: argparse.Namespace, settings: Settings) -> Callable[[a
         return lambda c: webhooks.rotate_secret(c, settings, None, sub_id, rotate)
     if command == "deliveries-webhook":
         return lambda c: webhooks.deliveries(c, sub_id, status=args.status, limit=args.limit)
+    if command == "delete-webhook":
+        return lambda c: webhooks.delete(c, None, sub_id)
     replay = ReplayRequest(delivery_ids=args.delivery or None)
     return lambda c: webhooks.replay(c, None, sub_id, replay)
 
@@ -433,6 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
     asub.add_parser("list-webhooks")
     for name in ("enable-webhook", "disable-webhook"):
         asub.add_parser(name).add_argument("id")
+    p = asub.add_parser("delete-webhook", help="end a subscription (audited); its deliveries stay listed")
+    p.add_argument("id")
     p = asub.add_parser("rotate-webhook", help="a new secret, printed once; the old one signs too for the overlap")
     p.add_argument("id")
     p.add_argument("--overlap-s", type=float)

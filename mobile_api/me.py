@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, delete, get, post, put
+from litestar import Controller, Response, delete, get, post, put
 from litestar.datastructures import State
 from litestar.params import JSONBody, Parameter
 
 from backend.alerts import service as alerts
 from backend.alerts.schemas import AlertList, ReceiptRequest
+from backend.core.conditional import ETAG, NOT_MODIFIED, IfNoneMatch, conditional
 from backend.core.errors import problem_responses
 from backend.core.params import BEARER, SIGNED_IN, Db, Me, PathId
 from backend.core.wire import CURSOR_PATTERN, MAX_CURSOR_DIGITS
@@ -29,9 +30,9 @@ class MeController(Controller):
 
     @post(
         "/devices",
-        summary="Register this phone's FCM token (a token moving to another user leaves the first)",
+        summary="Register this phone's FCM token; another account's phone's token moves only with its device key",
         status_code=201,
-        responses=problem_responses(401, 422),
+        responses=problem_responses(401, 409, 422),
     )
     async def register_device(self, db: Db, me: Me, data: JSONBody[DeviceRegister]) -> Device:
         return await devices.register(db, me, data)
@@ -64,15 +65,19 @@ class MeController(Controller):
     @get(
         "/alerts",
         summary="Active incidents for me, with a cursor of the last change (pass it back as since)",
-        responses=problem_responses(401, 422),
+        responses=problem_responses(401, 422) | NOT_MODIFIED,
+        response_headers=[ETAG],
     )
     async def my_alerts(
         self,
         db: Db,
         me: Me,
         since: Annotated[str | None, Parameter(max_length=MAX_CURSOR_DIGITS, pattern=CURSOR_PATTERN)] = None,
-    ) -> AlertList:
-        return await alerts.my_alerts(db, me, since)
+        if_none_match: IfNoneMatch = None,
+    ) -> Response[AlertList]:
+        mine = await alerts.my_alerts(db, me, since)
+        # the items: an earlier cursor with the same items still syncs right (it returns a superset)
+        return conditional(mine, if_none_match, tagged=mine.items)
 
     @post(
         "/alerts/{alert_id:uuid}/receipt",

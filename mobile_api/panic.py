@@ -10,6 +10,7 @@ from litestar.datastructures import State
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 
 from backend.core.errors import problem_responses
+from backend.core.openapi import REPLAYED
 from backend.core.params import BEARER, SIGNED_IN, Db, Me, PathId
 from backend.core.wire import MAX_JSON_BYTES, TEXT_PATTERN
 from backend.panic import service
@@ -66,6 +67,7 @@ class _PanicOperation(Operation):
     request_max_body_size=None,
     opt={"streamed_body": True},
     operation_class=_PanicOperation,
+    response_headers=[REPLAYED],
     responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422),
 )
 async def raise_panic(request: Request[Any, Any, State], db: Db, me: Me) -> Response[PanicState]:

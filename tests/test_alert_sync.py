@@ -73,3 +73,29 @@ async def test_a_long_transaction_in_another_database_does_not_hold_phones_or_th
             assert (await console.board(conn, me, board.cursor)).items == []
     finally:
         await other.close()
+
+
+async def test_the_alert_list_answers_304_while_nothing_changed(
+    make: Factory, client: AsyncTestClient[Litestar], conn: asyncpg.Connection
+) -> None:
+    """ETag / If-None-Match: a phone polling on a weak network gets a bodiless 304 while its list is
+    the same, the whole list (with a new tag) once something changed."""
+    bouncer = await make.user("bouncer")
+    incident = await make.incident(bouncer.venue_id)
+    await conn.execute(
+        "INSERT INTO alerts (incident_id, user_id, audience, step) VALUES ($1, $2, 'bouncer', 0)", incident, bouncer.id
+    )
+    auth = make.auth(bouncer)
+    first = await client.get("/v1/me/alerts", headers=auth)
+    assert first.status_code == 200
+    tag = first.headers["etag"]
+    assert tag.startswith('"') and tag.endswith('"')
+    same = await client.get("/v1/me/alerts", headers=auth | {"If-None-Match": tag})
+    assert same.status_code == 304 and same.content == b"" and same.headers["etag"] == tag
+    listed = await client.get("/v1/me/alerts", headers=auth | {"If-None-Match": f'"other", W/{tag}'})
+    assert listed.status_code == 304  # one of the tags held, weak or not
+    acknowledged = await client.post(f"/v1/incidents/{incident}/actions", json={"action": "acknowledge"}, headers=auth)
+    assert acknowledged.status_code == 200, acknowledged.text
+    changed = await client.get("/v1/me/alerts", headers=auth | {"If-None-Match": tag})
+    assert changed.status_code == 200 and changed.headers["etag"] != tag
+    assert changed.json()["items"][0]["status"] == "acknowledged"

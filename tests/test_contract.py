@@ -119,6 +119,7 @@ async def build_world(make: Factory, conn: asyncpg.Connection, storage: Any) -> 
                         role,
                     )
                 )
+        await notify_everyone_alerted(conn, incident, people)
         tokens[f"camera_{side}"] = camera.api_key
         ids[f"panic_{side}"] = str(await raise_panic(make, conn, storage, people["bouncer"]))
         ids[f"grant_{side}"] = str(await live_grant(make, conn, incident, venue.id, people))
@@ -145,7 +146,42 @@ async def build_world(make: Factory, conn: asyncpg.Connection, storage: Any) -> 
                 ).id
             ),
         }
+        # another one to delete (the matrix calls DELETE before the routes that read the first one)
+        ending = SubscriptionCreate(name=f"Old city {side}", url=WEBHOOK_URL, event_types=["incident.opened"])
+        ids[f"subscription_ending_{side}"] = str((await webhooks.create(conn, make.settings, None, ending)).id)
     return World(tokens=tokens, ids=ids)
+
+
+async def notify_everyone_alerted(conn: asyncpg.Connection, incident: uuid.UUID, people: dict[str, Any]) -> None:
+    """What a dispatch leaves for the content checks: a ``notified`` event naming every recipient with
+    the officer's distance, one delivery per alerted phone, and one person nobody could reach."""
+    alerts = await conn.fetch(
+        "SELECT a.id, a.user_id, a.audience, d.id AS device_id FROM alerts a JOIN devices d ON d.user_id = a.user_id"
+        " WHERE a.incident_id = $1",
+        incident,
+    )
+    recipients = [
+        {"user_id": str(a["user_id"]), "audience": a["audience"]}
+        | ({"distance_m": 120} if a["audience"] == "officer" else {})
+        for a in alerts
+    ]
+    event = (
+        "INSERT INTO incident_events (incident_id, incident_opened_at, type, data)"
+        " SELECT id, opened_at, $2, $3 FROM incidents WHERE id = $1"
+    )
+    await conn.execute(event, incident, "notified", {"recipients": recipients})
+    for a in alerts:
+        await conn.execute(
+            "INSERT INTO deliveries (alert_id, incident_id, user_id, device_id, purpose, incident_version, title, body,"
+            " urgency, incident_opened_at) SELECT $1, id, $2, $3, 'alert', version, 't', 'b', 'critical', opened_at"
+            " FROM incidents WHERE id = $4",
+            a["id"],
+            a["user_id"],
+            a["device_id"],
+            incident,
+        )
+    unreachable = {"user_id": str(people["dispatcher"].id), "audience": "dispatcher", "reason": "UNREGISTERED"}
+    await conn.execute(event, incident, "not_delivered", unreachable)
 
 
 async def raise_panic(make: Factory, conn: asyncpg.Connection, storage: Any, bouncer: Any) -> uuid.UUID:
@@ -558,6 +594,7 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ("GET", "/v1/incidents/{incident_id}/snapshot"): Entry(
         {"incident_id": "incident_{side}"}, {"admin": "ok/ok", **SIGNED_IN}, default="ok/404"
     ),
+    # whoever sees the incident; bouncers and officers get it filtered (checked in CONTENT)
     ("GET", "/v1/incidents/{incident_id}/timeline"): Entry(
         {"incident_id": "incident_{side}"}, {"admin": "ok/ok", **SIGNED_IN}, default="ok/404"
     ),
@@ -598,6 +635,9 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ("PATCH", "/v1/admin/webhooks/{subscription_id}"): Entry(
         {"subscription_id": "subscription_{side}"}, ADMIN, default="403/403", body={"name": "City renamed"}
     ),
+    ("DELETE", "/v1/admin/webhooks/{subscription_id}"): Entry(
+        {"subscription_id": "subscription_ending_{side}"}, ADMIN, default="403/403"
+    ),
     ("POST", "/v1/admin/webhooks/{subscription_id}/rotate-secret"): Entry(
         {"subscription_id": "subscription_{side}"}, ADMIN, default="403/403"
     ),
@@ -607,6 +647,56 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ("POST", "/v1/admin/webhooks/{subscription_id}/replay"): Entry(
         {"subscription_id": "subscription_{side}"}, ADMIN, default="403/403"
     ),
+}
+
+
+# What an answer that got through may contain, per route: (path, actor, body) -> what is wrong.
+SEE_EVERYONE = frozenset({"dispatcher", "admin"})  # the delivery log and officers' distances
+
+
+def recipients_of(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for e in events for r in e.get("data", {}).get("recipients", []) if isinstance(r, dict)]
+
+
+def detail_leaks(world: World, actor: str, body: dict[str, Any]) -> list[str]:
+    if actor in SEE_EVERYONE:
+        return []
+    me = world.ids[f"user_{actor}_a"]
+    wrong = [f"another's delivery {d['user_id']}" for d in body["deliveries"] if d["user_id"] != me]
+    wrong += ["recipients named"] if recipients_of(body["timeline"]) else []
+    wrong += [f"not reached: {n['user_id']}" for n in body["not_delivered"] if n["user_id"] != me]
+    wrong += [
+        f"not_delivered event about {e['data'].get('user_id')}"
+        for e in body["timeline"]
+        if e["type"] == "not_delivered" and e["data"].get("user_id") != me
+    ]
+    return wrong
+
+
+HISTORY_READERS = frozenset({"owner", "dispatcher", "admin"})  # the whole delivery log, named
+
+
+def timeline_leaks(world: World, actor: str, body: dict[str, Any]) -> list[str]:
+    entries = body["entries"]
+    if actor in SEE_EVERYONE:
+        return [] if any("distance_m" in r for r in recipients_of(entries)) else ["no distances for them"]
+    wrong = ["an officer's distance"] if any("distance_m" in r for r in recipients_of(entries)) else []
+    if actor in HISTORY_READERS:
+        return wrong + ([] if recipients_of(entries) else ["the owner should see who was notified"])
+    me = world.ids[f"user_{actor}_a"]
+    wrong += ["recipients named"] if recipients_of(entries) else []
+    wrong += [
+        f"{e['type']} of {e.get('actor_id') or e['data'].get('user_id')}"
+        for e in entries
+        if (e["source"] in {"notification", "footage"} and e.get("actor_id") != me)
+        or (e["type"] == "not_delivered" and e["data"].get("user_id") != me)
+    ]
+    return wrong
+
+
+CONTENT = {
+    ("GET", "/v1/incidents/{incident_id}"): detail_leaks,
+    ("GET", "/v1/incidents/{incident_id}/timeline"): timeline_leaks,
 }
 
 
@@ -672,6 +762,9 @@ async def test_tenancy_matrix_covers_every_route_role_and_tenant(
                             f"{method} {path} as {actor} on {'own' if side == 'a' else 'other'} tenant: "
                             f"{response.status_code}, expected {expectation}: {response.text[:200]}"
                         )
+                    check = CONTENT.get((method, path))
+                    if check is not None and response.status_code == 200:
+                        wrong += [f"{method} {path} as {actor}: {w}" for w in check(world, actor, response.json())]
                     leaked = side == "b" and entry.tenanted and actor != "admin" and entry.expect is not PUBLIC
                     if leaked and response.status_code < 300:
                         wrong.append(f"{method} {path}: {actor} of tenant A reached tenant B ({response.status_code})")

@@ -22,22 +22,46 @@ def device_body(token: str = "fcm-token-0001", **extra: Any) -> dict[str, Any]:
     return {"fcm_token": token, "platform": "android", "app_version": "1.4.2"} | extra
 
 
-async def test_register_device_upserts_and_a_token_moves_between_users(
+async def test_register_device_upserts_and_a_token_moves_between_users_only_with_proof(
     make: Factory, client: Client, conn: asyncpg.Connection
 ) -> None:
-    first, second = await make.user("officer"), await make.user("officer")
+    first, second, thief = await make.user("officer"), await make.user("officer"), await make.user("bouncer")
     created = await client.post("/v1/me/devices", json=device_body(), headers=make.auth(first))
     assert created.status_code == 201, created.text
     body = created.json()
-    assert set(body) == {"id", "platform", "app_version", "is_active", "created_at", "updated_at"}  # token not echoed
+    assert set(body) == {"id", "platform", "app_version", "is_active", "created_at", "updated_at", "device_key"}
+    assert "fcm-token-0001" not in created.text  # the token is never echoed
     again = await client.post("/v1/me/devices", json=device_body(app_version="1.5.0"), headers=make.auth(first))
     assert again.json()["id"] == body["id"]
     assert again.json()["app_version"] == "1.5.0"
+    key = again.json()["device_key"]
+    assert key != body["device_key"]  # a new key each registration: the app keeps the latest
 
-    moved = await client.post("/v1/me/devices", json=device_body(platform="ios"), headers=make.auth(second))
+    # Someone who learnt the token cannot take that phone's alerts over: without the key, or with
+    # the superseded one, it is a 409 naming the field, and the phone stays its owner's.
+    for proof in ({}, {"device_key": body["device_key"]}, {"device_key": "kzd_" + "A" * 43}):
+        stolen = await client.post("/v1/me/devices", json=device_body(**proof), headers=make.auth(thief))
+        assert stolen.status_code == 409, stolen.text
+        assert stolen.json()["field"] == "fcm_token"
+    assert await conn.fetchval("SELECT user_id FROM devices") == first.id
+
+    # The same phone, another person signing in on it: the app instance holds the key.
+    moved = await client.post(
+        "/v1/me/devices", json=device_body(platform="ios", device_key=key), headers=make.auth(second)
+    )
+    assert moved.status_code == 201, moved.text
     assert moved.json()["id"] == body["id"]
     owners = await conn.fetch("SELECT user_id, platform FROM devices")
     assert [(r["user_id"], r["platform"]) for r in owners] == [(second.id, "ios")]
+    [audited] = await conn.fetch("SELECT actor_id, detail FROM audit_log WHERE action = 'device.moved'")
+    assert audited["actor_id"] == second.id
+    assert audited["detail"] == {"from_user_id": str(first.id), "proof": "device_key"}
+
+    # Once its user removed the registration (signed out of the phone), the token is free to take.
+    assert (await client.delete(f"/v1/me/devices/{body['id']}", headers=make.auth(second))).status_code == 204
+    taken = await client.post("/v1/me/devices", json=device_body(), headers=make.auth(first))
+    assert taken.status_code == 201
+    assert await conn.fetchval("SELECT user_id FROM devices WHERE is_active") == first.id
 
 
 async def test_delete_device_only_your_own(make: Factory, client: Client, conn: asyncpg.Connection) -> None:

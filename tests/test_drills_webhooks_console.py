@@ -61,7 +61,7 @@ async def test_urls_that_cannot_be_delivered_to_are_422_naming_url_on_create_and
         "https://xn--bcher-kva.example/hook",
         "https://city.example./hook",
         "https://_hooks.city.example/hook",
-        "https://[2001:db8::1]:8443/hook",
+        "https://[2606:4700:4700::1111]:8443/hook",  # a public one (2001:db8:: is documentation: refused)
         "https://city.example:65535/hook",
     ):
         response = await client.patch(f"/v1/admin/webhooks/{subscription}", json={"url": url}, headers=admin)

@@ -106,3 +106,24 @@ def test_strong_production_secrets_are_accepted() -> None:
         load_settings(
             {"KUZET_ENVIRONMENT": "production", "KUZET_JWT_SECRET": secrets.token_hex(32), "KUZET_OPS_TOKEN": "x"}
         )
+
+
+async def test_every_answer_names_the_oldest_app_release_still_supported(
+    make: Factory, client: Client, settings_env: dict[str, str]
+) -> None:
+    """Unset (the default): no header. Set: on every answer, errors and unmatched routes included, so an
+    older app can ask its user to update; a value that is not a version stops start-up."""
+    assert "kuzet-min-app-version" not in (await client.get("/healthz")).headers
+    from kuzet.asgi import create_app
+
+    async with AsyncTestClient(app=create_app(load_settings(settings_env | {"KUZET_MIN_APP_VERSION": "2.1.0"}))) as app:
+        bouncer = await make.user("bouncer")
+        for answer in (
+            await app.get("/healthz"),
+            await app.get("/v1/me/alerts", headers=make.auth(bouncer)),
+            await app.get("/v1/me/alerts"),  # 401
+            await app.get("/nowhere"),  # 404
+        ):
+            assert answer.headers["kuzet-min-app-version"] == "2.1.0", answer.request.url
+    with pytest.raises(ConfigError, match="MIN_APP_VERSION"):
+        load_settings(settings_env | {"KUZET_MIN_APP_VERSION": "latest"})

@@ -108,17 +108,18 @@ async def venues(make: Factory) -> Venues:
 
 
 async def _all_pages(client: Client, url: str, headers: dict[str, str], **params: Any) -> list[dict[str, Any]]:
+    """Every item, following each page's ``next`` link (it keeps the filters and the limit)."""
     items: list[dict[str, Any]] = []
-    cursor = None
+    response = await client.get(url, params=params, headers=headers)
     while True:
-        query = params | ({"cursor": cursor} if cursor else {})
-        response = await client.get(url, params=query, headers=headers)
         assert response.status_code == 200, response.text
         page = response.json()
         items += page["items"]
-        cursor = page["next_cursor"]
-        if cursor is None:
+        if page["next_cursor"] is None:
+            assert page["next"] is None
             return items
+        assert page["next"].startswith(url + "?") and f"cursor={page['next_cursor']}" in page["next"]
+        response = await client.get(page["next"], headers=headers)
 
 
 async def test_history_filters_newest_first(

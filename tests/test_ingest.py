@@ -141,7 +141,7 @@ async def nothing_stored(conn: asyncpg.Connection, storage: Storage) -> None:
     ("files_fn", "status", "field"),
     [
         (lambda: form(None), 422, "meta"),
-        (lambda: form("{not json"), 400, "meta"),
+        (lambda: form("{not json"), 422, "meta"),
         (lambda: form(meta(score=1.5)), 422, "meta.score"),
         (lambda: form(meta(kind="dance")), 422, "meta.kind"),
         (lambda: form(meta(occurred_at="yesterday")), 422, "meta.occurred_at"),

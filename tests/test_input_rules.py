@@ -123,6 +123,7 @@ async def test_json_bodies_paths_and_queries(make: Factory, client: Client, conn
         ("GET", "/v1/me/alerts?since=%C2%B2", officer, None, 422, "since"),
         ("GET", "/v1/me/alerts?since=-1", officer, None, 422, "since"),
         ("GET", "/v1/me/alerts?since=" + "9" * 21, officer, None, 422, "since"),
+        ("GET", "/v1/me/alerts?since=" + "1" * 20, officer, None, 422, "since"),  # as the schema: 19 digits
         ("GET", "/i/%00", None, None, 422, "token"),
         ("GET", "/i/" + "a" * 65, None, None, 422, "token"),
     ]

@@ -57,12 +57,18 @@ async def test_failed_sign_ins_lock_the_account_with_growing_delays(
     make: Factory, client: Client, conn: asyncpg.Connection
 ) -> None:
     user = await make.user("officer", phone="+77019990000")
-    for _ in range(3):  # the free allowance
-        assert (await attempt(client, user.username, "wrong password!")).status_code == 401
-    assert (await attempt(client, user.username, "wrong password!")).status_code == 401  # 4th: locks 60 s
+    for left in (2, 1, 0):  # the free allowance, each failure saying what is left (RateLimit headers)
+        failed = await attempt(client, user.username, "wrong password!")
+        assert failed.status_code == 401
+        assert failed.headers["ratelimit-policy"] == '"sign-in";q=3;w=3600'
+        assert failed.headers["ratelimit"] == f'"sign-in";r={left};t=3600'
+    fourth = await attempt(client, user.username, "wrong password!")  # 4th: locks 60 s
+    assert fourth.status_code == 401 and fourth.headers["ratelimit"] == '"sign-in";r=0;t=60'
     locked = await attempt(client, user.username, PASSWORD)  # the right password is refused too
     first = retry_after(locked)
     assert locked.json()["field"] == "login"
+    assert locked.headers["ratelimit"] == f'"sign-in";r=0;t={first}'
+    assert locked.headers["ratelimit-policy"] == '"sign-in";q=3;w=3600'
     # the phone number names the same account: no second allowance
     retry_after(await attempt(client, "+77019990000", PASSWORD))
     assert await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'auth.lockout'") == 1
@@ -205,7 +211,9 @@ async def test_deactivation_cuts_an_active_session_within_the_documented_delay(
     assert missing.status_code == 404
 
 
-async def test_sign_out_and_refresh_reuse_end_access_tokens(make: Factory, client: Client) -> None:
+async def test_sign_out_and_refresh_reuse_end_access_tokens(
+    make: Factory, client: Client, conn: asyncpg.Connection
+) -> None:
     officer = await make.user("officer")
     phone, tablet = await sign_in(client, officer.username), await sign_in(client, officer.username)
     assert (await client.post("/v1/auth/logout", json={"refresh_token": phone["refresh_token"]})).status_code == 204
@@ -215,6 +223,7 @@ async def test_sign_out_and_refresh_reuse_end_access_tokens(make: Factory, clien
 
     rotated = await client.post("/v1/auth/refresh", json={"refresh_token": tablet["refresh_token"]})
     assert rotated.status_code == 200
+    await conn.execute("UPDATE refresh_tokens SET used_at = used_at - interval '1 minute'")  # past the grace
     reused = await client.post("/v1/auth/refresh", json={"refresh_token": tablet["refresh_token"]})
     assert reused.status_code == 401
     await asyncio.sleep(CACHE_S + 0.1)

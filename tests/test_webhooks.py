@@ -301,6 +301,17 @@ async def test_failing_receivers_are_retried_then_dead_then_replayed(
     assert got[4].answered == 202
     assert got[4].headers["webhook-id"] == got[0].headers["webhook-id"]
     assert busy["id"]
+    # The replay is a new round: its attempt is recorded after the first four, none is lost.
+    page = await client.get(f"/v1/admin/webhooks/{broken['id']}/deliveries", headers=admin)
+    [item] = page.json()["items"]
+    assert item["status"] == "delivered" and item["attempts"] == 5
+    assert [(t["attempt"], t["status_code"]) for t in item["tries"]] == [
+        (1, 500),
+        (2, 500),
+        (3, 500),
+        (4, 500),
+        (5, 202),
+    ]
 
 
 async def test_410_disables_the_subscription(
@@ -309,15 +320,104 @@ async def test_410_disables_the_subscription(
     gone = await world.subscribe(client, receiver.url("/gone"))
     receiver.behaviours["/gone"] = Behaviour(status=410)
     incident = await open_incident(conn, settings, world.venue.id, world.camera.camera.id)
+    admin = world.make.auth(world.admin)
     async with webhook_worker(settings):
         await wait_received(receiver, "/gone", 1)
         await wait_until(conn, "SELECT NOT enabled FROM webhook_subscriptions WHERE id = $1", uuid.UUID(gone["id"]))
-        await act(conn, settings, incident, world.bouncer, "acknowledge")  # not queued for a disabled subscription
-        shown = await client.get(f"/v1/admin/webhooks/{gone['id']}", headers=world.make.auth(world.admin))
+        await act(conn, settings, incident, world.bouncer, "acknowledge")  # held, not sent, while disabled
+        shown = await client.get(f"/v1/admin/webhooks/{gone['id']}", headers=admin)
+        await asyncio.sleep(1.0)
     assert shown.json()["enabled"] is False and "410" in shown.json()["disabled_reason"]
     assert len(receiver.on("/gone")) == 1
-    statuses = await conn.fetch("SELECT status, last_status FROM webhook_deliveries ORDER BY id")
-    assert [(r["status"], r["last_status"]) for r in statuses] == [("dead", 410)]
+    statuses = await conn.fetch("SELECT event_type, status, last_status FROM webhook_deliveries ORDER BY id")
+    assert [(r["event_type"], r["status"], r["last_status"]) for r in statuses] == [
+        ("incident.opened", "dead", 410),
+        ("incident.acknowledged", "pending", None),
+    ]
+    # The city fixed its receiver: enabling sends what was held; the 410'd one waits for a replay.
+    receiver.behaviours["/gone"] = Behaviour(status=200)
+    enabled = await client.patch(f"/v1/admin/webhooks/{gone['id']}", json={"enabled": True}, headers=admin)
+    assert enabled.status_code == 200 and enabled.json()["disabled_reason"] is None
+    async with webhook_worker(settings):
+        got = await wait_received(receiver, "/gone", 2)
+    assert json.loads(got[1].body)["type"] == "incident.acknowledged"
+
+
+async def test_events_while_a_subscription_is_disabled_are_held_and_sent_in_order_when_enabled(
+    world: World, client: Client, conn: asyncpg.Connection, settings: Settings, receiver: WebhookReceiver
+) -> None:
+    admin = world.make.auth(world.admin)
+    sub = await world.subscribe(client, receiver.url("/held"))
+    off = await client.patch(f"/v1/admin/webhooks/{sub['id']}", json={"enabled": False}, headers=admin)
+    assert off.json()["enabled"] is False
+    incident = await open_incident(conn, settings, world.venue.id, world.camera.camera.id)
+    await act(conn, settings, incident, world.bouncer, "acknowledge")
+    await act(conn, settings, incident, world.officer, "accept")
+    async with webhook_worker(settings):
+        await asyncio.sleep(1.5)  # a worker running meanwhile sends nothing
+        assert receiver.on("/held") == []
+        held = (await client.get(f"/v1/admin/webhooks/{sub['id']}/deliveries", headers=admin)).json()["items"]
+        assert len(held) >= 3 and {d["status"] for d in held} == {"pending"}
+        assert {d["attempts"] for d in held} == {0}
+        paged, link = [], f"/v1/admin/webhooks/{sub['id']}/deliveries?limit=1"
+        while link is not None:  # one page at a time, following each page's next link
+            page = (await client.get(link, headers=admin)).json()
+            paged += [d["id"] for d in page["items"]]
+            link = page["next"]
+        assert paged == [d["id"] for d in held]
+        on = await client.patch(f"/v1/admin/webhooks/{sub['id']}", json={"enabled": True}, headers=admin)
+        assert on.status_code == 200
+        got = await wait_received(receiver, "/held", len(held))
+    oldest_first = list(reversed(held))
+    assert [r.headers["webhook-id"] for r in got] == [d["message_id"] for d in oldest_first]
+    types = [json.loads(r.body)["type"] for r in got]
+    assert types == [d["event_type"] for d in oldest_first]
+    assert types[0] == "incident.opened" and "incident.responding" in types
+
+
+async def test_a_deleted_subscription_gets_nothing_more_and_keeps_its_history(
+    world: World, client: Client, conn: asyncpg.Connection, settings: Settings, receiver: WebhookReceiver
+) -> None:
+    admin = world.make.auth(world.admin)
+    sub = await world.subscribe(client, receiver.url("/deleted"), event_types=["incident.opened"])
+    await open_incident(conn, settings, world.venue.id, world.camera.camera.id)
+    async with webhook_worker(settings):
+        await wait_received(receiver, "/deleted", 1)
+        await wait_until(conn, "SELECT bool_and(status = 'delivered') FROM webhook_deliveries")
+    url = f"/v1/admin/webhooks/{sub['id']}"
+    owner = await world.make.user("owner")
+    assert (await client.delete(url, headers=world.make.auth(owner))).status_code == 403
+    assert (await client.delete(url, headers=admin)).status_code == 204
+    for method, body in (("GET", None), ("PATCH", {"enabled": True}), ("DELETE", None)):
+        gone = await client.request(method, url, json=body, headers=admin)
+        assert gone.status_code == 404 and gone.json()["field"] == "subscription_id", (method, gone.text)
+    assert (await client.get("/v1/admin/webhooks", headers=admin)).json() == []
+    history = await client.get(f"{url}/deliveries", headers=admin)
+    assert history.status_code == 200
+    [kept] = history.json()["items"]
+    assert kept["status"] == "delivered" and [t["status_code"] for t in kept["tries"]] == [204]
+    [audited] = await conn.fetch(
+        "SELECT actor_id, subject_id FROM audit_log WHERE action = 'webhook.subscription.delete'"
+    )
+    assert (audited["actor_id"], audited["subject_id"]) == (world.admin.id, sub["id"])
+    other_camera = await world.make.camera(world.venue.id)
+    await open_incident(conn, settings, world.venue.id, other_camera.camera.id, kind="weapon")
+    assert await conn.fetchval("SELECT count(*) FROM webhook_deliveries") == 1  # nothing more written
+
+
+def test_the_default_retry_schedule_reaches_a_receiver_back_from_a_short_outage_within_a_minute() -> None:
+    delays = Settings().webhook_retry_delays
+    latest = [0.0]  # each try's latest time, with the most jitter (+10 %)
+    for delay in delays:
+        latest.append(latest[-1] + delay * 1.1)
+    earliest = [0.0]
+    for delay in delays:
+        earliest.append(earliest[-1] + delay * 0.9)
+    for outage_s in (10.0, 30.0, 45.0):
+        # the first try that can no longer fall inside the outage comes within a minute of its start
+        first_after = next(n for n, at in enumerate(earliest) if at >= outage_s)
+        assert latest[first_after] <= 60.0, (outage_s, latest[first_after])
+    assert earliest[-1] >= 24 * 3600  # and a receiver down for a day still gets the event
 
 
 async def test_a_slow_receiver_does_not_delay_another(
@@ -424,6 +524,13 @@ async def test_unsafe_targets_are_refused(
         "http://[::ffff:127.0.0.1]/x",
         "http://100.64.0.1/x",
         "http://0.0.0.0/x",
+        "http://2852039166/latest/meta-data/",  # 169.254.169.254 in decimal
+        "http://0xa9fea9fe/x",
+        "http://[64:ff9b::a9fe:a9fe]/x",  # NAT64
+        "http://[2002:a9fe:a9fe::1]/x",  # 6to4
+        "http://[fd00::1]/x",
+        "http://[fe80::1]/x",
+        "http://224.0.0.1/x",
     ):
         with pytest.raises(safety.UnsafeTarget, match="private or reserved"):
             await safety.pin(url, strict)
@@ -432,6 +539,67 @@ async def test_unsafe_targets_are_refused(
     assert target.url.host in {"127.0.0.1", "::1"} and target.host_header == f"localhost:{receiver.port}"
     public = await safety.pin("https://93.184.215.14/hook", strict)
     assert public.sni_hostname is None
+
+
+async def test_unsafe_targets_are_refused_when_a_subscription_is_made(
+    world: World, client: Client, conn: asyncpg.Connection, settings_env: dict[str, str]
+) -> None:
+    """422 on ``url`` at creation (and on a URL change), not a subscription that fails at every send."""
+    from backend.core.errors import Invalid
+    from backend.webhooks import service as webhooks
+    from backend.webhooks.schemas import SubscriptionCreate
+
+    admin = world.make.auth(world.admin)
+    for url in ("http://10.1.2.3/x", "http://2852039166/x", "http://[::ffff:169.254.169.254]/x", "http://100.64.0.1/x"):
+        refused = await client.post(
+            "/v1/admin/webhooks", json={"name": "x", "url": url, "event_types": ALL_TYPES}, headers=admin
+        )
+        assert refused.status_code == 422 and refused.json()["field"] == "url", (url, refused.text)
+    ok = await client.post(
+        "/v1/admin/webhooks",
+        json={"name": "x", "url": "https://city.example/x", "event_types": ALL_TYPES},
+        headers=admin,
+    )
+    assert ok.status_code == 201
+    changed = await client.patch(
+        f"/v1/admin/webhooks/{ok.json()['id']}", json={"url": "http://[fe80::1]/x"}, headers=admin
+    )
+    assert changed.status_code == 422 and changed.json()["field"] == "url"
+
+    production = load_settings(
+        settings_env
+        | {
+            "KUZET_ENVIRONMENT": "production",
+            "KUZET_JWT_SECRET": secrets.token_hex(32),
+            "KUZET_WEBHOOK_ALLOW_NETWORKS": "",
+        }
+    )
+    for url in (
+        "https://localhost/x",  # a name resolving to loopback
+        "https://127.0.0.1/x",
+        "https://[::1]/x",
+        "https://[::ffff:169.254.169.254]/x",
+        "https://2852039166/x",
+        "https://0251.0376.0251.0376/x",  # octal
+        "https://169.254.43518/x",  # short form
+        "https://10.0.0.1/x",
+        "https://172.16.0.1/x",
+        "https://192.168.1.1/x",
+        "https://100.64.0.1/x",  # CGNAT
+        "https://224.0.0.1/x",
+        "https://240.0.0.1/x",  # reserved
+        "https://[fd00::1]/x",
+        "https://[fe80::1]/x",
+        "https://[ff02::1]/x",
+        "https://[64:ff9b::a9fe:a9fe]/x",
+        "https://93.184.215.14/x",  # public, but production names its receivers by DNS name
+    ):
+        with pytest.raises(Invalid) as refused_in_production:
+            await webhooks.create(
+                conn, production, None, SubscriptionCreate(name="x", url=url, event_types=["incident.opened"])
+            )
+        assert refused_in_production.value.field == "url", url
+    assert await conn.fetchval("SELECT count(*) FROM webhook_subscriptions") == 1
 
 
 async def test_delivery_to_a_refused_name_never_connects_and_redirects_are_not_followed(
@@ -509,7 +677,8 @@ async def test_area_filters_choose_the_subscriptions(
     assert subs["inside"]["area"]["type"] == "Polygon"
     await open_incident(conn, settings, world.venue.id, world.camera.camera.id)
     got = {r["subscription_id"] for r in await conn.fetch("SELECT subscription_id FROM webhook_deliveries")}
-    assert got == {uuid.UUID(subs[k]["id"]) for k in ("region", "venue", "inside")}
+    # the disabled one's is written too, held until it is enabled
+    assert got == {uuid.UUID(subs[k]["id"]) for k in ("region", "venue", "inside", "disabled")}
 
     bowtie = {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}
     for area, field in ((bowtie, "area"), ({"type": "Polygon", "coordinates": [[[0, 0], [1, 1]]]}, "area")):
@@ -576,7 +745,7 @@ async def test_kuzet_admin_manages_webhooks(
         assert await asyncio.to_thread(main, ["admin", "replay-webhook", created["id"]]) == 0
         assert printed(capsys.readouterr().out) == {"replayed": 0}
         assert await asyncio.to_thread(main, ["admin", "deliveries-webhook", created["id"]]) == 0
-        assert printed(capsys.readouterr().out) == {"items": []}
+        assert printed(capsys.readouterr().out) == {"items": [], "next_cursor": None, "next": None}
         bad = ["admin", "create-webhook", "--name", "x", "--url", "gopher://x", "--events", "incident.opened"]
         assert await asyncio.to_thread(main, bad) == 2
         assert "url" in capsys.readouterr().err

@@ -9,6 +9,8 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from backend.core.auth import Role
+
 
 class ListedIncident(msgspec.Struct, frozen=True):
     id: uuid.UUID
@@ -42,7 +44,7 @@ class EventRow(msgspec.Struct, frozen=True):
 class ResponderRow(msgspec.Struct, frozen=True):
     user_id: uuid.UUID
     display_name: str
-    role: str
+    role: Role
     type: str
     at: datetime
 

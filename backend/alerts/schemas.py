@@ -8,8 +8,11 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from backend.core.auth import Role
 from backend.core.wire import text
 from backend.dispatch.schemas import DeliveryState, NotDelivered
+from backend.incidents.kinds import KindName
+from backend.incidents.schemas import IncidentStatusName
 from backend.sms.schemas import SmsState
 
 Action = Literal["acknowledge", "accept", "arrive", "request_police", "resolve"]
@@ -32,7 +35,7 @@ class ActionRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class ActionResult(msgspec.Struct, kw_only=True):
     incident_id: uuid.UUID
-    status: str
+    status: IncidentStatusName
     version: int
     police_requested: bool
     changed: bool
@@ -55,8 +58,8 @@ class VenueBrief(msgspec.Struct, kw_only=True):
 class AlertItem(msgspec.Struct, kw_only=True):
     incident_id: uuid.UUID
     alert_id: uuid.UUID | None
-    kind: str
-    status: str
+    kind: KindName
+    status: IncidentStatusName
     version: int
     police_requested: bool
     opened_at: datetime
@@ -96,7 +99,7 @@ class Position(msgspec.Struct, kw_only=True):
 class Responder(msgspec.Struct, kw_only=True):
     user_id: uuid.UUID
     display_name: str
-    role: str
+    role: Role
     state: ResponderState
     at: datetime
     position: Position | None = None  # dispatchers (and admins) only
@@ -104,8 +107,8 @@ class Responder(msgspec.Struct, kw_only=True):
 
 class IncidentDetail(msgspec.Struct, kw_only=True):
     id: uuid.UUID
-    kind: str
-    status: str
+    kind: KindName
+    status: IncidentStatusName
     version: int
     opened_at: datetime
     acknowledged_at: datetime | None

@@ -72,8 +72,8 @@ async def my_alerts(
         AlertItem(
             incident_id=r.id,
             alert_id=r.alert_id,
-            kind=r.kind,
-            status=r.status,
+            kind=r.kind,  # type: ignore[arg-type]  # a closed set, checked by the table
+            status=r.status,  # type: ignore[arg-type]  # a closed set, checked by the table
             version=r.version,
             police_requested=r.police_requested,
             opened_at=r.opened_at,
@@ -88,6 +88,12 @@ async def my_alerts(
         for r in rows
     ]
     return AlertList(items=items, cursor=str(cursor))
+
+
+def _shown(event: repo.EventRow, me: Principal, full: bool) -> bool:
+    """Someone else's unreachable phones (``not_delivered``) are the delivery log's: for dispatchers
+    and admins, and for the person concerned."""
+    return full or event.type != "not_delivered" or event.data.get("user_id") == str(me.user_id)
 
 
 def _event_data(event: repo.EventRow, full: bool) -> dict[str, Any]:
@@ -192,6 +198,7 @@ async def incident_detail(
                 data=_event_data(e, privileged),
             )
             for e in await repo.timeline(conn, incident.id)
+            if _shown(e, me, privileged)
         ],
         deliveries=delivered,
         not_delivered=not_delivered,

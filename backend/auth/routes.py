@@ -30,7 +30,7 @@ class AuthController(Controller):
 
     @post(
         "/refresh",
-        summary="Rotate the refresh token; reusing an old one revokes its whole family",
+        summary="Rotate the refresh token (a repeat within seconds gets the same new one; later reuse revokes)",
         status_code=200,
         responses=problem_responses(401, 422),
     )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import secrets
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
 import asyncpg
@@ -43,8 +45,23 @@ def principal_of(user: users.UserRow, session_id: uuid.UUID | None = None) -> Pr
     )
 
 
-async def _issue(conn: asyncpg.Connection, settings: Settings, user: users.UserRow, family_id: uuid.UUID) -> TokenPair:
-    refresh = "kzr_" + secrets.token_urlsafe(32)
+def _successor(settings: Settings, refresh_token: str) -> str:
+    """The refresh token that rotating ``refresh_token`` issues: derived from it with the server's
+    secret, so a second presentation within the grace window can be answered with the same one without
+    storing it (only hashes are stored), and nobody without both the old token and the secret can
+    compute it."""
+    mac = hmac.new(settings.jwt_secret.encode(), b"kuzet-refresh-successor\0" + refresh_token.encode(), "sha256")
+    return "kzr_" + base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+
+
+async def _issue(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    user: users.UserRow,
+    family_id: uuid.UUID,
+    refresh: str | None = None,
+) -> TokenPair:
+    refresh = refresh or "kzr_" + secrets.token_urlsafe(32)
     await repo.insert(
         conn, family_id=family_id, user_id=user.id, token_hash=_hash(refresh), ttl_s=settings.refresh_token_ttl_s
     )
@@ -61,11 +78,13 @@ async def _refuse(
     user: users.UserRow | None,
     detail: str,
 ) -> NoReturn:
-    """Count the failure (committed with the 401) and refuse."""
-    await throttle.record_failure(
+    """Count the failure (committed with the 401) and refuse, saying how many failures are left."""
+    locked_s, left = await throttle.record_failure(
         conn, settings, login=_throttle_key(data, user), address=address, user_id=user.id if user else None
     )
-    raise Unauthorized(detail, keep_changes=True)
+    reset_s = locked_s or settings.signin_failure_window_s
+    headers = throttle.rate_limit_headers(settings, remaining=left, reset_s=reset_s)
+    raise Unauthorized(detail, keep_changes=True, headers=headers)
 
 
 def _throttle_key(data: LoginRequest, user: users.UserRow | None) -> str:
@@ -80,7 +99,7 @@ async def login(
         raise Invalid("give either a password or a one-time code", field="password")
     user = await users.find_by_login(conn, data.login)
     # Locked accounts and addresses are refused before any password is checked, the right one too.
-    await throttle.check(conn, login=_throttle_key(data, user), address=address)
+    await throttle.check(conn, settings, login=_throttle_key(data, user), address=address)
     creds = await users.get_credentials(conn, user.id) if user else None
     # Every refusal costs one argon2 verification (against a decoy when there is nothing to check),
     # so timing does not tell which logins exist or have a password yet.
@@ -116,11 +135,16 @@ async def login(
 
 
 async def refresh(conn: asyncpg.Connection, settings: Settings, data: RefreshRequest) -> TokenPair:
-    """Rotate a refresh token. A reused token revokes its whole family (committed) and answers 401."""
+    """Rotate a refresh token. The same token presented again within ``refresh_reuse_grace_s`` of its
+    rotation (an app whose resume and push handler refresh at once) gets the same new refresh token,
+    while that one is still unused; any other reuse revokes the whole family (committed) and answers 401."""
     row = await repo.lock_by_hash(conn, _hash(data.refresh_token))
     if row is None or row.revoked_at is not None or row.expires_at < datetime.now(UTC):
         raise Unauthorized("refresh token invalid or expired; sign in again")
+    successor = _successor(settings, data.refresh_token)
     if row.used_at is not None:
+        if pair := await _within_grace(conn, settings, row, successor):
+            return pair
         await repo.revoke_family(conn, row.family_id)
         await audit.record(
             conn,
@@ -136,7 +160,26 @@ async def refresh(conn: asyncpg.Connection, settings: Settings, data: RefreshReq
     if user is None or not user.is_active:
         raise Unauthorized("account disabled")
     await repo.mark_used(conn, row.id)
-    return await _issue(conn, settings, user, row.family_id)
+    return await _issue(conn, settings, user, row.family_id, successor)
+
+
+async def _within_grace(
+    conn: asyncpg.Connection, settings: Settings, row: repo.RefreshRow, successor: str
+) -> TokenPair | None:
+    """The pair the first rotation of ``row`` gave, when asked again within the grace window and its
+    refresh token is still unused (a thief who rotated it on already makes this a reuse)."""
+    grace = timedelta(seconds=settings.refresh_reuse_grace_s)
+    if row.used_at is None or datetime.now(UTC) - row.used_at > grace:
+        return None
+    following = await repo.lock_by_hash(conn, _hash(successor))
+    if following is None or following.used_at is not None or following.revoked_at is not None:
+        return None
+    user = await users.get_user(conn, row.user_id)
+    if user is None or not user.is_active:
+        raise Unauthorized("account disabled")
+    log.info("refresh_within_grace", user_id=str(row.user_id))
+    access, ttl = issue_access_token(settings, principal_of(user, row.family_id))
+    return TokenPair(access_token=access, expires_in=ttl, refresh_token=successor, user=to_user(user))
 
 
 async def logout(conn: asyncpg.Connection, data: RefreshRequest) -> None:

@@ -58,11 +58,24 @@ class ThrottleRow(msgspec.Struct, frozen=True):
     remaining_s: float | None
 
 
+POLICY = "sign-in"  # the name in the RateLimit headers (draft-ietf-httpapi-ratelimit-headers)
+
+
+def rate_limit_headers(settings: Settings, *, remaining: int, reset_s: float) -> dict[str, str]:
+    """``RateLimit-Policy`` (the free failures per window, per account) and ``RateLimit`` (how many
+    are left, and in how many seconds the count starts again), on every answer the limit applies to."""
+    window = math.ceil(settings.signin_failure_window_s)
+    return {
+        "RateLimit-Policy": f'"{POLICY}";q={settings.signin_free_failures};w={window}',
+        "RateLimit": f'"{POLICY}";r={max(0, remaining)};t={max(0, math.ceil(reset_s))}',
+    }
+
+
 def account_key(login: str) -> str:
     return login.strip().lower()
 
 
-async def check(conn: asyncpg.Connection, *, login: str, address: str) -> None:
+async def check(conn: asyncpg.Connection, settings: Settings, *, login: str, address: str) -> None:
     """Serialise attempts on this account, then refuse with 429 while it or the address is locked."""
     account = account_key(login)
     await conn.execute(LOCK_ACCOUNT, account)
@@ -75,6 +88,7 @@ async def check(conn: asyncpg.Connection, *, login: str, address: str) -> None:
             f"too many failed sign-ins for this {scope}; try again in {retry_after} s",
             retry_after_s=retry_after,
             field="login" if scope == "account" else None,
+            headers=rate_limit_headers(settings, remaining=0, reset_s=retry_after),
         )
 
 
@@ -88,15 +102,19 @@ def lock_seconds(failures: int, free: int, settings: Settings) -> float:
 
 async def record_failure(
     conn: asyncpg.Connection, settings: Settings, *, login: str, address: str, user_id: object | None
-) -> float:
-    """Count a failure against the account and the address; return the longest lock it set (s)."""
+) -> tuple[float, int]:
+    """Count a failure against the account and the address; return the longest lock it set (s) and
+    how many more failures the account may have before it locks."""
     longest = 0.0
+    left = settings.signin_free_failures
     for scope, key, free in (
         ("account", account_key(login), settings.signin_free_failures),
         ("address", address, settings.signin_free_failures_per_address),
     ):
         failures: int = await conn.fetchval(RECORD_FAILURE, scope, key, settings.signin_failure_window_s)
         seconds = lock_seconds(failures, free, settings)
+        if scope == "account":
+            left = free - failures
         if seconds > 0:
             await conn.execute(SET_LOCK, scope, key, seconds)
             longest = max(longest, seconds)
@@ -110,7 +128,7 @@ async def record_failure(
                 detail={"scope": scope, "failures": failures, "locked_s": seconds},
             )
             log.warning("sign_in_locked", scope=scope, failures=failures, locked_s=seconds)
-    return longest
+    return longest, left
 
 
 async def clear_account(conn: asyncpg.Connection, login: str) -> None:

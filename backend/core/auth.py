@@ -171,6 +171,9 @@ def decode_access_token(settings: Settings, token: str) -> Principal:
     )
 
 
+PERSON_SCHEME = "BearerAuth"  # the OpenAPI security scheme of a person's access token
+
+
 def bearer_token(request: Request[object, object, State]) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")

@@ -41,6 +41,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     jwt_secret: Annotated[str, msgspec.Meta(min_length=16)] = "dev-only-secret-change-me-please"  # noqa: S105 - refused in production
     access_token_ttl_s: PositiveInt = 15 * 60
     refresh_token_ttl_s: PositiveInt = 30 * 24 * 3600
+    # A just-rotated refresh token presented again this soon answers with the same successor (two
+    # refreshes racing from one app) instead of revoking the sign-in; later, reuse revokes it.
+    refresh_reuse_grace_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 10.0
     public_base_url: str = "http://127.0.0.1:8000"
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -104,6 +107,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     password_min_score: Annotated[int, msgspec.Meta(ge=0, le=4)] = 3
     session_check_cache_s: Annotated[float, msgspec.Meta(ge=0, le=30)] = 2.0
     ops_token: str | None = None  # production: bearer token for /metrics and /schema (unset: they are 404)
+    # The oldest app release still supported: every answer says it (``Kuzet-Min-App-Version``), so an
+    # older app can ask its user to update before a change it cannot follow.
+    min_app_version: Annotated[str, msgspec.Meta(pattern=r"^[0-9]+(\.[0-9]+){0,3}$")] | None = None
     # owners: footage access
     footage_url_ttl_s: Annotated[int, msgspec.Meta(gt=0, le=300)] = 120  # presigned URLs: 5 minutes at most
     # retention (issue 10): what the sweeper deletes, and when
@@ -116,7 +122,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     footage_lifecycle_margin_days: PositiveInt = 7  # S3 lifecycle expiry: the longest footage retention + this
     # webhooks
     webhook_timeout_s: Positive = 15.0
-    webhook_retry_schedule_s: str | None = "5,300,1800,7200,18000,36000,36000"  # empty: no retries
+    # Delays before each retry: a receiver back from a short outage gets the event within about a
+    # minute (tries at 0, 5, 20, 50, 110 s), one down for a day still gets it (27.6 h in all).
+    webhook_retry_schedule_s: str | None = "5,15,30,60,300,1800,7200,18000,36000,36000"  # empty: no retries
     webhook_allow_networks: str | None = None  # CIDRs that may be targets although private (tests, the demo)
     webhook_secret_overlap_s: Annotated[float, msgspec.Meta(ge=0)] = 24 * 3600.0
     webhook_concurrency: PositiveInt = 16

@@ -110,8 +110,12 @@ class Invalid(AppError):
 class TooManyRequests(AppError):
     status, slug, title = 429, "too-many-requests", "Too many requests"
 
-    def __init__(self, detail: str, *, retry_after_s: int, field: str | None = None) -> None:
-        super().__init__(detail, field=field, headers={"Retry-After": str(retry_after_s)}, keep_changes=True)
+    def __init__(
+        self, detail: str, *, retry_after_s: int, field: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(
+            detail, field=field, headers={"Retry-After": str(retry_after_s)} | (headers or {}), keep_changes=True
+        )
 
 
 class ServiceUnavailable(AppError):

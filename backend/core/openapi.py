@@ -10,15 +10,26 @@ Applied once by the app factory, to every route, including routes added later by
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 from litestar import Litestar
 from litestar._openapi.plugin import OpenAPIPlugin
+from litestar.datastructures import ResponseHeader
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.spec import OpenAPI, Reference, Schema
 from litestar.routes import HTTPRoute
 from litestar.types import Message, Scope
 
+from backend.core.contract import finish_document
 from backend.core.errors import problem_responses
+
+REPLAYED = ResponseHeader(
+    name="Idempotent-Replayed",
+    description="true: this answers a retry of a request already accepted (nothing new was created)",
+    documentation_only=True,
+)
+"""``response_headers`` of a route whose retries are answered from the first acceptance."""
 
 _RESERVED_KWARGS = frozenset({"request", "state", "scope", "headers", "cookies", "query", "body", "socket", "data"})
 
@@ -132,6 +143,13 @@ class _FinishingOpenAPIPlugin(OpenAPIPlugin):
         if fresh:
             _finish(openapi, self.app)
         return openapi
+
+    def provide_openapi_schema(self) -> dict[str, Any]:
+        fresh = not self._openapi_schema
+        document = super().provide_openapi_schema()
+        if fresh:
+            finish_document(document)
+        return document
 
 
 def close_request_schemas(app: Litestar) -> None:

@@ -4,6 +4,8 @@
   with ``Content-Security-Policy: frame-ancestors 'none'``, ``Referrer-Policy: no-referrer``,
   ``Cross-Origin-Resource-Policy: same-origin``; ``Strict-Transport-Security`` in production only
   (TLS ends at the load balancer there; a development server on plain HTTP must stay reachable).
+- ``Kuzet-Min-App-Version`` on every response when ``KUZET_MIN_APP_VERSION`` is set: the oldest app
+  release still supported (an older app asks its user to update).
 - ``Cache-Control: no-store`` on every response that did not set its own: sign-in answers carry
   tokens, incident answers carry footage links and personal data, and nothing here is meant for a
   shared cache.
@@ -36,6 +38,7 @@ BASE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 )
 HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
 NO_STORE = (b"cache-control", b"no-store")
+MIN_APP_VERSION = "Kuzet-Min-App-Version"  # the oldest app release supported (KUZET_MIN_APP_VERSION)
 OPS_PATHS = ("/metrics", "/schema")
 CONSOLE_PREFIX = "/console"
 
@@ -76,6 +79,8 @@ def _problem(status: int, slug: str, title: str, detail: str, path: str) -> byte
 def security_headers(settings: Settings) -> Callable[[Message, Scope], Awaitable[None]]:
     """A ``before_send`` hook: the headers on every response, unmatched routes and errors included."""
     extra = (*BASE_HEADERS, HSTS) if settings.is_production else BASE_HEADERS
+    if settings.min_app_version:
+        extra = (*extra, (MIN_APP_VERSION.lower().encode(), settings.min_app_version.encode()))
     csp = (b"content-security-policy", console_csp(settings))
     console = tuple(csp if name == csp[0] else (name, value) for name, value in extra)
 

@@ -27,6 +27,7 @@ import msgspec
 from litestar import Request
 from litestar.enums import RequestEncodingType
 
+from backend.core.auth import PERSON_SCHEME, principal_of
 from backend.core.errors import BadRequest, Invalid, NotFound, UnsupportedMediaType, msgspec_field
 
 # C0 controls, DEL, C1 controls and UTF-16 surrogates. ``Text`` allows tab, LF and CR.
@@ -35,7 +36,9 @@ TEXT_PATTERN = "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\ud800-\\udfff]*\
 
 MAX_JSON_BYTES = 64 * 1024
 MAX_JSON_DEPTH = 16
-MAX_CURSOR_DIGITS = 20
+# 19 digits: every such number is below 2**64, so the schema admits exactly what the server does
+# (a sync cursor is an xid8, far below 10**19).
+MAX_CURSOR_DIGITS = 19
 CURSOR_PATTERN = "^[0-9]+\\Z"
 MAX_TOKEN_CHARS = 64
 TOKEN_PATTERN = "^[A-Za-z0-9_-]+\\Z"  # noqa: S105 - a regex, not a secret
@@ -64,7 +67,7 @@ DETECTION_MAX_AGE = timedelta(hours=24)
 CLOCK_SKEW = timedelta(minutes=5)
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
-_CURSOR = re.compile(r"[0-9]{1,20}", re.ASCII)
+_CURSOR = re.compile(r"[0-9]{1,19}", re.ASCII)
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKETS = re.compile(rb"[\[\]{}]")
 
@@ -133,6 +136,10 @@ async def guard_json_body(request: Request[Any, Any, Any]) -> None:
     handler = request.route_handler
     if handler.opt.get("streamed_body") or request.method in {"GET", "HEAD", "OPTIONS"}:
         return
+    if any(PERSON_SCHEME in requirement for requirement in handler.resolve_security()):
+        # Who is asking comes before what they sent: a missing, expired or forged token is a 401
+        # whatever the body (the session itself is checked by the route's ``me`` dependency).
+        principal_of(request)
     body = await request.body()
     if body:
         check_json(body)
@@ -208,7 +215,7 @@ def parse_time(value: str | None, *, field: str) -> datetime | None:
 
 
 def parse_cursor(value: str | None, *, field: str) -> int | None:
-    """A cursor this API returned: ASCII digits only, below 2**64."""
+    """A cursor this API returned: 1 to 19 ASCII digits (so below 2**64)."""
     if value is None:
         return None
     if not _CURSOR.fullmatch(value) or int(value) >= 2**64:

@@ -13,6 +13,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 
 from backend.core.auth import CameraPrincipal
 from backend.core.errors import problem_responses
+from backend.core.openapi import REPLAYED
 from backend.core.params import Db, PathId
 from backend.core.wire import TEXT_PATTERN
 from backend.detections import service
@@ -82,6 +83,7 @@ _CAMERA = {"camera": Provide(provide_camera)}
     request_max_body_size=None,
     opt={"streamed_body": True},
     operation_class=_IngestOperation,
+    response_headers=[REPLAYED],
     responses=problem_responses(400, 401, 413, 415, 422, 503),
 )
 async def post_detection(

@@ -123,10 +123,12 @@ def parse_meta(raw: bytes | bytearray) -> DetectionMeta:
     except msgspec.ValidationError as exc:
         text, path = msgspec_field(str(exc))
         raise Invalid(text, field=f"meta.{path}" if path else "meta") from exc
+    # The form itself arrived whole: a meta part that is not JSON is a wrong value of that field (422),
+    # as for the panic's meta; the OpenAPI document can only call it a string.
     except msgspec.DecodeError as exc:
-        raise BadRequest(f"meta is not valid JSON: {exc}", field="meta") from exc
+        raise Invalid(f"meta is not valid JSON: {exc}", field="meta") from exc
     except UnicodeDecodeError as exc:  # msgspec reports bytes that are not UTF-8 so, not as a DecodeError
-        raise BadRequest(f"meta is not valid UTF-8 (byte {exc.start})", field="meta") from exc
+        raise Invalid(f"meta is not valid UTF-8 (byte {exc.start})", field="meta") from exc
     check_window(meta.occurred_at, field="meta.occurred_at", now=datetime.now(UTC), max_age=DETECTION_MAX_AGE)
     return meta
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import msgspec
@@ -485,7 +485,7 @@ class DeliveryRow(msgspec.Struct, frozen=True):
     display_name: str
     audience: str
     device_id: uuid.UUID
-    platform: str
+    platform: Literal["android", "ios"]  # the table's CHECK
     purpose: DeliveryPurpose  # the table's CHECK
     round: int
     status: str

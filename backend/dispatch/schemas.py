@@ -38,7 +38,7 @@ class DeliveryState(msgspec.Struct, kw_only=True):
     display_name: str
     audience: str
     device_id: uuid.UUID
-    platform: str
+    platform: Literal["android", "ios"]
     purpose: DeliveryPurpose
     round: int
     state: DeliveryStateName

@@ -11,6 +11,8 @@ from typing import Any, Literal
 import asyncpg
 import msgspec
 
+from backend.core.auth import Role
+from backend.incidents.kinds import KindName
 from backend.incidents.schemas import IncidentStatusName, Verdict
 from backend.incidents.verdicts import verdict_sql
 
@@ -19,7 +21,7 @@ class HistoryRow(msgspec.Struct, frozen=True):
     id: uuid.UUID
     venue_id: uuid.UUID
     venue_name: str
-    kind: str
+    kind: KindName
     status: IncidentStatusName
     detected_at: datetime
     confirmed_at: datetime
@@ -286,7 +288,7 @@ class OutcomeRow(msgspec.Struct, frozen=True):
     incident_id: uuid.UUID
     user_id: uuid.UUID | None
     user_name: str | None
-    role: str
+    role: Role
     source: Literal["resolution", "review"]
     verdict: Verdict
     note: str | None

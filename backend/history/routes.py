@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 import asyncpg
 from litestar import Controller, Request, get, post
@@ -14,6 +14,7 @@ from litestar.response import Redirect, Stream
 
 from backend.core.auth import Principal
 from backend.core.errors import problem_responses
+from backend.core.paging import with_next
 from backend.core.params import BEARER, SIGNED_IN, Db, Me, PathId
 from backend.core.wire import TOKEN_PATTERN, parse_time
 from backend.history import outcomes, service, stats
@@ -70,6 +71,7 @@ class HistoryController(Controller):
     )
     async def venue_history(  # noqa: PLR0917 - Litestar passes query parameters by name
         self,
+        request: Request[Any, Any, State],
         db: Db,
         me: Me,
         state: State,
@@ -78,7 +80,7 @@ class HistoryController(Controller):
         cursor: Cursor = None,
         limit: Limit = 50,
     ) -> HistoryPage:
-        return await service.venue_history(
+        page = await service.venue_history(
             db,
             state.settings,
             me,
@@ -87,6 +89,7 @@ class HistoryController(Controller):
             cursor=cursor,
             limit=limit,
         )
+        return with_next(request, page)
 
     @get(
         "/incidents",
@@ -96,6 +99,7 @@ class HistoryController(Controller):
     )
     async def my_history(  # noqa: PLR0917 - Litestar passes query parameters by name
         self,
+        request: Request[Any, Any, State],
         db: Db,
         me: Me,
         state: State,
@@ -103,7 +107,7 @@ class HistoryController(Controller):
         cursor: Cursor = None,
         limit: Limit = 50,
     ) -> HistoryPage:
-        return await service.my_history(
+        page = await service.my_history(
             db,
             state.settings,
             me,
@@ -111,6 +115,7 @@ class HistoryController(Controller):
             cursor=cursor,
             limit=limit,
         )
+        return with_next(request, page)
 
     @get(
         "/incidents/{incident_id:uuid}/timeline",
@@ -145,6 +150,7 @@ class HistoryController(Controller):
     )
     async def access_log(  # noqa: PLR0917 - Litestar passes query parameters by name
         self,
+        request: Request[Any, Any, State],
         db: Db,
         me: Me,
         venue_id: PathId,
@@ -154,7 +160,7 @@ class HistoryController(Controller):
         cursor: Cursor = None,
         limit: Limit = 100,
     ) -> AccessLogPage:
-        return await service.access_log(
+        page = await service.access_log(
             db,
             me,
             venue_id,
@@ -164,6 +170,7 @@ class HistoryController(Controller):
             cursor=cursor,
             limit=limit,
         )
+        return with_next(request, page)
 
     @post(
         "/incidents/{incident_id:uuid}/outcome",
@@ -183,6 +190,7 @@ class HistoryController(Controller):
     )
     async def labels(  # noqa: PLR0917 - Litestar passes query parameters by name
         self,
+        request: Request[Any, Any, State],
         db: Db,
         me: Me,
         venue_id: PathId,
@@ -192,7 +200,7 @@ class HistoryController(Controller):
         cursor: Cursor = None,
         limit: Limit = 100,
     ) -> LabelPage:
-        return await outcomes.labels(
+        page = await outcomes.labels(
             db,
             me,
             venue_id,
@@ -202,6 +210,7 @@ class HistoryController(Controller):
             cursor=cursor,
             limit=limit,
         )
+        return with_next(request, page)
 
     @get(
         "/venues/{venue_id:uuid}/stats",

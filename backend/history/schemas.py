@@ -8,7 +8,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from backend.core.auth import Role
 from backend.core.wire import text
+from backend.incidents.kinds import KindName
 from backend.incidents.schemas import IncidentStatusName, Verdict
 
 # ``open``: any status but resolved.
@@ -22,7 +24,7 @@ class HistoryItem(msgspec.Struct, kw_only=True):
     id: uuid.UUID
     venue_id: uuid.UUID
     venue_name: str
-    kind: str
+    kind: KindName
     status: IncidentStatusName
     detected_at: datetime  # the first detection's time, as the camera saw it
     confirmed_at: datetime  # when the server confirmed it (the incident opened)
@@ -50,6 +52,7 @@ class HistoryPage(msgspec.Struct, kw_only=True):
 
     items: list[HistoryItem]
     next_cursor: str | None
+    next: str | None = None  # the next page's link (``backend.core.paging``); null on the last
 
 
 class TimelineEntry(msgspec.Struct, kw_only=True):
@@ -89,6 +92,7 @@ class AccessLogEntry(msgspec.Struct, kw_only=True):
 class AccessLogPage(msgspec.Struct, kw_only=True):
     items: list[AccessLogEntry]
     next_cursor: str | None
+    next: str | None = None  # the next page's link (``backend.core.paging``); null on the last
 
 
 class OutcomeCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -101,7 +105,7 @@ class OutcomeCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class OutcomeView(msgspec.Struct, kw_only=True):
     user_id: uuid.UUID | None
     user_name: str | None
-    role: str
+    role: Role
     source: Literal["resolution", "review"]
     verdict: Verdict
     note: str | None
@@ -121,7 +125,7 @@ class Label(msgspec.Struct, kw_only=True):
     camera_id: uuid.UUID
     camera_name: str
     incident_id: uuid.UUID | None
-    kind: str
+    kind: KindName
     occurred_at: datetime
     decision: Literal["confirmed", "rejected"]
     edge_score: float
@@ -135,6 +139,7 @@ class Label(msgspec.Struct, kw_only=True):
 class LabelPage(msgspec.Struct, kw_only=True):
     items: list[Label]
     next_cursor: str | None
+    next: str | None = None  # the next page's link (``backend.core.paging``); null on the last
 
 
 class Delay(msgspec.Struct, kw_only=True):

@@ -229,11 +229,14 @@ async def _visible(conn: asyncpg.Connection, me: Principal, incident_id: uuid.UU
     return incident
 
 
-def _event_data(event: repo.EventRow, privileged: bool) -> dict[str, Any]:
-    """Officers' distances from the venue are location data: dispatchers and admins only."""
+def _event_data(event: repo.EventRow, privileged: bool, *, narrow: bool = False) -> dict[str, Any]:
+    """Officers' distances from the venue are location data: dispatchers and admins only. Who was
+    notified is the history readers': others see how many (as in the incident detail)."""
     recipients = event.data.get("recipients")
     if privileged or not isinstance(recipients, list):
         return event.data
+    if narrow:
+        return {k: v for k, v in event.data.items() if k != "recipients"} | {"people": len(recipients)}
     return event.data | {
         "recipients": [{k: v for k, v in r.items() if k != "distance_m"} for r in recipients if isinstance(r, dict)]
     }
@@ -254,8 +257,12 @@ async def timeline(
 ) -> IncidentTimeline:
     """Everything that happened to the incident, oldest first: its detections with the model's
     decision, every lifecycle event, each notification's queued/sent/failed/received/acknowledged,
-    and every view of its footage."""
+    and every view of its footage. Whoever may see the incident may read it; those who may not read
+    the venue's history (bouncers, officers) get it filtered as the incident detail is: who was
+    notified as a count, only their own phones' deliveries and footage views, nobody else's
+    unreachable phones."""
     incident = await _visible(conn, me, incident_id)
+    narrow = me.role not in HISTORY_READERS
     privileged = me.role in LOCATION_VIEWERS
     entries: list[tuple[datetime, int, int, TimelineEntry]] = []
     for n, d in enumerate(await repo.detections(conn, incident.id)):
@@ -287,6 +294,8 @@ async def timeline(
             )
         )
     for e in await repo.events(conn, incident.id):
+        if narrow and e.type == "not_delivered" and e.data.get("user_id") != str(me.user_id):
+            continue  # someone else's unreachable phones: the delivery log's
         entries.append(
             (
                 e.at,
@@ -299,11 +308,13 @@ async def timeline(
                     actor_id=e.actor_id,
                     actor_name=e.actor_name,
                     actor_role=e.actor_role,
-                    data=_event_data(e, privileged),
+                    data=_event_data(e, privileged, narrow=narrow),
                 ),
             )
         )
     for dl in await repo.deliveries(conn, incident.id):
+        if narrow and dl.user_id != me.user_id:
+            continue  # other people's phones
         for n, (column, type_) in enumerate(_DELIVERY_STEPS):
             at: datetime | None = getattr(dl, column)
             if at is None:
@@ -332,6 +343,8 @@ async def timeline(
                 )
             )
     for a in await repo.footage_views(conn, incident.id):
+        if narrow and a.actor_id != me.user_id:
+            continue  # who else looked at the footage: the owner's access log
         entries.append(
             (
                 a.at,

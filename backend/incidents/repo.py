@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from backend.incidents.kinds import KindName
 from backend.incidents.schemas import IncidentStatusName
 
 
@@ -21,7 +22,7 @@ class IncidentRow(msgspec.Struct, frozen=True):
     id: uuid.UUID
     venue_id: uuid.UUID
     region_id: uuid.UUID | None
-    kind: str
+    kind: KindName  # incident_kinds (the registry, tests/test_kinds.py)
     status: IncidentStatusName  # the table's CHECK; checked again on decoding
     opened_at: datetime
     first_seen_at: datetime

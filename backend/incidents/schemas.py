@@ -9,6 +9,7 @@ from typing import Annotated, Any, Final, Literal, get_args
 import msgspec
 
 from backend.core.wire import line
+from backend.incidents.kinds import KindName
 
 # The incident's status names, in the order an incident moves through them (never backwards).
 IncidentStatusName = Literal["confirmed", "acknowledged", "responding", "on_scene", "resolved"]
@@ -41,7 +42,7 @@ class Incident(msgspec.Struct, kw_only=True):
     id: uuid.UUID
     venue_id: uuid.UUID
     region_id: uuid.UUID | None
-    kind: str
+    kind: KindName
     status: IncidentStatusName
     opened_at: datetime
     first_seen_at: datetime

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from backend.core.auth import Role
+
 Policy = Literal["never", "on_request", "automatic"]
 GrantStatus = Literal["requested", "active", "denied", "revoked", "ended", "expired"]
 
@@ -34,7 +36,7 @@ class Grant(msgspec.Struct, kw_only=True):
     incident_id: uuid.UUID
     venue_id: uuid.UUID
     grantee_id: uuid.UUID
-    grantee_role: str
+    grantee_role: Role
     grantee_name: str
     policy: Policy
     status: GrantStatus

@@ -1,7 +1,9 @@
 """The webhook outbox: written in the transaction of the incident's change, so no event is lost.
 
 For each event the lifecycle appends, the subscriptions that want its type and whose area covers
-the venue each get one delivery row (the exact body, its stable webhook-id) and a delivery job.
+the venue each get one delivery row (the exact body, its stable webhook-id) and a delivery job. A
+disabled subscription (by an admin, or by a 410) gets its rows all the same, without a job: they are
+held, and enabling it sends them, oldest first. Only a deleted subscription gets nothing.
 Nothing is sent here: the worker sends after commit, in order per subscription.
 """
 
@@ -30,7 +32,8 @@ CONTENT_TYPES = {"json": "application/json", "cap": "application/cap+xml"}
 
 
 async def record(conn: asyncpg.Connection, settings: Settings, incident: IncidentRow, event: IncidentEventRow) -> int:
-    """Queue the event for every matching subscription; returns how many deliveries were queued."""
+    """Write the event for every matching subscription (held, unsent, while one is disabled) and
+    queue the enabled ones' sends; returns how many deliveries were written."""
     event_type = payloads.EVENT_TYPES[EventType(event.type)]  # every type is mapped (checked at import)
     if event_type is None:
         return 0
@@ -56,9 +59,11 @@ async def record(conn: asyncpg.Connection, settings: Settings, incident: Inciden
             content_type=CONTENT_TYPES[target.format],
             body=bodies[target.format].decode(),
         )
-        if delivery_id is not None:
+        if delivery_id is None:
+            continue
+        queued += 1
+        if target.enabled:  # a disabled subscription's rows are held: enabling it sends them in order
             await enqueue(conn, delivery_id, cause="new")
-            queued += 1
     return queued
 
 

@@ -29,6 +29,7 @@ class SubscriptionRow(msgspec.Struct, frozen=True):
 class Matched(msgspec.Struct, frozen=True):
     id: uuid.UUID
     format: str
+    enabled: bool  # a disabled subscription's deliveries are written and held until it is enabled
 
 
 class DeliveryRow(msgspec.Struct, frozen=True):
@@ -59,6 +60,7 @@ class Claimed(msgspec.Struct, frozen=True):
     content_type: str
     body: str
     attempts: int
+    round_start: int  # attempts made before this round (a replay starts a new one)
     url: str
     secrets: list[str]
 
@@ -90,31 +92,39 @@ SELECT CASE WHEN NOT ST_IsValid(g) THEN ST_IsValidReason(g)
        END
 FROM (SELECT ST_SetSRID(ST_GeomFromGeoJSON($1), 4326) AS g) AS a
 """
-SELECT_SUBSCRIPTION = f"SELECT {_SUB_COLUMNS} FROM webhook_subscriptions WHERE id = $1"
-LIST_SUBSCRIPTIONS = f"SELECT {_SUB_COLUMNS} FROM webhook_subscriptions ORDER BY created_at, id"
+SELECT_SUBSCRIPTION = f"SELECT {_SUB_COLUMNS} FROM webhook_subscriptions WHERE id = $1 AND deleted_at IS NULL"
+LIST_SUBSCRIPTIONS = (
+    f"SELECT {_SUB_COLUMNS} FROM webhook_subscriptions WHERE deleted_at IS NULL ORDER BY created_at, id"
+)
+EVER_EXISTED = "SELECT EXISTS (SELECT 1 FROM webhook_subscriptions WHERE id = $1)"
+DELETE_SUBSCRIPTION = """
+UPDATE webhook_subscriptions SET deleted_at = now(), enabled = false, disabled_reason = 'deleted', updated_at = now()
+WHERE id = $1 AND deleted_at IS NULL
+RETURNING id
+"""
 UPDATE_SUBSCRIPTION = f"""
 UPDATE webhook_subscriptions SET name = COALESCE($2, name), url = COALESCE($3, url),
        event_types = COALESCE($4, event_types), format = COALESCE($5, format),
        enabled = COALESCE($6, enabled),
        disabled_reason = CASE WHEN COALESCE($6, enabled) THEN NULL ELSE disabled_reason END,
        updated_at = now()
-WHERE id = $1
+WHERE id = $1 AND deleted_at IS NULL
 RETURNING {_SUB_COLUMNS}
 """
 ROTATE = """
 UPDATE webhook_subscriptions SET previous_secret = secret, secret = $2,
        previous_secret_expires_at = now() + make_interval(secs => $3), updated_at = now()
-WHERE id = $1
+WHERE id = $1 AND deleted_at IS NULL
 RETURNING previous_secret_expires_at
 """
 DISABLE = """
 UPDATE webhook_subscriptions SET enabled = false, disabled_reason = $2, updated_at = now() WHERE id = $1
 """
-# The subscriptions an incident's event goes to: enabled, wanting the type, and whose area filter
-# (region, venues, polygon) covers the incident's venue.
+# The subscriptions an incident's event goes to: not deleted, wanting the type, and whose area filter
+# (region, venues, polygon) covers the incident's venue. Disabled ones too: their rows wait (held).
 MATCH = """
-SELECT s.id, s.format FROM webhook_subscriptions s, venues v
-WHERE v.id = $2 AND s.enabled AND $1 = ANY(s.event_types)
+SELECT s.id, s.format, s.enabled FROM webhook_subscriptions s, venues v
+WHERE v.id = $2 AND s.deleted_at IS NULL AND $1 = ANY(s.event_types)
   AND (s.region_id IS NULL OR s.region_id = $3)
   AND (s.venue_ids IS NULL OR v.id = ANY(s.venue_ids))
   AND (s.area IS NULL OR ST_Covers(s.area, v.location))
@@ -138,7 +148,7 @@ CLAIM = """
 UPDATE webhook_deliveries d SET status = 'sending', claimed_at = now(), attempts = d.attempts + 1
 FROM webhook_subscriptions s
 WHERE d.id = $1 AND s.id = d.subscription_id
-RETURNING d.id, d.subscription_id, d.message_id, d.content_type, d.body, d.attempts, s.url,
+RETURNING d.id, d.subscription_id, d.message_id, d.content_type, d.body, d.attempts, d.round_start, s.url,
           array_remove(ARRAY[s.secret, CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret END],
                        NULL) AS secrets
 """
@@ -169,7 +179,7 @@ SELECT id, next_attempt_at FROM webhook_deliveries
 WHERE subscription_id = $1 AND status IN ('pending', 'sending') ORDER BY id LIMIT 1
 """
 REPLAY = """
-UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_attempt_at = now(), dead_at = NULL,
+UPDATE webhook_deliveries SET status = 'pending', round_start = attempts, next_attempt_at = now(), dead_at = NULL,
        delivered_at = NULL, claimed_at = NULL
 WHERE subscription_id = $1 AND status <> 'sending'
   AND CASE WHEN $2::bigint[] IS NULL THEN status = 'dead' ELSE id = ANY($2::bigint[]) END
@@ -186,8 +196,9 @@ WHERE delivery_id = ANY($1::bigint[]) ORDER BY delivery_id, attempt
 """
 DEAD_COUNT = "SELECT count(*) FROM webhook_deliveries WHERE status = 'dead'"
 BACKLOG = """
-SELECT count(*)::bigint AS n, COALESCE(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest_s
-FROM webhook_deliveries WHERE status IN ('pending', 'sending')
+SELECT count(*)::bigint AS n, COALESCE(extract(epoch FROM now() - min(d.created_at)), 0)::float8 AS oldest_s
+FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id AND s.enabled
+WHERE d.status IN ('pending', 'sending')
 """
 
 
@@ -239,6 +250,15 @@ async def first_unknown_venue(conn: asyncpg.Connection, venue_ids: list[uuid.UUI
 
 async def get_subscription(conn: asyncpg.Connection, subscription_id: uuid.UUID) -> SubscriptionRow | None:
     return _sub(await conn.fetchrow(SELECT_SUBSCRIPTION, subscription_id))
+
+
+async def ever_existed(conn: asyncpg.Connection, subscription_id: uuid.UUID) -> bool:
+    """The subscription exists or was deleted (its history is kept)."""
+    return bool(await conn.fetchval(EVER_EXISTED, subscription_id))
+
+
+async def delete_subscription(conn: asyncpg.Connection, subscription_id: uuid.UUID) -> bool:
+    return await conn.fetchval(DELETE_SUBSCRIPTION, subscription_id) is not None
 
 
 async def list_subscriptions(conn: asyncpg.Connection) -> list[SubscriptionRow]:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, get, patch, post
+from litestar import Controller, Request, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromQuery, JSONBody, Parameter
 
 from backend.core.auth import Principal, require_role
 from backend.core.errors import problem_responses
+from backend.core.paging import with_next
 from backend.core.params import Db, PathId
 from backend.webhooks import service
 from backend.webhooks.schemas import (
@@ -64,6 +65,15 @@ class WebhookAdminController(Controller):
     ) -> Subscription:
         return await service.update(db, state.settings, admin, subscription_id, data)
 
+    @delete(
+        "/{subscription_id:uuid}",
+        summary="End a subscription (audited); its deliveries and attempts stay listed",
+        status_code=204,
+        responses=problem_responses(401, 403, 404),
+    )
+    async def delete_subscription(self, db: Db, admin: NamedDependency[Principal], subscription_id: PathId) -> None:
+        await service.delete(db, admin, subscription_id)
+
     @post(
         "/{subscription_id:uuid}/rotate-secret",
         summary="A new signing secret (shown once); the old one signs too during the overlap",
@@ -87,14 +97,16 @@ class WebhookAdminController(Controller):
     )
     async def deliveries(  # noqa: PLR0917 - Litestar passes query parameters by name
         self,
+        request: Request[Any, Any, State],
         db: Db,
         admin: NamedDependency[Principal],
         subscription_id: PathId,
         status: FromQuery[DeliveryStatus | None] = None,
-        before: FromQuery[Annotated[int | None, Parameter(gt=0)]] = None,
+        before: FromQuery[Annotated[int | None, Parameter(gt=0, le=2**63 - 1)]] = None,
         limit: FromQuery[Annotated[int, Parameter(ge=1, le=500)]] = 100,
     ) -> DeliveryPage:
-        return await service.deliveries(db, subscription_id, status=status, before=before, limit=limit)
+        page = await service.deliveries(db, subscription_id, status=status, before=before, limit=limit)
+        return with_next(request, page, parameter="before")
 
     @post(
         "/{subscription_id:uuid}/replay",

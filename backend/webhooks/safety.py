@@ -1,5 +1,13 @@
 """Where webhooks may go: HTTPS in production; never to private, loopback, link-local (cloud
-metadata), multicast or reserved addresses unless ``KUZET_WEBHOOK_ALLOW_NETWORKS`` names them.
+metadata), shared (CGNAT), multicast or reserved addresses unless ``KUZET_WEBHOOK_ALLOW_NETWORKS``
+names them, in IPv4 or IPv6, written plainly or hidden (an IPv4-mapped, NAT64, 6to4 or Teredo IPv6
+address; the decimal, hexadecimal, octal or short forms ``2852039166``, ``0xa9fea9fe``, ``169.254.43518``
+that resolvers read as IPv4).
+
+Checked when a subscription is created or its URL changed (``check_target``: a 422 naming ``url``):
+an IP literal must be an allowed address, and in production a name must resolve, every address it
+resolves to allowed (so ``localhost`` or a name pointing inside is refused at once). Checked again
+at every send, since DNS answers change:
 
 The name is resolved once per attempt, every address it resolves to is checked, and the request is
 then sent to the checked address itself (``Host`` and TLS SNI keep the name, so certificates are
@@ -69,10 +77,56 @@ def check_url(url: str, settings: Settings) -> httpx.URL:
     return parsed
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _embedded(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries and reaches (mapped, NAT64, 6to4, Teredo client)."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    return None
+
+
 def _unsafe(address: Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address) and (inner := _embedded(address)) is not None:
+        return _unsafe(inner) or (not address.is_global and address.ipv4_mapped is None)
     return not address.is_global or address.is_multicast or address.is_reserved
+
+
+def ip_literal(host: str) -> Address | None:
+    """The address ``host`` names by itself, in any form a resolver reads as one (``2852039166``,
+    ``0xa9.0xfe.0xa9.0xfe``, ``127.1``, ``::ffff:127.0.0.1``), else None (a DNS name)."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if not host or not all(c in "0123456789abcdefxABCDEFX." for c in host) or not host[-1:].isalnum():
+        return None
+    try:  # inet_aton reads exactly the legacy forms getaddrinfo would
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+async def check_target(url: str, settings: Settings) -> httpx.URL:
+    """Refuse, before anything is stored, a URL that could never be sent to (see the module)."""
+    parsed = check_url(url, settings)
+    literal = ip_literal(parsed.host)
+    if literal is not None:
+        if settings.is_production and not any(literal in n for n in settings.webhook_allowed_networks):
+            raise UnsafeTarget("webhook URLs name their receiver by DNS name in production, not an IP address")
+        if not allowed(literal, settings):
+            raise UnsafeTarget(f"{parsed.host} is a private, loopback, link-local or reserved address")
+        return parsed
+    if settings.is_production:
+        await pin(url, settings)  # resolves the name: every address must be allowed
+    return parsed
 
 
 def allowed(address: Address, settings: Settings) -> bool:
@@ -82,10 +136,8 @@ def allowed(address: Address, settings: Settings) -> bool:
 
 
 async def resolve(host: str, port: int) -> list[Address]:
-    try:
-        return [ipaddress.ip_address(host)]
-    except ValueError:
-        pass
+    if (literal := ip_literal(host)) is not None:
+        return [literal]
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:

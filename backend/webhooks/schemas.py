@@ -74,7 +74,7 @@ class Subscription(msgspec.Struct, kw_only=True):
     name: str
     url: str
     event_types: list[str]
-    format: str
+    format: Format
     region_id: uuid.UUID | None
     venue_ids: list[uuid.UUID] | None
     area: dict[str, Any] | None
@@ -112,7 +112,7 @@ class Attempt(msgspec.Struct, kw_only=True):
 class Delivery(msgspec.Struct, kw_only=True):
     id: int
     message_id: str  # the webhook-id header
-    event_type: str
+    event_type: EventType
     incident_id: uuid.UUID
     status: DeliveryStatus
     attempts: int
@@ -126,13 +126,20 @@ class Delivery(msgspec.Struct, kw_only=True):
 
 
 class DeliveryPage(msgspec.Struct, kw_only=True):
+    """Newest first. ``next``: the next page's link (``before`` the last id here); null on the last."""
+
     items: list[Delivery]
+    next_cursor: str | None = None  # pass back as ``before``
+    next: str | None = None
+
+
+DeliveryId = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]  # a bigint identity
 
 
 class ReplayRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Re-send these deliveries (any status), or, without ``delivery_ids``, every dead one."""
 
-    delivery_ids: Annotated[list[int], msgspec.Meta(min_length=1, max_length=1000)] | None = None
+    delivery_ids: Annotated[list[DeliveryId], msgspec.Meta(min_length=1, max_length=1000)] | None = None
 
 
 class ReplayResult(msgspec.Struct, kw_only=True):

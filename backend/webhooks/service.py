@@ -53,9 +53,11 @@ def _subscription(row: repo.SubscriptionRow) -> Subscription:
     return msgspec.convert(msgspec.to_builtins(row), Subscription)
 
 
-def _check_url(url: str, settings: Settings) -> None:
+async def _check_url(url: str, settings: Settings) -> None:
+    """The URL's form, and in production where it leads (``safety.check_target``): refused at once with
+    a 422 naming ``url`` rather than accepted and failing at every send."""
     try:
-        safety.check_url(url, settings)
+        await safety.check_target(url, settings)
     except safety.UnsafeTarget as exc:
         raise Invalid(str(exc), field="url") from None
 
@@ -64,7 +66,7 @@ async def create(
     conn: asyncpg.Connection, settings: Settings, actor: Principal | None, data: SubscriptionCreate
 ) -> SubscriptionCreated:
     """Register a subscription; its secret is in this answer only."""
-    _check_url(data.url, settings)
+    await _check_url(data.url, settings)
     area = msgspec.json.encode(data.area).decode() if data.area is not None else None
     if area is not None and (problem := await repo.area_problem(conn, area)):
         raise Invalid(f"area is not a valid polygon: {problem}", field="area")
@@ -116,9 +118,10 @@ async def update(
     subscription_id: uuid.UUID,
     data: SubscriptionUpdate,
 ) -> Subscription:
-    """Change fields; enabling a subscription queues its oldest open delivery again."""
+    """Change fields; enabling a subscription queues its oldest open delivery again, so what was held
+    while it was disabled goes out in order."""
     if data.url is not None:
-        _check_url(data.url, settings)
+        await _check_url(data.url, settings)
     row = await repo.update_subscription(
         conn,
         subscription_id,
@@ -169,6 +172,21 @@ async def rotate_secret(
     return SecretRotated(id=subscription_id, secret=secret, previous_secret_expires_at=expires)
 
 
+async def delete(conn: asyncpg.Connection, actor: Principal | None, subscription_id: uuid.UUID) -> None:
+    """End a subscription: it gets and sends nothing more; its deliveries and attempts stay (listed by
+    ``deliveries``). Audited."""
+    if not await repo.delete_subscription(conn, subscription_id):
+        raise NotFound("no such webhook subscription", field="subscription_id")
+    await audit.record_by(
+        conn,
+        actor,
+        "webhook.subscription.delete",
+        subject_type="webhook_subscription",
+        subject_id=str(subscription_id),
+    )
+    log.info("webhook_subscription_deleted", subscription_id=str(subscription_id))
+
+
 async def deliveries(
     conn: asyncpg.Connection,
     subscription_id: uuid.UUID,
@@ -177,8 +195,10 @@ async def deliveries(
     before: int | None = None,
     limit: int = 100,
 ) -> DeliveryPage:
-    """The subscription's deliveries, newest first, each with every attempt."""
-    await get(conn, subscription_id)
+    """The subscription's deliveries, newest first, each with every attempt (a deleted subscription's
+    too: its history is kept)."""
+    if not await repo.ever_existed(conn, subscription_id):
+        raise NotFound("no such webhook subscription", field="subscription_id")
     rows = await repo.list_deliveries(conn, subscription_id, status=status, before=before, limit=limit)
     tries: dict[int, list[Attempt]] = {}
     for a in await repo.list_attempts(conn, [r.id for r in rows]):
@@ -196,7 +216,7 @@ async def deliveries(
             Delivery(
                 id=r.id,
                 message_id=r.message_id,
-                event_type=r.event_type,
+                event_type=r.event_type,  # type: ignore[arg-type]  # written from payloads.EVENT_TYPES
                 incident_id=r.incident_id,
                 status=r.status,  # type: ignore[arg-type]
                 attempts=r.attempts,
@@ -209,14 +229,17 @@ async def deliveries(
                 tries=tries.get(r.id, []),
             )
             for r in rows
-        ]
+        ],
+        next_cursor=str(rows[-1].id) if rows and len(rows) == limit else None,
     )
 
 
 async def replay(
     conn: asyncpg.Connection, actor: Principal | None, subscription_id: uuid.UUID, data: ReplayRequest | None
 ) -> ReplayResult:
-    """Send dead deliveries (or the chosen ones) again, with their webhook-id, in their order."""
+    """Send dead deliveries (or the chosen ones) again, with their webhook-id, in their order. A replay
+    is a new round: its attempts are numbered after the earlier ones, all kept, and the retry
+    schedule starts again."""
     await get(conn, subscription_id)
     chosen = data.delivery_ids if data is not None else None
     ids = await repo.replay(conn, subscription_id, chosen)
@@ -276,7 +299,8 @@ async def _claim(conn: asyncpg.Connection, settings: Settings, delivery_id: int)
 
 
 def _delay(settings: Settings, attempt: int, outcome: Outcome) -> float | None:
-    """Seconds until the next try after failed attempt ``attempt``; None when it was the last."""
+    """Seconds until the next try after failed attempt ``attempt`` of its round; None when it was the
+    last."""
     delays = settings.webhook_retry_delays
     if attempt > len(delays):
         return None
@@ -320,7 +344,7 @@ async def _settle(
         WEBHOOK_DEAD.inc()
         bound.error("webhook_subscription_disabled", reason="410 Gone")
         return "gone", None
-    delay = _delay(settings, claimed.attempts, outcome)
+    delay = _delay(settings, claimed.attempts - claimed.round_start, outcome)
     if delay is None:
         if not await repo.mark_dead(conn, claimed.id, claimed.attempts, outcome.status_code, error):
             return "superseded", None

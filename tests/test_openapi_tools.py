@@ -1,0 +1,237 @@
+"""Issue 21: the OpenAPI document as tools nobody here wrote read it.
+
+- Spectral (``@stoplight/spectral-cli``, pinned in package.json and installed by ``make test`` with
+  ``npm ci``), ruleset ``spectral:oas``: no error, no warning, no hint.
+- openapi-python-client (pinned in the dev group) generates a client with no warning, and the phone's
+  whole flow runs through that generated client only, against the real app on a real port: sign in,
+  refresh, register the phone, go on duty, share a location, sync alerts, acknowledge, accept,
+  resolve, raise a panic with a photo, and the owner's live-view policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import os
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from litestar.testing import AsyncTestClient
+
+from backend.core.config import Settings
+from tests.factories import Factory
+from tests.test_contract import serve
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECTRAL = ROOT / "node_modules" / ".bin" / "spectral"
+GENERATOR = Path(sys.executable).with_name("openapi-python-client")
+CLIENT_CONFIG = ROOT / "tests" / "contract" / "openapi-python-client.yaml"
+PASSWORD = "correct horse battery"
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 200 + b"\xff\xd9"
+
+
+async def document(settings: Settings) -> dict[str, Any]:
+    from kuzet.asgi import create_app
+
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        answer: dict[str, Any] = (await client.get("/schema/openapi.json")).json()
+    return answer
+
+
+def needs(tool: Path, how: str) -> None:
+    """Missing locally: skip, saying how to get it. In CI (``CI=true``) a missing tool fails."""
+    if tool.exists():
+        return
+    message = f"{tool.relative_to(ROOT)} is missing: {how}"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+async def test_spectral_oas_finds_no_error_warning_or_hint(settings: Settings, tmp_path: Path) -> None:
+    needs(SPECTRAL, "run `npm ci` (make test does)")
+    path = tmp_path / "openapi.json"
+    path.write_text(json.dumps(await document(settings)))
+    report = tmp_path / "spectral.json"
+    ruleset = str(ROOT / ".spectral.yaml")
+    options = ["--fail-severity", "hint", "--format", "json", "--output", str(report), "--quiet"]
+    done = subprocess.run(
+        [str(SPECTRAL), "lint", str(path), "--ruleset", ruleset, *options],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    found = json.loads(report.read_text() or "[]") if report.exists() else None
+    assert found == [], done.stdout + done.stderr + json.dumps(found, indent=1)[:6000]
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def generate(doc: dict[str, Any], where: Path) -> Any:
+    """Generate the client package ``kuzet_generated`` under ``where`` and import it."""
+    needs(GENERATOR, "uv sync (the dev group pins openapi-python-client)")
+    path = where / "openapi.json"
+    path.write_text(json.dumps(doc))
+    env = os.environ | {"PATH": f"{GENERATOR.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    options = ["--meta", "none", "--config", str(CLIENT_CONFIG), "--output-path", str(where / "kuzet_generated")]
+    done = subprocess.run(
+        [str(GENERATOR), "generate", "--path", str(path), *options],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "WARNING" not in out and "Warning" not in out, out
+    sys.path.insert(0, str(where))
+    return importlib.import_module("kuzet_generated")
+
+
+def api(module: str) -> Any:
+    return importlib.import_module(f"kuzet_generated.api.{module}")
+
+
+def models() -> Any:
+    return importlib.import_module("kuzet_generated.models")
+
+
+def ok(response: Any, status: int = 200) -> Any:
+    """The parsed answer of a generated call that must have succeeded with ``status``."""
+    assert response.status_code == status, (response.status_code, response.content[:500])
+    assert response.parsed is not None, response.content[:500]
+    return response.parsed
+
+
+@pytest.mark.timeout(600)
+async def test_the_phone_flow_runs_through_a_generated_client(
+    make: Factory, conn: asyncpg.Connection, settings: Settings, storage: Any, tmp_path: Path
+) -> None:
+    package = await asyncio.to_thread(generate, await document(settings), tmp_path)
+    m = models()
+    types = importlib.import_module("kuzet_generated.types")
+    region = await make.region()
+    owner = await make.user("owner")
+    venue = await make.venue(region_id=region.id, owner_id=owner.id)
+    bouncer = await make.user("bouncer", venue_id=venue.id)
+    officer = await make.user("officer", region_id=region.id)
+    incident = await make.incident(venue.id)
+    for user, audience in ((bouncer, "bouncer"), (officer, "officer")):
+        await conn.execute(
+            "INSERT INTO alerts (incident_id, user_id, audience, step) VALUES ($1, $2, $3, 0)",
+            incident,
+            user.id,
+            audience,
+        )
+
+    def run(base: str) -> None:
+        with contextlib.ExitStack() as clients:
+            flow(base, clients)
+
+    def flow(base: str, clients: contextlib.ExitStack) -> None:
+        def client(token: str | None = None) -> Any:
+            made = (
+                package.Client(base_url=base)
+                if token is None
+                else package.AuthenticatedClient(base_url=base, token=token)
+            )
+            return clients.enter_context(made)
+
+        anonymous = client()
+
+        def sign_in(user: Any) -> Any:
+            tokens = ok(
+                api("auth.v1_auth_login_login").sync_detailed(
+                    client=anonymous, body=m.LoginRequest(login=user.username, password=PASSWORD)
+                )
+            )
+            assert tokens.token_type == "Bearer" and tokens.expires_in > 0
+            return tokens
+
+        first = sign_in(bouncer)
+        rotated = ok(
+            api("auth.v1_auth_refresh_refresh").sync_detailed(
+                client=anonymous, body=m.RefreshRequest(refresh_token=first.refresh_token)
+            )
+        )
+        assert rotated.refresh_token != first.refresh_token
+        phone = client(rotated.access_token)
+
+        device = ok(
+            api("me.v1_me_devices_register_device").sync_detailed(
+                client=phone,
+                body=m.DeviceRegister(
+                    fcm_token=f"fcm-{uuid.uuid4().hex}", platform=m.DeviceRegisterPlatform.ANDROID, app_version="2.0.0"
+                ),
+            ),
+            201,
+        )
+        assert device.is_active and device.device_key
+        duty = ok(api("me.v1_me_duty_set_duty").sync_detailed(client=phone, body=m.DutyUpdate(on_duty=True)))
+        assert duty.on_duty is True
+
+        police = client(sign_in(officer).access_token)
+        ok(api("me.v1_me_duty_set_duty").sync_detailed(client=police, body=m.DutyUpdate(on_duty=True)))
+        at = datetime.now(UTC)
+        where = m.LocationUpdate(lat=43.238, lon=76.945, accuracy_m=8.0, recorded_at=at)
+        ok(api("me.v1_me_location_put_location").sync_detailed(client=police, body=where))
+
+        alerts = ok(api("me.v1_me_alerts_my_alerts").sync_detailed(client=phone))
+        assert str(incident) in {str(item.incident_id) for item in alerts.items}
+        assert alerts.cursor
+
+        act = api("incidents.v1_incidents_incident_id_actions_act")
+        acknowledged = ok(
+            act.sync_detailed(
+                client=phone, incident_id=incident, body=m.ActionRequest(action=m.ActionRequestAction.ACKNOWLEDGE)
+            )
+        )
+        assert acknowledged.status == "acknowledged" or str(acknowledged.status).endswith("acknowledged")
+        ok(
+            act.sync_detailed(
+                client=police, incident_id=incident, body=m.ActionRequest(action=m.ActionRequestAction.ACCEPT)
+            )
+        )
+        detail = ok(
+            api("incidents.v1_incidents_incident_id_get_incident").sync_detailed(client=police, incident_id=incident)
+        )
+        assert str(detail.id) == str(incident)
+        resolve = m.ActionRequest.from_dict({"action": "resolve", "outcome": "handled"})
+        resolved = ok(act.sync_detailed(client=police, incident_id=incident, body=resolve))
+        assert "resolved" in str(resolved.status)
+
+        photo = types.File(payload=BytesIO(JPEG), file_name="panic.jpg", mime_type="image/jpeg")
+        meta = json.dumps({"client_id": f"flow-{uuid.uuid4().hex[:8]}"})
+        panic = ok(
+            api("me.v1_me_panic_raise_panic").sync_detailed(
+                client=phone, body=m.V1MePanicRaisePanicBody(meta=meta, photo=photo)
+            ),
+            201,
+        )
+        assert panic.panic_id
+
+        venue_phone = client(sign_in(owner).access_token)
+        policy_api = api("live_view.v1_venues_venue_id_live_view_policy_set_policy")
+        chosen = m.PolicyUpdate.from_dict({"policy": "on_request"})
+        set_to = ok(policy_api.sync_detailed(client=venue_phone, venue_id=venue.id, body=chosen))
+        shown = ok(
+            api("live_view.v1_venues_venue_id_live_view_policy_get_policy").sync_detailed(
+                client=venue_phone, venue_id=venue.id
+            )
+        )
+        assert str(shown.policy).endswith("on_request") and shown.to_dict() == set_to.to_dict()
+
+    with serve(settings) as base:
+        await asyncio.to_thread(run, base)
+    stored = await conn.fetchval("SELECT photo_key IS NOT NULL FROM panics ORDER BY created_at DESC LIMIT 1")
+    assert stored, "the photo was sent as a file and stored"
