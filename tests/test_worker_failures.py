@@ -22,9 +22,9 @@ import pytest
 
 from backend.adapters.storage import Storage
 from backend.core.config import Settings, load_settings
+from tests.confirming import assert_artefacts, clips, confirm_worker, object_keys, queued, run_jobs, state
 from tests.factories import Factory
 from tests.services import free_port
-from tests.test_confirm import assert_artefacts, clips, confirm_worker, object_keys, queued, run_jobs, state
 from tests.waiting import eventually
 from workers.confirm import AnalyseRequest, ClipAnalysis, analyse_clip
 from workers.cpu import CpuPool, CpuPoolError, RemoteError

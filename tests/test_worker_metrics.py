@@ -13,9 +13,9 @@ import pytest
 from backend.adapters.storage import Storage
 from kuzet.devtools.push_inbox import PushInbox
 from tests.alerting import fcm_env, push_inbox
+from tests.confirming import clips, queued
 from tests.factories import Factory
 from tests.services import free_port
-from tests.test_confirm import clips, queued
 from tests.test_worker_failures import worker_process
 from tests.waiting import eventually
 
