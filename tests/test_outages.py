@@ -26,9 +26,8 @@ from kuzet.asgi import create_app
 from tests.confirming import clips, queued, state
 from tests.factories import Factory
 from tests.services import TcpProxy, ThreadedTcpProxy, admin_dsn, free_port
-from tests.test_worker_failures import KUZET, worker_process
-from tests.test_worker_metrics import sample
 from tests.waiting import eventually
+from tests.worker_processes import KUZET, sample, worker_process
 from workers.runner import Runner, Task, Work, WorkerContext
 
 __all__ = ["clips"]
