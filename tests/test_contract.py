@@ -350,7 +350,7 @@ TARGET_USER = {"user_id": "user_target_{side}"}
 
 def detection_form(world: World, side: str, actor: str) -> dict[str, Any]:
     from tests.clips import mp4_bytes
-    from tests.test_ingest import form, meta
+    from tests.ingesting import form, meta
 
     return {"files": form(meta(event_id=f"matrix-{uuid.uuid4().hex[:8]}"), clip=mp4_bytes(seconds=0.3))}
 

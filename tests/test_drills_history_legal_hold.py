@@ -13,8 +13,8 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from tests.factories import Factory
+from tests.ingesting import assert_problem
 from tests.test_console import sign_in
-from tests.test_ingest import assert_problem
 
 Client = AsyncTestClient[Litestar]
 JSON = {"Content-Type": "application/json"}

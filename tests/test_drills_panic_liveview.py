@@ -17,7 +17,7 @@ from litestar.testing import AsyncTestClient
 
 from backend.adapters.storage import Storage
 from tests.factories import Factory
-from tests.test_ingest import assert_problem, form, meta, nothing_stored, post
+from tests.ingesting import assert_problem, form, meta, nothing_stored, post
 
 Client = AsyncTestClient[Litestar]
 NOT_UTF8 = b"\xff\xfe"

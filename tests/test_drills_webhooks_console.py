@@ -19,8 +19,8 @@ from litestar.testing import AsyncTestClient
 from backend.core.config import Settings
 from kuzet.asgi import create_app
 from tests.factories import Factory
+from tests.ingesting import assert_problem
 from tests.test_console import csrf_of, sign_in
-from tests.test_ingest import assert_problem
 
 Client = AsyncTestClient[Litestar]
 BASE: dict[str, Any] = {

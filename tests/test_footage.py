@@ -20,9 +20,9 @@ from backend.core.db import create_pool
 from backend.core.metrics import FOOTAGE_FINISHED
 from backend.detections.confirmation import Footage, Verdict, record_footage, record_outcome
 from backend.webhooks.outbox import PENDING_SNAPSHOT_NOTE, SNAPSHOT_NOTE
+from tests.confirming import assert_artefacts, clips, confirm_worker, object_keys, queued, run_jobs, state
 from tests.factories import Factory
 from tests.services import free_port
-from tests.test_confirm import assert_artefacts, clips, confirm_worker, object_keys, queued, run_jobs, state
 from workers.confirm import FOOTAGE_NICENESS, TASKS, new_footage_pool, new_pool
 from workers.runner import Runner
 

@@ -269,7 +269,7 @@ async def test_health_ready_metrics(client: Client, make: Factory) -> None:
     ready = await client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "storage": "ok"}
     camera = await make.camera()
-    from tests.test_ingest import form, meta, post
+    from tests.ingesting import form, meta, post
 
     assert (await post(client, camera.api_key, form(meta(kind="weapon")))).status_code == 202
     text = (await client.get("/metrics")).text

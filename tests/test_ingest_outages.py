@@ -15,8 +15,8 @@ from backend.detections.service import sweep_orphan_uploads
 from kuzet.asgi import create_app
 from tests.clips import mp4_bytes
 from tests.factories import Factory
+from tests.ingesting import form, meta, objects, post
 from tests.services import TcpProxy, free_port
-from tests.test_ingest import form, meta, objects, post
 
 CLIP = mp4_bytes(seconds=2.0)
 

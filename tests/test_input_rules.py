@@ -22,7 +22,7 @@ from backend.adapters.storage import Storage
 from backend.core.wire import LINE_PATTERN, MAX_JSON_BYTES, TEXT_PATTERN
 from tests.clips import mp4_bytes
 from tests.factories import Factory
-from tests.test_ingest import assert_problem, form, meta, objects
+from tests.ingesting import assert_problem, form, meta, objects
 
 Client = AsyncTestClient[Litestar]
 CLIP = mp4_bytes()

@@ -20,8 +20,8 @@ from backend.core.db import create_pool
 from backend.core.errors import Invalid
 from backend.models import service as model_versions
 from backend.models.repo import LabelledScore
+from tests.confirming import clips, queued, run_jobs, state  # noqa: F401 - clips is a fixture
 from tests.factories import Factory
-from tests.test_confirm import clips, queued, run_jobs, state  # noqa: F401 - clips is a fixture
 from workers import confirm
 from workers.runner import WorkerContext
 from workers.vision.commands import assign_model, compare_models, describe_model

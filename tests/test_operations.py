@@ -24,8 +24,8 @@ from backend.health.service import read_backlog
 from tests.factories import Factory
 from tests.services import free_port
 from tests.test_webhooks import World, world
-from tests.test_worker_metrics import sample
 from tests.webhooking import WEBHOOK_ENV, open_incident
+from tests.worker_processes import sample
 from workers.metrics import LoopBeat, make_app, serve
 
 __all__ = ["world"]

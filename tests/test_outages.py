@@ -23,12 +23,11 @@ from backend.core import jobs, queue
 from backend.core.config import Settings, load_settings
 from backend.core.db import create_pool, init_connection
 from kuzet.asgi import create_app
+from tests.confirming import clips, queued, state
 from tests.factories import Factory
 from tests.services import TcpProxy, ThreadedTcpProxy, admin_dsn, free_port
-from tests.test_confirm import clips, queued, state
-from tests.test_worker_failures import KUZET, worker_process
-from tests.test_worker_metrics import sample
 from tests.waiting import eventually
+from tests.worker_processes import KUZET, sample, worker_process
 from workers.runner import Runner, Task, Work, WorkerContext
 
 __all__ = ["clips"]

@@ -281,8 +281,8 @@ async def test_bad_bodies_are_clean_problems(scene: Scene, settings: Settings) -
 
 async def test_cameras_cannot_post_a_panic(make: Factory, client: Client) -> None:
     from tests.clips import mp4_bytes
-    from tests.test_ingest import form as ingest_form
-    from tests.test_ingest import meta
+    from tests.ingesting import form as ingest_form
+    from tests.ingesting import meta
 
     camera = await make.camera()
     response = await client.post(

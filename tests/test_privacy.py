@@ -19,9 +19,9 @@ from litestar.testing import AsyncTestClient
 
 from backend.adapters.storage import Storage
 from backend.core.config import Settings
+from tests.confirming import confirm_worker, queued, run_jobs, state
 from tests.conftest import shared_path
 from tests.factories import Factory
-from tests.test_confirm import confirm_worker, queued, run_jobs, state
 from workers.media.artefacts import _frame_near, make_snapshots, probe_clip
 from workers.media.faces import Face, FaceDetector, blur_regions
 

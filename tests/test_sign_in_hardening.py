@@ -16,6 +16,7 @@ from litestar.testing import AsyncTestClient
 
 from backend.adapters.storage import Storage
 from backend.core.config import Settings
+from backend.core.sessions import SessionCache
 from backend.incidents import repo as incidents_repo
 from backend.links import service as links
 from backend.users import service as users
@@ -35,6 +36,26 @@ def settings_env(settings_env: dict[str, str]) -> dict[str, str]:
         "KUZET_SIGNIN_BASE_LOCK_S": "60",  # long enough that no lock ends by itself on a slow machine
         "KUZET_SESSION_CHECK_CACHE_S": str(CACHE_S),
     }
+
+
+class ManualClock:
+    """The session cache's clock, moved by the test instead of sleeping through the cache's lifetime."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(app: Litestar) -> ManualClock:
+    manual = ManualClock()
+    app.state.session_cache = SessionCache(CACHE_S, clock=manual)
+    return manual
 
 
 async def time_passes(conn: asyncpg.Connection) -> None:
@@ -174,7 +195,7 @@ async def footage_link(conn: asyncpg.Connection, settings: Settings, storage: St
 
 
 async def test_deactivation_cuts_an_active_session_within_the_documented_delay(
-    make: Factory, client: Client, conn: asyncpg.Connection, settings: Settings, storage: Storage
+    make: Factory, client: Client, conn: asyncpg.Connection, settings: Settings, storage: Storage, clock: ManualClock
 ) -> None:
     admin = await make.user("admin")
     bouncer = await make.user("bouncer")
@@ -190,7 +211,7 @@ async def test_deactivation_cuts_an_active_session_within_the_documented_delay(
     assert (await client.get(link, follow_redirects=False)).status_code == 404  # footage links: at once
     refreshed = await client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert refreshed.status_code == 401  # refresh tokens: at once
-    await asyncio.sleep(CACHE_S + 0.1)  # access tokens: once the documented delay has passed
+    clock.advance(CACHE_S + 0.1)  # access tokens: once the documented delay has passed
     cut = await client.get("/v1/me/alerts", headers=bearer(tokens))
     assert cut.status_code == 401
     assert cut.headers["content-type"].startswith("application/problem+json")
@@ -212,12 +233,12 @@ async def test_deactivation_cuts_an_active_session_within_the_documented_delay(
 
 
 async def test_sign_out_and_refresh_reuse_end_access_tokens(
-    make: Factory, client: Client, conn: asyncpg.Connection
+    make: Factory, client: Client, conn: asyncpg.Connection, clock: ManualClock
 ) -> None:
     officer = await make.user("officer")
     phone, tablet = await sign_in(client, officer.username), await sign_in(client, officer.username)
     assert (await client.post("/v1/auth/logout", json={"refresh_token": phone["refresh_token"]})).status_code == 204
-    await asyncio.sleep(CACHE_S + 0.1)
+    clock.advance(CACHE_S + 0.1)
     assert (await client.get("/v1/me/alerts", headers=bearer(phone))).status_code == 401
     assert (await client.get("/v1/me/alerts", headers=bearer(tablet))).status_code == 200  # the other sign-in lives
 
@@ -226,17 +247,17 @@ async def test_sign_out_and_refresh_reuse_end_access_tokens(
     await conn.execute("UPDATE refresh_tokens SET used_at = used_at - interval '1 minute'")  # past the grace
     reused = await client.post("/v1/auth/refresh", json={"refresh_token": tablet["refresh_token"]})
     assert reused.status_code == 401
-    await asyncio.sleep(CACHE_S + 0.1)
+    clock.advance(CACHE_S + 0.1)
     assert (await client.get("/v1/me/alerts", headers=bearer(rotated.json()))).status_code == 401
 
 
-async def test_end_sessions_signs_a_user_out_everywhere(make: Factory, client: Client) -> None:
+async def test_end_sessions_signs_a_user_out_everywhere(make: Factory, client: Client, clock: ManualClock) -> None:
     admin = await make.user("admin")
     officer = await make.user("officer")
     one, two = await sign_in(client, officer.username), await sign_in(client, officer.username)
     response = await client.post(f"/v1/admin/users/{officer.id}/end-sessions", headers=make.auth(admin))
     assert response.status_code == 200
-    await asyncio.sleep(CACHE_S + 0.1)
+    clock.advance(CACHE_S + 0.1)
     for tokens in (one, two):
         assert (await client.get("/v1/me/alerts", headers=bearer(tokens))).status_code == 401
         assert (
@@ -260,14 +281,14 @@ def kuzet_admin(settings_env: dict[str, str], *args: str) -> subprocess.Complete
 
 
 async def test_kuzet_admin_deactivates_and_reactivates(
-    make: Factory, client: Client, conn: asyncpg.Connection, settings_env: dict[str, str]
+    make: Factory, client: Client, conn: asyncpg.Connection, settings_env: dict[str, str], clock: ManualClock
 ) -> None:
     officer = await make.user("officer")
     tokens = await sign_in(client, officer.username)
     done = await asyncio.to_thread(kuzet_admin, settings_env, "deactivate-user", officer.username)
     assert done.returncode == 0, done.stderr
     assert await conn.fetchval("SELECT is_active FROM users WHERE id = $1", officer.id) is False
-    await asyncio.sleep(CACHE_S + 0.1)
+    clock.advance(CACHE_S + 0.1)
     assert (await client.get("/v1/me/alerts", headers=bearer(tokens))).status_code == 401
     done = await asyncio.to_thread(kuzet_admin, settings_env, "reactivate-user", str(officer.id))
     assert done.returncode == 0, done.stderr

@@ -8,12 +8,8 @@ import json
 import os
 import secrets
 import signal
-import subprocess
-import sys
 import threading
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +36,7 @@ from tests.webhooking import (
     wait_until,
     webhook_worker,
 )
+from tests.worker_processes import worker_process
 
 __all__ = ["receiver"]
 Client = AsyncTestClient[Litestar]
@@ -441,20 +438,6 @@ async def test_a_slow_receiver_does_not_delay_another(
     finally:
         hold.set()
     assert [json.loads(r.body)["type"] for r in slow] == ["incident.opened", "incident.acknowledged"]
-
-
-KUZET = Path(sys.executable).parent / "kuzet"
-
-
-@asynccontextmanager
-async def worker_process(env: dict[str, str]) -> AsyncIterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen([str(KUZET), "worker"], env=env, stdout=subprocess.DEVNULL)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        await asyncio.to_thread(proc.wait, 30)
 
 
 async def test_a_worker_killed_mid_delivery_leaves_it_to_another_same_id_in_order(

@@ -6,11 +6,8 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 import wave
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +19,17 @@ import pytest
 
 from backend.adapters.storage import Storage
 from backend.core.config import Settings, load_settings
+from tests.confirming import assert_artefacts, clips, confirm_worker, object_keys, queued, run_jobs, state
 from tests.factories import Factory
 from tests.services import free_port
-from tests.test_confirm import assert_artefacts, clips, confirm_worker, object_keys, queued, run_jobs, state
 from tests.waiting import eventually
+from tests.worker_processes import worker_process
 from workers.confirm import AnalyseRequest, ClipAnalysis, analyse_clip
 from workers.cpu import CpuPool, CpuPoolError, RemoteError
 from workers.media import MediaError
 from workers.media.synth import write_garbage, write_test_clip, write_truncated_clip
 
 __all__ = ["clips"]  # the session fixture, shared with test_confirm
-
-KUZET = Path(sys.executable).parent / "kuzet"
 
 
 def hang(request: AnalyseRequest) -> ClipAnalysis:
@@ -213,17 +209,6 @@ async def test_cpu_pool_results_and_errors_cross_the_pipe() -> None:
 
 
 # --- a real worker process, killed with SIGKILL mid-job ------------------------------------------
-
-
-@asynccontextmanager
-async def worker_process(env: dict[str, str], *args: str) -> AsyncIterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen([str(KUZET), "worker", *args], env=env, stdout=subprocess.DEVNULL)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        await asyncio.to_thread(proc.wait, 30)
 
 
 async def wait_for(

@@ -13,28 +13,13 @@ import pytest
 from backend.adapters.storage import Storage
 from kuzet.devtools.push_inbox import PushInbox
 from tests.alerting import fcm_env, push_inbox
+from tests.confirming import clips, queued
 from tests.factories import Factory
 from tests.services import free_port
-from tests.test_confirm import clips, queued
-from tests.test_worker_failures import worker_process
 from tests.waiting import eventually
+from tests.worker_processes import sample, worker_process
 
 __all__ = ["clips", "push_inbox"]
-
-
-def sample(text: str, name: str, **labels: str) -> float | None:
-    """The value of one sample in Prometheus text format (labels in any order), or None."""
-    for line in text.splitlines():
-        if line.startswith("#") or not line.startswith(name):
-            continue
-        head, _, value = line.rpartition(" ")
-        metric, _, raw = head.partition("{")
-        if metric != name:
-            continue
-        found = dict(part.split("=", 1) for part in raw.rstrip("}").split(",") if "=" in part)
-        if all(found.get(k) == f'"{v}"' for k, v in labels.items()):
-            return float(value)
-    return None
 
 
 @pytest.mark.usefixtures("push_inbox")

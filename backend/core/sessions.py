@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 
 import asyncpg
 
@@ -25,28 +26,30 @@ FROM users u WHERE u.id = $1
 MAX_ENTRIES = 50_000
 
 Key = tuple[uuid.UUID, uuid.UUID | None, int]
+Clock = Callable[[], float]  # seconds, monotonic (tests pass one they move by hand)
 
 
 class SessionCache:
-    """Good answers of ``CHECK`` for a few seconds (0 disables the cache)."""
+    """Good answers of ``CHECK`` for a few seconds (0 disables the cache), by ``clock``."""
 
-    def __init__(self, ttl_s: float) -> None:
+    def __init__(self, ttl_s: float, *, clock: Clock = time.monotonic) -> None:
         self.ttl_s = ttl_s
+        self._clock = clock
         self._good: dict[Key, float] = {}
 
     def fresh(self, key: Key) -> bool:
         expires = self._good.get(key)
-        return expires is not None and expires > time.monotonic()
+        return expires is not None and expires > self._clock()
 
     def remember(self, key: Key) -> None:
         if self.ttl_s <= 0:
             return
         if len(self._good) >= MAX_ENTRIES:
-            now = time.monotonic()
+            now = self._clock()
             self._good = {k: v for k, v in self._good.items() if v > now}
             if len(self._good) >= MAX_ENTRIES:
                 self._good.clear()
-        self._good[key] = time.monotonic() + self.ttl_s
+        self._good[key] = self._clock() + self.ttl_s
 
 
 async def is_current(
