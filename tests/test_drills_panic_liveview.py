@@ -60,13 +60,13 @@ async def test_a_panic_photo_that_is_not_a_jpeg_says_so(
     assert await _panic_rows(conn) == (0, 0)
 
 
-async def test_a_detection_meta_that_is_not_utf8_is_400_and_stores_nothing(
+async def test_a_detection_meta_that_is_not_utf8_is_422_and_stores_nothing(
     make: Factory, client: Client, conn: asyncpg.Connection, storage: Storage
 ) -> None:
     camera = await make.camera()
     broken = meta().encode().replace(b'"fight"', b'"fi\xffght"')
     files: dict[str, Any] = form(None) | {"meta": (None, broken, "application/json")}
-    assert_problem(await post(client, camera.api_key, files), 400, "meta")
+    assert_problem(await post(client, camera.api_key, files), 422, "meta")  # as the panic's meta: the part is not JSON
     await nothing_stored(conn, storage)
 
 

@@ -339,7 +339,7 @@ KK: Final[Mapping[str, str]] = {
     "col.sms_number": "SMS нөмірі",
     "admin.sms_verified": "расталған",
     "admin.sms_unverified": "расталмаған: SMS келмейді",
-    "incident.sms": "SMS",
+    "incident.sms": "СМС",
     "sms.state.queued": "кезекте",
     "sms.state.retrying": "қайталануда",
     "sms.state.sent": "жіберілді",

@@ -339,7 +339,7 @@ RU: Final[Mapping[str, str]] = {
     "col.sms_number": "Номер для SMS",
     "admin.sms_verified": "подтверждён",
     "admin.sms_unverified": "не подтверждён: SMS не придут",
-    "incident.sms": "SMS",
+    "incident.sms": "СМС",
     "sms.state.queued": "в очереди",
     "sms.state.retrying": "повтор",
     "sms.state.sent": "отправлено",
