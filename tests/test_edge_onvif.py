@@ -341,3 +341,20 @@ def test_zone_labels_fit_the_api() -> None:
     assert zone_label("x" * 300) == "x" * 128
     assert zone_label(" \x00 ") is None
     assert zone_label(None) is None
+
+
+async def test_doctor_reports_a_camera_clock_minutes_off_and_one_that_is_right() -> None:
+    from kuzet_edge.doctor import camera_clock_findings
+
+    with FakeOnvifCamera(clock_skew=timedelta(minutes=-7, seconds=-13)) as off:
+        (finding,) = await camera_clock_findings(ref(off))
+    assert not finding.ok
+    seconds = int(finding.text.split("clock is ")[1].split(" s behind")[0])
+    assert 432 <= seconds <= 435, finding.text  # 7 min 13 s; the camera gives whole seconds
+    assert "NTP" in finding.text
+    with FakeOnvifCamera() as right:
+        (finding,) = await camera_clock_findings(ref(right))
+    assert finding.ok, finding.text
+    gone = CameraRef(key="gone", name="Gone", host="127.0.0.1", onvif_port=1, username="u", password="p")
+    (finding,) = await camera_clock_findings(gone)
+    assert not finding.ok and "ONVIF does not answer" in finding.text

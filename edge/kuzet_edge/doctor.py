@@ -2,7 +2,9 @@
 
 Per camera: reachable (and how fast), codec (H.264/H.265 are remuxed as they are), resolution,
 frames per second, keyframe interval (a clip starts on a keyframe: more than 4 s wastes pre-roll),
-stream bitrate; then the box's clock against the Kuzet API's ``Date`` (a candidate's time is the box's),
+stream bitrate; for a camera read over ONVIF (an ``onvif`` source or an ``onvif_host``), its clock against
+the box's (ONVIF events are corrected for it, but a camera minutes off stamps its own recordings wrong);
+then the box's clock against the Kuzet API's ``Date`` (a candidate's time is the box's),
 the secrets file's mode and whether the box is enrolled. Exit status 1 when something must be fixed.
 """
 
@@ -17,7 +19,8 @@ from fractions import Fraction
 import av
 import httpx
 
-from kuzet_edge.config import CameraConfig, Config, ConfigError, redact, secrets_of, with_credentials
+from kuzet_edge.config import CameraConfig, Config, ConfigError, camera_refs, redact, secrets_of, with_credentials
+from kuzet_edge.events import CameraRef
 from kuzet_edge.keys import Keys
 
 SAMPLE_S = 4.0
@@ -113,6 +116,43 @@ def camera_findings(camera: CameraConfig, url: str, label: str) -> list[Finding]
     return out
 
 
+CAMERA_SKEW_OK_S = 5.0  # ONVIF times are whole seconds, and the box corrects events for any offset
+
+
+def onvif_cameras(config: Config) -> set[str]:
+    """The cameras read over ONVIF: those an ``onvif`` source watches, and those with an ``onvif_host``."""
+    keys = {c.key for c in config.cameras if c.onvif_host}
+    for table in config.sources:
+        if table.get("type") == "onvif":
+            listed = table.get("cameras")
+            keys |= {str(k) for k in listed} if isinstance(listed, list) else {c.key for c in config.cameras}
+    return keys
+
+
+async def camera_clock_findings(camera: CameraRef) -> list[Finding]:
+    from kuzet_edge.sources.onvif import CAMERA_ERRORS, camera_clock_offset
+
+    subject = f"{camera.key} clock"
+    try:
+        offset = await asyncio.wait_for(camera_clock_offset(camera), timeout=15)
+    except CAMERA_ERRORS as error:
+        return [Finding(subject, False, f"ONVIF does not answer ({error}): check onvif_host, onvif_port and the user")]
+    if offset is None:
+        return [Finding(subject, True, "the camera does not give its time over ONVIF")]
+    skew = offset.total_seconds()
+    if abs(skew) < CAMERA_SKEW_OK_S:
+        return [Finding(subject, True, f"the camera's clock is within {abs(skew):.0f} s of the box's")]
+    where = "ahead of" if skew > 0 else "behind"
+    return [
+        Finding(
+            subject,
+            False,
+            f"the camera's clock is {abs(skew):.0f} s {where} the box's: set NTP on the camera or NVR "
+            "(events are corrected for it, but its own recordings are stamped wrong)",
+        )
+    ]
+
+
 async def clock_findings(api_url: str) -> list[Finding]:
     try:
         async with httpx.AsyncClient(timeout=10) as client:
@@ -156,5 +196,8 @@ async def diagnose(config: Config) -> list[Finding]:
                 findings += await asyncio.to_thread(camera_findings, camera, with_credentials(url, secret), label)
         if camera.key not in keys.camera_keys:
             findings.append(Finding(camera.key, False, "no camera key: enrol the box or give camera_key_file"))
+    refs = camera_refs(config, secrets)
+    for key in sorted(onvif_cameras(config) & set(refs)):
+        findings += await camera_clock_findings(refs[key])
     findings += await clock_findings(config.agent.api_url)
     return findings

@@ -32,9 +32,17 @@ from __future__ import annotations
 
 from kuzet_edge.sources.onvif._config import ClassRule, EventClass, OnvifConfig, parse_config
 from kuzet_edge.sources.onvif._messages import Notification, classify, event_id, is_onset, read_notifications
-from kuzet_edge.sources.onvif._source import Backoff, OnvifSource, build, devices
+from kuzet_edge.sources.onvif._source import (
+    CAMERA_ERRORS,
+    Backoff,
+    OnvifSource,
+    build,
+    camera_clock_offset,
+    devices,
+)
 
 __all__ = [
+    "CAMERA_ERRORS",
     "Backoff",
     "ClassRule",
     "EventClass",
@@ -42,6 +50,7 @@ __all__ = [
     "OnvifConfig",
     "OnvifSource",
     "build",
+    "camera_clock_offset",
     "classify",
     "devices",
     "event_id",

@@ -270,6 +270,21 @@ class OnvifSource:
         return False
 
 
+async def camera_clock_offset(camera: CameraRef) -> timedelta | None:
+    """The camera's clock minus the box's, from one GetSystemDateAndTime (None: the camera does not
+    say). Raises one of ``CAMERA_ERRORS`` when the camera's ONVIF service does not answer."""
+    device = _camera(camera)
+    try:
+        await device.update_xaddrs()
+        diff: timedelta | None = device.dt_diff
+        return diff
+    finally:
+        await device.close()
+
+
+CAMERA_ERRORS = _CAMERA_ERRORS
+
+
 def _camera(camera: CameraRef) -> ONVIFCamera:
     """The library's client of one device. Its constructor deletes ``http_proxy``/``https_proxy`` from
     the process environment; a box that reaches the Kuzet API through a proxy needs them, so they are
