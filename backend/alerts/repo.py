@@ -10,13 +10,15 @@ import asyncpg
 import msgspec
 
 from backend.core.auth import Role
+from backend.incidents.kinds import KindName
+from backend.incidents.schemas import IncidentStatusName
 
 
 class ListedIncident(msgspec.Struct, frozen=True):
     id: uuid.UUID
     alert_id: uuid.UUID | None
-    kind: str
-    status: str
+    kind: KindName  # incident_kinds, the registry
+    status: IncidentStatusName  # the table's CHECK
     version: int
     police_requested: bool
     opened_at: datetime

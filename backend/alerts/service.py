@@ -72,8 +72,8 @@ async def my_alerts(
         AlertItem(
             incident_id=r.id,
             alert_id=r.alert_id,
-            kind=r.kind,  # type: ignore[arg-type]  # a closed set, checked by the table
-            status=r.status,  # type: ignore[arg-type]  # a closed set, checked by the table
+            kind=r.kind,
+            status=r.status,
             version=r.version,
             police_requested=r.police_requested,
             opened_at=r.opened_at,

@@ -93,7 +93,7 @@ async def labels(
                 camera_id=r.camera_id,
                 camera_name=r.camera_name,
                 incident_id=r.incident_id,
-                kind=r.kind,  # type: ignore[arg-type]  # a closed set, checked by the table
+                kind=r.kind,
                 occurred_at=r.occurred_at,
                 decision=r.decision,
                 edge_score=round(r.edge_score, 4),

@@ -300,7 +300,7 @@ class LabelRow(msgspec.Struct, frozen=True):
     camera_id: uuid.UUID
     camera_name: str
     incident_id: uuid.UUID | None
-    kind: str
+    kind: KindName
     occurred_at: datetime
     received_at: datetime
     decision: Literal["confirmed", "rejected"]
