@@ -17,6 +17,8 @@ from litestar.datastructures import ResponseHeader
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter
 
+from backend.core.wire import LINE_PATTERN
+
 __all__ = ["ETAG", "NOT_MODIFIED", "IfNoneMatch", "conditional"]
 
 _encoder = msgspec.json.Encoder()
@@ -26,6 +28,7 @@ IfNoneMatch = Annotated[
     HeaderParameter(
         name="If-None-Match",
         max_length=1000,
+        pattern=LINE_PATTERN,
         description="ETags of answers the client holds: 304 without a body when the answer is the same",
     ),
 ]
