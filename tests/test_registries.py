@@ -46,6 +46,8 @@ def test_every_event_type_says_whether_city_systems_get_it() -> None:
         EventType.FOOTAGE_PURGED,
         EventType.NOT_DELIVERED,
         EventType.REPEATED,
+        EventType.CLAIMED,  # which dispatcher handles it from the board: coordination inside the centre
+        EventType.UNCLAIMED,
     }
 
 
