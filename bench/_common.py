@@ -23,6 +23,18 @@ ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 FIGHT_CLIPS = ROOT.parent / "shared" / "data" / "surv-fight" / "fight"
 
 
+def local_env(dsn: str, s3_port: int, **extra: str) -> dict[str, str]:
+    """The settings of a Kuzet API or worker started by a bench: its database, the local S3 server."""
+    return {
+        "KUZET_DATABASE_URL": dsn,
+        "KUZET_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+        "KUZET_S3_ACCESS_KEY_ID": "bench",
+        "KUZET_S3_SECRET_ACCESS_KEY": "bench",
+        "KUZET_LOG_LEVEL": "warning",
+        **extra,
+    }
+
+
 def fail(message: str) -> NoReturn:
     """Stop the bench with exit status 2 and say why: a figure measured over failing requests means nothing."""
     print(f"BENCH FAILED: {message}", file=sys.stderr, flush=True)

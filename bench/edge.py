@@ -37,7 +37,7 @@ from kuzet_edge.picture import PictureCheck
 from kuzet_edge.rtsp import Gray, StreamReader
 from kuzet_edge.sources.trigger import MotionStage
 
-from bench._common import PY, drop_database, fresh_database, machine, pct, start, summary, wait_http
+from bench._common import PY, drop_database, fresh_database, local_env, machine, pct, start, summary, wait_http
 from tests.services import free_port
 
 FAKE_CAMERA = Path(__file__).resolve().parents[1] / "kuzet" / "devtools" / "fake_camera.py"
@@ -108,14 +108,7 @@ async def upload_latency(packets: list[StoredPacket], events: int, tmp: Path) ->
     """Cut + POST /v1/detections to the real API, one event after another: (cut ms, event->202 ms, clip bytes)."""
     dsn = await fresh_database("kuzet_bench_edge")
     s3_port, api_port = free_port(), free_port()
-    env = {
-        "KUZET_DATABASE_URL": dsn,
-        "KUZET_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
-        "KUZET_S3_ACCESS_KEY_ID": "bench",
-        "KUZET_S3_SECRET_ACCESS_KEY": "bench",
-        "KUZET_LOG_LEVEL": "warning",
-        "KUZET_MAX_CLIP_BYTES": str(64 * 1024 * 1024),
-    }
+    env = local_env(dsn, s3_port, KUZET_MAX_CLIP_BYTES=str(64 * 1024 * 1024))
     procs = [start([PY, "-m", "kuzet.cli", "dev", "s3", "--port", str(s3_port)], env)]
     cuts: list[float] = []
     totals: list[float] = []

@@ -26,7 +26,7 @@ import asyncpg
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import PY, cpu_seconds, drop_database, fresh_database, machine, start, summary, wait_http
+from bench._common import PY, cpu_seconds, drop_database, fresh_database, local_env, machine, start, summary, wait_http
 from tests.services import free_port
 
 
@@ -121,14 +121,7 @@ async def main() -> int:
 
     dsn = await fresh_database()
     s3_port, api_port, base_port = free_port(), free_port(), free_port()
-    env = {
-        "KUZET_DATABASE_URL": dsn,
-        "KUZET_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
-        "KUZET_S3_ACCESS_KEY_ID": "bench",
-        "KUZET_S3_SECRET_ACCESS_KEY": "bench",
-        "KUZET_LOG_LEVEL": "warning",
-        "KUZET_DATABASE_POOL_MAX": "20",
-    }
+    env = local_env(dsn, s3_port, KUZET_DATABASE_POOL_MAX="20")
     procs = [start([PY, "-m", "kuzet.cli", "dev", "s3", "--port", str(s3_port)], env)]
     try:
         await wait_http(f"http://127.0.0.1:{s3_port}/")
