@@ -41,6 +41,8 @@ BOARD_WORDS = [
     "board.shown",
     "board.handled_by",
     "board.received",
+    "incident.no_phone",
+    *(f"role.{r}" for r in ("bouncer", "owner")),
     *(f"unit.{u}" for u in ("s", "min", "h")),
     *(f"state.{s}" for s in (*OPEN_STATES, "resolved")),
     *(f"kind.{k}" for k in kinds.KINDS),
@@ -100,10 +102,11 @@ class BoardController(Controller):
         )
 
     @get("/board/outline", media_type="application/json")
-    async def outline(self, db: Db, me: Me) -> Response[bytes]:
-        """The offline base map: the regions' boundaries and the venues' names in my scope."""
+    async def outline(self, request: ConsoleRequest, db: Db, me: Me) -> Response[bytes]:
+        """The offline base map: the regions' boundaries and the venues' names in my scope, the city's
+        districts and streets."""
         session.require(me, *console.BOARD_ROLES)
-        body = await console.outline(db, me)
+        body = await console.outline(db, request.app.state.settings, me)
         return Response(body, media_type="application/json", headers={"Cache-Control": "private, max-age=300"})
 
     @get("/board/events", media_type="text/event-stream")

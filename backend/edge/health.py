@@ -242,6 +242,7 @@ async def problems(conn: asyncpg.Connection, me: Principal, limit: int = 50) -> 
             venue_name=r.venue_name,
             condition=Condition(r.condition),
             condition_since=r.condition_since,
+            timezone=r.timezone,
         )
         for r in rows
     ]
