@@ -89,11 +89,16 @@ ORDER BY u.role = 'owner', u.display_name
 """
 # The same, for the venues of a board batch.
 VENUE_CONTACTS = """
-SELECT v.id AS venue_id, u.id AS user_id, u.display_name, u.role, u.phone
-FROM venues v JOIN users u ON u.is_active AND (u.id = v.owner_id
-   OR u.id IN (SELECT user_id FROM duty WHERE venue_id = v.id AND on_duty AND role = 'bouncer'))
-WHERE v.id = ANY($1::uuid[])
-ORDER BY v.id, u.role = 'owner', u.display_name
+SELECT * FROM (
+    SELECT v.id AS venue_id, u.id AS user_id, u.display_name, u.role, u.phone
+    FROM venues v JOIN users u ON u.id = v.owner_id AND u.is_active
+    WHERE v.id = ANY($1::uuid[])
+    UNION ALL
+    SELECT d.venue_id, u.id, u.display_name, u.role, u.phone
+    FROM duty d JOIN users u ON u.id = d.user_id AND u.is_active
+    WHERE d.venue_id = ANY($1::uuid[]) AND d.on_duty AND d.role = 'bouncer'
+) c
+ORDER BY venue_id, role = 'owner', display_name
 """
 OFFICER_NAMES = """
 SELECT u.id AS user_id, u.display_name, l.recorded_at

@@ -154,18 +154,17 @@ async def _board_contacts(
         if i.status != "resolved":
             incidents_at.setdefault(i.venue.id, []).append(str(i.incident_id))
     found = await repo.venue_contacts(conn, list(incidents_at))
-    for venue_id, people in found.items():
-        shown = [str(c.user_id) for c in people if c.phone]
-        if shown:
-            await audit.record_by(
-                conn,
-                me,
-                "contact.view",
-                subject_type="venue",
-                subject_id=str(venue_id),
-                venue_id=venue_id,
-                detail={"users": shown, "incidents": incidents_at[venue_id][:50], "via": "console board"},
-            )
+    records = [
+        (
+            "venue",
+            str(venue_id),
+            venue_id,
+            {"users": shown, "incidents": incidents_at[venue_id][:50], "via": "console board"},
+        )
+        for venue_id, people in found.items()
+        if (shown := [str(c.user_id) for c in people if c.phone])
+    ]
+    await audit.record_many_by(conn, me, "contact.view", records)
     return found
 
 
