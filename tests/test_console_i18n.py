@@ -87,6 +87,18 @@ REFUSALS = (
     "an administrator cannot deactivate themselves",
     "an administrator cannot change their own role",
     "not an ISO 8601 time (for example 2026-11-30T22:00:00+05:00)",
+    "not a URL: Invalid port: 'x'",
+    "the URL must be https (or http outside production)",
+    "webhook URLs must be https in production",
+    "the URL has no host",
+    "the URL's host 'a b' is not a DNS name",
+    "the URL's port 70000 is not in 1-65535",
+    "credentials in the URL are not allowed (the signature authenticates)",
+    "webhook URLs name their receiver by DNS name in production, not an IP address",
+    "10.0.0.1 is a private, loopback, link-local or reserved address",
+    "cannot resolve nowhere.example: Name or service not known",
+    "nowhere.example resolves to no address",
+    "intranet.example resolves to a private or reserved address (10.0.0.1)",
 )
 
 
@@ -98,7 +110,7 @@ def test_field_refusals_are_worded_in_the_readers_language(lang: str) -> None:
         assert english is None, message  # a pattern knew it
         assert said.strip() and said != problems.explain(partial(i18n.translate, "en"), message)[0], message
         # no English words left (names of zones and GeoJSON types aside; PostGIS's own detail on a boundary)
-        words = re.sub(r"Asia/Almaty|GeoJSON|MultiPolygon|Polygon|JSON|\(.*\)\.?$", "", said)
+        words = re.sub(r"Asia/Almaty|GeoJSON|MultiPolygon|Polygon|JSON|https?://|\(.*\)\.?$", "", said)
         assert not re.search(r"[A-Za-z]{4,}", words), (message, said)
     role_word = i18n.translate(lang, "role.officer")
     assert role_word in problems.explain(t, "a user with the role officer does not belong to a venue")[0]

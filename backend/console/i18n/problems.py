@@ -52,6 +52,17 @@ PATTERNS: Final[tuple[tuple[re.Pattern[str], str], ...]] = tuple(
         (r"^an administrator cannot change their own role$", "problem.self_role"),
         (r"^not an ISO 8601 time", "problem.time"),
         (r"^the time is outside years", "problem.time"),
+        (r"^not a URL", "problem.url"),
+        (r"^(?:the URL|webhook URLs) must be https", "problem.url_https"),
+        (r"^the URL has no host|^the URL's host .* is not a DNS name$", "problem.url_host"),
+        (r"^the URL's port .* is not in 1-65535$", "problem.url_port"),
+        (r"^credentials in the URL are not allowed", "problem.url_credentials"),
+        (r"not an IP address$", "problem.url_ip"),
+        (
+            r"is a private, loopback, link-local or reserved address$|resolves to a private or reserved",
+            "problem.url_private",
+        ),
+        (r"^cannot resolve |resolves to no address$", "problem.url_resolve"),
     )
 )
 
@@ -69,6 +80,14 @@ def explain(t: Callable[[str], str], message: str) -> tuple[str, str | None]:
 
 
 EN: Final[Mapping[str, str]] = {
+    "problem.url": "Not a URL.",
+    "problem.url_https": "The URL must start with https:// (http:// only outside production).",
+    "problem.url_host": "The URL needs a host name.",
+    "problem.url_port": "The port must be between 1 and 65535.",
+    "problem.url_credentials": "No user name or password in the URL: the signature authenticates.",
+    "problem.url_ip": "Name the receiver by its DNS name, not an IP address.",
+    "problem.url_private": "The URL leads to a private or reserved address.",
+    "problem.url_resolve": "The host name does not resolve.",
     "problem.number": "Enter a number (a point or a comma before the decimals).",
     "problem.at_least": "Must be {n} or more.",
     "problem.more_than": "Must be more than {n}.",
@@ -103,6 +122,14 @@ EN: Final[Mapping[str, str]] = {
 }
 
 RU: Final[Mapping[str, str]] = {
+    "problem.url": "Это не URL.",
+    "problem.url_https": "URL должен начинаться с https:// (http:// — только вне боевой среды).",
+    "problem.url_host": "В URL нужно имя хоста.",
+    "problem.url_port": "Порт должен быть от 1 до 65535.",
+    "problem.url_credentials": "Без имени пользователя и пароля в URL: подлинность подтверждает подпись.",
+    "problem.url_ip": "Укажите получателя по DNS-имени, а не по IP-адресу.",
+    "problem.url_private": "URL ведёт на частный или зарезервированный адрес.",
+    "problem.url_resolve": "Имя хоста не разрешается.",
     "problem.number": "Введите число (дробную часть — через точку или запятую).",
     "problem.at_least": "Должно быть не меньше {n}.",
     "problem.more_than": "Должно быть больше {n}.",
@@ -137,6 +164,14 @@ RU: Final[Mapping[str, str]] = {
 }
 
 KK: Final[Mapping[str, str]] = {
+    "problem.url": "Бұл URL емес.",
+    "problem.url_https": "URL https:// деп басталуы керек (http:// тек жұмыс ортасынан тыс).",
+    "problem.url_host": "URL-да хост атауы болуы керек.",
+    "problem.url_port": "Порт 1 мен 65535 аралығында болуы керек.",
+    "problem.url_credentials": "URL-да пайдаланушы аты мен құпиясөз болмауы керек: түпнұсқалықты қолтаңба растайды.",
+    "problem.url_ip": "Алушыны IP мекенжайымен емес, DNS атауымен көрсетіңіз.",
+    "problem.url_private": "URL жеке немесе резервтелген мекенжайға апарады.",
+    "problem.url_resolve": "Хост атауы табылмады.",
     "problem.number": "Сан енгізіңіз (бөлшек бөлігі нүкте немесе үтір арқылы).",
     "problem.at_least": "{n} немесе одан көп болуы керек.",
     "problem.more_than": "{n} санынан көп болуы керек.",
