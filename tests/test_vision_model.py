@@ -129,7 +129,7 @@ def test_score_clip_is_deterministic_and_in_range(model: ConfirmationModel, clip
     assert 0.0 <= first.best_frame_time_s <= 2.0
     assert first.person_count is None
     assert math.isfinite(first.motion)
-    assert first.motion >= 0.0
+    assert first.motion > 0.0  # the squares jitter: the clip moves
     assert set(first.timings_ms) >= {"decode", "features", "inference"}
     assert first.stage == "network"
     assert model.tag == "kuzet-fight/4"
