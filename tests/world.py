@@ -7,6 +7,8 @@ builds the scene it needs, or a module overrides ``world`` with its scene:
   (2.5 km) and a dispatcher, each with one phone, and a confirmed incident (the escalation tests).
 - ``await world.city()``: a region, a venue with a camera, a bouncer, an officer and an admin (the
   webhook and operations tests).
+- ``await world.neighbours()``: venue A and venue B in two regions, with a weapon incident at A
+  dispatched once (the authorization tests).
 - ``await world.tenants(storage)``: two tenants (venue/region A and B), one person of each role in
   each, a camera, an incident, a panic, a live-view grant, links and subscriptions each, with the
   tokens to act as them (``tokens``) and the ids a route needs (``ids``) (the contract tests).
@@ -48,6 +50,7 @@ class World:
         self.ids: dict[str, str] = {}  # what the tenants' routes take: "incident_a", "user_owner_b"…
         self.region: Region
         self.venue: Venue
+        self.other_venue: Venue
         self.camera: CameraCreated
         self.incident: uuid.UUID
 
@@ -95,6 +98,39 @@ class World:
             "officer": await make.user("officer", region_id=self.region.id, display_name="Seitkali"),
             "admin": await make.user("admin"),
         }
+        return self
+
+    async def neighbours(self) -> World:
+        """Venue A (region 1, owner A, its bouncer on duty) and venue B (region 2, its owner and bouncer);
+        officers and dispatchers of both regions, one officer of region 2 nearest to A; an admin. A
+        weapon incident at A (``venue``) dispatched once: A's bouncer and the nearest officer alerted."""
+        from tests.alerting import dispatch_worker, enqueue_dispatch, run_due_jobs
+
+        make = self.make
+        r1, r2 = await make.region(), await make.region()
+        owner_a, owner_b = await make.user("owner"), await make.user("owner")
+        self.venue = await make.venue(region_id=r1.id, owner_id=owner_a.id)
+        self.other_venue = await make.venue(region_id=r2.id, owner_id=owner_b.id, lat=ALMATY[0] + 0.3)
+        self.people |= {
+            "owner_a": owner_a,
+            "owner_b": owner_b,
+            "bouncer_a": await make.user("bouncer", venue_id=self.venue.id),
+            "bouncer_b": await make.user("bouncer", venue_id=self.other_venue.id),
+            "officer_r1": await make.user("officer", region_id=r1.id, display_name="Seitkali"),
+            "officer_r2_near": await make.user("officer", region_id=r2.id),  # other region, but nearest: alerted
+            "officer_r2": await make.user("officer", region_id=r2.id),  # other region, not alerted
+            "dispatcher_r1": await make.user("dispatcher", region_id=r1.id),
+            "dispatcher_r2": await make.user("dispatcher", region_id=r2.id),
+            "admin": await make.user("admin"),
+        }
+        await make.on_duty(self.people["bouncer_a"])
+        await make.located(self.people["officer_r2_near"], ALMATY[0] + 0.002, ALMATY[1])
+        await make.device(self.people["bouncer_a"])
+        await make.device(self.people["officer_r2_near"])
+        self.incident = await make.incident(self.venue.id, kind="weapon", snapshot_key="a/snap.jpg", clip_key="a/c.mp4")
+        await enqueue_dispatch(self.conn, self.incident)
+        async with dispatch_worker(self.settings) as ctx:
+            await run_due_jobs(ctx)
         return self
 
     async def tenants(self, storage: Any) -> World:
