@@ -18,6 +18,7 @@ from backend.core.config import Settings, load_settings
 from backend.core.migrations import migrate
 from tests.factories import Factory
 from tests.services import admin_dsn, start_s3_server
+from tests.world import World
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 TEMPLATE_DB = f"kuzet_tpl_{os.getpid()}"
@@ -144,3 +145,10 @@ async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
 @pytest.fixture
 def make(conn: asyncpg.Connection, settings: Settings) -> Factory:
     return Factory(conn, settings)
+
+
+@pytest.fixture
+def world(make: Factory) -> World:
+    """An empty test world on this test's database: build the scene the test needs
+    (``await world.escalation()``, ``world.city()``, ``world.tenants(storage)``; ``tests/world.py``)."""
+    return World(make)

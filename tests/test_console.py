@@ -21,34 +21,17 @@ from backend.console import i18n, session, stream
 from backend.core.config import ConfigError, Settings, load_settings
 from kuzet.devtools.push_inbox import PushInbox
 from tests.alerting import fcm_env, push_inbox
+from tests.consoling import PASSWORD, csrf_of, sign_in
 from tests.factories import Factory
 
 __all__ = ["push_inbox"]
 
 Client = AsyncTestClient[Litestar]
-PASSWORD = "correct horse battery"
-CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @pytest.fixture
 def settings_env(settings_env: dict[str, str], push_inbox: PushInbox) -> dict[str, str]:
     return settings_env | fcm_env(push_inbox)
-
-
-def csrf_of(html: str) -> str:
-    found = CSRF_INPUT.search(html)
-    assert found, "the page has no CSRF field"
-    return found.group(1)
-
-
-async def sign_in(client: Client, username: str, password: str = PASSWORD) -> Any:
-    page = await client.get("/console/login")
-    assert page.status_code == 200
-    return await client.post(
-        "/console/login",
-        data={"login": username, "password": password, "csrf_token": csrf_of(page.text)},
-        follow_redirects=False,
-    )
 
 
 async def test_sign_in_sets_a_strict_http_only_cookie_and_lands_by_role(make: Factory, client: Client) -> None:

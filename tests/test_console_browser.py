@@ -35,6 +35,7 @@ from tests.alerting import fcm_env, push_inbox
 from tests.clips import mp4_bytes
 from tests.factories import ALMATY, Factory
 from tests.services import free_port
+from tests.waiting import eventually_sync
 
 __all__ = ["push_inbox"]
 
@@ -140,12 +141,17 @@ def stack(
             process = Process(["worker"], env | {"KUZET_LOG_LEVEL": "info"}, log)
             process.start()
             started.append(process)
-            deadline = time.monotonic() + 120
-            while "worker_started" not in (log.read_text() if log.exists() else ""):
-                assert process.proc is not None
-                if process.proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"kuzet worker did not start: {log.read_text()[-3000:]}")
-                time.sleep(0.2)
+            assert process.proc is not None
+            try:
+                eventually_sync(
+                    lambda: "worker_started" in (log.read_text() if log.exists() else ""),
+                    "kuzet worker to start",
+                    timeout_s=120,
+                    every_s=0.2,
+                    alive=process.proc,
+                )
+            except AssertionError as failed:
+                pytest.fail(f"{failed}: {log.read_text()[-3000:] if log.exists() else ''}")
         return api
 
     yield start
@@ -154,18 +160,17 @@ def stack(
 
 
 def wait_until_up(base: str, api: Process, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert api.proc is not None
-        if api.proc.poll() is not None:
-            pytest.fail(f"kuzet api exited: {log.read_text()[-3000:]}")
+    def healthy() -> bool:
         try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return
+            return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"kuzet api did not start: {log.read_text()[-3000:]}")
+            return False
+
+    assert api.proc is not None
+    try:
+        eventually_sync(healthy, "kuzet api to start", timeout_s=60, every_s=0.2, alive=api.proc)
+    except AssertionError as failed:
+        pytest.fail(f"{failed}: {log.read_text()[-3000:]}")
 
 
 # --- browser helpers ------------------------------------------------------------------------
@@ -429,7 +434,7 @@ async def test_the_night_shifts_console_at_1366_and_390_px_in_three_languages(
 ) -> None:
     from selenium.webdriver.support.ui import Select
 
-    from tests.test_console_record import _incident_seen_at
+    from tests.consoling import incident_seen_at
 
     if not AXE.exists():
         pytest.skip("needs node_modules/axe-core (make test runs npm ci)")
@@ -445,7 +450,7 @@ async def test_the_night_shifts_console_at_1366_and_390_px_in_three_languages(
             busy.id, kind="fight" if n % 3 else "aggression", status="confirmed" if n % 2 else "acknowledged"
         )
     seen = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
-    late_id, _ = await _incident_seen_at(make, conn, settings, quiet.id, seen)
+    late_id, _ = await incident_seen_at(make, conn, settings, quiet.id, seen)
     camera_time = localtime.stamp(seen, "Asia/Almaty")
     dispatcher = await make.user("dispatcher", region_id=region.id, display_name="Dana Dispatcher")
     base = settings.public_base_url

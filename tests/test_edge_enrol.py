@@ -11,7 +11,6 @@ import asyncio
 import json
 import stat
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.edge import KUZET_EDGE, ApiRecorder, agent_process, camera_key_file, edge_config, eventually
+from tests.waiting import eventually_sync
 
 BOX, VENUE, CAM = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
 
@@ -92,17 +92,11 @@ def test_enrol_stores_the_keys_privately_and_registers_cameras_without_secrets(
         ),
         tmp_path / "agent.log",
     ) as agent:
-        eventually_sync(lambda: len(recorder.bodies("/v1/edge/cameras")) >= 2, agent)
+        eventually_sync(
+            lambda: len(recorder.bodies("/v1/edge/cameras")) >= 2, "a second camera list", timeout_s=30, alive=agent
+        )
     again = json.loads(recorder.bodies("/v1/edge/cameras")[1])
     assert again["cameras"][0]["reissue_key"] is True
-
-
-def eventually_sync(check: object, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert proc.poll() is None, "the agent exited"
-        assert time.monotonic() < deadline, "condition never held"
-        time.sleep(0.1)
 
 
 def test_a_refused_code_says_so_and_stores_nothing(tmp_path: Path, recorder: ApiRecorder) -> None:
