@@ -13,6 +13,7 @@ import asyncpg
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from backend.console import session
 from backend.core.config import Settings
 from backend.incidents import lifecycle
 from tests.factories import Factory
@@ -68,3 +69,15 @@ async def incident_seen_at(
             grouping.incident_id,
         )
     return grouping.incident_id, row
+
+
+async def console_client(app: Litestar, conn: asyncpg.Connection, settings: Settings, user: Any) -> tuple[Client, str]:
+    """A console client already signed in as ``user`` (its session cookie set), and its CSRF token."""
+    from backend.auth import service as auth
+    from backend.auth.schemas import LoginRequest
+
+    pair = await auth.login(conn, settings, LoginRequest(login=user.username, password=PASSWORD))
+    token = session.issue(settings, pair.access_token)
+    client = AsyncTestClient(app=app)
+    client.cookies.set(session.SESSION_COOKIE, token, path="/console")
+    return client, session.csrf_token(settings, session.decode(settings, token))

@@ -21,7 +21,7 @@ from backend.console import i18n, session, stream
 from backend.core.config import ConfigError, Settings, load_settings
 from kuzet.devtools.push_inbox import PushInbox
 from tests.alerting import fcm_env, push_inbox
-from tests.consoling import PASSWORD, csrf_of, sign_in
+from tests.consoling import PASSWORD, console_client, csrf_of, sign_in
 from tests.factories import Factory
 
 __all__ = ["push_inbox"]
@@ -228,17 +228,6 @@ def _data(event: str) -> dict[str, Any]:
 OK = "ok"
 
 
-async def _console_client(app: Litestar, conn: asyncpg.Connection, settings: Settings, user: Any) -> tuple[Client, str]:
-    from backend.auth import service as auth
-    from backend.auth.schemas import LoginRequest
-
-    pair = await auth.login(conn, settings, LoginRequest(login=user.username, password=PASSWORD))
-    token = session.issue(settings, pair.access_token)
-    client = AsyncTestClient(app=app)
-    client.cookies.set(session.SESSION_COOKIE, token, path="/console")
-    return client, session.csrf_token(settings, session.decode(settings, token))
-
-
 async def test_console_tenancy_matrix(
     make: Factory, conn: asyncpg.Connection, settings: Settings, app: Litestar, storage: Any
 ) -> None:
@@ -357,7 +346,7 @@ async def test_console_tenancy_matrix(
     ]
     wrong = []
     for role, user in people.items():
-        client, csrf = await _console_client(app, conn, settings, user)
+        client, csrf = await console_client(app, conn, settings, user)
         async with client:
             for method, template, body, expect in matrix:
                 for side, expectation in zip(
@@ -682,7 +671,7 @@ async def test_only_admins_open_the_admin_pages(
 ) -> None:
     venue = await make.venue()
     for role in ("owner", "dispatcher", "officer", "bouncer"):
-        client, csrf = await _console_client(app, conn, settings, await make.user(role))
+        client, csrf = await console_client(app, conn, settings, await make.user(role))
         async with client:
             for method, url in (
                 ("GET", "/console/admin/venues"),
@@ -712,7 +701,7 @@ async def test_a_dispatcher_alerts_a_chosen_officer_from_the_incident_page(
     resting = await make.user("officer", region_id=dispatcher.region_id)
     incident = await make.incident(venue.id)
     await conn.execute("UPDATE incidents SET escalation_step = 1 WHERE id = $1", incident)  # step 0 already ran
-    client, csrf = await _console_client(app, conn, settings, dispatcher)
+    client, csrf = await console_client(app, conn, settings, dispatcher)
     async with client:
         page = await client.get(f"/console/incidents/{incident}")
         assert "Officer Erlan" in page.text and f'value="{officer.id}"' in page.text
@@ -734,7 +723,7 @@ async def test_a_dispatcher_alerts_a_chosen_officer_from_the_incident_page(
     event = await conn.fetchrow("SELECT type, actor_id, data FROM incident_events WHERE incident_id = $1", incident)
     assert (event["type"], event["actor_id"], event["data"]["manual"]) == ("escalated", dispatcher.id, True)
     assert await conn.fetchval("SELECT escalation_step FROM incidents WHERE id = $1", incident) == 1
-    owner_client, owner_csrf = await _console_client(app, conn, settings, await make.user("owner"))
+    owner_client, owner_csrf = await console_client(app, conn, settings, await make.user("owner"))
     async with owner_client:
         refused = await owner_client.post(
             f"/console/incidents/{incident}/officers",
@@ -748,7 +737,7 @@ async def test_an_admin_puts_an_incident_on_legal_hold_from_its_page(
     make: Factory, conn: asyncpg.Connection, settings: Settings, app: Litestar
 ) -> None:
     incident = await make.incident()
-    client, csrf = await _console_client(app, conn, settings, await make.user("admin"))
+    client, csrf = await console_client(app, conn, settings, await make.user("admin"))
     async with client:
         page = await client.get(f"/console/incidents/{incident}")
         assert 'id="hold-form"' in page.text

@@ -20,8 +20,8 @@ from litestar import Litestar
 from backend.console import service as console
 from backend.core import localtime
 from backend.core.config import ConfigError, Settings, load_settings
+from tests.consoling import console_client
 from tests.factories import Factory
-from tests.test_console import _console_client
 
 
 def test_the_shipped_outline_names_almatys_districts_and_main_avenues() -> None:
@@ -71,7 +71,7 @@ async def test_the_outline_route_carries_the_city_under_the_regions(
     make: Factory, app: Litestar, conn: asyncpg.Connection, settings: Settings
 ) -> None:
     dispatcher = await make.user("dispatcher")
-    client, _ = await _console_client(app, conn, settings, dispatcher)
+    client, _ = await console_client(app, conn, settings, dispatcher)
     async with client:
         outline = (await client.get("/console/board/outline")).json()
     assert "Medeu" in {f["properties"]["name"] for f in outline["city"]["features"]}
@@ -152,7 +152,7 @@ async def test_camera_problems_on_the_board_are_in_the_venues_time(
         box,
         since,
     )
-    client, _ = await _console_client(app, conn, settings, dispatcher)
+    client, _ = await console_client(app, conn, settings, dispatcher)
     async with client:
         page = (await client.get("/console/board")).text
     assert localtime.stamp(since, "Asia/Almaty") in page  # 2026-12-07 00:30:05 +05:00
@@ -172,7 +172,7 @@ async def test_an_admin_edits_a_users_role_place_and_activity_with_post_redirect
     bouncer = await make.user("bouncer", venue_id=venue.id, display_name="Bolat")
     await make.on_duty(bouncer)
     version = await conn.fetchval("SELECT token_version FROM users WHERE id = $1", bouncer.id)
-    client, csrf = await _console_client(app, conn, settings, admin)
+    client, csrf = await console_client(app, conn, settings, admin)
     url = f"/console/admin/users/{bouncer.id}"
     async with client:
         page = await client.get(url)
@@ -228,7 +228,7 @@ async def test_only_admins_edit_users(
 ) -> None:
     target = await make.user("owner")
     for role in ("owner", "dispatcher"):
-        client, csrf = await _console_client(app, conn, settings, await make.user(role))
+        client, csrf = await console_client(app, conn, settings, await make.user(role))
         async with client:
             page = await client.get(f"/console/admin/users/{target.id}", headers={"Accept": "text/html"})
             edit = await client.post(
@@ -251,7 +251,7 @@ async def test_only_admins_edit_users(
 async def test_a_fields_problem_is_worded_in_the_readers_language(
     make: Factory, app: Litestar, conn: asyncpg.Connection, settings: Settings, lang: str, expected: str
 ) -> None:
-    client, csrf = await _console_client(app, conn, settings, await make.user("admin"))
+    client, csrf = await console_client(app, conn, settings, await make.user("admin"))
     form = {"name": "Tut", "address": "Abay 1", "lat": "north", "lon": "76.9", "timezone": "Asia/Almaty"}
     async with client:
         refused = await client.post(f"/console/admin/venues?lang={lang}", data=form | {"csrf_token": csrf})
