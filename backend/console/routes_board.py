@@ -19,9 +19,11 @@ from backend.console.handler import ConsoleRequest, Db, Me, PathId, see_other
 from backend.console.render import language, render, strings
 from backend.console.session import require
 from backend.core.auth import Principal
+from backend.core.config import Settings
 from backend.core.errors import ServiceUnavailable
 from backend.core.failures import DATABASE_UNAVAILABLE
 from backend.core.wire import line, parse_cursor
+from backend.detections import overload
 from backend.dispatch import service as dispatch
 from backend.edge import health as edge_health
 from backend.history import service as history
@@ -78,6 +80,12 @@ async def _stream_user(request: ConsoleRequest) -> Principal:
         raise ServiceUnavailable("database unreachable") from exc
 
 
+async def _overload(db: asyncpg.Connection, settings: Settings) -> overload.Backlog | None:
+    """The confirmations' backlog while ingest sheds (the board's banner), else None."""
+    backlog = await overload.measure(db, settings)
+    return backlog if backlog.shedding else None
+
+
 class BoardController(Controller):
     path = "/"
     include_in_schema = False
@@ -97,6 +105,7 @@ class BoardController(Controller):
             states=OPEN_STATES,
             regions=await console.board_regions(db, me),
             camera_problems=await edge_health.problems(db, me),
+            overload=await _overload(db, settings),
         )
 
     @get("/board/outline", media_type="application/json")
