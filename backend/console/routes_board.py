@@ -43,6 +43,7 @@ BOARD_WORDS = [
     "board.shown",
     "board.handled_by",
     "board.received",
+    "board.overload",
     *(f"unit.{u}" for u in ("s", "min", "h")),
     *(f"state.{s}" for s in (*OPEN_STATES, "resolved")),
     *(f"kind.{k}" for k in kinds.KINDS),
@@ -114,6 +115,14 @@ class BoardController(Controller):
         session.require(me, *console.BOARD_ROLES)
         body = await console.outline(db, me)
         return Response(body, media_type="application/json", headers={"Cache-Control": "private, max-age=300"})
+
+    @get("/board/overload", media_type="application/json")
+    async def overload(self, request: ConsoleRequest, db: Db, me: Me) -> Response[bytes]:
+        """The board's banner, kept current: seconds the confirmations are behind while ingest sheds, else null."""
+        session.require(me, *console.BOARD_ROLES)
+        backlog = await _overload(db, request.app.state.settings)
+        body = {"delayed_s": None if backlog is None else round(backlog.seconds)}
+        return Response(msgspec.json.encode(body), media_type="application/json", headers={"Cache-Control": "no-store"})
 
     @get("/board/events", media_type="text/event-stream")
     async def events(self, request: ConsoleRequest) -> Stream:
