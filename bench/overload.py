@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,7 +77,10 @@ class Drill:
         _, key = next(self.cameras)
         event = uuid.uuid4().hex
         meta = {"event_id": event, "kind": kind, "score": score, "occurred_at": datetime.now(UTC).isoformat()}
-        files = {"meta": (None, json.dumps(meta), "application/json"), "clip": ("c.mp4", next(self.clips), "video/mp4")}
+        files: dict[str, tuple[str | None, bytes | str, str]] = {
+            "meta": (None, json.dumps(meta), "application/json"),
+            "clip": ("c.mp4", next(self.clips), "video/mp4"),
+        }
         wall = time.time()
         try:
             response = await self.client.post(
@@ -103,11 +106,11 @@ class Drill:
         incident = response.json().get("incident_id") if response.status_code == 201 else None
         self.sent.append(Sent("panic", client_id, wall, response.status_code, incident=incident))
 
-    async def stream(self, rate: float, seconds: float, make: Callable[[], Awaitable[None]]) -> None:
+    async def stream(self, rate: float, seconds: float, make: Callable[[], Coroutine[object, object, None]]) -> None:
         """Calls ``make()`` (a coroutine factory) ``rate`` times a second for ``seconds``, each as its own task."""
         if rate <= 0:
             return
-        tasks = []
+        tasks: list[asyncio.Task[None]] = []
         begin = time.monotonic()
         for n in range(int(rate * seconds)):
             await asyncio.sleep(max(0.0, begin + n / rate - time.monotonic()))
