@@ -12,7 +12,9 @@ import asyncio
 import json
 import math
 import re
+import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -24,14 +26,17 @@ from litestar.testing import AsyncTestClient
 from backend.adapters.storage import Storage
 from backend.core import jobs, queue
 from backend.core.config import Settings
+from backend.core.db import create_pool
 from backend.detections import overload
 from kuzet.devtools.push_inbox import PushInbox
 from tests.alerting import fcm_env, push_inbox
+from tests.confirming import clips, queued
 from tests.factories import Factory
 from tests.ingesting import CLIP, assert_problem, form, meta, objects, post
+from workers import confirm
 from workers.runner import Runner, Task, Work, WorkerContext
 
-__all__ = ["push_inbox"]
+__all__ = ["clips", "push_inbox"]
 Client = AsyncTestClient[Litestar]
 LIMIT_S = 10
 PASSWORD = "correct horse battery"
@@ -268,3 +273,58 @@ async def test_the_openapi_document_declares_the_503_and_its_retry_after(client:
     assert "503" in answers
     assert "Retry-After" in answers["503"]["headers"]
     assert "overloaded" in document["paths"]["/v1/detections"]["post"]["description"]
+
+
+MODEL_BUSY_S = 15.0  # long beside a weapon's decision even on a loaded machine
+
+
+def slow_model(request: confirm.AnalyseRequest) -> confirm.ClipAnalysis:
+    """The model's analysis, held up for ``MODEL_BUSY_S`` (a backlog's worth of clips in one); a probe
+    alone (edge-decided kinds) as fast as ever. Runs in the pools' processes."""
+    if request.score:
+        time.sleep(MODEL_BUSY_S)
+    return confirm.analyse_clip(request)
+
+
+async def test_a_weapon_is_decided_while_the_models_only_process_is_busy(
+    make: Factory, conn: asyncpg.Connection, settings: Settings, storage: Storage, clips: dict[str, Path]
+) -> None:
+    """The real worker: one confirmation slot and one model process, busy with a fight; a weapon that
+    arrives then is decided (snapshot made, incident opened) in the urgent slot and process, before
+    the fight is."""
+    settings = msgspec.structs.replace(settings, worker_concurrency=1, worker_urgent_concurrency=1)
+    camera = await make.camera()
+    fight = await queued(make, storage, clips["fight"], camera=camera, kind="fight", edge_score=0.9)
+    pool = await create_pool(settings.database_url, max_size=6)
+    try:
+        async with confirm.new_pool(settings) as model_pool, confirm.new_urgent_pool(settings) as urgent_pool:
+            ctx = WorkerContext(settings=settings, pool=pool, storage=storage)
+            ctx.confirmer = confirm.Confirmer(model_pool, analyse=slow_model, urgent_pool=urgent_pool)
+            runner = Runner(ctx, confirm.TASKS)
+            running = asyncio.create_task(runner.run())
+            try:
+                for _ in range(200):
+                    if await conn.fetchval("SELECT status FROM detections WHERE id = $1", fight.id) == "processing":
+                        break
+                    await asyncio.sleep(0.05)
+                weapon = await queued(make, storage, clips["calm"], camera=camera, kind="weapon", edge_score=0.95)
+                for _ in range(400):
+                    if await conn.fetchval("SELECT status FROM detections WHERE id = $1", weapon.id) == "confirmed":
+                        break
+                    await asyncio.sleep(0.05)
+                rows = {
+                    r["id"]: r
+                    for r in await conn.fetch(
+                        "SELECT id, status, incident_id, server_snapshot_key FROM detections WHERE id = ANY($1)",
+                        [fight.id, weapon.id],
+                    )
+                }
+                assert rows[weapon.id]["status"] == "confirmed"
+                assert rows[weapon.id]["incident_id"] is not None and rows[weapon.id]["server_snapshot_key"]
+                assert rows[fight.id]["status"] == "processing"  # the model still has it
+            finally:
+                runner.stop()
+                await running
+    finally:
+        await pool.close()
+    assert await conn.fetchval("SELECT status FROM detections WHERE id = $1", fight.id) in ("confirmed", "rejected")
