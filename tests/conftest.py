@@ -102,6 +102,9 @@ def settings_env(database_url: str, s3_endpoint: str) -> dict[str, str]:
         "KUZET_JOB_LEASE_S": "5",
         "KUZET_JOB_POLL_S": "0.2",
         "KUZET_WORKER_METRICS_PORT": "0",
+        # No shedding: most tests queue clips with no worker running, which on a busy machine can wait
+        # past any backlog limit; tests/test_overload.py sets one.
+        "KUZET_CONFIRM_BACKLOG_LIMIT_S": "0",
     }
 
 

@@ -237,7 +237,7 @@ class ApiRecorder:
                 recorder.requests.append((self.command, path, body, dict(self.headers)))
                 status = recorder.status.get(path, 404 if path.startswith("/v1/cameras/me") else 202)
                 payload = recorder.replies.get(path, b"{}")
-                if status >= 400:
+                if status >= 400 and path not in recorder.replies:
                     payload = b'{"title": "stand-in", "status": %d}' % status
                 self.send_response(status)
                 for name, value in recorder.headers.get(path, {}).items():

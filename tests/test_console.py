@@ -266,6 +266,12 @@ async def test_console_tenancy_matrix(
         ),
         (
             "GET",
+            "/console/board/overload",
+            None,
+            {"dispatcher": "ok/ok", "admin": "ok/ok", "owner": "403/403", "officer": "403/403", "bouncer": "403/403"},
+        ),
+        (
+            "GET",
             "/console/venues",
             None,
             {"dispatcher": "ok/ok", "admin": "ok/ok", "owner": "ok/ok", "officer": "403/403", "bouncer": "403/403"},

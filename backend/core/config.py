@@ -52,6 +52,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     worker_concurrency: PositiveInt = 2
     worker_alert_concurrency: PositiveInt = 4
     worker_footage_concurrency: PositiveInt = 1
+    # Slots and CPU processes kept for edge-decided confirmations (weapon, fire...): never behind the model.
+    worker_urgent_concurrency: PositiveInt = 1
+    # Overload: beyond this many seconds of confirmation work waiting, ingest answers 503 with
+    # Retry-After for kinds the server model judges (0: never). Edge-decided kinds are always taken.
+    confirm_backlog_limit_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    # A waiting clip with edge score 1 is claimed as if it had arrived this much earlier (score x this).
+    confirm_urgency_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 20.0
     worker_metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9464
     worker_metrics_addr: str = "0.0.0.0"  # noqa: S104 - the scraper reaches the worker from outside
     job_lease_s: Annotated[float, msgspec.Meta(ge=1)] = 15.0

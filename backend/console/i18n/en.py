@@ -321,6 +321,7 @@ EN: Final[Mapping[str, str]] = {
     "board.urgent_first": "Sorted by urgency: unacknowledged first, oldest first.",
     "board.handled_by": "handled by {name}",
     "board.received": "received",
+    "board.overload": "Confirmations delayed by {delay}: cameras are told to hold detections the server model judges. Weapon, fire and panic alerts are not delayed.",
     "admin.regions": "Regions",
     "admin.new_region": "New region",
     "admin.edit": "Edit",

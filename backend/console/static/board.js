@@ -444,5 +444,25 @@
     var cells = document.querySelectorAll("#incident-rows .age");
     Array.prototype.forEach.call(cells, function (el) { el.textContent = age(el.getAttribute("data-at")); });
   }, 1000);
+  // --- overload: "confirmations delayed by N; cameras told to hold", kept current every 15 s ---------
+  var overloadNote = document.getElementById("overload");
+  function duration(seconds) {
+    if (seconds < 120) { return seconds + " " + w("unit.s"); }
+    if (seconds < 7200) { return Math.floor(seconds / 60) + " " + w("unit.min"); }
+    return Math.floor(seconds / 3600) + " " + w("unit.h") + " " + Math.floor(seconds % 3600 / 60) + " " + w("unit.min");
+  }
+  function checkOverload() {
+    fetch("/console/board/overload", { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (body) {
+        if (!body || !overloadNote) { return; }
+        if (body.delayed_s === null) { overloadNote.hidden = true; return; }
+        overloadNote.setAttribute("data-backlog-s", String(body.delayed_s));
+        overloadNote.textContent = fill("board.overload", { delay: duration(body.delayed_s) });
+        overloadNote.hidden = false;
+      })
+      .catch(function () { /* the stream's own status says when the server is away */ });
+  }
+  window.setInterval(checkOverload, 15000);
   window.kuzetBoard = { draw: draw, count: function () { return Object.keys(incidents).length; } };
 })();
