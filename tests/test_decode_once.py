@@ -17,11 +17,12 @@ from backend.core.config import Settings
 from tests.confirming import clips, confirm_worker, queued, run_jobs, state
 from tests.conftest import shared_path
 from tests.factories import Factory
-from workers.confirm import TASKS, AnalyseRequest, ClipAnalysis, Confirmer, new_pool
+from workers.confirm import TASKS, AnalyseRequest, ArtefactRequest, ClipAnalysis, Confirmer, make_snapshot, new_pool
 from workers.media import MediaError, frame_near, make_snapshot_jpeg, make_snapshots, spool
 from workers.media.faces import FaceDetector
 from workers.runner import Runner
 from workers.vision import ClipScore, ConfirmationModel
+from workers.vision import frames as frames_module
 from workers.vision import sessions as onnx_sessions
 from workers.vision.model import DEFAULT_MODEL_PATH
 
@@ -53,6 +54,26 @@ def test_the_model_keeps_the_very_frame_the_snapshot_would_decode(
         plain = model.score_clip(path)
         assert plain.best_frame is None
         assert (plain.score, plain.best_frame_index) == (kept.score, kept.best_frame_index)
+
+
+def test_past_the_memory_budget_no_frame_is_kept_and_the_snapshot_decodes_it(
+    model: ConfirmationModel, clips: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Frames are kept up to ``KEEP_BUDGET_BYTES`` (a long, large clip would hold hundreds of MB);
+    past it the snapshot falls back to decoding its frame, and is the same JPEG."""
+    path = clips["fight"]
+    kept = model.score_clip(path, keep_best=True)
+    monkeypatch.setattr(frames_module, "KEEP_BUDGET_BYTES", 0)
+    none_kept = model.score_clip(path, keep_best=True)
+    assert none_kept.best_frame is None and none_kept.score == kept.score
+    at = kept.best_frame_time_s
+    assert kept.best_frame is not None
+    from_kept = make_snapshot(ArtefactRequest(path, tmp_path, at, frame=spool.save_frame(tmp_path, kept.best_frame)))
+    decoded_dir = tmp_path / "decoded"
+    decoded_dir.mkdir()
+    decoded = make_snapshot(ArtefactRequest(path, decoded_dir, at))
+    assert from_kept.path.read_bytes() == decoded.path.read_bytes() == make_snapshot_jpeg(path, at)
+    assert decoded.frame is not None and decoded.size == from_kept.size  # handed over all the same
 
 
 def test_a_batch_scores_as_each_clip_alone(model: ConfirmationModel, clips: dict[str, Path], tmp_path: Path) -> None:

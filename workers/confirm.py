@@ -211,7 +211,7 @@ def analyse_clips(requests: list[AnalyseRequest]) -> list[ClipAnalysis | Excepti
         except MediaError as exc:
             probes.append(exc)
     scoring = [i for i, (r, p) in enumerate(zip(requests, probes, strict=True)) if r.score and isinstance(p, tuple)]
-    scores: dict[int, ClipScore | ClipDecodeError] = {}
+    scores: dict[int, ClipScore | Exception] = {}
     if scoring:
         if _MODEL is None:
             raise RuntimeError("init_process has not run in this process")
@@ -225,7 +225,7 @@ def analyse_clips(requests: list[AnalyseRequest]) -> list[ClipAnalysis | Excepti
             continue
         info, probe_ms = probe
         score = scores.get(i)
-        if isinstance(score, ClipDecodeError):
+        if isinstance(score, Exception):
             out.append(score)
         elif score is None:
             out.append(ClipAnalysis(*_shape(info), None, None, None, None, {"probe": probe_ms}, info=info))

@@ -175,15 +175,15 @@ class ConfirmationModel:
         motion, frames = self._motion_stage(path, keep_best)
         return self._network_stage(motion, frames)
 
-    def score_clips(self, paths: list[Path], *, keep_best: bool = False) -> list[ClipScore | ClipDecodeError]:
+    def score_clips(self, paths: list[Path], *, keep_best: bool = False) -> list[ClipScore | Exception]:
         """Score several clips with one network run over all of them (a batch: the same scores as one
-        by one, for less CPU per clip); a clip that cannot be decoded gets its error in its place."""
-        results: list[ClipScore | ClipDecodeError] = []
+        by one); a clip that cannot be decoded gets in its place the error ``score_clip`` raises."""
+        results: list[ClipScore | Exception] = []
         scored: list[tuple[int, ClipScore, list[npt.NDArray[np.uint8]]]] = []
         for i, path in enumerate(paths):
             try:
                 motion, frames = self._motion_stage(path, keep_best)
-            except ClipDecodeError as exc:
+            except (ClipDecodeError, ValueError) as exc:
                 results.append(exc)
                 continue
             results.append(motion)
