@@ -551,6 +551,7 @@ async def finish_footage(ctx: WorkerContext, job: Work[jobs.FinishFootage]) -> N
         clip_key = await confirmation.footage_pending(conn, detection_id)
     if clip_key is None:
         log.info("footage_skipped", detection_id=str(detection_id))  # made already, purged, or not confirmed
+        await asyncio.to_thread(_drop_handoff, detection_id, confirmer.spool_dir)
         return
     handed = await asyncio.to_thread(spool.take, detection_id, job.payload.at_s, confirmer.spool_dir)
     work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="kuzet-footage-"))
