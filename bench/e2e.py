@@ -585,7 +585,14 @@ async def main() -> None:
     parser.add_argument("--apis", type=int, default=2)
     parser.add_argument("--scale-clips", type=int, default=12)
     parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument(
+        "--onnx-threads",
+        type=int,
+        default=0,
+        help="onnxruntime threads per confirmation process (0: the cores shared among the worker processes)",
+    )
     args = parser.parse_args()
+    onnx_threads = args.onnx_threads or max(1, (os.cpu_count() or 1) // args.workers)
     rates = [float(r) for r in args.rates.split(",")]
     print(f"machine: {machine()}; {load_average()} at the start (the machine is shared with other engineers)")
 
@@ -607,6 +614,7 @@ async def main() -> None:
         "KUZET_LOG_FORMAT": "console",
         "KUZET_INCIDENT_WINDOW_S": "1",
         "KUZET_WORKER_CONCURRENCY": "1",
+        "KUZET_WORKER_ONNX_THREADS": str(onnx_threads),
         "KUZET_JOB_POLL_S": "0.5",
         "KUZET_DATABASE_POOL_MAX": "20",
     }
@@ -685,7 +693,8 @@ async def main() -> None:
     print(f"e2e: {args.venues} venues (2 cameras, 2 bouncers on duty each), {args.officers} officers moving")
     print(f"     ({moved} position updates through the API), {clip_note}; {args.apis} API processes,")
     print(
-        f"     {args.workers} worker processes (one confirmation process each), real model; {args.step_s:g} s per rate"
+        f"     {args.workers} worker processes (one confirmation process each, {onnx_threads} onnxruntime thread(s)),"
+        f" real model; {args.step_s:g} s per rate"
     )
     print("baselines (same run):")
     print(f"  bare Litestar endpoint, read clip + 1 insert: {ms(base_lat)}, {base_cpu:.2f} ms CPU per request")

@@ -10,6 +10,11 @@ Run: .venv/bin/python bench/worker.py [--clips 40] [--repeat 10] [--rate R] [--d
    detections queued at once (half fights, half calm scenes: half get artefacts).
 3. Latency: detections enqueued at a steady ``--rate`` (default: half the measured capacity),
    queue-to-decision (received_at -> decided_at) p50 and p99.
+
+``--per-detection N`` (issue 24) instead: a confirmed detection's clip work on N real clips, the
+path before issue 24 (the snapshot and the footage decode the clip again) against the path now
+(one decode, the footage from the confirmation's hand-off), interleaved clip by clip; then the
+network alone, one clip at a time against batches, and on one and two onnxruntime threads.
 Prints figures; never asserts.
 """
 
@@ -53,7 +58,7 @@ from workers.runner import Runner, WorkerContext
 from workers.vision import ConfirmationModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import cpu_model, drop_database, fresh_database
+from bench._common import FIGHT_CLIPS, cpu_model, drop_database, fresh_database
 
 
 def cpu_seconds(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
@@ -106,6 +111,127 @@ def per_clip_costs(work: Path, repeat: int) -> None:
         print(f"  {'model on a real 640x360 30-fps clip (fi050)':<48} {cpu:7.3f} s CPU  {wall:7.3f} s wall")
         cpu, wall = cpu_seconds(lambda: opencv_decode(real), repeat)
         print(f"  {'baseline: OpenCV decode of fi050':<48} {cpu:7.3f} s CPU  {wall:7.3f} s wall")
+
+
+def per_detection_costs(work: Path, limit: int, passes: int = 2) -> None:
+    """CPU of one confirmed detection's clip work, before and after issue 24, on the real clips: the
+    old path (probe, model, the snapshot decoded again, the footage decoding the frame a third time
+    and probing the clip twice more) against the new (the model's decode keeps the frame, the
+    footage takes it and the probe from the hand-off), interleaved clip by clip so that both see the
+    same load; then the network one clip at a time against batches of 2 and 4."""
+    from workers.confirm import SNAPSHOT_MAX_BYTES
+    from workers.media import blurred_twin, fit_snapshot, make_snapshots, probe_clip, spool
+    from workers.media.faces import FaceDetector
+
+    cv2.setNumThreads(1)
+    paths = sorted(FIGHT_CLIPS.glob("*.mp4"))[:limit] if FIGHT_CLIPS.is_dir() else []
+    if not paths:
+        print("per detection: ../shared absent, skipped")
+        return
+    model, faces = ConfirmationModel(), FaceDetector()
+    stages: dict[str, list[float]] = {}
+
+    def timed(name: str, fn: Callable[[], Any]) -> Any:
+        c0 = time.process_time()
+        out = fn()
+        stages.setdefault(name, []).append((time.process_time() - c0) * 1000.0)
+        return out
+
+    def old(path: Path) -> None:
+        timed("old: probe", lambda: probe_clip(path))
+        score = timed("old: model", lambda: model.score_clip(path))
+        at = score.best_frame_time_s
+        timed("old: snapshot (decode again)", lambda: make_snapshot_jpeg(path, at, max_bytes=SNAPSHOT_MAX_BYTES))
+        timed("old: footage blur (decode again)", lambda: make_snapshots(path, at, faces, max_bytes=SNAPSHOT_MAX_BYTES))
+        timed("old: footage MP4 (probe again)", lambda: make_playable_mp4(path, work / "old.mp4"))
+
+    def new(path: Path) -> None:
+        info = timed("new: probe", lambda: probe_clip(path))
+        score = timed("new: model (keeps the frame)", lambda: model.score_clip(path, keep_best=True))
+        assert score.best_frame is not None
+        frame = timed("new: frame to the work dir", lambda: spool.save_frame(work, score.best_frame))
+        shot = timed(
+            "new: snapshot (kept frame)",
+            lambda: fit_snapshot(spool.load_frame(frame), max_bytes=SNAPSHOT_MAX_BYTES),
+        )
+        timed(
+            "new: footage blur (handed frame)",
+            lambda: blurred_twin(spool.load_frame(frame), shot.size, shot.quality, faces),
+        )
+        timed("new: footage MP4 (handed probe)", lambda: make_playable_mp4(path, work / "new.mp4", info=info))
+
+    old(paths[0])
+    new(paths[0])  # warm-up
+    stages.clear()
+    for _ in range(passes):
+        for path in paths:
+            old(path)
+            new(path)
+    print(f"\nCPU ms per confirmed detection's clip work, {len(paths)} real clips x {passes} passes (median / p90):")
+    print(f"  load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    for name, values in stages.items():
+        values.sort()
+        print(f"  {name:<40} {statistics.median(values):7.1f} / {values[int(0.9 * (len(values) - 1))]:7.1f}")
+    for side in ("old", "new"):
+        per_clip = [sum(v[i] for k, v in stages.items() if k.startswith(side)) for i in range(len(paths) * passes)]
+        per_clip.sort()
+        p90 = per_clip[int(0.9 * (len(per_clip) - 1))]
+        print(f"  {side + ' total':<40} {statistics.median(per_clip):7.1f} / {p90:7.1f}")
+
+    network_costs(model, paths)
+
+
+def network_costs(model: ConfirmationModel, paths: list[Path], rounds: int = 4) -> None:
+    """The network alone on 8 real clips of one shape: one at a time against batches (interleaved
+    rounds, so that every size sees the same load), then onnxruntime on 1 and 2 threads."""
+    import onnxruntime as ort
+
+    from workers.vision import sample_frames
+    from workers.vision import sessions as onnx_sessions
+    from workers.vision.i3d import batch_input
+    from workers.vision.model import DEFAULT_MODEL_PATH
+
+    frames = [
+        sample_frames(
+            p,
+            fps=model.sample_fps,
+            max_side=model.max_side,
+            clip_count=model.clip_frames,
+            clip_size=model.clip_size,
+            clip_long=model.clip_long,
+        ).clip_frames
+        for p in paths
+    ]
+    shape = frames[0][0].shape
+    clips = [f for f in frames if f[0].shape == shape][:8]
+    onnx = DEFAULT_MODEL_PATH.parent / str(model.meta["network"]["file"])
+    print(
+        f"\nnetwork alone, {len(clips)} real clips of input {shape}: "
+        f"CPU and wall ms per clip (median of {rounds} rounds)"
+    )
+    for threads in (1, 2):
+        onnx_sessions.configure(threads)
+        sess = ort.InferenceSession(
+            str(onnx), sess_options=onnx_sessions.session_options(), providers=["CPUExecutionProvider"]
+        )
+        sizes = (1, 2, 4, 8) if threads == 1 else (1,)
+        cpu: dict[int, list[float]] = {n: [] for n in sizes}
+        wall: dict[int, list[float]] = {n: [] for n in sizes}
+        sess.run(["features"], {"video": batch_input(clips[:1])})
+        for _ in range(rounds):
+            for n in sizes:
+                c0, w0 = time.process_time(), time.perf_counter()
+                for start in range(0, len(clips), n):
+                    sess.run(["features"], {"video": batch_input(clips[start : start + n])})
+                cpu[n].append((time.process_time() - c0) * 1000.0 / len(clips))
+                wall[n].append((time.perf_counter() - w0) * 1000.0 / len(clips))
+        for n in sizes:
+            print(
+                f"  {threads} thread(s), batch of {n}: {statistics.median(cpu[n]):6.1f} ms CPU, "
+                f"{statistics.median(wall[n]):6.1f} ms wall per clip"
+            )
+    onnx_sessions.configure(1)
+    print(f"  load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
 
 # --- the worker against a real database and S3 ----------------------------------------------------
@@ -242,10 +368,16 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=None, help="detections/s for the latency run")
     parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--skip-worker", action="store_true", help="only the per-clip CPU figures")
+    parser.add_argument(
+        "--per-detection", type=int, default=0, metavar="N", help="only the old/new per-detection CPU on N real clips"
+    )
     args = parser.parse_args()
     configure_logging(fmt="console", level="warning")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
     with tempfile.TemporaryDirectory(prefix="kuzet-bench-") as tmp:
+        if args.per_detection:
+            per_detection_costs(Path(tmp), args.per_detection)
+            return
         per_clip_costs(Path(tmp), args.repeat)
         if not args.skip_worker:
             asyncio.run(worker_figures(args.dsn, args.clips, args.rate, Path(tmp)))

@@ -5,9 +5,12 @@ module). ``clips`` is a session fixture: a module uses it by importing it."""
 from __future__ import annotations
 
 import io
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +47,16 @@ async def confirm_worker(
 ) -> AsyncIterator[WorkerContext]:
     """A worker context with the confirmation handler's pool (``processes`` CPU processes)."""
     pool = await create_pool(settings.database_url, max_size=4)
+    handoffs = Path(tempfile.mkdtemp(prefix="kuzet-test-spool-"))  # this test's own, removed after
     try:
         async with new_pool(msgspec.structs.replace(settings, worker_concurrency=processes)) as cpu:
             ctx = WorkerContext(settings=settings, pool=pool, storage=storage)
-            ctx.confirmer = Confirmer(cpu) if analyse is None else Confirmer(cpu, analyse=analyse)
+            confirmer = Confirmer(cpu, spool_dir=handoffs)
+            ctx.confirmer = confirmer if analyse is None else replace(confirmer, analyse=analyse)
             yield ctx
     finally:
         await pool.close()
+        shutil.rmtree(handoffs, ignore_errors=True)
 
 
 async def run_jobs(ctx: WorkerContext, concurrency: int = 1) -> None:

@@ -24,6 +24,7 @@ from tests.confirming import assert_artefacts, clips, confirm_worker, object_key
 from tests.factories import Factory
 from tests.services import free_port
 from workers.confirm import FOOTAGE_NICENESS, MODEL_NICENESS, TASKS, new_footage_pool, new_pool, new_urgent_pool
+from workers.media import spool
 from workers.runner import Runner
 
 __all__ = ["clips"]
@@ -133,6 +134,7 @@ async def test_footage_that_cannot_be_made_is_retried_then_recorded_as_failed_an
     async with confirm_worker(settings, storage) as ctx:
         await Runner(ctx, CONFIRM_ONLY).run(until_idle=True)
         await storage.delete_keys([row.clip_key])  # gone between the alarm and its footage
+        spool.drop(row.id, ctx.require_confirmer().spool_dir)  # and not handed over on this host
 
         await run_jobs(ctx)  # attempts left: retried later, nothing recorded
         job = await conn.fetchrow(

@@ -36,7 +36,7 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
@@ -51,12 +51,23 @@ from backend.detections.confirmation import Evidence, Verdict
 from backend.models import repo as model_versions_repo
 from backend.models import service as model_versions
 from backend.models.repo import SlotRow
-from workers.cpu import CpuPool, CpuTimeout, WorkerCrashed
+from workers.cpu import Batcher, CpuPool, CpuTimeout, WorkerCrashed
 from workers.errors import PermanentError, TransientError
-from workers.media import MediaError, make_playable_mp4, make_snapshot_jpeg, make_snapshots, probe_clip
+from workers.media import (
+    ClipInfo,
+    MediaError,
+    blurred_twin,
+    fit_snapshot,
+    frame_near,
+    make_playable_mp4,
+    make_snapshots,
+    probe_clip,
+    spool,
+)
 from workers.media.faces import FaceDetector
 from workers.runner import Runnable, Task, Work, WorkerContext
 from workers.vision import ClipDecodeError, ClipScore, ConfirmationModel
+from workers.vision import sessions as onnx_sessions
 
 log = get_logger(__name__)
 
@@ -79,16 +90,21 @@ _FACES: FaceDetector | None = None
 
 
 def init_process(
-    person_model: Path | None, live: Path | None = None, shadow: Path | None = None, faces: bool = True
+    person_model: Path | None,
+    live: Path | None = None,
+    shadow: Path | None = None,
+    faces: bool = True,
+    onnx_threads: int = 1,
 ) -> None:
-    """Pool initializer: the live model (and the shadow model, if any) loaded once per process, and
-    the face detector where this pool makes footage too (``faces``: a worker's own footage pool
-    makes it otherwise)."""
+    """Pool initializer: the live model (and the shadow model, if any) loaded once per process, with
+    ``onnx_threads`` onnxruntime threads, and the face detector where this pool makes footage too
+    (``faces``: a worker's own footage pool makes it otherwise)."""
     global _MODEL, _SHADOW  # noqa: PLW0603 - the per-process models are this module's state by design
     import cv2
 
     os.nice(MODEL_NICENESS)  # below the alarms: the worker's event loop, the API, the urgent processes
     cv2.setNumThreads(1)  # one process per core: no oversubscription
+    onnx_sessions.configure(onnx_threads)
     _MODEL = ConfirmationModel(live, person_model_path=person_model)
     _SHADOW = ConfirmationModel(shadow) if shadow is not None else None
     if faces:
@@ -138,6 +154,7 @@ class ShadowScore:
 class AnalyseRequest:
     path: Path
     score: bool  # run the server model
+    frame_dir: Path | None = None  # where to keep the snapshot's frame from the model's decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +169,8 @@ class ClipAnalysis:
     model_threshold: float | None
     timings_ms: dict[str, float]
     shadow: ShadowScore | None = None
+    info: ClipInfo | None = None  # the probe, for the footage (no second probe)
+    frame: Path | None = None  # the snapshot's frame at full size (in ``frame_dir``), when it was kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,12 +178,20 @@ class ArtefactRequest:
     path: Path
     out_dir: Path
     at_time_s: float
+    frame: Path | None = None  # the frame at ``at_time_s``, already decoded: no decode here
+    # the footage from the confirmation's hand-off: the clear snapshot's size and quality, the probe
+    size: tuple[int, int] | None = None
+    quality: int | None = None
+    info: ClipInfo | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class SnapshotFile:
     path: Path
     timings_ms: dict[str, float]
+    size: tuple[int, int] | None = None  # width, height and JPEG quality it was encoded at
+    quality: int | None = None
+    frame: Path | None = None  # the frame it was made from, at full size
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,27 +206,64 @@ class FootageFiles:
 
 def analyse_clip(request: AnalyseRequest) -> ClipAnalysis:
     """Probe the clip (MediaError when unusable) and score it with the model when asked."""
-    t0 = time.perf_counter()
-    info = probe_clip(request.path)
-    timings = {"probe": (time.perf_counter() - t0) * 1000.0}
-    if not request.score:
-        return ClipAnalysis(info.duration_s, info.width, info.height, info.codec, None, None, None, None, timings)
-    if _MODEL is None:
-        raise RuntimeError("init_process has not run in this process")
-    score = _MODEL.score_clip(request.path)
-    timings |= score.timings_ms
-    return ClipAnalysis(
-        info.duration_s,
-        info.width,
-        info.height,
-        info.codec,
-        score,
-        _MODEL.name,
-        _MODEL.version,
-        _MODEL.threshold,
-        timings,
-        _shadow_score(request.path),
-    )
+    result = analyse_clips([request])[0]
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def analyse_clips(requests: list[AnalyseRequest]) -> list[ClipAnalysis | Exception]:
+    """``analyse_clip`` of several clips, the model's network run once for all of them (a batch);
+    a clip that cannot be used gets its error in its place, the others their analyses."""
+    probes: list[tuple[ClipInfo, float] | MediaError] = []
+    for request in requests:
+        t0 = time.perf_counter()
+        try:
+            probes.append((probe_clip(request.path), (time.perf_counter() - t0) * 1000.0))
+        except MediaError as exc:
+            probes.append(exc)
+    scoring = [i for i, (r, p) in enumerate(zip(requests, probes, strict=True)) if r.score and isinstance(p, tuple)]
+    scores: dict[int, ClipScore | Exception] = {}
+    if scoring:
+        if _MODEL is None:
+            raise RuntimeError("init_process has not run in this process")
+        keep = any(requests[i].frame_dir is not None for i in scoring)
+        results = _MODEL.score_clips([requests[i].path for i in scoring], keep_best=keep)
+        scores = dict(zip(scoring, results, strict=True))
+    out: list[ClipAnalysis | Exception] = []
+    for i, (request, probe) in enumerate(zip(requests, probes, strict=True)):
+        if isinstance(probe, MediaError):
+            out.append(probe)
+            continue
+        info, probe_ms = probe
+        score = scores.get(i)
+        if isinstance(score, Exception):
+            out.append(score)
+        elif score is None:
+            out.append(ClipAnalysis(*_shape(info), None, None, None, None, {"probe": probe_ms}, info=info))
+        else:
+            assert _MODEL is not None
+            frame = None
+            if request.frame_dir is not None and score.best_frame is not None:
+                frame = spool.save_frame(request.frame_dir, score.best_frame)
+            out.append(
+                ClipAnalysis(
+                    *_shape(info),
+                    replace(score, best_frame=None),  # the frame stays in this process: its file crosses
+                    _MODEL.name,
+                    _MODEL.version,
+                    _MODEL.threshold,
+                    {"probe": probe_ms} | score.timings_ms,
+                    _shadow_score(request.path),
+                    info=info,
+                    frame=frame,
+                )
+            )
+    return out
+
+
+def _shape(info: ClipInfo) -> tuple[float, int, int, str]:
+    return info.duration_s, info.width, info.height, info.codec
 
 
 def _shadow_score(path: Path) -> ShadowScore | None:
@@ -215,33 +279,49 @@ def _shadow_score(path: Path) -> ShadowScore | None:
 
 
 def make_snapshot(request: ArtefactRequest) -> SnapshotFile:
-    """The snapshot at ``at_time_s``, written into ``out_dir``: what the alarm waits for."""
+    """The snapshot at ``at_time_s`` (from ``frame`` when the model's decode kept it, else decoded
+    here), written into ``out_dir``: what the alarm waits for."""
     t0 = time.perf_counter()
     snapshot = request.out_dir / SNAPSHOT_NAME
-    snapshot.write_bytes(make_snapshot_jpeg(request.path, request.at_time_s, max_bytes=SNAPSHOT_MAX_BYTES))
-    return SnapshotFile(snapshot, {"snapshot": (time.perf_counter() - t0) * 1000.0})
+    if request.frame is not None:
+        image = spool.load_frame(request.frame)
+        frame = request.frame
+    else:
+        image = frame_near(request.path, request.at_time_s)
+        frame = spool.save_frame(request.out_dir, image)  # for the footage: it is not decoded again
+    fitted = fit_snapshot(image, max_bytes=SNAPSHOT_MAX_BYTES)
+    snapshot.write_bytes(fitted.jpeg)
+    timings = {"snapshot": (time.perf_counter() - t0) * 1000.0}
+    return SnapshotFile(snapshot, timings, fitted.size, fitted.quality, frame)
 
 
 def make_footage(request: ArtefactRequest) -> FootageFiles:
     """The snapshot's face-blurred twin (the same frame, size and quality) and the phone-playable
-    MP4, written into ``out_dir``: what follows the alarm."""
+    MP4, written into ``out_dir``: what follows the alarm. From the confirmation's hand-off (``frame``,
+    ``size``, ``quality``, ``info``) nothing is probed or decoded again; without it, the frame is
+    decoded from the clip."""
     t0 = time.perf_counter()
-    snapshots = make_snapshots(request.path, request.at_time_s, _FACES, max_bytes=SNAPSHOT_MAX_BYTES)
+    if request.frame is not None and request.size is not None and request.quality is not None:
+        twin = blurred_twin(spool.load_frame(request.frame), request.size, request.quality, _FACES)
+        jpeg, faces, blur_error = twin.jpeg, twin.faces, twin.error
+    else:
+        snapshots = make_snapshots(request.path, request.at_time_s, _FACES, max_bytes=SNAPSHOT_MAX_BYTES)
+        jpeg, faces, blur_error = snapshots.blurred, snapshots.faces, snapshots.blur_error
     blurred = None
-    if snapshots.blurred is not None:
+    if jpeg is not None:
         blurred = request.out_dir / BLURRED_NAME
-        blurred.write_bytes(snapshots.blurred)
+        blurred.write_bytes(jpeg)
     t1 = time.perf_counter()
     playable = request.out_dir / PLAYABLE_NAME
-    info = make_playable_mp4(request.path, playable)
+    info = make_playable_mp4(request.path, playable, info=request.info)
     t2 = time.perf_counter()
     return FootageFiles(
         playable,
         info.mode,
         {"blur": (t1 - t0) * 1000.0, "playable": (t2 - t1) * 1000.0},
         blurred=blurred,
-        faces=snapshots.faces,
-        blur_error=snapshots.blur_error,
+        faces=faces,
+        blur_error=blur_error,
     )
 
 
@@ -263,6 +343,9 @@ class Confirmer:
     footage: MakeFootage = make_footage
     footage_pool: CpuPool | None = None  # None: the footage runs in ``pool`` (tests)
     urgent_pool: CpuPool | None = None  # edge-decided kinds; None: they run in ``pool`` (tests)
+    spool_dir: Path = spool.SPOOL_DIR  # the confirmation's hand-offs to the footage on this host
+    batch_max: int = 1  # clips waiting for a process scored together, at most (1: never batched)
+    _batcher: Batcher[AnalyseRequest, ClipAnalysis] | None = field(default=None, init=False, repr=False)
 
     @property
     def for_footage(self) -> CpuPool:
@@ -272,14 +355,26 @@ class Confirmer:
         """The model's pool for clips it scores; the urgent pool (never busy with the model) otherwise."""
         return self.pool if use_model else self.urgent_pool or self.pool
 
+    async def analysis(self, request: AnalyseRequest, *, timeout_s: float) -> ClipAnalysis:
+        """``analyse`` in the pool: at once while a process is free, else batched with the other
+        clips waiting in this worker (``batch_max``)."""
+        if self.batch_max <= 1 or self.analyse is not analyse_clip:  # a replaced analyse is run as is
+            return await self.pool.run(self.analyse, request, timeout_s=timeout_s)
+        if self._batcher is None:
+            self._batcher = Batcher(self.pool, analyse_clip, analyse_clips, max_size=self.batch_max)
+        return await self._batcher.run(request, timeout_s=timeout_s)
+
 
 def new_pool(
     settings: Settings, live: Path | None = None, shadow: Path | None = None, *, faces: bool = True
 ) -> CpuPool:
     """One process per concurrent job, each with its own model sessions (live, and shadow if any);
     ``faces``: with the face detector, for a pool that also makes the footage (tests, benches)."""
+    threads = onnx_sessions.default_intra_threads(settings.worker_onnx_threads, settings.worker_concurrency)
     return CpuPool(
-        settings.worker_concurrency, initializer=init_process, initargs=(settings.person_model, live, shadow, faces)
+        settings.worker_concurrency,
+        initializer=init_process,
+        initargs=(settings.person_model, live, shadow, faces, threads),
     )
 
 
@@ -299,10 +394,13 @@ async def setup(ctx: WorkerContext, stack: AsyncExitStack) -> None:
     live = Path(slots["live"].sidecar) if "live" in slots else None
     shadow = Path(slots["shadow"].sidecar) if "shadow" in slots else None
     log.info("confirm_models", live=str(live or "committed"), shadow=str(shadow) if shadow else None)
+    await asyncio.to_thread(spool.sweep)  # hand-offs an earlier run of this host left behind
     pool = await stack.enter_async_context(new_pool(ctx.settings, live, shadow, faces=False))
     footage_pool = await stack.enter_async_context(new_footage_pool(ctx.settings))
     urgent_pool = await stack.enter_async_context(new_urgent_pool(ctx.settings))
-    ctx.confirmer = Confirmer(pool, footage_pool=footage_pool, urgent_pool=urgent_pool)
+    ctx.confirmer = Confirmer(
+        pool, footage_pool=footage_pool, urgent_pool=urgent_pool, batch_max=ctx.settings.worker_batch_max
+    )
 
 
 async def _model_slots(ctx: WorkerContext) -> dict[str, SlotRow]:
@@ -351,11 +449,15 @@ async def confirm_detection(ctx: WorkerContext, job: Work[jobs.ConfirmDetection]
     if target.status in confirmation.DECIDED:
         log.info("confirm_skipped", detection_id=str(detection_id), status=target.status)
         return
-    work = await asyncio.to_thread(tempfile.mkdtemp, prefix="kuzet-confirm-")
+    work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="kuzet-confirm-"))
+    handed = None
     try:
-        verdict, shadow = await _judge(ctx, confirmer, job, target, Path(work))
+        verdict, shadow, handoff = await _judge(ctx, confirmer, job, target, work)
+        if handoff is not None:  # before the record queues the footage job that takes it
+            handed = await asyncio.to_thread(spool.put, work, detection_id, handoff, confirmer.spool_dir)
     finally:
-        await asyncio.to_thread(shutil.rmtree, work, True)
+        if handed is None:
+            await asyncio.to_thread(shutil.rmtree, work, True)
     recorded = await confirmation.record_outcome(
         ctx.pool, ctx.settings, detection_id, verdict, window_s=ctx.settings.incident_window_s
     )
@@ -393,8 +495,9 @@ async def _judge(
     job: Work[jobs.ConfirmDetection],
     target: confirmation.ConfirmTarget,
     work: Path,
-) -> tuple[Verdict, ShadowScore | None]:
-    """Everything up to the decision and its artefacts (and the shadow model's score, kept apart);
+) -> tuple[Verdict, ShadowScore | None, spool.Handoff | None]:
+    """Everything up to the decision and its artefacts (and the shadow model's score, kept apart;
+    and, for a confirmed clip with its snapshot, what the footage job may take from ``work``);
     storage errors propagate (retried)."""
     settings = ctx.settings
     started = time.perf_counter()
@@ -403,18 +506,20 @@ async def _judge(
         await ctx.require_storage().download(target.clip_key, clip)
     except ObjectMissing as exc:
         if job.last_attempt:
-            return Verdict("unprocessable", "clip missing from object storage"), None
+            return Verdict("unprocessable", "clip missing from object storage"), None, None
         raise TransientError(f"clip {target.clip_key} missing from object storage") from exc
     timings = {"download": (time.perf_counter() - started) * 1000.0}
 
     use_model = confirmation.uses_server_model(target.kind, settings)
     cpu = confirmer.for_kind(use_model)
     try:
-        analysis = await cpu.run(
-            confirmer.analyse, AnalyseRequest(clip, score=use_model), timeout_s=settings.clip_timeout_s
-        )
+        request = AnalyseRequest(clip, score=use_model, frame_dir=work if use_model else None)
+        if use_model:  # the model's pool, batched with other waiting clips where configured
+            analysis = await confirmer.analysis(request, timeout_s=settings.clip_timeout_s)
+        else:  # the urgent pool: never behind a clip the model scores
+            analysis = await cpu.run(confirmer.analyse, request, timeout_s=settings.clip_timeout_s)
     except CLIP_FAILURES as exc:
-        return Verdict("unprocessable", _reason(exc), timings_ms=timings | _total(started)), None
+        return Verdict("unprocessable", _reason(exc), timings_ms=timings | _total(started)), None, None
     timings |= analysis.timings_ms
     clip_score = analysis.score
     evidence = Evidence(
@@ -437,24 +542,32 @@ async def _judge(
         motion=evidence.motion,
     )
     if not decision.confirmed:
-        return replace(verdict, timings_ms=timings | _total(started)), analysis.shadow
+        return replace(verdict, timings_ms=timings | _total(started)), analysis.shadow, None
 
     best = clip_score.best_frame_time_s if clip_score and target.kind in confirmation.MODEL_KINDS else None
     at = best if best is not None else analysis.duration_s / 2
+    frame = analysis.frame if best is not None else None  # the model's own decode of that frame
     try:
-        shot = await cpu.run(confirmer.snapshot, ArtefactRequest(clip, work, at), timeout_s=settings.clip_timeout_s)
+        shot = await cpu.run(
+            confirmer.snapshot, ArtefactRequest(clip, work, at, frame=frame), timeout_s=settings.clip_timeout_s
+        )
     except CLIP_FAILURES as exc:
         # A confirmed fight still becomes an incident without its artefacts: never drop the alarm.
         log.warning("artefacts_failed", detection_id=str(target.id), reason=_reason(exc))
         reason = f"{verdict.reason}; artefacts failed: {_reason(exc)}"
-        return replace(verdict, reason=reason, timings_ms=timings | _total(started)), analysis.shadow
+        return replace(verdict, reason=reason, timings_ms=timings | _total(started)), analysis.shadow, None
     timings |= shot.timings_ms
     upload_started = time.perf_counter()
     snapshot_key = snapshot_key_of(target.clip_key)
     await ctx.require_storage().put_file(snapshot_key, shot.path, "image/jpeg")
     timings["upload"] = (time.perf_counter() - upload_started) * 1000.0
     done = replace(verdict, snapshot_key=snapshot_key, footage_at_s=at, timings_ms=timings | _total(started))
-    return done, analysis.shadow
+    handoff = None
+    if shot.frame is not None and shot.size is not None and shot.quality is not None and analysis.info is not None:
+        handoff = spool.Handoff(
+            clip=clip.name, at_s=at, size=shot.size, quality=shot.quality, info=analysis.info, frame=shot.frame.name
+        )
+    return done, analysis.shadow, handoff
 
 
 async def finish_footage(ctx: WorkerContext, job: Work[jobs.FinishFootage]) -> None:
@@ -465,13 +578,16 @@ async def finish_footage(ctx: WorkerContext, job: Work[jobs.FinishFootage]) -> N
         clip_key = await confirmation.footage_pending(conn, detection_id)
     if clip_key is None:
         log.info("footage_skipped", detection_id=str(detection_id))  # made already, purged, or not confirmed
+        await asyncio.to_thread(_drop_handoff, detection_id, confirmer.spool_dir)
         return
+    handed = await asyncio.to_thread(spool.take, detection_id, job.payload.at_s, confirmer.spool_dir)
     work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="kuzet-footage-"))
     try:
-        footage = await _make_footage(ctx, confirmer, job, clip_key, work)
+        footage = await _make_footage(ctx, confirmer, job, clip_key, work, handed=handed)
     finally:
         await asyncio.to_thread(shutil.rmtree, work, True)
     change = await confirmation.record_footage(ctx.pool, ctx.settings, detection_id, footage)
+    await asyncio.to_thread(_drop_handoff, detection_id, confirmer.spool_dir)
     result = "failed" if footage.error else "made" if footage.blurred_snapshot_key else "no_blur"
     FOOTAGE_FINISHED.labels(result=result).inc()
     log.info(
@@ -485,22 +601,48 @@ async def finish_footage(ctx: WorkerContext, job: Work[jobs.FinishFootage]) -> N
     )
 
 
+def _drop_handoff(detection_id: uuid.UUID, root: Path) -> None:
+    """The hand-off is used up; any left behind by other detections past their time go too."""
+    spool.drop(detection_id, root)
+    spool.sweep(root)
+
+
 async def _make_footage(
-    ctx: WorkerContext, confirmer: Confirmer, job: Work[jobs.FinishFootage], clip_key: str, work: Path
+    ctx: WorkerContext,
+    confirmer: Confirmer,
+    job: Work[jobs.FinishFootage],
+    clip_key: str,
+    work: Path,
+    *,
+    handed: tuple[Path, spool.Handoff] | None,
 ) -> confirmation.Footage:
-    """Make and upload the footage; a clip that cannot be made into it is a failed footage, not a retry."""
+    """Make and upload the footage (from the confirmation's hand-off when this host has it, else from
+    the clip in object storage); a clip that cannot be made into it is a failed footage, not a retry."""
     started = time.perf_counter()
-    clip = work / f"original{Path(clip_key).suffix}"
-    try:
-        await ctx.require_storage().download(clip_key, clip)
-    except ObjectMissing as exc:
-        if job.last_attempt:
-            return confirmation.Footage(None, None, None, _footage_total(started), error="clip missing from storage")
-        raise TransientError(f"clip {clip_key} missing from object storage") from exc
-    try:
-        files = await confirmer.for_footage.run(
-            confirmer.footage, ArtefactRequest(clip, work, job.payload.at_s), timeout_s=ctx.settings.clip_timeout_s
+    if handed is not None:
+        directory, handoff = handed
+        request = ArtefactRequest(
+            directory / handoff.clip,
+            work,
+            job.payload.at_s,
+            frame=directory / handoff.frame,
+            size=handoff.size,
+            quality=handoff.quality,
+            info=handoff.info,
         )
+    else:
+        clip = work / f"original{Path(clip_key).suffix}"
+        try:
+            await ctx.require_storage().download(clip_key, clip)
+        except ObjectMissing as exc:
+            if job.last_attempt:
+                return confirmation.Footage(
+                    None, None, None, _footage_total(started), error="clip missing from storage"
+                )
+            raise TransientError(f"clip {clip_key} missing from object storage") from exc
+        request = ArtefactRequest(clip, work, job.payload.at_s)
+    try:
+        files = await confirmer.for_footage.run(confirmer.footage, request, timeout_s=ctx.settings.clip_timeout_s)
     except CLIP_FAILURES as exc:
         log.warning("footage_failed", detection_id=str(job.payload.detection_id), reason=_reason(exc))
         return confirmation.Footage(None, None, None, _footage_total(started), error=_reason(exc))

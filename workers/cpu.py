@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 from backend.core.logging import get_logger
 
@@ -307,3 +307,87 @@ class CpuPool:
         with contextlib.suppress(ValueError):
             process.close()
         return exitcode
+
+
+class Batcher(Generic[T, R]):
+    """Runs ``one(arg)`` in ``pool`` at once while a process is free; what arrives while every process
+    is busy waits, and the next process that comes free takes up to ``max_size`` of the waiting
+    arguments together as ``many(args)``, which answers one result or exception per argument (for
+    the confirmation: one network run over several clips). A lone request never waits for a batch.
+
+    A batch that runs past its time or crashes its process is run again one by one, so that only the
+    argument that hung or crashed it fails."""
+
+    def __init__(
+        self,
+        pool: CpuPool,
+        one: Callable[[T], R],
+        many: Callable[[list[T]], list[R | Exception]],
+        *,
+        max_size: int,
+    ) -> None:
+        if max_size < 1:
+            raise ValueError("max_size must be at least 1")
+        self.pool, self.one, self.many, self.max_size = pool, one, many, max_size
+        self.batches: list[int] = []  # sizes of the runs of ``many`` so far
+        self._busy = 0
+        self._waiting: deque[tuple[T, asyncio.Future[R], float]] = deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self, arg: T, *, timeout_s: float) -> R:
+        if self.max_size == 1 or (self._busy < self.pool.size and not self._waiting):
+            self._busy += 1
+            try:
+                return await self.pool.run(self.one, arg, timeout_s=timeout_s)
+            finally:
+                self._busy -= 1
+                self._next()
+        waiter: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._waiting.append((arg, waiter, timeout_s))
+        return await waiter
+
+    def _next(self) -> None:
+        """Hand the process that just came free to the waiting arguments, if any."""
+        batch: list[tuple[T, asyncio.Future[R], float]] = []
+        while self._waiting and len(batch) < self.max_size:
+            item = self._waiting.popleft()
+            if not item[1].done():  # its caller gave up (cancelled): skip it
+                batch.append(item)
+        if not batch:
+            return
+        self._busy += 1
+        task = asyncio.create_task(self._run_batch(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_batch(self, batch: list[tuple[T, asyncio.Future[R], float]]) -> None:
+        try:
+            results: list[R | Exception] | None = None
+            if len(batch) > 1:
+                self.batches.append(len(batch))
+                try:
+                    results = await self.pool.run(
+                        self.many, [arg for arg, _, _ in batch], timeout_s=sum(t for _, _, t in batch)
+                    )
+                except (CpuTimeout, WorkerCrashed):
+                    results = None  # one of them may be the culprit: each alone
+                except Exception as exc:  # noqa: BLE001 - every caller hears why
+                    results = [exc] * len(batch)
+            if results is None:
+                results = [await self._alone(arg, timeout_s) for arg, _, timeout_s in batch]
+            for (_, waiter, _), result in zip(batch, results, strict=True):
+                if waiter.done():
+                    continue
+                if isinstance(result, Exception):
+                    waiter.set_exception(result)
+                else:
+                    waiter.set_result(result)
+        finally:
+            self._busy -= 1
+            self._next()
+
+    async def _alone(self, arg: T, timeout_s: float) -> R | Exception:
+        try:
+            return await self.pool.run(self.one, arg, timeout_s=timeout_s)
+        except Exception as exc:  # noqa: BLE001 - handed to its caller
+            return exc

@@ -65,6 +65,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     job_poll_s: Positive = 1.0
     job_max_attempts: PositiveInt = 8
     clip_timeout_s: Positive = 30.0
+    # onnxruntime threads per confirmation process (0: the cores divided among the confirmation processes)
+    worker_onnx_threads: Annotated[int, msgspec.Meta(ge=0, le=64)] = 0
+    worker_batch_max: Annotated[int, msgspec.Meta(ge=1, le=16)] = 1  # clips in one network run, at most (1: off)
     person_model: Path | None = None
     confirm_threshold_fight: Fraction | None = None
     confirm_threshold_aggression: Fraction | None = None

@@ -2,10 +2,15 @@
 twin) and test clips."""
 
 from workers.media.artefacts import (
+    BlurredTwin,
     ClipInfo,
+    FittedJpeg,
     MediaError,
     PlayableInfo,
     Snapshots,
+    blurred_twin,
+    fit_snapshot,
+    frame_near,
     make_playable_mp4,
     make_snapshot_jpeg,
     make_snapshots,
@@ -14,10 +19,15 @@ from workers.media.artefacts import (
 )
 
 __all__ = [
+    "BlurredTwin",
     "ClipInfo",
+    "FittedJpeg",
     "MediaError",
     "PlayableInfo",
     "Snapshots",
+    "blurred_twin",
+    "fit_snapshot",
+    "frame_near",
     "make_playable_mp4",
     "make_snapshot_jpeg",
     "make_snapshots",

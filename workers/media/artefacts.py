@@ -232,14 +232,17 @@ class _NeedsTranscodeError(Exception):
     """The remux found timestamps it cannot repair by copying."""
 
 
-def make_playable_mp4(src: Path, dst: Path, *, max_side: int = 1280, force_transcode: bool = False) -> PlayableInfo:
+def make_playable_mp4(
+    src: Path, dst: Path, *, max_side: int = 1280, force_transcode: bool = False, info: ClipInfo | None = None
+) -> PlayableInfo:
     """Write ``dst``: H.264 yuv420p MP4 with ``+faststart``, audio dropped.
 
     An H.264 yuv420p clip (Baseline/Main/High, long side <= 1920) is remuxed without
     re-encoding; anything else is transcoded with libx264 (veryfast, CRF 26, Main,
-    long side capped at ``max_side``, even dimensions). Written atomically.
+    long side capped at ``max_side``, even dimensions). Written atomically. ``info``: the
+    source's probe when it was already made (the confirmation's), so it is not read twice.
     """
-    info = probe_clip(src)
+    info = info or probe_clip(src)
     reason = "forced" if force_transcode else _remux_blocker(info, max_side)
     tmp = dst.with_name(f".{dst.name}.part")
     try:
@@ -355,14 +358,50 @@ def make_snapshots(
 ) -> Snapshots:
     """The clear snapshot (as ``make_snapshot_jpeg``) and its face-blurred twin, from one decoded frame."""
     image = _frame_near(src, max(0.0, at_time_s))
-    clear, size, quality = _fit_jpeg(image, max_bytes=max_bytes, max_side=max_side)
+    clear = fit_snapshot(image, max_bytes=max_bytes, max_side=max_side)
+    twin = blurred_twin(image, clear.size, clear.quality, detector)
+    return Snapshots(clear.jpeg, twin.jpeg, twin.faces, twin.error)
+
+
+@dataclass(frozen=True, slots=True)
+class FittedJpeg:
+    """A snapshot JPEG and the size (width, height) and quality it was encoded at."""
+
+    jpeg: bytes
+    size: tuple[int, int]
+    quality: int
+
+
+@dataclass(frozen=True, slots=True)
+class BlurredTwin:
+    jpeg: bytes | None  # None: the detector failed or is absent (``error`` says why)
+    faces: int
+    error: str | None = None
+
+
+def fit_snapshot(frame: npt.NDArray[np.uint8], *, max_bytes: int = 200_000, max_side: int = 1280) -> FittedJpeg:
+    """``frame`` (BGR) as the snapshot JPEG under ``max_bytes``, with the size and quality it took."""
+    return FittedJpeg(*_fit_jpeg(frame, max_bytes=max_bytes, max_side=max_side))
+
+
+def blurred_twin(
+    frame: npt.NDArray[np.uint8], size: tuple[int, int], quality: int, detector: FaceDetector | None
+) -> BlurredTwin:
+    """The snapshot's face-blurred twin: the same full-size ``frame`` with its faces blurred, encoded
+    at the clear snapshot's ``size`` and ``quality`` (so every JPEG block no face touches is the
+    same in both files)."""
     if detector is None:
-        return Snapshots(clear, None, 0, "no face detector loaded")
+        return BlurredTwin(None, 0, "no face detector loaded")
     try:
-        blurred, regions = blur_regions(image, detector.detect(image))
+        blurred, regions = blur_regions(frame, detector.detect(frame))
     except (cv2.error, ValueError) as exc:  # a failed blur never costs the alarm its clear snapshot
-        return Snapshots(clear, None, 0, f"face detection failed: {exc}")
-    return Snapshots(clear, _encode_jpeg(blurred, size, quality), len(regions))
+        return BlurredTwin(None, 0, f"face detection failed: {exc}")
+    return BlurredTwin(_encode_jpeg(blurred, size, quality), len(regions))
+
+
+def frame_near(src: Path, at_time_s: float) -> npt.NDArray[np.uint8]:
+    """The full-size BGR frame nearest ``at_time_s`` (seek + decode forward; else from the start)."""
+    return _frame_near(src, max(0.0, at_time_s))
 
 
 def _frame_near(src: Path, at_time_s: float, *, seek: bool = True) -> npt.NDArray[np.uint8]:

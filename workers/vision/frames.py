@@ -22,6 +22,7 @@ DEFAULT_FPS = 8.0
 DEFAULT_MAX_SIDE = 320
 _FALLBACK_FPS = 25.0
 _MAX_SOURCE_FRAMES = 30 * 60  # never decode more than a minute at 30 fps
+KEEP_BUDGET_BYTES = 96 * 1024 * 1024  # decoded full-size frames kept for the snapshot, at most
 
 
 class ClipDecodeError(Exception):
@@ -44,6 +45,16 @@ class SampledClip:
     duration_s: float
     # evenly spaced over the clip, RGB uint8, ``clip_size`` x ``clip_size`` (empty unless asked for)
     clip_frames: list[npt.NDArray[np.uint8]] = field(default_factory=list)
+    # with ``keep_sources``: the decoder's full-size frame behind each of ``frames`` (None past the
+    # memory budget), so that the snapshot needs no second decode
+    sources: list[av.VideoFrame | None] = field(default_factory=list)
+
+    def source_bgr(self, index: int) -> npt.NDArray[np.uint8] | None:
+        """The full-size BGR image of ``frames[index]``, when it was kept."""
+        kept = self.sources[index] if 0 <= index < len(self.sources) else None
+        if kept is None:
+            return None
+        return np.ascontiguousarray(kept.to_ndarray(format="bgr24"), dtype=np.uint8)
 
     @property
     def sample_fps(self) -> float:
@@ -136,11 +147,13 @@ def sample_frames(
     clip_count: int = 0,
     clip_size: int = 112,
     clip_long: int = 0,
+    keep_sources: bool = False,
 ) -> SampledClip:
     """Decode ``path``: one frame every ``1/fps`` s downscaled to ``max_side`` (BGR; none when ``fps`` is
     0), and ``clip_count`` frames evenly spread over the whole clip for the video network, RGB: the
     shorter side at ``clip_size`` and the longer centre-cropped to ``clip_long`` when that is set,
-    else squeezed to ``clip_size`` x ``clip_size``."""
+    else squeezed to ``clip_size`` x ``clip_size``. With ``keep_sources``, the decoded full-size frame
+    behind each motion frame is kept too (up to ``KEEP_BUDGET_BYTES``): no conversion, a reference."""
     if fps < 0 or (fps == 0 and clip_count <= 0):
         raise ValueError("fps must be positive")
     with _open(path) as container:
@@ -161,6 +174,8 @@ def sample_frames(
         small: dict[int, npt.NDArray[np.uint8]] = {}
         frames: list[npt.NDArray[np.uint8]] = []
         times: list[float] = []
+        sources: list[av.VideoFrame | None] = []
+        kept_bytes = 0
         width = height = 0
         next_t = 0.0
         index = 0
@@ -191,6 +206,11 @@ def sample_frames(
             if take_motion:
                 frames.append(_small(frame, *_max_side_size(width, height, max_side), "bgr24"))
                 times.append(t)
+                if keep_sources:
+                    size = width * height * 3 // 2  # 4:2:0; more for other formats, a bound all the same
+                    fits = kept_bytes + size <= KEEP_BUDGET_BYTES
+                    kept_bytes += size if fits else 0
+                    sources.append(frame if fits else None)
                 next_t += step
                 while next_t <= t:
                     next_t += step
@@ -213,4 +233,5 @@ def sample_frames(
         fps=src_fps,
         duration_s=index / src_fps,
         clip_frames=clip_frames,
+        sources=sources,
     )

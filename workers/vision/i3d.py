@@ -19,8 +19,13 @@ FEATURES = 1024
 
 def network_input(frames: Sequence[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
     """RGB uint8 frames [T of H, W, 3] to the network's input [1, T, H, W, 3] in [-1, 1]."""
-    clip = np.stack([np.asarray(f, dtype=np.uint8) for f in frames]).astype(np.float32)
-    return (clip / np.float32(127.5) - np.float32(1.0))[None]
+    return batch_input([frames])
+
+
+def batch_input(clips: Sequence[Sequence[npt.NDArray[np.uint8]]]) -> npt.NDArray[np.float32]:
+    """Clips of RGB uint8 frames (all the same shape) to the network's input [N, T, H, W, 3] in [-1, 1]."""
+    batch = np.stack([np.stack([np.asarray(f, dtype=np.uint8) for f in frames]) for frames in clips])
+    return batch.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
 
 
 class I3dBackbone:
@@ -36,7 +41,14 @@ class I3dBackbone:
 
     def features(self, frames: Sequence[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
         """Features [1024] of one clip (frames RGB uint8, all the same size)."""
-        if not frames:
+        row: npt.NDArray[np.float32] = self.features_batch([frames])[0]
+        return row
+
+    def features_batch(self, clips: Sequence[Sequence[npt.NDArray[np.uint8]]]) -> npt.NDArray[np.float32]:
+        """Features [N, 1024] of N clips in one run (the model's batch axis is dynamic); every clip's
+        frames RGB uint8 of one shape."""
+        if not clips or any(not frames for frames in clips):
             raise ValueError("no frames")
-        (out,) = self._sess.run(["features"], {self._input: network_input(frames)})
-        return np.asarray(out, dtype=np.float32).reshape(FEATURES)
+        (out,) = self._sess.run(["features"], {self._input: batch_input(clips)})
+        features: npt.NDArray[np.float32] = np.asarray(out, dtype=np.float32).reshape(len(clips), FEATURES)
+        return features

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from workers.vision.features import MOTION_NAMES, PERSON_STRIDE, Box, window_fea
 from workers.vision.frames import (
     DEFAULT_FPS,
     DEFAULT_MAX_SIDE,
+    ClipDecodeError,
     resize_max_side,
     sample_frames,
     small_rgb,
@@ -56,6 +57,8 @@ class ClipScore:
     timings_ms: dict[str, float]  # {"decode": .., "features": .., "inference": .., "network": ..}
     motion_score: float | None = None  # the motion stage's own score (cascade models)
     stage: str = "motion"  # which stage settled the clip: "motion" or "network"
+    # with ``keep_best``: the snapshot frame at full size, BGR, from the one decode (None: not kept)
+    best_frame: npt.NDArray[np.uint8] | None = field(default=None, repr=False, compare=False)
 
 
 def sidecar_path(model_path: Path) -> Path:
@@ -166,8 +169,32 @@ class ConfirmationModel:
         """Whether the video network confirms what the motion stage does not settle."""
         return self._network is not None
 
-    def score_clip(self, path: Path) -> ClipScore:
-        """Decode and score one clip file; raises ClipDecodeError for bad clips."""
+    def score_clip(self, path: Path, *, keep_best: bool = False) -> ClipScore:
+        """Decode and score one clip file; raises ClipDecodeError for bad clips. With ``keep_best``,
+        the result carries the snapshot frame at full size (``best_frame``) from the same decode."""
+        motion, frames = self._motion_stage(path, keep_best)
+        return self._network_stage(motion, frames)
+
+    def score_clips(self, paths: list[Path], *, keep_best: bool = False) -> list[ClipScore | Exception]:
+        """Score several clips with one network run over all of them (a batch: the same scores as one
+        by one); a clip that cannot be decoded gets in its place the error ``score_clip`` raises."""
+        results: list[ClipScore | Exception] = []
+        scored: list[tuple[int, ClipScore, list[npt.NDArray[np.uint8]]]] = []
+        for i, path in enumerate(paths):
+            try:
+                motion, frames = self._motion_stage(path, keep_best)
+            except (ClipDecodeError, ValueError) as exc:
+                results.append(exc)
+                continue
+            results.append(motion)
+            scored.append((i, motion, frames))
+        decided = self._network_stages([m for _, m, _ in scored], [f for _, _, f in scored])
+        for (i, _, _), score in zip(scored, decided, strict=True):
+            results[i] = score
+        return results
+
+    def _motion_stage(self, path: Path, keep_best: bool) -> tuple[ClipScore, list[npt.NDArray[np.uint8]]]:
+        """Decode once and run the motion measure; the network's frames for the second stage."""
         t0 = time.perf_counter()
         clip = sample_frames(
             path,
@@ -176,24 +203,47 @@ class ConfirmationModel:
             clip_count=self.clip_frames,
             clip_size=self.clip_size,
             clip_long=self.clip_long,
+            keep_sources=keep_best,
         )
         decode_ms = (time.perf_counter() - t0) * 1000.0
         result = self._score(clip.frames, clip.sample_fps, clip.times_s)
         result.timings_ms["decode"] = decode_ms
-        return self._network_stage(result, clip.clip_frames)
+        if keep_best:
+            result = replace(result, best_frame=clip.source_bgr(result.best_frame_index))
+        return result, clip.clip_frames
 
     def _network_stage(self, motion: ClipScore, clip_frames: list[npt.NDArray[np.uint8]]) -> ClipScore:
         """The cascade's second stage, unless the motion stage settled the clip."""
+        return self._network_stages([motion], [clip_frames])[0]
+
+    def _network_stages(
+        self, motions: list[ClipScore], clip_frames: list[list[npt.NDArray[np.uint8]]]
+    ) -> list[ClipScore]:
+        """The cascade's second stage for every clip the motion stage did not settle, in one batch
+        (clips of one shape; a clip of another shape gets a run of its own)."""
         if self._network is None or self._head is None:
-            return motion
-        if self.reject_below is not None and motion.score < self.reject_below:
-            return replace(motion, score=0.0, motion_score=motion.score, stage="motion")
-        t0 = time.perf_counter()
-        head = self._head(self._network.features(clip_frames))
-        timings = motion.timings_ms | {"network": (time.perf_counter() - t0) * 1000.0}
-        score = combine_scores(self.combine, head, motion.score)
-        motion_score = motion.score if self._sess is not None else None
-        return replace(motion, score=score, motion_score=motion_score, stage="network", timings_ms=timings)
+            return motions
+        out = list(motions)
+        todo: list[int] = []
+        for i, motion in enumerate(motions):
+            if self.reject_below is not None and motion.score < self.reject_below:
+                out[i] = replace(motion, score=0.0, motion_score=motion.score, stage="motion")
+            else:
+                todo.append(i)
+        shapes: dict[tuple[int, ...], list[int]] = {}
+        for i in todo:
+            shapes.setdefault(tuple(np.shape(clip_frames[i][0])) if clip_frames[i] else (), []).append(i)
+        for group in shapes.values():
+            t0 = time.perf_counter()
+            features = self._network.features_batch([clip_frames[i] for i in group])
+            network_ms = (time.perf_counter() - t0) * 1000.0 / len(group)  # the run's share of each clip
+            for i, row in zip(group, features, strict=True):
+                motion = motions[i]
+                score = combine_scores(self.combine, self._head(row), motion.score)
+                timings = motion.timings_ms | {"network": network_ms}
+                motion_score = motion.score if self._sess is not None else None
+                out[i] = replace(motion, score=score, motion_score=motion_score, stage="network", timings_ms=timings)
+        return out
 
     def score_frames(self, frames: list[npt.NDArray[np.uint8]], fps: float) -> ClipScore:
         """Score frames already decoded (BGR uint8) at ``fps``."""
