@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from functools import cache
 from typing import Any, NamedTuple, get_args
 
-import asyncpg
 from litestar import Controller, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.response import Redirect
@@ -28,6 +27,7 @@ from backend.console.handler import ConsoleRequest, Db, Me, PathId, see_other
 from backend.console.render import render
 from backend.console.session import require
 from backend.core.auth import ROLES, Principal
+from backend.core.db import Conn
 from backend.core.errors import Conflict, Invalid
 from backend.sms import phones
 from backend.users import service as users
@@ -64,7 +64,7 @@ def _admin(me: Principal) -> None:
 
 async def _submit(
     request: ConsoleRequest,
-    db: asyncpg.Connection,
+    db: Conn,
     form: str,
     action: Callable[[dict[str, Any]], Awaitable[Redirect]],
     page: Page,
@@ -272,7 +272,7 @@ class AdminController(Controller):
 
 
 async def _venues_page(
-    request: ConsoleRequest, db: asyncpg.Connection, me: Principal, problem: FormProblem | None = None
+    request: ConsoleRequest, db: Conn, me: Principal, problem: FormProblem | None = None
 ) -> Response[str]:
     return render(
         request,
@@ -290,7 +290,7 @@ async def _venues_page(
 
 async def _venue_page(
     request: ConsoleRequest,
-    db: asyncpg.Connection,
+    db: Conn,
     me: Principal,
     venue_id: uuid.UUID,
     *,
@@ -316,7 +316,7 @@ async def _venue_page(
 
 async def _users_page(
     request: ConsoleRequest,
-    db: asyncpg.Connection,
+    db: Conn,
     me: Principal,
     secret: shown.ShownOnce | None = None,
     problem: FormProblem | None = None,
@@ -342,7 +342,7 @@ async def _users_page(
 
 async def _webhooks_page(
     request: ConsoleRequest,
-    db: asyncpg.Connection,
+    db: Conn,
     me: Principal,
     secret: shown.ShownOnce | None = None,
     problem: FormProblem | None = None,

@@ -19,6 +19,7 @@ from backend.console.handler import ConsoleRequest, Db, Me, PathId, see_other
 from backend.console.render import language, render, strings
 from backend.console.session import require
 from backend.core.auth import Principal
+from backend.core.db import Conn
 from backend.core.errors import ServiceUnavailable
 from backend.core.failures import DATABASE_UNAVAILABLE
 from backend.core.wire import line, parse_cursor
@@ -190,7 +191,7 @@ def _notice(done: str | None) -> str | None:
 
 async def _footage(
     request: ConsoleRequest,
-    db: asyncpg.Connection,
+    db: Conn,
     me: Principal,
     incident_id: uuid.UUID,
     kind: FootageKind,

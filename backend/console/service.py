@@ -13,7 +13,6 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-import asyncpg
 import msgspec
 
 from backend.alerts import service as alerts
@@ -22,6 +21,7 @@ from backend.audit import repo as audit
 from backend.console import repo
 from backend.core.auth import Principal
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.core.errors import NotFound
 from backend.dispatch import deliveries
 from backend.dispatch.schemas import NotDelivered
@@ -96,7 +96,7 @@ class IncidentPanel(msgspec.Struct, kw_only=True):
     contacts: list[repo.Contact] | None = None  # None: not for this role (phone numbers are audited)
 
 
-async def board(conn: asyncpg.Connection, me: Principal, since: str | None) -> BoardUpdate:
+async def board(conn: Conn, me: Principal, since: str | None) -> BoardUpdate:
     page = await alerts.my_alerts(conn, me, since, limit=BOARD_LIMIT)
     ids = [i.incident_id for i in page.items]
     counts = await repo.alert_counts(conn, ids)
@@ -140,25 +140,23 @@ def _board_scope(me: Principal) -> uuid.UUID | None:
     return me.region_id or uuid.UUID(int=0)  # a dispatcher of no region sees no region
 
 
-async def outline(conn: asyncpg.Connection, me: Principal) -> bytes:
+async def outline(conn: Conn, me: Principal) -> bytes:
     """The board's offline base map (regions' boundaries, venues' names) as GeoJSON-bearing JSON."""
     return await repo.outline(conn, _board_scope(me))
 
 
-async def board_regions(conn: asyncpg.Connection, me: Principal) -> list[str]:
+async def board_regions(conn: Conn, me: Principal) -> list[str]:
     return await repo.region_names(conn, _board_scope(me))
 
 
-async def visible_incident(conn: asyncpg.Connection, me: Principal, incident_id: uuid.UUID) -> None:
+async def visible_incident(conn: Conn, me: Principal, incident_id: uuid.UUID) -> None:
     """404 unless ``me`` may see the incident (the responders' rule, as every incident route)."""
     incident = await lifecycle.get(conn, incident_id)
     if incident is None or not await can_see(conn, me, incident):
         raise NotFound("no such incident", field="incident_id")
 
 
-async def incident_panel(
-    conn: asyncpg.Connection, settings: Settings, me: Principal, incident_id: uuid.UUID
-) -> IncidentPanel:
+async def incident_panel(conn: Conn, settings: Settings, me: Principal, incident_id: uuid.UUID) -> IncidentPanel:
     timeline = await history.timeline(conn, settings, me, incident_id)  # 404 unless visible; audited
     _, failed = await deliveries.for_incident(conn, me, incident_id)
     failed = [f for f in failed if not (f.audience == "dispatcher" and f.code == repo.NO_DEVICE)]
@@ -182,7 +180,7 @@ async def incident_panel(
     )
 
 
-async def _contacts(conn: asyncpg.Connection, me: Principal, timeline: IncidentTimeline) -> list[repo.Contact]:
+async def _contacts(conn: Conn, me: Principal, timeline: IncidentTimeline) -> list[repo.Contact]:
     """The venue's staff on duty and its owner, with phone numbers: read like a location (audited,
     on the venue's access log)."""
     venue_id = timeline.incident.venue_id
@@ -200,9 +198,7 @@ async def _contacts(conn: asyncpg.Connection, me: Principal, timeline: IncidentT
     return found
 
 
-async def _nearby(
-    conn: asyncpg.Connection, settings: Settings, me: Principal, timeline: IncidentTimeline
-) -> list[NearbyOfficer]:
+async def _nearby(conn: Conn, settings: Settings, me: Principal, timeline: IncidentTimeline) -> list[NearbyOfficer]:
     incident = await lifecycle.get(conn, timeline.incident.id)
     if incident is None:
         return []

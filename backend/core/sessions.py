@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-import asyncpg
+from backend.core.db import Conn
 
 CHECK = """
 SELECT u.is_active AND u.token_version = $3
@@ -53,7 +53,7 @@ class SessionCache:
 
 
 async def is_current(
-    conn: asyncpg.Connection, cache: SessionCache, user_id: uuid.UUID, session_id: uuid.UUID | None, version: int
+    conn: Conn, cache: SessionCache, user_id: uuid.UUID, session_id: uuid.UUID | None, version: int
 ) -> bool:
     key = (user_id, session_id, version)
     if cache.fresh(key):

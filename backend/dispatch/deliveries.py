@@ -9,9 +9,8 @@ from __future__ import annotations
 import uuid
 from typing import Final
 
-import asyncpg
-
 from backend.core.auth import Principal
+from backend.core.db import Conn
 from backend.dispatch import repo
 from backend.dispatch.schemas import DeliveryState, DeliveryStateName, NotDelivered
 from backend.sms import repo as sms_repo
@@ -58,7 +57,7 @@ def _state(row: repo.DeliveryRow) -> DeliveryStateName:
 
 
 async def for_incident(
-    conn: asyncpg.Connection, me: Principal, incident_id: uuid.UUID
+    conn: Conn, me: Principal, incident_id: uuid.UUID
 ) -> tuple[list[DeliveryState], list[NotDelivered]]:
     """The deliveries ``me`` may see, and (for dispatchers and admins) everyone not reached."""
     everyone = me.role in SEE_ALL
@@ -105,7 +104,7 @@ _SMS_STATE: dict[str, SmsStateName] = {
 }
 
 
-async def sms_for_incident(conn: asyncpg.Connection, me: Principal, incident_id: uuid.UUID) -> list[SmsState]:
+async def sms_for_incident(conn: Conn, me: Principal, incident_id: uuid.UUID) -> list[SmsState]:
     """The incident's SMS ``me`` may see: everyone's for dispatchers and admins, one's own for others."""
     rows = await sms_repo.for_incident(conn, incident_id, None if me.role in SEE_ALL else me.user_id)
     return [

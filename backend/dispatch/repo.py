@@ -10,6 +10,7 @@ import asyncpg
 import msgspec
 
 from backend.core import jobs, queue
+from backend.core.db import Conn
 from backend.dispatch.schemas import DeliveryPurpose
 
 
@@ -167,44 +168,44 @@ RENEW_CLAIMS = "UPDATE deliveries SET claimed_at = now() WHERE id = ANY($1::bigi
 DEACTIVATE_DEVICE = "UPDATE devices SET is_active = false, last_error = $2, updated_at = now() WHERE id = $1"
 
 
-async def display_name(conn: asyncpg.Connection, user_id: uuid.UUID) -> str | None:
+async def display_name(conn: Conn, user_id: uuid.UUID) -> str | None:
     name: str | None = await conn.fetchval(USER_NAME, user_id)
     return name
 
 
-async def db_now(conn: asyncpg.Connection) -> datetime:
+async def db_now(conn: Conn) -> datetime:
     now: datetime = await conn.fetchval(DB_NOW)
     return now
 
 
-async def alert_target(conn: asyncpg.Connection, alert_id: uuid.UUID) -> AlertTarget | None:
+async def alert_target(conn: Conn, alert_id: uuid.UUID) -> AlertTarget | None:
     record = await conn.fetchrow(ALERT_TARGET, alert_id)
     return msgspec.convert(dict(record), AlertTarget) if record else None
 
 
-async def undelivered_alert_ids(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[uuid.UUID]:
+async def undelivered_alert_ids(conn: Conn, incident_id: uuid.UUID) -> list[uuid.UUID]:
     return [r["id"] for r in await conn.fetch(UNDELIVERED_ALERT_IDS, incident_id)]
 
 
-async def unconfirmed_alerts(conn: asyncpg.Connection, incident_id: uuid.UUID, step: int) -> list[uuid.UUID]:
+async def unconfirmed_alerts(conn: Conn, incident_id: uuid.UUID, step: int) -> list[uuid.UUID]:
     """Alerts of the step whose app confirmed no push, not answered, not already known unreachable."""
     return [r["id"] for r in await conn.fetch(UNCONFIRMED_ALERTS, incident_id, step)]
 
 
-async def venue_policy(conn: asyncpg.Connection, venue_id: uuid.UUID) -> dict[str, Any] | None:
+async def venue_policy(conn: Conn, venue_id: uuid.UUID) -> dict[str, Any] | None:
     policy: dict[str, Any] | None = await conn.fetchval(SELECT_VENUE_POLICY, venue_id)
     return policy
 
 
-async def venue_exists(conn: asyncpg.Connection, venue_id: uuid.UUID) -> bool:
+async def venue_exists(conn: Conn, venue_id: uuid.UUID) -> bool:
     return bool(await conn.fetchval(VENUE_EXISTS, venue_id))
 
 
-async def set_venue_policy(conn: asyncpg.Connection, venue_id: uuid.UUID, policy: dict[str, Any]) -> None:
+async def set_venue_policy(conn: Conn, venue_id: uuid.UUID, policy: dict[str, Any]) -> None:
     await conn.execute(UPSERT_VENUE_POLICY, venue_id, policy)
 
 
-async def bouncers_on_duty(conn: asyncpg.Connection, venue_id: uuid.UUID) -> list[uuid.UUID]:
+async def bouncers_on_duty(conn: Conn, venue_id: uuid.UUID) -> list[uuid.UUID]:
     return [r["user_id"] for r in await conn.fetch(BOUNCERS_ON_DUTY, venue_id)]
 
 
@@ -215,24 +216,24 @@ class PanicSender(msgspec.Struct, frozen=True):
     note: str | None
 
 
-async def panic_sender(conn: asyncpg.Connection, incident_id: uuid.UUID) -> PanicSender | None:
+async def panic_sender(conn: Conn, incident_id: uuid.UUID) -> PanicSender | None:
     """Who raised the panic that opened this incident (None for camera incidents)."""
     record = await conn.fetchrow(PANIC_SENDER, incident_id)
     return msgspec.convert(dict(record), PanicSender) if record else None
 
 
-async def dispatchers(conn: asyncpg.Connection, region_id: uuid.UUID | None) -> list[uuid.UUID]:
+async def dispatchers(conn: Conn, region_id: uuid.UUID | None) -> list[uuid.UUID]:
     if region_id is None:
         return []
     return [r["id"] for r in await conn.fetch(DISPATCHERS, region_id)]
 
 
-async def alerted_users(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[uuid.UUID]:
+async def alerted_users(conn: Conn, incident_id: uuid.UUID) -> list[uuid.UUID]:
     return [r["user_id"] for r in await conn.fetch(ALERTED_USERS, incident_id)]
 
 
 async def insert_alerts(
-    conn: asyncpg.Connection,
+    conn: Conn,
     incident_id: uuid.UUID,
     step: int,
     recipients: list[tuple[uuid.UUID, str, float | None]],
@@ -245,16 +246,16 @@ async def insert_alerts(
     return [msgspec.convert(dict(r), NewAlert) for r in rows]
 
 
-async def alerts_except(conn: asyncpg.Connection, incident_id: uuid.UUID, exclude: list[uuid.UUID]) -> list[NewAlert]:
+async def alerts_except(conn: Conn, incident_id: uuid.UUID, exclude: list[uuid.UUID]) -> list[NewAlert]:
     return [msgspec.convert(dict(r), NewAlert) for r in await conn.fetch(ALERTS_EXCEPT, incident_id, exclude)]
 
 
-async def unacknowledged_alerts(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[NewAlert]:
+async def unacknowledged_alerts(conn: Conn, incident_id: uuid.UUID) -> list[NewAlert]:
     """Everyone alerted about the incident who has not acknowledged (or accepted) it."""
     return [msgspec.convert(dict(r), NewAlert) for r in await conn.fetch(UNACKNOWLEDGED_ALERTS, incident_id)]
 
 
-async def active_devices(conn: asyncpg.Connection, user_ids: list[uuid.UUID]) -> list[DeviceTarget]:
+async def active_devices(conn: Conn, user_ids: list[uuid.UUID]) -> list[DeviceTarget]:
     if not user_ids:
         return []
     return [msgspec.convert(dict(r), DeviceTarget) for r in await conn.fetch(ACTIVE_DEVICES, user_ids)]
@@ -271,7 +272,7 @@ class NewDelivery(msgspec.Struct, frozen=True):
 
 
 async def insert_deliveries(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     incident_id: uuid.UUID,
     purpose: str,
@@ -331,7 +332,7 @@ class GrantDelivery(msgspec.Struct, frozen=True):
 
 
 async def insert_grant_deliveries(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     grant_id: uuid.UUID,
     incident_id: uuid.UUID,
@@ -357,12 +358,12 @@ async def insert_grant_deliveries(
     return int(status.split()[-1])
 
 
-async def drop_unsent_requests(conn: asyncpg.Connection, grant_id: uuid.UUID, incident_id: uuid.UUID) -> int:
+async def drop_unsent_requests(conn: Conn, grant_id: uuid.UUID, incident_id: uuid.UUID) -> int:
     """The request is answered: its pushes still waiting to be (re)sent are given up (``ANSWERED``)."""
     return int((await conn.execute(DROP_UNSENT_REQUESTS, grant_id, incident_id)).split()[-1])
 
 
-async def request_reached(conn: asyncpg.Connection, grant_id: uuid.UUID, incident_id: uuid.UUID) -> list[uuid.UUID]:
+async def request_reached(conn: Conn, grant_id: uuid.UUID, incident_id: uuid.UUID) -> list[uuid.UUID]:
     """Who was sent the request (or is being sent it now): they get its answer."""
     return [r["user_id"] for r in await conn.fetch(REQUEST_REACHED, grant_id, incident_id)]
 
@@ -386,7 +387,7 @@ WHERE episode_id = $1 AND purpose = 'camera_alert' AND status <> 'failed'
 
 
 async def insert_episode_deliveries(
-    conn: asyncpg.Connection, *, episode_id: uuid.UUID, purpose: str, rows: list[GrantDelivery]
+    conn: Conn, *, episode_id: uuid.UUID, purpose: str, rows: list[GrantDelivery]
 ) -> int:
     """Queue pushes about a camera's health episode (one per device and purpose: a repeat is skipped)."""
     if not rows:
@@ -404,12 +405,12 @@ async def insert_episode_deliveries(
     return int(status.split()[-1])
 
 
-async def episode_reached(conn: asyncpg.Connection, episode_id: uuid.UUID) -> list[uuid.UUID]:
+async def episode_reached(conn: Conn, episode_id: uuid.UUID) -> list[uuid.UUID]:
     """Who was sent the episode's alert (or is being sent it now): they get its recovery."""
     return sorted(r["user_id"] for r in await conn.fetch(EPISODE_REACHED, episode_id))
 
 
-async def claim_for_episode(conn: asyncpg.Connection, episode_id: uuid.UUID, lease_s: float) -> list[ClaimedDelivery]:
+async def claim_for_episode(conn: Conn, episode_id: uuid.UUID, lease_s: float) -> list[ClaimedDelivery]:
     return _claimed(await conn.fetch(CLAIM_FOR_EPISODE, episode_id, lease_s))
 
 
@@ -417,50 +418,50 @@ def _claimed(rows: list[asyncpg.Record]) -> list[ClaimedDelivery]:
     return [msgspec.convert(dict(r), ClaimedDelivery) for r in rows]
 
 
-async def claim_for_incident(conn: asyncpg.Connection, incident_id: uuid.UUID, lease_s: float) -> list[ClaimedDelivery]:
+async def claim_for_incident(conn: Conn, incident_id: uuid.UUID, lease_s: float) -> list[ClaimedDelivery]:
     """Deliveries of the incident never attempted (or whose sender died); each is claimed by one sender."""
     return _claimed(await conn.fetch(CLAIM_FOR_INCIDENT, incident_id, lease_s))
 
 
-async def claim_one(conn: asyncpg.Connection, delivery_id: int, lease_s: float) -> list[ClaimedDelivery]:
+async def claim_one(conn: Conn, delivery_id: int, lease_s: float) -> list[ClaimedDelivery]:
     return _claimed(await conn.fetch(CLAIM_ONE, delivery_id, lease_s))
 
 
-async def mark_sent(conn: asyncpg.Connection, sent: list[tuple[int, str]]) -> None:
+async def mark_sent(conn: Conn, sent: list[tuple[int, str]]) -> None:
     if sent:
         await conn.execute(MARK_SENT, [s[0] for s in sent], [s[1] for s in sent])
 
 
-async def mark_failed(conn: asyncpg.Connection, delivery_id: int, error_code: str) -> None:
+async def mark_failed(conn: Conn, delivery_id: int, error_code: str) -> None:
     await conn.execute(MARK_FAILED, delivery_id, error_code)
 
 
-async def requeue(conn: asyncpg.Connection, delivery_id: int, error_code: str) -> None:
+async def requeue(conn: Conn, delivery_id: int, error_code: str) -> None:
     await conn.execute(REQUEUE, delivery_id, error_code)
 
 
-async def unclaim(conn: asyncpg.Connection, delivery_ids: list[int]) -> None:
+async def unclaim(conn: Conn, delivery_ids: list[int]) -> None:
     await conn.execute(UNCLAIM, delivery_ids)
 
 
-async def unreachable_reason(conn: asyncpg.Connection, alert_id: uuid.UUID) -> str | None:
+async def unreachable_reason(conn: Conn, alert_id: uuid.UUID) -> str | None:
     """Why none of the alert's deliveries can reach its recipient (their error codes), or None if one still can."""
     reason: str | None = await conn.fetchval(UNREACHABLE_REASON, alert_id)
     return reason
 
 
-async def mark_undelivered(conn: asyncpg.Connection, alert_id: uuid.UUID, reason: str) -> UndeliveredAlert | None:
+async def mark_undelivered(conn: Conn, alert_id: uuid.UUID, reason: str) -> UndeliveredAlert | None:
     """Mark the alert's recipient unreachable, once (None if already marked, or acknowledged)."""
     record = await conn.fetchrow(MARK_UNDELIVERED, alert_id, reason)
     return msgspec.convert(dict(record), UndeliveredAlert) if record else None
 
 
-async def reachable_alerts(conn: asyncpg.Connection, incident_id: uuid.UUID) -> int:
+async def reachable_alerts(conn: Conn, incident_id: uuid.UUID) -> int:
     count: int = await conn.fetchval(REACHABLE_ALERTS, incident_id)
     return count
 
 
-async def hurry_next_step(conn: asyncpg.Connection, incident_id: uuid.UUID) -> bool:
+async def hurry_next_step(conn: Conn, incident_id: uuid.UUID) -> bool:
     """Make the incident's pending escalation timer (its next step's) due now; True if there was one."""
     step: int | None = await conn.fetchval(ESCALATION_STEP, incident_id)
     if step is None:
@@ -468,11 +469,11 @@ async def hurry_next_step(conn: asyncpg.Connection, incident_id: uuid.UUID) -> b
     return await queue.make_due(conn, jobs.EscalateIncident(incident_id=incident_id, step=step))
 
 
-async def renew_claims(conn: asyncpg.Connection, delivery_ids: list[int]) -> None:
+async def renew_claims(conn: Conn, delivery_ids: list[int]) -> None:
     await conn.execute(RENEW_CLAIMS, delivery_ids)
 
 
-async def deactivate_device(conn: asyncpg.Connection, device_id: uuid.UUID, error_code: str) -> None:
+async def deactivate_device(conn: Conn, device_id: uuid.UUID, error_code: str) -> None:
     await conn.execute(DEACTIVATE_DEVICE, device_id, error_code)
 
 
@@ -522,12 +523,10 @@ ORDER BY a.undelivered_at
 """
 
 
-async def delivery_rows(
-    conn: asyncpg.Connection, incident_id: uuid.UUID, user_id: uuid.UUID | None
-) -> list[DeliveryRow]:
+async def delivery_rows(conn: Conn, incident_id: uuid.UUID, user_id: uuid.UUID | None) -> list[DeliveryRow]:
     """The incident's deliveries (only ``user_id``'s when given)."""
     return [msgspec.convert(dict(r), DeliveryRow) for r in await conn.fetch(DELIVERY_ROWS, incident_id, user_id)]
 
 
-async def undelivered(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[UndeliveredRow]:
+async def undelivered(conn: Conn, incident_id: uuid.UUID) -> list[UndeliveredRow]:
     return [msgspec.convert(dict(r), UndeliveredRow) for r in await conn.fetch(UNDELIVERED, incident_id)]

@@ -7,10 +7,9 @@ import uuid
 from datetime import datetime
 from typing import Final
 
-import asyncpg
-
 from backend.core.auth import Principal
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.history import repo
 from backend.history.schemas import IncidentOutcomes, Label, LabelPage, OutcomeCreate, OutcomeView
 from backend.history.service import decode_cursor, encode_cursor, require_range, require_venue_reader, split_page
@@ -39,7 +38,7 @@ def _verdict(views: list[OutcomeView]) -> Verdict | None:
 
 
 async def add_outcome(
-    conn: asyncpg.Connection, settings: Settings, me: Principal, incident_id: uuid.UUID, data: OutcomeCreate
+    conn: Conn, settings: Settings, me: Principal, incident_id: uuid.UUID, data: OutcomeCreate
 ) -> IncidentOutcomes:
     """The venue's owner says what the resolved incident really was (409 while it is open)."""
     incident = await lock_visible(
@@ -56,7 +55,7 @@ async def add_outcome(
 
 
 async def labels(
-    conn: asyncpg.Connection,
+    conn: Conn,
     me: Principal,
     venue_id: uuid.UUID,
     *,

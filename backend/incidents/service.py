@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import uuid
 
-import asyncpg
-
 from backend.audit import repo as audit
 from backend.core.auth import Principal
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.core.errors import Forbidden, NotFound
 from backend.incidents import lifecycle, repo
 from backend.incidents.access import lock_visible
@@ -35,14 +34,14 @@ def to_incident(row: repo.IncidentRow) -> Incident:
     )
 
 
-async def get_incident(conn: asyncpg.Connection, incident_id: uuid.UUID) -> Incident:
+async def get_incident(conn: Conn, incident_id: uuid.UUID) -> Incident:
     row = await repo.get_incident(conn, incident_id)
     if row is None:
         raise NotFound("no such incident", field="incident_id")
     return to_incident(row)
 
 
-async def get_timeline(conn: asyncpg.Connection, incident_id: uuid.UUID) -> IncidentTimeline:
+async def get_timeline(conn: Conn, incident_id: uuid.UUID) -> IncidentTimeline:
     """The incident and every change to it, oldest first."""
     incident = await get_incident(conn, incident_id)
     events = [
@@ -60,7 +59,7 @@ def may_hold(actor: Principal | None, incident: repo.IncidentRow) -> bool:
 
 
 async def set_legal_hold(  # noqa: PLR0917 - the CLI and the two routes call it by position
-    conn: asyncpg.Connection,
+    conn: Conn,
     settings: Settings,
     actor: Principal | None,
     incident_id: uuid.UUID,
@@ -99,9 +98,7 @@ async def set_legal_hold(  # noqa: PLR0917 - the CLI and the two routes call it 
 CLAIMERS = frozenset({"dispatcher", "admin"})
 
 
-async def claim(
-    conn: asyncpg.Connection, settings: Settings, actor: Principal, incident_id: uuid.UUID, *, claim: bool
-) -> bool:
+async def claim(conn: Conn, settings: Settings, actor: Principal, incident_id: uuid.UUID, *, claim: bool) -> bool:
     """Claim (or release) an incident as its handler on the board; whether anything changed.
     Someone who may not see it: 404; a role that does not dispatch: 403."""
     incident = await lock_visible(conn, actor, incident_id, allowed=CLAIMERS, doing="claim an incident", field="claim")
