@@ -31,6 +31,7 @@ def _print(obj: Any) -> None:
 
 async def _with_conn(settings: Settings, fn: Callable[[Conn], Awaitable[Any]]) -> Any:
     from backend.core.db import init_connection
+    from backend.webhooks import outbox  # noqa: F401  # registers the lifecycle's webhook outbox (incidents.readers)
 
     conn = await asyncpg.connect(settings.database_url)
     await init_connection(conn)

@@ -31,7 +31,6 @@ LIVE_SESSION = """
 SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE user_id = $1 AND revoked_at IS NULL AND used_at IS NULL
                AND expires_at > now())
 """
-REVOKE_USER = "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL"
 REVOKE_FAMILY = "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL"
 
 
@@ -50,12 +49,6 @@ async def mark_used(conn: Conn, token_id: uuid.UUID) -> None:
 
 async def has_live_session(conn: Conn, user_id: uuid.UUID) -> bool:
     return bool(await conn.fetchval(LIVE_SESSION, user_id))
-
-
-async def revoke_user(conn: Conn, user_id: uuid.UUID) -> int:
-    """Revoke every refresh token of the user; returns how many were live."""
-    status: str = await conn.execute(REVOKE_USER, user_id)
-    return int(status.rsplit(maxsplit=1)[-1])
 
 
 async def revoke_family(conn: Conn, family_id: uuid.UUID) -> None:

@@ -13,7 +13,8 @@ opening, under the advisory lock of its venue and kind). It writes the incident 
 ``backend.incidents.repo`` (the only writer of ``incidents``) and appends exactly one domain event
 to ``incident_events``. That event is what everything downstream reads, in the same transaction:
 the timeline (it *is* the timeline), the update push to the other responders' phones (queued here
-for responders' actions), and the webhook outbox of city systems. Bookkeeping that changes no
+for responders' actions), and the webhook outbox of city systems (a reader registered with
+``backend.incidents.readers``: it sits above this package). Bookkeeping that changes no
 state (the snapshotted escalation policy, the repeat-round guard) appends no event.
 
 The status never goes backwards (a second officer accepting an on-scene incident leaves it on
@@ -35,7 +36,7 @@ from backend.core.db import Conn
 from backend.core.errors import Conflict, Invalid
 from backend.core.logging import get_logger
 from backend.core.metrics import FIRST_ACK_SECONDS
-from backend.incidents import events, repo
+from backend.incidents import events, readers, repo
 from backend.incidents.repo import IncidentEventRow, IncidentRow
 from backend.incidents.schemas import (
     ACKNOWLEDGED,
@@ -46,7 +47,6 @@ from backend.incidents.schemas import (
     STATUS_RANK,
     VERDICT_OF_OUTCOME,
 )
-from backend.webhooks import outbox
 
 log = get_logger(__name__)
 
@@ -129,7 +129,7 @@ async def _append(
         actor_role=actor.role if actor else actor_role,
         data=events.to_json(data),
     )
-    await outbox.record(conn, settings, incident, event)
+    await readers.read(conn, settings, incident, event)  # the webhook outbox
     return event
 
 

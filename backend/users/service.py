@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 
 from backend.audit import repo as audit
-from backend.auth import repo as auth_repo
+from backend.core import sessions
 from backend.core.auth import Principal, hash_password, new_one_time_code
 from backend.core.config import Settings
 from backend.core.db import Conn
@@ -74,7 +74,7 @@ async def _user_or_404(conn: Conn, row: repo.UserRow | None) -> repo.UserRow:
 async def _end_access(conn: Conn, user_id: uuid.UUID) -> dict[str, int]:
     """Refresh tokens revoked and footage links expired: the rest follows from token_version."""
     return {
-        "sessions_revoked": await auth_repo.revoke_user(conn, user_id),
+        "sessions_revoked": await sessions.revoke_user(conn, user_id),
         "links_expired": await repo.expire_links(conn, user_id),
     }
 

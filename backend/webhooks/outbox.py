@@ -9,9 +9,12 @@ Nothing is sent here: the worker sends after commit, in order per subscription.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from backend.core import jobs, queue
 from backend.core.config import Settings
 from backend.core.db import Conn
+from backend.incidents import readers
 from backend.incidents import repo as incidents
 from backend.incidents.events import EventType
 from backend.incidents.repo import IncidentEventRow, IncidentRow
@@ -66,14 +69,14 @@ async def record(conn: Conn, settings: Settings, incident: IncidentRow, event: I
     return queued
 
 
-async def enqueue(conn: Conn, delivery_id: int, *, cause: str, run_at: object = None) -> None:
+async def enqueue(conn: Conn, delivery_id: int, *, cause: str, run_at: datetime | None = None) -> None:
     """A job to try ``delivery_id``; ``cause`` makes the job's key unique (a duplicate job is harmless:
     the handler claims the delivery under its row lock)."""
     await queue.enqueue(
         conn,
         jobs.DeliverWebhook(delivery_id=delivery_id),
         dedup_key=f"{delivery_id}:{cause}",
-        run_at=run_at,  # type: ignore[arg-type]
+        run_at=run_at,
         max_attempts=20,
     )
 
@@ -105,3 +108,6 @@ async def _links(conn: Conn, settings: Settings, incident: IncidentRow, event: I
         else:
             found.clip = links.url_for(settings, token)
     return found
+
+
+readers.register(readers.WEBHOOK_OUTBOX, record)  # the lifecycle calls it with every event it appends
