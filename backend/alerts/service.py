@@ -9,6 +9,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import msgspec
+
 from backend.alerts import repo
 from backend.alerts.schemas import (
     AlertItem,
@@ -204,7 +206,7 @@ async def incident_detail(conn: Conn, settings: Settings, me: Principal, inciden
 def _position(row: duty.OfficerPosition | None) -> Position | None:
     if row is None:
         return None
-    return Position(lat=row.lat, lon=row.lon, accuracy_m=row.accuracy_m, recorded_at=row.recorded_at)
+    return msgspec.convert(row, Position, from_attributes=True)
 
 
 async def receipt(conn: Conn, me: Principal, alert_id: uuid.UUID, data: ReceiptRequest | None) -> None:

@@ -35,7 +35,7 @@ def _hash(token: str) -> bytes:
 def principal_of(user: users.UserRow, session_id: uuid.UUID | None = None) -> Principal:
     return Principal(
         user_id=user.id,
-        role=user.role,  # type: ignore[arg-type]
+        role=user.role,
         display_name=user.display_name,
         venue_id=user.venue_id,
         region_id=user.region_id,

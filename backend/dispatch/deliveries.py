@@ -51,9 +51,11 @@ def reason(code: str | None) -> str | None:
 
 
 def _state(row: repo.DeliveryRow) -> DeliveryStateName:
-    if row.status in {"queued", "sending"}:
-        return "retrying" if row.attempts > (0 if row.status == "queued" else 1) else "queued"
-    return row.status  # type: ignore[return-value]  # sent, received, acknowledged, failed
+    match row.status:
+        case "queued" | "sending":
+            return "retrying" if row.attempts > (0 if row.status == "queued" else 1) else "queued"
+        case done:  # sent, received, acknowledged, failed
+            return done
 
 
 async def for_incident(
@@ -113,7 +115,7 @@ async def sms_for_incident(conn: Conn, me: Principal, incident_id: uuid.UUID) ->
             user_id=row.user_id,
             display_name=row.display_name,
             audience=row.audience,
-            purpose=row.purpose,  # type: ignore[arg-type]  # checked by the table (incident purposes only)
+            purpose=row.purpose,
             step=row.step,
             reason=reason(row.reason) if row.reason else None,
             state="retrying" if row.status == "queued" and row.attempts > 0 else _SMS_STATE[row.status],

@@ -341,14 +341,17 @@ async def insert_grant_deliveries(
     rows: list[GrantDelivery],
 ) -> int:
     """Queue pushes about a live view request (one per device and purpose: a repeat is skipped)."""
+    return await _insert_pushes(conn, INSERT_GRANT_DELIVERIES, (grant_id, incident_id, purpose, ttl_s), rows)
+
+
+async def _insert_pushes(conn: Conn, query: str, about: tuple[object, ...], rows: list[GrantDelivery]) -> int:
+    """Queue one push per row with ``query``, whose parameters are ``about`` (what the pushes are
+    about: a grant, an episode) and then the rows' columns; returns how many were queued."""
     if not rows:
         return 0
     status = await conn.execute(
-        INSERT_GRANT_DELIVERIES,
-        grant_id,
-        incident_id,
-        purpose,
-        ttl_s,
+        query,
+        *about,
         [r.user_id for r in rows],
         [r.device_id for r in rows],
         [r.title for r in rows],
@@ -390,19 +393,7 @@ async def insert_episode_deliveries(
     conn: Conn, *, episode_id: uuid.UUID, purpose: str, rows: list[GrantDelivery]
 ) -> int:
     """Queue pushes about a camera's health episode (one per device and purpose: a repeat is skipped)."""
-    if not rows:
-        return 0
-    status = await conn.execute(
-        INSERT_EPISODE_DELIVERIES,
-        episode_id,
-        purpose,
-        [r.user_id for r in rows],
-        [r.device_id for r in rows],
-        [r.title for r in rows],
-        [r.body for r in rows],
-        [r.data for r in rows],
-    )
-    return int(status.split()[-1])
+    return await _insert_pushes(conn, INSERT_EPISODE_DELIVERIES, (episode_id, purpose), rows)
 
 
 async def episode_reached(conn: Conn, episode_id: uuid.UUID) -> list[uuid.UUID]:
@@ -480,6 +471,9 @@ async def deactivate_device(conn: Conn, device_id: uuid.UUID, error_code: str) -
 # --- the delivery log as people see it -------------------------------------------------------
 
 
+DeliveryStatus = Literal["queued", "sending", "sent", "received", "acknowledged", "failed"]
+
+
 class DeliveryRow(msgspec.Struct, frozen=True):
     delivery_id: int
     user_id: uuid.UUID
@@ -489,7 +483,7 @@ class DeliveryRow(msgspec.Struct, frozen=True):
     platform: Literal["android", "ios"]  # the table's CHECK
     purpose: DeliveryPurpose  # the table's CHECK
     round: int
-    status: str
+    status: DeliveryStatus  # the table's CHECK
     attempts: int
     error_code: str | None
     updated_at: datetime

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import msgspec
+
 from backend.core.auth import Principal
 from backend.core.config import Settings
 from backend.core.db import Conn
@@ -22,7 +24,7 @@ log = get_logger(__name__)
 
 
 def _state(row: repo.DutyRow) -> DutyState:
-    return DutyState(on_duty=row.on_duty, venue_id=row.venue_id, region_id=row.region_id, since=row.since)
+    return msgspec.convert(row, DutyState, from_attributes=True)
 
 
 async def set_duty(conn: Conn, me: Principal, data: DutyUpdate) -> DutyState:

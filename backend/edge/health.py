@@ -27,6 +27,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import msgspec
+
 from backend.core import jobs, queue
 from backend.core.auth import BoxPrincipal, Principal
 from backend.core.config import Settings
@@ -195,28 +197,7 @@ async def venue_health(conn: Conn, me: Principal | None, venue_id: uuid.UUID) ->
     rows = await repo.venue_health(conn, venue_id)
     return VenueCameraHealth(
         venue_id=venue_id,
-        items=[
-            CameraHealth(
-                camera_id=r.camera_id,
-                name=r.name,
-                zone=r.zone,
-                is_active=r.is_active,
-                box_id=r.box_id,
-                box_name=r.box_name,
-                box_status=r.box_status,  # type: ignore[arg-type]  # checked by the table
-                box_last_seen_at=r.box_last_seen_at,
-                condition=Condition(r.condition) if r.condition else None,
-                condition_since=r.condition_since,
-                reported_at=r.reported_at,
-                stream_up=r.stream_up,
-                fps=r.fps,
-                last_keyframe_age_s=r.last_keyframe_age_s,
-                reconnects=r.reconnects,
-                bitrate_kbps=r.bitrate_kbps,
-                picture=r.picture,  # type: ignore[arg-type]  # checked when reported
-            )
-            for r in rows
-        ],
+        items=[msgspec.convert(r, CameraHealth, from_attributes=True) for r in rows],
     )
 
 
@@ -229,14 +210,4 @@ async def problems(conn: Conn, me: Principal, limit: int = 50) -> list[CameraPro
     else:
         return []
     rows = await repo.problems(conn, region_id, [Condition.OK.value, Condition.UNKNOWN.value], limit)
-    return [
-        CameraProblem(
-            camera_id=r.camera_id,
-            camera_name=r.camera_name,
-            venue_id=r.venue_id,
-            venue_name=r.venue_name,
-            condition=Condition(r.condition),
-            condition_since=r.condition_since,
-        )
-        for r in rows
-    ]
+    return [msgspec.convert(r, CameraProblem, from_attributes=True) for r in rows]

@@ -11,13 +11,14 @@ import msgspec
 from backend.auth import throttle
 from backend.core.db import Conn, fetch_one
 from backend.core.errors import NotFound
+from backend.edge.schemas import BoxStatus, Condition, Picture
 
 
 class BoxRow(msgspec.Struct, frozen=True):
     id: uuid.UUID
     venue_id: uuid.UUID
     name: str
-    status: str
+    status: BoxStatus
     created_at: datetime
     code_expires_at: datetime | None
     enrolled_at: datetime | None
@@ -34,7 +35,7 @@ class BoxRow(msgspec.Struct, frozen=True):
 class BoxKeyRow(msgspec.Struct, frozen=True):
     id: uuid.UUID
     venue_id: uuid.UUID
-    status: str
+    status: BoxStatus
     key_hash: bytes
 
 
@@ -48,7 +49,7 @@ class BoxCameraRow(msgspec.Struct, frozen=True):
     model: str | None
     is_active: bool
     removed_at: datetime | None
-    condition: str | None = None
+    condition: Condition | None = None
     condition_since: datetime | None = None
     reported_at: datetime | None = None
 
@@ -60,9 +61,9 @@ class HealthRow(msgspec.Struct, frozen=True):
     is_active: bool
     box_id: uuid.UUID | None
     box_name: str | None
-    box_status: str | None
+    box_status: BoxStatus | None
     box_last_seen_at: datetime | None
-    condition: str | None
+    condition: Condition | None
     condition_since: datetime | None
     reported_at: datetime | None
     stream_up: bool | None
@@ -70,14 +71,14 @@ class HealthRow(msgspec.Struct, frozen=True):
     last_keyframe_age_s: float | None
     reconnects: int | None
     bitrate_kbps: float | None
-    picture: str | None
+    picture: Picture | None
 
 
 class EpisodeRow(msgspec.Struct, frozen=True):
     id: uuid.UUID
     camera_id: uuid.UUID
     venue_id: uuid.UUID
-    condition: str
+    condition: Condition
     started_at: datetime
     alerted_at: datetime | None
     ended_at: datetime | None
@@ -520,7 +521,7 @@ class ProblemRow(msgspec.Struct, frozen=True):
     camera_name: str
     venue_id: uuid.UUID
     venue_name: str
-    condition: str
+    condition: Condition
     condition_since: datetime
 
 

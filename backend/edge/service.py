@@ -108,7 +108,7 @@ def _camera(row: repo.BoxCameraRow) -> BoxCamera:
         vendor=row.vendor,
         model=row.model,
         status=status,
-        condition=row.condition,  # type: ignore[arg-type]  # checked by the table
+        condition=row.condition,
         condition_since=row.condition_since,
         reported_at=row.reported_at,
     )
@@ -119,7 +119,7 @@ def _box(row: repo.BoxRow, box_cameras: list[repo.BoxCameraRow]) -> Box:
         box_id=row.id,
         venue_id=row.venue_id,
         name=row.name,
-        status=row.status,  # type: ignore[arg-type]  # checked by the table
+        status=row.status,
         created_at=row.created_at,
         code_expires_at=row.code_expires_at,
         enrolled_at=row.enrolled_at,

@@ -7,6 +7,8 @@ import uuid
 from datetime import datetime
 from typing import Final
 
+import msgspec
+
 from backend.core.auth import Principal
 from backend.core.config import Settings
 from backend.core.db import Conn
@@ -22,19 +24,11 @@ REVIEWERS: Final = frozenset({"owner"})
 
 
 def _view(row: repo.OutcomeRow) -> OutcomeView:
-    return OutcomeView(
-        user_id=row.user_id,
-        user_name=row.user_name,
-        role=row.role,
-        source=row.source,
-        verdict=row.verdict,
-        note=row.note,
-        at=row.at,
-    )
+    return msgspec.convert(row, OutcomeView, from_attributes=True)
 
 
 def _verdict(views: list[OutcomeView]) -> Verdict | None:
-    return verdict((v.source, v.verdict) for v in views)  # type: ignore[return-value]
+    return verdict((v.source, v.verdict) for v in views)
 
 
 async def add_outcome(

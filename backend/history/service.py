@@ -16,6 +16,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final, Protocol, TypeVar
 
+import msgspec
+
 from backend.audit import repo as audit
 from backend.core.auth import Principal
 from backend.core.config import Settings
@@ -448,19 +450,6 @@ async def access_log(
     )
     rows, last = split_page(fetched, limit)
     return AccessLogPage(
-        items=[
-            AccessLogEntry(
-                id=r.id,
-                at=r.at,
-                action=r.action,
-                actor_id=r.actor_id,
-                actor_name=r.actor_name,
-                actor_role=r.actor_role,
-                subject_type=r.subject_type,
-                subject_id=r.subject_id,
-                detail=r.detail,
-            )
-            for r in rows
-        ],
+        items=[msgspec.convert(r, AccessLogEntry, from_attributes=True) for r in rows],
         next_cursor=encode_id_cursor(last.id) if last else None,
     )

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import uuid
 
+import msgspec
+
 from backend.audit import repo as audit
 from backend.core.auth import Principal
 from backend.core.config import Settings
@@ -17,21 +19,7 @@ from backend.incidents.schemas import Incident, IncidentEvent, IncidentTimeline,
 
 
 def to_incident(row: repo.IncidentRow) -> Incident:
-    return Incident(
-        id=row.id,
-        venue_id=row.venue_id,
-        region_id=row.region_id,
-        kind=row.kind,
-        status=row.status,
-        opened_at=row.opened_at,
-        first_seen_at=row.first_seen_at,
-        last_seen_at=row.last_seen_at,
-        detection_count=row.detection_count,
-        max_score=row.max_score,
-        snapshot_key=row.snapshot_key,
-        clip_key=row.clip_key,
-        version=row.version,
-    )
+    return msgspec.convert(row, Incident, from_attributes=True)
 
 
 async def get_incident(conn: Conn, incident_id: uuid.UUID) -> Incident:

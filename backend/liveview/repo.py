@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 import asyncpg
 import msgspec
 
+from backend.core.auth import Role
 from backend.core.db import Conn, fetch_one
 from backend.liveview.schemas import GrantStatus, Policy
 
@@ -26,7 +27,7 @@ class GrantRow(msgspec.Struct, frozen=True):
     incident_id: uuid.UUID
     venue_id: uuid.UUID
     grantee_id: uuid.UUID
-    grantee_role: str
+    grantee_role: Role
     grantee_name: str
     policy: Policy
     status: GrantStatus

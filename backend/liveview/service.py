@@ -143,7 +143,7 @@ async def _view(conn: Conn, settings: Settings, grant: GrantRow, me: Principal) 
         incident_id=grant.incident_id,
         venue_id=grant.venue_id,
         grantee_id=grant.grantee_id,
-        grantee_role=grant.grantee_role,  # type: ignore[arg-type]  # a closed set, checked by the table
+        grantee_role=grant.grantee_role,
         grantee_name=grant.grantee_name,
         policy=grant.policy,
         status="ended" if grant.status == "active" and not live else grant.status,

@@ -97,7 +97,7 @@ async def unverified(conn: Conn, role: str | None) -> list[UnverifiedUser]:
             user_id=r.id,
             username=r.username,
             display_name=r.display_name,
-            role=r.role,  # type: ignore[arg-type]  # checked by the table
+            role=r.role,
             venue_id=r.venue_id,
             region_id=r.region_id,
             has_phone=r.has_phone,

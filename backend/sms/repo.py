@@ -8,8 +8,10 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
+from backend.core.auth import Role
 from backend.core.db import Conn
 from backend.core.errors import Conflict
+from backend.sms.schemas import IncidentSmsPurpose
 
 
 class SmsRow(msgspec.Struct, frozen=True):
@@ -36,7 +38,7 @@ class SmsLogRow(msgspec.Struct, frozen=True):
     user_id: uuid.UUID
     display_name: str
     audience: str | None
-    purpose: str
+    purpose: IncidentSmsPurpose  # the rows of an incident (the table's CHECK)
     step: int
     reason: str | None
     status: str
@@ -76,7 +78,7 @@ class UnverifiedRow(msgspec.Struct, frozen=True):
     id: uuid.UUID
     username: str
     display_name: str
-    role: str
+    role: Role
     venue_id: uuid.UUID | None
     region_id: uuid.UUID | None
     has_phone: bool

@@ -8,6 +8,7 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
+from backend.core.auth import Role
 from backend.core.db import Conn, fetch_one
 from backend.core.errors import Conflict, Invalid
 
@@ -17,7 +18,7 @@ class UserRow(msgspec.Struct, frozen=True):
     username: str
     phone: str | None
     display_name: str
-    role: str
+    role: Role
     venue_id: uuid.UUID | None
     region_id: uuid.UUID | None
     is_active: bool

@@ -10,6 +10,7 @@ import asyncpg
 import msgspec
 
 from backend.core.db import Conn, fetch_one
+from backend.webhooks.schemas import DeliveryStatus, EventType
 
 
 class SubscriptionRow(msgspec.Struct, frozen=True):
@@ -39,10 +40,10 @@ class DeliveryRow(msgspec.Struct, frozen=True):
     subscription_id: uuid.UUID
     event_id: int
     incident_id: uuid.UUID
-    event_type: str
+    event_type: EventType  # written from payloads.EVENT_TYPES
     message_id: str
     content_type: str
-    status: str
+    status: DeliveryStatus  # the table's CHECK
     attempts: int
     next_attempt_at: datetime | None
     claimed_at: datetime | None

@@ -203,23 +203,15 @@ async def deliveries(
     rows = await repo.list_deliveries(conn, subscription_id, status=status, before=before, limit=limit)
     tries: dict[int, list[Attempt]] = {}
     for a in await repo.list_attempts(conn, [r.id for r in rows]):
-        tries.setdefault(a.delivery_id, []).append(
-            Attempt(
-                attempt=a.attempt,
-                started_at=a.started_at,
-                status_code=a.status_code,
-                error=a.error,
-                response_ms=a.response_ms,
-            )
-        )
+        tries.setdefault(a.delivery_id, []).append(msgspec.convert(a, Attempt, from_attributes=True))
     return DeliveryPage(
         items=[
             Delivery(
                 id=r.id,
                 message_id=r.message_id,
-                event_type=r.event_type,  # type: ignore[arg-type]  # written from payloads.EVENT_TYPES
+                event_type=r.event_type,
                 incident_id=r.incident_id,
-                status=r.status,  # type: ignore[arg-type]
+                status=r.status,
                 attempts=r.attempts,
                 next_attempt_at=r.next_attempt_at if r.status == "pending" else None,
                 last_status=r.last_status,
