@@ -31,10 +31,14 @@ def register(name: str, reader: EventReader) -> None:
     _readers[name] = reader
 
 
+def missing() -> frozenset[str]:
+    """The required readers not registered in this process (none once the outbox is imported)."""
+    return REQUIRED - _readers.keys()
+
+
 async def read(conn: Conn, settings: Settings, incident: IncidentRow, event: IncidentEventRow) -> None:
     """Hand the appended ``event`` to every reader, in the caller's transaction."""
-    missing = REQUIRED - _readers.keys()
-    if missing:
-        raise RuntimeError(f"incident event readers not registered: {', '.join(sorted(missing))}")
+    if absent := missing():
+        raise RuntimeError(f"incident event readers not registered: {', '.join(sorted(absent))}")
     for reader in _readers.values():
         await reader(conn, settings, incident, event)
