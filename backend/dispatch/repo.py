@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -110,9 +111,9 @@ ACTIVE_DEVICES = "SELECT id, user_id FROM devices WHERE user_id = ANY($1::uuid[]
 INSERT_DELIVERIES = """
 INSERT INTO deliveries (alert_id, incident_id, user_id, device_id, purpose, incident_version, round,
                         title, body, image_url, data, urgency, incident_opened_at)
-SELECT d.alert_id, $1, d.user_id, d.device_id, $2, $3, $12, d.title, d.body, d.image_url, d.data, $4, i.opened_at
-FROM incidents i, unnest($5::uuid[], $6::uuid[], $7::uuid[], $8::text[], $9::text[], $10::text[], $11::jsonb[])
-     AS d(alert_id, user_id, device_id, title, body, image_url, data)
+SELECT d.alert_id, $1, d.user_id, d.device_id, $2, $3, $5, d.title, d.body, d.image_url, d.data, $4, i.opened_at
+FROM incidents i, unnest($6::uuid[], $7::uuid[], $8::text[], $9::text[], $10::jsonb[], $11::uuid[], $12::text[])
+     AS d(user_id, device_id, title, body, data, alert_id, image_url)
 WHERE i.id = $1
 ON CONFLICT ON CONSTRAINT deliveries_unique DO NOTHING
 """
@@ -282,24 +283,14 @@ async def insert_deliveries(
     round_: int = 0,
 ) -> int:
     """Queue the rows (a delivery already logged is skipped); returns how many were queued."""
-    if not rows:
-        return 0
-    status = await conn.execute(
+    return await _insert_pushes(
+        conn,
         INSERT_DELIVERIES,
-        incident_id,
-        purpose,
-        version,
-        urgency,
+        (incident_id, purpose, version, urgency, round_),
+        rows,
         [r.alert_id for r in rows],
-        [r.user_id for r in rows],
-        [r.device_id for r in rows],
-        [r.title for r in rows],
-        [r.body for r in rows],
         [r.image_url for r in rows],
-        [r.data for r in rows],
-        round_,
     )
-    return int(status.split()[-1])
 
 
 # --- pushes about a live view request (no alert: the grant is what they are about) ---------------
@@ -344,9 +335,17 @@ async def insert_grant_deliveries(
     return await _insert_pushes(conn, INSERT_GRANT_DELIVERIES, (grant_id, incident_id, purpose, ttl_s), rows)
 
 
-async def _insert_pushes(conn: Conn, query: str, about: tuple[object, ...], rows: list[GrantDelivery]) -> int:
-    """Queue one push per row with ``query``, whose parameters are ``about`` (what the pushes are
-    about: a grant, an episode) and then the rows' columns; returns how many were queued."""
+async def _insert_pushes(
+    conn: Conn,
+    query: str,
+    about: tuple[object, ...],
+    rows: Sequence[GrantDelivery | NewDelivery],
+    *more: Sequence[object],
+) -> int:
+    """Queue one push per row with ``query`` (an ``INSERT INTO deliveries``; a delivery already
+    logged is skipped), whose parameters are ``about`` (what the pushes are about: an incident, a
+    grant, an episode), the rows' user, device, title, body and data, then ``more`` columns; returns
+    how many were queued."""
     if not rows:
         return 0
     status = await conn.execute(
@@ -357,6 +356,7 @@ async def _insert_pushes(conn: Conn, query: str, about: tuple[object, ...], rows
         [r.title for r in rows],
         [r.body for r in rows],
         [r.data for r in rows],
+        *more,
     )
     return int(status.split()[-1])
 
