@@ -26,6 +26,7 @@ from backend.core.openapi import answer_options_truthfully, close_request_schema
 from backend.core.security import ops_guard, security_headers
 from backend.core.sessions import SessionCache
 from backend.core.wire import MAX_JSON_BYTES, guard_json_body
+from backend.detections.overload import Admission
 from backend.detections.routes import ROUTES as DETECTION_ROUTES
 from backend.dispatch.routes import EscalationPolicyAdminController
 from backend.edge.routes import ROUTES as EDGE_ROUTES
@@ -112,7 +113,13 @@ def create_app(
         before_send=[security_headers(settings)],
         lifespan=[lifespan],
         openapi_config=openapi_config(),
-        state=State({"settings": settings, "session_cache": SessionCache(settings.session_check_cache_s)}),
+        state=State(
+            {
+                "settings": settings,
+                "session_cache": SessionCache(settings.session_check_cache_s),
+                "admission": Admission(settings),
+            }
+        ),
         debug=False,
         request_max_body_size=MAX_JSON_BYTES,
         before_request=guard_json_body,

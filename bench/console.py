@@ -6,7 +6,9 @@ Builds a throw-away database from migrations/, fills one region with ``--venues`
 ``--incidents`` open incidents (one camera and one detection each, half acknowledged), starts a real
 ``kuzet api`` and drives the board in headless Chromium (Debian's chromium and chromium-driver):
 
-- server: the board's first list (``console.service.board``, what the stream sends first) and an
+- server: the board's first list (``console.service.board``, what the stream sends first; every venue has
+  an owner and a bouncer on duty with phone numbers, so it reads whom to call and writes one
+  ``contact.view`` record per venue) and an
   idle poll (what each open board costs every second), beside ``SELECT 1`` in the same run;
 - browser: first render (from asking for the page to 1,000 rows and their clusters drawn), a
   redraw of the whole list in the page, and update latency (an incident opened through the
@@ -75,6 +77,24 @@ FROM i JOIN c ON c.venue_id = i.venue_id
 EVENTS = """
 INSERT INTO incident_events (incident_id, incident_opened_at, at, type, actor_role)
 SELECT id, opened_at, opened_at, 'confirmed', 'system' FROM incidents
+"""
+
+# Whom to call on each row: every venue has an owner and a bouncer on duty, both with a phone number
+# (so each first list reads their contacts and writes one contact.view record per venue).
+CONTACTS = """
+WITH v AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM venues),
+o AS (
+    INSERT INTO users (username, display_name, role, phone, password_hash)
+    SELECT 'owner_' || v.n, 'Owner ' || v.n, 'owner', '+7701' || lpad(v.n::text, 7, '0'), 'x' FROM v
+    RETURNING id, username
+), owned AS (
+    UPDATE venues SET owner_id = o.id FROM v, o WHERE venues.id = v.id AND o.username = 'owner_' || v.n
+), b AS (
+    INSERT INTO users (username, display_name, role, venue_id, phone, password_hash)
+    SELECT 'bouncer_' || v.n, 'Bouncer ' || v.n, 'bouncer', v.id, '+7702' || lpad(v.n::text, 7, '0'), 'x' FROM v
+    RETURNING id, venue_id
+)
+INSERT INTO duty (user_id, role, on_duty, venue_id) SELECT id, 'bouncer', true, venue_id FROM b
 """
 
 
@@ -163,6 +183,7 @@ async def main(args: argparse.Namespace) -> None:
         t = time.perf_counter()
         await conn.execute(FILL, args.venues, args.incidents)
         await conn.execute(EVENTS)
+        await conn.execute(CONTACTS)
         region = await conn.fetchval("SELECT id FROM police_regions")
         dispatcher = await conn.fetchval(
             """INSERT INTO users (username, display_name, role, region_id, password_hash)
@@ -186,6 +207,11 @@ async def main(args: argparse.Namespace) -> None:
         first = await console.board(conn, me, None)
         if len(first.items) != args.incidents:
             fail(f"the board lists {len(first.items)} incidents, not {args.incidents}")
+        if any(len(i.contacts or []) != 2 for i in first.items):
+            fail("a row of the board lacks whom to call (the venue's bouncer on duty and owner)")
+        audited = await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'contact.view'")
+        if audited != args.venues:
+            fail(f"the first list left {audited} contact.view records, not one per venue ({args.venues})")
 
         async def full() -> object:
             return await console.board(conn, me, None)

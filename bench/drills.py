@@ -16,6 +16,8 @@ asserts nothing.
                   job again (lease 15 s, heartbeat every 5 s), and the detection decided exactly once
     backlog       --backlog fight clips queued for the model, then weapon detections (edge-decided) at
                   1/s: weapon confirmation -> push p50/p99 and detection -> push, while the backlog waits
+
+The overload drill (2.5x the sustainable rate through the real API, with shedding) is bench/overload.py.
 """
 
 from __future__ import annotations

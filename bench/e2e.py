@@ -72,6 +72,7 @@ from bench._common import (
 )
 from kuzet.devtools.push_inbox import PushInbox
 from tests.services import free_port
+from workers.confirm import FOOTAGE_NICENESS
 
 KUZET = Path(sys.executable).parent / "kuzet"
 ALMATY = (43.2389, 76.8897)
@@ -112,14 +113,15 @@ def tree_cpu(roots: list[int]) -> dict[int, float]:
 
 
 def niced(pids: dict[int, float]) -> dict[int, float]:
-    """The processes of ``pids`` that run below normal OS priority (the workers' footage processes)."""
+    """The processes of ``pids`` that run at the footage's OS priority (the workers' footage processes;
+    the model's run at a smaller nice value, ``workers.confirm.MODEL_NICENESS``)."""
     found = {}
     for pid, cpu in pids.items():
         try:
             nice = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
         except (OSError, IndexError, ValueError):
             continue
-        if nice > 0:
+        if nice >= FOOTAGE_NICENESS:
             found[pid] = cpu
     return found
 

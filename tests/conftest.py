@@ -19,6 +19,7 @@ from backend.core.migrations import migrate
 from backend.webhooks import outbox  # noqa: F401  # registers the lifecycle's webhook outbox, as the app and workers do
 from tests.factories import Factory
 from tests.services import admin_dsn, start_s3_server
+from tests.world import World
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 TEMPLATE_DB = f"kuzet_tpl_{os.getpid()}"
@@ -102,6 +103,9 @@ def settings_env(database_url: str, s3_endpoint: str) -> dict[str, str]:
         "KUZET_JOB_LEASE_S": "5",
         "KUZET_JOB_POLL_S": "0.2",
         "KUZET_WORKER_METRICS_PORT": "0",
+        # No shedding: most tests queue clips with no worker running, which on a busy machine can wait
+        # past any backlog limit; tests/test_overload.py sets one.
+        "KUZET_CONFIRM_BACKLOG_LIMIT_S": "0",
     }
 
 
@@ -145,3 +149,10 @@ async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
 @pytest.fixture
 def make(conn: asyncpg.Connection, settings: Settings) -> Factory:
     return Factory(conn, settings)
+
+
+@pytest.fixture
+def world(make: Factory) -> World:
+    """An empty test world on this test's database: build the scene the test needs
+    (``await world.escalation()``, ``world.city()``, ``world.tenants(storage)``; ``tests/world.py``)."""
+    return World(make)

@@ -1,26 +1,28 @@
 """Helpers for the edge agent's tests: a fake RTSP camera (GStreamer, system Python), its raw frames,
-the agent's config and process."""
+the agent's config and process, its outbox and metrics."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 import pytest
 
+from tests import waiting
 from tests.services import free_port
+from tests.waiting import eventually_sync
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_CAMERA = ROOT / "kuzet" / "devtools" / "fake_camera.py"
@@ -104,14 +106,12 @@ class FakeCamera:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"fake camera exited with {self.proc.returncode}"
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return self
-            time.sleep(0.1)
-        raise AssertionError("fake camera never listened")
+        eventually_sync(self.listening, "the fake camera to listen", timeout_s=20, alive=self.proc)
+        return self
+
+    def listening(self) -> bool:
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", self.port)) == 0
 
     def pause(self) -> None:
         assert self.proc is not None
@@ -207,20 +207,12 @@ def agent_process(config: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 
 async def eventually(
-    check: object, timeout: float = 60.0, every: float = 0.2, alive: subprocess.Popen[bytes] | None = None
-) -> object:
-    """Await ``check()`` (sync or async) until it returns something truthy (while ``alive`` runs)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if alive is not None:
-            assert alive.poll() is None, f"{alive.args} exited with {alive.returncode}"
-        result = check()  # type: ignore[operator]
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        assert time.monotonic() < deadline, "condition never held"
-        await asyncio.sleep(every)
+    check: Callable[[], Any], timeout: float = 60.0, every: float = 0.2, alive: subprocess.Popen[bytes] | None = None
+) -> Any:
+    """``tests.waiting.eventually`` as the edge tests call it: ``check()`` (sync or async) until it
+    returns something truthy, failing at once when ``alive`` (the agent, the API) exits."""
+    what = getattr(check, "__name__", "the condition")
+    return await waiting.eventually(check, what, timeout_s=timeout, every_s=every, alive=alive)
 
 
 class ApiRecorder:
@@ -245,7 +237,7 @@ class ApiRecorder:
                 recorder.requests.append((self.command, path, body, dict(self.headers)))
                 status = recorder.status.get(path, 404 if path.startswith("/v1/cameras/me") else 202)
                 payload = recorder.replies.get(path, b"{}")
-                if status >= 400:
+                if status >= 400 and path not in recorder.replies:
                     payload = b'{"title": "stand-in", "status": %d}' % status
                 self.send_response(status)
                 for name, value in recorder.headers.get(path, {}).items():
@@ -285,3 +277,21 @@ async def metric(url: str, name: str, labels: str = "") -> float | None:
         if line.startswith(name + (("{" + labels + "}") if labels else " ")):
             return float(line.rsplit(" ", 1)[1])
     return None
+
+
+def outbox_rows(tmp_path: Path) -> dict[str, str]:
+    path = tmp_path / "state" / "outbox.sqlite3"
+    if not path.exists():
+        return {}
+    db = sqlite3.connect(path)
+    try:
+        return dict(db.execute("SELECT event_id, state FROM outbox WHERE kind = 'detection'").fetchall())
+    except sqlite3.OperationalError:  # the agent is still creating its schema
+        return {}
+    finally:
+        db.close()
+
+
+def metrics_url(config: Path) -> str:
+    port = next(line for line in config.read_text().splitlines() if line.startswith("metrics_port"))
+    return f"http://127.0.0.1:{port.split('=')[1].strip()}/metrics"

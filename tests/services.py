@@ -6,8 +6,16 @@ import asyncio
 import os
 import socket
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from moto.server import ThreadedMotoServer
+
+from tests.waiting import eventually
+
+if TYPE_CHECKING:
+    from backend.core.config import Settings
 
 PG_HOST = os.environ.get("PGHOST", "127.0.0.1")
 PG_USER = os.environ.get("PGUSER", "postgres")
@@ -30,6 +38,28 @@ def start_s3_server() -> tuple[ThreadedMotoServer, str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     return server, f"http://127.0.0.1:{port}"
+
+
+@asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[str]:
+    """The real app under uvicorn on a free loopback port, in a thread with its own event loop."""
+    import uvicorn
+
+    from kuzet.asgi import create_app
+
+    port = free_port()
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    await eventually(lambda: server.started or not thread.is_alive(), "the API to start", timeout_s=60)
+    if not server.started:
+        raise RuntimeError("the API did not start")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.to_thread(thread.join, 30)
 
 
 class TcpProxy:

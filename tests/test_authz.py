@@ -10,10 +10,10 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from backend.core.config import Settings
 from kuzet.devtools.push_inbox import PushInbox
-from tests.alerting import dispatch_worker, enqueue_dispatch, fcm_env, push_inbox, run_due_jobs
+from tests.alerting import fcm_env, push_inbox
 from tests.factories import ALMATY, Factory
+from tests.world import World
 
 __all__ = ["push_inbox"]
 Client = AsyncTestClient[Litestar]
@@ -24,83 +24,53 @@ def settings_env(settings_env: dict[str, str], push_inbox: PushInbox) -> dict[st
     return settings_env | fcm_env(push_inbox)
 
 
-class Two:
-    """Venue A (region 1, owner A, its bouncer) and venue B (region 2, its owner and bouncer)."""
-
-    async def build(self, make: Factory, conn: asyncpg.Connection, settings: Settings) -> Two:
-        r1, r2 = await make.region(), await make.region()
-        self.owner_a = await make.user("owner")
-        self.owner_b = await make.user("owner")
-        self.venue_a = await make.venue(region_id=r1.id, owner_id=self.owner_a.id)
-        self.venue_b = await make.venue(region_id=r2.id, owner_id=self.owner_b.id, lat=ALMATY[0] + 0.3)
-        self.bouncer_a = await make.user("bouncer", venue_id=self.venue_a.id)
-        self.bouncer_b = await make.user("bouncer", venue_id=self.venue_b.id)
-        self.officer_r1 = await make.user("officer", region_id=r1.id, display_name="Seitkali")
-        self.officer_r2_near = await make.user("officer", region_id=r2.id)  # other region, but nearest: alerted
-        self.officer_r2 = await make.user("officer", region_id=r2.id)  # other region, not alerted
-        self.dispatcher_r1 = await make.user("dispatcher", region_id=r1.id)
-        self.dispatcher_r2 = await make.user("dispatcher", region_id=r2.id)
-        self.admin = await make.user("admin")
-        await make.on_duty(self.bouncer_a)
-        await make.located(self.officer_r2_near, ALMATY[0] + 0.002, ALMATY[1])
-        await make.device(self.bouncer_a)
-        await make.device(self.officer_r2_near)
-        self.incident = await make.incident(
-            self.venue_a.id, kind="weapon", snapshot_key="a/snap.jpg", clip_key="a/c.mp4"
-        )
-        await enqueue_dispatch(conn, self.incident)
-        async with dispatch_worker(settings) as ctx:
-            await run_due_jobs(ctx)
-        return self
-
-
 @pytest.fixture
-async def two(make: Factory, conn: asyncpg.Connection, settings: Settings) -> Two:
-    return await Two().build(make, conn, settings)
+async def two(world: World) -> World:
+    return await world.neighbours()
 
 
 VISIBLE = ["owner_a", "bouncer_a", "officer_r1", "officer_r2_near", "dispatcher_r1", "admin"]
 HIDDEN = ["owner_b", "bouncer_b", "officer_r2", "dispatcher_r2"]
 
 
-async def test_incident_detail_and_actions_by_role(two: Two, make: Factory, client: Client) -> None:
+async def test_incident_detail_and_actions_by_role(two: World, make: Factory, client: Client) -> None:
     for who in VISIBLE + HIDDEN:
-        response = await client.get(f"/v1/incidents/{two.incident}", headers=make.auth(getattr(two, who)))
+        response = await client.get(f"/v1/incidents/{two.incident}", headers=two.auth(who))
         assert response.status_code == (200 if who in VISIBLE else 404), (who, response.text)
     # Resolving: bouncers, officers and the region's dispatchers; owners and admins may not.
     for who in [*HIDDEN, "owner_a", "admin", "dispatcher_r1"]:
         response = await client.post(
             f"/v1/incidents/{two.incident}/actions",
             json={"action": "resolve", "outcome": "handled"},
-            headers=make.auth(getattr(two, who)),
+            headers=two.auth(who),
         )
         assert response.status_code == {"dispatcher_r1": 200}.get(who, 404 if who in HIDDEN else 403), who
 
 
-async def test_unknown_incident_is_404(two: Two, make: Factory, client: Client) -> None:
-    response = await client.get(f"/v1/incidents/{uuid.uuid4()}", headers=make.auth(two.admin))
+async def test_unknown_incident_is_404(two: World, make: Factory, client: Client) -> None:
+    response = await client.get(f"/v1/incidents/{uuid.uuid4()}", headers=two.auth("admin"))
     assert response.status_code == 404
 
 
-async def test_my_alerts_lists_only_mine(two: Two, make: Factory, client: Client) -> None:
+async def test_my_alerts_lists_only_mine(two: World, make: Factory, client: Client) -> None:
     # officer_r1 is in the region but was not alerted: the incident is visible, not "my" alert
     sees = {"bouncer_a", "owner_a", "officer_r2_near", "dispatcher_r1", "admin"}
     for who in VISIBLE + HIDDEN:
-        response = await client.get("/v1/me/alerts", headers=make.auth(getattr(two, who)))
+        response = await client.get("/v1/me/alerts", headers=two.auth(who))
         assert response.status_code == 200
         body = response.json()
         assert [i["incident_id"] for i in body["items"]] == ([str(two.incident)] if who in sees else []), who
         assert body["cursor"].isdigit()
-    [item] = (await client.get("/v1/me/alerts", headers=make.auth(two.officer_r2_near))).json()["items"]
+    [item] = (await client.get("/v1/me/alerts", headers=two.auth("officer_r2_near"))).json()["items"]
     assert item["alert_id"]
     assert 200 <= item["distance_m"] <= 250
     assert item["kind"] == "weapon"
 
 
 async def test_my_alerts_since_cursor_returns_changes_including_resolved(
-    two: Two, make: Factory, client: Client
+    two: World, make: Factory, client: Client
 ) -> None:
-    auth = make.auth(two.bouncer_a)
+    auth = two.auth("bouncer_a")
     cursor = (await client.get("/v1/me/alerts", headers=auth)).json()["cursor"]
     assert (await client.get("/v1/me/alerts", params={"since": cursor}, headers=auth)).json()["items"] == []
     await client.post(
@@ -115,14 +85,14 @@ async def test_my_alerts_since_cursor_returns_changes_including_resolved(
 
 
 async def test_only_dispatchers_and_admins_see_officer_positions_and_it_is_audited(
-    two: Two, make: Factory, client: Client, conn: asyncpg.Connection
+    two: World, make: Factory, client: Client, conn: asyncpg.Connection
 ) -> None:
     await client.post(
-        f"/v1/incidents/{two.incident}/actions", json={"action": "accept"}, headers=make.auth(two.officer_r2_near)
+        f"/v1/incidents/{two.incident}/actions", json={"action": "accept"}, headers=two.auth("officer_r2_near")
     )
     seen: dict[str, Any] = {}
     for who in VISIBLE:
-        detail = (await client.get(f"/v1/incidents/{two.incident}", headers=make.auth(getattr(two, who)))).json()
+        detail = (await client.get(f"/v1/incidents/{two.incident}", headers=two.auth(who))).json()
         [responder] = detail["responders"]
         assert responder["state"] == "responding"
         seen[who] = responder["position"]
@@ -131,28 +101,31 @@ async def test_only_dispatchers_and_admins_see_officer_positions_and_it_is_audit
     assert {w for w, p in seen.items() if p is not None} == {"dispatcher_r1", "admin"}
     assert seen["dispatcher_r1"]["lat"] == pytest.approx(ALMATY[0] + 0.002)
     viewers = await conn.fetch("SELECT actor_id FROM audit_log WHERE action = 'officer_location.view' ORDER BY id")
-    assert [r["actor_id"] for r in viewers] == [two.dispatcher_r1.id, two.admin.id]
+    assert [r["actor_id"] for r in viewers] == [two.people["dispatcher_r1"].id, two.people["admin"].id]
 
 
-async def test_detail_for_an_alerted_officer(two: Two, make: Factory, client: Client, conn: asyncpg.Connection) -> None:
-    detail = (await client.get(f"/v1/incidents/{two.incident}", headers=make.auth(two.officer_r2_near))).json()
+async def test_detail_for_an_alerted_officer(
+    two: World, make: Factory, client: Client, conn: asyncpg.Connection
+) -> None:
+    detail = (await client.get(f"/v1/incidents/{two.incident}", headers=two.auth("officer_r2_near"))).json()
     assert 200 <= detail["distance_m"] <= 250
     assert detail["my_alert_id"] is not None
     assert detail["snapshot_url"].startswith("http://127.0.0.1:8000/i/")
     assert detail["clip_url"]
-    assert detail["venue"]["id"] == str(two.venue_a.id)
+    assert detail["venue"]["id"] == str(two.venue.id)
     assert detail["venue"]["lat"] == pytest.approx(ALMATY[0])
     issued = await conn.fetchval(
-        "SELECT count(*) FROM audit_log WHERE action = 'footage.link_issued' AND actor_id = $1", two.officer_r2_near.id
+        "SELECT count(*) FROM audit_log WHERE action = 'footage.link_issued' AND actor_id = $1",
+        two.people["officer_r2_near"].id,
     )
     assert issued == 1
 
 
 async def test_receipt_for_someone_elses_alert_is_404(
-    two: Two, make: Factory, client: Client, conn: asyncpg.Connection
+    two: World, make: Factory, client: Client, conn: asyncpg.Connection
 ) -> None:
-    alert_id = await conn.fetchval("SELECT id FROM alerts WHERE user_id = $1", two.bouncer_a.id)
-    response = await client.post(f"/v1/me/alerts/{alert_id}/receipt", json={}, headers=make.auth(two.bouncer_b))
+    alert_id = await conn.fetchval("SELECT id FROM alerts WHERE user_id = $1", two.people["bouncer_a"].id)
+    response = await client.post(f"/v1/me/alerts/{alert_id}/receipt", json={}, headers=two.auth("bouncer_b"))
     assert response.status_code == 404
 
 

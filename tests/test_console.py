@@ -21,34 +21,17 @@ from backend.console import i18n, session, stream
 from backend.core.config import ConfigError, Settings, load_settings
 from kuzet.devtools.push_inbox import PushInbox
 from tests.alerting import fcm_env, push_inbox
+from tests.consoling import PASSWORD, console_client, csrf_of, sign_in
 from tests.factories import Factory
 
 __all__ = ["push_inbox"]
 
 Client = AsyncTestClient[Litestar]
-PASSWORD = "correct horse battery"
-CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @pytest.fixture
 def settings_env(settings_env: dict[str, str], push_inbox: PushInbox) -> dict[str, str]:
     return settings_env | fcm_env(push_inbox)
-
-
-def csrf_of(html: str) -> str:
-    found = CSRF_INPUT.search(html)
-    assert found, "the page has no CSRF field"
-    return found.group(1)
-
-
-async def sign_in(client: Client, username: str, password: str = PASSWORD) -> Any:
-    page = await client.get("/console/login")
-    assert page.status_code == 200
-    return await client.post(
-        "/console/login",
-        data={"login": username, "password": password, "csrf_token": csrf_of(page.text)},
-        follow_redirects=False,
-    )
 
 
 async def test_sign_in_sets_a_strict_http_only_cookie_and_lands_by_role(make: Factory, client: Client) -> None:
@@ -245,17 +228,6 @@ def _data(event: str) -> dict[str, Any]:
 OK = "ok"
 
 
-async def _console_client(app: Litestar, conn: asyncpg.Connection, settings: Settings, user: Any) -> tuple[Client, str]:
-    from backend.auth import service as auth
-    from backend.auth.schemas import LoginRequest
-
-    pair = await auth.login(conn, settings, LoginRequest(login=user.username, password=PASSWORD))
-    token = session.issue(settings, pair.access_token)
-    client = AsyncTestClient(app=app)
-    client.cookies.set(session.SESSION_COOKIE, token, path="/console")
-    return client, session.csrf_token(settings, session.decode(settings, token))
-
-
 async def test_console_tenancy_matrix(
     make: Factory, conn: asyncpg.Connection, settings: Settings, app: Litestar, storage: Any
 ) -> None:
@@ -289,6 +261,12 @@ async def test_console_tenancy_matrix(
         (
             "GET",
             "/console/board",
+            None,
+            {"dispatcher": "ok/ok", "admin": "ok/ok", "owner": "403/403", "officer": "403/403", "bouncer": "403/403"},
+        ),
+        (
+            "GET",
+            "/console/board/overload",
             None,
             {"dispatcher": "ok/ok", "admin": "ok/ok", "owner": "403/403", "officer": "403/403", "bouncer": "403/403"},
         ),
@@ -374,7 +352,7 @@ async def test_console_tenancy_matrix(
     ]
     wrong = []
     for role, user in people.items():
-        client, csrf = await _console_client(app, conn, settings, user)
+        client, csrf = await console_client(app, conn, settings, user)
         async with client:
             for method, template, body, expect in matrix:
                 for side, expectation in zip(
@@ -699,7 +677,7 @@ async def test_only_admins_open_the_admin_pages(
 ) -> None:
     venue = await make.venue()
     for role in ("owner", "dispatcher", "officer", "bouncer"):
-        client, csrf = await _console_client(app, conn, settings, await make.user(role))
+        client, csrf = await console_client(app, conn, settings, await make.user(role))
         async with client:
             for method, url in (
                 ("GET", "/console/admin/venues"),
@@ -729,7 +707,7 @@ async def test_a_dispatcher_alerts_a_chosen_officer_from_the_incident_page(
     resting = await make.user("officer", region_id=dispatcher.region_id)
     incident = await make.incident(venue.id)
     await conn.execute("UPDATE incidents SET escalation_step = 1 WHERE id = $1", incident)  # step 0 already ran
-    client, csrf = await _console_client(app, conn, settings, dispatcher)
+    client, csrf = await console_client(app, conn, settings, dispatcher)
     async with client:
         page = await client.get(f"/console/incidents/{incident}")
         assert "Officer Erlan" in page.text and f'value="{officer.id}"' in page.text
@@ -751,7 +729,7 @@ async def test_a_dispatcher_alerts_a_chosen_officer_from_the_incident_page(
     event = await conn.fetchrow("SELECT type, actor_id, data FROM incident_events WHERE incident_id = $1", incident)
     assert (event["type"], event["actor_id"], event["data"]["manual"]) == ("escalated", dispatcher.id, True)
     assert await conn.fetchval("SELECT escalation_step FROM incidents WHERE id = $1", incident) == 1
-    owner_client, owner_csrf = await _console_client(app, conn, settings, await make.user("owner"))
+    owner_client, owner_csrf = await console_client(app, conn, settings, await make.user("owner"))
     async with owner_client:
         refused = await owner_client.post(
             f"/console/incidents/{incident}/officers",
@@ -765,7 +743,7 @@ async def test_an_admin_puts_an_incident_on_legal_hold_from_its_page(
     make: Factory, conn: asyncpg.Connection, settings: Settings, app: Litestar
 ) -> None:
     incident = await make.incident()
-    client, csrf = await _console_client(app, conn, settings, await make.user("admin"))
+    client, csrf = await console_client(app, conn, settings, await make.user("admin"))
     async with client:
         page = await client.get(f"/console/incidents/{incident}")
         assert 'id="hold-form"' in page.text

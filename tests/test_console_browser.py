@@ -35,6 +35,7 @@ from tests.alerting import fcm_env, push_inbox
 from tests.clips import mp4_bytes
 from tests.factories import ALMATY, Factory
 from tests.services import free_port
+from tests.waiting import eventually_sync
 
 __all__ = ["push_inbox"]
 
@@ -49,6 +50,16 @@ WAIT_S = 30.0  # generous: the machine is shared; the board usually shows an inc
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
+    driver = chromium()
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def chromium() -> Any:
+    """A headless Chromium of its own (its own profile: cookies, storage)."""
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         pytest.skip("needs /usr/bin/chromium and /usr/bin/chromedriver (infra/bootstrap.sh installs them)")
     from selenium import webdriver
@@ -72,11 +83,7 @@ def browser() -> Iterator[Any]:
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(60)
-    ARTEFACTS.mkdir(parents=True, exist_ok=True)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+    return driver
 
 
 class Process:
@@ -134,12 +141,17 @@ def stack(
             process = Process(["worker"], env | {"KUZET_LOG_LEVEL": "info"}, log)
             process.start()
             started.append(process)
-            deadline = time.monotonic() + 120
-            while "worker_started" not in (log.read_text() if log.exists() else ""):
-                assert process.proc is not None
-                if process.proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"kuzet worker did not start: {log.read_text()[-3000:]}")
-                time.sleep(0.2)
+            assert process.proc is not None
+            try:
+                eventually_sync(
+                    lambda: "worker_started" in (log.read_text() if log.exists() else ""),
+                    "kuzet worker to start",
+                    timeout_s=120,
+                    every_s=0.2,
+                    alive=process.proc,
+                )
+            except AssertionError as failed:
+                pytest.fail(f"{failed}: {log.read_text()[-3000:] if log.exists() else ''}")
         return api
 
     yield start
@@ -148,18 +160,17 @@ def stack(
 
 
 def wait_until_up(base: str, api: Process, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert api.proc is not None
-        if api.proc.poll() is not None:
-            pytest.fail(f"kuzet api exited: {log.read_text()[-3000:]}")
+    def healthy() -> bool:
         try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return
+            return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"kuzet api did not start: {log.read_text()[-3000:]}")
+            return False
+
+    assert api.proc is not None
+    try:
+        eventually_sync(healthy, "kuzet api to start", timeout_s=60, every_s=0.2, alive=api.proc)
+    except AssertionError as failed:
+        pytest.fail(f"{failed}: {log.read_text()[-3000:]}")
 
 
 # --- browser helpers ------------------------------------------------------------------------
@@ -423,7 +434,7 @@ async def test_the_night_shifts_console_at_1366_and_390_px_in_three_languages(
 ) -> None:
     from selenium.webdriver.support.ui import Select
 
-    from tests.test_console_record import _incident_seen_at
+    from tests.consoling import incident_seen_at
 
     if not AXE.exists():
         pytest.skip("needs node_modules/axe-core (make test runs npm ci)")
@@ -439,7 +450,7 @@ async def test_the_night_shifts_console_at_1366_and_390_px_in_three_languages(
             busy.id, kind="fight" if n % 3 else "aggression", status="confirmed" if n % 2 else "acknowledged"
         )
     seen = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
-    late_id, _ = await _incident_seen_at(make, conn, settings, quiet.id, seen)
+    late_id, _ = await incident_seen_at(make, conn, settings, quiet.id, seen)
     camera_time = localtime.stamp(seen, "Asia/Almaty")
     dispatcher = await make.user("dispatcher", region_id=region.id, display_name="Dana Dispatcher")
     base = settings.public_base_url
@@ -606,3 +617,136 @@ async def test_the_night_shifts_console_at_1366_and_390_px_in_three_languages(
         == ages
     )
     shot(browser, "board-stale")
+
+
+async def test_two_dispatchers_on_the_outlined_board_see_whom_to_call_and_each_others_claim_live(
+    browser: Any, stack: Callable[..., Any], make: Factory, conn: asyncpg.Connection, settings: Settings
+) -> None:
+    """No tiles: the shipped outline's street and district names are on the map. Each row has the
+    venue's bouncer on duty and owner with tel: links (audited). One dispatcher claims an incident
+    and releases it; the other's board says "handled by ..." and then no more, without a reload."""
+    if not AXE.exists():
+        pytest.skip("needs node_modules/axe-core (make test runs npm ci)")
+    region = await make.region(name="Medeu")
+    await conn.execute("UPDATE police_regions SET area = ST_GeogFromText($2) WHERE id = $1", region.id, AREA)
+    owner = await make.user("owner", display_name="Aigerim Owner", phone="+77015550001")
+    venue = await make.venue(region_id=region.id, owner_id=owner.id, name="Claim Club", address="Dostyk 5")
+    bouncer = await make.user("bouncer", venue_id=venue.id, display_name="Bolat Door", phone="+77015550002")
+    await make.on_duty(bouncer)
+    incident = await make.incident(venue.id)
+    await make.incident(venue.id, kind="aggression")
+    dana = await make.user("dispatcher", region_id=region.id, display_name="Dana Dispatcher")
+    yerlan = await make.user("dispatcher", region_id=region.id, display_name="Yerlan Dispatcher")
+    base = settings.public_base_url
+    stack(worker=False)
+    assert not settings.console_tile_url and settings.console_outline is None  # the shipped outline
+    other = chromium()
+    try:
+        browser.set_window_size(1366, 900)
+        other.set_window_size(1366, 900)
+        sign_in(browser, base, dana.username)
+        sign_in(other, base, yerlan.username)
+        for driver in (browser, other):
+            wait_until(driver, lambda d: find(d, "#count").text == "2")
+
+        # the base map without tiles: the city's streets and districts by name, as text
+        wait_for(browser, ".street-label")
+        streets = browser.execute_script(
+            "return [...document.querySelectorAll('.street-label')].map(e => e.textContent);"
+        )
+        districts = browser.execute_script(
+            "return [...document.querySelectorAll('.district-label')].map(e => e.textContent);"
+        )
+        assert {"Al-Farabi Ave", "Abay Ave", "Dostyk Ave"} <= set(streets)
+        assert {"Medeu", "Bostandyk", "Almaly"} <= set(districts)
+        assert browser.execute_script("return document.querySelectorAll('.street-label *').length;") == 0  # text only
+
+        # whom to call on each row: tel: links, the owner last; seeing them is on the venue's access log
+        links = browser.execute_script(
+            "return [...document.querySelectorAll('#incident-rows tr.row td.contacts a')]"
+            ".map(a => a.getAttribute('href'));"
+        )
+        assert links == ["tel:+77015550002", "tel:+77015550001"] * 2
+        assert "Bolat Door" in find(browser, "#incident-rows td.contacts").text
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM audit_log WHERE action = 'contact.view' AND actor_id = $1 AND venue_id = $2",
+                dana.id,
+                venue.id,
+            )
+            >= 1
+        )
+        assert overflow(browser) == 0
+        assert browser.execute_script(
+            "const t = document.getElementById('incidents'); return t.scrollWidth <= t.parentElement.clientWidth;"
+        )
+        shot(browser, "board-outline-contacts")
+        assert axe_problems(browser) == []
+
+        # Dana claims the incident on its page; Yerlan's board shows it, no reload
+        marker = other.execute_script("window.__sameDocument = 7; return window.__sameDocument;")
+        browser.get(f"{base}/console/incidents/{incident}")
+        find(browser, "#claim").click()
+        wait_until(browser, lambda d: "Dana Dispatcher" in (text_of(d, "#claimed-by") or ""))
+        handled = i18n.EN["board.handled_by"].format(name="Dana Dispatcher")
+        row = f"#incident-{incident} .claim"
+        wait_until(other, lambda d: text_of(d, row) == handled)
+        shot(other, "board-claimed-by-another")
+        # and when she lets it go, it says so no more
+        find(browser, "#claim").click()
+        wait_until(browser, lambda d: text_of(d, "#claimed-by") is None)
+        wait_until(other, lambda d: not d.find_elements("css selector", row))
+        assert other.execute_script("return window.__sameDocument;") == marker
+        assert find(other, "#count").text == "2"
+    finally:
+        other.quit()
+
+
+async def test_an_admin_edits_a_user_in_the_browser_at_1366_and_390_px(
+    browser: Any, stack: Callable[..., Any], make: Factory, conn: asyncpg.Connection, settings: Settings
+) -> None:
+    """The user page: role, venue or region, active; a refusal beside its field in Russian, what was
+    chosen kept; saved, a reload repeats nothing."""
+    from selenium.webdriver.support.ui import Select
+
+    if not AXE.exists():
+        pytest.skip("needs node_modules/axe-core (make test runs npm ci)")
+    region = await make.region(name="Almaly")
+    venue = await make.venue(region_id=region.id, name="Edit Club")
+    bouncer = await make.user("bouncer", venue_id=venue.id, display_name="Bolat Door")
+    admin = await make.user("admin")
+    base = settings.public_base_url
+    stack(worker=False)
+    sign_in(browser, base, admin.username)
+    problems: dict[str, list[str]] = {}
+    for width in (390, 1366):
+        browser.set_window_size(width, 900)
+        for page in ("/console/admin/users", f"/console/admin/users/{bouncer.id}"):
+            browser.get(f"{base}{page}?lang=ru")
+            assert overflow(browser) == 0, (width, page, overflow(browser))
+            if width == 1366:
+                problems[page] = axe_problems(browser)
+    assert {page: found for page, found in problems.items() if found} == {}
+
+    # an officer with a venue: refused beside the venue, in Russian; the role chosen stays chosen
+    Select(find(browser, "#edit-user select[name=role]")).select_by_value("officer")
+    find(browser, "#save-user").click()
+    error = wait_for(browser, "#edit-user-venue_id-error")
+    assert i18n.RU["problem.role_no_venue"].format(role=i18n.RU["role.officer"]) == error.text
+    assert (
+        Select(find(browser, "#edit-user select[name=role]")).first_selected_option.get_attribute("value") == "officer"
+    )
+    assert axe_problems(browser) == []
+    shot(browser, "admin-user-refused-ru")
+    Select(find(browser, "#edit-user select[name=venue_id]")).select_by_value("")
+    Select(find(browser, "#edit-user select[name=region_id]")).select_by_value(str(region.id))
+    Select(find(browser, "#edit-user select[name=active]")).select_by_value("false")
+    find(browser, "#save-user").click()
+    wait_for(browser, "#notice")
+    assert browser.current_url.endswith(f"/console/admin/users/{bouncer.id}?done=saved")
+    row = await conn.fetchrow("SELECT role, venue_id, region_id, is_active FROM users WHERE id = $1", bouncer.id)
+    assert tuple(row) == ("officer", None, region.id, False)
+    audits = await conn.fetchval("SELECT count(*) FROM audit_log WHERE subject_id = $1", str(bouncer.id))
+    browser.refresh()  # a GET: repeats nothing
+    wait_for(browser, "#edit-user")
+    assert await conn.fetchval("SELECT count(*) FROM audit_log WHERE subject_id = $1", str(bouncer.id)) == audits

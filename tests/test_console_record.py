@@ -21,44 +21,11 @@ from backend.console import service as console
 from backend.core import localtime
 from backend.core.config import Settings
 from backend.history.schemas import TimelineEntry
-from backend.incidents import lifecycle
+from tests.consoling import csrf_of, incident_seen_at, sign_in
 from tests.factories import Factory
-from tests.test_console import csrf_of, sign_in
 
 Client = AsyncTestClient[Litestar]
 ALMATY_TZ = "Asia/Almaty"
-
-
-async def _incident_seen_at(
-    make: Factory, conn: asyncpg.Connection, settings: Settings, venue_id: uuid.UUID, seen: datetime
-) -> tuple[uuid.UUID, Any]:
-    """An incident opened now from a detection the camera saw at ``seen`` (a backlog uploaded late)."""
-    camera = await make.camera(venue_id, name="Bar door", zone="entrance")
-    row = await make.detection(camera, occurred_at=seen)
-    detection = lifecycle.ConfirmedDetection(
-        detection_id=row.id,
-        camera_id=camera.camera.id,
-        venue_id=venue_id,
-        kind="fight",
-        score=0.9,
-        edge_score=0.9,
-        occurred_at=seen,
-        received_at=row.received_at,
-        reason="test",
-        model=None,
-        verified_by_server=True,
-        snapshot_key=None,
-        clip_key=None,
-    )
-    async with conn.transaction():
-        grouping = await lifecycle.open_or_join(conn, settings, detection, window_s=120)
-        await conn.execute(
-            "UPDATE detections SET incident_id = $2, status = 'confirmed', decided_at = now(), decision_reason = 'test'"
-            " WHERE id = $1",
-            row.id,
-            grouping.incident_id,
-        )
-    return grouping.incident_id, row
 
 
 async def test_a_detection_seen_3_h_ago_shows_the_camera_time_in_almaty_on_every_page_and_in_the_csv(
@@ -67,7 +34,7 @@ async def test_a_detection_seen_3_h_ago_shows_the_camera_time_in_almaty_on_every
     owner = await make.user("owner", display_name="Aigerim")
     venue = await make.venue(owner_id=owner.id, timezone=ALMATY_TZ)
     seen = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
-    incident_id, row = await _incident_seen_at(make, conn, settings, venue.id, seen)
+    incident_id, row = await incident_seen_at(make, conn, settings, venue.id, seen)
     camera_time = localtime.stamp(seen, ALMATY_TZ)
     assert camera_time.endswith(" +05:00")
     received = localtime.stamp(row.received_at, ALMATY_TZ)

@@ -10,221 +10,29 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
-import uvicorn
 
 from backend.core.config import Settings
-from backend.edge import service as edge
-from backend.edge.schemas import BoxCreate
-from backend.incidents import repo as incidents_repo
-from backend.links import service as links
-from backend.webhooks import service as webhooks
-from backend.webhooks.schemas import SubscriptionCreate
-from tests.factories import ALMATY, Factory
-from tests.services import free_port
+from tests.factories import ALMATY
+from tests.liveviewing import VIDEO
+from tests.services import serve
+from tests.world import ROLES, WEBHOOK_URL, World
 
 ROOT = Path(__file__).resolve().parents[1]
-ROLES = ("officer", "bouncer", "owner", "dispatcher", "admin")
-WEBHOOK_URL = "https://city.example/kuzet"
-
-
-@contextlib.contextmanager
-def serve(settings: Settings) -> Iterator[str]:
-    """The real app under uvicorn on a free loopback port, in a thread with its own event loop."""
-    from kuzet.asgi import create_app
-
-    port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the API did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-
-
-@dataclass
-class World:
-    """Two tenants (venue/region A and B) with one person of each role in each, a camera each, an
-    incident each, and the tokens to act as them."""
-
-    tokens: dict[str, str]
-    ids: dict[str, str]
-
-
-async def build_world(make: Factory, conn: asyncpg.Connection, storage: Any) -> World:
-    tokens: dict[str, str] = {}
-    ids: dict[str, str] = {}
-    for side, lat in (("a", ALMATY[0]), ("b", ALMATY[0] + 0.5)):
-        region = await make.region()
-        owner = await make.user("owner")
-        venue = await make.venue(region_id=region.id, owner_id=owner.id, lat=lat)
-        people = {
-            "owner": owner,
-            "bouncer": await make.user("bouncer", venue_id=venue.id),
-            "officer": await make.user("officer", region_id=region.id),
-            "dispatcher": await make.user("dispatcher", region_id=region.id),
-            "admin": await make.user("admin"),
-        }
-        camera = await make.camera(venue.id)
-        target_camera = await make.camera(venue.id)
-        target_user = await make.user("bouncer", venue_id=venue.id)
-        await make.on_duty(people["bouncer"])
-        incident = await make.incident(
-            venue.id,
-            snapshot_key=f"{side}/snap.jpg",
-            clip_key=f"{side}/clip.mp4",
-            blurred_snapshot_key=f"{side}/snap_blurred.jpg",
-        )
-        detection = await make.detection(camera)
-        await storage.put_bytes(f"{side}/snap.jpg", b"\xff\xd8\xff", "image/jpeg")
-        incident_row = await incidents_repo.get_incident(conn, incident)
-        assert incident_row is not None
-        link = await links.issue(conn, make.settings, incident_row, "snapshot", people["bouncer"].id)
-        assert link is not None
-        ids[f"link_{side}"] = link.rsplit("/", 1)[-1]
-        for role, user in people.items():
-            tokens[f"{role}_{side}"] = make.token(user)
-            ids[f"user_{role}_{side}"] = str(user.id)
-            ids[f"username_{role}_{side}"] = user.username
-            ids[f"device_{role}_{side}"] = str(await make.device(user))
-            if role in {"bouncer", "officer", "dispatcher"}:
-                ids[f"alert_{role}_{side}"] = str(
-                    await conn.fetchval(
-                        "INSERT INTO alerts (incident_id, user_id, audience, step) VALUES ($1, $2, $3, 0) RETURNING id",
-                        incident,
-                        user.id,
-                        role,
-                    )
-                )
-        await notify_everyone_alerted(conn, incident, people)
-        tokens[f"camera_{side}"] = camera.api_key
-        ids[f"panic_{side}"] = str(await raise_panic(make, conn, storage, people["bouncer"]))
-        ids[f"grant_{side}"] = str(await live_grant(make, conn, incident, venue.id, people))
-        ids[f"seq_{side}"] = "5"
-        ids[f"edge_box_{side}"] = str(
-            (await edge.create_box(conn, make.settings, None, venue.id, BoxCreate(name=side))).box_id
-        )
-        ids |= {
-            f"venue_{side}": str(venue.id),
-            f"region_{side}": str(region.id),
-            f"camera_{side}": str(camera.camera.id),
-            f"incident_{side}": str(incident),
-            f"detection_{side}": str(detection.id),
-            f"camera_target_{side}": str(target_camera.camera.id),
-            f"user_target_{side}": str(target_user.id),
-            f"subscription_{side}": str(
-                (
-                    await webhooks.create(
-                        conn,
-                        make.settings,
-                        None,
-                        SubscriptionCreate(name=f"City {side}", url=WEBHOOK_URL, event_types=["incident.opened"]),
-                    )
-                ).id
-            ),
-        }
-        # another one to delete (the matrix calls DELETE before the routes that read the first one)
-        ending = SubscriptionCreate(name=f"Old city {side}", url=WEBHOOK_URL, event_types=["incident.opened"])
-        ids[f"subscription_ending_{side}"] = str((await webhooks.create(conn, make.settings, None, ending)).id)
-    return World(tokens=tokens, ids=ids)
-
-
-async def notify_everyone_alerted(conn: asyncpg.Connection, incident: uuid.UUID, people: dict[str, Any]) -> None:
-    """What a dispatch leaves for the content checks: a ``notified`` event naming every recipient with
-    the officer's distance, one delivery per alerted phone, and one person nobody could reach."""
-    alerts = await conn.fetch(
-        "SELECT a.id, a.user_id, a.audience, d.id AS device_id FROM alerts a JOIN devices d ON d.user_id = a.user_id"
-        " WHERE a.incident_id = $1",
-        incident,
-    )
-    recipients = [
-        {"user_id": str(a["user_id"]), "audience": a["audience"]}
-        | ({"distance_m": 120} if a["audience"] == "officer" else {})
-        for a in alerts
-    ]
-    event = (
-        "INSERT INTO incident_events (incident_id, incident_opened_at, type, data)"
-        " SELECT id, opened_at, $2, $3 FROM incidents WHERE id = $1"
-    )
-    await conn.execute(event, incident, "notified", {"recipients": recipients})
-    for a in alerts:
-        await conn.execute(
-            "INSERT INTO deliveries (alert_id, incident_id, user_id, device_id, purpose, incident_version, title, body,"
-            " urgency, incident_opened_at) SELECT $1, id, $2, $3, 'alert', version, 't', 'b', 'critical', opened_at"
-            " FROM incidents WHERE id = $4",
-            a["id"],
-            a["user_id"],
-            a["device_id"],
-            incident,
-        )
-    unreachable = {"user_id": str(people["dispatcher"].id), "audience": "dispatcher", "reason": "UNREGISTERED"}
-    await conn.execute(event, incident, "not_delivered", unreachable)
-
-
-async def raise_panic(make: Factory, conn: asyncpg.Connection, storage: Any, bouncer: Any) -> uuid.UUID:
-    """A panic of this on-duty bouncer, as ``POST /v1/me/panic`` raises it (no photo)."""
-    from backend.panic import service as panics
-    from backend.panic.schemas import PanicMeta
-
-    form = panics.PanicForm(meta=PanicMeta(client_id=f"world-{uuid.uuid4().hex[:8]}"), photo=None)
-    async with conn.transaction():
-        state, _ = await panics.raise_panic(conn, None, storage, make.settings, make.principal(bouncer), form=form)  # type: ignore[arg-type]
-    return state.panic_id
-
-
-async def live_grant(
-    make: Factory, conn: asyncpg.Connection, incident: uuid.UUID, venue_id: uuid.UUID, people: dict[str, Any]
-) -> uuid.UUID:
-    """The venue shares live view automatically; its region's dispatcher holds a running grant."""
-    from backend.liveview import repo as live_repo
-    from backend.liveview import service as live_view
-    from backend.liveview.schemas import PolicyUpdate
-
-    async with conn.transaction():
-        await live_view.set_policy(conn, make.principal(people["owner"]), venue_id, PolicyUpdate(policy="automatic"))
-        grant = await live_view.request(conn, make.settings, make.principal(people["dispatcher"]), incident)
-        # A second running grant (the officer's) keeps the venue's cameras wanted after the matrix
-        # revokes the dispatcher's, so the segment upload is checked against a live grant.
-        await live_repo.insert_grant(
-            conn,
-            incident_id=incident,
-            venue_id=venue_id,
-            grantee_id=people["officer"].id,
-            grantee_role="officer",
-            policy="automatic",
-            status="active",
-            grant_s=3600,
-            answer_s=make.settings.live_view_request_timeout_s,
-        )
-    return grant.id
 
 
 def segment_body(world: World, side: str, actor: str) -> dict[str, Any]:
-    from tests.test_live_view import VIDEO
-
     return {"content": VIDEO, "headers": {"Content-Type": "video/mp2t"}}
 
 
@@ -294,9 +102,9 @@ def schemathesis(base: str, credential: str | None, report: Path, phases: str) -
 
 @pytest.mark.timeout(1200)  # every role in turn: about 5 min alone, far more on a loaded machine
 async def test_schemathesis_finds_nothing_for_any_role(
-    make: Factory, conn: asyncpg.Connection, settings: Settings, storage: Any, tmp_path: Path
+    world: World, settings: Settings, storage: Any, tmp_path: Path
 ) -> None:
-    world = await build_world(make, conn, storage)
+    await world.tenants(storage)
     credentials: list[tuple[str, str | None]] = [
         ("anonymous", None),
         ("camera", world.tokens["camera_a"]),
@@ -315,7 +123,7 @@ async def test_schemathesis_finds_nothing_for_any_role(
         if done.returncode != 0:
             failures.append(f"--- as {name} (exit {done.returncode}) ---\n{done.stdout[-6000:]}\n{done.stderr[-2000:]}")
 
-    with serve(settings) as base:
+    async with serve(settings) as base:
         await asyncio.gather(*(run(name, cred) for name, cred in credentials if not ONLY or name in ONLY.split(",")))
     assert not failures, "\n".join(failures)
 
@@ -721,13 +529,13 @@ def matches(status: int, expectation: str) -> bool:
 
 
 async def test_tenancy_matrix_covers_every_route_role_and_tenant(
-    make: Factory, conn: asyncpg.Connection, settings: Settings, storage: Any
+    world: World, settings: Settings, storage: Any
 ) -> None:
     from litestar.testing import AsyncTestClient
 
     from kuzet.asgi import create_app
 
-    world = await build_world(make, conn, storage)
+    await world.tenants(storage)
     async with AsyncTestClient(app=create_app(settings)) as client:
         document = (await client.get("/schema/openapi.json")).json()
         missing = [f"{m} {p}" for m, p in operations(document) if (m, p) not in MATRIX]

@@ -12,9 +12,9 @@ import asyncpg
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from tests.consoling import sign_in
 from tests.factories import Factory
 from tests.ingesting import assert_problem
-from tests.test_console import sign_in
 
 Client = AsyncTestClient[Litestar]
 JSON = {"Content-Type": "application/json"}

@@ -18,9 +18,9 @@ from litestar.testing import AsyncTestClient
 
 from backend.core.config import Settings
 from kuzet.asgi import create_app
+from tests.consoling import csrf_of, sign_in
 from tests.factories import Factory
 from tests.ingesting import assert_problem
-from tests.test_console import csrf_of, sign_in
 
 Client = AsyncTestClient[Litestar]
 BASE: dict[str, Any] = {

@@ -1,6 +1,7 @@
 """Enrolment on the box (``kuzet-edge enroll CODE``) and the agent's manners with the API: the box key
 and camera keys are stored 0600, camera registration sends no password or stream URL and asks a new
-key only for a camera whose key the box lost, and a 503 with Retry-After holds the whole outbox.
+key only for a camera whose key the box lost, and a 503 with Retry-After holds the whole outbox (an
+``overloaded`` one only the detections of the refused kind: edge-decided kinds still go).
 
 A stand-in answers with the contract's shapes (to see exactly what the box sends, and to answer 503);
 the real routes, end to end: tests/test_edge_enrolled.py."""
@@ -11,7 +12,6 @@ import asyncio
 import json
 import stat
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.edge import KUZET_EDGE, ApiRecorder, agent_process, camera_key_file, edge_config, eventually
+from tests.waiting import eventually_sync
 
 BOX, VENUE, CAM = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
 
@@ -92,17 +93,11 @@ def test_enrol_stores_the_keys_privately_and_registers_cameras_without_secrets(
         ),
         tmp_path / "agent.log",
     ) as agent:
-        eventually_sync(lambda: len(recorder.bodies("/v1/edge/cameras")) >= 2, agent)
+        eventually_sync(
+            lambda: len(recorder.bodies("/v1/edge/cameras")) >= 2, "a second camera list", timeout_s=30, alive=agent
+        )
     again = json.loads(recorder.bodies("/v1/edge/cameras")[1])
     assert again["cameras"][0]["reissue_key"] is True
-
-
-def eventually_sync(check: object, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert proc.poll() is None, "the agent exited"
-        assert time.monotonic() < deadline, "condition never held"
-        time.sleep(0.1)
 
 
 def test_a_refused_code_says_so_and_stores_nothing(tmp_path: Path, recorder: ApiRecorder) -> None:
@@ -159,3 +154,58 @@ async def test_a_503_with_retry_after_holds_the_whole_outbox(tmp_path: Path, rec
     db = sqlite3.connect(state / "outbox.sqlite3")
     assert dict(db.execute("SELECT event_id, state FROM outbox")) == {"e0": "sent", "e1": "sent", "e2": "sent"}
     db.close()
+
+
+async def test_an_overloaded_503_holds_that_kind_only_and_a_weapon_still_goes(
+    tmp_path: Path, recorder: ApiRecorder
+) -> None:
+    """The server's model is behind (issue 24): it refuses fights with 503 ``overloaded`` and still
+    takes weapons; the box holds its fights for the Retry-After and sends the weapon at once."""
+
+    from kuzet_edge.events import Candidate
+    from kuzet_edge.outbox import Outbox
+
+    from tests.edge import still_mp4
+
+    recorder.status["/v1/detections"] = 503
+    recorder.headers["/v1/detections"] = {"retry-after": "30"}
+    recorder.replies["/v1/detections"] = json.dumps(
+        {"type": "https://kuzet.kz/problems/overloaded", "title": "Confirmations delayed", "status": 503}
+    ).encode()
+    state = tmp_path / "state"
+    outbox = Outbox(state)
+    now = datetime.now(UTC)
+    for i, kind in enumerate(("fight", "fight", "weapon")):
+        clip = outbox.clips / f"{i}.mp4"
+        still_mp4(clip)
+        outbox.record(
+            Candidate(camera="bar", kind=kind, score=0.9, occurred_at=now, event_id=f"e{i}", source="trigger"),
+            clip=clip,
+        )
+    outbox.close()
+    config = edge_config(
+        tmp_path,
+        api_url=recorder.url,
+        cameras=[
+            {
+                "key": "bar",
+                "name": "Bar",
+                "main_url": "rtsp://127.0.0.1:9/main",
+                "camera_key_file": camera_key_file(tmp_path, "bar", "kzc_test"),
+            }
+        ],
+    )
+
+    def kinds_sent() -> list[str]:
+        return [json.loads(_meta_of(body))["kind"] for body in recorder.bodies("/v1/detections")]
+
+    with agent_process(config, tmp_path / "agent.log") as agent:
+        await eventually(lambda: "weapon" in kinds_sent(), timeout=30, alive=agent)
+        await asyncio.sleep(2)
+        assert kinds_sent() == ["fight", "weapon"]  # the second fight is held with the first
+
+
+def _meta_of(body: bytes) -> str:
+    """The ``meta`` part of a multipart body."""
+    part = body.split(b'name="meta"', 1)[1]
+    return part.split(b"\r\n\r\n", 1)[1].split(b"\r\n--", 1)[0].decode()

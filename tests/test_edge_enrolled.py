@@ -25,10 +25,20 @@ import pytest
 
 from kuzet.devtools.push_inbox import PushInbox
 from tests.alerting import fcm_env, push_inbox
-from tests.edge import KUZET, KUZET_EDGE, agent_process, edge_config, eventually, fake_camera, metric, still_mp4
+from tests.edge import (
+    KUZET,
+    KUZET_EDGE,
+    agent_process,
+    edge_config,
+    eventually,
+    fake_camera,
+    metric,
+    metrics_url,
+    outbox_rows,
+    still_mp4,
+)
 from tests.factories import Factory
 from tests.services import free_port
-from tests.test_edge_uplink import metrics_url, outbox_rows
 
 __all__ = ["push_inbox"]
 

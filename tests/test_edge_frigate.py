@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import json
 import struct
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,16 @@ from tests.edge_standins.frigate import (
     self_signed_certificate,
     unique_prefix,
 )
+from tests.waiting import eventually
 
 CAMERAS = {"bar": CameraRef(key="bar", name="Bar"), "door": CameraRef(key="door", name="Door")}
 RULES = [
     {"label": "person", "severity": "alert", "kind": "fight", "score": 0.3},
     {"label": "knife", "kind": "weapon"},
 ]
+
+POLL_S = 0.05
+WAIT = {"timeout_s": 20.0, "every_s": POLL_S}  # how long the stand-in may take to get there
 
 
 @pytest.fixture(scope="module")
@@ -75,19 +79,14 @@ async def running(fake: FakeFrigate, state_dir: Path, prefix: str, **table: Any)
     run = Running(source)
     task = asyncio.create_task(source.run(run.emit))
     try:
-        await until(lambda: source.connections >= 1 and source.catchups >= 1)
+        await eventually(
+            lambda: source.connections >= 1 and source.catchups >= 1, "a connection and a catch-up", **WAIT
+        )
         yield run
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def publish(prefix: str, event: StoredEvent) -> None:
@@ -152,7 +151,9 @@ async def test_unmapped_labels_and_unknown_cameras_propose_nothing(fake: FakeFri
         for event in (car, elsewhere, calm, knife):
             await publish(prefix, event)
         candidate = await run.next()
-        await until(lambda: calm.id in run.source.state.done and car.id in run.source.state.done)
+        await eventually(
+            lambda: calm.id in run.source.state.done and car.id in run.source.state.done, "both events done", **WAIT
+        )
         await asyncio.sleep(0.5)
         assert run.candidates.empty()
     assert (candidate.camera, candidate.kind, candidate.score) == ("door", "weapon", 0.91)
@@ -240,7 +241,7 @@ async def test_https_with_frigate_s_self_signed_certificate_is_verified_against_
         )
         task = asyncio.create_task(source.run(Running(source).emit))
         try:
-            await until(lambda: source.connections >= 1)
+            await eventually(lambda: source.connections >= 1, "a connection", **WAIT)
             await asyncio.sleep(1.0)
             assert source.catchups == 0  # an unknown certificate is refused, not trusted silently
         finally:
@@ -255,7 +256,9 @@ async def test_a_clip_that_never_comes_is_retried_at_the_next_catch_up(fake: Fak
     async with running(fake, tmp_path, prefix, clip_deadline_s=1.0) as run:
         event = fake.add("bar_cam", "person", ready_after=1000)
         await publish(prefix, event)
-        await until(lambda: event.clip_requests >= 3 and not run.source.pending)
+        await eventually(
+            lambda: event.clip_requests >= 3 and not run.source.pending, "three clip requests and none pending", **WAIT
+        )
         assert event.id not in run.source.state.done
         event.clip_ready_after = 0
         await run.source._catch_up()

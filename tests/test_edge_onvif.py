@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,11 +15,15 @@ from kuzet_edge.sources import onvif
 from kuzet_edge.sources.labels import zone_label
 
 from tests.edge_standins.onvif_camera import Event, FakeOnvifCamera, hik_source
+from tests.waiting import eventually
 
 MOTION = "tns1:RuleEngine/CellMotionDetector/Motion"
 TAMPER = "tns1:RuleEngine/TamperDetector/Tamper"
 LINE = "tns1:RuleEngine/LineDetector/Crossed"
 FIGHT = "tns1:RuleEngine/FightDetector/FightDetection"  # a vendor analytics topic, matched by name
+
+POLL_S = 0.05
+WAIT = {"timeout_s": 15.0, "every_s": POLL_S}  # how long the stand-in may take to get there
 
 
 def ref(camera: FakeOnvifCamera, key: str = "bar") -> CameraRef:
@@ -65,13 +69,6 @@ async def running(
             await task
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-
-
 @pytest.fixture
 def camera() -> Iterator[FakeOnvifCamera]:
     with FakeOnvifCamera(clock_skew=timedelta(minutes=-7, seconds=-13)) as cam:
@@ -82,7 +79,7 @@ async def test_camera_with_a_clock_minutes_off_gives_box_time_and_only_configure
     camera: FakeOnvifCamera, tmp_path: Path
 ) -> None:
     async with running(camera, tmp_path, classes={"motion": {"kind": "fight", "score": 0.1}}) as run:
-        await until(lambda: camera.live_subscriptions() == 1)
+        await eventually(lambda: camera.live_subscriptions() == 1, "the camera subscribed", **WAIT)
         # The stand-in refuses a WS-Security stamp off its own clock: the source signed on the camera's time.
         assert camera.auth_failures == 0
         happened = datetime.now(UTC)
@@ -109,7 +106,7 @@ async def test_camera_with_a_clock_minutes_off_gives_box_time_and_only_configure
 
         motion = await run.next()
         fight = await run.next()
-        await until(lambda: len(run.tampers) == 1)
+        await eventually(lambda: len(run.tampers) == 1, "one tamper", **WAIT)
         await asyncio.sleep(0.5)
         assert run.candidates.empty()  # the line crossing is not mapped: nothing proposed; Initialized ignored
         assert camera.count("CreatePullPointSubscription") == 1  # every message was read, none broke the session
@@ -138,7 +135,7 @@ async def test_state_changes_propose_only_on_onset_and_cool_down(camera: FakeOnv
     async with running(
         camera, tmp_path, classes={"motion": {"kind": "aggression", "score": 0.2}}, cooldown_s=60
     ) as run:
-        await until(lambda: camera.live_subscriptions() == 1)
+        await eventually(lambda: camera.live_subscriptions() == 1, "the camera subscribed", **WAIT)
         camera.push(Event(topic=MOTION, utc_time=camera.now(), data={"IsMotion": "false"}, source=hik_source("R")))
         camera.push(Event(topic=MOTION, utc_time=camera.now(), data={"IsMotion": "true"}, source=hik_source("R")))
         first = await run.next()
@@ -160,7 +157,7 @@ async def test_the_box_s_proxy_settings_survive_the_onvif_client(
 ) -> None:
     monkeypatch.setenv("https_proxy", "http://proxy.venue.lan:3128")  # the box's way out to the Kuzet API
     async with running(camera, tmp_path):
-        await until(lambda: camera.live_subscriptions() == 1)
+        await eventually(lambda: camera.live_subscriptions() == 1, "the camera subscribed", **WAIT)
     assert os.environ["https_proxy"] == "http://proxy.venue.lan:3128"
 
 
@@ -169,10 +166,12 @@ async def test_event_ids_are_stable_across_restarts(camera: FakeOnvifCamera, tmp
     ids = []
     for _ in range(2):  # the agent restarts; the camera (or an NVR replay) sends the same event again
         async with running(camera, tmp_path) as run:
-            await until(lambda: camera.live_subscriptions() == 1)
+            await eventually(lambda: camera.live_subscriptions() == 1, "the camera subscribed", **WAIT)
             camera.push(recorded)
             ids.append((await run.next()).event_id)
-        await until(lambda: camera.live_subscriptions() == 0)  # the source unsubscribed on the way out
+        await eventually(
+            lambda: camera.live_subscriptions() == 0, "the subscription gone", **WAIT
+        )  # the source unsubscribed on the way out
     other = Event(
         topic=FIGHT,
         utc_time=recorded.utc_time + timedelta(seconds=1),
@@ -196,7 +195,7 @@ async def test_renewal_failure_is_retried_before_the_subscription_ends_without_r
     with FakeOnvifCamera(grant_s=6, clock_skew=timedelta(minutes=3)) as camera:
         camera.fail_renewals = 1
         async with running(camera, tmp_path, subscription_s=60, retry_min_s=0.5) as run:
-            await until(lambda: run.source.renewals["bar"] >= 2, timeout=20)
+            await eventually(lambda: run.source.renewals["bar"] >= 2, "two renewals", timeout_s=20, every_s=POLL_S)
             camera.push(Event(topic=FIGHT, utc_time=camera.now(), data={"State": "true"}, source=hik_source("F")))
             assert (await run.next()).kind == "fight"
             assert run.source.renew_failures["bar"] == 1
@@ -208,7 +207,7 @@ async def test_renewal_failure_is_retried_before_the_subscription_ends_without_r
 async def test_firmware_that_misreads_durations_gets_absolute_times_not_a_renewal_storm(tmp_path: Path) -> None:
     with FakeOnvifCamera(relative_broken=True, grant_s=30, clock_skew=timedelta(minutes=-5)) as camera:
         async with running(camera, tmp_path, subscription_s=60) as run:
-            await until(lambda: camera.live_subscriptions() == 1)
+            await eventually(lambda: camera.live_subscriptions() == 1, "the camera subscribed", **WAIT)
             await asyncio.sleep(4.0)  # the 2 s it granted would have needed renewing twice by now
             camera.push(Event(topic=FIGHT, utc_time=camera.now(), data={"State": "true"}, source=hik_source("F")))
             assert (await run.next()).kind == "fight"
@@ -220,7 +219,7 @@ async def test_firmware_that_misreads_durations_gets_absolute_times_not_a_renewa
 async def test_firmware_that_ignores_the_long_poll_is_pulled_once_a_second_not_in_a_loop(tmp_path: Path) -> None:
     with FakeOnvifCamera(ignores_timeout=True) as camera:
         async with running(camera, tmp_path, pull_timeout_s=10) as run:
-            await until(lambda: camera.live_subscriptions() == 1)
+            await eventually(lambda: camera.live_subscriptions() == 1, "the camera subscribed", **WAIT)
             pulls = camera.count("PullMessages")
             await asyncio.sleep(3.0)
             camera.push(Event(topic=FIGHT, utc_time=camera.now(), data={"State": "true"}, source=hik_source("F")))
@@ -232,7 +231,7 @@ async def test_a_dropped_subscription_is_made_again_after_a_backoff_not_in_a_loo
     camera: FakeOnvifCamera, tmp_path: Path
 ) -> None:
     async with running(camera, tmp_path, retry_min_s=0.5, retry_max_s=1.0) as run:
-        await until(lambda: camera.live_subscriptions() == 1)
+        await eventually(lambda: camera.live_subscriptions() == 1, "the camera subscribed", **WAIT)
         camera.refuse_subscriptions = True
         camera.drop_subscriptions()  # the camera rebooted, and for a while refuses new ones
         await asyncio.sleep(3.0)
@@ -240,7 +239,7 @@ async def test_a_dropped_subscription_is_made_again_after_a_backoff_not_in_a_loo
         # Backoff 0.25-0.5 s, then 0.5-1 s, capped at 1 s: a handful of tries in 3 s, not hundreds.
         assert 1 <= refused <= 8
         camera.refuse_subscriptions = False
-        await until(lambda: camera.live_subscriptions() == 1)
+        await eventually(lambda: camera.live_subscriptions() == 1, "the camera subscribed", **WAIT)
         camera.push(Event(topic=FIGHT, utc_time=camera.now(), data={"State": "true"}, source=hik_source("F")))
         assert (await run.next()).kind == "fight"
 
@@ -258,7 +257,7 @@ async def test_a_camera_that_drops_every_subscription_at_once_meets_a_growing_ba
 async def test_dahua_camera_found_through_get_capabilities(tmp_path: Path) -> None:
     with FakeOnvifCamera(vendor="dahua") as camera:
         async with running(camera, tmp_path, classes={"motion": {"kind": "crowd_surge", "score": 0.15}}) as run:
-            await until(lambda: camera.live_subscriptions() == 1)
+            await eventually(lambda: camera.live_subscriptions() == 1, "the camera subscribed", **WAIT)
             camera.push(
                 Event(
                     topic="tns1:VideoSource/MotionAlarm",
@@ -308,7 +307,7 @@ async def test_an_nvr_s_channels_share_one_subscription_and_get_their_own_events
         cameras = {"bar": ref(nvr, "bar"), "door": ref(nvr, "door")}
         channels = {"bar": "VideoSourceToken-1", "door": "VideoSourceToken-2"}
         async with running(nvr, tmp_path, cameras=cameras, channels=channels) as run:
-            await until(lambda: nvr.live_subscriptions() == 1)
+            await eventually(lambda: nvr.live_subscriptions() == 1, "the NVR subscribed", **WAIT)
             source = {"VideoSourceConfigurationToken": "VideoSourceToken-2", "Rule": "Fight2"}
             nvr.push(Event(topic=FIGHT, utc_time=nvr.now(), data={"State": "true"}, source=source))
             candidate = await run.next()

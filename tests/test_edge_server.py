@@ -19,9 +19,9 @@ from backend.core.config import Settings
 from backend.edge import health
 from kuzet.devtools.push_inbox import PushInbox
 from tests.alerting import dispatch_worker, fcm_env, make_due, push_inbox, run_due_jobs
+from tests.consoling import csrf_of, sign_in
 from tests.factories import Factory
-from tests.test_console import csrf_of, sign_in
-from tests.test_ingest import assert_problem, form, meta
+from tests.ingesting import assert_problem, form, meta
 
 __all__ = ["push_inbox"]
 

@@ -16,6 +16,7 @@ from kuzet_edge.picture import PictureCheck
 from kuzet_edge.sources.trigger import MotionStage
 
 from tests.edge import camera_key_file, edge_config
+from tests.waiting import eventually
 
 
 def candidate(event_id: str, *, camera: str = "bar", age_s: float = 0.0) -> Candidate:
@@ -226,7 +227,6 @@ async def test_emit_keeps_its_own_copy_of_a_sources_clip_and_refuses_a_repeat(tm
 
 
 async def test_a_candidate_whose_camera_gives_no_video_is_kept_dead_and_counted(tmp_path: Path) -> None:
-    import asyncio
 
     from kuzet_edge.agent import Agent
 
@@ -243,11 +243,7 @@ async def test_a_candidate_whose_camera_gives_no_video_is_kept_dead_and_counted(
     agent = Agent(config)
     await agent.emit(candidate("onvif:motion:1"))
     assert agent.outbox.states() == {"cutting": 1}
-    for _ in range(100):
-        await asyncio.sleep(0.1)
-        if agent.outbox.states() == {"dead": 1}:
-            break
-    assert agent.outbox.states() == {"dead": 1}
+    await eventually(lambda: agent.outbox.states() == {"dead": 1}, "the event dead", timeout_s=10, every_s=0.1)
     assert agent.outbox.counter("dead") == 1
     agent.outbox.close()
 

@@ -9,7 +9,6 @@ import asyncio
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,6 +27,8 @@ from tests.edge import (
     eventually,
     fake_camera,
     metric,
+    metrics_url,
+    outbox_rows,
     write_moving_raw,
 )
 from tests.factories import Factory
@@ -125,24 +126,6 @@ async def stored(conn: asyncpg.Connection, camera_id: Any) -> list[str]:
     return [r["event_id"] for r in rows]
 
 
-def outbox_rows(tmp_path: Path) -> dict[str, str]:
-    path = tmp_path / "state" / "outbox.sqlite3"
-    if not path.exists():
-        return {}
-    db = sqlite3.connect(path)
-    try:
-        return dict(db.execute("SELECT event_id, state FROM outbox WHERE kind = 'detection'").fetchall())
-    except sqlite3.OperationalError:  # the agent is still creating its schema
-        return {}
-    finally:
-        db.close()
-
-
-def metrics_url(config: Path) -> str:
-    port = next(line for line in config.read_text().splitlines() if line.startswith("metrics_port"))
-    return f"http://127.0.0.1:{port.split('=')[1].strip()}/metrics"
-
-
 async def test_trigger_clip_reaches_the_api_with_the_camera_key(
     tmp_path: Path, make: Factory, conn: asyncpg.Connection, kuzet_api: str, moving_camera: FakeCamera
 ) -> None:
@@ -236,7 +219,7 @@ async def test_live_view_remuxes_segments_under_a_grant_and_stops_on_410(
     kuzet_api: str,
     moving_camera: FakeCamera,
 ) -> None:
-    from tests.test_live_view import Scene
+    from tests.liveviewing import Scene
 
     scene = await Scene().build(make, client, conn)
     config = edge_config(

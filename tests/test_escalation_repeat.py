@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -10,75 +9,22 @@ import asyncpg
 import msgspec
 import pytest
 
-from backend.alerts.actions import act
-from backend.alerts.schemas import ActionRequest
 from backend.core.config import Settings
 from backend.dispatch import policy as policies
 from backend.dispatch import service as dispatch
 from backend.dispatch.policy import EscalationPolicy, PolicyStep
-from backend.users.schemas import User
 from kuzet.devtools.push_inbox import PushInbox
 from tests.alerting import dispatch_worker, enqueue_dispatch, fcm_env, jobs, make_due, push_inbox, run_due_jobs
-from tests.factories import ALMATY, Factory
+from tests.factories import Factory
+from tests.world import World
 
 __all__ = ["push_inbox"]
-KM = 1 / 111.32  # degrees of latitude per km
 REPEAT = "repeat_alert"
 
 
 @pytest.fixture
 def settings_env(settings_env: dict[str, str], push_inbox: PushInbox) -> dict[str, str]:
     return settings_env | fcm_env(push_inbox)
-
-
-class World:
-    """A venue with an on-duty bouncer, a near officer (0.5 km), a far one (2.5 km) and a dispatcher,
-    each with one phone; the incident is dispatched up to its last step (the default policy)."""
-
-    async def build(self, make: Factory, conn: asyncpg.Connection, settings: Settings) -> World:
-        self.make, self.conn, self.settings = make, conn, settings
-        region = await make.region()
-        self.venue = await make.venue(name="Club Aurora", region_id=region.id)
-        self.people = {
-            "bouncer": await make.user("bouncer", venue_id=self.venue.id, display_name="Aidos"),
-            "near": await make.user("officer", region_id=region.id, display_name="Seitkali"),
-            "far": await make.user("officer", region_id=region.id, display_name="Omarov"),
-            "dispatcher": await make.user("dispatcher", region_id=region.id, display_name="Centre"),
-        }
-        await make.on_duty(self.people["bouncer"])
-        await make.located(self.people["near"], ALMATY[0] + 0.5 * KM, ALMATY[1])
-        await make.located(self.people["far"], ALMATY[0] + 2.5 * KM, ALMATY[1])
-        self.tokens = {name: f"{name}-{uuid.uuid4().hex}" for name in self.people}
-        for name, user in self.people.items():
-            await make.device(user, self.tokens[name])
-        self.incident = await make.incident(self.venue.id)
-        return self
-
-    async def act(self, who: str, action: str, **extra: Any) -> None:
-        user: User = self.people[who]
-        async with self.conn.transaction():
-            await act(
-                self.conn,
-                self.settings,
-                self.make.principal(user),
-                self.incident,
-                ActionRequest(action=action, **extra),
-            )
-
-    async def reminders(self) -> list[dict[str, Any]]:
-        rows = await self.conn.fetch(
-            """SELECT d.user_id, d.round, d.status, d.fcm_message_name, d.title, d.body, d.data
-               FROM deliveries d WHERE d.incident_id = $1 AND d.purpose = 'reminder' ORDER BY d.id""",
-            self.incident,
-        )
-        names = {user.id: name for name, user in self.people.items()}
-        return [dict(r) | {"who": names[r["user_id"]]} for r in rows]
-
-    async def repeated_events(self) -> list[dict[str, Any]]:
-        rows = await self.conn.fetch(
-            "SELECT data FROM incident_events WHERE incident_id = $1 AND type = 'repeated' ORDER BY id", self.incident
-        )
-        return [r["data"] for r in rows]
 
 
 async def run_to_last_step(w: World, ctx: Any) -> None:
@@ -97,9 +43,9 @@ def reminder_pushes(inbox: PushInbox, token: str) -> list[dict[str, Any]]:
 
 
 async def test_reminders_go_to_those_who_have_not_answered_for_repeat_rounds(
-    make: Factory, conn: asyncpg.Connection, settings: Settings, push_inbox: PushInbox
+    make: Factory, conn: asyncpg.Connection, settings: Settings, world: World, push_inbox: PushInbox
 ) -> None:
-    w = await World().build(make, conn, settings)
+    w = await world.escalation()
     async with dispatch_worker(settings) as ctx:
         await run_to_last_step(w, ctx)
         [timer] = await jobs(conn, REPEAT)
@@ -134,13 +80,13 @@ async def test_reminders_go_to_those_who_have_not_answered_for_repeat_rounds(
     assert await conn.fetchval("SELECT repeat_round FROM incidents WHERE id = $1", w.incident) == 2
 
     # The delivery log has one row per push: each phone got exactly the reminders logged for it.
-    assert reminder_pushes(push_inbox, w.tokens["bouncer"]) == []
+    assert reminder_pushes(push_inbox, w.phones["bouncer"]) == []
     for who in ("near", "far", "dispatcher"):
-        pushes = reminder_pushes(push_inbox, w.tokens[who])
+        pushes = reminder_pushes(push_inbox, w.phones[who])
         logged = [r for r in rows if r["who"] == who]
         assert len(pushes) == len(logged) == 2
         assert {p["name"] for p in pushes} == {r["fcm_message_name"] for r in logged}
-    near = reminder_pushes(push_inbox, w.tokens["near"])
+    near = reminder_pushes(push_inbox, w.phones["near"])
     assert near[0]["message"]["notification"]["title"].startswith("REMINDER: FIGHT at Club Aurora — ")
     assert near[0]["message"]["notification"]["title"].endswith(" m")
     assert [p["message"]["notification"]["body"] for p in near] == [
@@ -168,12 +114,13 @@ async def test_a_repeat_firing_after_the_incident_was_answered_does_nothing(
     make: Factory,
     conn: asyncpg.Connection,
     settings: Settings,
+    world: World,
     who: str,
     action: str,
     extra: dict[str, str],
     reason: str,
 ) -> None:
-    w = await World().build(make, conn, settings)
+    w = await world.escalation()
     async with dispatch_worker(settings) as ctx:
         await run_to_last_step(w, ctx)
         await w.act(who, action, **extra)  # just before the timer fires
@@ -189,9 +136,9 @@ async def test_a_repeat_firing_after_the_incident_was_answered_does_nothing(
 
 
 async def test_a_repeat_is_stale_once_the_last_steps_acknowledged_state_is_reached(
-    make: Factory, conn: asyncpg.Connection, settings: Settings
+    make: Factory, conn: asyncpg.Connection, settings: Settings, world: World
 ) -> None:
-    w = await World().build(make, conn, settings)
+    w = await world.escalation()
     quick = EscalationPolicy(
         steps=[PolicyStep(notify=["bouncers", "officers"], unless="acknowledged")],
         repeat=3,
@@ -216,9 +163,9 @@ async def test_a_repeat_is_stale_once_the_last_steps_acknowledged_state_is_reach
 
 
 async def test_a_round_fires_once_and_only_after_the_last_step(
-    make: Factory, conn: asyncpg.Connection, settings: Settings
+    make: Factory, conn: asyncpg.Connection, settings: Settings, world: World
 ) -> None:
-    w = await World().build(make, conn, settings)
+    w = await world.escalation()
     async with conn.transaction():
         assert (await dispatch.run_step(conn, settings, w.incident, step=0)).fired == [0]
     async with conn.transaction():  # the chain is at step 1 of 3: nothing to repeat yet
@@ -240,9 +187,9 @@ async def test_a_round_fires_once_and_only_after_the_last_step(
 
 
 async def test_nobody_left_to_remind_ends_the_repeats(
-    make: Factory, conn: asyncpg.Connection, settings: Settings
+    make: Factory, conn: asyncpg.Connection, settings: Settings, world: World
 ) -> None:
-    w = await World().build(make, conn, settings)
+    w = await world.escalation()
     only_bouncers = EscalationPolicy(steps=[PolicyStep(notify=["bouncers"])], repeat=2, repeat_every_s=5)
     await dispatch.put_venue_policy(conn, None, w.venue.id, only_bouncers)
     async with conn.transaction():
@@ -280,9 +227,9 @@ def test_a_last_step_that_waits_gives_the_repeat_interval() -> None:
 
 
 async def test_answering_after_a_reminder_marks_the_reminder_acknowledged(
-    make: Factory, conn: asyncpg.Connection, settings: Settings, push_inbox: PushInbox
+    make: Factory, conn: asyncpg.Connection, settings: Settings, world: World, push_inbox: PushInbox
 ) -> None:
-    w = await World().build(make, conn, settings)
+    w = await world.escalation()
     async with dispatch_worker(settings) as ctx:
         await run_to_last_step(w, ctx)
         await make_due(conn, REPEAT, f"{w.incident}:repeat:1")

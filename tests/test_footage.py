@@ -23,7 +23,7 @@ from backend.webhooks.outbox import PENDING_SNAPSHOT_NOTE, SNAPSHOT_NOTE
 from tests.confirming import assert_artefacts, clips, confirm_worker, object_keys, queued, run_jobs, state
 from tests.factories import Factory
 from tests.services import free_port
-from workers.confirm import FOOTAGE_NICENESS, TASKS, new_footage_pool, new_pool
+from workers.confirm import FOOTAGE_NICENESS, MODEL_NICENESS, TASKS, new_footage_pool, new_pool, new_urgent_pool
 from workers.runner import Runner
 
 __all__ = ["clips"]
@@ -114,9 +114,15 @@ async def test_footage_has_its_own_lane_and_lower_priority_processes(
     footage = await queue.claim(conn, jobs.kinds_of(jobs.Lane.FOOTAGE), limit=5, lease_s=30)
     assert [j.kind for j in footage] == ["finish_footage"]
 
-    async with new_pool(settings) as confirm_pool, new_footage_pool(settings) as footage_pool:
+    async with (
+        new_pool(settings) as confirm_pool,
+        new_footage_pool(settings) as footage_pool,
+        new_urgent_pool(settings) as urgent_pool,
+    ):
         mine = os.nice(0)
-        assert await confirm_pool.run(os.nice, 0, timeout_s=30) == mine
+        # Edge-decided kinds at the worker's own priority, the model below them, the footage lower still.
+        assert await urgent_pool.run(os.nice, 0, timeout_s=30) == mine
+        assert await confirm_pool.run(os.nice, 0, timeout_s=30) == min(19, mine + MODEL_NICENESS)
         assert await footage_pool.run(os.nice, 0, timeout_s=30) == min(19, mine + FOOTAGE_NICENESS)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from backend.core.config import ConfigError, load_settings
 from backend.core.migrations import MigrationError, migrate
 from tests.factories import Factory
 from tests.services import admin_dsn
+from tests.waiting import eventually
 
 Client = AsyncTestClient[Litestar]
 
@@ -317,8 +317,7 @@ async def test_rejected_requests_release_their_connections(client: Client, app: 
         forged = {"Authorization": "Bearer kzc_000000000000_forged"}
         assert (await client.get(f"/v1/detections/{uuid.uuid4()}", headers=forged)).status_code == 401
     pool = app.state.db_pool
-    for _ in range(50):  # the last request's cleanup may still be finishing
-        if pool.get_size() - pool.get_idle_size() == 0:
-            break
-        await asyncio.sleep(0.05)
-    assert pool.get_size() - pool.get_idle_size() == 0
+    # the last request's cleanup may still be finishing
+    await eventually(
+        lambda: pool.get_size() - pool.get_idle_size() == 0, "every connection back", timeout_s=2.5, every_s=0.05
+    )

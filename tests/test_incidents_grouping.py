@@ -18,6 +18,7 @@ from backend.detections.confirmation import Verdict, record_outcome
 from backend.incidents import repo as incidents_repo
 from backend.incidents.service import get_timeline
 from tests.factories import Factory
+from tests.waiting import eventually
 
 WINDOW = 120.0
 SETTINGS = Settings(environment="test")
@@ -166,12 +167,16 @@ async def test_concurrent_confirmations_make_one_incident(
     camera = await make.camera()
     now = datetime.fromisoformat("2026-03-07T23:10:00+00:00")
     a, b = await make.detection(camera, occurred_at=now), await make.detection(camera, occurred_at=now)
+
+    async def both_waiting() -> bool:
+        waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        return int(await conn.fetchval(waiting)) >= 2
+
     # Hold the group's lock so that both transactions are provably in flight before either groups.
     async with pool.acquire() as holder, holder.transaction():
         await incidents_repo.lock_group(holder, camera.camera.venue_id, "fight")
         tasks = [asyncio.create_task(decide(pool, d, confirmed(0.8, str(d.id)))) for d in (a, b)]
-        while await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted") < 2:
-            await asyncio.sleep(0.01)
+        await eventually(both_waiting, "both transactions waiting for the group's lock", every_s=0.01)
     ids = await asyncio.gather(*tasks)
     assert ids[0] == ids[1]
     assert (await incident(conn, ids[0]))["detection_count"] == 2

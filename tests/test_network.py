@@ -12,7 +12,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from tests.test_vision_model import DATA, needs_shared, write_clip
+from tests.visioning import DATA, needs_shared, write_clip
 from workers.vision import ConfirmationModel, sample_frames
 from workers.vision.frames import spread_indices
 from workers.vision.i3d import network_input

@@ -29,7 +29,7 @@ from litestar.testing import AsyncTestClient
 
 from backend.core.config import Settings
 from tests.factories import Factory
-from tests.test_contract import serve
+from tests.services import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECTRAL = ROOT / "node_modules" / ".bin" / "spectral"
@@ -231,7 +231,7 @@ async def test_the_phone_flow_runs_through_a_generated_client(
         )
         assert str(shown.policy).endswith("on_request") and shown.to_dict() == set_to.to_dict()
 
-    with serve(settings) as base:
+    async with serve(settings) as base:
         await asyncio.to_thread(run, base)
     stored = await conn.fetchval("SELECT photo_key IS NOT NULL FROM panics ORDER BY created_at DESC LIMIT 1")
     assert stored, "the photo was sent as a file and stored"

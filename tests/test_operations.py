@@ -23,12 +23,11 @@ from backend.core.config import load_settings
 from backend.health.service import read_backlog
 from tests.factories import Factory
 from tests.services import free_port
-from tests.test_webhooks import World, world
 from tests.webhooking import WEBHOOK_ENV, open_incident
 from tests.worker_processes import sample
+from tests.world import World
 from workers.metrics import LoopBeat, make_app, serve
 
-__all__ = ["world"]
 Client = AsyncTestClient[Litestar]
 
 
@@ -73,6 +72,7 @@ def test_each_lane_query_names_exactly_its_kinds() -> None:
 async def test_metrics_show_the_webhook_backlog_and_the_lanes(
     make: Factory, conn: asyncpg.Connection, client: Client, world: World
 ) -> None:
+    await world.city()
     await world.subscribe(client, "https://city.example/hooks")
     await open_incident(conn, make.settings, world.venue.id, world.camera.camera.id)
 

@@ -295,5 +295,6 @@ def test_the_worker_pool_has_a_connection_for_every_lane_slot() -> None:
         worker_alert_concurrency=base.worker_alert_concurrency + 2,
         worker_footage_concurrency=base.worker_footage_concurrency + 4,
         webhook_concurrency=base.webhook_concurrency + 8,
+        worker_urgent_concurrency=base.worker_urgent_concurrency + 16,  # the confirmation lane's reserved slots
     )
-    assert pool_size(more) - pool_size(base) == 15
+    assert pool_size(more) - pool_size(base) == 31

@@ -27,54 +27,26 @@ from kuzet.devtools.webhook_receiver import Behaviour, WebhookReceiver
 from tests.factories import Factory
 from tests.services import free_port
 from tests.webhooking import (
+    ALL_TYPES,
     WEBHOOK_ENV,
     act,
     open_incident,
-    principal,
     receiver,
     wait_received,
     wait_until,
     webhook_worker,
 )
 from tests.worker_processes import worker_process
+from tests.world import World
 
 __all__ = ["receiver"]
 Client = AsyncTestClient[Litestar]
 XSD = Path(__file__).parent / "data" / "CAP-v1.2.xsd"
-ALL_TYPES = [
-    "incident.opened",
-    "incident.updated",
-    "incident.acknowledged",
-    "incident.escalated",
-    "incident.responding",
-    "incident.resolved",
-]
 
 
 @pytest.fixture
 def settings_env(settings_env: dict[str, str]) -> dict[str, str]:
     return settings_env | WEBHOOK_ENV
-
-
-class World:
-    """A region, a venue with a camera, a bouncer, an officer and an admin."""
-
-    async def build(self, make: Factory) -> World:
-        self.make = make
-        self.region = await make.region()
-        self.venue = await make.venue(name="Club Aurora", region_id=self.region.id)
-        self.camera = await make.camera(self.venue.id)
-        self.bouncer = principal(await make.user("bouncer", venue_id=self.venue.id, display_name="Aidos"))
-        self.officer = principal(await make.user("officer", region_id=self.region.id, display_name="Seitkali"))
-        self.admin = await make.user("admin")
-        return self
-
-    async def subscribe(self, client: Client, url: str, **extra: Any) -> dict[str, Any]:
-        body = {"name": "Police centre", "url": url, "event_types": ALL_TYPES} | extra
-        response = await client.post("/v1/admin/webhooks", json=body, headers=self.make.auth(self.admin))
-        assert response.status_code == 201, response.text
-        created: dict[str, Any] = response.json()
-        return created
 
 
 def verifier(*secrets: str) -> Any:
@@ -93,8 +65,8 @@ def verifier(*secrets: str) -> Any:
 
 
 @pytest.fixture
-async def world(make: Factory) -> World:
-    return await World().build(make)
+async def world(world: World) -> World:
+    return await world.city()
 
 
 async def test_every_change_arrives_signed_in_order_as_json(
@@ -102,15 +74,15 @@ async def test_every_change_arrives_signed_in_order_as_json(
 ) -> None:
     sub = await world.subscribe(client, receiver.url("/a"))
     assert sub["secret"].startswith("whsec_")
-    shown = await client.get(f"/v1/admin/webhooks/{sub['id']}", headers=world.make.auth(world.admin))
+    shown = await client.get(f"/v1/admin/webhooks/{sub['id']}", headers=world.auth("admin"))
     assert "secret" not in shown.json()  # shown once, at creation
     receiver.verifiers["/a"] = verifier(sub["secret"])
 
     incident = await open_incident(conn, settings, world.venue.id, world.camera.camera.id)
-    await act(conn, settings, incident, world.bouncer, "acknowledge")
-    await act(conn, settings, incident, world.officer, "accept")
-    await act(conn, settings, incident, world.officer, "arrive")
-    await act(conn, settings, incident, world.officer, "resolve", outcome="arrest")
+    await act(conn, settings, incident, world.principal("bouncer"), "acknowledge")
+    await act(conn, settings, incident, world.principal("officer"), "accept")
+    await act(conn, settings, incident, world.principal("officer"), "arrive")
+    await act(conn, settings, incident, world.principal("officer"), "resolve", outcome="arrest")
     # Exactly one outbox row per change, written with it.
     assert await conn.fetchval("SELECT count(*) FROM webhook_deliveries") == 5
 
@@ -169,7 +141,7 @@ async def test_rotation_signs_with_both_secrets_during_the_overlap(
     sub = await world.subscribe(client, receiver.url("/r"), event_types=["incident.opened", "incident.acknowledged"])
     old = sub["secret"]
     rotated = await client.post(
-        f"/v1/admin/webhooks/{sub['id']}/rotate-secret", json={"overlap_s": 3600}, headers=world.make.auth(world.admin)
+        f"/v1/admin/webhooks/{sub['id']}/rotate-secret", json={"overlap_s": 3600}, headers=world.auth("admin")
     )
     assert rotated.status_code == 200, rotated.text
     new = rotated.json()["secret"]
@@ -184,10 +156,10 @@ async def test_rotation_signs_with_both_secrets_during_the_overlap(
         assert len(during.headers["webhook-signature"].split(" ")) == 2
 
         await client.post(
-            f"/v1/admin/webhooks/{sub['id']}/rotate-secret", json={"overlap_s": 0}, headers=world.make.auth(world.admin)
+            f"/v1/admin/webhooks/{sub['id']}/rotate-secret", json={"overlap_s": 0}, headers=world.auth("admin")
         )
         newest = await conn.fetchval("SELECT secret FROM webhook_subscriptions WHERE id = $1", uuid.UUID(sub["id"]))
-        await act(conn, settings, incident, world.bouncer, "acknowledge")
+        await act(conn, settings, incident, world.principal("bouncer"), "acknowledge")
         got = await wait_received(receiver, "/r", 2)
     after = got[1]
     Webhook(newest).verify(after.body, after.headers)
@@ -205,8 +177,8 @@ async def test_cap_documents_validate_against_the_oasis_xsd(
     receiver.verifiers["/cap"] = verifier(sub["secret"])
     schema = etree.XMLSchema(etree.parse(str(XSD)))
     fire = await open_incident(conn, settings, world.venue.id, world.camera.camera.id, kind="fire_smoke")
-    await act(conn, settings, fire, world.bouncer, "acknowledge")
-    await act(conn, settings, fire, world.bouncer, "resolve", outcome="false_alarm")
+    await act(conn, settings, fire, world.principal("bouncer"), "acknowledge")
+    await act(conn, settings, fire, world.principal("bouncer"), "resolve", outcome="false_alarm")
     async with webhook_worker(settings):
         got = await wait_received(receiver, "/cap", 3)
     assert all(r.verified for r in got)
@@ -247,7 +219,7 @@ async def test_cap_documents_validate_against_the_oasis_xsd(
 async def test_failing_receivers_are_retried_then_dead_then_replayed(
     world: World, client: Client, conn: asyncpg.Connection, settings: Settings, receiver: WebhookReceiver
 ) -> None:
-    admin = world.make.auth(world.admin)
+    admin = world.auth("admin")
     flaky = await world.subscribe(client, receiver.url("/flaky"), event_types=["incident.opened"])
     busy = await world.subscribe(client, receiver.url("/busy"), event_types=["incident.opened"])
     broken = await world.subscribe(client, receiver.url("/broken"), event_types=["incident.opened"])
@@ -317,11 +289,11 @@ async def test_410_disables_the_subscription(
     gone = await world.subscribe(client, receiver.url("/gone"))
     receiver.behaviours["/gone"] = Behaviour(status=410)
     incident = await open_incident(conn, settings, world.venue.id, world.camera.camera.id)
-    admin = world.make.auth(world.admin)
+    admin = world.auth("admin")
     async with webhook_worker(settings):
         await wait_received(receiver, "/gone", 1)
         await wait_until(conn, "SELECT NOT enabled FROM webhook_subscriptions WHERE id = $1", uuid.UUID(gone["id"]))
-        await act(conn, settings, incident, world.bouncer, "acknowledge")  # held, not sent, while disabled
+        await act(conn, settings, incident, world.principal("bouncer"), "acknowledge")  # held, not sent, while disabled
         shown = await client.get(f"/v1/admin/webhooks/{gone['id']}", headers=admin)
         await asyncio.sleep(1.0)
     assert shown.json()["enabled"] is False and "410" in shown.json()["disabled_reason"]
@@ -343,13 +315,13 @@ async def test_410_disables_the_subscription(
 async def test_events_while_a_subscription_is_disabled_are_held_and_sent_in_order_when_enabled(
     world: World, client: Client, conn: asyncpg.Connection, settings: Settings, receiver: WebhookReceiver
 ) -> None:
-    admin = world.make.auth(world.admin)
+    admin = world.auth("admin")
     sub = await world.subscribe(client, receiver.url("/held"))
     off = await client.patch(f"/v1/admin/webhooks/{sub['id']}", json={"enabled": False}, headers=admin)
     assert off.json()["enabled"] is False
     incident = await open_incident(conn, settings, world.venue.id, world.camera.camera.id)
-    await act(conn, settings, incident, world.bouncer, "acknowledge")
-    await act(conn, settings, incident, world.officer, "accept")
+    await act(conn, settings, incident, world.principal("bouncer"), "acknowledge")
+    await act(conn, settings, incident, world.principal("officer"), "accept")
     async with webhook_worker(settings):
         await asyncio.sleep(1.5)  # a worker running meanwhile sends nothing
         assert receiver.on("/held") == []
@@ -375,7 +347,7 @@ async def test_events_while_a_subscription_is_disabled_are_held_and_sent_in_orde
 async def test_a_deleted_subscription_gets_nothing_more_and_keeps_its_history(
     world: World, client: Client, conn: asyncpg.Connection, settings: Settings, receiver: WebhookReceiver
 ) -> None:
-    admin = world.make.auth(world.admin)
+    admin = world.auth("admin")
     sub = await world.subscribe(client, receiver.url("/deleted"), event_types=["incident.opened"])
     await open_incident(conn, settings, world.venue.id, world.camera.camera.id)
     async with webhook_worker(settings):
@@ -396,7 +368,7 @@ async def test_a_deleted_subscription_gets_nothing_more_and_keeps_its_history(
     [audited] = await conn.fetch(
         "SELECT actor_id, subject_id FROM audit_log WHERE action = 'webhook.subscription.delete'"
     )
-    assert (audited["actor_id"], audited["subject_id"]) == (world.admin.id, sub["id"])
+    assert (audited["actor_id"], audited["subject_id"]) == (world.people["admin"].id, sub["id"])
     other_camera = await world.make.camera(world.venue.id)
     await open_incident(conn, settings, world.venue.id, other_camera.camera.id, kind="weapon")
     assert await conn.fetchval("SELECT count(*) FROM webhook_deliveries") == 1  # nothing more written
@@ -425,7 +397,7 @@ async def test_a_slow_receiver_does_not_delay_another(
     await world.subscribe(client, receiver.url("/slow"))
     await world.subscribe(client, receiver.url("/fast"))
     incident = await open_incident(conn, settings, world.venue.id, world.camera.camera.id)
-    await act(conn, settings, incident, world.bouncer, "acknowledge")
+    await act(conn, settings, incident, world.principal("bouncer"), "acknowledge")
     try:
         async with webhook_worker(settings):
             await wait_received(receiver, "/slow", 1)
@@ -453,7 +425,7 @@ async def test_a_worker_killed_mid_delivery_leaves_it_to_another_same_id_in_orde
     sub = await world.subscribe(client, receiver.url("/k"))
     receiver.verifiers["/k"] = verifier(sub["secret"])
     incident = await open_incident(conn, settings, world.venue.id, world.camera.camera.id)
-    await act(conn, settings, incident, world.bouncer, "acknowledge")
+    await act(conn, settings, incident, world.principal("bouncer"), "acknowledge")
     env = os.environ | settings_env | {"KUZET_JOB_LEASE_S": "2", "KUZET_WEBHOOK_TIMEOUT_S": "1"}
     env |= {
         "KUZET_FCM_ENDPOINT": f"http://127.0.0.1:{free_port()}/v1/projects/{{0}}/messages:send",
@@ -484,7 +456,7 @@ async def test_a_worker_killed_mid_delivery_leaves_it_to_another_same_id_in_orde
 async def test_unsafe_targets_are_refused(
     world: World, client: Client, conn: asyncpg.Connection, settings_env: dict[str, str], receiver: WebhookReceiver
 ) -> None:
-    admin = world.make.auth(world.admin)
+    admin = world.auth("admin")
     bad = await client.post(
         "/v1/admin/webhooks", json={"name": "x", "url": "ftp://example.com/x", "event_types": ALL_TYPES}, headers=admin
     )
@@ -532,7 +504,7 @@ async def test_unsafe_targets_are_refused_when_a_subscription_is_made(
     from backend.webhooks import service as webhooks
     from backend.webhooks.schemas import SubscriptionCreate
 
-    admin = world.make.auth(world.admin)
+    admin = world.auth("admin")
     for url in ("http://10.1.2.3/x", "http://2852039166/x", "http://[::ffff:169.254.169.254]/x", "http://100.64.0.1/x"):
         refused = await client.post(
             "/v1/admin/webhooks", json={"name": "x", "url": url, "event_types": ALL_TYPES}, headers=admin
@@ -593,7 +565,7 @@ async def test_delivery_to_a_refused_name_never_connects_and_redirects_are_not_f
     receiver: WebhookReceiver,
 ) -> None:
     strict = load_settings(settings_env | {"KUZET_WEBHOOK_ALLOW_NETWORKS": "", "KUZET_WEBHOOK_RETRY_SCHEDULE_S": ""})
-    admin = world.make.auth(world.admin)
+    admin = world.auth("admin")
     by_name = await world.subscribe(client, receiver.url("/named", host="localhost"), event_types=["incident.opened"])
     receiver.behaviours["/moved"] = Behaviour(status=302, headers={"Location": receiver.url("/elsewhere")})
     receiver.behaviours["/big"] = Behaviour(status=200, body=b"x" * 1_000_000)
@@ -608,7 +580,7 @@ async def test_delivery_to_a_refused_name_never_connects_and_redirects_are_not_f
     moved = await world.subscribe(client, receiver.url("/moved"), event_types=["incident.acknowledged"])
     big = await world.subscribe(client, receiver.url("/big"), event_types=["incident.acknowledged"])
     incident = await conn.fetchval("SELECT id FROM incidents")
-    await act(conn, allowed, incident, world.bouncer, "acknowledge")
+    await act(conn, allowed, incident, world.principal("bouncer"), "acknowledge")
     async with webhook_worker(allowed):
         await wait_received(receiver, "/moved", 1)
         await wait_until(
@@ -631,7 +603,7 @@ async def test_delivery_to_a_refused_name_never_connects_and_redirects_are_not_f
 async def test_area_filters_choose_the_subscriptions(
     world: World, client: Client, conn: asyncpg.Connection, settings: Settings, make: Factory, receiver: WebhookReceiver
 ) -> None:
-    admin = world.make.auth(world.admin)
+    admin = world.auth("admin")
     other_region = await make.region()
     lat, lon = await conn.fetchrow(
         "SELECT ST_Y(location::geometry), ST_X(location::geometry) FROM venues WHERE id = $1", world.venue.id
@@ -686,7 +658,7 @@ async def test_the_admin_api_is_for_admins_and_names_what_is_missing(
     owner = await make.user("owner")
     assert (await client.get("/v1/admin/webhooks", headers=make.auth(owner))).status_code == 403
     assert (await client.get("/v1/admin/webhooks")).status_code == 401
-    admin = make.auth(world.admin)
+    admin = world.auth("admin")
     missing = await client.get(f"/v1/admin/webhooks/{uuid.uuid4()}/deliveries", headers=admin)
     assert missing.status_code == 404 and missing.json()["field"] == "subscription_id"
     sub = await world.subscribe(client, receiver.url("/x"))

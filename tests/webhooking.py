@@ -22,6 +22,14 @@ from tests.waiting import eventually
 from workers import webhooks
 from workers.runner import Runner, WorkerContext
 
+ALL_TYPES = [
+    "incident.opened",
+    "incident.updated",
+    "incident.acknowledged",
+    "incident.escalated",
+    "incident.responding",
+    "incident.resolved",
+]
 WEBHOOK_ENV = {
     "KUZET_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8,::1/128",
     "KUZET_WEBHOOK_RETRY_SCHEDULE_S": "0.2,0.2,0.2",

@@ -65,6 +65,9 @@ BLURRED_NAME: Final = "snapshot_blurred.jpg"
 PLAYABLE_NAME: Final = "playable.mp4"
 SNAPSHOT_MAX_BYTES: Final = 200_000
 FOOTAGE_NICENESS: Final = 10  # the footage processes' OS priority below the confirmations'
+# The model's processes run below the event loop, the API and the edge-decided kinds' processes, so a
+# backlog of clips to score never takes a core from an alarm (issue 24).
+MODEL_NICENESS: Final = 5
 __all__ = ["TASKS", "Confirmer", "confirm_detection", "setup"]
 
 
@@ -84,11 +87,20 @@ def init_process(
     global _MODEL, _SHADOW  # noqa: PLW0603 - the per-process models are this module's state by design
     import cv2
 
+    os.nice(MODEL_NICENESS)  # below the alarms: the worker's event loop, the API, the urgent processes
     cv2.setNumThreads(1)  # one process per core: no oversubscription
     _MODEL = ConfirmationModel(live, person_model_path=person_model)
     _SHADOW = ConfirmationModel(shadow) if shadow is not None else None
     if faces:
         _load_faces()
+
+
+def init_urgent_process() -> None:
+    """Urgent pool initializer (edge-decided kinds: probe and snapshot, no model), at the worker's
+    own OS priority, above the model's processes."""
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 def init_footage_process() -> None:
@@ -250,10 +262,15 @@ class Confirmer:
     snapshot: MakeSnapshot = make_snapshot
     footage: MakeFootage = make_footage
     footage_pool: CpuPool | None = None  # None: the footage runs in ``pool`` (tests)
+    urgent_pool: CpuPool | None = None  # edge-decided kinds; None: they run in ``pool`` (tests)
 
     @property
     def for_footage(self) -> CpuPool:
         return self.footage_pool or self.pool
+
+    def for_kind(self, use_model: bool) -> CpuPool:
+        """The model's pool for clips it scores; the urgent pool (never busy with the model) otherwise."""
+        return self.pool if use_model else self.urgent_pool or self.pool
 
 
 def new_pool(
@@ -264,6 +281,11 @@ def new_pool(
     return CpuPool(
         settings.worker_concurrency, initializer=init_process, initargs=(settings.person_model, live, shadow, faces)
     )
+
+
+def new_urgent_pool(settings: Settings) -> CpuPool:
+    """The edge-decided kinds' own processes (no model), one per reserved slot of the lane."""
+    return CpuPool(settings.worker_urgent_concurrency, initializer=init_urgent_process)
 
 
 def new_footage_pool(settings: Settings) -> CpuPool:
@@ -279,7 +301,8 @@ async def setup(ctx: WorkerContext, stack: AsyncExitStack) -> None:
     log.info("confirm_models", live=str(live or "committed"), shadow=str(shadow) if shadow else None)
     pool = await stack.enter_async_context(new_pool(ctx.settings, live, shadow, faces=False))
     footage_pool = await stack.enter_async_context(new_footage_pool(ctx.settings))
-    ctx.confirmer = Confirmer(pool, footage_pool=footage_pool)
+    urgent_pool = await stack.enter_async_context(new_urgent_pool(ctx.settings))
+    ctx.confirmer = Confirmer(pool, footage_pool=footage_pool, urgent_pool=urgent_pool)
 
 
 async def _model_slots(ctx: WorkerContext) -> dict[str, SlotRow]:
@@ -385,8 +408,9 @@ async def _judge(
     timings = {"download": (time.perf_counter() - started) * 1000.0}
 
     use_model = confirmation.uses_server_model(target.kind, settings)
+    cpu = confirmer.for_kind(use_model)
     try:
-        analysis = await confirmer.pool.run(
+        analysis = await cpu.run(
             confirmer.analyse, AnalyseRequest(clip, score=use_model), timeout_s=settings.clip_timeout_s
         )
     except CLIP_FAILURES as exc:
@@ -418,9 +442,7 @@ async def _judge(
     best = clip_score.best_frame_time_s if clip_score and target.kind in confirmation.MODEL_KINDS else None
     at = best if best is not None else analysis.duration_s / 2
     try:
-        shot = await confirmer.pool.run(
-            confirmer.snapshot, ArtefactRequest(clip, work, at), timeout_s=settings.clip_timeout_s
-        )
+        shot = await cpu.run(confirmer.snapshot, ArtefactRequest(clip, work, at), timeout_s=settings.clip_timeout_s)
     except CLIP_FAILURES as exc:
         # A confirmed fight still becomes an incident without its artefacts: never drop the alarm.
         log.warning("artefacts_failed", detection_id=str(target.id), reason=_reason(exc))

@@ -11,7 +11,7 @@ from backend.core.db import create_pool
 from backend.core.jobs import Lane
 from backend.core.logging import configure_logging, get_logger
 from workers import confirm, dispatch, maintenance, metrics, sms, webhooks
-from workers.runner import Runnable, Runner, WorkerContext, install_signal_handlers, lane_slots
+from workers.runner import Runnable, Runner, WorkerContext, install_signal_handlers, lane_slots, reserved_slots
 
 log = get_logger(__name__)
 
@@ -24,7 +24,7 @@ SCHEDULES = [*maintenance.SCHEDULES, *dispatch.SCHEDULES]
 
 def pool_size(settings: Settings) -> int:
     """A connection for each slot of every lane, plus the heartbeat, the schedules and a spare."""
-    return sum(lane_slots(settings, lane) for lane in Lane) + 3
+    return sum(lane_slots(settings, lane) + reserved_slots(settings, lane) for lane in Lane) + 3
 
 
 @asynccontextmanager

@@ -97,7 +97,7 @@ async def refresh_queue_gauges(ctx: WorkerContext) -> None:
     try:
         async with asyncio.timeout(3):
             async with ctx.pool.acquire() as conn:
-                backlog = await read_backlog(conn)
+                backlog = await read_backlog(conn, ctx.settings)
     except DATABASE_UNAVAILABLE:
         DEPENDENCY_UP.labels(dependency="database").set(0)
         return

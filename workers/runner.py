@@ -1,7 +1,9 @@
 """The worker loop: claim jobs from PostgreSQL lane by lane, run their handlers, keep their leases.
 
 Stateless: any number of worker processes on any number of machines share the queue. Each lane
-(``backend.core.jobs``) has its own slots, so alert jobs never wait for a confirmation to finish.
+(``backend.core.jobs``) has its own slots, so alert jobs never wait for a confirmation to finish;
+the confirmation lane also keeps ``KUZET_WORKER_URGENT_CONCURRENCY`` slots that take only its urgent
+jobs (edge-decided kinds), so a weapon never waits for a slot behind clips the model scores.
 Jobs are claimed with SKIP LOCKED under a short lease that a heartbeat renews every third of it
 while the job runs; a worker killed mid-job (even SIGKILL) stops renewing, and another worker
 takes the job when the lease runs out. A job past its own time limit is cancelled and retried.
@@ -31,7 +33,7 @@ import msgspec
 from backend.core import failures, queue
 from backend.core.config import Settings
 from backend.core.job_errors import JobLost, PermanentError, TransientError
-from backend.core.jobs import PAYLOADS, Lane, Payload
+from backend.core.jobs import PAYLOADS, PRIORITY_URGENT, Lane, Payload
 from backend.core.logging import get_logger
 from backend.core.metrics import DEPENDENCY_UP, JOB_SECONDS, JOB_WAIT_SECONDS, JOBS_FINISHED
 from backend.core.notify import Notifier
@@ -148,7 +150,8 @@ Handlers = Sequence[Runnable] | Mapping[str, Runnable]
 
 
 def lane_slots(settings: Settings, lane: Lane) -> int:
-    """How many jobs of ``lane`` one worker runs at once."""
+    """How many jobs of ``lane`` one worker runs at once (the confirmation lane's reserved slots
+    for edge-decided kinds not counted: ``reserved_slots``)."""
     if lane is Lane.ALERT:
         return settings.worker_alert_concurrency
     if lane is Lane.CONFIRM:
@@ -160,12 +163,19 @@ def lane_slots(settings: Settings, lane: Lane) -> int:
     return 1
 
 
+def reserved_slots(settings: Settings, lane: Lane) -> int:
+    """Slots of ``lane`` that only take its urgent jobs (priority ``PRIORITY_URGENT``): in the
+    confirmation lane, the edge-decided kinds, which need no model and must never wait behind it."""
+    return settings.worker_urgent_concurrency if lane is Lane.CONFIRM else 0
+
+
 @dataclass
 class _Lane:
     lane: Lane
     kinds: list[str]
     slots: int
     running: dict[int, queue.Job] = field(default_factory=dict)
+    max_priority: int | None = None  # reserved slots: only jobs of this priority or more urgent
 
     @property
     def free(self) -> int:
@@ -187,11 +197,14 @@ class Runner:
         if unknown:
             raise ValueError(f"job kinds not declared in backend.core.jobs: {unknown}")
         self.tasks: dict[str, Runnable] = {t.kind: t for t in tasks}
-        self.lanes = [
-            _Lane(lane, kinds, concurrency or lane_slots(ctx.settings, lane))
-            for lane in Lane
-            if (kinds := sorted(k for k, t in self.tasks.items() if t.lane is lane))
-        ]
+        self.lanes: list[_Lane] = []
+        for lane in Lane:
+            kinds = sorted(k for k, t in self.tasks.items() if t.lane is lane)
+            if not kinds:
+                continue
+            if reserved := reserved_slots(ctx.settings, lane):  # claimed first, urgent jobs only
+                self.lanes.append(_Lane(lane, kinds, reserved, max_priority=PRIORITY_URGENT))
+            self.lanes.append(_Lane(lane, kinds, concurrency or lane_slots(ctx.settings, lane)))
         self.schedules = list(schedules)
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -310,7 +323,13 @@ class Runner:
     async def _claim(self, lane: _Lane) -> list[queue.Job]:
         try:
             async with self.ctx.pool.acquire() as conn:
-                jobs = await queue.claim(conn, lane.kinds, limit=lane.free, lease_s=self.ctx.settings.job_lease_s)
+                jobs = await queue.claim(
+                    conn,
+                    lane.kinds,
+                    limit=lane.free,
+                    lease_s=self.ctx.settings.job_lease_s,
+                    max_priority=lane.max_priority,
+                )
         except failures.DATABASE_UNAVAILABLE as exc:
             self._dependency_down(exc)
             return []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from backend.core.auth import Principal
@@ -26,6 +27,20 @@ async def record(
     detail: dict[str, Any] | None = None,
 ) -> None:
     await conn.execute(INSERT, actor_id, actor_role, action, subject_type, subject_id, venue_id, detail or {})
+
+
+async def record_many_by(
+    conn: Conn,
+    actor: Principal,
+    action: str,
+    records: Sequence[tuple[str, str, uuid.UUID | None, Mapping[str, Any]]],
+) -> None:
+    """Several records of one action by a signed-in person, in one round trip:
+    ``(subject_type, subject_id, venue_id, detail)`` each."""
+    if records:
+        await conn.executemany(
+            INSERT, [(actor.user_id, actor.role, action, st, sid, venue, detail) for st, sid, venue, detail in records]
+        )
 
 
 async def record_by(

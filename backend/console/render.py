@@ -14,6 +14,7 @@ from litestar import Request, Response
 from litestar.datastructures import Cookie, State
 
 from backend.console import i18n, session
+from backend.console.i18n import problems
 from backend.core import localtime
 from backend.core.auth import Principal
 from backend.core.config import Settings
@@ -64,6 +65,13 @@ def fmt_share(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.0f} %"
 
 
+@jinja2.pass_context
+def _explain(context: Any, message: str) -> tuple[str, str | None]:
+    """Why a field was refused, in the page's language (``backend.console.i18n.problems``)."""
+    return problems.explain(context["t"], message)
+
+
+_env.globals["explain"] = _explain
 _env.filters["time"] = fmt_time
 _env.filters["local"] = fmt_local
 _env.filters["seconds"] = _seconds

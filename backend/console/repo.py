@@ -88,6 +88,19 @@ WHERE u.is_active AND (u.id = (SELECT owner_id FROM venues WHERE id = $1)
    OR u.id IN (SELECT user_id FROM duty WHERE venue_id = $1 AND on_duty AND role = 'bouncer'))
 ORDER BY u.role = 'owner', u.display_name
 """
+# The same, for the venues of a board batch.
+VENUE_CONTACTS = """
+SELECT * FROM (
+    SELECT v.id AS venue_id, u.id AS user_id, u.display_name, u.role, u.phone
+    FROM venues v JOIN users u ON u.id = v.owner_id AND u.is_active
+    WHERE v.id = ANY($1::uuid[])
+    UNION ALL
+    SELECT d.venue_id, u.id, u.display_name, u.role, u.phone
+    FROM duty d JOIN users u ON u.id = d.user_id AND u.is_active
+    WHERE d.venue_id = ANY($1::uuid[]) AND d.on_duty AND d.role = 'bouncer'
+) c
+ORDER BY venue_id, role = 'owner', display_name
+"""
 OFFICER_NAMES = """
 SELECT u.id AS user_id, u.display_name, l.recorded_at
 FROM users u JOIN officer_locations l ON l.user_id = u.id
@@ -120,6 +133,16 @@ async def contacts(conn: Conn, venue_id: uuid.UUID) -> list[Contact]:
     return [msgspec.convert(dict(r), Contact) for r in await conn.fetch(CONTACTS, venue_id)]
 
 
+async def venue_contacts(conn: Conn, venue_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Contact]]:
+    found: dict[uuid.UUID, list[Contact]] = {v: [] for v in venue_ids}
+    if venue_ids:
+        for r in await conn.fetch(VENUE_CONTACTS, venue_ids):
+            found[r["venue_id"]].append(
+                Contact(user_id=r["user_id"], display_name=r["display_name"], role=r["role"], phone=r["phone"])
+            )
+    return found
+
+
 # The offline base map: region boundaries as GeoJSON and venue names, in the board's scope
 # (``$1``: a region, or null for all).
 OUTLINE_REGIONS = """
@@ -139,10 +162,12 @@ FROM venues WHERE $1::uuid IS NULL OR region_id = $1
 REGION_NAMES = "SELECT name FROM police_regions WHERE $1::uuid IS NULL OR id = $1 ORDER BY name"
 
 
-async def outline(conn: Conn, region_id: uuid.UUID | None) -> bytes:
+async def outline(conn: Conn, region_id: uuid.UUID | None, city: bytes) -> bytes:
+    """``city``: the city's outline (a GeoJSON FeatureCollection, or ``null``), as JSON."""
     regions = await conn.fetchval(OUTLINE_REGIONS, region_id)
     venues = await conn.fetchval(OUTLINE_VENUES, region_id)
-    return f'{{"regions":{{"type":"FeatureCollection","features":{regions}}},"venues":{venues}}}'.encode()
+    head = f'{{"regions":{{"type":"FeatureCollection","features":{regions}}},"venues":{venues},"city":'
+    return head.encode() + city + b"}"
 
 
 async def region_names(conn: Conn, region_id: uuid.UUID | None) -> list[str]:

@@ -1,5 +1,6 @@
 """Administrators' pages: regions, venues (create, edit, position picked on a map), cameras (create,
-rotate key, deactivate), users (create, edit, deactivate, reactivate, reset), webhook subscriptions.
+rotate key, deactivate), users (create; edit name, phone, role, venue or region and whether active;
+deactivate, reactivate, reset), webhook subscriptions.
 
 Every form is Post/Redirect/Get: a POST does one service call and answers 303, so reloading the
 page that follows repeats nothing. A secret (a camera's key, a one-time code, a signing secret) is
@@ -16,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from functools import cache
 from typing import Any, NamedTuple, get_args
 
+import msgspec
 from litestar import Controller, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.response import Redirect
@@ -26,12 +28,13 @@ from backend.console import forms, shown
 from backend.console.handler import ConsoleRequest, Db, Me, PathId, see_other
 from backend.console.render import render
 from backend.console.session import require
-from backend.core.auth import ROLES, Principal
+from backend.core.auth import ROLES, Principal, Role
 from backend.core.db import Conn
 from backend.core.errors import Conflict, Invalid
+from backend.core.wire import Name
 from backend.sms import phones
 from backend.users import service as users
-from backend.users.schemas import UserCreate, UserProfile
+from backend.users.schemas import Phone, UserAssignment, UserCreate, UserProfile
 from backend.venues import service as venues
 from backend.venues.schemas import RegionCreate, VenueCreate, VenueUpdate
 from backend.webhooks import service as webhooks
@@ -41,6 +44,17 @@ EVENT_TYPES: tuple[str, ...] = get_args(EventType)  # the API's event types, in 
 NOTICES = frozenset({"saved", "created"})
 
 Page = Callable[["FormProblem | None"], Awaitable[Response[str]]]
+
+
+class UserEdit(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The user page's form: ``UserProfile`` and ``UserAssignment`` together, and whether the user may sign in."""
+
+    display_name: Name
+    phone: Phone | None = None
+    role: Role
+    venue_id: uuid.UUID | None = None
+    region_id: uuid.UUID | None = None
+    active: bool = True
 
 
 class FormProblem(NamedTuple):
@@ -210,6 +224,32 @@ class AdminController(Controller):
         form = f"edit-user-{user_id}"
         return await _submit(request, db, form, action, lambda p: _users_page(request, db, me, None, p))
 
+    @get("/users/{user_id:uuid}")
+    async def user_page(self, request: ConsoleRequest, db: Db, me: Me, user_id: PathId) -> Response[str]:
+        _admin(me)
+        return _no_store(await _user_page(request, db, me, user_id), [])
+
+    @post("/users/{user_id:uuid}/edit", status_code=303)
+    async def edit_user(self, request: ConsoleRequest, db: Db, me: Me, user_id: PathId) -> Response[Any]:
+        """Name, phone, role and place, active or not: one form, each part by the API's service and rules."""
+        _admin(me)
+        await users.get_user(db, user_id)  # 404 before anything is read
+
+        async def action(values: dict[str, Any]) -> Redirect:
+            data = forms.decode(values, UserEdit)
+            if user_id == me.user_id and not data.active:
+                raise Conflict("an administrator cannot deactivate themselves", field="active")
+            await users.update_profile(db, me, user_id, UserProfile(display_name=data.display_name, phone=data.phone))
+            place = UserAssignment(role=data.role, venue_id=data.venue_id, region_id=data.region_id)
+            user = await users.update_assignment(db, me, user_id, place)
+            if user.is_active and not data.active:
+                await users.deactivate(db, me, user_id)
+            elif data.active and not user.is_active:
+                await users.reactivate(db, me, user_id)
+            return see_other(f"/console/admin/users/{user_id}", done="saved")
+
+        return await _submit(request, db, "edit-user", action, lambda p: _user_page(request, db, me, user_id, p))
+
     @post("/users/{user_id:uuid}/deactivate", status_code=303)
     async def deactivate_user(self, db: Db, me: Me, user_id: PathId) -> Redirect:
         _admin(me)
@@ -337,6 +377,28 @@ async def _users_page(
         problem=problem,
         notice=_notice(request),
         unverified=unverified,
+    )
+
+
+async def _user_page(
+    request: ConsoleRequest,
+    db: Conn,
+    me: Principal,
+    user_id: uuid.UUID,
+    problem: FormProblem | None = None,
+) -> Response[str]:
+    user = await users.get_user(db, user_id)
+    return render(
+        request,
+        "admin_user.html",
+        me=me,
+        user=user,
+        phone=(await users.phones(db, [user_id])).get(user_id),
+        roles=ROLES,
+        venues=await venues.list_venues(db),
+        regions=await venues.list_regions(db),
+        problem=problem,
+        notice=_notice(request),
     )
 
 

@@ -19,10 +19,12 @@ from backend.console.handler import ConsoleRequest, Db, Me, PathId, see_other
 from backend.console.render import language, render, strings
 from backend.console.session import require
 from backend.core.auth import Principal
+from backend.core.config import Settings
 from backend.core.db import Conn
 from backend.core.errors import ServiceUnavailable
 from backend.core.failures import DATABASE_UNAVAILABLE
 from backend.core.wire import line, parse_cursor
+from backend.detections import overload
 from backend.dispatch import service as dispatch
 from backend.edge import health as edge_health
 from backend.history import service as history
@@ -42,6 +44,9 @@ BOARD_WORDS = [
     "board.shown",
     "board.handled_by",
     "board.received",
+    "incident.no_phone",
+    *(f"role.{r}" for r in ("bouncer", "owner")),
+    "board.overload",
     *(f"unit.{u}" for u in ("s", "min", "h")),
     *(f"state.{s}" for s in (*OPEN_STATES, "resolved")),
     *(f"kind.{k}" for k in kinds.KINDS),
@@ -79,6 +84,12 @@ async def _stream_user(request: ConsoleRequest) -> Principal:
         raise ServiceUnavailable("database unreachable") from exc
 
 
+async def _overload(db: Conn, settings: Settings) -> overload.Backlog | None:
+    """The confirmations' backlog while ingest sheds (the board's banner), else None."""
+    backlog = await overload.measure(db, settings)
+    return backlog if backlog.shedding else None
+
+
 class BoardController(Controller):
     path = "/"
     include_in_schema = False
@@ -98,14 +109,24 @@ class BoardController(Controller):
             states=OPEN_STATES,
             regions=await console.board_regions(db, me),
             camera_problems=await edge_health.problems(db, me),
+            overload=await _overload(db, settings),
         )
 
     @get("/board/outline", media_type="application/json")
-    async def outline(self, db: Db, me: Me) -> Response[bytes]:
-        """The offline base map: the regions' boundaries and the venues' names in my scope."""
+    async def outline(self, request: ConsoleRequest, db: Db, me: Me) -> Response[bytes]:
+        """The offline base map: the regions' boundaries and the venues' names in my scope, the city's
+        districts and streets."""
         session.require(me, *console.BOARD_ROLES)
-        body = await console.outline(db, me)
+        body = await console.outline(db, request.app.state.settings, me)
         return Response(body, media_type="application/json", headers={"Cache-Control": "private, max-age=300"})
+
+    @get("/board/overload", media_type="application/json")
+    async def overload(self, request: ConsoleRequest, db: Db, me: Me) -> Response[bytes]:
+        """The board's banner, kept current: seconds the confirmations are behind while ingest sheds, else null."""
+        session.require(me, *console.BOARD_ROLES)
+        backlog = await _overload(db, request.app.state.settings)
+        body = {"delayed_s": None if backlog is None else round(backlog.seconds)}
+        return Response(msgspec.json.encode(body), media_type="application/json", headers={"Cache-Control": "no-store"})
 
     @get("/board/events", media_type="text/event-stream")
     async def events(self, request: ConsoleRequest) -> Stream:

@@ -11,12 +11,16 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
 
 import msgspec
 
 from backend.alerts import service as alerts
 from backend.alerts.actions import ALLOWED
+from backend.alerts.schemas import AlertItem
 from backend.audit import repo as audit
 from backend.console import repo
 from backend.core.auth import Principal
@@ -33,6 +37,7 @@ from backend.incidents.access import LOCATION_VIEWERS, can_see
 from backend.sms.schemas import SmsState
 from backend.venues import repo as venues_repo
 
+SHIPPED_OUTLINE = Path(__file__).parent / "outline" / "almaty.geojson"
 BOARD_ROLES = frozenset({"dispatcher", "admin"})
 HOLDERS = frozenset({"admin", "dispatcher"})  # legal hold: the API's rule (dispatchers see only their region's)
 NEARBY_RADIUS_M = 5000.0
@@ -65,6 +70,9 @@ class BoardItem(msgspec.Struct, kw_only=True):
     acknowledged_by: list[str] = msgspec.field(default_factory=list)
     responders: list[str] = msgspec.field(default_factory=list)
     claimed_by: str | None = None  # the dispatcher handling it ("I am handling this")
+    # whom to call: the venue's bouncers on duty and its owner, with phone numbers (dispatchers and
+    # admins only, audited once per venue in each batch the board receives; None: not for this role)
+    contacts: list[repo.Contact] | None = None
 
 
 class BoardUpdate(msgspec.Struct, kw_only=True):
@@ -101,6 +109,7 @@ async def board(conn: Conn, me: Principal, since: str | None) -> BoardUpdate:
     ids = [i.incident_id for i in page.items]
     counts = await repo.alert_counts(conn, ids)
     facts = await repo.board_facts(conn, ids)
+    contacts = await _board_contacts(conn, me, page.items) if me.role in LOCATION_VIEWERS else None
     items = []
     for i in page.items:
         c = counts.get(i.incident_id)
@@ -128,9 +137,35 @@ async def board(conn: Conn, me: Principal, since: str | None) -> BoardUpdate:
                 acknowledged_by=f.acknowledged_by if f else [],
                 responders=f.responders if f else [],
                 claimed_by=f.claimed_by if f else None,
+                contacts=None if contacts is None else contacts.get(i.venue.id, []),
             )
         )
     return BoardUpdate(cursor=page.cursor, reset=since is None, items=items, now=datetime.now(UTC))
+
+
+async def _board_contacts(
+    conn: Conn, me: Principal, listed: Sequence[AlertItem]
+) -> dict[uuid.UUID, list[repo.Contact]]:
+    """The contacts of the venues in this batch; each venue whose numbers are shown gets one
+    ``contact.view`` record on its access log per batch (the board's first list, then each change
+    the stream sends), naming the people whose numbers were shown and the incidents they were shown with."""
+    incidents_at: dict[uuid.UUID, list[str]] = {}
+    for i in listed:
+        if i.status != "resolved":
+            incidents_at.setdefault(i.venue.id, []).append(str(i.incident_id))
+    found = await repo.venue_contacts(conn, list(incidents_at))
+    records = [
+        (
+            "venue",
+            str(venue_id),
+            venue_id,
+            {"users": shown, "incidents": incidents_at[venue_id][:50], "via": "console board"},
+        )
+        for venue_id, people in found.items()
+        if (shown := [str(c.user_id) for c in people if c.phone])
+    ]
+    await audit.record_many_by(conn, me, "contact.view", records)
+    return found
 
 
 def _board_scope(me: Principal) -> uuid.UUID | None:
@@ -140,9 +175,24 @@ def _board_scope(me: Principal) -> uuid.UUID | None:
     return me.region_id or uuid.UUID(int=0)  # a dispatcher of no region sees no region
 
 
-async def outline(conn: Conn, me: Principal) -> bytes:
-    """The board's offline base map (regions' boundaries, venues' names) as GeoJSON-bearing JSON."""
-    return await repo.outline(conn, _board_scope(me))
+async def outline(conn: Conn, settings: Settings, me: Principal) -> bytes:
+    """The board's offline base map as GeoJSON-bearing JSON: the regions' boundaries and the venues'
+    names in my scope, and the city's districts and streets (``city_outline``)."""
+    return await repo.outline(conn, _board_scope(me), city_outline(settings))
+
+
+def city_outline(settings: Settings) -> bytes:
+    """The city's outline as compact JSON (``null`` for none): ``KUZET_CONSOLE_OUTLINE``, or the shipped
+    Almaty outline (approximate, drawn by Kuzet: ``backend/console/outline/README.md``). The file was
+    checked at start-up (``backend.core.config.outline_problem``) and is read once."""
+    if settings.console_outline == "none":
+        return b"null"
+    return _read_outline(settings.console_outline or str(SHIPPED_OUTLINE))
+
+
+@cache
+def _read_outline(path: str) -> bytes:
+    return msgspec.json.encode(msgspec.json.decode(Path(path).read_bytes()))
 
 
 async def board_regions(conn: Conn, me: Principal) -> list[str]:

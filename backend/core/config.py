@@ -52,6 +52,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     worker_concurrency: PositiveInt = 2
     worker_alert_concurrency: PositiveInt = 4
     worker_footage_concurrency: PositiveInt = 1
+    # Slots and CPU processes kept for edge-decided confirmations (weapon, fire...): never behind the model.
+    worker_urgent_concurrency: PositiveInt = 1
+    # Overload: beyond this many seconds of confirmation work waiting, ingest answers 503 with
+    # Retry-After for kinds the server model judges (0: never). Edge-decided kinds are always taken.
+    confirm_backlog_limit_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    # A waiting clip with edge score 1 is claimed as if it had arrived this much earlier (score x this).
+    confirm_urgency_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 20.0
     worker_metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9464
     worker_metrics_addr: str = "0.0.0.0"  # noqa: S104 - the scraper reaches the worker from outside
     job_lease_s: Annotated[float, msgspec.Meta(ge=1)] = 15.0
@@ -152,6 +159,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     console_session_ttl_s: Annotated[int, msgspec.Meta(ge=300, le=7 * 86400)] = 12 * 3600
     console_tile_url: str | None = None  # map tiles, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png
     console_tile_attribution: str | None = None
+    # the board's base map without tiles: a GeoJSON file of the city's districts and streets
+    # (unset: the shipped Almaty outline, backend/console/outline/; "none": no outline)
+    console_outline: str | None = None
 
     @property
     def is_production(self) -> bool:
@@ -234,6 +244,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(problem)
     if settings.console_tile_url and (problem := tile_url_problem(settings.console_tile_url, settings.is_production)):
         raise ConfigError(f"KUZET_CONSOLE_TILE_URL: {problem}")
+    if settings.console_outline not in (None, "none") and (problem := outline_problem(settings.console_outline)):
+        raise ConfigError(f"KUZET_CONSOLE_OUTLINE: {problem}")
     return settings
 
 
@@ -261,6 +273,41 @@ def tile_url_problem(url: str, production: bool) -> str | None:
         return "must name {z}, {x} and {y}"
     if any(c in url for c in " '\"<>;"):
         return "must not hold spaces, quotes, angle brackets or semicolons"
+    return None
+
+
+OUTLINE_MAX_BYTES: Final = 5 * 1024 * 1024
+OutlineGeometryType = Literal["Point", "LineString", "MultiLineString", "Polygon", "MultiPolygon"]
+
+
+class _OutlineGeometry(msgspec.Struct):
+    type: OutlineGeometryType
+    coordinates: list[object]
+
+
+class _OutlineFeature(msgspec.Struct):
+    type: Literal["Feature"]
+    geometry: _OutlineGeometry
+    properties: dict[str, object] | None = None
+
+
+class _Outline(msgspec.Struct):
+    type: Literal["FeatureCollection"]
+    features: list[_OutlineFeature]
+
+
+def outline_problem(path: str) -> str | None:
+    """Why a base map outline file cannot be drawn (``None`` when fine): it must be a GeoJSON
+    FeatureCollection of points, lines and polygons, 5 MB at most."""
+    file = Path(path)
+    if not file.is_file():
+        return f"no such file {path} (a GeoJSON FeatureCollection; 'none' for no outline)"
+    if file.stat().st_size > OUTLINE_MAX_BYTES:
+        return f"{path} is over {OUTLINE_MAX_BYTES // (1024 * 1024)} MB (simplify it in the GIS)"
+    try:
+        msgspec.json.decode(file.read_bytes(), type=_Outline)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        return f"{path} is not a GeoJSON FeatureCollection of points, lines and polygons: {exc}"
     return None
 
 

@@ -13,7 +13,8 @@ never delays a confirmation.
                   push_update, retry_delivery, alert_officer,
                   live_view_push, expire_live_view_request,
                   camera_health_push, send_sms, check_push_receipts
-    confirm       confirm_detection (edge-decided kinds first: priority)    worker_concurrency
+    confirm       confirm_detection (edge-decided kinds first: priority,    worker_concurrency
+                  and slots of their own that take only them)               + worker_urgent_concurrency
     footage       finish_footage (what follows the alarm; its CPU processes  worker_footage_concurrency
                   run at a lower OS priority than the confirmations')
     webhook       deliver_webhook (other people's servers)                 webhook_concurrency
@@ -21,7 +22,9 @@ never delays a confirmation.
                   live_view_housekeeping, edge_housekeeping,
                   sweep_retention, tag_footage
 
-Within a lane, jobs are claimed by ``priority`` (lower first), then by when they became due.
+Within a lane, jobs are claimed by ``priority`` (lower first), then by when they became due less
+their headstart (``queue.enqueue(..., headstart_s=)``: a clip the camera was sure of counts as having
+arrived earlier, up to ``KUZET_CONFIRM_URGENCY_S``; issue 24's overload policy).
 """
 
 from __future__ import annotations

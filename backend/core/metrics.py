@@ -11,6 +11,26 @@ _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0
 
 DETECTIONS_ACCEPTED = Counter("kuzet_detections_accepted_total", "Detections stored and queued", ["kind"])
 DETECTIONS_REPLAYED = Counter("kuzet_detections_replayed_total", "Ingest retries answered with the stored detection")
+INGEST_SHED = Counter(
+    "kuzet_ingest_shed_total",
+    "Detections refused with 503 and Retry-After because the confirmations were over their backlog limit",
+    ["kind"],
+)
+CONFIRM_BACKLOG_SECONDS = Gauge(
+    "kuzet_confirm_backlog_seconds",
+    "Seconds of confirmation work waiting: clips waiting for the model at the measured decision rate, or the"
+    " oldest one's wait (the overload policy's reading)",
+)
+CONFIRM_BACKLOG_WAITING = Gauge("kuzet_confirm_backlog_jobs", "Clips waiting for the server model (due, not claimed)")
+CONFIRM_BACKLOG_OLDEST = Gauge(
+    "kuzet_confirm_backlog_oldest_seconds", "How long the oldest clip waiting for the server model has waited"
+)
+CONFIRM_DECIDED_RATE = Gauge(
+    "kuzet_confirm_decided_per_second", "Clips the server model judges, decided per second over the last minute"
+)
+CONFIRM_SHEDDING = Gauge(
+    "kuzet_confirm_shedding", "1 while the backlog is over KUZET_CONFIRM_BACKLOG_LIMIT_S and ingest sheds model kinds"
+)
 DETECTIONS_DECIDED = Counter(
     "kuzet_detections_decided_total", "Detections decided by the confirmation worker", ["kind", "decision"]
 )

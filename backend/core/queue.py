@@ -27,8 +27,8 @@ from backend.core.jobs import PRIORITY_NORMAL, Lane, Payload, kinds_of
 CHANNEL = "kuzet_jobs"
 
 ENQUEUE = """
-INSERT INTO jobs (kind, payload, dedup_key, run_at, max_attempts, priority)
-VALUES ($1, $2::text::jsonb, $3, COALESCE($4, now()), $5, $6)
+INSERT INTO jobs (kind, payload, dedup_key, run_at, max_attempts, priority, headstart_s)
+VALUES ($1, $2::text::jsonb, $3, COALESCE($4, now()), $5, $6, $7)
 ON CONFLICT (kind, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
 RETURNING id
 """
@@ -38,9 +38,9 @@ UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_token = gen_r
        lease_until = now() + make_interval(secs => $3), updated_at = now()
 WHERE id IN (
     SELECT id FROM jobs
-    WHERE kind = ANY($1::text[])
+    WHERE kind = ANY($1::text[]) AND priority <= $4
       AND ((status = 'queued' AND run_at <= now()) OR (status = 'running' AND lease_until < now()))
-    ORDER BY priority, run_at
+    ORDER BY priority, run_at - make_interval(secs => headstart_s)
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 )
@@ -149,8 +149,13 @@ async def enqueue(
     run_at: datetime | None = None,
     max_attempts: int = 8,
     priority: int = PRIORITY_NORMAL,
+    headstart_s: float = 0.0,
 ) -> int | None:
     """Add a job in the caller's transaction. Returns its id, or None when its dedup key exists.
+
+    Within its lane and priority a job is claimed in order of ``run_at - headstart_s``: a headstart
+    puts an urgent job (a clip the camera was sure of) ahead of those that arrived up to that many
+    seconds before it, and no further, so none waits for ever.
 
     The key is the payload's own (``payload.dedup_key()``: one job per incident step, per grant
     answer...); ``dedup_key`` overrides it where the key depends on more than the payload (a
@@ -159,14 +164,22 @@ async def enqueue(
     kind = type(payload).kind
     body = _encoder.encode(payload).decode()
     key = dedup_key if dedup_key is not None else payload.dedup_key()
-    job_id: int | None = await conn.fetchval(ENQUEUE, kind, body, key, run_at, max_attempts, priority)
+    job_id: int | None = await conn.fetchval(ENQUEUE, kind, body, key, run_at, max_attempts, priority, headstart_s)
     if job_id is not None:
         await conn.execute(NOTIFY, CHANNEL, kind)
     return job_id
 
 
-async def claim(conn: Conn, kinds: list[str], *, limit: int, lease_s: float) -> list[Job]:
-    return [msgspec.convert(dict(r), Job) for r in await conn.fetch(CLAIM, kinds, limit, lease_s)]
+ANY_PRIORITY: Final = 32767  # priority is a smallint
+
+
+async def claim(
+    conn: Conn, kinds: list[str], *, limit: int, lease_s: float, max_priority: int | None = None
+) -> list[Job]:
+    """Claim up to ``limit`` due jobs of ``kinds`` by priority, then ``run_at`` less their headstart;
+    ``max_priority``: only jobs that urgent (a lane's reserved slots)."""
+    top = ANY_PRIORITY if max_priority is None else max_priority
+    return [msgspec.convert(dict(r), Job) for r in await conn.fetch(CLAIM, kinds, limit, lease_s, top)]
 
 
 async def renew(conn: Conn, jobs: list[Job], *, lease_s: float) -> int:

@@ -76,7 +76,10 @@ _CAMERA = {"camera": Provide(provide_camera)}
     summary="Post a detection with its clip",
     description=(
         "Answers 202 only once the clip is in object storage and the detection and its confirmation job are "
-        "committed. The same camera posting the same event_id again gets the same detection back."
+        "committed. The same camera posting the same event_id again gets the same detection back. While the "
+        "server's confirmations are over their backlog limit (KUZET_CONFIRM_BACKLOG_LIMIT_S), a kind the server "
+        "model judges is refused with 503 (problem type overloaded) and Retry-After, nothing stored: hold it and "
+        "send it again then; edge-decided kinds (weapon, fire/smoke) are always taken."
     ),
     status_code=HTTP_202_ACCEPTED,
     dependencies=_CAMERA,
@@ -98,6 +101,7 @@ async def post_detection(
         content_type=request.headers.get("content-type", ""),
         content_length=request.headers.get("content-length"),
         body=request.stream(),
+        admission=state.admission,
     )
     return Response(
         accepted, status_code=HTTP_202_ACCEPTED, headers={"Idempotent-Replayed": "true" if replayed else "false"}

@@ -6,6 +6,10 @@ Order of work for ``POST /v1/detections``:
    the clip and optional snapshot go to storage as they arrive, limits enforced while reading;
 3. one transaction: insert the detection (``ON CONFLICT (camera_id, event_id) DO NOTHING``),
    enqueue its confirmation job, forget the pending prefix. Only then 202.
+Overload (``backend.detections.overload``): while the confirmations are more than
+``KUZET_CONFIRM_BACKLOG_LIMIT_S`` behind, a detection the server model would judge is refused with
+503 and ``Retry-After`` as soon as its meta is read (a replay of one already taken is still answered
+with it), and whatever it wrote is deleted; edge-decided kinds are always taken.
 A racing duplicate loses the insert, deletes its own objects and answers with the winner's row.
 """
 
@@ -35,10 +39,10 @@ from backend.core.errors import (
     msgspec_field,
 )
 from backend.core.logging import get_logger
-from backend.core.metrics import DETECTIONS_ACCEPTED, DETECTIONS_REPLAYED
+from backend.core.metrics import DETECTIONS_ACCEPTED, DETECTIONS_REPLAYED, INGEST_SHED
 from backend.core.multipart import PartData, PartEnd, PartStart, boundary_of, iter_parts
 from backend.core.wire import DETECTION_MAX_AGE, check_json, check_window
-from backend.detections import confirmation, repo, sniff
+from backend.detections import confirmation, overload, repo, sniff
 from backend.detections.schemas import (
     CLIP_TYPES,
     SNAPSHOT_TYPES,
@@ -55,6 +59,14 @@ CONFIRM_JOB = jobs.ConfirmDetection.kind
 def confirm_priority(kind: str, settings: Settings) -> int:
     """Edge-decided kinds (weapon, fire/smoke) need no model: they skip the model's queue."""
     return jobs.PRIORITY_NORMAL if confirmation.uses_server_model(kind, settings) else jobs.PRIORITY_URGENT
+
+
+def confirm_headstart_s(kind: str, edge_score: float, settings: Settings) -> float:
+    """How much earlier than its arrival a clip for the model counts when claimed: the camera's
+    score times ``KUZET_CONFIRM_URGENCY_S`` (a backlog is served by urgency and age)."""
+    if not confirmation.uses_server_model(kind, settings):
+        return 0.0  # already first: its own priority and slots
+    return max(0.0, min(1.0, edge_score)) * settings.confirm_urgency_s
 
 
 MAX_META_BYTES = 64 * 1024
@@ -144,8 +156,17 @@ def accepted(settings: Settings, row: repo.DetectionRow) -> DetectionAccepted:
 class Ingest:
     """One ingest request; holds the objects it wrote until the row commits."""
 
-    def __init__(self, *, pool: asyncpg.Pool, storage: Storage, settings: Settings, camera: CameraPrincipal) -> None:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        storage: Storage,
+        settings: Settings,
+        camera: CameraPrincipal,
+        admission: overload.Admission | None = None,
+    ) -> None:
         self.pool = pool
+        self.admission = admission
         self.storage = storage
         self.settings = settings
         self.camera = camera
@@ -198,6 +219,10 @@ class Ingest:
                 await self._sniff_clip()
             elif isinstance(event, PartEnd) and current == "meta":
                 form.meta = parse_meta(form.meta_buffer)
+                if self.admission is not None:
+                    refused = await self.admission.check(self.pool, form.meta.kind)
+                    if refused is not None:
+                        return await self._shed(form.meta, refused)
                 if not self.reserved:
                     existing = await self._reserve(form.meta.event_id)
                     if existing is not None:
@@ -217,6 +242,20 @@ class Ingest:
             form.snapshot_key = self.prefix + "edge_snapshot.jpg"
             await self.storage.put_bytes(form.snapshot_key, bytes(form.snapshot), "image/jpeg")
         return None
+
+    async def _shed(self, meta: DetectionMeta, backlog: overload.Backlog) -> repo.DetectionRow:
+        """Overloaded: the detection already taken if this is a retry of it, else 503 (``run``
+        deletes whatever this request wrote)."""
+        try:
+            async with self.pool.acquire() as conn:
+                existing = await repo.get_detection_by_event(conn, self.camera.camera_id, meta.event_id)
+        except UNAVAILABLE_ERRORS as exc:
+            raise ServiceUnavailable("database unreachable") from exc
+        if existing is not None:
+            return existing
+        INGEST_SHED.labels(kind=meta.kind).inc()
+        log.info("detection_shed", camera_id=str(self.camera.camera_id), kind=meta.kind, backlog_s=backlog.seconds)
+        raise overload.refusal(backlog)
 
     async def _start_part(self, part: PartStart) -> None:
         form = self.form
@@ -313,6 +352,7 @@ class Ingest:
                         jobs.ConfirmDetection(detection_id=row.id),
                         max_attempts=self.settings.job_max_attempts,
                         priority=confirm_priority(row.kind, self.settings),
+                        headstart_s=confirm_headstart_s(row.kind, row.edge_score, self.settings),
                     )
         except UNAVAILABLE_ERRORS as exc:
             raise ServiceUnavailable("database unreachable") from exc
@@ -348,10 +388,12 @@ async def ingest(
     content_type: str,
     content_length: str | None,
     body: AsyncIterator[bytes],
+    admission: overload.Admission | None = None,
 ) -> tuple[DetectionAccepted, bool]:
     """``POST /v1/detections``: the 202 body and whether it answers a replay."""
     length = int(content_length) if content_length and content_length.isdigit() else None
-    result = await Ingest(pool=pool, storage=storage, settings=settings, camera=camera).run(content_type, length, body)
+    ingest = Ingest(pool=pool, storage=storage, settings=settings, camera=camera, admission=admission)
+    result = await ingest.run(content_type, length, body)
     return accepted(settings, result.detection), result.replayed
 
 

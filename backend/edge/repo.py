@@ -241,7 +241,7 @@ WHERE d.venue_id = $1 AND d.on_duty AND d.role = 'bouncer' AND u.is_active AND u
 # Cameras with a problem now, for the dispatch board: a region's (or every region's for admins).
 SELECT_PROBLEMS = """
 SELECT c.id AS camera_id, c.name AS camera_name, v.id AS venue_id, v.name AS venue_name, h.condition,
-       h.condition_since
+       h.condition_since, v.timezone
 FROM camera_health h JOIN cameras c ON c.id = h.camera_id JOIN venues v ON v.id = c.venue_id
 WHERE h.condition <> ALL($2::text[]) AND c.is_active AND ($1::uuid IS NULL OR v.region_id = $1)
 ORDER BY h.condition_since, c.id
@@ -523,6 +523,7 @@ class ProblemRow(msgspec.Struct, frozen=True):
     venue_name: str
     condition: Condition
     condition_since: datetime
+    timezone: str
 
 
 async def problems(conn: Conn, region_id: uuid.UUID | None, fine: list[str], limit: int) -> list[ProblemRow]:

@@ -205,3 +205,4 @@ class CameraProblem(msgspec.Struct, kw_only=True):
     venue_name: str
     condition: Condition
     condition_since: datetime
+    timezone: str = "UTC"  # the venue's, in which the board shows condition_since

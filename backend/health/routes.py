@@ -40,7 +40,7 @@ async def readyz(state: State) -> Response[Readiness]:
 
 @get("/metrics", tags=["operations"], summary="Prometheus metrics", media_type=CONTENT_TYPE_LATEST)
 async def metrics(state: State) -> bytes:
-    await service.refresh_queue_depth(state.db_pool)
+    await service.refresh_queue_depth(state.db_pool, state.settings)
     return generate_latest()
 
 

@@ -10,9 +10,15 @@ from litestar.openapi.datastructures import ResponseSpec
 
 from backend.adapters.storage import Storage, StorageUnavailable
 from backend.core import jobs, queue
+from backend.core.config import Settings
 from backend.core.db import UNAVAILABLE_ERRORS, Conn
 from backend.core.logging import get_logger
 from backend.core.metrics import (
+    CONFIRM_BACKLOG_OLDEST,
+    CONFIRM_BACKLOG_SECONDS,
+    CONFIRM_BACKLOG_WAITING,
+    CONFIRM_DECIDED_RATE,
+    CONFIRM_SHEDDING,
     DEPENDENCY_UP,
     QUEUE_DEPTH,
     QUEUE_LANE_JOBS,
@@ -21,6 +27,7 @@ from backend.core.metrics import (
     WEBHOOK_BACKLOG,
     WEBHOOK_BACKLOG_OLDEST,
 )
+from backend.detections import overload
 from backend.webhooks import repo as webhooks_repo
 
 _BACKLOG_ERRORS: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, asyncpg.PostgresError)
@@ -64,25 +71,27 @@ class Backlog(msgspec.Struct, frozen=True):
     lanes: list[queue.LaneBacklog]
     webhooks: int
     webhooks_oldest_s: float
+    confirmations: overload.Backlog = overload.EMPTY_BACKLOG  # the overload policy's reading
 
 
-async def read_backlog(conn: Conn) -> Backlog:
+async def read_backlog(conn: Conn, settings: Settings | None = None) -> Backlog:
     webhooks, oldest = await webhooks_repo.backlog(conn)
     return Backlog(
         depths=await queue.depth(conn),
         lanes=await queue.lane_backlog(conn),
         webhooks=webhooks,
         webhooks_oldest_s=oldest,
+        confirmations=await overload.measure(conn, settings) if settings is not None else overload.EMPTY_BACKLOG,
     )
 
 
-async def refresh_queue_depth(pool: asyncpg.Pool) -> None:
-    """Refresh the queue gauges and ``kuzet_dependency_up{dependency="database"}`` (the last values
-    stay while the database is away)."""
+async def refresh_queue_depth(pool: asyncpg.Pool, settings: Settings | None = None) -> None:
+    """Refresh the queue gauges (with ``settings``: the overload policy's too) and
+    ``kuzet_dependency_up{dependency="database"}`` (the last values stay while the database is away)."""
     try:
         async with asyncio.timeout(3):
             async with pool.acquire() as conn:
-                backlog = await read_backlog(conn)
+                backlog = await read_backlog(conn, settings)
     except _BACKLOG_ERRORS as exc:  # metrics must answer even then
         DEPENDENCY_UP.labels(dependency="database").set(0)
         log.warning("queue_depth_unavailable", error=type(exc).__name__)
@@ -96,6 +105,12 @@ def publish_queue_depth(backlog: Backlog) -> None:
     for lane in backlog.lanes:
         QUEUE_LANE_JOBS.labels(lane=lane.lane.value).set(lane.jobs)
         QUEUE_LANE_OLDEST.labels(lane=lane.lane.value).set(lane.oldest_s)
+    confirmations = backlog.confirmations
+    CONFIRM_BACKLOG_SECONDS.set(confirmations.seconds)
+    CONFIRM_BACKLOG_WAITING.set(confirmations.waiting)
+    CONFIRM_BACKLOG_OLDEST.set(confirmations.oldest_s)
+    CONFIRM_DECIDED_RATE.set(confirmations.decided_per_s)
+    CONFIRM_SHEDDING.set(1 if confirmations.shedding else 0)
     WEBHOOK_BACKLOG.set(backlog.webhooks)
     WEBHOOK_BACKLOG_OLDEST.set(backlog.webhooks_oldest_s)
     depths = backlog.depths

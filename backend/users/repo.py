@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import NoReturn
 
 import asyncpg
 import msgspec
@@ -53,6 +54,10 @@ RESET_SIGN_IN = f"""
 UPDATE users SET password_hash = NULL, otp_hash = $2, otp_expires_at = $3, token_version = token_version + 1
 WHERE id = $1 RETURNING {_COLUMNS}
 """
+UPDATE_ASSIGNMENT = f"""
+UPDATE users SET role = $2, venue_id = $3, region_id = $4, token_version = token_version + 1
+WHERE id = $1 RETURNING {_COLUMNS}
+"""
 UPDATE_PROFILE = f"UPDATE users SET display_name = $2, phone = $3 WHERE id = $1 RETURNING {_COLUMNS}"
 BUMP_TOKEN_VERSION = f"UPDATE users SET token_version = token_version + 1 WHERE id = $1 RETURNING {_COLUMNS}"
 EXPIRE_LINKS = "UPDATE short_links SET expires_at = now() WHERE user_id = $1 AND expires_at > now()"
@@ -93,17 +98,33 @@ async def insert_user(
     except asyncpg.UniqueViolationError as exc:
         field = "phone" if "phone" in (exc.constraint_name or "") else "username"
         raise Conflict(f"a user with this {field} exists", field=field) from exc
-    except asyncpg.ForeignKeyViolationError as exc:
+    except (asyncpg.ForeignKeyViolationError, asyncpg.CheckViolationError) as exc:
+        _refuse_place(exc)
+    return _row(record)
+
+
+async def update_assignment(
+    conn: Conn, user_id: uuid.UUID, role: str, venue_id: uuid.UUID | None, region_id: uuid.UUID | None
+) -> UserRow | None:
+    """The user's role, venue and region; their token_version moves on (every session ends)."""
+    try:
+        record = await conn.fetchrow(UPDATE_ASSIGNMENT, user_id, role, venue_id, region_id)
+    except (asyncpg.ForeignKeyViolationError, asyncpg.CheckViolationError) as exc:
+        _refuse_place(exc)
+    return _row(record) if record else None
+
+
+def _refuse_place(exc: asyncpg.ForeignKeyViolationError | asyncpg.CheckViolationError) -> NoReturn:
+    """A user's venue or region the schema refused, as the field's problem."""
+    if isinstance(exc, asyncpg.ForeignKeyViolationError):
         field = "venue_id" if "venue" in (exc.constraint_name or "") else "region_id"
         raise Invalid(f"no such {field.removesuffix('_id')}", field=field) from exc
-    except asyncpg.CheckViolationError as exc:
-        constraint = exc.constraint_name or ""
-        if "bouncer" in constraint:
-            raise Invalid("a bouncer belongs to a venue", field="venue_id") from exc
-        if "region" in constraint:
-            raise Invalid("officers and dispatchers belong to a police region", field="region_id") from exc
-        raise Invalid("a password or a one-time code is required", field="password") from exc
-    return _row(record)
+    constraint = exc.constraint_name or ""
+    if "bouncer" in constraint:
+        raise Invalid("a bouncer belongs to a venue", field="venue_id") from exc
+    if "region" in constraint:
+        raise Invalid("officers and dispatchers belong to a police region", field="region_id") from exc
+    raise Invalid("a password or a one-time code is required", field="password") from exc
 
 
 async def update_profile(conn: Conn, user_id: uuid.UUID, display_name: str, phone: str | None) -> UserRow | None:

@@ -30,10 +30,20 @@ class UserCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class UserProfile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """What an administrator edits of a user: the name people see and the phone others call.
-    (Role, venue and region are part of the user's sign-in; change them by a new account.)"""
+    (Role, venue and region: ``UserAssignment``.)"""
 
     display_name: Name
     phone: Phone | None = None
+
+
+class UserAssignment(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What an administrator changes of a user's place: the role and the venue (bouncers) or police
+    region (officers, dispatchers) it belongs to, under the rules of ``UserCreate``. A change ends the
+    user's sessions (their sign-in carries the role) and their duty."""
+
+    role: Role
+    venue_id: uuid.UUID | None = None
+    region_id: uuid.UUID | None = None
 
 
 class User(msgspec.Struct, kw_only=True):

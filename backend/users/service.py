@@ -14,9 +14,10 @@ from backend.core.config import Settings
 from backend.core.db import Conn
 from backend.core.errors import Conflict, Invalid, NotFound
 from backend.core.logging import get_logger
+from backend.duty import repo as duty
 from backend.users import repo
 from backend.users.passwords import check_password
-from backend.users.schemas import User, UserCreate, UserCreated, UserProfile
+from backend.users.schemas import User, UserAssignment, UserCreate, UserCreated, UserProfile
 from backend.venues import repo as venues
 
 ONE_TIME_CODE_TTL = timedelta(hours=24)
@@ -27,11 +28,17 @@ def to_user(row: repo.UserRow) -> User:
     return msgspec.convert(row, User, from_attributes=True)
 
 
+def _check_place(role: str, venue_id: uuid.UUID | None, region_id: uuid.UUID | None) -> None:
+    """Who belongs where: bouncers (and owners, optionally) to a venue, officers and dispatchers to a
+    police region (the schema's checks say a bouncer needs a venue and the police a region)."""
+    if role in {"officer", "dispatcher", "admin"} and venue_id is not None:
+        raise Invalid(f"a user with the role {role} does not belong to a venue", field="venue_id")
+    if role in {"bouncer", "owner", "admin"} and region_id is not None:
+        raise Invalid(f"a user with the role {role} does not belong to a police region", field="region_id")
+
+
 async def create_user(conn: Conn, settings: Settings, actor: Principal | None, data: UserCreate) -> UserCreated:
-    if data.role in {"officer", "dispatcher", "admin"} and data.venue_id is not None:
-        raise Invalid(f"a user with the role {data.role} does not belong to a venue", field="venue_id")
-    if data.role in {"bouncer", "owner", "admin"} and data.region_id is not None:
-        raise Invalid(f"a user with the role {data.role} does not belong to a police region", field="region_id")
+    _check_place(data.role, data.venue_id, data.region_id)
     if data.password:
         venue = await venues.get_venue(conn, data.venue_id) if data.venue_id else None
         check_password(
@@ -109,6 +116,43 @@ async def update_profile(conn: Conn, actor: Principal | None, user_id: uuid.UUID
     return to_user(row)
 
 
+async def update_assignment(conn: Conn, actor: Principal | None, user_id: uuid.UUID, data: UserAssignment) -> User:
+    """A user's role and place (``create_user``'s rules). An administrator cannot change their own role.
+    A change signs the user out everywhere (their sign-in carries the role and place) and takes them off
+    duty (a bouncer moved to another venue no longer gets the old one's alerts); audited as ``user.update``."""
+    _check_place(data.role, data.venue_id, data.region_id)
+    before = await _user_or_404(conn, await repo.get_user(conn, user_id))
+    if (before.role, before.venue_id, before.region_id) == (data.role, data.venue_id, data.region_id):
+        return to_user(before)
+    if actor is not None and actor.user_id == user_id and data.role != before.role:
+        raise Conflict("an administrator cannot change their own role", field="role")
+    row = await _user_or_404(
+        conn, await repo.update_assignment(conn, user_id, data.role, data.venue_id, data.region_id)
+    )
+    ended = await _end_access(conn, user_id)
+    on_duty = await duty.get_duty(conn, user_id)
+    if on_duty is not None and on_duty.on_duty:
+        await duty.upsert_duty(conn, user_id=user_id, role=row.role, on_duty=False, venue_id=None, region_id=None)
+        await duty.delete_location(conn, user_id)
+    await audit.record_by(
+        conn,
+        actor,
+        "user.update",
+        subject_type="user",
+        subject_id=str(user_id),
+        venue_id=row.venue_id or before.venue_id,
+        detail={
+            "role": [before.role, row.role] if before.role != row.role else False,
+            "venue": before.venue_id != row.venue_id,
+            "region": before.region_id != row.region_id,
+            "off_duty": bool(on_duty and on_duty.on_duty),
+            **ended,
+        },
+    )
+    log.info("user_assignment_changed", user_id=str(user_id), role=row.role, **ended)
+    return to_user(row)
+
+
 async def deactivate(conn: Conn, actor: Principal | None, user_id: uuid.UUID) -> User:
     """The user can no longer sign in; their access tokens stop working within seconds
     (``session_check_cache_s``), their refresh tokens and footage links at once."""
@@ -176,6 +220,10 @@ async def reset_sign_in(conn: Conn, actor: Principal | None, user_id: uuid.UUID)
     )
     log.info("user_sign_in_reset", user_id=str(user_id), **ended)
     return UserCreated(user=to_user(row), one_time_code=code)
+
+
+async def get_user(conn: Conn, user_id: uuid.UUID) -> User:
+    return to_user(await _user_or_404(conn, await repo.get_user(conn, user_id)))
 
 
 async def list_users(conn: Conn, role: str | None) -> list[User]:

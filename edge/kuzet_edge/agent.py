@@ -206,6 +206,13 @@ class Agent:
                 if row.kind == "detection":
                     self.sent_total += 1
                     log.info("detection_sent", camera=row.camera, event_id=row.event_id, replayed=outcome.replayed)
+            case Hold(reason=reason, retry_after_s=wait, overloaded=True) if row.kind == "detection":
+                # The server's model is behind: only this kind waits (it still takes edge-decided kinds).
+                at = time.time() + (wait if wait is not None else self._backoff(row.attempts))
+                await asyncio.to_thread(self.outbox.retry, row, at, reason)
+                kind = _detection_kind(row)
+                held = await asyncio.to_thread(self.outbox.postpone_kind, kind, at, reason)
+                log.warning("upload_held_overload", row_id=row.id, detection_kind=kind, held=held + 1, reason=reason)
             case Hold(reason=reason, retry_after_s=wait):
                 if wait is not None:
                     self.hold_until = time.time() + wait  # overload: hold the whole outbox until then
@@ -345,3 +352,10 @@ def _read_files(clip: Path, snapshot: Path | None) -> tuple[bytes, bytes | None]
 
 def _clip_type(path: Path) -> str:
     return {".ts": "video/mp2t", ".mkv": "video/x-matroska", ".mov": "video/quicktime"}.get(path.suffix, "video/mp4")
+
+
+def _detection_kind(row: Row) -> str:
+    """The kind in a detection row's meta (``fight``, ``weapon``...)."""
+    meta = msgspec.json.decode(row.body) if row.body else {}
+    kind = meta.get("kind") if isinstance(meta, dict) else None
+    return kind if isinstance(kind, str) else ""

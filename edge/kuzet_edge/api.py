@@ -3,7 +3,9 @@
 Every answer is classified once here, so the callers only decide what to do:
 - ``Accepted``: 2xx;
 - ``Hold``: 503/429 with ``Retry-After`` (overload: hold the whole outbox until then), 5xx, 408, or no
-  answer at all (uplink down): retry later;
+  answer at all (uplink down): retry later; a 503 of problem type ``overloaded`` (the server's model is
+  behind: ``overloaded``) holds only detections of that kind, as the server still takes edge-decided
+  kinds (a weapon is never held behind a fight);
 - ``Refused``: any other 4xx (the request itself is wrong, or its key no longer works): a problem+json
   body names the field.
 """
@@ -35,6 +37,7 @@ class Accepted:
 class Hold:
     reason: str
     retry_after_s: float | None = None
+    overloaded: bool = False  # the server's confirmations are behind: hold this detection's kind only
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,15 @@ def retry_after(value: str | None) -> float | None:
         return None
 
 
+def _problem_type(response: httpx.Response) -> str:
+    try:
+        problem = msgspec.json.decode(response.content)
+    except msgspec.DecodeError:
+        return ""
+    kind = problem.get("type") if isinstance(problem, dict) else None
+    return kind if isinstance(kind, str) else ""
+
+
 def classify(response: httpx.Response) -> Outcome:
     if response.is_success:
         body: Any = None
@@ -69,7 +81,7 @@ def classify(response: httpx.Response) -> Outcome:
         return Accepted(response.status_code, body, response.headers.get("idempotent-replayed") == "true")
     wait = retry_after(response.headers.get("retry-after"))
     if response.status_code in (408, 429) or response.status_code >= 500:
-        return Hold(f"HTTP {response.status_code}", wait)
+        return Hold(f"HTTP {response.status_code}", wait, overloaded=_problem_type(response).endswith("/overloaded"))
     detail = response.text[:500]
     try:
         problem = msgspec.json.decode(response.content)

@@ -219,6 +219,16 @@ class Outbox:
     def retry(self, row: Row, at: float, error: str) -> None:
         self._tx("UPDATE outbox SET attempts = attempts + 1, next_at = ?, error = ? WHERE id = ?", (at, error, row.id))
 
+    def postpone_kind(self, detection_kind: str, at: float, error: str) -> int:
+        """Hold the waiting detections of ``detection_kind`` until ``at`` (the server sheds that kind);
+        returns how many were held."""
+        cursor = self._tx(
+            """UPDATE outbox SET next_at = max(next_at, ?), error = ?
+               WHERE state = 'pending' AND kind = 'detection' AND json_extract(body, '$.kind') = ?""",
+            (at, error, detection_kind),
+        )
+        return cursor.rowcount
+
     def dead(self, row_id: int, error: str) -> None:
         """A permanent refusal (the server says the request itself is wrong): kept, never resent."""
         self._tx("UPDATE outbox SET state = 'dead', error = ?, clip_bytes = 0 WHERE id = ?", (error, row_id))

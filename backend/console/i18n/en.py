@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from backend.console.i18n import edge
+from backend.console.i18n import edge, problems
 
 EN: Final[Mapping[str, str]] = {
     "app.title": "Kuzet console",
@@ -41,7 +41,7 @@ EN: Final[Mapping[str, str]] = {
     "board.sound_off": "Sound off",
     "board.silence": "Silence",
     "board.map": "Map",
-    "board.no_tiles": "No map tiles configured: district boundaries and venues are drawn from Kuzet's own data.",
+    "board.no_tiles": "No map tiles configured: the city's districts and main streets (an approximate outline) and the venues are drawn from Kuzet's own data.",
     "col.kind": "Kind",
     "col.venue": "Venue",
     "col.age": "Age",
@@ -315,17 +315,19 @@ EN: Final[Mapping[str, str]] = {
     "board.legend_ack": "acknowledged or responding",
     "board.legend_count": "number: open incidents at the place",
     "board.stale": "Disconnected: this is the board as of {time}; ages are frozen.",
-    "board.outline": "No map tiles configured: district boundaries and venues are drawn from Kuzet's own data.",
+    "board.outline": "No map tiles configured: the city's districts and main streets (an approximate outline) and the venues are drawn from Kuzet's own data.",
     "board.incidents_n": "{n} open",
     "board.shown": "{shown} of {total} shown",
     "board.urgent_first": "Sorted by urgency: unacknowledged first, oldest first.",
     "board.handled_by": "handled by {name}",
     "board.received": "received",
+    "board.overload": "Confirmations delayed by {delay}: cameras are told to hold detections the server model judges. Weapon, fire and panic alerts are not delayed.",
     "admin.regions": "Regions",
     "admin.new_region": "New region",
     "admin.edit": "Edit",
     "admin.save": "Save",
     "admin.saved": "Saved.",
+    "admin.place_help": "Bouncers belong to a venue, officers and dispatchers to a police region. Changing the role, venue or region signs the user out everywhere and takes them off duty.",
     "admin.created": "Created.",
     "admin.shown_gone": "This secret was shown once and cannot be shown again. Rotate or reset to get a new one.",
     "admin.map_pick": "Click the map to set the position.",
@@ -350,4 +352,5 @@ EN: Final[Mapping[str, str]] = {
     "sms.purpose.panic": "panic",
     "sms.purpose.reminder": "reminder",
     **edge.EN,
+    **problems.EN,
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from backend.console.i18n import edge
+from backend.console.i18n import edge, problems
 
 KK: Final[Mapping[str, str]] = {
     "app.title": "Kuzet консолі",
@@ -45,7 +45,7 @@ KK: Final[Mapping[str, str]] = {
     "board.sound_off": "Дыбыс өшірулі",
     "board.silence": "Дыбысты өшіру",
     "board.map": "Карта",
-    "board.no_tiles": "Карта негізі бапталмаған: аудан шекаралары мен мекемелер Kuzet деректерінен салынған.",
+    "board.no_tiles": "Карта негізі бапталмаған: қаланың аудандары мен басты көшелері (шамамен сызылған сызба) және мекемелер Kuzet деректерінен салынған.",
     "board.filters": "Сүзгілер",
     "board.any_region": "кез келген аудан",
     "board.any_kind": "кез келген түрі",
@@ -57,12 +57,13 @@ KK: Final[Mapping[str, str]] = {
     "board.legend_ack": "расталған немесе жолда",
     "board.legend_count": "сан: осы жердегі ашық оқиғалар",
     "board.stale": "Байланыс жоқ: тақта {time} күйінде; уақыт жаңармайды.",
-    "board.outline": "Карта негізі бапталмаған: аудан шекаралары мен мекемелер Kuzet деректерінен салынған.",
+    "board.outline": "Карта негізі бапталмаған: қаланың аудандары мен басты көшелері (шамамен сызылған сызба) және мекемелер Kuzet деректерінен салынған.",
     "board.incidents_n": "ашық: {n}",
     "board.shown": "{total} ішінен {shown} көрсетілген",
     "board.urgent_first": "Шұғылдығы бойынша: алдымен расталмағандар, ескілері жоғарыда.",
     "board.handled_by": "жүргізуші: {name}",
     "board.received": "алынды",
+    "board.overload": "Растау {delay} кешігіп тұр: камераларға сервер моделі тексеретін оқиғаларды ұстап тұру айтылды. Қару, өрт және дабыл түймесі туралы хабарлар кешіктірілмейді.",
     "col.kind": "Түрі",
     "col.venue": "Мекеме",
     "col.age": "Өткен уақыт",
@@ -325,6 +326,7 @@ KK: Final[Mapping[str, str]] = {
     "admin.edit": "Өзгерту",
     "admin.save": "Сақтау",
     "admin.saved": "Сақталды.",
+    "admin.place_help": "Күзетші мекемеге, полицей мен диспетчер полиция ауданына тіркеледі. Рөлді, мекемені немесе ауданды өзгерту пайдаланушының барлық сеанстарын аяқтайды және оны кезекшіліктен шығарады.",
     "admin.created": "Құрылды.",
     "admin.shown_gone": "Бұл құпия бір рет көрсетілді, қайта көрсетілмейді. Жаңасын алу үшін кілтті ауыстырыңыз немесе қалпына келтіріңіз.",
     "admin.map_pick": "Орнын белгілеу үшін картаны басыңыз.",
@@ -350,4 +352,5 @@ KK: Final[Mapping[str, str]] = {
     "sms.purpose.panic": "дабыл түймесі",
     "sms.purpose.reminder": "еске салу",
     **edge.KK,
+    **problems.KK,
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from backend.console.i18n import edge
+from backend.console.i18n import edge, problems
 
 RU: Final[Mapping[str, str]] = {
     "app.title": "Консоль Kuzet",
@@ -41,7 +41,7 @@ RU: Final[Mapping[str, str]] = {
     "board.sound_off": "Звук выключен",
     "board.silence": "Выключить звук",
     "board.map": "Карта",
-    "board.no_tiles": "Подложка карты не настроена: границы районов и заведения нарисованы по данным Kuzet.",
+    "board.no_tiles": "Подложка карты не настроена: районы и главные улицы города (приблизительная схема) и заведения нарисованы по данным Kuzet.",
     "col.kind": "Тип",
     "col.venue": "Заведение",
     "col.age": "Давность",
@@ -315,17 +315,19 @@ RU: Final[Mapping[str, str]] = {
     "board.legend_ack": "подтверждён или в работе",
     "board.legend_count": "число: открытые инциденты в этом месте",
     "board.stale": "Нет связи: панель на {time}; давность не обновляется.",
-    "board.outline": "Подложка карты не настроена: границы районов и заведения нарисованы по данным Kuzet.",
+    "board.outline": "Подложка карты не настроена: районы и главные улицы города (приблизительная схема) и заведения нарисованы по данным Kuzet.",
     "board.incidents_n": "открыто: {n}",
     "board.shown": "показано {shown} из {total}",
     "board.urgent_first": "Сортировка по срочности: сначала неподтверждённые, старые выше.",
     "board.handled_by": "ведёт {name}",
     "board.received": "получено",
+    "board.overload": "Подтверждения задерживаются на {delay}: камерам велено придержать обнаружения, которые проверяет серверная модель. Тревоги об оружии, пожаре и тревожной кнопке не задерживаются.",
     "admin.regions": "Районы",
     "admin.new_region": "Новый район",
     "admin.edit": "Изменить",
     "admin.save": "Сохранить",
     "admin.saved": "Сохранено.",
+    "admin.place_help": "Охранник привязан к заведению, полицейский и диспетчер — к полицейскому району. Смена роли, заведения или района завершает все сеансы пользователя и снимает его с дежурства.",
     "admin.created": "Создано.",
     "admin.shown_gone": "Секрет показывался один раз и больше не будет показан. Смените ключ или сбросьте, чтобы получить новый.",
     "admin.map_pick": "Нажмите на карту, чтобы задать положение.",
@@ -350,4 +352,5 @@ RU: Final[Mapping[str, str]] = {
     "sms.purpose.panic": "тревожная кнопка",
     "sms.purpose.reminder": "напоминание",
     **edge.RU,
+    **problems.RU,
 }

@@ -33,6 +33,7 @@
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (outline) {
         if (!outline) { return; }
+        if (outline.city) { drawCity(outline.city); }
         L.geoJSON(outline.regions, {
           interactive: false,
           style: function () { return { color: "#5f7386", weight: 2, fillColor: "#e8eef3", fillOpacity: 0.55, dashArray: "6 4" }; }
@@ -50,6 +51,38 @@
         }
       })
       .catch(function () { /* the board works without the outline */ });
+  }
+  // The city's districts and streets (KUZET_CONSOLE_OUTLINE, or the shipped approximate Almaty outline):
+  // thin lines under everything, their names as text labels in the page's language.
+  var lang = document.documentElement.lang || "en";
+  function cityName(p) { return (p && (p["name:" + lang] || p.name)) || ""; }
+  function middle(coords) {  // the middle of a line: its middle vertex, or the middle of its middle segment
+    var i = Math.floor((coords.length - 1) / 2);
+    var a = coords[i], b = coords[Math.min(i + 1, coords.length - 1)];
+    return coords.length % 2 ? [a[1], a[0]] : [(a[1] + b[1]) / 2, (a[0] + b[0]) / 2];
+  }
+  function drawCity(city) {
+    L.geoJSON(city, {
+      interactive: false,
+      pointToLayer: function (f, at) { return L.circleMarker(at, { radius: 2, color: "#8796a3", interactive: false }); },
+      style: function (f) {
+        var kind = f.properties && f.properties.kind;
+        return kind === "street" ? { color: "#aab4bd", weight: 3, opacity: 0.9 }
+          : { color: "#8796a3", weight: 1, fillColor: "#f3f5f7", fillOpacity: 0.35 };
+      }
+    }).addTo(map).bringToBack();
+    (city.features || []).forEach(function (f) {
+      var name = cityName(f.properties);
+      var g = f.geometry;
+      if (!name || !g) { return; }
+      var at = null;
+      if (g.type === "Point") { at = [g.coordinates[1], g.coordinates[0]]; }
+      else if (g.type === "LineString") { at = middle(g.coordinates); }
+      else if (g.type === "MultiLineString") { at = middle(g.coordinates[0]); }
+      else { at = L.geoJSON(f).getBounds().getCenter(); }
+      var cls = f.properties.kind === "street" ? "street-label" : f.properties.kind === "place" ? "place-label" : "district-label";
+      L.marker(at, { interactive: false, keyboard: false, icon: label(cls, name) }).addTo(map);
+    });
   }
   function label(cls, text) {
     var el = document.createElement("span");
@@ -176,7 +209,7 @@
     tr.className = "venue-row";
     tr.id = "venue-" + g.id;
     var th = document.createElement("th");
-    th.colSpan = 7;
+    th.colSpan = 8;
     th.scope = "colgroup";
     var name = document.createElement("strong");
     name.textContent = g.venue;
@@ -235,8 +268,27 @@
     var acked = (item.acknowledged_by || []).join(", ");
     cell(tr, (acked || "—") + " (" + item.acknowledged + "/" + item.notified + ")", "people acked");
     cell(tr, (item.responders || []).join(", ") || "—", "people");
+    contactsCell(tr, item.contacts);
     cell(tr, String(item.not_delivered), item.not_delivered ? "bad num" : "num");
     return tr;
+  }
+  // whom to call: the venue's bouncers on duty and its owner (seeing the numbers is audited by the server)
+  function contactsCell(tr, contacts) {
+    var td = cell(tr, contacts && contacts.length ? "" : "—", "contacts");
+    (contacts || []).forEach(function (c) {
+      var line = document.createElement("span");
+      line.className = "contact";
+      line.appendChild(document.createTextNode(c.display_name + " (" + w("role." + c.role) + ") "));
+      if (c.phone) {
+        var a = document.createElement("a");
+        a.href = "tel:" + c.phone;
+        a.textContent = c.phone;
+        line.appendChild(a);
+      } else {
+        line.appendChild(document.createTextNode(w("incident.no_phone")));
+      }
+      td.appendChild(line);
+    });
   }
   var pending = false;
   function render() {
@@ -392,5 +444,25 @@
     var cells = document.querySelectorAll("#incident-rows .age");
     Array.prototype.forEach.call(cells, function (el) { el.textContent = age(el.getAttribute("data-at")); });
   }, 1000);
+  // --- overload: "confirmations delayed by N; cameras told to hold", kept current every 15 s ---------
+  var overloadNote = document.getElementById("overload");
+  function duration(seconds) {
+    if (seconds < 120) { return seconds + " " + w("unit.s"); }
+    if (seconds < 7200) { return Math.floor(seconds / 60) + " " + w("unit.min"); }
+    return Math.floor(seconds / 3600) + " " + w("unit.h") + " " + Math.floor(seconds % 3600 / 60) + " " + w("unit.min");
+  }
+  function checkOverload() {
+    fetch("/console/board/overload", { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (body) {
+        if (!body || !overloadNote) { return; }
+        if (body.delayed_s === null) { overloadNote.hidden = true; return; }
+        overloadNote.setAttribute("data-backlog-s", String(body.delayed_s));
+        overloadNote.textContent = fill("board.overload", { delay: duration(body.delayed_s) });
+        overloadNote.hidden = false;
+      })
+      .catch(function () { /* the stream's own status says when the server is away */ });
+  }
+  window.setInterval(checkOverload, 15000);
   window.kuzetBoard = { draw: draw, count: function () { return Object.keys(incidents).length; } };
 })();
