@@ -15,6 +15,7 @@ import asyncpg
 import msgspec
 
 from backend.core.config import ConfigError, Settings, load_settings
+from backend.core.db import Conn
 
 
 def _settings() -> Settings:
@@ -28,8 +29,9 @@ def _print(obj: Any) -> None:
     print(json.dumps(msgspec.to_builtins(obj), indent=2, default=str))
 
 
-async def _with_conn(settings: Settings, fn: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
+async def _with_conn(settings: Settings, fn: Callable[[Conn], Awaitable[Any]]) -> Any:
     from backend.core.db import init_connection
+    from backend.webhooks import outbox  # noqa: F401  # registers the lifecycle's webhook outbox (incidents.readers)
 
     conn = await asyncpg.connect(settings.database_url)
     await init_connection(conn)
@@ -99,7 +101,7 @@ def cmd_admin(args: argparse.Namespace) -> int:
     from backend.venues.schemas import RegionCreate, VenueCreate
 
     settings = _settings()
-    action: Callable[[asyncpg.Connection], Awaitable[Any]]
+    action: Callable[[Conn], Awaitable[Any]]
     if args.admin_command == "create-region":
         action = lambda c: venues.create_region(c, None, RegionCreate(name=args.name))  # noqa: E731
     elif args.admin_command == "create-venue":
@@ -147,7 +149,7 @@ def cmd_admin(args: argparse.Namespace) -> int:
             "end-sessions": users.end_sessions,
         }[args.admin_command]
 
-        async def revoke(c: asyncpg.Connection) -> Any:
+        async def revoke(c: Conn) -> Any:
             return await change(c, None, await users.resolve_user(c, args.user))
 
         action = revoke
@@ -157,7 +159,7 @@ def cmd_admin(args: argparse.Namespace) -> int:
 
         incident_id = uuid.UUID(args.incident)
 
-        async def legal_hold(c: asyncpg.Connection) -> Any:
+        async def legal_hold(c: Conn) -> Any:
             reason = msgspec.convert({"reason": args.reason}, LegalHoldReason).reason  # the API's rule
             return await incidents.set_legal_hold(c, settings, None, incident_id, not args.release, reason)
 
@@ -192,7 +194,7 @@ def cmd_admin(args: argparse.Namespace) -> int:
     return 0
 
 
-def _edge_action(args: argparse.Namespace, settings: Settings) -> Callable[[asyncpg.Connection], Awaitable[Any]]:
+def _edge_action(args: argparse.Namespace, settings: Settings) -> Callable[[Conn], Awaitable[Any]]:
     from backend.edge import health as edge_health
     from backend.edge import service as edge
     from backend.edge.schemas import BoxCreate
@@ -210,7 +212,7 @@ def _edge_action(args: argparse.Namespace, settings: Settings) -> Callable[[asyn
     return lambda c: edge_health.venue_health(c, None, venue_id)
 
 
-def _webhook_action(args: argparse.Namespace, settings: Settings) -> Callable[[asyncpg.Connection], Awaitable[Any]]:
+def _webhook_action(args: argparse.Namespace, settings: Settings) -> Callable[[Conn], Awaitable[Any]]:
     from backend.webhooks import service as webhooks
     from backend.webhooks.schemas import ReplayRequest, RotateSecret, SubscriptionCreate, SubscriptionUpdate
 

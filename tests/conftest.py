@@ -16,6 +16,7 @@ from litestar.testing import AsyncTestClient
 
 from backend.core.config import Settings, load_settings
 from backend.core.migrations import migrate
+from backend.webhooks import outbox  # noqa: F401  # registers the lifecycle's webhook outbox, as the app and workers do
 from tests.factories import Factory
 from tests.services import admin_dsn, start_s3_server
 from tests.world import World

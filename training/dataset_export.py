@@ -15,10 +15,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-
 from backend.adapters.storage import ObjectMissing, Storage
 from backend.audit import repo as audit
+from backend.core.db import Conn
 from backend.core.logging import get_logger
 from backend.models import repo
 
@@ -32,7 +31,7 @@ def _write_manifest(out_dir: Path, rows: list[dict[str, str]]) -> None:
         writer.writerows(rows)
 
 
-async def export(conn: asyncpg.Connection, storage: Storage, out_dir: Path, *, retention_s: float) -> dict[str, Any]:
+async def export(conn: Conn, storage: Storage, out_dir: Path, *, retention_s: float) -> dict[str, Any]:
     """Download the clips into ``out_dir/{fight,noFight}/`` and write ``clips.csv``; a summary."""
     clips = await repo.training_clips(conn, retention_s=retention_s)
     for folder in ("fight", "noFight"):

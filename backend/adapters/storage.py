@@ -30,7 +30,12 @@ from backend.core.logging import get_logger
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
-    from types_aiobotocore_s3.type_defs import LifecycleRuleTypeDef
+    from types_aiobotocore_s3.type_defs import (
+        CompletedPartTypeDef,
+        LifecycleRuleTypeDef,
+        ObjectIdentifierTypeDef,
+        TaggingTypeDef,
+    )
 
 log = get_logger(__name__)
 _MISSING = {"NoSuchKey", "404", "NotFound"}
@@ -232,9 +237,9 @@ class Storage:
         try:
             paginator = self.client.get_paginator("list_objects_v2")
             async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-                keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+                keys: list[ObjectIdentifierTypeDef] = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
                 if keys:
-                    await self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})  # type: ignore[typeddict-item]
+                    await self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
                     deleted += len(keys)
         except (ClientError, BotoCoreError) as exc:
             raise _translate(exc, prefix) from exc
@@ -267,12 +272,12 @@ class Storage:
     async def retag(self, prefix: str, value: str) -> int:
         """Set ``kuzet-retention`` to ``value`` on every object under ``prefix``; how many objects."""
         count = 0
-        tagging = {"TagSet": [{"Key": RETENTION_TAG, "Value": value}]}
+        tagging: TaggingTypeDef = {"TagSet": [{"Key": RETENTION_TAG, "Value": value}]}
         try:
             paginator = self.client.get_paginator("list_objects_v2")
             async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 for obj in page.get("Contents", []):
-                    await self.client.put_object_tagging(Bucket=self.bucket, Key=obj["Key"], Tagging=tagging)  # type: ignore[arg-type]
+                    await self.client.put_object_tagging(Bucket=self.bucket, Key=obj["Key"], Tagging=tagging)
                     count += 1
         except (ClientError, BotoCoreError) as exc:
             raise _translate(exc, prefix) from exc
@@ -347,7 +352,7 @@ class StreamingUpload:
         self.size = 0
         self._buffer = bytearray()
         self._upload_id: str | None = None
-        self._parts: list[dict[str, Any]] = []
+        self._parts: list[CompletedPartTypeDef] = []
 
     async def write(self, data: bytes) -> None:
         self._buffer += data
@@ -392,7 +397,7 @@ class StreamingUpload:
                 Bucket=self.storage.bucket,
                 Key=self.key,
                 UploadId=self._upload_id,
-                MultipartUpload={"Parts": self._parts},  # type: ignore[typeddict-item]
+                MultipartUpload={"Parts": self._parts},
             )
         except (ClientError, BotoCoreError) as exc:
             raise _translate(exc, self.key) from exc

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import uuid
 
-import asyncpg
-
 from backend.alerts import repo
 from backend.alerts.schemas import ActionRequest, ActionResult
 from backend.core import jobs, queue
 from backend.core.auth import Principal
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.dispatch import service as dispatch
 from backend.incidents import lifecycle
 from backend.incidents.access import lock_visible
@@ -30,7 +29,7 @@ ALLOWED = {
 
 
 async def act(
-    conn: asyncpg.Connection, settings: Settings, me: Principal, incident_id: uuid.UUID, data: ActionRequest
+    conn: Conn, settings: Settings, me: Principal, incident_id: uuid.UUID, data: ActionRequest
 ) -> ActionResult:
     doers = {role for role, actions in ALLOWED.items() if data.action in actions}
     incident = await lock_visible(conn, me, incident_id, allowed=doers, doing=data.action.replace("_", " "))

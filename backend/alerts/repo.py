@@ -6,10 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-import asyncpg
 import msgspec
 
 from backend.core.auth import Role
+from backend.core.db import Conn
 from backend.incidents.kinds import KindName
 from backend.incidents.schemas import IncidentStatusName
 
@@ -128,20 +128,18 @@ ORDER BY e.actor_id, e.id DESC
 """
 
 
-async def my_alert(conn: asyncpg.Connection, incident_id: uuid.UUID, user_id: uuid.UUID) -> uuid.UUID | None:
+async def my_alert(conn: Conn, incident_id: uuid.UUID, user_id: uuid.UUID) -> uuid.UUID | None:
     alert_id: uuid.UUID | None = await conn.fetchval(SELECT_MY_ALERT, incident_id, user_id)
     return alert_id
 
 
-async def acknowledge_alert(conn: asyncpg.Connection, incident_id: uuid.UUID, user_id: uuid.UUID) -> None:
+async def acknowledge_alert(conn: Conn, incident_id: uuid.UUID, user_id: uuid.UUID) -> None:
     alert_id = await conn.fetchval(ACK_ALERT, incident_id, user_id)
     if alert_id is not None:
         await conn.execute(ACK_DELIVERIES, alert_id)
 
 
-async def receipt(
-    conn: asyncpg.Connection, alert_id: uuid.UUID, user_id: uuid.UUID, device_id: uuid.UUID | None
-) -> bool:
+async def receipt(conn: Conn, alert_id: uuid.UUID, user_id: uuid.UUID, device_id: uuid.UUID | None) -> bool:
     if await conn.fetchval(RECEIPT_ALERT, alert_id, user_id) is None:
         return False
     if device_id is not None:
@@ -150,7 +148,7 @@ async def receipt(
 
 
 async def list_mine(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     user_id: uuid.UUID,
     role: str,
@@ -163,14 +161,14 @@ async def list_mine(
     return [msgspec.convert(dict(r), ListedIncident) for r in rows]
 
 
-async def sync_point(conn: asyncpg.Connection) -> str:
+async def sync_point(conn: Conn) -> str:
     point: str = await conn.fetchval(SYNC_POINT)
     return point
 
 
-async def timeline(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[EventRow]:
+async def timeline(conn: Conn, incident_id: uuid.UUID) -> list[EventRow]:
     return [msgspec.convert(dict(r), EventRow) for r in await conn.fetch(TIMELINE, incident_id)]
 
 
-async def responders(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[ResponderRow]:
+async def responders(conn: Conn, incident_id: uuid.UUID) -> list[ResponderRow]:
     return [msgspec.convert(dict(r), ResponderRow) for r in await conn.fetch(RESPONDERS, incident_id)]

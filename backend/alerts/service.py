@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import asyncpg
+import msgspec
 
 from backend.alerts import repo
 from backend.alerts.schemas import (
@@ -26,6 +26,7 @@ from backend.alerts.schemas import (
 from backend.audit import repo as audit
 from backend.core.auth import Principal
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.core.errors import NotFound
 from backend.core.wire import parse_cursor
 from backend.dispatch import deliveries
@@ -52,9 +53,7 @@ def _cursor(since: str | None) -> str | None:
     return None if cursor is None else str(cursor)
 
 
-async def my_alerts(
-    conn: asyncpg.Connection, me: Principal, since: str | None = None, *, limit: int = 200
-) -> AlertList:
+async def my_alerts(conn: Conn, me: Principal, since: str | None = None, *, limit: int = 200) -> AlertList:
     """``limit``: a phone's list is the 200 newest; the dispatchers' board asks for its whole region."""
     # The sync point is taken before reading: anything committed later has an id at or above it and
     # is returned next time (perhaps twice: apps de-duplicate by incident id and version).
@@ -105,9 +104,7 @@ def _event_data(event: repo.EventRow, full: bool) -> dict[str, Any]:
     return data
 
 
-async def incident_detail(
-    conn: asyncpg.Connection, settings: Settings, me: Principal, incident_id: uuid.UUID
-) -> IncidentDetail:
+async def incident_detail(conn: Conn, settings: Settings, me: Principal, incident_id: uuid.UUID) -> IncidentDetail:
     incident = await lifecycle.get(conn, incident_id)
     if incident is None or not await can_see(conn, me, incident):
         raise NotFound("no such incident", field="incident_id")
@@ -209,10 +206,10 @@ async def incident_detail(
 def _position(row: duty.OfficerPosition | None) -> Position | None:
     if row is None:
         return None
-    return Position(lat=row.lat, lon=row.lon, accuracy_m=row.accuracy_m, recorded_at=row.recorded_at)
+    return msgspec.convert(row, Position, from_attributes=True)
 
 
-async def receipt(conn: asyncpg.Connection, me: Principal, alert_id: uuid.UUID, data: ReceiptRequest | None) -> None:
+async def receipt(conn: Conn, me: Principal, alert_id: uuid.UUID, data: ReceiptRequest | None) -> None:
     """The app got the push: the alert (and this device's delivery) is marked received."""
     device_id = data.device_id if data is not None else None
     if not await repo.receipt(conn, alert_id, me.user_id, device_id):

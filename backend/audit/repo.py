@@ -6,9 +6,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import asyncpg
-
 from backend.core.auth import Principal
+from backend.core.db import Conn
 
 INSERT = """
 INSERT INTO audit_log (actor_id, actor_role, action, subject_type, subject_id, venue_id, detail)
@@ -17,7 +16,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)
 
 
 async def record(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     actor_id: uuid.UUID | None,
     actor_role: str,
@@ -31,7 +30,7 @@ async def record(
 
 
 async def record_many_by(
-    conn: asyncpg.Connection,
+    conn: Conn,
     actor: Principal,
     action: str,
     records: Sequence[tuple[str, str, uuid.UUID | None, Mapping[str, Any]]],
@@ -45,7 +44,7 @@ async def record_many_by(
 
 
 async def record_by(
-    conn: asyncpg.Connection,
+    conn: Conn,
     actor: Principal | None,
     action: str,
     *,
@@ -80,7 +79,7 @@ DELETE FROM audit_log a USING doomed d WHERE a.id = d.id
 """
 
 
-async def delete_past_retention(conn: asyncpg.Connection, *, retention_s: float, limit: int) -> int:
+async def delete_past_retention(conn: Conn, *, retention_s: float, limit: int) -> int:
     """Delete up to ``limit`` records older than ``retention_s``, oldest first; how many went."""
     async with conn.transaction():
         await conn.fetchval(SET_PURGE_CUTOFF, retention_s)

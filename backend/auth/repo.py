@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-import asyncpg
 import msgspec
+
+from backend.core.db import Conn
 
 
 class RefreshRow(msgspec.Struct, frozen=True):
@@ -30,34 +31,25 @@ LIVE_SESSION = """
 SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE user_id = $1 AND revoked_at IS NULL AND used_at IS NULL
                AND expires_at > now())
 """
-REVOKE_USER = "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL"
 REVOKE_FAMILY = "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL"
 
 
-async def insert(
-    conn: asyncpg.Connection, *, family_id: uuid.UUID, user_id: uuid.UUID, token_hash: bytes, ttl_s: int
-) -> None:
+async def insert(conn: Conn, *, family_id: uuid.UUID, user_id: uuid.UUID, token_hash: bytes, ttl_s: int) -> None:
     await conn.execute(INSERT, family_id, user_id, token_hash, float(ttl_s))
 
 
-async def lock_by_hash(conn: asyncpg.Connection, token_hash: bytes) -> RefreshRow | None:
+async def lock_by_hash(conn: Conn, token_hash: bytes) -> RefreshRow | None:
     record = await conn.fetchrow(SELECT_FOR_UPDATE, token_hash)
     return msgspec.convert(dict(record), RefreshRow) if record else None
 
 
-async def mark_used(conn: asyncpg.Connection, token_id: uuid.UUID) -> None:
+async def mark_used(conn: Conn, token_id: uuid.UUID) -> None:
     await conn.execute(MARK_USED, token_id)
 
 
-async def has_live_session(conn: asyncpg.Connection, user_id: uuid.UUID) -> bool:
+async def has_live_session(conn: Conn, user_id: uuid.UUID) -> bool:
     return bool(await conn.fetchval(LIVE_SESSION, user_id))
 
 
-async def revoke_user(conn: asyncpg.Connection, user_id: uuid.UUID) -> int:
-    """Revoke every refresh token of the user; returns how many were live."""
-    status: str = await conn.execute(REVOKE_USER, user_id)
-    return int(status.rsplit(maxsplit=1)[-1])
-
-
-async def revoke_family(conn: asyncpg.Connection, family_id: uuid.UUID) -> None:
+async def revoke_family(conn: Conn, family_id: uuid.UUID) -> None:
     await conn.execute(REVOKE_FAMILY, family_id)

@@ -10,13 +10,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
-import asyncpg
-
 from backend.audit import repo as audit
 from backend.auth import repo, throttle
 from backend.auth.schemas import LoginRequest, RefreshRequest, TokenPair
 from backend.core.auth import Principal, hash_password, issue_access_token, verify_password
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.core.errors import Invalid, Unauthorized
 from backend.core.logging import get_logger
 from backend.users import repo as users
@@ -36,7 +35,7 @@ def _hash(token: str) -> bytes:
 def principal_of(user: users.UserRow, session_id: uuid.UUID | None = None) -> Principal:
     return Principal(
         user_id=user.id,
-        role=user.role,  # type: ignore[arg-type]
+        role=user.role,
         display_name=user.display_name,
         venue_id=user.venue_id,
         region_id=user.region_id,
@@ -55,7 +54,7 @@ def _successor(settings: Settings, refresh_token: str) -> str:
 
 
 async def _issue(
-    conn: asyncpg.Connection,
+    conn: Conn,
     settings: Settings,
     user: users.UserRow,
     family_id: uuid.UUID,
@@ -70,7 +69,7 @@ async def _issue(
 
 
 async def _refuse(
-    conn: asyncpg.Connection,
+    conn: Conn,
     settings: Settings,
     data: LoginRequest,
     *,
@@ -92,9 +91,7 @@ def _throttle_key(data: LoginRequest, user: users.UserRow | None) -> str:
     return f"user:{user.id}" if user else f"login:{data.login}"
 
 
-async def login(
-    conn: asyncpg.Connection, settings: Settings, data: LoginRequest, address: str = "unknown"
-) -> TokenPair:
+async def login(conn: Conn, settings: Settings, data: LoginRequest, address: str = "unknown") -> TokenPair:
     if (data.password is None) == (data.one_time_code is None):
         raise Invalid("give either a password or a one-time code", field="password")
     user = await users.find_by_login(conn, data.login)
@@ -134,7 +131,7 @@ async def login(
     return await _issue(conn, settings, user, uuid.uuid4())
 
 
-async def refresh(conn: asyncpg.Connection, settings: Settings, data: RefreshRequest) -> TokenPair:
+async def refresh(conn: Conn, settings: Settings, data: RefreshRequest) -> TokenPair:
     """Rotate a refresh token. The same token presented again within ``refresh_reuse_grace_s`` of its
     rotation (an app whose resume and push handler refresh at once) gets the same new refresh token,
     while that one is still unused; any other reuse revokes the whole family (committed) and answers 401."""
@@ -163,9 +160,7 @@ async def refresh(conn: asyncpg.Connection, settings: Settings, data: RefreshReq
     return await _issue(conn, settings, user, row.family_id, successor)
 
 
-async def _within_grace(
-    conn: asyncpg.Connection, settings: Settings, row: repo.RefreshRow, successor: str
-) -> TokenPair | None:
+async def _within_grace(conn: Conn, settings: Settings, row: repo.RefreshRow, successor: str) -> TokenPair | None:
     """The pair the first rotation of ``row`` gave, when asked again within the grace window and its
     refresh token is still unused (a thief who rotated it on already makes this a reuse)."""
     grace = timedelta(seconds=settings.refresh_reuse_grace_s)
@@ -182,7 +177,7 @@ async def _within_grace(
     return TokenPair(access_token=access, expires_in=ttl, refresh_token=successor, user=to_user(user))
 
 
-async def logout(conn: asyncpg.Connection, data: RefreshRequest) -> None:
+async def logout(conn: Conn, data: RefreshRequest) -> None:
     """End this sign-in: its refresh tokens, and (within seconds) its access tokens. When it was the
     user's last live sign-in, the footage links they were given stop working too."""
     row = await repo.lock_by_hash(conn, _hash(data.refresh_token))
@@ -200,7 +195,7 @@ async def logout(conn: asyncpg.Connection, data: RefreshRequest) -> None:
         )
 
 
-async def end_session(conn: asyncpg.Connection, user_id: uuid.UUID, session_id: uuid.UUID) -> None:
+async def end_session(conn: Conn, user_id: uuid.UUID, session_id: uuid.UUID) -> None:
     """Sign out of one sign-in known by its session (the web console's cookie names no refresh token)."""
     await repo.revoke_family(conn, session_id)
     if not await repo.has_live_session(conn, user_id):

@@ -17,11 +17,11 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
-import asyncpg
 import msgspec
 
 from backend.audit import repo as audit
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.core.errors import TooManyRequests
 from backend.core.logging import get_logger
 
@@ -75,7 +75,7 @@ def account_key(login: str) -> str:
     return login.strip().lower()
 
 
-async def check(conn: asyncpg.Connection, settings: Settings, *, login: str, address: str) -> None:
+async def check(conn: Conn, settings: Settings, *, login: str, address: str) -> None:
     """Serialise attempts on this account, then refuse with 429 while it or the address is locked."""
     account = account_key(login)
     await conn.execute(LOCK_ACCOUNT, account)
@@ -101,7 +101,7 @@ def lock_seconds(failures: int, free: int, settings: Settings) -> float:
 
 
 async def record_failure(
-    conn: asyncpg.Connection, settings: Settings, *, login: str, address: str, user_id: object | None
+    conn: Conn, settings: Settings, *, login: str, address: str, user_id: object | None
 ) -> tuple[float, int]:
     """Count a failure against the account and the address; return the longest lock it set (s) and
     how many more failures the account may have before it locks."""
@@ -131,9 +131,9 @@ async def record_failure(
     return longest, left
 
 
-async def clear_account(conn: asyncpg.Connection, login: str) -> None:
+async def clear_account(conn: Conn, login: str) -> None:
     await conn.execute(CLEAR_ACCOUNT, account_key(login))
 
 
-async def prune(conn: asyncpg.Connection, older_than_s: float) -> None:
+async def prune(conn: Conn, older_than_s: float) -> None:
     await conn.execute(PRUNE, older_than_s)

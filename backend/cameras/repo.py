@@ -8,6 +8,7 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
+from backend.core.db import Conn, fetch_one
 from backend.core.errors import NotFound
 
 
@@ -31,26 +32,24 @@ ROTATE = f"UPDATE cameras SET key_prefix = $2, key_hash = $3, is_active = true W
 
 
 async def insert_camera(
-    conn: asyncpg.Connection, *, venue_id: uuid.UUID, name: str, zone: str | None, key_prefix: str, key_hash: bytes
+    conn: Conn, *, venue_id: uuid.UUID, name: str, zone: str | None, key_prefix: str, key_hash: bytes
 ) -> CameraRow:
     try:
-        record = await conn.fetchrow(INSERT, venue_id, name, zone, key_prefix, key_hash)
+        record = await fetch_one(conn, INSERT, venue_id, name, zone, key_prefix, key_hash)
     except asyncpg.ForeignKeyViolationError as exc:
         raise NotFound("no such venue", field="venue_id") from exc
     return msgspec.convert(dict(record), CameraRow)
 
 
-async def list_for_venue(conn: asyncpg.Connection, venue_id: uuid.UUID) -> list[CameraRow]:
+async def list_for_venue(conn: Conn, venue_id: uuid.UUID) -> list[CameraRow]:
     return [msgspec.convert(dict(r), CameraRow) for r in await conn.fetch(SELECT_FOR_VENUE, venue_id)]
 
 
-async def deactivate(conn: asyncpg.Connection, camera_id: uuid.UUID) -> CameraRow | None:
+async def deactivate(conn: Conn, camera_id: uuid.UUID) -> CameraRow | None:
     record = await conn.fetchrow(DEACTIVATE, camera_id)
     return msgspec.convert(dict(record), CameraRow) if record else None
 
 
-async def rotate_key(
-    conn: asyncpg.Connection, camera_id: uuid.UUID, key_prefix: str, key_hash: bytes
-) -> CameraRow | None:
+async def rotate_key(conn: Conn, camera_id: uuid.UUID, key_prefix: str, key_hash: bytes) -> CameraRow | None:
     record = await conn.fetchrow(ROTATE, camera_id, key_prefix, key_hash)
     return msgspec.convert(dict(record), CameraRow) if record else None

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import uuid
 
-import asyncpg
 import msgspec
 
 from backend.audit import repo as audit
 from backend.cameras import repo
 from backend.cameras.schemas import Camera, CameraCreate, CameraCreated
 from backend.core.auth import Principal, new_camera_key
+from backend.core.db import Conn
 from backend.core.errors import NotFound
 
 
@@ -18,7 +18,7 @@ def _camera(row: repo.CameraRow) -> Camera:
     return msgspec.convert(row, Camera, from_attributes=True)
 
 
-async def _audit(conn: asyncpg.Connection, actor: Principal | None, action: str, row: repo.CameraRow) -> None:
+async def _audit(conn: Conn, actor: Principal | None, action: str, row: repo.CameraRow) -> None:
     await audit.record_by(
         conn,
         actor,
@@ -29,9 +29,7 @@ async def _audit(conn: asyncpg.Connection, actor: Principal | None, action: str,
     )
 
 
-async def create_camera(
-    conn: asyncpg.Connection, actor: Principal | None, venue_id: uuid.UUID, data: CameraCreate
-) -> CameraCreated:
+async def create_camera(conn: Conn, actor: Principal | None, venue_id: uuid.UUID, data: CameraCreate) -> CameraCreated:
     key, prefix, key_hash = new_camera_key()
     row = await repo.insert_camera(
         conn, venue_id=venue_id, name=data.name, zone=data.zone, key_prefix=prefix, key_hash=key_hash
@@ -40,11 +38,11 @@ async def create_camera(
     return CameraCreated(camera=_camera(row), api_key=key)
 
 
-async def list_cameras(conn: asyncpg.Connection, venue_id: uuid.UUID) -> list[Camera]:
+async def list_cameras(conn: Conn, venue_id: uuid.UUID) -> list[Camera]:
     return [_camera(r) for r in await repo.list_for_venue(conn, venue_id)]
 
 
-async def rotate_key(conn: asyncpg.Connection, actor: Principal | None, camera_id: uuid.UUID) -> CameraCreated:
+async def rotate_key(conn: Conn, actor: Principal | None, camera_id: uuid.UUID) -> CameraCreated:
     key, prefix, key_hash = new_camera_key()
     row = await repo.rotate_key(conn, camera_id, prefix, key_hash)
     if row is None:
@@ -53,7 +51,7 @@ async def rotate_key(conn: asyncpg.Connection, actor: Principal | None, camera_i
     return CameraCreated(camera=_camera(row), api_key=key)
 
 
-async def deactivate(conn: asyncpg.Connection, actor: Principal | None, camera_id: uuid.UUID) -> Camera:
+async def deactivate(conn: Conn, actor: Principal | None, camera_id: uuid.UUID) -> Camera:
     row = await repo.deactivate(conn, camera_id)
     if row is None:
         raise NotFound("no such camera", field="camera_id")
@@ -64,7 +62,7 @@ async def deactivate(conn: asyncpg.Connection, actor: Principal | None, camera_i
 # --- cameras an edge box registers (backend/edge) ----------------------------------------------
 
 
-async def _audit_box(conn: asyncpg.Connection, box_id: uuid.UUID, action: str, row: repo.CameraRow) -> None:
+async def _audit_box(conn: Conn, box_id: uuid.UUID, action: str, row: repo.CameraRow) -> None:
     await audit.record(
         conn,
         actor_id=None,
@@ -77,9 +75,7 @@ async def _audit_box(conn: asyncpg.Connection, box_id: uuid.UUID, action: str, r
     )
 
 
-async def create_for_box(
-    conn: asyncpg.Connection, box_id: uuid.UUID, venue_id: uuid.UUID, data: CameraCreate
-) -> CameraCreated:
+async def create_for_box(conn: Conn, box_id: uuid.UUID, venue_id: uuid.UUID, data: CameraCreate) -> CameraCreated:
     """A camera of the box's venue, registered by the box; its key is in the answer only."""
     key, prefix, key_hash = new_camera_key()
     row = await repo.insert_camera(
@@ -89,7 +85,7 @@ async def create_for_box(
     return CameraCreated(camera=_camera(row), api_key=key)
 
 
-async def rotate_for_box(conn: asyncpg.Connection, box_id: uuid.UUID, camera_id: uuid.UUID) -> CameraCreated:
+async def rotate_for_box(conn: Conn, box_id: uuid.UUID, camera_id: uuid.UUID) -> CameraCreated:
     """A new key for a camera whose box lost its state; the old key stops working."""
     key, prefix, key_hash = new_camera_key()
     row = await repo.rotate_key(conn, camera_id, prefix, key_hash)

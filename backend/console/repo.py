@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-import asyncpg
 import msgspec
+
+from backend.core.db import Conn
 
 
 class AlertCounts(msgspec.Struct, frozen=True):
@@ -107,32 +108,32 @@ WHERE u.id = ANY($1::uuid[])
 """
 
 
-async def alert_counts(conn: asyncpg.Connection, incident_ids: list[uuid.UUID]) -> dict[uuid.UUID, AlertCounts]:
+async def alert_counts(conn: Conn, incident_ids: list[uuid.UUID]) -> dict[uuid.UUID, AlertCounts]:
     if not incident_ids:
         return {}
     rows = await conn.fetch(ALERT_COUNTS, incident_ids)
     return {r["incident_id"]: msgspec.convert(dict(r), AlertCounts) for r in rows}
 
 
-async def officer_names(conn: asyncpg.Connection, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, OfficerName]:
+async def officer_names(conn: Conn, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, OfficerName]:
     if not user_ids:
         return {}
     rows = await conn.fetch(OFFICER_NAMES, user_ids)
     return {r["user_id"]: msgspec.convert(dict(r), OfficerName) for r in rows}
 
 
-async def board_facts(conn: asyncpg.Connection, incident_ids: list[uuid.UUID]) -> dict[uuid.UUID, BoardFacts]:
+async def board_facts(conn: Conn, incident_ids: list[uuid.UUID]) -> dict[uuid.UUID, BoardFacts]:
     if not incident_ids:
         return {}
     rows = await conn.fetch(BOARD_FACTS, incident_ids)
     return {r["incident_id"]: msgspec.convert(dict(r), BoardFacts) for r in rows}
 
 
-async def contacts(conn: asyncpg.Connection, venue_id: uuid.UUID) -> list[Contact]:
+async def contacts(conn: Conn, venue_id: uuid.UUID) -> list[Contact]:
     return [msgspec.convert(dict(r), Contact) for r in await conn.fetch(CONTACTS, venue_id)]
 
 
-async def venue_contacts(conn: asyncpg.Connection, venue_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Contact]]:
+async def venue_contacts(conn: Conn, venue_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Contact]]:
     found: dict[uuid.UUID, list[Contact]] = {v: [] for v in venue_ids}
     if venue_ids:
         for r in await conn.fetch(VENUE_CONTACTS, venue_ids):
@@ -161,7 +162,7 @@ FROM venues WHERE $1::uuid IS NULL OR region_id = $1
 REGION_NAMES = "SELECT name FROM police_regions WHERE $1::uuid IS NULL OR id = $1 ORDER BY name"
 
 
-async def outline(conn: asyncpg.Connection, region_id: uuid.UUID | None, city: bytes) -> bytes:
+async def outline(conn: Conn, region_id: uuid.UUID | None, city: bytes) -> bytes:
     """``city``: the city's outline (a GeoJSON FeatureCollection, or ``null``), as JSON."""
     regions = await conn.fetchval(OUTLINE_REGIONS, region_id)
     venues = await conn.fetchval(OUTLINE_VENUES, region_id)
@@ -169,5 +170,5 @@ async def outline(conn: asyncpg.Connection, region_id: uuid.UUID | None, city: b
     return head.encode() + city + b"}"
 
 
-async def region_names(conn: asyncpg.Connection, region_id: uuid.UUID | None) -> list[str]:
+async def region_names(conn: Conn, region_id: uuid.UUID | None) -> list[str]:
     return [r["name"] for r in await conn.fetch(REGION_NAMES, region_id)]

@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 from functools import cache
 from typing import Any, NamedTuple, get_args
 
-import asyncpg
 import msgspec
 from litestar import Controller, Response, get, post
 from litestar.datastructures import Cookie
@@ -30,6 +29,7 @@ from backend.console.handler import ConsoleRequest, Db, Me, PathId, see_other
 from backend.console.render import render
 from backend.console.session import require
 from backend.core.auth import ROLES, Principal, Role
+from backend.core.db import Conn
 from backend.core.errors import Conflict, Invalid
 from backend.core.wire import Name
 from backend.sms import phones
@@ -78,7 +78,7 @@ def _admin(me: Principal) -> None:
 
 async def _submit(
     request: ConsoleRequest,
-    db: asyncpg.Connection,
+    db: Conn,
     form: str,
     action: Callable[[dict[str, Any]], Awaitable[Redirect]],
     page: Page,
@@ -312,7 +312,7 @@ class AdminController(Controller):
 
 
 async def _venues_page(
-    request: ConsoleRequest, db: asyncpg.Connection, me: Principal, problem: FormProblem | None = None
+    request: ConsoleRequest, db: Conn, me: Principal, problem: FormProblem | None = None
 ) -> Response[str]:
     return render(
         request,
@@ -330,7 +330,7 @@ async def _venues_page(
 
 async def _venue_page(
     request: ConsoleRequest,
-    db: asyncpg.Connection,
+    db: Conn,
     me: Principal,
     venue_id: uuid.UUID,
     *,
@@ -356,7 +356,7 @@ async def _venue_page(
 
 async def _users_page(
     request: ConsoleRequest,
-    db: asyncpg.Connection,
+    db: Conn,
     me: Principal,
     secret: shown.ShownOnce | None = None,
     problem: FormProblem | None = None,
@@ -382,7 +382,7 @@ async def _users_page(
 
 async def _user_page(
     request: ConsoleRequest,
-    db: asyncpg.Connection,
+    db: Conn,
     me: Principal,
     user_id: uuid.UUID,
     problem: FormProblem | None = None,
@@ -404,7 +404,7 @@ async def _user_page(
 
 async def _webhooks_page(
     request: ConsoleRequest,
-    db: asyncpg.Connection,
+    db: Conn,
     me: Principal,
     secret: shown.ShownOnce | None = None,
     problem: FormProblem | None = None,

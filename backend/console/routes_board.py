@@ -20,6 +20,7 @@ from backend.console.render import language, render, strings
 from backend.console.session import require
 from backend.core.auth import Principal
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.core.errors import ServiceUnavailable
 from backend.core.failures import DATABASE_UNAVAILABLE
 from backend.core.wire import line, parse_cursor
@@ -83,7 +84,7 @@ async def _stream_user(request: ConsoleRequest) -> Principal:
         raise ServiceUnavailable("database unreachable") from exc
 
 
-async def _overload(db: asyncpg.Connection, settings: Settings) -> overload.Backlog | None:
+async def _overload(db: Conn, settings: Settings) -> overload.Backlog | None:
     """The confirmations' backlog while ingest sheds (the board's banner), else None."""
     backlog = await overload.measure(db, settings)
     return backlog if backlog.shedding else None
@@ -211,7 +212,7 @@ def _notice(done: str | None) -> str | None:
 
 async def _footage(
     request: ConsoleRequest,
-    db: asyncpg.Connection,
+    db: Conn,
     me: Principal,
     incident_id: uuid.UUID,
     kind: FootageKind,

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
-import asyncpg
 import msgspec
 
 from backend.alerts import service as alerts
@@ -26,6 +25,7 @@ from backend.audit import repo as audit
 from backend.console import repo
 from backend.core.auth import Principal
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.core.errors import NotFound
 from backend.dispatch import deliveries
 from backend.dispatch.schemas import NotDelivered
@@ -104,7 +104,7 @@ class IncidentPanel(msgspec.Struct, kw_only=True):
     contacts: list[repo.Contact] | None = None  # None: not for this role (phone numbers are audited)
 
 
-async def board(conn: asyncpg.Connection, me: Principal, since: str | None) -> BoardUpdate:
+async def board(conn: Conn, me: Principal, since: str | None) -> BoardUpdate:
     page = await alerts.my_alerts(conn, me, since, limit=BOARD_LIMIT)
     ids = [i.incident_id for i in page.items]
     counts = await repo.alert_counts(conn, ids)
@@ -144,7 +144,7 @@ async def board(conn: asyncpg.Connection, me: Principal, since: str | None) -> B
 
 
 async def _board_contacts(
-    conn: asyncpg.Connection, me: Principal, listed: Sequence[AlertItem]
+    conn: Conn, me: Principal, listed: Sequence[AlertItem]
 ) -> dict[uuid.UUID, list[repo.Contact]]:
     """The contacts of the venues in this batch; each venue whose numbers are shown gets one
     ``contact.view`` record on its access log per batch (the board's first list, then each change
@@ -175,7 +175,7 @@ def _board_scope(me: Principal) -> uuid.UUID | None:
     return me.region_id or uuid.UUID(int=0)  # a dispatcher of no region sees no region
 
 
-async def outline(conn: asyncpg.Connection, settings: Settings, me: Principal) -> bytes:
+async def outline(conn: Conn, settings: Settings, me: Principal) -> bytes:
     """The board's offline base map as GeoJSON-bearing JSON: the regions' boundaries and the venues'
     names in my scope, and the city's districts and streets (``city_outline``)."""
     return await repo.outline(conn, _board_scope(me), city_outline(settings))
@@ -195,20 +195,18 @@ def _read_outline(path: str) -> bytes:
     return msgspec.json.encode(msgspec.json.decode(Path(path).read_bytes()))
 
 
-async def board_regions(conn: asyncpg.Connection, me: Principal) -> list[str]:
+async def board_regions(conn: Conn, me: Principal) -> list[str]:
     return await repo.region_names(conn, _board_scope(me))
 
 
-async def visible_incident(conn: asyncpg.Connection, me: Principal, incident_id: uuid.UUID) -> None:
+async def visible_incident(conn: Conn, me: Principal, incident_id: uuid.UUID) -> None:
     """404 unless ``me`` may see the incident (the responders' rule, as every incident route)."""
     incident = await lifecycle.get(conn, incident_id)
     if incident is None or not await can_see(conn, me, incident):
         raise NotFound("no such incident", field="incident_id")
 
 
-async def incident_panel(
-    conn: asyncpg.Connection, settings: Settings, me: Principal, incident_id: uuid.UUID
-) -> IncidentPanel:
+async def incident_panel(conn: Conn, settings: Settings, me: Principal, incident_id: uuid.UUID) -> IncidentPanel:
     timeline = await history.timeline(conn, settings, me, incident_id)  # 404 unless visible; audited
     _, failed = await deliveries.for_incident(conn, me, incident_id)
     failed = [f for f in failed if not (f.audience == "dispatcher" and f.code == repo.NO_DEVICE)]
@@ -232,7 +230,7 @@ async def incident_panel(
     )
 
 
-async def _contacts(conn: asyncpg.Connection, me: Principal, timeline: IncidentTimeline) -> list[repo.Contact]:
+async def _contacts(conn: Conn, me: Principal, timeline: IncidentTimeline) -> list[repo.Contact]:
     """The venue's staff on duty and its owner, with phone numbers: read like a location (audited,
     on the venue's access log)."""
     venue_id = timeline.incident.venue_id
@@ -250,9 +248,7 @@ async def _contacts(conn: asyncpg.Connection, me: Principal, timeline: IncidentT
     return found
 
 
-async def _nearby(
-    conn: asyncpg.Connection, settings: Settings, me: Principal, timeline: IncidentTimeline
-) -> list[NearbyOfficer]:
+async def _nearby(conn: Conn, settings: Settings, me: Principal, timeline: IncidentTimeline) -> list[NearbyOfficer]:
     incident = await lifecycle.get(conn, timeline.incident.id)
     if incident is None:
         return []

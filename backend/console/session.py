@@ -19,7 +19,6 @@ import time
 import uuid
 from typing import Any
 
-import asyncpg
 import jwt
 from litestar import Request
 from litestar.datastructures import Cookie, State
@@ -28,6 +27,7 @@ from litestar.di import NamedDependency
 from backend.core import sessions
 from backend.core.auth import ROLES, Principal, decode_access_token
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.core.errors import AppError, Forbidden, ServiceUnavailable
 from backend.core.failures import DATABASE_UNAVAILABLE
 
@@ -147,7 +147,7 @@ def check_pre_csrf(cookie: str | None, given: str | None) -> None:
         raise CsrfRefused("the sign-in form is stale; reload the page", field=CSRF_FIELD)
 
 
-async def principal_from_cookie(conn: asyncpg.Connection, request: Request[Any, Any, State]) -> Principal:
+async def principal_from_cookie(conn: Conn, request: Request[Any, Any, State]) -> Principal:
     """The signed-in console user, checked like an access token (active, session not ended)."""
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
@@ -164,7 +164,7 @@ async def principal_from_cookie(conn: asyncpg.Connection, request: Request[Any, 
     return me
 
 
-async def provide_console_user(request: Request[Any, Any, State], db: NamedDependency[asyncpg.Connection]) -> Principal:
+async def provide_console_user(request: Request[Any, Any, State], db: NamedDependency[Conn]) -> Principal:
     """Dependency: the signed-in console user; a state change must carry the CSRF token."""
     me = await principal_from_cookie(db, request)
     if request.method not in {"GET", "HEAD"}:

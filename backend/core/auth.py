@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable
 from typing import Literal
 
 import argon2
-import asyncpg
 import jwt
 import msgspec
 from litestar import Request
@@ -27,6 +26,7 @@ from litestar.di import NamedDependency
 
 from backend.core import sessions
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.core.errors import Forbidden, ServiceUnavailable, Unauthorized
 from backend.core.failures import DATABASE_UNAVAILABLE
 
@@ -188,7 +188,7 @@ def principal_of(request: Request[object, object, State]) -> Principal:
     return decode_access_token(settings, bearer_token(request))
 
 
-async def current_principal(request: Request[object, object, State], conn: asyncpg.Connection) -> Principal:
+async def current_principal(request: Request[object, object, State], conn: Conn) -> Principal:
     """The signed-in user, whose account is active and whose session was not ended (core/sessions.py)."""
     principal = principal_of(request)
     cache: sessions.SessionCache = request.app.state.session_cache
@@ -208,9 +208,7 @@ async def current_principal(request: Request[object, object, State], conn: async
 # would leak a pooled connection on every 401/403 (tests/test_foundation.py checks the pool).
 
 
-async def provide_principal(
-    request: Request[object, object, State], db: NamedDependency[asyncpg.Connection]
-) -> Principal:
+async def provide_principal(request: Request[object, object, State], db: NamedDependency[Conn]) -> Principal:
     """Dependency: the signed-in user, any role."""
     return await current_principal(request, db)
 
@@ -218,7 +216,7 @@ async def provide_principal(
 def require_role(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     """Dependency factory: the signed-in user, who must hold one of ``roles``."""
 
-    async def dependency(request: Request[object, object, State], db: NamedDependency[asyncpg.Connection]) -> Principal:
+    async def dependency(request: Request[object, object, State], db: NamedDependency[Conn]) -> Principal:
         principal = await current_principal(request, db)
         if principal.role not in roles:
             raise Forbidden(f"this needs the role {' or '.join(roles)}")

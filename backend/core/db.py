@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, _ProtocolMeta, runtime_checkable
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+from asyncpg.transaction import Transaction
 from litestar.datastructures import State
 from litestar.types import ASGIApp, Receive, Scope, Send
 
@@ -13,11 +16,57 @@ from backend.core.errors import RETRY_AFTER_S, AppError, ServiceUnavailable
 from backend.core.failures import DATABASE_UNAVAILABLE
 from backend.core.logging import get_logger
 
+if TYPE_CHECKING:
+    from asyncpg.transaction import _IsolationLevels
+
 log = get_logger(__name__)
 _LEASES = "db_leases"  # in the request's scope state: the _Lease of each connection it took
 
 # Errors meaning "the database is not reachable right now", never "your data is wrong".
 UNAVAILABLE_ERRORS = DATABASE_UNAVAILABLE
+
+
+class _ConnMeta(_ProtocolMeta):
+    """``isinstance(x, Conn)`` is asyncpg's own check (a connection or a pool's proxy of one): a
+    handful of attribute probes fewer per request than a runtime-checkable protocol's."""
+
+    def __instancecheck__(self, instance: object) -> bool:
+        return isinstance(instance, asyncpg.Connection)
+
+
+@runtime_checkable
+class Conn(Protocol, metaclass=_ConnMeta):
+    """A connection as the code receives it: a pool's ``PoolConnectionProxy`` (requests, workers) or a
+    bare ``asyncpg.Connection`` (tests, the migration runner, a LISTEN session). Repos and services
+    take this; it names the methods they use, which both have (asyncpg's per-query ``timeout`` is not
+    used: the pool's ``command_timeout`` applies). Litestar checks a handler's injected ``db``
+    against its annotation with ``isinstance``, which ``_ConnMeta`` answers."""
+
+    async def execute(self, query: str, *args: object) -> str: ...
+
+    async def executemany(self, command: str, args: Iterable[Sequence[object]]) -> None: ...
+
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]: ...
+
+    async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None: ...
+
+    async def fetchval(
+        self, query: str, *args: object, column: int = ...
+    ) -> Any: ...  # asyncpg's own type: a column of any SQL type
+
+    def transaction(
+        self, *, isolation: _IsolationLevels | None = ..., readonly: bool = ..., deferrable: bool = ...
+    ) -> Transaction: ...
+
+    def is_in_transaction(self) -> bool: ...
+
+
+async def fetch_one(conn: Conn, query: str, *args: object) -> asyncpg.Record:
+    """The row of a query that always returns one (``INSERT … RETURNING``, an upsert, an aggregate)."""
+    record = await conn.fetchrow(query, *args)
+    if record is None:
+        raise LookupError("the query returned no row")  # a wrong query, never the data
+    return record
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
@@ -40,7 +89,7 @@ async def create_pool(dsn: str, *, max_size: int = 10) -> asyncpg.Pool:
     return pool
 
 
-async def provide_connection(state: State, scope: Scope) -> AsyncGenerator[asyncpg.Connection, None]:
+async def provide_connection(state: State, scope: Scope) -> AsyncGenerator[Conn, None]:
     """Yield dependency: one connection and one transaction per request.
 
     The transaction rolls back on any error, except an AppError marked ``keep_changes``
@@ -102,7 +151,7 @@ class _Lease:
 
     __slots__ = ("_began", "_conn", "_pool", "_tx", "ended")
 
-    def __init__(self, pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
+    def __init__(self, pool: asyncpg.Pool, conn: PoolConnectionProxy) -> None:
         self._pool, self._conn = pool, conn
         self._tx = conn.transaction()
         self._began = False

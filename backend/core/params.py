@@ -19,15 +19,15 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TypeAlias
 
-import asyncpg
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 
 from backend.core.auth import Principal, provide_principal
+from backend.core.db import Conn
 
 __all__ = ["BEARER", "SIGNED_IN", "Db", "Me", "PathId"]
 
-Db: TypeAlias = NamedDependency[asyncpg.Connection]
+Db: TypeAlias = NamedDependency[Conn]
 Me: TypeAlias = NamedDependency[Principal]
 PathId: TypeAlias = FromPath[uuid.UUID]
 

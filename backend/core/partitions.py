@@ -16,8 +16,9 @@ import re
 from datetime import UTC, datetime
 from typing import Final
 
-import asyncpg
 import msgspec
+
+from backend.core.db import Conn
 
 PARTITIONED: Final = ("audit_log", "incident_events", "deliveries")
 MONTHS_AHEAD: Final = 3
@@ -39,12 +40,12 @@ def _month_after(start: datetime) -> datetime:
     return start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
 
 
-async def ensure_ahead(conn: asyncpg.Connection, *, months: int = MONTHS_AHEAD) -> dict[str, int]:
+async def ensure_ahead(conn: Conn, *, months: int = MONTHS_AHEAD) -> dict[str, int]:
     """Create the missing monthly partitions from this month to ``months`` ahead; how many per table."""
     return {table: int(await conn.fetchval(ENSURE, table, months)) for table in PARTITIONED}
 
 
-async def monthly(conn: asyncpg.Connection, table: str) -> list[Partition]:
+async def monthly(conn: Conn, table: str) -> list[Partition]:
     """The table's monthly partitions, oldest first (the default partition is not one of them)."""
     pattern = re.compile(rf"^{re.escape(table)}_p(\d{{4}})(\d{{2}})$")
     found: list[Partition] = []
@@ -61,7 +62,7 @@ class Dropped(msgspec.Struct, frozen=True):
     rows: int
 
 
-async def drop_before(conn: asyncpg.Connection, table: str, cutoff: datetime) -> list[Dropped]:
+async def drop_before(conn: Conn, table: str, cutoff: datetime) -> list[Dropped]:
     """Drop the table's monthly partitions whose every row is older than ``cutoff`` (in the caller's
     transaction when there is one); each one's name and how many rows went with it.
 

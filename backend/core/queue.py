@@ -18,9 +18,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Final
 
-import asyncpg
 import msgspec
 
+from backend.core.db import Conn
 from backend.core.job_errors import JobLost
 from backend.core.jobs import PRIORITY_NORMAL, Lane, Payload, kinds_of
 
@@ -142,7 +142,7 @@ _encoder = msgspec.json.Encoder()
 
 
 async def enqueue(
-    conn: asyncpg.Connection,
+    conn: Conn,
     payload: Payload,
     *,
     dedup_key: str | None = None,
@@ -174,7 +174,7 @@ ANY_PRIORITY: Final = 32767  # priority is a smallint
 
 
 async def claim(
-    conn: asyncpg.Connection, kinds: list[str], *, limit: int, lease_s: float, max_priority: int | None = None
+    conn: Conn, kinds: list[str], *, limit: int, lease_s: float, max_priority: int | None = None
 ) -> list[Job]:
     """Claim up to ``limit`` due jobs of ``kinds`` by priority, then ``run_at`` less their headstart;
     ``max_priority``: only jobs that urgent (a lane's reserved slots)."""
@@ -182,7 +182,7 @@ async def claim(
     return [msgspec.convert(dict(r), Job) for r in await conn.fetch(CLAIM, kinds, limit, lease_s, top)]
 
 
-async def renew(conn: asyncpg.Connection, jobs: list[Job], *, lease_s: float) -> int:
+async def renew(conn: Conn, jobs: list[Job], *, lease_s: float) -> int:
     """Extend the leases of jobs this worker still runs (a job since taken by another is left alone)."""
     if not jobs:
         return 0
@@ -195,24 +195,24 @@ def _held(status: str, job: Job, action: str) -> None:
         raise JobLost(job.id, action)
 
 
-async def complete(conn: asyncpg.Connection, job: Job) -> None:
+async def complete(conn: Conn, job: Job) -> None:
     """Delete a finished job. Raises ``JobLost`` (and deletes nothing) if ``job`` is not the claim
     that holds it now."""
     _held(await conn.execute(COMPLETE, job.id, job.token), job, "complete")
 
 
-async def retry(conn: asyncpg.Connection, job: Job, *, error: str, delay_s: float, count: bool = True) -> None:
+async def retry(conn: Conn, job: Job, *, error: str, delay_s: float, count: bool = True) -> None:
     """Put the job back after ``delay_s``; with ``count=False`` the attempt is not used up (the
     failure was a dependency being away, not the job). Raises ``JobLost`` if not held."""
     _held(await conn.execute(RETRY, job.id, job.token, delay_s, error[:2000], count), job, "retry")
 
 
-async def bury(conn: asyncpg.Connection, job: Job, *, error: str) -> None:
+async def bury(conn: Conn, job: Job, *, error: str) -> None:
     """Make the job a dead letter. Raises ``JobLost`` if not held."""
     _held(await conn.execute(BURY, job.id, job.token, error[:2000]), job, "bury")
 
 
-async def make_due(conn: asyncpg.Connection, payload: Payload, *, dedup_key: str | None = None) -> bool:
+async def make_due(conn: Conn, payload: Payload, *, dedup_key: str | None = None) -> bool:
     """Run a queued timer now instead of at its time (e.g. the next escalation step when nobody
     could be reached). The job is the one ``enqueue(conn, payload)`` made (its kind and dedup key);
     True if it was waiting, and then idle workers are woken."""
@@ -226,17 +226,17 @@ async def make_due(conn: asyncpg.Connection, payload: Payload, *, dedup_key: str
     return job_id is not None
 
 
-async def replay_dead(conn: asyncpg.Connection, kinds: list[str]) -> int:
+async def replay_dead(conn: Conn, kinds: list[str]) -> int:
     status = await conn.execute(REPLAY_DEAD, kinds)
     return int(status.split()[-1])
 
 
-async def depth(conn: asyncpg.Connection) -> list[QueueDepth]:
+async def depth(conn: Conn) -> list[QueueDepth]:
     """Jobs by kind and status, with the age of the oldest one due and waiting."""
     return [msgspec.convert(dict(r), QueueDepth) for r in await conn.fetch(DEPTH)]
 
 
-async def lane_backlog(conn: asyncpg.Connection) -> list[LaneBacklog]:
+async def lane_backlog(conn: Conn) -> list[LaneBacklog]:
     """Each lane's backlog and oldest waiting age, by the queries the autoscaler runs too."""
     return [
         LaneBacklog(
@@ -248,7 +248,7 @@ async def lane_backlog(conn: asyncpg.Connection) -> list[LaneBacklog]:
     ]
 
 
-async def enqueue_next_slot(conn: asyncpg.Connection, payload: Payload, every_s: float) -> None:
+async def enqueue_next_slot(conn: Conn, payload: Payload, every_s: float) -> None:
     """Keep one periodic job scheduled at the next multiple of ``every_s``; the slot is its dedup key,
     so any number of workers calling this schedule it once."""
     slot = datetime.fromtimestamp((datetime.now(UTC).timestamp() // every_s + 1) * every_s, UTC)

@@ -5,6 +5,8 @@ An access token names its user, the user's ``token_version`` when it was issued 
 - the user is deactivated (``users.is_active``),
 - the user's sessions are ended (``token_version`` bumped: deactivation, ``end-sessions``),
 - its session is revoked (sign-out, or reuse of an old refresh token).
+``revoke_user`` ends all of a user's sessions (their refresh tokens), for whoever deactivates or
+signs a user out everywhere (``backend.users``, below ``backend.auth``, which keeps the rest of them).
 Only good answers are cached, per process, for at most ``session_check_cache_s``; a refusal is
 never cached, so a revoked token is refused on every request once the cache entry lapses.
 """
@@ -15,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-import asyncpg
+from backend.core.db import Conn
 
 CHECK = """
 SELECT u.is_active AND u.token_version = $3
@@ -23,6 +25,7 @@ SELECT u.is_active AND u.token_version = $3
            SELECT 1 FROM refresh_tokens r WHERE r.family_id = $2 AND r.revoked_at IS NOT NULL))
 FROM users u WHERE u.id = $1
 """
+REVOKE_USER = "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL"
 MAX_ENTRIES = 50_000
 
 Key = tuple[uuid.UUID, uuid.UUID | None, int]
@@ -53,7 +56,7 @@ class SessionCache:
 
 
 async def is_current(
-    conn: asyncpg.Connection, cache: SessionCache, user_id: uuid.UUID, session_id: uuid.UUID | None, version: int
+    conn: Conn, cache: SessionCache, user_id: uuid.UUID, session_id: uuid.UUID | None, version: int
 ) -> bool:
     key = (user_id, session_id, version)
     if cache.fresh(key):
@@ -62,3 +65,9 @@ async def is_current(
     if good:
         cache.remember(key)
     return good
+
+
+async def revoke_user(conn: Conn, user_id: uuid.UUID) -> int:
+    """Revoke every refresh token of the user; returns how many were live."""
+    status: str = await conn.execute(REVOKE_USER, user_id)
+    return int(status.rsplit(maxsplit=1)[-1])

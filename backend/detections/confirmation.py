@@ -28,6 +28,7 @@ import msgspec
 
 from backend.core import jobs, queue
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.core.job_errors import PermanentError
 from backend.incidents import kinds
 from backend.incidents import lifecycle as incidents
@@ -172,13 +173,13 @@ def _target(record: asyncpg.Record) -> ConfirmTarget:
     return msgspec.convert(dict(record), ConfirmTarget)
 
 
-async def start_processing(conn: asyncpg.Connection, detection_id: uuid.UUID) -> ConfirmTarget | None:
+async def start_processing(conn: Conn, detection_id: uuid.UUID) -> ConfirmTarget | None:
     """Mark the detection ``processing`` unless decided; return it as it now is (None: no such row)."""
     record = await conn.fetchrow(START_PROCESSING, detection_id) or await conn.fetchrow(SELECT_TARGET, detection_id)
     return _target(record) if record else None
 
 
-async def get_decision(conn: asyncpg.Connection, detection_id: uuid.UUID) -> DecisionRow | None:
+async def get_decision(conn: Conn, detection_id: uuid.UUID) -> DecisionRow | None:
     record = await conn.fetchrow(SELECT_DECISION, detection_id)
     return msgspec.convert(dict(record), DecisionRow) if record else None
 
@@ -283,7 +284,7 @@ WHERE id = $1
 """
 
 
-async def footage_pending(conn: asyncpg.Connection, detection_id: uuid.UUID) -> str | None:
+async def footage_pending(conn: Conn, detection_id: uuid.UUID) -> str | None:
     """The clip key of a confirmed detection whose footage is still to be made (None: nothing to do).
     A recorded run, made or failed, leaves ``footage_total`` in the detection's timings."""
     row = await conn.fetchrow(

@@ -24,7 +24,7 @@ import msgspec
 
 from backend.core import jobs
 from backend.core.config import Settings
-from backend.core.db import UNAVAILABLE_ERRORS
+from backend.core.db import UNAVAILABLE_ERRORS, Conn
 from backend.core.errors import ServiceUnavailable
 from backend.core.logging import get_logger
 from backend.detections import confirmation
@@ -91,7 +91,7 @@ def model_kinds(settings: Settings) -> list[str]:
     return [k for k in kinds.KINDS if confirmation.uses_server_model(k, settings)]
 
 
-async def measure(conn: asyncpg.Connection, settings: Settings) -> Backlog:
+async def measure(conn: Conn, settings: Settings) -> Backlog:
     row = await conn.fetchrow(BACKLOG, model_kinds(settings), WINDOW_S)
     assert row is not None
     span = max(MIN_SPAN_S, float(row["span_s"]))

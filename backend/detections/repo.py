@@ -9,6 +9,7 @@ import asyncpg
 import msgspec
 
 from backend.core.auth import CameraPrincipal
+from backend.core.db import Conn
 from backend.detections.schemas import DetectionStatusName
 from backend.incidents.kinds import CameraKindName
 
@@ -82,23 +83,23 @@ def _row(record: asyncpg.Record) -> DetectionRow:
     return msgspec.convert(dict(record), DetectionRow)
 
 
-async def get_camera_by_prefix(conn: asyncpg.Connection, prefix: str) -> CameraKeyRow | None:
+async def get_camera_by_prefix(conn: Conn, prefix: str) -> CameraKeyRow | None:
     record = await conn.fetchrow(SELECT_CAMERA_BY_PREFIX, prefix)
     return msgspec.convert(dict(record), CameraKeyRow) if record else None
 
 
-async def get_detection(conn: asyncpg.Connection, detection_id: uuid.UUID) -> DetectionRow | None:
+async def get_detection(conn: Conn, detection_id: uuid.UUID) -> DetectionRow | None:
     record = await conn.fetchrow(SELECT_DETECTION, detection_id)
     return _row(record) if record else None
 
 
-async def get_detection_by_event(conn: asyncpg.Connection, camera_id: uuid.UUID, event_id: str) -> DetectionRow | None:
+async def get_detection_by_event(conn: Conn, camera_id: uuid.UUID, event_id: str) -> DetectionRow | None:
     record = await conn.fetchrow(SELECT_DETECTION_BY_EVENT, camera_id, event_id)
     return _row(record) if record else None
 
 
 async def insert_detection(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     detection_id: uuid.UUID,
     camera: CameraPrincipal,
@@ -135,21 +136,19 @@ async def insert_detection(
     return _row(record) if record else None
 
 
-async def add_pending_upload(conn: asyncpg.Connection, prefix: str) -> None:
+async def add_pending_upload(conn: Conn, prefix: str) -> None:
     await conn.execute(INSERT_PENDING, prefix)
 
 
-async def reserve_upload(
-    conn: asyncpg.Connection, camera_id: uuid.UUID, event_id: str, prefix: str
-) -> DetectionRow | None:
+async def reserve_upload(conn: Conn, camera_id: uuid.UUID, event_id: str, prefix: str) -> DetectionRow | None:
     """The detection already stored for this event, or None after recording ``prefix`` as pending."""
     record = await conn.fetchrow(RESERVE_UPLOAD, camera_id, event_id, prefix)
     return _row(record) if record else None
 
 
-async def remove_pending_upload(conn: asyncpg.Connection, prefix: str) -> None:
+async def remove_pending_upload(conn: Conn, prefix: str) -> None:
     await conn.execute(DELETE_PENDING, prefix)
 
 
-async def stale_pending_uploads(conn: asyncpg.Connection, older_than_s: float, limit: int = 500) -> list[str]:
+async def stale_pending_uploads(conn: Conn, older_than_s: float, limit: int = 500) -> list[str]:
     return [r["object_key"] for r in await conn.fetch(SELECT_STALE_PENDING, older_than_s, limit)]

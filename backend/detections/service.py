@@ -27,7 +27,7 @@ from backend.adapters.storage import FOOTAGE_PREFIX, Storage, StorageUnavailable
 from backend.core import jobs, queue
 from backend.core.auth import CameraPrincipal, camera_key_matches, camera_key_prefix
 from backend.core.config import Settings
-from backend.core.db import UNAVAILABLE_ERRORS
+from backend.core.db import UNAVAILABLE_ERRORS, Conn
 from backend.core.errors import (
     BadRequest,
     Invalid,
@@ -123,7 +123,7 @@ async def authenticate_camera(pool: asyncpg.Pool, authorization: str | None) -> 
     return _camera_principal(key, row)
 
 
-async def authenticate_camera_on(conn: asyncpg.Connection, authorization: str | None) -> CameraPrincipal:
+async def authenticate_camera_on(conn: Conn, authorization: str | None) -> CameraPrincipal:
     key, prefix = _camera_key(authorization)
     return _camera_principal(key, await repo.get_camera_by_prefix(conn, prefix))
 
@@ -397,9 +397,7 @@ async def ingest(
     return accepted(settings, result.detection), result.replayed
 
 
-async def detection_status(
-    conn: asyncpg.Connection, camera: CameraPrincipal, detection_id: uuid.UUID
-) -> DetectionStatus:
+async def detection_status(conn: Conn, camera: CameraPrincipal, detection_id: uuid.UUID) -> DetectionStatus:
     row = await repo.get_detection(conn, detection_id)
     if row is None or row.camera_id != camera.camera_id:
         raise NotFound("no such detection for this camera", field="detection_id")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-import asyncpg
 import msgspec
+
+from backend.core.db import Conn, fetch_one
 
 
 class DeviceRow(msgspec.Struct, frozen=True):
@@ -50,13 +51,13 @@ UPDATE devices SET is_active = false, updated_at = now() WHERE id = $1 AND user_
 """
 
 
-async def lock_by_token(conn: asyncpg.Connection, fcm_token: str) -> HeldRow | None:
+async def lock_by_token(conn: Conn, fcm_token: str) -> HeldRow | None:
     record = await conn.fetchrow(LOCK_REGISTRATION, fcm_token)
     return msgspec.convert(dict(record), HeldRow) if record else None
 
 
 async def insert(
-    conn: asyncpg.Connection, *, user_id: uuid.UUID, fcm_token: str, platform: str, app_version: str, key_hash: bytes
+    conn: Conn, *, user_id: uuid.UUID, fcm_token: str, platform: str, app_version: str, key_hash: bytes
 ) -> DeviceRow | None:
     """The new registration, or None when the same token was registered meanwhile (lock it and decide)."""
     record = await conn.fetchrow(INSERT, user_id, fcm_token, platform, app_version, key_hash)
@@ -64,7 +65,7 @@ async def insert(
 
 
 async def update(
-    conn: asyncpg.Connection,
+    conn: Conn,
     device_id: uuid.UUID,
     *,
     user_id: uuid.UUID,
@@ -72,9 +73,9 @@ async def update(
     app_version: str,
     key_hash: bytes,
 ) -> DeviceRow:
-    record = await conn.fetchrow(UPDATE, device_id, user_id, platform, app_version, key_hash)
+    record = await fetch_one(conn, UPDATE, device_id, user_id, platform, app_version, key_hash)
     return msgspec.convert(dict(record), DeviceRow)
 
 
-async def deactivate_own(conn: asyncpg.Connection, device_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+async def deactivate_own(conn: Conn, device_id: uuid.UUID, user_id: uuid.UUID) -> bool:
     return await conn.fetchval(DEACTIVATE_OWN, device_id, user_id) is not None

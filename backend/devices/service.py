@@ -7,11 +7,11 @@ import hmac
 import secrets
 import uuid
 
-import asyncpg
 import msgspec
 
 from backend.audit import repo as audit
 from backend.core.auth import Principal
+from backend.core.db import Conn
 from backend.core.errors import Conflict, NotFound
 from backend.core.logging import get_logger
 from backend.devices import repo
@@ -24,7 +24,7 @@ def to_device(row: repo.DeviceRow, key: str | None = None) -> Device:
     return msgspec.structs.replace(msgspec.convert(row, Device, from_attributes=True), device_key=key)
 
 
-async def register(conn: asyncpg.Connection, me: Principal, data: DeviceRegister) -> Device:
+async def register(conn: Conn, me: Principal, data: DeviceRegister) -> Device:
     """Register (or refresh) this phone's token, handing the app a new device key. A token another
     user's phone holds moves only with proof: that registration was removed (its user signed out of
     the phone), or the request carries the key the app instance was given (someone else signing in on
@@ -78,6 +78,6 @@ def _hash(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
-async def remove(conn: asyncpg.Connection, me: Principal, device_id: uuid.UUID) -> None:
+async def remove(conn: Conn, me: Principal, device_id: uuid.UUID) -> None:
     if not await repo.deactivate_own(conn, device_id, me.user_id):
         raise NotFound("no such device of yours", field="device_id")

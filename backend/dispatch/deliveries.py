@@ -9,9 +9,8 @@ from __future__ import annotations
 import uuid
 from typing import Final
 
-import asyncpg
-
 from backend.core.auth import Principal
+from backend.core.db import Conn
 from backend.dispatch import repo
 from backend.dispatch.schemas import DeliveryState, DeliveryStateName, NotDelivered
 from backend.sms import repo as sms_repo
@@ -52,13 +51,15 @@ def reason(code: str | None) -> str | None:
 
 
 def _state(row: repo.DeliveryRow) -> DeliveryStateName:
-    if row.status in {"queued", "sending"}:
-        return "retrying" if row.attempts > (0 if row.status == "queued" else 1) else "queued"
-    return row.status  # type: ignore[return-value]  # sent, received, acknowledged, failed
+    match row.status:
+        case "queued" | "sending":
+            return "retrying" if row.attempts > (0 if row.status == "queued" else 1) else "queued"
+        case done:  # sent, received, acknowledged, failed
+            return done
 
 
 async def for_incident(
-    conn: asyncpg.Connection, me: Principal, incident_id: uuid.UUID
+    conn: Conn, me: Principal, incident_id: uuid.UUID
 ) -> tuple[list[DeliveryState], list[NotDelivered]]:
     """The deliveries ``me`` may see, and (for dispatchers and admins) everyone not reached."""
     everyone = me.role in SEE_ALL
@@ -105,7 +106,7 @@ _SMS_STATE: dict[str, SmsStateName] = {
 }
 
 
-async def sms_for_incident(conn: asyncpg.Connection, me: Principal, incident_id: uuid.UUID) -> list[SmsState]:
+async def sms_for_incident(conn: Conn, me: Principal, incident_id: uuid.UUID) -> list[SmsState]:
     """The incident's SMS ``me`` may see: everyone's for dispatchers and admins, one's own for others."""
     rows = await sms_repo.for_incident(conn, incident_id, None if me.role in SEE_ALL else me.user_id)
     return [
@@ -114,7 +115,7 @@ async def sms_for_incident(conn: asyncpg.Connection, me: Principal, incident_id:
             user_id=row.user_id,
             display_name=row.display_name,
             audience=row.audience,
-            purpose=row.purpose,  # type: ignore[arg-type]  # checked by the table (incident purposes only)
+            purpose=row.purpose,
             step=row.step,
             reason=reason(row.reason) if row.reason else None,
             state="retrying" if row.status == "queued" and row.attempts > 0 else _SMS_STATE[row.status],

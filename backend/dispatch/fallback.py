@@ -22,10 +22,9 @@ import uuid
 from datetime import timedelta
 from typing import Final
 
-import asyncpg
-
 from backend.core import jobs, queue
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.core.logging import get_logger
 from backend.dispatch import messages, policy, repo
 from backend.incidents import lifecycle
@@ -45,14 +44,12 @@ def _sms_audiences(settings: Settings, incident: IncidentRow) -> list[str]:
     return list(chain.sms) if chain else list(policy.default_policy(settings).sms)
 
 
-async def _text(conn: asyncpg.Connection, settings: Settings, incident: IncidentRow, user_id: uuid.UUID) -> str:
+async def _text(conn: Conn, settings: Settings, incident: IncidentRow, user_id: uuid.UUID) -> str:
     link = await links.issue(conn, settings, incident, "snapshot", user_id)
     return messages.sms_text(incident, link, settings.sms_call_number)
 
 
-async def unreachable(
-    conn: asyncpg.Connection, settings: Settings, incident_id: uuid.UUID, alert_id: uuid.UUID, reason: str
-) -> bool:
+async def unreachable(conn: Conn, settings: Settings, incident_id: uuid.UUID, alert_id: uuid.UUID, reason: str) -> bool:
     """The alert's recipient cannot be reached by push: one SMS, if the policy sends their audience
     SMS. In the caller's transaction; True when one was queued."""
     if not sms.enabled(settings):
@@ -79,7 +76,7 @@ async def unreachable(
 
 
 async def panic_staff(
-    conn: asyncpg.Connection, settings: Settings, incident: IncidentRow, alerts: list[repo.NewAlert], step: int
+    conn: Conn, settings: Settings, incident: IncidentRow, alerts: list[repo.NewAlert], step: int
 ) -> int:
     """A panic's SMS to every member of the venue's staff it alerts (the bouncers); returns how many."""
     if not sms.enabled(settings) or incident.kind != "panic":
@@ -105,7 +102,7 @@ async def panic_staff(
 
 
 async def after_step(
-    conn: asyncpg.Connection, settings: Settings, incident: IncidentRow, alerts: list[repo.NewAlert], step: int
+    conn: Conn, settings: Settings, incident: IncidentRow, alerts: list[repo.NewAlert], step: int
 ) -> None:
     """What a step that alerted people adds for SMS: the panic's staff SMS, and for a critical kind
     the receipt check ``sms_push_receipt_timeout_s`` later. In the step's transaction."""
@@ -120,7 +117,7 @@ async def after_step(
         )
 
 
-async def check_push_receipts(conn: asyncpg.Connection, settings: Settings, incident_id: uuid.UUID, step: int) -> int:
+async def check_push_receipts(conn: Conn, settings: Settings, incident_id: uuid.UUID, step: int) -> int:
     """The ``check_push_receipts`` job: everyone alerted at ``step`` whose app confirmed no push and
     who has not answered gets an SMS. In its own transaction; returns how many were queued."""
     queued = 0
@@ -136,7 +133,7 @@ async def check_push_receipts(conn: asyncpg.Connection, settings: Settings, inci
 
 
 async def reminders(
-    conn: asyncpg.Connection, settings: Settings, incident: IncidentRow, alerts: list[repo.NewAlert], round_: int
+    conn: Conn, settings: Settings, incident: IncidentRow, alerts: list[repo.NewAlert], round_: int
 ) -> int:
     """A repeat round's SMS to those it reminds whom no phone could reach (a reminder: a daily
     budget stops it). In the round's transaction; returns how many were queued."""

@@ -33,11 +33,11 @@ import contextlib
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import msgspec
 
 from backend.core import jobs, queue
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.core.failures import DATABASE_UNAVAILABLE
 from backend.core.logging import get_logger
 from backend.core.metrics import DELIVERIES_ABANDONED, PUSH_SENT
@@ -83,30 +83,24 @@ def _message(settings: Settings, d: repo.ClaimedDelivery, now: datetime) -> Noti
         return message(None)
 
 
-async def send_pending(
-    conn: asyncpg.Connection, gateway: Notifier, settings: Settings, incident_id: uuid.UUID
-) -> SendReport:
+async def send_pending(conn: Conn, gateway: Notifier, settings: Settings, incident_id: uuid.UUID) -> SendReport:
     """Send every unsent delivery of the incident (those a crashed sender left behind too)."""
     claimed = await repo.claim_for_incident(conn, incident_id, settings.job_lease_s)
     return await _send(conn, gateway, settings, claimed)
 
 
-async def send_pending_episode(
-    conn: asyncpg.Connection, gateway: Notifier, settings: Settings, episode_id: uuid.UUID
-) -> SendReport:
+async def send_pending_episode(conn: Conn, gateway: Notifier, settings: Settings, episode_id: uuid.UUID) -> SendReport:
     """Send every unsent push about a camera's health episode (those a crashed sender left too)."""
     claimed = await repo.claim_for_episode(conn, episode_id, settings.job_lease_s)
     return await _send(conn, gateway, settings, claimed)
 
 
-async def send_one(conn: asyncpg.Connection, gateway: Notifier, settings: Settings, delivery_id: int) -> SendReport:
+async def send_one(conn: Conn, gateway: Notifier, settings: Settings, delivery_id: int) -> SendReport:
     """Send one queued delivery again (the ``retry_delivery`` job)."""
     return await _send(conn, gateway, settings, await repo.claim_one(conn, delivery_id, settings.job_lease_s))
 
 
-async def _send(
-    conn: asyncpg.Connection, gateway: Notifier, settings: Settings, claimed: list[repo.ClaimedDelivery]
-) -> SendReport:
+async def _send(conn: Conn, gateway: Notifier, settings: Settings, claimed: list[repo.ClaimedDelivery]) -> SendReport:
     report = SendReport()
     if not claimed:
         return report
@@ -159,7 +153,7 @@ async def _send(
     return report
 
 
-async def undeliverable(conn: asyncpg.Connection, settings: Settings, failed: list[repo.ClaimedDelivery]) -> None:
+async def undeliverable(conn: Conn, settings: Settings, failed: list[repo.ClaimedDelivery]) -> None:
     """Mark recipients none of whose devices can be reached; escalate at once when nobody alerted
     about an incident can be reached. In the caller's transaction."""
     incidents: set[uuid.UUID] = set()
@@ -176,7 +170,7 @@ async def undeliverable(conn: asyncpg.Connection, settings: Settings, failed: li
 
 
 async def mark_undelivered(
-    conn: asyncpg.Connection, settings: Settings, incident_id: uuid.UUID, alert_id: uuid.UUID, reason: str
+    conn: Conn, settings: Settings, incident_id: uuid.UUID, alert_id: uuid.UUID, reason: str
 ) -> bool:
     """Record once that the alert's recipient could not be reached, with the reason (a timeline event)."""
     marked = await repo.mark_undelivered(conn, alert_id, reason)
@@ -193,7 +187,7 @@ async def mark_undelivered(
     return True
 
 
-async def escalate_if_nobody_reachable(conn: asyncpg.Connection, incident_id: uuid.UUID) -> None:
+async def escalate_if_nobody_reachable(conn: Conn, incident_id: uuid.UUID) -> None:
     """Nobody alerted so far can be reached: the next escalation step fires now, not after its wait."""
     if await repo.reachable_alerts(conn, incident_id) > 0:
         return
@@ -202,7 +196,7 @@ async def escalate_if_nobody_reachable(conn: asyncpg.Connection, incident_id: uu
 
 
 async def _send_holding_claims(
-    conn: asyncpg.Connection,
+    conn: Conn,
     gateway: Notifier,
     settings: Settings,
     batch: list[tuple[repo.ClaimedDelivery, Notification]],
@@ -229,7 +223,7 @@ async def _send_holding_claims(
 
 
 async def _record(
-    conn: asyncpg.Connection,
+    conn: Conn,
     settings: Settings,
     delivery: repo.ClaimedDelivery,
     result: SendResult,

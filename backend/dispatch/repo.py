@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -10,6 +11,7 @@ import asyncpg
 import msgspec
 
 from backend.core import jobs, queue
+from backend.core.db import Conn
 from backend.dispatch.schemas import DeliveryPurpose
 
 
@@ -109,9 +111,9 @@ ACTIVE_DEVICES = "SELECT id, user_id FROM devices WHERE user_id = ANY($1::uuid[]
 INSERT_DELIVERIES = """
 INSERT INTO deliveries (alert_id, incident_id, user_id, device_id, purpose, incident_version, round,
                         title, body, image_url, data, urgency, incident_opened_at)
-SELECT d.alert_id, $1, d.user_id, d.device_id, $2, $3, $12, d.title, d.body, d.image_url, d.data, $4, i.opened_at
-FROM incidents i, unnest($5::uuid[], $6::uuid[], $7::uuid[], $8::text[], $9::text[], $10::text[], $11::jsonb[])
-     AS d(alert_id, user_id, device_id, title, body, image_url, data)
+SELECT d.alert_id, $1, d.user_id, d.device_id, $2, $3, $5, d.title, d.body, d.image_url, d.data, $4, i.opened_at
+FROM incidents i, unnest($6::uuid[], $7::uuid[], $8::text[], $9::text[], $10::jsonb[], $11::uuid[], $12::text[])
+     AS d(user_id, device_id, title, body, data, alert_id, image_url)
 WHERE i.id = $1
 ON CONFLICT ON CONSTRAINT deliveries_unique DO NOTHING
 """
@@ -167,44 +169,44 @@ RENEW_CLAIMS = "UPDATE deliveries SET claimed_at = now() WHERE id = ANY($1::bigi
 DEACTIVATE_DEVICE = "UPDATE devices SET is_active = false, last_error = $2, updated_at = now() WHERE id = $1"
 
 
-async def display_name(conn: asyncpg.Connection, user_id: uuid.UUID) -> str | None:
+async def display_name(conn: Conn, user_id: uuid.UUID) -> str | None:
     name: str | None = await conn.fetchval(USER_NAME, user_id)
     return name
 
 
-async def db_now(conn: asyncpg.Connection) -> datetime:
+async def db_now(conn: Conn) -> datetime:
     now: datetime = await conn.fetchval(DB_NOW)
     return now
 
 
-async def alert_target(conn: asyncpg.Connection, alert_id: uuid.UUID) -> AlertTarget | None:
+async def alert_target(conn: Conn, alert_id: uuid.UUID) -> AlertTarget | None:
     record = await conn.fetchrow(ALERT_TARGET, alert_id)
     return msgspec.convert(dict(record), AlertTarget) if record else None
 
 
-async def undelivered_alert_ids(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[uuid.UUID]:
+async def undelivered_alert_ids(conn: Conn, incident_id: uuid.UUID) -> list[uuid.UUID]:
     return [r["id"] for r in await conn.fetch(UNDELIVERED_ALERT_IDS, incident_id)]
 
 
-async def unconfirmed_alerts(conn: asyncpg.Connection, incident_id: uuid.UUID, step: int) -> list[uuid.UUID]:
+async def unconfirmed_alerts(conn: Conn, incident_id: uuid.UUID, step: int) -> list[uuid.UUID]:
     """Alerts of the step whose app confirmed no push, not answered, not already known unreachable."""
     return [r["id"] for r in await conn.fetch(UNCONFIRMED_ALERTS, incident_id, step)]
 
 
-async def venue_policy(conn: asyncpg.Connection, venue_id: uuid.UUID) -> dict[str, Any] | None:
+async def venue_policy(conn: Conn, venue_id: uuid.UUID) -> dict[str, Any] | None:
     policy: dict[str, Any] | None = await conn.fetchval(SELECT_VENUE_POLICY, venue_id)
     return policy
 
 
-async def venue_exists(conn: asyncpg.Connection, venue_id: uuid.UUID) -> bool:
+async def venue_exists(conn: Conn, venue_id: uuid.UUID) -> bool:
     return bool(await conn.fetchval(VENUE_EXISTS, venue_id))
 
 
-async def set_venue_policy(conn: asyncpg.Connection, venue_id: uuid.UUID, policy: dict[str, Any]) -> None:
+async def set_venue_policy(conn: Conn, venue_id: uuid.UUID, policy: dict[str, Any]) -> None:
     await conn.execute(UPSERT_VENUE_POLICY, venue_id, policy)
 
 
-async def bouncers_on_duty(conn: asyncpg.Connection, venue_id: uuid.UUID) -> list[uuid.UUID]:
+async def bouncers_on_duty(conn: Conn, venue_id: uuid.UUID) -> list[uuid.UUID]:
     return [r["user_id"] for r in await conn.fetch(BOUNCERS_ON_DUTY, venue_id)]
 
 
@@ -215,24 +217,24 @@ class PanicSender(msgspec.Struct, frozen=True):
     note: str | None
 
 
-async def panic_sender(conn: asyncpg.Connection, incident_id: uuid.UUID) -> PanicSender | None:
+async def panic_sender(conn: Conn, incident_id: uuid.UUID) -> PanicSender | None:
     """Who raised the panic that opened this incident (None for camera incidents)."""
     record = await conn.fetchrow(PANIC_SENDER, incident_id)
     return msgspec.convert(dict(record), PanicSender) if record else None
 
 
-async def dispatchers(conn: asyncpg.Connection, region_id: uuid.UUID | None) -> list[uuid.UUID]:
+async def dispatchers(conn: Conn, region_id: uuid.UUID | None) -> list[uuid.UUID]:
     if region_id is None:
         return []
     return [r["id"] for r in await conn.fetch(DISPATCHERS, region_id)]
 
 
-async def alerted_users(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[uuid.UUID]:
+async def alerted_users(conn: Conn, incident_id: uuid.UUID) -> list[uuid.UUID]:
     return [r["user_id"] for r in await conn.fetch(ALERTED_USERS, incident_id)]
 
 
 async def insert_alerts(
-    conn: asyncpg.Connection,
+    conn: Conn,
     incident_id: uuid.UUID,
     step: int,
     recipients: list[tuple[uuid.UUID, str, float | None]],
@@ -245,16 +247,16 @@ async def insert_alerts(
     return [msgspec.convert(dict(r), NewAlert) for r in rows]
 
 
-async def alerts_except(conn: asyncpg.Connection, incident_id: uuid.UUID, exclude: list[uuid.UUID]) -> list[NewAlert]:
+async def alerts_except(conn: Conn, incident_id: uuid.UUID, exclude: list[uuid.UUID]) -> list[NewAlert]:
     return [msgspec.convert(dict(r), NewAlert) for r in await conn.fetch(ALERTS_EXCEPT, incident_id, exclude)]
 
 
-async def unacknowledged_alerts(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[NewAlert]:
+async def unacknowledged_alerts(conn: Conn, incident_id: uuid.UUID) -> list[NewAlert]:
     """Everyone alerted about the incident who has not acknowledged (or accepted) it."""
     return [msgspec.convert(dict(r), NewAlert) for r in await conn.fetch(UNACKNOWLEDGED_ALERTS, incident_id)]
 
 
-async def active_devices(conn: asyncpg.Connection, user_ids: list[uuid.UUID]) -> list[DeviceTarget]:
+async def active_devices(conn: Conn, user_ids: list[uuid.UUID]) -> list[DeviceTarget]:
     if not user_ids:
         return []
     return [msgspec.convert(dict(r), DeviceTarget) for r in await conn.fetch(ACTIVE_DEVICES, user_ids)]
@@ -271,7 +273,7 @@ class NewDelivery(msgspec.Struct, frozen=True):
 
 
 async def insert_deliveries(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     incident_id: uuid.UUID,
     purpose: str,
@@ -281,24 +283,14 @@ async def insert_deliveries(
     round_: int = 0,
 ) -> int:
     """Queue the rows (a delivery already logged is skipped); returns how many were queued."""
-    if not rows:
-        return 0
-    status = await conn.execute(
+    return await _insert_pushes(
+        conn,
         INSERT_DELIVERIES,
-        incident_id,
-        purpose,
-        version,
-        urgency,
+        (incident_id, purpose, version, urgency, round_),
+        rows,
         [r.alert_id for r in rows],
-        [r.user_id for r in rows],
-        [r.device_id for r in rows],
-        [r.title for r in rows],
-        [r.body for r in rows],
         [r.image_url for r in rows],
-        [r.data for r in rows],
-        round_,
     )
-    return int(status.split()[-1])
 
 
 # --- pushes about a live view request (no alert: the grant is what they are about) ---------------
@@ -331,7 +323,7 @@ class GrantDelivery(msgspec.Struct, frozen=True):
 
 
 async def insert_grant_deliveries(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     grant_id: uuid.UUID,
     incident_id: uuid.UUID,
@@ -340,29 +332,41 @@ async def insert_grant_deliveries(
     rows: list[GrantDelivery],
 ) -> int:
     """Queue pushes about a live view request (one per device and purpose: a repeat is skipped)."""
+    return await _insert_pushes(conn, INSERT_GRANT_DELIVERIES, (grant_id, incident_id, purpose, ttl_s), rows)
+
+
+async def _insert_pushes(
+    conn: Conn,
+    query: str,
+    about: tuple[object, ...],
+    rows: Sequence[GrantDelivery | NewDelivery],
+    *more: Sequence[object],
+) -> int:
+    """Queue one push per row with ``query`` (an ``INSERT INTO deliveries``; a delivery already
+    logged is skipped), whose parameters are ``about`` (what the pushes are about: an incident, a
+    grant, an episode), the rows' user, device, title, body and data, then ``more`` columns; returns
+    how many were queued."""
     if not rows:
         return 0
     status = await conn.execute(
-        INSERT_GRANT_DELIVERIES,
-        grant_id,
-        incident_id,
-        purpose,
-        ttl_s,
+        query,
+        *about,
         [r.user_id for r in rows],
         [r.device_id for r in rows],
         [r.title for r in rows],
         [r.body for r in rows],
         [r.data for r in rows],
+        *more,
     )
     return int(status.split()[-1])
 
 
-async def drop_unsent_requests(conn: asyncpg.Connection, grant_id: uuid.UUID, incident_id: uuid.UUID) -> int:
+async def drop_unsent_requests(conn: Conn, grant_id: uuid.UUID, incident_id: uuid.UUID) -> int:
     """The request is answered: its pushes still waiting to be (re)sent are given up (``ANSWERED``)."""
     return int((await conn.execute(DROP_UNSENT_REQUESTS, grant_id, incident_id)).split()[-1])
 
 
-async def request_reached(conn: asyncpg.Connection, grant_id: uuid.UUID, incident_id: uuid.UUID) -> list[uuid.UUID]:
+async def request_reached(conn: Conn, grant_id: uuid.UUID, incident_id: uuid.UUID) -> list[uuid.UUID]:
     """Who was sent the request (or is being sent it now): they get its answer."""
     return [r["user_id"] for r in await conn.fetch(REQUEST_REACHED, grant_id, incident_id)]
 
@@ -386,30 +390,18 @@ WHERE episode_id = $1 AND purpose = 'camera_alert' AND status <> 'failed'
 
 
 async def insert_episode_deliveries(
-    conn: asyncpg.Connection, *, episode_id: uuid.UUID, purpose: str, rows: list[GrantDelivery]
+    conn: Conn, *, episode_id: uuid.UUID, purpose: str, rows: list[GrantDelivery]
 ) -> int:
     """Queue pushes about a camera's health episode (one per device and purpose: a repeat is skipped)."""
-    if not rows:
-        return 0
-    status = await conn.execute(
-        INSERT_EPISODE_DELIVERIES,
-        episode_id,
-        purpose,
-        [r.user_id for r in rows],
-        [r.device_id for r in rows],
-        [r.title for r in rows],
-        [r.body for r in rows],
-        [r.data for r in rows],
-    )
-    return int(status.split()[-1])
+    return await _insert_pushes(conn, INSERT_EPISODE_DELIVERIES, (episode_id, purpose), rows)
 
 
-async def episode_reached(conn: asyncpg.Connection, episode_id: uuid.UUID) -> list[uuid.UUID]:
+async def episode_reached(conn: Conn, episode_id: uuid.UUID) -> list[uuid.UUID]:
     """Who was sent the episode's alert (or is being sent it now): they get its recovery."""
     return sorted(r["user_id"] for r in await conn.fetch(EPISODE_REACHED, episode_id))
 
 
-async def claim_for_episode(conn: asyncpg.Connection, episode_id: uuid.UUID, lease_s: float) -> list[ClaimedDelivery]:
+async def claim_for_episode(conn: Conn, episode_id: uuid.UUID, lease_s: float) -> list[ClaimedDelivery]:
     return _claimed(await conn.fetch(CLAIM_FOR_EPISODE, episode_id, lease_s))
 
 
@@ -417,50 +409,50 @@ def _claimed(rows: list[asyncpg.Record]) -> list[ClaimedDelivery]:
     return [msgspec.convert(dict(r), ClaimedDelivery) for r in rows]
 
 
-async def claim_for_incident(conn: asyncpg.Connection, incident_id: uuid.UUID, lease_s: float) -> list[ClaimedDelivery]:
+async def claim_for_incident(conn: Conn, incident_id: uuid.UUID, lease_s: float) -> list[ClaimedDelivery]:
     """Deliveries of the incident never attempted (or whose sender died); each is claimed by one sender."""
     return _claimed(await conn.fetch(CLAIM_FOR_INCIDENT, incident_id, lease_s))
 
 
-async def claim_one(conn: asyncpg.Connection, delivery_id: int, lease_s: float) -> list[ClaimedDelivery]:
+async def claim_one(conn: Conn, delivery_id: int, lease_s: float) -> list[ClaimedDelivery]:
     return _claimed(await conn.fetch(CLAIM_ONE, delivery_id, lease_s))
 
 
-async def mark_sent(conn: asyncpg.Connection, sent: list[tuple[int, str]]) -> None:
+async def mark_sent(conn: Conn, sent: list[tuple[int, str]]) -> None:
     if sent:
         await conn.execute(MARK_SENT, [s[0] for s in sent], [s[1] for s in sent])
 
 
-async def mark_failed(conn: asyncpg.Connection, delivery_id: int, error_code: str) -> None:
+async def mark_failed(conn: Conn, delivery_id: int, error_code: str) -> None:
     await conn.execute(MARK_FAILED, delivery_id, error_code)
 
 
-async def requeue(conn: asyncpg.Connection, delivery_id: int, error_code: str) -> None:
+async def requeue(conn: Conn, delivery_id: int, error_code: str) -> None:
     await conn.execute(REQUEUE, delivery_id, error_code)
 
 
-async def unclaim(conn: asyncpg.Connection, delivery_ids: list[int]) -> None:
+async def unclaim(conn: Conn, delivery_ids: list[int]) -> None:
     await conn.execute(UNCLAIM, delivery_ids)
 
 
-async def unreachable_reason(conn: asyncpg.Connection, alert_id: uuid.UUID) -> str | None:
+async def unreachable_reason(conn: Conn, alert_id: uuid.UUID) -> str | None:
     """Why none of the alert's deliveries can reach its recipient (their error codes), or None if one still can."""
     reason: str | None = await conn.fetchval(UNREACHABLE_REASON, alert_id)
     return reason
 
 
-async def mark_undelivered(conn: asyncpg.Connection, alert_id: uuid.UUID, reason: str) -> UndeliveredAlert | None:
+async def mark_undelivered(conn: Conn, alert_id: uuid.UUID, reason: str) -> UndeliveredAlert | None:
     """Mark the alert's recipient unreachable, once (None if already marked, or acknowledged)."""
     record = await conn.fetchrow(MARK_UNDELIVERED, alert_id, reason)
     return msgspec.convert(dict(record), UndeliveredAlert) if record else None
 
 
-async def reachable_alerts(conn: asyncpg.Connection, incident_id: uuid.UUID) -> int:
+async def reachable_alerts(conn: Conn, incident_id: uuid.UUID) -> int:
     count: int = await conn.fetchval(REACHABLE_ALERTS, incident_id)
     return count
 
 
-async def hurry_next_step(conn: asyncpg.Connection, incident_id: uuid.UUID) -> bool:
+async def hurry_next_step(conn: Conn, incident_id: uuid.UUID) -> bool:
     """Make the incident's pending escalation timer (its next step's) due now; True if there was one."""
     step: int | None = await conn.fetchval(ESCALATION_STEP, incident_id)
     if step is None:
@@ -468,15 +460,18 @@ async def hurry_next_step(conn: asyncpg.Connection, incident_id: uuid.UUID) -> b
     return await queue.make_due(conn, jobs.EscalateIncident(incident_id=incident_id, step=step))
 
 
-async def renew_claims(conn: asyncpg.Connection, delivery_ids: list[int]) -> None:
+async def renew_claims(conn: Conn, delivery_ids: list[int]) -> None:
     await conn.execute(RENEW_CLAIMS, delivery_ids)
 
 
-async def deactivate_device(conn: asyncpg.Connection, device_id: uuid.UUID, error_code: str) -> None:
+async def deactivate_device(conn: Conn, device_id: uuid.UUID, error_code: str) -> None:
     await conn.execute(DEACTIVATE_DEVICE, device_id, error_code)
 
 
 # --- the delivery log as people see it -------------------------------------------------------
+
+
+DeliveryStatus = Literal["queued", "sending", "sent", "received", "acknowledged", "failed"]
 
 
 class DeliveryRow(msgspec.Struct, frozen=True):
@@ -488,7 +483,7 @@ class DeliveryRow(msgspec.Struct, frozen=True):
     platform: Literal["android", "ios"]  # the table's CHECK
     purpose: DeliveryPurpose  # the table's CHECK
     round: int
-    status: str
+    status: DeliveryStatus  # the table's CHECK
     attempts: int
     error_code: str | None
     updated_at: datetime
@@ -522,12 +517,10 @@ ORDER BY a.undelivered_at
 """
 
 
-async def delivery_rows(
-    conn: asyncpg.Connection, incident_id: uuid.UUID, user_id: uuid.UUID | None
-) -> list[DeliveryRow]:
+async def delivery_rows(conn: Conn, incident_id: uuid.UUID, user_id: uuid.UUID | None) -> list[DeliveryRow]:
     """The incident's deliveries (only ``user_id``'s when given)."""
     return [msgspec.convert(dict(r), DeliveryRow) for r in await conn.fetch(DELIVERY_ROWS, incident_id, user_id)]
 
 
-async def undelivered(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[UndeliveredRow]:
+async def undelivered(conn: Conn, incident_id: uuid.UUID) -> list[UndeliveredRow]:
     return [msgspec.convert(dict(r), UndeliveredRow) for r in await conn.fetch(UNDELIVERED, incident_id)]

@@ -24,13 +24,13 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-import asyncpg
 import msgspec
 
 from backend.audit import repo as audit
 from backend.core import jobs, queue
 from backend.core.auth import Principal
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.core.errors import Conflict, Invalid, NotFound
 from backend.core.logging import get_logger
 from backend.core.notify import Notifier
@@ -58,9 +58,7 @@ class StepResult(msgspec.Struct, kw_only=True):
     deliveries: int = 0
 
 
-async def incident_policy(
-    conn: asyncpg.Connection, settings: Settings, incident: IncidentRow
-) -> policy.EscalationPolicy:
+async def incident_policy(conn: Conn, settings: Settings, incident: IncidentRow) -> policy.EscalationPolicy:
     """The incident's snapshotted policy; on first use the venue's (or the default) is snapshotted."""
     if incident.escalation_policy is not None:
         return policy.parse(incident.escalation_policy)
@@ -69,15 +67,13 @@ async def incident_policy(
     return chosen
 
 
-async def _venue_policy(
-    conn: asyncpg.Connection, settings: Settings, venue_id: uuid.UUID
-) -> tuple[policy.EscalationPolicy, bool]:
+async def _venue_policy(conn: Conn, settings: Settings, venue_id: uuid.UUID) -> tuple[policy.EscalationPolicy, bool]:
     """The venue's own policy, or the default; and whether it is the default."""
     raw = await repo.venue_policy(conn, venue_id)
     return (policy.parse(raw), False) if raw is not None else (policy.default_policy(settings), True)
 
 
-async def get_venue_policy(conn: asyncpg.Connection, settings: Settings, venue_id: uuid.UUID) -> VenuePolicy:
+async def get_venue_policy(conn: Conn, settings: Settings, venue_id: uuid.UUID) -> VenuePolicy:
     """The venue's own policy, or the default that its incidents would get."""
     if not await repo.venue_exists(conn, venue_id):
         raise NotFound("no such venue", field="venue_id")
@@ -86,7 +82,7 @@ async def get_venue_policy(conn: asyncpg.Connection, settings: Settings, venue_i
 
 
 async def put_venue_policy(
-    conn: asyncpg.Connection, actor: Principal | None, venue_id: uuid.UUID, data: policy.EscalationPolicy
+    conn: Conn, actor: Principal | None, venue_id: uuid.UUID, data: policy.EscalationPolicy
 ) -> VenuePolicy:
     """Set the venue's policy (audited). Open incidents keep the policy snapshotted when they opened."""
     if not await repo.venue_exists(conn, venue_id):
@@ -109,7 +105,7 @@ async def put_venue_policy(
 
 
 async def run_step(
-    conn: asyncpg.Connection, settings: Settings, incident_id: uuid.UUID, *, step: int, force: bool = False
+    conn: Conn, settings: Settings, incident_id: uuid.UUID, *, step: int, force: bool = False
 ) -> StepResult:
     """Fire escalation step ``step`` (and any skipped before it) unless it is stale. In a transaction."""
     incident = await lifecycle.lock(conn, incident_id)
@@ -145,9 +141,7 @@ async def run_step(
     return result
 
 
-async def _schedule_repeat(
-    conn: asyncpg.Connection, chain: policy.EscalationPolicy, incident_id: uuid.UUID, round_: int
-) -> None:
+async def _schedule_repeat(conn: Conn, chain: policy.EscalationPolicy, incident_id: uuid.UUID, round_: int) -> None:
     run_at = await repo.db_now(conn) + timedelta(seconds=chain.repeat_every)
     await queue.enqueue(
         conn,
@@ -156,9 +150,7 @@ async def _schedule_repeat(
     )
 
 
-async def run_repeat(
-    conn: asyncpg.Connection, settings: Settings, incident_id: uuid.UUID, *, round_: int
-) -> StepResult:
+async def run_repeat(conn: Conn, settings: Settings, incident_id: uuid.UUID, *, round_: int) -> StepResult:
     """Fire repeat round ``round_`` (1-based) unless it is stale. In a transaction.
 
     A repeat reaches only people already alerted (no search, no new footage links). ``fired`` is
@@ -233,9 +225,7 @@ def _deliveries(
     return rows
 
 
-async def _notify(
-    conn: asyncpg.Connection, settings: Settings, incident: IncidentRow, cfg: policy.PolicyStep, n: int
-) -> int:
+async def _notify(conn: Conn, settings: Settings, incident: IncidentRow, cfg: policy.PolicyStep, n: int) -> int:
     """Alert the step's new recipients; returns the number of deliveries queued."""
     recipients: list[tuple[uuid.UUID, str, float | None]] = []
     sender = await repo.panic_sender(conn, incident.id) if incident.kind == "panic" else None
@@ -281,7 +271,7 @@ def _recipients(alerts: list[repo.NewAlert]) -> list[dict[str, Any]]:
 
 
 async def _alert(
-    conn: asyncpg.Connection,
+    conn: Conn,
     settings: Settings,
     incident: IncidentRow,
     recipients: list[tuple[uuid.UUID, str, float | None]],
@@ -319,7 +309,7 @@ async def _alert(
 
 
 async def prepare_update(
-    conn: asyncpg.Connection, incident_id: uuid.UUID, *, version: int, text: str, actor_id: uuid.UUID | None
+    conn: Conn, incident_id: uuid.UUID, *, version: int, text: str, actor_id: uuid.UUID | None
 ) -> int:
     """Queue an update push ("Officer Seitkali is responding") to everyone alerted but the actor."""
     incident = await lifecycle.get(conn, incident_id)
@@ -341,7 +331,7 @@ async def prepare_update(
 
 
 async def dispatch(
-    conn: asyncpg.Connection,
+    conn: Conn,
     gateway: Notifier,
     settings: Settings,
     incident_id: uuid.UUID,
@@ -359,7 +349,7 @@ async def dispatch(
 
 
 async def repeat(
-    conn: asyncpg.Connection, gateway: Notifier, settings: Settings, incident_id: uuid.UUID, *, round_: int
+    conn: Conn, gateway: Notifier, settings: Settings, incident_id: uuid.UUID, *, round_: int
 ) -> tuple[StepResult, fanout.SendReport]:
     """Run a repeat round in its own transaction, then send what it queued."""
     async with conn.transaction():
@@ -371,7 +361,7 @@ async def repeat(
 
 
 async def push_update(
-    conn: asyncpg.Connection,
+    conn: Conn,
     gateway: Notifier,
     settings: Settings,
     incident_id: uuid.UUID,
@@ -391,16 +381,14 @@ async def push_update(
     return await fanout.send_pending(conn, gateway, settings, incident_id)
 
 
-async def retry_delivery(
-    conn: asyncpg.Connection, gateway: Notifier, settings: Settings, delivery_id: int
-) -> fanout.SendReport:
+async def retry_delivery(conn: Conn, gateway: Notifier, settings: Settings, delivery_id: int) -> fanout.SendReport:
     return await fanout.send_one(conn, gateway, settings, delivery_id)
 
 
 ESCALATORS = frozenset({"dispatcher", "admin"})
 
 
-async def escalate_now(conn: asyncpg.Connection, settings: Settings, me: Principal, incident_id: uuid.UUID) -> int:
+async def escalate_now(conn: Conn, settings: Settings, me: Principal, incident_id: uuid.UUID) -> int:
     """A dispatcher (of the incident's region) or an admin fires the next escalation step now, without
     waiting for its timer. The step itself runs in the worker as any other (its ``escalated`` event);
     the request is audited. Returns the step queued."""
@@ -429,7 +417,7 @@ async def escalate_now(conn: asyncpg.Connection, settings: Settings, me: Princip
 
 
 async def request_officer(
-    conn: asyncpg.Connection, settings: Settings, me: Principal, incident_id: uuid.UUID, officer_id: uuid.UUID
+    conn: Conn, settings: Settings, me: Principal, incident_id: uuid.UUID, officer_id: uuid.UUID
 ) -> None:
     """A dispatcher (of the incident's region) or an admin asks for one on-duty officer to be alerted now.
     The alert goes out from the worker (``alert_officer``) like any step's; the request is audited."""
@@ -456,9 +444,7 @@ async def request_officer(
     )
 
 
-async def alert_officer(
-    conn: asyncpg.Connection, gateway: Notifier, settings: Settings, job: jobs.AlertOfficer
-) -> fanout.SendReport:
+async def alert_officer(conn: Conn, gateway: Notifier, settings: Settings, job: jobs.AlertOfficer) -> fanout.SendReport:
     """The ``alert_officer`` job: alert the officer (once) under the incident's lock, then send."""
     async with conn.transaction():
         incident = await lifecycle.lock(conn, job.incident_id)

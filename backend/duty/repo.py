@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-import asyncpg
 import msgspec
+
+from backend.core.db import Conn, fetch_one
 
 
 class DutyRow(msgspec.Struct, frozen=True):
@@ -86,7 +87,7 @@ FROM officer_locations l WHERE l.user_id = $1 AND l.recorded_at > now() - make_i
 
 
 async def upsert_duty(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     user_id: uuid.UUID,
     role: str,
@@ -94,21 +95,21 @@ async def upsert_duty(
     venue_id: uuid.UUID | None,
     region_id: uuid.UUID | None,
 ) -> DutyRow:
-    record = await conn.fetchrow(UPSERT_DUTY, user_id, role, on_duty, venue_id, region_id)
+    record = await fetch_one(conn, UPSERT_DUTY, user_id, role, on_duty, venue_id, region_id)
     return msgspec.convert(dict(record), DutyRow)
 
 
-async def get_duty(conn: asyncpg.Connection, user_id: uuid.UUID) -> DutyRow | None:
+async def get_duty(conn: Conn, user_id: uuid.UUID) -> DutyRow | None:
     record = await conn.fetchrow(SELECT_DUTY, user_id)
     return msgspec.convert(dict(record), DutyRow) if record else None
 
 
-async def delete_location(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
+async def delete_location(conn: Conn, user_id: uuid.UUID) -> None:
     await conn.execute(DELETE_LOCATION, user_id)
 
 
 async def record_location(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     user_id: uuid.UUID,
     lat: float,
@@ -124,14 +125,14 @@ async def record_location(
     return latest is not None
 
 
-async def prune(conn: asyncpg.Connection, *, retention_s: float) -> int:
+async def prune(conn: Conn, *, retention_s: float) -> int:
     status = await conn.execute(PRUNE_HISTORY, retention_s)
     await conn.execute(PRUNE_STALE_LATEST, retention_s)
     return int(status.split()[-1])
 
 
 async def nearest_officers(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     lat: float,
     lon: float,
@@ -144,15 +145,11 @@ async def nearest_officers(
     return [msgspec.convert(dict(r), NearbyOfficer) for r in rows]
 
 
-async def positions(
-    conn: asyncpg.Connection, user_ids: list[uuid.UUID], *, freshness_s: float
-) -> dict[uuid.UUID, OfficerPosition]:
+async def positions(conn: Conn, user_ids: list[uuid.UUID], *, freshness_s: float) -> dict[uuid.UUID, OfficerPosition]:
     rows = await conn.fetch(SELECT_POSITIONS, user_ids, freshness_s)
     return {r["user_id"]: msgspec.convert(dict(r), OfficerPosition) for r in rows}
 
 
-async def distance_to(
-    conn: asyncpg.Connection, user_id: uuid.UUID, *, lat: float, lon: float, freshness_s: float
-) -> float | None:
+async def distance_to(conn: Conn, user_id: uuid.UUID, *, lat: float, lon: float, freshness_s: float) -> float | None:
     value: float | None = await conn.fetchval(DISTANCE_TO, user_id, lat, lon, freshness_s)
     return value

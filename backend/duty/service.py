@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
+import msgspec
 
 from backend.core.auth import Principal
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.core.errors import Conflict, Forbidden, Invalid
 from backend.core.logging import get_logger
 from backend.core.wire import check_window
@@ -23,10 +24,10 @@ log = get_logger(__name__)
 
 
 def _state(row: repo.DutyRow) -> DutyState:
-    return DutyState(on_duty=row.on_duty, venue_id=row.venue_id, region_id=row.region_id, since=row.since)
+    return msgspec.convert(row, DutyState, from_attributes=True)
 
 
-async def set_duty(conn: asyncpg.Connection, me: Principal, data: DutyUpdate) -> DutyState:
+async def set_duty(conn: Conn, me: Principal, data: DutyUpdate) -> DutyState:
     if me.role == "bouncer":
         if data.venue_id is not None and data.venue_id != me.venue_id:
             raise Forbidden("a bouncer goes on duty at their own venue only", field="venue_id")
@@ -46,14 +47,12 @@ async def set_duty(conn: asyncpg.Connection, me: Principal, data: DutyUpdate) ->
     return _state(row)
 
 
-async def go_on_duty(conn: asyncpg.Connection, me: Principal) -> DutyState:
+async def go_on_duty(conn: Conn, me: Principal) -> DutyState:
     """Convenience for the demo and tests."""
     return await set_duty(conn, me, DutyUpdate(on_duty=True))
 
 
-async def record_location(
-    conn: asyncpg.Connection, settings: Settings, me: Principal, data: LocationUpdate
-) -> LocationAccepted:
+async def record_location(conn: Conn, settings: Settings, me: Principal, data: LocationUpdate) -> LocationAccepted:
     if me.role != "officer":
         raise Forbidden("only officers share their location")
     duty = await repo.get_duty(conn, me.user_id)
@@ -82,6 +81,6 @@ async def record_location(
     )
 
 
-async def prune_locations(conn: asyncpg.Connection, settings: Settings) -> int:
+async def prune_locations(conn: Conn, settings: Settings) -> int:
     """Drop history past its retention (and latest positions long stale). Returns history rows removed."""
     return await repo.prune(conn, retention_s=settings.location_history_retention_s)

@@ -27,11 +27,12 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
+import msgspec
 
 from backend.core import jobs, queue
 from backend.core.auth import BoxPrincipal, Principal
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.core.errors import Forbidden, Unauthorized
 from backend.core.logging import get_logger
 from backend.core.wire import DETECTION_MAX_AGE, check_window
@@ -68,13 +69,13 @@ def condition_of(report: CameraHealthReport) -> Condition:
     return _PICTURE[report.picture]
 
 
-async def _push(conn: asyncpg.Connection, episode_id: uuid.UUID, event: str) -> None:
+async def _push(conn: Conn, episode_id: uuid.UUID, event: str) -> None:
     await queue.enqueue(
         conn, jobs.CameraHealthPush(episode_id=episode_id, event=event), dedup_key=f"{episode_id}:{event}"
     )
 
 
-async def alert_if_open(conn: asyncpg.Connection, episode_id: uuid.UUID, venue_id: uuid.UUID) -> bool:
+async def alert_if_open(conn: Conn, episode_id: uuid.UUID, venue_id: uuid.UUID) -> bool:
     """Alert the episode now if the venue is open and it was not alerted yet (its one alert)."""
     if await repo.venue_open(conn, venue_id) and await repo.mark_alerted(conn, episode_id):
         await _push(conn, episode_id, "alert")
@@ -83,9 +84,7 @@ async def alert_if_open(conn: asyncpg.Connection, episode_id: uuid.UUID, venue_i
     return False
 
 
-async def change(
-    conn: asyncpg.Connection, camera_id: uuid.UUID, venue_id: uuid.UUID, before: str | None, after: Condition
-) -> None:
+async def change(conn: Conn, camera_id: uuid.UUID, venue_id: uuid.UUID, before: str | None, after: Condition) -> None:
     """Record a change of condition and open, alert or end the camera's episode (caller's transaction)."""
     episode_id: uuid.UUID | None = None
     if after in ALERTING:
@@ -99,9 +98,7 @@ async def change(
     log.info("camera_condition_changed", camera_id=str(camera_id), before=before, after=after.value)
 
 
-async def ingest(
-    conn: asyncpg.Connection, settings: Settings, box: BoxPrincipal, report: HealthReport
-) -> HealthAccepted:
+async def ingest(conn: Conn, settings: Settings, box: BoxPrincipal, report: HealthReport) -> HealthAccepted:
     """A box's report (its agent and each of its cameras); a camera not the box's is 403."""
     now = datetime.now(UTC)
     for n, camera in enumerate(report.cameras):
@@ -155,7 +152,7 @@ async def ingest(
     return HealthAccepted(cameras=len(report.cameras), changed=len(changes))
 
 
-async def settle(conn: asyncpg.Connection, settings: Settings, camera_ids: list[uuid.UUID] | None) -> int:
+async def settle(conn: Conn, settings: Settings, camera_ids: list[uuid.UUID] | None) -> int:
     """End the episodes whose camera has been ok for ``edge_recovery_s``; those alerted are told the
     camera is back. A camera that flickers (black, ok, black within that time) stays one episode."""
     ended = 0
@@ -170,7 +167,7 @@ async def settle(conn: asyncpg.Connection, settings: Settings, camera_ids: list[
     return ended
 
 
-async def housekeeping(conn: asyncpg.Connection, settings: Settings) -> tuple[int, int]:
+async def housekeeping(conn: Conn, settings: Settings) -> tuple[int, int]:
     """Silent boxes' cameras go offline; episodes of venues that opened since are alerted; changes of
     condition older than the audit retention are pruned (a batch a run). Returns (cameras gone
     offline, episodes alerted)."""
@@ -193,39 +190,18 @@ async def housekeeping(conn: asyncpg.Connection, settings: Settings) -> tuple[in
     return offline, alerted
 
 
-async def venue_health(conn: asyncpg.Connection, me: Principal | None, venue_id: uuid.UUID) -> VenueCameraHealth:
+async def venue_health(conn: Conn, me: Principal | None, venue_id: uuid.UUID) -> VenueCameraHealth:
     """Each camera of the venue (not removed) with its latest health and its box."""
     if me is not None:
         await require_venue(conn, me, venue_id, write=False)
     rows = await repo.venue_health(conn, venue_id)
     return VenueCameraHealth(
         venue_id=venue_id,
-        items=[
-            CameraHealth(
-                camera_id=r.camera_id,
-                name=r.name,
-                zone=r.zone,
-                is_active=r.is_active,
-                box_id=r.box_id,
-                box_name=r.box_name,
-                box_status=r.box_status,  # type: ignore[arg-type]  # checked by the table
-                box_last_seen_at=r.box_last_seen_at,
-                condition=Condition(r.condition) if r.condition else None,
-                condition_since=r.condition_since,
-                reported_at=r.reported_at,
-                stream_up=r.stream_up,
-                fps=r.fps,
-                last_keyframe_age_s=r.last_keyframe_age_s,
-                reconnects=r.reconnects,
-                bitrate_kbps=r.bitrate_kbps,
-                picture=r.picture,  # type: ignore[arg-type]  # checked when reported
-            )
-            for r in rows
-        ],
+        items=[msgspec.convert(r, CameraHealth, from_attributes=True) for r in rows],
     )
 
 
-async def problems(conn: asyncpg.Connection, me: Principal, limit: int = 50) -> list[CameraProblem]:
+async def problems(conn: Conn, me: Principal, limit: int = 50) -> list[CameraProblem]:
     """Cameras with a problem now, oldest first: a dispatcher's region's, every region's for admins."""
     if me.role == "admin":
         region_id = None
@@ -234,15 +210,4 @@ async def problems(conn: asyncpg.Connection, me: Principal, limit: int = 50) -> 
     else:
         return []
     rows = await repo.problems(conn, region_id, [Condition.OK.value, Condition.UNKNOWN.value], limit)
-    return [
-        CameraProblem(
-            camera_id=r.camera_id,
-            camera_name=r.camera_name,
-            venue_id=r.venue_id,
-            venue_name=r.venue_name,
-            condition=Condition(r.condition),
-            condition_since=r.condition_since,
-            timezone=r.timezone,
-        )
-        for r in rows
-    ]
+    return [msgspec.convert(r, CameraProblem, from_attributes=True) for r in rows]

@@ -15,9 +15,8 @@ from __future__ import annotations
 import uuid
 from typing import Final
 
-import asyncpg
-
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.core.logging import get_logger
 from backend.core.notify import Notifier
 from backend.dispatch import fanout
@@ -61,7 +60,7 @@ def _data(episode: EpisodeRow, purpose: str) -> dict[str, str]:
     }
 
 
-async def prepare(conn: asyncpg.Connection, episode_id: uuid.UUID, event: str) -> int:
+async def prepare(conn: Conn, episode_id: uuid.UUID, event: str) -> int:
     """Queue the pushes of ``event`` in the caller's transaction; returns how many were queued."""
     if event not in EVENTS:
         raise ValueError(f"unknown camera health push {event!r}")
@@ -93,7 +92,7 @@ def sms_text(episode: EpisodeRow, call_number: str) -> str:
     return f"KUZET: {title}. {body} Reply is not read; open the app or call {call_number}."
 
 
-async def _owner_sms(conn: asyncpg.Connection, settings: Settings, episode_id: uuid.UUID) -> None:
+async def _owner_sms(conn: Conn, settings: Settings, episode_id: uuid.UUID) -> None:
     """The alert by SMS to the venue's owner, while the episode lasts (the alert is pushed only
     while the venue is open: staff on duty)."""
     episode = await repo.get_episode(conn, episode_id)
@@ -107,7 +106,7 @@ async def _owner_sms(conn: asyncpg.Connection, settings: Settings, episode_id: u
 
 
 async def push(
-    conn: asyncpg.Connection, gateway: Notifier, settings: Settings, episode_id: uuid.UUID, *, event: str
+    conn: Conn, gateway: Notifier, settings: Settings, episode_id: uuid.UUID, *, event: str
 ) -> fanout.SendReport:
     """The ``camera_health_push`` job: queue the pushes in a transaction, then send them."""
     async with conn.transaction():

@@ -9,14 +9,16 @@ import asyncpg
 import msgspec
 
 from backend.auth import throttle
+from backend.core.db import Conn, fetch_one
 from backend.core.errors import NotFound
+from backend.edge.schemas import BoxStatus, Condition, Picture
 
 
 class BoxRow(msgspec.Struct, frozen=True):
     id: uuid.UUID
     venue_id: uuid.UUID
     name: str
-    status: str
+    status: BoxStatus
     created_at: datetime
     code_expires_at: datetime | None
     enrolled_at: datetime | None
@@ -33,7 +35,7 @@ class BoxRow(msgspec.Struct, frozen=True):
 class BoxKeyRow(msgspec.Struct, frozen=True):
     id: uuid.UUID
     venue_id: uuid.UUID
-    status: str
+    status: BoxStatus
     key_hash: bytes
 
 
@@ -47,7 +49,7 @@ class BoxCameraRow(msgspec.Struct, frozen=True):
     model: str | None
     is_active: bool
     removed_at: datetime | None
-    condition: str | None = None
+    condition: Condition | None = None
     condition_since: datetime | None = None
     reported_at: datetime | None = None
 
@@ -59,9 +61,9 @@ class HealthRow(msgspec.Struct, frozen=True):
     is_active: bool
     box_id: uuid.UUID | None
     box_name: str | None
-    box_status: str | None
+    box_status: BoxStatus | None
     box_last_seen_at: datetime | None
-    condition: str | None
+    condition: Condition | None
     condition_since: datetime | None
     reported_at: datetime | None
     stream_up: bool | None
@@ -69,14 +71,14 @@ class HealthRow(msgspec.Struct, frozen=True):
     last_keyframe_age_s: float | None
     reconnects: int | None
     bitrate_kbps: float | None
-    picture: str | None
+    picture: Picture | None
 
 
 class EpisodeRow(msgspec.Struct, frozen=True):
     id: uuid.UUID
     camera_id: uuid.UUID
     venue_id: uuid.UUID
-    condition: str
+    condition: Condition
     started_at: datetime
     alerted_at: datetime | None
     ended_at: datetime | None
@@ -260,7 +262,7 @@ def _box(record: asyncpg.Record) -> BoxRow:
 
 
 async def insert_box(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     venue_id: uuid.UUID,
     name: str,
@@ -269,21 +271,21 @@ async def insert_box(
     created_by: uuid.UUID | None,
 ) -> BoxRow:
     try:
-        return _box(await conn.fetchrow(INSERT_BOX, venue_id, name, code_hash, ttl_s, created_by))
+        return _box(await fetch_one(conn, INSERT_BOX, venue_id, name, code_hash, ttl_s, created_by))
     except asyncpg.ForeignKeyViolationError as exc:
         raise NotFound("no such venue", field="venue_id") from exc
 
 
-async def boxes(conn: asyncpg.Connection, venue_id: uuid.UUID) -> list[BoxRow]:
+async def boxes(conn: Conn, venue_id: uuid.UUID) -> list[BoxRow]:
     return [_box(r) for r in await conn.fetch(SELECT_BOXES, venue_id)]
 
 
-async def get_box(conn: asyncpg.Connection, box_id: uuid.UUID) -> BoxRow | None:
+async def get_box(conn: Conn, box_id: uuid.UUID) -> BoxRow | None:
     record = await conn.fetchrow(SELECT_BOX, box_id)
     return _box(record) if record else None
 
 
-async def revoke_box(conn: asyncpg.Connection, box_id: uuid.UUID) -> BoxRow | None:
+async def revoke_box(conn: Conn, box_id: uuid.UUID) -> BoxRow | None:
     """Revoke the box and disable its cameras' keys; None if it was revoked already."""
     record = await conn.fetchrow(REVOKE_BOX, box_id)
     if record is None:
@@ -294,7 +296,7 @@ async def revoke_box(conn: asyncpg.Connection, box_id: uuid.UUID) -> BoxRow | No
 
 
 async def enrol(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     code_hash: bytes,
     key_prefix: str,
@@ -307,37 +309,37 @@ async def enrol(
     return (record["id"], record["venue_id"]) if record else None
 
 
-async def box_by_prefix(conn: asyncpg.Connection, prefix: str) -> BoxKeyRow | None:
+async def box_by_prefix(conn: Conn, prefix: str) -> BoxKeyRow | None:
     record = await conn.fetchrow(SELECT_BOX_BY_PREFIX, prefix)
     return msgspec.convert(dict(record), BoxKeyRow) if record else None
 
 
-async def lock_active_box(conn: asyncpg.Connection, box_id: uuid.UUID) -> bool:
+async def lock_active_box(conn: Conn, box_id: uuid.UUID) -> bool:
     return await conn.fetchval(LOCK_BOX, box_id) is not None
 
 
-async def enrolment_locked_s(conn: asyncpg.Connection, address: str) -> float | None:
+async def enrolment_locked_s(conn: Conn, address: str) -> float | None:
     """Serialise this address's attempts; how long it is still locked (None if it is not)."""
     await conn.execute(LOCK_ADDRESS, address)
     remaining: float | None = await conn.fetchval(ADDRESS_LOCKED_S, address)
     return remaining
 
 
-async def record_enrolment_failure(conn: asyncpg.Connection, address: str, window_s: float) -> int:
+async def record_enrolment_failure(conn: Conn, address: str, window_s: float) -> int:
     failures: int = await conn.fetchval(throttle.RECORD_FAILURE, "enrolment", address, window_s)
     return failures
 
 
-async def lock_enrolment(conn: asyncpg.Connection, address: str, seconds: float) -> None:
+async def lock_enrolment(conn: Conn, address: str, seconds: float) -> None:
     await conn.execute(throttle.SET_LOCK, "enrolment", address, seconds)
 
 
-async def box_cameras(conn: asyncpg.Connection, box_ids: list[uuid.UUID]) -> list[BoxCameraRow]:
+async def box_cameras(conn: Conn, box_ids: list[uuid.UUID]) -> list[BoxCameraRow]:
     return [msgspec.convert(dict(r), BoxCameraRow) for r in await conn.fetch(SELECT_BOX_CAMERAS, box_ids)]
 
 
 async def link_camera(
-    conn: asyncpg.Connection,
+    conn: Conn,
     camera_id: uuid.UUID,
     *,
     box_id: uuid.UUID,
@@ -349,7 +351,7 @@ async def link_camera(
 
 
 async def update_camera(
-    conn: asyncpg.Connection,
+    conn: Conn,
     camera_id: uuid.UUID,
     *,
     name: str,
@@ -360,7 +362,7 @@ async def update_camera(
     await conn.execute(UPDATE_CAMERA, camera_id, name, zone, vendor, model)
 
 
-async def remove_missing(conn: asyncpg.Connection, box_id: uuid.UUID, keys: list[str]) -> list[uuid.UUID]:
+async def remove_missing(conn: Conn, box_id: uuid.UUID, keys: list[str]) -> list[uuid.UUID]:
     removed = [r["id"] for r in await conn.fetch(REMOVE_MISSING, box_id, keys)]
     if removed:
         await conn.execute(END_CAMERA_EPISODES, removed)
@@ -368,7 +370,7 @@ async def remove_missing(conn: asyncpg.Connection, box_id: uuid.UUID, keys: list
 
 
 async def box_seen(
-    conn: asyncpg.Connection,
+    conn: Conn,
     box_id: uuid.UUID,
     *,
     version: str,
@@ -388,9 +390,7 @@ class CameraState(msgspec.Struct, frozen=True):
     reported_at: datetime | None
 
 
-async def conditions(
-    conn: asyncpg.Connection, box_id: uuid.UUID, camera_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, CameraState]:
+async def conditions(conn: Conn, box_id: uuid.UUID, camera_ids: list[uuid.UUID]) -> dict[uuid.UUID, CameraState]:
     """The state of each of the box's cameras among ``camera_ids`` (others are absent), locked for the report."""
     rows = await conn.fetch(SELECT_CONDITIONS, box_id, camera_ids)
     return {
@@ -411,9 +411,7 @@ class HealthUpsert(msgspec.Struct, frozen=True):
     condition: str
 
 
-async def upsert_health(
-    conn: asyncpg.Connection, *, venue_id: uuid.UUID, box_id: uuid.UUID, rows: list[HealthUpsert]
-) -> None:
+async def upsert_health(conn: Conn, *, venue_id: uuid.UUID, box_id: uuid.UUID, rows: list[HealthUpsert]) -> None:
     """Keep each camera's latest report (one row per camera in ``rows``)."""
     if rows:
         await conn.execute(
@@ -432,12 +430,12 @@ async def upsert_health(
         )
 
 
-async def set_condition(conn: asyncpg.Connection, camera_id: uuid.UUID, condition: str) -> None:
+async def set_condition(conn: Conn, camera_id: uuid.UUID, condition: str) -> None:
     await conn.execute(SET_CONDITION, camera_id, condition)
 
 
 async def insert_change(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     camera_id: uuid.UUID,
     venue_id: uuid.UUID,
@@ -448,42 +446,38 @@ async def insert_change(
     await conn.execute(INSERT_CHANGE, camera_id, venue_id, from_condition, to_condition, episode_id)
 
 
-async def open_episode(
-    conn: asyncpg.Connection, camera_id: uuid.UUID, venue_id: uuid.UUID, condition: str
-) -> uuid.UUID:
+async def open_episode(conn: Conn, camera_id: uuid.UUID, venue_id: uuid.UUID, condition: str) -> uuid.UUID:
     """The camera's open episode (started now if it had none), now in ``condition``."""
     episode_id: uuid.UUID = await conn.fetchval(OPEN_EPISODE, camera_id, venue_id, condition)
     return episode_id
 
 
-async def open_episode_of(conn: asyncpg.Connection, camera_id: uuid.UUID) -> uuid.UUID | None:
+async def open_episode_of(conn: Conn, camera_id: uuid.UUID) -> uuid.UUID | None:
     episode_id: uuid.UUID | None = await conn.fetchval(OPEN_EPISODE_OF, camera_id)
     return episode_id
 
 
-async def settled_episodes(
-    conn: asyncpg.Connection, recovery_s: float, camera_ids: list[uuid.UUID] | None
-) -> list[uuid.UUID]:
+async def settled_episodes(conn: Conn, recovery_s: float, camera_ids: list[uuid.UUID] | None) -> list[uuid.UUID]:
     """Open episodes whose camera has been ok for ``recovery_s`` (locked for the caller's transaction)."""
     return [r["id"] for r in await conn.fetch(SETTLED_EPISODES, recovery_s, camera_ids)]
 
 
-async def end_episode(conn: asyncpg.Connection, episode_id: uuid.UUID) -> bool | None:
+async def end_episode(conn: Conn, episode_id: uuid.UUID) -> bool | None:
     """End the episode: whether it was alerted, or None if it had ended already."""
     record = await conn.fetchrow(END_EPISODE, episode_id)
     return record["alerted_at"] is not None if record else None
 
 
-async def venue_open(conn: asyncpg.Connection, venue_id: uuid.UUID) -> bool:
+async def venue_open(conn: Conn, venue_id: uuid.UUID) -> bool:
     return bool(await conn.fetchval(VENUE_OPEN, venue_id))
 
 
-async def mark_alerted(conn: asyncpg.Connection, episode_id: uuid.UUID) -> bool:
+async def mark_alerted(conn: Conn, episode_id: uuid.UUID) -> bool:
     """Claim the episode's one alert; False if it was alerted already (or has ended)."""
     return await conn.fetchval(MARK_ALERTED, episode_id) is not None
 
 
-async def unalerted_at_open_venues(conn: asyncpg.Connection) -> list[uuid.UUID]:
+async def unalerted_at_open_venues(conn: Conn) -> list[uuid.UUID]:
     return [r["id"] for r in await conn.fetch(UNALERTED_AT_OPEN_VENUES)]
 
 
@@ -493,30 +487,30 @@ class SilentCamera(msgspec.Struct, frozen=True):
     condition: str
 
 
-async def silent_cameras(conn: asyncpg.Connection, silence_s: float) -> list[SilentCamera]:
+async def silent_cameras(conn: Conn, silence_s: float) -> list[SilentCamera]:
     """Cameras of active boxes not reported for ``silence_s`` (the box silent, or no longer reporting
     them), not offline yet; locked for the caller's transaction."""
     return [msgspec.convert(dict(r), SilentCamera) for r in await conn.fetch(SILENT_CAMERAS, silence_s)]
 
 
-async def get_episode(conn: asyncpg.Connection, episode_id: uuid.UUID) -> EpisodeRow | None:
+async def get_episode(conn: Conn, episode_id: uuid.UUID) -> EpisodeRow | None:
     record = await conn.fetchrow(SELECT_EPISODE, episode_id)
     return msgspec.convert(dict(record), EpisodeRow) if record else None
 
 
-async def watchers(conn: asyncpg.Connection, venue_id: uuid.UUID) -> list[uuid.UUID]:
+async def watchers(conn: Conn, venue_id: uuid.UUID) -> list[uuid.UUID]:
     return sorted(r["user_id"] for r in await conn.fetch(SELECT_WATCHERS, venue_id))
 
 
-async def venue_health(conn: asyncpg.Connection, venue_id: uuid.UUID) -> list[HealthRow]:
+async def venue_health(conn: Conn, venue_id: uuid.UUID) -> list[HealthRow]:
     return [msgspec.convert(dict(r), HealthRow) for r in await conn.fetch(SELECT_VENUE_HEALTH, venue_id)]
 
 
-async def set_reveal(conn: asyncpg.Connection, box_id: uuid.UUID, nonce_hash: bytes) -> None:
+async def set_reveal(conn: Conn, box_id: uuid.UUID, nonce_hash: bytes) -> None:
     await conn.execute(SET_REVEAL, box_id, nonce_hash)
 
 
-async def use_reveal(conn: asyncpg.Connection, box_id: uuid.UUID, nonce_hash: bytes) -> str | None:
+async def use_reveal(conn: Conn, box_id: uuid.UUID, nonce_hash: bytes) -> str | None:
     """Spend the box's one-time reveal: its name, or None if it was spent, or the box is no longer pending."""
     name: str | None = await conn.fetchval(USE_REVEAL, box_id, nonce_hash)
     return name
@@ -527,14 +521,12 @@ class ProblemRow(msgspec.Struct, frozen=True):
     camera_name: str
     venue_id: uuid.UUID
     venue_name: str
-    condition: str
+    condition: Condition
     condition_since: datetime
     timezone: str
 
 
-async def problems(
-    conn: asyncpg.Connection, region_id: uuid.UUID | None, fine: list[str], limit: int
-) -> list[ProblemRow]:
+async def problems(conn: Conn, region_id: uuid.UUID | None, fine: list[str], limit: int) -> list[ProblemRow]:
     rows = await conn.fetch(SELECT_PROBLEMS, region_id, fine, limit)
     return [msgspec.convert(dict(r), ProblemRow) for r in rows]
 
@@ -546,6 +538,6 @@ DELETE FROM camera_health_changes WHERE id IN (
 """
 
 
-async def prune_changes(conn: asyncpg.Connection, older_than_s: float, limit: int) -> int:
+async def prune_changes(conn: Conn, older_than_s: float, limit: int) -> int:
     """Delete at most ``limit`` changes of condition older than ``older_than_s``; how many went."""
     return int((await conn.execute(PRUNE_CHANGES, older_than_s, limit)).split()[-1])

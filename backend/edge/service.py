@@ -23,14 +23,13 @@ import secrets
 import uuid
 from typing import Final, Literal
 
-import asyncpg
-
 from backend.audit import repo as audit
 from backend.auth import throttle
 from backend.cameras import service as cameras
 from backend.cameras.schemas import CameraCreate
 from backend.core.auth import BoxPrincipal, Principal, box_key_prefix, camera_key_matches, new_box_key
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.core.errors import Forbidden, Invalid, NotFound, TooManyRequests, Unauthorized
 from backend.core.logging import get_logger
 from backend.edge import repo
@@ -80,7 +79,7 @@ def hash_code(compact: str) -> bytes:
 # --- who may manage a venue's boxes -------------------------------------------------------------
 
 
-async def require_venue(conn: asyncpg.Connection, me: Principal, venue_id: uuid.UUID, *, write: bool) -> None:
+async def require_venue(conn: Conn, me: Principal, venue_id: uuid.UUID, *, write: bool) -> None:
     """Admins; the venue's owner; for reading, a dispatcher of its region. Anyone else: 404."""
     scope = await venues_scope.venue_scope(conn, venue_id)
     if scope is not None:
@@ -109,7 +108,7 @@ def _camera(row: repo.BoxCameraRow) -> BoxCamera:
         vendor=row.vendor,
         model=row.model,
         status=status,
-        condition=row.condition,  # type: ignore[arg-type]  # checked by the table
+        condition=row.condition,
         condition_since=row.condition_since,
         reported_at=row.reported_at,
     )
@@ -120,7 +119,7 @@ def _box(row: repo.BoxRow, box_cameras: list[repo.BoxCameraRow]) -> Box:
         box_id=row.id,
         venue_id=row.venue_id,
         name=row.name,
-        status=row.status,  # type: ignore[arg-type]  # checked by the table
+        status=row.status,
         created_at=row.created_at,
         code_expires_at=row.code_expires_at,
         enrolled_at=row.enrolled_at,
@@ -137,7 +136,7 @@ def _box(row: repo.BoxRow, box_cameras: list[repo.BoxCameraRow]) -> Box:
 
 
 async def create_box(
-    conn: asyncpg.Connection, settings: Settings, me: Principal | None, venue_id: uuid.UUID, data: BoxCreate
+    conn: Conn, settings: Settings, me: Principal | None, venue_id: uuid.UUID, data: BoxCreate
 ) -> BoxCreated:
     if me is not None:
         await require_venue(conn, me, venue_id, write=True)
@@ -161,7 +160,7 @@ async def create_box(
     )
 
 
-async def list_boxes(conn: asyncpg.Connection, me: Principal | None, venue_id: uuid.UUID) -> BoxList:
+async def list_boxes(conn: Conn, me: Principal | None, venue_id: uuid.UUID) -> BoxList:
     if me is not None:
         await require_venue(conn, me, venue_id, write=False)
     rows = await repo.boxes(conn, venue_id)
@@ -169,7 +168,7 @@ async def list_boxes(conn: asyncpg.Connection, me: Principal | None, venue_id: u
     return BoxList(items=[_box(r, box_cameras) for r in rows])
 
 
-async def revoke_box(conn: asyncpg.Connection, me: Principal | None, box_id: uuid.UUID) -> Box:
+async def revoke_box(conn: Conn, me: Principal | None, box_id: uuid.UUID) -> Box:
     """Revoke the box: its key and its cameras' keys stop working at once. Revoking again is a no-op."""
     row = await repo.get_box(conn, box_id)
     if row is None:
@@ -189,14 +188,14 @@ async def revoke_box(conn: asyncpg.Connection, me: Principal | None, box_id: uui
     return _box(row, await repo.box_cameras(conn, [box_id]))
 
 
-async def start_reveal(conn: asyncpg.Connection, box_id: uuid.UUID) -> str:
+async def start_reveal(conn: Conn, box_id: uuid.UUID) -> str:
     """A one-time nonce for showing the box's code once on the page after the console's form."""
     nonce = secrets.token_urlsafe(24)
     await repo.set_reveal(conn, box_id, hashlib.sha256(nonce.encode()).digest())
     return nonce
 
 
-async def reveal(conn: asyncpg.Connection, box_id: uuid.UUID, nonce: str) -> str | None:
+async def reveal(conn: Conn, box_id: uuid.UUID, nonce: str) -> str | None:
     """Spend the nonce: the box's name if the code may be shown now (once), else None."""
     return await repo.use_reveal(conn, box_id, hashlib.sha256(nonce.encode()).digest())
 
@@ -204,7 +203,7 @@ async def reveal(conn: asyncpg.Connection, box_id: uuid.UUID, nonce: str) -> str
 # --- the box: enrolment and its key ---------------------------------------------------------------
 
 
-async def enrol(conn: asyncpg.Connection, settings: Settings, data: Enrol, *, address: str) -> Enrolled:
+async def enrol(conn: Conn, settings: Settings, data: Enrol, *, address: str) -> Enrolled:
     remaining = await repo.enrolment_locked_s(conn, address)
     if remaining is not None and remaining > 0:
         wait = max(1, math.ceil(remaining))
@@ -252,7 +251,7 @@ async def enrol(conn: asyncpg.Connection, settings: Settings, data: Enrol, *, ad
     return Enrolled(box_id=box_id, venue_id=venue_id, box_key=key)
 
 
-async def authenticate_box(conn: asyncpg.Connection, authorization: str | None) -> BoxPrincipal:
+async def authenticate_box(conn: Conn, authorization: str | None) -> BoxPrincipal:
     scheme, _, key = (authorization or "").partition(" ")
     key = key.strip()
     prefix = box_key_prefix(key) if scheme.lower() == "bearer" else None
@@ -275,7 +274,7 @@ def _check_unique(data: CameraRegistration) -> None:
         seen.add(entry.key)
 
 
-async def register_cameras(conn: asyncpg.Connection, box: BoxPrincipal, data: CameraRegistration) -> RegisteredCameras:
+async def register_cameras(conn: Conn, box: BoxPrincipal, data: CameraRegistration) -> RegisteredCameras:
     """Idempotent: new keys become cameras (with a key, once), known ones are renamed, missing ones removed."""
     _check_unique(data)
     if not await repo.lock_active_box(conn, box.box_id):  # revoked since the key was checked

@@ -11,7 +11,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from backend.adapters.storage import Storage, StorageUnavailable
 from backend.core import jobs, queue
 from backend.core.config import Settings
-from backend.core.db import UNAVAILABLE_ERRORS
+from backend.core.db import UNAVAILABLE_ERRORS, Conn
 from backend.core.logging import get_logger
 from backend.core.metrics import (
     CONFIRM_BACKLOG_OLDEST,
@@ -30,6 +30,7 @@ from backend.core.metrics import (
 from backend.detections import overload
 from backend.webhooks import repo as webhooks_repo
 
+_BACKLOG_ERRORS: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, asyncpg.PostgresError)
 log = get_logger(__name__)
 
 NOT_READY_RESPONSE = ResponseSpec(data_container=dict, description="A dependency is unreachable")
@@ -73,7 +74,7 @@ class Backlog(msgspec.Struct, frozen=True):
     confirmations: overload.Backlog = overload.EMPTY_BACKLOG  # the overload policy's reading
 
 
-async def read_backlog(conn: asyncpg.Connection, settings: Settings | None = None) -> Backlog:
+async def read_backlog(conn: Conn, settings: Settings | None = None) -> Backlog:
     webhooks, oldest = await webhooks_repo.backlog(conn)
     return Backlog(
         depths=await queue.depth(conn),
@@ -91,7 +92,7 @@ async def refresh_queue_depth(pool: asyncpg.Pool, settings: Settings | None = No
         async with asyncio.timeout(3):
             async with pool.acquire() as conn:
                 backlog = await read_backlog(conn, settings)
-    except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError) as exc:  # metrics must answer even then
+    except _BACKLOG_ERRORS as exc:  # metrics must answer even then
         DEPENDENCY_UP.labels(dependency="database").set(0)
         log.warning("queue_depth_unavailable", error=type(exc).__name__)
         return

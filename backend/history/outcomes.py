@@ -7,10 +7,11 @@ import uuid
 from datetime import datetime
 from typing import Final
 
-import asyncpg
+import msgspec
 
 from backend.core.auth import Principal
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.history import repo
 from backend.history.schemas import IncidentOutcomes, Label, LabelPage, OutcomeCreate, OutcomeView
 from backend.history.service import decode_cursor, encode_cursor, require_range, require_venue_reader, split_page
@@ -23,23 +24,15 @@ REVIEWERS: Final = frozenset({"owner"})
 
 
 def _view(row: repo.OutcomeRow) -> OutcomeView:
-    return OutcomeView(
-        user_id=row.user_id,
-        user_name=row.user_name,
-        role=row.role,
-        source=row.source,
-        verdict=row.verdict,
-        note=row.note,
-        at=row.at,
-    )
+    return msgspec.convert(row, OutcomeView, from_attributes=True)
 
 
 def _verdict(views: list[OutcomeView]) -> Verdict | None:
-    return verdict((v.source, v.verdict) for v in views)  # type: ignore[return-value]
+    return verdict((v.source, v.verdict) for v in views)
 
 
 async def add_outcome(
-    conn: asyncpg.Connection, settings: Settings, me: Principal, incident_id: uuid.UUID, data: OutcomeCreate
+    conn: Conn, settings: Settings, me: Principal, incident_id: uuid.UUID, data: OutcomeCreate
 ) -> IncidentOutcomes:
     """The venue's owner says what the resolved incident really was (409 while it is open)."""
     incident = await lock_visible(
@@ -56,7 +49,7 @@ async def add_outcome(
 
 
 async def labels(
-    conn: asyncpg.Connection,
+    conn: Conn,
     me: Principal,
     venue_id: uuid.UUID,
     *,

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-import asyncpg
 import msgspec
 
 from backend.core.auth import Role
+from backend.core.db import Conn
 from backend.incidents.kinds import KindName
 from backend.incidents.schemas import IncidentStatusName, Verdict
 from backend.incidents.verdicts import verdict_sql
@@ -172,7 +172,7 @@ def _where(query: HistoryQuery) -> tuple[str, list[Any]]:
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
 
 
-async def history(conn: asyncpg.Connection, query: HistoryQuery, limit: int) -> list[HistoryRow]:
+async def history(conn: Conn, query: HistoryQuery, limit: int) -> list[HistoryRow]:
     """Newest first by (opened_at, id): a row inserted meanwhile never shifts a later page."""
     where, args = _where(query)
     sql = _PAGE.format(columns=_HISTORY_COLUMNS, where=where, order=_ORDER, limit=len(args) + 1) + _ORDER
@@ -180,7 +180,7 @@ async def history(conn: asyncpg.Connection, query: HistoryQuery, limit: int) -> 
     return [msgspec.convert(dict(r), HistoryRow) for r in rows]
 
 
-async def history_item(conn: asyncpg.Connection, incident_id: uuid.UUID) -> HistoryRow | None:
+async def history_item(conn: Conn, incident_id: uuid.UUID) -> HistoryRow | None:
     row = await conn.fetchrow(SELECT_ONE, incident_id)
     return msgspec.convert(dict(row), HistoryRow) if row else None
 
@@ -189,13 +189,11 @@ SELECT_OWNED_VENUES = "SELECT id FROM venues WHERE owner_id = $1 ORDER BY id"
 SELECT_VENUE_SCOPE = "SELECT owner_id, region_id FROM venues WHERE id = $1"
 
 
-async def owned_venues(conn: asyncpg.Connection, owner_id: uuid.UUID) -> list[uuid.UUID]:
+async def owned_venues(conn: Conn, owner_id: uuid.UUID) -> list[uuid.UUID]:
     return [r["id"] for r in await conn.fetch(SELECT_OWNED_VENUES, owner_id)]
 
 
-async def venue_scope(
-    conn: asyncpg.Connection, venue_id: uuid.UUID
-) -> tuple[uuid.UUID | None, uuid.UUID | None] | None:
+async def venue_scope(conn: Conn, venue_id: uuid.UUID) -> tuple[uuid.UUID | None, uuid.UUID | None] | None:
     """(owner, region) of the venue; None if there is no such venue."""
     row = await conn.fetchrow(SELECT_VENUE_SCOPE, venue_id)
     return (row["owner_id"], row["region_id"]) if row else None
@@ -231,19 +229,19 @@ ORDER BY a.id
 """
 
 
-async def events(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[EventRow]:
+async def events(conn: Conn, incident_id: uuid.UUID) -> list[EventRow]:
     return [msgspec.convert(dict(r), EventRow) for r in await conn.fetch(SELECT_EVENTS, incident_id)]
 
 
-async def detections(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[DetectionRow]:
+async def detections(conn: Conn, incident_id: uuid.UUID) -> list[DetectionRow]:
     return [msgspec.convert(dict(r), DetectionRow) for r in await conn.fetch(SELECT_DETECTIONS, incident_id)]
 
 
-async def deliveries(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[DeliveryRow]:
+async def deliveries(conn: Conn, incident_id: uuid.UUID) -> list[DeliveryRow]:
     return [msgspec.convert(dict(r), DeliveryRow) for r in await conn.fetch(SELECT_DELIVERIES, incident_id)]
 
 
-async def footage_views(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[AuditRow]:
+async def footage_views(conn: Conn, incident_id: uuid.UUID) -> list[AuditRow]:
     return [msgspec.convert(dict(r), AuditRow) for r in await conn.fetch(SELECT_FOOTAGE_VIEWS, str(incident_id))]
 
 
@@ -267,7 +265,7 @@ LIMIT $7
 
 
 async def access_log(
-    conn: asyncpg.Connection,
+    conn: Conn,
     venue_id: uuid.UUID,
     *,
     since: datetime | None,
@@ -329,12 +327,12 @@ LIMIT $7
 """
 
 
-async def outcomes(conn: asyncpg.Connection, incident_ids: list[uuid.UUID]) -> list[OutcomeRow]:
+async def outcomes(conn: Conn, incident_ids: list[uuid.UUID]) -> list[OutcomeRow]:
     return [msgspec.convert(dict(r), OutcomeRow) for r in await conn.fetch(SELECT_OUTCOMES, incident_ids)]
 
 
 async def labels(
-    conn: asyncpg.Connection,
+    conn: Conn,
     venue_id: uuid.UUID,
     *,
     camera_id: uuid.UUID | None,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-import asyncpg
 import msgspec
 
+from backend.core.db import Conn, fetch_one
 from backend.incidents.verdicts import verdict_sql
 
 # The range and the weeks are on the camera's time (first_seen_at), as the history's filters are.
@@ -98,21 +98,17 @@ GROUP BY c.id, c.name, cc.camera_id ORDER BY c.name, c.id
 
 
 async def by_kind_and_week(
-    conn: asyncpg.Connection, venue_id: uuid.UUID, since: datetime | None, until: datetime | None
+    conn: Conn, venue_id: uuid.UUID, since: datetime | None, until: datetime | None
 ) -> list[KindWeekRow]:
     rows = await conn.fetch(BY_KIND_AND_WEEK, venue_id, since, until)
     return [msgspec.convert(dict(r), KindWeekRow) for r in rows]
 
 
-async def delays(
-    conn: asyncpg.Connection, venue_id: uuid.UUID, since: datetime | None, until: datetime | None
-) -> DelayRow:
-    row = await conn.fetchrow(DELAYS, venue_id, since, until)
+async def delays(conn: Conn, venue_id: uuid.UUID, since: datetime | None, until: datetime | None) -> DelayRow:
+    row = await fetch_one(conn, DELAYS, venue_id, since, until)
     return msgspec.convert(dict(row), DelayRow)
 
 
-async def cameras(
-    conn: asyncpg.Connection, venue_id: uuid.UUID, since: datetime | None, until: datetime | None
-) -> list[CameraRow]:
+async def cameras(conn: Conn, venue_id: uuid.UUID, since: datetime | None, until: datetime | None) -> list[CameraRow]:
     rows = await conn.fetch(CAMERAS, venue_id, since, until)
     return [msgspec.convert(dict(r), CameraRow) for r in rows]

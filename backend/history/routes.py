@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-import asyncpg
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
@@ -13,6 +12,7 @@ from litestar.params import FromQuery, JSONBody, QueryParameter
 from litestar.response import Redirect, Stream
 
 from backend.core.auth import Principal
+from backend.core.db import Conn
 from backend.core.errors import problem_responses
 from backend.core.paging import with_next
 from backend.core.params import BEARER, SIGNED_IN, Db, Me, PathId
@@ -38,7 +38,7 @@ Limit = Annotated[int, QueryParameter(ge=1, le=200)]
 
 
 async def _footage(
-    db: asyncpg.Connection,
+    db: Conn,
     me: Principal,
     request: Request[object, object, State],
     incident_id: uuid.UUID,

@@ -16,11 +16,12 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final, Protocol, TypeVar
 
-import asyncpg
+import msgspec
 
 from backend.audit import repo as audit
 from backend.core.auth import Principal
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.core.errors import Forbidden, Gone, Invalid, NotFound, footage_gone
 from backend.core.logging import get_logger
 from backend.history import repo
@@ -133,7 +134,7 @@ def to_item(settings: Settings, row: repo.HistoryRow, *, blurred: bool = False) 
     )
 
 
-async def require_venue_reader(conn: asyncpg.Connection, me: Principal, venue_id: uuid.UUID) -> None:
+async def require_venue_reader(conn: Conn, me: Principal, venue_id: uuid.UUID) -> None:
     """The venue's owner, a dispatcher of its region or an admin; anyone else: 404."""
     scope = await repo.venue_scope(conn, venue_id)
     if scope is not None:
@@ -148,7 +149,7 @@ async def require_venue_reader(conn: asyncpg.Connection, me: Principal, venue_id
 
 
 async def venue_history(
-    conn: asyncpg.Connection,
+    conn: Conn,
     settings: Settings,
     me: Principal,
     venue_id: uuid.UUID,
@@ -162,7 +163,7 @@ async def venue_history(
 
 
 async def my_history(
-    conn: asyncpg.Connection,
+    conn: Conn,
     settings: Settings,
     me: Principal,
     query: repo.HistoryQuery,
@@ -187,7 +188,7 @@ def _with(query: repo.HistoryQuery, **changes: Any) -> repo.HistoryQuery:
 
 
 async def _page(
-    conn: asyncpg.Connection,
+    conn: Conn,
     settings: Settings,
     me: Principal,
     query: repo.HistoryQuery,
@@ -222,7 +223,7 @@ async def _page(
 # --- one incident: timeline, footage -----------------------------------------------------------
 
 
-async def _visible(conn: asyncpg.Connection, me: Principal, incident_id: uuid.UUID) -> IncidentRow:
+async def _visible(conn: Conn, me: Principal, incident_id: uuid.UUID) -> IncidentRow:
     incident = await lifecycle.get(conn, incident_id)
     if incident is None or not await can_see(conn, me, incident):
         raise NotFound("no such incident", field="incident_id")
@@ -252,9 +253,7 @@ _DELIVERY_STEPS: Final = (
 _SOURCE_ORDER: Final = {"detection": 0, "incident": 1, "notification": 2, "footage": 3}
 
 
-async def timeline(
-    conn: asyncpg.Connection, settings: Settings, me: Principal, incident_id: uuid.UUID
-) -> IncidentTimeline:
+async def timeline(conn: Conn, settings: Settings, me: Principal, incident_id: uuid.UUID) -> IncidentTimeline:
     """Everything that happened to the incident, oldest first: its detections with the model's
     decision, every lifecycle event, each notification's queued/sent/failed/received/acknowledged,
     and every view of its footage. Whoever may see the incident may read it; those who may not read
@@ -370,7 +369,7 @@ async def timeline(
     )
 
 
-async def _audit_read(conn: asyncpg.Connection, me: Principal, incident: IncidentRow, action: str) -> None:
+async def _audit_read(conn: Conn, me: Principal, incident: IncidentRow, action: str) -> None:
     if me.role in AUDITED_READERS:
         await audit.record_by(
             conn, me, action, subject_type="incident", subject_id=str(incident.id), venue_id=incident.venue_id
@@ -378,7 +377,7 @@ async def _audit_read(conn: asyncpg.Connection, me: Principal, incident: Inciden
 
 
 async def footage(  # noqa: PLR0917
-    conn: asyncpg.Connection,
+    conn: Conn,
     settings: Settings,
     storage: Presigner,
     me: Principal,
@@ -424,7 +423,7 @@ async def footage(  # noqa: PLR0917
 
 
 async def access_log(
-    conn: asyncpg.Connection,
+    conn: Conn,
     me: Principal,
     venue_id: uuid.UUID,
     *,
@@ -451,19 +450,6 @@ async def access_log(
     )
     rows, last = split_page(fetched, limit)
     return AccessLogPage(
-        items=[
-            AccessLogEntry(
-                id=r.id,
-                at=r.at,
-                action=r.action,
-                actor_id=r.actor_id,
-                actor_name=r.actor_name,
-                actor_role=r.actor_role,
-                subject_type=r.subject_type,
-                subject_id=r.subject_id,
-                detail=r.detail,
-            )
-            for r in rows
-        ],
+        items=[msgspec.convert(r, AccessLogEntry, from_attributes=True) for r in rows],
         next_cursor=encode_id_cursor(last.id) if last else None,
     )

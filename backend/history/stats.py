@@ -20,6 +20,7 @@ from backend.audit import repo as audit
 from backend.core import localtime
 from backend.core.auth import Principal
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.history import repo, repo_stats
 from backend.history.schemas import CameraStats, CameraThreshold, Delay, VenueStats, WeekCount
 from backend.history.service import AUDITED_READERS, require_range, require_venue_reader, to_item
@@ -81,7 +82,7 @@ def _calibration(c: repo_stats.CameraRow) -> CameraThreshold | None:
 
 
 async def venue_stats(
-    conn: asyncpg.Connection, me: Principal, venue_id: uuid.UUID, *, since: datetime | None, until: datetime | None
+    conn: Conn, me: Principal, venue_id: uuid.UUID, *, since: datetime | None, until: datetime | None
 ) -> VenueStats:
     await require_venue_reader(conn, me, venue_id)
     require_range(since, until)
@@ -126,7 +127,7 @@ async def venue_stats(
 
 
 async def export(  # noqa: PLR0917
-    conn: asyncpg.Connection,
+    conn: Conn,
     pool: asyncpg.Pool,
     settings: Settings,
     me: Principal,

@@ -17,9 +17,8 @@ import uuid
 from collections.abc import Collection
 from typing import Final
 
-import asyncpg
-
 from backend.core.auth import Principal
+from backend.core.db import Conn
 from backend.core.errors import Forbidden, NotFound
 from backend.incidents import repo
 from backend.incidents.repo import IncidentRow
@@ -29,7 +28,7 @@ LOCATION_VIEWERS: Final = frozenset({"dispatcher", "admin"})  # may see officers
 ALERTED = "SELECT EXISTS (SELECT 1 FROM alerts WHERE incident_id = $1 AND user_id = $2)"
 
 
-async def can_see(conn: asyncpg.Connection, me: Principal, incident: IncidentRow) -> bool:
+async def can_see(conn: Conn, me: Principal, incident: IncidentRow) -> bool:
     if me.role == "admin":
         return True
     if me.role == "bouncer":
@@ -46,7 +45,7 @@ async def can_see(conn: asyncpg.Connection, me: Principal, incident: IncidentRow
 
 
 async def lock_visible(
-    conn: asyncpg.Connection,
+    conn: Conn,
     me: Principal,
     incident_id: uuid.UUID,
     *,

@@ -13,7 +13,8 @@ opening, under the advisory lock of its venue and kind). It writes the incident 
 ``backend.incidents.repo`` (the only writer of ``incidents``) and appends exactly one domain event
 to ``incident_events``. That event is what everything downstream reads, in the same transaction:
 the timeline (it *is* the timeline), the update push to the other responders' phones (queued here
-for responders' actions), and the webhook outbox of city systems. Bookkeeping that changes no
+for responders' actions), and the webhook outbox of city systems (a reader registered with
+``backend.incidents.readers``: it sits above this package). Bookkeeping that changes no
 state (the snapshotted escalation policy, the repeat-round guard) appends no event.
 
 The status never goes backwards (a second officer accepting an on-scene incident leaves it on
@@ -28,15 +29,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
-import asyncpg
-
 from backend.core import jobs, queue
 from backend.core.auth import Principal
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.core.errors import Conflict, Invalid
 from backend.core.logging import get_logger
 from backend.core.metrics import FIRST_ACK_SECONDS
-from backend.incidents import events, repo
+from backend.incidents import events, readers, repo
 from backend.incidents.repo import IncidentEventRow, IncidentRow
 from backend.incidents.schemas import (
     ACKNOWLEDGED,
@@ -47,7 +47,6 @@ from backend.incidents.schemas import (
     STATUS_RANK,
     VERDICT_OF_OUTCOME,
 )
-from backend.webhooks import outbox
 
 log = get_logger(__name__)
 
@@ -104,13 +103,13 @@ class Change:
     event: IncidentEventRow | None = None
 
 
-def _require_transaction(conn: asyncpg.Connection) -> None:
+def _require_transaction(conn: Conn) -> None:
     if not conn.is_in_transaction():
         raise RuntimeError("incident changes need the caller's transaction")
 
 
 async def _append(
-    conn: asyncpg.Connection,
+    conn: Conn,
     settings: Settings,
     incident: IncidentRow,
     data: events.Data,
@@ -130,18 +129,18 @@ async def _append(
         actor_role=actor.role if actor else actor_role,
         data=events.to_json(data),
     )
-    await outbox.record(conn, settings, incident, event)
+    await readers.read(conn, settings, incident, event)  # the webhook outbox
     return event
 
 
 # --- reads ------------------------------------------------------------------------------------
 
 
-async def get(conn: asyncpg.Connection, incident_id: uuid.UUID) -> IncidentRow | None:
+async def get(conn: Conn, incident_id: uuid.UUID) -> IncidentRow | None:
     return await repo.get_incident(conn, incident_id)
 
 
-async def lock(conn: asyncpg.Connection, incident_id: uuid.UUID) -> IncidentRow | None:
+async def lock(conn: Conn, incident_id: uuid.UUID) -> IncidentRow | None:
     """The incident, locked until the caller's transaction ends: take this before changing it."""
     _require_transaction(conn)
     return await repo.lock_incident(conn, incident_id)
@@ -150,9 +149,7 @@ async def lock(conn: asyncpg.Connection, incident_id: uuid.UUID) -> IncidentRow 
 # --- open, add a detection -------------------------------------------------------------------
 
 
-async def open_or_join(
-    conn: asyncpg.Connection, settings: Settings, detection: ConfirmedDetection, *, window_s: float
-) -> Grouping:
+async def open_or_join(conn: Conn, settings: Settings, detection: ConfirmedDetection, *, window_s: float) -> Grouping:
     """Join the open incident of this venue and kind within ``window_s`` (``detection_added``), or open
     one (``confirmed``, and its dispatch job). Two workers confirming detections of the same venue and
     kind at once are serialised by an advisory lock: one incident, never two."""
@@ -233,7 +230,7 @@ def _detection_data(detection: ConfirmedDetection) -> dict[str, Any]:
 
 
 async def raise_panic(
-    conn: asyncpg.Connection,
+    conn: Conn,
     settings: Settings,
     actor: Principal,
     *,
@@ -269,7 +266,7 @@ async def raise_panic(
 
 
 async def cancel_panic(
-    conn: asyncpg.Connection, settings: Settings, incident: IncidentRow, actor: Principal, *, data: dict[str, Any]
+    conn: Conn, settings: Settings, incident: IncidentRow, actor: Principal, *, data: dict[str, Any]
 ) -> IncidentRow:
     """The sender cancelled their panic in time (the caller checks the window): the incident is
     resolved as a false alarm (``panic_cancelled``) and everyone alerted gets the cancel update."""
@@ -304,14 +301,12 @@ async def cancel_panic(
 # --- dispatch: notify, escalate, remind -------------------------------------------------------
 
 
-async def snapshot_policy(conn: asyncpg.Connection, incident: IncidentRow, policy: dict[str, Any]) -> None:
+async def snapshot_policy(conn: Conn, incident: IncidentRow, policy: dict[str, Any]) -> None:
     """Keep the escalation policy the incident started with (bookkeeping: no event)."""
     await repo.set_policy(conn, incident.id, policy)
 
 
-async def notified(
-    conn: asyncpg.Connection, settings: Settings, incident: IncidentRow, *, step: int, data: dict[str, Any]
-) -> None:
+async def notified(conn: Conn, settings: Settings, incident: IncidentRow, *, step: int, data: dict[str, Any]) -> None:
     """Escalation step ``step`` alerted its recipients: ``notified`` (step 0) or ``escalated``."""
     await repo.set_step(conn, incident.id, step + 1)
     await _append(
@@ -323,29 +318,25 @@ async def notified(
 
 
 async def officer_assigned(
-    conn: asyncpg.Connection, settings: Settings, incident: IncidentRow, actor: Principal, *, data: dict[str, Any]
+    conn: Conn, settings: Settings, incident: IncidentRow, actor: Principal, *, data: dict[str, Any]
 ) -> None:
     """A dispatcher alerted an officer by hand: ``escalated`` (``manual``), the policy's step unchanged."""
     await _append(conn, settings, incident, events.build(events.Escalated, {"manual": True, **data}), actor=actor)
 
 
-async def not_delivered(
-    conn: asyncpg.Connection, settings: Settings, incident_id: uuid.UUID, *, data: dict[str, Any]
-) -> None:
+async def not_delivered(conn: Conn, settings: Settings, incident_id: uuid.UUID, *, data: dict[str, Any]) -> None:
     """Someone alerted could not be reached on any phone (no status change: a timeline event)."""
     incident = await repo.get_incident(conn, incident_id)
     if incident is not None:
         await _append(conn, settings, incident, events.build(events.NotDelivered, data))
 
 
-async def start_repeat_round(conn: asyncpg.Connection, incident: IncidentRow, round_: int) -> None:
+async def start_repeat_round(conn: Conn, incident: IncidentRow, round_: int) -> None:
     """Mark repeat round ``round_`` as fired (the stale-timer guard; no event by itself)."""
     await repo.set_repeat_round(conn, incident.id, round_)
 
 
-async def reminded(
-    conn: asyncpg.Connection, settings: Settings, incident: IncidentRow, *, round_: int, data: dict[str, Any]
-) -> None:
+async def reminded(conn: Conn, settings: Settings, incident: IncidentRow, *, round_: int, data: dict[str, Any]) -> None:
     """A repeat round reminded everyone alerted who has not answered."""
     await _append(conn, settings, incident, events.build(events.Repeated, {"round": round_, **data}))
 
@@ -354,7 +345,7 @@ async def reminded(
 
 
 async def act(
-    conn: asyncpg.Connection,
+    conn: Conn,
     settings: Settings,
     incident: IncidentRow,
     actor: Principal,
@@ -425,7 +416,7 @@ async def act(
 
 
 async def add_outcome(
-    conn: asyncpg.Connection,
+    conn: Conn,
     settings: Settings,
     incident: IncidentRow,
     actor: Principal,
@@ -452,7 +443,7 @@ async def add_outcome(
 
 
 async def set_legal_hold(
-    conn: asyncpg.Connection,
+    conn: Conn,
     settings: Settings,
     incident: IncidentRow,
     actor: Principal | None,
@@ -487,9 +478,7 @@ async def set_legal_hold(
     return Change(updated, changed=True, event=event)
 
 
-async def claim(
-    conn: asyncpg.Connection, settings: Settings, incident: IncidentRow, actor: Principal, *, claim: bool
-) -> Change:
+async def claim(conn: Conn, settings: Settings, incident: IncidentRow, actor: Principal, *, claim: bool) -> Change:
     """A dispatcher says "I am handling this" (``claimed``; another's claim passes to them) or stops
     (``unclaimed``, their own claim only). Not a status: the board shows it to every dispatcher
     of the region, through the same sync as every change. A resolved incident: Conflict."""
@@ -508,7 +497,7 @@ async def claim(
 
 
 async def footage_ready(
-    conn: asyncpg.Connection,
+    conn: Conn,
     settings: Settings,
     incident: IncidentRow,
     *,
@@ -554,7 +543,7 @@ async def footage_ready(
 
 
 async def purge_footage(
-    conn: asyncpg.Connection, settings: Settings, incident: IncidentRow, *, objects: int, retention_s: float
+    conn: Conn, settings: Settings, incident: IncidentRow, *, objects: int, retention_s: float
 ) -> Change:
     """The retention sweeper deleted the incident's clips and snapshots: ``footage_purged``, once.
     Never for an incident on legal hold (Conflict: the sweeper's own query already skips them)."""

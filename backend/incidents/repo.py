@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from backend.core.db import Conn
 from backend.incidents.kinds import KindName
 from backend.incidents.schemas import IncidentStatusName
 
@@ -168,28 +169,28 @@ def _event(record: asyncpg.Record) -> IncidentEventRow:
     return msgspec.convert(dict(record), IncidentEventRow)
 
 
-async def lock_group(conn: asyncpg.Connection, venue_id: uuid.UUID, kind: str) -> None:
+async def lock_group(conn: Conn, venue_id: uuid.UUID, kind: str) -> None:
     """Serialise grouping for one venue and kind until the caller's transaction ends."""
     await conn.execute(LOCK_GROUP, venue_id, kind)
 
 
-async def get_incident(conn: asyncpg.Connection, incident_id: uuid.UUID) -> IncidentRow | None:
+async def get_incident(conn: Conn, incident_id: uuid.UUID) -> IncidentRow | None:
     return _incident(await conn.fetchrow(SELECT_INCIDENT, incident_id))
 
 
-async def lock_incident(conn: asyncpg.Connection, incident_id: uuid.UUID) -> IncidentRow | None:
+async def lock_incident(conn: Conn, incident_id: uuid.UUID) -> IncidentRow | None:
     """The incident, locked FOR UPDATE until the caller's transaction ends."""
     return _incident(await conn.fetchrow(LOCK_INCIDENT, incident_id))
 
 
 async def find_open_for_group(
-    conn: asyncpg.Connection, venue_id: uuid.UUID, kind: str, occurred_at: datetime, window_s: float
+    conn: Conn, venue_id: uuid.UUID, kind: str, occurred_at: datetime, window_s: float
 ) -> IncidentRow | None:
     return _incident(await conn.fetchrow(SELECT_OPEN_FOR_GROUP, venue_id, kind, occurred_at, window_s))
 
 
 async def insert_incident(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     venue_id: uuid.UUID,
     kind: str,
@@ -209,7 +210,7 @@ async def insert_incident(
 
 
 async def add_detection(
-    conn: asyncpg.Connection,
+    conn: Conn,
     incident_id: uuid.UUID,
     *,
     seen_at: datetime,
@@ -224,7 +225,7 @@ async def add_detection(
 
 
 async def apply_action(
-    conn: asyncpg.Connection,
+    conn: Conn,
     incident_id: uuid.UUID,
     *,
     status: str,
@@ -239,34 +240,34 @@ async def apply_action(
     return _locked(record)
 
 
-async def set_legal_hold(conn: asyncpg.Connection, incident_id: uuid.UUID, hold: bool) -> IncidentRow:
+async def set_legal_hold(conn: Conn, incident_id: uuid.UUID, hold: bool) -> IncidentRow:
     return _locked(await conn.fetchrow(SET_LEGAL_HOLD, incident_id, hold))
 
 
-async def mark_footage_purged(conn: asyncpg.Connection, incident_id: uuid.UUID) -> IncidentRow:
+async def mark_footage_purged(conn: Conn, incident_id: uuid.UUID) -> IncidentRow:
     return _locked(await conn.fetchrow(MARK_FOOTAGE_PURGED, incident_id))
 
 
 async def set_footage(
-    conn: asyncpg.Connection, incident_id: uuid.UUID, *, blurred_snapshot_key: str | None, clip_key: str | None
+    conn: Conn, incident_id: uuid.UUID, *, blurred_snapshot_key: str | None, clip_key: str | None
 ) -> IncidentRow:
     return _locked(await conn.fetchrow(SET_FOOTAGE, incident_id, blurred_snapshot_key, clip_key))
 
 
-async def set_policy(conn: asyncpg.Connection, incident_id: uuid.UUID, policy: dict[str, Any]) -> None:
+async def set_policy(conn: Conn, incident_id: uuid.UUID, policy: dict[str, Any]) -> None:
     await conn.execute(SET_POLICY, incident_id, policy)
 
 
-async def set_step(conn: asyncpg.Connection, incident_id: uuid.UUID, step: int) -> None:
+async def set_step(conn: Conn, incident_id: uuid.UUID, step: int) -> None:
     await conn.execute(SET_STEP, incident_id, step)
 
 
-async def set_repeat_round(conn: asyncpg.Connection, incident_id: uuid.UUID, round_: int) -> None:
+async def set_repeat_round(conn: Conn, incident_id: uuid.UUID, round_: int) -> None:
     await conn.execute(SET_REPEAT_ROUND, incident_id, round_)
 
 
 async def insert_event(
-    conn: asyncpg.Connection,
+    conn: Conn,
     incident_id: uuid.UUID,
     type_: str,
     *,
@@ -280,16 +281,16 @@ async def insert_event(
     return _event(record)
 
 
-async def list_events(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[IncidentEventRow]:
+async def list_events(conn: Conn, incident_id: uuid.UUID) -> list[IncidentEventRow]:
     return [_event(r) for r in await conn.fetch(SELECT_EVENTS, incident_id)]
 
 
-async def get_event(conn: asyncpg.Connection, event_id: int) -> IncidentEventRow | None:
+async def get_event(conn: Conn, event_id: int) -> IncidentEventRow | None:
     record = await conn.fetchrow(SELECT_EVENT, event_id)
     return _event(record) if record else None
 
 
-async def first_event(conn: asyncpg.Connection, incident_id: uuid.UUID) -> IncidentEventRow | None:
+async def first_event(conn: Conn, incident_id: uuid.UUID) -> IncidentEventRow | None:
     record = await conn.fetchrow(SELECT_FIRST_EVENT, incident_id)
     return _event(record) if record else None
 
@@ -298,7 +299,7 @@ DID_ACT = f"""SELECT EXISTS (SELECT 1 FROM incident_events
 WHERE incident_id = $1 AND incident_opened_at = {_OPENED} AND actor_id = $2 AND type = $3)"""
 
 
-async def did_act(conn: asyncpg.Connection, incident_id: uuid.UUID, user_id: uuid.UUID, event_type: str) -> bool:
+async def did_act(conn: Conn, incident_id: uuid.UUID, user_id: uuid.UUID, event_type: str) -> bool:
     """Whether this person already appended an event of this type to the incident."""
     return bool(await conn.fetchval(DID_ACT, incident_id, user_id, event_type))
 
@@ -310,7 +311,7 @@ VALUES ($1, $2, $3, $4, $5, $6)
 
 
 async def insert_outcome(
-    conn: asyncpg.Connection,
+    conn: Conn,
     incident_id: uuid.UUID,
     *,
     user_id: uuid.UUID | None,
@@ -331,7 +332,7 @@ ORDER BY id DESC LIMIT 1
 """
 
 
-async def current_claim(conn: asyncpg.Connection, incident_id: uuid.UUID) -> uuid.UUID | None:
+async def current_claim(conn: Conn, incident_id: uuid.UUID) -> uuid.UUID | None:
     """The dispatcher handling the incident (``claimed`` and not released since), if any."""
     claimer: uuid.UUID | None = await conn.fetchval(SELECT_CLAIM, incident_id)
     return claimer

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import uuid
 
-import asyncpg
+import msgspec
 
 from backend.audit import repo as audit
 from backend.core.auth import Principal
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.core.errors import Forbidden, NotFound
 from backend.incidents import lifecycle, repo
 from backend.incidents.access import lock_visible
@@ -18,31 +19,17 @@ from backend.incidents.schemas import Incident, IncidentEvent, IncidentTimeline,
 
 
 def to_incident(row: repo.IncidentRow) -> Incident:
-    return Incident(
-        id=row.id,
-        venue_id=row.venue_id,
-        region_id=row.region_id,
-        kind=row.kind,
-        status=row.status,
-        opened_at=row.opened_at,
-        first_seen_at=row.first_seen_at,
-        last_seen_at=row.last_seen_at,
-        detection_count=row.detection_count,
-        max_score=row.max_score,
-        snapshot_key=row.snapshot_key,
-        clip_key=row.clip_key,
-        version=row.version,
-    )
+    return msgspec.convert(row, Incident, from_attributes=True)
 
 
-async def get_incident(conn: asyncpg.Connection, incident_id: uuid.UUID) -> Incident:
+async def get_incident(conn: Conn, incident_id: uuid.UUID) -> Incident:
     row = await repo.get_incident(conn, incident_id)
     if row is None:
         raise NotFound("no such incident", field="incident_id")
     return to_incident(row)
 
 
-async def get_timeline(conn: asyncpg.Connection, incident_id: uuid.UUID) -> IncidentTimeline:
+async def get_timeline(conn: Conn, incident_id: uuid.UUID) -> IncidentTimeline:
     """The incident and every change to it, oldest first."""
     incident = await get_incident(conn, incident_id)
     events = [
@@ -60,7 +47,7 @@ def may_hold(actor: Principal | None, incident: repo.IncidentRow) -> bool:
 
 
 async def set_legal_hold(  # noqa: PLR0917 - the CLI and the two routes call it by position
-    conn: asyncpg.Connection,
+    conn: Conn,
     settings: Settings,
     actor: Principal | None,
     incident_id: uuid.UUID,
@@ -99,9 +86,7 @@ async def set_legal_hold(  # noqa: PLR0917 - the CLI and the two routes call it 
 CLAIMERS = frozenset({"dispatcher", "admin"})
 
 
-async def claim(
-    conn: asyncpg.Connection, settings: Settings, actor: Principal, incident_id: uuid.UUID, *, claim: bool
-) -> bool:
+async def claim(conn: Conn, settings: Settings, actor: Principal, incident_id: uuid.UUID, *, claim: bool) -> bool:
     """Claim (or release) an incident as its handler on the board; whether anything changed.
     Someone who may not see it: 404; a role that does not dispatch: 403."""
     incident = await lock_visible(conn, actor, incident_id, allowed=CLAIMERS, doing="claim an incident", field="claim")

@@ -12,10 +12,11 @@ detection's label is the verdict of the incident it joined; a rejected detection
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final
+from typing import Final, TypeVar
 
 LABELS: Final = ("real", "false_alarm")
 _RANK: Final = {"review": 1, "resolution": 0}
+_V = TypeVar("_V", bound=str)  # a plain str, or the wire's Verdict
 
 
 def verdict_sql(incident_id: str) -> str:
@@ -26,9 +27,9 @@ def verdict_sql(incident_id: str) -> str:
     )
 
 
-def verdict(outcomes: Iterable[tuple[str, str]]) -> str | None:
+def verdict(outcomes: Iterable[tuple[str, _V]]) -> _V | None:
     """The verdict from an incident's ``(source, verdict)`` outcomes in the order they were recorded."""
-    best: tuple[int, int, str] | None = None
+    best: tuple[int, int, _V] | None = None
     for n, (source, said) in enumerate(outcomes):
         key = (_RANK.get(source, 0), n, said)
         if best is None or key[:2] > best[:2]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-import asyncpg
 import msgspec
+
+from backend.core.db import Conn
 
 
 class LinkRow(msgspec.Struct, frozen=True):
@@ -35,7 +36,7 @@ PRUNE_LINKS = "DELETE FROM short_links WHERE expires_at < now() - interval '1 da
 
 
 async def insert_links(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     incident_id: uuid.UUID,
     venue_id: uuid.UUID,
@@ -50,10 +51,10 @@ async def insert_links(
         await conn.execute(INSERT_LINKS, incident_id, venue_id, purpose, object_key, ttl_s, tokens, users)
 
 
-async def get_link(conn: asyncpg.Connection, token: str) -> LinkRow | None:
+async def get_link(conn: Conn, token: str) -> LinkRow | None:
     record = await conn.fetchrow(SELECT_LINK, token)
     return msgspec.convert(dict(record), LinkRow) if record else None
 
 
-async def prune_links(conn: asyncpg.Connection) -> None:
+async def prune_links(conn: Conn) -> None:
     await conn.execute(PRUNE_LINKS)

@@ -11,10 +11,9 @@ import secrets
 import uuid
 from typing import Protocol
 
-import asyncpg
-
 from backend.audit import repo as audit
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.core.errors import Gone, NotFound, footage_gone
 from backend.core.wire import check_token
 from backend.incidents.repo import IncidentRow
@@ -36,7 +35,7 @@ def url_for(settings: Settings, token: str) -> str:
 
 
 async def issue_many(
-    conn: asyncpg.Connection,
+    conn: Conn,
     settings: Settings,
     incident: IncidentRow,
     purpose: str,
@@ -64,7 +63,7 @@ async def issue_many(
 
 
 async def issue(
-    conn: asyncpg.Connection,
+    conn: Conn,
     settings: Settings,
     incident: IncidentRow,
     purpose: str,
@@ -75,7 +74,7 @@ async def issue(
     return (await issue_many(conn, settings, incident, purpose, [user], blurred=blurred)).get(user)
 
 
-async def resolve(conn: asyncpg.Connection, storage: Presigner, token: str) -> str:
+async def resolve(conn: Conn, storage: Presigner, token: str) -> str:
     """The presigned URL behind a short link; the view is audited. Unknown or expired: 404; footage
     deleted by retention: 410."""
     link = await repo.get_link(conn, check_token(token, field="token"))

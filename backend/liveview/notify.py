@@ -19,9 +19,8 @@ import math
 import uuid
 from typing import Final
 
-import asyncpg
-
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.core.logging import get_logger
 from backend.core.notify import Notifier
 from backend.dispatch import fanout
@@ -106,7 +105,7 @@ def _data(grant: GrantRow, purpose: str, status: str) -> dict[str, str]:
 
 
 async def prepare(
-    conn: asyncpg.Connection, settings: Settings, grant_id: uuid.UUID, event: str, actor_id: uuid.UUID | None = None
+    conn: Conn, settings: Settings, grant_id: uuid.UUID, event: str, actor_id: uuid.UUID | None = None
 ) -> tuple[uuid.UUID | None, int]:
     """Queue the pushes of ``event`` in the caller's transaction; (the incident, pushes queued)."""
     if event not in EVENTS:
@@ -144,9 +143,7 @@ async def prepare(
     return grant.incident_id, queued
 
 
-async def send(
-    conn: asyncpg.Connection, gateway: Notifier, settings: Settings, incident_id: uuid.UUID | None
-) -> fanout.SendReport:
+async def send(conn: Conn, gateway: Notifier, settings: Settings, incident_id: uuid.UUID | None) -> fanout.SendReport:
     """Send what was queued (after the caller's transaction committed), with the usual retries."""
     if incident_id is None:
         return fanout.SendReport()
@@ -154,7 +151,7 @@ async def send(
 
 
 async def push(
-    conn: asyncpg.Connection,
+    conn: Conn,
     gateway: Notifier,
     settings: Settings,
     grant_id: uuid.UUID,

@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 import asyncpg
 import msgspec
 
+from backend.core.auth import Role
+from backend.core.db import Conn, fetch_one
 from backend.liveview.schemas import GrantStatus, Policy
 
 
@@ -25,7 +27,7 @@ class GrantRow(msgspec.Struct, frozen=True):
     incident_id: uuid.UUID
     venue_id: uuid.UUID
     grantee_id: uuid.UUID
-    grantee_role: str
+    grantee_role: Role
     grantee_name: str
     policy: Policy
     status: GrantStatus
@@ -178,34 +180,34 @@ def _grant(record: asyncpg.Record | None) -> GrantRow | None:
     return msgspec.convert(dict(record), GrantRow) if record else None
 
 
-async def db_now(conn: asyncpg.Connection) -> datetime:
+async def db_now(conn: Conn) -> datetime:
     value: datetime = await conn.fetchval(DB_NOW)
     return value
 
 
-async def get_policy(conn: asyncpg.Connection, venue_id: uuid.UUID) -> PolicyRow | None:
+async def get_policy(conn: Conn, venue_id: uuid.UUID) -> PolicyRow | None:
     record = await conn.fetchrow(SELECT_POLICY, venue_id)
     return msgspec.convert(dict(record), PolicyRow) if record else None
 
 
-async def set_policy(conn: asyncpg.Connection, venue_id: uuid.UUID, policy: str, by: uuid.UUID | None) -> PolicyRow:
-    return msgspec.convert(dict(await conn.fetchrow(UPSERT_POLICY, venue_id, policy, by)), PolicyRow)
+async def set_policy(conn: Conn, venue_id: uuid.UUID, policy: str, by: uuid.UUID | None) -> PolicyRow:
+    return msgspec.convert(dict(await fetch_one(conn, UPSERT_POLICY, venue_id, policy, by)), PolicyRow)
 
 
-async def get_grant(conn: asyncpg.Connection, grant_id: uuid.UUID, *, lock: bool = False) -> GrantRow | None:
+async def get_grant(conn: Conn, grant_id: uuid.UUID, *, lock: bool = False) -> GrantRow | None:
     return _grant(await conn.fetchrow(LOCK_GRANT if lock else SELECT_GRANT, grant_id))
 
 
-async def open_grant(conn: asyncpg.Connection, incident_id: uuid.UUID, grantee_id: uuid.UUID) -> GrantRow | None:
+async def open_grant(conn: Conn, incident_id: uuid.UUID, grantee_id: uuid.UUID) -> GrantRow | None:
     return _grant(await conn.fetchrow(SELECT_OPEN_GRANT, incident_id, grantee_id))
 
 
-async def venue_grants(conn: asyncpg.Connection, venue_id: uuid.UUID, limit: int = 50) -> list[GrantRow]:
+async def venue_grants(conn: Conn, venue_id: uuid.UUID, limit: int = 50) -> list[GrantRow]:
     return [msgspec.convert(dict(r), GrantRow) for r in await conn.fetch(SELECT_VENUE_GRANTS, venue_id, limit)]
 
 
 async def insert_grant(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     incident_id: uuid.UUID,
     venue_id: uuid.UUID,
@@ -223,60 +225,58 @@ async def insert_grant(
     return value
 
 
-async def decide(
-    conn: asyncpg.Connection, grant_id: uuid.UUID, *, approve: bool, by: uuid.UUID, role: str, grant_s: float
-) -> bool:
+async def decide(conn: Conn, grant_id: uuid.UUID, *, approve: bool, by: uuid.UUID, role: str, grant_s: float) -> bool:
     status = await conn.execute(DECIDE, grant_id, "active" if approve else "denied", by, role, grant_s)
     return bool(status == "UPDATE 1")
 
 
-async def extend(conn: asyncpg.Connection, grant_id: uuid.UUID, grant_s: float) -> None:
+async def extend(conn: Conn, grant_id: uuid.UUID, grant_s: float) -> None:
     await conn.execute(EXTEND, grant_id, grant_s)
 
 
-async def end(conn: asyncpg.Connection, grant_id: uuid.UUID, *, status: str, reason: str) -> bool:
+async def end(conn: Conn, grant_id: uuid.UUID, *, status: str, reason: str) -> bool:
     return bool(await conn.execute(END_GRANT, grant_id, status, reason) == "UPDATE 1")
 
 
-async def expire_request(conn: asyncpg.Connection, grant_id: uuid.UUID) -> bool:
+async def expire_request(conn: Conn, grant_id: uuid.UUID) -> bool:
     """An unanswered request expires (True once; never a request already answered)."""
     return bool(await conn.execute(EXPIRE_REQUEST, grant_id) == "UPDATE 1")
 
 
-async def mark_viewed(conn: asyncpg.Connection, grant_id: uuid.UUID, camera_id: uuid.UUID) -> bool:
+async def mark_viewed(conn: Conn, grant_id: uuid.UUID, camera_id: uuid.UUID) -> bool:
     """True the first time this camera is viewed under this grant."""
     return await conn.fetchval(MARK_VIEWED, grant_id, camera_id) is not None
 
 
-async def overdue(conn: asyncpg.Connection, after_resolution_s: float, limit: int = 500) -> list[GrantRow]:
+async def overdue(conn: Conn, after_resolution_s: float, limit: int = 500) -> list[GrantRow]:
     return [msgspec.convert(dict(r), GrantRow) for r in await conn.fetch(SELECT_OVERDUE, after_resolution_s, limit)]
 
 
-async def unanswered(conn: asyncpg.Connection, timeout_s: float, limit: int = 500) -> list[GrantRow]:
+async def unanswered(conn: Conn, timeout_s: float, limit: int = 500) -> list[GrantRow]:
     return [msgspec.convert(dict(r), GrantRow) for r in await conn.fetch(SELECT_UNANSWERED, timeout_s, limit)]
 
 
-async def approvers(conn: asyncpg.Connection, venue_id: uuid.UUID) -> list[uuid.UUID]:
+async def approvers(conn: Conn, venue_id: uuid.UUID) -> list[uuid.UUID]:
     return sorted(r["user_id"] for r in await conn.fetch(SELECT_APPROVERS, venue_id))
 
 
-async def user(conn: asyncpg.Connection, user_id: uuid.UUID) -> tuple[str, str | None]:
+async def user(conn: Conn, user_id: uuid.UUID) -> tuple[str, str | None]:
     """A person's display name and role ("" and None when there is no such person)."""
     record = await conn.fetchrow(SELECT_USER, user_id)
     return (str(record["display_name"]), str(record["role"])) if record else ("", None)
 
 
-async def venue_live_until(conn: asyncpg.Connection, venue_id: uuid.UUID, after_resolution_s: float) -> datetime | None:
+async def venue_live_until(conn: Conn, venue_id: uuid.UUID, after_resolution_s: float) -> datetime | None:
     value: datetime | None = await conn.fetchval(VENUE_LIVE_UNTIL, venue_id, after_resolution_s)
     return value
 
 
-async def next_seq(conn: asyncpg.Connection, camera_id: uuid.UUID) -> int:
+async def next_seq(conn: Conn, camera_id: uuid.UUID) -> int:
     return int(await conn.fetchval(NEXT_SEQ, camera_id))
 
 
 async def insert_segment(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     camera_id: uuid.UUID,
     venue_id: uuid.UUID,
@@ -289,22 +289,22 @@ async def insert_segment(
     return await conn.fetchval(INSERT_SEGMENT, camera_id, venue_id, seq, duration_s, object_key, size) is not None
 
 
-async def playlist(conn: asyncpg.Connection, camera_id: uuid.UUID, since: datetime, limit: int) -> list[SegmentRow]:
+async def playlist(conn: Conn, camera_id: uuid.UUID, since: datetime, limit: int) -> list[SegmentRow]:
     return [msgspec.convert(dict(r), SegmentRow) for r in await conn.fetch(SELECT_PLAYLIST, camera_id, since, limit)]
 
 
-async def camera(conn: asyncpg.Connection, camera_id: uuid.UUID, venue_id: uuid.UUID) -> CameraRow | None:
+async def camera(conn: Conn, camera_id: uuid.UUID, venue_id: uuid.UUID) -> CameraRow | None:
     record = await conn.fetchrow(SELECT_CAMERA, camera_id, venue_id)
     return msgspec.convert(dict(record), CameraRow) if record else None
 
 
-async def cameras(conn: asyncpg.Connection, venue_id: uuid.UUID) -> list[CameraRow]:
+async def cameras(conn: Conn, venue_id: uuid.UUID) -> list[CameraRow]:
     return [msgspec.convert(dict(r), CameraRow) for r in await conn.fetch(SELECT_CAMERAS, venue_id)]
 
 
-async def old_segments(conn: asyncpg.Connection, retention_s: float, limit: int = 1000) -> list[SegmentRow]:
+async def old_segments(conn: Conn, retention_s: float, limit: int = 1000) -> list[SegmentRow]:
     return [msgspec.convert(dict(r), SegmentRow) for r in await conn.fetch(SELECT_OLD_SEGMENTS, retention_s, limit)]
 
 
-async def delete_segments(conn: asyncpg.Connection, ids: list[int]) -> None:
+async def delete_segments(conn: Conn, ids: list[int]) -> None:
     await conn.execute(DELETE_SEGMENTS, ids)

@@ -35,12 +35,11 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
-import asyncpg
-
 from backend.audit import repo as audit
 from backend.core import jobs, queue
 from backend.core.auth import CameraPrincipal, Principal
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.core.errors import Conflict, Forbidden, Gone, Invalid, NotFound, PayloadTooLarge, UnsupportedMediaType
 from backend.core.logging import get_logger
 from backend.core.notify import Notifier
@@ -71,14 +70,14 @@ class Storage(Protocol):
 # --- the venue's policy ------------------------------------------------------------------------
 
 
-async def _owned_venue(conn: asyncpg.Connection, me: Principal, venue_id: uuid.UUID) -> None:
+async def _owned_venue(conn: Conn, me: Principal, venue_id: uuid.UUID) -> None:
     owner = await conn.fetchval("SELECT owner_id FROM venues WHERE id = $1", venue_id)
     exists = await conn.fetchval("SELECT true FROM venues WHERE id = $1", venue_id)
     if not exists or (me.role != "admin" and owner != me.user_id):
         raise NotFound("no such venue of yours", field="venue_id")
 
 
-async def get_policy(conn: asyncpg.Connection, me: Principal, venue_id: uuid.UUID) -> VenuePolicy:
+async def get_policy(conn: Conn, me: Principal, venue_id: uuid.UUID) -> VenuePolicy:
     await _owned_venue(conn, me, venue_id)
     row = await repo.get_policy(conn, venue_id)
     if row is None:
@@ -86,7 +85,7 @@ async def get_policy(conn: asyncpg.Connection, me: Principal, venue_id: uuid.UUI
     return VenuePolicy(venue_id=venue_id, policy=row.policy, updated_at=row.updated_at)
 
 
-async def set_policy(conn: asyncpg.Connection, me: Principal, venue_id: uuid.UUID, data: PolicyUpdate) -> VenuePolicy:
+async def set_policy(conn: Conn, me: Principal, venue_id: uuid.UUID, data: PolicyUpdate) -> VenuePolicy:
     """The owner's consent (audited). Grants already running are not touched: revoke them to stop them."""
     await _owned_venue(conn, me, venue_id)
     row = await repo.set_policy(conn, venue_id, data.policy, me.user_id)
@@ -107,7 +106,7 @@ async def set_policy(conn: asyncpg.Connection, me: Principal, venue_id: uuid.UUI
 
 
 async def _audit(
-    conn: asyncpg.Connection,
+    conn: Conn,
     actor: Principal | None,
     action: str,
     grant: GrantRow,
@@ -129,7 +128,7 @@ async def _audit(
     )
 
 
-async def _view(conn: asyncpg.Connection, settings: Settings, grant: GrantRow, me: Principal) -> Grant:
+async def _view(conn: Conn, settings: Settings, grant: GrantRow, me: Principal) -> Grant:
     now = await repo.db_now(conn)
     live = grant.live(now, settings.live_view_after_resolution_s)
     playlists = []
@@ -144,7 +143,7 @@ async def _view(conn: asyncpg.Connection, settings: Settings, grant: GrantRow, m
         incident_id=grant.incident_id,
         venue_id=grant.venue_id,
         grantee_id=grant.grantee_id,
-        grantee_role=grant.grantee_role,  # type: ignore[arg-type]  # a closed set, checked by the table
+        grantee_role=grant.grantee_role,
         grantee_name=grant.grantee_name,
         policy=grant.policy,
         status="ended" if grant.status == "active" and not live else grant.status,
@@ -158,7 +157,7 @@ async def _view(conn: asyncpg.Connection, settings: Settings, grant: GrantRow, m
     )
 
 
-async def request(conn: asyncpg.Connection, settings: Settings, me: Principal, incident_id: uuid.UUID) -> Grant:
+async def request(conn: Conn, settings: Settings, me: Principal, incident_id: uuid.UUID) -> Grant:
     """An incident's responder asks to see the venue's cameras; the venue's policy answers."""
     incident = await lifecycle.get(conn, incident_id)
     if incident is None or not await can_see(conn, me, incident):
@@ -218,12 +217,12 @@ async def request(conn: asyncpg.Connection, settings: Settings, me: Principal, i
     return await _view(conn, settings, grant, me)
 
 
-async def _push_answer(conn: asyncpg.Connection, grant: GrantRow, event: str, actor_id: uuid.UUID | None) -> None:
+async def _push_answer(conn: Conn, grant: GrantRow, event: str, actor_id: uuid.UUID | None) -> None:
     """Queue the push of a request's answer (one per request, whatever it is)."""
     await queue.enqueue(conn, jobs.LiveViewPush(grant_id=grant.id, event=event, actor_id=actor_id))
 
 
-async def _expire(conn: asyncpg.Connection, settings: Settings, grant: GrantRow) -> bool:
+async def _expire(conn: Conn, settings: Settings, grant: GrantRow) -> bool:
     """Mark an unanswered request expired, once (audited, on the timeline); False if it was answered."""
     if not await repo.expire_request(conn, grant.id):
         return False
@@ -239,7 +238,7 @@ def _due(grant: GrantRow, now: datetime) -> bool:
     return grant.status == "requested" and grant.answer_by is not None and now >= grant.answer_by
 
 
-async def _expire_if_due(conn: asyncpg.Connection, settings: Settings, grant: GrantRow) -> bool:
+async def _expire_if_due(conn: Conn, settings: Settings, grant: GrantRow) -> bool:
     """Expire a request past its answer-by time now (its job has not run yet); its push goes by job."""
     if not _due(grant, await repo.db_now(conn)) or not await _expire(conn, settings, grant):
         return False
@@ -247,7 +246,7 @@ async def _expire_if_due(conn: asyncpg.Connection, settings: Settings, grant: Gr
     return True
 
 
-async def expire_request(conn: asyncpg.Connection, settings: Settings, grant_id: uuid.UUID) -> uuid.UUID | None:
+async def expire_request(conn: Conn, settings: Settings, grant_id: uuid.UUID) -> uuid.UUID | None:
     """The ``expire_live_view_request`` job's work, in the caller's transaction: the request expires
     if it is still unanswered at its answer-by time, and the answer's pushes are queued. Idempotent:
     under the grant's row lock, a second run (another worker, a retry) finds it expired and does
@@ -259,16 +258,14 @@ async def expire_request(conn: asyncpg.Connection, settings: Settings, grant_id:
     return incident_id
 
 
-async def expire_and_push(
-    conn: asyncpg.Connection, gateway: Notifier, settings: Settings, grant_id: uuid.UUID
-) -> SendReport:
+async def expire_and_push(conn: Conn, gateway: Notifier, settings: Settings, grant_id: uuid.UUID) -> SendReport:
     """The whole ``expire_live_view_request`` job: expire in a transaction, then send the pushes."""
     async with conn.transaction():
         incident_id = await expire_request(conn, settings, grant_id)
     return await notify.send(conn, gateway, settings, incident_id)
 
 
-async def _may_approve(conn: asyncpg.Connection, me: Principal, grant: GrantRow) -> bool:
+async def _may_approve(conn: Conn, me: Principal, grant: GrantRow) -> bool:
     if me.role == "owner":
         return grant.venue_owner_id == me.user_id
     if me.role == "bouncer" and me.venue_id == grant.venue_id:
@@ -277,16 +274,14 @@ async def _may_approve(conn: asyncpg.Connection, me: Principal, grant: GrantRow)
     return False
 
 
-async def _locked(conn: asyncpg.Connection, grant_id: uuid.UUID) -> GrantRow:
+async def _locked(conn: Conn, grant_id: uuid.UUID) -> GrantRow:
     grant = await repo.get_grant(conn, grant_id, lock=True)
     if grant is None:
         raise NotFound("no such live view", field="grant_id")
     return grant
 
 
-async def decide(
-    conn: asyncpg.Connection, settings: Settings, me: Principal, grant_id: uuid.UUID, *, approve: bool
-) -> Grant:
+async def decide(conn: Conn, settings: Settings, me: Principal, grant_id: uuid.UUID, *, approve: bool) -> Grant:
     """The owner, or staff on duty at the venue, approve or deny a request (once)."""
     grant = await _locked(conn, grant_id)
     if not await _may_approve(conn, me, grant):
@@ -316,7 +311,7 @@ async def decide(
     return await _view(conn, settings, decided, me)
 
 
-async def _require_live(conn: asyncpg.Connection, settings: Settings, grant: GrantRow) -> datetime:
+async def _require_live(conn: Conn, settings: Settings, grant: GrantRow) -> datetime:
     """The grant's end if it is live; else it is ended now (audited, kept) and 410."""
     now = await repo.db_now(conn)
     if grant.live(now, settings.live_view_after_resolution_s):
@@ -330,7 +325,7 @@ async def _require_live(conn: asyncpg.Connection, settings: Settings, grant: Gra
     )
 
 
-async def extend(conn: asyncpg.Connection, settings: Settings, me: Principal, grant_id: uuid.UUID) -> Grant:
+async def extend(conn: Conn, settings: Settings, me: Principal, grant_id: uuid.UUID) -> Grant:
     """The grantee extends a running grant to ``KUZET_LIVE_VIEW_GRANT_S`` from now (still ending at the
     latest the allowance after the incident's resolution)."""
     grant = await _locked(conn, grant_id)
@@ -344,7 +339,7 @@ async def extend(conn: asyncpg.Connection, settings: Settings, me: Principal, gr
     return await _view(conn, settings, extended, me)
 
 
-async def revoke(conn: asyncpg.Connection, settings: Settings, me: Principal, grant_id: uuid.UUID) -> Grant:
+async def revoke(conn: Conn, settings: Settings, me: Principal, grant_id: uuid.UUID) -> Grant:
     """The venue's owner (or an administrator) ends a request or grant at once."""
     grant = await _locked(conn, grant_id)
     if not (me.role == "admin" or (me.role == "owner" and grant.venue_owner_id == me.user_id)):
@@ -360,18 +355,18 @@ async def revoke(conn: asyncpg.Connection, settings: Settings, me: Principal, gr
     return await _view(conn, settings, revoked, me)
 
 
-async def _may_see(conn: asyncpg.Connection, me: Principal, grant: GrantRow) -> bool:
+async def _may_see(conn: Conn, me: Principal, grant: GrantRow) -> bool:
     return me.role == "admin" or me.user_id == grant.grantee_id or await _may_approve(conn, me, grant)
 
 
-async def get(conn: asyncpg.Connection, settings: Settings, me: Principal, grant_id: uuid.UUID) -> Grant:
+async def get(conn: Conn, settings: Settings, me: Principal, grant_id: uuid.UUID) -> Grant:
     grant = await repo.get_grant(conn, grant_id)
     if grant is None or not await _may_see(conn, me, grant):
         raise NotFound("no such live view", field="grant_id")
     return await _view(conn, settings, grant, me)
 
 
-async def venue_grants(conn: asyncpg.Connection, settings: Settings, me: Principal, venue_id: uuid.UUID) -> GrantList:
+async def venue_grants(conn: Conn, settings: Settings, me: Principal, venue_id: uuid.UUID) -> GrantList:
     """Requests and grants of a venue, newest first: for its owner, its staff on duty (to approve) and admins."""
     owner = await conn.fetchval("SELECT owner_id FROM venues WHERE id = $1", venue_id)
     staff = False
@@ -388,7 +383,7 @@ async def venue_grants(conn: asyncpg.Connection, settings: Settings, me: Princip
 
 
 async def playlist(
-    conn: asyncpg.Connection,
+    conn: Conn,
     settings: Settings,
     storage: Storage,
     me: Principal,
@@ -429,7 +424,7 @@ async def render(storage: Storage, settings: Settings, rows: list[repo.SegmentRo
 # --- cameras -----------------------------------------------------------------------------------
 
 
-async def camera_order(conn: asyncpg.Connection, settings: Settings, camera: CameraPrincipal) -> CameraOrder:
+async def camera_order(conn: Conn, settings: Settings, camera: CameraPrincipal) -> CameraOrder:
     """What a polling camera should do now."""
     until = await repo.venue_live_until(conn, camera.venue_id, settings.live_view_after_resolution_s)
     return CameraOrder(
@@ -447,7 +442,7 @@ def segment_key(camera: CameraPrincipal, seq: int) -> str:
 
 
 async def upload_segment(
-    conn: asyncpg.Connection,
+    conn: Conn,
     settings: Settings,
     storage: Storage,
     camera: CameraPrincipal,
@@ -497,7 +492,7 @@ async def upload_segment(
 # --- housekeeping --------------------------------------------------------------------------------
 
 
-async def housekeeping(conn: asyncpg.Connection, settings: Settings, storage: Storage) -> tuple[int, int]:
+async def housekeeping(conn: Conn, settings: Settings, storage: Storage) -> tuple[int, int]:
     """End grants whose time is up (audited) and delete segments past retention; (ended, deleted)."""
     ended = expired = 0
     async with conn.transaction():

@@ -6,9 +6,9 @@ import re
 import uuid
 from datetime import datetime
 
-import asyncpg
 import msgspec
 
+from backend.core.db import Conn, fetch_one
 from backend.incidents import kinds
 from backend.incidents.verdicts import LABELS, verdict_sql
 
@@ -107,36 +107,34 @@ class TrainingClip(msgspec.Struct, frozen=True):
     real: bool
 
 
-async def training_clips(conn: asyncpg.Connection, *, retention_s: float) -> list[TrainingClip]:
+async def training_clips(conn: Conn, *, retention_s: float) -> list[TrainingClip]:
     rows = await conn.fetch(SELECT_TRAINING_CLIPS, list(LABELS), retention_s)
     return [msgspec.convert(dict(r), TrainingClip) for r in rows]
 
 
-async def set_training_consent(
-    conn: asyncpg.Connection, venue_id: uuid.UUID, *, consent: bool, actor_id: uuid.UUID | None
-) -> bool:
+async def set_training_consent(conn: Conn, venue_id: uuid.UUID, *, consent: bool, actor_id: uuid.UUID | None) -> bool:
     """False when there is no such venue."""
     return await conn.fetchval(SET_CONSENT, venue_id, consent, actor_id) is not None
 
 
-async def list_slots(conn: asyncpg.Connection) -> list[SlotRow]:
+async def list_slots(conn: Conn) -> list[SlotRow]:
     return [msgspec.convert(dict(r), SlotRow) for r in await conn.fetch(SELECT_SLOTS)]
 
 
 async def set_slot(
-    conn: asyncpg.Connection, slot: str, *, name: str, version: str, sidecar: str, actor_id: uuid.UUID | None
+    conn: Conn, slot: str, *, name: str, version: str, sidecar: str, actor_id: uuid.UUID | None
 ) -> SlotRow:
-    row = await conn.fetchrow(UPSERT_SLOT, slot, name, version, sidecar, actor_id)
+    row = await fetch_one(conn, UPSERT_SLOT, slot, name, version, sidecar, actor_id)
     return msgspec.convert(dict(row), SlotRow)
 
 
-async def clear_slot(conn: asyncpg.Connection, slot: str) -> SlotRow | None:
+async def clear_slot(conn: Conn, slot: str) -> SlotRow | None:
     row = await conn.fetchrow(DELETE_SLOT, slot)
     return msgspec.convert(dict(row), SlotRow) if row else None
 
 
 async def record_shadow(
-    conn: asyncpg.Connection,
+    conn: Conn,
     detection_id: uuid.UUID,
     *,
     name: str,
@@ -148,13 +146,13 @@ async def record_shadow(
     await conn.execute(INSERT_SHADOW, detection_id, name, version, score, threshold, stage)
 
 
-async def labelled_scores(conn: asyncpg.Connection, name: str, version: str) -> list[LabelledScore]:
+async def labelled_scores(conn: Conn, name: str, version: str) -> list[LabelledScore]:
     """Labelled detections, with the candidate ``name/version``'s shadow score where it has one."""
     rows = await conn.fetch(SELECT_LABELLED, name, version, list(LABELS))
     return [msgspec.convert(dict(r), LabelledScore) for r in rows]
 
 
-async def venue_owner(conn: asyncpg.Connection, venue_id: uuid.UUID) -> tuple[uuid.UUID | None] | None:
+async def venue_owner(conn: Conn, venue_id: uuid.UUID) -> tuple[uuid.UUID | None] | None:
     """``(owner_id,)`` of the venue, None when there is no such venue."""
     row = await conn.fetchrow("SELECT owner_id FROM venues WHERE id = $1", venue_id)
     return (row["owner_id"],) if row else None
@@ -207,23 +205,23 @@ RETURNING {_CALIBRATION_COLUMNS}
 """
 
 
-async def camera_labels(conn: asyncpg.Connection, name: str, version: str) -> list[CameraLabels]:
+async def camera_labels(conn: Conn, name: str, version: str) -> list[CameraLabels]:
     """Per camera, the scores ``name/version`` gave its detections later resolved real or false alarm."""
     rows = await conn.fetch(SELECT_CAMERA_LABELS, name, version, list(LABELS))
     return [msgspec.convert(dict(r), CameraLabels) for r in rows]
 
 
-async def get_calibration(conn: asyncpg.Connection, camera_id: uuid.UUID) -> CalibrationRow | None:
+async def get_calibration(conn: Conn, camera_id: uuid.UUID) -> CalibrationRow | None:
     row = await conn.fetchrow(SELECT_CALIBRATION, camera_id)
     return msgspec.convert(dict(row), CalibrationRow) if row else None
 
 
-async def list_calibrations(conn: asyncpg.Connection) -> list[CalibrationRow]:
+async def list_calibrations(conn: Conn) -> list[CalibrationRow]:
     return [msgspec.convert(dict(r), CalibrationRow) for r in await conn.fetch(SELECT_CALIBRATIONS)]
 
 
 async def upsert_calibration(
-    conn: asyncpg.Connection,
+    conn: Conn,
     labels: CameraLabels,
     *,
     model: tuple[str, str],
@@ -232,7 +230,8 @@ async def upsert_calibration(
     flagged: bool,
     reason: str,
 ) -> CalibrationRow:
-    row = await conn.fetchrow(
+    row = await fetch_one(
+        conn,
         UPSERT_CALIBRATION,
         labels.camera_id,
         labels.venue_id,

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-import asyncpg
-
 from backend.audit import repo as audit
 from backend.core.auth import Principal
+from backend.core.db import Conn
 from backend.core.errors import Forbidden, Invalid, NotFound
 from backend.models import calibration, repo
 from backend.models.repo import SlotRow
@@ -15,9 +14,7 @@ from backend.models.repo import SlotRow
 SLOTS = ("live", "shadow")
 
 
-async def assign(
-    conn: asyncpg.Connection, actor: Principal | None, slot: str, *, name: str, version: str, sidecar: str
-) -> SlotRow:
+async def assign(conn: Conn, actor: Principal | None, slot: str, *, name: str, version: str, sidecar: str) -> SlotRow:
     """Make ``name/version`` the live model (a promotion) or the shadow model; audited."""
     if slot not in SLOTS:
         raise Invalid(f"slot must be one of {', '.join(SLOTS)}", field="slot")
@@ -41,7 +38,7 @@ async def assign(
     return row
 
 
-async def clear(conn: asyncpg.Connection, actor: Principal | None, slot: str) -> SlotRow | None:
+async def clear(conn: Conn, actor: Principal | None, slot: str) -> SlotRow | None:
     """Empty a slot (live: back to the committed model; shadow: no shadow scoring); audited."""
     if slot not in SLOTS:
         raise Invalid(f"slot must be one of {', '.join(SLOTS)}", field="slot")
@@ -59,13 +56,11 @@ async def clear(conn: asyncpg.Connection, actor: Principal | None, slot: str) ->
     return row
 
 
-async def slots(conn: asyncpg.Connection) -> dict[str, SlotRow]:
+async def slots(conn: Conn) -> dict[str, SlotRow]:
     return {r.slot: r for r in await repo.list_slots(conn)}
 
 
-async def set_training_consent(
-    conn: asyncpg.Connection, actor: Principal | None, venue_id: uuid.UUID, *, consent: bool
-) -> None:
+async def set_training_consent(conn: Conn, actor: Principal | None, venue_id: uuid.UUID, *, consent: bool) -> None:
     """The venue's owner (or an administrator, ``actor=None`` at the command line) lets its resolved
     incidents' clips train the model, or withdraws that; audited."""
     if actor is not None and actor.role not in {"owner", "admin"}:
@@ -87,7 +82,7 @@ async def set_training_consent(
 
 
 async def calibrate_cameras(
-    conn: asyncpg.Connection, *, name: str, version: str, base: float, bound: float
+    conn: Conn, *, name: str, version: str, base: float, bound: float
 ) -> list[repo.CalibrationRow]:
     """Recompute every labelled camera's threshold for ``name/version``; each change is audited."""
     changed: list[repo.CalibrationRow] = []

@@ -8,6 +8,8 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
+from backend.core.db import Conn
+
 
 class PanicRow(msgspec.Struct, frozen=True):
     id: uuid.UUID
@@ -63,20 +65,20 @@ def _row(record: asyncpg.Record | None) -> PanicRow | None:
     return msgspec.convert(dict(record), PanicRow) if record else None
 
 
-async def lock_client(conn: asyncpg.Connection, user_id: uuid.UUID, client_id: str) -> None:
+async def lock_client(conn: Conn, user_id: uuid.UUID, client_id: str) -> None:
     await conn.execute(LOCK_CLIENT, user_id, client_id)
 
 
-async def by_client(conn: asyncpg.Connection, user_id: uuid.UUID, client_id: str) -> PanicRow | None:
+async def by_client(conn: Conn, user_id: uuid.UUID, client_id: str) -> PanicRow | None:
     return _row(await conn.fetchrow(SELECT_BY_CLIENT, user_id, client_id))
 
 
-async def get(conn: asyncpg.Connection, panic_id: uuid.UUID) -> PanicRow | None:
+async def get(conn: Conn, panic_id: uuid.UUID) -> PanicRow | None:
     return _row(await conn.fetchrow(SELECT_PANIC, panic_id))
 
 
 async def insert(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     panic_id: uuid.UUID,
     user_id: uuid.UUID,
@@ -112,30 +114,30 @@ async def insert(
     return row
 
 
-async def cancel(conn: asyncpg.Connection, panic_id: uuid.UUID) -> PanicRow | None:
+async def cancel(conn: Conn, panic_id: uuid.UUID) -> PanicRow | None:
     """Mark it cancelled if still within its window; None if the window has closed (or it was)."""
     return _row(await conn.fetchrow(CANCEL, panic_id))
 
 
-async def on_duty_at(conn: asyncpg.Connection, user_id: uuid.UUID, venue_id: uuid.UUID) -> bool:
+async def on_duty_at(conn: Conn, user_id: uuid.UUID, venue_id: uuid.UUID) -> bool:
     return bool(await conn.fetchval(ON_DUTY_AT, user_id, venue_id))
 
 
-async def owned_venues(conn: asyncpg.Connection, owner_id: uuid.UUID) -> list[VenuePlace]:
+async def owned_venues(conn: Conn, owner_id: uuid.UUID) -> list[VenuePlace]:
     """Up to two of the owner's venues (enough to know whether the request must say which)."""
     return [msgspec.convert(dict(r), VenuePlace) for r in await conn.fetch(OWNED_VENUES, owner_id)]
 
 
-async def venue(conn: asyncpg.Connection, venue_id: uuid.UUID) -> VenuePlace | None:
+async def venue(conn: Conn, venue_id: uuid.UUID) -> VenuePlace | None:
     record = await conn.fetchrow(SELECT_VENUE, venue_id)
     return msgspec.convert(dict(record), VenuePlace) if record else None
 
 
-async def distance_to_venue(conn: asyncpg.Connection, venue_id: uuid.UUID, lat: float, lon: float) -> float:
+async def distance_to_venue(conn: Conn, venue_id: uuid.UUID, lat: float, lon: float) -> float:
     value: float = await conn.fetchval(DISTANCE_TO_VENUE, venue_id, lat, lon)
     return value
 
 
-async def db_now(conn: asyncpg.Connection) -> datetime:
+async def db_now(conn: Conn) -> datetime:
     value: datetime = await conn.fetchval(DB_NOW)
     return value

@@ -35,7 +35,7 @@ import msgspec
 from backend.adapters.storage import Storage
 from backend.core.auth import Principal
 from backend.core.config import Settings
-from backend.core.db import UNAVAILABLE_ERRORS
+from backend.core.db import UNAVAILABLE_ERRORS, Conn
 from backend.core.errors import (
     BadRequest,
     Conflict,
@@ -142,7 +142,7 @@ def body_hash(meta: PanicMeta, photo: bytes | None) -> str:
     return digest.hexdigest()
 
 
-async def _venue_of(conn: asyncpg.Connection, settings: Settings, me: Principal, meta: PanicMeta) -> uuid.UUID:
+async def _venue_of(conn: Conn, settings: Settings, me: Principal, meta: PanicMeta) -> uuid.UUID:
     """The venue this person may raise a panic at, now, or a clear refusal."""
     if me.role == "bouncer":
         if me.venue_id is None or meta.venue_id not in {None, me.venue_id}:
@@ -179,7 +179,7 @@ def photo_key(venue_id: uuid.UUID, panic_id: uuid.UUID, when: datetime) -> str:
 
 
 async def raise_panic(
-    conn: asyncpg.Connection,
+    conn: Conn,
     pool: asyncpg.Pool,
     storage: Storage,
     settings: Settings,
@@ -253,7 +253,7 @@ async def raise_panic(
 
 
 async def press(
-    conn: asyncpg.Connection,
+    conn: Conn,
     pool: asyncpg.Pool,
     storage: Storage,
     settings: Settings,
@@ -270,7 +270,7 @@ async def press(
     return await raise_panic(conn, pool, storage, settings, me, form=form)
 
 
-async def cancel(conn: asyncpg.Connection, settings: Settings, me: Principal, panic_id: uuid.UUID) -> PanicState:
+async def cancel(conn: Conn, settings: Settings, me: Principal, panic_id: uuid.UUID) -> PanicState:
     """Cancel my panic within its window (a repeat is a no-op); a 409 once the window has closed."""
     row = await repo.get(conn, panic_id)
     if row is None or row.user_id != me.user_id:

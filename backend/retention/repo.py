@@ -7,6 +7,8 @@ import uuid
 import asyncpg
 import msgspec
 
+from backend.core.db import Conn
+
 # Every object a detection may have: the original clip, the edge snapshot, the server's snapshot (and
 # its face-blurred twin) and the phone-playable MP4. A new artefact column belongs here too.
 _OBJECT_KEYS = """array_remove(ARRAY[d.clip_key, d.snapshot_key, d.server_snapshot_key, d.blurred_snapshot_key,
@@ -68,35 +70,31 @@ def _rows(records: list[asyncpg.Record]) -> list[Footage]:
     return [msgspec.convert(dict(r), Footage) for r in records]
 
 
-async def expired_rejected(
-    conn: asyncpg.Connection, *, retention_s: float, limit: int, skip: list[uuid.UUID]
-) -> list[Footage]:
+async def expired_rejected(conn: Conn, *, retention_s: float, limit: int, skip: list[uuid.UUID]) -> list[Footage]:
     """Rejected or unprocessable detections decided longer than ``retention_s`` ago, footage still stored."""
     return _rows(await conn.fetch(EXPIRED_REJECTED, retention_s, limit, skip))
 
 
-async def expired_incidents(
-    conn: asyncpg.Connection, *, retention_s: float, limit: int, skip: list[uuid.UUID]
-) -> list[Footage]:
+async def expired_incidents(conn: Conn, *, retention_s: float, limit: int, skip: list[uuid.UUID]) -> list[Footage]:
     """Incidents not on legal hold whose last detection (or resolution) is older than ``retention_s``."""
     return _rows(await conn.fetch(EXPIRED_INCIDENTS, retention_s, limit, skip))
 
 
-async def incident_detections(conn: asyncpg.Connection, incident_ids: list[uuid.UUID]) -> list[Footage]:
+async def incident_detections(conn: Conn, incident_ids: list[uuid.UUID]) -> list[Footage]:
     return _rows(await conn.fetch(INCIDENT_DETECTIONS, incident_ids))
 
 
-async def mark_detections_purged(conn: asyncpg.Connection, detection_ids: list[uuid.UUID]) -> int:
+async def mark_detections_purged(conn: Conn, detection_ids: list[uuid.UUID]) -> int:
     if not detection_ids:
         return 0
     status = await conn.execute(MARK_DETECTIONS, detection_ids)
     return int(status.split()[-1])
 
 
-async def footage_folders(conn: asyncpg.Connection, incident_id: uuid.UUID) -> list[str]:
+async def footage_folders(conn: Conn, incident_id: uuid.UUID) -> list[str]:
     return [r["folder"] for r in await conn.fetch(FOOTAGE_FOLDERS, incident_id)]
 
 
-async def lock_tagging(conn: asyncpg.Connection, incident_id: uuid.UUID) -> None:
+async def lock_tagging(conn: Conn, incident_id: uuid.UUID) -> None:
     """One tagger per incident at a time, until the transaction ends (the last one reads the last hold)."""
     await conn.execute(LOCK_TAGGING, incident_id)

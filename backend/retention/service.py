@@ -34,6 +34,7 @@ from backend.adapters.storage import EXPIRABLE, HELD, DeleteInterrupted, DeleteR
 from backend.audit import repo as audit
 from backend.core import partitions
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.core.logging import get_logger
 from backend.incidents import lifecycle
 from backend.retention import repo
@@ -82,7 +83,7 @@ def _gone(keys: list[str], result: DeleteResult) -> bool:
 
 
 async def sweep_rejected(
-    conn: asyncpg.Connection, storage: ObjectStore, settings: Settings, report: SweepReport, skip: list[uuid.UUID]
+    conn: Conn, storage: ObjectStore, settings: Settings, report: SweepReport, skip: list[uuid.UUID]
 ) -> _Batch:
     """One batch of rejected or unprocessable detections past retention."""
     async with conn.transaction():
@@ -98,7 +99,7 @@ async def sweep_rejected(
 
 
 async def sweep_incidents(
-    conn: asyncpg.Connection, storage: ObjectStore, settings: Settings, report: SweepReport, skip: list[uuid.UUID]
+    conn: Conn, storage: ObjectStore, settings: Settings, report: SweepReport, skip: list[uuid.UUID]
 ) -> _Batch:
     """One batch of incidents (not on legal hold) past retention, with every detection of each."""
     retention_s = settings.incident_footage_retention_s
@@ -129,7 +130,7 @@ async def sweep_incidents(
     return _Batch(len(incidents), left)
 
 
-async def drop_audit_months(conn: asyncpg.Connection, settings: Settings, report: SweepReport) -> int:
+async def drop_audit_months(conn: Conn, settings: Settings, report: SweepReport) -> int:
     """Drop ``audit_log``'s monthly partitions whose every record is past retention (migration 0070);
     how many records went. The drop itself is audited."""
     cutoff = datetime.now(UTC) - timedelta(seconds=settings.audit_retention_s)
@@ -154,7 +155,7 @@ async def drop_audit_months(conn: asyncpg.Connection, settings: Settings, report
     return records
 
 
-async def sweep_audit(conn: asyncpg.Connection, settings: Settings, report: SweepReport) -> int:
+async def sweep_audit(conn: Conn, settings: Settings, report: SweepReport) -> int:
     """One batch of audit records past retention, deleted: those of the month that is only partly
     past it, and any in the default partition (whole months go by ``drop_audit_months``). The
     deletion itself is audited."""
@@ -176,7 +177,7 @@ async def sweep_audit(conn: asyncpg.Connection, settings: Settings, report: Swee
     return deleted
 
 
-Step = Callable[[asyncpg.Connection, ObjectStore, Settings, SweepReport, list[uuid.UUID]], Awaitable[_Batch]]
+Step = Callable[[Conn, ObjectStore, Settings, SweepReport, list[uuid.UUID]], Awaitable[_Batch]]
 
 
 async def sweep(

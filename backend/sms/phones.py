@@ -11,11 +11,10 @@ from __future__ import annotations
 import secrets
 from typing import Final
 
-import asyncpg
-
 from backend.audit import repo as audit
 from backend.core.auth import Principal, hash_password, verify_password
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.core.errors import Conflict, Invalid, TooManyRequests
 from backend.core.logging import get_logger
 from backend.sms import repo, service
@@ -43,7 +42,7 @@ def code_text(code: str, ttl_s: int) -> str:
     return f"Kuzet code: {code}. It expires in {max(1, ttl_s // 60)} min. Do not share it."
 
 
-async def state(conn: asyncpg.Connection, me: Principal) -> PhoneState:
+async def state(conn: Conn, me: Principal) -> PhoneState:
     person = await repo.recipient(conn, me.user_id)
     pending = await repo.has_pending(conn, me.user_id)
     return PhoneState(
@@ -54,7 +53,7 @@ async def state(conn: asyncpg.Connection, me: Principal) -> PhoneState:
 
 
 async def request_code(
-    conn: asyncpg.Connection, settings: Settings, me: Principal, data: PhoneVerificationRequest
+    conn: Conn, settings: Settings, me: Principal, data: PhoneVerificationRequest
 ) -> PhoneVerificationSent:
     if not service.enabled(settings):
         raise Conflict("SMS is not configured on this server: numbers cannot be verified", field="phone")
@@ -75,7 +74,7 @@ async def request_code(
     return PhoneVerificationSent(phone_hint=hint(phone) or "", expires_in_s=settings.phone_code_ttl_s)
 
 
-async def confirm(conn: asyncpg.Connection, me: Principal, data: PhoneCodeIn) -> PhoneState:
+async def confirm(conn: Conn, me: Principal, data: PhoneCodeIn) -> PhoneState:
     pending = await repo.pending_verification(conn, me.user_id)
     if pending is None:
         raise Conflict("no code is pending (or it expired): ask for a new one", field="code")
@@ -92,13 +91,13 @@ async def confirm(conn: asyncpg.Connection, me: Principal, data: PhoneCodeIn) ->
     return PhoneState(phone_hint=hint(phone), verified=True)
 
 
-async def unverified(conn: asyncpg.Connection, role: str | None) -> list[UnverifiedUser]:
+async def unverified(conn: Conn, role: str | None) -> list[UnverifiedUser]:
     return [
         UnverifiedUser(
             user_id=r.id,
             username=r.username,
             display_name=r.display_name,
-            role=r.role,  # type: ignore[arg-type]  # checked by the table
+            role=r.role,
             venue_id=r.venue_id,
             region_id=r.region_id,
             has_phone=r.has_phone,

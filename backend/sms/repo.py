@@ -8,7 +8,10 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
+from backend.core.auth import Role
+from backend.core.db import Conn
 from backend.core.errors import Conflict
+from backend.sms.schemas import IncidentSmsPurpose
 
 
 class SmsRow(msgspec.Struct, frozen=True):
@@ -35,7 +38,7 @@ class SmsLogRow(msgspec.Struct, frozen=True):
     user_id: uuid.UUID
     display_name: str
     audience: str | None
-    purpose: str
+    purpose: IncidentSmsPurpose  # the rows of an incident (the table's CHECK)
     step: int
     reason: str | None
     status: str
@@ -75,7 +78,7 @@ class UnverifiedRow(msgspec.Struct, frozen=True):
     id: uuid.UUID
     username: str
     display_name: str
-    role: str
+    role: Role
     venue_id: uuid.UUID | None
     region_id: uuid.UUID | None
     has_phone: bool
@@ -179,7 +182,7 @@ LIMIT $2
 
 
 async def insert_sms(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     user_id: uuid.UUID,
     purpose: str,
@@ -202,91 +205,87 @@ async def insert_sms(
 HAS_REASON = "SELECT EXISTS (SELECT 1 FROM sms_messages WHERE user_id = $1 AND purpose = $2 AND reason = $3)"
 
 
-async def has_reason(conn: asyncpg.Connection, user_id: uuid.UUID, purpose: str, reason: str) -> bool:
+async def has_reason(conn: Conn, user_id: uuid.UUID, purpose: str, reason: str) -> bool:
     """Whether ``user_id`` already has an SMS of ``purpose`` for ``reason`` (one per camera episode)."""
     found: bool = await conn.fetchval(HAS_REASON, user_id, purpose, reason)
     return found
 
 
-async def sent_today(conn: asyncpg.Connection, venue_id: uuid.UUID | None) -> int:
+async def sent_today(conn: Conn, venue_id: uuid.UUID | None) -> int:
     return int(await conn.fetchval(SENT_TODAY, venue_id))
 
 
-async def codes_today(conn: asyncpg.Connection, user_id: uuid.UUID) -> int:
+async def codes_today(conn: Conn, user_id: uuid.UUID) -> int:
     return int(await conn.fetchval(CODES_TODAY, user_id))
 
 
-async def claim(conn: asyncpg.Connection, sms_id: int, lease_s: float) -> ClaimedSms | None:
+async def claim(conn: Conn, sms_id: int, lease_s: float) -> ClaimedSms | None:
     record = await conn.fetchrow(CLAIM, sms_id, lease_s)
     return msgspec.convert(dict(record), ClaimedSms) if record else None
 
 
-async def mark_submitted(conn: asyncpg.Connection, sms_id: int, ids: list[str], parts: int) -> None:
+async def mark_submitted(conn: Conn, sms_id: int, ids: list[str], parts: int) -> None:
     await conn.execute(MARK_SUBMITTED, sms_id, ids, parts)
 
 
-async def mark_failed(conn: asyncpg.Connection, sms_id: int, error_code: str) -> None:
+async def mark_failed(conn: Conn, sms_id: int, error_code: str) -> None:
     await conn.execute(MARK_FAILED, sms_id, error_code)
 
 
-async def unclaim(conn: asyncpg.Connection, sms_id: int) -> None:
+async def unclaim(conn: Conn, sms_id: int) -> None:
     await conn.execute(UNCLAIM, sms_id)
 
 
-async def unverify(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
+async def unverify(conn: Conn, user_id: uuid.UUID) -> None:
     await conn.execute(UNVERIFY, user_id)
 
 
-async def requeue(conn: asyncpg.Connection, sms_id: int, error_code: str) -> None:
+async def requeue(conn: Conn, sms_id: int, error_code: str) -> None:
     await conn.execute(REQUEUE, sms_id, error_code)
 
 
-async def apply_receipt(
-    conn: asyncpg.Connection, message_id: str, state: str, error: str | None
-) -> list[ReceiptUpdate]:
+async def apply_receipt(conn: Conn, message_id: str, state: str, error: str | None) -> list[ReceiptUpdate]:
     rows = await conn.fetch(APPLY_RECEIPT, message_id, state, error)
     return [msgspec.convert(dict(r), ReceiptUpdate) for r in rows]
 
 
-async def for_incident(conn: asyncpg.Connection, incident_id: uuid.UUID, user_id: uuid.UUID | None) -> list[SmsLogRow]:
+async def for_incident(conn: Conn, incident_id: uuid.UUID, user_id: uuid.UUID | None) -> list[SmsLogRow]:
     return [msgspec.convert(dict(r), SmsLogRow) for r in await conn.fetch(FOR_INCIDENT, incident_id, user_id)]
 
 
-async def recipient(conn: asyncpg.Connection, user_id: uuid.UUID) -> Recipient | None:
+async def recipient(conn: Conn, user_id: uuid.UUID) -> Recipient | None:
     record = await conn.fetchrow(RECIPIENT, user_id)
     return msgspec.convert(dict(record), Recipient) if record else None
 
 
-async def start_verification(
-    conn: asyncpg.Connection, user_id: uuid.UUID, phone: str, code_hash: str, ttl_s: int
-) -> None:
+async def start_verification(conn: Conn, user_id: uuid.UUID, phone: str, code_hash: str, ttl_s: int) -> None:
     await conn.execute(START_VERIFICATION, user_id, phone, code_hash, float(ttl_s))
 
 
-async def pending_verification(conn: asyncpg.Connection, user_id: uuid.UUID) -> tuple[str, str, int] | None:
+async def pending_verification(conn: Conn, user_id: uuid.UUID) -> tuple[str, str, int] | None:
     """(phone, code hash, attempts so far including this one) of an unexpired verification."""
     record = await conn.fetchrow(PENDING_VERIFICATION, user_id)
     return (record["phone"], record["code_hash"], record["attempts"]) if record else None
 
 
-async def has_pending(conn: asyncpg.Connection, user_id: uuid.UUID) -> bool:
+async def has_pending(conn: Conn, user_id: uuid.UUID) -> bool:
     return bool(await conn.fetchval(HAS_PENDING, user_id))
 
 
-async def end_verification(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
+async def end_verification(conn: Conn, user_id: uuid.UUID) -> None:
     await conn.execute(END_VERIFICATION, user_id)
 
 
-async def phone_taken(conn: asyncpg.Connection, phone: str, user_id: uuid.UUID) -> bool:
+async def phone_taken(conn: Conn, phone: str, user_id: uuid.UUID) -> bool:
     return bool(await conn.fetchval(PHONE_TAKEN, phone, user_id))
 
 
-async def set_verified(conn: asyncpg.Connection, user_id: uuid.UUID, phone: str) -> None:
+async def set_verified(conn: Conn, user_id: uuid.UUID, phone: str) -> None:
     try:
         await conn.execute(SET_VERIFIED, user_id, phone)
     except asyncpg.UniqueViolationError:
         raise Conflict("this number belongs to another user", field="phone") from None
 
 
-async def unverified(conn: asyncpg.Connection, role: str | None, limit: int) -> list[UnverifiedRow]:
+async def unverified(conn: Conn, role: str | None, limit: int) -> list[UnverifiedRow]:
     return [msgspec.convert(dict(r), UnverifiedRow) for r in await conn.fetch(UNVERIFIED, role, limit)]

@@ -52,6 +52,11 @@ class UnverifiedUser(msgspec.Struct, kw_only=True):
 SmsStateName = Literal["queued", "retrying", "sent", "received", "failed", "skipped"]
 
 
+IncidentSmsPurpose = Literal["alert", "panic", "reminder"]
+"""Why an SMS about an incident was sent (the table's other purposes, ``verification`` and
+``camera_down``, belong to no incident)."""
+
+
 class SmsState(msgspec.Struct, kw_only=True):
     """One SMS about an incident, in the push deliveries' words: ``sent`` (the SMSC accepted it),
     ``received`` (the handset's delivery receipt), ``failed`` (refused, undeliverable, no verified
@@ -62,7 +67,7 @@ class SmsState(msgspec.Struct, kw_only=True):
     user_id: uuid.UUID
     display_name: str
     audience: str | None
-    purpose: Literal["alert", "panic", "reminder"]
+    purpose: IncidentSmsPurpose
     step: int
     reason: str | None
     state: SmsStateName

@@ -28,10 +28,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
-import asyncpg
-
 from backend.core import jobs, queue
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.core.logging import get_logger
 from backend.core.metrics import SMS_BUDGET_REACHED, SMS_RECEIPT_SECONDS, SMS_TOTAL
 from backend.core.notify import ChannelUnavailable, Notification, Notifier
@@ -50,7 +49,7 @@ def enabled(settings: Settings) -> bool:
 
 
 async def queue_sms(
-    conn: asyncpg.Connection,
+    conn: Conn,
     settings: Settings,
     *,
     user_id: uuid.UUID,
@@ -115,7 +114,7 @@ async def queue_sms(
 
 
 async def camera_down(
-    conn: asyncpg.Connection,
+    conn: Conn,
     settings: Settings,
     *,
     owner_id: uuid.UUID,
@@ -135,7 +134,7 @@ async def camera_down(
 
 
 async def _budget_reached(
-    conn: asyncpg.Connection, settings: Settings, venue_id: uuid.UUID | None
+    conn: Conn, settings: Settings, venue_id: uuid.UUID | None
 ) -> Literal["venue", "global"] | None:
     if venue_id is not None and await repo.sent_today(conn, venue_id) >= settings.sms_venue_daily_budget:
         return "venue"
@@ -149,7 +148,7 @@ def _useful_until(settings: Settings, sms: repo.ClaimedSms) -> datetime:
     return sms.created_at + timedelta(seconds=ttl)
 
 
-async def send(conn: asyncpg.Connection, sender: Notifier, settings: Settings, sms_id: int) -> str:
+async def send(conn: Conn, sender: Notifier, settings: Settings, sms_id: int) -> str:
     """The ``send_sms`` job: submit one queued message; returns its outcome ("" when not ours to send)."""
     claimed = await repo.claim(conn, sms_id, settings.job_lease_s)
     if claimed is None:
@@ -222,7 +221,7 @@ async def send(conn: asyncpg.Connection, sender: Notifier, settings: Settings, s
     return outcome
 
 
-async def record_receipt(conn: asyncpg.Connection, message_id: str, state: str, error: str | None) -> int:
+async def record_receipt(conn: Conn, message_id: str, state: str, error: str | None) -> int:
     """Apply a delivery receipt to the message one of whose parts it names; returns rows updated."""
     updated = await repo.apply_receipt(conn, message_id, state, error)
     now = datetime.now(UTC)

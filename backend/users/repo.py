@@ -9,6 +9,8 @@ from typing import NoReturn
 import asyncpg
 import msgspec
 
+from backend.core.auth import Role
+from backend.core.db import Conn, fetch_one
 from backend.core.errors import Conflict, Invalid
 
 
@@ -17,7 +19,7 @@ class UserRow(msgspec.Struct, frozen=True):
     username: str
     phone: str | None
     display_name: str
-    role: str
+    role: Role
     venue_id: uuid.UUID | None
     region_id: uuid.UUID | None
     is_active: bool
@@ -67,7 +69,7 @@ def _row(record: asyncpg.Record) -> UserRow:
 
 
 async def insert_user(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     username: str,
     phone: str | None,
@@ -80,8 +82,18 @@ async def insert_user(
     otp_expires_at: datetime | None,
 ) -> UserRow:
     try:
-        record = await conn.fetchrow(
-            INSERT, username, phone, display_name, role, venue_id, region_id, password_hash, otp_hash, otp_expires_at
+        record = await fetch_one(
+            conn,
+            INSERT,
+            username,
+            phone,
+            display_name,
+            role,
+            venue_id,
+            region_id,
+            password_hash,
+            otp_hash,
+            otp_expires_at,
         )
     except asyncpg.UniqueViolationError as exc:
         field = "phone" if "phone" in (exc.constraint_name or "") else "username"
@@ -92,7 +104,7 @@ async def insert_user(
 
 
 async def update_assignment(
-    conn: asyncpg.Connection, user_id: uuid.UUID, role: str, venue_id: uuid.UUID | None, region_id: uuid.UUID | None
+    conn: Conn, user_id: uuid.UUID, role: str, venue_id: uuid.UUID | None, region_id: uuid.UUID | None
 ) -> UserRow | None:
     """The user's role, venue and region; their token_version moves on (every session ends)."""
     try:
@@ -115,9 +127,7 @@ def _refuse_place(exc: asyncpg.ForeignKeyViolationError | asyncpg.CheckViolation
     raise Invalid("a password or a one-time code is required", field="password") from exc
 
 
-async def update_profile(
-    conn: asyncpg.Connection, user_id: uuid.UUID, display_name: str, phone: str | None
-) -> UserRow | None:
+async def update_profile(conn: Conn, user_id: uuid.UUID, display_name: str, phone: str | None) -> UserRow | None:
     try:
         record = await conn.fetchrow(UPDATE_PROFILE, user_id, display_name, phone)
     except asyncpg.UniqueViolationError as exc:
@@ -125,53 +135,51 @@ async def update_profile(
     return _row(record) if record else None
 
 
-async def get_user(conn: asyncpg.Connection, user_id: uuid.UUID) -> UserRow | None:
+async def get_user(conn: Conn, user_id: uuid.UUID) -> UserRow | None:
     record = await conn.fetchrow(SELECT_BY_ID, user_id)
     return _row(record) if record else None
 
 
-async def find_by_login(conn: asyncpg.Connection, login: str) -> UserRow | None:
+async def find_by_login(conn: Conn, login: str) -> UserRow | None:
     record = await conn.fetchrow(SELECT_BY_LOGIN, login)
     return _row(record) if record else None
 
 
-async def get_credentials(conn: asyncpg.Connection, user_id: uuid.UUID) -> CredentialRow | None:
+async def get_credentials(conn: Conn, user_id: uuid.UUID) -> CredentialRow | None:
     record = await conn.fetchrow(SELECT_CREDENTIALS, user_id)
     return msgspec.convert(dict(record), CredentialRow) if record else None
 
 
-async def set_password(conn: asyncpg.Connection, user_id: uuid.UUID, password_hash: str) -> None:
+async def set_password(conn: Conn, user_id: uuid.UUID, password_hash: str) -> None:
     await conn.execute(UPDATE_PASSWORD_SQL, user_id, password_hash)
 
 
-async def set_active(conn: asyncpg.Connection, user_id: uuid.UUID, *, active: bool) -> UserRow | None:
+async def set_active(conn: Conn, user_id: uuid.UUID, *, active: bool) -> UserRow | None:
     """(De)activate; deactivating also bumps token_version, which ends every access token."""
     record = await conn.fetchrow(SET_ACTIVE, user_id, active)
     return _row(record) if record else None
 
 
-async def reset_sign_in(
-    conn: asyncpg.Connection, user_id: uuid.UUID, otp_hash: str, otp_expires_at: datetime
-) -> UserRow | None:
+async def reset_sign_in(conn: Conn, user_id: uuid.UUID, otp_hash: str, otp_expires_at: datetime) -> UserRow | None:
     record = await conn.fetchrow(RESET_SIGN_IN, user_id, otp_hash, otp_expires_at)
     return msgspec.convert(dict(record), UserRow) if record else None
 
 
-async def bump_token_version(conn: asyncpg.Connection, user_id: uuid.UUID) -> UserRow | None:
+async def bump_token_version(conn: Conn, user_id: uuid.UUID) -> UserRow | None:
     record = await conn.fetchrow(BUMP_TOKEN_VERSION, user_id)
     return _row(record) if record else None
 
 
-async def expire_links(conn: asyncpg.Connection, user_id: uuid.UUID) -> int:
+async def expire_links(conn: Conn, user_id: uuid.UUID) -> int:
     """Footage links given to the user stop working now."""
     status: str = await conn.execute(EXPIRE_LINKS, user_id)
     return int(status.rsplit(maxsplit=1)[-1])
 
 
-async def list_users(conn: asyncpg.Connection, role: str | None, limit: int = 500) -> list[UserRow]:
+async def list_users(conn: Conn, role: str | None, limit: int = 500) -> list[UserRow]:
     return [_row(r) for r in await conn.fetch(SELECT_USERS, role, limit)]
 
 
-async def phones(conn: asyncpg.Connection, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, str | None]:
+async def phones(conn: Conn, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, str | None]:
     rows = await conn.fetch("SELECT id, phone FROM users WHERE id = ANY($1::uuid[])", user_ids)
     return {r["id"]: r["phone"] for r in rows}

@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import msgspec
 
 from backend.audit import repo as audit
-from backend.auth import repo as auth_repo
+from backend.core import sessions
 from backend.core.auth import Principal, hash_password, new_one_time_code
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.core.errors import Conflict, Invalid, NotFound
 from backend.core.logging import get_logger
 from backend.duty import repo as duty
@@ -37,9 +37,7 @@ def _check_place(role: str, venue_id: uuid.UUID | None, region_id: uuid.UUID | N
         raise Invalid(f"a user with the role {role} does not belong to a police region", field="region_id")
 
 
-async def create_user(
-    conn: asyncpg.Connection, settings: Settings, actor: Principal | None, data: UserCreate
-) -> UserCreated:
+async def create_user(conn: Conn, settings: Settings, actor: Principal | None, data: UserCreate) -> UserCreated:
     _check_place(data.role, data.venue_id, data.region_id)
     if data.password:
         venue = await venues.get_venue(conn, data.venue_id) if data.venue_id else None
@@ -74,21 +72,21 @@ async def create_user(
     return UserCreated(user=to_user(row), one_time_code=code)
 
 
-async def _user_or_404(conn: asyncpg.Connection, row: repo.UserRow | None) -> repo.UserRow:
+async def _user_or_404(conn: Conn, row: repo.UserRow | None) -> repo.UserRow:
     if row is None:
         raise NotFound("no such user", field="user_id")
     return row
 
 
-async def _end_access(conn: asyncpg.Connection, user_id: uuid.UUID) -> dict[str, int]:
+async def _end_access(conn: Conn, user_id: uuid.UUID) -> dict[str, int]:
     """Refresh tokens revoked and footage links expired: the rest follows from token_version."""
     return {
-        "sessions_revoked": await auth_repo.revoke_user(conn, user_id),
+        "sessions_revoked": await sessions.revoke_user(conn, user_id),
         "links_expired": await repo.expire_links(conn, user_id),
     }
 
 
-async def resolve_user(conn: asyncpg.Connection, login_or_id: str) -> uuid.UUID:
+async def resolve_user(conn: Conn, login_or_id: str) -> uuid.UUID:
     """A user's id from their id, username or phone (for the command line)."""
     try:
         return uuid.UUID(login_or_id)
@@ -99,9 +97,7 @@ async def resolve_user(conn: asyncpg.Connection, login_or_id: str) -> uuid.UUID:
     return row.id
 
 
-async def update_profile(
-    conn: asyncpg.Connection, actor: Principal | None, user_id: uuid.UUID, data: UserProfile
-) -> User:
+async def update_profile(conn: Conn, actor: Principal | None, user_id: uuid.UUID, data: UserProfile) -> User:
     """A user's display name and phone (audited; the phone number itself is not logged)."""
     before = await _user_or_404(conn, await repo.get_user(conn, user_id))
     row = await _user_or_404(conn, await repo.update_profile(conn, user_id, data.display_name, data.phone))
@@ -120,9 +116,7 @@ async def update_profile(
     return to_user(row)
 
 
-async def update_assignment(
-    conn: asyncpg.Connection, actor: Principal | None, user_id: uuid.UUID, data: UserAssignment
-) -> User:
+async def update_assignment(conn: Conn, actor: Principal | None, user_id: uuid.UUID, data: UserAssignment) -> User:
     """A user's role and place (``create_user``'s rules). An administrator cannot change their own role.
     A change signs the user out everywhere (their sign-in carries the role and place) and takes them off
     duty (a bouncer moved to another venue no longer gets the old one's alerts); audited as ``user.update``."""
@@ -159,7 +153,7 @@ async def update_assignment(
     return to_user(row)
 
 
-async def deactivate(conn: asyncpg.Connection, actor: Principal | None, user_id: uuid.UUID) -> User:
+async def deactivate(conn: Conn, actor: Principal | None, user_id: uuid.UUID) -> User:
     """The user can no longer sign in; their access tokens stop working within seconds
     (``session_check_cache_s``), their refresh tokens and footage links at once."""
     if actor is not None and actor.user_id == user_id:
@@ -179,7 +173,7 @@ async def deactivate(conn: asyncpg.Connection, actor: Principal | None, user_id:
     return to_user(row)
 
 
-async def reactivate(conn: asyncpg.Connection, actor: Principal | None, user_id: uuid.UUID) -> User:
+async def reactivate(conn: Conn, actor: Principal | None, user_id: uuid.UUID) -> User:
     """The user may sign in again (old tokens stay dead: their token_version has passed)."""
     row = await _user_or_404(conn, await repo.set_active(conn, user_id, active=True))
     await audit.record_by(
@@ -188,7 +182,7 @@ async def reactivate(conn: asyncpg.Connection, actor: Principal | None, user_id:
     return to_user(row)
 
 
-async def end_sessions(conn: asyncpg.Connection, actor: Principal | None, user_id: uuid.UUID) -> User:
+async def end_sessions(conn: Conn, actor: Principal | None, user_id: uuid.UUID) -> User:
     """Sign the user out everywhere: every access token, refresh token and footage link they hold."""
     row = await _user_or_404(conn, await repo.bump_token_version(conn, user_id))
     ended = await _end_access(conn, user_id)
@@ -205,7 +199,7 @@ async def end_sessions(conn: asyncpg.Connection, actor: Principal | None, user_i
     return to_user(row)
 
 
-async def reset_sign_in(conn: asyncpg.Connection, actor: Principal | None, user_id: uuid.UUID) -> UserCreated:
+async def reset_sign_in(conn: Conn, actor: Principal | None, user_id: uuid.UUID) -> UserCreated:
     """A forgotten password or a lost phone: the password stops working, every session ends, and a
     one-time code (shown once, valid 24 h) lets the user choose a new password."""
     if actor is not None and actor.user_id == user_id:
@@ -228,14 +222,14 @@ async def reset_sign_in(conn: asyncpg.Connection, actor: Principal | None, user_
     return UserCreated(user=to_user(row), one_time_code=code)
 
 
-async def get_user(conn: asyncpg.Connection, user_id: uuid.UUID) -> User:
+async def get_user(conn: Conn, user_id: uuid.UUID) -> User:
     return to_user(await _user_or_404(conn, await repo.get_user(conn, user_id)))
 
 
-async def list_users(conn: asyncpg.Connection, role: str | None) -> list[User]:
+async def list_users(conn: Conn, role: str | None) -> list[User]:
     return [to_user(r) for r in await repo.list_users(conn, role)]
 
 
-async def phones(conn: asyncpg.Connection, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, str | None]:
+async def phones(conn: Conn, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, str | None]:
     """The users' phone numbers (for an administrator's edit form)."""
     return await repo.phones(conn, user_ids) if user_ids else {}

@@ -8,6 +8,7 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
+from backend.core.db import Conn, fetch_one
 from backend.core.errors import Conflict, Invalid
 
 
@@ -68,7 +69,7 @@ ORDER BY name LIMIT $4
 """
 
 
-async def area_problem(conn: asyncpg.Connection, geojson: str) -> str | None:
+async def area_problem(conn: Conn, geojson: str) -> str | None:
     try:
         async with conn.transaction():  # a savepoint: PostGIS refusing the GeoJSON leaves the caller's intact
             problem: str | None = await conn.fetchval(AREA_PROBLEM, geojson)
@@ -77,20 +78,20 @@ async def area_problem(conn: asyncpg.Connection, geojson: str) -> str | None:
     return problem
 
 
-async def insert_region(conn: asyncpg.Connection, name: str, area: str | None = None) -> RegionRow:
+async def insert_region(conn: Conn, name: str, area: str | None = None) -> RegionRow:
     try:
-        record = await conn.fetchrow(INSERT_REGION, name, area)
+        record = await fetch_one(conn, INSERT_REGION, name, area)
     except asyncpg.UniqueViolationError as exc:
         raise Conflict(f"a region named {name!r} exists", field="name") from exc
     return msgspec.convert(dict(record), RegionRow)
 
 
-async def list_regions(conn: asyncpg.Connection) -> list[RegionRow]:
+async def list_regions(conn: Conn) -> list[RegionRow]:
     return [msgspec.convert(dict(r), RegionRow) for r in await conn.fetch(SELECT_REGIONS)]
 
 
 async def insert_venue(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     name: str,
     address: str,
@@ -101,7 +102,7 @@ async def insert_venue(
     region_id: uuid.UUID | None,
 ) -> VenueRow:
     try:
-        record = await conn.fetchrow(INSERT_VENUE, name, address, lat, lon, timezone, owner_id, region_id)
+        record = await fetch_one(conn, INSERT_VENUE, name, address, lat, lon, timezone, owner_id, region_id)
     except asyncpg.ForeignKeyViolationError as exc:
         field = "owner_id" if "owner" in (exc.constraint_name or "") else "region_id"
         raise Invalid(f"no such {field.removesuffix('_id')}", field=field) from exc
@@ -109,7 +110,7 @@ async def insert_venue(
 
 
 async def update_venue(
-    conn: asyncpg.Connection,
+    conn: Conn,
     venue_id: uuid.UUID,
     *,
     name: str,
@@ -128,22 +129,22 @@ async def update_venue(
     return msgspec.convert(dict(record), VenueRow) if record else None
 
 
-async def get_venue(conn: asyncpg.Connection, venue_id: uuid.UUID) -> VenueRow | None:
+async def get_venue(conn: Conn, venue_id: uuid.UUID) -> VenueRow | None:
     record = await conn.fetchrow(SELECT_VENUE, venue_id)
     return msgspec.convert(dict(record), VenueRow) if record else None
 
 
-async def list_venues(conn: asyncpg.Connection, limit: int = 500) -> list[VenueRow]:
+async def list_venues(conn: Conn, limit: int = 500) -> list[VenueRow]:
     return [msgspec.convert(dict(r), VenueRow) for r in await conn.fetch(SELECT_VENUES, limit)]
 
 
 async def readable_venues(
-    conn: asyncpg.Connection, role: str, user_id: uuid.UUID, region_id: uuid.UUID | None, limit: int = 500
+    conn: Conn, role: str, user_id: uuid.UUID, region_id: uuid.UUID | None, limit: int = 500
 ) -> list[VenueRow]:
     rows = await conn.fetch(SELECT_READABLE, role, user_id, region_id, limit)
     return [msgspec.convert(dict(r), VenueRow) for r in rows]
 
 
-async def user_role(conn: asyncpg.Connection, user_id: uuid.UUID) -> str | None:
+async def user_role(conn: Conn, user_id: uuid.UUID) -> str | None:
     role: str | None = await conn.fetchval(SELECT_OWNER_ROLE, user_id)
     return role

@@ -5,17 +5,17 @@ from __future__ import annotations
 import uuid
 import zoneinfo
 
-import asyncpg
 import msgspec
 
 from backend.audit import repo as audit
 from backend.core.auth import Principal
+from backend.core.db import Conn
 from backend.core.errors import Invalid, NotFound
 from backend.venues import repo
 from backend.venues.schemas import Region, RegionCreate, Venue, VenueCreate, VenueUpdate
 
 
-async def create_region(conn: asyncpg.Connection, actor: Principal | None, data: RegionCreate) -> Region:
+async def create_region(conn: Conn, actor: Principal | None, data: RegionCreate) -> Region:
     area = msgspec.json.encode(data.area).decode() if data.area is not None else None
     if area is not None and (problem := await repo.area_problem(conn, area)):
         raise Invalid(f"area is not a region's boundary: {problem}", field="area")
@@ -30,11 +30,11 @@ async def create_region(conn: asyncpg.Connection, actor: Principal | None, data:
     return msgspec.convert(row, Region, from_attributes=True)
 
 
-async def list_regions(conn: asyncpg.Connection) -> list[Region]:
+async def list_regions(conn: Conn) -> list[Region]:
     return [msgspec.convert(r, Region, from_attributes=True) for r in await repo.list_regions(conn)]
 
 
-async def _check(conn: asyncpg.Connection, data: VenueCreate | VenueUpdate) -> None:
+async def _check(conn: Conn, data: VenueCreate | VenueUpdate) -> None:
     try:
         zoneinfo.ZoneInfo(data.timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
@@ -43,7 +43,7 @@ async def _check(conn: asyncpg.Connection, data: VenueCreate | VenueUpdate) -> N
         raise Invalid("the owner must be a user with the role owner", field="owner_id")
 
 
-async def create_venue(conn: asyncpg.Connection, actor: Principal | None, data: VenueCreate) -> Venue:
+async def create_venue(conn: Conn, actor: Principal | None, data: VenueCreate) -> Venue:
     await _check(conn, data)
     row = await repo.insert_venue(
         conn,
@@ -66,9 +66,7 @@ async def create_venue(conn: asyncpg.Connection, actor: Principal | None, data: 
     return msgspec.convert(row, Venue, from_attributes=True)
 
 
-async def update_venue(
-    conn: asyncpg.Connection, actor: Principal | None, venue_id: uuid.UUID, data: VenueUpdate
-) -> Venue:
+async def update_venue(conn: Conn, actor: Principal | None, venue_id: uuid.UUID, data: VenueUpdate) -> Venue:
     """A venue's name, address, position, time zone, owner and region, as a whole; audited with
     what it was before."""
     before = await repo.get_venue(conn, venue_id)
@@ -89,18 +87,18 @@ async def update_venue(
     return msgspec.convert(row, Venue, from_attributes=True)
 
 
-async def get_venue(conn: asyncpg.Connection, venue_id: uuid.UUID) -> Venue:
+async def get_venue(conn: Conn, venue_id: uuid.UUID) -> Venue:
     row = await repo.get_venue(conn, venue_id)
     if row is None:
         raise NotFound("no such venue", field="venue_id")
     return msgspec.convert(row, Venue, from_attributes=True)
 
 
-async def list_venues(conn: asyncpg.Connection) -> list[Venue]:
+async def list_venues(conn: Conn) -> list[Venue]:
     return [msgspec.convert(r, Venue, from_attributes=True) for r in await repo.list_venues(conn)]
 
 
-async def readable_venues(conn: asyncpg.Connection, me: Principal) -> list[Venue]:
+async def readable_venues(conn: Conn, me: Principal) -> list[Venue]:
     """The venues whose history ``me`` may read (owners: their own; dispatchers: their region's)."""
     rows = await repo.readable_venues(conn, me.role, me.user_id, me.region_id)
     return [msgspec.convert(r, Venue, from_attributes=True) for r in rows]

@@ -9,10 +9,12 @@ Nothing is sent here: the worker sends after commit, in order per subscription.
 
 from __future__ import annotations
 
-import asyncpg
+from datetime import datetime
 
 from backend.core import jobs, queue
 from backend.core.config import Settings
+from backend.core.db import Conn
+from backend.incidents import readers
 from backend.incidents import repo as incidents
 from backend.incidents.events import EventType
 from backend.incidents.repo import IncidentEventRow, IncidentRow
@@ -31,7 +33,7 @@ PENDING_SNAPSHOT_NOTE = (
 CONTENT_TYPES = {"json": "application/json", "cap": "application/cap+xml"}
 
 
-async def record(conn: asyncpg.Connection, settings: Settings, incident: IncidentRow, event: IncidentEventRow) -> int:
+async def record(conn: Conn, settings: Settings, incident: IncidentRow, event: IncidentEventRow) -> int:
     """Write the event for every matching subscription (held, unsent, while one is disabled) and
     queue the enabled ones' sends; returns how many deliveries were written."""
     event_type = payloads.EVENT_TYPES[EventType(event.type)]  # every type is mapped (checked at import)
@@ -67,21 +69,19 @@ async def record(conn: asyncpg.Connection, settings: Settings, incident: Inciden
     return queued
 
 
-async def enqueue(conn: asyncpg.Connection, delivery_id: int, *, cause: str, run_at: object = None) -> None:
+async def enqueue(conn: Conn, delivery_id: int, *, cause: str, run_at: datetime | None = None) -> None:
     """A job to try ``delivery_id``; ``cause`` makes the job's key unique (a duplicate job is harmless:
     the handler claims the delivery under its row lock)."""
     await queue.enqueue(
         conn,
         jobs.DeliverWebhook(delivery_id=delivery_id),
         dedup_key=f"{delivery_id}:{cause}",
-        run_at=run_at,  # type: ignore[arg-type]
+        run_at=run_at,
         max_attempts=20,
     )
 
 
-async def _links(
-    conn: asyncpg.Connection, settings: Settings, incident: IncidentRow, event: IncidentEventRow
-) -> payloads.Links:
+async def _links(conn: Conn, settings: Settings, incident: IncidentRow, event: IncidentEventRow) -> payloads.Links:
     """Links, never images: the incident in the API, and short links to its snapshot with faces
     blurred (never the clear one: ``backend.incidents.privacy``) and to its clip."""
     base = settings.public_base_url.rstrip("/")
@@ -108,3 +108,6 @@ async def _links(
         else:
             found.clip = links.url_for(settings, token)
     return found
+
+
+readers.register(readers.WEBHOOK_OUTBOX, record)  # the lifecycle calls it with every event it appends

@@ -9,6 +9,9 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from backend.core.db import Conn, fetch_one
+from backend.webhooks.schemas import DeliveryStatus, EventType
+
 
 class SubscriptionRow(msgspec.Struct, frozen=True):
     id: uuid.UUID
@@ -37,10 +40,10 @@ class DeliveryRow(msgspec.Struct, frozen=True):
     subscription_id: uuid.UUID
     event_id: int
     incident_id: uuid.UUID
-    event_type: str
+    event_type: EventType  # written from payloads.EVENT_TYPES
     message_id: str
     content_type: str
-    status: str
+    status: DeliveryStatus  # the table's CHECK
     attempts: int
     next_attempt_at: datetime | None
     claimed_at: datetime | None
@@ -206,7 +209,7 @@ def _sub(record: asyncpg.Record | None) -> SubscriptionRow | None:
     return msgspec.convert(dict(record), SubscriptionRow) if record else None
 
 
-async def area_problem(conn: asyncpg.Connection, geojson: str) -> str | None:
+async def area_problem(conn: Conn, geojson: str) -> str | None:
     try:
         problem: str | None = await conn.fetchval(AREA_PROBLEM, geojson)
     except asyncpg.PostgresError as exc:  # PostGIS refuses the GeoJSON itself
@@ -215,7 +218,7 @@ async def area_problem(conn: asyncpg.Connection, geojson: str) -> str | None:
 
 
 async def insert_subscription(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     name: str,
     url: str,
@@ -242,31 +245,31 @@ ORDER BY t.n LIMIT 1
 """
 
 
-async def first_unknown_venue(conn: asyncpg.Connection, venue_ids: list[uuid.UUID]) -> int | None:
+async def first_unknown_venue(conn: Conn, venue_ids: list[uuid.UUID]) -> int | None:
     """The index in ``venue_ids`` of the first id no venue has, or None when all exist."""
     index: int | None = await conn.fetchval(FIRST_UNKNOWN_VENUE, venue_ids)
     return index
 
 
-async def get_subscription(conn: asyncpg.Connection, subscription_id: uuid.UUID) -> SubscriptionRow | None:
+async def get_subscription(conn: Conn, subscription_id: uuid.UUID) -> SubscriptionRow | None:
     return _sub(await conn.fetchrow(SELECT_SUBSCRIPTION, subscription_id))
 
 
-async def ever_existed(conn: asyncpg.Connection, subscription_id: uuid.UUID) -> bool:
+async def ever_existed(conn: Conn, subscription_id: uuid.UUID) -> bool:
     """The subscription exists or was deleted (its history is kept)."""
     return bool(await conn.fetchval(EVER_EXISTED, subscription_id))
 
 
-async def delete_subscription(conn: asyncpg.Connection, subscription_id: uuid.UUID) -> bool:
+async def delete_subscription(conn: Conn, subscription_id: uuid.UUID) -> bool:
     return await conn.fetchval(DELETE_SUBSCRIPTION, subscription_id) is not None
 
 
-async def list_subscriptions(conn: asyncpg.Connection) -> list[SubscriptionRow]:
+async def list_subscriptions(conn: Conn) -> list[SubscriptionRow]:
     return [msgspec.convert(dict(r), SubscriptionRow) for r in await conn.fetch(LIST_SUBSCRIPTIONS)]
 
 
 async def update_subscription(
-    conn: asyncpg.Connection,
+    conn: Conn,
     subscription_id: uuid.UUID,
     *,
     name: str | None,
@@ -278,9 +281,7 @@ async def update_subscription(
     return _sub(await conn.fetchrow(UPDATE_SUBSCRIPTION, subscription_id, name, url, event_types, format_, enabled))
 
 
-async def rotate_secret(
-    conn: asyncpg.Connection, subscription_id: uuid.UUID, secret: str, overlap_s: float
-) -> datetime | None:
+async def rotate_secret(conn: Conn, subscription_id: uuid.UUID, secret: str, overlap_s: float) -> datetime | None:
     record = await conn.fetchrow(ROTATE, subscription_id, secret, overlap_s)
     if record is None:
         raise LookupError(subscription_id)
@@ -288,18 +289,16 @@ async def rotate_secret(
     return expires
 
 
-async def disable(conn: asyncpg.Connection, subscription_id: uuid.UUID, reason: str) -> None:
+async def disable(conn: Conn, subscription_id: uuid.UUID, reason: str) -> None:
     await conn.execute(DISABLE, subscription_id, reason)
 
 
-async def matching(
-    conn: asyncpg.Connection, event_type: str, venue_id: uuid.UUID, region_id: uuid.UUID | None
-) -> list[Matched]:
+async def matching(conn: Conn, event_type: str, venue_id: uuid.UUID, region_id: uuid.UUID | None) -> list[Matched]:
     return [msgspec.convert(dict(r), Matched) for r in await conn.fetch(MATCH, event_type, venue_id, region_id)]
 
 
 async def insert_delivery(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     subscription_id: uuid.UUID,
     event_id: int,
@@ -315,29 +314,29 @@ async def insert_delivery(
     return delivery_id
 
 
-async def lock_subscription(conn: asyncpg.Connection, subscription_id: uuid.UUID) -> bool | None:
+async def lock_subscription(conn: Conn, subscription_id: uuid.UUID) -> bool | None:
     """Serialise the subscription's senders; returns whether it is enabled (None: gone)."""
     enabled: bool | None = await conn.fetchval(LOCK_SUBSCRIPTION, subscription_id)
     return enabled
 
 
-async def lock_delivery(conn: asyncpg.Connection, delivery_id: int) -> DeliveryRow | None:
+async def lock_delivery(conn: Conn, delivery_id: int) -> DeliveryRow | None:
     record = await conn.fetchrow(LOCK_DELIVERY, delivery_id)
     return msgspec.convert(dict(record), DeliveryRow) if record else None
 
 
-async def earlier_open(conn: asyncpg.Connection, subscription_id: uuid.UUID, delivery_id: int) -> bool:
+async def earlier_open(conn: Conn, subscription_id: uuid.UUID, delivery_id: int) -> bool:
     return bool(await conn.fetchval(EARLIER_OPEN, subscription_id, delivery_id))
 
 
-async def claim(conn: asyncpg.Connection, delivery_id: int) -> Claimed:
+async def claim(conn: Conn, delivery_id: int) -> Claimed:
     record = await conn.fetchrow(CLAIM, delivery_id)
     assert record is not None, "the delivery is locked by this transaction"
     return msgspec.convert(dict(record), Claimed)
 
 
 async def insert_attempt(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     delivery_id: int,
     attempt: int,
@@ -350,53 +349,53 @@ async def insert_attempt(
     await conn.execute(INSERT_ATTEMPT, delivery_id, attempt, started_at, status_code, error, response_ms, response_body)
 
 
-async def mark_delivered(conn: asyncpg.Connection, delivery_id: int, attempt: int, status: int) -> bool:
+async def mark_delivered(conn: Conn, delivery_id: int, attempt: int, status: int) -> bool:
     done: str = await conn.execute(MARK_DELIVERED, delivery_id, attempt, status)
     return done.endswith(" 1")
 
 
 async def mark_retry(  # noqa: PLR0917
-    conn: asyncpg.Connection, delivery_id: int, attempt: int, status: int | None, error: str, delay_s: float
+    conn: Conn, delivery_id: int, attempt: int, status: int | None, error: str, delay_s: float
 ) -> datetime | None:
     at: datetime | None = await conn.fetchval(MARK_RETRY, delivery_id, attempt, status, error, delay_s)
     return at
 
 
-async def mark_dead(conn: asyncpg.Connection, delivery_id: int, attempt: int, status: int | None, error: str) -> bool:
+async def mark_dead(conn: Conn, delivery_id: int, attempt: int, status: int | None, error: str) -> bool:
     done: str = await conn.execute(MARK_DEAD, delivery_id, attempt, status, error)
     return done.endswith(" 1")
 
 
-async def next_open(conn: asyncpg.Connection, subscription_id: uuid.UUID) -> tuple[int, datetime | None] | None:
+async def next_open(conn: Conn, subscription_id: uuid.UUID) -> tuple[int, datetime | None] | None:
     record = await conn.fetchrow(NEXT_OPEN, subscription_id)
     return (record["id"], record["next_attempt_at"]) if record else None
 
 
-async def replay(conn: asyncpg.Connection, subscription_id: uuid.UUID, delivery_ids: list[int] | None) -> list[int]:
+async def replay(conn: Conn, subscription_id: uuid.UUID, delivery_ids: list[int] | None) -> list[int]:
     return [r["id"] for r in await conn.fetch(REPLAY, subscription_id, delivery_ids)]
 
 
 async def list_deliveries(
-    conn: asyncpg.Connection, subscription_id: uuid.UUID, *, status: str | None, before: int | None, limit: int
+    conn: Conn, subscription_id: uuid.UUID, *, status: str | None, before: int | None, limit: int
 ) -> list[DeliveryRow]:
     rows = await conn.fetch(LIST_DELIVERIES, subscription_id, status, before, limit)
     return [msgspec.convert(dict(r), DeliveryRow) for r in rows]
 
 
-async def list_attempts(conn: asyncpg.Connection, delivery_ids: list[int]) -> list[AttemptRow]:
+async def list_attempts(conn: Conn, delivery_ids: list[int]) -> list[AttemptRow]:
     if not delivery_ids:
         return []
     return [msgspec.convert(dict(r), AttemptRow) for r in await conn.fetch(LIST_ATTEMPTS, delivery_ids)]
 
 
-async def dead_count(conn: asyncpg.Connection) -> int:
+async def dead_count(conn: Conn) -> int:
     n: int = await conn.fetchval(DEAD_COUNT)
     return n
 
 
-async def backlog(conn: asyncpg.Connection) -> tuple[int, float]:
+async def backlog(conn: Conn) -> tuple[int, float]:
     """Deliveries not yet delivered nor dead, and the age in seconds of the oldest (0 when none)."""
-    record = await conn.fetchrow(BACKLOG)
+    record = await fetch_one(conn, BACKLOG)
     return int(record["n"]), float(record["oldest_s"])
 
 
@@ -404,11 +403,11 @@ DB_NOW = "SELECT now()"
 SUBSCRIPTION_OF = "SELECT subscription_id FROM webhook_deliveries WHERE id = $1"
 
 
-async def db_now(conn: asyncpg.Connection) -> datetime:
+async def db_now(conn: Conn) -> datetime:
     now: datetime = await conn.fetchval(DB_NOW)
     return now
 
 
-async def subscription_of(conn: asyncpg.Connection, delivery_id: int) -> uuid.UUID | None:
+async def subscription_of(conn: Conn, delivery_id: int) -> uuid.UUID | None:
     subscription_id: uuid.UUID | None = await conn.fetchval(SUBSCRIPTION_OF, delivery_id)
     return subscription_id

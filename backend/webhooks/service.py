@@ -23,6 +23,7 @@ import msgspec
 from backend.audit import repo as audit
 from backend.core.auth import Principal
 from backend.core.config import Settings
+from backend.core.db import Conn
 from backend.core.errors import Invalid, NotFound
 from backend.core.logging import get_logger
 from backend.core.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_DEAD, WEBHOOK_SECONDS
@@ -63,7 +64,7 @@ async def _check_url(url: str, settings: Settings) -> None:
 
 
 async def create(
-    conn: asyncpg.Connection, settings: Settings, actor: Principal | None, data: SubscriptionCreate
+    conn: Conn, settings: Settings, actor: Principal | None, data: SubscriptionCreate
 ) -> SubscriptionCreated:
     """Register a subscription; its secret is in this answer only."""
     await _check_url(data.url, settings)
@@ -100,11 +101,11 @@ async def create(
     return msgspec.convert(msgspec.to_builtins(row) | {"secret": secret}, SubscriptionCreated)
 
 
-async def list_all(conn: asyncpg.Connection) -> list[Subscription]:
+async def list_all(conn: Conn) -> list[Subscription]:
     return [_subscription(r) for r in await repo.list_subscriptions(conn)]
 
 
-async def get(conn: asyncpg.Connection, subscription_id: uuid.UUID) -> Subscription:
+async def get(conn: Conn, subscription_id: uuid.UUID) -> Subscription:
     row = await repo.get_subscription(conn, subscription_id)
     if row is None:
         raise NotFound("no such webhook subscription", field="subscription_id")
@@ -112,7 +113,7 @@ async def get(conn: asyncpg.Connection, subscription_id: uuid.UUID) -> Subscript
 
 
 async def update(
-    conn: asyncpg.Connection,
+    conn: Conn,
     settings: Settings,
     actor: Principal | None,
     subscription_id: uuid.UUID,
@@ -147,7 +148,7 @@ async def update(
 
 
 async def rotate_secret(
-    conn: asyncpg.Connection,
+    conn: Conn,
     settings: Settings,
     actor: Principal | None,
     subscription_id: uuid.UUID,
@@ -172,7 +173,7 @@ async def rotate_secret(
     return SecretRotated(id=subscription_id, secret=secret, previous_secret_expires_at=expires)
 
 
-async def delete(conn: asyncpg.Connection, actor: Principal | None, subscription_id: uuid.UUID) -> None:
+async def delete(conn: Conn, actor: Principal | None, subscription_id: uuid.UUID) -> None:
     """End a subscription: it gets and sends nothing more; its deliveries and attempts stay (listed by
     ``deliveries``). Audited."""
     if not await repo.delete_subscription(conn, subscription_id):
@@ -188,7 +189,7 @@ async def delete(conn: asyncpg.Connection, actor: Principal | None, subscription
 
 
 async def deliveries(
-    conn: asyncpg.Connection,
+    conn: Conn,
     subscription_id: uuid.UUID,
     *,
     status: str | None = None,
@@ -202,23 +203,15 @@ async def deliveries(
     rows = await repo.list_deliveries(conn, subscription_id, status=status, before=before, limit=limit)
     tries: dict[int, list[Attempt]] = {}
     for a in await repo.list_attempts(conn, [r.id for r in rows]):
-        tries.setdefault(a.delivery_id, []).append(
-            Attempt(
-                attempt=a.attempt,
-                started_at=a.started_at,
-                status_code=a.status_code,
-                error=a.error,
-                response_ms=a.response_ms,
-            )
-        )
+        tries.setdefault(a.delivery_id, []).append(msgspec.convert(a, Attempt, from_attributes=True))
     return DeliveryPage(
         items=[
             Delivery(
                 id=r.id,
                 message_id=r.message_id,
-                event_type=r.event_type,  # type: ignore[arg-type]  # written from payloads.EVENT_TYPES
+                event_type=r.event_type,
                 incident_id=r.incident_id,
-                status=r.status,  # type: ignore[arg-type]
+                status=r.status,
                 attempts=r.attempts,
                 next_attempt_at=r.next_attempt_at if r.status == "pending" else None,
                 last_status=r.last_status,
@@ -235,7 +228,7 @@ async def deliveries(
 
 
 async def replay(
-    conn: asyncpg.Connection, actor: Principal | None, subscription_id: uuid.UUID, data: ReplayRequest | None
+    conn: Conn, actor: Principal | None, subscription_id: uuid.UUID, data: ReplayRequest | None
 ) -> ReplayResult:
     """Send dead deliveries (or the chosen ones) again, with their webhook-id, in their order. A replay
     is a new round: its attempts are numbered after the earlier ones, all kept, and the retry
@@ -265,7 +258,7 @@ def _stale_after(settings: Settings) -> timedelta:
     return timedelta(seconds=settings.webhook_timeout_s + STALE_MARGIN_S)
 
 
-async def _queue_next(conn: asyncpg.Connection, subscription_id: uuid.UUID, *, cause: str) -> int | None:
+async def _queue_next(conn: Conn, subscription_id: uuid.UUID, *, cause: str) -> int | None:
     """Queue the subscription's oldest open delivery; returns its id when it is due now."""
     found = await repo.next_open(conn, subscription_id)
     if found is None:
@@ -276,7 +269,7 @@ async def _queue_next(conn: asyncpg.Connection, subscription_id: uuid.UUID, *, c
     return delivery_id if due else None
 
 
-async def _claim(conn: asyncpg.Connection, settings: Settings, delivery_id: int) -> repo.Claimed | None:
+async def _claim(conn: Conn, settings: Settings, delivery_id: int) -> repo.Claimed | None:
     """Claim the delivery for one attempt, or say why not (None): done, not due, not its turn."""
     subscription_id = await repo.subscription_of(conn, delivery_id)
     if subscription_id is None or not await repo.lock_subscription(conn, subscription_id):
@@ -309,9 +302,7 @@ def _delay(settings: Settings, attempt: int, outcome: Outcome) -> float | None:
     return delays[attempt - 1] * random.uniform(0.9, 1.1)  # jitter, not a secret
 
 
-async def _settle(
-    conn: asyncpg.Connection, settings: Settings, claimed: repo.Claimed, outcome: Outcome
-) -> tuple[str, int | None]:
+async def _settle(conn: Conn, settings: Settings, claimed: repo.Claimed, outcome: Outcome) -> tuple[str, int | None]:
     """Record the attempt and its consequence; returns what happened and the next delivery due now."""
     await repo.insert_attempt(
         conn,

@@ -9,8 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-
+from backend.core.db import Conn
 from workers.vision.frames import ClipDecodeError
 from workers.vision.model import DEFAULT_MODEL_PATH, ConfirmationModel, sidecar_path
 
@@ -59,7 +58,7 @@ def describe_model(sidecar: Path) -> tuple[str, str, str]:
     return model.name, model.version, str(sidecar.resolve())
 
 
-async def assign_model(conn: asyncpg.Connection, described: tuple[str, str, str], slot: str) -> dict[str, str]:
+async def assign_model(conn: Conn, described: tuple[str, str, str], slot: str) -> dict[str, str]:
     """Make the described model live or shadow (audited)."""
     from backend.models import service as model_versions
 
@@ -73,7 +72,7 @@ def _read_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
-async def compare_models(conn: asyncpg.Connection, candidate: Path | None) -> dict[str, Any]:
+async def compare_models(conn: Conn, candidate: Path | None) -> dict[str, Any]:
     """Live (slot or committed) versus the candidate (given, else the shadow slot's) on labelled incidents."""
     from backend.models import repo as model_repo
     from backend.models import service as model_versions
@@ -94,7 +93,7 @@ async def compare_models(conn: asyncpg.Connection, candidate: Path | None) -> di
     return result
 
 
-async def calibrate_cameras(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+async def calibrate_cameras(conn: Conn) -> list[dict[str, Any]]:
     """Recalibrate every labelled camera for the live model; the changes (each audited)."""
     from backend.models import service as model_versions
 
