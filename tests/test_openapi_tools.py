@@ -5,7 +5,8 @@
 - openapi-python-client (pinned in the dev group) generates a client with no warning, and the phone's
   whole flow runs through that generated client only, against the real app on a real port: sign in,
   refresh, register the phone, go on duty, share a location, sync alerts, acknowledge, accept,
-  resolve, raise a panic with a photo, and the owner's live-view policy.
+  resolve, raise a panic with a photo, the owner's live-view policy, and the incident's timeline
+  with each entry's data read into the generated class of its type (an acknowledgement's from/to).
 """
 
 from __future__ import annotations
@@ -230,6 +231,22 @@ async def test_the_phone_flow_runs_through_a_generated_client(
             )
         )
         assert str(shown.policy).endswith("on_request") and shown.to_dict() == set_to.to_dict()
+
+        # The timeline's data is typed: each entry's data is the generated class of its type.
+        timeline = ok(
+            api("history.v1_incidents_incident_id_timeline_timeline").sync_detailed(
+                client=venue_phone, incident_id=incident
+            )
+        )
+        acknowledgements = [e for e in timeline.entries if isinstance(e.data, m.Acknowledged)]
+        assert len(acknowledgements) == 1, [type(e.data).__name__ for e in timeline.entries]
+        (ack,) = acknowledgements
+        assert str(ack.actor_id) == str(bouncer.id) and ack.type_ == "acknowledged" == ack.data.type_
+        assert (ack.data.from_, ack.data.to) == ("confirmed", "acknowledged")
+        (resolution,) = [e.data for e in timeline.entries if isinstance(e.data, m.Resolved)]
+        assert resolution.outcome == "handled" and resolution.to == "resolved"
+        for entry in timeline.entries:  # every entry parsed into the class its type names
+            assert entry.data.type_ == entry.type_, (entry.type_, type(entry.data).__name__)
 
     with serve(settings) as base:
         await asyncio.to_thread(run, base)

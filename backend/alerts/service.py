@@ -6,10 +6,12 @@ is each footage link handed out (the view through the link is audited again, by 
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
 import asyncpg
+import msgspec
 
 from backend.alerts import repo
 from backend.alerts.schemas import (
@@ -25,6 +27,7 @@ from backend.alerts.schemas import (
 )
 from backend.audit import repo as audit
 from backend.core.auth import Principal
+from backend.core.conditional import matches, tag_of
 from backend.core.config import Settings
 from backend.core.errors import NotFound
 from backend.core.wire import parse_cursor
@@ -35,7 +38,7 @@ from backend.incidents.access import LOCATION_VIEWERS, can_see
 from backend.incidents.events import EventType
 from backend.links import service as links
 
-__all__ = ["incident_detail", "my_alerts", "receipt"]
+__all__ = ["DetailRead", "detail_tag", "incident_detail", "my_alerts", "receipt"]
 
 POLICE_SIDE = frozenset({"officer", "dispatcher", "admin"})
 _STATE: dict[str, ResponderState] = {
@@ -105,9 +108,36 @@ def _event_data(event: repo.EventRow, full: bool) -> dict[str, Any]:
     return data
 
 
+class DetailRead(msgspec.Struct, frozen=True, kw_only=True):
+    """An incident's detail read conditionally: ``detail`` is None when the client holds the answer
+    whose tag is ``etag`` (304)."""
+
+    etag: str
+    detail: IncidentDetail | None
+
+
+def detail_tag(detail: IncidentDetail, me: Principal, *, snapshot: bool, clip: bool, bucket: int) -> str:
+    """The tag of what ``me`` sees of the incident, leaving out the footage links' tokens (fresh on
+    each read): whether there are links, who reads (the detail is filtered by role and person), and
+    the half of the links' lifetime the read falls in."""
+    seen = msgspec.structs.replace(detail, snapshot_url=None, clip_url=None)
+    return tag_of((seen, snapshot, clip, str(me.user_id), me.role, bucket))
+
+
 async def incident_detail(
-    conn: asyncpg.Connection, settings: Settings, me: Principal, incident_id: uuid.UUID
-) -> IncidentDetail:
+    conn: asyncpg.Connection,
+    settings: Settings,
+    me: Principal,
+    incident_id: uuid.UUID,
+    if_none_match: str | None = None,
+) -> DetailRead:
+    """What a responder needs about the incident, with its ETag; a client that holds the same answer
+    (``If-None-Match``) gets no body and no new footage links (304).
+
+    The links are short links (``/i/{token}``) valid ``KUZET_SHORT_LINK_TTL_S``, issued afresh on
+    each 200; the tag includes which half of that lifetime the read falls in, so a 304 always tells
+    a client that the links it holds have at least half their lifetime left. Past that half the
+    next read is a 200 with new links even when nothing else changed."""
     incident = await lifecycle.get(conn, incident_id)
     if incident is None or not await can_see(conn, me, incident):
         raise NotFound("no such incident", field="incident_id")
@@ -141,21 +171,9 @@ async def incident_detail(
             freshness_s=settings.location_freshness_s,
         )
     blurred = privacy.sees_blurred(me.role)  # owners: the snapshot with faces blurred, or none
-    snapshot_url = await links.issue(conn, settings, incident, "snapshot", me.user_id, blurred=blurred)
-    clip_url = await links.issue(conn, settings, incident, "clip", me.user_id)
-    if snapshot_url or clip_url:
-        await audit.record_by(
-            conn,
-            me,
-            "footage.link_issued",
-            subject_type="incident",
-            subject_id=str(incident.id),
-            venue_id=incident.venue_id,
-            detail={"snapshot": snapshot_url is not None, "clip": clip_url is not None},
-        )
     delivered, not_delivered = await deliveries.for_incident(conn, me, incident.id)
     sms = await deliveries.sms_for_incident(conn, me, incident.id)
-    return IncidentDetail(
+    detail = IncidentDetail(
         id=incident.id,
         kind=incident.kind,
         status=incident.status,
@@ -174,8 +192,8 @@ async def incident_detail(
         ),
         distance_m=round(distance) if distance is not None else None,
         detected_at=incident.first_seen_at,
-        snapshot_url=snapshot_url,
-        clip_url=clip_url,
+        snapshot_url=None,  # issued below, unless the client holds this very answer
+        clip_url=None,
         my_alert_id=await repo.my_alert(conn, incident.id, me.user_id),
         responders=[
             Responder(
@@ -204,6 +222,25 @@ async def incident_detail(
         not_delivered=not_delivered,
         sms=sms,
     )
+    snapshot = links.has_footage(incident, "snapshot", blurred=blurred)
+    clip = links.has_footage(incident, "clip")
+    half_life = max(settings.short_link_ttl_s / 2, 1.0)
+    tag = detail_tag(detail, me, snapshot=snapshot, clip=clip, bucket=int(time.time() // half_life))
+    if matches(tag, if_none_match):
+        return DetailRead(etag=tag, detail=None)
+    snapshot_url = await links.issue(conn, settings, incident, "snapshot", me.user_id, blurred=blurred)
+    clip_url = await links.issue(conn, settings, incident, "clip", me.user_id)
+    if snapshot_url or clip_url:
+        await audit.record_by(
+            conn,
+            me,
+            "footage.link_issued",
+            subject_type="incident",
+            subject_id=str(incident.id),
+            venue_id=incident.venue_id,
+            detail={"snapshot": snapshot_url is not None, "clip": clip_url is not None},
+        )
+    return DetailRead(etag=tag, detail=msgspec.structs.replace(detail, snapshot_url=snapshot_url, clip_url=clip_url))
 
 
 def _position(row: duty.OfficerPosition | None) -> Position | None:

@@ -7,6 +7,8 @@ including routes added later by anyone, inherits them.
   a body, and goes where it takes neither (a malformed path parameter is a 404 problem).
 - Every operation has a description (its summary, and the credential it needs), every tag is declared
   with a description, and the document names a contact.
+- A tagged union (``oneOf`` of components each with a ``type`` constant) has its ``discriminator``.
+- An optional query parameter is its type, not ``oneOf`` it and null (a query string cannot say null).
 - Unique schema titles (a generated client makes one class per title), and a nullable enum as
   ``anyOf`` of the enum and null (one enum class, not three).
 - A multipart form's schema is closed (its readers refuse other parts).
@@ -211,6 +213,54 @@ def _declare_headers(operation: dict[str, Any]) -> None:
             headers.setdefault("RateLimit", _HEADERS["RateLimit"])
 
 
+def _query_not_null(operation: dict[str, Any]) -> None:
+    """A query parameter is sent or left out, never null: ``oneOf`` of a type and null (how Litestar
+    writes an optional one) becomes that type, so its ``format`` reaches generated clients (a
+    ``date-time`` is a ``datetime`` there, not a ``str``)."""
+    for parameter in operation.get("parameters", ()):
+        schema = parameter.get("schema", {})
+        if parameter.get("in") != "query" or parameter.get("required"):
+            continue
+        for key in ("oneOf", "anyOf"):
+            variants = schema.get(key)
+            if isinstance(variants, list) and len(variants) == 2 and {"type": "null"} in variants:
+                (kept,) = [v for v in variants if v != {"type": "null"}]
+                del schema[key]
+                parameter["schema"] = kept | schema
+
+
+def _discriminate(document: dict[str, Any]) -> None:
+    """A ``oneOf`` of components that each hold a required ``type`` with a ``const`` (a msgspec
+    tagged union, such as a timeline entry's ``data``) says so: ``discriminator`` with the mapping
+    from each ``type`` to its schema, so generated clients pick the class by the tag."""
+    schemas = document.get("components", {}).get("schemas", {})
+
+    def tag_of(ref: Any) -> str | None:
+        if not isinstance(ref, dict) or set(ref) != {"$ref"}:
+            return None
+        target = schemas.get(str(ref["$ref"]).rsplit("/", 1)[-1], {})
+        const = target.get("properties", {}).get("type", {}).get("const")
+        return const if isinstance(const, str) and "type" in target.get("required", ()) else None
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            variants = node.get("oneOf")
+            if isinstance(variants, list) and len(variants) > 1 and "discriminator" not in node:
+                tags = [tag_of(v) for v in variants]
+                if all(tags) and len(set(tags)) == len(tags):
+                    node["discriminator"] = {
+                        "propertyName": "type",
+                        "mapping": {str(tag): v["$ref"] for tag, v in zip(tags, variants, strict=True)},
+                    }
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(document)
+
+
 def _unique_titles(schemas: dict[str, Any]) -> None:
     """Two components with one title (two ``VenuePolicy`` Structs in two domains) would be one class
     in a generated client: each gets the title its component name gives (``LiveviewVenuePolicy``)."""
@@ -253,6 +303,11 @@ def finish_document(document: dict[str, Any]) -> dict[str, Any]:
             used += [tag for tag in operation.get("tags", ()) if tag not in used]
     _binary(document)
     _nullable_enums(document)
+    _discriminate(document)
+    for item in document.get("paths", {}).values():
+        for method in METHODS:
+            if (operation := item.get(method)) is not None:
+                _query_not_null(operation)
     declared = {tag["name"] for tag in document.get("tags", ())}
     document["tags"] = [*document.get("tags", ())] + [
         {"name": tag, "description": TAGS.get(tag, f"The {tag} routes")} for tag in used if tag not in declared

@@ -10,13 +10,14 @@ import msgspec
 
 from backend.audit import repo as audit
 from backend.auth import repo as auth_repo
+from backend.core import paging
 from backend.core.auth import Principal, hash_password, new_one_time_code
 from backend.core.config import Settings
 from backend.core.errors import Conflict, Invalid, NotFound
 from backend.core.logging import get_logger
 from backend.users import repo
 from backend.users.passwords import check_password
-from backend.users.schemas import User, UserCreate, UserCreated, UserProfile
+from backend.users.schemas import User, UserCreate, UserCreated, UserPage, UserProfile
 from backend.venues import repo as venues
 
 ONE_TIME_CODE_TTL = timedelta(hours=24)
@@ -184,6 +185,14 @@ async def reset_sign_in(conn: asyncpg.Connection, actor: Principal | None, user_
 
 async def list_users(conn: asyncpg.Connection, role: str | None) -> list[User]:
     return [to_user(r) for r in await repo.list_users(conn, role)]
+
+
+async def users_page(conn: asyncpg.Connection, role: str | None, cursor: str | None, limit: int) -> UserPage:
+    """One page of the users (of a role), oldest first; ``cursor``: the previous page's ``next_cursor``."""
+    rows, last = paging.split_page(await repo.users_page(conn, role, paging.after_key(cursor), limit + 1), limit)
+    return UserPage(
+        items=[to_user(r) for r in rows], next_cursor=paging.key_cursor(last.created_at, last.id) if last else None
+    )
 
 
 async def phones(conn: asyncpg.Connection, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, str | None]:

@@ -58,6 +58,10 @@ RETURNING {_VENUE_COLUMNS}
 """
 SELECT_VENUE = f"SELECT {_VENUE_COLUMNS} FROM venues WHERE id = $1"
 SELECT_VENUES = f"SELECT {_VENUE_COLUMNS} FROM venues ORDER BY created_at LIMIT $1"
+SELECT_VENUES_PAGE = f"""
+SELECT {_VENUE_COLUMNS} FROM venues WHERE ($1::timestamptz IS NULL OR (created_at, id) > ($1, $2::uuid))
+ORDER BY created_at, id LIMIT $3
+"""
 SELECT_OWNER_ROLE = "SELECT role FROM users WHERE id = $1"
 # The venues a person may read: an owner's own, a dispatcher's region's, every one for admins.
 SELECT_READABLE = f"""
@@ -135,6 +139,13 @@ async def get_venue(conn: asyncpg.Connection, venue_id: uuid.UUID) -> VenueRow |
 
 async def list_venues(conn: asyncpg.Connection, limit: int = 500) -> list[VenueRow]:
     return [msgspec.convert(dict(r), VenueRow) for r in await conn.fetch(SELECT_VENUES, limit)]
+
+
+async def venues_page(
+    conn: asyncpg.Connection, after: tuple[datetime | None, uuid.UUID | None], limit: int
+) -> list[VenueRow]:
+    """Venues in (created_at, id) order after ``after``: ``limit`` of them."""
+    return [msgspec.convert(dict(r), VenueRow) for r in await conn.fetch(SELECT_VENUES_PAGE, after[0], after[1], limit)]
 
 
 async def readable_venues(
