@@ -9,6 +9,8 @@ including routes added later by anyone, inherits them.
   with a description, and the document names a contact.
 - A tagged union (``oneOf`` of components each with a ``type`` constant) has its ``discriminator``.
 - An optional query parameter is its type, not ``oneOf`` it and null (a query string cannot say null).
+- Rules across fields JSON Schema can say (``CROSS_FIELD``: a password or a one-time code,
+  not both; resolving needs an outcome; a bouncer's venue, an officer's region).
 - Unique schema titles (a generated client makes one class per title), and a nullable enum as
   ``anyOf`` of the enum and null (one enum class, not three).
 - A multipart form's schema is closed (its readers refuse other parts).
@@ -261,6 +263,48 @@ def _discriminate(document: dict[str, Any]) -> None:
     visit(document)
 
 
+# Rules across fields that JSON Schema can say, per component: the server refuses what they refuse.
+_A_STRING = {"type": "string"}
+_NULL = {"type": "null"}
+CROSS_FIELD: Final[dict[str, dict[str, Any]]] = {
+    # a password, or a one-time code with the new password (backend.auth.service.login), never both
+    "LoginRequest": {
+        "if": {"required": ["password"], "properties": {"password": _A_STRING}},
+        "then": {"not": {"required": ["one_time_code"], "properties": {"one_time_code": _A_STRING}}},
+        "else": {
+            "required": ["one_time_code", "new_password"],
+            "properties": {"one_time_code": _A_STRING, "new_password": _A_STRING},
+        },
+    },
+    # resolving needs an outcome (backend.incidents.lifecycle.act)
+    "ActionRequest": {
+        "if": {"required": ["action"], "properties": {"action": {"const": "resolve"}}},
+        "then": {"required": ["outcome"], "properties": {"outcome": _A_STRING}},
+    },
+    # a bouncer belongs to a venue, officers and dispatchers to a police region, nobody else to
+    # either (an owner may name the venue; backend.users.service.create_user and the users table)
+    "UserCreate": {
+        "if": {"required": ["role"], "properties": {"role": {"const": "bouncer"}}},
+        "then": {"required": ["venue_id"], "properties": {"venue_id": _A_STRING, "region_id": _NULL}},
+        "else": {
+            "if": {"required": ["role"], "properties": {"role": {"enum": ["officer", "dispatcher"]}}},
+            "then": {"required": ["region_id"], "properties": {"region_id": _A_STRING, "venue_id": _NULL}},
+            "else": {
+                "properties": {"region_id": _NULL},
+                "if": {"required": ["role"], "properties": {"role": {"const": "admin"}}},
+                "then": {"properties": {"venue_id": _NULL}},
+            },
+        },
+    },
+}
+
+
+def _cross_field(schemas: dict[str, Any]) -> None:
+    for name, rules in CROSS_FIELD.items():
+        if name in schemas:
+            schemas[name].update(rules)
+
+
 def _unique_titles(schemas: dict[str, Any]) -> None:
     """Two components with one title (two ``VenuePolicy`` Structs in two domains) would be one class
     in a generated client: each gets the title its component name gives (``LiveviewVenuePolicy``)."""
@@ -279,6 +323,7 @@ def finish_document(document: dict[str, Any]) -> dict[str, Any]:
     """Apply the rules above to the built document (in place) and return it."""
     _strip_examples(document)
     _unique_titles(document.get("components", {}).get("schemas", {}))
+    _cross_field(document.get("components", {}).get("schemas", {}))
     problem_400 = _problem_400(document)
     used: list[str] = []
     for path, item in document.get("paths", {}).items():
