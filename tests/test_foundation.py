@@ -327,8 +327,9 @@ async def test_rejected_requests_release_their_connections(client: Client, app: 
 async def test_admin_lists_page_by_cursor_and_next_link_without_duplicates_or_gaps(
     client: Client, make: Factory, conn: asyncpg.Connection
 ) -> None:
-    """The admin's users and venues lists page like the history does: ``limit`` (1 to 200 in the
-    schema), ``next_cursor`` and a ``next`` link to follow until it is null."""
+    """The admin's lists (users, venues, regions, cameras, webhook subscriptions) page like the
+    history does: ``limit`` (1 to 200 in the schema), ``next_cursor`` and a ``next`` link to follow
+    until it is null."""
     admin = make.auth(await make.user("admin"))
     owners = {str((await make.user("owner")).id) for _ in range(7)}
     for _ in range(5):
@@ -358,10 +359,24 @@ async def test_admin_lists_page_by_cursor_and_next_link_without_duplicates_or_ga
     assert len(listed) == len(set(listed)) and set(listed) == owners
     venues = await follow("/v1/admin/venues?limit=3")
     assert len(venues) == len(set(venues)) == await conn.fetchval("SELECT count(*) FROM venues")
+    for _ in range(4):
+        await make.region()
+    regions = await follow("/v1/admin/regions?limit=3")
+    assert len(regions) == len(set(regions)) == await conn.fetchval("SELECT count(*) FROM police_regions")
+    venue = await make.venue()
+    cameras = {str((await make.camera(venue.id)).camera.id) for _ in range(4)}
+    listed_cameras = await follow(f"/v1/admin/venues/{venue.id}/cameras?limit=3")
+    assert len(listed_cameras) == len(set(listed_cameras)) and set(listed_cameras) == cameras
     for url in ("/v1/admin/venues?cursor=bm90LWEtY3Vyc29y", "/v1/admin/users?cursor=bm90LWEtY3Vyc29y"):
         response = await client.get(url, headers=admin)
         assert response.status_code == 422 and response.json()["field"] == "cursor", response.text
     document = (await client.get("/schema/openapi.json")).json()
-    for path in ("/v1/admin/users", "/v1/admin/venues"):
+    for path in (
+        "/v1/admin/users",
+        "/v1/admin/venues",
+        "/v1/admin/regions",
+        "/v1/admin/webhooks",
+        "/v1/admin/venues/{venue_id}/cameras",
+    ):
         limit = next(p for p in document["paths"][path]["get"]["parameters"] if p["name"] == "limit")["schema"]
         assert (limit["minimum"], limit["maximum"]) == (1, 200)

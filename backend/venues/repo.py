@@ -43,6 +43,10 @@ SELECT CASE WHEN GeometryType(g) NOT IN ('POLYGON', 'MULTIPOLYGON') THEN 'not a 
 FROM (SELECT ST_SetSRID(ST_GeomFromGeoJSON($1), 4326) AS g) AS a
 """
 SELECT_REGIONS = "SELECT id, name, created_at FROM police_regions ORDER BY name"
+SELECT_REGIONS_PAGE = """
+SELECT id, name, created_at FROM police_regions WHERE ($1::timestamptz IS NULL OR (created_at, id) > ($1, $2::uuid))
+ORDER BY created_at, id LIMIT $3
+"""
 _VENUE_COLUMNS = """id, name, address, ST_Y(location::geometry) AS lat, ST_X(location::geometry) AS lon,
     timezone, owner_id, region_id, created_at"""
 INSERT_VENUE = f"""
@@ -91,6 +95,14 @@ async def insert_region(conn: asyncpg.Connection, name: str, area: str | None = 
 
 async def list_regions(conn: asyncpg.Connection) -> list[RegionRow]:
     return [msgspec.convert(dict(r), RegionRow) for r in await conn.fetch(SELECT_REGIONS)]
+
+
+async def regions_page(
+    conn: asyncpg.Connection, after: tuple[datetime | None, uuid.UUID | None], limit: int
+) -> list[RegionRow]:
+    """Regions in (created_at, id) order after ``after``: ``limit`` of them."""
+    rows = await conn.fetch(SELECT_REGIONS_PAGE, after[0], after[1], limit)
+    return [msgspec.convert(dict(r), RegionRow) for r in rows]
 
 
 async def insert_venue(

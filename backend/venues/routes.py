@@ -14,7 +14,7 @@ from backend.core.errors import problem_responses
 from backend.core.paging import Cursor, Limit, with_next
 from backend.core.params import Db, PathId
 from backend.venues import service
-from backend.venues.schemas import Region, RegionCreate, Venue, VenueCreate, VenuePage
+from backend.venues.schemas import Region, RegionCreate, RegionPage, Venue, VenueCreate, VenuePage
 
 
 class VenueAdminController(Controller):
@@ -27,9 +27,20 @@ class VenueAdminController(Controller):
     async def create_region(self, db: Db, admin: NamedDependency[Principal], data: JSONBody[RegionCreate]) -> Region:
         return await service.create_region(db, admin, data)
 
-    @get("/regions", summary="List police regions", responses=problem_responses(401, 403))
-    async def list_regions(self, db: Db, admin: NamedDependency[Principal]) -> list[Region]:
-        return await service.list_regions(db)
+    @get(
+        "/regions",
+        summary="List police regions, oldest first, a page at a time",
+        responses=problem_responses(401, 403, 422),
+    )
+    async def list_regions(
+        self,
+        request: Request[Any, Any, State],
+        db: Db,
+        admin: NamedDependency[Principal],
+        cursor: Cursor = None,
+        limit: Limit = 100,
+    ) -> RegionPage:
+        return with_next(request, await service.regions_page(db, cursor, limit))
 
     @post("/venues", summary="Register a venue with its location", responses=problem_responses(401, 403, 422))
     async def create_venue(self, db: Db, admin: NamedDependency[Principal], data: JSONBody[VenueCreate]) -> Venue:

@@ -67,3 +67,11 @@ class VenuePage(msgspec.Struct, kw_only=True):
     items: list[Venue]
     next_cursor: str | None
     next: str | None = None  # the next page's link (``backend.core.paging``); null on the last
+
+
+class RegionPage(msgspec.Struct, kw_only=True):
+    """Police regions in the order they were created. Pass ``next_cursor`` back as ``cursor``; null: no more."""
+
+    items: list[Region]
+    next_cursor: str | None
+    next: str | None = None  # the next page's link (``backend.core.paging``); null on the last

@@ -13,7 +13,15 @@ from backend.core import paging
 from backend.core.auth import Principal
 from backend.core.errors import Invalid, NotFound
 from backend.venues import repo
-from backend.venues.schemas import Region, RegionCreate, Venue, VenueCreate, VenuePage, VenueUpdate
+from backend.venues.schemas import (
+    Region,
+    RegionCreate,
+    RegionPage,
+    Venue,
+    VenueCreate,
+    VenuePage,
+    VenueUpdate,
+)
 
 
 async def create_region(conn: asyncpg.Connection, actor: Principal | None, data: RegionCreate) -> Region:
@@ -99,6 +107,15 @@ async def get_venue(conn: asyncpg.Connection, venue_id: uuid.UUID) -> Venue:
 
 async def list_venues(conn: asyncpg.Connection) -> list[Venue]:
     return [msgspec.convert(r, Venue, from_attributes=True) for r in await repo.list_venues(conn)]
+
+
+async def regions_page(conn: asyncpg.Connection, cursor: str | None, limit: int) -> RegionPage:
+    """One page of the police regions, oldest first; ``cursor``: the previous page's ``next_cursor``."""
+    rows, last = paging.split_page(await repo.regions_page(conn, paging.after_key(cursor), limit + 1), limit)
+    return RegionPage(
+        items=[msgspec.convert(r, Region, from_attributes=True) for r in rows],
+        next_cursor=paging.key_cursor(last.created_at, last.id) if last else None,
+    )
 
 
 async def venues_page(conn: asyncpg.Connection, cursor: str | None, limit: int) -> VenuePage:
