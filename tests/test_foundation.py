@@ -348,7 +348,7 @@ async def test_admin_lists_page_by_cursor_and_next_link_without_duplicates_or_ga
             assert response.status_code == 200, response.text
             page = response.json()
             assert len(page["items"]) <= 3
-            seen += [item["id"] for item in page["items"]]
+            seen += [item.get("id", item.get("user_id")) for item in page["items"]]
             assert (page["next"] is None) is (page["next_cursor"] is None)
             url = page["next"]
             pages += 1
@@ -367,6 +367,8 @@ async def test_admin_lists_page_by_cursor_and_next_link_without_duplicates_or_ga
     cameras = {str((await make.camera(venue.id)).camera.id) for _ in range(4)}
     listed_cameras = await follow(f"/v1/admin/venues/{venue.id}/cameras?limit=3")
     assert len(listed_cameras) == len(set(listed_cameras)) and set(listed_cameras) == cameras
+    unverified = await follow("/v1/admin/phones/unverified?role=owner&limit=3")  # none has a verified number
+    assert len(unverified) == len(set(unverified)) and set(unverified) == owners
     for url in ("/v1/admin/venues?cursor=bm90LWEtY3Vyc29y", "/v1/admin/users?cursor=bm90LWEtY3Vyc29y"):
         response = await client.get(url, headers=admin)
         assert response.status_code == 422 and response.json()["field"] == "cursor", response.text
@@ -377,6 +379,7 @@ async def test_admin_lists_page_by_cursor_and_next_link_without_duplicates_or_ga
         "/v1/admin/regions",
         "/v1/admin/webhooks",
         "/v1/admin/venues/{venue_id}/cameras",
+        "/v1/admin/phones/unverified",
     ):
         limit = next(p for p in document["paths"][path]["get"]["parameters"] if p["name"] == "limit")["schema"]
         assert (limit["minimum"], limit["maximum"]) == (1, 200)

@@ -14,6 +14,7 @@ from typing import Final
 import asyncpg
 
 from backend.audit import repo as audit
+from backend.core import paging
 from backend.core.auth import Principal, hash_password, verify_password
 from backend.core.config import Settings
 from backend.core.errors import Conflict, Invalid, TooManyRequests
@@ -24,6 +25,7 @@ from backend.sms.schemas import (
     PhoneState,
     PhoneVerificationRequest,
     PhoneVerificationSent,
+    UnverifiedPage,
     UnverifiedUser,
 )
 
@@ -90,6 +92,28 @@ async def confirm(conn: asyncpg.Connection, me: Principal, data: PhoneCodeIn) ->
     await audit.record_by(conn, me, "user.phone.verified", subject_type="user", subject_id=str(me.user_id))
     log.info("phone_verified", user_id=str(me.user_id))
     return PhoneState(phone_hint=hint(phone), verified=True)
+
+
+def _unverified(r: repo.UnverifiedRow) -> UnverifiedUser:
+    return UnverifiedUser(
+        user_id=r.id,
+        username=r.username,
+        display_name=r.display_name,
+        role=r.role,  # type: ignore[arg-type]  # checked by the table
+        venue_id=r.venue_id,
+        region_id=r.region_id,
+        has_phone=r.has_phone,
+        verification_pending=r.verification_pending,
+    )
+
+
+async def unverified_page(conn: asyncpg.Connection, role: str | None, cursor: str | None, limit: int) -> UnverifiedPage:
+    """One page of the active users without a verified number (of a role), oldest first."""
+    rows, last = paging.split_page(await repo.unverified_page(conn, role, paging.after_key(cursor), limit + 1), limit)
+    return UnverifiedPage(
+        items=[_unverified(r) for r in rows],
+        next_cursor=paging.key_cursor(last.created_at, last.id) if last and last.created_at else None,
+    )
 
 
 async def unverified(conn: asyncpg.Connection, role: str | None) -> list[UnverifiedUser]:
