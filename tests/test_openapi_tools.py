@@ -207,6 +207,9 @@ async def test_the_phone_flow_runs_through_a_generated_client(
             api("incidents.v1_incidents_incident_id_get_incident").sync_detailed(client=police, incident_id=incident)
         )
         assert str(detail.id) == str(incident)
+        # the incident detail's timeline is typed the same way: the acknowledgement is an Acknowledged
+        (acked,) = [e for e in detail.timeline if isinstance(e.data, m.Acknowledged)]
+        assert str(acked.actor_id) == str(bouncer.id) and acked.data.to == "acknowledged"
         resolve = m.ActionRequest.from_dict({"action": "resolve", "outcome": "handled"})
         resolved = ok(act.sync_detailed(client=police, incident_id=incident, body=resolve))
         assert "resolved" in str(resolved.status)

@@ -30,15 +30,19 @@ from backend.core.auth import Principal
 from backend.core.conditional import matches, tag_of
 from backend.core.config import Settings
 from backend.core.errors import NotFound
+from backend.core.logging import get_logger
 from backend.core.wire import parse_cursor
 from backend.dispatch import deliveries
 from backend.duty import repo as duty
 from backend.incidents import lifecycle, privacy
 from backend.incidents.access import LOCATION_VIEWERS, can_see
 from backend.incidents.events import EventType
+from backend.incidents.shown import shown_data
 from backend.links import service as links
 
 __all__ = ["DetailRead", "detail_tag", "incident_detail", "my_alerts", "receipt"]
+
+log = get_logger(__name__)
 
 POLICE_SIDE = frozenset({"officer", "dispatcher", "admin"})
 _STATE: dict[str, ResponderState] = {
@@ -100,12 +104,32 @@ def _shown(event: repo.EventRow, me: Principal, full: bool) -> bool:
 
 
 def _event_data(event: repo.EventRow, full: bool) -> dict[str, Any]:
-    """Who was notified, and how far away officers were, is for dispatchers and admins."""
-    if full or event.type not in {EventType.NOTIFIED, EventType.ESCALATED}:
+    """Who was notified, and how far away officers were, is for dispatchers and admins; how many,
+    for everyone."""
+    if event.type not in {EventType.NOTIFIED, EventType.ESCALATED}:
         return event.data
+    recipients = event.data.get("recipients", [])
     data = {k: v for k, v in event.data.items() if k != "recipients"}
-    data["people"] = len(event.data.get("recipients", []))
-    return data
+    data["people"] = len(recipients) if isinstance(recipients, list) else 0
+    return data | ({"recipients": recipients} if full else {})
+
+
+def _timeline(events: list[repo.EventRow], me: Principal, privileged: bool) -> list[TimelineEvent]:
+    shown: list[TimelineEvent] = []
+    for e in events:
+        if not _shown(e, me, privileged):
+            continue
+        try:
+            data = shown_data(e.type, _event_data(e, privileged))
+        except msgspec.ValidationError as exc:  # written by hand, or before its type had these fields
+            log.warning("timeline_event_unreadable", event_id=e.id, error=str(exc))
+            continue
+        shown.append(
+            TimelineEvent(
+                at=e.at, type=e.type, actor_id=e.actor_id, actor_role=e.actor_role, actor_name=e.actor_name, data=data
+            )
+        )
+    return shown
 
 
 class DetailRead(msgspec.Struct, frozen=True, kw_only=True):
@@ -206,18 +230,7 @@ async def incident_detail(
             )
             for p in people
         ],
-        timeline=[
-            TimelineEvent(
-                at=e.at,
-                type=e.type,
-                actor_id=e.actor_id,
-                actor_role=e.actor_role,
-                actor_name=e.actor_name,
-                data=_event_data(e, privileged),
-            )
-            for e in await repo.timeline(conn, incident.id)
-            if _shown(e, me, privileged)
-        ],
+        timeline=_timeline(await repo.timeline(conn, incident.id), me, privileged),
         deliveries=delivered,
         not_delivered=not_delivered,
         sms=sms,

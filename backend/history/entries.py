@@ -5,11 +5,10 @@ read into classes (an acknowledgement's note, a notification's reason) instead o
 
     source        types                                         data
     detection     detected                                      ``Detected``: the camera's detection
-    incident      every ``EventType``                           ``backend.incidents.events``' Struct of
-                                                                that type, except ``notified`` and
-                                                                ``escalated``: ``NotifiedEntry`` and
-                                                                ``EscalatedEntry`` (who, only for readers
-                                                                of the history; how many, for everyone)
+    incident      every ``EventType``                           as ``backend.incidents.shown`` shows it
+                                                                (the event's Struct; who was notified
+                                                                only for readers of the history, how
+                                                                many for everyone)
     notification  notification_queued … notification_acknowledged  one delivery to one phone
     footage       footage.view.clip … footage.live_view.refused     one access to the footage (audited)
 
@@ -20,11 +19,12 @@ action needs its class below (``FOOTAGE_TYPES`` is checked against them at impor
 from __future__ import annotations
 
 import uuid
-from typing import ClassVar, Final, get_args
+from typing import Final, get_args
 
 import msgspec
 
 from backend.incidents import events as ev
+from backend.incidents import shown
 
 __all__ = [
     "FOOTAGE_TYPES",
@@ -52,33 +52,6 @@ class Detected(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=
     model_version: str | None
     reason: str | None
     decided_at: str | None
-
-
-# --- lifecycle events shown to people: who was notified ---------------------------------------
-
-
-class NotifiedEntry(ev.Data, frozen=True, kw_only=True, omit_defaults=True, tag="notified"):
-    """Step 0 alerted ``people`` on ``devices`` phones; ``recipients`` (who, and officers' distances
-    for dispatchers and admins) only for those who may read the venue's history."""
-
-    TYPE: ClassVar[ev.EventType] = ev.EventType.NOTIFIED
-    step: int
-    notify: list[str]
-    people: int
-    devices: int
-    recipients: list[ev.Recipient] | None = None
-
-
-class EscalatedEntry(ev.Data, frozen=True, kw_only=True, omit_defaults=True, tag="escalated"):
-    """A later step (``step``) or a dispatcher by hand (``manual``) alerted ``people``."""
-
-    TYPE: ClassVar[ev.EventType] = ev.EventType.ESCALATED
-    step: int | None = None
-    notify: list[str] | None = None
-    manual: bool = False
-    people: int
-    devices: int
-    recipients: list[ev.Recipient] | None = None
 
 
 # --- one delivery to one phone -----------------------------------------------------------------
@@ -191,8 +164,8 @@ TimelineData = (
     | ev.DetectionAdded
     | ev.PanicRaised
     | ev.PanicCancelled
-    | NotifiedEntry
-    | EscalatedEntry
+    | shown.NotifiedEntry
+    | shown.EscalatedEntry
     | ev.NotDelivered
     | ev.Repeated
     | ev.Acknowledged
