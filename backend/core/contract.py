@@ -8,7 +8,7 @@ including routes added later by anyone, inherits them.
 - Every operation has a description (its summary, and the credential it needs), every tag is declared
   with a description, and the document names a contact.
 - A tagged union (``oneOf`` of components each with a ``type`` constant) has its ``discriminator``.
-- An optional query parameter is its type, not ``oneOf`` it and null (a query string cannot say null).
+- An optional query string with a pattern is a string, not ``oneOf`` it and null (``date-time`` reaches clients).
 - Rules across fields JSON Schema can say (``CROSS_FIELD``: a password or a one-time code,
   not both; resolving needs an outcome; a bouncer's venue, an officer's region).
 - Unique schema titles (a generated client makes one class per title), and a nullable enum as
@@ -216,12 +216,14 @@ def _declare_headers(operation: dict[str, Any]) -> None:
 
 
 def _query_not_null(operation: dict[str, Any]) -> None:
-    """A query parameter is sent or left out, never null: ``oneOf`` of a type and null (how Litestar
-    writes an optional one) becomes that type, so its ``format`` reaches generated clients (a
-    ``date-time`` is a ``datetime`` there, not a ``str``)."""
+    """An optional query string the server checks itself (it has a ``pattern``: a time filter, a
+    cursor) is sent or left out, never null: ``oneOf`` of string and null (how Litestar writes an
+    optional one) becomes the string, so its ``format`` reaches generated clients (a ``date-time``
+    is a ``datetime`` there, not a ``str``). Others keep null: Litestar reads a value it cannot
+    convert for an optional enum or UUID as absent, and the document says what the server takes."""
     for parameter in operation.get("parameters", ()):
         schema = parameter.get("schema", {})
-        if parameter.get("in") != "query" or parameter.get("required"):
+        if parameter.get("in") != "query" or parameter.get("required") or "pattern" not in schema:
             continue
         for key in ("oneOf", "anyOf"):
             variants = schema.get(key)
