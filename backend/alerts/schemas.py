@@ -13,7 +13,7 @@ from backend.core.wire import text
 from backend.dispatch.schemas import DeliveryState, NotDelivered
 from backend.incidents.kinds import KindName
 from backend.incidents.schemas import IncidentStatusName
-from backend.incidents.shown import ShownData
+from backend.incidents.shown import ShownData, ShownType
 from backend.sms.schemas import SmsState
 
 Action = Literal["acknowledge", "accept", "arrive", "request_police", "resolve"]
@@ -83,7 +83,7 @@ class AlertList(msgspec.Struct, kw_only=True):
 
 class TimelineEvent(msgspec.Struct, kw_only=True):
     at: datetime
-    type: str
+    type: ShownType
     actor_id: uuid.UUID | None
     actor_role: str | None
     actor_name: str | None

@@ -37,7 +37,7 @@ from backend.duty import repo as duty
 from backend.incidents import lifecycle, privacy
 from backend.incidents.access import LOCATION_VIEWERS, can_see
 from backend.incidents.events import EventType
-from backend.incidents.shown import shown_data
+from backend.incidents.shown import shown_data, shown_type
 from backend.links import service as links
 
 __all__ = ["DetailRead", "detail_tag", "incident_detail", "my_alerts", "receipt"]
@@ -126,7 +126,12 @@ def _timeline(events: list[repo.EventRow], me: Principal, privileged: bool) -> l
             continue
         shown.append(
             TimelineEvent(
-                at=e.at, type=e.type, actor_id=e.actor_id, actor_role=e.actor_role, actor_name=e.actor_name, data=data
+                at=e.at,
+                type=shown_type(data),
+                actor_id=e.actor_id,
+                actor_role=e.actor_role,
+                actor_name=e.actor_name,
+                data=data,
             )
         )
     return shown

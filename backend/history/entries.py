@@ -19,7 +19,7 @@ action needs its class below (``FOOTAGE_TYPES`` is checked against them at impor
 from __future__ import annotations
 
 import uuid
-from typing import Final, get_args
+from typing import Final, Literal, cast, get_args
 
 import msgspec
 
@@ -29,9 +29,11 @@ from backend.incidents import shown
 __all__ = [
     "FOOTAGE_TYPES",
     "NOTIFICATION_TYPES",
+    "EntryType",
     "TimelineData",
     "delivery_data",
     "detection_data",
+    "entry_type",
     "footage_data",
     "incident_data",
 ]
@@ -209,9 +211,59 @@ _MEMBERS: Final = get_args(TimelineData)
 NOTIFICATION_TYPES: Final = frozenset(_tag(c) for c in _MEMBERS if issubclass(c, _Delivery))
 FOOTAGE_TYPES: Final = frozenset(_tag(c) for c in _MEMBERS if issubclass(c, _Footage))
 
+# Every entry type as the wire names it (an enum in the document): the tags above, checked below.
+EntryType = Literal[
+    "detected",
+    "confirmed",
+    "detection_added",
+    "panic_raised",
+    "panic_cancelled",
+    "notified",
+    "escalated",
+    "not_delivered",
+    "repeated",
+    "acknowledged",
+    "police_requested",
+    "accepted",
+    "arrived",
+    "resolved",
+    "outcome_added",
+    "legal_hold_set",
+    "legal_hold_released",
+    "footage_ready",
+    "footage_purged",
+    "claimed",
+    "unclaimed",
+    "notification_queued",
+    "notification_sent",
+    "notification_failed",
+    "notification_received",
+    "notification_acknowledged",
+    "footage.view.clip",
+    "footage.view.snapshot",
+    "footage.link_issued",
+    "footage.live_view.requested",
+    "footage.live_view.approved",
+    "footage.live_view.denied",
+    "footage.live_view.started",
+    "footage.live_view.ended",
+    "footage.live_view.extended",
+    "footage.live_view.revoked",
+    "footage.live_view.expired",
+    "footage.live_view.viewed",
+    "footage.live_view.refused",
+]
+if {_tag(c) for c in _MEMBERS} != set(get_args(EntryType)):  # pragma: no cover - one list, kept with the classes
+    raise TypeError("backend.history.entries: EntryType and the TimelineData classes differ")
+
 _missing = {t.value for t in ev.EventType} - {_tag(c) for c in _MEMBERS}
 if _missing:  # pragma: no cover - an event type the timeline cannot show fails at import
     raise TypeError(f"event types without timeline data in backend.history.entries: {sorted(_missing)}")
+
+
+def entry_type(data: TimelineData) -> EntryType:
+    """The type an entry's data is tagged with (the entry's ``type``)."""
+    return cast("EntryType", type(data).__struct_config__.tag)
 
 
 def incident_data(type_: str, data: dict[str, object]) -> TimelineData:

@@ -25,7 +25,7 @@ from backend.core.config import Settings
 from backend.core.errors import Forbidden, Gone, Invalid, NotFound, footage_gone
 from backend.core.logging import get_logger
 from backend.history import repo
-from backend.history.entries import delivery_data, detection_data, footage_data, incident_data
+from backend.history.entries import delivery_data, detection_data, entry_type, footage_data, incident_data
 from backend.history.schemas import (
     AccessLogEntry,
     AccessLogPage,
@@ -316,7 +316,7 @@ async def timeline(
                 e.id,
                 TimelineEntry(
                     at=e.at,
-                    type=e.type,
+                    type=entry_type(typed),
                     source="incident",
                     actor_id=e.actor_id,
                     actor_name=e.actor_name,
@@ -339,6 +339,7 @@ async def timeline(
             }
             if type_ == "notification_failed":
                 data |= {"reason": dl.error_code, "attempts": dl.attempts}
+            step = delivery_data(type_, data)
             entries.append(
                 (
                     at,
@@ -346,12 +347,12 @@ async def timeline(
                     dl.id * 10 + n,
                     TimelineEntry(
                         at=at,
-                        type=type_,
+                        type=entry_type(step),
                         source="notification",
                         actor_id=dl.user_id,
                         actor_name=dl.user_name,
                         actor_role=dl.user_role,
-                        data=delivery_data(type_, data),
+                        data=step,
                     ),
                 )
             )
@@ -369,7 +370,7 @@ async def timeline(
                 a.id,
                 TimelineEntry(
                     at=a.at,
-                    type=a.action,
+                    type=entry_type(seen),
                     source="footage",
                     actor_id=a.actor_id,
                     actor_name=a.actor_name,

@@ -8,13 +8,13 @@ how many people (``people``) to everyone and who (``recipients``) only to those 
 
 from __future__ import annotations
 
-from typing import ClassVar, Final, get_args
+from typing import ClassVar, Final, Literal, cast, get_args
 
 import msgspec
 
 from backend.incidents import events as ev
 
-__all__ = ["EscalatedEntry", "NotifiedEntry", "ShownData", "shown_data"]
+__all__ = ["EscalatedEntry", "NotifiedEntry", "ShownData", "ShownType", "shown_data", "shown_type"]
 
 
 # --- lifecycle events shown to people: who was notified ---------------------------------------
@@ -66,9 +66,39 @@ ShownData = (
     | ev.Claimed
     | ev.Unclaimed
 )
+# The event types as the wire names them (an enum in the document), the same set as ``EventType``.
+ShownType = Literal[
+    "confirmed",
+    "detection_added",
+    "panic_raised",
+    "panic_cancelled",
+    "notified",
+    "escalated",
+    "not_delivered",
+    "repeated",
+    "acknowledged",
+    "police_requested",
+    "accepted",
+    "arrived",
+    "resolved",
+    "outcome_added",
+    "legal_hold_set",
+    "legal_hold_released",
+    "footage_ready",
+    "footage_purged",
+    "claimed",
+    "unclaimed",
+]
 _TAGS: Final = {str(c.__struct_config__.tag) for c in get_args(ShownData)}
-if {t.value for t in ev.EventType} != _TAGS:  # pragma: no cover - every event type is shown, once
+if (
+    not _TAGS == {t.value for t in ev.EventType} == set(get_args(ShownType))
+):  # pragma: no cover - every event type is shown, once
     raise TypeError(f"backend.incidents.shown does not cover the event types: {sorted(_TAGS ^ set(ev.EventType))}")
+
+
+def shown_type(data: ShownData) -> ShownType:
+    """The type an event's data is tagged with (the event's ``type``)."""
+    return cast("ShownType", type(data).__struct_config__.tag)
 
 
 def shown_data(type_: str, data: dict[str, object]) -> ShownData:
