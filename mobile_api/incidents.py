@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, get, post
+from litestar import Controller, Response, get, post
 from litestar.datastructures import State
 from litestar.params import JSONBody, Parameter
 from litestar.response import Redirect
@@ -12,6 +12,7 @@ from litestar.response import Redirect
 from backend.alerts import actions
 from backend.alerts import service as alerts
 from backend.alerts.schemas import ActionRequest, ActionResult, IncidentDetail
+from backend.core.conditional import ETAG, NOT_MODIFIED, IfNoneMatch, not_modified, tagged
 from backend.core.errors import problem_responses
 from backend.core.params import BEARER, SIGNED_IN, Db, Me, PathId
 from backend.core.wire import MAX_TOKEN_CHARS, TOKEN_PATTERN
@@ -27,10 +28,22 @@ class IncidentController(Controller):
     @get(
         "/{incident_id:uuid}",
         summary="What a responder needs: venue, position, distance, footage links, timeline, who responds",
-        responses=problem_responses(401, 404),
+        description=(
+            "What a responder needs: venue, position, distance, footage links, timeline, who responds. "
+            "Conditional: send the ETag back in If-None-Match to get 304 (no body, no new footage links) while "
+            "nothing the caller sees changed. The tag leaves out the links' tokens (fresh on every 200) and "
+            "changes every half of a link's lifetime (KUZET_SHORT_LINK_TTL_S, an hour by default), so after a 304 "
+            "the links held still have at least half their lifetime; a client that kept a body longer than a "
+            "link's lifetime reads again without If-None-Match. Needs a person's access token."
+        ),
+        responses=problem_responses(401, 404) | NOT_MODIFIED,
+        response_headers=[ETAG],
     )
-    async def get_incident(self, db: Db, me: Me, state: State, incident_id: PathId) -> IncidentDetail:
-        return await alerts.incident_detail(db, state.settings, me, incident_id)
+    async def get_incident(
+        self, db: Db, me: Me, state: State, incident_id: PathId, if_none_match: IfNoneMatch = None
+    ) -> Response[IncidentDetail]:
+        read = await alerts.incident_detail(db, state.settings, me, incident_id, if_none_match)
+        return not_modified(read.etag) if read.detail is None else tagged(read.detail, read.etag)
 
     @post(
         "/{incident_id:uuid}/actions",

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
+import uuid
+from typing import Any
+
 import asyncpg
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from backend.console import service as console
 from backend.core.config import Settings
+from backend.incidents import lifecycle
 from tests.factories import Factory
 
 Client = AsyncTestClient[Litestar]
@@ -99,3 +104,71 @@ async def test_the_alert_list_answers_304_while_nothing_changed(
     changed = await client.get("/v1/me/alerts", headers=auth | {"If-None-Match": tag})
     assert changed.status_code == 200 and changed.headers["etag"] != tag
     assert changed.json()["items"][0]["status"] == "acknowledged"
+
+
+async def test_the_incident_detail_answers_304_while_nothing_the_reader_sees_changed(
+    make: Factory, client: AsyncTestClient[Litestar], conn: asyncpg.Connection, settings: Settings
+) -> None:
+    """ETag / If-None-Match on the incident detail: the tag leaves out the footage links' tokens
+    (fresh on every 200), so the same state is a bodiless 304 that issues no new link; an
+    acknowledgement or new footage (``footage_ready``) is a 200 with a new tag; the tag is the
+    reader's own (the detail is filtered by role and person)."""
+    bouncer = await make.user("bouncer")
+    officer = await make.user("officer")
+    incident = await make.incident(bouncer.venue_id, snapshot_key="incidents/a/snap.jpg")
+    for user, audience in ((bouncer, "bouncer"), (officer, "officer")):
+        await conn.execute(
+            "INSERT INTO alerts (incident_id, user_id, audience, step) VALUES ($1, $2, $3, 0)",
+            incident,
+            user.id,
+            audience,
+        )
+    auth = make.auth(bouncer)
+    url = f"/v1/incidents/{incident}"
+    half = settings.short_link_ttl_s / 2
+
+    async def read(held: str | None = None) -> tuple[Any, int]:
+        """A read and how many short links exist after it (each 200 issues the snapshot's)."""
+        for _ in range(2):  # the tag moves on every half of a link's lifetime: read again across it
+            bucket = time.time() // half
+            answer = await client.get(url, headers=auth | ({"If-None-Match": held} if held else {}))
+            if time.time() // half == bucket:
+                break
+        return answer, await conn.fetchval("SELECT count(*) FROM short_links WHERE incident_id = $1", incident)
+
+    first, links = await read()
+    assert first.status_code == 200 and first.json()["snapshot_url"], first.text
+    tag = first.headers["etag"]
+    same, links_after = await read(tag)
+    assert same.status_code == 304 and same.content == b"" and same.headers["etag"] == tag
+    assert links_after == links  # nothing issued for an answer the client already holds
+    again, _ = await read()
+    assert again.status_code == 200 and again.headers["etag"] == tag  # new tokens, same tag
+    assert again.json()["snapshot_url"] != first.json()["snapshot_url"]
+    officers_tag = (await client.get(url, headers=make.auth(officer))).headers["etag"]
+    assert officers_tag != tag  # another reader: another answer
+
+    acknowledged = await client.post(f"{url}/actions", json={"action": "acknowledge"}, headers=auth)
+    assert acknowledged.status_code == 200, acknowledged.text
+    changed, _ = await read(tag)
+    assert changed.status_code == 200 and changed.headers["etag"] != tag
+    assert changed.json()["status"] == "acknowledged"
+    tag = changed.headers["etag"]
+
+    async with conn.transaction():
+        row = await lifecycle.lock(conn, incident)
+        assert row is not None
+        detection = await conn.fetchval("SELECT id FROM detections WHERE incident_id = $1 LIMIT 1", incident)
+        change = await lifecycle.footage_ready(
+            conn,
+            settings,
+            row,
+            detection_id=detection or uuid.uuid4(),
+            snapshot_key="incidents/a/snap.jpg",
+            blurred_snapshot_key="incidents/a/snap-blurred.jpg",
+            clip_key="incidents/a/clip.mp4",
+        )
+        assert change.changed
+    ready, _ = await read(tag)
+    assert ready.status_code == 200 and ready.headers["etag"] != tag
+    assert ready.json()["clip_url"] and [e["type"] for e in ready.json()["timeline"]][-1] == "footage_ready"

@@ -20,6 +20,7 @@ from backend.console import i18n, record
 from backend.console import service as console
 from backend.core import localtime
 from backend.core.config import Settings
+from backend.history.entries import delivery_data, incident_data
 from backend.history.schemas import TimelineEntry
 from tests.consoling import csrf_of, incident_seen_at, sign_in
 from tests.factories import Factory
@@ -100,6 +101,19 @@ async def test_from_equal_to_is_that_whole_local_day(
     )
 
 
+CONFIRMED_DATA = {
+    "detection_id": str(uuid.uuid4()),
+    "camera_id": str(uuid.uuid4()),
+    "score": 0.91,
+    "reason": "model",
+    "model": "kuzet-fight/4",
+    "verified_by_server": True,
+    "occurred_at": "2026-12-06T18:00:00+00:00",
+    "edge_score": 0.8,
+    "detected_at": "2026-12-06T18:00:01+00:00",
+}
+
+
 def test_the_timeline_reads_in_words_with_each_push_round_folded() -> None:
     at = datetime(2026, 12, 6, 18, 0, tzinfo=UTC)
     people = [uuid.uuid4() for _ in range(3)]
@@ -112,11 +126,19 @@ def test_the_timeline_reads_in_words_with_each_push_round_folded() -> None:
             actor_id=who,
             actor_name="X",
             actor_role="bouncer",
-            data={"purpose": "alert", "incident_version": 2} | data,
+            data=delivery_data(
+                step, {"delivery_id": seconds, "purpose": "alert", "incident_version": 2, "attempts": 1} | data
+            ),
         )
 
     entries = [
-        TimelineEntry(at=at, type="confirmed", source="incident", actor_role="system"),
+        TimelineEntry(
+            at=at,
+            type="confirmed",
+            source="incident",
+            actor_role="system",
+            data=incident_data("confirmed", CONFIRMED_DATA),
+        ),
         *(push("notification_queued", p, 1) for p in people),
         *(push("notification_sent", p, 2) for p in people),
         push("notification_received", people[0], 3),
@@ -129,7 +151,9 @@ def test_the_timeline_reads_in_words_with_each_push_round_folded() -> None:
             source="incident",
             actor_name="Dana",
             actor_role="dispatcher",
-            data={"outcome": "handled", "note": "knife confiscated"},
+            data=incident_data(
+                "resolved", {"from": "responding", "to": "resolved", "outcome": "handled", "note": "knife confiscated"}
+            ),
         ),
     ]
     for lang in ("en", "ru", "kk"):

@@ -321,3 +321,64 @@ async def test_rejected_requests_release_their_connections(client: Client, app: 
     await eventually(
         lambda: pool.get_size() - pool.get_idle_size() == 0, "every connection back", timeout_s=2.5, every_s=0.05
     )
+
+
+async def test_admin_lists_page_by_cursor_and_next_link_without_duplicates_or_gaps(
+    client: Client, make: Factory, conn: asyncpg.Connection
+) -> None:
+    """The admin's lists (users, venues, regions, cameras, webhook subscriptions) page like the
+    history does: ``limit`` (1 to 200 in the schema), ``next_cursor`` and a ``next`` link to follow
+    until it is null."""
+    admin = make.auth(await make.user("admin"))
+    owners = {str((await make.user("owner")).id) for _ in range(7)}
+    for _ in range(5):
+        await make.venue()
+    # two made in one transaction share created_at: the id breaks the tie, nothing is skipped
+    await conn.execute(
+        "INSERT INTO venues (name, address, location, timezone)"
+        " SELECT 'Twin ' || n, 'A', ST_GeogFromText('POINT(76.9 43.2)'), 'Asia/Almaty' FROM generate_series(1, 2) n"
+    )
+
+    async def follow(url: str) -> list[str]:
+        seen: list[str] = []
+        pages = 0
+        while url:
+            response = await client.get(url, headers=admin)
+            assert response.status_code == 200, response.text
+            page = response.json()
+            assert len(page["items"]) <= 3
+            seen += [item.get("id", item.get("user_id")) for item in page["items"]]
+            assert (page["next"] is None) is (page["next_cursor"] is None)
+            url = page["next"]
+            pages += 1
+        assert pages > 1
+        return seen
+
+    listed = await follow("/v1/admin/users?role=owner&limit=3")
+    assert len(listed) == len(set(listed)) and set(listed) == owners
+    venues = await follow("/v1/admin/venues?limit=3")
+    assert len(venues) == len(set(venues)) == await conn.fetchval("SELECT count(*) FROM venues")
+    for _ in range(4):
+        await make.region()
+    regions = await follow("/v1/admin/regions?limit=3")
+    assert len(regions) == len(set(regions)) == await conn.fetchval("SELECT count(*) FROM police_regions")
+    venue = await make.venue()
+    cameras = {str((await make.camera(venue.id)).camera.id) for _ in range(4)}
+    listed_cameras = await follow(f"/v1/admin/venues/{venue.id}/cameras?limit=3")
+    assert len(listed_cameras) == len(set(listed_cameras)) and set(listed_cameras) == cameras
+    unverified = await follow("/v1/admin/phones/unverified?role=owner&limit=3")  # none has a verified number
+    assert len(unverified) == len(set(unverified)) and set(unverified) == owners
+    for url in ("/v1/admin/venues?cursor=bm90LWEtY3Vyc29y", "/v1/admin/users?cursor=bm90LWEtY3Vyc29y"):
+        response = await client.get(url, headers=admin)
+        assert response.status_code == 422 and response.json()["field"] == "cursor", response.text
+    document = (await client.get("/schema/openapi.json")).json()
+    for path in (
+        "/v1/admin/users",
+        "/v1/admin/venues",
+        "/v1/admin/regions",
+        "/v1/admin/webhooks",
+        "/v1/admin/venues/{venue_id}/cameras",
+        "/v1/admin/phones/unverified",
+    ):
+        limit = next(p for p in document["paths"][path]["get"]["parameters"] if p["name"] == "limit")["schema"]
+        assert (limit["minimum"], limit["maximum"]) == (1, 200)

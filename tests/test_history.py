@@ -472,7 +472,8 @@ async def test_outcomes_by_resolver_and_owner_are_labels_per_detection_and_camer
     assert response.json()["items"] == []
     timeline = (await client.get(f"/v1/incidents/{e.incident}/timeline", headers=make.auth(e.owner))).json()
     [added] = [x for x in timeline["entries"] if x["type"] == "outcome_added"]
-    assert added["actor_role"] == "owner" and added["data"] == {"verdict": "false_alarm", "note": "two friends hugging"}
+    assert added["actor_role"] == "owner"
+    assert added["data"] == {"type": "outcome_added", "verdict": "false_alarm", "note": "two friends hugging"}
 
     # Labels: per detection, filterable by camera; a rejected detection of another camera has none.
     other = await make.camera(e.venue.id)

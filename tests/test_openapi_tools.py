@@ -5,7 +5,8 @@
 - openapi-python-client (pinned in the dev group) generates a client with no warning, and the phone's
   whole flow runs through that generated client only, against the real app on a real port: sign in,
   refresh, register the phone, go on duty, share a location, sync alerts, acknowledge, accept,
-  resolve, raise a panic with a photo, and the owner's live-view policy.
+  resolve, raise a panic with a photo, the owner's live-view policy, and the incident's timeline
+  with each entry's data read into the generated class of its type (an acknowledgement's from/to).
 """
 
 from __future__ import annotations
@@ -206,6 +207,9 @@ async def test_the_phone_flow_runs_through_a_generated_client(
             api("incidents.v1_incidents_incident_id_get_incident").sync_detailed(client=police, incident_id=incident)
         )
         assert str(detail.id) == str(incident)
+        # the incident detail's timeline is typed the same way: the acknowledgement is an Acknowledged
+        (acked,) = [e for e in detail.timeline if isinstance(e.data, m.Acknowledged)]
+        assert str(acked.actor_id) == str(bouncer.id) and acked.data.to == "acknowledged"
         resolve = m.ActionRequest.from_dict({"action": "resolve", "outcome": "handled"})
         resolved = ok(act.sync_detailed(client=police, incident_id=incident, body=resolve))
         assert "resolved" in str(resolved.status)
@@ -231,7 +235,88 @@ async def test_the_phone_flow_runs_through_a_generated_client(
         )
         assert str(shown.policy).endswith("on_request") and shown.to_dict() == set_to.to_dict()
 
+        # The timeline's data is typed: each entry's data is the generated class of its type.
+        timeline = ok(
+            api("history.v1_incidents_incident_id_timeline_timeline").sync_detailed(
+                client=venue_phone, incident_id=incident
+            )
+        )
+        acknowledgements = [e for e in timeline.entries if isinstance(e.data, m.Acknowledged)]
+        assert len(acknowledgements) == 1, [type(e.data).__name__ for e in timeline.entries]
+        (ack,) = acknowledgements
+        assert str(ack.actor_id) == str(bouncer.id) and ack.type_ == "acknowledged" == ack.data.type_
+        assert (ack.data.from_, ack.data.to) == ("confirmed", "acknowledged")
+        (resolution,) = [e.data for e in timeline.entries if isinstance(e.data, m.Resolved)]
+        assert resolution.outcome == "handled" and resolution.to == "resolved"
+        for entry in timeline.entries:  # every entry parsed into the class its type names
+            assert entry.data.type_ == entry.type_, (entry.type_, type(entry.data).__name__)
+
     async with serve(settings) as base:
         await asyncio.to_thread(run, base)
     stored = await conn.fetchval("SELECT photo_key IS NOT NULL FROM panics ORDER BY created_at DESC LIMIT 1")
     assert stored, "the photo was sent as a file and stored"
+
+
+async def test_rules_across_fields_are_in_the_schema_and_the_server_keeps_them(
+    make: Factory, client: Any, conn: asyncpg.Connection
+) -> None:
+    """Where the server refuses a request across fields, the schema refuses it too (OpenAPI 3.1's
+    ``if``/``then``/``else``, ``not``, ``exclusiveMinimum``), and what the schema admits the server
+    takes: each body is checked against the published schema and sent."""
+    import jsonschema
+
+    document = (await client.get("/schema/openapi.json")).json()
+
+    def valid(component: str, body: dict[str, Any]) -> bool:
+        schema = {"components": document["components"], "$ref": f"#/components/schemas/{component}"}
+        return bool(jsonschema.Draft202012Validator(schema).is_valid(body))
+
+    region = await make.region()
+    venue = await make.venue(region_id=region.id)
+    admin = make.auth(await make.user("admin"))
+    bouncer = await make.user("bouncer", venue_id=venue.id)
+    incident = await make.incident(venue.id)
+    await conn.execute(
+        "INSERT INTO alerts (incident_id, user_id, audience, step) VALUES ($1, $2, 'bouncer', 0)", incident, bouncer.id
+    )
+
+    async def check(
+        component: str, method: str, url: str, body: dict[str, Any], headers: dict[str, str], field: str | None
+    ) -> None:
+        response = await client.request(method, url, json=body, headers=headers)
+        if field is None:
+            assert valid(component, body), body
+            assert response.status_code < 300, (body, response.text)
+        else:
+            assert not valid(component, body), body
+            assert response.status_code == 422 and response.json().get("field") == field, (body, response.text)
+
+    login = "/v1/auth/login"
+    both = {"login": bouncer.username, "password": PASSWORD, "one_time_code": "12345678"}
+    await check("LoginRequest", "POST", login, both, {}, "password")
+    await check("LoginRequest", "POST", login, {"login": bouncer.username}, {}, "password")
+    await check("LoginRequest", "POST", login, {"login": bouncer.username, "password": PASSWORD}, {}, None)
+
+    users = "/v1/admin/users"
+    region_id, venue_id = str(region.id), str(venue.id)
+    cases: list[tuple[dict[str, Any], str | None]] = [
+        ({"role": "bouncer"}, "venue_id"),
+        ({"role": "officer"}, "region_id"),
+        ({"role": "admin", "venue_id": venue_id}, "venue_id"),
+        ({"role": "owner", "region_id": region_id}, "region_id"),
+        ({"role": "bouncer", "venue_id": venue_id}, None),
+        ({"role": "dispatcher", "region_id": region_id}, None),
+        ({"role": "owner", "venue_id": venue_id}, None),
+    ]
+    for n, (extra, field) in enumerate(cases):
+        body = {"username": f"cross{n}{uuid.uuid4().hex[:6]}", "display_name": "Cross Field"} | extra
+        await check("UserCreate", "POST", users, body, admin, field)
+
+    actions = f"/v1/incidents/{incident}/actions"
+    await check("ActionRequest", "POST", actions, {"action": "resolve"}, make.auth(bouncer), "outcome")
+
+    policy = f"/v1/admin/venues/{venue.id}/escalation-policy"
+    steps = [{"notify": ["bouncers"]}]
+    await check(
+        "EscalationPolicy", "PUT", policy, {"steps": steps, "repeat": 1, "repeat_every_s": 0}, admin, "repeat_every_s"
+    )

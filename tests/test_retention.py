@@ -193,7 +193,7 @@ async def test_incident_footage_goes_after_thirty_days_with_one_timeline_event_a
     timeline = (await client.get(f"/v1/incidents/{old}/timeline", headers=admin)).json()
     assert timeline["incident"]["snapshot_url"] is None and timeline["incident"]["footage_purged_at"]
     assert timeline["entries"][-1]["type"] == "footage_purged"
-    assert timeline["entries"][-1]["data"] == {"objects": 6, "retention_days": 30}
+    assert timeline["entries"][-1]["data"] == {"type": "footage_purged", "objects": 6, "retention_days": 30}
     short = await client.get(f"/i/{link.rsplit('/', 1)[-1]}", follow_redirects=False)
     assert short.status_code == 410 and short.json()["field"] == "token"
     views = await conn.fetchval(

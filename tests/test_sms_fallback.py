@@ -262,7 +262,7 @@ async def test_a_number_is_verified_by_code_and_admins_see_who_is_not(
     bad = await client.post("/v1/me/phone/verification/confirm", json={"code": wrong}, headers=make.auth(officer))
     assert (bad.status_code, bad.json()["field"]) == (422, "code")
     listed = await client.get("/v1/admin/phones/unverified", headers=make.auth(admin))
-    assert {u["user_id"]: u["verification_pending"] for u in listed.json()}[str(officer.id)] is True
+    assert {u["user_id"]: u["verification_pending"] for u in listed.json()["items"]}[str(officer.id)] is True
     good = await client.post("/v1/me/phone/verification/confirm", json={"code": code}, headers=make.auth(officer))
     assert good.status_code == 200, good.text
     assert good.json() == {"phone_hint": "+7701•••••67", "verified": True, "verification_pending": False}
@@ -273,7 +273,7 @@ async def test_a_number_is_verified_by_code_and_admins_see_who_is_not(
 
     listed = await client.get("/v1/admin/phones/unverified", headers=make.auth(admin))
     assert listed.status_code == 200
-    ids = {u["user_id"]: u for u in listed.json()}
+    ids = {u["user_id"]: u for u in listed.json()["items"]}
     assert str(officer.id) not in ids
     assert ids[str(other.id)]["has_phone"] is True and ids[str(other.id)]["verification_pending"] is False
     forbidden = await client.get("/v1/admin/phones/unverified", headers=make.auth(officer))

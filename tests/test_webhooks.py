@@ -360,7 +360,7 @@ async def test_a_deleted_subscription_gets_nothing_more_and_keeps_its_history(
     for method, body in (("GET", None), ("PATCH", {"enabled": True}), ("DELETE", None)):
         gone = await client.request(method, url, json=body, headers=admin)
         assert gone.status_code == 404 and gone.json()["field"] == "subscription_id", (method, gone.text)
-    assert (await client.get("/v1/admin/webhooks", headers=admin)).json() == []
+    assert (await client.get("/v1/admin/webhooks", headers=admin)).json()["items"] == []
     history = await client.get(f"{url}/deliveries", headers=admin)
     assert history.status_code == 200
     [kept] = history.json()["items"]
@@ -671,7 +671,7 @@ async def test_the_admin_api_is_for_admins_and_names_what_is_missing(
     )
     assert unknown.status_code == 422 and "event_types" in unknown.text
     listed = await client.get("/v1/admin/webhooks", headers=admin)
-    assert [s["id"] for s in listed.json()] == [sub["id"]]
+    assert [s["id"] for s in listed.json()["items"]] == [sub["id"]] and listed.json()["next"] is None
 
 
 def printed(out: str) -> Any:

@@ -282,7 +282,13 @@ class World:
             "INSERT INTO incident_events (incident_id, incident_opened_at, type, data)"
             " SELECT id, opened_at, $2, $3 FROM incidents WHERE id = $1"
         )
-        await conn.execute(event, incident, "notified", {"recipients": recipients})
+        notified = {
+            "step": 0,
+            "notify": ["venue_staff", "nearest_officers"],
+            "recipients": recipients,
+            "devices": len(alerts),
+        }
+        await conn.execute(event, incident, "notified", notified)
         for a in alerts:
             await conn.execute(
                 "INSERT INTO deliveries (alert_id, incident_id, user_id, device_id, purpose, incident_version, title,"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -13,6 +13,7 @@ from backend.core.wire import text
 from backend.dispatch.schemas import DeliveryState, NotDelivered
 from backend.incidents.kinds import KindName
 from backend.incidents.schemas import IncidentStatusName
+from backend.incidents.shown import ShownData, ShownType
 from backend.sms.schemas import SmsState
 
 Action = Literal["acknowledge", "accept", "arrive", "request_police", "resolve"]
@@ -82,11 +83,12 @@ class AlertList(msgspec.Struct, kw_only=True):
 
 class TimelineEvent(msgspec.Struct, kw_only=True):
     at: datetime
-    type: str
+    type: ShownType
     actor_id: uuid.UUID | None
     actor_role: str | None
     actor_name: str | None
-    data: dict[str, Any]
+    # what the event carries, by its type (``data.type``, the event's type): ``backend.incidents.shown``
+    data: ShownData
 
 
 class Position(msgspec.Struct, kw_only=True):

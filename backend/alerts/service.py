@@ -6,6 +6,7 @@ is each footage link handed out (the view through the link is audited again, by 
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -25,18 +26,23 @@ from backend.alerts.schemas import (
 )
 from backend.audit import repo as audit
 from backend.core.auth import Principal
+from backend.core.conditional import matches, tag_of
 from backend.core.config import Settings
 from backend.core.db import Conn
 from backend.core.errors import NotFound
+from backend.core.logging import get_logger
 from backend.core.wire import parse_cursor
 from backend.dispatch import deliveries
 from backend.duty import repo as duty
 from backend.incidents import lifecycle, privacy
 from backend.incidents.access import LOCATION_VIEWERS, can_see
 from backend.incidents.events import EventType
+from backend.incidents.shown import shown_data, shown_type
 from backend.links import service as links
 
-__all__ = ["incident_detail", "my_alerts", "receipt"]
+__all__ = ["DetailRead", "detail_tag", "incident_detail", "my_alerts", "receipt"]
+
+log = get_logger(__name__)
 
 POLICE_SIDE = frozenset({"officer", "dispatcher", "admin"})
 _STATE: dict[str, ResponderState] = {
@@ -96,15 +102,69 @@ def _shown(event: repo.EventRow, me: Principal, full: bool) -> bool:
 
 
 def _event_data(event: repo.EventRow, full: bool) -> dict[str, Any]:
-    """Who was notified, and how far away officers were, is for dispatchers and admins."""
-    if full or event.type not in {EventType.NOTIFIED, EventType.ESCALATED}:
+    """Who was notified, and how far away officers were, is for dispatchers and admins; how many,
+    for everyone."""
+    if event.type not in {EventType.NOTIFIED, EventType.ESCALATED}:
         return event.data
+    recipients = event.data.get("recipients", [])
     data = {k: v for k, v in event.data.items() if k != "recipients"}
-    data["people"] = len(event.data.get("recipients", []))
-    return data
+    data["people"] = len(recipients) if isinstance(recipients, list) else 0
+    return data | ({"recipients": recipients} if full else {})
 
 
-async def incident_detail(conn: Conn, settings: Settings, me: Principal, incident_id: uuid.UUID) -> IncidentDetail:
+def _timeline(events: list[repo.EventRow], me: Principal, privileged: bool) -> list[TimelineEvent]:
+    shown: list[TimelineEvent] = []
+    for e in events:
+        if not _shown(e, me, privileged):
+            continue
+        try:
+            data = shown_data(e.type, _event_data(e, privileged))
+        except msgspec.ValidationError as exc:  # written by hand, or before its type had these fields
+            log.warning("timeline_event_unreadable", event_id=e.id, error=str(exc))
+            continue
+        shown.append(
+            TimelineEvent(
+                at=e.at,
+                type=shown_type(data),
+                actor_id=e.actor_id,
+                actor_role=e.actor_role,
+                actor_name=e.actor_name,
+                data=data,
+            )
+        )
+    return shown
+
+
+class DetailRead(msgspec.Struct, frozen=True, kw_only=True):
+    """An incident's detail read conditionally: ``detail`` is None when the client holds the answer
+    whose tag is ``etag`` (304)."""
+
+    etag: str
+    detail: IncidentDetail | None
+
+
+def detail_tag(detail: IncidentDetail, me: Principal, *, snapshot: bool, clip: bool, bucket: int) -> str:
+    """The tag of what ``me`` sees of the incident, leaving out the footage links' tokens (fresh on
+    each read): whether there are links, who reads (the detail is filtered by role and person), and
+    the half of the links' lifetime the read falls in."""
+    seen = msgspec.structs.replace(detail, snapshot_url=None, clip_url=None)
+    return tag_of((seen, snapshot, clip, str(me.user_id), me.role, bucket))
+
+
+async def incident_detail(
+    conn: Conn,
+    settings: Settings,
+    me: Principal,
+    incident_id: uuid.UUID,
+    if_none_match: str | None = None,
+) -> DetailRead:
+    """What a responder needs about the incident, with its ETag; a client that holds the same answer
+    (``If-None-Match``) gets no body and no new footage links (304).
+
+    The links are short links (``/i/{token}``) valid ``KUZET_SHORT_LINK_TTL_S``, issued afresh on
+    each 200; the tag includes which half of that lifetime the read falls in, so a 304 always tells
+    a client that the links it holds have at least half their lifetime left. Past that half the
+    next read is a 200 with new links even when nothing else changed."""
     incident = await lifecycle.get(conn, incident_id)
     if incident is None or not await can_see(conn, me, incident):
         raise NotFound("no such incident", field="incident_id")
@@ -138,21 +198,9 @@ async def incident_detail(conn: Conn, settings: Settings, me: Principal, inciden
             freshness_s=settings.location_freshness_s,
         )
     blurred = privacy.sees_blurred(me.role)  # owners: the snapshot with faces blurred, or none
-    snapshot_url = await links.issue(conn, settings, incident, "snapshot", me.user_id, blurred=blurred)
-    clip_url = await links.issue(conn, settings, incident, "clip", me.user_id)
-    if snapshot_url or clip_url:
-        await audit.record_by(
-            conn,
-            me,
-            "footage.link_issued",
-            subject_type="incident",
-            subject_id=str(incident.id),
-            venue_id=incident.venue_id,
-            detail={"snapshot": snapshot_url is not None, "clip": clip_url is not None},
-        )
     delivered, not_delivered = await deliveries.for_incident(conn, me, incident.id)
     sms = await deliveries.sms_for_incident(conn, me, incident.id)
-    return IncidentDetail(
+    detail = IncidentDetail(
         id=incident.id,
         kind=incident.kind,
         status=incident.status,
@@ -171,8 +219,8 @@ async def incident_detail(conn: Conn, settings: Settings, me: Principal, inciden
         ),
         distance_m=round(distance) if distance is not None else None,
         detected_at=incident.first_seen_at,
-        snapshot_url=snapshot_url,
-        clip_url=clip_url,
+        snapshot_url=None,  # issued below, unless the client holds this very answer
+        clip_url=None,
         my_alert_id=await repo.my_alert(conn, incident.id, me.user_id),
         responders=[
             Responder(
@@ -185,22 +233,30 @@ async def incident_detail(conn: Conn, settings: Settings, me: Principal, inciden
             )
             for p in people
         ],
-        timeline=[
-            TimelineEvent(
-                at=e.at,
-                type=e.type,
-                actor_id=e.actor_id,
-                actor_role=e.actor_role,
-                actor_name=e.actor_name,
-                data=_event_data(e, privileged),
-            )
-            for e in await repo.timeline(conn, incident.id)
-            if _shown(e, me, privileged)
-        ],
+        timeline=_timeline(await repo.timeline(conn, incident.id), me, privileged),
         deliveries=delivered,
         not_delivered=not_delivered,
         sms=sms,
     )
+    snapshot = links.has_footage(incident, "snapshot", blurred=blurred)
+    clip = links.has_footage(incident, "clip")
+    half_life = max(settings.short_link_ttl_s / 2, 1.0)
+    tag = detail_tag(detail, me, snapshot=snapshot, clip=clip, bucket=int(time.time() // half_life))
+    if matches(tag, if_none_match):
+        return DetailRead(etag=tag, detail=None)
+    snapshot_url = await links.issue(conn, settings, incident, "snapshot", me.user_id, blurred=blurred)
+    clip_url = await links.issue(conn, settings, incident, "clip", me.user_id)
+    if snapshot_url or clip_url:
+        await audit.record_by(
+            conn,
+            me,
+            "footage.link_issued",
+            subject_type="incident",
+            subject_id=str(incident.id),
+            venue_id=incident.venue_id,
+            detail={"snapshot": snapshot_url is not None, "clip": clip_url is not None},
+        )
+    return DetailRead(etag=tag, detail=msgspec.structs.replace(detail, snapshot_url=snapshot_url, clip_url=clip_url))
 
 
 def _position(row: duty.OfficerPosition | None) -> Position | None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from litestar import Controller, get, post
+from typing import Any
+
+from litestar import Controller, Request, get, post
+from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 
 from backend.cameras import service
-from backend.cameras.schemas import Camera, CameraCreate, CameraCreated
+from backend.cameras.schemas import Camera, CameraCreate, CameraCreated, CameraPage
 from backend.core.auth import Principal, require_role
 from backend.core.errors import problem_responses
+from backend.core.paging import Cursor, Limit, with_next
 from backend.core.params import Db, PathId
 
 
@@ -29,9 +33,21 @@ class CameraAdminController(Controller):
     ) -> CameraCreated:
         return await service.create_camera(db, admin, venue_id, data)
 
-    @get("/venues/{venue_id:uuid}/cameras", summary="A venue's cameras", responses=problem_responses(401, 403))
-    async def list_cameras(self, db: Db, admin: NamedDependency[Principal], venue_id: PathId) -> list[Camera]:
-        return await service.list_cameras(db, venue_id)
+    @get(
+        "/venues/{venue_id:uuid}/cameras",
+        summary="A venue's cameras, oldest first, a page at a time",
+        responses=problem_responses(401, 403, 422),
+    )
+    async def list_cameras(  # noqa: PLR0917 - Litestar passes query parameters by name
+        self,
+        request: Request[Any, Any, State],
+        db: Db,
+        admin: NamedDependency[Principal],
+        venue_id: PathId,
+        cursor: Cursor = None,
+        limit: Limit = 100,
+    ) -> CameraPage:
+        return with_next(request, await service.cameras_page(db, venue_id, cursor, limit))
 
     @post(
         "/cameras/{camera_id:uuid}/rotate-key",

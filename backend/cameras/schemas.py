@@ -31,3 +31,11 @@ class CameraCreated(msgspec.Struct, kw_only=True):
 
     camera: Camera
     api_key: str
+
+
+class CameraPage(msgspec.Struct, kw_only=True):
+    """A venue's cameras in the order they were created. Pass ``next_cursor`` back as ``cursor``; null: no more."""
+
+    items: list[Camera]
+    next_cursor: str | None
+    next: str | None = None  # the next page's link (``backend.core.paging``); null on the last

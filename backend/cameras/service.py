@@ -8,7 +8,8 @@ import msgspec
 
 from backend.audit import repo as audit
 from backend.cameras import repo
-from backend.cameras.schemas import Camera, CameraCreate, CameraCreated
+from backend.cameras.schemas import Camera, CameraCreate, CameraCreated, CameraPage
+from backend.core import paging
 from backend.core.auth import Principal, new_camera_key
 from backend.core.db import Conn
 from backend.core.errors import NotFound
@@ -40,6 +41,16 @@ async def create_camera(conn: Conn, actor: Principal | None, venue_id: uuid.UUID
 
 async def list_cameras(conn: Conn, venue_id: uuid.UUID) -> list[Camera]:
     return [_camera(r) for r in await repo.list_for_venue(conn, venue_id)]
+
+
+async def cameras_page(conn: Conn, venue_id: uuid.UUID, cursor: str | None, limit: int) -> CameraPage:
+    """One page of the venue's cameras, oldest first; ``cursor``: the previous page's ``next_cursor``."""
+    rows, last = paging.split_page(
+        await repo.page_for_venue(conn, venue_id, paging.after_key(cursor), limit + 1), limit
+    )
+    return CameraPage(
+        items=[_camera(r) for r in rows], next_cursor=paging.key_cursor(last.created_at, last.id) if last else None
+    )
 
 
 async def rotate_key(conn: Conn, actor: Principal | None, camera_id: uuid.UUID) -> CameraCreated:

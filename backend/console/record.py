@@ -91,8 +91,14 @@ def _who(t: Translate, entry: TimelineEntry) -> str:
     return entry.actor_name or (t("role." + entry.actor_role) if entry.actor_role else "")
 
 
+def _data(entry: TimelineEntry) -> dict[str, Any]:
+    """The entry's typed data as the plain fields the page shows."""
+    data: dict[str, Any] = msgspec.to_builtins(entry.data)
+    return data
+
+
 def _words(t: Translate, entry: TimelineEntry) -> str:
-    data: dict[str, Any] = entry.data
+    data = _data(entry)
     text = t("event." + entry.type) if entry.type in EVENT_TYPES else entry.type.replace("_", " ")
     extra: list[str] = []
     if entry.source == "detection":
@@ -104,8 +110,8 @@ def _words(t: Translate, entry: TimelineEntry) -> str:
         extra.append(t("outcome." + str(data["outcome"])))
     if data.get("verdict"):
         extra.append(t("outcome." + str(data["verdict"])))
-    if entry.type in {"escalated", "notified"} and isinstance(data.get("recipients"), list):
-        extra.append(t("record.people").format(n=len(data["recipients"])))
+    if entry.type in {"escalated", "notified"} and isinstance(data.get("people"), int):
+        extra.append(t("record.people").format(n=data["people"]))
     if data.get("manual"):
         extra.append(t("record.manual"))
     if entry.source == "notification" and data.get("reason"):
@@ -122,7 +128,7 @@ def reason_words(t: Translate, code: str) -> str:
 
 
 def _line(t: Translate, entry: TimelineEntry) -> Line:
-    note = entry.data.get("note")
+    note = _data(entry).get("note")
     return Line(
         at=entry.at,
         received_at=entry.received_at,
@@ -139,7 +145,7 @@ def _round_line(t: Translate, entries: list[TimelineEntry]) -> Line:
         step = ROUND_STEPS.get(e.type)
         if step is not None:
             people[step].add(str(e.actor_id))
-    purpose = str(entries[0].data.get("purpose", "alert"))
+    purpose = str(_data(entries[0]).get("purpose", "alert"))
     parts = [t("round." + purpose) if purpose in {"alert", "update", "reminder"} else purpose]
     parts.append(t("round.notified").format(n=len(people["notified"])))
     for step in ("received", "acknowledged", "failed"):
@@ -160,7 +166,8 @@ def lines(t: Translate, entries: list[TimelineEntry]) -> list[Line]:
     out: list[tuple[datetime, int, Line | tuple[str, int]]] = []
     for n, e in enumerate(entries):
         if e.source == "notification":
-            key = (str(e.data.get("purpose", "")), int(e.data.get("incident_version", 0)))
+            data = _data(e)
+            key = (str(data.get("purpose", "")), int(data.get("incident_version", 0)))
             if key not in rounds:
                 rounds[key] = []
                 out.append((e.at, n, key))

@@ -19,7 +19,7 @@ from litestar.params import HeaderParameter
 
 from backend.core.wire import LINE_PATTERN
 
-__all__ = ["ETAG", "NOT_MODIFIED", "IfNoneMatch", "conditional"]
+__all__ = ["ETAG", "NOT_MODIFIED", "IfNoneMatch", "conditional", "matches", "not_modified", "tag_of", "tagged"]
 
 _encoder = msgspec.json.Encoder()
 
@@ -42,7 +42,13 @@ def _tag(body: bytes) -> str:
     return '"' + base64.urlsafe_b64encode(hashlib.sha256(body).digest()[:18]).decode() + '"'
 
 
-def _matches(tag: str, if_none_match: str | None) -> bool:
+def tag_of(value: Any) -> str:
+    """The ETag of ``value`` (its JSON)."""
+    return _tag(_encoder.encode(value))
+
+
+def matches(tag: str, if_none_match: str | None) -> bool:
+    """Whether the client holds the answer tagged ``tag`` (``If-None-Match``, weak tags compared weakly)."""
     if not if_none_match:
         return False
     held = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
@@ -55,6 +61,16 @@ def conditional(value: Any, if_none_match: str | None, *, tagged: Any = None) ->
     transaction anywhere) changes nothing for a client that holds the earlier one."""
     body = _encoder.encode(value)
     tag = _tag(body if tagged is None else _encoder.encode(tagged))
-    if _matches(tag, if_none_match):
+    if matches(tag, if_none_match):
         return Response(content=b"", status_code=304, headers={"ETag": tag})
     return Response(content=body, media_type="application/json", headers={"ETag": tag})
+
+
+def not_modified(tag: str) -> Response[Any]:
+    """304 without a body, for a client that holds the answer tagged ``tag``."""
+    return Response(content=b"", status_code=304, headers={"ETag": tag})
+
+
+def tagged(value: Any, tag: str) -> Response[Any]:
+    """``value`` as JSON with the ETag the service computed for it (over what it stands for)."""
+    return Response(content=_encoder.encode(value), media_type="application/json", headers={"ETag": tag})

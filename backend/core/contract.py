@@ -7,6 +7,10 @@ including routes added later by anyone, inherits them.
   a body, and goes where it takes neither (a malformed path parameter is a 404 problem).
 - Every operation has a description (its summary, and the credential it needs), every tag is declared
   with a description, and the document names a contact.
+- A tagged union (``oneOf`` of components each with a ``type`` constant) has its ``discriminator``.
+- An optional query string with a pattern is a string, not ``oneOf`` it and null (``date-time`` reaches clients).
+- Rules across fields JSON Schema can say (``CROSS_FIELD``: a password or a one-time code,
+  not both; resolving needs an outcome; a bouncer's venue, an officer's region).
 - Unique schema titles (a generated client makes one class per title), and a nullable enum as
   ``anyOf`` of the enum and null (one enum class, not three).
 - A multipart form's schema is closed (its readers refuse other parts).
@@ -211,6 +215,98 @@ def _declare_headers(operation: dict[str, Any]) -> None:
             headers.setdefault("RateLimit", _HEADERS["RateLimit"])
 
 
+def _query_not_null(operation: dict[str, Any]) -> None:
+    """An optional query string the server checks itself (it has a ``pattern``: a time filter, a
+    cursor) is sent or left out, never null: ``oneOf`` of string and null (how Litestar writes an
+    optional one) becomes the string, so its ``format`` reaches generated clients (a ``date-time``
+    is a ``datetime`` there, not a ``str``). Others keep null: Litestar reads a value it cannot
+    convert for an optional enum or UUID as absent, and the document says what the server takes."""
+    for parameter in operation.get("parameters", ()):
+        schema = parameter.get("schema", {})
+        if parameter.get("in") != "query" or parameter.get("required") or "pattern" not in schema:
+            continue
+        for key in ("oneOf", "anyOf"):
+            variants = schema.get(key)
+            if isinstance(variants, list) and len(variants) == 2 and {"type": "null"} in variants:
+                (kept,) = [v for v in variants if v != {"type": "null"}]
+                del schema[key]
+                parameter["schema"] = kept | schema
+
+
+def _discriminate(document: dict[str, Any]) -> None:
+    """A ``oneOf`` of components that each hold a required ``type`` with a ``const`` (a msgspec
+    tagged union, such as a timeline entry's ``data``) says so: ``discriminator`` with the mapping
+    from each ``type`` to its schema, so generated clients pick the class by the tag."""
+    schemas = document.get("components", {}).get("schemas", {})
+
+    def tag_of(ref: Any) -> str | None:
+        if not isinstance(ref, dict) or set(ref) != {"$ref"}:
+            return None
+        target = schemas.get(str(ref["$ref"]).rsplit("/", 1)[-1], {})
+        const = target.get("properties", {}).get("type", {}).get("const")
+        return const if isinstance(const, str) and "type" in target.get("required", ()) else None
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            variants = node.get("oneOf")
+            if isinstance(variants, list) and len(variants) > 1 and "discriminator" not in node:
+                tags = [tag_of(v) for v in variants]
+                if all(tags) and len(set(tags)) == len(tags):
+                    node["discriminator"] = {
+                        "propertyName": "type",
+                        "mapping": {str(tag): v["$ref"] for tag, v in zip(tags, variants, strict=True)},
+                    }
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(document)
+
+
+# Rules across fields that JSON Schema can say, per component: the server refuses what they refuse.
+_A_STRING = {"type": "string"}
+_NULL = {"type": "null"}
+CROSS_FIELD: Final[dict[str, dict[str, Any]]] = {
+    # a password, or a one-time code with the new password (backend.auth.service.login), never both
+    "LoginRequest": {
+        "if": {"required": ["password"], "properties": {"password": _A_STRING}},
+        "then": {"not": {"required": ["one_time_code"], "properties": {"one_time_code": _A_STRING}}},
+        "else": {
+            "required": ["one_time_code", "new_password"],
+            "properties": {"one_time_code": _A_STRING, "new_password": _A_STRING},
+        },
+    },
+    # resolving needs an outcome (backend.incidents.lifecycle.act)
+    "ActionRequest": {
+        "if": {"required": ["action"], "properties": {"action": {"const": "resolve"}}},
+        "then": {"required": ["outcome"], "properties": {"outcome": _A_STRING}},
+    },
+    # a bouncer belongs to a venue, officers and dispatchers to a police region, nobody else to
+    # either (an owner may name the venue; backend.users.service.create_user and the users table)
+    "UserCreate": {
+        "if": {"required": ["role"], "properties": {"role": {"const": "bouncer"}}},
+        "then": {"required": ["venue_id"], "properties": {"venue_id": _A_STRING, "region_id": _NULL}},
+        "else": {
+            "if": {"required": ["role"], "properties": {"role": {"enum": ["officer", "dispatcher"]}}},
+            "then": {"required": ["region_id"], "properties": {"region_id": _A_STRING, "venue_id": _NULL}},
+            "else": {
+                "properties": {"region_id": _NULL},
+                "if": {"required": ["role"], "properties": {"role": {"const": "admin"}}},
+                "then": {"properties": {"venue_id": _NULL}},
+            },
+        },
+    },
+}
+
+
+def _cross_field(schemas: dict[str, Any]) -> None:
+    for name, rules in CROSS_FIELD.items():
+        if name in schemas:
+            schemas[name].update(rules)
+
+
 def _unique_titles(schemas: dict[str, Any]) -> None:
     """Two components with one title (two ``VenuePolicy`` Structs in two domains) would be one class
     in a generated client: each gets the title its component name gives (``LiveviewVenuePolicy``)."""
@@ -229,6 +325,7 @@ def finish_document(document: dict[str, Any]) -> dict[str, Any]:
     """Apply the rules above to the built document (in place) and return it."""
     _strip_examples(document)
     _unique_titles(document.get("components", {}).get("schemas", {}))
+    _cross_field(document.get("components", {}).get("schemas", {}))
     problem_400 = _problem_400(document)
     used: list[str] = []
     for path, item in document.get("paths", {}).items():
@@ -253,6 +350,11 @@ def finish_document(document: dict[str, Any]) -> dict[str, Any]:
             used += [tag for tag in operation.get("tags", ()) if tag not in used]
     _binary(document)
     _nullable_enums(document)
+    _discriminate(document)
+    for item in document.get("paths", {}).values():
+        for method in METHODS:
+            if (operation := item.get(method)) is not None:
+                _query_not_null(operation)
     declared = {tag["name"] for tag in document.get("tags", ())}
     document["tags"] = [*document.get("tags", ())] + [
         {"name": tag, "description": TAGS.get(tag, f"The {tag} routes")} for tag in used if tag not in declared

@@ -83,6 +83,46 @@ def _strict_structs() -> set[str]:
     return names
 
 
+_BOUNDS = ("exclusiveMinimum", "exclusiveMaximum", "minimum", "maximum")
+
+
+def _struct_classes() -> dict[str, type[msgspec.Struct]]:
+    """Every Struct by its name (names two classes share are left out: not told apart here)."""
+    found: dict[str, type[msgspec.Struct]] = {}
+    twice: set[str] = set()
+    pending: list[type[msgspec.Struct]] = [msgspec.Struct]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if cls.__name__ in found and found[cls.__name__] is not cls:
+            twice.add(cls.__name__)
+        found[cls.__name__] = cls
+    return {name: cls for name, cls in found.items() if name not in twice}
+
+
+def server_bounds(document: dict[str, Any]) -> None:
+    """Numeric bounds the decoder applies but Litestar left out of the document (``gt=0`` on an
+    optional number became no ``exclusiveMinimum`` at all): copied from msgspec's own schema of the
+    Struct, so the document admits no number the server refuses."""
+    classes = _struct_classes()
+    for name, component in document.get("components", {}).get("schemas", {}).items():
+        cls = classes.get(name)
+        if cls is None or not isinstance(component.get("properties"), dict):
+            continue
+        try:
+            _, own = msgspec.json.schema_components([cls])
+        except (TypeError, ValueError):  # pragma: no cover - a Struct msgspec cannot describe
+            continue
+        for field, theirs in own.get(cls.__name__, {}).get("properties", {}).items():
+            ours = component["properties"].get(field)
+            if not isinstance(ours, dict) or "$ref" in ours:
+                continue
+            variants = [v for v in theirs.get("anyOf", [theirs]) if v.get("type") in {"number", "integer"}]
+            for bound in _BOUNDS:
+                if variants and bound in variants[0] and bound not in ours:
+                    ours[bound] = variants[0][bound]
+
+
 def _rewrite(schema: Schema | Reference | None) -> None:
     if not isinstance(schema, Schema):
         return
@@ -148,6 +188,7 @@ class _FinishingOpenAPIPlugin(OpenAPIPlugin):
         fresh = not self._openapi_schema
         document = super().provide_openapi_schema()
         if fresh:
+            server_bounds(document)
             finish_document(document)
         return document
 

@@ -15,11 +15,12 @@ from typing import Annotated
 
 import msgspec
 from litestar.di import Provide
+from litestar.openapi.spec import OpenAPIFormat
 from litestar.params import FromQuery, QueryParameter
 
 from backend.alerts.schemas import Outcome
 from backend.core.params import Me
-from backend.core.wire import TIME_PATTERN, parse_time
+from backend.core.wire import DATE_TIME_PATTERN, parse_date_time
 from backend.history import repo
 from backend.history.schemas import StateFilter
 from backend.incidents.kinds import KindName
@@ -32,8 +33,9 @@ Since = Annotated[
     QueryParameter(
         name="from",
         max_length=40,
-        pattern=TIME_PATTERN,
-        description="seen by the camera from this time (inclusive, ISO 8601)",
+        pattern=DATE_TIME_PATTERN,
+        format=OpenAPIFormat.DATE_TIME,
+        description="from this time (inclusive; RFC 3339 with its offset, years 0001 to 9999 in UTC)",
     ),
 ]
 Until = Annotated[
@@ -41,8 +43,9 @@ Until = Annotated[
     QueryParameter(
         name="to",
         max_length=40,
-        pattern=TIME_PATTERN,
-        description="seen by the camera before this time (exclusive, ISO 8601)",
+        pattern=DATE_TIME_PATTERN,
+        format=OpenAPIFormat.DATE_TIME,
+        description="before this time (exclusive; RFC 3339 with its offset, years 0001 to 9999 in UTC)",
     ),
 ]
 State_ = Annotated[StateFilter | None, QueryParameter(name="state", description="a status, or open (not resolved)")]
@@ -86,8 +89,8 @@ async def provide_history_filters(  # noqa: PLR0917 - Litestar passes query para
     """Dependency: the history's filters from the query string (``?from=&to=&kind=&state=...``)."""
     del me  # resolved first, for the order of the answers (401 before 422)
     return HistoryFilters(
-        since=parse_time(since, field="from"),
-        until=parse_time(until, field="to"),
+        since=parse_date_time(since, field="from"),
+        until=parse_date_time(until, field="to"),
         kind=kind,
         state=status,
         outcome=outcome,

@@ -16,7 +16,7 @@ from backend.core.db import Conn
 from backend.core.errors import problem_responses
 from backend.core.paging import with_next
 from backend.core.params import BEARER, SIGNED_IN, Db, Me, PathId
-from backend.core.wire import TOKEN_PATTERN, parse_time
+from backend.core.wire import TOKEN_PATTERN, parse_date_time
 from backend.history import outcomes, service, stats
 from backend.history.filters import HISTORY_FILTERS, HistoryFilters, Since, Until
 from backend.history.schemas import (
@@ -164,8 +164,8 @@ class HistoryController(Controller):
             db,
             me,
             venue_id,
-            since=parse_time(since, field="from"),
-            until=parse_time(until, field="to"),
+            since=parse_date_time(since, field="from"),
+            until=parse_date_time(until, field="to"),
             actor_id=actor_id,
             cursor=cursor,
             limit=limit,
@@ -205,8 +205,8 @@ class HistoryController(Controller):
             me,
             venue_id,
             camera_id=camera_id,
-            since=parse_time(since, field="from"),
-            until=parse_time(until, field="to"),
+            since=parse_date_time(since, field="from"),
+            until=parse_date_time(until, field="to"),
             cursor=cursor,
             limit=limit,
         )
@@ -219,7 +219,7 @@ class HistoryController(Controller):
     )
     async def stats(self, db: Db, me: Me, venue_id: PathId, since: Since = None, until: Until = None) -> VenueStats:
         return await stats.venue_stats(
-            db, me, venue_id, since=parse_time(since, field="from"), until=parse_time(until, field="to")
+            db, me, venue_id, since=parse_date_time(since, field="from"), until=parse_date_time(until, field="to")
         )
 
     @get(

@@ -10,6 +10,7 @@ import msgspec
 
 from backend.core.auth import Role
 from backend.core.wire import text
+from backend.history.entries import EntryType, TimelineData
 from backend.incidents.kinds import KindName
 from backend.incidents.schemas import IncidentStatusName, Verdict
 
@@ -61,12 +62,13 @@ class TimelineEntry(msgspec.Struct, kw_only=True):
     detection's ``at`` is the camera's time; ``received_at`` when Kuzet received it."""
 
     at: datetime
-    type: str
+    type: EntryType
     source: Literal["incident", "detection", "notification", "footage"]
     actor_id: uuid.UUID | None = None
     actor_name: str | None = None
     actor_role: str | None = None
-    data: dict[str, Any] = msgspec.field(default_factory=dict)
+    # what the entry carries, by its type (``data.type``, the entry's type): ``backend.history.entries``
+    data: TimelineData
     received_at: datetime | None = None  # detections only
 
 

@@ -34,6 +34,14 @@ def url_for(settings: Settings, token: str) -> str:
     return f"{settings.public_base_url.rstrip('/')}/i/{token}"
 
 
+def has_footage(incident: IncidentRow, purpose: str, *, blurred: bool = False) -> bool:
+    """Whether ``issue`` would give a link to the incident's snapshot (``blurred``: its face-blurred
+    twin) or clip."""
+    snapshot = incident.blurred_snapshot_key if blurred else incident.snapshot_key
+    key = snapshot if purpose == "snapshot" else incident.clip_key
+    return key is not None and incident.footage_purged_at is None
+
+
 async def issue_many(
     conn: Conn,
     settings: Settings,

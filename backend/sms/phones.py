@@ -12,6 +12,7 @@ import secrets
 from typing import Final
 
 from backend.audit import repo as audit
+from backend.core import paging
 from backend.core.auth import Principal, hash_password, verify_password
 from backend.core.config import Settings
 from backend.core.db import Conn
@@ -23,6 +24,7 @@ from backend.sms.schemas import (
     PhoneState,
     PhoneVerificationRequest,
     PhoneVerificationSent,
+    UnverifiedPage,
     UnverifiedUser,
 )
 
@@ -91,17 +93,27 @@ async def confirm(conn: Conn, me: Principal, data: PhoneCodeIn) -> PhoneState:
     return PhoneState(phone_hint=hint(phone), verified=True)
 
 
+def _unverified(r: repo.UnverifiedRow) -> UnverifiedUser:
+    return UnverifiedUser(
+        user_id=r.id,
+        username=r.username,
+        display_name=r.display_name,
+        role=r.role,
+        venue_id=r.venue_id,
+        region_id=r.region_id,
+        has_phone=r.has_phone,
+        verification_pending=r.verification_pending,
+    )
+
+
+async def unverified_page(conn: Conn, role: str | None, cursor: str | None, limit: int) -> UnverifiedPage:
+    """One page of the active users without a verified number (of a role), oldest first."""
+    rows, last = paging.split_page(await repo.unverified_page(conn, role, paging.after_key(cursor), limit + 1), limit)
+    return UnverifiedPage(
+        items=[_unverified(r) for r in rows],
+        next_cursor=paging.key_cursor(last.created_at, last.id) if last and last.created_at else None,
+    )
+
+
 async def unverified(conn: Conn, role: str | None) -> list[UnverifiedUser]:
-    return [
-        UnverifiedUser(
-            user_id=r.id,
-            username=r.username,
-            display_name=r.display_name,
-            role=r.role,
-            venue_id=r.venue_id,
-            region_id=r.region_id,
-            has_phone=r.has_phone,
-            verification_pending=r.verification_pending,
-        )
-        for r in await repo.unverified(conn, role, LIST_LIMIT)
-    ]
+    return [_unverified(r) for r in await repo.unverified(conn, role, LIST_LIMIT)]

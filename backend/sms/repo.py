@@ -83,6 +83,7 @@ class UnverifiedRow(msgspec.Struct, frozen=True):
     region_id: uuid.UUID | None
     has_phone: bool
     verification_pending: bool
+    created_at: datetime | None = None  # the user's (for the page's cursor)
 
 
 _SMS_COLUMNS = """id, user_id, purpose, incident_id, alert_id, venue_id, step, reason, status, attempts, parts,
@@ -285,6 +286,26 @@ async def set_verified(conn: Conn, user_id: uuid.UUID, phone: str) -> None:
         await conn.execute(SET_VERIFIED, user_id, phone)
     except asyncpg.UniqueViolationError:
         raise Conflict("this number belongs to another user", field="phone") from None
+
+
+UNVERIFIED_PAGE = """
+SELECT u.id, u.username, u.display_name, u.role, u.venue_id, u.region_id, u.phone IS NOT NULL AS has_phone,
+       EXISTS (SELECT 1 FROM phone_verifications v WHERE v.user_id = u.id AND v.expires_at > now())
+           AS verification_pending, u.created_at
+FROM users u
+WHERE u.is_active AND u.phone_verified_at IS NULL AND ($1::text IS NULL OR u.role = $1)
+  AND ($2::timestamptz IS NULL OR (u.created_at, u.id) > ($2, $3::uuid))
+ORDER BY u.created_at, u.id
+LIMIT $4
+"""
+
+
+async def unverified_page(
+    conn: Conn, role: str | None, after: tuple[datetime | None, uuid.UUID | None], limit: int
+) -> list[UnverifiedRow]:
+    """Active users without a verified number in (created_at, id) order after ``after``."""
+    rows = await conn.fetch(UNVERIFIED_PAGE, role, after[0], after[1], limit)
+    return [msgspec.convert(dict(r), UnverifiedRow) for r in rows]
 
 
 async def unverified(conn: Conn, role: str | None, limit: int) -> list[UnverifiedRow]:

@@ -77,3 +77,12 @@ class SmsState(msgspec.Struct, kw_only=True):
     submitted_at: datetime | None
     receipt_at: datetime | None
     updated_at: datetime
+
+
+class UnverifiedPage(msgspec.Struct, kw_only=True):
+    """Users without a verified number, in the order they were created. Pass ``next_cursor`` back as
+    ``cursor``; null: no more."""
+
+    items: list[UnverifiedUser]
+    next_cursor: str | None
+    next: str | None = None  # the next page's link (``backend.core.paging``); null on the last

@@ -62,6 +62,11 @@ UPDATE_PROFILE = f"UPDATE users SET display_name = $2, phone = $3 WHERE id = $1 
 BUMP_TOKEN_VERSION = f"UPDATE users SET token_version = token_version + 1 WHERE id = $1 RETURNING {_COLUMNS}"
 EXPIRE_LINKS = "UPDATE short_links SET expires_at = now() WHERE user_id = $1 AND expires_at > now()"
 SELECT_USERS = f"SELECT {_COLUMNS} FROM users WHERE ($1::text IS NULL OR role = $1) ORDER BY created_at LIMIT $2"
+SELECT_USERS_PAGE = f"""
+SELECT {_COLUMNS} FROM users
+WHERE ($1::text IS NULL OR role = $1) AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))
+ORDER BY created_at, id LIMIT $4
+"""
 
 
 def _row(record: asyncpg.Record) -> UserRow:
@@ -178,6 +183,13 @@ async def expire_links(conn: Conn, user_id: uuid.UUID) -> int:
 
 async def list_users(conn: Conn, role: str | None, limit: int = 500) -> list[UserRow]:
     return [_row(r) for r in await conn.fetch(SELECT_USERS, role, limit)]
+
+
+async def users_page(
+    conn: Conn, role: str | None, after: tuple[datetime | None, uuid.UUID | None], limit: int
+) -> list[UserRow]:
+    """Users in (created_at, id) order after ``after``: ``limit`` of them."""
+    return [_row(r) for r in await conn.fetch(SELECT_USERS_PAGE, role, after[0], after[1], limit)]
 
 
 async def phones(conn: Conn, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, str | None]:

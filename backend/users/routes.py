@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from litestar import Controller, get, post
+from typing import Any
+
+from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromQuery, JSONBody
 
 from backend.core.auth import Principal, Role, require_role
 from backend.core.errors import problem_responses
+from backend.core.paging import Cursor, Limit, with_next
 from backend.core.params import Db, PathId
 from backend.users import service
-from backend.users.schemas import User, UserCreate, UserCreated
+from backend.users.schemas import User, UserCreate, UserCreated, UserPage
 
 
 class UserAdminController(Controller):
@@ -53,8 +56,14 @@ class UserAdminController(Controller):
     async def end_sessions(self, db: Db, admin: NamedDependency[Principal], user_id: PathId) -> User:
         return await service.end_sessions(db, admin, user_id)
 
-    @get(summary="List users", responses=problem_responses(401, 403))
-    async def list_users(
-        self, db: Db, admin: NamedDependency[Principal], role: FromQuery[Role | None] = None
-    ) -> list[User]:
-        return await service.list_users(db, role)
+    @get(summary="List users (of a role), oldest first, a page at a time", responses=problem_responses(401, 403, 422))
+    async def list_users(  # noqa: PLR0917 - Litestar passes query parameters by name
+        self,
+        request: Request[Any, Any, State],
+        db: Db,
+        admin: NamedDependency[Principal],
+        role: FromQuery[Role | None] = None,
+        cursor: Cursor = None,
+        limit: Limit = 100,
+    ) -> UserPage:
+        return with_next(request, await service.users_page(db, role, cursor, limit))

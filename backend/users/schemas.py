@@ -60,3 +60,11 @@ class User(msgspec.Struct, kw_only=True):
 class UserCreated(msgspec.Struct, kw_only=True):
     user: User
     one_time_code: str | None = None
+
+
+class UserPage(msgspec.Struct, kw_only=True):
+    """Users in the order they were created. Pass ``next_cursor`` back as ``cursor``; null: no more."""
+
+    items: list[User]
+    next_cursor: str | None
+    next: str | None = None  # the next page's link (``backend.core.paging``); null on the last

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 
 from backend.audit import repo as audit
-from backend.core import sessions
+from backend.core import paging, sessions
 from backend.core.auth import Principal, hash_password, new_one_time_code
 from backend.core.config import Settings
 from backend.core.db import Conn
@@ -17,7 +17,7 @@ from backend.core.logging import get_logger
 from backend.duty import repo as duty
 from backend.users import repo
 from backend.users.passwords import check_password
-from backend.users.schemas import User, UserAssignment, UserCreate, UserCreated, UserProfile
+from backend.users.schemas import User, UserAssignment, UserCreate, UserCreated, UserPage, UserProfile
 from backend.venues import repo as venues
 
 ONE_TIME_CODE_TTL = timedelta(hours=24)
@@ -228,6 +228,14 @@ async def get_user(conn: Conn, user_id: uuid.UUID) -> User:
 
 async def list_users(conn: Conn, role: str | None) -> list[User]:
     return [to_user(r) for r in await repo.list_users(conn, role)]
+
+
+async def users_page(conn: Conn, role: str | None, cursor: str | None, limit: int) -> UserPage:
+    """One page of the users (of a role), oldest first; ``cursor``: the previous page's ``next_cursor``."""
+    rows, last = paging.split_page(await repo.users_page(conn, role, paging.after_key(cursor), limit + 1), limit)
+    return UserPage(
+        items=[to_user(r) for r in rows], next_cursor=paging.key_cursor(last.created_at, last.id) if last else None
+    )
 
 
 async def phones(conn: Conn, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, str | None]:

@@ -44,6 +44,10 @@ SELECT CASE WHEN GeometryType(g) NOT IN ('POLYGON', 'MULTIPOLYGON') THEN 'not a 
 FROM (SELECT ST_SetSRID(ST_GeomFromGeoJSON($1), 4326) AS g) AS a
 """
 SELECT_REGIONS = "SELECT id, name, created_at FROM police_regions ORDER BY name"
+SELECT_REGIONS_PAGE = """
+SELECT id, name, created_at FROM police_regions WHERE ($1::timestamptz IS NULL OR (created_at, id) > ($1, $2::uuid))
+ORDER BY created_at, id LIMIT $3
+"""
 _VENUE_COLUMNS = """id, name, address, ST_Y(location::geometry) AS lat, ST_X(location::geometry) AS lon,
     timezone, owner_id, region_id, created_at"""
 INSERT_VENUE = f"""
@@ -59,6 +63,10 @@ RETURNING {_VENUE_COLUMNS}
 """
 SELECT_VENUE = f"SELECT {_VENUE_COLUMNS} FROM venues WHERE id = $1"
 SELECT_VENUES = f"SELECT {_VENUE_COLUMNS} FROM venues ORDER BY created_at LIMIT $1"
+SELECT_VENUES_PAGE = f"""
+SELECT {_VENUE_COLUMNS} FROM venues WHERE ($1::timestamptz IS NULL OR (created_at, id) > ($1, $2::uuid))
+ORDER BY created_at, id LIMIT $3
+"""
 SELECT_OWNER_ROLE = "SELECT role FROM users WHERE id = $1"
 # The venues a person may read: an owner's own, a dispatcher's region's, every one for admins.
 SELECT_READABLE = f"""
@@ -88,6 +96,12 @@ async def insert_region(conn: Conn, name: str, area: str | None = None) -> Regio
 
 async def list_regions(conn: Conn) -> list[RegionRow]:
     return [msgspec.convert(dict(r), RegionRow) for r in await conn.fetch(SELECT_REGIONS)]
+
+
+async def regions_page(conn: Conn, after: tuple[datetime | None, uuid.UUID | None], limit: int) -> list[RegionRow]:
+    """Regions in (created_at, id) order after ``after``: ``limit`` of them."""
+    rows = await conn.fetch(SELECT_REGIONS_PAGE, after[0], after[1], limit)
+    return [msgspec.convert(dict(r), RegionRow) for r in rows]
 
 
 async def insert_venue(
@@ -136,6 +150,11 @@ async def get_venue(conn: Conn, venue_id: uuid.UUID) -> VenueRow | None:
 
 async def list_venues(conn: Conn, limit: int = 500) -> list[VenueRow]:
     return [msgspec.convert(dict(r), VenueRow) for r in await conn.fetch(SELECT_VENUES, limit)]
+
+
+async def venues_page(conn: Conn, after: tuple[datetime | None, uuid.UUID | None], limit: int) -> list[VenueRow]:
+    """Venues in (created_at, id) order after ``after``: ``limit`` of them."""
+    return [msgspec.convert(dict(r), VenueRow) for r in await conn.fetch(SELECT_VENUES_PAGE, after[0], after[1], limit)]
 
 
 async def readable_venues(

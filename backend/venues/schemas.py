@@ -59,3 +59,19 @@ class Venue(msgspec.Struct, kw_only=True):
     owner_id: uuid.UUID | None
     region_id: uuid.UUID | None
     created_at: datetime
+
+
+class VenuePage(msgspec.Struct, kw_only=True):
+    """Venues in the order they were registered. Pass ``next_cursor`` back as ``cursor``; null: no more."""
+
+    items: list[Venue]
+    next_cursor: str | None
+    next: str | None = None  # the next page's link (``backend.core.paging``); null on the last
+
+
+class RegionPage(msgspec.Struct, kw_only=True):
+    """Police regions in the order they were created. Pass ``next_cursor`` back as ``cursor``; null: no more."""
+
+    items: list[Region]
+    next_cursor: str | None
+    next: str | None = None  # the next page's link (``backend.core.paging``); null on the last

@@ -8,11 +8,20 @@ import zoneinfo
 import msgspec
 
 from backend.audit import repo as audit
+from backend.core import paging
 from backend.core.auth import Principal
 from backend.core.db import Conn
 from backend.core.errors import Invalid, NotFound
 from backend.venues import repo
-from backend.venues.schemas import Region, RegionCreate, Venue, VenueCreate, VenueUpdate
+from backend.venues.schemas import (
+    Region,
+    RegionCreate,
+    RegionPage,
+    Venue,
+    VenueCreate,
+    VenuePage,
+    VenueUpdate,
+)
 
 
 async def create_region(conn: Conn, actor: Principal | None, data: RegionCreate) -> Region:
@@ -96,6 +105,24 @@ async def get_venue(conn: Conn, venue_id: uuid.UUID) -> Venue:
 
 async def list_venues(conn: Conn) -> list[Venue]:
     return [msgspec.convert(r, Venue, from_attributes=True) for r in await repo.list_venues(conn)]
+
+
+async def regions_page(conn: Conn, cursor: str | None, limit: int) -> RegionPage:
+    """One page of the police regions, oldest first; ``cursor``: the previous page's ``next_cursor``."""
+    rows, last = paging.split_page(await repo.regions_page(conn, paging.after_key(cursor), limit + 1), limit)
+    return RegionPage(
+        items=[msgspec.convert(r, Region, from_attributes=True) for r in rows],
+        next_cursor=paging.key_cursor(last.created_at, last.id) if last else None,
+    )
+
+
+async def venues_page(conn: Conn, cursor: str | None, limit: int) -> VenuePage:
+    """One page of the venues, oldest first; ``cursor``: the previous page's ``next_cursor``."""
+    rows, last = paging.split_page(await repo.venues_page(conn, paging.after_key(cursor), limit + 1), limit)
+    return VenuePage(
+        items=[msgspec.convert(r, Venue, from_attributes=True) for r in rows],
+        next_cursor=paging.key_cursor(last.created_at, last.id) if last else None,
+    )
 
 
 async def readable_venues(conn: Conn, me: Principal) -> list[Venue]:

@@ -99,6 +99,11 @@ SELECT_SUBSCRIPTION = f"SELECT {_SUB_COLUMNS} FROM webhook_subscriptions WHERE i
 LIST_SUBSCRIPTIONS = (
     f"SELECT {_SUB_COLUMNS} FROM webhook_subscriptions WHERE deleted_at IS NULL ORDER BY created_at, id"
 )
+LIST_SUBSCRIPTIONS_PAGE = f"""
+SELECT {_SUB_COLUMNS} FROM webhook_subscriptions
+WHERE deleted_at IS NULL AND ($1::timestamptz IS NULL OR (created_at, id) > ($1, $2::uuid))
+ORDER BY created_at, id LIMIT $3
+"""
 EVER_EXISTED = "SELECT EXISTS (SELECT 1 FROM webhook_subscriptions WHERE id = $1)"
 DELETE_SUBSCRIPTION = """
 UPDATE webhook_subscriptions SET deleted_at = now(), enabled = false, disabled_reason = 'deleted', updated_at = now()
@@ -266,6 +271,14 @@ async def delete_subscription(conn: Conn, subscription_id: uuid.UUID) -> bool:
 
 async def list_subscriptions(conn: Conn) -> list[SubscriptionRow]:
     return [msgspec.convert(dict(r), SubscriptionRow) for r in await conn.fetch(LIST_SUBSCRIPTIONS)]
+
+
+async def subscriptions_page(
+    conn: Conn, after: tuple[datetime | None, uuid.UUID | None], limit: int
+) -> list[SubscriptionRow]:
+    """Subscriptions (not deleted) in (created_at, id) order after ``after``: ``limit`` of them."""
+    rows = await conn.fetch(LIST_SUBSCRIPTIONS_PAGE, after[0], after[1], limit)
+    return [msgspec.convert(dict(r), SubscriptionRow) for r in rows]
 
 
 async def update_subscription(

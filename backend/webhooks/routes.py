@@ -11,7 +11,7 @@ from litestar.params import FromQuery, JSONBody, Parameter
 
 from backend.core.auth import Principal, require_role
 from backend.core.errors import problem_responses
-from backend.core.paging import with_next
+from backend.core.paging import Cursor, Limit, with_next
 from backend.core.params import Db, PathId
 from backend.webhooks import service
 from backend.webhooks.schemas import (
@@ -24,6 +24,7 @@ from backend.webhooks.schemas import (
     Subscription,
     SubscriptionCreate,
     SubscriptionCreated,
+    SubscriptionPage,
     SubscriptionUpdate,
 )
 
@@ -40,9 +41,19 @@ class WebhookAdminController(Controller):
     ) -> SubscriptionCreated:
         return await service.create(db, state.settings, admin, data)
 
-    @get(summary="List webhook subscriptions", responses=problem_responses(401, 403))
-    async def list_subscriptions(self, db: Db, admin: NamedDependency[Principal]) -> list[Subscription]:
-        return await service.list_all(db)
+    @get(
+        summary="List webhook subscriptions, oldest first, a page at a time",
+        responses=problem_responses(401, 403, 422),
+    )
+    async def list_subscriptions(
+        self,
+        request: Request[Any, Any, State],
+        db: Db,
+        admin: NamedDependency[Principal],
+        cursor: Cursor = None,
+        limit: Limit = 100,
+    ) -> SubscriptionPage:
+        return with_next(request, await service.subscriptions_page(db, cursor, limit))
 
     @get("/{subscription_id:uuid}", summary="One webhook subscription", responses=problem_responses(401, 403, 404))
     async def get_subscription(

@@ -144,3 +144,11 @@ class ReplayRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class ReplayResult(msgspec.Struct, kw_only=True):
     replayed: int
+
+
+class SubscriptionPage(msgspec.Struct, kw_only=True):
+    """Webhook subscriptions in the order they were created. Pass ``next_cursor`` back as ``cursor``; null: no more."""
+
+    items: list[Subscription]
+    next_cursor: str | None
+    next: str | None = None  # the next page's link (``backend.core.paging``); null on the last

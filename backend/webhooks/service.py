@@ -21,6 +21,7 @@ import asyncpg
 import msgspec
 
 from backend.audit import repo as audit
+from backend.core import paging
 from backend.core.auth import Principal
 from backend.core.config import Settings
 from backend.core.db import Conn
@@ -39,6 +40,7 @@ from backend.webhooks.schemas import (
     Subscription,
     SubscriptionCreate,
     SubscriptionCreated,
+    SubscriptionPage,
     SubscriptionUpdate,
 )
 from backend.webhooks.sender import Outcome, Sender
@@ -103,6 +105,15 @@ async def create(
 
 async def list_all(conn: Conn) -> list[Subscription]:
     return [_subscription(r) for r in await repo.list_subscriptions(conn)]
+
+
+async def subscriptions_page(conn: Conn, cursor: str | None, limit: int) -> SubscriptionPage:
+    """One page of the subscriptions, oldest first; ``cursor``: the previous page's ``next_cursor``."""
+    rows, last = paging.split_page(await repo.subscriptions_page(conn, paging.after_key(cursor), limit + 1), limit)
+    return SubscriptionPage(
+        items=[_subscription(r) for r in rows],
+        next_cursor=paging.key_cursor(last.created_at, last.id) if last else None,
+    )
 
 
 async def get(conn: Conn, subscription_id: uuid.UUID) -> Subscription:
