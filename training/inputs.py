@@ -62,18 +62,23 @@ def side_crop(frame: npt.NDArray[np.uint8], long_max: int, where: float) -> npt.
     return np.ascontiguousarray(frame[y : y + long_max])
 
 
-def geometry_features(whole: Sequence[npt.NDArray[np.uint8]], net: I3dBackbone) -> dict[str, npt.NDArray[np.float32]]:
-    """Each geometry's pooled features from RGB frames scaled to the shorter side, not cropped."""
+def geometry_features(
+    whole: Sequence[npt.NDArray[np.uint8]], net: I3dBackbone, geometries: Sequence[str] = GEOMETRIES
+) -> dict[str, npt.NDArray[np.float32]]:
+    """The asked geometries' pooled features from RGB frames scaled to the shorter side, not cropped."""
     centre = net.features([centre_crop(np.asarray(f), CROP) for f in whole])
     longest = max(whole[0].shape[:2])
-    wide = centre if longest <= CROP else net.features([centre_crop(np.asarray(f), WIDE) for f in whole])
-    if longest <= CROP:
-        three = centre
-    else:
-        left = net.features([side_crop(np.asarray(f), CROP, 0.0) for f in whole])
-        right = net.features([side_crop(np.asarray(f), CROP, 1.0) for f in whole])
-        three = ((left + centre + right) / 3.0).astype(np.float32)
-    return {"c160": centre, "w200": wide, "x3": three}
+    out = {"c160": centre}
+    if "w200" in geometries:
+        out["w200"] = centre if longest <= CROP else net.features([centre_crop(np.asarray(f), WIDE) for f in whole])
+    if "x3" in geometries:
+        if longest <= CROP:
+            out["x3"] = centre
+        else:
+            left = net.features([side_crop(np.asarray(f), CROP, 0.0) for f in whole])
+            right = net.features([side_crop(np.asarray(f), CROP, 1.0) for f in whole])
+            out["x3"] = ((left + centre + right) / 3.0).astype(np.float32)
+    return {g: out[g] for g in geometries}
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,7 @@ class InputJob:
     model: Path
     cache_dir: Path
     copies: tuple[str, ...]  # besides the clean clip: suite names and "aug<k>"
+    geometries: tuple[str, ...] = GEOMETRIES
 
 
 def cache_key(model: Path) -> str:
@@ -89,10 +95,10 @@ def cache_key(model: Path) -> str:
     return f"v5-inputs-{digest}-16x{SIZE}-{'-'.join(GEOMETRIES)}-m{DEFAULT_FPS:g}x{DEFAULT_MAX_SIDE}"
 
 
-def _copy_features(frames: Frames, fps: float, net: I3dBackbone) -> Feats:
+def _copy_features(frames: Frames, fps: float, net: I3dBackbone, geometries: Sequence[str]) -> Feats:
     spread = [frames[i][:, :, ::-1] for i in spread_indices(len(frames), 16)]
     whole = [small_rgb(np.ascontiguousarray(f), SIZE, _NO_CROP) for f in spread]
-    out = {f"net/{g}": v for g, v in geometry_features(whole, net).items()}
+    out = {f"net/{g}": v for g, v in geometry_features(whole, net, geometries).items()}
     idx = resample_indices(len(frames), fps, DEFAULT_FPS)
     picked = [resize_max_side(np.ascontiguousarray(frames[i][:, :, ::-1]), DEFAULT_MAX_SIDE) for i in idx]
     if len(picked) == 1:
@@ -119,7 +125,7 @@ def clip_inputs(job: InputJob) -> Feats:
         clip = sample_frames(
             job.path, fps=DEFAULT_FPS, max_side=DEFAULT_MAX_SIDE, clip_count=16, clip_size=SIZE, clip_long=_NO_CROP
         )
-        for g, v in geometry_features(clip.clip_frames, net).items():
+        for g, v in geometry_features(clip.clip_frames, net, job.geometries).items():
             have[f"net/{g}/{CLEAN}"] = v
         have[f"motion/{CLEAN}"] = np.stack([f.vector for _, f in window_features(clip.frames, clip.sample_fps)])
         todo.remove(CLEAN)
@@ -128,8 +134,8 @@ def clip_inputs(job: InputJob) -> Feats:
         for name in todo:
             rng = _seed(digest, name)
             copy, copy_fps = SUITE[name](frames, fps, rng) if name in SUITE else augment(frames, fps, rng)
-            feats = _copy_features(copy, copy_fps, net)
-            for g in GEOMETRIES:
+            feats = _copy_features(copy, copy_fps, net, job.geometries)
+            for g in job.geometries:
                 have[f"net/{g}/{name}"] = feats[f"net/{g}"]
             have[f"motion/{name}"] = feats["motion"]
     tmp = cached.with_suffix(f".{os.getpid()}.tmp.npz")
@@ -138,11 +144,12 @@ def clip_inputs(job: InputJob) -> Feats:
     return have
 
 
-def for_geometry(feats: Feats, geometry: str) -> Feats:
-    """One geometry's view in ``training.extract``'s layout (``net/<copy>``, ``motion/<copy>``)."""
-    prefix = f"net/{geometry}/"
-    out = {f"net/{k[len(prefix) :]}": v for k, v in feats.items() if k.startswith(prefix)}
-    out |= {k: v for k, v in feats.items() if k.startswith("motion/")}
+def for_geometry(feats: Feats, geometry: str, copies: Sequence[str]) -> Feats:
+    """One geometry's view in ``training.extract``'s layout (``net/<copy>``, ``motion/<copy>``), only
+    the clean clip and ``copies`` (a cache may hold more)."""
+    keep = [CLEAN, *copies]
+    out = {f"net/{c}": feats[f"net/{geometry}/{c}"] for c in keep if f"net/{geometry}/{c}" in feats}
+    out |= {f"motion/{c}": feats[f"motion/{c}"] for c in keep if f"motion/{c}" in feats}
     return out
 
 
