@@ -186,26 +186,39 @@ def run(
     jobs += [InputJob(it.path, network, cache, BUS_TRANSFORMS, GEOMETRIES) for it in bus]
     feats = extract_inputs(jobs, say)
     corpora = corpora_of(surv, bus, feats, held)
+    study_file = out_dir / STUDY_FILE
     with threadpool_limits(limits=1):
-        res = study(corpora, seed, say)
-        res["bus_clips"] = len(bus)
-        chosen = res["rule"]["chosen"]
-        if ship and chosen != INCUMBENT:
-            res["final_test"] = final_look(corpora[chosen], res["rule"]["thresholds"][chosen], seed)
-            say("final test sources scored (once)")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / STUDY_FILE).write_text(json.dumps(_plain(res), indent=1) + "\n")
-    if ship and chosen != INCUMBENT:
-        ship_version(
-            corpora[chosen],
-            chosen,
-            res=res,
-            network=network,
-            out_dir=out_dir,
-            parts=[("surv-fight", surv), (BUS_SOURCE, bus)],
-            held=held,
-            seed=seed,
-        )
+        if not ship:
+            res: dict[str, Any] = study(corpora, seed, say)
+            res["bus_clips"] = len(bus)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            study_file.write_text(json.dumps(_plain(res), indent=1) + "\n")
+            return res
+        # --ship: the comparison already ran (its file); the rule is re-run on the same D (deterministic)
+        # for its unrounded threshold, then F is looked at once, for the chosen geometry only
+        res = json.loads(study_file.read_text())
+        if res["bus_clips"] != len(bus):
+            raise ValueError(f"{study_file} was made with {res['bus_clips']} Bus clips, not {len(bus)}")
+        rule = shipping_rule(corpora, seed)
+        if rule["chosen"] != res["rule"]["chosen"]:
+            raise ValueError("the rule chose differently from the comparison's run")
+        chosen = rule["chosen"]
+        if chosen == INCUMBENT:
+            say(f"the rule kept {INCUMBENT}: nothing to ship, F not looked at")
+            return res
+        res["final_test"] = final_look(corpora[chosen], rule["thresholds"][chosen], seed)
+        say("final test sources scored (once)")
+        study_file.write_text(json.dumps(_plain(res), indent=1) + "\n")
+    ship_version(
+        corpora[chosen],
+        chosen,
+        res=res,
+        network=network,
+        out_dir=out_dir,
+        parts=[("surv-fight", surv), (BUS_SOURCE, bus)],
+        held=held,
+        seed=seed,
+    )
     return res
 
 
