@@ -89,7 +89,9 @@ def inputs_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bus", default="../shared/data/bus-violence")
     parser.add_argument("--out", default=str(ASSETS_DIR))
     parser.add_argument("--cache", default=".cache/kuzet-model")
-    parser.add_argument("--bus-clips", type=int, default=None, help="the first N Bus clips in sha256 order")
+    parser.add_argument(
+        "--bus-clips", type=int, default=input_study.BUS_CLIPS, help="the first N Bus clips in sha256 order"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ship", action="store_true", help="one look at F and version 5, if the rule chose it")
     args = parser.parse_args(argv)
