@@ -42,10 +42,12 @@ from workers.vision.frames import (
 from workers.vision.i3d import I3dBackbone
 from workers.vision.model import resample_indices
 
-GEOMETRIES = ("c160", "w200", "x3")
+GEOMETRIES = ("c160", "w200", "x3", "s128")
 SIZE = 112
 CROP = 160
 WIDE = 200
+SIZE_128, CROP_128 = 128, 176  # ``s128``: shorter side 128, longer centre-cropped to 176 (the second addendum)
+_AT_112 = ("c160", "w200", "x3")
 _NO_CROP = 1 << 16
 Feats = dict[str, npt.NDArray[np.float32]]
 
@@ -65,7 +67,9 @@ def side_crop(frame: npt.NDArray[np.uint8], long_max: int, where: float) -> npt.
 def geometry_features(
     whole: Sequence[npt.NDArray[np.uint8]], net: I3dBackbone, geometries: Sequence[str] = GEOMETRIES
 ) -> dict[str, npt.NDArray[np.float32]]:
-    """The asked geometries' pooled features from RGB frames scaled to the shorter side, not cropped."""
+    """The asked geometries at 112 px, pooled features from RGB frames scaled to the shorter side, not
+    cropped."""
+    geometries = [g for g in geometries if g in _AT_112]
     centre = net.features([centre_crop(np.asarray(f), CROP) for f in whole])
     longest = max(whole[0].shape[:2])
     out = {"c160": centre}
@@ -92,13 +96,22 @@ class InputJob:
 
 def cache_key(model: Path) -> str:
     digest = hashlib.sha256(model.read_bytes()).hexdigest()[:16]
-    return f"v5-inputs-{digest}-16x{SIZE}-{'-'.join(GEOMETRIES)}-m{DEFAULT_FPS:g}x{DEFAULT_MAX_SIDE}"
+    # one file per clip holds every geometry asked so far (``net/<geometry>/<copy>``)
+    return f"v5-inputs-{digest}-16-m{DEFAULT_FPS:g}x{DEFAULT_MAX_SIDE}"
 
 
-def _copy_features(frames: Frames, fps: float, net: I3dBackbone, geometries: Sequence[str]) -> Feats:
+def _copy_features(
+    frames: Frames, fps: float, net: I3dBackbone, geometries: Sequence[str], *, motion: bool = True
+) -> Feats:
     spread = [frames[i][:, :, ::-1] for i in spread_indices(len(frames), 16)]
-    whole = [small_rgb(np.ascontiguousarray(f), SIZE, _NO_CROP) for f in spread]
-    out = {f"net/{g}": v for g, v in geometry_features(whole, net, geometries).items()}
+    out: Feats = {}
+    if any(g in _AT_112 for g in geometries):
+        whole = [small_rgb(np.ascontiguousarray(f), SIZE, _NO_CROP) for f in spread]
+        out = {f"net/{g}": v for g, v in geometry_features(whole, net, geometries).items()}
+    if "s128" in geometries:
+        out["net/s128"] = net.features([small_rgb(np.ascontiguousarray(f), SIZE_128, CROP_128) for f in spread])
+    if not motion:
+        return out
     idx = resample_indices(len(frames), fps, DEFAULT_FPS)
     picked = [resize_max_side(np.ascontiguousarray(frames[i][:, :, ::-1]), DEFAULT_MAX_SIDE) for i in idx]
     if len(picked) == 1:
@@ -117,27 +130,38 @@ def clip_inputs(job: InputJob) -> Feats:
         with np.load(cached) as z:
             have = {k: z[k] for k in z.files}
     wanted = [CLEAN, *job.copies]
-    todo = [n for n in wanted if f"motion/{n}" not in have]
+
+    def missing(name: str) -> list[str]:
+        return [g for g in job.geometries if f"net/{g}/{name}" not in have]
+
+    todo = [n for n in wanted if f"motion/{n}" not in have or missing(n)]
     if not todo:
         return have
     net = I3dBackbone(job.model)
     if CLEAN in todo:
-        clip = sample_frames(
-            job.path, fps=DEFAULT_FPS, max_side=DEFAULT_MAX_SIDE, clip_count=16, clip_size=SIZE, clip_long=_NO_CROP
-        )
-        for g, v in geometry_features(clip.clip_frames, net, job.geometries).items():
-            have[f"net/{g}/{CLEAN}"] = v
-        have[f"motion/{CLEAN}"] = np.stack([f.vector for _, f in window_features(clip.frames, clip.sample_fps)])
+        need = missing(CLEAN)
+        if any(g in _AT_112 for g in need) or f"motion/{CLEAN}" not in have:
+            clip = sample_frames(
+                job.path, fps=DEFAULT_FPS, max_side=DEFAULT_MAX_SIDE, clip_count=16, clip_size=SIZE, clip_long=_NO_CROP
+            )
+            for g, v in geometry_features(clip.clip_frames, net, need).items():
+                have[f"net/{g}/{CLEAN}"] = v
+            have[f"motion/{CLEAN}"] = np.stack([f.vector for _, f in window_features(clip.frames, clip.sample_fps)])
+        if "s128" in need:
+            frames128 = sample_frames(job.path, fps=0, clip_count=16, clip_size=SIZE_128, clip_long=CROP_128)
+            have[f"net/s128/{CLEAN}"] = net.features(frames128.clip_frames)
         todo.remove(CLEAN)
     if todo:
         frames, fps = decode_all(job.path)
         for name in todo:
+            need = missing(name)
             rng = _seed(digest, name)
             copy, copy_fps = SUITE[name](frames, fps, rng) if name in SUITE else augment(frames, fps, rng)
-            feats = _copy_features(copy, copy_fps, net, job.geometries)
-            for g in job.geometries:
+            feats = _copy_features(copy, copy_fps, net, need, motion=f"motion/{name}" not in have)
+            for g in need:
                 have[f"net/{g}/{name}"] = feats[f"net/{g}"]
-            have[f"motion/{name}"] = feats["motion"]
+            if f"motion/{name}" not in have:
+                have[f"motion/{name}"] = feats["motion"]
     tmp = cached.with_suffix(f".{os.getpid()}.tmp.npz")
     np.savez(tmp, allow_pickle=False, **have)
     tmp.replace(cached)
