@@ -35,14 +35,18 @@ def test_training_geometries_are_the_runtime_crops(tmp_path: Path) -> None:
     net = I3dBackbone(NETWORK)
     wide = _clip_of_aspect(wide=True)
     feats = clip_inputs(InputJob(wide, NETWORK, tmp_path, ()))
-    for geometry, long in (("c160", 160), ("w200", 200)):
-        runtime = sample_frames(wide, clip_count=16, clip_size=112, clip_long=long).clip_frames
+    for geometry, size, long in (("c160", 112, 160), ("w200", 112, 200), ("s128", 128, 176)):
+        runtime = sample_frames(wide, clip_count=16, clip_size=size, clip_long=long).clip_frames
         assert np.array_equal(feats[f"net/{geometry}/clean"], net.features(runtime))
     whole = sample_frames(wide, clip_count=16, clip_size=112, clip_long=200).clip_frames
     assert whole[0].shape[0] == 112 and 190 <= whole[0].shape[1] <= 200  # a 16:9 frame seen whole
     assert not np.allclose(feats["net/x3/clean"], feats["net/c160/clean"])
     narrow = _clip_of_aspect(wide=False)
-    feats = clip_inputs(InputJob(narrow, NETWORK, tmp_path, ()))
+    feats = clip_inputs(InputJob(narrow, NETWORK, tmp_path, ("pan_shake",), ("c160", "w200", "x3")))
+    assert "net/s128/clean" not in feats
+    more = clip_inputs(InputJob(narrow, NETWORK, tmp_path, ("pan_shake",), ("s128",)))  # adds a geometry
+    assert np.array_equal(more["motion/pan_shake"], feats["motion/pan_shake"])
+    assert more["net/s128/pan_shake"].shape == (1024,)
     assert np.array_equal(feats["net/w200/clean"], feats["net/c160/clean"])  # 4:3: nothing was cropped
     assert np.array_equal(feats["net/x3/clean"], feats["net/c160/clean"])
     assert len(list(tmp_path.glob("*.npz"))) == 2  # cached per clip

@@ -93,6 +93,8 @@ def inputs_main(argv: Sequence[str] | None = None) -> int:
         "--bus-clips", type=int, default=input_study.BUS_CLIPS, help="the first N Bus clips in sha256 order"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--geometries", default=",".join(input_study.GEOMETRIES), help="e.g. c160,s128")
+    parser.add_argument("--study-file", default=input_study.STUDY_FILE)
     parser.add_argument("--ship", action="store_true", help="one look at F and version 5, if the rule chose it")
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -104,6 +106,8 @@ def inputs_main(argv: Sequence[str] | None = None) -> int:
         bus_clips=args.bus_clips,
         seed=args.seed,
         ship=args.ship,
+        geometries=args.geometries.split(","),
+        study_name=args.study_file,
         say=lambda msg: print(msg, flush=True),
     )
     print(json.dumps({"chosen": res["rule"]["chosen"], "bus_clips": res["bus_clips"]}))

@@ -20,7 +20,18 @@ from threadpoolctl import threadpool_limits
 from training.augment import SUITE
 from training.dataset import BUS_SOURCE, ClipItem, load_bus, load_manifest
 from training.extract import CLEAN
-from training.inputs import CROP, WIDE, Feats, InputJob, cache_key, extract_inputs, for_geometry
+from training.inputs import (
+    CROP,
+    CROP_128,
+    SIZE,
+    SIZE_128,
+    WIDE,
+    Feats,
+    InputJob,
+    cache_key,
+    extract_inputs,
+    for_geometry,
+)
 from training.pipeline import NETWORK_FILE, _plain, write_model
 from training.protocol import (
     BOOTSTRAP,
@@ -46,7 +57,8 @@ SETTING = Variant("mean", True)  # version 4's shipped variant: the training set
 INCUMBENT = "c160"
 ELIGIBLE = ("c160", "w200")  # within the cost limit (x3 was dropped before any figure: the addendum)
 PROCEDURE = "procedure"
-LONG = {"c160": CROP, "w200": WIDE}  # the runtime's ``network.long`` of each shippable geometry
+# the runtime's ``network.size`` and ``network.long`` of each shippable geometry
+SHAPE = {"c160": (SIZE, CROP), "w200": (SIZE, WIDE), "s128": (SIZE_128, CROP_128)}
 # Reduced before any figure (docs/model-card.md, the addendum's "Deviations"): two geometries, one
 # training copy per clip, the first BUS_CLIPS Bus clips in sha256 order.
 GEOMETRIES = ("c160", "w200")
@@ -72,16 +84,17 @@ def nested(corpora: dict[str, Corpus], seed: int, say: Progress) -> dict[str, An
     base = corpora[INCUMBENT]
     dev, bus = base.where("dev"), base.where("bus")
     copies = suite_copies(base)
-    out = _empty(base, [PROCEDURE, *GEOMETRIES], copies)
+    geoms = list(corpora)
+    out = _empty(base, [PROCEDURE, *geoms], copies)
     chosen: dict[str, str] = {}
     inner_aucs: dict[str, dict[str, float]] = {}
     sources = sorted(set(base.groups[dev].tolist()))
     for k, src in enumerate(sources):
         test = dev[base.groups[dev] == src]
         train = dev[base.groups[dev] != src]
-        inner = {g: _inner(corpora[g], bus, train, INNER_FOLDS, seed + k) for g in GEOMETRIES}
-        choice = pick({g: a for g, (a, _) in inner.items()})
-        for g in GEOMETRIES:
+        inner = {g: _inner(corpora[g], bus, train, INNER_FOLDS, seed + k) for g in geoms}
+        choice = pick({g: a for g, (a, _) in inner.items()}, geoms)
+        for g in geoms:
             model = Fitter(corpora[g], np.concatenate([bus, train])).fit(SETTING)
             for c in copies:
                 s = model.score(corpora[g], test, c)
@@ -97,7 +110,7 @@ def nested(corpora: dict[str, Corpus], seed: int, say: Progress) -> dict[str, An
         "chosen_per_fold": chosen,
         "inner_auc_per_fold": inner_aucs,
         "figures": figures,
-        "paired_change": {g: paired_change(base, out, dev, g, seed) for g in GEOMETRIES if g != INCUMBENT},
+        "paired_change": {g: paired_change(base, out, dev, g, seed) for g in geoms if g != INCUMBENT},
     }
 
 
@@ -125,18 +138,18 @@ def shipping_rule(corpora: dict[str, Corpus], seed: int) -> dict[str, Any]:
     """The addendum's rule: grouped 5-fold OOF over all of D (B in every training fold), clean AUC."""
     base = corpora[INCUMBENT]
     dev, bus = base.where("dev"), base.where("bus")
-    inner = {g: _inner(corpora[g], bus, dev, FINAL_FOLDS, seed) for g in GEOMETRIES}
+    inner = {g: _inner(corpora[g], bus, dev, FINAL_FOLDS, seed) for g in corpora}
     oof = {g: a for g, (a, _) in inner.items()}
-    return {"oof_auc": oof, "thresholds": {g: t for g, (_, t) in inner.items()}, "chosen": pick(oof)}
+    return {"oof_auc": oof, "thresholds": {g: t for g, (_, t) in inner.items()}, "chosen": pick(oof, list(corpora))}
 
 
 def study(corpora: dict[str, Corpus], seed: int, say: Progress) -> dict[str, Any]:
     """Everything the addendum asks for, in one dictionary (private keys dropped by the writer)."""
-    res: dict[str, Any] = {"setting": SETTING.name, "geometries": list(GEOMETRIES), "eligible": list(ELIGIBLE)}
+    res: dict[str, Any] = {"setting": SETTING.name, "geometries": list(corpora), "eligible": list(corpora)}
     res["nested_loso"] = nested(corpora, seed, say)
     res["lodo"] = {}
-    for g in GEOMETRIES:
-        full = lodo(corpora[g], seed, say, variants=[SETTING])
+    for g, corpus in corpora.items():
+        full = lodo(corpus, seed, say, variants=[SETTING])
         res["lodo"][g] = {
             "a_bus_to_surv_fight": full["a_bus_to_surv_fight"]["figures"][SETTING.name],
             "b_surv_fight_to_bus": full["b_surv_fight_to_bus"]["figures"][SETTING.name],
@@ -146,14 +159,20 @@ def study(corpora: dict[str, Corpus], seed: int, say: Progress) -> dict[str, Any
     return res
 
 
-def corpora_of(surv: list[ClipItem], bus: list[ClipItem], feats: list[Feats], held: set[str]) -> dict[str, Corpus]:
+def corpora_of(
+    surv: list[ClipItem],
+    bus: list[ClipItem],
+    feats: list[Feats],
+    held: set[str],
+    geometries: Sequence[str] = GEOMETRIES,
+) -> dict[str, Corpus]:
     """One corpus per geometry over the same clips (surv-fight first, then the Bus clips)."""
     items = [*surv, *bus]
     part_of = ["bus" if not it.evaluable else ("final" if it.source in held else "dev") for it in items]
     labels, groups = [it.label for it in items], [it.source for it in items]
     return {
         g: Corpus.build(labels, groups, part_of, [for_geometry(f, g, SURV_TRANSFORMS) for f in feats])
-        for g in GEOMETRIES
+        for g in geometries
     }
 
 
@@ -171,6 +190,8 @@ def run(
     bus_clips: int | None = BUS_CLIPS,
     seed: int = 0,
     ship: bool = False,
+    geometries: Sequence[str] = GEOMETRIES,
+    study_name: str = STUDY_FILE,
     say: Progress = print,
 ) -> dict[str, Any]:
     """The comparison (``kuzet-fight.inputs.json`` in ``out_dir``); with ``ship``, when the rule chose a
@@ -182,11 +203,12 @@ def run(
     if not ship:  # F's features are made, and F enters the corpus, only for its one look
         surv = [it for it in surv if it.source not in held]
     bus = bus_in_order(bus_dir)[:bus_clips]
-    jobs = [InputJob(it.path, network, cache, SURV_TRANSFORMS, GEOMETRIES) for it in surv]
-    jobs += [InputJob(it.path, network, cache, BUS_TRANSFORMS, GEOMETRIES) for it in bus]
+    geoms = tuple(geometries)
+    jobs = [InputJob(it.path, network, cache, SURV_TRANSFORMS, geoms) for it in surv]
+    jobs += [InputJob(it.path, network, cache, BUS_TRANSFORMS, geoms) for it in bus]
     feats = extract_inputs(jobs, say)
-    corpora = corpora_of(surv, bus, feats, held)
-    study_file = out_dir / STUDY_FILE
+    corpora = corpora_of(surv, bus, feats, held, geoms)
+    study_file = out_dir / study_name
     with threadpool_limits(limits=1):
         if not ship:
             res: dict[str, Any] = study(corpora, seed, say)
@@ -255,7 +277,7 @@ def ship_version(
         "protocol": "docs/model-card.md, version 5 (the version-4 protocol with the input-geometry addendum)",
         "chosen": SETTING.name,
         "geometry": geometry,
-        "geometries_compared": list(GEOMETRIES),
+        "geometries_compared": list(res["geometries"]),
         "variants_compared": 1,
         "variants": [SETTING.name],
         "motion_stage": {"keep": True, "augmented": {"keep": True}, "note": "version 4's rule, not re-run"},
@@ -271,7 +293,8 @@ def ship_version(
         out_dir,
         network,
         version="5",
-        long=LONG[geometry],
+        size=SHAPE[geometry][0],
+        long=SHAPE[geometry][1],
         variant=SETTING,
         fitted=fitted,
         threshold=rules.thresholds[SETTING.name],
