@@ -3,11 +3,14 @@ that prints)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
+from training import input_study
 from training.i3d_export import FP32_NAME, INT8_NAME, export, verify
 from training.pipeline import NET_FRAMES, NET_SIZE, train
 from workers.vision.model import ASSETS_DIR
@@ -77,3 +80,40 @@ def export_network_main(out_dir: Path | None, calibration: list[Path]) -> int:
     print(json.dumps(facts["checks"], indent=1))
     print(f"wrote {out_dir / INT8_NAME} (commit it) and {out_dir / FP32_NAME} (do not commit: 51 MB)")
     return 0
+
+
+def inputs_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m training.commands``: the comparison, and with ``--ship`` version 5 when chosen."""
+    parser = argparse.ArgumentParser(prog="python -m training.commands", description=input_study.__doc__)
+    parser.add_argument("--data", default="../shared/data/surv-fight")
+    parser.add_argument("--bus", default="../shared/data/bus-violence")
+    parser.add_argument("--out", default=str(ASSETS_DIR))
+    parser.add_argument("--cache", default=".cache/kuzet-model")
+    parser.add_argument(
+        "--bus-clips", type=int, default=input_study.BUS_CLIPS, help="the first N Bus clips in sha256 order"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--geometries", default=",".join(input_study.GEOMETRIES), help="e.g. c160,s128")
+    parser.add_argument("--study-file", default=input_study.STUDY_FILE)
+    parser.add_argument("--ship", action="store_true", help="one look at F and version 5, if the rule chose it")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    res = input_study.run(
+        Path(args.data),
+        Path(args.bus),
+        Path(args.out),
+        cache_dir=Path(args.cache),
+        bus_clips=args.bus_clips,
+        seed=args.seed,
+        ship=args.ship,
+        geometries=args.geometries.split(","),
+        study_name=args.study_file,
+        say=lambda msg: print(msg, flush=True),
+    )
+    print(json.dumps({"chosen": res["rule"]["chosen"], "bus_clips": res["bus_clips"]}))
+    print(f"done in {time.perf_counter() - started:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(inputs_main())

@@ -36,8 +36,10 @@ from training.protocol import (
     TARGET_RECALL,
     VARIANTS,
     Corpus,
+    Fitted,
     Fitter,
     FoldOutput,
+    Variant,
     allowed_variants,
     final_sources,
     inner_rules,
@@ -186,11 +188,65 @@ def train(
         shipped = np.concatenate([dev, fin])
         rules_all = inner_rules(corpus, fixed=bus, evaluable=shipped, folds=FINAL_FOLDS, seed=seed, variants=[variant])
         fitted = Fitter(corpus, np.concatenate([bus, shipped])).fit(variant)
+    chosen_clean = loso["figures"]["chosen"][CLEAN]
+    validation = {
+        "protocol": "docs/model-card.md, version 4 (nested LOSO over the development sources, LODO, "
+        "robustness suite, final test sources)",
+        "chosen": variant.name,
+        "variants_compared": len(VARIANTS),
+        "variants": [v.name for v in VARIANTS],
+        "motion_stage": motion,
+        "nested_loso": {"chosen_per_fold": loso["chosen_per_fold"], "clean": chosen_clean},
+        "suite": {c: loso["figures"]["chosen"].get(c) for c in SUITE},
+        "final_test": final_figures,
+    }
+    metrics = {
+        "nested_loso": loso,
+        "lodo": lodo_res,
+        "motion_stage": motion,
+        "shipped_rules": {"inner_auc": rules.inner_auc, "thresholds": rules.thresholds},
+        "final_test": final_figures,
+    }
+    return write_model(
+        out_dir,
+        network,
+        version=MODEL_VERSION,
+        size=NET_SIZE,
+        long=NET_LONG,
+        variant=variant,
+        fitted=fitted,
+        threshold=rules_all.thresholds[variant.name],
+        calibration_max=rules_all.calibration_max[variant.name],
+        validation=validation,
+        parts=parts,
+        held=held,
+        seed=seed,
+        metrics=metrics,
+    )
+
+
+def write_model(
+    out_dir: Path,
+    network: Path,
+    *,
+    version: str,
+    size: int,
+    long: int,
+    variant: Variant,
+    fitted: Fitted,
+    threshold: float,
+    calibration_max: float,
+    validation: dict[str, Any],
+    parts: list[tuple[str, list[ClipItem]]],
+    held: set[str],
+    seed: int,
+    metrics: dict[str, Any],
+) -> dict[str, Any]:
+    """Write the sidecar, the metrics and (for ``mean``) the motion stage's ONNX; the sidecar."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    threshold = rules_all.thresholds[variant.name]
     meta: dict[str, Any] = {
         "name": MODEL_NAME,
-        "version": MODEL_VERSION,
+        "version": version,
         "threshold": round(threshold, 6),
         "threshold_rule": f"grouped {FINAL_FOLDS}-fold OOF over the surv-fight (and venue) clips and their "
         f"augmented copies, at recall >= {TARGET_RECALL}",
@@ -214,8 +270,8 @@ def train(
             "file": NETWORK_FILE,
             "sha256": hashlib.sha256(network.read_bytes()).hexdigest(),
             "frames": NET_FRAMES,
-            "size": NET_SIZE,
-            "long": NET_LONG,
+            "size": size,
+            "long": long,
             "input": "RGB in [-1, 1], [1, T, H, W, 3]; frames evenly spread over the clip, shorter side scaled "
             "to size, longer side centre-cropped to long",
             "source": "Kinetics-400 RGB I3D (DeepMind kinetics-i3d, Apache-2.0) "
@@ -223,22 +279,10 @@ def train(
         },
         "head": head_section(fitted.head),
         "calibration": {
-            "max_threshold": round(max(threshold, rules_all.calibration_max[variant.name]), 6),
+            "max_threshold": round(max(threshold, calibration_max), 6),
             "rule": f"highest threshold whose grouped OOF recall on the clean clips is still >= "
             f"{CALIBRATION_RECALL}: per-camera calibration never raises a camera's threshold past it",
         },
-    }
-    chosen_clean = loso["figures"]["chosen"][CLEAN]
-    validation = {
-        "protocol": "docs/model-card.md, version 4 (nested LOSO over the development sources, LODO, "
-        "robustness suite, final test sources)",
-        "chosen": variant.name,
-        "variants_compared": len(VARIANTS),
-        "variants": [v.name for v in VARIANTS],
-        "motion_stage": motion,
-        "nested_loso": {"chosen_per_fold": loso["chosen_per_fold"], "clean": chosen_clean},
-        "suite": {c: loso["figures"]["chosen"].get(c) for c in SUITE},
-        "final_test": final_figures,
     }
     meta["validation"] = _plain(validation)
     meta["training_data"] = {
@@ -253,13 +297,6 @@ def train(
         "numpy": np.__version__,
         "scikit-learn": sklearn.__version__,
         "onnxruntime": onnxruntime.__version__,
-    }
-    metrics = {
-        "nested_loso": loso,
-        "lodo": lodo_res,
-        "motion_stage": motion,
-        "shipped_rules": {"inner_auc": rules.inner_auc, "thresholds": rules.thresholds},
-        "final_test": final_figures,
     }
     _write_atomically(out_dir / f"{MODEL_NAME}.metrics.json", json.dumps(_plain(metrics), indent=1) + "\n")
     _write_atomically(out_dir / f"{MODEL_NAME}.json", json.dumps(meta, indent=1) + "\n")

@@ -433,22 +433,22 @@ def allowed_variants(motion: dict[str, Any]) -> list[Variant]:
     ]
 
 
-def lodo(corpus: Corpus, seed: int, say: Progress) -> dict[str, Any]:
+def lodo(corpus: Corpus, seed: int, say: Progress, variants: Sequence[Variant] = VARIANTS) -> dict[str, Any]:
     """(a) trained on B, scored on D (clean and the suite); (b) trained on D, scored on B (clean)."""
     dev, bus = corpus.where("dev"), corpus.where("bus")
     results: dict[str, Any] = {}
     # (a): B alone trains; its threshold from a 5-fold CV of B (one group: plain stratified folds)
     copies = suite_copies(corpus)
-    out_a = _empty(corpus, [v.name for v in VARIANTS], copies)
+    out_a = _empty(corpus, [v.name for v in variants], copies)
     smallest = int(min(np.sum(corpus.y[bus] == 1), np.sum(corpus.y[bus] == 0)))
     cv = StratifiedKFold(n_splits=max(2, min(FINAL_FOLDS, smallest)), shuffle=True, random_state=seed)
-    oof = {v.name: np.full(len(corpus.y), np.nan) for v in VARIANTS}
+    oof = {v.name: np.full(len(corpus.y), np.nan) for v in variants}
     for tr, te in cv.split(np.zeros(len(bus)), corpus.y[bus]):
         fitter = Fitter(corpus, bus[tr])
-        for v in VARIANTS:
+        for v in variants:
             oof[v.name][bus[te]] = fitter.fit(v).score(corpus, bus[te])
     fitter = Fitter(corpus, bus)
-    for v in VARIANTS:
+    for v in variants:
         thr = pick_threshold(corpus.y[bus], oof[v.name][bus])
         model = fitter.fit(v)
         for c in copies:
@@ -458,10 +458,12 @@ def lodo(corpus: Corpus, seed: int, say: Progress) -> dict[str, Any]:
     results["a_bus_to_surv_fight"] = {"figures": report(corpus, out_a, dev, seed)}
     say("LODO (a) done")
     # (b): D alone trains; threshold by the rule from a grouped 3-fold CV of D; scored on B (clean)
-    rules = inner_rules(corpus, fixed=np.zeros(0, dtype=np.int64), evaluable=dev, folds=INNER_FOLDS, seed=seed)
+    rules = inner_rules(
+        corpus, fixed=np.zeros(0, dtype=np.int64), evaluable=dev, folds=INNER_FOLDS, seed=seed, variants=variants
+    )
     fitter = Fitter(corpus, dev)
     fig_b: dict[str, Any] = {}
-    for v in VARIANTS:
+    for v in variants:
         s = fitter.fit(v).score(corpus, bus)
         rec, fpr = rates(corpus.y[bus], s >= rules.thresholds[v.name])
         fig_b[v.name] = {CLEAN: {"clips": len(bus), "auc": auc(corpus.y[bus], s), "recall": rec, "fpr": fpr}}
