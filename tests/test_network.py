@@ -97,12 +97,12 @@ def model() -> ConfirmationModel:
 
 
 def test_committed_model_scores_every_clip_with_the_network(model: ConfirmationModel) -> None:
-    """Version 5 (as 4) never rejects early; its motion classifier scores only when the protocol kept it."""
-    assert model.tag == "kuzet-fight/5"
+    """Version 4 never rejects early; its motion classifier scores only when the protocol kept it."""
+    assert model.tag == "kuzet-fight/4"
     assert model.is_cascade
     assert 0.0 < model.threshold < 1.0
     assert model.reject_below is None
-    assert (model.clip_size, model.clip_long) == (128, 176)
+    assert model.clip_long == 160
     result = model.score_clip(needs_shared(DATA) / "noFight" / "nofi131.mp4")
     assert result.stage == "network"
     assert (result.motion_score is not None) == (model.combine == "mean")
@@ -111,16 +111,20 @@ def test_committed_model_scores_every_clip_with_the_network(model: ConfirmationM
 
 
 PREVIOUS = ASSETS_DIR / "kuzet-fight-3.json"  # version 3, kept for comparisons and a rollback
-VERSION_4 = ASSETS_DIR / "kuzet-fight-4.json"  # version 4, kept for a rollback
+CANDIDATE = ASSETS_DIR / "kuzet-fight-5.json"  # version 5, the 128-px candidate, not live (docs/model-card.md)
 
 
-def test_version_4_still_loads_with_its_centre_crop() -> None:
-    v4 = ConfirmationModel(VERSION_4)
-    assert v4.tag == "kuzet-fight/4"
-    assert (v4.clip_size, v4.clip_long) == (112, 160)
-    assert v4.model_path is not None and v4.model_path.name == "kuzet-fight-4-motion.onnx"
-    meta = json.loads(VERSION_4.read_text())
-    assert hashlib.sha256(v4.model_path.read_bytes()).hexdigest() == meta["motion"]["sha256"]
+def test_version_5_candidate_loads_with_its_128_px_input() -> None:
+    """Version 5 is kept for ``kuzet model shadow``/``promote``: it loads with the geometry its rule
+    chose, and its motion stage is the file its sidecar names."""
+    v5 = ConfirmationModel(CANDIDATE)
+    assert v5.tag == "kuzet-fight/5"
+    assert (v5.clip_size, v5.clip_long) == (128, 176)
+    assert v5.model_path is not None and v5.model_path.name == "kuzet-fight-5-motion.onnx"
+    meta = json.loads(CANDIDATE.read_text())
+    assert hashlib.sha256(v5.model_path.read_bytes()).hexdigest() == meta["motion"]["sha256"]
+    assert meta["validation"]["geometry"] == meta["validation"]["rule"]["chosen"] == "s128"
+    assert meta["validation"]["final_test"]["clean"]["clips"] == 42  # F, looked at once for version 5
 
 
 @pytest.fixture(scope="module")
