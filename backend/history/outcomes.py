@@ -9,12 +9,13 @@ from typing import Final
 
 import msgspec
 
+from backend.core import paging
 from backend.core.auth import Principal
 from backend.core.config import Settings
 from backend.core.db import Conn
 from backend.history import repo
 from backend.history.schemas import IncidentOutcomes, Label, LabelPage, OutcomeCreate, OutcomeView
-from backend.history.service import decode_cursor, encode_cursor, require_range, require_venue_reader, split_page
+from backend.history.service import decode_cursor, require_range, require_venue_reader
 from backend.incidents import lifecycle
 from backend.incidents.access import lock_visible
 from backend.incidents.schemas import Verdict
@@ -72,7 +73,7 @@ async def labels(
         after=decode_cursor(cursor) if cursor is not None else None,
         limit=limit + 1,
     )
-    rows, last = split_page(fetched, limit)
+    rows, last = paging.split_page(fetched, limit)
     by_incident: dict[uuid.UUID, list[OutcomeView]] = {}
     incidents = sorted({r.incident_id for r in rows if r.incident_id is not None})
     for outcome in await repo.outcomes(conn, incidents) if incidents else []:
@@ -97,4 +98,4 @@ async def labels(
                 outcomes=views,
             )
         )
-    return LabelPage(items=items, next_cursor=encode_cursor(last.received_at, last.detection_id) if last else None)
+    return LabelPage(items=items, next_cursor=paging.key_cursor(last.received_at, last.detection_id) if last else None)
