@@ -310,6 +310,9 @@ def _training_command(args: argparse.Namespace) -> int:
         cache_dir=Path(args.cache),
         seed=args.seed,
         final_test=args.final_test,
+        size=args.size,
+        long=args.long,
+        version=args.version,
     )
 
 
@@ -486,6 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also score the final test sources once (the model card counts every time this is done)",
     )
+    p.add_argument("--size", type=int, help="the network input's shorter side in px (default: the live version's)")
+    p.add_argument("--long", type=int, help="the longer side's centre crop in px (default: the live version's)")
+    p.add_argument("--version", help="the version the sidecar names (default: the live version's)")
     p = msub.add_parser("promote", help="make a model version live (audited; workers load it at start)")
     p.add_argument("sidecar", help="the model's sidecar JSON, as the workers will find it")
     p.add_argument("--person-model")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from training import input_study
 from training.i3d_export import FP32_NAME, INT8_NAME, export, verify
-from training.pipeline import NET_FRAMES, NET_SIZE, train
+from training.pipeline import MODEL_VERSION, NET_FRAMES, NET_LONG, NET_SIZE, train
 from workers.vision.model import ASSETS_DIR
 
 
@@ -25,6 +25,9 @@ def train_main(
     cache_dir: Path,
     seed: int = 0,
     final_test: bool = False,
+    size: int | None = None,
+    long: int | None = None,
+    version: str | None = None,
 ) -> int:
     """Run the protocol, fit the model, write the sidecars (and the motion stage when kept) to ``out_dir``."""
     out_dir = out_dir if out_dir is not None else ASSETS_DIR
@@ -45,6 +48,9 @@ def train_main(
             cache_dir=cache_dir,
             seed=seed,
             final_test=final_test,
+            size=size or NET_SIZE,
+            long=long or NET_LONG,
+            version=version or MODEL_VERSION,
             progress=lambda msg: print(msg, flush=True),
         )
     except FileNotFoundError as exc:

@@ -129,6 +129,9 @@ def train(
     workers: int | None = None,
     final_test: bool = False,
     final_clips: int = FINAL_MIN_CLIPS,
+    size: int = NET_SIZE,
+    long: int = NET_LONG,
+    version: str = MODEL_VERSION,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Run the protocol, fit the chosen variant on everything, write the artefacts; the sidecar.
@@ -151,7 +154,7 @@ def train(
         raise FileNotFoundError(f"clips listed in the manifests are missing: {missing[:5]}")
     held = final_sources([it.source for it in surv], final_clips)
     part_of = ["bus" if not it.evaluable else ("final" if it.source in held else "dev") for it in items]
-    geometry = Geometry(network, NET_FRAMES, NET_SIZE, NET_LONG)
+    geometry = Geometry(network, NET_FRAMES, size, long)
     cache = cache_dir / geometry.key()
     cache.mkdir(parents=True, exist_ok=True)
     jobs = [
@@ -210,9 +213,9 @@ def train(
     return write_model(
         out_dir,
         network,
-        version=MODEL_VERSION,
-        size=NET_SIZE,
-        long=NET_LONG,
+        version=version,
+        size=size,
+        long=long,
         variant=variant,
         fitted=fitted,
         threshold=rules_all.thresholds[variant.name],
