@@ -3,12 +3,16 @@ put ``moov`` before ``mdat``, last at least pre + post minus one GOP, and are th
 
 from __future__ import annotations
 
+import io
+import itertools
 import time
+from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
-from kuzet_edge.buffer import PacketRing, cut_clip, ts_segment
+from kuzet_edge.buffer import PacketRing, StoredPacket, StreamHeader, cut_clip, mux, ts_segment
 from kuzet_edge.rtsp import StreamReader
 
 from tests.edge import fake_camera, write_moving_raw
@@ -71,3 +75,99 @@ def test_ring_keeps_pre_event_plus_one_gop(tmp_path: Path) -> None:
     assert window[0].keyframe
     assert window[0].wall <= now - 5.0  # the keyframe at or before the window's start is still there
     assert window[0].wall > now - 5.0 - 2.0  # and no more than one GOP before it
+
+
+# -- a camera's first seconds: timestamps that stand still, step back or leap ahead ----------------------
+
+
+def camera_packets(tmp_path: Path, frames: int = 40, *, bframes: int = 0) -> list[StoredPacket]:
+    """Real H.264 as an RTSP camera sends it (90 kHz clock, MPEG-TS demuxed), 10 fps, a keyframe every
+    2 s, each packet stamped with the wall time of a live camera."""
+    source = tmp_path / "camera.ts"
+    with av.open(str(source), "w", format="mpegts") as out:
+        stream = out.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
+        stream.codec_context.gop_size = GOP
+        stream.codec_context.options = {"bf": str(bframes), "sc_threshold": "0"}
+        for i in range(frames):
+            picture = np.full((96, 160, 3), (i * 6) % 250, np.uint8)
+            picture[10:40, (i * 4) % 120 : (i * 4) % 120 + 30] = 255
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
+        out.mux(stream.encode())
+    with av.open(str(source)) as camera:
+        video = camera.streams.video[0]
+        assert video.time_base == Fraction(1, 90000)
+        demuxed = [p for p in camera.demux(video) if p.size]
+        header = StreamHeader.of(video, bytes(demuxed[0]))
+        return [
+            StoredPacket(bytes(p), p.pts, p.dts, p.duration or 0, bool(p.is_keyframe), 1000.0 + i / FPS, header)
+            for i, p in enumerate(demuxed)
+        ]
+
+
+def restamped(packets: list[StoredPacket], stamps: dict[int, int]) -> list[StoredPacket]:
+    """The same packets with the camera's clock changed at some of them (index -> dts; pts keeps its
+    distance to dts)."""
+    return [
+        replace(p, dts=stamps[i], pts=stamps[i] + ((p.pts or 0) - (p.dts or 0))) if i in stamps else p
+        for i, p in enumerate(packets)
+    ]
+
+
+def played(clip: Path | bytes) -> tuple[int, float, list[int]]:
+    """Every frame decoded: (frames, the container's duration in s, the video packets' dts)."""
+    with av.open(io.BytesIO(clip) if isinstance(clip, bytes) else str(clip)) as container:
+        stream = container.streams.video[0]
+        dts = [p.dts for p in container.demux(stream) if p.size]
+        container.seek(0)
+        frames = sum(1 for _ in container.decode(stream))
+        return frames, (container.duration or 0) / 1e6, dts
+
+
+def test_a_clip_is_cut_when_the_camera_repeats_a_timestamp_at_stream_start(tmp_path: Path) -> None:
+    packets = camera_packets(tmp_path)
+    first = packets[0].dts
+    assert first is not None
+    # The camera stamps packets 3 to 5 alike (seen in the first seconds, before RTCP sync): the muxer's
+    # time base is coarser than 1/90000, so the old +1 tick bumps collapsed into one dts (EINVAL).
+    camera = restamped(packets, {4: first + 3 * 9000, 5: first + 3 * 9000})
+    clip = tmp_path / "clip.mp4"
+    duration = cut_clip(camera, clip)
+    frames, length, dts = played(clip)
+    assert frames == len(camera)
+    assert all(b > a for a, b in itertools.pairwise(dts)), dts
+    assert abs(duration - len(camera) / FPS) <= 1.5 / FPS, duration
+    assert abs(length - duration) <= 1 / FPS, (length, duration)
+    frames, _, _ = played(ts_segment(camera))  # the live view's MPEG-TS as well
+    assert frames == len(camera)
+
+
+def test_a_clip_is_cut_when_the_camera_clock_steps_back_or_leaps_ahead(tmp_path: Path) -> None:
+    packets = camera_packets(tmp_path, bframes=2)
+    first = packets[0].dts
+    assert first is not None
+    back = {i: first + (i - 30) * 9000 for i in range(8, len(packets))}  # 2.2 s back at packet 8
+    ahead = {i: first + 3600 * 90000 + i * 9000 for i in range(8, len(packets))}  # an hour ahead
+    for name, stamps in (("back", back), ("ahead", ahead)):
+        camera = restamped(packets, stamps)
+        clip = tmp_path / f"{name}.mp4"
+        duration = cut_clip(camera, clip)
+        frames, length, dts = played(clip)
+        assert frames == len(camera), name
+        assert all(b > a for a, b in itertools.pairwise(dts)), (name, dts)
+        # The clip plays at the camera's pace: a frame per 100 ms, no hour of frozen picture.
+        assert abs(duration - len(camera) / FPS) <= 1.5 / FPS, (name, duration)
+        assert abs(length - duration) <= 1 / FPS, (name, length, duration)
+
+
+def test_mux_keeps_dts_strictly_increasing_in_a_coarser_muxer_time_base(tmp_path: Path) -> None:
+    """Matroska counts in milliseconds: packets 1/3 ms apart on the camera's 90 kHz clock."""
+    packets = camera_packets(tmp_path, frames=12)
+    first = packets[0].dts
+    assert first is not None
+    camera = [replace(p, dts=first + i * 30, pts=first + i * 30, duration=30) for i, p in enumerate(packets)]
+    out = io.BytesIO()
+    mux(camera, out, "matroska", {})
+    frames, _, dts = played(out.getvalue())
+    assert frames == len(camera)
+    assert all(b > a for a, b in itertools.pairwise(dts)), dts

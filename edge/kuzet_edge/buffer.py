@@ -139,37 +139,86 @@ class PacketRing:
             return True
 
 
+JUMP_S = 1.0  # the camera's clock moving this much more (or back) than the packets' arrival: it jumped
+
+
+def timeline(packets: Sequence[StoredPacket], source: Fraction, target: Fraction) -> list[tuple[int, int, int]]:
+    """Each packet's ``(pts, dts, duration)`` in the muxer's time base ``target``, rebased to zero.
+
+    dts strictly increases and pts is never before dts IN ``target``: a repeated stamp is bumped by one
+    tick of the muxer's clock (one tick of the camera's 90 kHz clock collapses again once the muxer
+    rounds it to a coarser one). A camera whose clock jumps, back or ahead, by more than ``JUMP_S``
+    beyond the packets' arrival (often in its first seconds, before RTCP sync) is resynchronised: that
+    packet follows the previous one by one frame and the ones after it keep their spacing. A packet
+    without a duration lasts one frame.
+    """
+
+    def scaled(ticks: int) -> int:
+        return round(ticks * source / target)
+
+    rows: list[tuple[int, int, int]] = []
+    offset = 0  # source ticks added to the camera's stamps
+    step = 0  # the camera's last forward dts step (source ticks): one frame
+    previous: StoredPacket | None = None
+    previous_at = previous_dts = 0  # the previous packet's dts, in source ticks (rebased) and in target
+    for p in packets:
+        raw = p.dts if p.dts is not None else p.pts or 0
+        if previous is None:
+            offset = -raw
+        else:
+            moved = float((raw + offset - previous_at) * source)
+            arrived = p.wall - previous.wall
+            if moved > max(arrived, 0.0) + JUMP_S or moved < -JUMP_S:
+                frame = step or max(round(arrived / source), 0)
+                offset = previous_at + frame - raw
+            elif moved > 0:
+                step = raw + offset - previous_at
+        at = raw + offset
+        dts = scaled(at)
+        pts = scaled((p.pts if p.pts is not None else raw) + offset)
+        if previous is not None and dts <= previous_dts:
+            dts = previous_dts + 1
+        rows.append((max(pts, dts), dts, max(scaled(p.duration or step), 1)))
+        previous, previous_at, previous_dts = p, at, dts
+    return rows
+
+
 def mux(packets: Sequence[StoredPacket], target: Path | io.BytesIO, fmt: str, options: dict[str, str]) -> float:
-    """Write ``packets`` (starting with a keyframe) rebased to zero; returns the duration in seconds."""
+    """Write ``packets`` (starting with a keyframe) rebased to zero; returns the duration shown, in seconds.
+
+    The header is written first, asking for the camera's own time base: MP4 and MPEG-TS take 1/90000 as it
+    is, a muxer with its own clock (Matroska's 1/1000) overrides it; either way the timestamps are
+    computed in the time base the muxer settled on (``timeline``), so it never rounds them itself."""
     if not packets or not packets[0].keyframe:
         raise ClipUnavailable("a cut must start on a keyframe")
     header = packets[0].header
-    base = packets[0].dts if packets[0].dts is not None else packets[0].pts or 0
     last_end = 0
     with (
         av.open(io.BytesIO(header.blob), "r") as template_in,
         av.open(target, "w", format=fmt, options=options) as out,
     ):
         stream = out.add_stream_from_template(template_in.streams.video[0])
-        previous_dts = -1
-        for p in packets:
-            dts = (p.dts if p.dts is not None else p.pts or 0) - base
-            pts = (p.pts if p.pts is not None else dts + base) - base
-            if dts <= previous_dts:  # a camera's repeated timestamp: keep the stream monotonic
-                dts = previous_dts + 1
-            pts = max(pts, dts)
-            previous_dts = dts
+        stream.time_base = header.time_base
+        try:
+            out.start_encoding()
+        except av.FFmpegError as error:
+            raise ClipUnavailable(f"the muxer refused the stream: {error}") from error
+        time_base = stream.time_base
+        assert time_base is not None
+        rows = timeline(packets, header.time_base, time_base)
+        first_pts = min(pts for pts, _, _ in rows)  # later than 0 with B-frames: the first keyframe's delay
+        for p, (pts, dts, duration) in zip(packets, rows, strict=True):
             packet = av.Packet(p.data)
-            packet.pts, packet.dts, packet.duration = pts, dts, p.duration
-            packet.time_base = header.time_base
+            packet.pts, packet.dts, packet.duration = pts, dts, duration
+            packet.time_base = time_base
             packet.is_keyframe = p.keyframe
             packet.stream = stream
             try:
                 out.mux(packet)
             except av.FFmpegError as error:
                 raise ClipUnavailable(f"the muxer refused a packet: {error}") from error
-            last_end = max(last_end, pts + p.duration)
-    return float(last_end * header.time_base)
+            last_end = max(last_end, pts + duration)
+    return float((last_end - first_pts) * time_base)
 
 
 def cut_clip(packets: Sequence[StoredPacket], path: Path) -> float:
