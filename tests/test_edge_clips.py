@@ -7,12 +7,14 @@ import io
 import itertools
 import time
 from dataclasses import replace
+from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 from kuzet_edge.buffer import PacketRing, StoredPacket, StreamHeader, cut_clip, mux, ts_segment
+from kuzet_edge.events import Candidate
 from kuzet_edge.rtsp import StreamReader
 
 from tests.edge import fake_camera, write_moving_raw
@@ -171,3 +173,67 @@ def test_mux_keeps_dts_strictly_increasing_in_a_coarser_muxer_time_base(tmp_path
     frames, _, dts = played(out.getvalue())
     assert frames == len(camera)
     assert all(b > a for a, b in itertools.pairwise(dts)), dts
+
+
+async def test_a_detection_before_the_streams_first_keyframe_gets_a_clip_from_the_next_one(tmp_path: Path) -> None:
+    """The agent joins a camera's stream mid-GOP (a reconnect, a restart) and a candidate comes at once:
+    no keyframe came before the moment's end. The API takes any clip, so the box sends the one from the
+    camera's next keyframe instead of keeping a dead row."""
+    from kuzet_edge.agent import Agent
+    from kuzet_edge.config import load
+
+    from tests.edge import edge_config
+    from tests.waiting import eventually
+
+    raw = tmp_path / "scene.i420"
+    write_moving_raw(raw, 320, 180, fps=FPS)
+    gop = 30  # a keyframe every 3 s
+    with fake_camera("--raw", str(raw), "--size", "320x180", "--fps", str(FPS), "--gop", str(gop)) as camera:
+        # Another client keeps the camera's shared stream running, and tells where its GOPs start.
+        viewer = StreamReader("viewer", camera.main_url, read_timeout_s=3).start()
+        config = load(
+            edge_config(
+                tmp_path,
+                api_url="http://127.0.0.1:9",
+                cameras=[{"key": "bar", "name": "Bar", "main_url": camera.main_url}],
+                pre_event_s=1,
+                post_event_s=0,
+            )
+        )
+        agent = Agent(config)
+        bar = agent.cameras["bar"]
+        try:
+            keyframe = await eventually(lambda: viewer.stats.last_keyframe_wall, "the viewer's keyframe", timeout_s=30)
+            await eventually(lambda: time.time() >= keyframe + 0.5, "half a second into the GOP")
+            bar.reader.start()
+            joined: float = await eventually(
+                lambda: bar.reader.stats.connected_at, "the agent's stream up", timeout_s=30
+            )
+            occurred = Candidate(
+                camera="bar",
+                kind="fight",
+                score=0.8,
+                occurred_at=datetime.fromtimestamp(joined, UTC),
+                event_id="trigger:start",
+                source="trigger",
+            )
+            await agent.emit(occurred)
+            await eventually(bar.ring.newest_wall, "the agent's first keyframe", timeout_s=10)
+            first = bar.ring.window_after(0.0, time.time())[0]
+            assert first.keyframe and first.wall > joined, "the scenario: the first keyframe came after the moment"
+            states = await eventually(
+                lambda: agent.outbox.states().keys() - {"cutting"} and agent.outbox.states(), "the cut", timeout_s=30
+            )
+            assert states == {"pending": 1}, states
+            row = agent.outbox.next_due()
+            assert row is not None and row.clip is not None
+            with av.open(str(row.clip)) as clip:
+                frames = list(clip.decode(clip.streams.video[0]))
+                length = (clip.duration or 0) / 1e6
+            assert frames[0].key_frame
+            assert len(frames) >= FPS  # a second or more of the camera's next GOP
+            assert abs(length - len(frames) / FPS) <= 1.5 / FPS, (length, len(frames))
+        finally:
+            viewer.stop()
+            bar.reader.stop()
+            agent.outbox.close()

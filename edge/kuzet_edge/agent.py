@@ -150,16 +150,35 @@ class Agent:
         wait = max(end - time.time(), 0.0) + self.settings.read_timeout_s + 2.0
         await asyncio.to_thread(camera.ring.wait_until, end, wait)
         path = self.outbox.clip_path(row_id)
+        packets: list[StoredPacket] = []
         try:
             packets = camera.ring.window(start, end)
             duration = await asyncio.to_thread(_cut_durably, packets, path)
         except (ClipUnavailable, av.FFmpegError, OSError) as error:
-            self.cut_failures += 1
-            await asyncio.to_thread(self.outbox.dead, row_id, f"no clip: {error}")
-            return
+            # The API takes a detection only with a clip, of any length: a shorter one from the camera's
+            # next keyframe rather than a dead row (a stream that had just started sent its first keyframe
+            # after the moment's end; or the muxer refused the cut from the first one).
+            after = packets[0].wall if packets else start
+            later = await self._cut_later(camera, after, end, path)
+            if later is None:
+                self.cut_failures += 1
+                await asyncio.to_thread(self.outbox.dead, row_id, f"no clip: {error}")
+                return
+            duration = later
+            log.warning("clip_shortened", camera=candidate.camera, event_id=candidate.event_id, error=str(error))
         await asyncio.to_thread(self.outbox.attach, row_id, path)
         log.info("clip_cut", camera=candidate.camera, event_id=candidate.event_id, duration_s=round(duration, 2))
         await self._after_new_clip()
+
+    async def _cut_later(self, camera: Camera, after: float, end: float, path: Path) -> float | None:
+        """The clip from the first keyframe after ``after`` to one GOP past ``end``; None if none came."""
+        until = end + GOP_MARGIN_S
+        await asyncio.to_thread(camera.ring.wait_until, until, GOP_MARGIN_S + self.settings.read_timeout_s + 2.0)
+        try:
+            packets = camera.ring.window_after(after, until)
+            return await asyncio.to_thread(_cut_durably, packets, path)
+        except (ClipUnavailable, av.FFmpegError, OSError):
+            return None
 
     async def _after_new_clip(self) -> None:
         await asyncio.to_thread(self.outbox.enforce_quota, self.settings.outbox_quota_bytes)
@@ -340,7 +359,11 @@ def _durable_copy(src: Path, dst: Path) -> None:
 
 def _cut_durably(packets: list[StoredPacket], path: Path) -> float:
     tmp = path.with_suffix(".part")
-    duration = cut_clip(packets, tmp)
+    try:
+        duration = cut_clip(packets, tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync(tmp)
     tmp.replace(path)
     return duration

@@ -116,6 +116,17 @@ class PacketRing:
         header = packets[first].header
         return [p for p in packets[first:] if p.wall <= end and p.header is header]
 
+    def window_after(self, wall: float, end: float) -> list[StoredPacket]:
+        """The packets from the first keyframe after ``wall`` up to ``end`` (one connection): a shorter cut,
+        when no keyframe came before the moment's end or the cut from an earlier one failed."""
+        with self._lock:
+            packets = list(self._packets)
+        first = next((i for i, p in enumerate(packets) if p.keyframe and wall < p.wall <= end), None)
+        if first is None:
+            raise ClipUnavailable("no keyframe in the buffer after that moment")
+        header = packets[first].header
+        return [p for p in packets[first:] if p.wall <= end and p.header is header]
+
     def listen(self) -> deque[StoredPacket]:
         """A queue that receives every packet from now on (live view); ``unlisten`` it when done."""
         queue: deque[StoredPacket] = deque(maxlen=2000)
