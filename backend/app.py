@@ -28,6 +28,7 @@ from backend.core.sessions import SessionCache
 from backend.core.wire import MAX_JSON_BYTES, guard_json_body
 from backend.detections.overload import Admission
 from backend.detections.routes import ROUTES as DETECTION_ROUTES
+from backend.detections.service import CameraKeys
 from backend.dispatch.routes import EscalationPolicyAdminController
 from backend.edge.routes import ROUTES as EDGE_ROUTES
 from backend.health.routes import ROUTES as HEALTH_ROUTES
@@ -118,6 +119,7 @@ def create_app(
                 "settings": settings,
                 "session_cache": SessionCache(settings.session_check_cache_s),
                 "admission": Admission(settings),
+                "camera_keys": CameraKeys(settings.camera_key_cache_s),
             }
         ),
         debug=False,

@@ -220,7 +220,7 @@ async def main() -> None:
         f"baseline (bare Litestar, read body + 1 asyncpg insert): {b_rate:.1f} req/s, {summary(b_lat)}, errors {b_err}"
     )
     print(
-        "kuzet ingest (auth, stream to S3 (moto), detection + job in one tx): "
+        "kuzet ingest (auth, stream to S3 (moto), detection + job in one statement): "
         f"{k_rate:.1f} detections/s, {summary(k_lat)}, errors {k_err}"
     )
     print(f"ratio ingest/baseline: {k_rate / b_rate:.0%} (throughput on the shared machine)")

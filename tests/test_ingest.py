@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -138,6 +139,51 @@ async def test_deactivated_camera_is_401(client: Client, make: Factory, conn: as
     camera = await make.camera()
     await cameras.deactivate(conn, None, camera.camera.id)
     assert_problem(await post(client, camera.api_key, form(meta())), 401, "Authorization")
+
+
+async def test_a_cached_key_revoked_or_rotated_stores_nothing(
+    client: Client, make: Factory, conn: asyncpg.Connection, storage: Storage
+) -> None:
+    """Camera keys are cached per process (KUZET_CAMERA_KEY_CACHE_S; an hour here, so every post below
+    is let in at the door): every key is still hashed and compared, and the commit stores nothing once
+    the key is rotated or the camera deactivated, deleting what the post uploaded."""
+    from backend.cameras import service as cameras
+    from backend.detections.service import CameraKeys
+
+    client.app.state.camera_keys = CameraKeys(3600.0)
+    camera = await make.camera()
+    assert (await post(client, camera.api_key, form(meta(event_id="e1")))).status_code == 202
+    forged = camera.api_key[:-4] + ("AAAA" if not camera.api_key.endswith("AAAA") else "BBBB")
+    assert_problem(await post(client, forged, form(meta(event_id="e2"))), 401, "Authorization")
+    rotated = await cameras.rotate_key(conn, None, camera.camera.id)
+    assert_problem(await post(client, camera.api_key, form(meta(event_id="e3"))), 401, "Authorization")
+    assert await counts(conn) == (1, 1)
+    assert (await post(client, rotated.api_key, form(meta(event_id="e4")))).status_code == 202
+    await cameras.deactivate(conn, None, camera.camera.id)
+    assert_problem(await post(client, rotated.api_key, form(meta(event_id="e5"))), 401, "Authorization")
+    assert await counts(conn) == (2, 2)
+    assert len(await objects(storage)) == 2
+    assert await conn.fetchval("SELECT count(*) FROM pending_uploads") == 0
+
+
+def test_camera_keys_are_cached_for_their_ttl_and_only_while_active() -> None:
+    import uuid
+
+    from backend.detections.repo import CameraKeyRow
+    from backend.detections.service import CameraKeys
+
+    now = [100.0]
+    keys = CameraKeys(2.0, clock=lambda: now[0])
+    row = CameraKeyRow(id=uuid.uuid4(), venue_id=uuid.uuid4(), key_hash=b"h", is_active=True)
+    keys.remember("p1", row)
+    keys.remember("p2", msgspec.structs.replace(row, is_active=False))
+    now[0] += 1.9
+    assert keys.get("p1") == row and keys.get("p2") is None
+    now[0] += 0.2
+    assert keys.get("p1") is None  # past the TTL: read from the database again
+    off = CameraKeys(0.0)
+    off.remember("p1", row)
+    assert off.get("p1") is None
 
 
 async def test_other_cameras_detection_is_404(client: Client, make: Factory) -> None:

@@ -267,6 +267,30 @@ async def test_make_due_runs_a_timer_now(conn: asyncpg.Connection) -> None:
         await queue.make_due(conn, jobs.SweepUploads())
 
 
+async def test_enqueue_wakes_the_workers_once_per_job_added_and_only_at_commit(
+    conn: asyncpg.Connection, settings: Settings
+) -> None:
+    """The job and its NOTIFY are one statement: a job added wakes the workers once its transaction
+    commits; a second enqueue of the same dedup key adds nothing and wakes nobody."""
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(settings.database_url)
+    try:
+        await listener.add_listener(queue.CHANNEL, lambda *args: heard.put_nowait(args[3]))
+        incident = uuid.uuid4()
+        later = datetime.now(UTC) + timedelta(hours=1)
+        async with conn.transaction():
+            assert await queue.enqueue(conn, jobs.EscalateIncident(incident_id=incident, step=1), run_at=later)
+            await asyncio.sleep(0.2)
+            assert heard.empty()  # not before the commit
+        assert await asyncio.wait_for(heard.get(), 5) == "escalate_incident"
+        assert await queue.enqueue(conn, jobs.EscalateIncident(incident_id=incident, step=1), run_at=later) is None
+        assert await queue.enqueue(conn, jobs.SweepUploads()) is not None
+        assert await asyncio.wait_for(heard.get(), 5) == "sweep_uploads"  # the duplicate sent nothing before it
+        assert heard.empty()
+    finally:
+        await listener.close()
+
+
 def test_payloads_carry_their_dedup_keys_as_they_were_spelled() -> None:
     """Keys are stored in ``jobs``: a job queued before an upgrade must still deduplicate after it."""
     i, g, o = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()

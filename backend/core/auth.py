@@ -53,6 +53,7 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
 class CameraPrincipal(msgspec.Struct, frozen=True, kw_only=True):
     camera_id: uuid.UUID
     venue_id: uuid.UUID
+    key_prefix: str | None = None  # the key it signed in with (ingest commits only while it is the camera's)
 
 
 class BoxPrincipal(msgspec.Struct, frozen=True, kw_only=True):

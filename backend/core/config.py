@@ -116,6 +116,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     signin_failure_window_s: Positive = 3600.0
     password_min_score: Annotated[int, msgspec.Meta(ge=0, le=4)] = 3
     session_check_cache_s: Annotated[float, msgspec.Meta(ge=0, le=30)] = 2.0
+    # A camera key's row, cached per API process (0: off); a key revoked or rotated stops storing at once
+    # (ingest's commit checks it), and is refused at the door within this delay.
+    camera_key_cache_s: Annotated[float, msgspec.Meta(ge=0, le=30)] = 2.0
     ops_token: str | None = None  # production: bearer token for /metrics and /schema (unset: they are 404)
     # The oldest app release still supported: every answer says it (``Kuzet-Min-App-Version``), so an
     # older app can ask its user to update before a change it cannot follow.

@@ -26,11 +26,31 @@ from backend.core.jobs import PRIORITY_NORMAL, Lane, Payload, kinds_of
 
 CHANNEL = "kuzet_jobs"
 
-ENQUEUE = """
-INSERT INTO jobs (kind, payload, dedup_key, run_at, max_attempts, priority, headstart_s)
-VALUES ($1, $2::text::jsonb, $3, COALESCE($4, now()), $5, $6, $7)
-ON CONFLICT (kind, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
-RETURNING id
+
+def enqueue_cte(source: str, first: int) -> str:
+    """The job insert as a data-modifying CTE body: one job per row of ``source`` (a CTE, or a one-row
+    ``(SELECT 1)``), with the parameters ``$first``… in the order of ``enqueue_params``; it returns
+    the job's id (nothing when its dedup key exists). A statement that uses it wakes the workers with
+    ``notify_queued``."""
+    p = [f"${first + i}" for i in range(7)]
+    return f"""INSERT INTO jobs (kind, payload, dedup_key, run_at, max_attempts, priority, headstart_s)
+    SELECT {p[0]}, {p[1]}::text::jsonb, {p[2]}, COALESCE({p[3]}, now()), {p[4]}, {p[5]}, {p[6]} FROM {source}
+    ON CONFLICT (kind, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
+    RETURNING id"""
+
+
+def notify_queued(queued: str, kind_param: int) -> str:
+    """A scalar expression that sends ``NOTIFY kuzet_jobs`` once per job the CTE ``queued`` added (NOTIFY
+    is transactional: the workers hear of it only when the statement's transaction commits)."""
+    return f"(SELECT count(pg_notify('{CHANNEL}', ${kind_param})) FROM {queued})"
+
+
+# One round trip: the job, and the workers woken when it was added.
+ENQUEUE = f"""
+WITH queued AS (
+    {enqueue_cte("(SELECT 1) AS one", 1)}
+)
+SELECT id, {notify_queued("queued", 1)} AS notified FROM queued
 """
 NOTIFY = "SELECT pg_notify($1, $2)"
 CLAIM = """
@@ -161,13 +181,30 @@ async def enqueue(
     answer...); ``dedup_key`` overrides it where the key depends on more than the payload (a
     delivery's attempt, a webhook row's cause, a periodic job's slot).
     """
-    kind = type(payload).kind
-    body = _encoder.encode(payload).decode()
-    key = dedup_key if dedup_key is not None else payload.dedup_key()
-    job_id: int | None = await conn.fetchval(ENQUEUE, kind, body, key, run_at, max_attempts, priority, headstart_s)
-    if job_id is not None:
-        await conn.execute(NOTIFY, CHANNEL, kind)
+    params = enqueue_params(
+        payload,
+        dedup_key=dedup_key,
+        run_at=run_at,
+        max_attempts=max_attempts,
+        priority=priority,
+        headstart_s=headstart_s,
+    )
+    job_id: int | None = await conn.fetchval(ENQUEUE, *params)
     return job_id
+
+
+def enqueue_params(
+    payload: Payload,
+    *,
+    dedup_key: str | None = None,
+    run_at: datetime | None = None,
+    max_attempts: int = 8,
+    priority: int = PRIORITY_NORMAL,
+    headstart_s: float = 0.0,
+) -> tuple[object, ...]:
+    """The parameters of ``enqueue_cte`` (the same as ``enqueue``'s arguments)."""
+    key = dedup_key if dedup_key is not None else payload.dedup_key()
+    return (type(payload).kind, _encoder.encode(payload).decode(), key, run_at, max_attempts, priority, headstart_s)
 
 
 ANY_PRIORITY: Final = 32767  # priority is a smallint

@@ -8,6 +8,7 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
+from backend.core import queue
 from backend.core.auth import CameraPrincipal
 from backend.core.db import Conn
 from backend.detections.schemas import DetectionStatusName
@@ -60,6 +61,27 @@ WITH inserted AS (
     DELETE FROM pending_uploads WHERE object_key = $14 AND EXISTS (SELECT 1 FROM inserted)
 )
 SELECT {_DETECTION_COLUMNS} FROM inserted
+"""
+# Ingest's commit, one statement (atomic without BEGIN/COMMIT round trips): the row, unless this camera
+# sent the event already or its key no longer opens it ($15: the key's prefix, still the camera's and
+# active: a key revoked or rotated since it was checked stores nothing), the camera's last-seen time,
+# the upload no longer pending, the confirmation job ($16-$22, ``queue.enqueue_params``) and its NOTIFY.
+ACCEPT_DETECTION = f"""
+WITH inserted AS (
+    INSERT INTO detections (id, camera_id, venue_id, event_id, kind, edge_score, occurred_at, zone, boxes,
+                            clip_key, clip_bytes, clip_content_type, snapshot_key)
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13
+    WHERE EXISTS (SELECT 1 FROM cameras WHERE id = $2 AND key_prefix = $15 AND is_active)
+    ON CONFLICT (camera_id, event_id) DO NOTHING
+    RETURNING {_DETECTION_COLUMNS}
+), touched AS (
+    UPDATE cameras SET last_seen_at = now() WHERE id = $2 AND EXISTS (SELECT 1 FROM inserted)
+), released AS (
+    DELETE FROM pending_uploads WHERE object_key = $14 AND EXISTS (SELECT 1 FROM inserted)
+), queued AS (
+    {queue.enqueue_cte("inserted", 16)}
+)
+SELECT {_DETECTION_COLUMNS}, {queue.notify_queued("queued", 16)} AS notified FROM inserted
 """
 INSERT_PENDING = "INSERT INTO pending_uploads (object_key) VALUES ($1)"
 # One round trip: the detection this camera already sent with this event id, or else the
@@ -132,6 +154,50 @@ async def insert_detection(
         clip_content_type,
         snapshot_key,
         pending_prefix,
+    )
+    return _row(record) if record else None
+
+
+async def accept_detection(
+    conn: Conn,
+    *,
+    detection_id: uuid.UUID,
+    camera: CameraPrincipal,
+    key_prefix: str,
+    event_id: str,
+    kind: str,
+    edge_score: float,
+    occurred_at: datetime,
+    zone: str | None,
+    boxes: list[dict[str, object]],
+    clip_key: str,
+    clip_bytes: int,
+    clip_content_type: str,
+    snapshot_key: str | None,
+    pending_prefix: str,
+    job: tuple[object, ...],
+) -> DetectionRow | None:
+    """``insert_detection`` and ``queue.enqueue`` (``job``: its ``enqueue_params``) in one statement, only
+    while ``key_prefix`` is the camera's active key; None when nothing was stored (a replay, or the key
+    is gone: the caller tells them apart)."""
+    record = await conn.fetchrow(
+        ACCEPT_DETECTION,
+        detection_id,
+        camera.camera_id,
+        camera.venue_id,
+        event_id,
+        kind,
+        edge_score,
+        occurred_at,
+        zone,
+        boxes,
+        clip_key,
+        clip_bytes,
+        clip_content_type,
+        snapshot_key,
+        pending_prefix,
+        key_prefix,
+        *job,
     )
     return _row(record) if record else None
 

@@ -23,7 +23,8 @@ from backend.detections.service import MAX_META_BYTES
 
 async def provide_camera(request: Request[Any, Any, State]) -> CameraPrincipal:
     """The camera of ``Authorization: Bearer <camera key>`` (ingest: no request transaction is held)."""
-    return await service.authenticate_camera(request.app.state.db_pool, request.headers.get("authorization"))
+    state = request.app.state
+    return await service.authenticate_camera(state.db_pool, request.headers.get("authorization"), state.camera_keys)
 
 
 async def provide_camera_in_tx(request: Request[Any, Any, State], db: Db) -> CameraPrincipal:

@@ -4,8 +4,9 @@ Order of work for ``POST /v1/detections``:
 1. record the object prefix in ``pending_uploads`` (committed), so an upload cut short is swept;
 2. stream the parts: ``meta`` is validated as soon as it arrives (a replay is answered at once),
    the clip and optional snapshot go to storage as they arrive, limits enforced while reading;
-3. one transaction: insert the detection (``ON CONFLICT (camera_id, event_id) DO NOTHING``),
-   enqueue its confirmation job, forget the pending prefix. Only then 202.
+3. one statement (``repo.ACCEPT_DETECTION``, atomic by itself): insert the detection (``ON CONFLICT
+   (camera_id, event_id) DO NOTHING``) while the camera's key is still active, enqueue its confirmation
+   job, forget the pending prefix. Only then 202.
 Overload (``backend.detections.overload``): while the confirmations are more than
 ``KUZET_CONFIRM_BACKLOG_LIMIT_S`` behind, a detection the server model would judge is refused with
 503 and ``Retry-After`` as soon as its meta is read (a replay of one already taken is still answered
@@ -15,8 +16,9 @@ A racing duplicate loses the insert, deletes its own objects and answers with th
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -106,26 +108,70 @@ def _camera_key(authorization: str | None) -> tuple[str, str]:
     return key, prefix
 
 
-def _camera_principal(key: str, row: repo.CameraKeyRow | None) -> CameraPrincipal:
+def _camera_principal(key: str, prefix: str, row: repo.CameraKeyRow | None) -> CameraPrincipal:
     if row is None or not row.is_active or not camera_key_matches(key, row.key_hash):
         raise Unauthorized("unknown camera key", field="Authorization")
-    return CameraPrincipal(camera_id=row.id, venue_id=row.venue_id)
+    return CameraPrincipal(camera_id=row.id, venue_id=row.venue_id, key_prefix=prefix)
 
 
-async def authenticate_camera(pool: asyncpg.Pool, authorization: str | None) -> CameraPrincipal:
-    """Check a camera key on a short-lived pooled connection."""
+class CameraKeys:
+    """Active cameras' key rows by key prefix, per API process, each for ``ttl_s`` (0: no cache).
+
+    Only the database read is saved: every request's key is still hashed and compared with the
+    row's hash. Only active rows are kept, a refusal never is. A camera deactivated, or whose key is
+    rotated, is refused within ``ttl_s``, and stores nothing from that moment on: ingest's commit
+    (``repo.ACCEPT_DETECTION``) checks that the key is still the camera's and active."""
+
+    def __init__(self, ttl_s: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._rows: dict[str, tuple[float, repo.CameraKeyRow]] = {}
+
+    def get(self, prefix: str) -> repo.CameraKeyRow | None:
+        held = self._rows.get(prefix)
+        if held is None:
+            return None
+        if held[0] <= self._clock():
+            del self._rows[prefix]
+            return None
+        return held[1]
+
+    def remember(self, prefix: str, row: repo.CameraKeyRow) -> None:
+        if self.ttl_s <= 0 or not row.is_active:
+            return
+        if len(self._rows) >= MAX_CACHED_KEYS:
+            now = self._clock()
+            self._rows = {p: held for p, held in self._rows.items() if held[0] > now}
+            if len(self._rows) >= MAX_CACHED_KEYS:
+                self._rows.clear()
+        self._rows[prefix] = (self._clock() + self.ttl_s, row)
+
+
+MAX_CACHED_KEYS = 50_000
+
+
+async def authenticate_camera(
+    pool: asyncpg.Pool, authorization: str | None, keys: CameraKeys | None = None
+) -> CameraPrincipal:
+    """Check a camera key on a short-lived pooled connection (its row from ``keys`` while fresh)."""
     key, prefix = _camera_key(authorization)
-    try:
-        async with pool.acquire() as conn:
-            row = await repo.get_camera_by_prefix(conn, prefix)
-    except UNAVAILABLE_ERRORS as exc:
-        raise ServiceUnavailable("database unreachable") from exc
-    return _camera_principal(key, row)
+    row = keys.get(prefix) if keys is not None else None
+    if row is None:
+        try:
+            async with pool.acquire() as conn:
+                row = await repo.get_camera_by_prefix(conn, prefix)
+        except UNAVAILABLE_ERRORS as exc:
+            raise ServiceUnavailable("database unreachable") from exc
+        principal = _camera_principal(key, prefix, row)
+        if keys is not None and row is not None:
+            keys.remember(prefix, row)
+        return principal
+    return _camera_principal(key, prefix, row)
 
 
 async def authenticate_camera_on(conn: Conn, authorization: str | None) -> CameraPrincipal:
     key, prefix = _camera_key(authorization)
-    return _camera_principal(key, await repo.get_camera_by_prefix(conn, prefix))
+    return _camera_principal(key, prefix, await repo.get_camera_by_prefix(conn, prefix))
 
 
 def parse_meta(raw: bytes | bytearray) -> DetectionMeta:
@@ -323,12 +369,19 @@ class Ingest:
         assert form.clip is not None
         assert form.clip_type is not None
         meta = form.meta
+        job = queue.enqueue_params(
+            jobs.ConfirmDetection(detection_id=self.detection_id),
+            max_attempts=self.settings.job_max_attempts,
+            priority=confirm_priority(meta.kind, self.settings),
+            headstart_s=confirm_headstart_s(meta.kind, meta.score, self.settings),
+        )
         try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                row = await repo.insert_detection(
+            async with self.pool.acquire() as conn:
+                row = await repo.accept_detection(
                     conn,
                     detection_id=self.detection_id,
                     camera=self.camera,
+                    key_prefix=self.camera.key_prefix or "",
                     event_id=meta.event_id,
                     kind=meta.kind,
                     edge_score=meta.score,
@@ -340,22 +393,15 @@ class Ingest:
                     clip_content_type=form.clip_type,
                     snapshot_key=form.snapshot_key,
                     pending_prefix=self.prefix,
+                    job=job,
                 )
+                replay = None
                 if row is None:
-                    existing = await repo.get_detection_by_event(conn, self.camera.camera_id, meta.event_id)
-                    assert existing is not None
-                    replay: repo.DetectionRow | None = existing
-                else:
-                    replay = None
-                    await queue.enqueue(
-                        conn,
-                        jobs.ConfirmDetection(detection_id=row.id),
-                        max_attempts=self.settings.job_max_attempts,
-                        priority=confirm_priority(row.kind, self.settings),
-                        headstart_s=confirm_headstart_s(row.kind, row.edge_score, self.settings),
-                    )
+                    replay = await repo.get_detection_by_event(conn, self.camera.camera_id, meta.event_id)
         except UNAVAILABLE_ERRORS as exc:
             raise ServiceUnavailable("database unreachable") from exc
+        if row is None and replay is None:  # the key was revoked or rotated while the clip streamed in
+            raise Unauthorized("unknown camera key", field="Authorization")
         if replay is not None:
             await self._forget_objects()
             DETECTIONS_REPLAYED.inc()
