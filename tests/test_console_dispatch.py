@@ -9,17 +9,26 @@ does not show: the setting's refusals, the audit records and the rules of who ma
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 from litestar import Litestar
 
 from backend.console import service as console
+from backend.console import stream
 from backend.core import localtime
 from backend.core.config import ConfigError, Settings, load_settings
+from backend.duty import service as duty_service
+from backend.duty.schemas import DutyUpdate
+from backend.users import service as users
+from backend.users.schemas import UserAssignment
 from tests.consoling import console_client
 from tests.factories import Factory
 
@@ -121,6 +130,107 @@ async def test_board_rows_carry_whom_to_call_audited_once_per_venue_and_batch(
         await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'contact.view' AND venue_id = $1", venue.id)
         == 2
     )
+
+
+async def test_an_open_board_shows_whom_to_call_now_when_a_bouncer_comes_on_or_goes_off_duty(
+    make: Factory, conn: asyncpg.Connection, settings: Settings, app: Litestar
+) -> None:
+    """The board's own stream, open while the venue's people change: a bouncer going on duty (the
+    phones' duty service) puts their number on every open row of the venue with no change to the incidents;
+    going off duty, being deactivated or moved to another venue takes it off. Each event audits the
+    venue once; a venue elsewhere and a quiet poll send nothing."""
+    region = await make.region()
+    owner = await make.user("owner", display_name="Aigerim Owner", phone="+77015550001")
+    venue = await make.venue(region_id=region.id, owner_id=owner.id)
+    other_venue = await make.venue(region_id=region.id)
+    bolat = await make.user("bouncer", venue_id=venue.id, display_name="Bolat Door", phone="+77015550002")
+    dias = await make.user("bouncer", venue_id=venue.id, display_name="Dias Door", phone="+77015550004")
+    first = await make.incident(venue.id)
+    second = await make.incident(venue.id, kind="aggression")
+    await make.incident(other_venue.id)
+    dispatcher = await make.user("dispatcher", region_id=region.id)
+    admin = await make.user("admin")
+    me = make.principal(dispatcher)
+
+    def numbers(event: dict[str, Any]) -> list[str | None]:
+        return [c["phone"] for c in event["contacts"][str(venue.id)]]
+
+    async def duty(user: Any, on: bool) -> None:  # what PUT /v1/me/duty does
+        await duty_service.set_duty(conn, make.principal(user), DutyUpdate(on_duty=on))
+
+    async with app.lifespan(), _board(app, me) as next_event:  # the lifespan: the pool the stream uses
+        opened = await next_event()
+        assert opened["reset"] is True
+        assert {
+            i["id"]: [c["phone"] for c in i["contacts"]] for i in opened["items"] if i["venue_id"] == str(venue.id)
+        } == {
+            str(first): ["+77015550001"],
+            str(second): ["+77015550001"],
+        }
+        await duty(bolat, True)
+        came = await next_event()
+        assert came["items"] == []  # no incident changed: only whom to call
+        assert numbers(came) == ["+77015550002", "+77015550001"]
+        assert str(other_venue.id) not in came["contacts"]
+        await duty(dias, True)
+        assert numbers(await next_event()) == ["+77015550002", "+77015550004", "+77015550001"]
+        await duty(bolat, False)
+        assert numbers(await next_event()) == ["+77015550004", "+77015550001"]
+        await users.deactivate(conn, make.principal(admin), owner.id)
+        assert numbers(await next_event()) == ["+77015550004"]
+        await users.update_assignment(
+            conn, make.principal(admin), dias.id, UserAssignment(role="bouncer", venue_id=other_venue.id)
+        )
+        assert numbers(await next_event()) == []
+    records = await conn.fetch(
+        "SELECT detail FROM audit_log WHERE action = 'contact.view' AND actor_id = $1 AND venue_id = $2 ORDER BY id",
+        dispatcher.id,
+        venue.id,
+    )
+    details = [json.loads(r["detail"]) if isinstance(r["detail"], str) else r["detail"] for r in records]
+    # the first list and the four changes that left a number to show: one record each, with both rows
+    assert len(details) == 5
+    assert all(set(d["incidents"]) == {str(first), str(second)} for d in details)
+    assert set(details[1]["users"]) == {str(bolat.id), str(owner.id)}
+    assert set(details[4]["users"]) == {str(dias.id)}
+
+
+async def test_whom_to_call_stays_off_the_stream_for_roles_that_do_not_see_it(
+    make: Factory, conn: asyncpg.Connection, settings: Settings
+) -> None:
+    """Only dispatchers and admins get phone numbers: a board-like read by an owner carries none, even
+    after a change of duty at their venue."""
+    owner = await make.user("owner", phone="+77015550001")
+    venue = await make.venue(owner_id=owner.id)
+    bouncer = await make.user("bouncer", venue_id=venue.id, phone="+77015550002")
+    await make.incident(venue.id)
+    first = await console.board(conn, make.principal(owner), None)
+    await make.on_duty(bouncer)
+    later = await console.board(conn, make.principal(owner), first.cursor)
+    assert [i.contacts for i in first.items] == [None]
+    assert later.contacts == {} and later.items == []
+    assert await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'contact.view'") == 0
+
+
+@asynccontextmanager
+async def _board(app: Litestar, me: Any) -> AsyncIterator[Callable[[], Awaitable[dict[str, Any]]]]:
+    """An open board's stream (polling every 50 ms): ``next_event()`` is its next ``incidents``
+    event's data, as the page receives it."""
+    events = stream.board_events(app.state, me, None, poll_s=0.05, lifetime_s=60)
+
+    async def next_event() -> dict[str, Any]:
+        while True:
+            chunk = (await asyncio.wait_for(anext(events), timeout=20)).decode()
+            if chunk.startswith(("id:", "event:")):
+                assert "event: incidents" in chunk, chunk
+                data = next(x for x in chunk.split("\n") if x.startswith("data: "))
+                result: dict[str, Any] = json.loads(data.removeprefix("data: "))
+                return result
+
+    try:
+        yield next_event
+    finally:
+        await events.aclose()
 
 
 async def test_a_venue_whose_people_have_no_phone_is_not_audited(

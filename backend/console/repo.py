@@ -101,6 +101,38 @@ SELECT * FROM (
 ) c
 ORDER BY venue_id, role = 'owner', display_name
 """
+# The venues of the board's open incidents (``$1``: its region, or null for all) whose people to call
+# may have changed since the sync cursor ``$2`` (``alerts.repo.SYNC_POINT``), each with its open
+# incidents, newest first. A change is a row written by a transaction at or above the cursor: a bouncer's
+# duty row at the venue (on or off duty), the user row of one of those bouncers or of the owner
+# (deactivated, reactivated, renamed, a new phone, moved to another venue), or the venue's row (a new
+# owner). ``xmin`` is the row's writer as a 32-bit id, compared within the window from the cursor up to
+# this statement's snapshot (what it can see was written below that), modulo 2**32; a cursor more than
+# 2**31 transactions back (or not from this server) counts every venue as changed. Rows are only ever
+# read twice this way, never missed: a change is seen by the first poll whose window holds its writer.
+_SINCE = (
+    "(w.span NOT BETWEEN 0 AND 2147483647"
+    " OR (({x}::text::bigint - w.low) % 4294967296 + 4294967296) % 4294967296 < w.span)"
+)
+CONTACTS_CHANGED = f"""
+WITH w AS (
+    SELECT c % 4294967296 AS low, s - c AS span
+    FROM (SELECT $2::text::xid8::text::bigint AS c, pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS s) x
+),
+people AS (SELECT u.id FROM users u, w WHERE {_SINCE.format(x="u.xmin")}),
+changed AS (
+    SELECT d.venue_id FROM duty d, w
+    WHERE d.role = 'bouncer' AND d.venue_id IS NOT NULL
+      AND ({_SINCE.format(x="d.xmin")} OR d.user_id IN (SELECT id FROM people))
+    UNION
+    SELECT v.id FROM venues v, w WHERE {_SINCE.format(x="v.xmin")} OR v.owner_id IN (SELECT id FROM people)
+)
+SELECT i.venue_id, (array_agg(i.id ORDER BY i.opened_at DESC))[1:50] AS incidents
+FROM incidents i
+WHERE i.status <> 'resolved' AND ($1::uuid IS NULL OR i.region_id = $1)
+  AND i.venue_id IN (SELECT venue_id FROM changed)
+GROUP BY i.venue_id
+"""
 OFFICER_NAMES = """
 SELECT u.id AS user_id, u.display_name, l.recorded_at
 FROM users u JOIN officer_locations l ON l.user_id = u.id
@@ -141,6 +173,13 @@ async def venue_contacts(conn: Conn, venue_ids: list[uuid.UUID]) -> dict[uuid.UU
                 Contact(user_id=r["user_id"], display_name=r["display_name"], role=r["role"], phone=r["phone"])
             )
     return found
+
+
+async def changed_contacts(conn: Conn, region_id: uuid.UUID | None, since: str) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """The venues of open incidents in scope whose people to call changed since the cursor, with those
+    incidents (``CONTACTS_CHANGED``)."""
+    rows = await conn.fetch(CONTACTS_CHANGED, region_id, since)
+    return {r["venue_id"]: list(r["incidents"]) for r in rows}
 
 
 # The offline base map: region boundaries as GeoJSON and venue names, in the board's scope
