@@ -103,13 +103,15 @@ ORDER BY venue_id, role = 'owner', display_name
 """
 # The venues of the board's open incidents (``$1``: its region, or null for all) whose people to call
 # may have changed since the sync cursor ``$2`` (``alerts.repo.SYNC_POINT``), each with its open
-# incidents, newest first. A change is a row written by a transaction at or above the cursor: a bouncer's
-# duty row at the venue (on or off duty), the user row of one of those bouncers or of the owner
-# (deactivated, reactivated, renamed, a new phone, moved to another venue), or the venue's row (a new
-# owner). ``xmin`` is the row's writer as a 32-bit id, compared within the window from the cursor up to
-# this statement's snapshot (what it can see was written below that), modulo 2**32; a cursor more than
-# 2**31 transactions back (or not from this server) counts every venue as changed. Rows are only ever
-# read twice this way, never missed: a change is seen by the first poll whose window holds its writer.
+# incidents, newest first. A change is a row written by a transaction at or above the cursor: a
+# bouncer's duty row at the venue (on or off duty, or taken off duty by a move to another venue), the
+# user row of a bouncer on duty there (deactivated, renamed, a new phone), the venue's row (a new owner)
+# or its owner's user row. Only those users are read (by their keys), so the cost grows with the duty
+# rows and the venues, not with everyone's accounts. ``xmin`` is the row's writer as a 32-bit id,
+# compared within the window from the cursor up to this statement's snapshot (what it sees was written
+# below that), modulo 2**32; a cursor 2**31 transactions back (or not from this server) counts every
+# venue as changed. A change may be sent twice this way, never missed: the first poll whose cursor
+# is at or below its writer and that sees it committed sends it.
 _SINCE = (
     "(w.span NOT BETWEEN 0 AND 2147483647"
     " OR (({x}::text::bigint - w.low) % 4294967296 + 4294967296) % 4294967296 < w.span)"
@@ -119,13 +121,15 @@ WITH w AS (
     SELECT c % 4294967296 AS low, s - c AS span
     FROM (SELECT $2::text::xid8::text::bigint AS c, pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS s) x
 ),
-people AS (SELECT u.id FROM users u, w WHERE {_SINCE.format(x="u.xmin")}),
 changed AS (
     SELECT d.venue_id FROM duty d, w
-    WHERE d.role = 'bouncer' AND d.venue_id IS NOT NULL
-      AND ({_SINCE.format(x="d.xmin")} OR d.user_id IN (SELECT id FROM people))
+    WHERE d.role = 'bouncer' AND d.venue_id IS NOT NULL AND {_SINCE.format(x="d.xmin")}
     UNION
-    SELECT v.id FROM venues v, w WHERE {_SINCE.format(x="v.xmin")} OR v.owner_id IN (SELECT id FROM people)
+    SELECT d.venue_id FROM duty d JOIN users u ON u.id = d.user_id, w
+    WHERE d.on_duty AND d.role = 'bouncer' AND d.venue_id IS NOT NULL AND {_SINCE.format(x="u.xmin")}
+    UNION
+    SELECT v.id FROM venues v LEFT JOIN users u ON u.id = v.owner_id, w
+    WHERE {_SINCE.format(x="v.xmin")} OR {_SINCE.format(x="u.xmin")}
 )
 SELECT i.venue_id, (array_agg(i.id ORDER BY i.opened_at DESC))[1:50] AS incidents
 FROM incidents i
