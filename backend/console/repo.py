@@ -107,19 +107,18 @@ ORDER BY venue_id, role = 'owner', display_name
 # bouncer's duty row at the venue (on or off duty, or taken off duty by a move to another venue), the
 # user row of a bouncer on duty there (deactivated, renamed, a new phone), the venue's row (a new owner)
 # or its owner's user row. Only those users are read (by their keys), so the cost grows with the duty
-# rows and the venues, not with everyone's accounts. ``xmin`` is the row's writer as a 32-bit id,
-# compared within the window from the cursor up to this statement's snapshot (what it sees was written
-# below that), modulo 2**32; a cursor 2**31 transactions back (or not from this server) counts every
-# venue as changed. A change may be sent twice this way, never missed: the first poll whose cursor
-# is at or below its writer and that sees it committed sends it.
-_SINCE = (
-    "(w.span NOT BETWEEN 0 AND 2147483647"
-    " OR (({x}::text::bigint - w.low) % 4294967296 + 4294967296) % 4294967296 < w.span)"
-)
+# rows and the venues, not with everyone's accounts. ``xmin`` is the row's writer as a 32-bit id; it is
+# in the window from the cursor up to this statement's snapshot (whatever the statement sees was
+# written below that) when its ``age`` (32-bit, from one point for the whole statement) lies between
+# theirs. A cursor 2**31 transactions back (or not from this server) counts every venue as changed. A
+# change may be sent twice this way, never missed: the first poll whose cursor is at or below its
+# writer and that sees it committed sends it.
+_SINCE = "(w.stale OR (age({x}) <= w.age_c AND age({x}) > w.age_s))"
 CONTACTS_CHANGED = f"""
 WITH w AS (
-    SELECT c % 4294967296 AS low, s - c AS span
-    FROM (SELECT $2::text::xid8::text::bigint AS c, pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS s) x
+    SELECT age(xid(c)) AS age_c, age(xid(s)) AS age_s,
+           s::text::numeric - c::text::numeric NOT BETWEEN 0 AND 2147483647 AS stale
+    FROM (SELECT $2::text::xid8 AS c, pg_snapshot_xmax(pg_current_snapshot()) AS s) x
 ),
 changed AS (
     SELECT d.venue_id FROM duty d, w
