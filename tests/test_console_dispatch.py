@@ -227,6 +227,35 @@ async def test_an_open_board_shows_whom_to_call_now_when_a_bouncer_comes_on_or_g
     assert set(details[-1]["users"]) == {str(dias.id)}
 
 
+async def test_a_board_resuming_from_its_cursor_gets_a_duty_change_made_while_it_was_away(
+    make: Factory, conn: asyncpg.Connection, settings: Settings
+) -> None:
+    """A stream ends (its lifetime, a network drop) and the browser resumes from the last cursor: a
+    bouncer who came on duty in between is sent with the venue, once; the poll after is quiet."""
+    owner = await make.user("owner", phone="+77015550001")
+    dispatcher = await make.user("dispatcher")
+    venue = await make.venue(region_id=dispatcher.region_id, owner_id=owner.id)
+    bouncer = await make.user("bouncer", venue_id=venue.id, phone="+77015550002")
+    incident = await make.incident(venue.id)
+    me = make.principal(dispatcher)
+    first = await console.board(conn, me, None)
+    quiet = await console.board(conn, me, first.cursor)
+    assert quiet.contacts == {} and quiet.items == []
+    await make.on_duty(bouncer)  # while no stream is open
+    resumed = await console.board(conn, me, quiet.cursor)
+    assert resumed.items == []
+    assert [c.phone for c in resumed.contacts[venue.id]] == ["+77015550002", "+77015550001"]
+    after = await console.board(conn, me, resumed.cursor)
+    assert after.contacts == {}
+    detail = await conn.fetchval(
+        "SELECT detail FROM audit_log WHERE action = 'contact.view' AND venue_id = $1 ORDER BY id DESC LIMIT 1",
+        venue.id,
+    )
+    detail = json.loads(detail) if isinstance(detail, str) else detail
+    assert detail["incidents"] == [str(incident)] and set(detail["users"]) == {str(bouncer.id), str(owner.id)}
+    assert await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'contact.view'") == 2
+
+
 async def test_whom_to_call_stays_off_the_stream_for_roles_that_do_not_see_it(
     make: Factory, conn: asyncpg.Connection, settings: Settings
 ) -> None:
