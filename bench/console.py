@@ -12,7 +12,11 @@ Builds a throw-away database from migrations/, fills one region with ``--venues`
   idle poll (what each open board costs every second), beside ``SELECT 1`` in the same run;
 - browser: first render (from asking for the page to 1,000 rows and their clusters drawn), a
   redraw of the whole list in the page, and update latency (an incident opened through the
-  lifecycle until its row is on the board; the stream polls every second).
+  lifecycle until its row is on the board; the stream polls every second), and the same for whom to
+  call (a venue's bouncer going off duty until their tel: link is gone from every row of the venue,
+  back on until it is on every one again);
+- server: an idle poll's check for venues whose people changed (``console.repo.CONTACTS_CHANGED``),
+  alone; ``--staff N`` adds N more bouncers, off duty, spread over the venues (the tables it scans).
 
 Prints figures beside the machine and its load; asserts nothing about speed. Exits non-zero, loudly,
 when the board does not show what it should (a figure over failed requests is no figure).
@@ -34,11 +38,13 @@ from typing import Any
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from backend.console import repo as console_repo
 from backend.console import service as console
 from backend.core.auth import Principal, hash_password
 from backend.core.config import load_settings
 from backend.core.db import init_connection
 from backend.core.logging import configure_logging
+from backend.duty import repo as duty_repo
 from backend.incidents import lifecycle
 from bench._common import ADMIN_DSN, drop_database, fresh_database, machine, pct, start, summary, wait_http
 
@@ -95,6 +101,19 @@ o AS (
     RETURNING id, venue_id
 )
 INSERT INTO duty (user_id, role, on_duty, venue_id) SELECT id, 'bouncer', true, venue_id FROM b
+"""
+
+
+# More staff (off duty): the users and duty rows the idle poll's check for changed contacts reads.
+STAFF = """
+WITH v AS (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n, count(*) OVER () AS total FROM venues),
+b AS (
+    INSERT INTO users (username, display_name, role, venue_id, phone, password_hash)
+    SELECT 'staff_' || s, 'Staff ' || s, 'bouncer', v.id, '+7703' || lpad(s::text, 7, '0'), 'x'
+    FROM generate_series(1, $1) s JOIN v ON v.n = s % v.total
+    RETURNING id, venue_id
+)
+INSERT INTO duty (user_id, role, on_duty, venue_id) SELECT id, 'bouncer', false, venue_id FROM b
 """
 
 
@@ -184,6 +203,7 @@ async def main(args: argparse.Namespace) -> None:
         await conn.execute(FILL, args.venues, args.incidents)
         await conn.execute(EVENTS)
         await conn.execute(CONTACTS)
+        await conn.execute(STAFF, args.staff)
         region = await conn.fetchval("SELECT id FROM police_regions")
         dispatcher = await conn.fetchval(
             """INSERT INTO users (username, display_name, role, region_id, password_hash)
@@ -225,6 +245,11 @@ async def main(args: argparse.Namespace) -> None:
         print(f"baseline SELECT 1:                           {summary(await timed(300, select1))}")
         print(f"server: board's first list ({args.incidents:,} incidents): {summary(await timed(20, full))}")
         print(f"server: an idle poll (nothing changed):      {summary(await timed(100, idle))}")
+
+        async def contacts_check() -> object:
+            return await console_repo.changed_contacts(conn, region, first.cursor)
+
+        print(f"server: its check for changed contacts alone: {summary(await timed(100, contacts_check))}")
 
         port = 18000 + os.getpid() % 1000
         base = f"http://127.0.0.1:{port}"
@@ -281,6 +306,35 @@ async def main(args: argparse.Namespace) -> None:
             f"browser: update latency, commit to row on the board ({args.updates} new incidents): "
             f"{summary(latencies)}; p90 {pct(latencies, 90):.0f} ms (the stream polls every 1 s)"
         )
+        duty_latencies = []
+        bouncers = await conn.fetch(
+            "SELECT u.id, u.phone, u.venue_id FROM users u JOIN duty d ON d.user_id = u.id"
+            " WHERE u.username LIKE 'bouncer_%' ORDER BY u.username"
+        )
+        for n in range(args.updates):
+            bouncer = bouncers[n % len(bouncers)]
+            links = f"document.querySelectorAll('#incident-rows a[href=\"tel:{bouncer['phone']}\"]').length"
+            rows = await conn.fetchval(
+                "SELECT count(*) FROM incidents WHERE venue_id = $1 AND status <> 'resolved'", bouncer["venue_id"]
+            )
+            for on in (False, True):
+                t0 = time.perf_counter()
+                await duty_repo.upsert_duty(
+                    conn,
+                    user_id=bouncer["id"],
+                    role="bouncer",
+                    on_duty=on,
+                    venue_id=bouncer["venue_id"],
+                    region_id=None,
+                )
+                wait(driver, f"return {links} === {rows if on else 0};", 30)
+                duty_latencies.append((time.perf_counter() - t0) * 1000)
+                await asyncio.sleep(0.3)
+        print(
+            f"browser: whom to call, a duty change committed to every row of its venue"
+            f" ({len(duty_latencies)} changes): "
+            f"{summary(duty_latencies)}; p90 {pct(duty_latencies, 90):.0f} ms"
+        )
         shown = driver.execute_script("return document.querySelectorAll('#incident-rows tr.row').length;")
         if shown != args.incidents + args.updates:
             fail(f"the board shows {shown} incidents, not {args.incidents + args.updates}")
@@ -301,5 +355,6 @@ if __name__ == "__main__":
     parser.add_argument("--venues", type=int, default=50)
     parser.add_argument("--updates", type=int, default=20)
     parser.add_argument("--loads", type=int, default=5)
+    parser.add_argument("--staff", type=int, default=0)
     parser.add_argument("--admin-dsn", default=ADMIN_DSN)
     asyncio.run(main(parser.parse_args()))

@@ -702,6 +702,51 @@ async def test_two_dispatchers_on_the_outlined_board_see_whom_to_call_and_each_o
         other.quit()
 
 
+async def test_the_open_board_shows_a_bouncer_who_comes_on_duty_and_drops_one_who_goes_off(
+    browser: Any, stack: Callable[..., Any], make: Factory, conn: asyncpg.Connection, settings: Settings
+) -> None:
+    """A dispatcher's board is open at 3 a.m.; a bouncer goes on duty from their phone (the API over
+    HTTP): their tel: link appears on both open rows of the venue with no reload and no change to the
+    incidents; they go off duty, and it is gone, the owner's number staying."""
+    region = await make.region()
+    owner = await make.user("owner", display_name="Aigerim Owner", phone="+77015550001")
+    venue = await make.venue(region_id=region.id, owner_id=owner.id, name="Duty Club")
+    bouncer = await make.user("bouncer", venue_id=venue.id, display_name="Bolat Door", phone="+77015550002")
+    await make.incident(venue.id)
+    await make.incident(venue.id, kind="aggression")
+    dispatcher = await make.user("dispatcher", region_id=region.id)
+    base = settings.public_base_url
+    stack(worker=False)
+
+    def links(driver: Any) -> list[str]:
+        found: list[str] = driver.execute_script(
+            "return [...document.querySelectorAll('#incident-rows tr.row td.contacts a')]"
+            ".map(a => a.getAttribute('href'));"
+        )
+        return found
+
+    async def duty(on: bool) -> None:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            answer = await http.put("/v1/me/duty", json={"on_duty": on}, headers=make.auth(bouncer))
+        assert answer.status_code == 200, answer.text
+
+    browser.set_window_size(1366, 900)
+    sign_in(browser, base, dispatcher.username)
+    wait_until(browser, lambda d: find(d, "#count").text == "2")
+    assert links(browser) == ["tel:+77015550001"] * 2
+    marker = browser.execute_script("window.__sameDocument = 11; return window.__sameDocument;")
+
+    await duty(True)
+    wait_until(browser, lambda d: links(d) == ["tel:+77015550002", "tel:+77015550001"] * 2)
+    assert "Bolat Door" in find(browser, "#incident-rows td.contacts").text
+    shot(browser, "board-bouncer-on-duty")
+    await duty(False)
+    wait_until(browser, lambda d: links(d) == ["tel:+77015550001"] * 2)
+    assert "Bolat Door" not in find(browser, "#incident-rows td.contacts").text
+    assert browser.execute_script("return window.__sameDocument;") == marker  # never reloaded
+    assert find(browser, "#count").text == "2"
+
+
 async def test_an_admin_edits_a_user_in_the_browser_at_1366_and_390_px(
     browser: Any, stack: Callable[..., Any], make: Factory, conn: asyncpg.Connection, settings: Settings
 ) -> None:

@@ -9,19 +9,29 @@ does not show: the setting's refusals, the audit records and the rules of who ma
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 from litestar import Litestar
 
 from backend.console import service as console
+from backend.console import stream
 from backend.core import localtime
 from backend.core.config import ConfigError, Settings, load_settings
+from backend.duty import service as duty_service
+from backend.duty.schemas import DutyUpdate
+from backend.users import service as users
+from backend.users.schemas import UserAssignment
 from tests.consoling import console_client
 from tests.factories import Factory
+from tests.waiting import eventually
 
 
 def test_the_shipped_outline_names_almatys_districts_and_main_avenues() -> None:
@@ -121,6 +131,167 @@ async def test_board_rows_carry_whom_to_call_audited_once_per_venue_and_batch(
         await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'contact.view' AND venue_id = $1", venue.id)
         == 2
     )
+
+
+async def test_an_open_board_shows_whom_to_call_now_when_a_bouncer_comes_on_or_goes_off_duty(
+    make: Factory, conn: asyncpg.Connection, settings: Settings, app: Litestar
+) -> None:
+    """The board's own stream, open while the venue's people change: a bouncer going on duty (the
+    phones' duty service) puts their number on every open row of the venue with no change to the incidents;
+    going off duty, being deactivated (owner or bouncer) or moved to another venue takes it off. Each
+    event audits the venue once (none when no number is left to show); a venue elsewhere is not sent."""
+    region = await make.region()
+    owner = await make.user("owner", display_name="Aigerim Owner", phone="+77015550001")
+    venue = await make.venue(region_id=region.id, owner_id=owner.id)
+    other_venue = await make.venue(region_id=region.id)
+    bolat = await make.user("bouncer", venue_id=venue.id, display_name="Bolat Door", phone="+77015550002")
+    dias = await make.user("bouncer", venue_id=venue.id, display_name="Dias Door", phone="+77015550004")
+    first = await make.incident(venue.id)
+    second = await make.incident(venue.id, kind="aggression")
+    await make.incident(other_venue.id)
+    dispatcher = await make.user("dispatcher", region_id=region.id)
+    admin = await make.user("admin")
+    me = make.principal(dispatcher)
+
+    seen: list[dict[str, Any]] = []  # every event the board received
+    rows: dict[str, dict[str, Any]] = {}  # the open rows as the page keeps them (board.js ``apply``)
+
+    def numbers(event: dict[str, Any]) -> list[str | None]:
+        return [c["phone"] for c in event.get("contacts", {}).get(str(venue.id), [])]
+
+    def apply(event: dict[str, Any]) -> None:
+        if event["reset"]:
+            rows.clear()
+        for item in event["items"]:
+            if item["status"] == "resolved":
+                rows.pop(item["id"], None)
+            else:
+                rows[item["id"]] = item
+        for venue_id, people in event.get("contacts", {}).items():
+            for row in rows.values():
+                if row["venue_id"] == venue_id:
+                    row["contacts"] = people
+
+    def on_rows() -> dict[str, list[str | None]]:
+        """Each open row of the venue: the numbers it shows (its tel: links)."""
+        return {k: [c["phone"] for c in r["contacts"]] for k, r in rows.items() if r["venue_id"] == str(venue.id)}
+
+    async def duty(user: Any, on: bool) -> None:  # what PUT /v1/me/duty does
+        await duty_service.set_duty(conn, make.principal(user), DutyUpdate(on_duty=on))
+
+    async with app.lifespan(), _board(app, me) as next_event:  # the lifespan: the pool the stream uses
+
+        async def shows(*phones: str) -> dict[str, Any]:
+            """The board's events until both open rows of the venue show these numbers (the event that
+            made it so; an event may come twice)."""
+
+            async def check() -> dict[str, Any]:  # an empty dict: not yet
+                event = await next_event()
+                seen.append(event)
+                apply(event)
+                return event if on_rows() == {str(first): list(phones), str(second): list(phones)} else {}
+
+            found: dict[str, Any] = await eventually(check, f"the board's rows to show {phones}", timeout_s=20)
+            return found
+
+        opened = await shows("+77015550001")
+        assert opened["reset"] is True
+        await duty(bolat, True)
+        came = await shows("+77015550002", "+77015550001")
+        assert came["items"] == []  # no incident changed: only whom to call
+        assert str(other_venue.id) not in came["contacts"]
+        await duty(dias, True)
+        await shows("+77015550002", "+77015550004", "+77015550001")
+        await duty(bolat, False)
+        await shows("+77015550004", "+77015550001")
+        await users.deactivate(conn, make.principal(admin), owner.id)
+        await shows("+77015550004")
+        await duty(bolat, True)
+        await shows("+77015550002", "+77015550004")
+        await users.deactivate(conn, make.principal(admin), bolat.id)  # on duty, but may no longer sign in
+        await shows("+77015550004")
+        await users.update_assignment(
+            conn, make.principal(admin), dias.id, UserAssignment(role="bouncer", venue_id=other_venue.id)
+        )
+        await shows()
+    records = await conn.fetch(
+        "SELECT detail FROM audit_log WHERE action = 'contact.view' AND actor_id = $1 AND venue_id = $2 ORDER BY id",
+        dispatcher.id,
+        venue.id,
+    )
+    details = [json.loads(r["detail"]) if isinstance(r["detail"], str) else r["detail"] for r in records]
+    # one record for each event that showed the venue's numbers (the first list and six changes, and
+    # any event sent twice), none for the last, which had none to show; each names both open rows
+    assert len(details) == len([e for e in seen if any(numbers(e))]) >= 7
+    assert all(set(d["incidents"]) == {str(first), str(second)} for d in details)
+    assert set(details[-1]["users"]) == {str(dias.id)}
+
+
+async def test_a_board_resuming_from_its_cursor_gets_a_duty_change_made_while_it_was_away(
+    make: Factory, conn: asyncpg.Connection, settings: Settings
+) -> None:
+    """A stream ends (its lifetime, a network drop) and the browser resumes from the last cursor: a
+    bouncer who came on duty in between is sent with the venue, once; the poll after is quiet."""
+    owner = await make.user("owner", phone="+77015550001")
+    dispatcher = await make.user("dispatcher")
+    venue = await make.venue(region_id=dispatcher.region_id, owner_id=owner.id)
+    bouncer = await make.user("bouncer", venue_id=venue.id, phone="+77015550002")
+    incident = await make.incident(venue.id)
+    me = make.principal(dispatcher)
+    first = await console.board(conn, me, None)
+    quiet = await console.board(conn, me, first.cursor)
+    assert quiet.contacts == {} and quiet.items == []
+    await make.on_duty(bouncer)  # while no stream is open
+    resumed = await console.board(conn, me, quiet.cursor)
+    assert resumed.items == []
+    assert [c.phone for c in resumed.contacts[venue.id]] == ["+77015550002", "+77015550001"]
+    after = await console.board(conn, me, resumed.cursor)
+    assert after.contacts == {}
+    detail = await conn.fetchval(
+        "SELECT detail FROM audit_log WHERE action = 'contact.view' AND venue_id = $1 ORDER BY id DESC LIMIT 1",
+        venue.id,
+    )
+    detail = json.loads(detail) if isinstance(detail, str) else detail
+    assert detail["incidents"] == [str(incident)] and set(detail["users"]) == {str(bouncer.id), str(owner.id)}
+    assert await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'contact.view'") == 2
+
+
+async def test_whom_to_call_stays_off_the_stream_for_roles_that_do_not_see_it(
+    make: Factory, conn: asyncpg.Connection, settings: Settings
+) -> None:
+    """Only dispatchers and admins get phone numbers: a board-like read by an owner carries none, even
+    after a change of duty at their venue."""
+    owner = await make.user("owner", phone="+77015550001")
+    venue = await make.venue(owner_id=owner.id)
+    bouncer = await make.user("bouncer", venue_id=venue.id, phone="+77015550002")
+    await make.incident(venue.id)
+    first = await console.board(conn, make.principal(owner), None)
+    await make.on_duty(bouncer)
+    later = await console.board(conn, make.principal(owner), first.cursor)
+    assert [i.contacts for i in first.items] == [None]
+    assert later.contacts == {} and later.items == []
+    assert await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'contact.view'") == 0
+
+
+@asynccontextmanager
+async def _board(app: Litestar, me: Any) -> AsyncIterator[Callable[[], Awaitable[dict[str, Any]]]]:
+    """An open board's stream (polling every 50 ms): ``next_event()`` is its next ``incidents``
+    event's data, as the page receives it."""
+    events = stream.board_events(app.state, me, None, poll_s=0.05, lifetime_s=60)
+
+    async def next_event() -> dict[str, Any]:
+        while True:
+            chunk = (await asyncio.wait_for(anext(events), timeout=20)).decode()
+            if chunk.startswith(("id:", "event:")):
+                assert "event: incidents" in chunk, chunk
+                data = next(x for x in chunk.split("\n") if x.startswith("data: "))
+                result: dict[str, Any] = json.loads(data.removeprefix("data: "))
+                return result
+
+    try:
+        yield next_event
+    finally:
+        await events.aclose()
 
 
 async def test_a_venue_whose_people_have_no_phone_is_not_audited(

@@ -101,6 +101,41 @@ SELECT * FROM (
 ) c
 ORDER BY venue_id, role = 'owner', display_name
 """
+# The venues of the board's open incidents (``$1``: its region, or null for all) whose people to call
+# may have changed since the sync cursor ``$2`` (``alerts.repo.SYNC_POINT``), each with its open
+# incidents, newest first. A change is a row written by a transaction at or above the cursor: a
+# bouncer's duty row at the venue (on or off duty, or taken off duty by a move to another venue), the
+# user row of a bouncer on duty there (deactivated, renamed, a new phone), the venue's row (a new owner)
+# or its owner's user row. Only those users are read (by their keys), so the cost grows with the duty
+# rows and the venues, not with everyone's accounts. ``xmin`` is the row's writer as a 32-bit id; it is
+# in the window from the cursor up to this statement's snapshot (whatever the statement sees was
+# written below that) when its ``age`` (32-bit, from one point for the whole statement) lies between
+# theirs. A cursor 2**31 transactions back (or not from this server) counts every venue as changed. A
+# change may be sent twice this way, never missed: the first poll whose cursor is at or below its
+# writer and that sees it committed sends it.
+_SINCE = "(w.stale OR (age({x}) <= w.age_c AND age({x}) > w.age_s))"
+CONTACTS_CHANGED = f"""
+WITH w AS (
+    SELECT age(xid(c)) AS age_c, age(xid(s)) AS age_s,
+           s::text::numeric - c::text::numeric NOT BETWEEN 0 AND 2147483647 AS stale
+    FROM (SELECT $2::text::xid8 AS c, pg_snapshot_xmax(pg_current_snapshot()) AS s) x
+),
+changed AS (
+    SELECT d.venue_id FROM duty d, w
+    WHERE d.role = 'bouncer' AND d.venue_id IS NOT NULL AND {_SINCE.format(x="d.xmin")}
+    UNION
+    SELECT d.venue_id FROM duty d JOIN users u ON u.id = d.user_id, w
+    WHERE d.on_duty AND d.role = 'bouncer' AND d.venue_id IS NOT NULL AND {_SINCE.format(x="u.xmin")}
+    UNION
+    SELECT v.id FROM venues v LEFT JOIN users u ON u.id = v.owner_id, w
+    WHERE {_SINCE.format(x="v.xmin")} OR {_SINCE.format(x="u.xmin")}
+)
+SELECT i.venue_id, (array_agg(i.id ORDER BY i.opened_at DESC))[1:50] AS incidents
+FROM incidents i
+WHERE i.status <> 'resolved' AND ($1::uuid IS NULL OR i.region_id = $1)
+  AND i.venue_id IN (SELECT venue_id FROM changed)
+GROUP BY i.venue_id
+"""
 OFFICER_NAMES = """
 SELECT u.id AS user_id, u.display_name, l.recorded_at
 FROM users u JOIN officer_locations l ON l.user_id = u.id
@@ -141,6 +176,13 @@ async def venue_contacts(conn: Conn, venue_ids: list[uuid.UUID]) -> dict[uuid.UU
                 Contact(user_id=r["user_id"], display_name=r["display_name"], role=r["role"], phone=r["phone"])
             )
     return found
+
+
+async def changed_contacts(conn: Conn, region_id: uuid.UUID | None, since: str) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """The venues of open incidents in scope whose people to call changed since the cursor, with those
+    incidents (``CONTACTS_CHANGED``)."""
+    rows = await conn.fetch(CONTACTS_CHANGED, region_id, since)
+    return {r["venue_id"]: list(r["incidents"]) for r in rows}
 
 
 # The offline base map: region boundaries as GeoJSON and venue names, in the board's scope

@@ -77,12 +77,16 @@ class BoardItem(msgspec.Struct, kw_only=True):
 
 class BoardUpdate(msgspec.Struct, kw_only=True):
     """``reset``: the full list of open incidents (first load); else what changed since the cursor
-    (resolved ones included, so the board drops them)."""
+    (resolved ones included, so the board drops them). ``contacts``: whom to call now at each venue of
+    this batch's open rows and at each venue of the board's open incidents whose people changed since
+    the cursor (a bouncer on or off duty, a person deactivated, edited or moved, a new owner): every
+    open row of such a venue shows these (dispatchers and admins only, audited with the rows)."""
 
     cursor: str
     reset: bool
     items: list[BoardItem]
     now: datetime
+    contacts: dict[uuid.UUID, list[repo.Contact]] = msgspec.field(default_factory=dict)
 
 
 class NearbyOfficer(msgspec.Struct, kw_only=True):
@@ -109,7 +113,11 @@ async def board(conn: Conn, me: Principal, since: str | None) -> BoardUpdate:
     ids = [i.incident_id for i in page.items]
     counts = await repo.alert_counts(conn, ids)
     facts = await repo.board_facts(conn, ids)
-    contacts = await _board_contacts(conn, me, page.items) if me.role in LOCATION_VIEWERS else None
+    contacts = None
+    if me.role in LOCATION_VIEWERS:
+        # the cursor was checked by the sync; a first list carries everyone's contacts already
+        changed = {} if since is None else await repo.changed_contacts(conn, _board_scope(me), since)
+        contacts = await _board_contacts(conn, me, page.items, changed)
     items = []
     for i in page.items:
         c = counts.get(i.incident_id)
@@ -140,19 +148,26 @@ async def board(conn: Conn, me: Principal, since: str | None) -> BoardUpdate:
                 contacts=None if contacts is None else contacts.get(i.venue.id, []),
             )
         )
-    return BoardUpdate(cursor=page.cursor, reset=since is None, items=items, now=datetime.now(UTC))
+    return BoardUpdate(
+        cursor=page.cursor, reset=since is None, items=items, now=datetime.now(UTC), contacts=contacts or {}
+    )
 
 
 async def _board_contacts(
-    conn: Conn, me: Principal, listed: Sequence[AlertItem]
+    conn: Conn, me: Principal, listed: Sequence[AlertItem], changed: dict[uuid.UUID, list[uuid.UUID]]
 ) -> dict[uuid.UUID, list[repo.Contact]]:
-    """The contacts of the venues in this batch; each venue whose numbers are shown gets one
-    ``contact.view`` record on its access log per batch (the board's first list, then each change
-    the stream sends), naming the people whose numbers were shown and the incidents they were shown with."""
+    """The contacts of the venues in this batch: those of its open rows, and those of the board's
+    open incidents whose people changed since the cursor (``changed``, with those incidents). Each
+    venue whose numbers are shown gets one ``contact.view`` record on its access log per batch (the
+    board's first list, then each change the stream sends), naming the people whose numbers were
+    shown and the incidents they were shown with."""
     incidents_at: dict[uuid.UUID, list[str]] = {}
     for i in listed:
         if i.status != "resolved":
             incidents_at.setdefault(i.venue.id, []).append(str(i.incident_id))
+    for venue_id, open_ids in changed.items():
+        shown_with = incidents_at.setdefault(venue_id, [])
+        shown_with.extend(str(x) for x in open_ids if str(x) not in shown_with)
     found = await repo.venue_contacts(conn, list(incidents_at))
     records = [
         (

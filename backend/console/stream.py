@@ -6,7 +6,10 @@ connections between polls. Each event's ``id`` is the sync cursor: a browser rec
 network drop or a server restart sends it back as ``Last-Event-ID`` and gets what changed since,
 resolved incidents included. Nothing is lost: the cursor is a transaction id horizon, so an
 incident committed late is still at or above it (an event may come twice; the page keeps the
-highest version per incident).
+highest version per incident). The same poll carries whom to call: when a venue's people change (a
+bouncer on or off duty, a person deactivated, edited or moved, a new owner: ``console.repo.CONTACTS_CHANGED``)
+the next event has the venue's contacts now, and the page shows them on every open row of that venue
+(``BoardUpdate.contacts``), so a dispatcher never calls a bouncer who went home.
 
 Every poll re-checks the session (sign-out or deactivation ends the stream with ``signed_out``).
 A stream ends after ``LIFETIME_S`` and the browser reconnects from its cursor, so no stream outlives
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import asyncpg
 import msgspec
@@ -45,7 +48,7 @@ def event(name: str, data: bytes, event_id: str | None = None) -> bytes:
 
 async def board_events(
     state: State, me: Principal, since: str | None, *, poll_s: float = POLL_S, lifetime_s: float = LIFETIME_S
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes]:
     pool: asyncpg.Pool = state.db_pool
     cache: sessions.SessionCache = state.session_cache
     timeout = state.settings.database_acquire_timeout_s
@@ -68,7 +71,7 @@ async def board_events(
             await asyncio.sleep(poll_s * 2)
             continue
         down = False
-        if update.items or update.reset:
+        if update.items or update.reset or update.contacts:
             yield event("incidents", _encoder.encode(update), update.cursor)
             last_sent = time.monotonic()
         elif time.monotonic() - last_sent > KEEPALIVE_S:

@@ -132,7 +132,15 @@ async def update_assignment(conn: Conn, actor: Principal | None, user_id: uuid.U
     ended = await _end_access(conn, user_id)
     on_duty = await duty.get_duty(conn, user_id)
     if on_duty is not None and on_duty.on_duty:
-        await duty.upsert_duty(conn, user_id=user_id, role=row.role, on_duty=False, venue_id=None, region_id=None)
+        # off duty where they were (the board then drops their number from that venue's rows)
+        await duty.upsert_duty(
+            conn,
+            user_id=user_id,
+            role=row.role,
+            on_duty=False,
+            venue_id=on_duty.venue_id,
+            region_id=on_duty.region_id,
+        )
         await duty.delete_location(conn, user_id)
     await audit.record_by(
         conn,

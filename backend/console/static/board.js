@@ -385,6 +385,13 @@
       incidents[item.id] = item;
       if (!known && loaded) { announce(item); }
     });
+    // whom to call is the venue's: the newest batch's numbers go on every open row of each venue it
+    // names (a bouncer who came on or went off duty shows on rows that did not change themselves)
+    var contacts = update.contacts || {};
+    Object.keys(incidents).forEach(function (k) {
+      var item = incidents[k];
+      if (Object.prototype.hasOwnProperty.call(contacts, item.venue_id)) { item.contacts = contacts[item.venue_id]; }
+    });
     var first = !loaded;
     loaded = true;
     draw();
