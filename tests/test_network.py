@@ -127,6 +127,29 @@ def test_version_5_candidate_loads_with_its_128_px_input() -> None:
     assert meta["validation"]["final_test"]["clean"]["clips"] == 42  # F, looked at once for version 5
 
 
+CANDIDATE_6 = ASSETS_DIR / "kuzet-fight-6.json"  # version 6: 128 px on version 4's full recipe, not live
+
+
+def test_version_6_candidate_loads_with_the_full_protocol_on_file() -> None:
+    """Version 6 is kept for ``kuzet model shadow``/``promote``: 128 px, its own motion stage, the
+    whole version-4 protocol (four variants, all six transforms, LODO both ways) and its one look at F
+    in its sidecar; it scores a real fight above and a quiet street below its threshold."""
+    v6 = ConfirmationModel(CANDIDATE_6)
+    assert v6.tag == "kuzet-fight/6"
+    assert (v6.clip_size, v6.clip_long) == (128, 176)
+    assert v6.model_path is not None and v6.model_path.name == "kuzet-fight-6-motion.onnx"
+    meta = json.loads(CANDIDATE_6.read_text())
+    assert hashlib.sha256(v6.model_path.read_bytes()).hexdigest() == meta["motion"]["sha256"]
+    val = meta["validation"]
+    assert val["variants_compared"] == 4 and val["chosen"] == "mean+aug"
+    assert set(val["suite"]) == {"dark_noise", "ir_grey", "low_bitrate", "fps10", "crop43", "pan_shake"}
+    assert val["final_test"]["clean"]["clips"] == 42
+    assert {p["name"] for p in meta["training_data"]["parts"]} >= {"surv-fight", "bus-violence"}
+    data = needs_shared(DATA)
+    assert v6.score_clip(data / "fight" / "fi001.mp4").score >= v6.threshold
+    assert v6.score_clip(data / "noFight" / "nofi131.mp4").score < v6.threshold
+
+
 @pytest.fixture(scope="module")
 def previous() -> ConfirmationModel:
     return ConfirmationModel(PREVIOUS)
