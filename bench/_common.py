@@ -44,7 +44,7 @@ def fail(message: str) -> NoReturn:
 def require_all_ok(what: str, ok: int, failures: Mapping[str, int]) -> None:
     """Stop the bench (``fail``) when any request of ``what`` failed or none succeeded.
 
-    ``failures`` counts the failed requests by status (``"415"``, ``"timeout"``…)."""
+    ``failures`` counts the failed requests by status (``"415"``, ``"ReadTimeout"``, ``"ReadError"``…)."""
     if failures or ok == 0:
         fail(f"{what}: {ok} request(s) succeeded, failed by status {dict(failures)}; no figure is printed")
 

@@ -70,8 +70,8 @@ async def load(url: str, keys: list[str], seconds: float, *, kuzet: bool) -> tup
                 response = await client.post(
                     url, files=files, headers={"Authorization": f"Bearer {key}"} if kuzet else {}
                 )
-            except httpx.TransportError:
-                errors["timeout"] = errors.get("timeout", 0) + 1
+            except httpx.TransportError as exc:  # named by its class: a timeout is not a dropped connection
+                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
                 continue
             latencies.append((time.perf_counter() - started) * 1000)
             if response.status_code == 202:
@@ -102,8 +102,8 @@ async def steady(url: str, keys: list[str], rate: float, seconds: float) -> tupl
         started = time.perf_counter()
         try:
             response = await client.post(url, files=files, headers={"Authorization": f"Bearer {key}"})
-        except httpx.TransportError:
-            errors["timeout"] = errors.get("timeout", 0) + 1
+        except httpx.TransportError as exc:
+            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
             return
         latencies.append((time.perf_counter() - started) * 1000)
         if response.status_code != 202:
