@@ -218,6 +218,16 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ("POST", "/v1/admin/users/{user_id}/deactivate"): Entry(TARGET_USER, ADMIN, default="403/403"),
     ("POST", "/v1/admin/users/{user_id}/reactivate"): Entry(TARGET_USER, ADMIN, default="403/403"),
     ("POST", "/v1/admin/users/{user_id}/end-sessions"): Entry(TARGET_USER, ADMIN, default="403/403"),
+    ("PUT", "/v1/admin/users/{user_id}/profile"): Entry(
+        TARGET_USER, ADMIN, default="403/403", body={"display_name": "Matrix target", "phone": "+77015550999"}
+    ),
+    # the same role and venue the target has: the answer, without signing the target out mid-matrix
+    ("PUT", "/v1/admin/users/{user_id}/assignment"): Entry(
+        TARGET_USER,
+        ADMIN,
+        default="403/403",
+        body=lambda world, side, actor: {"json": {"role": "bouncer", "venue_id": world.ids[f"venue_{side}"]}},
+    ),
     ("GET", "/v1/admin/venues/{venue_id}/escalation-policy"): Entry(
         {"venue_id": "venue_{side}"}, ADMIN, default="403/403"
     ),

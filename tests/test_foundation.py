@@ -382,3 +382,77 @@ async def test_admin_lists_page_by_cursor_and_next_link_without_duplicates_or_ga
     ):
         limit = next(p for p in document["paths"][path]["get"]["parameters"] if p["name"] == "limit")["schema"]
         assert (limit["minimum"], limit["maximum"]) == (1, 200)
+
+
+async def test_an_admin_moves_a_bouncer_over_the_api(client: Client, make: Factory, conn: asyncpg.Connection) -> None:
+    """``PUT /v1/admin/users/{id}/assignment``: the bouncer is now the other venue's, signed out
+    everywhere (their refresh token dies at once), off duty where they were, and the move is audited;
+    a bad place is a 422 naming the field and changes nothing; an admin cannot change their own role."""
+    admin_user = await make.user("admin")
+    admin = make.auth(admin_user)
+    old_venue, new_venue = await make.venue(), await make.venue()
+    bouncer = await make.user("bouncer", venue_id=old_venue.id)
+    await make.on_duty(bouncer)
+    signed_in = await client.post(
+        "/v1/auth/login", json={"login": bouncer.username, "password": "correct horse battery"}
+    )
+    assert signed_in.status_code == 200
+    url = f"/v1/admin/users/{bouncer.id}/assignment"
+
+    for body, field in [
+        ({"role": "bouncer"}, "venue_id"),
+        ({"role": "bouncer", "venue_id": str(__import__("uuid").uuid4())}, "venue_id"),
+        ({"role": "officer", "venue_id": str(new_venue.id)}, "venue_id"),
+        ({"role": "janitor", "venue_id": str(new_venue.id)}, "role"),
+    ]:
+        refused = await client.put(url, json=body, headers=admin)
+        assert refused.status_code == 422, body
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert field in refused.json()["field"], (body, refused.json())
+    assert await conn.fetchval("SELECT venue_id FROM users WHERE id = $1", bouncer.id) == old_venue.id
+    assert await conn.fetchval("SELECT on_duty FROM duty WHERE user_id = $1", bouncer.id) is True
+
+    moved = await client.put(url, json={"role": "bouncer", "venue_id": str(new_venue.id)}, headers=admin)
+    assert moved.status_code == 200
+    assert (moved.json()["role"], moved.json()["venue_id"]) == ("bouncer", str(new_venue.id))
+    duty = await conn.fetchrow("SELECT on_duty, venue_id FROM duty WHERE user_id = $1", bouncer.id)
+    assert (duty["on_duty"], duty["venue_id"]) == (False, old_venue.id)
+    refreshed = await client.post("/v1/auth/refresh", json={"refresh_token": signed_in.json()["refresh_token"]})
+    assert refreshed.status_code == 401
+    audit = await conn.fetchrow(
+        "SELECT actor_id, detail FROM audit_log WHERE action = 'user.update' AND subject_id = $1", str(bouncer.id)
+    )
+    assert audit is not None and audit["actor_id"] == admin_user.id
+    assert audit["detail"]["venue"] is True and audit["detail"]["off_duty"] is True
+
+    own = await client.put(f"/v1/admin/users/{admin_user.id}/assignment", json={"role": "dispatcher"}, headers=admin)
+    assert own.status_code in {409, 422}
+    assert await conn.fetchval("SELECT role FROM users WHERE id = $1", admin_user.id) == "admin"
+    not_admin = await client.put(
+        url, json={"role": "bouncer", "venue_id": str(old_venue.id)}, headers=make.auth(await make.user("owner"))
+    )
+    assert not_admin.status_code == 403
+
+
+async def test_an_admin_sets_the_phone_others_call_over_the_api(
+    client: Client, make: Factory, conn: asyncpg.Connection
+) -> None:
+    """``PUT /v1/admin/users/{id}/profile``: the number is stored (the answer, like every user listing,
+    does not show it) and the change is audited without the number itself."""
+    admin = make.auth(await make.user("admin"))
+    bouncer = await make.user("bouncer")
+    url = f"/v1/admin/users/{bouncer.id}/profile"
+    bad = await client.put(url, json={"display_name": "Dana", "phone": "call me"}, headers=admin)
+    assert bad.status_code == 422 and bad.json()["field"] == "phone"
+    done = await client.put(url, json={"display_name": "Dana Door", "phone": "+77015550123"}, headers=admin)
+    assert done.status_code == 200
+    assert done.json()["display_name"] == "Dana Door" and "phone" not in done.json()
+    assert await conn.fetchval("SELECT phone FROM users WHERE id = $1", bouncer.id) == "+77015550123"
+    detail = await conn.fetchval(
+        "SELECT detail::text FROM audit_log WHERE action = 'user.update' AND subject_id = $1", str(bouncer.id)
+    )
+    assert detail is not None and '"phone": true' in detail and "5550123" not in detail
+    missing = await client.put(
+        f"/v1/admin/users/{__import__('uuid').uuid4()}/profile", json={"display_name": "X"}, headers=admin
+    )
+    assert missing.status_code == 404

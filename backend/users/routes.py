@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, get, post, put
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromQuery, JSONBody
@@ -14,7 +14,7 @@ from backend.core.errors import problem_responses
 from backend.core.paging import Cursor, Limit, with_next
 from backend.core.params import Db, PathId
 from backend.users import service
-from backend.users.schemas import User, UserCreate, UserCreated, UserPage
+from backend.users.schemas import User, UserAssignment, UserCreate, UserCreated, UserPage, UserProfile
 
 
 class UserAdminController(Controller):
@@ -55,6 +55,29 @@ class UserAdminController(Controller):
     )
     async def end_sessions(self, db: Db, admin: NamedDependency[Principal], user_id: PathId) -> User:
         return await service.end_sessions(db, admin, user_id)
+
+    @put(
+        "/{user_id:uuid}/profile",
+        summary="Set a user's display name and phone (the phone others call; audited, the number not logged)",
+        status_code=200,
+        responses=problem_responses(401, 403, 404, 422),
+    )
+    async def update_profile(
+        self, db: Db, admin: NamedDependency[Principal], user_id: PathId, data: JSONBody[UserProfile]
+    ) -> User:
+        return await service.update_profile(db, admin, user_id, data)
+
+    @put(
+        "/{user_id:uuid}/assignment",
+        summary="Set a user's role and venue or police region; a change signs them out everywhere and takes "
+        "them off duty (audited)",
+        status_code=200,
+        responses=problem_responses(401, 403, 404, 409, 422),
+    )
+    async def update_assignment(
+        self, db: Db, admin: NamedDependency[Principal], user_id: PathId, data: JSONBody[UserAssignment]
+    ) -> User:
+        return await service.update_assignment(db, admin, user_id, data)
 
     @get(summary="List users (of a role), oldest first, a page at a time", responses=problem_responses(401, 403, 422))
     async def list_users(  # noqa: PLR0917 - Litestar passes query parameters by name
