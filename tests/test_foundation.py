@@ -416,7 +416,7 @@ async def test_an_admin_moves_a_bouncer_over_the_api(client: Client, make: Facto
     assert moved.status_code == 200
     assert (moved.json()["role"], moved.json()["venue_id"]) == ("bouncer", str(new_venue.id))
     duty = await conn.fetchrow("SELECT on_duty, venue_id FROM duty WHERE user_id = $1", bouncer.id)
-    assert (duty["on_duty"], duty["venue_id"]) == (False, old_venue.id)
+    assert duty is not None and (duty["on_duty"], duty["venue_id"]) == (False, old_venue.id)
     refreshed = await client.post("/v1/auth/refresh", json={"refresh_token": signed_in.json()["refresh_token"]})
     assert refreshed.status_code == 401
     audit = await conn.fetchrow(
