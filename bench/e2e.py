@@ -63,6 +63,7 @@ from bench._common import (
     drop_database,
     fail,
     fresh_database,
+    local_env,
     machine,
     pct,
     real_clips,
@@ -601,23 +602,21 @@ async def main() -> None:
     s3_port = free_port()
     procs: list[subprocess.Popen[bytes]] = [start([PY, "-m", "kuzet.cli", "dev", "s3", "--port", str(s3_port)])]
     inbox = PushInbox().start()
-    env = {
-        "KUZET_DATABASE_URL": dsn,
-        "KUZET_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
-        "KUZET_S3_ACCESS_KEY_ID": "bench",
-        "KUZET_S3_SECRET_ACCESS_KEY": "bench",
-        "KUZET_FCM_ENDPOINT": inbox.fcm_endpoint,
-        "KUZET_FCM_CREDENTIALS": "token:e2e",
-        "KUZET_FCM_PROJECT_ID": "kuzet-e2e",
-        "KUZET_JWT_SECRET": JWT,
-        "KUZET_LOG_LEVEL": "error",
-        "KUZET_LOG_FORMAT": "console",
-        "KUZET_INCIDENT_WINDOW_S": "1",
-        "KUZET_WORKER_CONCURRENCY": "1",
-        "KUZET_WORKER_ONNX_THREADS": str(onnx_threads),
-        "KUZET_JOB_POLL_S": "0.5",
-        "KUZET_DATABASE_POOL_MAX": "20",
-    }
+    env = local_env(
+        dsn,
+        s3_port,
+        KUZET_FCM_ENDPOINT=inbox.fcm_endpoint,
+        KUZET_FCM_CREDENTIALS="token:e2e",
+        KUZET_FCM_PROJECT_ID="kuzet-e2e",
+        KUZET_JWT_SECRET=JWT,
+        KUZET_LOG_LEVEL="error",
+        KUZET_LOG_FORMAT="console",
+        KUZET_INCIDENT_WINDOW_S="1",
+        KUZET_WORKER_CONCURRENCY="1",
+        KUZET_WORKER_ONNX_THREADS=str(onnx_threads),
+        KUZET_JOB_POLL_S="0.5",
+        KUZET_DATABASE_POOL_MAX="20",
+    )
     settings = load_settings(env)
     steps: list[Step] = []
     scale: list[tuple[int, float, str]] = []

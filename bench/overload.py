@@ -46,7 +46,7 @@ from backend.core.auth import Principal, issue_access_token
 from backend.core.config import Settings, load_settings
 from backend.core.db import init_connection
 from backend.detections import overload
-from bench._common import PY, drop_database, fail, fresh_database, machine, pct, real_clips, start, wait_http
+from bench._common import PY, drop_database, fail, fresh_database, local_env, machine, pct, real_clips, start, wait_http
 from bench.e2e import JWT, KUZET, UNDECIDED, City, build_city, drained, load_average, ms, start_workers, stop_all
 from kuzet.devtools.push_inbox import PushInbox
 from tests.services import free_port
@@ -176,23 +176,21 @@ async def main() -> None:
     s3_port = free_port()
     procs: list[subprocess.Popen[bytes]] = [start([PY, "-m", "kuzet.cli", "dev", "s3", "--port", str(s3_port)])]
     inbox = PushInbox().start()
-    env = {
-        "KUZET_DATABASE_URL": dsn,
-        "KUZET_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
-        "KUZET_S3_ACCESS_KEY_ID": "bench",
-        "KUZET_S3_SECRET_ACCESS_KEY": "bench",
-        "KUZET_FCM_ENDPOINT": inbox.fcm_endpoint,
-        "KUZET_FCM_CREDENTIALS": "token:overload",
-        "KUZET_FCM_PROJECT_ID": "kuzet-overload",
-        "KUZET_JWT_SECRET": JWT,
-        "KUZET_LOG_LEVEL": "error",
-        "KUZET_LOG_FORMAT": "console",
-        "KUZET_INCIDENT_WINDOW_S": "1",
-        "KUZET_WORKER_CONCURRENCY": "1",
-        "KUZET_JOB_POLL_S": "0.5",
-        "KUZET_DATABASE_POOL_MAX": "20",
-        "KUZET_CONFIRM_BACKLOG_LIMIT_S": str(args.limit_s),
-    }
+    env = local_env(
+        dsn,
+        s3_port,
+        KUZET_FCM_ENDPOINT=inbox.fcm_endpoint,
+        KUZET_FCM_CREDENTIALS="token:overload",
+        KUZET_FCM_PROJECT_ID="kuzet-overload",
+        KUZET_JWT_SECRET=JWT,
+        KUZET_LOG_LEVEL="error",
+        KUZET_LOG_FORMAT="console",
+        KUZET_INCIDENT_WINDOW_S="1",
+        KUZET_WORKER_CONCURRENCY="1",
+        KUZET_JOB_POLL_S="0.5",
+        KUZET_DATABASE_POOL_MAX="20",
+        KUZET_CONFIRM_BACKLOG_LIMIT_S=str(args.limit_s),
+    )
     settings = load_settings(env)
     samples: list[overload.Backlog] = []
     try:
