@@ -449,6 +449,9 @@ async def test_an_admin_sets_the_phone_others_call_over_the_api(
     url = f"/v1/admin/users/{bouncer.id}/profile"
     bad = await client.put(url, json={"display_name": "Dana", "phone": "call me"}, headers=admin)
     assert bad.status_code == 422 and bad.json()["field"] == "phone"
+    blank = await client.put(url, json={"display_name": " \u00a0 "}, headers=admin)
+    assert blank.status_code == 422 and blank.json()["field"] == "display_name"
+    assert blank.json()["detail"] == "must not be blank or contain control characters"
     done = await client.put(url, json={"display_name": "Dana Door", "phone": "+77015550123"}, headers=admin)
     assert done.status_code == 200
     assert done.json()["display_name"] == "Dana Door" and "phone" not in done.json()

@@ -186,6 +186,8 @@ def msgspec_field(message: str) -> tuple[str, str | None]:
     text, _, where = message.partition(" - at `$")
     if text.startswith("Expected `str` matching regex '^[^\\\\x00-"):  # the control-character rule (core/wire.py)
         text = "must not contain control characters (NUL, escape, ...) or unpaired surrogates"
+    elif text.startswith("Expected `str` matching regex '^(?=.*\\\\S)"):  # a name (core/wire.py NAME_PATTERN)
+        text = "must not be blank or contain control characters"
     path = where.rstrip("`").lstrip(".").replace("[", ".").replace("]", "").replace("..", ".")
     if text.startswith(("Object contains unknown field `", "Object missing required field `")):
         name = text.split("`")[1]

@@ -32,6 +32,8 @@ from backend.core.errors import BadRequest, Invalid, NotFound, UnsupportedMediaT
 
 # C0 controls, DEL, C1 controls and UTF-16 surrogates. ``Text`` allows tab, LF and CR.
 LINE_PATTERN = "^[^\\x00-\\x1f\\x7f-\\x9f\\ud800-\\udfff]*\\Z"
+# A name (of a person, venue, camera...): one line with at least one visible character.
+NAME_PATTERN = "^(?=.*\\S)" + LINE_PATTERN[1:]
 TEXT_PATTERN = "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\ud800-\\udfff]*\\Z"
 
 MAX_JSON_BYTES = 64 * 1024
@@ -59,7 +61,7 @@ def ascii_token(pattern: str, max_length: int, min_length: int = 1) -> msgspec.M
     return msgspec.Meta(min_length=min_length, max_length=max_length, pattern=f"^[{pattern}]*\\Z")
 
 
-Name = Annotated[str, line(200)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NAME_PATTERN)]
 Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
 
 # Windows for timestamps sent by devices (documented in the README).
