@@ -126,6 +126,11 @@ def main() -> None:
     parser.add_argument("--no-real", action="store_true", help="skip the real clips under ../shared")
     parser.add_argument("--model", type=Path, help="a model's sidecar (default: the committed model)")
     parser.add_argument("--real-only", action="store_true", help="only the real surv-fight clips")
+    parser.add_argument(
+        "--as-exported",
+        action="store_true",
+        help="run the video network's graph as exported, without unfolding its stem (the old cost)",
+    )
     args = parser.parse_args()
     cv2.setNumThreads(1)
     if hasattr(os, "sched_setaffinity"):
@@ -134,12 +139,13 @@ def main() -> None:
         f"machine: {cpu_model()}, {os.cpu_count()} logical cores; pinned to one core; "
         f"python {platform.python_version()}, opencv {cv2.__version__}"
     )
-    model = ConfirmationModel(args.model)
+    model = ConfirmationModel(args.model, unfold_network=not args.as_exported)
     print(
         f"model: {model.tag} (motion classifier {model.model_path.name if model.model_path else 'none'}, "
         f"network {model.is_cascade}, {model.clip_frames} frames at {model.clip_size} px"
         f"{f' x <= {model.clip_long}' if model.clip_long else ' squeezed'}, reject below {model.reject_below}), "
-        f"threshold {model.threshold:.3f}; load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}"
+        f"threshold {model.threshold:.3f}; network stem {'as exported' if args.as_exported else 'unfolded'}; "
+        f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}"
     )
     person_model = SHARED / "models" / "yolox_nano.onnx"
     with tempfile.TemporaryDirectory() as tmp:
@@ -149,7 +155,9 @@ def main() -> None:
         clip = synthetic_clip(Path(tmp) / "synthetic.mp4")
         show("synthetic 2 s 640x360 H.264, 25 fps", measure(model, [clip], args.repeat))
         if person_model.is_file():
-            with_persons = ConfirmationModel(args.model, person_model_path=person_model)
+            with_persons = ConfirmationModel(
+                args.model, person_model_path=person_model, unfold_network=not args.as_exported
+            )
             show("synthetic, with person detector", measure(with_persons, [clip], max(1, args.repeat // 2)))
     data = SHARED / "data" / "surv-fight"
     if args.no_real or not data.is_dir():

@@ -111,7 +111,11 @@ class ConfirmationModel:
     version: str
     threshold: float
 
-    def __init__(self, model_path: Path | None = None, person_model_path: Path | None = None) -> None:
+    def __init__(
+        self, model_path: Path | None = None, person_model_path: Path | None = None, *, unfold_network: bool = True
+    ) -> None:
+        """``unfold_network=False`` runs the video network's graph as exported instead of with its stem
+        unfolded (``workers/vision/stem.py``; same scores, more CPU): the benches' reference."""
         meta_path = sidecar_path(model_path if model_path is not None else DEFAULT_MODEL_PATH)
         meta: dict[str, Any] = json.loads(meta_path.read_text())
         self._detector = PersonDetector(person_model_path) if person_model_path is not None else None
@@ -135,7 +139,7 @@ class ConfirmationModel:
         self.clip_long = 0
         if "network" in meta:
             net = meta["network"]
-            self._network = I3dBackbone(meta_path.parent / str(net["file"]))
+            self._network = I3dBackbone(meta_path.parent / str(net["file"]), unfold=unfold_network)
             self._head = LogisticHead(meta["head"])
             self.combine = str(meta["combine"])
             self.clip_frames = int(net["frames"])

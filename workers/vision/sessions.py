@@ -13,12 +13,13 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import onnxruntime as ort
 
-_SESSIONS: dict[Path, ort.InferenceSession] = {}
+_SESSIONS: dict[tuple[Path, str | None], ort.InferenceSession] = {}
 _LOCK = threading.Lock()
 
 
@@ -76,11 +77,14 @@ def session_options() -> ort.SessionOptions:
     return opts
 
 
-def onnx_session(path: Path) -> ort.InferenceSession:
-    key = path.resolve()
+def onnx_session(path: Path, prepare: Callable[[Path], bytes] | None = None) -> ort.InferenceSession:
+    """The process's session for the model file at ``path``; with ``prepare``, for the serialized
+    model it makes of that file (one session per file and ``prepare``)."""
+    key = (path.resolve(), None if prepare is None else f"{prepare.__module__}.{prepare.__qualname__}")
     with _LOCK:
         sess = _SESSIONS.get(key)
         if sess is None:
-            sess = ort.InferenceSession(str(key), sess_options=session_options(), providers=["CPUExecutionProvider"])
+            source: str | bytes = str(key[0]) if prepare is None else prepare(key[0])
+            sess = ort.InferenceSession(source, sess_options=session_options(), providers=["CPUExecutionProvider"])
             _SESSIONS[key] = sess
         return sess
