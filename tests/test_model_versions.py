@@ -73,7 +73,7 @@ async def test_shadow_scores_are_recorded_and_decisions_unchanged(
         await run_jobs(ctx)
     row = await state(conn, fight.id)
     assert row["status"] == "confirmed"
-    assert (row["model_name"], row["model_version"]) == ("kuzet-fight", "4")
+    assert (row["model_name"], row["model_version"]) == ("kuzet-fight", "6")
     assert row["incident_id"] is not None
     scored = await conn.fetchrow("SELECT * FROM shadow_scores WHERE detection_id = $1", fight.id)
     assert (scored["model_name"], scored["model_version"]) == ("kuzet-fight", "3-strict")
@@ -89,7 +89,7 @@ async def test_shadow_scores_are_recorded_and_decisions_unchanged(
     result = await compare_models(conn, None)
     assert result["labelled_detections"] == 1
     assert result["candidate_model"] == "kuzet-fight/3-strict"
-    assert result["live_model"] == "kuzet-fight/4"
+    assert result["live_model"] == "kuzet-fight/6"
     assert result["scored_by_both"] == 1
     assert result["live"]["recall"] == 1.0
     assert result["candidate"]["recall"] == 0.0

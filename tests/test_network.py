@@ -97,12 +97,12 @@ def model() -> ConfirmationModel:
 
 
 def test_committed_model_scores_every_clip_with_the_network(model: ConfirmationModel) -> None:
-    """Version 4 never rejects early; its motion classifier scores only when the protocol kept it."""
-    assert model.tag == "kuzet-fight/4"
+    """Version 6 never rejects early; its motion classifier scores only when the protocol kept it."""
+    assert model.tag == "kuzet-fight/6"
     assert model.is_cascade
     assert 0.0 < model.threshold < 1.0
     assert model.reject_below is None
-    assert model.clip_long == 160
+    assert (model.clip_size, model.clip_long) == (128, 176)
     result = model.score_clip(needs_shared(DATA) / "noFight" / "nofi131.mp4")
     assert result.stage == "network"
     assert (result.motion_score is not None) == (model.combine == "mean")
@@ -127,27 +127,36 @@ def test_version_5_candidate_loads_with_its_128_px_input() -> None:
     assert meta["validation"]["final_test"]["clean"]["clips"] == 42  # F, looked at once for version 5
 
 
-CANDIDATE_6 = ASSETS_DIR / "kuzet-fight-6.json"  # version 6: 128 px on version 4's full recipe, not live
+VERSION_4 = ASSETS_DIR / "kuzet-fight-4.json"  # version 4, live until version 6: kept for a rollback
 
 
-def test_version_6_candidate_loads_with_the_full_protocol_on_file() -> None:
-    """Version 6 is kept for ``kuzet model shadow``/``promote``: 128 px, its own motion stage, the
-    whole version-4 protocol (four variants, all six transforms, LODO both ways) and its one look at F
-    in its sidecar; it scores a real fight above and a quiet street below its threshold."""
-    v6 = ConfirmationModel(CANDIDATE_6)
-    assert v6.tag == "kuzet-fight/6"
-    assert (v6.clip_size, v6.clip_long) == (128, 176)
-    assert v6.model_path is not None and v6.model_path.name == "kuzet-fight-6-motion.onnx"
-    meta = json.loads(CANDIDATE_6.read_text())
-    assert hashlib.sha256(v6.model_path.read_bytes()).hexdigest() == meta["motion"]["sha256"]
+def test_the_live_version_6_has_the_full_protocol_on_file(model: ConfirmationModel) -> None:
+    """Version 6 (live): 128 px, its own motion stage, the whole version-4 protocol (four variants, all
+    six transforms, LODO both ways) and its one look at F in its sidecar; it scores a real fight above
+    and a quiet street below its threshold."""
+    assert model.model_path is not None and model.model_path.name == "kuzet-fight-motion.onnx"
+    meta = json.loads(DEFAULT_MODEL_PATH.read_text())
+    assert meta["version"] == "6"
+    assert hashlib.sha256(model.model_path.read_bytes()).hexdigest() == meta["motion"]["sha256"]
     val = meta["validation"]
     assert val["variants_compared"] == 4 and val["chosen"] == "mean+aug"
     assert set(val["suite"]) == {"dark_noise", "ir_grey", "low_bitrate", "fps10", "crop43", "pan_shake"}
     assert val["final_test"]["clean"]["clips"] == 42
     assert {p["name"] for p in meta["training_data"]["parts"]} >= {"surv-fight", "bus-violence"}
     data = needs_shared(DATA)
-    assert v6.score_clip(data / "fight" / "fi001.mp4").score >= v6.threshold
-    assert v6.score_clip(data / "noFight" / "nofi131.mp4").score < v6.threshold
+    assert model.score_clip(data / "fight" / "fi001.mp4").score >= model.threshold
+    assert model.score_clip(data / "noFight" / "nofi131.mp4").score < model.threshold
+
+
+def test_version_4_is_kept_for_a_rollback() -> None:
+    """Version 4 (live until version 6) loads from its own files, with the geometry it was trained on."""
+    v4 = ConfirmationModel(VERSION_4)
+    assert v4.tag == "kuzet-fight/4"
+    assert (v4.clip_size, v4.clip_long) == (112, 160)
+    assert v4.model_path is not None and v4.model_path.name == "kuzet-fight-4-motion.onnx"
+    meta = json.loads(VERSION_4.read_text())
+    assert hashlib.sha256(v4.model_path.read_bytes()).hexdigest() == meta["motion"]["sha256"]
+    assert v4.score_clip(needs_shared(DATA) / "noFight" / "nofi131.mp4").score < v4.threshold
 
 
 @pytest.fixture(scope="module")

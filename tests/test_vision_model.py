@@ -94,9 +94,9 @@ def test_bad_clips_raise_clip_decode_error(tmp_path: Path, clip: Path, kind: str
 def test_committed_model_and_sidecar_agree() -> None:
     meta = json.loads(sidecar_path(DEFAULT_MODEL_PATH).read_text())
     assert meta["name"] == "kuzet-fight"
-    assert meta["version"] == "4"
+    assert meta["version"] == "6"
     assert 0.0 < meta["threshold"] <= meta["calibration"]["max_threshold"] < 1.0
-    assert (meta["network"]["frames"], meta["network"]["size"], meta["network"]["long"]) == (16, 112, 160)
+    assert (meta["network"]["frames"], meta["network"]["size"], meta["network"]["long"]) == (16, 128, 176)
     network = DEFAULT_MODEL_PATH.parent / meta["network"]["file"]
     assert hashlib.sha256(network.read_bytes()).hexdigest() == meta["network"]["sha256"]
     val = meta["validation"]
@@ -132,7 +132,7 @@ def test_score_clip_is_deterministic_and_in_range(model: ConfirmationModel, clip
     assert first.motion > 0.0  # the squares jitter: the clip moves
     assert set(first.timings_ms) >= {"decode", "features", "inference"}
     assert first.stage == "network"
-    assert model.tag == "kuzet-fight/4"
+    assert model.tag == "kuzet-fight/6"
 
 
 def test_score_frames_matches_score_clip(model: ConfirmationModel, clip: Path) -> None:
@@ -173,7 +173,7 @@ def test_score_main_prints_one_json_line_per_clip(
     assert status == 0
     assert [line["path"] for line in lines] == [str(clip), str(bad)]
     assert lines[0]["decision"] == "confirmed"
-    assert lines[0]["model"] == "kuzet-fight/4"
+    assert lines[0]["model"] == "kuzet-fight/6"
     assert lines[1]["decision"] == "unprocessable"
     assert lines[1]["error"]
     assert score_main([tmp_path / "nope.mp4"], model_path=None, person_model=None, threshold=None) == 1
@@ -263,7 +263,7 @@ def test_train_on_a_tiny_subset_writes_a_loadable_model(tmp_path: Path) -> None:
     result = trained.score_clip(data / "fight" / "fi001.mp4")
     assert 0.0 <= result.score <= 1.0
     assert trained.threshold == meta["threshold"]
-    assert trained.clip_long == 160
+    assert (trained.clip_size, trained.clip_long) == (128, 176)  # by default, the live version's geometry
     # features are cached per clip, keyed by the network file and the geometry: a retrain does not decode
     cached = list((tmp_path / "cache").glob("v4-i3d-*/*.npz"))
     assert len(cached) == 8 + 6

