@@ -17,6 +17,8 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -99,6 +101,18 @@ class Outbox:
         with self._lock:
             return self._db.execute(sql, args)
 
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """Several statements as one transaction under the lock (rolled back if one fails)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     # -- writing ---------------------------------------------------------------------------------
 
     def record(
@@ -155,18 +169,16 @@ class Outbox:
 
     def add_health(self, body: bytes, *, now: float | None = None) -> None:
         now = time.time() if now is None else now
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute(
+        with self._transaction() as db:
+            db.execute(
                 "INSERT INTO outbox (priority, kind, body, state, created_at) VALUES (?, 'health', ?, 'pending', ?)",
                 (HEALTH, body.decode(), now),
             )
-            self._db.execute(
+            db.execute(
                 """DELETE FROM outbox WHERE kind = 'health' AND state = 'pending' AND id NOT IN
                    (SELECT id FROM outbox WHERE kind = 'health' AND state = 'pending' ORDER BY id DESC LIMIT ?)""",
                 (MAX_HEALTH_ROWS,),
             )
-            self._db.execute("COMMIT")
 
     # -- sending ---------------------------------------------------------------------------------
 
@@ -230,9 +242,11 @@ class Outbox:
         return cursor.rowcount
 
     def dead(self, row_id: int, error: str) -> None:
-        """A permanent refusal (the server says the request itself is wrong): kept, never resent."""
-        self._tx("UPDATE outbox SET state = 'dead', error = ?, clip_bytes = 0 WHERE id = ?", (error, row_id))
-        self._bump("dead", 1)
+        """A permanent refusal (the server says the request itself is wrong): kept, never resent. The row
+        and the count change in one transaction: whoever sees the dead row sees it counted."""
+        with self._transaction() as db:
+            db.execute("UPDATE outbox SET state = 'dead', error = ?, clip_bytes = 0 WHERE id = ?", (error, row_id))
+            db.execute("INSERT INTO counters VALUES ('dead', 1) ON CONFLICT (name) DO UPDATE SET value = value + 1")
         log.error("outbox_dead", row_id=row_id, error=error)
 
     # -- disk ------------------------------------------------------------------------------------
@@ -270,11 +284,6 @@ class Outbox:
         if evicted:
             log.warning("outbox_evicted", clips=evicted, quota_bytes=quota_bytes)
         return evicted
-
-    def _bump(self, name: str, by: int) -> None:
-        self._tx(
-            "INSERT INTO counters VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + ?", (name, by, by)
-        )
 
     def counter(self, name: str) -> int:
         with self._lock:
