@@ -99,3 +99,17 @@ def test_a_graph_it_does_not_know_is_left_unchanged(tmp_path: Path) -> None:
     assert not result.unfolded
     assert "QuantizeLinear" in result.reason
     assert result.model is model
+
+
+def test_a_per_channel_input_quantisation_is_left_unchanged() -> None:
+    """The unfolded stem quantises the frames before stacking their colours into channels: only one
+    scale for the whole input keeps that exact, so a per-channel one is refused, not mis-rewritten."""
+    model = onnx.load(str(NETWORK))
+    for init in model.graph.initializer:
+        if init.name == "ncthw_scale":
+            value = float(numpy_helper.to_array(init))
+            init.CopyFrom(numpy_helper.from_array(np.full(3, value, dtype=np.float32), "ncthw_scale"))
+    result = unfold_stem(model)
+    assert not result.unfolded
+    assert "one scale" in result.reason
+    assert result.model is model
