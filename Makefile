@@ -29,8 +29,12 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --ignore-scripts
 	touch $@
 
+# Three pytest workers (pytest-xdist) on the two cores CI has: every test has its own database, ports
+# and temporary folder, and most wait on services, so the suite runs in about half the time of one.
+PYTEST_WORKERS ?= 3
+
 test: setup lint typecheck node_modules/.installed
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS)
 
 bench: setup
 	$(VENV)/bin/python bench/ingest.py

@@ -88,7 +88,7 @@ async def test_production_guards_metrics_and_schema_with_the_ops_token(productio
         ("kuzet" * 20, "repeats a 5-character pattern"),
         ("aabbaabbaabbccddaabbaabbaabbccdd" * 3, "repeats"),
         ("dev-only-secret-change-me-please", "must be set"),
-        (secrets.token_hex(16), "128 bits"),
+        ("8f14e45fceea167a5a36dedd4bea2543", "128 bits"),  # a random 128-bit hex (fixed: test ids must not vary)
         ("correct horse battery staple is a phrase", "bits of entropy"),
     ],
 )
