@@ -258,7 +258,15 @@ def cmd_model(args: argparse.Namespace) -> int:
         return _training_command(args)
     if args.model_command in ("promote", "shadow"):
         slot = "live" if args.model_command == "promote" else "shadow"
-        described = commands.describe_model(Path(args.sidecar))
+        try:
+            described = commands.describe_model(Path(args.sidecar))
+        except Exception as exc:  # noqa: BLE001 - whatever stops it loading here, nothing is recorded
+            print(
+                f"kuzet model {args.model_command}: {args.sidecar} does not load on this machine, nothing was "
+                f"changed: {type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
+            return 2
         _print(asyncio.run(_with_conn(settings, lambda conn: commands.assign_model(conn, described, slot))))
         print("restart the workers to load it", file=sys.stderr)
         return 0

@@ -160,3 +160,22 @@ def test_compare_figures() -> None:
     assert result["live"]["fpr"] == 1.0
     assert result["live_on_all_labelled"]["n"] == 5
     assert roc_auc(np.array([True, False]), np.array([0.5, 0.5])) == 0.5
+
+
+def test_promoting_a_model_that_does_not_load_says_so_and_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A truncated network file (a failed copy to the server): refused with the reason, not a traceback,
+    before any database is touched."""
+    from kuzet.cli import main
+
+    meta = json.loads(DEFAULT_MODEL_PATH.read_text())
+    (tmp_path / "kuzet-fight.json").write_text(json.dumps(meta))
+    (tmp_path / meta["motion"]["file"]).write_bytes((DEFAULT_MODEL_PATH.parent / meta["motion"]["file"]).read_bytes())
+    network = (DEFAULT_MODEL_PATH.parent / meta["network"]["file"]).read_bytes()
+    (tmp_path / meta["network"]["file"]).write_bytes(network[: len(network) // 100])
+    for command in ("promote", "shadow"):
+        assert main(["model", command, str(tmp_path / "kuzet-fight.json")]) == 2
+        err = capsys.readouterr().err
+        assert "does not load on this machine, nothing was changed" in err
+        assert "Traceback" not in err
