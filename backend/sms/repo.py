@@ -136,13 +136,16 @@ UPDATE sms_messages SET status = 'queued', error_code = $2, claimed_at = NULL, u
 WHERE id = $1 AND status = 'sending'
 """
 # A receipt for any part: a failed part fails the message; delivered once a part is delivered and none failed.
+# Its time is the moment it is applied (clock_timestamp, not the transaction's start), never before the
+# submission it answers: a receipt that overtook its submit's commit once showed 78 us before it.
 APPLY_RECEIPT = """
 UPDATE sms_messages SET
     status = CASE WHEN $2 = 'failed' THEN 'failed'
                   WHEN $2 = 'delivered' AND status IN ('submitted', 'sending') THEN 'delivered'
                   ELSE status END,
     error_code = CASE WHEN $2 = 'failed' THEN $3 ELSE error_code END,
-    receipt_at = CASE WHEN $2 = 'pending' THEN receipt_at ELSE COALESCE(receipt_at, now()) END,
+    receipt_at = CASE WHEN $2 = 'pending' THEN receipt_at
+                      ELSE COALESCE(receipt_at, GREATEST(clock_timestamp(), submitted_at)) END,
     updated_at = now()
 WHERE provider_ids @> ARRAY[$1::text]
 RETURNING id, status, submitted_at, purpose
