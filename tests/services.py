@@ -96,6 +96,10 @@ class TcpProxy:
         except OSError:
             writer.close()
             return
+        if not self.open:  # cut while this connection was being made: it must not outlive the cut
+            up_writer.transport.abort()
+            writer.transport.abort()
+            return
         self._writers |= {writer, up_writer}
         await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
 
