@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import socket
 import ssl
 import struct
 import time
@@ -72,21 +73,38 @@ class LocalSmsc:
     enquire_links: int = 0
     receipts_sent: int = 0
     receipts_acknowledged: int = 0
-    _server: asyncio.Server | None = None
+    _listener: socket.socket | None = None
+    _stopping: bool = False
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _handlers: set[asyncio.Task[Any]] = field(default_factory=set)  # one per connection
 
     async def start(self) -> int:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, ssl=self.tls)
-        self.port = self._server.sockets[0].getsockname()[1]
+        """Listen on 127.0.0.1 (``port``, or a free one) and serve until ``stop``.
+
+        The server accepts connections itself rather than through ``asyncio.start_server``: every
+        connection is then tracked from the moment it is accepted (TLS included, started by its
+        handler), and ``stop`` returns only when each one's socket is closed. Python 3.11's server
+        leaves the connections it accepted open when it closes, which leaks one accepted during a
+        test's last moments.
+        """
+        listener = socket.create_server(("127.0.0.1", self.port))
+        listener.setblocking(False)
+        self._listener = listener
+        self.port = listener.getsockname()[1]
+        asyncio.get_running_loop().add_reader(listener, self._accept, listener)
         return self.port
 
     async def stop(self) -> None:
+        """Stop listening and close every connection, waiting until each one's socket is closed."""
+        self._stopping = True
+        if self._listener is not None:
+            asyncio.get_running_loop().remove_reader(self._listener)
+            self._listener.close()
         self.go_away()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        if self._handlers:
+            await asyncio.wait(list(self._handlers), timeout=5)
         for task in list(self._tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -121,10 +139,32 @@ class LocalSmsc:
 
     # --- the protocol ---------------------------------------------------------------------------
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _accept(self, listener: socket.socket) -> None:
+        """Each waiting connection gets its handler at once (no accepted socket is ever untracked)."""
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            handler = asyncio.create_task(self._serve(connection))
+            self._handlers.add(handler)
+            handler.add_done_callback(self._handlers.discard)
+
+    async def _serve(self, connection: socket.socket) -> None:
+        try:
+            reader, writer = await asyncio.open_connection(sock=connection)
+        except OSError:
+            connection.close()
+            return
         self._writers.add(writer)
+        if self._stopping:
+            writer.transport.abort()
+        plain = writer  # held to the end: a StreamWriter's finaliser closes its transport
         bound = False
         try:
+            if self.tls is not None:
+                reader, writer = await self._start_tls(plain)
+                self._writers.add(writer)
             while True:
                 head = await reader.readexactly(16)
                 length, command, _status, seq = struct.unpack(">IIII", head)
@@ -164,11 +204,32 @@ class LocalSmsc:
                     continue
                 else:
                     self._send(writer, 0x80000000, 0x03, seq)
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             return
         finally:
             self._writers.discard(writer)
             writer.close()
+            plain.close()  # under TLS: the close_notify just written goes out, then the socket closes
+
+    async def _start_tls(self, plain: asyncio.StreamWriter) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """The server side of a TLS handshake on an accepted connection, as a new stream pair.
+
+        Not ``StreamWriter.start_tls``: in Python 3.11 a connection closed during the handshake
+        leaves that writer without a transport, and its finaliser then raises.
+        """
+        assert self.tls is not None
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        protocol = asyncio.StreamReaderProtocol(reader)
+        try:
+            transport = await loop.start_tls(plain.transport, protocol, self.tls, server_side=True)
+        finally:
+            self._writers.discard(plain)
+        if transport is None:
+            plain.transport.abort()
+            raise ConnectionResetError("closed during the TLS handshake")
+        protocol.connection_made(transport)
+        return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
 
     def _later(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)

@@ -138,8 +138,11 @@ class SmsGateway:
         if self._bound.is_set():
             with contextlib.suppress(_Refused, _LinkLost, TimeoutError, OSError):
                 await self._request(smpp.Command.UNBIND, b"", timeout_s=2.0)
-        if self._writer is not None:
-            self._writer.close()
+        if (writer := self._writer) is not None:
+            writer.close()  # politely: over TLS a close_notify goes first
+            with contextlib.suppress(OSError, TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+            writer.transport.abort()  # a no-op once closed; a peer that never answers holds nothing
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -356,11 +359,15 @@ class SmsGateway:
             )
 
     def _drop_link(self) -> None:
-        """Close the connection; every request waiting for an answer learns the link is lost."""
+        """Drop the connection; every request waiting for an answer learns the link is lost.
+
+        Aborted, not closed: a TLS close waits for the peer's close_notify (up to 30 s) and this
+        link is already judged lost, so its socket is let go at once.
+        """
         writer, self._writer = self._writer, None
         self._bound.clear()
         if writer is not None:
-            writer.close()
+            writer.transport.abort()
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(_LinkLost())
