@@ -429,6 +429,20 @@ def overflow(driver: Any) -> int:
     return max(0, width)
 
 
+def split_words(driver: Any) -> list[str]:
+    """The board's kinds and states drawn with a word split across lines ("төбеле" / "с"), where
+    it is not at a marked hyphenation point: none should be."""
+    split: list[str] = driver.execute_script(
+        "return [...document.querySelectorAll('#incident-rows a.incident-link, #incident-rows td.st')]"
+        ".flatMap(el => [...el.childNodes].filter(n => n.nodeType === 3 && n.textContent.trim()))"
+        ".filter(n => { const r = document.createRange(); r.selectNodeContents(n);"
+        "  const lines = new Set([...r.getClientRects()].map(x => Math.round(x.top))).size;"
+        "  return lines > n.textContent.trim().split(/[\\s\\u00ad]+/).length; })"
+        ".map(n => n.textContent);"
+    )
+    return split
+
+
 async def test_the_night_shifts_console_at_1366_and_390_px_in_three_languages(
     browser: Any, stack: Callable[..., Any], make: Factory, conn: asyncpg.Connection, settings: Settings
 ) -> None:
@@ -503,6 +517,7 @@ async def test_the_night_shifts_console_at_1366_and_390_px_in_three_languages(
     find(browser, "#filter-unack").click()
     Select(find(browser, "#filter-kind")).select_by_value("")
     shot(browser, "board-1366-en")
+    assert split_words(browser) == []
     problems["board"] = axe_problems(browser)
 
     # the incident: camera time, address, camera and zone, whom to call (audited), the claim, the timeline in words
@@ -591,6 +606,11 @@ async def test_the_night_shifts_console_at_1366_and_390_px_in_three_languages(
     browser.get(f"{base}/console/board?lang=kk")
     wait_until(browser, lambda d: find(d, "#live").get_attribute("data-state") == "live")
     shot(browser, "board-1366-kk")
+    assert split_words(browser) == []
+    browser.get(f"{base}/console/board?lang=ru")
+    wait_until(browser, lambda d: find(d, "#count").text == "201")
+    shot(browser, "board-1366-ru")
+    assert split_words(browser) == []
     browser.set_window_size(390, 844)
     browser.get(f"{base}/console/board?lang=ru")
     wait_until(browser, lambda d: find(d, "#count").text == "201")

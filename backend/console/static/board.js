@@ -137,11 +137,11 @@
   }
 
   // --- time: the camera's, at the venue, with its offset ------------------------------------
-  function age(iso) {
+  function age(iso) {  // a number never parted from its unit ("16 с", not "16" / "с")
     var s = Math.max(0, Math.round((Date.now() + clockSkew - Date.parse(iso)) / 1000));
-    if (s < 120) { return s + " " + w("unit.s"); }
-    if (s < 7200) { return Math.floor(s / 60) + " " + w("unit.min"); }
-    return Math.floor(s / 3600) + " " + w("unit.h") + " " + Math.floor((s % 3600) / 60) + " " + w("unit.min");
+    if (s < 120) { return s + "\u00a0" + w("unit.s"); }
+    if (s < 7200) { return Math.floor(s / 60) + "\u00a0" + w("unit.min"); }
+    return Math.floor(s / 3600) + "\u00a0" + w("unit.h") + " " + Math.floor((s % 3600) / 60) + "\u00a0" + w("unit.min");
   }
   var formats = {};
   function local(iso, tz) {
