@@ -206,6 +206,20 @@ def text_of(driver: Any, css: str) -> str | None:
         return None
 
 
+def click(driver: Any, css: str) -> None:
+    """Click what css finds; a live board row replaced (it changed) between finding and clicking is found again."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def clicked(d: Any) -> bool:
+        try:
+            find(d, css).click()
+        except StaleElementReferenceException:
+            return False
+        return True
+
+    wait_until(driver, clicked)
+
+
 def sign_in(driver: Any, base: str, username: str) -> None:
     driver.delete_all_cookies()
     driver.get(f"{base}/console/login?lang=en")
@@ -271,11 +285,12 @@ async def test_dispatcher_sees_a_detection_live_resolves_it_and_the_owner_sees_t
     marker = browser.execute_script("window.__sameDocument = 1; return window.__sameDocument;")
     posted = await post_detection(base, camera.api_key)
     started = time.monotonic()
-    row = wait_for(browser, "#incident-rows tr.row")
+    wait_for(browser, "#incident-rows tr.row")
     print(f"incident on the board {time.monotonic() - started:.1f} s after the 202 (load {os.getloadavg()[0]:.1f})")
     assert browser.execute_script("return window.__sameDocument;") == marker  # no reload happened
     assert "Club Almaty Nights" in find(browser, "#incident-rows").text  # the venue's group
-    assert i18n.EN["kind.weapon"] in row.text
+    # read afresh (the row is live and may be swapped for a newer one between two reads)
+    wait_until(browser, lambda d: i18n.EN["kind.weapon"] in (text_of(d, "#incident-rows tr.row") or ""))
     assert find(browser, "#cue").is_displayed()  # the visual cue of a new incident
     assert "(1)" in browser.title
     assert find(browser, "#count").text == "1"
@@ -289,7 +304,7 @@ async def test_dispatcher_sees_a_detection_live_resolves_it_and_the_owner_sees_t
     assert incident_id is not None
 
     # the dispatcher opens it: snapshot (through the audited footage route), nearest officer, actions
-    find(browser, "#incident-rows a.incident-link").click()
+    click(browser, "#incident-rows a.incident-link")  # the row may be redrawn as its deliveries are counted
     wait_for(browser, "#incident")
     wait_until(
         browser,
@@ -654,7 +669,7 @@ async def test_two_dispatchers_on_the_outlined_board_see_whom_to_call_and_each_o
     bouncer = await make.user("bouncer", venue_id=venue.id, display_name="Bolat Door", phone="+77015550002")
     await make.on_duty(bouncer)
     incident = await make.incident(venue.id)
-    await make.incident(venue.id, kind="aggression")
+    aside = await make.incident(venue.id, kind="aggression")
     dana = await make.user("dispatcher", region_id=region.id, display_name="Dana Dispatcher")
     yerlan = await make.user("dispatcher", region_id=region.id, display_name="Yerlan Dispatcher")
     base = settings.public_base_url
@@ -703,14 +718,23 @@ async def test_two_dispatchers_on_the_outlined_board_see_whom_to_call_and_each_o
         shot(browser, "board-outline-contacts")
         assert axe_problems(browser) == []
 
-        # Dana claims the incident on its page; Yerlan's board shows it, no reload
+        # Dana claims the incident on its page; Yerlan's board shows it, no reload, and the row he has
+        # the keyboard on (the other incident, unchanged) stays the same element with his focus on it
         marker = other.execute_script("window.__sameDocument = 7; return window.__sameDocument;")
+        other.execute_script(
+            f"const row = document.getElementById('incident-{aside}'); row.__held = 1;"
+            "row.querySelector('a.incident-link').focus();"
+        )
         browser.get(f"{base}/console/incidents/{incident}")
         find(browser, "#claim").click()
         wait_until(browser, lambda d: "Dana Dispatcher" in (text_of(d, "#claimed-by") or ""))
         handled = i18n.EN["board.handled_by"].format(name="Dana Dispatcher")
         row = f"#incident-{incident} .claim"
         wait_until(other, lambda d: text_of(d, row) == handled)
+        assert other.execute_script(
+            f"const row = document.getElementById('incident-{aside}');"
+            "return row.__held === 1 && document.activeElement === row.querySelector('a.incident-link');"
+        )
         shot(other, "board-claimed-by-another")
         # and when she lets it go, it says so no more
         find(browser, "#claim").click()

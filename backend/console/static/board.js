@@ -143,6 +143,9 @@
     if (s < 7200) { return Math.floor(s / 60) + "\u00a0" + w("unit.min"); }
     return Math.floor(s / 3600) + "\u00a0" + w("unit.h") + " " + Math.floor((s % 3600) / 60) + "\u00a0" + w("unit.min");
   }
+  function ages(root) {
+    Array.prototype.forEach.call(root.querySelectorAll(".age"), function (el) { el.textContent = age(el.getAttribute("data-at")); });
+  }
   var formats = {};
   function local(iso, tz) {
     var f = formats[tz];
@@ -290,6 +293,29 @@
       td.appendChild(line);
     });
   }
+  // A row that reads as it did stays the very element it was, so an update about one incident does
+  // not take the keyboard focus, the hover or a half-made click from the dispatcher's other rows
+  // (nor restart their flash). Changed and gone rows leave first, so a kept row moves only when the
+  // order itself changed.
+  function place(body, rows) {
+    var before = {};
+    Array.prototype.forEach.call(body.children, function (tr) { before[tr.id] = tr; });
+    var wanted = {};
+    var next = rows.map(function (tr) {
+      var old = before[tr.id];
+      if (old) { ages(old); ages(tr); }  // an age ticks every second: it alone does not make a row new
+      var row = old && old.isEqualNode(tr) ? old : tr;
+      wanted[row.id] = row;
+      return row;
+    });
+    Array.prototype.slice.call(body.children).forEach(function (tr) {
+      if (wanted[tr.id] !== tr) { body.removeChild(tr); }
+    });
+    next.forEach(function (row, i) {
+      var at = body.children[i];
+      if (at !== row) { body.insertBefore(row, at || null); }
+    });
+  }
   var pending = false;
   function render() {
     if (pending) { return; }
@@ -304,13 +330,12 @@
     var list = groups();
     var total = Object.keys(incidents).length;
     var shown = 0;
-    var rows = document.createDocumentFragment();
+    var rows = [];
     list.forEach(function (g) {
-      rows.appendChild(venueRow(g));
-      g.items.forEach(function (item) { rows.appendChild(incidentRow(item)); shown += 1; });
+      rows.push(venueRow(g));
+      g.items.forEach(function (item) { rows.push(incidentRow(item)); shown += 1; });
     });
-    body.textContent = "";
-    body.appendChild(rows);
+    place(body, rows);
     document.getElementById("count").textContent = String(total);
     document.getElementById("shown").textContent = shown === total ? "" : fill("board.shown", { shown: shown, total: total });
     document.getElementById("empty").hidden = shown > 0;
@@ -448,8 +473,7 @@
   connect();
   window.setInterval(function () {
     if (!live) { return; }  // a disconnected board does not pretend its ages are current
-    var cells = document.querySelectorAll("#incident-rows .age");
-    Array.prototype.forEach.call(cells, function (el) { el.textContent = age(el.getAttribute("data-at")); });
+    ages(document.getElementById("incident-rows"));
   }, 1000);
   // --- overload: "confirmations delayed by N; cameras told to hold", kept current every 15 s ---------
   var overloadNote = document.getElementById("overload");
