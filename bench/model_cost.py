@@ -22,6 +22,7 @@ import av
 import cv2
 import numpy as np
 
+from workers.vision.exact_int8 import int8_exact_here
 from workers.vision.frames import sample_frames
 from workers.vision.model import ConfirmationModel
 
@@ -144,7 +145,8 @@ def main() -> None:
         f"model: {model.tag} (motion classifier {model.model_path.name if model.model_path else 'none'}, "
         f"network {model.is_cascade}, {model.clip_frames} frames at {model.clip_size} px"
         f"{f' x <= {model.clip_long}' if model.clip_long else ' squeezed'}, reject below {model.reject_below}), "
-        f"threshold {model.threshold:.3f}; network stem {'as exported' if args.as_exported else 'unfolded'}; "
+        f"threshold {model.threshold:.3f}; network stem {'as exported' if args.as_exported else 'unfolded'}, "
+        f"weights {'int8 (exact here: VNNI)' if int8_exact_here() else 'uint8 (int8 would saturate here: no VNNI)'}; "
         f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}"
     )
     person_model = SHARED / "models" / "yolox_nano.onnx"

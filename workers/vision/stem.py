@@ -10,7 +10,9 @@ taps moved into the channels. onnxruntime runs that on its fast NHWC int8 path (
 
 Nothing is approximated: every output accumulates exactly the same ``uint8 × int8`` products in
 int32 and is requantised with the same per-channel scales, so the features are bit-identical to the
-exported graph (``tests/test_network_stem.py`` compares them on real clips, odd sizes and batches).
+exported graph's where onnxruntime adds those products exactly (``workers/vision/exact_int8.py`` makes
+the weights uint8 on CPUs where it would not; ``tests/test_network_stem.py`` compares the features on
+real clips, odd sizes and batches with the exported graph's exact ones).
 Time padding follows the exported convolution's ``SAME_UPPER``: ``total = max((ceil(T/s) - 1)·s + k - T, 0)``,
 ``total // 2`` frames of zeros before and the rest after, the quantised zero being the real zero.
 
