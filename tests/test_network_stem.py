@@ -1,8 +1,9 @@
 """The video network as the workers run it (workers/vision/i3d.py: its stem unfolded over time,
 workers/vision/stem.py; its weights made exact for the CPU, workers/vision/exact_int8.py): bit for bit
-the exact integer network, the exported graph with uint8 weights, on real clips at both live
-geometries, on odd sizes and in batches, on whatever CPU runs the test; and a graph the rewrite does
-not know is left as it is."""
+the features of the graph as exported, on real clips at both live geometries, on odd sizes and in
+batches, on whatever CPU runs the test. The two graphs pair their products differently, so they agree
+bit for bit only where the sums are exact: on a CPU without VNNI the int8 weights kept fail this test
+(7 of 10 on an AMD EPYC with AVX2). And a graph the rewrite does not know is left as it is."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from onnx import TensorProto, helper, numpy_helper
 
 from tests.visioning import DATA, write_clip
 from workers.vision import sample_frames
-from workers.vision.exact_int8 import unsigned_weights
 from workers.vision.i3d import I3dBackbone
 from workers.vision.model import ASSETS_DIR
 from workers.vision.stem import unfold_stem
@@ -34,22 +34,19 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def networks(tmp_path_factory: pytest.TempPathFactory) -> tuple[I3dBackbone, I3dBackbone]:
-    """The network as workers load it, and the reference: the graph as exported with its weights
-    uint8, which onnxruntime multiplies exactly on every CPU (int8 weights saturate without VNNI)."""
-    exact = tmp_path_factory.mktemp("exact") / "i3d-unsigned.onnx"
-    exact.write_bytes(unsigned_weights(onnx.load(str(NETWORK))).SerializeToString())
-    return I3dBackbone(NETWORK), I3dBackbone(exact, unfold=False)
+def networks() -> tuple[I3dBackbone, I3dBackbone]:
+    """The network as workers load it, and the graph as exported with the same weights for this CPU."""
+    return I3dBackbone(NETWORK), I3dBackbone(NETWORK, unfold=False)
 
 
 @pytest.mark.parametrize(("size", "long"), [(112, 160), (128, 176)], ids=["version-4", "version-6"])
-def test_the_workers_network_gives_the_exact_integer_features_bit_for_bit(
+def test_the_workers_network_gives_the_exported_features_bit_for_bit(
     clips: list[Path], networks: tuple[I3dBackbone, I3dBackbone], size: int, long: int
 ) -> None:
-    workers, exact = networks
+    workers, exported = networks
     for clip in clips:
         frames = sample_frames(clip, clip_count=16, clip_size=size, clip_long=long).clip_frames
-        a, b = workers.features(frames), exact.features(frames)
+        a, b = workers.features(frames), exported.features(frames)
         assert np.abs(b).max() > 0.1, clip.name  # a real activation
         assert np.array_equal(a, b), f"{clip.name}: max difference {np.abs(a - b).max()}"
 
@@ -67,8 +64,8 @@ def test_unfolded_stem_pads_time_as_the_export_does(
     n, t, h, w = shape
     base = rng.integers(0, 256, (n, t, h, w, 3), dtype=np.uint8)
     clips = [[np.ascontiguousarray(f) for f in clip] for clip in base]
-    workers, exact = networks
-    a, b = workers.features_batch(clips), exact.features_batch(clips)
+    workers, exported = networks
+    a, b = workers.features_batch(clips), exported.features_batch(clips)
     assert a.shape == (n, 1024)
     assert np.array_equal(a, b)
 
