@@ -15,8 +15,9 @@ import pytest
 from tests.visioning import DATA, needs_shared, write_clip
 from workers.vision import ConfirmationModel, sample_frames
 from workers.vision.frames import spread_indices
-from workers.vision.i3d import network_input
+from workers.vision.i3d import network_input, unfolded
 from workers.vision.model import ASSETS_DIR, DEFAULT_MODEL_PATH
+from workers.vision.sessions import onnx_session
 
 
 def needs_checkpoint() -> Path:
@@ -63,17 +64,21 @@ def test_export_reproduces_the_checkpoints_features(
     assert np.argsort(-logits[0])[:5].tolist() == np.argsort(-ref_logits)[:5].tolist()
 
 
-def test_committed_int8_network_tracks_the_reference(
+def test_the_committed_int8_network_as_the_workers_load_it_tracks_the_reference(
     clip_input: np.ndarray, reference: tuple[np.ndarray, np.ndarray]
 ) -> None:
     meta = json.loads(DEFAULT_MODEL_PATH.read_text())
     path = ASSETS_DIR / meta["network"]["file"]
     assert hashlib.sha256(path.read_bytes()).hexdigest() == meta["network"]["sha256"]
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    sess = onnx_session(path, unfolded)  # as the workers load it: stem unfolded, weights exact for this CPU
     (features,) = sess.run(["features"], {"video": clip_input})
     ref = reference[0]
     cosine = float(features[0] @ ref / (np.linalg.norm(features[0]) * np.linalg.norm(ref)))
-    assert cosine > 0.98
+    if (DATA / "fight" / "fi050.mp4").is_file():
+        # the exact integer network: 0.997 on this clip; int8 sums that saturate (no VNNI, int8 weights): 0.989
+        assert cosine > 0.993
+    else:  # the generated clip tells the two apart less well (0.994 against 0.992)
+        assert cosine > 0.98
 
 
 def test_spread_indices_cover_the_clip() -> None:

@@ -345,14 +345,16 @@ def verify(fp32: Path, int8: Path, clip: Path, *, frames: int, size: int) -> dic
     import onnxruntime as ort
 
     from workers.vision.frames import sample_frames
-    from workers.vision.i3d import network_input
+    from workers.vision.i3d import as_exported, network_input
 
     x = network_input(sample_frames(clip, clip_count=frames, clip_size=size).clip_frames)
     ref_f, ref_l = reference_forward(load_checkpoint(checkpoint_path()), x[0])
     labels = kinetics_labels()
     out: dict[str, Any] = {"clip": clip.name, "frames": frames, "size": size}
     for name, path in (("fp32", fp32), ("int8", int8)):
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        # the int8 file as the workers compute it: exact sums on every CPU (workers/vision/exact_int8.py)
+        source = as_exported(path) if name == "int8" else str(path)
+        sess = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
         feats, logits = sess.run(["features", "logits"], {"video": x})
         f, lg = np.asarray(feats[0], dtype=np.float64), np.asarray(logits[0], dtype=np.float64)
         out[name] = {
