@@ -44,32 +44,43 @@ def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str] | None:
     return None
 
 
-def int8_exact_here(machine: str | None = None, flags: frozenset[str] | None = None) -> bool:
-    """Whether onnxruntime's uint8 × int8 products add up exactly on this CPU: x86 with VNNI, or not x86
-    (Arm's dot-product instructions add into int32). An x86 CPU whose flags cannot be read is taken to
-    saturate: the weights are then made unsigned, slower but exact."""
-    machine = (machine if machine is not None else platform.machine()).lower()
-    if machine not in {"x86_64", "amd64", "i386", "i686", "x86"}:
+def int8_exact_for(machine: str, flags: frozenset[str] | None) -> bool:
+    """Whether onnxruntime's uint8 × int8 products add up exactly on a CPU of this architecture
+    (``platform.machine()``) and these flags (None: unknown): x86 with VNNI, or not x86 (Arm's
+    dot-product instructions add into int32). An x86 CPU whose flags are unknown is taken to saturate:
+    the weights are then made unsigned, slower but exact."""
+    if machine.lower() not in {"x86_64", "amd64", "i386", "i686", "x86"}:
         return True
-    flags = flags if flags is not None else cpu_flags()
     return flags is not None and bool(flags & EXACT_INT8_FLAGS)
 
 
-def unsigned_weights(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of ``model`` in which every int8 initialiser dequantised by a DequantizeLinear with an int8
-    zero point is uint8 (value + 128, zero point + 128): the same real numbers, onnxruntime's exact
-    uint8 × uint8 path. A model without such weights comes back as an equal copy."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    inits = {i.name: i for i in out.graph.initializer}
-    names: set[str] = set()  # each initialiser once, even where several nodes share it (a zero point)
-    for node in out.graph.node:
+def int8_exact_here() -> bool:
+    """``int8_exact_for`` this machine's CPU."""
+    return int8_exact_for(platform.machine(), cpu_flags())
+
+
+def int8_weights(model: onnx.ModelProto) -> set[str]:
+    """The initialisers (weights and their zero points) dequantised by a DequantizeLinear whose zero point
+    is int8: each name once, even where several nodes share it (a zero point)."""
+    inits = {i.name: i for i in model.graph.initializer}
+    names: set[str] = set()
+    for node in model.graph.node:
         if node.op_type != "DequantizeLinear" or len(node.input) < 3:
             continue
         weight, zero = inits.get(node.input[0]), inits.get(node.input[2])
         if weight is not None and zero is not None and weight.data_type == zero.data_type == TensorProto.INT8:
             names.update((weight.name, zero.name))
-    for name in names:
+    return names
+
+
+def unsigned_weights(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` in which every one of ``int8_weights`` is uint8 (value + 128, zero point + 128):
+    the same real numbers, onnxruntime's exact uint8 × uint8 path. A model without such weights comes
+    back as an equal copy."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    inits = {i.name: i for i in out.graph.initializer}
+    for name in int8_weights(out):
         shifted = numpy_helper.to_array(inits[name]).astype(np.int16) + 128
         inits[name].CopyFrom(numpy_helper.from_array(shifted.astype(np.uint8), name))
     return out

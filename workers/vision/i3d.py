@@ -17,7 +17,7 @@ import numpy.typing as npt
 import onnx
 
 from backend.core.logging import get_logger
-from workers.vision.exact_int8 import int8_exact_here, unsigned_weights
+from workers.vision.exact_int8 import int8_exact_here, int8_weights, unsigned_weights
 from workers.vision.sessions import onnx_session
 from workers.vision.stem import unfold_stem
 
@@ -39,9 +39,9 @@ def batch_input(clips: Sequence[Sequence[npt.NDArray[np.uint8]]]) -> npt.NDArray
 
 def exact(model: onnx.ModelProto) -> onnx.ModelProto:
     """``model`` as this CPU computes it exactly: itself, or with its int8 weights made uint8."""
-    if int8_exact_here():
+    if int8_exact_here() or not (names := int8_weights(model)):
         return model
-    log.info("i3d.unsigned_weights", reason="this CPU's uint8 x int8 path saturates (no VNNI)")
+    log.info("i3d.unsigned_weights", initialisers=len(names), reason="this CPU's uint8 x int8 path saturates (no VNNI)")
     return unsigned_weights(model)
 
 
