@@ -39,6 +39,7 @@ test: setup lint typecheck node_modules/.installed
 bench: setup
 	$(VENV)/bin/python bench/ingest.py
 	$(VENV)/bin/python bench/worker.py
+	$(VENV)/bin/python bench/claims.py
 	$(VENV)/bin/python bench/alerts.py
 	$(VENV)/bin/python bench/model_cost.py
 	$(VENV)/bin/python bench/history.py

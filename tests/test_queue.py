@@ -133,6 +133,85 @@ async def test_edge_decided_confirmations_are_claimed_first_and_queue_age_is_exp
     assert first.waited_s >= 42
 
 
+def detection_of(job: queue.Job) -> uuid.UUID:
+    return msgspec.json.decode(job.payload, type=jobs.ConfirmDetection).detection_id
+
+
+async def test_claims_go_by_priority_then_due_time_less_headstart_and_a_retry_waits_for_its_time(
+    conn: asyncpg.Connection,
+) -> None:
+    """The order a claim takes jobs in (read from an index since migration 0190, not sorted): across
+    kinds of a lane, by priority, then by due time less headstart; a retried job waits for its own
+    time even where its headstart puts its ordering time in the past."""
+    now = datetime.now(UTC)
+    waits, old, sure, urgent = (uuid.uuid4() for _ in range(4))
+    await queue.enqueue(conn, jobs.ConfirmDetection(detection_id=waits), headstart_s=60)
+    [job] = await queue.claim(conn, ["confirm_detection"], limit=1, lease_s=30)
+    await queue.retry(conn, job, error="S3 away", delay_s=30)  # due in 30 s; ordering time 30 s ago
+    await queue.enqueue(conn, jobs.ConfirmDetection(detection_id=old), run_at=now - timedelta(seconds=10))
+    await queue.enqueue(conn, jobs.ConfirmDetection(detection_id=sure), headstart_s=20)  # 20 s ahead of now
+    await queue.enqueue(conn, jobs.ConfirmDetection(detection_id=urgent), priority=jobs.PRIORITY_URGENT)
+    order = []
+    for _ in range(3):
+        [job] = await queue.claim(conn, ["confirm_detection"], limit=1, lease_s=30)
+        order.append(detection_of(job))
+    assert order == [urgent, sure, old]
+    assert await queue.claim(conn, ["confirm_detection"], limit=5, lease_s=30) == []  # the retry is not due
+    await conn.execute("UPDATE jobs SET run_at = now() WHERE status = 'queued'")
+    [job] = await queue.claim(conn, ["confirm_detection"], limit=5, lease_s=30)
+    assert detection_of(job) == waits
+
+    # several kinds of one lane: the earlier due first, whichever kind it is
+    incident = uuid.uuid4()
+    await queue.enqueue(conn, jobs.DispatchIncident(incident_id=incident, reason="opened"), run_at=now)
+    await queue.enqueue(conn, jobs.EscalateIncident(incident_id=incident, step=1), run_at=now - timedelta(seconds=5))
+    claimed = [await queue.claim(conn, jobs.kinds_of(jobs.Lane.ALERT), limit=1, lease_s=30) for _ in range(3)]
+    assert [[j.kind for j in c] for c in claimed] == [["escalate_incident"], ["dispatch_incident"], []]
+
+
+async def test_a_job_of_a_priority_no_claim_asks_for_is_refused_at_enqueue(conn: asyncpg.Connection) -> None:
+    with pytest.raises(asyncpg.CheckViolationError, match="jobs_priority_known"):
+        await queue.enqueue(conn, jobs.ConfirmDetection(detection_id=uuid.uuid4()), priority=5)
+    assert await conn.fetchval("SELECT count(*) FROM jobs") == 0
+    for priority in jobs.PRIORITIES:
+        await queue.enqueue(conn, jobs.ConfirmDetection(detection_id=uuid.uuid4()), priority=priority)
+    claimed = await queue.claim(conn, ["confirm_detection"], limit=10, lease_s=30)
+    assert sorted(j.priority for j in claimed) == sorted(jobs.PRIORITIES)
+
+
+async def test_workers_claiming_a_backlog_at_once_take_every_job_exactly_once(
+    conn: asyncpg.Connection, settings: Settings
+) -> None:
+    """Six connections claim one to four jobs at a time until 400 are gone: more rows locked at once than
+    a claim reads ahead per kind and priority, so some claims find every row they read taken."""
+    expected = {
+        r["id"]
+        for r in await conn.fetch(
+            """INSERT INTO jobs (kind, payload, priority, headstart_s, run_at)
+            SELECT 'confirm_detection', '{}'::jsonb, CASE WHEN g % 5 = 0 THEN 0 ELSE 10 END::smallint,
+                   (g % 3)::real, now() - make_interval(secs => g % 11)
+            FROM generate_series(1, 400) AS g RETURNING id"""
+        )
+    }
+    claimed: list[int] = []
+    pool = await create_pool(settings.database_url, max_size=6)
+
+    async def claimer(size: int) -> None:
+        async with pool.acquire() as own:
+            while True:
+                got = await queue.claim(own, ["confirm_detection"], limit=size, lease_s=300)
+                claimed.extend(j.id for j in got)
+                if not got and not await own.fetchval("SELECT count(*) FROM jobs WHERE status = 'queued'"):
+                    return
+
+    try:
+        await asyncio.wait_for(asyncio.gather(*(claimer(1 + i % 4) for i in range(6))), 120)
+    finally:
+        await pool.close()
+    assert len(claimed) == len(set(claimed)) == 400
+    assert set(claimed) == expected
+
+
 async def test_heartbeat_keeps_a_long_job_and_its_time_limit_still_cuts_it_off(
     conn: asyncpg.Connection, settings: Settings
 ) -> None:

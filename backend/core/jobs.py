@@ -62,6 +62,8 @@ class Payload(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
 # Priorities within a lane (lower first).
 PRIORITY_URGENT: Final = 0  # edge-decided confirmations: no model to wait for
 PRIORITY_NORMAL: Final = 10  # everything else
+# Every priority a job may have: a claim looks at each (migrations/0190_job_claim_order.sql refuses others).
+PRIORITIES: Final = (PRIORITY_URGENT, PRIORITY_NORMAL)
 
 
 class ConfirmDetection(Payload, frozen=True, kw_only=True, forbid_unknown_fields=True):

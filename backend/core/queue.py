@@ -22,7 +22,7 @@ import msgspec
 
 from backend.core.db import Conn
 from backend.core.job_errors import JobLost
-from backend.core.jobs import PRIORITY_NORMAL, Lane, Payload, kinds_of
+from backend.core.jobs import PRIORITIES, PRIORITY_NORMAL, Lane, Payload, kinds_of
 
 CHANNEL = "kuzet_jobs"
 
@@ -53,16 +53,37 @@ WITH queued AS (
 SELECT id, {notify_queued("queued", 1)} AS notified FROM queued
 """
 NOTIFY = "SELECT pg_notify($1, $2)"
-CLAIM = """
+# Claim: for each kind and priority, its earliest due jobs in index order (jobs_claim_idx; a few more than
+# asked for, in case other workers are locking some of them right now), and the running jobs whose lease
+# lapsed; of those, the first ``$2`` in order of priority, then due time less headstart, that no other
+# claim holds. Rows locked by another claim are skipped, and a row another claim took since it was read
+# is checked again when it is locked (status and due time), so no job is claimed twice.
+CLAIM_SLACK: Final = 16
+CLAIM = f"""
+WITH candidates AS (
+    SELECT due.id, due.priority, due.due_at
+    FROM unnest($1::text[]) AS k(kind)
+    CROSS JOIN unnest($5::smallint[]) AS p(priority)
+    CROSS JOIN LATERAL (
+        SELECT id, priority, job_due_at(run_at, headstart_s) AS due_at FROM jobs
+        WHERE jobs.kind = k.kind AND jobs.priority = p.priority AND status = 'queued'
+          AND job_due_at(run_at, headstart_s) <= now() AND run_at <= now()
+        ORDER BY job_due_at(run_at, headstart_s), id
+        LIMIT $2 + {CLAIM_SLACK}
+    ) AS due
+    WHERE p.priority <= $4
+    UNION ALL
+    SELECT id, priority, job_due_at(run_at, headstart_s) FROM jobs
+    WHERE status = 'running' AND lease_until < now() AND kind = ANY($1::text[]) AND priority <= $4
+)
 UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_token = gen_random_uuid(),
        lease_until = now() + make_interval(secs => $3), updated_at = now()
 WHERE id IN (
-    SELECT id FROM jobs
-    WHERE kind = ANY($1::text[]) AND priority <= $4
-      AND ((status = 'queued' AND run_at <= now()) OR (status = 'running' AND lease_until < now()))
-    ORDER BY priority, run_at - make_interval(secs => headstart_s)
+    SELECT jobs.id FROM jobs JOIN candidates ON candidates.id = jobs.id
+    WHERE (jobs.status = 'queued' AND jobs.run_at <= now()) OR (jobs.status = 'running' AND jobs.lease_until < now())
+    ORDER BY candidates.priority, candidates.due_at, jobs.id
     LIMIT $2
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF jobs SKIP LOCKED
 )
 RETURNING id, lease_token AS token, kind, payload::text AS payload, attempts, max_attempts, dedup_key, priority,
           extract(epoch FROM now() - run_at)::float8 AS waited_s
@@ -216,7 +237,8 @@ async def claim(
     """Claim up to ``limit`` due jobs of ``kinds`` by priority, then ``run_at`` less their headstart;
     ``max_priority``: only jobs that urgent (a lane's reserved slots)."""
     top = ANY_PRIORITY if max_priority is None else max_priority
-    return [msgspec.convert(dict(r), Job) for r in await conn.fetch(CLAIM, kinds, limit, lease_s, top)]
+    rows = await conn.fetch(CLAIM, kinds, limit, lease_s, top, list(PRIORITIES))
+    return [msgspec.convert(dict(r), Job) for r in rows]
 
 
 async def renew(conn: Conn, jobs: list[Job], *, lease_s: float) -> int:
