@@ -31,10 +31,11 @@ node_modules/.installed: package.json package-lock.json
 
 # Three pytest workers (pytest-xdist) on the two cores CI has: every test has its own database, ports
 # and temporary folder, and most wait on services, so the suite runs in about half the time of one.
+# The twenty slowest tests are listed at the end: where to look when the suite grows past its 10 minutes.
 PYTEST_WORKERS ?= 3
 
 test: setup lint typecheck node_modules/.installed
-	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS)
+	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --durations=20
 
 bench: setup
 	$(VENV)/bin/python bench/ingest.py
