@@ -3,6 +3,7 @@ the agent's config and process, its outbox and metrics."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -162,7 +163,7 @@ def edge_config(
     settings: dict[str, object] = {
         "api_url": api_url,
         "state_dir": tmp / "state",
-        "metrics_port": free_port(),
+        "metrics_port": 0,  # any free port: the agent logs the one it took (metrics_serving)
         "health_interval_s": 2,
         "pre_event_s": 2,
         "post_event_s": 2,
@@ -292,6 +293,24 @@ def outbox_rows(tmp_path: Path) -> dict[str, str]:
         db.close()
 
 
-def metrics_url(config: Path) -> str:
-    port = next(line for line in config.read_text().splitlines() if line.startswith("metrics_port"))
-    return f"http://127.0.0.1:{port.split('=')[1].strip()}/metrics"
+def log_events(log: Path, event: str) -> list[dict[str, Any]]:
+    """The agent's JSON log lines (``--log-format json``) of ``event``, oldest first."""
+    found = []
+    for line in log.read_text().splitlines():
+        if f'"{event}"' in line:
+            try:
+                found.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return found
+
+
+async def metrics_url(log: Path, alive: subprocess.Popen[bytes] | None = None) -> str:
+    """The metrics URL of the agent writing ``log``: the port it last logged taking (its config asks for
+    any free port, so no other process can have taken it in between)."""
+
+    def serving() -> list[dict[str, Any]]:
+        return log_events(log, "metrics_serving")
+
+    port = (await eventually(serving, timeout=60, alive=alive))[-1]["port"]
+    return f"http://127.0.0.1:{port}/metrics"

@@ -32,6 +32,7 @@ from tests.edge import (
     edge_config,
     eventually,
     fake_camera,
+    log_events,
     metric,
     metrics_url,
     outbox_rows,
@@ -69,17 +70,6 @@ async def kuzet(settings_env: dict[str, str], storage: object, push_inbox: PushI
         for proc in (api, worker):
             proc.terminate()
             proc.wait(30)
-
-
-def log_events(log: Path, event: str) -> list[dict[str, Any]]:
-    found = []
-    for line in log.read_text().splitlines():
-        if f'"{event}"' in line:
-            try:
-                found.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return found
 
 
 async def test_enrolled_box_reports_a_covered_camera_to_the_staff_on_duty_then_revoked_gets_401(
@@ -172,7 +162,7 @@ async def test_enrolled_box_reports_a_covered_camera_to_the_staff_on_duty_then_r
                     return {("health", 401), ("detection", 401)} <= kinds
 
                 await eventually(refused, timeout=60, alive=agent)
-                url = metrics_url(config)
+                url = await metrics_url(log, alive=agent)
                 assert await metric(url, "kuzet_edge_uplink_refused_total", 'kind="health",status="401"')
                 assert await metric(url, "kuzet_edge_uplink_refused_total", 'kind="detection",status="401"')
                 assert await metric(url, "kuzet_edge_key_rejected", 'kind="health"') == 1.0

@@ -6,6 +6,7 @@ route, end to end: tests/test_edge_enrolled.py)."""
 from __future__ import annotations
 
 import json
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,7 +16,17 @@ from typing import Any
 import pytest
 from kuzet_edge.config import write_private
 
-from tests.edge import ApiRecorder, FakeCamera, agent_process, edge_config, eventually, fake_camera, metric
+from tests.edge import (
+    ApiRecorder,
+    FakeCamera,
+    agent_process,
+    edge_config,
+    eventually,
+    fake_camera,
+    log_events,
+    metric,
+    metrics_url,
+)
 
 READ_TIMEOUT_S = 2.0
 
@@ -27,16 +38,16 @@ def recorder() -> Iterator[ApiRecorder]:
     api.close()
 
 
-def start(tmp_path: Path, recorder: ApiRecorder, camera: FakeCamera, camera_id: str) -> tuple[Path, str]:
+def start(tmp_path: Path, recorder: ApiRecorder, camera: FakeCamera, camera_id: str, **agent: object) -> Path:
     config = edge_config(
         tmp_path,
         api_url=recorder.url,
         cameras=[{"key": "bar", "name": "Bar", "main_url": camera.main_url, "camera_id": camera_id}],
         read_timeout_s=READ_TIMEOUT_S,
+        **agent,
     )
     write_private(tmp_path / "state" / "box.key", "kzb_test_box_key\n")
-    port = next(line for line in config.read_text().splitlines() if line.startswith("metrics_port"))
-    return config, f"http://127.0.0.1:{port.split('=')[1].strip()}/metrics"
+    return config
 
 
 def reports(recorder: ApiRecorder) -> list[dict[str, Any]]:
@@ -55,10 +66,30 @@ def _ts(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
 
 
+async def test_a_metrics_port_another_process_holds_is_said_and_the_cameras_are_still_watched(
+    tmp_path: Path, recorder: ApiRecorder
+) -> None:
+    """The metrics endpoint is for the venue's own monitoring; a port clash must not stop the box from
+    watching its cameras (the agent used to exit, and under systemd restart and exit again)."""
+    with socket.socket() as holder, fake_camera("--pattern", "ball", "--gop", "10") as camera:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        config = start(tmp_path, recorder, camera, str(uuid.uuid4()), metrics_port=port)
+        log = tmp_path / "agent.log"
+        with agent_process(config, log) as agent:
+            await eventually(lambda: (c := latest_camera(recorder)) and c["stream_up"], timeout=60, alive=agent)
+            [said] = log_events(log, "metrics_unavailable")
+            assert (said["level"], said["port"]) == ("error", port)
+            assert "metrics_port" in said["hint"]
+            assert log_events(log, "metrics_serving") == []
+            assert agent.poll() is None
+
+
 async def test_a_covered_camera_is_reported_black(tmp_path: Path, recorder: ApiRecorder) -> None:
     camera_id = str(uuid.uuid4())
     with fake_camera("--pattern", "black", "--gop", "10") as camera:
-        config, _ = start(tmp_path, recorder, camera, camera_id)
+        config = start(tmp_path, recorder, camera, camera_id)
         with agent_process(config, tmp_path / "agent.log"):
 
             def black() -> bool:
@@ -90,15 +121,16 @@ async def test_paused_then_killed_camera_is_noticed_reported_and_reconnected(
     tmp_path: Path, recorder: ApiRecorder
 ) -> None:
     with fake_camera("--pattern", "ball", "--gop", "10") as camera:
-        config, metrics_url = start(tmp_path, recorder, camera, str(uuid.uuid4()))
-        with agent_process(config, tmp_path / "agent.log"):
-            await eventually(lambda: metric(metrics_url, "kuzet_edge_camera_up", 'camera="bar"'), timeout=60)
+        config = start(tmp_path, recorder, camera, str(uuid.uuid4()))
+        with agent_process(config, tmp_path / "agent.log") as agent:
+            url = await metrics_url(tmp_path / "agent.log", alive=agent)
+            await eventually(lambda: metric(url, "kuzet_edge_camera_up", 'camera="bar"'), timeout=60)
             # Paused: the TCP connection stays open and silent, as with a hung camera.
             camera.pause()
             paused_at = time.time()
 
             async def down() -> bool:
-                return await metric(metrics_url, "kuzet_edge_camera_up", 'camera="bar"') == 0.0
+                return await metric(url, "kuzet_edge_camera_up", 'camera="bar"') == 0.0
 
             await eventually(down, timeout=READ_TIMEOUT_S * 3, every=0.1)
             await eventually(lambda: (c := latest_camera(recorder, paused_at)) and not c["stream_up"], timeout=30)

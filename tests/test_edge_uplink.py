@@ -151,10 +151,11 @@ async def test_api_down_then_every_detection_delivered_exactly_once(
         with agent_process(config, tmp_path / "agent.log") as agent:
             await eventually(lambda: stored(conn, created.camera.id), timeout=90, alive=agent)
             proxy.cut()
+            url = await metrics_url(tmp_path / "agent.log", alive=agent)
             depth = 0.0
             for _ in range(int(OUTAGE_S / 0.5)):
                 await asyncio.sleep(0.5)
-                depth = max(depth, await metric(metrics_url(config), "kuzet_edge_outbox_depth") or 0.0)
+                depth = max(depth, await metric(url, "kuzet_edge_outbox_depth") or 0.0)
             assert depth >= 2, f"the outage should have left several detections waiting: {outbox_rows(tmp_path)}"
             waiting = {e for e, s in outbox_rows(tmp_path).items() if s in ("pending", "cutting")}
             proxy.restore()

@@ -8,12 +8,15 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIServer
 
+import structlog
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from kuzet_edge.agent import Agent
+
+log = structlog.get_logger("kuzet_edge.metrics")
 
 
 class AgentCollector(Collector):
@@ -71,10 +74,24 @@ class AgentCollector(Collector):
         yield rejected
 
 
-def serve(agent: Agent) -> WSGIServer:
+def serve(agent: Agent) -> WSGIServer | None:
+    """The metrics endpoint, or None where its port cannot be had (another process holds it): the
+    cameras are watched all the same, and the error says which port to free or change. ``metrics_port
+    = 0`` takes any free port; the one taken is logged (``metrics_serving``)."""
     registry = CollectorRegistry()
     registry.register(AgentCollector(agent))
     settings = agent.settings
-    server, thread = start_http_server(settings.metrics_port or 0, addr=settings.metrics_addr, registry=registry)
+    try:
+        server, thread = start_http_server(settings.metrics_port or 0, addr=settings.metrics_addr, registry=registry)
+    except OSError as exc:
+        log.error(
+            "metrics_unavailable",
+            addr=settings.metrics_addr,
+            port=settings.metrics_port,
+            error=str(exc),
+            hint="another process holds this port: free it or set metrics_port, then restart the agent",
+        )
+        return None
     assert isinstance(thread, threading.Thread)
+    log.info("metrics_serving", addr=settings.metrics_addr, port=server.server_port)
     return server
