@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import socket
 import threading
@@ -25,11 +26,28 @@ def admin_dsn(database: str) -> str:
     return f"postgresql://{PG_USER}@{PG_HOST}:5432/{database}"
 
 
+# A port handed to a server that binds it later (a subprocess, a thread) must not be taken in between.
+# The kernel gives the ports of its ephemeral range (32768-60999 on Linux) to every socket bound to port 0
+# and to every outgoing connection, so a port picked there can be gone a moment later (a CI run lost one
+# that way). These come from below that range instead, a block of 1,000 for each pytest-xdist worker, so
+# no other socket of the run is given one, and two workers never hand out the same one.
+_PORT_BASE, _PORT_BLOCK, _PORT_BLOCKS = 10_000, 1_000, 16
+_handed_out = itertools.count()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    block = int(worker[2:]) % _PORT_BLOCKS if worker.startswith("gw") and worker[2:].isdigit() else 0
+    first = _PORT_BASE + block * _PORT_BLOCK
+    for _ in range(_PORT_BLOCK):
+        port = first + next(_handed_out) % _PORT_BLOCK
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # something outside this run holds it
         return port
+    raise RuntimeError(f"no free port in {first}-{first + _PORT_BLOCK - 1}")
 
 
 def start_s3_server() -> tuple[ThreadedMotoServer, str]:

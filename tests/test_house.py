@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import ast
 import re
+import socket
 from pathlib import Path
+
+from tests.services import free_port
 
 TESTS = Path(__file__).resolve().parent
 TEST_MODULE = re.compile(r"^tests\.test_\w+$")
@@ -86,3 +89,15 @@ def test_waiting_is_tests_waiting_eventually() -> None:
     assert not loops, "wait with tests.waiting.eventually (or eventually_sync) instead:\n" + "\n".join(loops)
     assert DEADLINE.search("deadline = time.monotonic() + 20")
     assert DEADLINE.search("deadline = asyncio.get_running_loop().time() + timeout")
+
+
+def test_ports_handed_to_servers_are_ones_no_other_socket_is_given() -> None:
+    """``free_port`` hands out ports below the kernel's ephemeral range, never the same one twice in a
+    row of calls, and passes over one that something else holds."""
+    low, high = (int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    ports = [free_port() for _ in range(50)]
+    assert len(set(ports)) == len(ports)
+    assert all(port < low or port > high for port in ports), (low, high, ports)
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", ports[-1] + 1))
+        assert free_port() != ports[-1] + 1
