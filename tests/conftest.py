@@ -18,7 +18,7 @@ from backend.core.config import Settings, load_settings
 from backend.core.migrations import migrate
 from backend.webhooks import outbox  # noqa: F401  # registers the lifecycle's webhook outbox, as the app and workers do
 from tests.factories import Factory
-from tests.services import admin_dsn, start_s3_server
+from tests.services import admin_dsn, drop_ram_tablespace, ram_tablespace, start_s3_server
 from tests.world import World
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -37,11 +37,17 @@ def shared_path(*parts: str) -> Path:
 def template_db() -> Iterator[str]:
     import asyncio
 
+    tablespace: str | None = None
+
     async def build() -> None:
+        nonlocal tablespace
         conn = await asyncpg.connect(admin_dsn("postgres"))
         try:
+            tablespace, _ = await ram_tablespace(conn, os.getpid())
             await conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}"')
-            await conn.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
+            # A clone takes its template's tablespace: every test database lives there too.
+            where = f" TABLESPACE {tablespace}" if tablespace else ""
+            await conn.execute(f'CREATE DATABASE "{TEMPLATE_DB}"{where}')
         finally:
             await conn.close()
         conn = await asyncpg.connect(admin_dsn(TEMPLATE_DB))
@@ -57,6 +63,8 @@ def template_db() -> Iterator[str]:
         conn = await asyncpg.connect(admin_dsn("postgres"))
         try:
             await conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
+            if tablespace:
+                await drop_ram_tablespace(conn, tablespace)
         finally:
             await conn.close()
 

@@ -8,11 +8,15 @@ the spellings it is about."""
 from __future__ import annotations
 
 import ast
+import os
 import re
 import socket
+import subprocess
 from pathlib import Path
 
-from tests.services import free_port
+import asyncpg
+
+from tests.services import admin_dsn, drop_stale_ram_tablespaces, free_port, ram_tablespace
 
 TESTS = Path(__file__).resolve().parent
 TEST_MODULE = re.compile(r"^tests\.test_\w+$")
@@ -101,3 +105,35 @@ def test_ports_handed_to_servers_are_ones_no_other_socket_is_given() -> None:
     with socket.socket() as held:
         held.bind(("127.0.0.1", ports[-1] + 1))
         assert free_port() != ports[-1] + 1
+
+
+async def test_test_databases_live_in_memory_and_a_killed_runs_tablespace_is_cleared(database_url: str) -> None:
+    """As root (CI), this run's databases are in its tmpfs tablespace; one left by a run that was killed
+    goes, with the databases in it and its directory, when the next run starts."""
+    admin = await asyncpg.connect(admin_dsn("postgres"))
+    try:
+        mine = await admin.fetchval(
+            "SELECT t.spcname FROM pg_database d JOIN pg_tablespace t ON t.oid = d.dattablespace WHERE d.datname = $1",
+            database_url.rsplit("/", 1)[1],
+        )
+        assert mine == (f"kuzet_ram_{os.getpid()}" if os.geteuid() == 0 else "pg_default")
+        if os.geteuid() != 0:
+            return
+        gone = subprocess.Popen(["true"])  # a process that has ended: its pid names the killed run
+        gone.wait()
+        name, _ = await ram_tablespace(admin, gone.pid)
+        assert name == f"kuzet_ram_{gone.pid}"
+        await admin.execute(f"CREATE DATABASE kuzet_left_{gone.pid} TABLESPACE {name}")
+        where = "SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = $1"
+        location = Path(await admin.fetchval(where, name))
+        assert any(location.iterdir())
+
+        await drop_stale_ram_tablespaces(admin)
+
+        assert await admin.fetchval("SELECT count(*) FROM pg_tablespace WHERE spcname = $1", name) == 0
+        left = f"kuzet_left_{gone.pid}"
+        assert await admin.fetchval("SELECT count(*) FROM pg_database WHERE datname = $1", left) == 0
+        assert not location.exists()
+        assert mine in {row[0] for row in await admin.fetch("SELECT spcname FROM pg_tablespace")}  # a live run's stays
+    finally:
+        await admin.close()
