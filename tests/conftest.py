@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import argon2
 import asyncpg
 import pytest
 from litestar import Litestar
@@ -31,6 +32,19 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"needs ../shared ({path} is absent: a fresh clone has no shared data)")
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashing() -> Iterator[None]:
+    """argon2id with the library's profile for tests (``CHEAPEST``) in this process: the production
+    parameters cost 0.15 s a hash here, and the test worlds register dozens of people each. A stored
+    hash carries its own parameters, so verifying is unchanged; servers a test starts as separate
+    processes hash as production does."""
+    from backend.core import auth
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(auth, "_hasher", argon2.PasswordHasher.from_parameters(argon2.profiles.CHEAPEST))
+        yield
 
 
 @pytest.fixture(scope="session")
