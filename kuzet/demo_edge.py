@@ -140,4 +140,5 @@ async def edge_camera(
         "label": "edge agent: the fight on an ordinary camera",
         "camera_key": camera["api_key"],
         "detection_id": str(found["id"]),
+        "fight": True if label.startswith("real fight") else None,  # shapes colliding are no fight to judge
     }
