@@ -91,7 +91,7 @@ async def drop_stale_ram_tablespaces(admin: asyncpg.Connection) -> None:
 # that way). These come from below that range instead, a block of 1,000 for each pytest-xdist worker, so
 # no other socket of the run is given one, and two workers never hand out the same one.
 _PORT_BASE, _PORT_BLOCK, _PORT_BLOCKS = 10_000, 1_000, 16
-_handed_out = itertools.count()
+_handed_out = itertools.count(os.getpid() % _PORT_BLOCK)  # two runs at once start apart
 
 
 def free_port() -> int:
