@@ -164,3 +164,22 @@ def test_the_kinetics_labels_moved_with_the_export_code() -> None:
     labels = kinetics_labels()
     assert len(labels) == 400
     assert "punching person (boxing)" in labels
+
+
+def test_clip_length_variants_hold_the_clip_in_an_8_s_one(tmp_path: Path) -> None:
+    """``training.clip_length``: the looped clip lasts 8 s of the source's frames; the still one keeps the
+    clip whole in the middle, its first and last frames held 3 s each side; both survive the encoder."""
+    from training.clip_length import read_frames, variant_frames, write_frames
+
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(20)]  # 2 s at 10 fps
+    made = variant_frames(frames, 10.0)
+    assert [len(made[name]) for name in ("as-is", "looped-8s", "still-3s-each-side")] == [20, 80, 80]
+    assert made["looped-8s"][20] is frames[0] and made["looped-8s"][79] is frames[19]
+    still = made["still-3s-each-side"]
+    assert (
+        all(f is frames[0] for f in still[:30]) and still[30:50] == frames and all(f is frames[19] for f in still[50:])
+    )
+    write_frames(tmp_path / "still.mp4", still, 10.0)
+    decoded, rate = read_frames(tmp_path / "still.mp4")
+    assert (len(decoded), rate, decoded[0].shape) == (80, 10.0, (48, 64, 3))
