@@ -142,15 +142,7 @@ def test_score_frames_matches_score_clip(model: ConfirmationModel, clip: Path) -
     assert direct.motion == pytest.approx(by_file.motion, abs=1e-6)
     assert direct.best_frame_index == by_file.best_frame_index
     # frames at the source rate are resampled to the model's rate
-    cap = cv2.VideoCapture(str(clip))
-    raw: list[np.ndarray[tuple[int, ...], np.dtype[np.uint8]]] = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        raw.append(np.asarray(frame, dtype=np.uint8))
-    cap.release()
-    full = model.score_frames(raw, 25.0)
+    full = model.score_frames(_read_all(clip), 25.0)
     assert 0.0 <= full.score <= 1.0
     assert 0 <= full.best_frame_index < full.frames
 
@@ -161,6 +153,68 @@ def test_long_clip_is_scored_by_windows(model: ConfirmationModel, tmp_path: Path
     assert 40 <= result.frames <= 50
     assert 0 <= result.best_frame_index < result.frames
     assert 0.0 <= result.best_frame_time_s <= 6.0
+
+
+def test_the_window_rule_shows_the_network_a_long_clips_busiest_window(
+    model: ConfirmationModel, tmp_path: Path
+) -> None:
+    """The network learned on 2-s clips. Under the candidate rule (``network_span="window"``), a 2-s
+    scuffle after 4 s of an empty room (the edge sends about 8 s) reaches it as the scuffle alone
+    does: its 16 frames come from the motion stage's best window. The live rule spreads them over the
+    whole clip, where the empty room takes 2 of every 3."""
+    alone = write_clip(tmp_path / "alone.mp4")
+    late = write_clip(tmp_path / "late.mp4", still_before_s=4.0)
+    whole_clip, model = model, ConfirmationModel(network_span="window")
+    assert whole_clip.network_span == "clip"  # the live rule
+    by_window, by_clip, reference = model.score_clip(late), whole_clip.score_clip(late), model.score_clip(alone)
+    assert by_window.window is not None
+    start, stop = by_window.window
+    assert stop - start == 16  # 2 s at the motion stage's 8 frames per second
+    assert start / 8.0 >= 3.5  # the window holds the scuffle, not the empty room
+    assert by_window.best_frame_time_s >= 4.0
+    # the motion stage is the same under both rules; only what the network sees differs
+    assert (by_clip.window, by_clip.motion_score, by_clip.best_frame_index) == (
+        by_window.window,
+        by_window.motion_score,
+        by_window.best_frame_index,
+    )
+    assert abs(by_window.score - reference.score) < abs(by_clip.score - reference.score)
+    # decoded frames (score_frames) give the network the same window
+    frames = _read_all(late)
+    from_frames = model.score_frames(frames, 25.0)
+    assert from_frames.window is not None and from_frames.window[0] / 8.0 >= 3.5
+    assert abs(from_frames.score - by_window.score) < abs(whole_clip.score_frames(frames, 25.0).score - by_window.score)
+
+
+def test_a_clip_of_one_window_is_scored_alike_under_both_rules(model: ConfirmationModel, clip: Path) -> None:
+    plain = sample_frames(clip, clip_count=16, clip_size=128, clip_long=176, window_after_s=2.0)
+    assert plain.window_frames == []  # 2 s: nothing converted beyond the network's 16 frames
+    long = sample_frames(
+        write_clip(clip.parent / "six.mp4", seconds=6.0),
+        clip_count=16,
+        clip_size=128,
+        clip_long=176,
+        window_after_s=2.0,
+    )
+    assert len(long.window_frames) == len(long.frames)
+    assert {f.shape for f in long.window_frames} == {(128, 176, 3)}
+    by_window, by_clip = ConfirmationModel(network_span="window").score_clip(clip), model.score_clip(clip)
+    assert by_window.window is None
+    assert by_window.score == by_clip.score
+    with pytest.raises(ValueError, match="network_span"):
+        ConfirmationModel(network_span="middle")
+
+
+def _read_all(path: Path) -> list[np.ndarray[tuple[int, ...], np.dtype[np.uint8]]]:
+    cap = cv2.VideoCapture(str(path))
+    frames: list[np.ndarray[tuple[int, ...], np.dtype[np.uint8]]] = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(np.asarray(frame, dtype=np.uint8))
+    cap.release()
+    return frames
 
 
 def test_score_main_prints_one_json_line_per_clip(

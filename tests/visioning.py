@@ -20,13 +20,19 @@ def needs_shared(path: Path) -> Path:
     return path
 
 
-def write_clip(path: Path, seconds: float = 2.0, fps: int = 25, size: tuple[int, int] = (640, 360)) -> Path:
-    """An mp4 (mp4v) with two squares that jitter, like a scuffle, on a static background."""
+def write_clip(
+    path: Path, seconds: float = 2.0, fps: int = 25, size: tuple[int, int] = (640, 360), still_before_s: float = 0.0
+) -> Path:
+    """An mp4 (mp4v) with two squares that jitter, like a scuffle, on a static background; with
+    ``still_before_s``, the empty background comes first for that long (the scuffle's frames after it
+    are those of a clip without it)."""
     w, h = size
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
     assert writer.isOpened()
     rng = np.random.default_rng(7)
     background = rng.integers(0, 60, (h, w, 3), dtype=np.uint8)
+    for _ in range(round(still_before_s * fps)):
+        writer.write(background)
     for i in range(int(seconds * fps)):
         frame = background.copy()
         for k in range(2):

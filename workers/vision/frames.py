@@ -45,6 +45,9 @@ class SampledClip:
     duration_s: float
     # evenly spaced over the clip, RGB uint8, ``clip_size`` x ``clip_size`` (empty unless asked for)
     clip_frames: list[npt.NDArray[np.uint8]] = field(default_factory=list)
+    # with ``window_after_s``, on a clip longer than that: each motion frame as the network sees it
+    # (RGB, like ``clip_frames``), so that the network can be given the motion stage's best window
+    window_frames: list[npt.NDArray[np.uint8]] = field(default_factory=list)
     # with ``keep_sources``: the decoder's full-size frame behind each of ``frames`` (None past the
     # memory budget), so that the snapshot needs no second decode
     sources: list[av.VideoFrame | None] = field(default_factory=list)
@@ -119,6 +122,13 @@ def _small(frame: av.VideoFrame, width: int, height: int, fmt: str) -> npt.NDArr
     return np.ascontiguousarray(out, dtype=np.uint8)
 
 
+def _network_rgb(frame: av.VideoFrame, size: int, long: int) -> npt.NDArray[np.uint8]:
+    """The decoded frame as the video network sees it (see ``small_rgb``), in one conversion."""
+    if long > 0:
+        return centre_crop(_small(frame, *aspect_size(int(frame.width), int(frame.height), size), "rgb24"), long)
+    return _small(frame, size, size, "rgb24")
+
+
 def _max_side_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     longest = max(width, height)
     if longest <= max_side:
@@ -148,12 +158,15 @@ def sample_frames(
     clip_size: int = 112,
     clip_long: int = 0,
     keep_sources: bool = False,
+    window_after_s: float = 0.0,
 ) -> SampledClip:
     """Decode ``path``: one frame every ``1/fps`` s downscaled to ``max_side`` (BGR; none when ``fps`` is
     0), and ``clip_count`` frames evenly spread over the whole clip for the video network, RGB: the
     shorter side at ``clip_size`` and the longer centre-cropped to ``clip_long`` when that is set,
     else squeezed to ``clip_size`` x ``clip_size``. With ``keep_sources``, the decoded full-size frame
-    behind each motion frame is kept too (up to ``KEEP_BUDGET_BYTES``): no conversion, a reference."""
+    behind each motion frame is kept too (up to ``KEEP_BUDGET_BYTES``): no conversion, a reference.
+    With ``window_after_s`` (and ``clip_count``), a clip that lasts longer than that, or whose length the
+    container does not give, also has each motion frame at the network's size (``window_frames``)."""
     if fps < 0 or (fps == 0 and clip_count <= 0):
         raise ValueError("fps must be positive")
     with _open(path) as container:
@@ -171,6 +184,9 @@ def sample_frames(
         # is kept small and the spread is taken afterwards.
         known = 0 < declared <= _MAX_SOURCE_FRAMES
         wanted = set(spread_indices(declared, clip_count)) if known else set()
+        # a long clip's network frames may come from any of its windows: each motion frame, small
+        per_window = clip_count > 0 and window_after_s > 0 and (not known or declared > window_after_s * src_fps)
+        window_small: list[npt.NDArray[np.uint8]] = []
         small: dict[int, npt.NDArray[np.uint8]] = {}
         frames: list[npt.NDArray[np.uint8]] = []
         times: list[float] = []
@@ -198,12 +214,10 @@ def sample_frames(
                 continue
             width, height = int(frame.width), int(frame.height)
             if take_small:
-                if clip_long > 0:
-                    rgb = _small(frame, *aspect_size(width, height, clip_size), "rgb24")
-                    small[index - 1] = centre_crop(rgb, clip_long)
-                else:
-                    small[index - 1] = _small(frame, clip_size, clip_size, "rgb24")
+                small[index - 1] = _network_rgb(frame, clip_size, clip_long)
             if take_motion:
+                if per_window:
+                    window_small.append(small[index - 1] if take_small else _network_rgb(frame, clip_size, clip_long))
                 frames.append(_small(frame, *_max_side_size(width, height, max_side), "bgr24"))
                 times.append(t)
                 if keep_sources:
@@ -233,5 +247,6 @@ def sample_frames(
         fps=src_fps,
         duration_s=index / src_fps,
         clip_frames=clip_frames,
+        window_frames=window_small,
         sources=sources,
     )

@@ -5,8 +5,10 @@ Versions 2-4 (sidecar with a ``network`` section) work over one decode of the cl
 1. the **motion measure**: optical-flow statistics per 2-s window; they give the clip's motion
    intensity and the snapshot frame and, when the sidecar has a ``motion`` section (versions 2 and 3),
    feed the motion classifier (``motion.file``), which can reject a clip below ``motion.reject_below``;
-2. the **network stage**: the Kinetics-400 I3D's pooled features of 16 frames spread over the clip
-   (``network.file``) into a standardised logistic-regression head kept in the sidecar. Version 4
+2. the **network stage**: the Kinetics-400 I3D (``network.file``): its pooled features of 16 frames
+   spread over the clip or, on a clip longer than one window, over the motion measure's best window
+   (``network_span``; the network learned on 2-s clips: docs/model-card.md, "Clip length"), into a
+   standardised logistic-regression head kept in the sidecar. Version 4
    keeps each frame's aspect (``network.long``: shorter side to ``size``, longer centre-cropped to
    ``long``); versions 2 and 3 squeezed it to ``size`` x ``size``.
 
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from workers.vision.features import MOTION_NAMES, PERSON_STRIDE, Box, window_features
+from workers.vision.features import MOTION_NAMES, PERSON_STRIDE, WINDOW_S, Box, window_features, window_size
 from workers.vision.frames import (
     DEFAULT_FPS,
     DEFAULT_MAX_SIDE,
@@ -57,6 +59,8 @@ class ClipScore:
     timings_ms: dict[str, float]  # {"decode": .., "features": .., "inference": .., "network": ..}
     motion_score: float | None = None  # the motion stage's own score (cascade models)
     stage: str = "motion"  # which stage settled the clip: "motion" or "network"
+    # the best window's sampled frames [start, stop) when the clip has several windows (None: one)
+    window: tuple[int, int] | None = None
     # with ``keep_best``: the snapshot frame at full size, BGR, from the one decode (None: not kept)
     best_frame: npt.NDArray[np.uint8] | None = field(default=None, repr=False, compare=False)
 
@@ -112,10 +116,22 @@ class ConfirmationModel:
     threshold: float
 
     def __init__(
-        self, model_path: Path | None = None, person_model_path: Path | None = None, *, unfold_network: bool = True
+        self,
+        model_path: Path | None = None,
+        person_model_path: Path | None = None,
+        *,
+        unfold_network: bool = True,
+        network_span: str = "clip",
     ) -> None:
         """``unfold_network=False`` runs the video network's graph as exported instead of with its stem
-        unfolded (``workers/vision/stem.py``; same scores, more CPU): the benches' reference."""
+        unfolded (``workers/vision/stem.py``; same scores, more CPU): the benches' reference.
+        ``network_span``: on a clip longer than one motion window, the network's frames are spread over
+        the whole clip (``"clip"``, live) or come from the motion stage's best window (``"window"``, at
+        the density of the 2-s clips the network learned on: a candidate that did not pass the rule
+        declared for it, docs/model-card.md, "Clip length"). A clip of one window is scored alike."""
+        if network_span not in ("window", "clip"):
+            raise ValueError(f"unknown network_span {network_span!r}")
+        self.network_span = network_span
         meta_path = sidecar_path(model_path if model_path is not None else DEFAULT_MODEL_PATH)
         meta: dict[str, Any] = json.loads(meta_path.read_text())
         self._detector = PersonDetector(person_model_path) if person_model_path is not None else None
@@ -169,6 +185,11 @@ class ConfirmationModel:
         return np.clip(probs[:, 1], 0.0, 1.0).astype(np.float32)
 
     @property
+    def window_after_s(self) -> float:
+        """Clips longer than this keep each motion frame at the network's size (``sample_frames``)."""
+        return WINDOW_S if self.network_span == "window" and self.clip_frames > 0 else 0.0
+
+    @property
     def is_cascade(self) -> bool:
         """Whether the video network confirms what the motion stage does not settle."""
         return self._network is not None
@@ -208,12 +229,17 @@ class ConfirmationModel:
             clip_size=self.clip_size,
             clip_long=self.clip_long,
             keep_sources=keep_best,
+            window_after_s=self.window_after_s,
         )
         decode_ms = (time.perf_counter() - t0) * 1000.0
         result = self._score(clip.frames, clip.sample_fps, clip.times_s)
         result.timings_ms["decode"] = decode_ms
         if keep_best:
             result = replace(result, best_frame=clip.source_bgr(result.best_frame_index))
+        if result.window is not None and len(clip.window_frames) == len(clip.frames):
+            start, stop = result.window
+            part = clip.window_frames[start:stop]
+            return result, [part[i] for i in spread_indices(len(part), self.clip_frames)]
         return result, clip.clip_frames
 
     def _network_stage(self, motion: ClipScore, clip_frames: list[npt.NDArray[np.uint8]]) -> ClipScore:
@@ -257,8 +283,13 @@ class ConfirmationModel:
         picked = [resize_max_side(frames[i], self.max_side) for i in idx]
         result = self._score(picked, fps / (idx[1] - idx[0]) if len(idx) > 1 else fps, [i / fps for i in idx])
         result.timings_ms["decode"] = 0.0
+        first, count = 0, len(frames)
+        if result.window is not None and self.network_span == "window":
+            first = idx[result.window[0]]
+            count = idx[result.window[1] - 1] + 1 - first
         spread = [
-            small_rgb(frames[i], self.clip_size, self.clip_long) for i in spread_indices(len(frames), self.clip_frames)
+            small_rgb(frames[first + i], self.clip_size, self.clip_long)
+            for i in spread_indices(count, self.clip_frames)
         ]
         return self._network_stage(result, spread)
 
@@ -285,6 +316,8 @@ class ConfirmationModel:
         t2 = time.perf_counter()
         k = int(np.argmax(scores))
         best = wins[k][0] + int(np.argmax(feats[k].frame_energy))
+        several = len(wins) > 1
+        window = (wins[k][0], min(len(frames), wins[k][0] + window_size(fps))) if several else None
         return ClipScore(
             score=float(scores[k]) if self._sess is not None else 0.0,
             best_frame_index=best,
@@ -293,4 +326,5 @@ class ConfirmationModel:
             person_count=person_count,
             motion=max(f.motion for f in feats),
             timings_ms={"features": (t1 - t0) * 1000.0, "inference": (t2 - t1) * 1000.0},
+            window=window,
         )
