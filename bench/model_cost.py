@@ -89,6 +89,7 @@ def measure(model: ConfirmationModel, clips: list[Path], repeat: int) -> dict[st
                 clip_count=model.clip_frames,
                 clip_size=model.clip_size,
                 clip_long=model.clip_long,
+                window_after_s=model.window_after_s,
             )
             decode.append(time.process_time() - c0)
             c0 = time.process_time()
@@ -156,6 +157,12 @@ def main() -> None:
             return
         clip = synthetic_clip(Path(tmp) / "synthetic.mp4")
         show("synthetic 2 s 640x360 H.264, 25 fps", measure(model, [clip], args.repeat))
+        # what the edge agent sends (pre_event_s 4 + post_event_s 4); and the candidate rule that gives
+        # the network the best 2-s window, for which each motion frame is also converted to its size
+        eight = synthetic_clip(Path(tmp) / "synthetic-8s.mp4", seconds=8.0)
+        show(f"synthetic 8 s (the edge's), {model.network_span}", measure(model, [eight], max(1, args.repeat // 2)))
+        windowed = ConfirmationModel(args.model, unfold_network=not args.as_exported, network_span="window")
+        show("synthetic 8 s, window (candidate)", measure(windowed, [eight], max(1, args.repeat // 2)))
         if person_model.is_file():
             with_persons = ConfirmationModel(
                 args.model, person_model_path=person_model, unfold_network=not args.as_exported

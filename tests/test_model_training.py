@@ -183,3 +183,35 @@ def test_clip_length_variants_hold_the_clip_in_an_8_s_one(tmp_path: Path) -> Non
     write_frames(tmp_path / "still.mp4", still, 10.0)
     decoded, rate = read_frames(tmp_path / "still.mp4")
     assert (len(decoded), rate, decoded[0].shape) == (80, 10.0, (48, 64, 3))
+    assert "in-context" not in made  # no neighbours given
+
+
+def test_clip_length_in_context_puts_the_clip_between_two_others_of_its_source() -> None:
+    """The in-context form: two other no-fight clips of the same source video around the clip, resized
+    to its frame size; a source with one other gives it twice, a source with none gives no form."""
+    from training.clip_length import context_clips, variant_frames
+    from training.dataset import ClipItem
+
+    def item(clip: str, label: int, source: str) -> ClipItem:
+        return ClipItem(clip, Path(f"{clip}.mp4"), label, source)
+
+    items = [
+        item("fi1", 1, "a"),
+        item("nofi3", 0, "a"),
+        item("nofi2", 0, "a"),
+        item("nofi9", 0, "b"),
+        item("fi2", 1, "b"),
+        item("fi3", 1, "c"),
+    ]
+    by_name = {i.clip: i for i in items}
+    assert context_clips(by_name["fi1"], items) == (by_name["nofi2"], by_name["nofi3"])
+    assert context_clips(by_name["nofi2"], items) == (by_name["nofi3"], by_name["nofi3"])  # never itself
+    assert context_clips(by_name["fi2"], items) == (by_name["nofi9"], by_name["nofi9"])
+    assert context_clips(by_name["nofi9"], items) is None
+    assert context_clips(by_name["fi3"], items) is None
+    clip = [np.full((48, 64, 3), 200, np.uint8)] * 20
+    before = [np.full((96, 128, 3), 10, np.uint8)] * 20
+    after = [np.full((48, 64, 3), 90, np.uint8)] * 15
+    made = variant_frames(clip, 10.0, before, after)["in-context"]
+    assert len(made) == 55 and {f.shape for f in made} == {(48, 64, 3)}
+    assert [int(f[0, 0, 0]) for f in (made[0], made[20], made[54])] == [10, 200, 90]
