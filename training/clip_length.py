@@ -6,7 +6,7 @@ clip, with a cut at each loop); held still for 3 s before and after (a 2-s actio
 in context: another no-fight clip of the same source video before it and a third after it (about 6 s,
 the same camera, a cut at each join; clips whose source has too few other no-fight clips are left out
 of that form). Each form is scored with the network's frames spread over the whole clip (``clip``,
-the live rule up to 6 December) and taken from the motion stage's best 2-s window (``window``). The
+the live rule) and taken from the motion stage's best 2-s window (``window``, a candidate). The
 clips were in the live model's training set, so each figure is optimistic; the change between the
 forms and the two rules is what this measures.
 ``python -m training.clip_length --data ../shared/data/surv-fight``.
