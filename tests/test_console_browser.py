@@ -185,9 +185,12 @@ def wait_for(driver: Any, css: str, timeout: float = WAIT_S) -> Any:
 
 
 def wait_until(driver: Any, check: Callable[[Any], Any], timeout: float = WAIT_S) -> Any:
+    """Until ``check`` is truthy; a check that meets an element the live board replaced meanwhile
+    (stale) is tried again, as one that finds it not yet true."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout).until(check)
+    return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(check)
 
 
 def find(driver: Any, css: str) -> Any:
