@@ -299,18 +299,13 @@ def windows(n_frames: int, size: int, stride: int) -> list[tuple[int, int]]:
     return [(s, s + size) for s in starts]
 
 
-def window_size(fps: float) -> int:
-    """Frames in one ``WINDOW_S`` window at ``fps``."""
-    return max(2, round(WINDOW_S * fps))
-
-
 def window_features(
     frames: Sequence[npt.NDArray[np.uint8]],
     fps: float,
     boxes_per_frame: Sequence[Sequence[Box] | None] | None = None,
-) -> list[tuple[int, ClipFeatures]]:
-    """Features of each ``WINDOW_S`` window of the clip, with the window's first frame index."""
+) -> list[tuple[tuple[int, int], ClipFeatures]]:
+    """Features of each ``WINDOW_S`` window of the clip, with the window's frames [start, stop)."""
     table = pair_table(frames, fps)
-    size = window_size(fps)
+    size = max(2, round(WINDOW_S * fps))
     spans = windows(len(frames), size, max(1, size // 2))
-    return [(a, aggregate(table, a, b, boxes_per_frame)) for a, b in spans]
+    return [((a, b), aggregate(table, a, b, boxes_per_frame)) for a, b in spans]

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from workers.vision.features import MOTION_NAMES, PERSON_STRIDE, WINDOW_S, Box, window_features, window_size
+from workers.vision.features import MOTION_NAMES, PERSON_STRIDE, WINDOW_S, Box, window_features
 from workers.vision.frames import (
     DEFAULT_FPS,
     DEFAULT_MAX_SIDE,
@@ -315,9 +315,9 @@ class ConfirmationModel:
             scores = np.asarray([f.motion for f in feats], dtype=np.float32)
         t2 = time.perf_counter()
         k = int(np.argmax(scores))
-        best = wins[k][0] + int(np.argmax(feats[k].frame_energy))
-        several = len(wins) > 1
-        window = (wins[k][0], min(len(frames), wins[k][0] + window_size(fps))) if several else None
+        span = wins[k][0]
+        best = span[0] + int(np.argmax(feats[k].frame_energy))
+        window = span if len(wins) > 1 else None
         return ClipScore(
             score=float(scores[k]) if self._sess is not None else 0.0,
             best_frame_index=best,
