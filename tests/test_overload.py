@@ -292,7 +292,11 @@ async def test_a_weapon_is_decided_while_the_models_only_process_is_busy(
     """The real worker: one confirmation slot and one model process, busy with a fight; a weapon that
     arrives then is decided (snapshot made, incident opened) in the urgent slot and process, before
     the fight is."""
-    settings = msgspec.structs.replace(settings, worker_concurrency=1, worker_urgent_concurrency=1)
+    # The held-up analysis runs under the clip timeout: give it the usual 30 s on top of the hold-up,
+    # or a loaded machine cuts the fight off as a hung clip (unprocessable) before it is scored.
+    settings = msgspec.structs.replace(
+        settings, worker_concurrency=1, worker_urgent_concurrency=1, clip_timeout_s=MODEL_BUSY_S + 30.0
+    )
     camera = await make.camera()
     fight = await queued(make, storage, clips["fight"], camera=camera, kind="fight", edge_score=0.9)
     pool = await create_pool(settings.database_url, max_size=6)
