@@ -135,7 +135,16 @@ async def test_storage_down_is_retried_without_using_attempts_then_resumes(
     assert await job_row(conn) is None
 
 
-async def test_hung_decoder_is_cut_off_and_the_pool_recovers(
+def stall_once(request: AnalyseRequest) -> ClipAnalysis:
+    """A process starved on its first try only (the mark file says it happened), then the real analysis."""
+    mark = Path(os.environ["TEST_STALL_MARK"])
+    if not mark.exists():
+        mark.touch()
+        time.sleep(3600)
+    return analyse_clip(request)
+
+
+async def test_hung_decoder_is_cut_off_twice_then_unprocessable_and_the_pool_recovers(
     make: Factory, conn: asyncpg.Connection, storage: Storage, settings: Settings, clips: dict[str, Path]
 ) -> None:
     stuck = await queued(make, storage, clips["fight"], kind="fight")
@@ -147,13 +156,48 @@ async def test_hung_decoder_is_cut_off_and_the_pool_recovers(
         assert after["decision_reason"] == "decoding timed out after 1 s"
         assert await job_row(conn) is None
         confirmer = ctx.require_confirmer()
-        assert confirmer.pool.restarts == 1
+        assert confirmer.pool.restarts == 2  # the first time-out was tried once more, in a fresh process
 
         confirmer.analyse = analyse_clip  # the replacement process works
         fine = await queued(make, storage, clips["fight"], kind="weapon", edge_score=0.9)
         await run_jobs(ctx)
     assert (await state(conn, fine.id))["status"] == "confirmed"
     await assert_artefacts(storage, fine.clip_key)
+
+
+async def test_a_fight_whose_first_try_stalls_is_tried_again_at_once_and_confirmed(
+    make: Factory,
+    conn: asyncpg.Connection,
+    storage: Storage,
+    settings: Settings,
+    clips: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stalled host looks like a hung decoder; the fight is not lost to it."""
+    monkeypatch.setenv("TEST_STALL_MARK", str(tmp_path / "stalled"))  # the pool's processes inherit it
+    fight = await queued(make, storage, clips["fight"], kind="fight", edge_score=0.9)
+    quick = msgspec.structs.replace(settings, clip_timeout_s=8.0)  # room for the real analysis on a loaded machine
+    async with confirm_worker(quick, storage, analyse=stall_once) as ctx:
+        await run_jobs(ctx)
+        assert ctx.require_confirmer().pool.restarts == 1
+    assert (tmp_path / "stalled").exists()
+    after = await state(conn, fight.id)
+    assert after["status"] in ("confirmed", "rejected")  # decided by the model, on the second try
+    assert after["score"] is not None and after["model_name"]
+    assert await job_row(conn) is None
+
+
+async def test_a_time_out_on_the_last_attempt_is_unprocessable_at_once(
+    make: Factory, conn: asyncpg.Connection, storage: Storage, settings: Settings, clips: dict[str, Path]
+) -> None:
+    stuck = await queued(make, storage, clips["fight"], kind="fight")
+    await conn.execute("UPDATE jobs SET max_attempts = 1")
+    quick = msgspec.structs.replace(settings, clip_timeout_s=1.0)
+    async with confirm_worker(quick, storage, analyse=hang) as ctx:
+        await run_jobs(ctx)
+        assert ctx.require_confirmer().pool.restarts == 1
+    assert (await state(conn, stuck.id))["decision_reason"] == "decoding timed out after 1 s"
 
 
 async def test_crashing_decoder_is_unprocessable(

@@ -20,7 +20,8 @@ with the links). The blur and the MP4 cost about a third of a confirmed clip's C
 waits for them. A blur that fails leaves the blurred key empty, never the alarm.
 
 Failures: a clip that is empty, truncated, corrupt or not a video, that hangs the decoder past
-the timeout or crashes it makes the detection ``unprocessable`` with the reason and the job ends
+the timeout twice (a first time-out is tried once more, in a fresh process: a stalled host looks
+the same) or crashes it makes the detection ``unprocessable`` with the reason and the job ends
 (for ``finish_footage``: the footage is recorded as failed, with the reason, and the incident keeps
 its alarm). Storage or database trouble is retried with backoff by the runner; a clip still missing
 from storage on the last attempt is ``unprocessable``. Rejected detections get no artefacts.
@@ -519,6 +520,10 @@ async def _judge(
         else:  # the urgent pool: never behind a clip the model scores
             analysis = await cpu.run(confirmer.analyse, request, timeout_s=settings.clip_timeout_s)
     except CLIP_FAILURES as exc:
+        if isinstance(exc, CpuTimeout) and job.attempts == 1 and not job.last_attempt:
+            # A stall (a loaded host, a process starved of CPU) looks like a hung decoder from here:
+            # the clip gets one more try, in a fresh process, before it is called unprocessable.
+            raise TransientError(f"{_reason(exc)}; trying once more", retry_after_s=0.0) from exc
         return Verdict("unprocessable", _reason(exc), timings_ms=timings | _total(started)), None, None
     timings |= analysis.timings_ms
     clip_score = analysis.score
