@@ -92,6 +92,45 @@ async def test_bad_clips_are_unprocessable_with_a_reason(
     assert len(await object_keys(storage)) == len(cases)  # the originals only
 
 
+async def test_an_edge_decided_kind_with_an_unreadable_clip_still_rings_on_the_edge_score(
+    make: Factory,
+    conn: asyncpg.Connection,
+    storage: Storage,
+    settings: Settings,
+    clips: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    """A weapon or a fire needs no server model: its clip only gives the snapshot, so a clip the server
+    cannot read, or one that hangs the decoder, must not cost the alarm (nor wait for a second try)."""
+    camera = await make.camera()
+    truncated = write_truncated_clip(clips["fight"], tmp_path / "cut.mp4").read_bytes()
+    weapon = await queued(make, storage, truncated, camera=camera, kind="weapon", edge_score=0.95)
+    faint = await queued(make, storage, b"", camera=camera, kind="weapon", edge_score=0.2)
+    async with confirm_worker(settings, storage) as ctx:
+        await run_jobs(ctx)
+    after = await state(conn, weapon.id)
+    assert after["status"] == "confirmed"
+    assert after["verified_by_server"] is False and after["score"] == pytest.approx(0.95)
+    assert "no server model" in after["decision_reason"]
+    assert "; clip unreadable, no snapshot: truncated or corrupt" in after["decision_reason"]
+    assert after["incident_id"] is not None and after["server_snapshot_key"] is None
+    incident = await conn.fetchrow("SELECT kind, status FROM incidents WHERE id = $1", after["incident_id"])
+    assert (incident["kind"], incident["status"]) == ("weapon", "confirmed")
+    assert await conn.fetchval("SELECT count(*) FROM jobs WHERE kind = 'dispatch_incident'") == 1  # the phones
+    rejected = await state(conn, faint.id)
+    assert (rejected["status"], rejected["incident_id"]) == ("rejected", None)  # under the edge threshold
+    assert "; clip unreadable, no snapshot: empty file" in rejected["decision_reason"]
+
+    fire = await queued(make, storage, clips["fight"], camera=camera, kind="fire_smoke", edge_score=0.9)
+    quick = msgspec.structs.replace(settings, clip_timeout_s=1.0)
+    async with confirm_worker(quick, storage, analyse=hang) as ctx:
+        await run_jobs(ctx)
+        assert ctx.require_confirmer().pool.restarts == 1  # decided at once: no second try for a snapshot
+    burning = await state(conn, fire.id)
+    assert burning["status"] == "confirmed" and burning["incident_id"] is not None
+    assert burning["decision_reason"].endswith("clip unreadable, no snapshot: decoding timed out after 1 s")
+
+
 async def test_clip_missing_from_storage_is_retried_then_unprocessable(
     make: Factory, conn: asyncpg.Connection, storage: Storage, settings: Settings
 ) -> None:

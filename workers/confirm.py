@@ -19,12 +19,14 @@ and shows them on the incident (``footage_ready``, which city systems get as ``i
 with the links). The blur and the MP4 cost about a third of a confirmed clip's CPU; no phone
 waits for them. A blur that fails leaves the blurred key empty, never the alarm.
 
-Failures: a clip that is empty, truncated, corrupt or not a video, that hangs the decoder past
-the timeout twice (a first time-out is tried once more, in a fresh process: a stalled host looks
-the same) or crashes it makes the detection ``unprocessable`` with the reason and the job ends
-(for ``finish_footage``: the footage is recorded as failed, with the reason, and the incident keeps
-its alarm). Storage or database trouble is retried with backoff by the runner; a clip still missing
-from storage on the last attempt is ``unprocessable``. Rejected detections get no artefacts.
+Failures: for a kind the server model judges, a clip that is empty, truncated, corrupt or not a
+video, that hangs the decoder past the timeout twice (a first time-out is tried once more, in a fresh
+process: a stalled host looks the same) or crashes it makes the detection ``unprocessable`` with the
+reason and the job ends; for a kind the edge decides (weapon, fire or smoke), the clip only gives the
+snapshot, so the edge's score decides at once and the alarm goes without one. In ``finish_footage``
+a failed clip records the footage as failed, with the reason, and the incident keeps its alarm.
+Storage or database trouble is retried with backoff by the runner; a clip still missing from storage
+on the last attempt is ``unprocessable``. Rejected detections get no artefacts.
 """
 
 from __future__ import annotations
@@ -520,6 +522,20 @@ async def _judge(
         else:  # the urgent pool: never behind a clip the model scores
             analysis = await cpu.run(confirmer.analyse, request, timeout_s=settings.clip_timeout_s)
     except CLIP_FAILURES as exc:
+        if not use_model:
+            # The edge decides this kind; the clip would only give the snapshot: never drop the alarm for it.
+            decision = confirmation.decide(target.kind, target.edge_score, Evidence(), settings)
+            log.warning("clip_unreadable_edge_decides", detection_id=str(target.id), reason=_reason(exc))
+            outcome: confirmation.Outcome = "confirmed" if decision.confirmed else "rejected"
+            reason = f"{decision.reason}; clip unreadable, no snapshot: {_reason(exc)}"
+            verdict = Verdict(
+                outcome,
+                reason,
+                score=decision.score,
+                verified_by_server=decision.verified_by_server,
+                timings_ms=timings | _total(started),
+            )
+            return verdict, None, None
         if isinstance(exc, CpuTimeout) and job.attempts == 1 and not job.last_attempt:
             # A stall (a loaded host, a process starved of CPU) looks like a hung decoder from here:
             # the clip gets one more try, in a fresh process, before it is called unprocessable.
