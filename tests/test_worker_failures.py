@@ -20,6 +20,7 @@ import pytest
 from backend.adapters.storage import Storage
 from backend.core.config import Settings, load_settings
 from tests.confirming import assert_artefacts, clips, confirm_worker, object_keys, queued, run_jobs, state
+from tests.conftest import shared_path
 from tests.factories import Factory
 from tests.services import free_port
 from tests.waiting import eventually
@@ -129,6 +130,25 @@ async def test_an_edge_decided_kind_with_an_unreadable_clip_still_rings_on_the_e
     burning = await state(conn, fire.id)
     assert burning["status"] == "confirmed" and burning["incident_id"] is not None
     assert burning["decision_reason"].endswith("clip unreadable, no snapshot: decoding timed out after 1 s")
+
+
+async def test_a_crowd_surge_the_person_model_cannot_count_is_decided_on_the_edge_score(
+    make: Factory, conn: asyncpg.Connection, storage: Storage, settings: Settings, tmp_path: Path
+) -> None:
+    person_model = shared_path("models", "yolox_nano.onnx")
+    crowd = await queued(
+        make, storage, write_garbage(tmp_path / "junk.mp4").read_bytes(), kind="crowd_surge", edge_score=0.99
+    )
+    async with confirm_worker(msgspec.structs.replace(settings, person_model=person_model), storage) as ctx:
+        await run_jobs(ctx)
+    after = await state(conn, crowd.id)
+    assert (after["status"], after["verified_by_server"], after["person_count"]) == ("confirmed", False, None)
+    assert after["decision_reason"].startswith("edge score 0.99 >= threshold")
+    assert (
+        "; people not counted, not verified by the server; clip unreadable, no snapshot: not a video"
+        in (after["decision_reason"])
+    )
+    assert after["incident_id"] is not None
 
 
 async def test_clip_missing_from_storage_is_retried_then_unprocessable(

@@ -19,14 +19,15 @@ and shows them on the incident (``footage_ready``, which city systems get as ``i
 with the links). The blur and the MP4 cost about a third of a confirmed clip's CPU; no phone
 waits for them. A blur that fails leaves the blurred key empty, never the alarm.
 
-Failures: for a kind the server model judges, a clip that is empty, truncated, corrupt or not a
-video, that hangs the decoder past the timeout twice (a first time-out is tried once more, in a fresh
-process: a stalled host looks the same) or crashes it makes the detection ``unprocessable`` with the
-reason and the job ends; for a kind the edge decides (weapon, fire or smoke), the clip only gives the
-snapshot, so the edge's score decides at once and the alarm goes without one. In ``finish_footage``
-a failed clip records the footage as failed, with the reason, and the incident keeps its alarm.
-Storage or database trouble is retried with backoff by the runner; a clip still missing from storage
-on the last attempt is ``unprocessable``. Rejected detections get no artefacts.
+Failures: for a fight or aggression (the kinds the server model judges), a clip that is empty,
+truncated, corrupt or not a video, that hangs the decoder past the timeout twice (a first time-out
+is tried once more, in a fresh process: a stalled host looks the same) or crashes it makes the
+detection ``unprocessable`` with the reason and the job ends. For the other kinds (weapon, fire or
+smoke, crowd surge) the edge's score decides at once, as it does without a person model, and the
+alarm goes without a snapshot. In ``finish_footage`` a failed clip records the footage as failed,
+with the reason, and the incident keeps its alarm. Storage or database trouble is retried with
+backoff by the runner; a clip still missing from storage on the last attempt is ``unprocessable``.
+Rejected detections get no artefacts.
 """
 
 from __future__ import annotations
@@ -522,8 +523,9 @@ async def _judge(
         else:  # the urgent pool: never behind a clip the model scores
             analysis = await cpu.run(confirmer.analyse, request, timeout_s=settings.clip_timeout_s)
     except CLIP_FAILURES as exc:
-        if not use_model:
-            # The edge decides this kind; the clip would only give the snapshot: never drop the alarm for it.
+        if target.kind not in confirmation.MODEL_KINDS:
+            # The edge's score decides this kind when the server cannot look (a crowd surge's people
+            # are counted only where the clip can be read): never drop the alarm for want of a clip.
             decision = confirmation.decide(target.kind, target.edge_score, Evidence(), settings)
             log.warning("clip_unreadable_edge_decides", detection_id=str(target.id), reason=_reason(exc))
             outcome: confirmation.Outcome = "confirmed" if decision.confirmed else "rejected"

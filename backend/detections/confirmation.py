@@ -6,7 +6,7 @@ score reaches the threshold (``KUZET_CONFIRM_THRESHOLD_<KIND>``, else the model'
 ``weapon`` and ``fire_smoke`` have no server model and are confirmed on the edge score against
 ``KUZET_EDGE_THRESHOLD_<KIND>``, marked not verified by the server; ``crowd_surge`` needs
 ``KUZET_CROWD_SURGE_MIN_PERSONS`` people and ``KUZET_CROWD_SURGE_MIN_MOTION`` motion when the person
-model is configured, otherwise the edge score decides (not verified by the server).
+model is configured and the clip can be read, otherwise the edge score decides (not verified by the server).
 Every decision carries a reason a person can read.
 
 Recording (``record_outcome``): one transaction locks the detection, refuses to decide it twice,
@@ -111,7 +111,10 @@ def decide(kind: str, edge_score: float, evidence: Evidence, settings: Settings)
     edge = _threshold(declared, settings)
     if edge is None:
         raise ValueError(f"{kind} declares no edge threshold")
-    why = "no server model for this kind" if rule == "edge" else "person model not configured"
+    if rule == "edge":
+        why = "no server model for this kind"
+    else:  # a crowd: no person model, or a clip it could not count people in
+        why = "person model not configured" if settings.person_model is None else "people not counted"
     ok = edge_score >= edge
     reason = f"edge score {edge_score:.2f} {_cmp(ok)} threshold {edge:.2f}; {why}, not verified by the server"
     return Decision(ok, edge_score, reason, verified_by_server=False)
