@@ -70,6 +70,7 @@ async def test_bad_clips_are_unprocessable_with_a_reason(
     settings: Settings,
     clips: dict[str, Path],
     tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     ok, jpeg = cv2.imencode(".jpg", np.full((64, 64, 3), 128, np.uint8))
     assert ok
@@ -81,13 +82,18 @@ async def test_bad_clips_are_unprocessable_with_a_reason(
         "wav": (_wav(tmp_path / "a.wav").read_bytes(), "no video stream: wav audio"),
     }
     rows = {name: await queued(make, storage, data, kind="fight") for name, (data, _) in cases.items()}
+    capfd.readouterr()
     async with confirm_worker(settings, storage) as ctx:
         await run_jobs(ctx)
+    logged = capfd.readouterr()
     for name, (_, reason) in cases.items():
         after = await state(conn, rows[name].id)
         assert after["status"] == "unprocessable", name
         assert after["decision_reason"].startswith(reason), (name, after["decision_reason"])
         assert after["incident_id"] is None
+        # nobody is alerted, so the operator's alert rule sends them to this line
+        line = next(x for x in (logged.out + logged.err).splitlines() if str(rows[name].id) in x)
+        assert "detection_unprocessable" in line and reason in line
     assert await job_row(conn) is None  # every job finished: no retry loop
     assert await conn.fetchval("SELECT count(*) FROM incidents") == 0
     assert len(await object_keys(storage)) == len(cases)  # the originals only

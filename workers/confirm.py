@@ -467,6 +467,15 @@ async def confirm_detection(ctx: WorkerContext, job: Work[jobs.ConfirmDetection]
     )
     if recorded.recorded:
         DETECTIONS_DECIDED.labels(kind=target.kind, decision=recorded.status).inc()
+        if recorded.status == "unprocessable":  # nobody is alerted: the operator's alert rule points here
+            log.warning(
+                "detection_unprocessable",
+                detection_id=str(detection_id),
+                kind=target.kind,
+                camera_id=str(target.camera_id),
+                venue_id=str(target.venue_id),
+                reason=verdict.reason,
+            )
         waited = (datetime.now(UTC) - target.received_at).total_seconds()
         CONFIRMATION_SECONDS.labels(kind=target.kind).observe(max(0.0, waited))
     if shadow is not None:
