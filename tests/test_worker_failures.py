@@ -22,6 +22,7 @@ from backend.core.config import Settings, load_settings
 from tests.confirming import assert_artefacts, clips, confirm_worker, object_keys, queued, run_jobs, state
 from tests.conftest import shared_path
 from tests.factories import Factory
+from tests.ingesting import Client, form, meta, post
 from tests.services import free_port
 from tests.waiting import eventually
 from tests.worker_processes import worker_process
@@ -130,6 +131,24 @@ async def test_an_edge_decided_kind_with_an_unreadable_clip_still_rings_on_the_e
     burning = await state(conn, fire.id)
     assert burning["status"] == "confirmed" and burning["incident_id"] is not None
     assert burning["decision_reason"].endswith("clip unreadable, no snapshot: decoding timed out after 1 s")
+
+
+async def test_a_weapon_posted_with_a_clip_cut_short_is_taken_and_rings(
+    client: Client, make: Factory, conn: asyncpg.Connection, storage: Storage, settings: Settings, tmp_path: Path
+) -> None:
+    """Through the API: a cut MP4 still sniffs as MP4, so ingest takes it (202); the worker cannot read
+    it, and the weapon is decided on the edge's score, as the camera then sees."""
+    camera = await make.camera()
+    cut = write_truncated_clip(write_test_clip(tmp_path / "whole.mp4", seconds=2.0), tmp_path / "cut.mp4")
+    answer = await post(client, camera.api_key, form(meta(kind="weapon", score=0.9), clip=cut.read_bytes()))
+    assert answer.status_code == 202, answer.text
+    async with confirm_worker(settings, storage) as ctx:
+        await run_jobs(ctx)
+    seen = await client.get(answer.json()["status_url"], headers={"Authorization": f"Bearer {camera.api_key}"})
+    assert seen.status_code == 200
+    assert seen.json()["status"] == "confirmed"
+    assert "clip unreadable, no snapshot: truncated or corrupt" in seen.json()["reason"]
+    assert seen.json()["incident_id"] is not None
 
 
 async def test_a_crowd_surge_the_person_model_cannot_count_is_decided_on_the_edge_score(
