@@ -537,11 +537,9 @@ async def _judge(
             # are counted only where the clip can be read): never drop the alarm for want of a clip.
             decision = confirmation.decide(target.kind, target.edge_score, Evidence(), settings)
             log.warning("clip_unreadable_edge_decides", detection_id=str(target.id), reason=_reason(exc))
-            outcome: confirmation.Outcome = "confirmed" if decision.confirmed else "rejected"
-            reason = f"{decision.reason}; clip unreadable, no snapshot: {_reason(exc)}"
             verdict = Verdict(
-                outcome,
-                reason,
+                "confirmed" if decision.confirmed else "rejected",
+                f"{decision.reason}; clip unreadable, no snapshot: {_reason(exc)}",
                 score=decision.score,
                 verified_by_server=decision.verified_by_server,
                 timings_ms=timings | _total(started),
