@@ -89,10 +89,17 @@ class DemoClip(NamedTuple):
 
 def demo_clips(shared: Path | None, workdir: Path) -> list[DemoClip]:
     """Real clips from ../shared when present, else generated ones; plus an edge-only weapon alert."""
-    from workers.media.synth import write_test_clip
+    from workers.media.synth import write_test_clip, write_truncated_clip
 
     calm = write_test_clip(workdir / "calm.mp4", motion="calm")
     weapon = DemoClip("entrance camera flags a weapon (no server model: edge score decides)", calm, "weapon", 1, 0.93)
+    cut = DemoClip(
+        "bar camera flags a fight, its clip cut short in transit",
+        write_truncated_clip(calm, workdir / "cut.mp4"),
+        "fight",
+        0,
+        0.9,
+    )
     data = (shared or ROOT.parent / "shared") / "data" / "surv-fight"
     if (data / "fight").is_dir() and (data / "noFight").is_dir():
         # clips from the training set: an illustration of the flow, not a measure of the model
@@ -100,6 +107,7 @@ def demo_clips(shared: Path | None, workdir: Path) -> list[DemoClip]:
             DemoClip("real fight clip (fi001)", data / "fight" / "fi001.mp4", "fight", 0, 0.82, fight=True),
             DemoClip("real non-fight clip (nofi001)", data / "noFight" / "nofi001.mp4", "fight", 0, 0.82, fight=False),
             weapon,
+            cut,
         ]
     return [
         DemoClip(
@@ -107,6 +115,7 @@ def demo_clips(shared: Path | None, workdir: Path) -> list[DemoClip]:
         ),
         DemoClip("generated calm clip", calm, "fight", 0, 0.82),
         weapon,
+        cut,
     ]
 
 
@@ -194,6 +203,7 @@ async def _run(shared: Path | None) -> int:
             await _drain(settings)
             show("worker", f"queue drained in {time.perf_counter() - started:.1f} s")
             incident_id = await _show_outcome(http, people, detections, inbox, settings)
+            await _show_unchecked(settings)
             await _show_webhooks(http, people, receiver, incident_id, settings)
             panic_incident = await _panic(http, people, inbox, receiver, settings)
             await _live_view(http, people, panic_incident, inbox, settings)
@@ -334,6 +344,26 @@ async def _post_clips(
     finally:
         await conn.close()
     return results
+
+
+async def _show_unchecked(settings: Settings) -> None:
+    """What waits on the dispatchers' board: fights the server could not check, which alert nobody."""
+    from backend.detections import unchecked
+
+    say("Candidates the server could not check (the dispatchers' board; nobody's phone rang)")
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        waiting = await unchecked.waiting(conn, None, window_s=settings.console_unchecked_window_s)
+    finally:
+        await conn.close()
+    for camera in waiting:
+        show(
+            f"{camera.venue_name} · {camera.camera_name}",
+            f"{camera.candidates} x {', '.join(camera.kinds)} (camera score up to {camera.top_score:.2f}): "
+            f"{camera.reason}; a dispatcher looks at the clip or calls the venue, then marks it checked",
+        )
+    if not waiting:
+        show("board", "nothing waiting")
 
 
 async def _drain(settings: Settings) -> None:

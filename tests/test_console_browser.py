@@ -240,7 +240,7 @@ def csp_errors(driver: Any) -> list[str]:
     return [e["message"] for e in driver.get_log("browser") if "Content Security Policy" in e["message"]]
 
 
-async def post_detection(base: str, camera_key: str, kind: str = "weapon") -> dict[str, Any]:
+async def post_detection(base: str, camera_key: str, kind: str = "weapon", clip: bytes | None = None) -> dict[str, Any]:
     meta = {
         "event_id": f"browser-{uuid.uuid4().hex[:8]}",
         "kind": kind,
@@ -250,13 +250,27 @@ async def post_detection(base: str, camera_key: str, kind: str = "weapon") -> di
     }
     files = {
         "meta": (None, json.dumps(meta), "application/json"),
-        "clip": ("clip.mp4", mp4_bytes(seconds=1.0), "video/mp4"),
+        "clip": ("clip.mp4", mp4_bytes(seconds=1.0) if clip is None else clip, "video/mp4"),
     }
     async with httpx.AsyncClient(base_url=base, timeout=60) as http:
         response = await http.post("/v1/detections", files=files, headers={"Authorization": f"Bearer {camera_key}"})
     assert response.status_code == 202, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+async def unchecked_candidate(make: Factory, settings: Settings, camera: Any, score: float, reason: str) -> Any:
+    """A fight the worker could not check, recorded as the worker records it."""
+    from backend.core.db import create_pool
+    from backend.detections.confirmation import Verdict, record_outcome
+
+    row = await make.detection(camera, kind="fight", edge_score=score)
+    pool = await create_pool(settings.database_url, max_size=1)
+    try:
+        await record_outcome(pool, settings, row.id, Verdict("unprocessable", reason), window_s=120)
+    finally:
+        await pool.close()
+    return row
 
 
 # --- the tests ------------------------------------------------------------------------------
@@ -483,6 +497,9 @@ async def test_the_night_shifts_console_at_1366_and_390_px_in_three_languages(
         )
     seen = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
     late_id, _ = await incident_seen_at(make, conn, settings, quiet.id, seen)
+    bar = await make.camera(busy.id, name="Bar-2", zone="dance floor")
+    for score, reason in ((0.91, "truncated or corrupt: moov atom not found"), (0.77, "decoding timed out after 30 s")):
+        await unchecked_candidate(make, settings, bar, score, reason)
     camera_time = localtime.stamp(seen, "Asia/Almaty")
     dispatcher = await make.user("dispatcher", region_id=region.id, display_name="Dana Dispatcher")
     base = settings.public_base_url
@@ -520,6 +537,7 @@ async def test_the_night_shifts_console_at_1366_and_390_px_in_three_languages(
     wait_until(browser, lambda d: d.execute_script(hover))
     assert "<b>Busy</b>" in browser.execute_script(hover)
     assert "<b>Busy</b>" in find(browser, f"#venue-{busy.id}").text
+    assert "<b>Busy</b>" in find(browser, "#unchecked tr.unchecked-camera").text  # and on the unchecked list
     assert browser.execute_script("return document.getElementById('injected') === null;")
     # filters
     find(browser, "#filter-unack").click()
@@ -625,6 +643,8 @@ async def test_the_night_shifts_console_at_1366_and_390_px_in_three_languages(
     wait_until(browser, lambda d: find(d, "#live").get_attribute("data-state") == "live")
     shot(browser, "board-1366-kk")
     assert split_words(browser) == []
+    browser.execute_script("document.getElementById('unchecked').scrollIntoView();")
+    shot(browser, "board-unchecked-1366-kk")
     browser.get(f"{base}/console/board?lang=ru")
     wait_until(browser, lambda d: find(d, "#count").text == "201")
     shot(browser, "board-1366-ru")
@@ -634,6 +654,8 @@ async def test_the_night_shifts_console_at_1366_and_390_px_in_three_languages(
     wait_until(browser, lambda d: find(d, "#count").text == "201")
     assert overflow(browser) == 0
     shot(browser, "board-390-ru")
+    browser.execute_script("document.getElementById('unchecked').scrollIntoView();")
+    shot(browser, "board-unchecked-390-ru")
     browser.set_window_size(1366, 900)
 
     assert {page: found for page, found in problems.items() if found} == {}
@@ -792,6 +814,55 @@ async def test_the_open_board_shows_a_bouncer_who_comes_on_duty_and_drops_one_wh
     assert "Bolat Door" not in find(browser, "#incident-rows td.contacts").text
     assert browser.execute_script("return window.__sameDocument;") == marker  # never reloaded
     assert find(browser, "#count").text == "2"
+
+
+async def test_a_fight_the_server_cannot_check_reaches_the_open_board_and_is_marked_checked(
+    browser: Any, stack: Callable[..., Any], make: Factory, conn: asyncpg.Connection, settings: Settings
+) -> None:
+    """Camera, API, worker, board: a fight whose clip was cut short in transit is taken (it sniffs as
+    MP4), the worker cannot read it, nobody is alerted; it appears on the open board with no reload,
+    flashed and announced, and the dispatcher marks it checked."""
+    region = await make.region()
+    venue = await make.venue(region_id=region.id, name="Cut Clip Club")
+    camera = await make.camera(venue.id, name="Bar-1", zone="dance floor")
+    dispatcher = await make.user("dispatcher", region_id=region.id)
+    base = settings.public_base_url
+    stack(worker=True)
+
+    browser.set_window_size(1366, 900)
+    sign_in(browser, base, dispatcher.username)
+    wait_until(browser, lambda d: find(d, "#live").get_attribute("data-state") == "live")
+    assert find(browser, "#unchecked").get_attribute("data-count") == "0"
+    assert find(browser, "#unchecked").text.endswith(i18n.EN["unchecked.none"])
+    marker = browser.execute_script("window.__sameDocument = 7; return window.__sameDocument;")
+
+    whole = mp4_bytes(seconds=1.0)
+    posted = await post_detection(base, camera.api_key, kind="fight", clip=whole[: len(whole) // 2])
+    started = time.monotonic()
+    row = wait_for(browser, "#unchecked tr.unchecked-camera.fresh")  # refreshed every 10 s
+    print(f"on the board {time.monotonic() - started:.1f} s after the 202")
+    assert browser.execute_script("return window.__sameDocument;") == marker  # no reload
+    assert "Cut Clip Club" in row.text and "Bar-1 · dance floor" in row.text
+    assert i18n.EN["unchecked.cause.clip_unreadable"] in row.text and "truncated or corrupt" in row.text
+    jump = find(browser, "#unchecked-jump")  # at the top of the board, above any number of incidents
+    assert jump.is_displayed() and jump.text == i18n.EN["unchecked.jump"].format(n=1)
+    assert find(browser, "#cue").is_displayed()
+    announced = f"{i18n.EN['board.new_unchecked']}: {i18n.EN['kind.fight']} · Cut Clip Club"
+    assert find(browser, "#cue-text").text == announced
+    assert find(browser, "#count").text == "0"  # no incident
+    detection_id = uuid.UUID(posted["detection_id"])
+    assert await conn.fetchval("SELECT status FROM detections WHERE id = $1", detection_id) == "unprocessable"
+    assert await conn.fetchval("SELECT count(*) FROM alerts") == 0  # nobody's phone rang: the board is where it is
+    shot(browser, "board-unchecked-1366-en")
+    assert csp_errors(browser) == []
+
+    click(browser, "#unchecked button.checked")
+    wait_until(browser, lambda d: find(d, "#unchecked").get_attribute("data-count") == "0")
+    assert not find(browser, "#unchecked-jump").is_displayed()
+    assert (
+        await conn.fetchval("SELECT checked_by FROM unchecked_candidates WHERE detection_id = $1", detection_id)
+        == dispatcher.id
+    )
 
 
 async def test_an_admin_edits_a_user_in_the_browser_at_1366_and_390_px(

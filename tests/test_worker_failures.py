@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 import wave
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,14 @@ async def job_row(conn: asyncpg.Connection) -> asyncpg.Record | None:
     )
 
 
+async def waiting_cause(conn: asyncpg.Connection, detection_id: uuid.UUID) -> str | None:
+    """Why the candidate waits on the dispatchers' board (None: it does not)."""
+    cause: str | None = await conn.fetchval(
+        "SELECT cause FROM unchecked_candidates WHERE detection_id = $1 AND checked_at IS NULL", detection_id
+    )
+    return cause
+
+
 async def test_bad_clips_are_unprocessable_with_a_reason(
     make: Factory,
     conn: asyncpg.Connection,
@@ -89,6 +98,7 @@ async def test_bad_clips_are_unprocessable_with_a_reason(
         assert after["status"] == "unprocessable", name
         assert after["decision_reason"].startswith(reason), (name, after["decision_reason"])
         assert after["incident_id"] is None
+        assert await waiting_cause(conn, rows[name].id) == "clip_unreadable", name  # a dispatcher will see it
     assert await job_row(conn) is None  # every job finished: no retry loop
     assert await conn.fetchval("SELECT count(*) FROM incidents") == 0
     assert len(await object_keys(storage)) == len(cases)  # the originals only
@@ -131,6 +141,7 @@ async def test_an_edge_decided_kind_with_an_unreadable_clip_still_rings_on_the_e
     burning = await state(conn, fire.id)
     assert burning["status"] == "confirmed" and burning["incident_id"] is not None
     assert burning["decision_reason"].endswith("clip unreadable, no snapshot: decoding timed out after 1 s")
+    assert await conn.fetchval("SELECT count(*) FROM unchecked_candidates") == 0  # decided: nothing waits
 
 
 async def test_a_weapon_posted_with_a_clip_cut_short_is_taken_and_rings(
@@ -185,6 +196,7 @@ async def test_clip_missing_from_storage_is_retried_then_unprocessable(
     after = await state(conn, row.id)
     assert after["status"] == "unprocessable"
     assert after["decision_reason"] == "clip missing from object storage"
+    assert await waiting_cause(conn, row.id) == "clip_missing"
     assert await job_row(conn) is None
 
 
@@ -230,6 +242,7 @@ async def test_hung_decoder_is_cut_off_twice_then_unprocessable_and_the_pool_rec
         after = await state(conn, stuck.id)
         assert after["status"] == "unprocessable"
         assert after["decision_reason"] == "decoding timed out after 1 s"
+        assert await waiting_cause(conn, stuck.id) == "timed_out"
         assert await job_row(conn) is None
         confirmer = ctx.require_confirmer()
         assert confirmer.pool.restarts == 2  # the first time-out was tried once more, in a fresh process
@@ -287,6 +300,7 @@ async def test_crashing_decoder_is_unprocessable(
     after = await state(conn, row.id)
     assert after["status"] == "unprocessable"
     assert after["decision_reason"] == "decoder crashed: worker process died (signal 9)"
+    assert await waiting_cause(conn, row.id) == "decoder_crashed"
     assert await job_row(conn) is None
 
 

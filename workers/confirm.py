@@ -22,11 +22,13 @@ waits for them. A blur that fails leaves the blurred key empty, never the alarm.
 Failures: for a fight or aggression (the kinds the server model judges), a clip that is empty,
 truncated, corrupt or not a video, that hangs the decoder past the timeout twice (a first time-out
 is tried once more, in a fresh process: a stalled host looks the same) or crashes it makes the
-detection ``unprocessable`` with the reason and the job ends. For the other kinds (weapon, fire or
-smoke, crowd surge) the edge's score decides at once, as it does without a person model, and the
-alarm goes without a snapshot. In ``finish_footage`` a failed clip records the footage as failed,
-with the reason, and the incident keeps its alarm. Storage or database trouble is retried with
-backoff by the runner; a clip still missing from storage on the last attempt is ``unprocessable``.
+detection ``unprocessable`` with the reason and the job ends; nobody is alerted, and the candidate
+waits on the dispatchers' board until one of them checks it (``backend.detections.unchecked``).
+For the other kinds (weapon, fire or smoke, crowd surge) the edge's score decides at once, as it
+does without a person model, and the alarm goes without a snapshot. In ``finish_footage`` a failed
+clip records the footage as failed, with the reason, and the incident keeps its alarm. Storage or
+database trouble is retried with backoff by the runner; a clip still missing from storage on the last
+attempt is ``unprocessable``.
 Rejected detections get no artefacts.
 """
 
@@ -50,7 +52,7 @@ from backend.core.config import Settings
 from backend.core.failures import DATABASE_UNAVAILABLE, ObjectMissing
 from backend.core.logging import get_logger
 from backend.core.metrics import CONFIRMATION_SECONDS, DETECTIONS_DECIDED, FOOTAGE_FINISHED
-from backend.detections import confirmation
+from backend.detections import confirmation, unchecked
 from backend.detections.confirmation import Evidence, Verdict
 from backend.models import repo as model_versions_repo
 from backend.models import service as model_versions
@@ -467,7 +469,7 @@ async def confirm_detection(ctx: WorkerContext, job: Work[jobs.ConfirmDetection]
     )
     if recorded.recorded:
         DETECTIONS_DECIDED.labels(kind=target.kind, decision=recorded.status).inc()
-        if recorded.status == "unprocessable":  # nobody is alerted: the operator's alert rule points here
+        if recorded.status == "unprocessable":  # it waits on the board; the operator's alert rule points here too
             log.warning(
                 "detection_unprocessable",
                 detection_id=str(detection_id),
@@ -519,7 +521,7 @@ async def _judge(
         await ctx.require_storage().download(target.clip_key, clip)
     except ObjectMissing as exc:
         if job.last_attempt:
-            return Verdict("unprocessable", "clip missing from object storage"), None, None
+            return Verdict("unprocessable", unchecked.CLIP_MISSING), None, None
         raise TransientError(f"clip {target.clip_key} missing from object storage") from exc
     timings = {"download": (time.perf_counter() - started) * 1000.0}
 

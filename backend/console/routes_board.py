@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from functools import partial
 from typing import Annotated
 
@@ -47,6 +48,8 @@ BOARD_WORDS = [
     "incident.no_phone",
     *(f"role.{r}" for r in ("bouncer", "owner")),
     "board.overload",
+    "board.new_unchecked",
+    "unchecked.jump",
     *(f"unit.{u}" for u in ("s", "min", "h")),
     *(f"state.{s}" for s in (*OPEN_STATES, "resolved")),
     *(f"kind.{k}" for k in kinds.KINDS),
@@ -62,6 +65,12 @@ class LegalHoldForm(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     hold: bool
     reason: Annotated[str, line(500)]
+
+
+class CheckedForm(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The board's "Checked" on a camera's candidates: up to the newest one the board showed."""
+
+    through: datetime
 
 
 class ClaimForm(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -109,8 +118,37 @@ class BoardController(Controller):
             states=OPEN_STATES,
             regions=await console.board_regions(db, me),
             camera_problems=await edge_health.problems(db, me),
+            unchecked=await console.unchecked_waiting(db, settings, me),
             overload=await _overload(db, settings),
         )
+
+    @get("/board/unchecked")
+    async def unchecked(self, request: ConsoleRequest, db: Db, me: Me) -> Response[str]:
+        """The board's list of candidates the server could not check, as the page shows it (refreshed
+        by the page every few seconds)."""
+        session.require(me, *console.BOARD_ROLES)
+        waiting = await console.unchecked_waiting(db, request.app.state.settings, me)
+        response = render(request, "_unchecked.html", me=me, unchecked=waiting)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @post("/board/unchecked/{camera_id:uuid}/checked", status_code=303)
+    async def unchecked_checked(self, request: ConsoleRequest, db: Db, me: Me, camera_id: PathId) -> Redirect:
+        session.require(me, *console.BOARD_ROLES)
+        data = await forms.read(request, CheckedForm)
+        await console.check_unchecked(db, me, camera_id, data.through)
+        return Redirect(path="/console/board#unchecked", status_code=303)
+
+    @get("/board/unchecked/{detection_id:uuid}/clip")
+    async def unchecked_clip(self, request: ConsoleRequest, db: Db, me: Me, detection_id: PathId) -> Redirect:
+        """A waiting candidate's clip as the camera sent it: an audited footage view, like an incident's."""
+        session.require(me, *console.BOARD_ROLES)
+        settings = request.app.state.settings
+        key = await console.unchecked_clip(
+            db, settings, me, detection_id, client=request.client.host if request.client else None
+        )
+        url = await request.app.state.storage.presign_get(key, expires_s=settings.footage_url_ttl_s)
+        return Redirect(path=url, status_code=302, headers={"Cache-Control": "no-store"})
 
     @get("/board/outline", media_type="application/json")
     async def outline(self, request: ConsoleRequest, db: Db, me: Me) -> Response[bytes]:

@@ -27,6 +27,7 @@ from backend.core.auth import Principal
 from backend.core.config import Settings
 from backend.core.db import Conn
 from backend.core.errors import NotFound
+from backend.detections import unchecked
 from backend.dispatch import deliveries
 from backend.dispatch.schemas import NotDelivered
 from backend.duty import repo as duty
@@ -188,6 +189,27 @@ def _board_scope(me: Principal) -> uuid.UUID | None:
     if me.role != "dispatcher":
         return None
     return me.region_id or uuid.UUID(int=0)  # a dispatcher of no region sees no region
+
+
+async def unchecked_waiting(conn: Conn, settings: Settings, me: Principal) -> list[unchecked.WaitingCamera]:
+    """The cameras whose candidates the server could not check, waiting on my board."""
+    if me.role not in BOARD_ROLES:
+        return []
+    return await unchecked.waiting(conn, _board_scope(me), window_s=settings.console_unchecked_window_s)
+
+
+async def check_unchecked(conn: Conn, me: Principal, camera_id: uuid.UUID, through: datetime) -> int:
+    """Mark a camera's waiting candidates up to ``through`` checked (``unchecked.mark_checked``)."""
+    return await unchecked.mark_checked(conn, me, _board_scope(me), camera_id, through)
+
+
+async def unchecked_clip(
+    conn: Conn, settings: Settings, me: Principal, detection_id: uuid.UUID, *, client: str | None
+) -> str:
+    """The storage key of a waiting candidate's clip in my scope, the view audited."""
+    return await unchecked.clip_key(
+        conn, me, _board_scope(me), detection_id, via="console", client=client, expires_s=settings.footage_url_ttl_s
+    )
 
 
 async def outline(conn: Conn, settings: Settings, me: Principal) -> bytes:

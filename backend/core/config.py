@@ -168,6 +168,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # the board's base map without tiles: a GeoJSON file of the city's districts and streets
     # (unset: the shipped Almaty outline, backend/console/outline/; "none": no outline)
     console_outline: str | None = None
+    # how long a candidate the server could not check waits on the board unless a dispatcher checks it
+    console_unchecked_window_s: Positive = 8 * 3600.0
 
     @property
     def is_production(self) -> bool:

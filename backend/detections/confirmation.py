@@ -12,7 +12,8 @@ Every decision carries a reason a person can read.
 Recording (``record_outcome``): one transaction locks the detection, refuses to decide it twice,
 groups a confirmed detection into an incident (enqueueing the dispatch job), stores the decision
 and, for a confirmed detection with a snapshot, enqueues the rest of its footage (the alarm does not
-wait for it), so a worker killed at any point leaves either nothing or everything.
+wait for it); an unprocessable one waits on the dispatchers' board (``backend.detections.unchecked``).
+A worker killed at any point leaves either nothing or everything.
 ``record_footage`` stores that footage once made, and shows it on the incident.
 """
 
@@ -30,6 +31,7 @@ from backend.core import jobs, queue
 from backend.core.config import Settings
 from backend.core.db import Conn
 from backend.core.job_errors import PermanentError
+from backend.detections import unchecked
 from backend.incidents import kinds
 from backend.incidents import lifecycle as incidents
 
@@ -265,6 +267,17 @@ async def record_outcome(
             verdict.blurred_snapshot_key,
             verdict.faces_blurred,
         )
+        if verdict.outcome == "unprocessable":  # nobody is alerted: it waits on the dispatchers' board
+            await unchecked.record(
+                conn,
+                detection_id=detection_id,
+                camera_id=target.camera_id,
+                venue_id=target.venue_id,
+                kind=target.kind,
+                edge_score=target.edge_score,
+                detected_at=target.occurred_at,
+                reason=verdict.reason,
+            )
         if grouping is not None and verdict.footage_at_s is not None and verdict.snapshot_key is not None:
             await queue.enqueue(
                 conn,

@@ -98,3 +98,18 @@ async def footage_folders(conn: Conn, incident_id: uuid.UUID) -> list[str]:
 async def lock_tagging(conn: Conn, incident_id: uuid.UUID) -> None:
     """One tagger per incident at a time, until the transaction ends (the last one reads the last hold)."""
     await conn.execute(LOCK_TAGGING, incident_id)
+
+
+# Candidates the server could not check (backend.detections.unchecked), checked or not: who marked
+# them is kept as long as the audit records.
+PRUNE_UNCHECKED = """
+DELETE FROM unchecked_candidates WHERE detection_id IN (
+    SELECT detection_id FROM unchecked_candidates
+    WHERE recorded_at < now() - make_interval(secs => $1) ORDER BY recorded_at LIMIT $2
+)
+"""
+
+
+async def prune_unchecked(conn: Conn, *, retention_s: float, limit: int) -> int:
+    """Delete at most ``limit`` candidates recorded longer than ``retention_s`` ago; how many went."""
+    return int((await conn.execute(PRUNE_UNCHECKED, retention_s, limit)).split()[-1])

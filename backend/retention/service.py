@@ -9,6 +9,8 @@
                                                             ``prune_locations`` (workers/dispatch.py)
     audit records                                         KUZET_AUDIT_RETENTION_S (1 year): whole monthly
                                                             partitions dropped, the rest deleted in batches
+    candidates the server could not check, and who        KUZET_AUDIT_RETENTION_S, from their recording
+      marked them checked (``unchecked_candidates``)
 
 Each batch is one transaction: the rows are locked (SKIP LOCKED, so sweepers never collide), their
 objects deleted with S3 DeleteObjects, and only the rows whose every object S3 confirmed deleted are
@@ -57,6 +59,7 @@ class SweepReport:
     objects: int = 0  # objects S3 confirmed deleted
     refused: int = 0  # objects S3 refused to delete (left, and their rows unmarked)
     audit_records: int = 0
+    unchecked: int = 0  # candidates the server could not check, their rows deleted
     interrupted: DeleteInterrupted | None = field(default=None, repr=False)
 
 
@@ -177,6 +180,13 @@ async def sweep_audit(conn: Conn, settings: Settings, report: SweepReport) -> in
     return deleted
 
 
+async def sweep_unchecked(conn: Conn, settings: Settings, report: SweepReport) -> int:
+    """One batch of candidates the server could not check, past the audit retention, deleted."""
+    deleted = await repo.prune_unchecked(conn, retention_s=settings.audit_retention_s, limit=settings.retention_batch)
+    report.unchecked += deleted
+    return deleted
+
+
 Step = Callable[[Conn, ObjectStore, Settings, SweepReport, list[uuid.UUID]], Awaitable[_Batch]]
 
 
@@ -204,12 +214,15 @@ async def sweep(
         while await sweep_audit(conn, settings, report) >= settings.retention_batch:
             if deadline and time.monotonic() > deadline:
                 break
+        while await sweep_unchecked(conn, settings, report) >= settings.retention_batch:
+            if deadline and time.monotonic() > deadline:
+                break
     _log(report)
     return report
 
 
 def _log(report: SweepReport) -> None:
-    if report.objects or report.refused or report.audit_records or report.interrupted:
+    if report.objects or report.refused or report.audit_records or report.unchecked or report.interrupted:
         log.info(
             "retention_swept",
             detections=report.detections,
@@ -217,6 +230,7 @@ def _log(report: SweepReport) -> None:
             objects=report.objects,
             refused=report.refused,
             audit_records=report.audit_records,
+            unchecked=report.unchecked,
             interrupted=report.interrupted is not None,
         )
 

@@ -495,5 +495,47 @@
       .catch(function () { /* the stream's own status says when the server is away */ });
   }
   window.setInterval(checkOverload, 15000);
-  window.kuzetBoard = { draw: draw, count: function () { return Object.keys(incidents).length; } };
+  // --- candidates the server could not check: the list, fetched again every 10 s -------------------
+  // The server renders it (_unchecked.html, in the page's language); a camera whose newest candidate
+  // is newer than anything this page has seen flashes and is announced like a new incident.
+  var uncheckedHtml = null;
+  var uncheckedSeen = (document.getElementById("unchecked") || root).getAttribute("data-newest") || "";
+  function refreshUnchecked() {
+    fetch("/console/board/unchecked", { credentials: "same-origin", headers: { Accept: "text/html" } })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        var current = document.getElementById("unchecked");
+        if (html === null || html === uncheckedHtml || !current) { return; }
+        uncheckedHtml = html;
+        var next = new DOMParser().parseFromString(html, "text/html").getElementById("unchecked");
+        if (!next) { return; }
+        var newest = uncheckedSeen;
+        Array.prototype.forEach.call(next.querySelectorAll("tr.unchecked-camera"), function (row) {
+          var through = row.getAttribute("data-through") || "";
+          if (Date.parse(through) > (Date.parse(uncheckedSeen) || 0)) {
+            row.classList.add("fresh");
+            announceUnchecked(row);
+          }
+          if (Date.parse(through) > (Date.parse(newest) || 0)) { newest = through; }
+        });
+        uncheckedSeen = newest;
+        current.replaceWith(document.importNode(next, true));
+        var jump = document.getElementById("unchecked-jump");
+        var waiting = Number(next.getAttribute("data-candidates") || "0");
+        if (jump) {
+          jump.textContent = fill("unchecked.jump", { n: waiting });
+          jump.hidden = waiting === 0;
+        }
+      })
+      .catch(function () { /* the stream's own status says when the server is away */ });
+  }
+  function announceUnchecked(row) {
+    var kinds = (row.getAttribute("data-kinds") || "").split(" ").filter(Boolean).map(function (k) { return w("kind." + k); });
+    document.getElementById("cue-text").textContent =
+      w("board.new_unchecked") + ": " + kinds.join(", ") + " · " + (row.getAttribute("data-venue") || "");
+    cue.hidden = false;
+    beep();
+  }
+  window.setInterval(refreshUnchecked, 10000);
+  window.kuzetBoard = { draw: draw, count: function () { return Object.keys(incidents).length; }, refreshUnchecked: refreshUnchecked };
 })();

@@ -1,0 +1,182 @@
+"""Candidates the server could not check: what waits on the dispatcher's board until someone looks.
+
+A fight or aggression candidate is judged by the server's model, and an edge score alone is the
+noise that model exists to filter, so when its clip cannot be judged (unreadable, missing from
+storage, the analysis timed out twice) the detection is ``unprocessable`` and nobody is alerted.
+Instead of leaving it in the record only, the decision's transaction also writes it here
+(``record``, called by ``confirmation.record_outcome``), and the board lists what is waiting in its
+region, one line per camera: how many, which kinds, the highest edge score, first and last, why the
+server could not check. A dispatcher opens the latest clip (an audited footage view) or calls the
+venue, then marks the camera's candidates checked (``mark_checked``, audited); a candidate that
+arrives after the board was drawn stays waiting. What nobody marked drops off the board after
+``KUZET_CONSOLE_UNCHECKED_WINDOW_S`` and stays in the record; the rows go with the audit retention.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Final, Literal
+
+import msgspec
+
+from backend.audit import repo as audit
+from backend.core.auth import Principal
+from backend.core.db import Conn
+from backend.core.errors import Gone, NotFound
+
+Cause = Literal["clip_unreadable", "clip_missing", "timed_out", "decoder_crashed"]
+# The worker's reasons (workers/confirm.py) by their opening words; any other is the decoder's own
+# account of a clip it could not read.
+CLIP_MISSING: Final = "clip missing from object storage"
+_CAUSES: Final[tuple[tuple[str, Cause], ...]] = (
+    (CLIP_MISSING, "clip_missing"),
+    ("decoding timed out", "timed_out"),
+    ("decoder crashed", "decoder_crashed"),
+)
+WAITING_LIMIT: Final = 50
+
+
+def cause_of(reason: str) -> Cause:
+    for opening, cause in _CAUSES:
+        if reason.startswith(opening):
+            return cause
+    return "clip_unreadable"
+
+
+class WaitingCamera(msgspec.Struct, frozen=True):
+    """One camera's candidates waiting for a dispatcher."""
+
+    camera_id: uuid.UUID
+    camera_name: str
+    zone: str | None
+    venue_id: uuid.UUID
+    venue_name: str
+    timezone: str
+    candidates: int
+    kinds: list[str]
+    top_score: float
+    first_at: datetime
+    last_at: datetime
+    through: datetime  # the newest candidate's recording: what a "checked" covers
+    cause: Cause  # the newest candidate's
+    reason: str
+    latest_id: uuid.UUID  # the newest candidate, whose clip the board offers
+
+    @property
+    def has_clip(self) -> bool:
+        return self.cause != "clip_missing"
+
+
+RECORD = """
+INSERT INTO unchecked_candidates (detection_id, camera_id, venue_id, kind, edge_score, detected_at, reason, cause)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (detection_id) DO NOTHING
+"""
+# Waiting in the board's scope ($1: a region, or null for all), recorded within $2 seconds: the
+# partial index holds only what is waiting, so the cost grows with that, not with the detections.
+WAITING = """
+SELECT u.camera_id, c.name AS camera_name, c.zone, v.id AS venue_id, v.name AS venue_name, v.timezone,
+       count(*)::int AS candidates, array_agg(DISTINCT u.kind ORDER BY u.kind) AS kinds,
+       max(u.edge_score)::float8 AS top_score, min(u.detected_at) AS first_at, max(u.detected_at) AS last_at,
+       max(u.recorded_at) AS through,
+       (array_agg(u.cause ORDER BY u.recorded_at DESC, u.detection_id))[1] AS cause,
+       (array_agg(u.reason ORDER BY u.recorded_at DESC, u.detection_id))[1] AS reason,
+       (array_agg(u.detection_id ORDER BY u.recorded_at DESC, u.detection_id))[1] AS latest_id
+FROM unchecked_candidates u JOIN cameras c ON c.id = u.camera_id JOIN venues v ON v.id = u.venue_id
+WHERE u.checked_at IS NULL AND u.recorded_at > now() - make_interval(secs => $2)
+  AND ($1::uuid IS NULL OR v.region_id = $1)
+GROUP BY u.camera_id, c.name, c.zone, v.id, v.name, v.timezone
+ORDER BY max(u.recorded_at) DESC, u.camera_id
+LIMIT $3
+"""
+CAMERA_IN_SCOPE = """
+SELECT c.venue_id FROM cameras c JOIN venues v ON v.id = c.venue_id
+WHERE c.id = $1 AND ($2::uuid IS NULL OR v.region_id = $2)
+"""
+MARK_CHECKED = """
+UPDATE unchecked_candidates SET checked_at = now(), checked_by = $3
+WHERE camera_id = $1 AND checked_at IS NULL AND recorded_at <= $2
+RETURNING detection_id
+"""
+CANDIDATE_CLIP = """
+SELECT u.venue_id, d.clip_key, d.footage_purged_at
+FROM unchecked_candidates u JOIN venues v ON v.id = u.venue_id
+JOIN detections d ON d.id = u.detection_id
+WHERE u.detection_id = $1 AND ($2::uuid IS NULL OR v.region_id = $2)
+"""
+
+
+async def record(
+    conn: Conn,
+    *,
+    detection_id: uuid.UUID,
+    camera_id: uuid.UUID,
+    venue_id: uuid.UUID,
+    kind: str,
+    edge_score: float,
+    detected_at: datetime,
+    reason: str,
+) -> None:
+    """In the decision's transaction: the candidate waits on the board (once, however often it runs)."""
+    await conn.execute(
+        RECORD, detection_id, camera_id, venue_id, kind, edge_score, detected_at, reason, cause_of(reason)
+    )
+
+
+async def waiting(conn: Conn, region_id: uuid.UUID | None, *, window_s: float) -> list[WaitingCamera]:
+    """The cameras with candidates waiting in a region (None: every region), newest first."""
+    rows = await conn.fetch(WAITING, region_id, window_s, WAITING_LIMIT)
+    return [msgspec.convert(dict(r), WaitingCamera) for r in rows]
+
+
+async def mark_checked(
+    conn: Conn, me: Principal, region_id: uuid.UUID | None, camera_id: uuid.UUID, through: datetime
+) -> int:
+    """The camera's waiting candidates recorded up to ``through`` (what the board showed), checked by
+    ``me``, audited; how many. A second dispatcher's mark finds none left and changes nothing. 404 for a
+    camera outside the region."""
+    async with conn.transaction():
+        venue_id = await conn.fetchval(CAMERA_IN_SCOPE, camera_id, region_id)
+        if venue_id is None:
+            raise NotFound("no such camera", field="camera_id")
+        checked = [r["detection_id"] for r in await conn.fetch(MARK_CHECKED, camera_id, through, me.user_id)]
+        if checked:
+            await audit.record_by(
+                conn,
+                me,
+                "unchecked_candidates.checked",
+                subject_type="camera",
+                subject_id=str(camera_id),
+                venue_id=venue_id,
+                detail={"candidates": len(checked), "through": through.isoformat()},
+            )
+    return len(checked)
+
+
+async def clip_key(
+    conn: Conn,
+    me: Principal,
+    region_id: uuid.UUID | None,
+    detection_id: uuid.UUID,
+    *,
+    via: str,
+    client: str | None,
+    expires_s: float,
+) -> str:
+    """The stored clip of a candidate in the region, its viewing audited as every footage view is."""
+    row = await conn.fetchrow(CANDIDATE_CLIP, detection_id, region_id)
+    if row is None:
+        raise NotFound("no such candidate", field="detection_id")
+    if row["footage_purged_at"] is not None:
+        raise Gone(f"the clip was deleted at {row['footage_purged_at'].isoformat()} (retention)", field="clip")
+    await audit.record_by(
+        conn,
+        me,
+        "footage.view.clip",
+        subject_type="detection",
+        subject_id=str(detection_id),
+        venue_id=row["venue_id"],
+        detail={"via": via, "client": client, "expires_s": expires_s},
+    )
+    return str(row["clip_key"])

@@ -1,0 +1,249 @@
+"""Candidates the server could not check, on the dispatcher's board (``backend.detections.unchecked``).
+
+A fight or aggression whose clip the server's model could not judge alerts nobody; it is written in
+the decision's transaction and waits on the board of its region, one line per camera, until a
+dispatcher marks it checked. These read what the board shows (parsed, not grepped for a status), who
+sees it, what "Checked" covers, the audited clip, and how long the rows live. The worker's side (each
+failure writes its cause) is in ``test_worker_failures.py``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import msgspec
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from lxml import html as lxml_html
+
+from backend.core import localtime
+from backend.core.config import Settings
+from backend.core.db import create_pool
+from backend.detections.confirmation import Verdict, record_outcome
+from backend.retention import service as retention
+from tests.consoling import console_client
+from tests.factories import Factory
+
+T0 = datetime(2026, 12, 6, 19, 30, 5, tzinfo=UTC)  # 00:30:05 the next day in Almaty
+TIMED_OUT = "decoding timed out after 30 s"
+
+
+@pytest.fixture
+async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    db = await create_pool(settings.database_url, max_size=2)
+    yield db
+    await db.close()
+
+
+async def unprocessable(
+    make: Factory, pool: asyncpg.Pool, settings: Settings, camera: Any, reason: str, **detection: Any
+) -> Any:
+    """A candidate the worker could not check, recorded as the worker records it."""
+    row = await make.detection(camera, **detection)
+    recorded = await record_outcome(pool, settings, row.id, Verdict("unprocessable", reason), window_s=120)
+    assert recorded.recorded and recorded.incident is None
+    return row
+
+
+def rows(page: str) -> list[Any]:
+    """The board's lines of candidates, as the page shows them."""
+    section = lxml_html.fromstring(page).get_element_by_id("unchecked")
+    return list(section.iterfind(".//tr[@class='unchecked-camera']"))
+
+
+def text(element: Any) -> str:
+    return " ".join(element.text_content().split())
+
+
+async def test_a_fight_the_server_could_not_check_waits_on_its_regions_board_one_line_per_camera(
+    make: Factory, app: Litestar, conn: asyncpg.Connection, settings: Settings, pool: asyncpg.Pool
+) -> None:
+    dispatcher = await make.user("dispatcher")
+    venue = await make.venue(region_id=dispatcher.region_id, timezone="Asia/Almaty", name='<b>Bar "Night"</b>')
+    bar = await make.camera(venue.id, name="Bar-1", zone="dance floor")
+    door = await make.camera(venue.id, name="Door")
+    elsewhere = await make.camera((await make.venue(region_id=(await make.region()).id, name="Far away")).id)
+    truncated = "truncated or corrupt: moov atom not found"
+    await unprocessable(make, pool, settings, bar, truncated, kind="fight", edge_score=0.70, occurred_at=T0)
+    await unprocessable(
+        make, pool, settings, bar, truncated, kind="aggression", edge_score=0.93, occurred_at=T0 + timedelta(seconds=40)
+    )
+    newest = await unprocessable(
+        make, pool, settings, bar, TIMED_OUT, kind="fight", edge_score=0.81, occurred_at=T0 + timedelta(seconds=80)
+    )
+    await unprocessable(make, pool, settings, door, "clip missing from object storage", kind="fight", occurred_at=T0)
+    await unprocessable(make, pool, settings, elsewhere, truncated)
+    decided = await make.detection(bar)  # a rejected one is not waiting
+    await record_outcome(pool, settings, decided.id, Verdict("rejected", "model scored 0.10"), window_s=120)
+    await conn.execute(
+        "UPDATE unchecked_candidates SET recorded_at = recorded_at + interval '1 second' WHERE camera_id = $1",
+        door.camera.id,
+    )  # the door's came last: its line comes first
+
+    client, _ = await console_client(app, conn, settings, dispatcher)
+    async with client:
+        page = await client.get("/console/board")
+        fragment = await client.get("/console/board/unchecked")
+    assert page.status_code == fragment.status_code == 200
+    assert fragment.headers["cache-control"] == "no-store"
+    assert [text(r) for r in rows(page.text)] == [text(r) for r in rows(fragment.text)]  # one template
+    first, second = rows(page.text)
+    jump = lxml_html.fromstring(page.text).get_element_by_id("unchecked-jump")
+    assert (text(jump), jump.get("hidden")) == ("4 not checked by the server", None)  # atop the board
+    assert first.get("data-camera") == str(door.camera.id) and second.get("data-camera") == str(bar.camera.id)
+
+    cells = [text(td) for td in second.iterfind("td")]
+    assert cells[0] == '<b>Bar "Night"</b> Bar-1 · dance floor'  # typed text stays text
+    assert cells[1] == "aggression fight 3 flagged camera score up to 0.93"
+    last, first_seen = localtime.stamp(newest.occurred_at, "Asia/Almaty"), localtime.stamp(T0, "Asia/Almaty")
+    assert cells[2] == f"{last} first {first_seen}"
+    assert cells[3] == f"the check timed out (server busy, or the clip stalls the decoder) {TIMED_OUT}"
+    assert second.find(".//a[@class='unchecked-clip']").get("href") == f"/console/board/unchecked/{newest.id}/clip"
+    assert "<b>" not in page.text.split('id="unchecked"')[1]  # escaped, never markup
+
+    door_cells = [text(td) for td in first.iterfind("td")]
+    assert door_cells[3].startswith("clip not in storage")
+    assert first.find(".//a[@class='unchecked-clip']") is None  # no clip to offer
+    assert first.find(".//input[@name='through']").get("value") == first.get("data-through")
+
+    admin, _ = await console_client(app, conn, settings, await make.user("admin"))
+    async with admin:
+        assert len(rows((await admin.get("/console/board/unchecked")).text)) == 3  # every region's
+    ru, _ = await console_client(app, conn, settings, dispatcher)
+    async with ru:
+        russian = (await ru.get("/console/board?lang=ru")).text
+    assert "Сигналы, которые сервер не смог проверить" in russian and "сигналов: 3" in russian
+
+
+async def test_only_dispatchers_and_admins_see_the_list(
+    make: Factory, app: Litestar, conn: asyncpg.Connection, settings: Settings, pool: asyncpg.Pool
+) -> None:
+    venue = await make.venue()
+    camera = await make.camera(venue.id)
+    candidate = await unprocessable(make, pool, settings, camera, TIMED_OUT)
+    owner = await make.user("owner")
+    await conn.execute("UPDATE venues SET owner_id = $1 WHERE id = $2", owner.id, venue.id)
+    for role, user in (("owner", owner), ("officer", await make.user("officer"))):
+        client, csrf = await console_client(app, conn, settings, user)
+        async with client:
+            for url in ("/console/board/unchecked", f"/console/board/unchecked/{candidate.id}/clip"):
+                assert (await client.get(url, follow_redirects=False)).status_code == 403, (role, url)
+            checked = await client.post(
+                f"/console/board/unchecked/{camera.camera.id}/checked",
+                data={"through": datetime.now(UTC).isoformat(), "csrf_token": csrf},
+                follow_redirects=False,
+            )
+            assert checked.status_code == 403, role
+    assert await conn.fetchval("SELECT count(*) FROM unchecked_candidates WHERE checked_at IS NULL") == 1
+    assert await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'footage.view.clip'") == 0
+
+
+async def test_checked_clears_what_the_board_showed_and_not_what_came_after(
+    make: Factory, app: Litestar, conn: asyncpg.Connection, settings: Settings, pool: asyncpg.Pool
+) -> None:
+    dispatcher = await make.user("dispatcher", display_name="Aigerim")
+    venue = await make.venue(region_id=dispatcher.region_id)
+    camera = await make.camera(venue.id)
+    other_region = await make.camera((await make.venue(region_id=(await make.region()).id)).id)
+    await unprocessable(make, pool, settings, camera, TIMED_OUT)
+    await unprocessable(make, pool, settings, other_region, TIMED_OUT)
+    client, csrf = await console_client(app, conn, settings, dispatcher)
+    async with client:
+        shown = rows((await client.get("/console/board")).text)
+        (line,) = shown
+        through = line.get("data-through")
+        form = line.find(".//form")
+        assert form.get("action") == f"/console/board/unchecked/{camera.camera.id}/checked"
+        later = await unprocessable(make, pool, settings, camera, TIMED_OUT)  # arrives while the page is open
+        url = form.get("action")
+
+        bad = await client.post(url, data={"through": "yesterday", "csrf_token": csrf})
+        assert bad.status_code == 422 and "through" in bad.text
+        no_csrf = await client.post(url, data={"through": through}, follow_redirects=False)
+        assert no_csrf.status_code == 403
+        not_mine = await client.post(
+            f"/console/board/unchecked/{other_region.camera.id}/checked", data={"through": through, "csrf_token": csrf}
+        )
+        assert not_mine.status_code == 404  # another region's camera: as if it did not exist
+        assert await conn.fetchval("SELECT count(*) FROM unchecked_candidates WHERE checked_at IS NOT NULL") == 0
+
+        done = await client.post(url, data={"through": through, "csrf_token": csrf}, follow_redirects=False)
+        assert (done.status_code, done.headers["location"]) == (303, "/console/board#unchecked")
+        again = await client.post(url, data={"through": through, "csrf_token": csrf}, follow_redirects=False)
+        assert again.status_code == 303  # a second dispatcher's mark changes nothing
+        (remaining,) = rows((await client.get("/console/board/unchecked")).text)
+    assert "1 flagged" in text(remaining)  # the one that came after the page was drawn
+    assert remaining.find(".//a[@class='unchecked-clip']").get("href").endswith(f"/{later.id}/clip")
+    marked = await conn.fetch("SELECT checked_by FROM unchecked_candidates WHERE checked_at IS NOT NULL")
+    assert [r["checked_by"] for r in marked] == [dispatcher.id]
+    audit = await conn.fetch(
+        "SELECT actor_id, subject_type, subject_id, venue_id, detail FROM audit_log"
+        " WHERE action = 'unchecked_candidates.checked'"
+    )
+    assert len(audit) == 1  # the second mark checked nothing and records nothing
+    assert (audit[0]["actor_id"], audit[0]["subject_id"], audit[0]["venue_id"]) == (
+        dispatcher.id,
+        str(camera.camera.id),
+        venue.id,
+    )
+    assert audit[0]["detail"]["candidates"] == 1
+
+
+async def test_the_newest_clip_is_an_audited_footage_view(
+    make: Factory, app: Litestar, conn: asyncpg.Connection, settings: Settings, pool: asyncpg.Pool
+) -> None:
+    dispatcher = await make.user("dispatcher", display_name="Dana Dispatcher")
+    owner = await make.user("owner")
+    venue = await make.venue(region_id=dispatcher.region_id, owner_id=owner.id)
+    camera = await make.camera(venue.id)
+    candidate = await unprocessable(make, pool, settings, camera, TIMED_OUT)
+    foreign = await unprocessable(
+        make, pool, settings, await make.camera((await make.venue(region_id=(await make.region()).id)).id), TIMED_OUT
+    )
+    client, _ = await console_client(app, conn, settings, dispatcher)
+    async with client:
+        clip = await client.get(f"/console/board/unchecked/{candidate.id}/clip", follow_redirects=False)
+        assert clip.status_code == 302 and clip.headers["cache-control"] == "no-store"
+        assert candidate.clip_key in clip.headers["location"] and "X-Amz-Signature=" in clip.headers["location"]
+        assert (await client.get(f"/console/board/unchecked/{foreign.id}/clip")).status_code == 404
+        assert (await client.get(f"/console/board/unchecked/{uuid.uuid4()}/clip")).status_code == 404
+        await conn.execute("UPDATE detections SET footage_purged_at = now() WHERE id = $1", candidate.id)
+        assert (await client.get(f"/console/board/unchecked/{candidate.id}/clip")).status_code == 410
+    views = await conn.fetch(
+        "SELECT actor_id, subject_type, subject_id FROM audit_log WHERE action = 'footage.view.clip'"
+    )
+    assert [tuple(v) for v in views] == [(dispatcher.id, "detection", str(candidate.id))]
+    async with AsyncTestClient(app=app) as api:  # the owner sees who looked at the venue's footage
+        log = (await api.get(f"/v1/venues/{venue.id}/access-log", headers=make.auth(owner))).json()["items"]
+    assert [(e["action"], e["actor_name"], e["subject_type"], e["subject_id"]) for e in log] == [
+        ("footage.view.clip", "Dana Dispatcher", "detection", str(candidate.id))
+    ]
+
+
+async def test_unchecked_lines_leave_the_board_after_the_window_and_the_rows_after_the_audit_retention(
+    make: Factory, app: Litestar, conn: asyncpg.Connection, settings: Settings, pool: asyncpg.Pool, storage: Any
+) -> None:
+    admin = await make.user("admin")
+    camera = await make.camera()
+    old = await unprocessable(make, pool, settings, camera, TIMED_OUT)
+    await conn.execute(
+        "UPDATE unchecked_candidates SET recorded_at = now() - make_interval(secs => $1 + 60) WHERE detection_id = $2",
+        settings.console_unchecked_window_s,
+        old.id,
+    )
+    client, _ = await console_client(app, conn, settings, admin)
+    async with client:
+        assert rows((await client.get("/console/board/unchecked")).text) == []
+        await unprocessable(make, pool, settings, camera, TIMED_OUT)
+        assert len(rows((await client.get("/console/board/unchecked")).text)) == 1
+
+    short = msgspec.structs.replace(settings, audit_retention_s=float(settings.console_unchecked_window_s))
+    report = await retention.sweep(pool, storage, short)
+    assert report.unchecked == 1
+    assert await conn.fetchval("SELECT count(*) FROM unchecked_candidates WHERE detection_id = $1", old.id) == 0
+    assert await conn.fetchval("SELECT status FROM detections WHERE id = $1", old.id) == "unprocessable"  # the record
