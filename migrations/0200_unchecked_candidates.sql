@@ -21,5 +21,8 @@ CREATE TABLE unchecked_candidates (
     checked_by    uuid REFERENCES users (id),
     CHECK ((checked_at IS NULL) = (checked_by IS NULL))
 );
+-- What waits: the board's list (by time) and a dispatcher's "Checked" (by camera).
 CREATE INDEX unchecked_candidates_waiting_idx ON unchecked_candidates (recorded_at) WHERE checked_at IS NULL;
+CREATE INDEX unchecked_candidates_camera_idx ON unchecked_candidates (camera_id, recorded_at) WHERE checked_at IS NULL;
+-- The retention sweep's.
 CREATE INDEX unchecked_candidates_recorded_idx ON unchecked_candidates (recorded_at);
