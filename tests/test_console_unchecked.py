@@ -91,6 +91,7 @@ async def test_a_fight_the_server_could_not_check_waits_on_its_regions_board_one
         fragment = await client.get("/console/board/unchecked")
     assert page.status_code == fragment.status_code == 200
     assert fragment.headers["cache-control"] == "no-store"
+    assert fragment.headers["content-type"] == "text/html; charset=utf-8"
     assert [text(r) for r in rows(page.text)] == [text(r) for r in rows(fragment.text)]  # one template
     first, second = rows(page.text)
     jump = lxml_html.fromstring(page.text).get_element_by_id("unchecked-jump")
@@ -162,8 +163,9 @@ async def test_checked_clears_what_the_board_showed_and_not_what_came_after(
         later = await unprocessable(make, pool, settings, camera, TIMED_OUT)  # arrives while the page is open
         url = form.get("action")
 
-        bad = await client.post(url, data={"through": "yesterday", "csrf_token": csrf})
-        assert bad.status_code == 422 and "through" in bad.text
+        for wrong in ("yesterday", "0001-01-01T00:00:00+14:00", "9" * 41):  # the last two: year 0 in UTC, too long
+            bad = await client.post(url, data={"through": wrong, "csrf_token": csrf})
+            assert bad.status_code == 422 and "(through)</p>" in bad.text, wrong
         no_csrf = await client.post(url, data={"through": through}, follow_redirects=False)
         assert no_csrf.status_code == 403
         not_mine = await client.post(

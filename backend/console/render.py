@@ -19,7 +19,7 @@ from backend.core import localtime
 from backend.core.auth import Principal
 from backend.core.config import Settings
 
-HTML = "text/html; charset=utf-8"
+HTML = "text/html"  # Litestar adds "; charset=utf-8" to text types
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("backend.console", "templates"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from functools import partial
 from typing import Annotated
 
@@ -24,7 +23,7 @@ from backend.core.config import Settings
 from backend.core.db import Conn
 from backend.core.errors import ServiceUnavailable
 from backend.core.failures import DATABASE_UNAVAILABLE
-from backend.core.wire import line, parse_cursor
+from backend.core.wire import line, parse_cursor, parse_time
 from backend.detections import overload
 from backend.dispatch import service as dispatch
 from backend.edge import health as edge_health
@@ -68,9 +67,10 @@ class LegalHoldForm(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class CheckedForm(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """The board's "Checked" on a camera's candidates: up to the newest one the board showed."""
+    """The board's "Checked" on a camera's candidates: up to the newest one the board showed (ISO 8601,
+    read by ``parse_time``: a time beyond year 9999 or before year 1 in UTC is refused, not a 500)."""
 
-    through: datetime
+    through: Annotated[str, msgspec.Meta(max_length=40)]
 
 
 class ClaimForm(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -136,7 +136,9 @@ class BoardController(Controller):
     async def unchecked_checked(self, request: ConsoleRequest, db: Db, me: Me, camera_id: PathId) -> Redirect:
         session.require(me, *console.BOARD_ROLES)
         data = await forms.read(request, CheckedForm)
-        await console.check_unchecked(db, me, camera_id, data.through)
+        through = parse_time(data.through, field="through")
+        assert through is not None, "a required field"
+        await console.check_unchecked(db, me, camera_id, through)
         return Redirect(path="/console/board#unchecked", status_code=303)
 
     @get("/board/unchecked/{detection_id:uuid}/clip")
