@@ -24,5 +24,7 @@ CREATE TABLE unchecked_candidates (
 -- What waits: the board's list (by time) and a dispatcher's "Checked" (by camera).
 CREATE INDEX unchecked_candidates_waiting_idx ON unchecked_candidates (recorded_at) WHERE checked_at IS NULL;
 CREATE INDEX unchecked_candidates_camera_idx ON unchecked_candidates (camera_id, recorded_at) WHERE checked_at IS NULL;
+-- A venue's cameras, over the last day (the owner's camera health).
+CREATE INDEX unchecked_candidates_venue_idx ON unchecked_candidates (venue_id, recorded_at);
 -- The retention sweep's.
 CREATE INDEX unchecked_candidates_recorded_idx ON unchecked_candidates (recorded_at);

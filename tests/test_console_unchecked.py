@@ -249,3 +249,34 @@ async def test_unchecked_lines_leave_the_board_after_the_window_and_the_rows_aft
     assert report.unchecked == 1
     assert await conn.fetchval("SELECT count(*) FROM unchecked_candidates WHERE detection_id = $1", old.id) == 0
     assert await conn.fetchval("SELECT status FROM detections WHERE id = $1", old.id) == "unprocessable"  # the record
+
+
+async def test_the_owner_sees_which_cameras_clips_the_server_could_not_check_today(
+    make: Factory, app: Litestar, conn: asyncpg.Connection, settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """Checked or not, a camera whose clips keep failing is its owner's to fix: the venue's camera
+    health counts the last 24 hours per camera, with the newest cause."""
+    owner = await make.user("owner")
+    venue = await make.venue(owner_id=owner.id)
+    broken = await make.camera(venue.id, name="Bar-1")
+    await make.camera(venue.id, name="Door")
+    old = await unprocessable(make, pool, settings, broken, "decoder crashed: worker process died (signal 9)")
+    await conn.execute(
+        "UPDATE unchecked_candidates SET recorded_at = now() - interval '25 hours' WHERE detection_id = $1", old.id
+    )
+    await unprocessable(make, pool, settings, broken, TIMED_OUT)
+    await unprocessable(make, pool, settings, broken, "truncated or corrupt: moov atom not found")
+    await conn.execute("UPDATE unchecked_candidates SET checked_at = now(), checked_by = $1", owner.id)  # checked
+    client, _ = await console_client(app, conn, settings, owner)
+    async with client:
+        for url in (f"/console/venues/{venue.id}/edge", f"/console/venues/{venue.id}/history?lang=ru"):
+            page = lxml_html.fromstring((await client.get(url)).text)
+            cells = {
+                text(tr.find("td")): text(tr.find("td[@class='unchecked-recent']"))
+                for tr in page.iterfind(".//tr[@class='camera-health']")
+            }
+            if "lang=ru" in url:
+                assert cells == {"Bar-1": "2 видео не читается", "Door": "—"}
+            else:
+                assert cells == {"Bar-1": "2 clip unreadable", "Door": "—"}
+                assert "the camera or the box is at fault" in text(page.get_element_by_id("unchecked-help"))

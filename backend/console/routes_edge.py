@@ -24,6 +24,7 @@ from backend.console.render import render
 from backend.console.session import require
 from backend.console.shown import ShownOnce
 from backend.core.config import Settings
+from backend.detections import unchecked
 from backend.edge import health
 from backend.edge import service as edge
 from backend.edge.schemas import BoxCreate
@@ -95,6 +96,7 @@ class EdgeBoxConsoleController(Controller):
             venue=await venues.get_venue(db, venue_id),
             boxes=boxes.items,
             camera_health=await health.venue_health(db, me, venue_id),
+            camera_unchecked=await unchecked.recent_by_camera(db, venue_id, since_s=86400.0),
             shown=shown,
             cookies=cookies,
         )

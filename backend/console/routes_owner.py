@@ -20,6 +20,7 @@ from backend.console.session import require
 from backend.core import localtime
 from backend.core.errors import Invalid
 from backend.core.wire import TOKEN_PATTERN, parse_time
+from backend.detections import unchecked
 from backend.dispatch import service as dispatch
 from backend.dispatch.schemas import EscalationPolicyIn
 from backend.edge import health as edge_health
@@ -150,6 +151,7 @@ class VenueController(Controller):
             states=STATES,
             outcomes=OUTCOMES,
             camera_health=await edge_health.venue_health(db, me, venue_id),
+            camera_unchecked=await unchecked.recent_by_camera(db, venue_id, since_s=86400.0),
         )
 
     @get("/venues/{venue_id:uuid}/incidents.csv")

@@ -10,6 +10,8 @@ server could not check. A dispatcher opens the latest clip (an audited footage v
 venue, then marks the camera's candidates checked (``mark_checked``, audited); a candidate that
 arrives after the board was drawn stays waiting. What nobody marked drops off the board after
 ``KUZET_CONSOLE_UNCHECKED_WINDOW_S`` and stays in the record; the rows go with the audit retention.
+The venue's camera health (its owner's edge and history pages) counts each camera's last 24 hours
+(``recent_by_camera``): a camera whose clips the server keeps failing to read is the owner's to fix.
 """
 
 from __future__ import annotations
@@ -68,6 +70,13 @@ class WaitingCamera(msgspec.Struct, frozen=True):
         return self.cause != "clip_missing"
 
 
+class RecentOnCamera(msgspec.Struct, frozen=True):
+    """A camera's candidates the server could not check lately, checked or not: what its owner fixes."""
+
+    candidates: int
+    cause: Cause  # the newest one's
+
+
 RECORD = """
 INSERT INTO unchecked_candidates (detection_id, camera_id, venue_id, kind, edge_score, detected_at, reason, cause)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -89,6 +98,11 @@ WHERE u.checked_at IS NULL AND u.recorded_at > now() - make_interval(secs => $2)
 GROUP BY u.camera_id, c.name, c.zone, v.id, v.name, v.timezone
 ORDER BY max(u.recorded_at) DESC, u.camera_id
 LIMIT $3
+"""
+RECENT_BY_CAMERA = """
+SELECT camera_id, count(*)::int AS candidates, (array_agg(cause ORDER BY recorded_at DESC))[1] AS cause
+FROM unchecked_candidates WHERE venue_id = $1 AND recorded_at > now() - make_interval(secs => $2)
+GROUP BY camera_id
 """
 CAMERA_IN_SCOPE = """
 SELECT c.venue_id FROM cameras c JOIN venues v ON v.id = c.venue_id
@@ -128,6 +142,13 @@ async def waiting(conn: Conn, region_id: uuid.UUID | None, *, window_s: float) -
     """The cameras with candidates waiting in a region (None: every region), newest first."""
     rows = await conn.fetch(WAITING, region_id, window_s, WAITING_LIMIT)
     return [msgspec.convert(dict(r), WaitingCamera) for r in rows]
+
+
+async def recent_by_camera(conn: Conn, venue_id: uuid.UUID, *, since_s: float) -> dict[uuid.UUID, RecentOnCamera]:
+    """Per camera of the venue, its candidates the server could not check in the last ``since_s``
+    (the caller has checked that the reader may see the venue)."""
+    rows = await conn.fetch(RECENT_BY_CAMERA, venue_id, since_s)
+    return {r["camera_id"]: RecentOnCamera(candidates=r["candidates"], cause=r["cause"]) for r in rows}
 
 
 async def mark_checked(
