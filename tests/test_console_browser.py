@@ -816,15 +816,25 @@ async def test_the_open_board_shows_a_bouncer_who_comes_on_duty_and_drops_one_wh
     assert find(browser, "#count").text == "2"
 
 
-async def test_a_fight_the_server_cannot_check_reaches_the_open_board_and_is_marked_checked(
-    browser: Any, stack: Callable[..., Any], make: Factory, conn: asyncpg.Connection, settings: Settings
+async def test_a_fight_the_server_cannot_check_reaches_the_open_board_where_it_is_raised_or_checked(
+    browser: Any,
+    stack: Callable[..., Any],
+    make: Factory,
+    conn: asyncpg.Connection,
+    settings: Settings,
+    push_inbox: PushInbox,
 ) -> None:
-    """Camera, API, worker, board: a fight whose clip was cut short in transit is taken (it sniffs as
-    MP4), the worker cannot read it, nobody is alerted; it appears on the open board with no reload,
-    flashed and announced, and the dispatcher marks it checked."""
+    """Camera, API, worker, board: fights whose clips were cut short in transit are taken (they sniff
+    as MP4), the worker cannot read them, nobody is alerted; they appear on the open board with no
+    reload, flashed and announced. The dispatcher raises the alarm from one (the bouncer's phone
+    rings) and marks the other checked."""
     region = await make.region()
     venue = await make.venue(region_id=region.id, name="Cut Clip Club")
-    camera = await make.camera(venue.id, name="Bar-1", zone="dance floor")
+    bar = await make.camera(venue.id, name="Bar-1", zone="dance floor")
+    door = await make.camera(venue.id, name="Door", zone="entrance")
+    bouncer = await make.user("bouncer", venue_id=venue.id)
+    await make.device(bouncer, "bouncer-phone")
+    await make.on_duty(bouncer)
     dispatcher = await make.user("dispatcher", region_id=region.id)
     base = settings.public_base_url
     stack(worker=True)
@@ -837,7 +847,8 @@ async def test_a_fight_the_server_cannot_check_reaches_the_open_board_and_is_mar
     marker = browser.execute_script("window.__sameDocument = 7; return window.__sameDocument;")
 
     whole = mp4_bytes(seconds=1.0)
-    posted = await post_detection(base, camera.api_key, kind="fight", clip=whole[: len(whole) // 2])
+    cut = whole[: len(whole) // 2]
+    posted = await post_detection(base, bar.api_key, kind="fight", clip=cut)
     started = time.monotonic()
     row = wait_for(browser, "#unchecked tr.unchecked-camera.fresh")  # refreshed every 10 s
     print(f"on the board {time.monotonic() - started:.1f} s after the 202")
@@ -853,16 +864,34 @@ async def test_a_fight_the_server_cannot_check_reaches_the_open_board_and_is_mar
     detection_id = uuid.UUID(posted["detection_id"])
     assert await conn.fetchval("SELECT status FROM detections WHERE id = $1", detection_id) == "unprocessable"
     assert await conn.fetchval("SELECT count(*) FROM alerts") == 0  # nobody's phone rang: the board is where it is
+    assert push_inbox.messages("bouncer-phone") == []
+
+    await post_detection(base, door.api_key, kind="fight", clip=cut)
+    wait_until(browser, lambda d: d.find_elements("css selector", f"tr[data-camera='{door.camera.id}']"))
+    assert find(browser, "#unchecked-jump").text == i18n.EN["unchecked.jump"].format(n=2)
     shot(browser, "board-unchecked-1366-en")
     assert csp_errors(browser) == []
 
-    click(browser, "#unchecked button.checked")
+    # the dispatcher watched the bar's clip and saw a fight: the alarm, asked once more
+    click(browser, f"tr[data-camera='{bar.camera.id}'] button.raise")
+    wait_until(browser, lambda d: d.switch_to.alert)
+    browser.switch_to.alert.accept()
+    wait_for(browser, "#notice")
+    assert find(browser, "#notice").text == i18n.EN["incident.raised"]
+    assert await push_inbox.wait_for(1, timeout=WAIT_S, token="bouncer-phone")  # the bouncer's phone rings
+    incident = await conn.fetchval("SELECT incident_id FROM detections WHERE id = $1", detection_id)
+    assert browser.current_url.startswith(f"{base}/console/incidents/{incident}")
+
+    browser.get(f"{base}/console/board")
+    wait_until(browser, lambda d: find(d, "#count").text == "1")  # the alarm is an incident like any other
+    (waiting,) = browser.find_elements("css selector", "#unchecked tr.unchecked-camera")
+    assert waiting.get_attribute("data-camera") == str(door.camera.id)
+    click(browser, f"tr[data-camera='{door.camera.id}'] button.checked")
     wait_until(browser, lambda d: find(d, "#unchecked").get_attribute("data-count") == "0")
     assert not find(browser, "#unchecked-jump").is_displayed()
-    assert (
-        await conn.fetchval("SELECT checked_by FROM unchecked_candidates WHERE detection_id = $1", detection_id)
-        == dispatcher.id
-    )
+    checked_by = await conn.fetch("SELECT DISTINCT checked_by FROM unchecked_candidates")
+    assert [r["checked_by"] for r in checked_by] == [dispatcher.id]
+    assert await conn.fetchval("SELECT count(*) FROM incidents") == 1
 
 
 async def test_an_admin_edits_a_user_in_the_browser_at_1366_and_390_px(

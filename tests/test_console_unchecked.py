@@ -134,6 +134,10 @@ async def test_only_dispatchers_and_admins_see_the_list(
         async with client:
             for url in ("/console/board/unchecked", f"/console/board/unchecked/{candidate.id}/clip"):
                 assert (await client.get(url, follow_redirects=False)).status_code == 403, (role, url)
+            raised = await client.post(
+                f"/console/board/unchecked/{candidate.id}/raise", data={"csrf_token": csrf}, follow_redirects=False
+            )
+            assert raised.status_code == 403, role
             checked = await client.post(
                 f"/console/board/unchecked/{camera.camera.id}/checked",
                 data={"through": datetime.now(UTC).isoformat(), "csrf_token": csrf},
@@ -142,6 +146,7 @@ async def test_only_dispatchers_and_admins_see_the_list(
             assert checked.status_code == 403, role
     assert await conn.fetchval("SELECT count(*) FROM unchecked_candidates WHERE checked_at IS NULL") == 1
     assert await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'footage.view.clip'") == 0
+    assert await conn.fetchval("SELECT count(*) FROM incidents") == 0
 
 
 async def test_checked_clears_what_the_board_showed_and_not_what_came_after(
@@ -280,3 +285,65 @@ async def test_the_owner_sees_which_cameras_clips_the_server_could_not_check_tod
             else:
                 assert cells == {"Bar-1": "2 clip unreadable", "Door": "—"}
                 assert "the camera or the box is at fault" in text(page.get_element_by_id("unchecked-help"))
+
+
+async def test_a_dispatcher_who_saw_the_fight_in_the_clip_raises_the_alarm(
+    make: Factory, app: Litestar, conn: asyncpg.Connection, settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """The candidate becomes an alarm confirmed by a person: an incident of its venue whose dispatch job
+    alerts the bouncers and the police as for any other; the camera's candidates up to it are checked."""
+    dispatcher = await make.user("dispatcher", display_name="Dana Dispatcher")
+    venue = await make.venue(region_id=dispatcher.region_id)
+    camera = await make.camera(venue.id)
+    earlier = await unprocessable(make, pool, settings, camera, TIMED_OUT, kind="aggression")
+    candidate = await unprocessable(make, pool, settings, camera, TIMED_OUT, edge_score=0.88)
+    foreign = await unprocessable(
+        make, pool, settings, await make.camera((await make.venue(region_id=(await make.region()).id)).id), TIMED_OUT
+    )
+    client, csrf = await console_client(app, conn, settings, dispatcher)
+    async with client:
+        (line,) = rows((await client.get("/console/board")).text)
+        form = line.find(".//form[@class='inline raise']")
+        assert form.get("action") == f"/console/board/unchecked/{candidate.id}/raise"  # the newest one
+        assert form.get("data-confirm").startswith("Raise the alarm for the fight at ")
+        url = form.get("action")
+        assert (await client.post(url, data={}, follow_redirects=False)).status_code == 403  # no CSRF token
+        elsewhere = await client.post(f"/console/board/unchecked/{foreign.id}/raise", data={"csrf_token": csrf})
+        assert elsewhere.status_code == 404
+        assert await conn.fetchval("SELECT count(*) FROM incidents") == 0
+
+        raised = await client.post(url, data={"csrf_token": csrf}, follow_redirects=False)
+        assert raised.status_code == 303
+        incident_id = uuid.UUID(raised.headers["location"].split("/")[3].split("?")[0])
+        assert raised.headers["location"] == f"/console/incidents/{incident_id}?done=raised"
+        shown = await client.get(raised.headers["location"])
+        assert "Alarm raised from the clip" in text(lxml_html.fromstring(shown.text).get_element_by_id("notice"))
+        again = await client.post(url, data={"csrf_token": csrf})
+        assert again.status_code == 409  # raised once: the second click changes nothing
+        assert rows((await client.get("/console/board/unchecked")).text) == []
+
+    incident = await conn.fetchrow("SELECT venue_id, kind, status, max_score FROM incidents WHERE id = $1", incident_id)
+    assert tuple(incident) == (venue.id, "fight", "confirmed", pytest.approx(0.88))
+    detection = await conn.fetchrow(
+        "SELECT status, incident_id, verified_by_server, decision_reason FROM detections WHERE id = $1", candidate.id
+    )
+    assert (detection["status"], detection["incident_id"], detection["verified_by_server"]) == (
+        "confirmed",
+        incident_id,
+        False,
+    )
+    assert detection["decision_reason"] == (
+        f"confirmed by dispatcher Dana Dispatcher from the clip; the server could not check it: {TIMED_OUT}"
+    )
+    assert await conn.fetchval("SELECT count(*) FROM jobs WHERE kind = 'dispatch_incident'") == 1  # phones next
+    assert await conn.fetchval("SELECT status FROM detections WHERE id = $1", earlier.id) == "unprocessable"
+    checked = await conn.fetch("SELECT detection_id, checked_by FROM unchecked_candidates WHERE checked_at IS NOT NULL")
+    assert {(r["detection_id"], r["checked_by"]) for r in checked} == {
+        (earlier.id, dispatcher.id),
+        (candidate.id, dispatcher.id),
+    }
+    audit = await conn.fetchrow(
+        "SELECT actor_id, subject_id, detail FROM audit_log WHERE action = 'unchecked_candidates.raised'"
+    )
+    assert (audit["actor_id"], audit["subject_id"]) == (dispatcher.id, str(candidate.id))
+    assert audit["detail"] == {"incident_id": str(incident_id), "opened": True, "kind": "fight"}

@@ -73,6 +73,10 @@ class CheckedForm(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     through: Annotated[str, msgspec.Meta(max_length=40)]
 
 
+class RaiseForm(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The board's "Raise the alarm" on a candidate: nothing but the CSRF token."""
+
+
 class ClaimForm(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The incident page's "I am handling this" (``true``) or "stop handling" (``false``)."""
 
@@ -140,6 +144,14 @@ class BoardController(Controller):
         assert through is not None, "a required field"
         await console.check_unchecked(db, me, camera_id, through)
         return Redirect(path="/console/board#unchecked", status_code=303)
+
+    @post("/board/unchecked/{detection_id:uuid}/raise", status_code=303)
+    async def unchecked_raise(self, request: ConsoleRequest, db: Db, me: Me, detection_id: PathId) -> Redirect:
+        """The dispatcher saw a fight in the clip: the candidate becomes an alarm (the incident's page next)."""
+        session.require(me, *console.BOARD_ROLES)
+        await forms.read(request, RaiseForm)
+        incident_id = await console.raise_unchecked(db, request.app.state.settings, me, detection_id)
+        return _done(incident_id, "raised")
 
     @get("/board/unchecked/{detection_id:uuid}/clip")
     async def unchecked_clip(self, request: ConsoleRequest, db: Db, me: Me, detection_id: PathId) -> Redirect:
@@ -238,7 +250,7 @@ class BoardController(Controller):
         return _done(incident_id, "escalated")
 
 
-NOTICES = frozenset({"resolved", "escalated", "notified", "held", "claimed", "unclaimed"})
+NOTICES = frozenset({"resolved", "escalated", "notified", "held", "claimed", "unclaimed", "raised"})
 
 
 def _done(incident_id: uuid.UUID, notice: str) -> Redirect:

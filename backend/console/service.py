@@ -203,6 +203,12 @@ async def check_unchecked(conn: Conn, me: Principal, camera_id: uuid.UUID, throu
     return await unchecked.mark_checked(conn, me, _board_scope(me), camera_id, through)
 
 
+async def raise_unchecked(conn: Conn, settings: Settings, me: Principal, detection_id: uuid.UUID) -> uuid.UUID:
+    """Raise the alarm from a waiting candidate I saw in the clip (``unchecked.raise_alarm``); its incident."""
+    grouping = await unchecked.raise_alarm(conn, settings, me, _board_scope(me), detection_id)
+    return grouping.incident_id
+
+
 async def unchecked_clip(
     conn: Conn, settings: Settings, me: Principal, detection_id: uuid.UUID, *, client: str | None
 ) -> str:

@@ -8,8 +8,11 @@ Instead of leaving it in the record only, the decision's transaction also writes
 region, one line per camera: how many, which kinds, the highest edge score, first and last, why the
 server could not check. A dispatcher opens the latest clip (an audited footage view) or calls the
 venue, then marks the camera's candidates checked (``mark_checked``, audited); a candidate that
-arrives after the board was drawn stays waiting. What nobody marked drops off the board after
-``KUZET_CONSOLE_UNCHECKED_WINDOW_S`` and stays in the record; the rows go with the audit retention.
+arrives after the board was drawn stays waiting. One who saw a fight in the clip raises the alarm
+from it (``raise_alarm``): the detection is confirmed by that person, not by the server, and opens or
+joins an incident like any other, so the venue's bouncers and the police are alerted as usual.
+What nobody marked drops off the board after ``KUZET_CONSOLE_UNCHECKED_WINDOW_S`` and stays in the
+record; the rows go with the audit retention.
 The venue's camera health (its owner's edge and history pages) counts each camera's last 24 hours
 (``recent_by_camera``): a camera whose clips the server keeps failing to read is the owner's to fix.
 """
@@ -24,8 +27,10 @@ import msgspec
 
 from backend.audit import repo as audit
 from backend.core.auth import Principal
+from backend.core.config import Settings
 from backend.core.db import Conn
-from backend.core.errors import Gone, NotFound
+from backend.core.errors import Conflict, Gone, NotFound
+from backend.incidents import lifecycle as incidents
 
 Cause = Literal["clip_unreadable", "clip_missing", "timed_out", "decoder_crashed"]
 # The worker's reasons (workers/confirm.py) by their opening words; any other is the decoder's own
@@ -63,7 +68,8 @@ class WaitingCamera(msgspec.Struct, frozen=True):
     through: datetime  # the newest candidate's recording: what a "checked" covers
     cause: Cause  # the newest candidate's
     reason: str
-    latest_id: uuid.UUID  # the newest candidate, whose clip the board offers
+    latest_id: uuid.UUID  # the newest candidate: its clip, and the alarm a dispatcher may raise from it
+    latest_kind: str
 
     @property
     def has_clip(self) -> bool:
@@ -91,7 +97,8 @@ SELECT u.camera_id, c.name AS camera_name, c.zone, v.id AS venue_id, v.name AS v
        max(u.recorded_at) AS through,
        (array_agg(u.cause ORDER BY u.recorded_at DESC, u.detection_id))[1] AS cause,
        (array_agg(u.reason ORDER BY u.recorded_at DESC, u.detection_id))[1] AS reason,
-       (array_agg(u.detection_id ORDER BY u.recorded_at DESC, u.detection_id))[1] AS latest_id
+       (array_agg(u.detection_id ORDER BY u.recorded_at DESC, u.detection_id))[1] AS latest_id,
+       (array_agg(u.kind ORDER BY u.recorded_at DESC, u.detection_id))[1] AS latest_kind
 FROM unchecked_candidates u JOIN cameras c ON c.id = u.camera_id JOIN venues v ON v.id = u.venue_id
 WHERE u.checked_at IS NULL AND u.recorded_at > now() - make_interval(secs => $2)
   AND ($1::uuid IS NULL OR v.region_id = $1)
@@ -112,6 +119,17 @@ MARK_CHECKED = """
 UPDATE unchecked_candidates SET checked_at = now(), checked_by = $3
 WHERE camera_id = $1 AND checked_at IS NULL AND recorded_at <= $2
 RETURNING detection_id
+"""
+LOCK_CANDIDATE = """
+SELECT u.camera_id, u.venue_id, u.reason, u.recorded_at, u.checked_at, d.kind, d.edge_score, d.occurred_at,
+       d.received_at, d.status
+FROM unchecked_candidates u JOIN venues v ON v.id = u.venue_id JOIN detections d ON d.id = u.detection_id
+WHERE u.detection_id = $1 AND ($2::uuid IS NULL OR v.region_id = $2)
+FOR UPDATE OF u, d
+"""
+CONFIRM_BY_PERSON = """
+UPDATE detections SET status = 'confirmed', incident_id = $2, decision_reason = $3, verified_by_server = false
+WHERE id = $1 AND status = 'unprocessable'
 """
 CANDIDATE_CLIP = """
 SELECT u.venue_id, d.clip_key, d.footage_purged_at
@@ -173,6 +191,54 @@ async def mark_checked(
                 detail={"candidates": len(checked), "through": through.isoformat()},
             )
     return len(checked)
+
+
+async def raise_alarm(
+    conn: Conn, settings: Settings, me: Principal, region_id: uuid.UUID | None, detection_id: uuid.UUID
+) -> incidents.Grouping:
+    """A dispatcher saw what the server could not: the waiting candidate is confirmed by them and opens
+    (or joins) its venue's incident, whose dispatch job alerts the venue's bouncers and the police as for
+    any alarm; the camera's candidates up to it are checked. 404 outside the region, 409 once checked."""
+    async with conn.transaction():
+        row = await conn.fetchrow(LOCK_CANDIDATE, detection_id, region_id)
+        if row is None:
+            raise NotFound("no such candidate", field="detection_id")
+        if row["checked_at"] is not None or row["status"] != "unprocessable":
+            raise Conflict("this candidate was already checked", field="detection_id")
+        who = f"{me.role} {me.display_name}"
+        reason = f"confirmed by {who} from the clip; the server could not check it: {row['reason']}"
+        grouping = await incidents.open_or_join(
+            conn,
+            settings,
+            incidents.ConfirmedDetection(
+                detection_id=detection_id,
+                camera_id=row["camera_id"],
+                venue_id=row["venue_id"],
+                kind=row["kind"],
+                score=row["edge_score"],
+                edge_score=row["edge_score"],
+                occurred_at=row["occurred_at"],
+                received_at=row["received_at"],
+                reason=reason,
+                model=None,
+                verified_by_server=False,
+                snapshot_key=None,
+                clip_key=None,
+            ),
+            window_s=settings.incident_window_s,
+        )
+        await conn.execute(CONFIRM_BY_PERSON, detection_id, grouping.incident_id, reason)
+        await conn.execute(MARK_CHECKED, row["camera_id"], row["recorded_at"], me.user_id)
+        await audit.record_by(
+            conn,
+            me,
+            "unchecked_candidates.raised",
+            subject_type="detection",
+            subject_id=str(detection_id),
+            venue_id=row["venue_id"],
+            detail={"incident_id": str(grouping.incident_id), "opened": grouping.opened, "kind": row["kind"]},
+        )
+    return grouping
 
 
 async def clip_key(

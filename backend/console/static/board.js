@@ -537,5 +537,12 @@
     beep();
   }
   window.setInterval(refreshUnchecked, 10000);
+  // "Raise the alarm" rings phones: asked once more (the list is redrawn, so the listener sits on the page)
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (form && form.classList && form.classList.contains("raise") && !window.confirm(form.getAttribute("data-confirm") || "")) {
+      event.preventDefault();
+    }
+  });
   window.kuzetBoard = { draw: draw, count: function () { return Object.keys(incidents).length; }, refreshUnchecked: refreshUnchecked };
 })();
