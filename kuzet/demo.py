@@ -360,7 +360,8 @@ async def _show_unchecked(settings: Settings) -> None:
         show(
             f"{camera.venue_name} · {camera.camera_name}",
             f"{camera.candidates} x {', '.join(camera.kinds)} (camera score up to {camera.top_score:.2f}): "
-            f"{camera.reason}; a dispatcher looks at the clip or calls the venue, then marks it checked",
+            f"{camera.reason}; a dispatcher looks at the clip or calls the venue, "
+            "then raises the alarm or marks it checked",
         )
     if not waiting:
         show("board", "nothing waiting")
