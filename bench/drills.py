@@ -379,7 +379,8 @@ class Load:
                 VenueCreate(name=f"Drill {i}", address="Abay Ave", lat=43.2, lon=76.9, region_id=region),
             )
             created = await cameras.create_camera(self.conn, None, venue.id, CameraCreate(name="cam", zone="floor"))
-            self.cameras.append(CameraPrincipal(camera_id=created.camera.id, venue_id=venue.id))
+            prefix = await self.conn.fetchval("SELECT key_prefix FROM cameras WHERE id = $1", created.camera.id)
+            self.cameras.append(CameraPrincipal(camera_id=created.camera.id, venue_id=venue.id, key_prefix=prefix))
             await self.conn.execute(
                 """WITH u AS (
                      INSERT INTO users (username, display_name, role, venue_id, password_hash)
@@ -397,29 +398,31 @@ class Load:
         detection_id = uuid.uuid4()
         key = object_prefix(camera.venue_id, detection_id, datetime.now(UTC)) + "original.mp4"
         await self.storage.put_bytes(key, clip, "video/mp4")
-        async with self.conn.transaction():
-            await detections.insert_detection(
-                self.conn,
-                detection_id=detection_id,
-                camera=camera,
-                event_id=f"drill-{detection_id}",
-                kind=kind,
-                edge_score=edge_score,
-                occurred_at=datetime.now(UTC),
-                zone="floor",
-                boxes=[],
-                clip_key=key,
-                clip_bytes=len(clip),
-                clip_content_type="video/mp4",
-                snapshot_key=None,
-                pending_prefix=None,
-            )
-            await queue.enqueue(
-                self.conn,
-                jobs.ConfirmDetection(detection_id=detection_id),
-                dedup_key=str(detection_id),
-                priority=confirm_priority(kind, Settings()),
-            )
+        job = queue.enqueue_params(
+            jobs.ConfirmDetection(detection_id=detection_id),
+            dedup_key=str(detection_id),
+            priority=confirm_priority(kind, Settings()),
+        )
+        stored = await detections.accept_detection(
+            self.conn,
+            detection_id=detection_id,
+            camera=camera,
+            key_prefix=camera.key_prefix or "",
+            event_id=f"drill-{detection_id}",
+            kind=kind,
+            edge_score=edge_score,
+            occurred_at=datetime.now(UTC),
+            zone="floor",
+            boxes=[],
+            clip_key=key,
+            clip_bytes=len(clip),
+            clip_content_type="video/mp4",
+            snapshot_key=None,
+            pending_prefix=key,
+            job=job,
+        )
+        if stored is None:
+            raise SystemExit(f"drill: detection {detection_id} was not stored (the camera's key is not active)")
         return detection_id
 
 

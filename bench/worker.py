@@ -52,13 +52,14 @@ from backend.detections.service import object_prefix
 from backend.venues import service as venues
 from backend.venues.schemas import VenueCreate
 from workers import confirm
+from workers import main as _worker  # noqa: F401 - as the worker: registers the incidents' webhook outbox reader
 from workers.media import make_playable_mp4, make_snapshot_jpeg
 from workers.media.synth import write_test_clip
 from workers.runner import Runner, WorkerContext
 from workers.vision import ConfirmationModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import FIGHT_CLIPS, cpu_model, drop_database, fresh_database
+from bench._common import FIGHT_CLIPS, cpu_model, drop_database, fail, fresh_database
 
 
 def cpu_seconds(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
@@ -251,7 +252,8 @@ class Load:
                 self.conn, None, VenueCreate(name=f"Bench {i}", address="Abay Ave", lat=43.2, lon=76.9)
             )
             created = await cameras.create_camera(self.conn, None, venue.id, CameraCreate(name="cam", zone="floor"))
-            self.cameras.append(CameraPrincipal(camera_id=created.camera.id, venue_id=venue.id))
+            prefix = await self.conn.fetchval("SELECT key_prefix FROM cameras WHERE id = $1", created.camera.id)
+            self.cameras.append(CameraPrincipal(camera_id=created.camera.id, venue_id=venue.id, key_prefix=prefix))
 
     async def send(self) -> None:
         camera = self.cameras[self.sent % len(self.cameras)]
@@ -260,29 +262,48 @@ class Load:
         detection_id = uuid.uuid4()
         key = object_prefix(camera.venue_id, detection_id, datetime.now(UTC)) + "original.mp4"
         await self.storage.put_bytes(key, clip, "video/mp4")
-        async with self.conn.transaction():
-            await detections.insert_detection(
-                self.conn,
-                detection_id=detection_id,
-                camera=camera,
-                event_id=f"bench-{detection_id}",
-                kind="fight",
-                edge_score=0.8,
-                occurred_at=datetime.now(UTC),
-                zone="floor",
-                boxes=[],
-                clip_key=key,
-                clip_bytes=len(clip),
-                clip_content_type="video/mp4",
-                snapshot_key=None,
-            )
-            await queue.enqueue(self.conn, jobs.ConfirmDetection(detection_id=detection_id), dedup_key=key)
+        job = queue.enqueue_params(jobs.ConfirmDetection(detection_id=detection_id), dedup_key=key)
+        stored = await detections.accept_detection(
+            self.conn,
+            detection_id=detection_id,
+            camera=camera,
+            key_prefix=camera.key_prefix or "",
+            event_id=f"bench-{detection_id}",
+            kind="fight",
+            edge_score=0.8,
+            occurred_at=datetime.now(UTC),
+            zone="floor",
+            boxes=[],
+            clip_key=key,
+            clip_bytes=len(clip),
+            clip_content_type="video/mp4",
+            snapshot_key=None,
+            pending_prefix=key,
+            job=job,
+        )
+        if stored is None:
+            raise SystemExit(f"bench: detection {detection_id} was not stored (the camera's key is not active)")
 
 
 DECIDED = """
 SELECT extract(epoch FROM decided_at - received_at) AS latency, received_at, decided_at, status FROM detections
 WHERE decided_at IS NOT NULL AND received_at >= $1 ORDER BY received_at
 """
+
+
+DEAD = "SELECT count(*) FROM jobs WHERE status = 'dead'"
+
+
+async def require_decided(conn: asyncpg.Connection, expected: int, what: str) -> None:
+    """Stop loudly unless all ``expected`` detections were decided and no job died: a figure over
+    failed confirmations measures nothing."""
+    decided = await conn.fetchval("SELECT count(*) FROM detections WHERE decided_at IS NOT NULL")
+    dead = await conn.fetch("SELECT last_error, count(*) AS n FROM jobs WHERE status = 'dead' GROUP BY 1")
+    if decided != expected or dead:
+        fail(
+            f"{what}: {decided} of {expected} detections decided; dead jobs: "
+            + (", ".join(f"{r['n']} x {r['last_error']}" for r in dead) or "none")
+        )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -329,6 +350,7 @@ async def worker_figures(dsn: str, clips_n: int, rate: float | None, work: Path)
             started = time.perf_counter()
             await Runner(ctx, handlers).run(until_idle=True)
             elapsed = time.perf_counter() - started
+            await require_decided(conn, clips_n, "the throughput run")
             statuses = await conn.fetch("SELECT status, count(*) AS n FROM detections GROUP BY status")
             capacity = clips_n / elapsed
             print(f"  drained in {elapsed:.1f} s: {capacity:.2f} clips/s, {capacity / cores:.2f} clips/s per core")
@@ -345,10 +367,13 @@ async def worker_figures(dsn: str, clips_n: int, rate: float | None, work: Path)
                 await asyncio.sleep(max(0.0, began + i / steady - time.perf_counter()))
                 await load.send()
             pending = "SELECT count(*) FROM detections WHERE status IN ('queued', 'processing')"
-            while (await conn.fetchval(pending)) > 0:  # noqa: ASYNC110 - the database is the source of truth
+            while (await conn.fetchval(pending)) > 0:  # the database is the source of truth
+                if await conn.fetchval(DEAD) or running.done():
+                    break  # a job died (or the runner did): said below, not waited for
                 await asyncio.sleep(0.05)
             runner.stop()
             await running
+            await require_decided(conn, 2 * clips_n, "the latency run")
             latencies = [float(r["latency"]) for r in await conn.fetch(DECIDED, mark)]
             print(
                 f"  p50 {percentile(latencies, 0.5) * 1000:.0f} ms, p99 {percentile(latencies, 0.99) * 1000:.0f} ms, "

@@ -72,8 +72,8 @@ class Factory:
         return {"Authorization": f"Bearer {self.token(user)}"}
 
     async def detection(self, camera: CameraCreated | None = None, **overrides: Any) -> Any:
-        """A queued detection and its confirmation job, as ingest commits them (the clip is not uploaded:
-        put it at the returned row's ``clip_key``)."""
+        """A queued detection and its confirmation job, committed by ingest's own statement (the clip is
+        not uploaded: put it at the returned row's ``clip_key``)."""
         from datetime import UTC, datetime
 
         from backend.core import jobs, queue
@@ -84,7 +84,8 @@ class Factory:
         if camera is None:
             camera = await self.camera()
         detection_id = overrides.pop("detection_id", uuid.uuid4())
-        principal = CameraPrincipal(camera_id=camera.camera.id, venue_id=camera.camera.venue_id)
+        key_prefix = await self.conn.fetchval("SELECT key_prefix FROM cameras WHERE id = $1", camera.camera.id)
+        principal = CameraPrincipal(camera_id=camera.camera.id, venue_id=camera.camera.venue_id, key_prefix=key_prefix)
         data: dict[str, Any] = {
             "event_id": f"evt-{uuid.uuid4().hex[:10]}",
             "kind": "fight",
@@ -97,15 +98,21 @@ class Factory:
             "clip_content_type": "video/mp4",
             "snapshot_key": None,
         } | overrides
-        async with self.conn.transaction():
-            row = await detections.insert_detection(self.conn, detection_id=detection_id, camera=principal, **data)
-            assert row is not None
-            await queue.enqueue(
-                self.conn,
-                jobs.ConfirmDetection(detection_id=row.id),
-                dedup_key=str(row.id),
-                priority=confirm_priority(row.kind, self.settings),
-            )
+        job = queue.enqueue_params(
+            jobs.ConfirmDetection(detection_id=detection_id),
+            dedup_key=str(detection_id),
+            priority=confirm_priority(data["kind"], self.settings),
+        )
+        row = await detections.accept_detection(
+            self.conn,
+            detection_id=detection_id,
+            camera=principal,
+            key_prefix=key_prefix,
+            pending_prefix=data["clip_key"],
+            job=job,
+            **data,
+        )
+        assert row is not None, "a replayed event id, or the camera's key is not active"
         return row
 
     # --- alerts (issue 4) ------------------------------------------------------------------

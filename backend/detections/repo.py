@@ -46,22 +46,6 @@ _DETECTION_COLUMNS = """id, camera_id, venue_id, event_id, kind, edge_score, occ
 SELECT_CAMERA_BY_PREFIX = "SELECT id, venue_id, key_hash, is_active FROM cameras WHERE key_prefix = $1"
 SELECT_DETECTION = f"SELECT {_DETECTION_COLUMNS} FROM detections WHERE id = $1"
 SELECT_DETECTION_BY_EVENT = f"SELECT {_DETECTION_COLUMNS} FROM detections WHERE camera_id = $1 AND event_id = $2"
-# One statement: the row (unless this camera sent the event already), the camera's last-seen time,
-# and the upload no longer pending.
-INSERT_DETECTION = f"""
-WITH inserted AS (
-    INSERT INTO detections (id, camera_id, venue_id, event_id, kind, edge_score, occurred_at, zone, boxes,
-                            clip_key, clip_bytes, clip_content_type, snapshot_key)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-    ON CONFLICT (camera_id, event_id) DO NOTHING
-    RETURNING {_DETECTION_COLUMNS}
-), touched AS (
-    UPDATE cameras SET last_seen_at = now() WHERE id = $2 AND EXISTS (SELECT 1 FROM inserted)
-), released AS (
-    DELETE FROM pending_uploads WHERE object_key = $14 AND EXISTS (SELECT 1 FROM inserted)
-)
-SELECT {_DETECTION_COLUMNS} FROM inserted
-"""
 # Ingest's commit, one statement (atomic without BEGIN/COMMIT round trips): the row, unless this camera
 # sent the event already or its key no longer opens it ($15: the key's prefix, still the camera's and
 # active: a key revoked or rotated since it was checked stores nothing), the camera's last-seen time,
@@ -120,44 +104,6 @@ async def get_detection_by_event(conn: Conn, camera_id: uuid.UUID, event_id: str
     return _row(record) if record else None
 
 
-async def insert_detection(
-    conn: Conn,
-    *,
-    detection_id: uuid.UUID,
-    camera: CameraPrincipal,
-    event_id: str,
-    kind: str,
-    edge_score: float,
-    occurred_at: datetime,
-    zone: str | None,
-    boxes: list[dict[str, object]],
-    clip_key: str,
-    clip_bytes: int,
-    clip_content_type: str,
-    snapshot_key: str | None,
-    pending_prefix: str | None = None,
-) -> DetectionRow | None:
-    """Insert and release the pending upload; None when this camera already sent ``event_id``."""
-    record = await conn.fetchrow(
-        INSERT_DETECTION,
-        detection_id,
-        camera.camera_id,
-        camera.venue_id,
-        event_id,
-        kind,
-        edge_score,
-        occurred_at,
-        zone,
-        boxes,
-        clip_key,
-        clip_bytes,
-        clip_content_type,
-        snapshot_key,
-        pending_prefix,
-    )
-    return _row(record) if record else None
-
-
 async def accept_detection(
     conn: Conn,
     *,
@@ -177,9 +123,9 @@ async def accept_detection(
     pending_prefix: str,
     job: tuple[object, ...],
 ) -> DetectionRow | None:
-    """``insert_detection`` and ``queue.enqueue`` (``job``: its ``enqueue_params``) in one statement, only
-    while ``key_prefix`` is the camera's active key; None when nothing was stored (a replay, or the key
-    is gone: the caller tells them apart)."""
+    """Ingest's commit (``ACCEPT_DETECTION``): the detection, its pending upload released and its job
+    (``job``: ``queue.enqueue_params``) in one statement, only while ``key_prefix`` is the camera's active
+    key; None when nothing was stored (a replay, or the key is gone: the caller tells them apart)."""
     record = await conn.fetchrow(
         ACCEPT_DETECTION,
         detection_id,
