@@ -4,9 +4,10 @@
 
 Builds a throw-away database from migrations/, runs a local FCM v1 server (push inbox, in a thread of
 this process: it shares the GIL and the 2 cores with the sender, so push figures are pessimistic) and
-the real firebase-admin client through PushGateway. Prints figures beside the machine baseline;
-asserts nothing. Plain-HTTP loopback means one TCP connection per in-flight request (real FCM is
-HTTP/2 over TLS, multiplexed), so the cold fan-out pays a connection storm.
+the real firebase-admin client through PushGateway (``backend.adapters.channels``). Prints figures
+beside the machine baseline; asserts nothing. Plain-HTTP loopback means one TCP connection per
+in-flight request (real FCM is HTTP/2 over TLS, multiplexed), so the cold fan-out pays a connection
+storm.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import asyncpg
 
+from backend.adapters import channels
 from backend.core import jobs, queue
 from backend.core.config import load_settings
 from backend.core.db import create_pool, init_connection
@@ -33,6 +35,7 @@ from backend.dispatch import service as dispatch
 from backend.duty import repo as duty
 from kuzet.devtools.push_inbox import PushInbox
 from workers import dispatch as dispatch_worker
+from workers import main as _worker  # noqa: F401 - as the worker: registers the incidents' webhook outbox reader
 from workers.runner import Runner, WorkerContext
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -117,9 +120,7 @@ async def bench_fanout(dsn: str, inbox: PushInbox, devices: int) -> list[tuple[f
     conn = await asyncpg.connect(dsn)
     await init_connection(conn)
     region = await conn.fetchval("SELECT id FROM police_regions LIMIT 1")
-    gateway = dispatch_worker.PushGateway(
-        project_id=settings.fcm_project_id, endpoint=settings.fcm_endpoint, credentials=settings.fcm_credentials
-    )
+    gateway = channels.build(channels.PHONE_APP, settings)  # as the worker builds it (FCM's PushGateway)
     rounds = []
     for _ in range(2):
         venue = await make_venue(conn, region, *ALMATY)

@@ -43,6 +43,7 @@ from bench.alerts import ALMATY, HASH, baseline, bouncers_with_phones, make_venu
 from kuzet.devtools.push_inbox import PushInbox
 from tests.smsc import LocalSmsc
 from workers import dispatch as dispatch_worker
+from workers import main as _worker  # noqa: F401 - as the worker: registers the incidents' webhook outbox reader
 from workers import sms as sms_worker
 from workers.runner import Runner, WorkerContext
 
