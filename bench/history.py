@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from backend.core import paging
 from backend.core.auth import Principal
 from backend.core.config import load_settings
 from backend.core.db import init_connection
@@ -111,7 +112,7 @@ async def main(args: argparse.Namespace) -> None:
         me = Principal(user_id=owner, role="owner", display_name="O")
         first = await service.venue_history(conn, settings, me, venue, repo.HistoryQuery(), cursor=None, limit=50)
         middle = (start + timedelta(days=180), uuid.UUID(int=0))
-        deep_cursor = service.encode_cursor(*middle)
+        deep_cursor = paging.key_cursor(*middle)  # as a page's next_cursor names it
 
         async def page_first() -> object:
             return await service.venue_history(conn, settings, me, venue, repo.HistoryQuery(), cursor=None, limit=50)

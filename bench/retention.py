@@ -26,6 +26,7 @@ from backend.core.config import Settings, load_settings
 from backend.core.db import create_pool
 from backend.core.logging import configure_logging
 from backend.retention import service as retention
+from backend.webhooks import outbox as _outbox  # noqa: F401 - registers the incidents' webhook outbox reader
 from bench._common import PY, cpu_seconds, drop_database, fresh_database, machine, start, wait_http
 from tests.services import free_port
 
