@@ -884,6 +884,8 @@ async def test_a_fight_the_server_cannot_check_reaches_the_open_board_where_it_i
 
     browser.get(f"{base}/console/board")
     wait_until(browser, lambda d: find(d, "#count").text == "1")  # the alarm is an incident like any other
+    handled = i18n.EN["board.handled_by"].format(name=dispatcher.display_name)
+    wait_until(browser, lambda d: handled in (text_of(d, "#incident-rows") or ""))  # the raiser handles it
     (waiting,) = browser.find_elements("css selector", "#unchecked tr.unchecked-camera")
     assert waiting.get_attribute("data-camera") == str(door.camera.id)
     click(browser, f"tr[data-camera='{door.camera.id}'] button.checked")

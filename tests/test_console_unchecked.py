@@ -336,6 +336,10 @@ async def test_a_dispatcher_who_saw_the_fight_in_the_clip_raises_the_alarm(
         f"confirmed by dispatcher Dana Dispatcher from the clip; the server could not check it: {TIMED_OUT}"
     )
     assert await conn.fetchval("SELECT count(*) FROM jobs WHERE kind = 'dispatch_incident'") == 1  # phones next
+    handler = await conn.fetchval(
+        "SELECT actor_id FROM incident_events WHERE incident_id = $1 AND type = 'claimed'", incident_id
+    )
+    assert handler == dispatcher.id  # "handled by Dana Dispatcher" on every board
     assert await conn.fetchval("SELECT status FROM detections WHERE id = $1", earlier.id) == "unprocessable"
     checked = await conn.fetch("SELECT detection_id, checked_by FROM unchecked_candidates WHERE checked_at IS NOT NULL")
     assert {(r["detection_id"], r["checked_by"]) for r in checked} == {

@@ -198,7 +198,8 @@ async def raise_alarm(
 ) -> incidents.Grouping:
     """A dispatcher saw what the server could not: the waiting candidate is confirmed by them and opens
     (or joins) its venue's incident, whose dispatch job alerts the venue's bouncers and the police as for
-    any alarm; the camera's candidates up to it are checked. 404 outside the region, 409 once checked."""
+    any alarm; an incident it opens is claimed by them; the camera's candidates up to it are checked.
+    404 outside the region, 409 once checked."""
     async with conn.transaction():
         row = await conn.fetchrow(LOCK_CANDIDATE, detection_id, region_id)
         if row is None:
@@ -228,6 +229,10 @@ async def raise_alarm(
             window_s=settings.incident_window_s,
         )
         await conn.execute(CONFIRM_BY_PERSON, detection_id, grouping.incident_id, reason)
+        if grouping.opened:  # theirs to handle: every board shows "handled by" (a joined one keeps its handler)
+            opened = await incidents.get(conn, grouping.incident_id)
+            assert opened is not None, "opened in this transaction"
+            await incidents.claim(conn, settings, opened, me, claim=True)
         await conn.execute(MARK_CHECKED, row["camera_id"], row["recorded_at"], me.user_id)
         await audit.record_by(
             conn,
