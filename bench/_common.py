@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import asyncpg
 
@@ -47,6 +47,50 @@ def require_all_ok(what: str, ok: int, failures: Mapping[str, int]) -> None:
     ``failures`` counts the failed requests by status (``"415"``, ``"ReadTimeout"``, ``"ReadError"``…)."""
     if failures or ok == 0:
         fail(f"{what}: {ok} request(s) succeeded, failed by status {dict(failures)}; no figure is printed")
+
+
+async def store_detection(
+    conn: asyncpg.Connection, storage: Any, camera: Any, clip: bytes, *, kind: str, edge_score: float
+) -> uuid.UUID:
+    """Upload ``clip`` and commit its detection and confirmation job through ingest's own statement, at
+    the priority ingest gives the kind (``camera``: a ``CameraPrincipal`` with its key prefix); stops the
+    bench if nothing was stored."""
+    from datetime import UTC, datetime
+
+    from backend.core import jobs, queue
+    from backend.core.config import Settings
+    from backend.detections import repo as detections
+    from backend.detections.service import confirm_priority, object_prefix
+
+    detection_id = uuid.uuid4()
+    key = object_prefix(camera.venue_id, detection_id, datetime.now(UTC)) + "original.mp4"
+    await storage.put_bytes(key, clip, "video/mp4")
+    job = queue.enqueue_params(
+        jobs.ConfirmDetection(detection_id=detection_id),
+        dedup_key=str(detection_id),
+        priority=confirm_priority(kind, Settings()),
+    )
+    stored = await detections.accept_detection(
+        conn,
+        detection_id=detection_id,
+        camera=camera,
+        key_prefix=camera.key_prefix or "",
+        event_id=f"bench-{detection_id}",
+        kind=kind,
+        edge_score=edge_score,
+        occurred_at=datetime.now(UTC),
+        zone="floor",
+        boxes=[],
+        clip_key=key,
+        clip_bytes=len(clip),
+        clip_content_type="video/mp4",
+        snapshot_key=None,
+        pending_prefix=key,
+        job=job,
+    )
+    if stored is None:
+        fail(f"detection {detection_id} was not stored (the camera's key is not active)")
+    return detection_id
 
 
 def real_clips(limit: int = 40) -> tuple[list[bytes], str]:

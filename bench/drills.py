@@ -35,7 +35,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -52,11 +52,9 @@ from backend.core.auth import CameraPrincipal
 from backend.core.config import Settings, load_settings
 from backend.core.db import create_pool, init_connection
 from backend.core.logging import configure_logging
-from backend.detections import repo as detections
-from backend.detections.service import confirm_priority, object_prefix
 from backend.venues import service as venues
 from backend.venues.schemas import VenueCreate
-from bench._common import ADMIN_DSN, drop_database, fresh_database, machine, pct
+from bench._common import ADMIN_DSN, drop_database, fresh_database, machine, pct, store_detection
 from kuzet.asgi import create_app
 from kuzet.devtools.push_inbox import PushInbox
 from tests.services import ThreadedTcpProxy, free_port
@@ -395,35 +393,7 @@ class Load:
     async def send(self, clip: bytes, kind: str, edge_score: float = 0.9, camera_at: int | None = None) -> uuid.UUID:
         camera = self.cameras[self.sent % len(self.cameras) if camera_at is None else camera_at]
         self.sent += 1
-        detection_id = uuid.uuid4()
-        key = object_prefix(camera.venue_id, detection_id, datetime.now(UTC)) + "original.mp4"
-        await self.storage.put_bytes(key, clip, "video/mp4")
-        job = queue.enqueue_params(
-            jobs.ConfirmDetection(detection_id=detection_id),
-            dedup_key=str(detection_id),
-            priority=confirm_priority(kind, Settings()),
-        )
-        stored = await detections.accept_detection(
-            self.conn,
-            detection_id=detection_id,
-            camera=camera,
-            key_prefix=camera.key_prefix or "",
-            event_id=f"drill-{detection_id}",
-            kind=kind,
-            edge_score=edge_score,
-            occurred_at=datetime.now(UTC),
-            zone="floor",
-            boxes=[],
-            clip_key=key,
-            clip_bytes=len(clip),
-            clip_content_type="video/mp4",
-            snapshot_key=None,
-            pending_prefix=key,
-            job=job,
-        )
-        if stored is None:
-            raise SystemExit(f"drill: detection {detection_id} was not stored (the camera's key is not active)")
-        return detection_id
+        return await store_detection(self.conn, self.storage, camera, clip, kind=kind, edge_score=edge_score)
 
 
 async def drill_backlog(s3_url: str, inbox: PushInbox, work: Path, backlog: int, weapons: int) -> None:

@@ -30,9 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +40,10 @@ import cv2
 from backend.adapters.storage import Storage
 from backend.cameras import service as cameras
 from backend.cameras.schemas import CameraCreate
-from backend.core import jobs, queue
 from backend.core.auth import CameraPrincipal
 from backend.core.config import Settings
 from backend.core.db import create_pool, init_connection
 from backend.core.logging import configure_logging
-from backend.detections import repo as detections
-from backend.detections.service import object_prefix
 from backend.venues import service as venues
 from backend.venues.schemas import VenueCreate
 from workers import confirm
@@ -59,7 +54,7 @@ from workers.runner import Runner, WorkerContext
 from workers.vision import ConfirmationModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import FIGHT_CLIPS, cpu_model, drop_database, fail, fresh_database
+from bench._common import FIGHT_CLIPS, cpu_model, drop_database, fail, fresh_database, store_detection
 
 
 def cpu_seconds(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
@@ -259,30 +254,7 @@ class Load:
         camera = self.cameras[self.sent % len(self.cameras)]
         clip = self.clips[self.sent % len(self.clips)]
         self.sent += 1
-        detection_id = uuid.uuid4()
-        key = object_prefix(camera.venue_id, detection_id, datetime.now(UTC)) + "original.mp4"
-        await self.storage.put_bytes(key, clip, "video/mp4")
-        job = queue.enqueue_params(jobs.ConfirmDetection(detection_id=detection_id), dedup_key=key)
-        stored = await detections.accept_detection(
-            self.conn,
-            detection_id=detection_id,
-            camera=camera,
-            key_prefix=camera.key_prefix or "",
-            event_id=f"bench-{detection_id}",
-            kind="fight",
-            edge_score=0.8,
-            occurred_at=datetime.now(UTC),
-            zone="floor",
-            boxes=[],
-            clip_key=key,
-            clip_bytes=len(clip),
-            clip_content_type="video/mp4",
-            snapshot_key=None,
-            pending_prefix=key,
-            job=job,
-        )
-        if stored is None:
-            raise SystemExit(f"bench: detection {detection_id} was not stored (the camera's key is not active)")
+        await store_detection(self.conn, self.storage, camera, clip, kind="fight", edge_score=0.8)
 
 
 DECIDED = """
