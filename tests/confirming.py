@@ -122,3 +122,15 @@ async def assert_artefacts(storage: Storage, clip_key: str) -> None:
         stream = container.streams.video[0]
         assert stream.codec_context.name == "h264"
         assert sum(1 for _ in container.decode(stream)) > 10
+
+
+async def unprocessable(
+    make: Factory, pool: asyncpg.Pool, settings: Settings, camera: Any, reason: str, **detection: Any
+) -> Any:
+    """A candidate the worker could not check (its clip), recorded as the worker records it."""
+    from backend.detections.confirmation import Verdict, record_outcome
+
+    row = await make.detection(camera, **detection)
+    recorded = await record_outcome(pool, settings, row.id, Verdict("unprocessable", reason), window_s=120)
+    assert recorded.recorded and recorded.incident is None
+    return row

@@ -29,10 +29,12 @@ from backend.alerts.actions import ALLOWED
 from backend.console import i18n
 from backend.core import localtime
 from backend.core.config import Settings
+from backend.core.db import create_pool
 from backend.incidents import lifecycle
 from kuzet.devtools.push_inbox import PushInbox
 from tests.alerting import fcm_env, push_inbox
 from tests.clips import mp4_bytes
+from tests.confirming import unprocessable
 from tests.factories import ALMATY, Factory
 from tests.services import free_port
 from tests.waiting import eventually_sync
@@ -257,20 +259,6 @@ async def post_detection(base: str, camera_key: str, kind: str = "weapon", clip:
     assert response.status_code == 202, response.text
     body: dict[str, Any] = response.json()
     return body
-
-
-async def unchecked_candidate(make: Factory, settings: Settings, camera: Any, score: float, reason: str) -> Any:
-    """A fight the worker could not check, recorded as the worker records it."""
-    from backend.core.db import create_pool
-    from backend.detections.confirmation import Verdict, record_outcome
-
-    row = await make.detection(camera, kind="fight", edge_score=score)
-    pool = await create_pool(settings.database_url, max_size=1)
-    try:
-        await record_outcome(pool, settings, row.id, Verdict("unprocessable", reason), window_s=120)
-    finally:
-        await pool.close()
-    return row
 
 
 # --- the tests ------------------------------------------------------------------------------
@@ -498,8 +486,15 @@ async def test_the_night_shifts_console_at_1366_and_390_px_in_three_languages(
     seen = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
     late_id, _ = await incident_seen_at(make, conn, settings, quiet.id, seen)
     bar = await make.camera(busy.id, name="Bar-2", zone="dance floor")
-    for score, reason in ((0.91, "truncated or corrupt: moov atom not found"), (0.77, "decoding timed out after 30 s")):
-        await unchecked_candidate(make, settings, bar, score, reason)
+    pool = await create_pool(settings.database_url, max_size=1)
+    try:
+        for score, reason in (
+            (0.91, "truncated or corrupt: moov atom not found"),
+            (0.77, "decoding timed out after 30 s"),
+        ):
+            await unprocessable(make, pool, settings, bar, reason, kind="fight", edge_score=score)
+    finally:
+        await pool.close()
     camera_time = localtime.stamp(seen, "Asia/Almaty")
     dispatcher = await make.user("dispatcher", region_id=region.id, display_name="Dana Dispatcher")
     base = settings.public_base_url

@@ -26,6 +26,7 @@ from backend.core.config import Settings
 from backend.core.db import create_pool
 from backend.detections.confirmation import Verdict, record_outcome
 from backend.retention import service as retention
+from tests.confirming import unprocessable
 from tests.consoling import console_client
 from tests.factories import Factory
 
@@ -38,16 +39,6 @@ async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     db = await create_pool(settings.database_url, max_size=2)
     yield db
     await db.close()
-
-
-async def unprocessable(
-    make: Factory, pool: asyncpg.Pool, settings: Settings, camera: Any, reason: str, **detection: Any
-) -> Any:
-    """A candidate the worker could not check, recorded as the worker records it."""
-    row = await make.detection(camera, **detection)
-    recorded = await record_outcome(pool, settings, row.id, Verdict("unprocessable", reason), window_s=120)
-    assert recorded.recorded and recorded.incident is None
-    return row
 
 
 def rows(page: str) -> list[Any]:

@@ -426,8 +426,8 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, MediaError | ClipDecodeError):
         return exc.reason
     if isinstance(exc, CpuTimeout):
-        return f"decoding timed out after {exc.timeout_s:g} s"
-    return f"decoder crashed: {exc}"
+        return f"{unchecked.TIMED_OUT} after {exc.timeout_s:g} s"
+    return f"{unchecked.CRASHED}: {exc}"
 
 
 def snapshot_key_of(clip_key: str) -> str:

@@ -33,13 +33,15 @@ from backend.core.errors import Conflict, Gone, NotFound
 from backend.incidents import lifecycle as incidents
 
 Cause = Literal["clip_unreadable", "clip_missing", "timed_out", "decoder_crashed"]
-# The worker's reasons (workers/confirm.py) by their opening words; any other is the decoder's own
-# account of a clip it could not read.
+# The openings of the worker's reasons (workers/confirm.py writes them from these); any other reason
+# is the decoder's own account of a clip it could not read.
 CLIP_MISSING: Final = "clip missing from object storage"
+TIMED_OUT: Final = "decoding timed out"
+CRASHED: Final = "decoder crashed"
 _CAUSES: Final[tuple[tuple[str, Cause], ...]] = (
     (CLIP_MISSING, "clip_missing"),
-    ("decoding timed out", "timed_out"),
-    ("decoder crashed", "decoder_crashed"),
+    (TIMED_OUT, "timed_out"),
+    (CRASHED, "decoder_crashed"),
 )
 WAITING_LIMIT: Final = 50
 

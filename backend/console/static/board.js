@@ -126,14 +126,16 @@
       osc.stop(t + offset + 0.3);
     });
   }
+  function showCue(text) {
+    document.getElementById("cue-text").textContent = text;
+    cue.hidden = false;
+    beep();
+  }
   var fresh = 0;
   function announce(item) {
     fresh += 1;
-    document.getElementById("cue-text").textContent =
-      w("board.new_incident") + ": " + w("kind." + item.kind) + " · " + item.venue;
-    cue.hidden = false;
     document.title = "(" + fresh + ") " + document.title.replace(/^\(\d+\) /, "");
-    beep();
+    showCue(w("board.new_incident") + ": " + w("kind." + item.kind) + " · " + item.venue);
   }
 
   // --- time: the camera's, at the venue, with its offset ------------------------------------
@@ -531,10 +533,7 @@
   }
   function announceUnchecked(row) {
     var kinds = (row.getAttribute("data-kinds") || "").split(" ").filter(Boolean).map(function (k) { return w("kind." + k); });
-    document.getElementById("cue-text").textContent =
-      w("board.new_unchecked") + ": " + kinds.join(", ") + " · " + (row.getAttribute("data-venue") || "");
-    cue.hidden = false;
-    beep();
+    showCue(w("board.new_unchecked") + ": " + kinds.join(", ") + " · " + (row.getAttribute("data-venue") || ""));
   }
   window.setInterval(refreshUnchecked, 10000);
   // "Raise the alarm" rings phones: asked once more (the list is redrawn, so the listener sits on the page)
