@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import platform
 import statistics
@@ -47,6 +48,20 @@ def require_all_ok(what: str, ok: int, failures: Mapping[str, int]) -> None:
     ``failures`` counts the failed requests by status (``"415"``, ``"ReadTimeout"``, ``"ReadError"``…)."""
     if failures or ok == 0:
         fail(f"{what}: {ok} request(s) succeeded, failed by status {dict(failures)}; no figure is printed")
+
+
+# What a camera posts to ``POST /v1/detections``: the ``meta`` JSON part and the clip part.
+DetectionForm = dict[str, tuple[str | None, bytes | str, str]]
+
+
+def detection_form(clip: bytes, *, kind: str = "fight", score: float = 0.9) -> tuple[str, DetectionForm]:
+    """A new event id and the multipart form a camera posts for one detection of ``kind`` with ``clip``,
+    as the edge agent sends it (occurred now)."""
+    from datetime import UTC, datetime
+
+    event = uuid.uuid4().hex
+    meta = {"event_id": event, "kind": kind, "score": score, "occurred_at": datetime.now(UTC).isoformat()}
+    return event, {"meta": (None, json.dumps(meta), "application/json"), "clip": ("c.mp4", clip, "video/mp4")}
 
 
 async def store_detection(

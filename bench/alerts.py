@@ -31,6 +31,7 @@ from backend.core import jobs, queue
 from backend.core.config import load_settings
 from backend.core.db import create_pool, init_connection
 from backend.core.logging import configure_logging
+from backend.dispatch import fanout
 from backend.dispatch import service as dispatch
 from backend.duty import repo as duty
 from kuzet.devtools.push_inbox import PushInbox
@@ -131,7 +132,7 @@ async def bench_fanout(dsn: str, inbox: PushInbox, devices: int) -> list[tuple[f
         async with conn.transaction():
             await dispatch.run_step(conn, settings, incident, step=0)
         decided = time.perf_counter() - start
-        report = await dispatch.fanout.send_pending(conn, gateway, settings, incident)
+        report = await fanout.send_pending(conn, gateway, settings, incident)
         rounds.append((decided, time.perf_counter() - start, report.sent))
     await gateway.aclose()
     await conn.close()

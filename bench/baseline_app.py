@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 from litestar import Litestar, Request, post
@@ -22,7 +23,7 @@ async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
 
 
 @post("/baseline", status_code=202, request_max_body_size=None)
-async def baseline(request: Request[object, object, object]) -> dict[str, int]:
+async def baseline(request: Request[Any, Any, Any]) -> dict[str, int]:
     size = 0
     async for chunk in request.stream():
         size += len(chunk)

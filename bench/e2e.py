@@ -37,7 +37,6 @@ import argparse
 import asyncio
 import contextlib
 import itertools
-import json
 import os
 import random
 import subprocess
@@ -60,6 +59,7 @@ from backend.core.config import load_settings
 from backend.core.db import init_connection
 from bench._common import (
     PY,
+    detection_form,
     drop_database,
     fail,
     fresh_database,
@@ -272,9 +272,7 @@ async def post_steady(
     api_turn = itertools.cycle(apis)
 
     async def one(key: str, clip: bytes, api: str) -> None:
-        event = uuid.uuid4().hex
-        meta = {"event_id": event, "kind": "fight", "score": 0.9, "occurred_at": datetime.now(UTC).isoformat()}
-        files = {"meta": (None, json.dumps(meta), "application/json"), "clip": ("c.mp4", clip, "video/mp4")}
+        event, files = detection_form(clip)
         wall, started = time.time(), time.perf_counter()
         try:
             response = await client.post(

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
@@ -182,7 +183,7 @@ def main() -> None:
         encode(sub_file, 640, 360, length, 512)
         results: dict[str, tuple[float, float, float]] = {}
         ring = PacketRing(retain_s=args.pre + args.post + GOP_S + 2)
-        scenarios = {
+        scenarios: dict[str, Callable[[str], StreamReader]] = {
             "demux only (1080p main stream into the packet buffer)": lambda url: StreamReader(
                 "demux", url + "/main", ring=ring
             ),
@@ -235,7 +236,7 @@ def main() -> None:
     print(f"p50 cut {pct(cuts, 50):.1f} ms, p99 event->202 {pct(totals, 99):.1f} ms")
 
 
-def _picture() -> object:
+def _picture() -> Callable[[Gray, float], None]:
     check = PictureCheck()
 
     def feed(image: Gray, _at: float) -> None:
@@ -244,7 +245,7 @@ def _picture() -> object:
     return feed
 
 
-def _motion() -> object:
+def _motion() -> Callable[[Gray, float], None]:
     stage = MotionStage(0.04, 1.0, 30.0)
 
     def feed(image: Gray, at: float) -> None:

@@ -29,8 +29,9 @@ from pathlib import Path
 
 import aiomqtt
 import httpx
+import kuzet_edge.sources.onvif as onvif
 from kuzet_edge.events import CameraRef, Candidate
-from kuzet_edge.sources import frigate, onvif
+from kuzet_edge.sources import frigate
 
 from bench._common import machine, pct
 from tests.edge_standins.frigate import FakeFrigate, fragmented_mp4

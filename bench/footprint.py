@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import socket
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +38,7 @@ from backend.core.db import init_connection
 from backend.core.logging import configure_logging
 from backend.webhooks import service as webhooks
 from backend.webhooks.schemas import SubscriptionCreate
-from bench._common import ADMIN_DSN, drop_database, fail, fresh_database, machine
+from bench._common import ADMIN_DSN, detection_form, drop_database, fail, fresh_database, machine
 from kuzet.asgi import create_app
 from kuzet.devtools.push_inbox import PushInbox
 from kuzet.devtools.webhook_receiver import WebhookReceiver
@@ -72,9 +69,9 @@ def clips(n: int, work: Path) -> list[Path]:
         calm = sorted((SHARED / "noFight").glob("*.mp4"))
         if fights and calm:
             return [(fights if i % 2 == 0 else calm)[i // 2 % min(len(fights), len(calm))] for i in range(n)]
-    fight = write_test_clip(work / "fight.mp4", motion="fight")
-    calm = write_test_clip(work / "calm.mp4", motion="calm")
-    return [fight if i % 2 == 0 else calm for i in range(n)]
+    fight_clip = write_test_clip(work / "fight.mp4", motion="fight")
+    calm_clip = write_test_clip(work / "calm.mp4", motion="calm")
+    return [fight_clip if i % 2 == 0 else calm_clip for i in range(n)]
 
 
 async def snapshot(dsn: str) -> tuple[dict[str, dict[str, int]], int]:
@@ -166,13 +163,7 @@ async def measure(dsn: str, n: int, work: Path) -> None:
             async with AsyncTestClient(app=create_app(settings)) as client:
                 for (key, _), path in zip(cameras, paths, strict=True):
                     body = path.read_bytes()
-                    meta = {
-                        "event_id": uuid.uuid4().hex,
-                        "kind": "fight",
-                        "score": 0.9,
-                        "occurred_at": datetime.now(UTC).isoformat(),
-                    }
-                    files = {"meta": (None, json.dumps(meta), "application/json"), "clip": ("c.mp4", body, "video/mp4")}
+                    _, files = detection_form(body)
                     response = await client.post(
                         "/v1/detections", files=files, headers={"Authorization": f"Bearer {key}"}
                     )
@@ -190,9 +181,9 @@ async def measure(dsn: str, n: int, work: Path) -> None:
             async with AsyncTestClient(app=create_app(settings)) as client:
                 for incident in incidents:
                     headers = venue_bouncers[incident["venue_id"]]
-                    path = f"/v1/incidents/{incident['id']}/actions"
-                    ok = (await client.post(path, json={"action": "acknowledge"}, headers=headers)).status_code
-                    done = await client.post(path, json={"action": "resolve", "outcome": "handled"}, headers=headers)
+                    actions = f"/v1/incidents/{incident['id']}/actions"
+                    ok = (await client.post(actions, json={"action": "acknowledge"}, headers=headers)).status_code
+                    done = await client.post(actions, json={"action": "resolve", "outcome": "handled"}, headers=headers)
                     acted += ok == 200 and done.status_code == 200
             if acted != len(incidents):
                 fail(f"{acted} of {len(incidents)} incidents were acknowledged and resolved")
@@ -203,7 +194,7 @@ async def measure(dsn: str, n: int, work: Path) -> None:
                 objects = []
                 token: str | None = None
                 while True:
-                    extra = {"ContinuationToken": token} if token else {}
+                    extra: dict[str, Any] = {"ContinuationToken": token} if token else {}
                     page = await storage.client.list_objects_v2(Bucket=settings.s3_bucket, **extra)
                     objects += page.get("Contents", [])
                     if not page.get("IsTruncated"):

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -29,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import (
     PY,
     cpu_seconds,
+    detection_form,
     drop_database,
     fresh_database,
     local_env,
@@ -58,13 +57,7 @@ async def load(url: str, keys: list[str], seconds: float, *, kuzet: bool) -> tup
         while time.monotonic() < deadline:
             clip = CLIPS[turn % len(CLIPS)]
             turn += 1
-            meta = {
-                "event_id": uuid.uuid4().hex,
-                "kind": "fight",
-                "score": 0.9,
-                "occurred_at": datetime.now(UTC).isoformat(),
-            }
-            files = {"meta": (None, json.dumps(meta), "application/json"), "clip": ("c.mp4", clip, "video/mp4")}
+            _, files = detection_form(clip)
             started = time.perf_counter()
             try:
                 response = await client.post(
@@ -92,13 +85,7 @@ async def steady(url: str, keys: list[str], rate: float, seconds: float) -> tupl
     limits = httpx.Limits(max_connections=len(keys) * 2, max_keepalive_connections=len(keys))
 
     async def one(key: str, clip: bytes, client: httpx.AsyncClient) -> None:
-        meta = {
-            "event_id": uuid.uuid4().hex,
-            "kind": "fight",
-            "score": 0.9,
-            "occurred_at": datetime.now(UTC).isoformat(),
-        }
-        files = {"meta": (None, json.dumps(meta), "application/json"), "clip": ("c.mp4", clip, "video/mp4")}
+        _, files = detection_form(clip)
         started = time.perf_counter()
         try:
             response = await client.post(url, files=files, headers={"Authorization": f"Bearer {key}"})
@@ -111,7 +98,7 @@ async def steady(url: str, keys: list[str], rate: float, seconds: float) -> tupl
 
     async def camera(index: int, key: str, client: httpx.AsyncClient) -> None:
         await asyncio.sleep(index * per_camera / len(keys))
-        tasks = []
+        tasks: list[asyncio.Task[None]] = []
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             tasks.append(asyncio.create_task(one(key, CLIPS[(index + len(tasks)) % len(CLIPS)], client)))

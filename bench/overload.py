@@ -34,7 +34,7 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
@@ -46,7 +46,19 @@ from backend.core.auth import Principal, issue_access_token
 from backend.core.config import Settings, load_settings
 from backend.core.db import init_connection
 from backend.detections import overload
-from bench._common import PY, drop_database, fail, fresh_database, local_env, machine, pct, real_clips, start, wait_http
+from bench._common import (
+    PY,
+    detection_form,
+    drop_database,
+    fail,
+    fresh_database,
+    local_env,
+    machine,
+    pct,
+    real_clips,
+    start,
+    wait_http,
+)
 from bench.e2e import JWT, KUZET, UNDECIDED, City, build_city, drained, load_average, ms, start_workers, stop_all
 from kuzet.devtools.push_inbox import PushInbox
 from tests.services import free_port
@@ -75,12 +87,7 @@ class Drill:
 
     async def detection(self, what: str, kind: str, score: float) -> None:
         _, key = next(self.cameras)
-        event = uuid.uuid4().hex
-        meta = {"event_id": event, "kind": kind, "score": score, "occurred_at": datetime.now(UTC).isoformat()}
-        files: dict[str, tuple[str | None, bytes | str, str]] = {
-            "meta": (None, json.dumps(meta), "application/json"),
-            "clip": ("c.mp4", next(self.clips), "video/mp4"),
-        }
+        event, files = detection_form(next(self.clips), kind=kind, score=score)
         wall = time.time()
         try:
             response = await self.client.post(

@@ -64,7 +64,7 @@ def segment_bytes() -> bytes:
 async def scene(conn: asyncpg.Connection, settings: Any, make_token: Any) -> dict[str, Any]:
     from backend.cameras import service as cameras
     from backend.cameras.schemas import CameraCreate
-    from backend.core.auth import Principal
+    from backend.core.auth import Principal, Role
     from backend.duty import service as duty
     from backend.users import service as users
     from backend.users.schemas import UserCreate
@@ -94,19 +94,27 @@ async def scene(conn: asyncpg.Connection, settings: Any, make_token: Any) -> dic
         ),
     )
     people: dict[str, Any] = {"venue": venue, "region": region, "owner": owner}
-    for name, role, extra in (
-        ("b1", "bouncer", {"venue_id": venue.id}),
-        ("b2", "bouncer", {"venue_id": venue.id}),
-        ("b3", "bouncer", {"venue_id": venue.id}),
-        ("officer", "officer", {"region_id": region.id}),
-        ("dispatcher", "dispatcher", {"region_id": region.id}),
-    ):
+    accounts: tuple[tuple[str, Role, uuid.UUID | None, uuid.UUID | None], ...] = (
+        ("b1", "bouncer", venue.id, None),
+        ("b2", "bouncer", venue.id, None),
+        ("b3", "bouncer", venue.id, None),
+        ("officer", "officer", None, region.id),
+        ("dispatcher", "dispatcher", None, region.id),
+    )
+    for name, role, venue_id, region_id in accounts:
         user = (
             await users.create_user(
                 conn,
                 settings,
                 None,
-                UserCreate(username=name, display_name=name, role=role, password="bench lantern river stone", **extra),
+                UserCreate(
+                    username=name,
+                    display_name=name,
+                    role=role,
+                    password="bench lantern river stone",
+                    venue_id=venue_id,
+                    region_id=region_id,
+                ),
             )
         ).user
         principal = Principal(

@@ -193,9 +193,9 @@ async def bench_bind(smsc: LocalSmsc, messages: int, window: int) -> None:
     if not await paced.wait_bound(5):
         fail("the paced gateway did not bind")
     start = time.perf_counter()
-    outcomes = await asyncio.gather(*(paced.submit(f"+7702{n:07d}", "paced") for n in range(90)))
+    results = await asyncio.gather(*(paced.submit(f"+7702{n:07d}", "paced") for n in range(90)))
     elapsed = time.perf_counter() - start
-    if any(r.outcome != "submitted" for r in outcomes):
+    if any(r.outcome != "submitted" for r in results):
         fail("paced submits not accepted")
     print(f"  one bind paced to KUZET_SMS_RATE=30: {90 / elapsed:.1f} SMS/s (90 messages in {elapsed:.2f} s)")
     await paced.aclose()

@@ -30,7 +30,7 @@ from backend.core.db import create_pool, init_connection
 from backend.core.logging import configure_logging
 from backend.incidents import lifecycle
 from backend.webhooks import service
-from backend.webhooks.schemas import SubscriptionCreate
+from backend.webhooks.schemas import EventType, SubscriptionCreate
 from backend.webhooks.sender import Sender
 from bench._common import ADMIN_DSN, drop_database, fresh_database, machine, pct
 from kuzet.devtools.webhook_receiver import WebhookReceiver
@@ -108,7 +108,7 @@ async def run(admin_dsn: str) -> None:
                            'Asia/Almaty', $1) RETURNING id""",
                 region,
             )
-            every = ["incident.opened", "incident.updated"]
+            every: list[EventType] = ["incident.opened", "incident.updated"]
             await service.create(
                 conn, settings, None, SubscriptionCreate(name="one", url=receiver.url("/one"), event_types=every)
             )
