@@ -89,16 +89,17 @@ async def test_a_confirmation_backlog_does_not_delay_a_dispatch_job(
     for _ in range(12):
         await queue.enqueue(conn, jobs.ConfirmDetection(detection_id=uuid.uuid4()))
     release = asyncio.Event()
-    confirming = 0
-    dispatched: list[int] = []
+    confirming = finished = 0
+    dispatched: list[tuple[int, int]] = []
 
     async def slow_confirm(ctx: WorkerContext, job: Work[jobs.ConfirmDetection]) -> None:
-        nonlocal confirming
+        nonlocal confirming, finished
         confirming += 1
         await release.wait()
+        finished += 1
 
     async def dispatch(ctx: WorkerContext, job: Work[jobs.DispatchIncident]) -> None:
-        dispatched.append(confirming)
+        dispatched.append((confirming, finished))
         release.set()
 
     quick = msgspec.structs.replace(settings, worker_concurrency=2, worker_alert_concurrency=2)
@@ -110,8 +111,9 @@ async def test_a_confirmation_backlog_does_not_delay_a_dispatch_job(
         await asyncio.wait_for(release.wait(), 60)
         runner.stop()
         await task
-    assert dispatched == [2]  # it ran while both confirmations were still running, none finished
-    assert await conn.fetchval("SELECT count(*) FROM jobs WHERE kind = 'confirm_detection'") == 10
+    # it ran while both confirmations were running, none started after them and none finished (counted
+    # when it ran: once it releases them, the freed slots may take more before the runner stops)
+    assert dispatched == [(2, 0)]
 
 
 async def test_edge_decided_confirmations_are_claimed_first_and_queue_age_is_exposed(
