@@ -94,7 +94,7 @@ def demo_clips(shared: Path | None, workdir: Path) -> list[DemoClip]:
     calm = write_test_clip(workdir / "calm.mp4", motion="calm")
     weapon = DemoClip("entrance camera flags a weapon (no server model: edge score decides)", calm, "weapon", 1, 0.93)
     cut = DemoClip(
-        "bar camera flags a fight, its clip cut short in transit",
+        "dance-floor camera flags a fight, its clip cut short in transit",
         write_truncated_clip(calm, workdir / "cut.mp4"),
         "fight",
         0,
