@@ -313,6 +313,7 @@ def test_a_clip_with_sound_keeps_it_from_the_first_keyframe_on(tmp_path: Path) -
         ({"username": "admin"}, "password"),
         ({"mqtt_port": "x"}, "mqtt_port"),
         ({"colour": "red"}, "colour"),
+        ({"max_clip_s": 20}, "max_clip_s"),
     ],
 )
 def test_bad_config_names_the_key(change: dict[str, object], names: str, tmp_path: Path) -> None:

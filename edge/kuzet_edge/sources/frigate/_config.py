@@ -48,7 +48,9 @@ class FrigateConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     max_age_s: float = 6 * 3600.0  # older events are neither caught up nor retried
     retry_min_s: float = 1.0
     retry_max_s: float = 60.0
-    max_clip_s: float = 20.0  # the clip sent is cut (on packets, not re-encoded) to this long
+    # the clip sent is cut (on packets, not re-encoded) to this long: the API takes 2-10 s clips, and the
+    # server's model spreads its 16 frames over the clip (8 s: as long as the box's own pre + post event)
+    max_clip_s: float = 8.0
     workers: int = 3  # events handled at once (each may wait up to clip_deadline_s for its clip)
 
 
@@ -73,8 +75,8 @@ def parse_config(table: dict[str, object], cameras: dict[str, CameraRef]) -> Fri
         raise ValueError("[[sources]] frigate: retry_min_s: must be > 0 and <= retry_max_s")
     if config.ca_file is not None and not Path(config.ca_file).is_file():
         raise ValueError(f"[[sources]] frigate: ca_file: {config.ca_file} is not a file")
-    if not 2.0 <= config.max_clip_s <= 120.0:
-        raise ValueError("[[sources]] frigate: max_clip_s: between 2 and 120")
+    if not 2.0 <= config.max_clip_s <= 10.0:
+        raise ValueError("[[sources]] frigate: max_clip_s: between 2 and 10 (the API takes clips of 2-10 s)")
     if not 1 <= config.workers <= 16:
         raise ValueError("[[sources]] frigate: workers: between 1 and 16")
     return config
