@@ -61,6 +61,12 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="secrets file"):
         load(config)
+    camera = [{"key": "bar", "name": "Bar", "main_url": "rtsp://10.0.0.2/main"}]
+    config = edge_config(tmp_path, api_url="http://127.0.0.1:9", cameras=camera, pre_event_s=8, post_event_s=4)
+    with pytest.raises(ConfigError, match=r"agent\.post_event_s: pre_event_s \+ post_event_s at most 10 s"):
+        load(config)
+    config = edge_config(tmp_path, api_url="http://127.0.0.1:9", cameras=camera, pre_event_s=6, post_event_s=4)
+    assert load(config).agent.pre_event_s == 6
 
 
 def test_camera_key_file_must_be_private(tmp_path: Path) -> None:

@@ -22,6 +22,9 @@ from kuzet_edge.events import CameraRef, Kind
 CAMERA_KEY = r"^[a-z0-9_-]{1,64}$"
 
 
+MAX_CLIP_S = 10.0  # the longest clip the API's contract takes (its clips are 2-10 s)
+
+
 class ConfigError(Exception):
     """The configuration cannot be used; the message names the file and the key."""
 
@@ -106,6 +109,11 @@ def load(path: Path) -> Config:
         config = msgspec.convert(raw, Config, strict=False, dec_hook=_paths)
     except msgspec.ValidationError as error:
         raise _fail(path, error) from error
+    if config.agent.pre_event_s + config.agent.post_event_s > MAX_CLIP_S:
+        raise ConfigError(
+            f"{path}: agent.post_event_s: pre_event_s + post_event_s at most {MAX_CLIP_S:g} s (the API takes"
+            " clips of 2-10 s, and the server's model spreads its frames over the whole clip)"
+        )
     keys = [c.key for c in config.cameras]
     if len(set(keys)) != len(keys):
         raise ConfigError(f"{path}: cameras: a key is used twice")

@@ -7,6 +7,7 @@ from typing import Literal
 
 import msgspec
 
+from kuzet_edge.config import MAX_CLIP_S
 from kuzet_edge.events import CameraRef, Kind
 
 Severity = Literal["alert", "detection"]
@@ -75,8 +76,8 @@ def parse_config(table: dict[str, object], cameras: dict[str, CameraRef]) -> Fri
         raise ValueError("[[sources]] frigate: retry_min_s: must be > 0 and <= retry_max_s")
     if config.ca_file is not None and not Path(config.ca_file).is_file():
         raise ValueError(f"[[sources]] frigate: ca_file: {config.ca_file} is not a file")
-    if not 2.0 <= config.max_clip_s <= 10.0:
-        raise ValueError("[[sources]] frigate: max_clip_s: between 2 and 10 (the API takes clips of 2-10 s)")
+    if not 2.0 <= config.max_clip_s <= MAX_CLIP_S:
+        raise ValueError(f"[[sources]] frigate: max_clip_s: between 2 and {MAX_CLIP_S:g} (the API takes 2-10 s clips)")
     if not 1 <= config.workers <= 16:
         raise ValueError("[[sources]] frigate: workers: between 1 and 16")
     return config
