@@ -161,6 +161,8 @@ def main() -> None:
         # the network the best 2-s window, for which each motion frame is also converted to its size
         eight = synthetic_clip(Path(tmp) / "synthetic-8s.mp4", seconds=8.0)
         show(f"synthetic 8 s (the edge's), {model.network_span}", measure(model, [eight], max(1, args.repeat // 2)))
+        ten = synthetic_clip(Path(tmp) / "synthetic-10s.mp4", seconds=10.0)  # the longest the edge sends
+        show(f"synthetic 10 s (the longest), {model.network_span}", measure(model, [ten], max(1, args.repeat // 2)))
         windowed = ConfirmationModel(args.model, unfold_network=not args.as_exported, network_span="window")
         show("synthetic 8 s, window (candidate)", measure(windowed, [eight], max(1, args.repeat // 2)))
         if person_model.is_file():
