@@ -424,6 +424,17 @@ MATRIX: dict[tuple[str, str], Entry] = {
         default="403/404",
         body={"verdict": "real"},
     ),
+    # a detection the model rejected: its venue's owner watches the clip (admins too) and says what it
+    # was (409 for the world's detection, which the model has not decided); nobody else's
+    ("GET", "/v1/detections/{detection_id}/clip"): Entry(
+        {"detection_id": "detection_{side}"}, {"owner": "ok/404", **ADMIN}, default="404/404"
+    ),
+    ("POST", "/v1/detections/{detection_id}/outcome"): Entry(
+        {"detection_id": "detection_{side}"},
+        {"owner": "ok/404", **SIGNED_IN},
+        default="403/403",
+        body={"verdict": "real"},
+    ),
     ("GET", "/v1/venues/{venue_id}/access-log"): Entry(
         {"venue_id": "venue_{side}"}, {"owner": "ok/404", **ADMIN}, default="404/404"
     ),

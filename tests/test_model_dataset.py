@@ -151,3 +151,51 @@ async def test_one_verdict_rule_in_sql_and_in_python(
     assert await conn.fetchval(f"SELECT {verdict_sql('$1::uuid')}", incident) == expected
     assert verdict(outcomes) == expected
     assert "unsure" not in LABELS
+
+
+async def test_a_fight_the_model_missed_is_exported_and_compared_once_its_owner_says_so(
+    make: Factory, conn: asyncpg.Connection, storage: Storage, tmp_path: Path
+) -> None:
+    """Rejected detections join no incident: their label is their owner's word on them (their newest).
+    The export and the model comparison read it; calibration, which reads confirmed ones, does not."""
+    from backend.models import repo as models
+
+    clip = write_test_clip(tmp_path / "c.mp4", motion="fight")
+    venue = (await make.venue()).id
+    await model_versions.set_training_consent(conn, None, venue, consent=True)
+    owner = await make.user("owner")
+    camera = await make.camera(venue)
+    said = {"missed": ["real"], "doubted": ["real", "unsure"], "silent": [], "calm": ["real", "false_alarm"]}
+    ids = {}
+    for name, words in said.items():
+        row = await make.detection(camera)
+        await storage.put_bytes(row.clip_key, clip.read_bytes(), "video/mp4")
+        await conn.execute(
+            "UPDATE detections SET status = 'rejected', score = 0.2, model_name = 'kuzet-fight', model_version = '6', "
+            "decided_at = now(), decision_reason = 'test' WHERE id = $1",
+            row.id,
+        )
+        for word in words:
+            await conn.execute(
+                "INSERT INTO detection_outcomes (detection_id, venue_id, user_id, role, verdict) "
+                "VALUES ($1, $2, $3, 'owner', $4)",
+                row.id,
+                venue,
+                owner.id,
+                word,
+            )
+        ids[name] = row.id
+
+    summary = await export(conn, storage, tmp_path / "out", retention_s=30 * DAY)
+    assert (summary["real"], summary["false_alarms"]) == (1, 1)
+    with (tmp_path / "out" / "clips.csv").open(newline="") as fh:
+        exported = {(r["clip"], r["label"]) for r in csv.DictReader(fh)}
+    assert exported == {(f"d{ids['missed'].hex}", "fight"), (f"d{ids['calm'].hex}", "noFight")}
+
+    compared = await models.labelled_scores(conn, "kuzet-fight", "7")
+    assert {(s.detection_id, s.real, s.live_model) for s in compared} == {
+        (ids["missed"], True, "kuzet-fight/6"),
+        (ids["calm"], False, "kuzet-fight/6"),
+    }
+    assert all(s.live_score == pytest.approx(0.2) for s in compared)
+    assert await models.camera_labels(conn, "kuzet-fight", "6") == []

@@ -1,5 +1,6 @@
-"""Outcomes: the owner's verdict on a resolved incident (the resolver's is recorded on resolving),
-and the labels they make per detection and camera."""
+"""Outcomes: the owner's verdict on a resolved incident (the resolver's is recorded on resolving), or
+on a detection the model rejected (it joined no incident: a fight the model missed gets its label
+here), and the labels they make per detection and camera."""
 
 from __future__ import annotations
 
@@ -9,13 +10,22 @@ from typing import Final
 
 import msgspec
 
+from backend.audit import repo as audit
 from backend.core import paging
 from backend.core.auth import Principal
 from backend.core.config import Settings
 from backend.core.db import Conn
+from backend.core.errors import Conflict, Forbidden, Gone, NotFound
 from backend.history import repo
-from backend.history.schemas import IncidentOutcomes, Label, LabelPage, OutcomeCreate, OutcomeView
-from backend.history.service import decode_cursor, require_range, require_venue_reader
+from backend.history.schemas import (
+    DetectionOutcomes,
+    IncidentOutcomes,
+    Label,
+    LabelPage,
+    OutcomeCreate,
+    OutcomeView,
+)
+from backend.history.service import Presigner, decode_cursor, require_range, require_venue_reader
 from backend.incidents import lifecycle
 from backend.incidents.access import lock_visible
 from backend.incidents.schemas import Verdict
@@ -24,7 +34,7 @@ from backend.incidents.verdicts import verdict
 REVIEWERS: Final = frozenset({"owner"})
 
 
-def _view(row: repo.OutcomeRow) -> OutcomeView:
+def _view(row: repo.OutcomeRow | repo.DetectionOutcomeRow) -> OutcomeView:
     return msgspec.convert(row, OutcomeView, from_attributes=True)
 
 
@@ -47,6 +57,71 @@ async def add_outcome(
     await lifecycle.add_outcome(conn, settings, incident, me, verdict=data.verdict, note=data.note)
     views = [_view(r) for r in await repo.outcomes(conn, [incident.id])]
     return IncidentOutcomes(incident_id=incident.id, verdict=_verdict(views), outcomes=views)
+
+
+async def _reviewed_detection(conn: Conn, me: Principal, detection_id: uuid.UUID) -> repo.DetectionScope:
+    """A detection of a venue ``me`` owns (admins: any); anyone else: 404."""
+    scope = await repo.detection(conn, detection_id)
+    if scope is None or not (me.role == "admin" or (me.role == "owner" and scope.owner_id == me.user_id)):
+        raise NotFound("no such detection", field="detection_id")
+    return scope
+
+
+async def add_detection_outcome(
+    conn: Conn, me: Principal, detection_id: uuid.UUID, data: OutcomeCreate
+) -> DetectionOutcomes:
+    """The venue's owner says what a detection the model rejected really was, having watched its clip:
+    ``real`` is a fight the model missed. A confirmed detection's verdict is its incident's (409)."""
+    if me.role not in REVIEWERS:
+        raise Forbidden(f"a {me.role} cannot judge a detection: only the venue's owner does", field=None)
+    async with conn.transaction():
+        scope = await _reviewed_detection(conn, me, detection_id)
+        if scope.incident_id is not None:
+            raise Conflict(
+                f"this detection is part of incident {scope.incident_id}: give its verdict there "
+                f"(POST /v1/incidents/{scope.incident_id}/outcome)",
+                field="detection_id",
+            )
+        if scope.status != "rejected":
+            raise Conflict(
+                f"the model has not rejected this detection (it is {scope.status}): only rejected ones are judged here",
+                field="detection_id",
+            )
+        await repo.insert_detection_outcome(
+            conn, scope, user_id=me.user_id, role=me.role, verdict=data.verdict, note=data.note
+        )
+        await audit.record_by(
+            conn,
+            me,
+            "detection.outcome_added",
+            subject_type="detection",
+            subject_id=str(detection_id),
+            venue_id=scope.venue_id,
+            detail={"verdict": data.verdict},
+        )
+        views = [_view(r) for r in await repo.detection_outcomes(conn, [detection_id])]
+    return DetectionOutcomes(detection_id=detection_id, verdict=_verdict(views), outcomes=views)
+
+
+async def detection_clip(
+    conn: Conn, settings: Settings, storage: Presigner, me: Principal, detection_id: uuid.UUID, *, client: str | None
+) -> str:
+    """A presigned URL to the clip a camera sent with a detection of the owner's venue (what they judge a
+    rejected one by), expiring within ``KUZET_FOOTAGE_URL_TTL_S``; audited first, as every footage view;
+    410 once the retention deleted it."""
+    scope = await _reviewed_detection(conn, me, detection_id)
+    if scope.footage_purged_at is not None:
+        raise Gone(f"the clip was deleted at {scope.footage_purged_at.isoformat()} (retention)", field="clip")
+    await audit.record_by(
+        conn,
+        me,
+        "footage.view.clip",
+        subject_type="detection",
+        subject_id=str(detection_id),
+        venue_id=scope.venue_id,
+        detail={"via": "api", "client": client, "expires_s": settings.footage_url_ttl_s},
+    )
+    return await storage.presign_get(scope.clip_key, expires_s=settings.footage_url_ttl_s)
 
 
 async def labels(
@@ -78,9 +153,13 @@ async def labels(
     incidents = sorted({r.incident_id for r in rows if r.incident_id is not None})
     for outcome in await repo.outcomes(conn, incidents) if incidents else []:
         by_incident.setdefault(outcome.incident_id, []).append(_view(outcome))
+    by_detection: dict[uuid.UUID, list[OutcomeView]] = {}
+    alone = [r.detection_id for r in rows if r.incident_id is None]
+    for said in await repo.detection_outcomes(conn, alone) if alone else []:
+        by_detection.setdefault(said.detection_id, []).append(_view(said))
     items = []
     for r in rows:
-        views = by_incident.get(r.incident_id, []) if r.incident_id else []
+        views = by_incident.get(r.incident_id, []) if r.incident_id else by_detection.get(r.detection_id, [])
         items.append(
             Label(
                 detection_id=r.detection_id,

@@ -327,6 +327,58 @@ LIMIT $7
 """
 
 
+# An owner's word on a detection the model rejected (no incident, so no incident outcome).
+SELECT_DETECTION_OUTCOMES = """
+SELECT o.detection_id, o.user_id, u.display_name AS user_name, o.role, 'review' AS source, o.verdict, o.note, o.at
+FROM detection_outcomes o LEFT JOIN users u ON u.id = o.user_id
+WHERE o.detection_id = ANY($1::uuid[]) ORDER BY o.id
+"""
+INSERT_DETECTION_OUTCOME = """
+INSERT INTO detection_outcomes (detection_id, venue_id, user_id, role, verdict, note) VALUES ($1, $2, $3, $4, $5, $6)
+"""
+SELECT_DETECTION = """
+SELECT d.id, d.venue_id, d.status, d.incident_id, d.clip_key, d.footage_purged_at, v.owner_id
+FROM detections d JOIN venues v ON v.id = d.venue_id WHERE d.id = $1
+"""
+
+
+class DetectionOutcomeRow(msgspec.Struct, frozen=True):
+    detection_id: uuid.UUID
+    user_id: uuid.UUID | None
+    user_name: str | None
+    role: Role
+    source: Literal["review"]
+    verdict: Verdict
+    note: str | None
+    at: datetime
+
+
+class DetectionScope(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    venue_id: uuid.UUID
+    status: str
+    incident_id: uuid.UUID | None
+    clip_key: str
+    footage_purged_at: datetime | None
+    owner_id: uuid.UUID | None
+
+
+async def detection(conn: Conn, detection_id: uuid.UUID) -> DetectionScope | None:
+    row = await conn.fetchrow(SELECT_DETECTION, detection_id)
+    return msgspec.convert(dict(row), DetectionScope) if row else None
+
+
+async def detection_outcomes(conn: Conn, detection_ids: list[uuid.UUID]) -> list[DetectionOutcomeRow]:
+    rows = await conn.fetch(SELECT_DETECTION_OUTCOMES, detection_ids)
+    return [msgspec.convert(dict(r), DetectionOutcomeRow) for r in rows]
+
+
+async def insert_detection_outcome(
+    conn: Conn, scope: DetectionScope, *, user_id: uuid.UUID, role: str, verdict: str, note: str | None
+) -> None:
+    await conn.execute(INSERT_DETECTION_OUTCOME, scope.id, scope.venue_id, user_id, role, verdict, note)
+
+
 async def outcomes(conn: Conn, incident_ids: list[uuid.UUID]) -> list[OutcomeRow]:
     return [msgspec.convert(dict(r), OutcomeRow) for r in await conn.fetch(SELECT_OUTCOMES, incident_ids)]
 

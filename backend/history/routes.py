@@ -21,6 +21,7 @@ from backend.history import outcomes, service, stats
 from backend.history.filters import HISTORY_FILTERS, HistoryFilters, Since, Until
 from backend.history.schemas import (
     AccessLogPage,
+    DetectionOutcomes,
     FootageKind,
     HistoryPage,
     IncidentOutcomes,
@@ -182,6 +183,37 @@ class HistoryController(Controller):
         self, db: Db, me: Me, state: State, incident_id: PathId, data: JSONBody[OutcomeCreate]
     ) -> IncidentOutcomes:
         return await outcomes.add_outcome(db, state.settings, me, incident_id, data)
+
+    @post(
+        "/detections/{detection_id:uuid}/outcome",
+        summary="The venue owner's word on a detection the model rejected (real: a fight it missed), for training",
+        status_code=200,
+        responses=problem_responses(401, 403, 404, 409, 422),
+    )
+    async def add_detection_outcome(
+        self, db: Db, me: Me, detection_id: PathId, data: JSONBody[OutcomeCreate]
+    ) -> DetectionOutcomes:
+        return await outcomes.add_detection_outcome(db, me, detection_id, data)
+
+    @get(
+        "/detections/{detection_id:uuid}/clip",
+        summary="The clip a camera sent with a detection of the owner's venue: redirect to a presigned URL "
+        "(5 min at most, audited); 410 past retention",
+        responses=problem_responses(401, 404, 410),
+        status_code=302,
+    )
+    async def detection_clip(
+        self, db: Db, me: Me, request: Request[object, object, State], detection_id: PathId
+    ) -> Redirect:
+        url = await outcomes.detection_clip(
+            db,
+            request.app.state.settings,
+            request.app.state.storage,
+            me,
+            detection_id,
+            client=request.client.host if request.client else None,
+        )
+        return Redirect(path=url, status_code=302, headers={"Cache-Control": "no-store"})
 
     @get(
         "/venues/{venue_id:uuid}/labels",

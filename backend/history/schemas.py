@@ -120,8 +120,17 @@ class IncidentOutcomes(msgspec.Struct, kw_only=True):
     outcomes: list[OutcomeView]
 
 
+class DetectionOutcomes(msgspec.Struct, kw_only=True):
+    """What the venue's owner said a detection the model rejected was (it joined no incident)."""
+
+    detection_id: uuid.UUID
+    verdict: Verdict | None  # their newest word
+    outcomes: list[OutcomeView]
+
+
 class Label(msgspec.Struct, kw_only=True):
-    """A decided detection and what people said its incident was: training and calibration data."""
+    """A decided detection and what people said it was: its incident's verdict, or for one the model
+    rejected, its owner's word on the detection itself. Training and calibration data."""
 
     detection_id: uuid.UUID
     camera_id: uuid.UUID

@@ -6,7 +6,8 @@ the venue owner's afterwards (``review``). The verdict is the owner's newest out
 else the resolver's: the owner reviews the footage later and answers for the venue, the resolver
 judged on the spot. Only ``real`` and ``false_alarm`` are labels. ``unsure``, or no outcome at all,
 leaves the incident unlabelled. An owner's ``unsure`` also overrides the resolver's verdict. A
-detection's label is the verdict of the incident it joined; a rejected detection has none.
+detection's label is the verdict of the incident it joined; a detection the model rejected joined
+none, and its label is its owner's newest word on it (``detection_outcomes``), if they gave one.
 """
 
 from __future__ import annotations
@@ -24,6 +25,15 @@ def verdict_sql(incident_id: str) -> str:
     return (
         "(SELECT o.verdict FROM incident_outcomes o WHERE o.incident_id = "
         f"{incident_id} ORDER BY o.source = 'review' DESC, o.id DESC LIMIT 1)"
+    )
+
+
+def detection_verdict_sql(detection: str) -> str:
+    """SQL: the label of the detection aliased ``detection`` (its incident's verdict, else its owner's
+    newest word on it; NULL: none)."""
+    return (
+        f"coalesce({verdict_sql(f'{detection}.incident_id')}, (SELECT o.verdict FROM detection_outcomes o "
+        f"WHERE o.detection_id = {detection}.id ORDER BY o.id DESC LIMIT 1))"
     )
 
 

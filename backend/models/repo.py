@@ -10,7 +10,7 @@ import msgspec
 
 from backend.core.db import Conn, fetch_one
 from backend.incidents import kinds
-from backend.incidents.verdicts import LABELS, verdict_sql
+from backend.incidents.verdicts import LABELS, detection_verdict_sql
 
 
 class SlotRow(msgspec.Struct, frozen=True):
@@ -23,7 +23,7 @@ class SlotRow(msgspec.Struct, frozen=True):
 
 
 class LabelledScore(msgspec.Struct, frozen=True):
-    """A decided detection whose incident's verdict is real or false alarm, with its scores."""
+    """A decided detection labelled real or false alarm (``_labelled``), with its scores."""
 
     detection_id: uuid.UUID
     camera_id: uuid.UUID
@@ -59,11 +59,10 @@ _MODEL_KINDS = _kinds_list(kinds.model_kinds())
 
 
 def _labelled(labels_param: str) -> str:
-    """Join each detection ``d`` to its label ``v.verdict``, its incident's verdict (one of the labels
-    parameter, real or false alarm; unsure or none leaves the detection out)."""
-    return (
-        f"JOIN LATERAL (SELECT {verdict_sql('d.incident_id')} AS verdict) v ON v.verdict = ANY({labels_param}::text[])"
-    )
+    """Join each detection ``d`` to its label ``v.verdict``: its incident's verdict, or for one the model
+    rejected its owner's word (one of the labels parameter, real or false alarm; unsure or none leaves
+    the detection out)."""
+    return f"JOIN LATERAL (SELECT {detection_verdict_sql('d')} AS verdict) v ON v.verdict = ANY({labels_param}::text[])"
 
 
 SELECT_LABELLED = f"""
@@ -73,7 +72,7 @@ SELECT d.id AS detection_id, d.camera_id, v.verdict = 'real' AS real,
 FROM detections d
 {_labelled("$3")}
 LEFT JOIN shadow_scores s ON s.detection_id = d.id AND s.model_name = $1 AND s.model_version = $2
-WHERE d.incident_id IS NOT NULL AND d.kind IN ({_MODEL_KINDS}) AND d.score IS NOT NULL
+WHERE (d.incident_id IS NOT NULL OR d.status = 'rejected') AND d.kind IN ({_MODEL_KINDS}) AND d.score IS NOT NULL
 ORDER BY d.received_at
 """
 SELECT_TRAINING_CLIPS = f"""
@@ -83,7 +82,7 @@ FROM detections d
 JOIN venues ve ON ve.id = d.venue_id
 {_labelled("$1")}
 WHERE ve.model_training_consent
-  AND d.incident_id IS NOT NULL
+  AND (d.incident_id IS NOT NULL OR d.status = 'rejected')
   AND d.kind IN ({_MODEL_KINDS})
   AND d.received_at > now() - make_interval(secs => $2)
   AND d.footage_purged_at IS NULL
@@ -183,6 +182,9 @@ _CALIBRATION_COLUMNS = (
     "camera_id, venue_id, model_name, model_version, threshold, flagged, reason, labelled, false_alarms, updated_at, "
     "model_threshold"
 )
+# Calibration raises a camera's threshold over its confirmed false alarms, capped by its real incidents'
+# lowest score: it reads confirmed detections only. A missed fight (rejected, its owner said real) scored
+# below the threshold already; as a cap it would wrongly forbid every raise.
 SELECT_CAMERA_LABELS = f"""
 SELECT d.camera_id, d.venue_id,
        coalesce(array_agg(d.score) FILTER (WHERE v.verdict = 'real'), '{{}}') AS real_scores,

@@ -73,7 +73,8 @@ def _read_meta(path: Path) -> dict[str, Any]:
 
 
 async def compare_models(conn: Conn, candidate: Path | None) -> dict[str, Any]:
-    """Live (slot or committed) versus the candidate (given, else the shadow slot's) on labelled incidents."""
+    """Live (slot or committed) versus the candidate (given, else the shadow slot's) on labelled
+    detections: incidents' verdicts, and owners' word on rejected ones (the live model's misses)."""
     from backend.models import repo as model_repo
     from backend.models import service as model_versions
     from workers.vision.compare import compare
