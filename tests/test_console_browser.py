@@ -496,6 +496,12 @@ async def test_the_night_shifts_console_at_1366_and_390_px_in_three_languages(
     finally:
         await pool.close()
     camera_time = localtime.stamp(seen, "Asia/Almaty")
+    missed = await make.detection(await make.camera(quiet.id, name="Terrace", zone="smoking area"))
+    await conn.execute(
+        "UPDATE detections SET status = 'rejected', score = 0.31, decided_at = now(), decision_reason = 'model' "
+        "WHERE id = $1",
+        missed.id,
+    )  # a clip the model rejected, for its owner to judge
     dispatcher = await make.user("dispatcher", region_id=region.id, display_name="Dana Dispatcher")
     base = settings.public_base_url
     api = stack(worker=False)
@@ -571,14 +577,17 @@ async def test_the_night_shifts_console_at_1366_and_390_px_in_three_languages(
                 ("incident", f"/console/incidents/{late_id}"),
                 ("stats", f"/console/venues/{quiet.id}/stats"),
                 ("access-log", f"/console/venues/{quiet.id}/access-log"),
+                ("rejected", f"/console/venues/{quiet.id}/rejected"),
                 ("policy", f"/console/venues/{quiet.id}/policy"),
                 ("venues", "/console/venues"),
             ):
                 browser.get(f"{base}{url}?lang={lang}")
                 assert browser.execute_script("return document.documentElement.lang;") == lang
                 assert overflow(browser) == 0, (lang, width, name, overflow(browser))
-                if name in {"history", "incident"}:
+                if name in {"history", "incident", "rejected"}:
                     shot(browser, f"{name}-{width}-{lang}")
+                if name == "rejected":
+                    assert find(browser, f"#detection-{missed.id} button.fight").is_displayed()
                 if width == 1366 and lang == "ru":
                     problems[name] = axe_problems(browser)
     browser.set_window_size(1366, 900)

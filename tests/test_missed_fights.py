@@ -1,6 +1,7 @@
 """A fight the model missed gets a label: the venue's owner watches the clip of a detection the model
-rejected (an audited footage view) and says what it was. Their newest word is the detection's label,
-in the labels list and, in test_model_dataset.py, in the training export."""
+rejected (an audited footage view) and says what it was, through the API or on the console's
+"Rejected clips" page. Their newest word is the detection's label, in the labels list and, in
+test_model_dataset.py, in the training export."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import asyncpg
 import httpx
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from lxml import html as lxml_html
 
+from backend.core.config import Settings
+from tests.consoling import console_client
 from tests.factories import Factory
 
 Client = AsyncTestClient[Litestar]
@@ -118,3 +122,92 @@ async def test_an_owner_says_a_rejected_clip_was_a_fight_the_model_missed(
     await conn.execute("UPDATE detections SET footage_purged_at = now() WHERE id = $1", missed.id)
     gone = await client.get(clip, headers=make.auth(owner), follow_redirects=False)
     assert gone.status_code == 410 and gone.json()["field"] == "clip"
+
+
+def _lines(page: str) -> list[Any]:
+    return list(lxml_html.fromstring(page).iterfind(".//table[@id='rejected']/tbody/tr"))
+
+
+def _words(element: Any) -> str:
+    return " ".join(element.text_content().split())
+
+
+async def test_the_owner_reviews_rejected_clips_on_the_console_in_their_language(
+    make: Factory, app: Litestar, conn: asyncpg.Connection, settings: Settings, storage: Any
+) -> None:
+    owner = await make.user("owner")
+    venue = await make.venue(owner_id=owner.id, region_id=(await make.region()).id, name="Club <b>Bold</b>")
+    camera = await make.camera(venue.id, name="Bar", zone="bar")
+    older, newer = await make.detection(camera), await make.detection(camera)
+    for detection, minutes in ((older, 50), (newer, 10)):
+        await storage.put_bytes(detection.clip_key, CLIP, "video/mp4")
+        await _decided(conn, detection.id, "rejected")
+        await conn.execute(
+            "UPDATE detections SET occurred_at = now() - make_interval(mins => $2), "
+            "received_at = now() - make_interval(mins => $2) WHERE id = $1",
+            detection.id,
+            minutes,
+        )
+    await conn.execute("UPDATE detections SET footage_purged_at = now() WHERE id = $1", older.id)
+    confirmed = await make.detection(camera)
+    await _decided(conn, confirmed.id, "confirmed", incident_id=await make.incident(venue.id))
+    weapon = await make.detection(camera, kind="weapon")
+    await _decided(conn, weapon.id, "rejected")  # decided on the edge score: not the model's to learn
+    page = f"/console/venues/{venue.id}/rejected"
+
+    client, csrf = await console_client(app, conn, settings, owner)
+    async with client:
+        shown = await client.get(page + "?lang=ru")
+        assert shown.status_code == 200, shown.text
+        tree = lxml_html.fromstring(shown.text)
+        assert [a.get("href") for a in tree.iterfind(".//nav[@class='tabs']/a")][-3] == page
+        assert tree.find(".//b") is None  # the venue's name is text, not markup
+        newest, oldest = _lines(shown.text)  # newest first; the confirmed and the weapon are not here
+        assert newest.get("id") == f"detection-{newer.id}" and oldest.get("id") == f"detection-{older.id}"
+        assert "Bar · bar" in _words(newest) and "камера 0.90 · модель 0.21" in _words(newest)
+        assert "не просмотрено" in _words(newest)
+        assert newest.find(".//a[@class='watch']").get("href") == f"{page}/{newer.id}/clip"
+        assert oldest.find(".//a[@class='watch']") is None and "клип удалён" in _words(oldest)
+        assert oldest.find(".//form") is None  # nothing left to judge it by
+
+        watched = await client.get(f"{page}/{newer.id}/clip", follow_redirects=False)
+        assert watched.status_code == 302 and watched.headers["cache-control"] == "no-store"
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(watched.headers["location"])).content == CLIP
+        via = await conn.fetchval(
+            "SELECT detail->>'via' FROM audit_log WHERE action = 'footage.view.clip' AND subject_id = $1",
+            str(newer.id),
+        )
+        assert via == "console"
+
+        (fight,) = newest.xpath(".//form[input[@name='verdict' and @value='real']]")
+        assert fight.get("action") == f"{page}/{newer.id}"
+        no_csrf = await client.post(fight.get("action"), data={"verdict": "real"}, follow_redirects=False)
+        assert no_csrf.status_code == 403
+        odd = await client.post(fight.get("action"), data={"verdict": "maybe", "csrf_token": csrf})
+        assert odd.status_code == 422
+        assert await conn.fetchval("SELECT count(*) FROM detection_outcomes") == 0
+        said = await client.post(
+            fight.get("action"), data={"verdict": "real", "csrf_token": csrf}, follow_redirects=False
+        )
+        assert (said.status_code, said.headers["location"]) == (303, f"{page}?done=saved")
+        after = await client.get(page + "?done=saved&lang=kk")
+        (line, _) = _lines(after.text)
+        assert line.get("data-verdict") == "real" and "сіз белгіледіңіз: төбелес" in _words(line)
+        assert line.find(".//button[@class='fight']").get("aria-pressed") == "true"
+        assert lxml_html.fromstring(after.text).find(".//p[@class='notice']") is not None
+
+    labels = await conn.fetch("SELECT detection_id, verdict, user_id FROM detection_outcomes")
+    assert [tuple(r) for r in labels] == [(newer.id, "real", owner.id)]
+
+    # Another owner, a dispatcher of the region: not theirs to see or judge.
+    stranger = await make.user("owner")
+    dispatcher = await make.user("dispatcher", region_id=venue.region_id)
+    for who, status in ((stranger, 404), (dispatcher, 403)):
+        client, csrf = await console_client(app, conn, settings, who)
+        async with client:
+            assert (await client.get(page)).status_code == status, who.role
+            assert (await client.get(f"{page}/{newer.id}/clip", follow_redirects=False)).status_code == status
+            tried = await client.post(f"{page}/{newer.id}", data={"verdict": "false_alarm", "csrf_token": csrf})
+            assert tried.status_code == status, who.role
+    assert await conn.fetchval("SELECT count(*) FROM detection_outcomes") == 1

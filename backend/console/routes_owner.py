@@ -1,6 +1,7 @@
 """Venue pages: history with filters, stats with charts, the access log, CSV export, the escalation
-policy (read-only but for admins). Owners see their venues, dispatchers their region's, admins all;
-another venue is 404, as in the API (the services check it)."""
+policy (read-only but for admins), the clips the model rejected (where the owner says which were
+fights). Owners see their venues, dispatchers their region's, admins all; another venue is 404, as in
+the API (the services check it)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import re
 import uuid
 from datetime import date, datetime
 from functools import partial
+from typing import Literal
 
 import msgspec
 from litestar import Controller, Response, get, post
@@ -24,15 +26,17 @@ from backend.detections import unchecked
 from backend.dispatch import service as dispatch
 from backend.dispatch.schemas import EscalationPolicyIn
 from backend.edge import health as edge_health
+from backend.history import outcomes, stats
 from backend.history import repo as history_repo
 from backend.history import service as history
-from backend.history import stats
 from backend.history.filters import HistoryFilters
+from backend.history.schemas import OutcomeCreate
 from backend.incidents import kinds
 from backend.venues import service as venues
 from backend.venues.schemas import Venue
 
 READERS = ("owner", "dispatcher", "admin")
+REVIEWERS = ("owner", "admin")  # the rejected clips: the owner judges them, admins may look
 KINDS = tuple(kinds.KINDS)  # the kind registry's, in its order
 STATES = ("open", "confirmed", "acknowledged", "responding", "on_scene", "resolved")
 OUTCOMES = ("handled", "false_alarm", "police_attended", "arrest", "medical", "other")
@@ -86,6 +90,12 @@ class HistoryForm(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def params(self) -> dict[str, str]:
         out = {"from": self.since, "to": self.until, "kind": self.kind, "state": self.state, "outcome": self.outcome}
         return {k: v for k, v in out.items() if v}
+
+
+class VerdictForm(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The owner's word on a clip the model rejected: a fight it missed, or not one."""
+
+    verdict: Literal["real", "false_alarm"]
 
 
 _TOKEN = re.compile(TOKEN_PATTERN.removeprefix("^").removesuffix("\\Z"), re.ASCII)
@@ -193,6 +203,54 @@ class VenueController(Controller):
             db, me, venue_id, since=query.since, until=query.until, actor_id=None, cursor=filters.cursor, limit=100
         )
         return render(request, "access_log.html", me=me, venue=venue, page=page, params=filters.params())
+
+    @get("/venues/{venue_id:uuid}/rejected")
+    async def rejected(self, request: ConsoleRequest, db: Db, me: Me, venue_id: PathId) -> Response[str]:
+        """The clips the model rejected, newest first: the owner watches one and says if it was a fight."""
+        cursor = request.query_params.get("cursor") or None
+        if cursor is not None and (len(cursor) > 200 or not _token(cursor)):
+            raise Invalid("not a cursor this console handed out", field="cursor")
+        venue = await _venue(db, me, venue_id)
+        require(me, *REVIEWERS)
+        rows, next_cursor = await outcomes.rejected(db, me, venue_id, cursor=cursor, limit=50)
+        return render(
+            request,
+            "rejected.html",
+            me=me,
+            venue=venue,
+            rows=rows,
+            next_cursor=next_cursor,
+            saved=request.query_params.get("done") == "saved",
+        )
+
+    @post("/venues/{venue_id:uuid}/rejected/{detection_id:uuid}", status_code=303)
+    async def judge_rejected(
+        self, request: ConsoleRequest, db: Db, me: Me, venue_id: PathId, detection_id: PathId
+    ) -> Redirect:
+        await _venue(db, me, venue_id)  # another tenant's venue: 404 before anything else
+        require(me, "owner")
+        data = await forms.read(request, VerdictForm)
+        await outcomes.add_detection_outcome(db, me, detection_id, OutcomeCreate(verdict=data.verdict))
+        return see_other(f"/console/venues/{venue_id}/rejected", done="saved")
+
+    @get("/venues/{venue_id:uuid}/rejected/{detection_id:uuid}/clip")
+    async def rejected_clip(
+        self, request: ConsoleRequest, db: Db, me: Me, venue_id: PathId, detection_id: PathId
+    ) -> Redirect:
+        """The rejected clip as the camera sent it: an audited footage view, on the venue's access log."""
+        await _venue(db, me, venue_id)
+        require(me, *REVIEWERS)
+        state = request.app.state
+        url = await outcomes.detection_clip(
+            db,
+            state.settings,
+            state.storage,
+            me,
+            detection_id,
+            client=request.client.host if request.client else None,
+            via="console",
+        )
+        return Redirect(path=url, status_code=302, headers={"Cache-Control": "no-store"})
 
     @get("/venues/{venue_id:uuid}/policy")
     async def policy(self, request: ConsoleRequest, db: Db, me: Me, venue_id: PathId) -> Response[str]:

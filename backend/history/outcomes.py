@@ -26,7 +26,7 @@ from backend.history.schemas import (
     OutcomeView,
 )
 from backend.history.service import Presigner, decode_cursor, require_range, require_venue_reader
-from backend.incidents import lifecycle
+from backend.incidents import kinds, lifecycle
 from backend.incidents.access import lock_visible
 from backend.incidents.schemas import Verdict
 from backend.incidents.verdicts import verdict
@@ -104,7 +104,14 @@ async def add_detection_outcome(
 
 
 async def detection_clip(
-    conn: Conn, settings: Settings, storage: Presigner, me: Principal, detection_id: uuid.UUID, *, client: str | None
+    conn: Conn,
+    settings: Settings,
+    storage: Presigner,
+    me: Principal,
+    detection_id: uuid.UUID,
+    *,
+    client: str | None,
+    via: str = "api",
 ) -> str:
     """A presigned URL to the clip a camera sent with a detection of the owner's venue (what they judge a
     rejected one by), expiring within ``KUZET_FOOTAGE_URL_TTL_S``; audited first, as every footage view;
@@ -119,9 +126,23 @@ async def detection_clip(
         subject_type="detection",
         subject_id=str(detection_id),
         venue_id=scope.venue_id,
-        detail={"via": "api", "client": client, "expires_s": settings.footage_url_ttl_s},
+        detail={"via": via, "client": client, "expires_s": settings.footage_url_ttl_s},
     )
     return await storage.presign_get(scope.clip_key, expires_s=settings.footage_url_ttl_s)
+
+
+async def rejected(
+    conn: Conn, me: Principal, venue_id: uuid.UUID, *, cursor: str | None, limit: int
+) -> tuple[list[repo.RejectedRow], str | None]:
+    """The clips of the venue the model rejected, newest first, each with its owner's word: for the
+    owner (and admins) to say which were fights. Anyone else: 404 (the venue's other readers: 403)."""
+    await require_venue_reader(conn, me, venue_id)
+    if me.role not in {*REVIEWERS, "admin"}:
+        raise Forbidden(f"a {me.role} cannot review the venue's rejected clips: its owner does", field=None)
+    after = decode_cursor(cursor) if cursor is not None else None
+    fetched = await repo.rejected(conn, venue_id, kinds.model_kinds(), after=after, limit=limit + 1)
+    rows, last = paging.split_page(fetched, limit)
+    return rows, paging.key_cursor(last.received_at, last.detection_id) if last else None
 
 
 async def labels(

@@ -363,6 +363,41 @@ class DetectionScope(msgspec.Struct, frozen=True):
     owner_id: uuid.UUID | None
 
 
+# The venue's detections of the kinds the model judges that it rejected, newest first, with the owner's
+# newest word on each: the page where a missed fight gets its label.
+SELECT_REJECTED = """
+SELECT d.id AS detection_id, c.name AS camera_name, c.zone, d.kind, d.occurred_at, d.received_at, d.edge_score,
+       d.score, d.footage_purged_at IS NULL AS has_clip,
+       (SELECT o.verdict FROM detection_outcomes o WHERE o.detection_id = d.id ORDER BY o.id DESC LIMIT 1) AS verdict
+FROM detections d JOIN cameras c ON c.id = d.camera_id
+WHERE d.venue_id = $1 AND d.status = 'rejected' AND d.kind = ANY($2::text[])
+  AND ($3::timestamptz IS NULL OR (d.received_at, d.id) < ($3, $4::uuid))
+ORDER BY d.received_at DESC, d.id DESC
+LIMIT $5
+"""
+
+
+class RejectedRow(msgspec.Struct, frozen=True):
+    detection_id: uuid.UUID
+    camera_name: str
+    zone: str | None
+    kind: KindName
+    occurred_at: datetime
+    received_at: datetime
+    edge_score: float
+    score: float | None
+    has_clip: bool
+    verdict: Verdict | None
+
+
+async def rejected(
+    conn: Conn, venue_id: uuid.UUID, kinds: list[str], *, after: tuple[datetime, uuid.UUID] | None, limit: int
+) -> list[RejectedRow]:
+    at, last = after if after else (None, None)
+    rows = await conn.fetch(SELECT_REJECTED, venue_id, kinds, at, last, limit)
+    return [msgspec.convert(dict(r), RejectedRow) for r in rows]
+
+
 async def detection(conn: Conn, detection_id: uuid.UUID) -> DetectionScope | None:
     row = await conn.fetchrow(SELECT_DETECTION, detection_id)
     return msgspec.convert(dict(row), DetectionScope) if row else None

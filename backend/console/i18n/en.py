@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from backend.console.i18n import edge, problems
+from backend.console.i18n import edge, missed, problems
 
 EN: Final[Mapping[str, str]] = {
     "app.title": "Kuzet console",
@@ -373,5 +373,6 @@ EN: Final[Mapping[str, str]] = {
     "sms.purpose.panic": "panic",
     "sms.purpose.reminder": "reminder",
     **edge.EN,
+    **missed.EN,
     **problems.EN,
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from backend.console.i18n import edge, problems
+from backend.console.i18n import edge, missed, problems
 
 KK: Final[Mapping[str, str]] = {
     "app.title": "Kuzet консолі",
@@ -373,5 +373,6 @@ KK: Final[Mapping[str, str]] = {
     "sms.purpose.panic": "дабыл түймесі",
     "sms.purpose.reminder": "еске салу",
     **edge.KK,
+    **missed.KK,
     **problems.KK,
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from backend.console.i18n import edge, problems
+from backend.console.i18n import edge, missed, problems
 
 RU: Final[Mapping[str, str]] = {
     "app.title": "Консоль Kuzet",
@@ -373,5 +373,6 @@ RU: Final[Mapping[str, str]] = {
     "sms.purpose.panic": "тревожная кнопка",
     "sms.purpose.reminder": "напоминание",
     **edge.RU,
+    **missed.RU,
     **problems.RU,
 }
