@@ -29,7 +29,8 @@ from backend.audit import repo as audit
 from backend.core.auth import Principal
 from backend.core.config import Settings
 from backend.core.db import Conn
-from backend.core.errors import Conflict, Gone, NotFound
+from backend.core.errors import Conflict, NotFound
+from backend.detections import clips
 from backend.incidents import lifecycle as incidents
 
 Cause = Literal["clip_unreadable", "clip_missing", "timed_out", "decoder_crashed"]
@@ -262,15 +263,14 @@ async def clip_key(
     row = await conn.fetchrow(CANDIDATE_CLIP, detection_id, region_id)
     if row is None:
         raise NotFound("no such candidate", field="detection_id")
-    if row["footage_purged_at"] is not None:
-        raise Gone(f"the clip was deleted at {row['footage_purged_at'].isoformat()} (retention)", field="clip")
-    await audit.record_by(
+    return await clips.watched(
         conn,
         me,
-        "footage.view.clip",
-        subject_type="detection",
-        subject_id=str(detection_id),
-        venue_id=row["venue_id"],
-        detail={"via": via, "client": client, "expires_s": expires_s},
+        detection_id,
+        row["venue_id"],
+        str(row["clip_key"]),
+        row["footage_purged_at"],
+        via=via,
+        client=client,
+        expires_s=expires_s,
     )
-    return str(row["clip_key"])

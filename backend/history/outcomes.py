@@ -15,7 +15,8 @@ from backend.core import paging
 from backend.core.auth import Principal
 from backend.core.config import Settings
 from backend.core.db import Conn
-from backend.core.errors import Conflict, Forbidden, Gone, NotFound
+from backend.core.errors import Conflict, Forbidden, NotFound
+from backend.detections import clips
 from backend.history import repo
 from backend.history.schemas import (
     DetectionOutcomes,
@@ -117,18 +118,18 @@ async def detection_clip(
     rejected one by), expiring within ``KUZET_FOOTAGE_URL_TTL_S``; audited first, as every footage view;
     410 once the retention deleted it."""
     scope = await _reviewed_detection(conn, me, detection_id)
-    if scope.footage_purged_at is not None:
-        raise Gone(f"the clip was deleted at {scope.footage_purged_at.isoformat()} (retention)", field="clip")
-    await audit.record_by(
+    key = await clips.watched(
         conn,
         me,
-        "footage.view.clip",
-        subject_type="detection",
-        subject_id=str(detection_id),
-        venue_id=scope.venue_id,
-        detail={"via": via, "client": client, "expires_s": settings.footage_url_ttl_s},
+        detection_id,
+        scope.venue_id,
+        scope.clip_key,
+        scope.footage_purged_at,
+        via=via,
+        client=client,
+        expires_s=settings.footage_url_ttl_s,
     )
-    return await storage.presign_get(scope.clip_key, expires_s=settings.footage_url_ttl_s)
+    return await storage.presign_get(key, expires_s=settings.footage_url_ttl_s)
 
 
 async def rejected(
