@@ -150,7 +150,8 @@ async def test_the_owner_reviews_rejected_clips_on_the_console_in_their_language
         )
     await conn.execute("UPDATE detections SET footage_purged_at = now() WHERE id = $1", older.id)
     confirmed = await make.detection(camera)
-    await _decided(conn, confirmed.id, "confirmed", incident_id=await make.incident(venue.id))
+    alarm = await make.incident(venue.id)  # raised now: 10 minutes after the newer rejected clip
+    await _decided(conn, confirmed.id, "confirmed", incident_id=alarm)
     weapon = await make.detection(camera, kind="weapon")
     await _decided(conn, weapon.id, "rejected")  # decided on the edge score: not the model's to learn
     page = f"/console/venues/{venue.id}/rejected"
@@ -166,6 +167,10 @@ async def test_the_owner_reviews_rejected_clips_on_the_console_in_their_language
         assert newest.get("id") == f"detection-{newer.id}" and oldest.get("id") == f"detection-{older.id}"
         assert "Bar · bar" in _words(newest) and "камера 0.90 · модель 0.21" in _words(newest)
         assert "не просмотрено" in _words(newest)
+        # an alarm raised at the venue soon after: the clip to look at first (none 40 minutes before it)
+        assert newest.find(".//p[@class='alarm']/a").get("href") == f"/console/incidents/{alarm}"
+        assert "тревога в заведении: драка" in _words(newest)
+        assert oldest.find(".//p[@class='alarm']") is None
         assert newest.find(".//a[@class='watch']").get("href") == f"{page}/{newer.id}/clip"
         assert oldest.find(".//a[@class='watch']") is None and "клип удалён" in _words(oldest)
         assert oldest.find(".//form") is None  # nothing left to judge it by

@@ -364,12 +364,21 @@ class DetectionScope(msgspec.Struct, frozen=True):
 
 
 # The venue's detections of the kinds the model judges that it rejected, newest first, with the owner's
-# newest word on each: the page where a missed fight gets its label.
+# newest word on each: the page where a missed fight gets its label. Each also shows the first alarm
+# raised at the venue from 2 minutes before to 15 minutes after it (a panic, another camera's fight):
+# the likeliest misses, the ones to watch first.
 SELECT_REJECTED = """
 SELECT d.id AS detection_id, c.name AS camera_name, c.zone, d.kind, d.occurred_at, d.received_at, d.edge_score,
        d.score, d.footage_purged_at IS NULL AS has_clip,
-       (SELECT o.verdict FROM detection_outcomes o WHERE o.detection_id = d.id ORDER BY o.id DESC LIMIT 1) AS verdict
+       (SELECT o.verdict FROM detection_outcomes o WHERE o.detection_id = d.id ORDER BY o.id DESC LIMIT 1) AS verdict,
+       a.id AS alarm_id, a.kind AS alarm_kind, a.opened_at AS alarm_at
 FROM detections d JOIN cameras c ON c.id = d.camera_id
+LEFT JOIN LATERAL (
+    SELECT i.id, i.kind, i.opened_at FROM incidents i
+    WHERE i.venue_id = d.venue_id
+      AND i.opened_at BETWEEN d.occurred_at - interval '2 minutes' AND d.occurred_at + interval '15 minutes'
+    ORDER BY i.opened_at LIMIT 1
+) a ON true
 WHERE d.venue_id = $1 AND d.status = 'rejected' AND d.kind = ANY($2::text[])
   AND ($3::timestamptz IS NULL OR (d.received_at, d.id) < ($3, $4::uuid))
 ORDER BY d.received_at DESC, d.id DESC
@@ -388,6 +397,9 @@ class RejectedRow(msgspec.Struct, frozen=True):
     score: float | None
     has_clip: bool
     verdict: Verdict | None
+    alarm_id: uuid.UUID | None  # the first alarm raised at the venue around it
+    alarm_kind: KindName | None
+    alarm_at: datetime | None
 
 
 async def rejected(

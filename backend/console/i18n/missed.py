@@ -7,12 +7,13 @@ from collections.abc import Mapping
 from typing import Final
 
 EN: Final[Mapping[str, str]] = {
+    "rejected.alarm": "alarm at this venue: {kind}, {time}",
     "venue.rejected": "Rejected clips",
     "rejected.title": "Clips the model rejected",
     "rejected.explain": (
         "The server's model judged these camera clips not to be a fight, so nobody was alerted. If a clip "
         "shows a fight, say so: the next model learns from what this one missed. Every clip you open is "
-        "on your access log."
+        "on your access log. Look first at a clip with an alarm raised at the venue soon after."
     ),
     "rejected.none": "No clip rejected by the model is kept for this venue.",
     "rejected.scores": "camera {edge} · model {model}",
@@ -30,12 +31,13 @@ EN: Final[Mapping[str, str]] = {
 }
 
 RU: Final[Mapping[str, str]] = {
+    "rejected.alarm": "тревога в заведении: {kind}, {time}",
     "venue.rejected": "Отклонённые клипы",
     "rejected.title": "Клипы, отклонённые моделью",
     "rejected.explain": (
         "Модель сервера решила, что на этих клипах камер нет драки, и никого не оповестили. Если на клипе "
         "драка, отметьте это: следующая модель учится на том, что пропустила эта. Каждый открытый вами "
-        "клип записывается в журнал доступа."
+        "клип записывается в журнал доступа. Сначала смотрите клипы, вскоре после которых в заведении подняли тревогу."
     ),
     "rejected.none": "Клипов, отклонённых моделью, для этого заведения не хранится.",
     "rejected.scores": "камера {edge} · модель {model}",
@@ -53,12 +55,13 @@ RU: Final[Mapping[str, str]] = {
 }
 
 KK: Final[Mapping[str, str]] = {
+    "rejected.alarm": "мекемеде дабыл: {kind}, {time}",
     "venue.rejected": "Қабылданбаған клиптер",
     "rejected.title": "Модель қабылдамаған клиптер",
     "rejected.explain": (
         "Сервер моделі бұл камера клиптерінде төбелес жоқ деп шешті, сондықтан ешкімге хабар берілмеді. "
         "Клипте төбелес болса, белгілеңіз: келесі модель осы модель өткізіп алғаннан үйренеді. Сіз ашқан "
-        "әр клип қолжетімділік журналына жазылады."
+        "әр клип қолжетімділік журналына жазылады. Алдымен артынша мекемеде дабыл көтерілген клиптерді қараңыз."
     ),
     "rejected.none": "Бұл мекеме үшін модель қабылдамаған клип сақталмаған.",
     "rejected.scores": "камера {edge} · модель {model}",
